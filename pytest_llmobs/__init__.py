@@ -1,0 +1,89 @@
+"""pytest-llmobs: every pytest session becomes a traced, scored experiment run that gates CI.
+
+Public names are imported lazily, so loading the plugin costs little in suites that do not use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Dataset": "pytest_llmobs.datasets",
+    "DatasetError": "pytest_llmobs.datasets",
+    "DatasetItem": "pytest_llmobs.datasets",
+    "EvalResult": "pytest_llmobs.evaluators",
+    "LLM": "pytest_llmobs.llm",
+    "LLMResult": "pytest_llmobs.llm",
+    "CompiledPrompt": "pytest_llmobs.prompts",
+    "Prompt": "pytest_llmobs.prompts",
+    "PromptError": "pytest_llmobs.prompts",
+    "PromptVariableError": "pytest_llmobs.prompts",
+    "Scorer": "pytest_llmobs.scorer",
+    "Observation": "pytest_llmobs.tracing",
+    "Score": "pytest_llmobs.tracing",
+    "ScoreError": "pytest_llmobs.tracing",
+    "Span": "pytest_llmobs.tracing",
+    "Trace": "pytest_llmobs.tracing",
+    "current_observation": "pytest_llmobs.tracing",
+    "current_trace": "pytest_llmobs.tracing",
+    "observe": "pytest_llmobs.tracing",
+    "propagate_attributes": "pytest_llmobs.tracing",
+    "start_span": "pytest_llmobs.tracing",
+}
+
+__all__ = [
+    "LLM",
+    "CompiledPrompt",
+    "Dataset",
+    "DatasetError",
+    "DatasetItem",
+    "EvalResult",
+    "LLMResult",
+    "Observation",
+    "Prompt",
+    "PromptError",
+    "PromptVariableError",
+    "Score",
+    "ScoreError",
+    "Scorer",
+    "Span",
+    "Trace",
+    "__version__",
+    "current_observation",
+    "current_trace",
+    "observe",
+    "propagate_attributes",
+    "start_span",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_llmobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from pytest_llmobs.datasets import Dataset, DatasetError, DatasetItem
+    from pytest_llmobs.evaluators import EvalResult
+    from pytest_llmobs.llm import LLM, LLMResult
+    from pytest_llmobs.prompts import CompiledPrompt, Prompt, PromptError, PromptVariableError
+    from pytest_llmobs.scorer import Scorer
+    from pytest_llmobs.tracing import (
+        Observation,
+        Score,
+        ScoreError,
+        Span,
+        Trace,
+        current_observation,
+        current_trace,
+        observe,
+        propagate_attributes,
+        start_span,
+    )

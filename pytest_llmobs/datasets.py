@@ -1,0 +1,343 @@
+"""Dataset files (``.jsonl``, ``.json``, ``.csv``) turned into validated items with a version.
+
+Dataset ``qa`` lives at ``<directory>/qa.jsonl``, ``qa.json`` or ``qa.csv`` (exactly one). Items
+have an ``input`` and optionally an ``id`` (derived from the content when absent), an
+``expected_output`` (Langfuse's ``expectedOutput`` too) and a ``metadata`` object. ``version``
+hashes the items, so the same items in the same order give the same version in any format.
+Problems raise a one-line :class:`DatasetError` naming the file and line or item when known.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+EXTENSIONS = (".jsonl", ".json", ".csv")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_KEYS = ("id", "input", "expected_output", "metadata")
+_ALIASES = {"expectedOutput": "expected_output"}
+_JSON_TYPES: dict[type, str] = {dict: "object", list: "list", str: "string", bool: "boolean"}
+_JSON_TYPES |= {int: "number", float: "number", type(None): "null"}
+_EXPECTED_OBJECT = (
+    "expected a JSON object with 'input' (and optional 'id', 'expected_output', 'metadata')"
+)
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, ambiguous or malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DatasetItem:
+    """One test case of a dataset: an ``input`` and what the model is expected to produce."""
+
+    id: str
+    input: Any
+    expected_output: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    dataset: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh JSON-serialisable dict of the item's content (without ``dataset``)."""
+        return copy.deepcopy(_content(self))
+
+    def __repr__(self) -> str:
+        text = repr(self.input)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        return f"DatasetItem({self.id!r}, input={text})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Dataset:
+    """The items of one dataset file, in file order, and the version of their content."""
+
+    name: str
+    version: str
+    path: Path
+    items: tuple[DatasetItem, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[DatasetItem]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> DatasetItem:
+        return self.items[index]
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, version={self.version!r}, items={len(self.items)})"
+
+    def get(self, item_id: str) -> DatasetItem:
+        """The item with id ``item_id``; a :class:`DatasetError` listing known ids if none."""
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        known = _preview([item.id for item in self.items])
+        raise DatasetError(f"dataset {self.name!r} has no item {item_id!r}; known ids: {known}")
+
+    def limit(self, n: int | None) -> Dataset:
+        """The first ``n`` items (all of them when ``n`` is None).
+
+        The ``version`` is kept: it identifies the dataset file's content, not the subset run.
+        """
+        if n is None:
+            return self
+        if n < 0:
+            raise ValueError(f"limit must be >= 0, got {n}")
+        return replace(self, items=self.items[:n])
+
+
+def find_dataset_file(name: str, directory: Path) -> Path:
+    """The one file ``<directory>/<name>.jsonl|.json|.csv``, or a :class:`DatasetError`."""
+    _check_name(name)
+    directory = Path(directory).absolute()
+    if not directory.is_dir():
+        raise DatasetError(f"dataset {name!r} not found: directory {directory} does not exist")
+    found = [directory / f"{name}{ext}" for ext in EXTENSIONS]
+    found = [path for path in found if path.is_file()]
+    if len(found) > 1:
+        files = ", ".join(str(path) for path in found[:-1]) + f" and {found[-1]}"
+        raise DatasetError(f"dataset {name!r} is ambiguous: found {files}; keep only one")
+    if not found:
+        available = sorted(
+            {p.stem for p in directory.iterdir() if p.suffix in EXTENSIONS and p.is_file()}
+        )
+        expected = f"{name}.jsonl, {name}.json or {name}.csv"
+        raise DatasetError(
+            f"dataset {name!r} not found in {directory}; expected {expected}; "
+            f"available: {_preview([n for n in available if _NAME_RE.fullmatch(n)], 20)}"
+        )
+    return found[0]
+
+
+def load_dataset(name: str, directory: Path) -> Dataset:
+    """Find dataset ``name`` in ``directory`` and load it."""
+    return load_dataset_file(find_dataset_file(name, directory), name)
+
+
+def load_dataset_file(path: Path, name: str | None = None) -> Dataset:
+    """Load and validate one dataset file; ``name`` defaults to the file name without suffix."""
+    path = Path(path)
+    name = path.stem if name is None else _check_name(name)
+    parsers = {".jsonl": _parse_jsonl, ".json": _parse_json, ".csv": _parse_csv}
+    parser = parsers.get(path.suffix.lower())
+    if parser is None:
+        raise DatasetError(
+            f"{path}: unsupported dataset file type {path.suffix!r}; expected .jsonl, .json or .csv"
+        )
+    text = _read_text(path)
+    raws = parser(text, path) if text.strip() else []
+    if not raws:
+        raise DatasetError(f"{path}: dataset has no items")
+    items = _assign_ids(raws, name)
+    version = _digest([_content(item) for item in items])
+    return Dataset(name=name, version=version, path=path, items=items)
+
+
+class _Loc(NamedTuple):
+    prefix: str  # starts an error message: "data.jsonl:3" or "data.json: item 3"
+    short: str  # points back at an earlier entry: "line 3" or "item 3"
+
+
+class _Raw(NamedTuple):
+    loc: _Loc
+    id: str | None  # None: to be derived from the content
+    content: dict[str, Any]  # input, expected_output, metadata
+
+
+def _line(path: Path, lineno: int) -> _Loc:
+    return _Loc(f"{path}:{lineno}", f"line {lineno}")
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        rule = "letters, digits, '.', '_' or '-', starting with a letter or digit"
+        raise DatasetError(f"invalid dataset name {name!r}; expected {rule}")
+    return name
+
+
+def _preview(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "(none)"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names)} total)"
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _content(item: DatasetItem) -> dict[str, Any]:
+    content = {"id": item.id, "input": item.input, "expected_output": item.expected_output}
+    return content | {"metadata": item.metadata}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read dataset file ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte offset {exc.start}"
+        raise DatasetError(f"{path}: not valid UTF-8 at {where} ({exc.reason})") from exc
+    return text.removeprefix("\ufeff")
+
+
+def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
+    raws = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+        raws.append(_from_object(value, _line(path, lineno)))
+    return raws
+
+
+def _parse_json(text: str, path: Path) -> list[_Raw]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
+    entries = value.get("items") if isinstance(value, dict) else value
+    if not isinstance(entries, list):
+        got = "an object without an 'items' list" if isinstance(value, dict) else _json_type(value)
+        expected = "expected a list of items or an object with an 'items' list"
+        raise DatasetError(f"{path}: {expected}, got {got}")
+    return [
+        _from_object(entry, _Loc(f"{path}: item {index}", f"item {index}"))
+        for index, entry in enumerate(entries, start=1)
+    ]
+
+
+def _parse_csv(text: str, path: Path) -> list[_Raw]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    raws = []
+    end = 0  # physical line on which the previous record ended
+    try:
+        for row in reader:
+            lineno, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = _csv_header(row, _line(path, lineno))
+            else:
+                raws.append(_from_csv_row(header, row, _line(path, lineno)))
+    except csv.Error as exc:
+        raise DatasetError(f"{path}:{reader.line_num}: invalid CSV ({exc})") from exc
+    return raws
+
+
+def _csv_header(row: list[str], loc: _Loc) -> list[str]:
+    header = [_ALIASES.get(cell.strip(), cell.strip()) for cell in row]
+    if "" in header or len(set(header)) < len(header):
+        found = ", ".join(repr(column) for column in header)
+        raise DatasetError(f"{loc.prefix}: CSV header has empty or repeated columns: {found}")
+    if "input" not in header:
+        raise DatasetError(
+            f"{loc.prefix}: CSV header must include an 'input' column "
+            f"(optional: id, expected_output, metadata); found: {', '.join(header)}"
+        )
+    return header
+
+
+def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
+    if len(row) > len(header):
+        raise DatasetError(f"{loc.prefix}: row has {len(row)} cells but the header {len(header)}")
+    cells = dict.fromkeys(header, "") | dict(zip(header, row, strict=False))
+    metadata: Any = {}
+    if cells.get("metadata", "").strip():
+        try:
+            metadata = json.loads(cells["metadata"])
+        except json.JSONDecodeError as exc:
+            message = f"invalid JSON in 'metadata' column ({exc.msg})"
+            raise DatasetError(f"{loc.prefix}: {message}") from exc
+    extra = {column: cell for column, cell in cells.items() if column not in _KEYS}
+    if isinstance(metadata, dict) and (clash := sorted(extra.keys() & metadata.keys())):
+        raise DatasetError(f"{loc.prefix}: column {clash[0]!r} is also a key in 'metadata'")
+    if not cells["input"]:
+        raise DatasetError(f"{loc.prefix}: empty 'input' cell")
+    entry: dict[str, Any] = {"id": cells.get("id") or None, "input": cells["input"]}
+    entry["expected_output"] = cells.get("expected_output") or None
+    entry["metadata"] = metadata | extra if isinstance(metadata, dict) else metadata
+    return _from_object(entry, loc)
+
+
+def _from_object(value: object, loc: _Loc) -> _Raw:
+    if not isinstance(value, dict):
+        raise DatasetError(f"{loc.prefix}: {_EXPECTED_OBJECT}, got {_json_type(value)}")
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _ALIASES.get(str(key), str(key))
+        if name in fields:
+            raise DatasetError(f"{loc.prefix}: both 'expected_output' and 'expectedOutput' given")
+        fields[name] = item
+    unknown = [repr(key) for key in fields if key not in _KEYS]
+    if unknown:
+        raise DatasetError(
+            f"{loc.prefix}: unknown key{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+            "allowed keys: id, input, expected_output (or expectedOutput), metadata"
+        )
+    if fields.get("input") is None:
+        present = ", ".join(repr(key) for key in value) or "none"
+        problem = (
+            "'input' must not be null" if "input" in fields else "missing required key 'input'"
+        )
+        raise DatasetError(f"{loc.prefix}: {problem} (keys present: {present})")
+    metadata = {} if fields.get("metadata") is None else fields["metadata"]
+    if not isinstance(metadata, dict):
+        got = _json_type(metadata)
+        raise DatasetError(f"{loc.prefix}: 'metadata' must be a JSON object, got {got}")
+    item_id = fields.get("id")
+    if isinstance(item_id, int) and not isinstance(item_id, bool):
+        item_id = str(item_id)
+    elif item_id is not None and not (isinstance(item_id, str) and item_id.strip()):
+        got = "an empty string" if isinstance(item_id, str) else _json_type(item_id)
+        raise DatasetError(f"{loc.prefix}: 'id' must be a non-empty string or integer, got {got}")
+    content = {"input": fields["input"], "expected_output": fields.get("expected_output")}
+    return _Raw(loc, item_id, content | {"metadata": metadata})
+
+
+def _assign_ids(raws: list[_Raw], dataset: str) -> tuple[DatasetItem, ...]:
+    first_seen: dict[str, _Loc] = {}
+    for raw in raws:
+        if raw.id is not None and raw.id in first_seen:
+            first = first_seen[raw.id].short
+            raise DatasetError(f"{raw.loc.prefix}: duplicate id {raw.id!r} (first used at {first})")
+        if raw.id is not None:
+            first_seen[raw.id] = raw.loc
+    taken = set(first_seen)
+    items = []
+    for raw in raws:
+        item_id = raw.id
+        if item_id is None:  # derived from content; identical content gets "-2", "-3", ...
+            base = item_id = _digest(raw.content)
+            n = 1
+            while item_id in taken:
+                n += 1
+                item_id = f"{base}-{n}"
+            taken.add(item_id)
+        items.append(DatasetItem(item_id, **raw.content, dataset=dataset))
+    return tuple(items)

@@ -1,0 +1,183 @@
+"""The ``llm`` fixture's client: calls the run's model and records each call as a generation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmobs.prompts import CompiledPrompt, Prompt
+from pytest_llmobs.providers import Message, Provider, Usage
+from pytest_llmobs.tracing import (
+    Observation,
+    _current,
+    _restore,
+    close_observation,
+    open_observation,
+)
+
+GENERATION_PARAMS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "seed",
+        "stop",
+        "response_format",
+        "presence_penalty",
+        "frequency_penalty",
+        "n",
+        "logit_bias",
+    }
+)
+"""Prompt ``config`` keys passed to the model as call parameters; other keys are metadata."""
+
+PromptInput = str | CompiledPrompt | Sequence[Mapping[str, str]]
+
+
+@dataclass(slots=True)
+class LLMResult:
+    """The answer of one model call."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: float = 0.0
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    observation_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def to_messages(prompt: PromptInput) -> list[Message]:
+    """Normalise a string, a compiled prompt or a list of chat messages to chat messages."""
+    if isinstance(prompt, CompiledPrompt):
+        return prompt.messages
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    messages: list[Message] = []
+    for index, message in enumerate(prompt):
+        if not isinstance(message, Mapping) or "content" not in message or "role" not in message:
+            raise TypeError(
+                f"message {index}: expected a mapping with 'role' and 'content'; got {message!r}"
+            )
+        messages.append({"role": str(message["role"]), "content": str(message["content"])})
+    return messages
+
+
+class LLM:
+    """Generates with the session's model; every call becomes a generation observation."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    @property
+    def model(self) -> str:
+        return self.provider.model
+
+    def _prepare(
+        self,
+        prompt: PromptInput,
+        name: str | None,
+        params: dict[str, Any],
+        link: CompiledPrompt | Prompt | None,
+    ) -> tuple[Observation, list[Message], dict[str, Any], Observation | None]:
+        if not isinstance(prompt, (str, CompiledPrompt, Sequence)):
+            raise TypeError(
+                "generate() expects a string, a compiled prompt or a list of chat messages; "
+                f"got {type(prompt).__name__}"
+            )
+        messages = to_messages(prompt)
+        if link is None and isinstance(prompt, CompiledPrompt):
+            link = prompt
+        call_params = dict(params)
+        if link is not None:
+            defaults = {k: v for k, v in link.config.items() if k in GENERATION_PARAMS}
+            call_params = {**defaults, **call_params}
+        parent = _current.get()
+        observation = open_observation(
+            name or (link.name if link is not None else "llm.generate"),
+            type="generation",
+            input=messages,
+        )
+        observation.model = self.provider.model
+        observation.model_parameters = call_params
+        if link is not None:
+            observation.attach_prompt(link)
+        return observation, messages, call_params, parent
+
+    def _finish(self, observation: Observation, started: float, answer: Any) -> LLMResult:
+        observation.output = answer.text
+        observation.usage = answer.usage.to_dict()
+        observation.cost = answer.cost
+        latency = answer.latency_ms or (time.perf_counter() - started) * 1000.0
+        observation.metadata["latency_ms"] = latency
+        return LLMResult(
+            text=answer.text,
+            model=answer.model,
+            usage=answer.usage,
+            latency_ms=latency,
+            prompt_name=observation.prompt_name,
+            prompt_version=observation.prompt_version,
+            observation_id=observation.id,
+        )
+
+    def generate(
+        self,
+        prompt: PromptInput,
+        *,
+        name: str | None = None,
+        prompt_version: CompiledPrompt | Prompt | None = None,
+        **params: Any,
+    ) -> LLMResult:
+        """Call the model and record the call as a generation.
+
+        ``prompt`` is a string, chat messages or a compiled prompt (which links the generation
+        to its prompt version and supplies defaults from its config). Pass ``prompt_version=``
+        to link messages you assembled yourself to the prompt they came from. ``params``
+        (temperature, max_tokens, ...) override the prompt's config.
+        """
+        observation, messages, call_params, parent = self._prepare(
+            prompt, name, params, prompt_version
+        )
+        token = _current.set(observation)
+        started = time.perf_counter()
+        try:
+            answer = self.provider.complete(messages, **call_params)
+            return self._finish(observation, started, answer)
+        except BaseException as exc:
+            observation.fail(exc)
+            raise
+        finally:
+            _restore(token, parent)
+            close_observation(observation)
+
+    async def agenerate(
+        self,
+        prompt: PromptInput,
+        *,
+        name: str | None = None,
+        prompt_version: CompiledPrompt | Prompt | None = None,
+        **params: Any,
+    ) -> LLMResult:
+        """`generate` for async code: waits without blocking the event loop."""
+        observation, messages, call_params, parent = self._prepare(
+            prompt, name, params, prompt_version
+        )
+        token = _current.set(observation)
+        started = time.perf_counter()
+        try:
+            answer = await self.provider.acomplete(messages, **call_params)
+            return self._finish(observation, started, answer)
+        except BaseException as exc:
+            observation.fail(exc)
+            raise
+        finally:
+            _restore(token, parent)
+            close_observation(observation)
+
+    def __repr__(self) -> str:
+        return f"LLM(model={self.model!r})"

@@ -1,0 +1,53 @@
+"""The ``llm_dataset`` marker: arguments checked once, then one test case per dataset item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+MARKER = "llm_dataset"
+MARKER_HELP = (
+    f"{MARKER}(name, argname='item', thresholds=None, limit=None): run the test once per item "
+    "of the named dataset (test ids from item ids); thresholds are '[dataset:] aggregate op "
+    "number' gates on that dataset's aggregates"
+)
+_KEYWORDS = ("argname", "thresholds", "limit")
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetMarker:
+    name: str
+    argname: str = "item"
+    thresholds: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
+    """Validate the marker's arguments; a mistake raises `pytest.UsageError` naming the test."""
+    prefix = f"{where}: @pytest.mark.{MARKER}"
+    unknown = sorted(set(mark.kwargs) - set(_KEYWORDS))
+    if unknown:
+        raise pytest.UsageError(
+            f"{prefix} got unknown argument {unknown[0]!r}; expected name and "
+            f"{', '.join(_KEYWORDS)}"
+        )
+    args = list(mark.args)
+    if "name" in mark.kwargs:
+        raise pytest.UsageError(f"{prefix}: pass the dataset name positionally")
+    if len(args) != 1 or not isinstance(args[0], str) or not args[0]:
+        raise pytest.UsageError(f"{prefix} needs exactly one dataset name; got {args!r}")
+    argname = mark.kwargs.get("argname", "item")
+    if not isinstance(argname, str) or not argname.isidentifier():
+        raise pytest.UsageError(f"{prefix}: argname must be an identifier; got {argname!r}")
+    thresholds = mark.kwargs.get("thresholds") or ()
+    if isinstance(thresholds, str):
+        thresholds = (thresholds,)
+    if not all(isinstance(t, str) for t in thresholds):
+        raise pytest.UsageError(
+            f"{prefix}: thresholds must be strings like 'mean_accuracy >= 0.9'; got {thresholds!r}"
+        )
+    limit = mark.kwargs.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise pytest.UsageError(f"{prefix}: limit must be a positive integer; got {limit!r}")
+    return DatasetMarker(args[0], argname, tuple(thresholds), limit)

@@ -1,0 +1,193 @@
+"""pytest hooks and fixtures only: each wires pytest to the module that does the work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+from pytest_llmobs import hookspecs
+from pytest_llmobs.markers import MARKER, MARKER_HELP, read_marker
+from pytest_llmobs.settings import add_options
+
+PAYLOAD_ATTRIBUTE = "llmobs_item"
+"""Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
+
+_RECORD_KEY = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    from pytest_llmobs.configure import build_state
+    from pytest_llmobs.session import STATE_KEY
+
+    state = build_state(config)
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(SessionHooks(state), "llmobs-session")
+
+
+class SessionHooks:
+    """Hooks that need the session's state; registered once the state exists."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.state.recorder is not None and not session.config.option.collectonly:
+            self.state.recorder.begin()
+            self.state.started = True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
+        if payload is not None and self.state.recorder is not None and self.state.started:
+            self.state.recorder.add_item(payload)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from pytest_llmobs.configure import finish_run
+
+        finish_run(self.state, session, exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        from pytest_llmobs.reporting.terminal import write_summary
+
+        if self.state.result is not None:
+            write_summary(terminalreporter, self.state.result)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.state.store.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    mark = metafunc.definition.get_closest_marker(MARKER)
+    if mark is None:
+        return
+    from pytest_llmobs.datasets import DatasetError
+    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.thresholds import ThresholdError, parse_threshold
+
+    marker = read_marker(mark, metafunc.definition.nodeid)
+    state = metafunc.config.stash[STATE_KEY]
+    try:
+        dataset = state.dataset(marker.name).limit(marker.limit)
+        for expression in marker.thresholds:
+            parse_threshold(expression, dataset=marker.name, source=metafunc.definition.nodeid)
+    except (DatasetError, ThresholdError) as exc:
+        pytest.fail(f"{metafunc.definition.nodeid}: {exc}", pytrace=False)
+    metafunc.parametrize(marker.argname, list(dataset), ids=[item.id for item in dataset])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    from pytest_llmobs.recording import TestRecord
+    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.tracing import activate
+
+    state = item.config.stash[STATE_KEY]
+    record = TestRecord(
+        run_id=state.run_id, node_id=item.nodeid, name=item.name, **_dataset_link(item, state)
+    )
+    item.stash[_RECORD_KEY] = record
+    with activate(record.root):
+        return (yield)
+
+
+def _dataset_link(item: pytest.Item, state: Any) -> dict[str, Any]:
+    mark = item.get_closest_marker(MARKER)
+    callspec = getattr(item, "callspec", None)
+    if mark is None or callspec is None:
+        return {}
+    marker = read_marker(mark, item.nodeid)
+    linked = callspec.params.get(marker.argname)
+    if linked is None:
+        return {}
+    return {
+        "item": linked,
+        "dataset_version": state.dataset(marker.name).version,
+        "thresholds": marker.thresholds,
+    }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    record = item.stash.get(_RECORD_KEY, None)
+    if record is not None:
+        record.observe_report(report, call)
+        if report.when == "teardown":
+            setattr(report, PAYLOAD_ATTRIBUTE, record.finish())
+            del item.stash[_RECORD_KEY]
+    return report
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest) -> Any:
+    """The session's model (``--llm-model``): ``llm.generate(prompt_or_messages, **params)``.
+
+    Each call is recorded as a generation in the test's trace.
+    """
+    from pytest_llmobs.session import STATE_KEY
+
+    return request.config.stash[STATE_KEY].llm
+
+
+@pytest.fixture
+def prompt(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Load a prompt: ``prompt("support-agent")``, ``prompt(name, version=2)``, ``label=...``.
+
+    ``.compile(**variables)`` fills ``{{variables}}``; generations from the compiled prompt link
+    to its exact version.
+    """
+    from pytest_llmobs.prompts import Prompt
+    from pytest_llmobs.session import STATE_KEY
+
+    state = request.config.stash[STATE_KEY]
+    record = request.node.stash.get(_RECORD_KEY, None)
+
+    def load(name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
+        loaded = state.prompts.get(name, version=version, label=label)
+        if record is not None:
+            record.use_prompt(loaded)
+        return loaded
+
+    return load
+
+
+@pytest.fixture
+def scorer() -> Any:
+    """Record scores on the test's trace: ``scorer.score(name, value)``, evaluators such as
+    ``assert scorer.exact_match(output, expected)``."""
+    from pytest_llmobs.scorer import Scorer
+
+    return Scorer()
+
+
+@pytest.fixture
+def dataset(request: pytest.FixtureRequest) -> Callable[[str], Any]:
+    """Load a dataset from the datasets dir: ``dataset("capital-cities-tutorial")``."""
+    from pytest_llmobs.datasets import Dataset
+    from pytest_llmobs.session import STATE_KEY
+
+    state = request.config.stash[STATE_KEY]
+    record = request.node.stash.get(_RECORD_KEY, None)
+
+    def load(name: str) -> Dataset:
+        loaded = state.dataset(name)
+        if record is not None:
+            record.use_dataset(loaded.name, loaded.version)
+        return loaded
+
+    return load

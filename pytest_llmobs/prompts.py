@@ -1,0 +1,345 @@
+"""Prompt files, immutable versions and labels, and compiling ``{{variables}}``.
+
+A prompt file ``prompts/<name>.json`` (or ``.toml``; ``.yaml``/``.yml`` with PyYAML) holds
+Langfuse's prompt shape::
+
+    {"type": "text" | "chat", "prompt": "..." | [{"role": ..., "content": ...}],
+     "config": {...}, "labels": ["production"]}
+
+The file is the current content. The store numbers contents as they appear: new content under
+the same name becomes the next version, and a version never changes once assigned. Labels in the
+file move to the file's version; ``latest`` always names the newest version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pytest_llmobs.store import Store
+
+PROMPT_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
+_VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+class PromptError(ValueError):
+    """A prompt file is missing or malformed, or a version/label does not exist."""
+
+
+class PromptVariableError(PromptError, KeyError):
+    """Compiling a prompt lacked a variable its template uses."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(min_length=1)
+    content: str
+
+
+class PromptFile(BaseModel):
+    """The validated content of a prompt file."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "chat"] = "text"
+    prompt: str | list[ChatMessage]
+    config: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    commit_message: str | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _no_latest(cls, labels: list[str]) -> list[str]:
+        if "latest" in labels:
+            raise ValueError("'latest' is maintained automatically and cannot be set in a file")
+        return labels
+
+    def check_shape(self) -> None:
+        if self.type == "text" and not isinstance(self.prompt, str):
+            raise ValueError("a 'text' prompt needs 'prompt' to be a string")
+        if self.type == "chat" and isinstance(self.prompt, str):
+            raise ValueError("a 'chat' prompt needs 'prompt' to be a list of {role, content}")
+
+
+def _content_of(spec: PromptFile) -> dict[str, Any]:
+    template: Any = (
+        spec.prompt if isinstance(spec.prompt, str) else [m.model_dump() for m in spec.prompt]
+    )
+    return {"type": spec.type, "prompt": template, "config": spec.config}
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One immutable prompt version."""
+
+    name: str
+    version: int
+    type: Literal["text", "chat"]
+    template: str | list[dict[str, str]]
+    config: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    hash: str = ""
+
+    @property
+    def variables(self) -> list[str]:
+        """The variable names the template uses, in order of first appearance."""
+        texts = (
+            [self.template]
+            if isinstance(self.template, str)
+            else [m["content"] for m in self.template]
+        )
+        seen: dict[str, None] = {}
+        for text in texts:
+            for match in _VARIABLE.finditer(text):
+                seen.setdefault(match.group(1), None)
+        return list(seen)
+
+    def compile(self, **variables: Any) -> CompiledPrompt:
+        """Fill ``{{variables}}``; a variable the template uses but was not given is an error."""
+        missing = [v for v in self.variables if v not in variables]
+        if missing:
+            given = ", ".join(sorted(variables)) or "(none)"
+            names = ", ".join(map(repr, missing))
+            raise PromptVariableError(
+                f"prompt {self.name!r} version {self.version} is missing variable"
+                f"{'s' if len(missing) > 1 else ''} {names}; given: {given}"
+            )
+
+        def fill(text: str) -> str:
+            return _VARIABLE.sub(lambda m: str(variables[m.group(1)]), text)
+
+        if isinstance(self.template, str):
+            return CompiledPrompt(self, text=fill(self.template), variables=variables)
+        messages = [{**m, "content": fill(m["content"])} for m in self.template]
+        return CompiledPrompt(self, messages=messages, variables=variables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "type": self.type,
+            "prompt": self.template,
+            "config": self.config,
+            "labels": list(self.labels),
+            "hash": self.hash,
+        }
+
+
+class CompiledPrompt:
+    """A prompt with its variables filled; remembers the exact version it came from."""
+
+    __slots__ = ("_messages", "_text", "prompt", "variables")
+
+    def __init__(
+        self,
+        prompt: Prompt,
+        *,
+        text: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> None:
+        self.prompt = prompt
+        self._text = text
+        self._messages = messages
+        self.variables = dict(variables or {})
+
+    @property
+    def name(self) -> str:
+        return self.prompt.name
+
+    @property
+    def version(self) -> int:
+        return self.prompt.version
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.prompt.config
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """Chat messages (a text prompt becomes one user message)."""
+        if self._messages is not None:
+            return [dict(m) for m in self._messages]
+        return [{"role": "user", "content": self._text or ""}]
+
+    @property
+    def text(self) -> str:
+        """The compiled text (chat messages joined as ``role: content`` lines)."""
+        if self._text is not None:
+            return self._text
+        return "\n".join(f"{m['role']}: {m['content']}" for m in self._messages or [])
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"CompiledPrompt({self.name!r}, version={self.version})"
+
+
+def _read_prompt_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(f"{path}: cannot read prompt file ({exc})") from None
+    suffix = path.suffix
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            data = _load_toml(text)
+        else:
+            data = _load_yaml(path, text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+    except PromptError:
+        raise
+    except Exception as exc:
+        raise PromptError(f"{path}: invalid {suffix.lstrip('.').upper()} ({exc})") from None
+    if not isinstance(data, dict):
+        raise PromptError(
+            f"{path}: expected an object with 'type', 'prompt', 'config', 'labels'; "
+            f"got {type(data).__name__}"
+        )
+    return data
+
+
+def _load_toml(text: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise PromptError(
+                "reading .toml prompts on Python 3.10 needs tomli: pip install tomli"
+            ) from None
+    return tomllib.loads(text)
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise PromptError(
+            f"{path}: reading YAML prompts needs PyYAML: pip install pyyaml"
+        ) from None
+    return yaml.safe_load(text)
+
+
+def parse_prompt_file(path: Path) -> PromptFile:
+    """Read and validate one prompt file; errors name the file and the offending field."""
+    data = _read_prompt_file(path)
+    try:
+        spec = PromptFile.model_validate(data)
+        spec.check_shape()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "(file)"
+        raise PromptError(f"{path}: {where}: {first['msg']}") from None
+    except ValueError as exc:
+        raise PromptError(f"{path}: {exc}") from None
+    return spec
+
+
+class PromptRegistry:
+    """Resolves prompt names to versions from the prompts directory and the store."""
+
+    def __init__(self, directory: Path, store: Store) -> None:
+        self.directory = directory
+        self._store = store
+        self._current: dict[str, Prompt] = {}
+
+    def find_file(self, name: str) -> Path | None:
+        if not _NAME.match(name) or ".." in name:
+            raise PromptError(f"invalid prompt name {name!r}; expected letters, digits, . _ - /")
+        found = [self.directory / f"{name}{s}" for s in PROMPT_SUFFIXES]
+        existing = [p for p in found if p.is_file()]
+        if len(existing) > 1:
+            raise PromptError(
+                f"prompt {name!r} is ambiguous: {', '.join(map(str, existing))}; keep one file"
+            )
+        return existing[0] if existing else None
+
+    def available(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(self.directory).with_suffix(""))
+            for p in self.directory.rglob("*")
+            if p.suffix in PROMPT_SUFFIXES and p.is_file()
+        )
+
+    def get(self, name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
+        """The file's current version, or a stored version selected by number or label."""
+        if version is not None and label is not None:
+            raise PromptError(f"prompt {name!r}: pass version= or label=, not both")
+        current = self._load_current(name)
+        if version is None and label is None:
+            if current is None:
+                raise self._not_found(name)
+            return current
+        stored = self._store.get_prompt(name, version=version, label=label)
+        if stored is None:
+            versions, labels = self._store.prompt_index(name)
+            wanted = f"version {version}" if version is not None else f"label {label!r}"
+            raise PromptError(
+                f"prompt {name!r} has no {wanted}; versions: "
+                f"{', '.join(map(str, versions)) or '(none)'}; labels: "
+                f"{', '.join(f'{k}->{v}' for k, v in labels.items()) or '(none)'}"
+            )
+        return Prompt(
+            name=name,
+            version=stored["version"],
+            type=stored["type"],
+            template=stored["prompt"],
+            config=stored.get("config", {}),
+            labels=tuple(stored["labels"]),
+            hash=stored["hash"],
+        )
+
+    def _load_current(self, name: str) -> Prompt | None:
+        if name in self._current:
+            return self._current[name]
+        path = self.find_file(name)
+        if path is None:
+            return None
+        spec = parse_prompt_file(path)
+        content = _content_of(spec)
+        digest = content_hash(content)
+        version = self._store.register_prompt(name, digest, content, spec.labels)
+        stored = self._store.get_prompt(name, version=version)
+        labels = tuple(stored["labels"]) if stored else tuple(spec.labels)
+        prompt = Prompt(
+            name=name,
+            version=version,
+            type=spec.type,
+            template=content["prompt"],
+            config=spec.config,
+            labels=labels,
+            hash=digest,
+        )
+        self._current[name] = prompt
+        return prompt
+
+    def _not_found(self, name: str) -> PromptError:
+        where = str(self.directory) if self.directory.is_dir() else f"{self.directory} (missing)"
+        return PromptError(
+            f"prompt {name!r} not found in {where}; expected {name}.json, {name}.toml or "
+            f"{name}.yaml; available: {', '.join(self.available()) or '(none)'}"
+        )

@@ -1,0 +1,83 @@
+"""The small protocol every model provider implements, and the values it returns.
+
+Exception hierarchy::
+
+    ProviderError            a model call failed (status, retryable, retry_after)
+    UnknownModelError        a model string names no known model or option (ValueError)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Message = dict[str, str]
+"""A chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``."""
+
+
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """Token usage of one model call, named as Langfuse names usage details."""
+
+    input: int = 0
+    output: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input": self.input, "output": self.output, "total": self.total}
+
+
+@dataclass(slots=True)
+class ModelResponse:
+    """What a provider returns for one call."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: float = 0.0
+    cost: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A model call failed; ``retryable`` says whether trying again may succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class UnknownModelError(ValueError):
+    """A model string names a model or an option this installation does not know."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model behind one model string, e.g. ``mock-llm-v1?accuracy=0.8``."""
+
+    @property
+    def model(self) -> str:
+        """The model name reported on generations (without options)."""
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The options parsed from the model string."""
+
+    def complete(self, messages: list[Message], **params: Any) -> ModelResponse:
+        """Answer ``messages`` synchronously."""
+
+    async def acomplete(self, messages: list[Message], **params: Any) -> ModelResponse:
+        """Answer ``messages`` without blocking the event loop."""

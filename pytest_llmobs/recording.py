@@ -1,0 +1,127 @@
+"""One test's record: its trace, the dataset item it ran, and the payload sent when it ends.
+
+The payload is plain builtins so it can ride on the teardown report (also across xdist).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from pytest_llmobs.datasets import DatasetItem
+from pytest_llmobs.prompts import Prompt
+from pytest_llmobs.tracing import Observation, Trace, derived_id
+
+_MAX_ERROR_CHARS = 4000
+
+
+class TestRecord:
+    """What the plugin learns about one test between its setup and its teardown."""
+
+    __test__ = False  # not a test class, whatever pytest's collection thinks of the name
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        name: str,
+        item: DatasetItem | None = None,
+        dataset_version: str | None = None,
+        repeat: int = 0,
+        thresholds: tuple[str, ...] = (),
+    ) -> None:
+        self.node_id = node_id
+        self.item = item
+        self.dataset_version = dataset_version
+        self.repeat = repeat
+        self.thresholds = thresholds
+        self.trace = Trace(node_id, id=derived_id(run_id, node_id, repeat))
+        self.root = Observation(self.trace, name, input=item.input if item else None)
+        if item is not None:
+            self.root.metadata.update(
+                dataset=item.dataset, item_id=item.id, expected_output=item.expected_output
+            )
+        self.prompts: dict[tuple[str, int], str] = {}
+        self.datasets: dict[str, str] = {}
+        if item is not None and dataset_version is not None:
+            self.datasets[item.dataset] = dataset_version
+        self.phases: dict[str, str] = {}
+        self.error: str | None = None
+        self.skip_reason: str | None = None
+        self.duration = 0.0
+        self.started_at = time.time()
+
+    def use_prompt(self, prompt: Prompt) -> None:
+        self.prompts[(prompt.name, prompt.version)] = prompt.hash
+
+    def use_dataset(self, name: str, version: str) -> None:
+        self.datasets[name] = version
+
+    def observe_report(self, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+        """Note one phase's outcome and, for the first failure, its message."""
+        self.duration += report.duration
+        if hasattr(report, "wasxfail"):
+            self.phases[report.when] = "skipped" if report.skipped else "passed"
+        else:
+            self.phases[report.when] = report.outcome
+        if report.failed and self.error is None and call.excinfo is not None:
+            self.error = call.excinfo.exconly()[:_MAX_ERROR_CHARS]
+        if report.skipped and self.skip_reason is None:
+            longrepr = report.longrepr
+            if isinstance(longrepr, tuple) and len(longrepr) == 3:
+                self.skip_reason = str(longrepr[2])
+
+    @property
+    def outcome(self) -> str:
+        """passed | failed (the test body) | error (setup/teardown) | skipped."""
+        if self.phases.get("setup") == "failed" or self.phases.get("teardown") == "failed":
+            return "error"
+        if self.phases.get("call") == "failed":
+            return "failed"
+        if "skipped" in self.phases.values():
+            return "skipped"
+        return "passed"
+
+    def finish(self) -> dict[str, Any]:
+        """Close the trace and return the item payload (plain builtins)."""
+        outcome = self.outcome
+        if self.error is not None:
+            self.root.fail(self.error)
+        if self.root.output is None:
+            generations = [o for o in self.trace.observations if o.type == "generation"]
+            if generations:
+                self.root.output = generations[-1].output
+        self.root.metadata["outcome"] = outcome
+        self.root.end()
+        self.trace.finish()
+        item = self.item
+        return {
+            "node_id": self.node_id,
+            "dataset": item.dataset if item else None,
+            "dataset_version": self.dataset_version,
+            "item_id": item.id if item else None,
+            "repeat": self.repeat,
+            "input": item.input if item else None,
+            "expected_output": item.expected_output if item else None,
+            "outcome": outcome,
+            "error": self.error,
+            "skip_reason": self.skip_reason,
+            "duration": self.duration,
+            "started_at": self.started_at,
+            "ended_at": self.trace.end_time,
+            "trace": self.trace.to_dict(),
+            "prompts": [
+                {"name": name, "version": version, "hash": digest}
+                for (name, version), digest in sorted(self.prompts.items())
+            ],
+            "datasets": dict(self.datasets),
+            "thresholds": list(self.thresholds),
+        }
+
+
+def is_payload(value: object) -> bool:
+    return isinstance(value, Mapping) and "node_id" in value and "trace" in value

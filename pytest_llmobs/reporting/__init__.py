@@ -1,0 +1,1 @@
+"""Reporters: the terminal summary (and later JSON, HTML, JUnit)."""

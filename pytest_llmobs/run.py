@@ -1,0 +1,208 @@
+"""The experiment run: one per session. The recorder writes each finished item at once and
+computes aggregates and threshold verdicts at the end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import secrets
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_llmobs import __version__
+from pytest_llmobs.aggregates import (
+    Aggregate,
+    ItemSummary,
+    aggregates_to_dict,
+    compute_aggregates,
+)
+from pytest_llmobs.store import Store
+from pytest_llmobs.thresholds import Threshold, ThresholdResult, evaluate, parse_threshold
+
+RUN_STATUSES = ("running", "passed", "failed", "interrupted")
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """A sortable, readable run id: ``20261127T204433-3f9a1c``."""
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def git_environment(directory: Path) -> dict[str, Any]:
+    """Commit, branch and dirty flag of the repository at ``directory``, when there is one."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=directory,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": commit,
+        "git_branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "git_dirty": bool(status),
+    }
+
+
+def environment(directory: Path) -> dict[str, Any]:
+    """Where the run happened, without host names."""
+    import pytest
+
+    return {
+        **git_environment(directory),
+        "python": platform.python_version(),
+        "platform": platform.system(),
+        "pytest": pytest.__version__,
+        "plugin_version": __version__,
+    }
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The verdict of a finished run."""
+
+    run_id: str
+    status: str
+    aggregates: dict[str, dict[str, Aggregate]]
+    thresholds: list[ThresholdResult]
+    counts: dict[str, int]
+    datasets: dict[str, str]
+    prompts: list[dict[str, Any]]
+    store_path: Path | None
+    name: str = ""
+    model: str = ""
+
+    @property
+    def thresholds_passed(self) -> bool:
+        return all(t.passed for t in self.thresholds)
+
+
+@dataclass
+class RunRecorder:
+    """Collects items of one run, writing each to the store as it arrives."""
+
+    store: Store
+    name: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    thresholds: list[Threshold] = field(default_factory=list)
+    run_id: str = field(default_factory=new_run_id)
+    started_at: float = field(default_factory=time.time)
+    _summaries: list[ItemSummary] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=dict)
+    _datasets: dict[str, str] = field(default_factory=dict)
+    _prompts: dict[tuple[str, int], str] = field(default_factory=dict)
+    _seen_thresholds: set[tuple[str | None, str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for threshold in self.thresholds:
+            self._seen_thresholds.add((threshold.dataset, threshold.expression))
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return {
+            "id": self.run_id,
+            "name": self.name,
+            "model": self.model,
+            "params": self.params,
+            "started_at": self.started_at,
+            "environment": self.environment,
+            "plugin_version": __version__,
+        }
+
+    def begin(self) -> None:
+        self.store.begin_run(self.header)
+
+    def add_item(self, item: Mapping[str, Any]) -> None:
+        """Store one finished item and remember what aggregation needs of it."""
+        seq = len(self._summaries)
+        self.store.write_item(self.run_id, seq, item)
+        summary = ItemSummary.from_item(item)
+        self._summaries.append(summary)
+        self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
+        self._datasets.update(item.get("datasets") or {})
+        for prompt in item.get("prompts") or []:
+            self._prompts[(prompt["name"], int(prompt["version"]))] = prompt.get("hash", "")
+        for expression in item.get("thresholds") or []:
+            self.add_threshold(expression, dataset=item.get("dataset"), source="llm_dataset marker")
+
+    def add_threshold(self, expression: str, *, dataset: str | None, source: str) -> None:
+        """Add a threshold once (markers repeat theirs on every item)."""
+        key = (dataset, " ".join(expression.split()))
+        if key in self._seen_thresholds:
+            return
+        self._seen_thresholds.add(key)
+        self.thresholds.append(parse_threshold(expression, dataset=dataset, source=source))
+
+    @property
+    def item_count(self) -> int:
+        return len(self._summaries)
+
+    def finish(self, *, interrupted: bool, tests_failed: bool) -> RunResult:
+        """Compute aggregates and verdicts, and mark the run finished in the store."""
+        aggregates = compute_aggregates(self._summaries)
+        verdicts = evaluate(self.thresholds, aggregates)
+        if interrupted:
+            status = "interrupted"
+        elif tests_failed or not all(v.passed for v in verdicts):
+            status = "failed"
+        else:
+            status = "passed"
+        prompts = [
+            {"name": n, "version": v, "hash": h} for (n, v), h in sorted(self._prompts.items())
+        ]
+        self.store.finish_run(
+            self.run_id,
+            status=status,
+            ended_at=time.time(),
+            summary={
+                "datasets": dict(sorted(self._datasets.items())),
+                "prompts": prompts,
+                "counts": dict(sorted(self._counts.items())),
+                "aggregates": aggregates_to_dict(aggregates),
+                "thresholds": [v.to_dict() for v in verdicts],
+            },
+        )
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            aggregates=aggregates,
+            thresholds=verdicts,
+            counts=dict(self._counts),
+            datasets=dict(self._datasets),
+            prompts=prompts,
+            store_path=self.store.path,
+            name=self.name,
+            model=self.model,
+        )
+
+
+def default_run_name(model: str, started_at: float) -> str:
+    stamp = dt.datetime.fromtimestamp(started_at).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{model.split('?', 1)[0]}@{stamp}"
+
+
+def parse_thresholds(pairs: Iterable[tuple[str, str]]) -> list[Threshold]:
+    return [parse_threshold(expression, source=source) for expression, source in pairs]
+
+
+def process_id() -> int:
+    return os.getpid()

@@ -1,0 +1,51 @@
+"""Turning arbitrary recorded values into JSON-able data, once, at the edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import math
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+_MAX_DEPTH = 32
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """A JSON-compatible copy of ``value``.
+
+    Builtins pass through; mappings, sequences, sets, dataclasses and pydantic models become
+    dicts and lists; non-finite floats become strings; anything else becomes its ``repr``.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if _depth >= _MAX_DEPTH:
+        return f"<truncated at depth {_MAX_DEPTH}>"
+    depth = _depth + 1
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, depth) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, depth) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v, depth) for v in value), key=repr)
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return jsonable(to_dict(), depth)
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return jsonable(model_dump(mode="json"), depth)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value), depth)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value, depth)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return repr(value)

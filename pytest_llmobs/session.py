@@ -1,0 +1,44 @@
+"""Per-session state: settings, model, store, prompt registry, dataset cache and recorder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from pytest_llmobs.datasets import Dataset, load_dataset
+from pytest_llmobs.llm import LLM
+from pytest_llmobs.prompts import PromptRegistry
+from pytest_llmobs.providers import Provider
+from pytest_llmobs.run import RunRecorder, RunResult
+from pytest_llmobs.settings import Settings
+from pytest_llmobs.store import Store
+
+
+@dataclass
+class SessionState:
+    """Everything the plugin keeps for one pytest session (stored in ``config.stash``)."""
+
+    settings: Settings
+    run_id: str
+    provider: Provider
+    store: Store
+    recorder: RunRecorder | None
+    """``None`` in xdist workers: only the controller records the run."""
+    prompts: PromptRegistry
+    llm: LLM
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    result: RunResult | None = None
+    started: bool = False
+
+    def dataset(self, name: str) -> Dataset:
+        """Load a dataset once per session and keep a snapshot of its version in the store."""
+        cached = self.datasets.get(name)
+        if cached is None:
+            cached = load_dataset(name, self.settings.datasets_dir)
+            self.store.record_dataset(name, cached.version, [i.to_dict() for i in cached])
+            self.datasets[name] = cached
+        return cached
+
+
+STATE_KEY = pytest.StashKey[SessionState]()

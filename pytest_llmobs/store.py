@@ -1,0 +1,373 @@
+"""The embedded store: one SQLite file holding runs, their items, prompt versions and datasets.
+
+Each finished test is written in its own transaction (WAL journal), so a session stopped by
+Ctrl-C or a crash keeps every item it completed. Only one process per session writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STORE_FILENAME = "llmobs.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    model TEXT,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    pid INTEGER,
+    header TEXT NOT NULL,
+    summary TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name, started_at);
+CREATE TABLE IF NOT EXISTS items (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    node_id TEXT NOT NULL,
+    dataset TEXT,
+    item_id TEXT,
+    repeat INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS prompt_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (name, version),
+    UNIQUE (name, hash)
+);
+CREATE TABLE IF NOT EXISTS prompt_labels (
+    name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (name, label)
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened, or a run reference does not resolve."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Store:
+    """A SQLite store at ``path`` (``None`` keeps everything in memory for ``--llm-no-store``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {path.parent}: {exc}") from None
+        target = str(path) if path is not None else ":memory:"
+        try:
+            self._db = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            if path is not None:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{target}: not a usable llmobs store ({exc})") from None
+
+    @classmethod
+    def in_directory(cls, directory: Path) -> Store:
+        return cls(directory / STORE_FILENAME)
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: store schema {row[0]} is newer than this plugin understands "
+                    f"({SCHEMA_VERSION}); upgrade pytest-llmobs"
+                )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def begin_run(self, header: Mapping[str, Any]) -> None:
+        """Insert a run in status ``running``; ``header`` holds id, name, model, started_at."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO runs (id, name, model, status, started_at, pid, header)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    header["id"],
+                    header["name"],
+                    header.get("model"),
+                    header["started_at"],
+                    os.getpid(),
+                    _dumps(dict(header)),
+                ),
+            )
+
+    def write_item(self, run_id: str, seq: int, item: Mapping[str, Any]) -> None:
+        """Store one finished run item in its own transaction."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO items"
+                " (run_id, seq, node_id, dataset, item_id, repeat, outcome, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    seq,
+                    item["node_id"],
+                    item.get("dataset"),
+                    item.get("item_id"),
+                    item.get("repeat", 0),
+                    item["outcome"],
+                    _dumps(dict(item)),
+                ),
+            )
+
+    def finish_run(
+        self, run_id: str, *, status: str, ended_at: float, summary: Mapping[str, Any]
+    ) -> None:
+        """Record the run's final status and its summary (datasets, prompts, aggregates...)."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
+                (status, ended_at, _dumps(dict(summary)), run_id),
+            )
+
+    def list_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first, with item counts; a stale ``running`` run reads as interrupted."""
+        query = (
+            "SELECT r.id, r.name, r.model, r.status, r.started_at, r.ended_at, r.pid,"
+            " (SELECT COUNT(*) FROM items i WHERE i.run_id = r.id)"
+            " FROM runs r ORDER BY r.started_at DESC, r.rowid DESC"
+        )
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        runs = []
+        for run_id, name, model, status, started, ended, pid, count in self._db.execute(query):
+            runs.append(
+                {
+                    "id": run_id,
+                    "name": name,
+                    "model": model,
+                    "status": _effective_status(status, pid),
+                    "started_at": started,
+                    "ended_at": ended,
+                    "items": count,
+                }
+            )
+        return runs
+
+    def resolve_run(self, ref: str) -> str:
+        """Resolve a run id, unique id prefix, run name (newest) or ``latest`` to a run id."""
+        if ref == "latest":
+            row = self._db.execute(
+                "SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no runs in {self.path or 'the in-memory store'}")
+            return str(row[0])
+        if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone():
+            return ref
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            (ref,),
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        prefixed = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)
+            )
+        ]
+        if len(prefixed) == 1:
+            return str(prefixed[0])
+        if len(prefixed) > 1:
+            raise StoreError(f"run {ref!r} is ambiguous: matches {', '.join(sorted(prefixed))}")
+        recent = ", ".join(r["name"] for r in self.list_runs(limit=5)) or "(none)"
+        raise StoreError(
+            f"no run {ref!r} in {self.path or 'the in-memory store'}: expected a run id, a run "
+            f"name or 'latest'; recent runs: {recent}"
+        )
+
+    def load_run(self, run_id: str) -> dict[str, Any]:
+        """The run's header, status, summary and every stored item, as plain data."""
+        row = self._db.execute(
+            "SELECT header, status, ended_at, pid, summary FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path or 'the in-memory store'}")
+        header, status, ended_at, pid, summary = row
+        run: dict[str, Any] = json.loads(header)
+        run["status"] = _effective_status(status, pid)
+        run["ended_at"] = ended_at
+        run.update(json.loads(summary) if summary else {})
+        run["items"] = list(self.iter_items(run_id))
+        return run
+
+    def iter_items(self, run_id: str) -> Iterator[dict[str, Any]]:
+        for (data,) in self._db.execute(
+            "SELECT data FROM items WHERE run_id = ? ORDER BY seq", (run_id,)
+        ):
+            yield json.loads(data)
+
+    # --- prompts ----------------------------------------------------------------------------
+
+    def register_prompt(
+        self, name: str, content_hash: str, data: Mapping[str, Any], labels: Sequence[str]
+    ) -> int:
+        """The version for this content (a new one when the content is new); moves ``labels``."""
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT version FROM prompt_versions WHERE name = ? AND hash = ?",
+                (name, content_hash),
+            ).fetchone()
+            if row is not None:
+                version = int(row[0])
+            else:
+                (latest,) = self._db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM prompt_versions WHERE name = ?", (name,)
+                ).fetchone()
+                version = int(latest) + 1
+                self._db.execute(
+                    "INSERT INTO prompt_versions (name, version, hash, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, version, content_hash, _dumps(dict(data)), time.time()),
+                )
+                self._set_label(name, "latest", version)
+            for label in labels:
+                self._set_label(name, label, version)
+        return version
+
+    def _set_label(self, name: str, label: str, version: int) -> None:
+        self._db.execute(
+            "INSERT INTO prompt_labels (name, label, version) VALUES (?, ?, ?)"
+            " ON CONFLICT (name, label) DO UPDATE SET version = excluded.version",
+            (name, label, version),
+        )
+
+    def get_prompt(
+        self, name: str, *, version: int | None = None, label: str | None = None
+    ) -> dict[str, Any] | None:
+        """A stored prompt version (by number, or by label), with its current labels."""
+        if label is not None:
+            row = self._db.execute(
+                "SELECT version FROM prompt_labels WHERE name = ? AND label = ?", (name, label)
+            ).fetchone()
+            if row is None:
+                return None
+            version = int(row[0])
+        row = self._db.execute(
+            "SELECT version, hash, data FROM prompt_versions WHERE name = ? AND version = ?",
+            (name, version),
+        ).fetchone()
+        if row is None:
+            return None
+        data: dict[str, Any] = json.loads(row[2])
+        data.update(name=name, version=int(row[0]), hash=row[1])
+        data["labels"] = sorted(
+            r[0]
+            for r in self._db.execute(
+                "SELECT label FROM prompt_labels WHERE name = ? AND version = ?", (name, row[0])
+            )
+        )
+        return data
+
+    def prompt_index(self, name: str) -> tuple[list[int], dict[str, int]]:
+        """The stored version numbers of ``name`` and where each of its labels points."""
+        versions = [
+            int(r[0])
+            for r in self._db.execute(
+                "SELECT version FROM prompt_versions WHERE name = ? ORDER BY version", (name,)
+            )
+        ]
+        labels = {
+            str(r[0]): int(r[1])
+            for r in self._db.execute(
+                "SELECT label, version FROM prompt_labels WHERE name = ? ORDER BY label", (name,)
+            )
+        }
+        return versions, labels
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def record_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
+        """Keep a snapshot of a dataset version (once per content hash)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (name, version, _dumps([dict(i) for i in items]), time.time()),
+            )
+
+    def get_dataset(self, name: str, version: str) -> list[dict[str, Any]] | None:
+        row = self._db.execute(
+            "SELECT data FROM datasets WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        return None if row is None else list(json.loads(row[0]))
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _like_prefix(ref: str) -> str:
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _effective_status(status: str, pid: int | None) -> str:
+    """A run still marked ``running`` whose process is gone was interrupted (crash, kill)."""
+    if status != "running" or pid is None or pid == os.getpid():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except OSError:
+        return status
+    return status

@@ -1,0 +1,726 @@
+"""Traces, observations and scores on the hot path, and the context that nests them.
+
+The current observation lives in a `ContextVar`, so nesting follows the call stack and is
+correct across asyncio tasks (each task copies its context). Threads started without a copied
+context fall back to the root of the trace the test runner has declared active, so work done in a
+thread pool during a test still lands in that test's trace.
+
+Values passed as input, output or metadata are kept by reference and turned into JSON-able data
+once, when the trace is serialised (`Trace.to_dict`), which keeps span start/end cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import math
+import numbers
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from pytest_llmobs.serialize import jsonable
+
+if TYPE_CHECKING:
+    from pytest_llmobs.prompts import Prompt
+
+ObservationType = Literal["span", "generation", "event"]
+ScoreDataType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN"]
+ScoreValue = bool | int | float | str
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_id_source = random.Random()
+
+
+def new_trace_id() -> str:
+    """A random OpenTelemetry-shaped trace id: 32 lowercase hex characters, never all zero."""
+    return f"{_id_source.getrandbits(128) or 1:032x}"
+
+
+def new_observation_id() -> str:
+    """A random OpenTelemetry-shaped span id: 16 lowercase hex characters, never all zero."""
+    return f"{_id_source.getrandbits(64) or 1:016x}"
+
+
+def derived_id(*parts: object, length: int = 32) -> str:
+    """A deterministic hex id derived from ``parts`` (used for trace and score ids)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:length]
+    return digest if digest.strip("0") else "1".rjust(length, "0")
+
+
+class ScoreError(ValueError):
+    """A score value is of the wrong type or not finite."""
+
+
+def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDataType]:
+    """Check ``value`` and return it with its Langfuse data type.
+
+    ``bool`` is BOOLEAN, ``int``/``float`` NUMERIC (finite only), ``str`` CATEGORICAL.
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value), "BOOLEAN"
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ScoreError(f"score {name!r}: value must be a finite number; got {value!r}")
+        return (int(value) if isinstance(value, numbers.Integral) else number), "NUMERIC"
+    if isinstance(value, str):
+        return value, "CATEGORICAL"
+    raise ScoreError(
+        f"score {name!r}: value must be bool, int, float or str; "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+class Score:
+    """One evaluation result attached to a trace or to one observation of it."""
+
+    __slots__ = (
+        "comment",
+        "data_type",
+        "id",
+        "metadata",
+        "name",
+        "observation_id",
+        "source",
+        "timestamp",
+        "trace_id",
+        "value",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        trace_id: str,
+        name: str,
+        value: ScoreValue,
+        data_type: ScoreDataType,
+        observation_id: str | None = None,
+        comment: str | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.trace_id = trace_id
+        self.observation_id = observation_id
+        self.name = name
+        self.value = value
+        self.data_type = data_type
+        self.comment = comment
+        self.source = source
+        self.metadata = dict(metadata) if metadata else {}
+        self.timestamp = time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "trace_id": self.trace_id,
+            "observation_id": self.observation_id,
+            "name": self.name,
+            "value": self.value,
+            "data_type": self.data_type,
+            "comment": self.comment,
+            "source": self.source,
+            "metadata": jsonable(self.metadata),
+            "timestamp": self.timestamp,
+        }
+
+
+class Trace:
+    """One unit of work (one pytest test): its observations, scores and trace attributes."""
+
+    __slots__ = (
+        "end_time",
+        "id",
+        "metadata",
+        "name",
+        "observations",
+        "scores",
+        "session_id",
+        "start_time",
+        "tags",
+        "user_id",
+    )
+
+    def __init__(self, name: str, *, id: str | None = None) -> None:
+        self.id = id or new_trace_id()
+        self.name = name
+        self.user_id: str | None = None
+        self.session_id: str | None = None
+        self.tags: list[str] = []
+        self.metadata: dict[str, Any] = {}
+        self.observations: list[Observation] = []
+        self.scores: list[Score] = []
+        self.start_time = time.time()
+        self.end_time: float | None = None
+
+    @property
+    def root(self) -> Observation | None:
+        """The first observation, which encloses the others (the test itself under pytest)."""
+        return self.observations[0] if self.observations else None
+
+    def propagate(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set trace-level attributes; tags accumulate and metadata merges."""
+        if user_id is not None:
+            self.user_id = str(user_id)
+        if session_id is not None:
+            self.session_id = str(session_id)
+        if tags:
+            if isinstance(tags, str):
+                raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
+            self.tags.extend(t for t in map(str, tags) if t not in self.tags)
+        if metadata:
+            self.metadata.update(metadata)
+
+    def add_score(
+        self,
+        name: str,
+        value: object,
+        *,
+        comment: str | None = None,
+        observation_id: str | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Score:
+        """Validate and record a score; its id is derived from the trace, target and name."""
+        if not isinstance(name, str) or not name:
+            raise ScoreError(f"score name must be a non-empty string; got {name!r}")
+        checked, data_type = classify_score_value(name, value)
+        occurrence = sum(1 for s in self.scores if s.name == name)
+        score = Score(
+            id=derived_id(self.id, observation_id or "", name, occurrence),
+            trace_id=self.id,
+            observation_id=observation_id,
+            name=name,
+            value=checked,
+            data_type=data_type,
+            comment=comment,
+            source=source,
+            metadata=metadata,
+        )
+        self.scores.append(score)
+        return score
+
+    def finish(self) -> None:
+        """Close every observation still open and stamp the trace's end time."""
+        now = time.time()
+        for observation in self.observations:
+            if observation.end_time is None:
+                observation.end_time = now
+        self.end_time = now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "tags": list(self.tags),
+            "metadata": jsonable(self.metadata),
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "observations": [o.to_dict() for o in self.observations],
+            "scores": [s.to_dict() for s in self.scores],
+        }
+
+
+class Observation:
+    """A span, generation or event inside a trace. Also the object `start_span` yields."""
+
+    __slots__ = (
+        "cost",
+        "end_time",
+        "id",
+        "input",
+        "level",
+        "metadata",
+        "model",
+        "model_parameters",
+        "name",
+        "output",
+        "parent_id",
+        "prompt_name",
+        "prompt_version",
+        "start_time",
+        "status_message",
+        "trace",
+        "type",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        trace: Trace,
+        name: str,
+        *,
+        type: ObservationType = "span",
+        parent_id: str | None = None,
+        input: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.id = new_observation_id()
+        self.trace = trace
+        self.parent_id = parent_id
+        self.type: ObservationType = type
+        self.name = name
+        self.start_time = time.time()
+        self.end_time: float | None = None
+        self.input = input
+        self.output: Any = None
+        self.metadata: dict[str, Any] = dict(metadata) if metadata else {}
+        self.level = "DEFAULT"
+        self.status_message: str | None = None
+        self.model: str | None = None
+        self.model_parameters: dict[str, Any] | None = None
+        self.usage: dict[str, int] | None = None
+        self.cost: float | None = None
+        self.prompt_name: str | None = None
+        self.prompt_version: int | None = None
+        trace.observations.append(self)
+
+    def update(
+        self,
+        *,
+        input: Any = None,
+        output: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        **generation: Any,
+    ) -> Observation:
+        """Set input/output, merge metadata, and set generation fields (model, usage, ...)."""
+        if input is not None:
+            self.input = input
+        if output is not None:
+            self.output = output
+        if metadata:
+            self.metadata.update(metadata)
+        for key, value in generation.items():
+            if key not in _UPDATABLE:
+                raise TypeError(
+                    f"update() got an unexpected field {key!r}; "
+                    f"expected one of input, output, metadata, {', '.join(sorted(_UPDATABLE))}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def score(self, name: str, value: object, comment: str | None = None, **kwargs: Any) -> Score:
+        """Record a score on this observation (and its trace)."""
+        return self.trace.add_score(name, value, comment=comment, observation_id=self.id, **kwargs)
+
+    def attach_prompt(self, prompt: Prompt | Any) -> Observation:
+        """Link this observation to a prompt version (a `Prompt` or a compiled prompt)."""
+        source = getattr(prompt, "prompt", prompt)
+        self.prompt_name = source.name
+        self.prompt_version = source.version
+        return self
+
+    def propagate_attributes(self, **attributes: Any) -> Observation:
+        """Set trace attributes (user_id, session_id, tags, metadata) on this span's trace."""
+        self.trace.propagate(**attributes)
+        return self
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the observation as errored with the exception's message."""
+        self.level = "ERROR"
+        if isinstance(error, BaseException):
+            self.status_message = f"{type(error).__name__}: {error}".rstrip(": ")
+        else:
+            self.status_message = error
+
+    def end(self) -> None:
+        if self.end_time is None:
+            self.end_time = time.time()
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.end_time is None else (self.end_time - self.start_time) * 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "trace_id": self.trace.id,
+            "parent_id": self.parent_id,
+            "type": self.type,
+            "name": self.name,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "input": jsonable(self.input),
+            "output": jsonable(self.output),
+            "metadata": jsonable(self.metadata),
+            "level": self.level,
+            "status_message": self.status_message,
+        }
+        if self.type == "generation":
+            data.update(
+                model=self.model,
+                model_parameters=jsonable(self.model_parameters),
+                usage=self.usage,
+                cost=self.cost,
+                prompt_name=self.prompt_name,
+                prompt_version=self.prompt_version,
+            )
+        return data
+
+
+_UPDATABLE = frozenset(
+    {
+        "model",
+        "model_parameters",
+        "usage",
+        "cost",
+        "prompt_name",
+        "prompt_version",
+        "level",
+        "status_message",
+        "name",
+    }
+)
+
+Span = Observation
+
+_current: ContextVar[Observation | None] = ContextVar("llmobs_current_observation", default=None)
+_pending_attributes: ContextVar[dict[str, Any] | None] = ContextVar(
+    "llmobs_pending_attributes", default=None
+)
+
+
+class _ActiveTrace:
+    """The trace a runner declared active, for threads whose context does not carry one."""
+
+    __slots__ = ("root",)
+
+    def __init__(self) -> None:
+        self.root: Observation | None = None
+
+
+_active = _ActiveTrace()
+
+
+def current_observation() -> Observation | None:
+    """The innermost open observation in this context (or the active test's root)."""
+    return _current.get() or _active.root
+
+
+def current_trace() -> Trace | None:
+    """The trace of the current observation, if any."""
+    observation = current_observation()
+    return observation.trace if observation is not None else None
+
+
+TraceSink = Callable[[Trace], None]
+
+
+class _StandaloneTraces:
+    """Where traces started outside any runner go when they end (set by run_experiment etc.)."""
+
+    __slots__ = ("sink",)
+
+    def __init__(self) -> None:
+        self.sink: TraceSink | None = None
+
+
+_standalone = _StandaloneTraces()
+
+
+def open_observation(
+    name: str,
+    *,
+    type: ObservationType = "span",
+    input: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Observation:
+    """Start an observation under the current one, or as the root of a new trace."""
+    parent = _current.get() or _active.root
+    if parent is not None:
+        return Observation(
+            parent.trace, name, type=type, parent_id=parent.id, input=input, metadata=metadata
+        )
+    trace = Trace(name)
+    pending = _pending_attributes.get()
+    if pending:
+        trace.propagate(**pending)
+    return Observation(trace, name, type=type, input=input, metadata=metadata)
+
+
+def close_observation(observation: Observation) -> None:
+    """End ``observation``; a standalone trace whose root ends is handed to the sink."""
+    observation.end()
+    trace = observation.trace
+    if observation.parent_id is None and trace.root is observation and _active.root is None:
+        trace.finish()
+        if _standalone.sink is not None:
+            _standalone.sink(trace)
+
+
+def _restore(token: Any, parent: Observation | None) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:  # closed in another context than it was opened in
+        _current.set(parent)
+
+
+@contextmanager
+def start_span(
+    name: str,
+    *,
+    as_type: ObservationType = "span",
+    input: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Iterator[Observation]:
+    """Open a span (or generation/event) for the ``with`` block; exceptions mark it errored."""
+    parent = _current.get()
+    observation = open_observation(name, type=as_type, input=input, metadata=metadata)
+    token = _current.set(observation)
+    try:
+        yield observation
+    except BaseException as exc:
+        observation.fail(exc)
+        raise
+    finally:
+        _restore(token, parent)
+        close_observation(observation)
+
+
+@contextmanager
+def activate(root: Observation) -> Iterator[Observation]:
+    """Make ``root`` the current observation and the fallback for context-less threads."""
+    previous_root = _active.root
+    _active.root = root
+    token = _current.set(root)
+    try:
+        yield root
+    finally:
+        _restore(token, None)
+        _active.root = previous_root
+
+
+@contextmanager
+def propagate_attributes(
+    *,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Set trace attributes on the current trace, and on traces started inside the block."""
+    attributes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "user_id": user_id,
+            "session_id": session_id,
+            "tags": tags,
+            "metadata": metadata,
+        }.items()
+        if v is not None
+    }
+    trace = current_trace()
+    if trace is not None:
+        trace.propagate(**attributes)
+    merged = {**(_pending_attributes.get() or {}), **attributes}
+    token = _pending_attributes.set(merged)
+    try:
+        yield
+    finally:
+        _pending_attributes.reset(token)
+
+
+def _capture_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not kwargs:
+        return {"args": list(args)} if args else None
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def _generator_output(items: list[Any]) -> Any:
+    if items and all(isinstance(i, str) for i in items):
+        return "".join(items)
+    return items
+
+
+@overload
+def observe(func: F, /) -> F: ...
+
+
+@overload
+def observe(
+    *,
+    name: str | None = None,
+    as_type: ObservationType = "span",
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> Callable[[F], F]: ...
+
+
+def observe(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    as_type: ObservationType = "span",
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> F | Callable[[F], F]:
+    """Trace calls of a function (sync, async, generator or async generator) as observations.
+
+    ``@observe`` and ``@observe(name=..., as_type="generation")`` both work. The call's arguments
+    become the input and its return value (or the yielded items) the output; an exception marks
+    the observation as errored and propagates.
+    """
+
+    def decorate(fn: F) -> F:
+        span_name = name or fn.__name__
+        if inspect.isasyncgenfunction(fn):
+            return _wrap_async_generator(fn, span_name, as_type, capture_input, capture_output)
+        if inspect.isgeneratorfunction(fn):
+            return _wrap_generator(fn, span_name, as_type, capture_input, capture_output)
+        if inspect.iscoroutinefunction(fn):
+            return _wrap_coroutine(fn, span_name, as_type, capture_input, capture_output)
+        return _wrap_function(fn, span_name, as_type, capture_input, capture_output)
+
+    return decorate(func) if func is not None else decorate
+
+
+def _wrap_function(
+    fn: F, span_name: str, as_type: ObservationType, capture_in: bool, capture_out: bool
+) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        parent = _current.get()
+        observation = open_observation(
+            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+        )
+        token = _current.set(observation)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            observation.fail(exc)
+            raise
+        finally:
+            _restore(token, parent)
+            close_observation(observation)
+        if capture_out:
+            observation.output = result
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _wrap_coroutine(
+    fn: F, span_name: str, as_type: ObservationType, capture_in: bool, capture_out: bool
+) -> F:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        parent = _current.get()
+        observation = open_observation(
+            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+        )
+        token = _current.set(observation)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            observation.fail(exc)
+            raise
+        finally:
+            _restore(token, parent)
+            close_observation(observation)
+        if capture_out:
+            observation.output = result
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _wrap_generator(
+    fn: F, span_name: str, as_type: ObservationType, capture_in: bool, capture_out: bool
+) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        observation = open_observation(
+            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+        )
+        generator = fn(*args, **kwargs)
+        produced: list[Any] = []
+        to_send: Any = None
+        try:
+            while True:
+                parent = _current.get()
+                token = _current.set(observation)
+                try:
+                    item = generator.send(to_send)
+                except StopIteration:
+                    return
+                finally:
+                    _restore(token, parent)
+                produced.append(item)
+                to_send = yield item
+        except GeneratorExit:
+            generator.close()
+            raise
+        except BaseException as exc:
+            observation.fail(exc)
+            raise
+        finally:
+            if capture_out:
+                observation.output = _generator_output(produced)
+            close_observation(observation)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _wrap_async_generator(
+    fn: F, span_name: str, as_type: ObservationType, capture_in: bool, capture_out: bool
+) -> F:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        observation = open_observation(
+            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+        )
+        generator = fn(*args, **kwargs)
+        produced: list[Any] = []
+        to_send: Any = None
+        try:
+            while True:
+                parent = _current.get()
+                token = _current.set(observation)
+                try:
+                    item = await generator.asend(to_send)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _restore(token, parent)
+                produced.append(item)
+                to_send = yield item
+        except GeneratorExit:
+            await generator.aclose()
+            raise
+        except BaseException as exc:
+            observation.fail(exc)
+            raise
+        finally:
+            if capture_out:
+                observation.output = _generator_output(produced)
+            close_observation(observation)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def set_standalone_sink(sink: TraceSink | None) -> TraceSink | None:
+    """Route traces that start outside any runner to ``sink``; returns the previous sink."""
+    previous, _standalone.sink = _standalone.sink, sink
+    return previous
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a `time.perf_counter` reading)."""
+    return (time.perf_counter() - start) * 1000.0

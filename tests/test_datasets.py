@@ -1,0 +1,445 @@
+"""Tests for pytest_llmobs.datasets: loading the three formats, versions, ids and errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from pytest_llmobs.datasets import (
+    Dataset,
+    DatasetError,
+    DatasetItem,
+    find_dataset_file,
+    load_dataset,
+    load_dataset_file,
+)
+
+ALLOWED = "allowed keys: id, input, expected_output (or expectedOutput), metadata"
+EXPECTED_OBJECT = (
+    "expected a JSON object with 'input' (and optional 'id', 'expected_output', 'metadata')"
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_jsonl(path: Path, items: list[dict[str, Any]]) -> Path:
+    return write(path, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items))
+
+
+def canonical_hash(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def error(excinfo: pytest.ExceptionInfo[DatasetError]) -> str:
+    return str(excinfo.value)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def test_load_jsonl(tmp_path: Path) -> None:
+    write(
+        tmp_path / "qa.jsonl",
+        '{"id": "france", "input": "What is the capital of France?", "expected_output": "Paris"}\n'
+        "\n"
+        '{"id": 7, "input": {"question": "Größe von Zürich?", "lang": "de"}, '
+        '"expectedOutput": ["≈ 88 km²"], "metadata": {"tags": ["geo"]}}\n'
+        '{"input": "日本の首都は？ 🗼"}\n',
+    )
+    dataset = load_dataset("qa", tmp_path)
+
+    assert dataset.name == "qa"
+    assert dataset.path == tmp_path / "qa.jsonl"
+    assert len(dataset) == 3
+    first, second, third = dataset
+    assert first == DatasetItem("france", "What is the capital of France?", "Paris", {}, "qa")
+    assert second.id == "7"
+    assert second.input == {"question": "Größe von Zürich?", "lang": "de"}
+    assert second.expected_output == ["≈ 88 km²"]
+    assert second.metadata == {"tags": ["geo"]}
+    assert third.input == "日本の首都は？ 🗼"
+    assert third.expected_output is None
+    assert third.metadata == {}
+    assert third.dataset == "qa"
+    assert dataset[1] is second
+    assert dataset.get("7") is second
+
+
+def test_load_json_list_and_items_object(tmp_path: Path) -> None:
+    items = [
+        {"id": "a", "input": "ünïcödé ✓", "expected_output": 1.5},
+        {"id": "b", "input": {"messages": [{"role": "user", "content": "hi"}]}, "metadata": {}},
+    ]
+    as_list = load_dataset_file(write(tmp_path / "l.json", json.dumps(items, indent=2)))
+    as_object = load_dataset_file(
+        write(tmp_path / "o.json", json.dumps({"name": "o", "items": items})), name="same"
+    )
+
+    assert as_list.name == "l"
+    assert as_object.name == "same"
+    assert [item.to_dict() for item in as_list] == [
+        {"id": "a", "input": "ünïcödé ✓", "expected_output": 1.5, "metadata": {}},
+        {
+            "id": "b",
+            "input": {"messages": [{"role": "user", "content": "hi"}]},
+            "expected_output": None,
+            "metadata": {},
+        },
+    ]
+    assert [item.to_dict() for item in as_object] == [item.to_dict() for item in as_list]
+    assert as_object.version == as_list.version
+
+
+def test_load_csv(tmp_path: Path) -> None:
+    (tmp_path / "qa.csv").write_bytes(
+        "\ufeffid,input,expected_output,metadata,difficulty\r\n"
+        'q1,"Capital of France?",Paris,"{""source"": ""wiki""}",easy\r\n'
+        "\r\n"
+        'q2,"Multi\r\nline «input»",,,hard\r\n'.encode()
+    )
+    dataset = load_dataset("qa", tmp_path)
+
+    assert [item.to_dict() for item in dataset] == [
+        {
+            "id": "q1",
+            "input": "Capital of France?",
+            "expected_output": "Paris",
+            "metadata": {"source": "wiki", "difficulty": "easy"},
+        },
+        {
+            "id": "q2",
+            "input": "Multi\r\nline «input»",
+            "expected_output": None,
+            "metadata": {"difficulty": "hard"},
+        },
+    ]
+
+
+def test_item_and_dataset_api(tmp_path: Path) -> None:
+    long_input = "x" * 100
+    write_jsonl(
+        tmp_path / "d.jsonl", [{"id": "a", "input": "hello"}, {"id": 0, "input": long_input}]
+    )
+    dataset = load_dataset("d", tmp_path)
+
+    assert repr(dataset[0]) == "DatasetItem('a', input='hello')"
+    assert str(dataset[0]) == repr(dataset[0])
+    assert repr(dataset[1]) == "DatasetItem('0', input='" + "x" * 56 + "...)"
+    assert repr(dataset) == f"Dataset('d', version={dataset.version!r}, items=2)"
+
+    limited = dataset.limit(1)
+    assert isinstance(limited, Dataset)
+    assert [item.id for item in limited] == ["a"]
+    assert limited.version == dataset.version
+    assert dataset.limit(None) is dataset
+    assert len(dataset.limit(10)) == 2
+
+    copy = dataset[0].to_dict()
+    copy["metadata"]["changed"] = True
+    assert dataset[0].metadata == {}
+
+
+def test_get_missing_id_lists_known_ids(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"id": f"i{n}", "input": n} for n in range(7)])
+    dataset = load_dataset("d", tmp_path)
+
+    with pytest.raises(DatasetError) as excinfo:
+        dataset.get("nope")
+    assert error(excinfo) == (
+        "dataset 'd' has no item 'nope'; known ids: i0, i1, i2, i3, i4, ... (7 total)"
+    )
+
+
+# --- versions and ids ----------------------------------------------------------------------
+
+
+def test_version_is_the_same_across_formats_for_the_same_content(tmp_path: Path) -> None:
+    items: list[dict[str, Any]] = [
+        {"id": "1", "input": "Quelle est la capitale de la France ?", "expected_output": "Paris"},
+        {"id": "2", "input": "2+2", "expected_output": None, "metadata": {"kind": "math"}},
+    ]
+    jsonl = load_dataset_file(write_jsonl(tmp_path / "a.jsonl", items))
+    json_file = load_dataset_file(write(tmp_path / "b.json", json.dumps({"items": items})))
+    csv_file = load_dataset_file(
+        write(
+            tmp_path / "c.csv",
+            "id,input,expected_output,kind\n"
+            "1,Quelle est la capitale de la France ?,Paris,\n"
+            "2,2+2,,math\n",
+        )
+    )
+    # The CSV has a 'kind' cell for every row, so its first item differs by {"kind": ""}.
+    assert csv_file.items[1].to_dict() == jsonl.items[1].to_dict()
+    assert jsonl.version == json_file.version
+    assert csv_file.version != jsonl.version
+
+    csv_same = load_dataset_file(
+        write(
+            tmp_path / "d.csv",
+            "id,input,expected_output,metadata\n1,Quelle est la capitale de la France ?,Paris,\n"
+            '2,2+2,,"{""kind"": ""math""}"\n',
+        )
+    )
+    assert csv_same.version == jsonl.version
+
+    expected = canonical_hash(
+        [
+            {**items[0], "metadata": {}},
+            {"id": "2", "input": "2+2", "expected_output": None, "metadata": {"kind": "math"}},
+        ]
+    )
+    assert jsonl.version == expected
+
+
+def test_version_ignores_key_order_and_tracks_every_character(tmp_path: Path) -> None:
+    base = write(tmp_path / "a.jsonl", '{"id": "x", "input": {"a": 1, "b": 2}, "metadata": {}}\n')
+    reordered = write(tmp_path / "b.jsonl", '{"metadata":{},"input":{"b":2,"a":1},"id":"x"}\n')
+    changed = write(
+        tmp_path / "c.jsonl", '{"id": "x", "input": {"a": 1, "b": 3}, "metadata": {}}\n'
+    )
+
+    version = load_dataset_file(base).version
+    assert len(version) == 12
+    assert int(version, 16) >= 0
+    assert load_dataset_file(base).version == version
+    assert load_dataset_file(reordered).version == version
+    assert load_dataset_file(changed).version != version
+
+
+def test_derived_ids_are_stable_and_unique(tmp_path: Path) -> None:
+    items: list[dict[str, Any]] = [
+        {"input": "same", "metadata": {"k": 1}},
+        {"input": "other"},
+        {"metadata": {"k": 1}, "input": "same"},
+        {"input": "same", "metadata": {"k": 1}},
+    ]
+    path = write_jsonl(tmp_path / "d.jsonl", items)
+    ids = [item.id for item in load_dataset_file(path)]
+
+    same = canonical_hash({"input": "same", "expected_output": None, "metadata": {"k": 1}})
+    other = canonical_hash({"input": "other", "expected_output": None, "metadata": {}})
+    assert ids == [same, other, f"{same}-2", f"{same}-3"]
+    assert [item.id for item in load_dataset_file(path)] == ids
+
+    # An explicit id is never reused by a derived one.
+    write_jsonl(
+        tmp_path / "e.jsonl", [{"input": "same", "metadata": {"k": 1}}, {"id": same, "input": 0}]
+    )
+    assert [item.id for item in load_dataset("e", tmp_path)] == [f"{same}-2", same]
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset_file(path)
+    return error(excinfo)
+
+
+def test_error_invalid_json_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"input": "a"}\n\n{"input": "b",}\n')
+    assert (
+        load_error(path)
+        == f"{path}:3: invalid JSON (Expecting property name enclosed in double quotes)"
+    )
+
+
+def test_error_non_object_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"input": "a"}\n["b"]\n')
+    assert load_error(path) == f"{path}:2: {EXPECTED_OBJECT}, got list"
+
+
+def test_error_invalid_json_file_has_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.json", '[\n  {"input": "a"},\n  {"input": nope}\n]\n')
+    assert load_error(path) == f"{path}:3:13: invalid JSON (Expecting value)"
+
+
+def test_error_json_file_entry_not_an_object(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.json", '{"items": [{"input": "a"}, "b"]}')
+    assert load_error(path) == f"{path}: item 2: {EXPECTED_OBJECT}, got string"
+
+
+def test_error_json_file_without_items(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.json", '{"data": []}')
+    assert load_error(path) == (
+        f"{path}: expected a list of items or an object with an 'items' list, "
+        "got an object without an 'items' list"
+    )
+
+
+def test_error_missing_input(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"input": "a"}\n{"id": "q2", "expectedOutput": "b"}\n')
+    assert load_error(path) == (
+        f"{path}:2: missing required key 'input' (keys present: 'id', 'expectedOutput')"
+    )
+
+
+def test_error_unknown_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.json", '[{"input": "a", "expected": "b"}]')
+    assert load_error(path) == f"{path}: item 1: unknown key 'expected'; {ALLOWED}"
+
+
+def test_error_both_expected_output_spellings(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"input": "a", "expected_output": 1, "expectedOutput": 1}')
+    assert load_error(path) == f"{path}:1: both 'expected_output' and 'expectedOutput' given"
+
+
+def test_error_duplicate_id(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "d.jsonl", '{"id": 1, "input": "a"}\n{"input": "b"}\n{"id": "1", "input": "c"}\n'
+    )
+    assert load_error(path) == f"{path}:3: duplicate id '1' (first used at line 1)"
+
+    path = write(tmp_path / "d.json", '[{"id": "x", "input": "a"}, {"id": "x", "input": "b"}]')
+    assert load_error(path) == f"{path}: item 2: duplicate id 'x' (first used at item 1)"
+
+
+@pytest.mark.parametrize(
+    ("id_json", "got"), [('""', "an empty string"), ("true", "boolean"), ("1.5", "number")]
+)
+def test_error_bad_id(tmp_path: Path, id_json: str, got: str) -> None:
+    path = write(tmp_path / "d.jsonl", f'{{"id": {id_json}, "input": "a"}}\n')
+    assert load_error(path) == f"{path}:1: 'id' must be a non-empty string or integer, got {got}"
+
+
+def test_error_bad_metadata(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"input": "a", "metadata": ["tag"]}\n')
+    assert load_error(path) == f"{path}:1: 'metadata' must be a JSON object, got list"
+
+
+def test_error_csv_without_input_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "\nid,question\n1,What?\n")
+    assert load_error(path) == (
+        f"{path}:2: CSV header must include an 'input' column "
+        "(optional: id, expected_output, metadata); found: id, question"
+    )
+
+
+def test_error_csv_invalid_metadata_json(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "d.csv",
+        'input,metadata\n"two\nlines",{}\nb,"{""a"": 1,}"\n',
+    )
+    assert load_error(path) == (
+        f"{path}:4: invalid JSON in 'metadata' column "
+        "(Expecting property name enclosed in double quotes)"
+    )
+
+
+def test_error_csv_metadata_not_an_object(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "input,metadata\na,[1]\n")
+    assert load_error(path) == f"{path}:2: 'metadata' must be a JSON object, got list"
+
+
+def test_error_csv_row_too_long(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "id,input\n1,a,extra\n")
+    assert load_error(path) == f"{path}:2: row has 3 cells but the header 2"
+
+
+def test_error_not_found_lists_available(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "beta.jsonl", [{"input": 1}])
+    write(tmp_path / "alpha.csv", "input\nx\n")
+    write(tmp_path / "notes.txt", "not a dataset")
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("qa", tmp_path)
+    assert error(excinfo) == (
+        f"dataset 'qa' not found in {tmp_path}; expected qa.jsonl, qa.json or qa.csv; "
+        "available: alpha, beta"
+    )
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError) as excinfo:
+        find_dataset_file("qa", empty)
+    assert error(excinfo).endswith("; available: (none)")
+
+    with pytest.raises(DatasetError) as excinfo:
+        find_dataset_file("qa", tmp_path / "missing")
+    assert (
+        error(excinfo) == f"dataset 'qa' not found: directory {tmp_path / 'missing'} does not exist"
+    )
+
+
+def test_error_ambiguous(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "qa.jsonl", [{"input": 1}])
+    write(tmp_path / "qa.csv", "input\nx\n")
+    with pytest.raises(DatasetError) as excinfo:
+        find_dataset_file("qa", tmp_path)
+    assert error(excinfo) == (
+        f"dataset 'qa' is ambiguous: found {tmp_path / 'qa.jsonl'} and {tmp_path / 'qa.csv'}; "
+        "keep only one"
+    )
+
+
+@pytest.mark.parametrize("name", ["../x", "", ".hidden", "a/b", "a b", "-x"])
+def test_error_bad_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset(name, tmp_path)
+    assert error(excinfo) == (
+        f"invalid dataset name {name!r}; "
+        "expected letters, digits, '.', '_' or '-', starting with a letter or digit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("filename", "text"), [("d.jsonl", "\n  \n"), ("d.json", "[]"), ("d.csv", "input\n")]
+)
+def test_error_empty_file(tmp_path: Path, filename: str, text: str) -> None:
+    path = write(tmp_path / filename, text)
+    assert load_error(path) == f"{path}: dataset has no items"
+
+
+def test_error_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"input": "caf\xe9"}\n')
+    assert (
+        load_error(path) == f"{path}: not valid UTF-8 at byte offset 14 (invalid continuation byte)"
+    )
+
+
+def test_error_unsupported_suffix(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.yaml", "- input: a\n")
+    assert load_error(path) == (
+        f"{path}: unsupported dataset file type '.yaml'; expected .jsonl, .json or .csv"
+    )
+
+
+# --- property ------------------------------------------------------------------------------
+
+ITEMS = st.lists(
+    st.fixed_dictionaries(
+        {"input": st.text()},
+        optional={
+            "id": st.text(min_size=1).filter(str.strip),
+            "expected_output": st.none() | st.text(),
+            "metadata": st.dictionaries(st.text(), st.text() | st.integers()),
+        },
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=ITEMS)
+def test_jsonl_and_json_agree(tmp_path: Path, items: list[dict[str, Any]]) -> None:
+    ids = [item["id"] for item in items if "id" in item]
+    assume(len(set(ids)) == len(ids))
+    jsonl = load_dataset_file(write_jsonl(tmp_path / "p.jsonl", items))
+    json_file = load_dataset_file(write(tmp_path / "p.json", json.dumps(items, indent=1)))
+
+    assert jsonl.version == json_file.version
+    assert [item.to_dict() for item in jsonl] == [item.to_dict() for item in json_file]
+    assert [item.input for item in jsonl] == [item["input"] for item in items]
+    assert len({item.id for item in jsonl}) == len(items)
