@@ -46,7 +46,9 @@ def grounded_share(answer: str, context: str) -> float:
     return len(answer_words & words(context)) / len(answer_words) if answer_words else 0.0
 
 
-@pytest.mark.parametrize(("topic", "question", "must_mention", "feedback"), QUESTIONS)
+@pytest.mark.parametrize(
+    ("topic", "question", "must_mention", "feedback"), QUESTIONS, ids=[q[0] for q in QUESTIONS]
+)
 def test_rag_answers_from_context(llm, prompt, scorer, topic, question, must_mention, feedback):
     rag_prompt = prompt("rag-answer")
     documents = rank(question, retrieve(question))

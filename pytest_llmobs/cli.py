@@ -1,0 +1,148 @@
+"""The ``llmobs`` command: read runs from the store (``runs``, ``show``, ``export``).
+
+RUN is a run id (or a unique prefix of one), a run name (the newest run of that name), or
+``latest``. The store is found as the plugin finds it (the rootdir's ``llm_store`` or
+``.llmobs``), or given with ``--store DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_llmobs import __version__
+from pytest_llmobs.exports import dump_run, result_from_run
+from pytest_llmobs.locate import find_store_dir
+from pytest_llmobs.reporting.terminal import summary_lines
+from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def open_store(option: str | None) -> Store:
+    directory = Path(option) if option else find_store_dir(Path.cwd())
+    path = directory / STORE_FILENAME
+    if not path.is_file():
+        raise CliError(
+            f"no llmobs store at {path}; run pytest with the plugin first, or pass --store DIR"
+        )
+    try:
+        return Store(path)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(args.store)
+    runs = store.list_runs(limit=args.limit)
+    if not runs:
+        print(f"no runs in {store.path}", file=out)
+        return 0
+    rows = [("RUN ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED")]
+    rows += [
+        (r["id"], r["name"], r["model"] or "-", r["status"], str(r["items"]),
+         _when(r["started_at"]))
+        for r in runs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    print(f"store: {store.path}", file=out)
+    return 0
+
+
+def _item_line(item: dict[str, Any]) -> str:
+    scores = ", ".join(
+        f"{s['name']}={s['value']}" for s in (item.get("trace") or {}).get("scores", [])
+    )
+    return f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(args.store)
+    try:
+        run = store.load_run(store.resolve_run(args.run))
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    environment = run.get("environment") or {}
+    print(f"started {_when(run.get('started_at'))}, ended {_when(run.get('ended_at'))}", file=out)
+    if environment.get("git_commit"):
+        dirty = " (dirty)" if environment.get("git_dirty") else ""
+        print(f"git {environment['git_commit'][:12]}{dirty}", file=out)
+    for prompt in run.get("prompts") or []:
+        print(f"prompt {prompt['name']} version {prompt['version']}", file=out)
+    if "aggregates" in run:
+        for line in summary_lines(result_from_run(run, store.path), encoding=out.encoding):
+            print(line, file=out)
+    else:
+        print(f"run {run['id']}  name {run['name']!r}  -> {run['status']}", file=out)
+    items = run.get("items") or []
+    print(f"items ({len(items)}):", file=out)
+    for item in items:
+        print(_item_line(item), file=out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(args.store)
+    try:
+        run = store.load_run(store.resolve_run(args.run))
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    text = dump_run(run)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote run {run['id']} ({len(run['items'])} items) to {args.output}", file=out)
+    else:
+        print(text, file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmobs", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="DIR", help="store directory (default: as pytest finds it)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    runs = commands.add_parser("runs", parents=[common], help="list stored runs, newest first")
+    runs.add_argument("--limit", type=int, default=None, help="show at most N runs")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = commands.add_parser("show", parents=[common], help="summary and items of one run")
+    show.add_argument("run", metavar="RUN", help="run id, run name, or 'latest'")
+    show.set_defaults(handler=cmd_show)
+
+    export = commands.add_parser("export", parents=[common], help="write a run as JSON")
+    export.add_argument("run", metavar="RUN", help="run id, run name, or 'latest'")
+    export.add_argument("--format", choices=["json"], default="json", help="export format")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``llmobs`` console script."""
+    args = build_parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        return int(args.handler(args, stream))
+    except CliError as exc:
+        print(f"llmobs: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
