@@ -1,0 +1,93 @@
+"""The ``llmobs`` command against a store written by a real pytest session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+
+def llmobs(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_llmobs.cli", *args],
+        cwd=cwd, capture_output=True, text=True, check=False,
+    )
+
+
+@pytest.fixture
+def recorded(pytester: pytest.Pytester) -> Path:
+    """A project with two stored runs: 'first' and 'second'."""
+    pytester.makeini("[pytest]\n")
+    pytester.makefile(".jsonl", **{"datasets/qa": dedent("""\
+        {"id": "fr", "input": "What is the capital of France?", "expected_output": "Paris"}
+        {"id": "jp", "input": "What is the capital of Japan?", "expected_output": "Tokyo"}
+    """)})
+    pytester.makepyfile(test_qa=dedent("""\
+        import pytest
+
+        @pytest.mark.llm_dataset("qa")
+        def test_qa(item, llm, scorer):
+            assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+    """))
+    pytester.runpytest("--llm-run-name=first").assert_outcomes(passed=2)
+    pytester.runpytest("--llm-run-name=second").assert_outcomes(passed=2)
+    return pytester.path
+
+
+def test_runs_lists_newest_first(recorded: Path) -> None:
+    done = llmobs(recorded, "runs")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["RUN", "ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED"]
+    assert [line.split()[1] for line in lines[1:3]] == ["second", "first"]
+    assert all(line.split()[3:5] == ["passed", "2"] for line in lines[1:3])
+    assert lines[-1] == f"store: {recorded / '.llmobs' / 'llmobs.db'}"
+
+
+def test_show_by_name_and_latest(recorded: Path) -> None:
+    by_name = llmobs(recorded, "show", "first")
+    assert by_name.returncode == 0, by_name.stderr
+    assert "name 'first'" in by_name.stdout
+    assert "  passed   test_qa.py::test_qa[fr]  [exact_match=True]" in by_name.stdout
+    latest = llmobs(recorded, "show", "latest")
+    assert "name 'second'" in latest.stdout
+
+
+def test_export_json_round_trips_the_run(recorded: Path) -> None:
+    done = llmobs(recorded, "export", "second", "--format", "json")
+    run = json.loads(done.stdout)
+    assert run["format"] == "pytest-llmobs/run"
+    assert run["name"] == "second" and run["status"] == "passed"
+    assert [i["item_id"] for i in run["items"]] == ["fr", "jp"]
+    prefix = run["id"][:17]
+    out = recorded / "run.json"
+    written = llmobs(recorded, "export", prefix, "-o", str(out))
+    assert written.returncode == 0, written.stderr
+    assert json.loads(out.read_text())["id"] == run["id"]
+
+
+def test_unknown_run_is_a_clear_error(recorded: Path) -> None:
+    done = llmobs(recorded, "show", "nope")
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("llmobs: error: no run 'nope' in ")
+    assert "recent runs: second, first" in done.stderr
+
+
+def test_store_option_and_missing_store(recorded: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = llmobs(elsewhere, "runs")
+    assert missing.returncode == 1
+    assert "no llmobs store at" in missing.stderr and "--store DIR" in missing.stderr
+    explicit = llmobs(elsewhere, "runs", "--store", str(recorded / ".llmobs"))
+    assert explicit.returncode == 0 and "second" in explicit.stdout
+
+
+def test_store_found_from_a_subdirectory_via_ini(recorded: Path) -> None:
+    sub = recorded / "sub" / "dir"
+    sub.mkdir(parents=True)
+    assert "second" in llmobs(sub, "runs").stdout

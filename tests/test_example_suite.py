@@ -1,0 +1,73 @@
+"""The example suite, run as a new user runs it: a copy, a real pytest process, the real store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE_SUITE = Path(__file__).resolve().parents[1] / "example_suite"
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> Path:
+    target = pytester.path / "example_suite"
+    shutil.copytree(EXAMPLE_SUITE, target, ignore=shutil.ignore_patterns(".llmobs", "__pycache__"))
+    return target
+
+
+def run_suite(pytester: pytest.Pytester, suite: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(str(suite), "-p", "no:cacheprovider", *args)
+
+
+def export_latest(suite: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_llmobs.cli", "export", "latest", "--format", "json"],
+        cwd=suite, capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Path) -> None:
+    result = run_suite(pytester, suite, "--llm-model=mock-llm-v1")
+    result.assert_outcomes(passed=14)
+    result.stdout.fnmatch_lines([
+        "*= llmobs experiment run =*",
+        "run * name 'mock-llm-v1@*'  model mock-llm-v1  -> passed",
+        f"stored in {suite / '.llmobs' / 'llmobs.db'}",
+        "dataset 'capital-cities-tutorial' version *: 10 items  pass rate 100.0% (10/10)",
+        "  accuracy  mean 1.000 ± 0.000  [[]min 1, max 1[]]  n=10",
+        "thresholds:",
+        "  ✓ capital-cities-tutorial: mean_accuracy >= 0.9  observed 1 (n=10)",
+    ])
+    run = export_latest(suite)
+    assert run["status"] == "passed"
+    assert run["datasets"] == {"capital-cities-tutorial": run["items"][0]["dataset_version"]}
+    assert {p["name"] for p in run["prompts"]} == {"support-agent", "rag-answer"}
+    support = next(i for i in run["items"] if "support" in i["node_id"])
+    trace = support["trace"]
+    assert (trace["user_id"], trace["session_id"], trace["tags"]) == (
+        "user-42", "support-session-7", ["support"]
+    )
+    generation = next(o for o in trace["observations"] if o["type"] == "generation")
+    assert (generation["prompt_name"], generation["prompt_version"]) == ("support-agent", 1)
+    rag = next(i for i in run["items"] if "test_rag" in i["node_id"])
+    names = [o["name"] for o in rag["trace"]["observations"]]
+    assert names[1:] == ["retrieve", "rank", "answer", "rag-answer"]
+    assert {s["name"]: s["data_type"] for s in rag["trace"]["scores"]} == {
+        "groundedness": "NUMERIC", "user_feedback": "CATEGORICAL", "resolved": "BOOLEAN"
+    }
+
+
+def test_degraded_model_fails_the_gate(pytester: pytest.Pytester, suite: Path) -> None:
+    result = run_suite(pytester, suite, "--llm-model=mock-llm-v1?accuracy=0.5&seed=7")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "  ✗ capital-cities-tutorial: mean_accuracy >= 0.9  observed 0.* (n=10)",
+        "1 of 1 threshold(s) failed: session fails",
+    ])
+    assert export_latest(suite)["status"] == "failed"
