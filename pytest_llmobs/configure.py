@@ -13,9 +13,18 @@ from pytest_llmobs.settings import read_settings
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
+WORKER_RUN_ID = "llmobs_run_id"
+"""Key of the controller's run id in an xdist worker's ``workerinput``."""
+
 
 def is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def _run_id(config: pytest.Config) -> str:
+    """The controller's run id on an xdist worker, a new one elsewhere."""
+    workerinput = getattr(config, "workerinput", None) or {}
+    return str(workerinput.get(WORKER_RUN_ID) or new_run_id())
 
 
 def build_state(config: pytest.Config) -> SessionState:
@@ -35,7 +44,7 @@ def build_state(config: pytest.Config) -> SessionState:
         store = Store.in_directory(settings.store_dir) if settings.store_dir else Store(None)
     except StoreError as exc:
         raise pytest.UsageError(f"--llm-store: {exc}") from None
-    run_id = new_run_id()
+    run_id = _run_id(config)
     recorder = None
     if not is_xdist_worker(config):
         recorder = RunRecorder(
@@ -64,8 +73,12 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
     recorder = state.recorder
     if recorder is None or not state.started:
         return
-    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    tests_failed = exitstatus == pytest.ExitCode.TESTS_FAILED or session.testsfailed > 0
+    interrupted = state.interrupted
+    # Collection errors end the session as INTERRUPTED too, but they are failures, not Ctrl-C.
+    tests_failed = session.testsfailed > 0 or exitstatus not in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.NO_TESTS_COLLECTED,
+    )
     result = recorder.finish(interrupted=interrupted, tests_failed=tests_failed)
     state.result = result
     if not result.thresholds_passed and session.exitstatus in (

@@ -25,9 +25,10 @@ def _toml(path: Path) -> dict[str, Any]:
         except ImportError:
             return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return data
 
 
 def _ini_section(path: Path, section: str) -> dict[str, str] | None:

@@ -26,11 +26,11 @@ class DatasetMarker:
 def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
     """Validate the marker's arguments; a mistake raises `pytest.UsageError` naming the test."""
     prefix = f"{where}: @pytest.mark.{MARKER}"
-    unknown = sorted(set(mark.kwargs) - set(_KEYWORDS))
+    unknown = sorted(set(mark.kwargs) - {*_KEYWORDS, "name"})
     if unknown:
         raise pytest.UsageError(
-            f"{prefix} got unknown argument {unknown[0]!r}; expected name and "
-            f"{', '.join(_KEYWORDS)}"
+            f"{prefix} got unknown keyword{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; accepted keywords: {', '.join(_KEYWORDS)}"
         )
     args = list(mark.args)
     if "name" in mark.kwargs:

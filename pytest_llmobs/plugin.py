@@ -27,12 +27,30 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    if config.option.help:  # `pytest --help` runs no session: open no store, build no state
+        return
     from pytest_llmobs.configure import build_state
     from pytest_llmobs.session import STATE_KEY
 
     state = build_state(config)
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(SessionHooks(state), "llmobs-session")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(state), "llmobs-xdist")
+
+
+class XdistHooks:
+    """xdist-only hooks, registered only when xdist is present (its hook names are unknown
+    otherwise)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def pytest_configure_node(self, node: Any) -> None:
+        from pytest_llmobs.configure import WORKER_RUN_ID
+
+        # Workers derive trace ids from the run id, so they must use the controller's.
+        node.workerinput[WORKER_RUN_ID] = self.state.run_id
 
 
 class SessionHooks:
@@ -45,6 +63,13 @@ class SessionHooks:
         if self.state.recorder is not None and not session.config.option.collectonly:
             self.state.recorder.begin()
             self.state.started = True
+
+    def pytest_collection_modifyitems(self) -> None:
+        if self.state.marker_errors:
+            raise pytest.UsageError("\n".join(self.state.marker_errors))
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.state.interrupted = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
@@ -70,18 +95,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     mark = metafunc.definition.get_closest_marker(MARKER)
     if mark is None:
         return
+    from pytest_llmobs.configure import is_xdist_worker
     from pytest_llmobs.datasets import DatasetError
     from pytest_llmobs.session import STATE_KEY
     from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
-    marker = read_marker(mark, metafunc.definition.nodeid)
     state = metafunc.config.stash[STATE_KEY]
+    try:
+        marker = read_marker(mark, metafunc.definition.nodeid)
+    except pytest.UsageError as exc:
+        if is_xdist_worker(metafunc.config):  # a worker cannot end the session with a usage error
+            pytest.fail(str(exc), pytrace=False)
+        state.marker_errors.append(str(exc))  # raised once collection is over
+        return
+    problem = None
     try:
         dataset = state.dataset(marker.name).limit(marker.limit)
         for expression in marker.thresholds:
             parse_threshold(expression, dataset=marker.name, source=metafunc.definition.nodeid)
     except (DatasetError, ThresholdError) as exc:
-        pytest.fail(f"{metafunc.definition.nodeid}: {exc}", pytrace=False)
+        problem = f"{metafunc.definition.nodeid}: {exc}"
+    if problem is not None:  # failed outside `except`, so no chained tracebacks are shown
+        pytest.fail(problem, pytrace=False)
     metafunc.parametrize(marker.argname, list(dataset), ids=[item.id for item in dataset])
 
 

@@ -28,6 +28,7 @@ from pytest_llmobs.store import Store
 PROMPT_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 _VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_UNION_BRANCHES = frozenset({"str", "list[ChatMessage]"})
 
 
 class PromptError(ValueError):
@@ -249,8 +250,10 @@ def parse_prompt_file(path: Path) -> PromptFile:
         spec = PromptFile.model_validate(data)
         spec.check_shape()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(file)"
+        # 'prompt' is a union, which reports one error per branch: show the deepest one,
+        # without the branch names pydantic puts in the location.
+        first = max(exc.errors(), key=lambda error: len(error["loc"]))
+        where = ".".join(str(p) for p in first["loc"] if p not in _UNION_BRANCHES) or "(file)"
         raise PromptError(f"{path}: {where}: {first['msg']}") from None
     except ValueError as exc:
         raise PromptError(f"{path}: {exc}") from None

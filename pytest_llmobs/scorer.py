@@ -51,10 +51,10 @@ class Scorer:
 
     def record(self, result: EvalResult, *, name: str | None = None) -> EvalResult:
         """Record an evaluator's result as a score named ``name`` (default: the evaluator's)."""
-        score_name = name or result.name
-        if score_name != result.name:
+        evaluator, score_name = result.name, name or result.name
+        if score_name != evaluator:
             result = EvalResult(score_name, result.value, result.passed, result.reason)
-        self.score(score_name, result.value, result.reason or None, source=result.name)
+        self.score(score_name, result.value, result.reason or None, source=evaluator)
         return result
 
     def exact_match(

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import enum
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
@@ -23,6 +24,13 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    if type(value).__name__ in ("bool_", "bool"):  # numpy booleans
+        return bool(value)
+    if isinstance(value, numbers.Integral):  # numpy integers and friends
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
     if _depth >= _MAX_DEPTH:
         return f"<truncated at depth {_MAX_DEPTH}>"
     depth = _depth + 1
@@ -32,14 +40,20 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return [jsonable(v, depth) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted((jsonable(v, depth) for v in value), key=repr)
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return jsonable(to_dict(), depth)
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        return jsonable(model_dump(mode="json"), depth)
+    if isinstance(value, type):  # a class (e.g. a pydantic response_format), not an instance
+        return repr(value)
+    try:  # duck-typed guesses: a method of that name may want arguments or fail
+        to_dict = getattr(value, "to_dict", None)
+        if callable(to_dict):
+            return jsonable(to_dict(), depth)
+        model_dump = getattr(value, "model_dump", None)
+        if callable(model_dump):
+            return jsonable(model_dump(mode="json"), depth)
+    except Exception:
+        return repr(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value), depth)
+        # field by field: dataclasses.asdict deep-copies, which fails on locks, files, ...
+        return {f.name: jsonable(getattr(value, f.name), depth) for f in dataclasses.fields(value)}
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, enum.Enum):

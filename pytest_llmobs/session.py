@@ -30,6 +30,10 @@ class SessionState:
     datasets: dict[str, Dataset] = field(default_factory=dict)
     result: RunResult | None = None
     started: bool = False
+    interrupted: bool = False
+    """Set when the session was stopped by Ctrl-C (KeyboardInterrupt) or `pytest.exit`."""
+    marker_errors: list[str] = field(default_factory=list)
+    """Misused ``llm_dataset`` markers, reported together as one usage error after collection."""
 
     def dataset(self, name: str) -> Dataset:
         """Load a dataset once per session and keep a snapshot of its version in the store."""

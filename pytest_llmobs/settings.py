@@ -28,6 +28,8 @@ class OptionSpec:
     default: Any = None
     action: str = "store"
     metavar: str | None = None
+    path: bool = False
+    """A directory: relative to the invocation dir (CLI), the ini file or rootdir (default)."""
 
     @property
     def flag(self) -> str:
@@ -46,12 +48,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="MODEL",
     ),
     OptionSpec(
-        "run_name", "name of the experiment run (default: '<model> <start time>')", metavar="NAME"
+        "run_name", "name of the experiment run (default: '<model>@<start time>')", metavar="NAME"
     ),
     OptionSpec(
         "store",
         f"directory of the run store (default: <rootdir>/{DEFAULT_STORE_DIR})",
+        default=DEFAULT_STORE_DIR,
         metavar="DIR",
+        path=True,
     ),
     OptionSpec(
         "no_store",
@@ -74,12 +78,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "directory holding dataset files (default: <rootdir>/datasets)",
         default="datasets",
         metavar="DIR",
+        path=True,
     ),
     OptionSpec(
         "prompts_dir",
         "directory holding prompt files (default: <rootdir>/prompts)",
         default="prompts",
         metavar="DIR",
+        path=True,
     ),
 )
 
@@ -93,7 +99,9 @@ def add_options(parser: pytest.Parser) -> None:
             kwargs["metavar"] = spec.metavar
         kwargs["default"] = None
         group.addoption(spec.flag, **kwargs)
-        ini_kwargs: dict[str, Any] = {"default": spec.default}
+        # A path's ini default is None, so that a value written in the ini file (even one equal
+        # to the default) is told apart from the default: they resolve against different dirs.
+        ini_kwargs: dict[str, Any] = {"default": None if spec.path else spec.default}
         if spec.ini_type is not None:
             ini_kwargs["type"] = spec.ini_type
         parser.addini(spec.ini, f"{spec.help} [{spec.flag}]", **ini_kwargs)
@@ -123,9 +131,10 @@ def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
         if cli is not None:
             return (invocation / str(cli)).resolve()
         value = config.getini(ini_name)
+        if value:
+            return (ini_dir / str(value)).resolve()
         spec = next(s for s in OPTIONS if s.ini == ini_name)
-        base = rootdir if value == spec.default or not config.inipath else ini_dir
-        return (base / str(value)).resolve()
+        return (rootdir / str(spec.default)).resolve()
 
     return resolve
 
@@ -138,13 +147,11 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError("--llm-model is empty; expected a model such as mock-llm-v1")
     run_name = config.getoption("llm_run_name") or (config.getini("llm_run_name") or None)
     resolve = _path_getter(config)
-    no_store = bool(config.getoption("llm_no_store") or config.getini("llm_no_store"))
-    store_dir: Path | None = None
-    if not no_store:
-        if config.getoption("llm_store") is None and not config.getini("llm_store"):
-            store_dir = Path(config.rootpath) / DEFAULT_STORE_DIR
-        else:
-            store_dir = resolve("llm_store")
+    # --llm-store on the command line beats llm_no_store in the ini file; --llm-no-store wins.
+    no_store = bool(config.getoption("llm_no_store")) or (
+        config.getoption("llm_store") is None and bool(config.getini("llm_no_store"))
+    )
+    store_dir = None if no_store else resolve("llm_store")
     thresholds = tuple(
         [(str(t), "ini llm_threshold") for t in config.getini("llm_threshold") if str(t).strip()]
         + [(t, "--llm-threshold") for t in (config.getoption("llm_threshold") or [])]

@@ -57,15 +57,22 @@ class ScoreError(ValueError):
     """A score value is of the wrong type or not finite."""
 
 
+_NP_BOOLS = frozenset({"bool_", "bool"})  # numpy 1 and numpy 2 spellings
+
+
 def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDataType]:
     """Check ``value`` and return it with its Langfuse data type.
 
     ``bool`` is BOOLEAN, ``int``/``float`` NUMERIC (finite only), ``str`` CATEGORICAL.
     """
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    kind = type(value)
+    if isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in _NP_BOOLS):
         return bool(value), "BOOLEAN"
     if isinstance(value, numbers.Real):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
         if not math.isfinite(number):
             raise ScoreError(f"score {name!r}: value must be a finite number; got {value!r}")
         return (int(value) if isinstance(value, numbers.Integral) else number), "NUMERIC"
@@ -335,7 +342,9 @@ class Observation:
         """Mark the observation as errored with the exception's message."""
         self.level = "ERROR"
         if isinstance(error, BaseException):
-            self.status_message = f"{type(error).__name__}: {error}".rstrip(": ")
+            message = str(error)
+            kind = type(error).__name__
+            self.status_message = f"{kind}: {message}" if message else kind
         else:
             self.status_message = error
 
@@ -515,6 +524,8 @@ def propagate_attributes(
     metadata: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
     """Set trace attributes on the current trace, and on traces started inside the block."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
     attributes: dict[str, Any] = {
         k: v
         for k, v in {
@@ -528,7 +539,12 @@ def propagate_attributes(
     trace = current_trace()
     if trace is not None:
         trace.propagate(**attributes)
-    merged = {**(_pending_attributes.get() or {}), **attributes}
+    outer = _pending_attributes.get() or {}
+    merged = {**outer, **attributes}
+    if tags is not None and outer.get("tags"):
+        merged["tags"] = [*outer["tags"], *(t for t in tags if t not in outer["tags"])]
+    if metadata is not None and outer.get("metadata"):
+        merged["metadata"] = {**outer["metadata"], **metadata}
     token = _pending_attributes.set(merged)
     try:
         yield
@@ -537,9 +553,7 @@ def propagate_attributes(
 
 
 def _capture_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not kwargs:
-        return {"args": list(args)} if args else None
-    return {"args": list(args), "kwargs": kwargs}
+    return {"args": list(args), "kwargs": dict(kwargs)}
 
 
 def _generator_output(items: list[Any]) -> Any:
@@ -603,14 +617,14 @@ def _wrap_function(
         token = _current.set(observation)
         try:
             result = fn(*args, **kwargs)
+            if capture_out:
+                observation.output = result
         except BaseException as exc:
             observation.fail(exc)
             raise
         finally:
             _restore(token, parent)
             close_observation(observation)
-        if capture_out:
-            observation.output = result
         return result
 
     return wrapper  # type: ignore[return-value]
@@ -628,14 +642,14 @@ def _wrap_coroutine(
         token = _current.set(observation)
         try:
             result = await fn(*args, **kwargs)
+            if capture_out:
+                observation.output = result
         except BaseException as exc:
             observation.fail(exc)
             raise
         finally:
             _restore(token, parent)
             close_observation(observation)
-        if capture_out:
-            observation.output = result
         return result
 
     return wrapper  # type: ignore[return-value]
@@ -652,18 +666,27 @@ def _wrap_generator(
         generator = fn(*args, **kwargs)
         produced: list[Any] = []
         to_send: Any = None
+        thrown: BaseException | None = None
         try:
             while True:
                 parent = _current.get()
                 token = _current.set(observation)
                 try:
-                    item = generator.send(to_send)
-                except StopIteration:
-                    return
+                    if thrown is None:
+                        item = generator.send(to_send)
+                    else:  # forward what the consumer threw in, as `yield from` would
+                        item, thrown = generator.throw(thrown), None
+                except StopIteration as stop:
+                    return stop.value
                 finally:
                     _restore(token, parent)
                 produced.append(item)
-                to_send = yield item
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown = exc
         except GeneratorExit:
             generator.close()
             raise
@@ -689,18 +712,27 @@ def _wrap_async_generator(
         generator = fn(*args, **kwargs)
         produced: list[Any] = []
         to_send: Any = None
+        thrown: BaseException | None = None
         try:
             while True:
                 parent = _current.get()
                 token = _current.set(observation)
                 try:
-                    item = await generator.asend(to_send)
+                    if thrown is None:
+                        item = await generator.asend(to_send)
+                    else:  # forward what the consumer threw in
+                        item, thrown = await generator.athrow(thrown), None
                 except StopAsyncIteration:
                     return
                 finally:
                     _restore(token, parent)
                 produced.append(item)
-                to_send = yield item
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown = exc
         except GeneratorExit:
             await generator.aclose()
             raise

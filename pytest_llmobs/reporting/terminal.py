@@ -57,12 +57,13 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
 
 def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
     mark = marks[0] if result.passed else marks[1]
-    if result.error is not None:
-        return f"  {mark} {result.threshold.expression}  ERROR: {result.error}"
-    where = f"{result.threshold.dataset}: " if result.threshold.dataset else ""
-    expression = result.threshold.expression
-    if result.threshold.dataset and not expression.startswith(result.threshold.dataset):
-        expression = where + expression
+    threshold = result.threshold
+    expression = threshold.expression
+    if threshold.dataset and not expression.startswith(threshold.dataset):
+        expression = f"{threshold.dataset}: {expression}"
+    if result.error is not None:  # the line already shows the expression the error starts with
+        error = result.error.removeprefix(f"{threshold.expression!r}: ")
+        return f"  {mark} {expression}  ERROR: {error}"
     return f"  {mark} {expression}  observed {format_number(result.observed)} (n={result.n})"
 
 

@@ -1,0 +1,421 @@
+"""Tests for the scorer, the item evaluators and the traced LLM client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from textwrap import dedent
+from typing import Any
+
+import pytest
+
+import pytest_llmobs
+from pytest_llmobs import evaluators
+from pytest_llmobs.evaluators import EvalResult
+from pytest_llmobs.llm import LLM, LLMResult, to_messages
+from pytest_llmobs.prompts import Prompt
+from pytest_llmobs.providers import ProviderError, default_registry
+from pytest_llmobs.scorer import NoActiveTraceError, Scorer
+from pytest_llmobs.tracing import (
+    Observation,
+    ScoreError,
+    Trace,
+    activate,
+    observe,
+    set_standalone_sink,
+    start_span,
+)
+
+CAPITAL_PROMPT = Prompt(
+    name="capital",
+    version=3,
+    type="chat",
+    template=[
+        {"role": "system", "content": "Answer with the city name only."},
+        {"role": "user", "content": "What is the capital of {{country}}?"},
+    ],
+    config={"temperature": 0.3, "max_tokens": 20, "owner": "team-a"},
+)
+
+
+@pytest.fixture
+def root() -> Iterator[Observation]:
+    trace = Trace("t")
+    with activate(Observation(trace, "root")) as observation:
+        yield observation
+
+
+@pytest.fixture
+def scorer() -> Scorer:
+    return Scorer()
+
+
+def llm_for(spec: str = "mock-llm-v1") -> LLM:
+    return LLM(default_registry().resolve(spec))
+
+
+def generations(trace: Trace) -> list[Observation]:
+    return [o for o in trace.observations if o.type == "generation"]
+
+
+# --- Scorer.score ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type"),
+    [(True, "BOOLEAN"), (0.9, "NUMERIC"), (4, "NUMERIC"), ("relevant", "CATEGORICAL")],
+)
+def test_score_records_on_the_active_trace_with_its_type(
+    root: Observation, scorer: Scorer, value: object, data_type: str
+) -> None:
+    score = scorer.score("quality", value, "a comment")
+    assert root.trace.scores == [score]
+    assert (score.name, score.value, score.data_type) == ("quality", value, data_type)
+    assert score.comment == "a comment"
+    assert score.trace_id == root.trace.id
+    assert score.observation_id is None
+
+
+def test_score_inside_a_span_still_targets_the_trace(root: Observation, scorer: Scorer) -> None:
+    with start_span("step"):
+        score = scorer.score("s", 1)
+    assert score in root.trace.scores
+
+
+def test_score_on_a_given_observation(root: Observation, scorer: Scorer) -> None:
+    with start_span("retrieve") as span:
+        pass
+    score = scorer.score("recall", 0.5, observation=span, source="custom", metadata={"k": 3})
+    assert score.observation_id == span.id
+    assert (score.source, score.metadata) == ("custom", {"k": 3})
+
+
+def test_score_outside_any_trace_raises(scorer: Scorer) -> None:
+    with pytest.raises(NoActiveTraceError) as excinfo:
+        scorer.score("quality", 1.0)
+    assert str(excinfo.value) == (
+        "score 'quality': no active trace; record scores inside a test or a traced span"
+    )
+    with pytest.raises(NoActiveTraceError, match="score 'exact_match': no active trace"):
+        scorer.exact_match("a", "a")
+
+
+def test_score_inside_a_standalone_span_records_on_that_trace(scorer: Scorer) -> None:
+    received: list[Trace] = []
+    previous = set_standalone_sink(received.append)
+    try:
+
+        @observe
+        def job() -> None:
+            scorer.score("done", True)
+
+        job()
+    finally:
+        set_standalone_sink(previous)
+    (trace,) = received
+    assert [(s.name, s.value) for s in trace.scores] == [("done", True)]
+
+
+@pytest.mark.parametrize("value", [float("nan"), None, [1]])
+def test_invalid_score_values_are_rejected(
+    root: Observation, scorer: Scorer, value: object
+) -> None:
+    with pytest.raises(ScoreError, match="score 'bad'"):
+        scorer.score("bad", value)
+    assert root.trace.scores == []
+
+
+# --- exact_match ---------------------------------------------------------------------------------
+
+
+def test_exact_match_pass_records_a_boolean_score(root: Observation, scorer: Scorer) -> None:
+    result = scorer.exact_match(" Paris\n", "Paris")
+    assert result
+    assert result.passed is True
+    (score,) = root.trace.scores
+    assert (score.name, score.value, score.data_type) == ("exact_match", True, "BOOLEAN")
+    assert score.source == "exact_match"
+    assert score.comment is None
+
+
+def test_exact_match_failure_is_recorded_and_falsy(root: Observation, scorer: Scorer) -> None:
+    result = scorer.exact_match("Lyon", "Paris")
+    assert not result
+    (score,) = root.trace.scores
+    assert (score.name, score.value, score.data_type) == ("exact_match", False, "BOOLEAN")
+    assert score.comment == "expected 'Paris', got 'Lyon'"
+
+
+def test_exact_match_name_overrides_the_score_name(root: Observation, scorer: Scorer) -> None:
+    result = scorer.exact_match("a", "b", name="capital_correct")
+    assert result.name == "capital_correct"
+    (score,) = root.trace.scores
+    assert score.name == "capital_correct"
+    assert score.source == "exact_match"
+
+
+def test_exact_match_options(root: Observation, scorer: Scorer) -> None:
+    assert scorer.exact_match("PARIS", "paris", case_sensitive=False)
+    assert not scorer.exact_match("PARIS", "paris")
+    assert not scorer.exact_match(" Paris ", "Paris", strip=False)
+    assert scorer.exact_match(42, "42")
+    assert [s.value for s in root.trace.scores] == [True, False, False, True]
+
+
+def test_repeated_scores_get_distinct_ids(root: Observation, scorer: Scorer) -> None:
+    first = scorer.exact_match("a", "a")
+    second = scorer.exact_match("a", "b")
+    assert bool(first) and not second
+    ids = [s.id for s in root.trace.scores]
+    assert len(set(ids)) == 2
+
+
+def test_exact_match_repr_shows_expected_and_actual() -> None:
+    failed = evaluators.exact_match("Lyon", "Paris")
+    assert repr(failed) == "<exact_match FAILED value=False: expected 'Paris', got 'Lyon'>"
+    assert repr(evaluators.exact_match("x", "x")) == "<exact_match passed value=True>"
+
+
+def test_exact_match_repr_shortens_long_values() -> None:
+    failed = evaluators.exact_match("y" * 500, "x" * 500)
+    assert len(repr(failed)) < 250
+    assert "expected 'xxx" in repr(failed) and "got 'yyy" in repr(failed)
+
+
+def test_failed_assert_prints_expected_and_actual(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        dedent(
+            """\
+            from pytest_llmobs.scorer import Scorer
+            from pytest_llmobs.tracing import Observation, Trace, activate
+
+            def test_capital():
+                with activate(Observation(Trace("t"), "root")):
+                    assert Scorer().exact_match("Lyon", "Paris")
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:llmobs")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*assert <exact_match FAILED value=False: expected 'Paris', got 'Lyon'>"]
+    )
+
+
+# --- char_length and EvalResult ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds", "passed", "reason"),
+    [
+        ("hello", {}, True, ""),
+        ("hello", {"min": 5, "max": 5}, True, ""),
+        ("hello", {"min": 6}, False, "length 5 outside [6, ]"),
+        ("hello", {"max": 4}, False, "length 5 outside [, 4]"),
+        ("", {"min": 1, "max": 3}, False, "length 0 outside [1, 3]"),
+    ],
+)
+def test_char_length(
+    root: Observation,
+    scorer: Scorer,
+    text: str,
+    bounds: dict[str, Any],
+    passed: bool,
+    reason: str,
+) -> None:
+    result = scorer.char_length(text, **bounds)
+    assert bool(result) is passed
+    assert result.value == len(text)
+    assert result.reason == reason
+    (score,) = root.trace.scores
+    assert (score.name, score.value, score.data_type) == ("char_length", len(text), "NUMERIC")
+    assert score.comment == (reason or None)
+
+
+def test_char_length_with_a_custom_name(root: Observation, scorer: Scorer) -> None:
+    scorer.char_length("abc", max=10, name="answer_length")
+    (score,) = root.trace.scores
+    assert (score.name, score.source) == ("answer_length", "char_length")
+
+
+def test_eval_results_compare_with_numbers() -> None:
+    length = evaluators.char_length("abcd")
+    assert length >= 4
+    assert length > 3.5
+    assert length <= 4
+    assert length < 5
+    assert length == 4
+    assert length != 3
+    assert 3 < length  # noqa: SIM300 - the reflected comparison is the point
+    assert float(length) == 4.0
+    assert length >= evaluators.char_length("abc")
+    match = evaluators.exact_match("a", "a")
+    assert match >= 1
+    assert match == 1.0
+    assert match > 0.5
+    assert not evaluators.exact_match("a", "b") >= 0.5
+
+
+def test_eval_result_compared_with_text_is_an_error() -> None:
+    with pytest.raises(TypeError, match="cannot compare an evaluator result with str"):
+        _ = evaluators.char_length("ab") < "x"
+    assert evaluators.char_length("ab") != "2"
+
+
+def test_eval_result_is_hashable_and_public() -> None:
+    result = EvalResult("x", 0.5, True)
+    assert {result: 1}[result] == 1
+    assert pytest_llmobs.EvalResult is EvalResult
+    assert repr(EvalResult("fuzzy", 0.123456, False, "too far")) == (
+        "<fuzzy FAILED value=0.1235: too far>"
+    )
+
+
+# --- LLM with the mock provider ----------------------------------------------------------------
+
+
+def test_generate_records_a_generation(root: Observation) -> None:
+    llm = llm_for()
+    result = llm.generate("What is the capital of France?", temperature=0)
+    assert isinstance(result, LLMResult)
+    assert result.text == "Paris"
+    assert str(result) == "Paris"
+    assert result.model == "mock-llm-v1"
+    (generation,) = generations(root.trace)
+    assert generation.name == "llm.generate"
+    assert generation.parent_id == root.id
+    assert generation.input == [{"role": "user", "content": "What is the capital of France?"}]
+    assert generation.output == "Paris"
+    assert generation.model == "mock-llm-v1"
+    assert generation.model_parameters == {"temperature": 0}
+    usage = generation.usage
+    assert usage is not None
+    assert usage["input"] > 0 and usage["output"] > 0
+    assert usage["total"] == usage["input"] + usage["output"]
+    assert result.usage.to_dict() == usage
+    assert generation.metadata["latency_ms"] == result.latency_ms
+    assert result.latency_ms >= 0
+    assert generation.end_time is not None
+    assert generation.level == "DEFAULT"
+    assert result.observation_id == generation.id
+    assert (result.prompt_name, result.prompt_version) == (None, None)
+    data = json.loads(json.dumps(root.trace.to_dict()))
+    assert data["observations"][1]["usage"] == usage
+
+
+def test_generate_with_a_compiled_prompt_links_it_and_uses_its_config(
+    root: Observation,
+) -> None:
+    compiled = CAPITAL_PROMPT.compile(country="Japan")
+    result = llm_for().generate(compiled)
+    assert result.text == "Tokyo"
+    assert (result.prompt_name, result.prompt_version) == ("capital", 3)
+    (generation,) = generations(root.trace)
+    assert generation.name == "capital"
+    assert generation.input == compiled.messages
+    assert (generation.prompt_name, generation.prompt_version) == ("capital", 3)
+    # Only model parameters come from the config; other keys are not sent to the model.
+    assert generation.model_parameters == {"temperature": 0.3, "max_tokens": 20}
+    data = generation.to_dict()
+    assert (data["prompt_name"], data["prompt_version"]) == ("capital", 3)
+
+
+def test_call_parameters_override_the_prompt_config(root: Observation) -> None:
+    llm_for().generate(CAPITAL_PROMPT.compile(country="Japan"), temperature=0.9, seed=1)
+    (generation,) = generations(root.trace)
+    assert generation.model_parameters == {"temperature": 0.9, "max_tokens": 20, "seed": 1}
+
+
+def test_prompt_version_links_hand_built_messages(root: Observation) -> None:
+    messages = [{"role": "user", "content": "What is the capital of Italy?"}]
+    result = llm_for().generate(messages, prompt_version=CAPITAL_PROMPT, name="custom")
+    assert result.text == "Rome"
+    (generation,) = generations(root.trace)
+    assert generation.name == "custom"
+    assert generation.input == messages
+    assert (generation.prompt_name, generation.prompt_version) == ("capital", 3)
+    assert generation.model_parameters == {"temperature": 0.3, "max_tokens": 20}
+
+
+def test_generation_nests_under_the_current_span(root: Observation) -> None:
+    llm = llm_for()
+
+    @observe
+    def answer(country: str) -> str:
+        return llm.generate(f"What is the capital of {country}?").text
+
+    assert answer("Peru") == "Lima"
+    spans = {o.name: o for o in root.trace.observations}
+    assert spans["llm.generate"].parent_id == spans["answer"].id
+
+
+def test_provider_error_marks_the_generation_and_propagates(root: Observation) -> None:
+    llm = llm_for("mock-llm-v1?error_rate=1")
+    with pytest.raises(ProviderError) as excinfo:
+        llm.generate("What is the capital of France?")
+    (generation,) = generations(root.trace)
+    assert generation.level == "ERROR"
+    assert generation.status_message == f"ProviderError: {excinfo.value}"
+    assert "simulated" in str(generation.status_message)
+    assert generation.end_time is not None
+    assert generation.output is None
+
+
+def test_agenerate_under_asyncio_run(root: Observation) -> None:
+    llm = llm_for()
+
+    async def main() -> list[str]:
+        results = await asyncio.gather(
+            llm.agenerate("What is the capital of Kenya?"),
+            llm.agenerate(CAPITAL_PROMPT.compile(country="Chile")),
+        )
+        return [r.text for r in results]
+
+    assert asyncio.run(main()) == ["Nairobi", "Santiago"]
+    recorded = generations(root.trace)
+    assert [g.output for g in recorded] == ["Nairobi", "Santiago"]
+    assert {g.parent_id for g in recorded} == {root.id}
+    assert recorded[1].prompt_name == "capital"
+    assert all(g.usage and g.usage["total"] > 0 for g in recorded)
+
+
+def test_agenerate_error_marks_the_generation(root: Observation) -> None:
+    llm = llm_for("mock-llm-v1?error_rate=1")
+    with pytest.raises(ProviderError):
+        asyncio.run(llm.agenerate("hi"))
+    (generation,) = generations(root.trace)
+    assert generation.level == "ERROR"
+    assert generation.status_message is not None
+    assert generation.status_message.startswith("ProviderError: ")
+
+
+def test_generate_outside_a_trace_starts_a_standalone_trace() -> None:
+    received: list[dict[str, Any]] = []
+    previous = set_standalone_sink(lambda trace: received.append(trace.to_dict()))
+    try:
+        llm_for().generate("What is the capital of Spain?")
+    finally:
+        set_standalone_sink(previous)
+    (trace,) = received
+    (generation,) = trace["observations"]
+    assert generation["type"] == "generation"
+    assert generation["output"] == "Madrid"
+    assert generation["usage"]["total"] > 0
+
+
+def test_generate_rejects_bad_prompts(root: Observation) -> None:
+    llm = llm_for()
+    with pytest.raises(TypeError, match="expects a string, a compiled prompt or a list"):
+        llm.generate(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="message 0: expected a mapping with 'role' and 'content'"):
+        llm.generate([{"text": "hi"}])
+    assert generations(root.trace) == []
+
+
+def test_to_messages_normalises_inputs() -> None:
+    assert to_messages("hi") == [{"role": "user", "content": "hi"}]
+    assert to_messages([{"role": "system", "content": "s"}]) == [{"role": "system", "content": "s"}]
+    compiled = Prompt(name="p", version=1, type="text", template="x").compile()
+    assert to_messages(compiled) == [{"role": "user", "content": "x"}]
+    assert repr(llm_for()) == "LLM(model='mock-llm-v1')"
