@@ -64,9 +64,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_llmobs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    # Not cached in globals(): pytester's in-process runs drop and re-import our modules, and a
+    # cached name would keep pointing into the dropped copy.
+    return getattr(importlib.import_module(module), name)
 
 
 if TYPE_CHECKING:

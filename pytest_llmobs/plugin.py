@@ -68,8 +68,11 @@ class SessionHooks:
         if self.state.marker_errors:
             raise pytest.UsageError("\n".join(self.state.marker_errors))
 
-    def pytest_keyboard_interrupt(self) -> None:
-        self.state.interrupted = True
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # Collection errors and --stepwise stop the session with `Session.Interrupted` (a
+        # KeyboardInterrupt); those runs failed, only Ctrl-C and `pytest.exit` interrupt them.
+        if not isinstance(excinfo.value, pytest.Session.Interrupted):
+            self.state.interrupted = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
@@ -101,18 +104,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
     state = metafunc.config.stash[STATE_KEY]
+    problem = None
     try:
         marker = read_marker(mark, metafunc.definition.nodeid)
     except pytest.UsageError as exc:
+        problem = str(exc)
+    if problem is not None:
         if is_xdist_worker(metafunc.config):  # a worker cannot end the session with a usage error
-            pytest.fail(str(exc), pytrace=False)
-        state.marker_errors.append(str(exc))  # raised once collection is over
+            pytest.fail(problem, pytrace=False)
+        state.marker_errors.append(problem)  # raised once collection is over
         return
-    problem = None
     try:
         dataset = state.dataset(marker.name).limit(marker.limit)
         for expression in marker.thresholds:
-            parse_threshold(expression, dataset=marker.name, source=metafunc.definition.nodeid)
+            parse_threshold(expression, dataset=marker.name, source="llm_dataset marker")
     except (DatasetError, ThresholdError) as exc:
         problem = f"{metafunc.definition.nodeid}: {exc}"
     if problem is not None:  # failed outside `except`, so no chained tracebacks are shown

@@ -1,0 +1,366 @@
+"""The experiment run in the store: header, environment, datasets, prompts, counts and status,
+items written as each test finishes, and what an interrupted or crashed session leaves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmobs import __version__
+from pytest_llmobs.datasets import load_dataset
+from pytest_llmobs.tracing import derived_id
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+ASK_PROMPT = {"type": "text", "prompt": "Answer briefly. {{question}}", "config": {}}
+
+RUN_SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm, prompt, scorer):
+        answer = llm.generate(prompt("ask").compile(question=item.input))
+        assert scorer.exact_match(answer.text, item.expected_output, name="accuracy")
+
+    def test_plain():
+        pass
+    """
+
+
+def node_ids(run: dict[str, Any]) -> list[str]:
+    return [item["node_id"] for item in run["items"]]
+
+
+def test_run_holds_header_datasets_prompts_counts_and_status(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    xdist_args: tuple[str, ...],
+) -> None:
+    pytester.makefile(".json", **{"prompts/ask": json.dumps(ASK_PROMPT)})
+    pytester.makepyfile(test_run=dedent(RUN_SUITE))
+
+    result = pytester.runpytest("--llm-run-name=nightly", *xdist_args)
+
+    result.assert_outcomes(passed=len(capitals) + 1)
+    (listed,) = runs.list()
+    run = runs.load(listed["id"])
+    assert run["id"] == listed["id"] == runs.latest()["id"]
+    assert (run["name"], run["model"], run["status"]) == ("nightly", "mock-llm-v1", "passed")
+    assert listed["items"] == len(run["items"]) == len(capitals) + 1
+    assert run["started_at"] <= run["ended_at"]
+    assert listed["started_at"] == run["started_at"]
+    assert run["params"] == {"accuracy": 1.0, "latency_ms": 0.0, "error_rate": 0.0, "seed": 0}
+    environment = run["environment"]
+    assert environment["plugin_version"] == __version__
+    assert environment["pytest"] == pytest.__version__
+    assert {"python", "platform"} <= set(environment)
+    version = load_dataset("capitals", pytester.path / "datasets").version
+    assert run["datasets"] == {"capitals": version}
+    (used,) = run["prompts"]
+    assert (used["name"], used["version"]) == ("ask", 1)
+    assert len(used["hash"]) == 16
+    assert run["counts"] == {"passed": len(capitals) + 1}
+    assert run["thresholds"] == []
+
+
+def test_a_failing_test_fails_the_run(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile(
+        dedent(
+            """\
+            import pytest
+
+            def test_passes():
+                pass
+
+            def test_fails():
+                assert False
+
+            @pytest.mark.skip(reason="not today")
+            def test_skipped():
+                pass
+
+            @pytest.fixture
+            def broken():
+                raise RuntimeError("no database")
+
+            def test_errors(broken):
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=1, failed=1, skipped=1, errors=1)
+    run = runs.latest()
+    assert run["status"] == "failed"
+    assert run["counts"] == {"error": 1, "failed": 1, "passed": 1, "skipped": 1}
+    items = runs.items(run)
+    assert items["test_a_failing_test_fails_the_run.py::test_skipped"]["skip_reason"] == (
+        "Skipped: not today"
+    )
+    errored = items["test_a_failing_test_fails_the_run.py::test_errors"]
+    assert errored["error"] == "RuntimeError: no database"
+
+
+def test_two_sessions_are_two_runs_newest_first(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    pytester.runpytest("--llm-run-name=first").assert_outcomes(passed=1)
+    pytester.runpytest("--llm-run-name=second").assert_outcomes(passed=1)
+
+    listed = runs.list()
+    assert [run["name"] for run in listed] == ["second", "first"]
+    assert listed[0]["id"] != listed[1]["id"]
+    assert runs.load("first")["id"] == listed[1]["id"]
+
+
+def test_collect_only_records_no_run(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    pytester.runpytest("--collect-only")
+
+    assert runs.list() == []
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+def git(directory: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def test_environment_holds_git_commit_branch_and_dirty_flag_in_a_repository(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    test_file = pytester.makepyfile("def test_one():\n    pass\n")
+    git(pytester.path, "init", "-q", "--initial-branch=trunk")
+    git(pytester.path, "add", test_file.name)
+    git(pytester.path, "commit", "-q", "-m", "first")
+    commit = git(pytester.path, "rev-parse", "HEAD")
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    environment = runs.latest()["environment"]
+    assert environment["git_commit"] == commit
+    assert environment["git_branch"] == "trunk"
+    assert environment["git_dirty"] is False
+
+    test_file.write_text("def test_one():\n    assert True\n", encoding="utf-8")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    environment = runs.latest()["environment"]
+    assert environment["git_commit"] == commit
+    assert environment["git_dirty"] is True
+
+
+def test_environment_has_no_git_fields_outside_a_repository(
+    pytester: pytest.Pytester, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(pytester.path.parent))
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    environment = runs.latest()["environment"]
+    assert not {"git_commit", "git_branch", "git_dirty"} & set(environment)
+    assert environment["plugin_version"] == __version__
+
+
+# --- trace ids ----------------------------------------------------------------------------------
+
+
+def test_trace_ids_derive_from_the_run_id_also_under_xdist(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    xdist_args: tuple[str, ...],
+) -> None:
+    pytester.makepyfile(
+        test_ids=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals")
+            def test_capital(item, scorer):
+                scorer.score("seen", True)
+            """
+        )
+    )
+
+    pytester.runpytest(*xdist_args).assert_outcomes(passed=len(capitals))
+
+    run = runs.latest()
+    for item in run["items"]:
+        trace = item["trace"]
+        assert trace["id"] == derived_id(run["id"], item["node_id"], 0), item["node_id"]
+        assert {s["trace_id"] for s in trace["scores"]} == {trace["id"]}
+
+
+# --- written as each test finishes --------------------------------------------------------------
+
+INCREMENTAL_SUITE = """\
+    from pathlib import Path
+
+    from pytest_llmobs.store import Store
+
+    def test_one():
+        pass
+
+    def test_two():
+        pass
+
+    def test_three(request):
+        store = Store(Path(str(request.config.rootpath), ".llmobs", "llmobs.db"))
+        try:
+            run_id = store.resolve_run("latest")
+            stored = [item["node_id"] for item in store.iter_items(run_id)]
+            status = store.list_runs()[0]["status"]
+        finally:
+            store.close()
+        assert stored == ["test_incremental.py::test_one", "test_incremental.py::test_two"]
+        assert status == "running"
+    """
+
+
+def test_items_are_in_the_store_as_soon_as_each_test_finishes(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(test_incremental=dedent(INCREMENTAL_SUITE))
+
+    pytester.runpytest().assert_outcomes(passed=3)
+
+    assert runs.latest()["status"] == "passed"
+
+
+def test_keyboard_interrupt_keeps_finished_items_and_marks_the_run_interrupted(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_interrupt=dedent(
+            """\
+            def test_one():
+                pass
+
+            def test_two():
+                pass
+
+            def test_three():
+                raise KeyboardInterrupt
+
+            def test_four():
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["run *  -> interrupted"])
+    (listed,) = runs.list()
+    assert (listed["status"], listed["items"]) == ("interrupted", 2)
+    run = runs.load(listed["id"])
+    assert run["status"] == "interrupted"
+    assert run["ended_at"] is not None
+    assert node_ids(run) == ["test_interrupt.py::test_one", "test_interrupt.py::test_two"]
+    assert run["counts"] == {"passed": 2}
+
+
+def test_hard_crash_keeps_finished_items_and_the_run_reads_as_interrupted(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_crash=dedent(
+            """\
+            import os
+
+            def test_one(llm):
+                llm.generate("What is the capital of France?")
+
+            def test_two():
+                pass
+
+            def test_three():
+                os._exit(1)
+
+            def test_four():
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    assert result.ret == 1
+    result.stdout.no_fnmatch_line("*llmobs experiment run*")
+    (listed,) = runs.list()
+    assert (listed["status"], listed["items"], listed["ended_at"]) == ("interrupted", 2, None)
+    run = runs.load(listed["id"])
+    assert run["status"] == "interrupted"
+    assert node_ids(run) == ["test_crash.py::test_one", "test_crash.py::test_two"]
+    assert [item["outcome"] for item in run["items"]] == ["passed", "passed"]
+    (generation,) = [
+        o for o in run["items"][0]["trace"]["observations"] if o["type"] == "generation"
+    ]
+    assert generation["output"] == "Paris"
+
+
+# --- sessions that end before running tests -----------------------------------------------------
+
+
+def test_a_collection_error_fails_the_run_rather_than_interrupting_it(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_ok="def test_ok():\n    pass\n",
+        test_broken="import no_such_module_anywhere\n",
+    )
+
+    result = pytester.runpytest()
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # pytest's code for collection errors
+    result.stdout.fnmatch_lines(["run *  -> failed"])
+    assert runs.latest()["status"] == "failed"
+
+
+def test_a_marker_usage_error_fails_the_run(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(
+        test_typo=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", limit=0)
+            def test_capital(item):
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: test_typo.py::test_capital: @pytest.mark.llm_dataset: "
+            "limit must be a positive integer; got 0"
+        ]
+    )
+    run = runs.latest()
+    assert (run["status"], run["items"]) == ("failed", [])

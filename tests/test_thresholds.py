@@ -1,0 +1,421 @@
+"""Quality gates: parsing and evaluating ``[dataset:] aggregate op number``, and the session's
+verdict when thresholds come from the marker, the ini file and the command line."""
+
+from __future__ import annotations
+
+import glob
+import json
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate
+from pytest_llmobs.thresholds import ThresholdError, evaluate, lookup, parse_threshold
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+SYNTAX = (
+    "expected '[dataset:] aggregate op number' with op one of >=, >, <=, <, ==, "
+    "e.g. 'capitals: mean_accuracy >= 0.9'"
+)
+
+# --- parse_threshold ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "dataset", "aggregate", "op", "limit"),
+    [
+        ("mean_accuracy >= 0.9", None, "mean_accuracy", ">=", 0.9),
+        ("pass_rate>1", None, "pass_rate", ">", 1.0),
+        ("  p95_latency_ms <= 1500 ", None, "p95_latency_ms", "<=", 1500.0),
+        ("std_accuracy < .25", None, "std_accuracy", "<", 0.25),
+        ("count == 10", None, "count", "==", 10.0),
+        ("capitals: mean_accuracy >= 0.9", "capitals", "mean_accuracy", ">=", 0.9),
+        ("capital-cities v2 :pass_rate>=-1e-3", "capital-cities v2", "pass_rate", ">=", -0.001),
+        ("qa: counts_user_feedback.positive >= 2", "qa", "counts_user_feedback.positive", ">=", 2),
+    ],
+)
+def test_parse_threshold(
+    expression: str, dataset: str | None, aggregate: str, op: str, limit: float
+) -> None:
+    threshold = parse_threshold(expression, source="test")
+
+    assert (threshold.dataset, threshold.aggregate, threshold.op) == (dataset, aggregate, op)
+    assert threshold.limit == limit
+    assert threshold.expression == " ".join(expression.split())
+    assert threshold.source == "test"
+    assert threshold.group == (dataset if dataset is not None else ALL_ITEMS)
+
+
+def test_parse_threshold_default_dataset_applies_only_when_none_is_written() -> None:
+    assert parse_threshold("pass_rate >= 1", dataset="capitals").dataset == "capitals"
+    assert parse_threshold("qa: pass_rate >= 1", dataset="capitals").dataset == "qa"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "mean_accuracy => 0.9",
+        "mean_accuracy = 0.9",
+        "mean_accuracy != 0.9",
+        "mean_accuracy >= high",
+        "mean_accuracy >= nan",
+        ">= 0.9",
+        "mean_accuracy",
+        "mean accuracy >= 0.9",
+        "",
+    ],
+)
+def test_parse_threshold_rejects_malformed_expressions(expression: str) -> None:
+    with pytest.raises(ThresholdError) as excinfo:
+        parse_threshold(expression, source="--llm-threshold")
+
+    assert str(excinfo.value) == (
+        f"invalid threshold {expression!r} (from --llm-threshold): {SYNTAX}"
+    )
+
+
+def test_parse_threshold_rejects_a_limit_that_is_not_finite() -> None:
+    with pytest.raises(ThresholdError) as excinfo:
+        parse_threshold("mean_accuracy >= 1e999")
+
+    assert str(excinfo.value) == (
+        "invalid threshold 'mean_accuracy >= 1e999': limit must be a finite number"
+    )
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+def aggregates() -> dict[str, dict[str, Aggregate]]:
+    capitals = {
+        "count": Aggregate("count", 4.0, 4),
+        "pass_rate": Aggregate("pass_rate", 0.75, 4),
+        "mean_accuracy": Aggregate("mean_accuracy", 0.75, 4),
+        "counts_tone": Aggregate("counts_tone", 4.0, 4, {"calm": 3.0, "curt": 1.0}),
+    }
+    whole = {
+        "count": Aggregate("count", 5.0, 5),
+        "pass_rate": Aggregate("pass_rate", 0.8, 5),
+    }
+    return {"capitals": capitals, ALL_ITEMS: whole}
+
+
+@pytest.mark.parametrize(
+    ("expression", "passed"),
+    [
+        ("capitals: mean_accuracy >= 0.75", True),
+        ("capitals: mean_accuracy > 0.75", False),
+        ("capitals: mean_accuracy <= 0.75", True),
+        ("capitals: mean_accuracy < 0.75", False),
+        ("capitals: mean_accuracy == 0.75", True),
+        ("capitals: mean_accuracy == 0.7", False),
+        ("capitals: mean_accuracy >= 0.9", False),
+        ("pass_rate >= 0.8", True),
+        ("pass_rate > 0.8", False),
+    ],
+)
+def test_evaluate_compares_observed_with_limit(expression: str, passed: bool) -> None:
+    (result,) = evaluate([parse_threshold(expression)], aggregates())
+
+    assert result.passed is passed
+    assert result.error is None
+    group = "capitals" if expression.startswith("capitals") else ALL_ITEMS
+    name = result.threshold.aggregate
+    assert result.observed == aggregates()[group][name].value
+    assert result.n == aggregates()[group][name].n
+
+
+def test_evaluate_reads_a_field_of_a_categorical_aggregate() -> None:
+    (result,) = evaluate([parse_threshold("capitals: counts_tone.calm >= 3")], aggregates())
+
+    assert (result.passed, result.observed, result.n) == (True, 3.0, 4)
+
+
+def test_unknown_aggregate_fails_listing_the_known_ones() -> None:
+    (result,) = evaluate([parse_threshold("capitals: mean_acc >= 0.9")], aggregates())
+
+    assert not result.passed
+    assert (result.observed, result.n) == (None, 0)
+    assert result.error == (
+        "'capitals: mean_acc >= 0.9': no aggregate 'mean_acc' for dataset 'capitals'; "
+        "known: count, counts_tone, mean_accuracy, pass_rate"
+    )
+
+
+def test_unknown_aggregate_of_the_whole_run_fails_listing_the_known_ones() -> None:
+    (result,) = evaluate([parse_threshold("mean_accuracy >= 0.9")], aggregates())
+
+    assert not result.passed
+    assert result.error == (
+        "'mean_accuracy >= 0.9': no aggregate 'mean_accuracy' for the run; known: count, pass_rate"
+    )
+
+
+def test_unknown_dataset_fails_listing_the_datasets_of_the_run() -> None:
+    (result,) = evaluate([parse_threshold("capitls: pass_rate >= 0.9")], aggregates())
+
+    assert not result.passed
+    assert result.error == (
+        "'capitls: pass_rate >= 0.9': no dataset 'capitls' in this run; datasets: capitals"
+    )
+
+
+def test_unknown_field_fails_listing_the_known_fields() -> None:
+    with pytest.raises(ThresholdError) as excinfo:
+        lookup(aggregates(), parse_threshold("capitals: counts_tone.angry >= 1"))
+
+    assert str(excinfo.value) == (
+        "'capitals: counts_tone.angry >= 1': aggregate 'counts_tone' has no field 'angry'; "
+        "known: calm, curt"
+    )
+
+
+def test_evaluate_keeps_the_order_and_a_bad_threshold_does_not_hide_the_others() -> None:
+    thresholds = [
+        parse_threshold("pass_rate >= 0.5"),
+        parse_threshold("nope >= 1"),
+        parse_threshold("capitals: pass_rate >= 0.9"),
+    ]
+
+    results = evaluate(thresholds, aggregates())
+
+    assert [r.threshold for r in results] == thresholds
+    assert [r.passed for r in results] == [True, False, False]
+    assert [r.error is None for r in results] == [True, False, True]
+    assert results[0].to_dict() == {
+        "expression": "pass_rate >= 0.5",
+        "dataset": None,
+        "aggregate": "pass_rate",
+        "op": ">=",
+        "limit": 0.5,
+        "source": "",
+        "observed": 0.8,
+        "n": 5,
+        "passed": True,
+        "error": None,
+    }
+
+
+# --- thresholds in a session --------------------------------------------------------------------
+
+GRADED: list[dict[str, Any]] = [
+    {"id": "a", "input": "q1", "metadata": {"quality": 0.5}},
+    {"id": "b", "input": "q2", "metadata": {"quality": 0.6}},
+    {"id": "c", "input": "q3", "metadata": {"quality": 0.7}},
+]
+
+
+def graded_suite(pytester: pytest.Pytester, thresholds: list[str] | None = None) -> None:
+    """Every test passes; each item scores its ``quality`` (mean 0.6)."""
+    pytester.makefile(".jsonl", **{"datasets/graded": "\n".join(map(json.dumps, GRADED))})
+    marker_args = f", thresholds={thresholds!r}" if thresholds else ""
+    pytester.makepyfile(
+        test_graded=dedent(
+            f"""\
+            import pytest
+
+            @pytest.mark.llm_dataset("graded"{marker_args})
+            def test_graded(item, scorer):
+                scorer.score("quality", item.metadata["quality"])
+            """
+        )
+    )
+
+
+def verdicts(run: dict[str, Any]) -> list[tuple[str, str, bool, float | None, int]]:
+    return [
+        (t["expression"], t["source"], t["passed"], t["observed"], t["n"])
+        for t in run["thresholds"]
+    ]
+
+
+def test_failed_marker_threshold_fails_the_session_although_every_test_passed(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    graded_suite(pytester, ["mean_quality >= 0.9", "pass_rate >= 1"])
+
+    result = pytester.runpytest(*xdist_args)
+
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "thresholds:",
+            "  ✗ graded: mean_quality >= 0.9  observed 0.600 (n=3)",
+            "  ✓ graded: pass_rate >= 1  observed 1 (n=3)",
+            "1 of 2 threshold(s) failed: session fails",
+        ],
+        consecutive=True,
+    )
+    run = runs.latest()
+    assert run["status"] == "failed"
+    assert run["counts"] == {"passed": 3}
+    assert verdicts(run) == [
+        ("mean_quality >= 0.9", "llm_dataset marker", False, pytest.approx(0.6), 3),
+        ("pass_rate >= 1", "llm_dataset marker", True, 1.0, 3),
+    ]
+    assert {t["dataset"] for t in run["thresholds"]} == {"graded"}
+
+
+def test_passing_thresholds_keep_the_session_green(pytester: pytest.Pytester, runs: Runs) -> None:
+    graded_suite(pytester, ["mean_quality >= 0.5"])
+
+    result = pytester.runpytest("--llm-threshold=graded: min_quality >= 0.5")
+
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "  ✓ graded: min_quality >= 0.5  observed 0.500 (n=3)",
+            "  ✓ graded: mean_quality >= 0.5  observed 0.600 (n=3)",
+        ]
+    )
+    assert runs.latest()["status"] == "passed"
+
+
+def test_thresholds_from_ini_list_and_command_line_all_apply(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeini(
+        dedent(
+            """\
+            [pytest]
+            llm_threshold =
+                graded: max_quality <= 0.7
+                pass_rate >= 0.5
+            """
+        )
+    )
+    graded_suite(pytester)
+
+    result = pytester.runpytest("--llm-threshold=graded: p50_quality > 0.6")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert verdicts(runs.latest()) == [
+        ("graded: max_quality <= 0.7", "ini llm_threshold", True, pytest.approx(0.7), 3),
+        ("pass_rate >= 0.5", "ini llm_threshold", True, 1.0, 3),
+        ("graded: p50_quality > 0.6", "--llm-threshold", False, pytest.approx(0.6), 3),
+    ]
+    result.stdout.fnmatch_lines(["  ✗ graded: p50_quality > 0.6  observed 0.600 (n=3)"])
+
+
+def test_threshold_on_a_missing_aggregate_fails_the_session_listing_known_aggregates(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    graded_suite(pytester)
+
+    result = pytester.runpytest("--llm-threshold=graded: mean_qualty >= 0.5")
+
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    known = (
+        "count, max_quality, mean_quality, min_quality, p50_quality, p95_quality, pass_rate, "
+        "std_quality"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "  ✗ graded: mean_qualty >= 0.5  ERROR: no aggregate 'mean_qualty' for dataset "
+            f"'graded'; known: {known}",
+            "1 of 1 threshold(s) failed: session fails",
+        ],
+        consecutive=True,
+    )
+    (stored,) = runs.latest()["thresholds"]
+    assert stored["passed"] is False
+    assert stored["error"] == (
+        f"'graded: mean_qualty >= 0.5': no aggregate 'mean_qualty' for dataset 'graded'; "
+        f"known: {known}"
+    )
+
+
+def test_threshold_on_a_dataset_the_run_did_not_use_fails_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    graded_suite(pytester)
+
+    result = pytester.runpytest("--llm-threshold=capitals: pass_rate >= 0.5")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "  ✗ capitals: pass_rate >= 0.5  ERROR: no dataset 'capitals' in this run; "
+            "datasets: graded"
+        ]
+    )
+
+
+def test_threshold_in_a_run_without_tests_fails_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("")
+
+    result = pytester.runpytest("--llm-threshold=pass_rate >= 0.5")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["  ✗ pass_rate >= 0.5  ERROR: no aggregate 'pass_rate' for the run; known: count"]
+    )
+
+
+def test_failing_tests_and_a_failed_threshold_exit_with_tests_failed(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile("def test_fails():\n    assert False\n")
+
+    result = pytester.runpytest("--llm-threshold=pass_rate >= 0.5")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["  ✗ pass_rate >= 0.5  observed 0 (n=1)"])
+    assert runs.latest()["status"] == "failed"
+
+
+def test_malformed_threshold_on_the_command_line_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest("--llm-threshold=mean_accuracy => 0.9")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            glob.escape(
+                f"ERROR: invalid threshold 'mean_accuracy => 0.9' (from --llm-threshold): {SYNTAX}"
+            )
+        ]
+    )
+    assert not (pytester.path / ".llmobs").exists()
+
+
+def test_malformed_threshold_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nllm_threshold = pass_rate >= most\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest()
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            glob.escape(
+                f"ERROR: invalid threshold 'pass_rate >= most' (from ini llm_threshold): {SYNTAX}"
+            )
+        ]
+    )
+
+
+def test_malformed_threshold_in_the_marker_is_a_collection_error(
+    pytester: pytest.Pytester,
+) -> None:
+    graded_suite(pytester, ["mean_quality => 0.9"])
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            glob.escape(
+                "test_graded.py::test_graded: invalid threshold 'mean_quality => 0.9' "
+                f"(from llm_dataset marker): {SYNTAX}"
+            )
+        ]
+    )
