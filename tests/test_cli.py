@@ -63,7 +63,9 @@ def test_export_json_round_trips_the_run(recorded: Path) -> None:
     assert run["format"] == "pytest-llmobs/run"
     assert run["name"] == "second" and run["status"] == "passed"
     assert [i["item_id"] for i in run["items"]] == ["fr", "jp"]
-    prefix = run["id"][:17]
+    other = json.loads(llmobs(recorded, "export", "first").stdout)["id"]
+    shared = next(i for i, (a, b) in enumerate(zip(run["id"], other, strict=True)) if a != b)
+    prefix = run["id"][: shared + 1]  # the shortest prefix that tells the two runs apart
     out = recorded / "run.json"
     written = llmobs(recorded, "export", prefix, "-o", str(out))
     assert written.returncode == 0, written.stderr
