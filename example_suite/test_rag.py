@@ -15,9 +15,9 @@ KNOWLEDGE_BASE = [
 ]
 
 QUESTIONS = [
-    ("refund", "How long do refunds take to arrive?", "5 business days", "positive"),
-    ("shipping", "How long does express shipping take?", "1 to 2", "positive"),
-    ("password", "How do I reset my password?", "Forgot password", "neutral"),
+    ("refund", "How long do refunds take to arrive?", "within 5 business days", "positive"),
+    ("shipping", "How long does express shipping take?", "express shipping takes 1 to 2", "positive"),
+    ("password", "How do I reset my password?", "choose 'Forgot password'", "neutral"),
 ]
 
 
@@ -40,24 +40,21 @@ def rank(question: str, documents: list[str]) -> list[str]:
         return ranked
 
 
-def grounded_share(answer: str, context: str) -> float:
-    """Share of the answer's words found in the context (a simple lexical groundedness)."""
-    answer_words = words(answer)
-    return len(answer_words & words(context)) / len(answer_words) if answer_words else 0.0
-
-
 @pytest.mark.parametrize(
-    ("topic", "question", "must_mention", "feedback"), QUESTIONS, ids=[q[0] for q in QUESTIONS]
+    ("topic", "question", "reference", "feedback"), QUESTIONS, ids=[q[0] for q in QUESTIONS]
 )
-def test_rag_answers_from_context(llm, prompt, scorer, topic, question, must_mention, feedback):
+def test_rag_answers_from_context(llm, prompt, scorer, topic, question, reference, feedback):
     rag_prompt = prompt("rag-answer")
     documents = rank(question, retrieve(question))
     context = "\n".join(documents[:2])
     with start_span("answer", input=question) as span:
         answer = llm.generate(rag_prompt.compile(context=context, question=question))
         span.update(output=answer.text)
-    scorer.score("groundedness", grounded_share(answer.text, context))
     scorer.score("user_feedback", feedback, comment="simulated thumbs from the support team")
-    resolved = must_mention.lower() in answer.text.lower()
-    scorer.score("resolved", resolved)
-    assert resolved, f"answer {answer.text!r} does not mention {must_mention!r}"
+    grounded = scorer.groundedness(answer.text, context)
+    judged = scorer.llm_judge("judge/groundedness", answer.text, context=context)
+    similar = scorer.similarity(answer.text, reference, threshold=0.3)
+    scorer.score("resolved", bool(grounded and judged and similar))
+    assert grounded, grounded.reason
+    assert judged >= 0.8
+    assert similar

@@ -15,6 +15,9 @@ _EXPORTS = {
     "DatasetError": "pytest_llmobs.datasets",
     "DatasetItem": "pytest_llmobs.datasets",
     "EvalResult": "pytest_llmobs.evaluators",
+    "evaluator": "pytest_llmobs.evaluators.custom",
+    "run_evaluator": "pytest_llmobs.evaluators.custom",
+    "EvaluatorRegistry": "pytest_llmobs.evaluators.custom",
     "LLM": "pytest_llmobs.llm",
     "LLMResult": "pytest_llmobs.llm",
     "CompiledPrompt": "pytest_llmobs.prompts",
@@ -41,6 +44,7 @@ __all__ = [
     "DatasetError",
     "DatasetItem",
     "EvalResult",
+    "EvaluatorRegistry",
     "LLMResult",
     "Observation",
     "Prompt",
@@ -54,8 +58,10 @@ __all__ = [
     "__version__",
     "current_observation",
     "current_trace",
+    "evaluator",
     "observe",
     "propagate_attributes",
+    "run_evaluator",
     "start_span",
 ]
 
@@ -72,6 +78,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from pytest_llmobs.datasets import Dataset, DatasetError, DatasetItem
     from pytest_llmobs.evaluators import EvalResult
+    from pytest_llmobs.evaluators.custom import EvaluatorRegistry, evaluator, run_evaluator
     from pytest_llmobs.llm import LLM, LLMResult
     from pytest_llmobs.prompts import CompiledPrompt, Prompt, PromptError, PromptVariableError
     from pytest_llmobs.scorer import Scorer

@@ -1,8 +1,19 @@
 """Run-level aggregates per dataset (and over the whole run) from item outcomes and scores.
 
-Names: ``count``, ``pass_rate``; for each numeric or boolean score ``s``: ``mean_s``, ``std_s``,
-``min_s``, ``max_s``, ``p50_s``, ``p95_s``; for each categorical score ``counts_s`` whose fields
-are the counts per value (``counts_user_feedback.positive``).
+Names:
+
+- ``count``, ``pass_rate`` (with a Wilson 95% interval in ``.ci_low``/``.ci_high``);
+- for each numeric or boolean score ``s``: ``mean_s`` (with ``.ci_low``/``.ci_high``: Wilson for
+  boolean scores, a seeded bootstrap for numeric ones), ``std_s``, ``min_s``, ``max_s``,
+  ``p50_s`` (the median), ``p95_s``;
+- for each categorical score ``s``: ``counts_s`` whose fields count each value
+  (``counts_user_feedback.positive``);
+- for ``label`` scores (predicted vs expected): ``accuracy``, ``precision_macro``,
+  ``recall_macro``, ``f1_macro``, the ``_micro`` twins and ``confusion`` (fields
+  ``"<expected>-><predicted>"``), suffixed ``_<name>`` for a label score not named ``label``;
+- from generations: ``mean_latency_ms``, ``p50_latency_ms``, ``p95_latency_ms``,
+  ``max_latency_ms``, ``generations``, ``total_input_tokens``, ``total_output_tokens``,
+  ``total_tokens`` and ``total_cost`` (when costs are known).
 """
 
 from __future__ import annotations
@@ -12,6 +23,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pytest_llmobs.evaluators.run_level import (
+    bootstrap_mean_interval,
+    classification_metrics,
+    wilson_interval,
+)
 
 ALL_ITEMS = "*"
 """The aggregate group holding every item of the run (thresholds without a dataset)."""
@@ -58,12 +75,47 @@ class ItemSummary:
     outcome: str
     scores: list[tuple[str, str, Any]]
     """(name, data_type, value) for every score of the item's trace."""
+    labels: list[tuple[str, str, str]] = field(default_factory=list)
+    """(score name, expected, predicted) for every ``label`` score."""
+    generations: list[tuple[float | None, int, int, float | None]] = field(default_factory=list)
+    """(latency ms, input tokens, output tokens, cost) for every generation."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ItemSummary:
         trace = item.get("trace") or {}
-        scores = [(s["name"], s["data_type"], s["value"]) for s in trace.get("scores", [])]
-        return cls(item.get("dataset"), str(item["outcome"]), scores)
+        scores, labels = [], []
+        for score in trace.get("scores", []):
+            expected = (score.get("metadata") or {}).get(LABEL_EXPECTED)
+            if expected is not None:
+                labels.append((score["name"], str(expected), str(score["value"])))
+            else:
+                scores.append((score["name"], score["data_type"], score["value"]))
+        generations = [
+            _generation_figures(o)
+            for o in trace.get("observations", [])
+            if o.get("type") == "generation"
+        ]
+        return cls(item.get("dataset"), str(item["outcome"]), scores, labels, generations)
+
+
+LABEL_EXPECTED = "label_expected"
+"""Score metadata key that marks a ``label`` score and holds the expected label."""
+
+
+def _generation_figures(
+    observation: Mapping[str, Any],
+) -> tuple[float | None, int, int, float | None]:
+    latency = (observation.get("metadata") or {}).get("latency_ms")
+    if latency is None and observation.get("end_time") is not None:
+        latency = (observation["end_time"] - observation["start_time"]) * 1000.0
+    usage = observation.get("usage") or {}
+    cost = observation.get("cost")
+    return (
+        None if latency is None else float(latency),
+        int(usage.get("input", 0) or 0),
+        int(usage.get("output", 0) or 0),
+        None if cost is None else float(cost),
+    )
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -76,14 +128,21 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def numeric_aggregates(score: str, values: Sequence[float]) -> list[Aggregate]:
-    """mean, std (sample), min, max, p50 and p95 of one score's values."""
+def numeric_aggregates(
+    score: str, values: Sequence[float], *, boolean: bool = False
+) -> list[Aggregate]:
+    """mean (with a 95% interval), std (sample), min, max, p50 and p95 of one score's values."""
     n = len(values)
     ordered = sorted(values)
     mean = math.fsum(ordered) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in ordered) / (n - 1)) if n > 1 else 0.0
+    interval = (
+        wilson_interval(round(math.fsum(ordered)), n)
+        if boolean
+        else bootstrap_mean_interval(ordered)
+    )
     return [
-        Aggregate(f"mean_{score}", mean, n),
+        Aggregate(f"mean_{score}", mean, n, {"ci_low": interval.low, "ci_high": interval.high}),
         Aggregate(f"std_{score}", std, n),
         Aggregate(f"min_{score}", ordered[0], n),
         Aggregate(f"max_{score}", ordered[-1], n),
@@ -98,24 +157,83 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
     counted = [i for i in items if i.outcome in COUNTED_OUTCOMES]
     if counted:
         passed = sum(1 for i in counted if i.outcome == "passed")
-        result["pass_rate"] = Aggregate("pass_rate", passed / len(counted), len(counted))
+        interval = wilson_interval(passed, len(counted))
+        result["pass_rate"] = Aggregate(
+            "pass_rate",
+            passed / len(counted),
+            len(counted),
+            {"ci_low": interval.low, "ci_high": interval.high},
+        )
     numeric: dict[str, list[float]] = defaultdict(list)
+    boolean: set[str] = set()
     categorical: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    labels: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     for item in items:
         for name, data_type, value in item.scores:
             if data_type == "CATEGORICAL":
                 categorical[name][str(value)] += 1
             else:
                 numeric[name].append(float(value))
+                if data_type == "BOOLEAN":
+                    boolean.add(name)
+        for name, expected, predicted in item.labels:
+            labels[name][0].append(expected)
+            labels[name][1].append(predicted)
     for name in sorted(numeric):
-        for aggregate in numeric_aggregates(name, numeric[name]):
+        for aggregate in numeric_aggregates(name, numeric[name], boolean=name in boolean):
             result[aggregate.name] = aggregate
+    for name in sorted(labels):
+        for aggregate in label_aggregates(name, *labels[name]):
+            result[aggregate.name] = aggregate
+    for aggregate in generation_aggregates(g for item in items for g in item.generations):
+        result[aggregate.name] = aggregate
     for name in sorted(categorical):
         counts = categorical[name]
         total = sum(counts.values())
         result[f"counts_{name}"] = Aggregate(
             f"counts_{name}", float(total), total, {k: float(v) for k, v in sorted(counts.items())}
         )
+    return result
+
+
+def label_aggregates(name: str, expected: list[str], predicted: list[str]) -> list[Aggregate]:
+    """Classification metrics and the confusion matrix of one label score."""
+    metrics, confusion = classification_metrics(expected, predicted)
+    suffix = "" if name == "label" else f"_{name}"
+    n = len(expected)
+    return [Aggregate(f"{k}{suffix}", v, n) for k, v in metrics.items()] + [
+        Aggregate(f"confusion{suffix}", float(n), n, confusion)
+    ]
+
+
+def generation_aggregates(
+    generations: Iterable[tuple[float | None, int, int, float | None]],
+) -> list[Aggregate]:
+    """Latency percentiles and token (and cost) totals over generations."""
+    figures = list(generations)
+    if not figures:
+        return []
+    n = len(figures)
+    result = [Aggregate("generations", float(n), n)]
+    latencies = sorted(f[0] for f in figures if f[0] is not None)
+    if latencies:
+        m = len(latencies)
+        result += [
+            Aggregate("mean_latency_ms", math.fsum(latencies) / m, m),
+            Aggregate("p50_latency_ms", percentile(latencies, 50), m),
+            Aggregate("p95_latency_ms", percentile(latencies, 95), m),
+            Aggregate("max_latency_ms", latencies[-1], m),
+        ]
+    tokens_in = sum(f[1] for f in figures)
+    tokens_out = sum(f[2] for f in figures)
+    result += [
+        Aggregate("total_input_tokens", float(tokens_in), n),
+        Aggregate("total_output_tokens", float(tokens_out), n),
+        Aggregate("total_tokens", float(tokens_in + tokens_out), n),
+    ]
+    costs = [f[3] for f in figures if f[3] is not None]
+    if costs:
+        result.append(Aggregate("total_cost", math.fsum(costs), len(costs)))
     return result
 
 

@@ -52,8 +52,14 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     rows = [("RUN ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED")]
     rows += [
-        (r["id"], r["name"], r["model"] or "-", r["status"], str(r["items"]),
-         _when(r["started_at"]))
+        (
+            r["id"],
+            r["name"],
+            r["model"] or "-",
+            r["status"],
+            str(r["items"]),
+            _when(r["started_at"]),
+        )
         for r in runs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

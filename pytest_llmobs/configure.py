@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
 from pytest_llmobs.providers import UnknownModelError, default_registry
@@ -37,6 +38,12 @@ def build_state(config: pytest.Config) -> SessionState:
     except UnknownModelError as exc:
         raise pytest.UsageError(f"--llm-model: {exc}") from None
     try:
+        judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
+    except UnknownModelError as exc:
+        raise pytest.UsageError(f"--llm-judge-model: {exc}") from None
+    evaluators = EvaluatorRegistry()
+    config.hook.pytest_llmobs_register_evaluators(registry=evaluators, config=config)
+    try:
         thresholds = [parse_threshold(t, source=src) for t, src in settings.thresholds]
     except ThresholdError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -55,6 +62,7 @@ def build_state(config: pytest.Config) -> SessionState:
             environment=environment(settings.rootdir),
             thresholds=thresholds,
             run_id=run_id,
+            run_evaluators=dict(evaluators.run),
         )
         recorder.name = settings.run_name or default_run_name(settings.model, recorder.started_at)
     return SessionState(
@@ -65,6 +73,8 @@ def build_state(config: pytest.Config) -> SessionState:
         recorder=recorder,
         prompts=PromptRegistry(settings.prompts_dir, store),
         llm=LLM(provider),
+        judge=LLM(judge),
+        evaluators=evaluators,
     )
 
 

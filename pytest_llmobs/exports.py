@@ -56,4 +56,5 @@ def result_from_run(run: Mapping[str, Any], store_path: Path | None = None) -> R
         store_path=store_path,
         name=str(run.get("name", "")),
         model=str(run.get("model", "")),
+        errors=list(run.get("errors") or []),
     )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_llmobs.evaluators.custom import EvaluatorRegistry
     from pytest_llmobs.providers import ModelRegistry
     from pytest_llmobs.run import RunResult
 
@@ -23,6 +24,30 @@ def pytest_llmobs_register_models(registry: ModelRegistry, config: pytest.Config
         # conftest.py
         def pytest_llmobs_register_models(registry, config):
             registry.register("my-model", MyProvider.from_spec)
+    """
+
+
+@pytest.hookspec
+def pytest_llmobs_register_evaluators(registry: EvaluatorRegistry, config: pytest.Config) -> None:
+    """Add item evaluators (``scorer.<name>``) and run evaluators (aggregates) to ``registry``.
+
+    .. code-block:: python
+
+        # conftest.py
+        import pytest_llmobs
+
+        @pytest_llmobs.evaluator(threshold=0.5)
+        def politeness(output):
+            return 1.0 if "please" in output.lower() else 0.0
+
+        @pytest_llmobs.run_evaluator
+        def long_answer_rate(items):
+            outputs = [str(i["trace"]["observations"][0]["output"] or "") for i in items]
+            return sum(len(o) > 200 for o in outputs) / max(len(outputs), 1)
+
+        def pytest_llmobs_register_evaluators(registry, config):
+            registry.add(politeness)
+            registry.add_run(long_answer_rate)
     """
 
 

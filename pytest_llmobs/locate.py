@@ -66,7 +66,9 @@ def find_store_dir(start: Path) -> Path:
         options = pytest_ini_options(directory)
         if options is not None:
             configured = options.get("llm_store")
-            return (directory / str(configured)).resolve() if configured else (
-                directory / DEFAULT_STORE_DIR
+            return (
+                (directory / str(configured)).resolve()
+                if configured
+                else (directory / DEFAULT_STORE_DIR)
             )
     return start / DEFAULT_STORE_DIR

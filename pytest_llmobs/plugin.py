@@ -207,12 +207,15 @@ def prompt(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def scorer() -> Any:
-    """Record scores on the test's trace: ``scorer.score(name, value)``, evaluators such as
-    ``assert scorer.exact_match(output, expected)``."""
+def scorer(request: pytest.FixtureRequest) -> Any:
+    """Record scores on the test's trace: ``scorer.score(name, value)``, and evaluators such as
+    ``assert scorer.exact_match(output, expected)``, ``scorer.similarity(...) >= 0.8``,
+    ``scorer.llm_judge("judge/correctness", output, input=..., reference=...)``."""
     from pytest_llmobs.scorer import Scorer
+    from pytest_llmobs.session import STATE_KEY
 
-    return Scorer()
+    state = request.config.stash[STATE_KEY]
+    return Scorer(judge=state.judge, prompts=state.prompts, registry=state.evaluators)
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pytest_llmobs.store import Store
 
+BUILTIN_PROMPTS_DIR = Path(__file__).parent / "rubrics"
+"""Prompts that ship with the plugin (the ``judge/*`` rubrics); the prompts dir overrides them."""
 PROMPT_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 _VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -263,30 +265,43 @@ def parse_prompt_file(path: Path) -> PromptFile:
 class PromptRegistry:
     """Resolves prompt names to versions from the prompts directory and the store."""
 
-    def __init__(self, directory: Path, store: Store) -> None:
+    def __init__(
+        self, directory: Path, store: Store, *, builtin: Path | None = BUILTIN_PROMPTS_DIR
+    ) -> None:
         self.directory = directory
+        self.builtin = builtin
         self._store = store
         self._current: dict[str, Prompt] = {}
 
     def find_file(self, name: str) -> Path | None:
         if not _NAME.match(name) or ".." in name:
             raise PromptError(f"invalid prompt name {name!r}; expected letters, digits, . _ - /")
-        found = [self.directory / f"{name}{s}" for s in PROMPT_SUFFIXES]
-        existing = [p for p in found if p.is_file()]
-        if len(existing) > 1:
-            raise PromptError(
-                f"prompt {name!r} is ambiguous: {', '.join(map(str, existing))}; keep one file"
-            )
-        return existing[0] if existing else None
+        for directory in self._directories():
+            found = [directory / f"{name}{s}" for s in PROMPT_SUFFIXES]
+            existing = [p for p in found if p.is_file()]
+            if len(existing) > 1:
+                raise PromptError(
+                    f"prompt {name!r} is ambiguous: {', '.join(map(str, existing))}; keep one file"
+                )
+            if existing:
+                return existing[0]
+        return None
 
-    def available(self) -> list[str]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(
-            str(p.relative_to(self.directory).with_suffix(""))
-            for p in self.directory.rglob("*")
-            if p.suffix in PROMPT_SUFFIXES and p.is_file()
-        )
+    def _directories(self) -> list[Path]:
+        """The prompts directory, then the built-in prompts (rubrics) it can override."""
+        return [self.directory] + ([self.builtin] if self.builtin is not None else [])
+
+    def available(self, *, builtin: bool = False) -> list[str]:
+        """Prompt names in the prompts directory (and the built-in ones when asked)."""
+        names: set[str] = set()
+        for directory in self._directories() if builtin else [self.directory]:
+            if directory.is_dir():
+                names.update(
+                    str(p.relative_to(directory).with_suffix("").as_posix())
+                    for p in directory.rglob("*")
+                    if p.suffix in PROMPT_SUFFIXES and p.is_file()
+                )
+        return sorted(names)
 
     def get(self, name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
         """The file's current version, or a stored version selected by number or label."""

@@ -16,11 +16,13 @@ from typing import Any
 
 from pytest_llmobs import __version__
 from pytest_llmobs.aggregates import (
+    ALL_ITEMS,
     Aggregate,
     ItemSummary,
     aggregates_to_dict,
     compute_aggregates,
 )
+from pytest_llmobs.evaluators.custom import RunEvaluator
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import Threshold, ThresholdResult, evaluate, parse_threshold
 
@@ -88,10 +90,12 @@ class RunResult:
     store_path: Path | None
     name: str = ""
     model: str = ""
+    errors: list[str] = field(default_factory=list)
+    """Run evaluators that raised (the run then fails)."""
 
     @property
     def thresholds_passed(self) -> bool:
-        return all(t.passed for t in self.thresholds)
+        return all(t.passed for t in self.thresholds) and not self.errors
 
 
 @dataclass
@@ -111,6 +115,7 @@ class RunRecorder:
     _datasets: dict[str, str] = field(default_factory=dict)
     _prompts: dict[tuple[str, int], str] = field(default_factory=dict)
     _seen_thresholds: set[tuple[str | None, str]] = field(default_factory=set)
+    run_evaluators: dict[str, RunEvaluator] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for threshold in self.thresholds:
@@ -159,10 +164,11 @@ class RunRecorder:
     def finish(self, *, interrupted: bool, tests_failed: bool) -> RunResult:
         """Compute aggregates and verdicts, and mark the run finished in the store."""
         aggregates = compute_aggregates(self._summaries)
+        errors = self._run_evaluators(aggregates)
         verdicts = evaluate(self.thresholds, aggregates)
         if interrupted:
             status = "interrupted"
-        elif tests_failed or not all(v.passed for v in verdicts):
+        elif tests_failed or errors or not all(v.passed for v in verdicts):
             status = "failed"
         else:
             status = "passed"
@@ -179,6 +185,7 @@ class RunRecorder:
                 "counts": dict(sorted(self._counts.items())),
                 "aggregates": aggregates_to_dict(aggregates),
                 "thresholds": [v.to_dict() for v in verdicts],
+                "errors": errors,
             },
         )
         return RunResult(
@@ -192,7 +199,34 @@ class RunRecorder:
             store_path=self.store.path,
             name=self.name,
             model=self.model,
+            errors=errors,
         )
+
+    def _run_evaluators(self, aggregates: dict[str, dict[str, Aggregate]]) -> list[str]:
+        """Add each run evaluator's aggregates per group; return the errors they raised."""
+        if not self.run_evaluators:
+            return []
+        groups: dict[str, list[dict[str, Any]]] = {group: [] for group in aggregates}
+        for item in self.store.iter_items(self.run_id):
+            groups[ALL_ITEMS].append(item)
+            if item.get("dataset") is not None:
+                groups.setdefault(item["dataset"], []).append(item)
+        errors = []
+        for name, run_evaluator in self.run_evaluators.items():
+            for group, items in groups.items():
+                if not items:
+                    continue
+                try:
+                    values = run_evaluator(items)
+                except Exception as exc:
+                    where = "the run" if group == ALL_ITEMS else f"dataset {group!r}"
+                    errors.append(
+                        f"run evaluator {name!r} failed on {where}: {type(exc).__name__}: {exc}"
+                    )
+                    continue
+                for key, value in values.items():
+                    aggregates[group][key] = Aggregate(key, value, len(items))
+        return errors
 
 
 def default_run_name(model: str, started_at: float) -> str:

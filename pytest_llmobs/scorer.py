@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs import evaluators
-from pytest_llmobs.evaluators import EvalResult
+from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.evaluators import EvalResult, basic, fuzzy, groundedness, structured, text
+from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.tracing import Observation, Score, Trace, current_trace
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from pytest_llmobs.datasets import Dataset
+    from pytest_llmobs.evaluators.similarity import SimilarityBackend
+    from pytest_llmobs.llm import LLM
+    from pytest_llmobs.prompts import PromptRegistry
 
 
 class NoActiveTraceError(RuntimeError):
@@ -18,7 +28,35 @@ class Scorer:
 
     Evaluators record their score whether or not the result passes, then return the result, so
     ``assert scorer.exact_match(out.text, item.expected_output)`` both records and asserts.
+    Every evaluator takes ``name=`` to record its score under another name. Evaluators
+    registered with ``pytest_llmobs_register_evaluators`` are available as ``scorer.<name>``.
     """
+
+    def __init__(
+        self,
+        *,
+        judge: LLM | None = None,
+        prompts: PromptRegistry | None = None,
+        registry: EvaluatorRegistry | None = None,
+    ) -> None:
+        self._judge = judge
+        self._prompts = prompts
+        self._registry = registry or EvaluatorRegistry()
+
+    def __getattr__(self, name: str) -> Callable[..., EvalResult]:
+        registered = self.__dict__.get("_registry")
+        if registered is None or name.startswith("_") or name not in registered.item:
+            known = ", ".join(sorted(registered.item)) if registered is not None else ""
+            raise AttributeError(
+                f"scorer has no evaluator {name!r}"
+                + (f"; registered evaluators: {known}" if known else "")
+            )
+        custom = registered.item[name]
+
+        def run(*args: Any, name: str | None = None, **kwargs: Any) -> EvalResult:
+            return self.record(custom.evaluate(*args, **kwargs), name=name)
+
+        return run
 
     def _trace(self, name: str) -> Trace:
         trace = current_trace()
@@ -65,23 +103,225 @@ class Scorer:
         name: str | None = None,
         case_sensitive: bool = True,
         strip: bool = True,
+        normalize_whitespace: bool = False,
+        ignore_punctuation: bool = False,
+        unicode: bool = False,
     ) -> EvalResult:
-        """Score whether ``output`` equals ``expected`` (BOOLEAN); truthy when it does."""
-        result = evaluators.exact_match(
-            output, expected, case_sensitive=case_sensitive, strip=strip
+        """Score whether ``output`` equals ``expected`` after the chosen normalisation (BOOLEAN)."""
+        return self.record(
+            basic.exact_match(
+                output,
+                expected,
+                case_sensitive=case_sensitive,
+                strip=strip,
+                normalize_whitespace=normalize_whitespace,
+                ignore_punctuation=ignore_punctuation,
+                unicode=unicode,
+            ),
+            name=name,
         )
-        return self.record(result, name=name)
+
+    def contains(
+        self,
+        output: object,
+        needle: object,
+        *,
+        case_sensitive: bool = False,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score whether ``needle`` occurs in ``output`` (BOOLEAN)."""
+        return self.record(text.contains(output, needle, case_sensitive=case_sensitive), name=name)
+
+    def contains_all(
+        self,
+        output: object,
+        needles: Iterable[object],
+        *,
+        case_sensitive: bool = False,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score the share of ``needles`` found in ``output`` (NUMERIC); passes when all are."""
+        return self.record(
+            text.contains_all(output, needles, case_sensitive=case_sensitive), name=name
+        )
+
+    def contains_any(
+        self,
+        output: object,
+        needles: Iterable[object],
+        *,
+        case_sensitive: bool = False,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score whether any of ``needles`` occurs in ``output`` (BOOLEAN)."""
+        return self.record(
+            text.contains_any(output, needles, case_sensitive=case_sensitive), name=name
+        )
+
+    def regex(
+        self,
+        output: object,
+        pattern: str,
+        *,
+        flags: int = 0,
+        fullmatch: bool = False,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score whether ``pattern`` matches ``output`` (BOOLEAN)."""
+        return self.record(text.regex(output, pattern, flags=flags, fullmatch=fullmatch), name=name)
 
     def char_length(
         self,
-        text: object,
+        text_: object,
         *,
         min: int | None = None,
         max: int | None = None,
         name: str | None = None,
     ) -> EvalResult:
-        """Score the length of ``text`` (NUMERIC); truthy when within ``[min, max]``."""
-        return self.record(evaluators.char_length(text, min=min, max=max), name=name)
+        """Score the length in characters (NUMERIC); truthy when within ``[min, max]``."""
+        return self.record(basic.char_length(text_, min=min, max=max), name=name)
+
+    def word_count(
+        self,
+        text_: object,
+        *,
+        min: int | None = None,
+        max: int | None = None,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score the number of words (NUMERIC); truthy when within ``[min, max]``."""
+        return self.record(text.word_count(text_, min=min, max=max), name=name)
+
+    def fuzzy(
+        self,
+        output: object,
+        expected: object,
+        *,
+        method: fuzzy.FuzzyMethod = "ratio",
+        threshold: float = 0.8,
+        case_sensitive: bool = False,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score rapidfuzz similarity normalised to 0..1 (NUMERIC); passes at ``threshold``."""
+        return self.record(
+            fuzzy.fuzzy(
+                output, expected, method=method, threshold=threshold, case_sensitive=case_sensitive
+            ),
+            name=name,
+        )
+
+    def similarity(
+        self,
+        output: object,
+        reference: object,
+        *,
+        threshold: float = 0.8,
+        corpus: Sequence[str] | Dataset | None = None,
+        backend: SimilarityBackend | None = None,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score TF-IDF cosine similarity (NUMERIC 0..1), fitted on the pair, or on ``corpus``
+        (texts, or a dataset's inputs and expected outputs) once for many calls."""
+        from pytest_llmobs.evaluators import similarity
+
+        return self.record(
+            similarity.similarity(
+                str(output),
+                str(reference),
+                threshold=threshold,
+                corpus=corpus_texts(corpus),
+                backend=backend,
+            ),
+            name=name,
+        )
+
+    def groundedness(
+        self,
+        answer: object,
+        context: str | Sequence[str],
+        *,
+        threshold: float = 0.8,
+        min_support: float = 0.6,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score the share of the answer's sentences the context supports (NUMERIC 0..1);
+        the unsupported sentences are in ``.reason``."""
+        return self.record(
+            groundedness.groundedness(
+                str(answer), context, threshold=threshold, min_support=min_support
+            ),
+            name=name,
+        )
+
+    def json_valid(self, output: object, *, name: str | None = None) -> EvalResult:
+        """Score whether ``output`` is valid JSON (BOOLEAN); a fenced ```json block counts."""
+        return self.record(structured.json_valid(output), name=name)
+
+    def matches_schema(
+        self,
+        output: object,
+        schema: type[BaseModel] | dict[str, Any],
+        *,
+        name: str | None = None,
+    ) -> EvalResult:
+        """Score whether ``output`` validates against a pydantic model or a JSON Schema."""
+        return self.record(structured.matches_schema(output, schema), name=name)
+
+    def label(self, predicted: object, expected: object, *, name: str | None = None) -> EvalResult:
+        """Record a predicted label (CATEGORICAL) with its expected label, for the run's
+        accuracy, precision/recall/F1 and confusion matrix; truthy when they are equal."""
+        result = structured.label(predicted, expected)
+        score_name = name or result.name
+        self.score(
+            score_name,
+            result.value,
+            result.reason or None,
+            source=result.name,
+            metadata={LABEL_EXPECTED: result.expected},
+        )
+        return EvalResult(score_name, result.value, result.passed, result.reason)
+
+    def llm_judge(
+        self,
+        rubric: str,
+        output: object,
+        *,
+        threshold: float | None = None,
+        name: str | None = None,
+        **variables: Any,
+    ) -> EvalResult:
+        """Grade ``output`` with the rubric prompt ``rubric`` (e.g. ``judge/correctness``) on the
+        judge model (``--llm-judge-model``); the judge call is its own generation."""
+        from pytest_llmobs.evaluators.judge import llm_judge
+
+        if self._judge is None or self._prompts is None:
+            raise RuntimeError("llm_judge needs the session's judge model: use the scorer fixture")
+        result = llm_judge(
+            rubric,
+            output,
+            llm=self._judge,
+            prompts=self._prompts,
+            threshold=threshold,
+            **variables,
+        )
+        return self.record(result, name=name)
 
     def __repr__(self) -> str:
         return "Scorer()"
+
+
+def corpus_texts(corpus: Sequence[str] | Dataset | None) -> list[str] | None:
+    """Texts to fit a vectoriser on: strings as given, or a dataset's inputs and references."""
+    if corpus is None:
+        return None
+    if isinstance(corpus, str):
+        raise TypeError("corpus must be a list of texts or a dataset, not one string")
+    texts: list[str] = []
+    for entry in corpus:
+        if isinstance(entry, str):
+            texts.append(entry)
+        else:
+            texts.append(str(entry.input))
+            if entry.expected_output is not None:
+                texts.append(str(entry.expected_output))
+    return texts

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from pytest_llmobs.datasets import Dataset, load_dataset
+from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
 from pytest_llmobs.providers import Provider
@@ -27,6 +28,9 @@ class SessionState:
     """``None`` in xdist workers: only the controller records the run."""
     prompts: PromptRegistry
     llm: LLM
+    judge: LLM
+    """The model ``scorer.llm_judge`` asks (``--llm-judge-model``, default the run's model)."""
+    evaluators: EvaluatorRegistry
     datasets: dict[str, Dataset] = field(default_factory=dict)
     result: RunResult | None = None
     started: bool = False

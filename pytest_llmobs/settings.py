@@ -81,6 +81,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
         path=True,
     ),
     OptionSpec(
+        "judge_model",
+        "model that grades outputs in scorer.llm_judge (default: the --llm-model)",
+        metavar="MODEL",
+    ),
+    OptionSpec(
         "prompts_dir",
         "directory holding prompt files (default: <rootdir>/prompts)",
         default="prompts",
@@ -119,6 +124,8 @@ class Settings:
     datasets_dir: Path
     prompts_dir: Path
     rootdir: Path
+    judge_model: str | None = None
+    """The judge's model string; ``None`` means the run's model."""
 
 
 def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
@@ -164,4 +171,7 @@ def read_settings(config: pytest.Config) -> Settings:
         datasets_dir=resolve("llm_datasets_dir"),
         prompts_dir=resolve("llm_prompts_dir"),
         rootdir=Path(config.rootpath),
+        judge_model=(
+            config.getoption("llm_judge_model") or config.getini("llm_judge_model") or None
+        ),
     )

@@ -34,19 +34,26 @@ def export_latest(suite: Path) -> dict:
 
 def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Path) -> None:
     result = run_suite(pytester, suite, "--llm-model=mock-llm-v1")
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=22)
     result.stdout.fnmatch_lines([
         "*= llmobs experiment run =*",
         "run * name 'mock-llm-v1@*'  model mock-llm-v1  -> passed",
         f"stored in {suite / '.llmobs' / 'llmobs.db'}",
         "dataset 'capital-cities-tutorial' version *: 10 items  pass rate 100.0% (10/10)",
-        "  accuracy  mean 1.000 ± 0.000  [[]min 1, max 1[]]  n=10",
+        "  accuracy  mean 1.000 (95% CI 0.722–1.000)  sd 0.000  range 1–1  n=10",
+        "  generations 10  latency p50 * ms  p95 * ms  tokens 66 in / 10 out",
+        "dataset 'support-intents' version *: 8 items  pass rate 100.0% (8/8)",
+        "  label  accuracy 0.875  f1_macro 0.900  f1_micro 0.875  n=8",
         "thresholds:",
         "  ✓ capital-cities-tutorial: mean_accuracy >= 0.9  observed 1 (n=10)",
+        "  ✓ support-intents: f1_macro >= 0.8  observed 0.900 (n=8)",
+        "  ✓ support-intents: accuracy >= 0.8  observed 0.875 (n=8)",
     ])
     run = export_latest(suite)
     assert run["status"] == "passed"
-    assert run["datasets"] == {"capital-cities-tutorial": run["items"][0]["dataset_version"]}
+    versions = {i["dataset"]: i["dataset_version"] for i in run["items"] if i["dataset"]}
+    assert run["datasets"] == versions
+    assert set(versions) == {"capital-cities-tutorial", "support-intents"}
     assert {p["name"] for p in run["prompts"]} == {"support-agent", "rag-answer"}
     support = next(i for i in run["items"] if "support" in i["node_id"])
     trace = support["trace"]
@@ -57,10 +64,13 @@ def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Pat
     assert (generation["prompt_name"], generation["prompt_version"]) == ("support-agent", 1)
     rag = next(i for i in run["items"] if "test_rag" in i["node_id"])
     names = [o["name"] for o in rag["trace"]["observations"]]
-    assert names[1:] == ["retrieve", "rank", "answer", "rag-answer"]
+    assert names[1:] == ["retrieve", "rank", "answer", "rag-answer", "llm_judge:judge/groundedness"]
     assert {s["name"]: s["data_type"] for s in rag["trace"]["scores"]} == {
-        "groundedness": "NUMERIC", "user_feedback": "CATEGORICAL", "resolved": "BOOLEAN"
+        "groundedness": "NUMERIC", "judge_groundedness": "NUMERIC", "similarity": "NUMERIC",
+        "user_feedback": "CATEGORICAL", "resolved": "BOOLEAN",
     }
+    judge = rag["trace"]["observations"][-1]
+    assert (judge["type"], judge["prompt_name"]) == ("generation", "judge/groundedness")
 
 
 def test_degraded_model_fails_the_gate(pytester: pytest.Pytester, suite: Path) -> None:
@@ -68,6 +78,8 @@ def test_degraded_model_fails_the_gate(pytester: pytest.Pytester, suite: Path) -
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
         "  ✗ capital-cities-tutorial: mean_accuracy >= 0.9  observed 0.* (n=10)",
-        "1 of 1 threshold(s) failed: session fails",
+        "  ✓ support-intents: f1_macro >= 0.8  observed 0.900 (n=8)",
+        "  ✓ support-intents: accuracy >= 0.8  observed 0.875 (n=8)",
+        "1 of 3 threshold(s) failed: session fails",
     ])
     assert export_latest(suite)["status"] == "failed"

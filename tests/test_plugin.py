@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmobs.datasets import load_dataset
+from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.reporting.terminal import format_number
 
@@ -29,6 +30,7 @@ OPTIONS = [
     ("--llm-no-store", "llm_no_store", "bool"),
     ("--llm-threshold=EXPR", "llm_threshold", "linelist"),
     ("--llm-datasets-dir=DIR", "llm_datasets_dir", "string"),
+    ("--llm-judge-model=MODEL", "llm_judge_model", "string"),
     ("--llm-prompts-dir=DIR", "llm_prompts_dir", "string"),
 ]
 
@@ -825,9 +827,11 @@ def test_terminal_summary_shows_datasets_scores_thresholds_and_the_stored_run(
     quality = [i["metadata"]["quality"] for i in RATED]
     mean, std = statistics.fmean(quality), statistics.stdev(quality)
     low, high = format_number(min(quality)), format_number(max(quality))
+    interval = bootstrap_mean_interval(quality)
+    ci = f"(95% CI {interval.low:.3f}–{interval.high:.3f})"
     scores = [
-        f"  quality   mean {mean:.3f} ± {std:.3f}  [min {low}, max {high}]  n=3",
-        "  tone      calm: 2, curt: 1  n=3",
+        f"  quality  mean {mean:.3f} {ci}  sd {std:.3f}  range {low}–{high}  n=3",
+        "  tone     calm: 2, curt: 1  n=3",
     ]
     version = load_dataset("rated", pytester.path / "datasets").version
     result.stdout.fnmatch_lines(

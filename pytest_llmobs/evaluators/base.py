@@ -37,6 +37,8 @@ class EvalResult:
         return float(self.value)
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):  # categorical results (labels) compare by value
+            return isinstance(self.value, str) and self.value == other
         if isinstance(other, (int, float, EvalResult)):
             return _number(self) == _number(other)
         return NotImplemented

@@ -1,35 +1,112 @@
-"""String evaluators with no dependencies: exact match and length bounds."""
+"""String evaluators with no dependencies: exact match and length bounds, plus shared helpers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.normalize import normalize
 
 
-def _shorten(text: object, limit: int = 80) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters for reasons and assertion messages.
+
+    >>> shorten("x" * 500, 12)
+    "'xxxxxxx...'"
+    """
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]  # never repr a megabyte only to throw it away
+    shown = repr(value)
+    if len(shown) <= limit:
+        return shown
+    quote = shown[0] if isinstance(value, str) else ""
+    return shown[: limit - 3 - len(quote)] + "..." + quote
+
+
+def shorten_all(values: Iterable[object], *, limit: int = 40, most: int = 10) -> str:
+    """The shortened reprs of ``values``, comma-separated, at most ``most`` of them.
+
+    >>> shorten_all(["a", "b", "c"], most=2)
+    "'a', 'b' (+1 more)"
+    """
+    items = list(values)
+    shown = ", ".join(shorten(v, limit) for v in items[:most])
+    return shown + (f" (+{len(items) - most} more)" if len(items) > most else "")
+
+
+def check_bounds(count: int, min: int | None, max: int | None, *, what: str, evaluator: str) -> str:
+    """``""`` when ``min <= count <= max`` (either bound optional), else the failure reason.
+
+    Raises ``ValueError`` when ``min > max``.
+
+    >>> check_bounds(5, 6, None, what="length", evaluator="char_length")
+    'length 5 outside [6, ]'
+    """
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"{evaluator}: min={min!r} is greater than max={max!r}")
+    if (min is not None and count < min) or (max is not None and count > max):
+        bounds = f"[{'' if min is None else min}, {'' if max is None else max}]"
+        return f"{what} {count} outside {bounds}"
+    return ""
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def exact_match(
-    output: object, expected: object, *, case_sensitive: bool = True, strip: bool = True
+    output: object,
+    expected: object,
+    *,
+    case_sensitive: bool = True,
+    strip: bool = True,
+    normalize_whitespace: bool = False,
+    ignore_punctuation: bool = False,
+    unicode: bool = False,
 ) -> EvalResult:
-    """Whether ``output`` equals ``expected`` (after optional stripping and case folding)."""
-    got, want = str(output), str(expected)
+    """Whether ``output`` equals ``expected`` after the chosen normalisations (BOOLEAN value).
+
+    ``strip`` trims both ends; ``case_sensitive=False`` casefolds; ``normalize_whitespace``,
+    ``ignore_punctuation`` and ``unicode`` (NFKC, accents stripped) work as in `normalize`.
+    On a mismatch the reason shows both texts, and the normalised ones when they differ.
+
+    >>> bool(exact_match(" Bogotá! ", "bogota", case_sensitive=False, ignore_punctuation=True,
+    ...                  unicode=True))
+    True
+    """
+    options = {
+        "case": not case_sensitive,
+        "whitespace": normalize_whitespace,
+        "punctuation": ignore_punctuation,
+        "unicode": unicode,
+    }
+    got, want = normalize(output, **options), normalize(expected, **options)
     if strip:
         got, want = got.strip(), want.strip()
-    if not case_sensitive:
-        got, want = got.casefold(), want.casefold()
     passed = got == want
-    reason = "" if passed else f"expected {_shorten(expected)}, got {_shorten(output)}"
-    return EvalResult("exact_match", passed, passed, reason)
+    if passed:
+        return EvalResult("exact_match", True, True)
+    reason = f"expected {shorten(expected)}, got {shorten(output)}"
+    if shorten(got) != shorten(str(output)) or shorten(want) != shorten(str(expected)):
+        reason += f"; normalised: expected {shorten(want)}, got {shorten(got)}"
+    if shorten(got) == shorten(want):  # the difference lies beyond what the reprs show
+        at = _first_difference(got, want)
+        start = max(at - 10, 0)
+        reason += (
+            f"; first difference at char {at}: expected {shorten(want[start : at + 30], 50)},"
+            f" got {shorten(got[start : at + 30], 50)}"
+        )
+    return EvalResult("exact_match", False, False, reason)
 
 
 def char_length(text: object, *, min: int | None = None, max: int | None = None) -> EvalResult:
-    """The length of ``text`` in characters; passes when within ``[min, max]``."""
+    """The length of ``text`` in characters (NUMERIC); passes when within ``[min, max]``.
+
+    >>> char_length("hello", max=3)
+    <char_length FAILED value=5: length 5 outside [, 3]>
+    """
     length = len(str(text))
-    too_short = min is not None and length < min
-    too_long = max is not None and length > max
-    bounds = f"[{'' if min is None else min}, {'' if max is None else max}]"
-    passed = not (too_short or too_long)
-    reason = "" if passed else f"length {length} outside {bounds}"
-    return EvalResult("char_length", length, passed, reason)
+    reason = check_bounds(length, min, max, what="length", evaluator="char_length")
+    return EvalResult("char_length", length, not reason, reason)

@@ -31,6 +31,7 @@ from pytest_llmobs.providers.base import (
     Usage,
 )
 from pytest_llmobs.providers.capitals import CAPITALS
+from pytest_llmobs.providers.mock_judge import judge_answer, judge_sections
 
 __all__ = ["IDK_ANSWER", "MOCK_MODEL_NAME", "MockLLM"]
 
@@ -212,6 +213,9 @@ class MockLLM:
         question = _question_of(messages)
         key = " ".join(_WORD.findall(question.lower()))  # the question's identity
         self._maybe_fail(key)
+        sections = judge_sections(messages)
+        if sections is not None:
+            return judge_answer(sections), {"wrong": False, "kind": "judge"}
         contexts = [
             block
             for m in messages

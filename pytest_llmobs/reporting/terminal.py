@@ -28,30 +28,60 @@ def format_number(value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def _interval(aggregate: Aggregate) -> str:
+    low, high = aggregate.field("ci_low"), aggregate.field("ci_high")
+    return "" if low is None or high is None else f" (95% CI {low:.3f}–{high:.3f})"
+
+
 def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
-    """One line per score: mean ± std [min, max] for numbers, counts per value for categories."""
+    """One line per score: mean with its interval, sd and range for numbers, counts per value
+    for categories, classification metrics for labels; then latency and tokens."""
     lines = []
-    width = max((len(n) - 5 for n in group if n.startswith("mean_")), default=0)
-    width = max(width, *(len(n) - 7 for n in group if n.startswith("counts_")), 8)
-
-    def score_of(name: str) -> str:
-        return name.partition("_")[2]
-
-    for name in sorted(group, key=score_of):
-        if name.startswith("mean_"):
-            score = name[5:]
-            mean, std = group[name], group.get(f"std_{score}")
-            low, high = group.get(f"min_{score}"), group.get(f"max_{score}")
-            spread = f" ± {std.value:.3f}" if std is not None else ""
+    labels = sorted(
+        n.removeprefix("f1_macro").lstrip("_") or "label" for n in group if n.startswith("f1_macro")
+    )
+    names = [n[5:] for n in group if n.startswith("mean_") and n != "mean_latency_ms"]
+    names += [n[7:] for n in group if n.startswith("counts_")] + labels
+    width = max((len(n) for n in names), default=0)
+    for name in sorted(names):
+        if f"mean_{name}" in group:
+            mean, std = group[f"mean_{name}"], group.get(f"std_{name}")
+            low, high = group.get(f"min_{name}"), group.get(f"max_{name}")
+            spread = f"  sd {std.value:.3f}" if std is not None else ""
             bounds = (
-                f"  [min {format_number(low.value)}, max {format_number(high.value)}]"
+                f"  range {format_number(low.value)}–{format_number(high.value)}"
                 if low is not None and high is not None
                 else ""
             )
-            lines.append(f"  {score:<{width}}  mean {mean.value:.3f}{spread}{bounds}  n={mean.n}")
-        elif name.startswith("counts_"):
-            counts = ", ".join(f"{k}: {int(v)}" for k, v in group[name].extra.items())
-            lines.append(f"  {name[7:]:<{width}}  {counts}  n={group[name].n}")
+            lines.append(
+                f"  {name:<{width}}  mean {mean.value:.3f}{_interval(mean)}{spread}{bounds}"
+                f"  n={mean.n}"
+            )
+        elif f"counts_{name}" in group:
+            counts = group[f"counts_{name}"]
+            shown = ", ".join(f"{k}: {int(v)}" for k, v in counts.extra.items())
+            lines.append(f"  {name:<{width}}  {shown}  n={counts.n}")
+        else:
+            suffix = "" if name == "label" else f"_{name}"
+            metrics = "  ".join(
+                f"{metric} {group[metric + suffix].value:.3f}"
+                for metric in ("accuracy", "f1_macro", "f1_micro")
+                if metric + suffix in group
+            )
+            lines.append(f"  {name:<{width}}  {metrics}  n={group['f1_macro' + suffix].n}")
+    if "generations" in group:
+        latency = ""
+        if "p50_latency_ms" in group:
+            latency = (
+                f"  latency p50 {group['p50_latency_ms'].value:.1f} ms"
+                f"  p95 {group['p95_latency_ms'].value:.1f} ms"
+            )
+        tokens = (
+            f"  tokens {int(group['total_input_tokens'].value)} in"
+            f" / {int(group['total_output_tokens'].value)} out"
+        )
+        count = int(group["generations"].value)
+        lines.append(f"  generations {count}{latency}{tokens}")
     return lines
 
 
@@ -87,6 +117,7 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
     if result.thresholds:
         lines.append("thresholds:")
         lines.extend(threshold_line(t, marks) for t in result.thresholds)
+    lines.extend(f"  ERROR {error}" for error in result.errors)
     failed = [t for t in result.thresholds if not t.passed]
     if failed:
         lines.append(

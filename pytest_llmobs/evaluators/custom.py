@@ -1,0 +1,182 @@
+"""User-defined evaluators: ``@evaluator`` for items, ``@run_evaluator`` for whole runs.
+
+An item evaluator returns a bool, a number, a string or an `EvalResult`; calling it inside a
+test records its score on the current trace and returns an `EvalResult`::
+
+    @pytest_llmobs.evaluator(threshold=0.5)
+    def politeness(output: str) -> float:
+        return 1.0 if "please" in output.lower() else 0.0
+
+    def test_reply(llm):
+        assert politeness(llm.generate("Ask nicely").text)
+
+A run evaluator receives the stored items of one dataset (and of the whole run) at session end
+and returns a number or a mapping of aggregate names to numbers; thresholds can name them::
+
+    @pytest_llmobs.run_evaluator
+    def refusal_rate(items: list[dict]) -> float:
+        refused = [i for i in items if "cannot" in str(i["trace"]["observations"][-1]["output"])]
+        return len(refused) / len(items)
+
+Register both from a conftest (or a plugin) so ``scorer.politeness(...)`` works and run
+evaluators run::
+
+    def pytest_llmobs_register_evaluators(registry, config):
+        registry.add(politeness)
+        registry.add_run(refusal_rate)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from pytest_llmobs.evaluators.base import EvalResult
+
+ItemFunction = Callable[..., Any]
+RunFunction = Callable[[list[dict[str, Any]]], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class EvaluatorError(ValueError):
+    """An evaluator returned something that cannot become a score or an aggregate."""
+
+
+def to_result(name: str, value: Any, threshold: float | None = None) -> EvalResult:
+    """Turn an evaluator's return value into an `EvalResult` named ``name``."""
+    if isinstance(value, EvalResult):
+        return (
+            value
+            if value.name == name
+            else EvalResult(name, value.value, value.passed, value.reason)
+        )
+    if isinstance(value, bool):
+        return EvalResult(name, value, value, "" if value else f"{name} is False")
+    if isinstance(value, (int, float)):
+        number = float(value)
+        if not math.isfinite(number):
+            raise EvaluatorError(f"evaluator {name!r} returned {value!r}; expected a finite number")
+        passed = threshold is None or number >= threshold
+        reason = "" if passed else f"{name} {number:.3f} < {threshold:g}"
+        return EvalResult(name, value, passed, reason)
+    if isinstance(value, str):
+        return EvalResult(name, value, True, "")
+    raise EvaluatorError(
+        f"evaluator {name!r} returned {type(value).__name__} {value!r}; "
+        "expected bool, int, float, str or EvalResult"
+    )
+
+
+class Evaluator:
+    """An item evaluator: calling it returns an `EvalResult` and records its score."""
+
+    def __init__(
+        self, function: ItemFunction, *, name: str | None = None, threshold: float | None = None
+    ) -> None:
+        self.function = function
+        self.name = name or function.__name__
+        self.threshold = threshold
+        functools.update_wrapper(self, function)
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> EvalResult:
+        """Run the function and convert its value, without recording anything."""
+        return to_result(self.name, self.function(*args, **kwargs), self.threshold)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> EvalResult:
+        from pytest_llmobs.tracing import current_trace
+
+        result = self.evaluate(*args, **kwargs)
+        trace = current_trace()
+        if trace is not None:
+            trace.add_score(
+                result.name, result.value, comment=result.reason or None, source=self.name
+            )
+        return result
+
+    def __repr__(self) -> str:
+        return f"<evaluator {self.name}>"
+
+
+class RunEvaluator:
+    """A run-level evaluator: items of one group in, aggregates out."""
+
+    def __init__(self, function: RunFunction, *, name: str | None = None) -> None:
+        self.function = function
+        self.name = name or function.__name__
+        functools.update_wrapper(self, function)
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, float]:
+        value = self.function(items)
+        if isinstance(value, Mapping):
+            values = {str(k): v for k, v in value.items()}
+        else:
+            values = {self.name: value}
+        for key, number in values.items():
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, (int, float))
+                or not (math.isfinite(number))
+            ):
+                raise EvaluatorError(
+                    f"run evaluator {self.name!r} gave {key!r} = {number!r}; expected a finite "
+                    "number"
+                )
+        return {k: float(v) for k, v in values.items()}
+
+    def __repr__(self) -> str:
+        return f"<run evaluator {self.name}>"
+
+
+@overload
+def evaluator(function: F, /) -> Evaluator: ...
+@overload
+def evaluator(
+    *, name: str | None = None, threshold: float | None = None
+) -> Callable[[F], Evaluator]: ...
+def evaluator(
+    function: F | None = None, /, *, name: str | None = None, threshold: float | None = None
+) -> Evaluator | Callable[[F], Evaluator]:
+    """Make a function an item evaluator (see the module docstring)."""
+    if function is not None:
+        return Evaluator(function, name=name, threshold=threshold)
+    return lambda fn: Evaluator(fn, name=name, threshold=threshold)
+
+
+@overload
+def run_evaluator(function: F, /) -> RunEvaluator: ...
+@overload
+def run_evaluator(*, name: str | None = None) -> Callable[[F], RunEvaluator]: ...
+def run_evaluator(
+    function: F | None = None, /, *, name: str | None = None
+) -> RunEvaluator | Callable[[F], RunEvaluator]:
+    """Make a function a run-level evaluator (see the module docstring)."""
+    if function is not None:
+        return RunEvaluator(function, name=name)
+    return lambda fn: RunEvaluator(fn, name=name)
+
+
+class EvaluatorRegistry:
+    """The evaluators a session knows beyond the built-ins, filled by
+    ``pytest_llmobs_register_evaluators``."""
+
+    def __init__(self) -> None:
+        self.item: dict[str, Evaluator] = {}
+        self.run: dict[str, RunEvaluator] = {}
+
+    def add(self, item_evaluator: Evaluator | ItemFunction, *, name: str | None = None) -> None:
+        """Register an item evaluator; ``scorer.<name>(...)`` then calls it."""
+        wrapped = (
+            item_evaluator
+            if isinstance(item_evaluator, Evaluator)
+            else Evaluator(item_evaluator, name=name)
+        )
+        self.item[name or wrapped.name] = wrapped
+
+    def add_run(self, evaluator: RunEvaluator | RunFunction, *, name: str | None = None) -> None:
+        """Register a run evaluator, computed per dataset and for the whole run."""
+        wrapped = (
+            evaluator if isinstance(evaluator, RunEvaluator) else RunEvaluator(evaluator, name=name)
+        )
+        self.run[name or wrapped.name] = wrapped

@@ -1,0 +1,203 @@
+"""Structured-output evaluators: JSON validity, schema conformance and classification labels."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.basic import shorten
+
+_SHOWN_ERRORS = 3
+_JSONSCHEMA_MISSING = (
+    "matches_schema with a JSON Schema dict needs jsonschema: pip install 'pytest-llmobs[schema]'"
+)
+
+
+class _InvalidJSON(Exception):
+    """Why a text is not JSON, already phrased for a reason."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _InvalidJSON(f"invalid JSON: {name} is not allowed in JSON")
+
+
+def _unfence(text: str) -> tuple[str, int]:
+    """The text inside a fenced block (```json ... ```) wrapping all of ``text``, and its offset.
+
+    Text not wrapped in a fence is returned whole, at offset 0.
+    """
+    start, end = len(text) - len(text.lstrip()), len(text.rstrip())
+    if not (text.startswith("```", start) and text.endswith("```", start + 3, end)):
+        return text, 0
+    inner = start + 3
+    if text[inner : inner + 4].lower() == "json":
+        inner += 4
+    return text[inner : end - 3], inner
+
+
+def _as_text(output: object) -> str:
+    return (
+        output.decode("utf-8", "replace") if isinstance(output, (bytes, bytearray)) else str(output)
+    )
+
+
+def _parse(text: str) -> tuple[Any, str]:
+    """The JSON value in ``text`` (unfenced) and the JSON text it came from; `_InvalidJSON` if none.
+
+    Line and column in the error refer to ``text`` as given, fence included.
+    """
+    body, offset = _unfence(text)
+    try:
+        return json.loads(body, parse_constant=_reject_constant), body
+    except json.JSONDecodeError as error:
+        at = offset + error.pos
+        line = text.count("\n", 0, at) + 1
+        column = at - text.rfind("\n", 0, at)
+        raise _InvalidJSON(f"invalid JSON at line {line}:{column}: {error.msg}") from None
+    except RecursionError:
+        raise _InvalidJSON("invalid JSON: nested too deeply to parse") from None
+
+
+def json_valid(output: object) -> EvalResult:
+    """Whether ``output`` is valid JSON (BOOLEAN value); the reason gives the error's line:col.
+
+    Text wrapped in a Markdown fence (```json ... ```) is judged by what is inside the fence.
+    ``NaN`` and ``Infinity``, which Python accepts but JSON does not, fail.
+
+    >>> json_valid('```json\\n{"city": "Paris"}\\n```')
+    <json_valid passed value=True>
+    >>> print(json_valid("[1, 2] [3]").reason)
+    invalid JSON at line 1:8: Extra data in '[1, 2] [3]'
+    """
+    text = _as_text(output)
+    try:
+        _parse(text)
+    except _InvalidJSON as error:
+        return EvalResult("json_valid", False, False, f"{error} in {shorten(text)}")
+    return EvalResult("json_valid", True, True)
+
+
+def _path(parts: Iterable[object]) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _summary(errors: Sequence[str], against: str) -> str:
+    shown = "; ".join(errors[:_SHOWN_ERRORS])
+    more = f" (+{len(errors) - _SHOWN_ERRORS} more)" if len(errors) > _SHOWN_ERRORS else ""
+    plural = "" if len(errors) == 1 else "s"
+    return f"{len(errors)} validation error{plural} for {against}: {shown}{more}"
+
+
+def _pydantic_errors(model: type[BaseModel], data: Any, json_text: str | None) -> list[str]:
+    try:
+        if json_text is None:
+            model.model_validate(data)
+        else:  # JSON mode: what a model expects of JSON (e.g. strict models take ISO dates)
+            model.model_validate_json(json_text)
+    except ValidationError as error:
+        return [
+            f"{_path(e['loc'])}: {e['msg']} (got {shorten(e['input'], 40)})"
+            for e in error.errors(include_url=False)
+        ]
+    return []
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _import_jsonschema() -> Any:
+    """The ``jsonschema`` module, imported on first use: it is an optional dependency."""
+    try:
+        return importlib.import_module("jsonschema")
+    except ImportError as error:
+        raise ImportError(_JSONSCHEMA_MISSING) from error
+
+
+def _jsonschema_errors(jsonschema: Any, schema: Mapping[str, Any], data: Any) -> list[str]:
+    validator_class = jsonschema.validators.validator_for(schema)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise ValueError(
+            f"matches_schema: invalid JSON Schema at {_path(error.absolute_path)}:"
+            f" {_clip(error.message, 200)}"
+        ) from None
+    return [
+        f"{_path(e.absolute_path)}: {_clip(e.message, 120)}"
+        for e in validator_class(schema).iter_errors(data)
+    ]
+
+
+def matches_schema(output: object, schema: type[BaseModel] | Mapping[str, Any]) -> EvalResult:
+    """Whether ``output`` conforms to ``schema`` (BOOLEAN value).
+
+    ``schema`` is a pydantic model class or a JSON Schema dict (needs ``jsonschema``, the
+    ``schema`` extra). ``output`` is JSON text (a wrapping ```json fence is removed) or an already
+    parsed dict or list; invalid JSON fails with the JSON error. The reason lists the first few
+    validation errors with their location, e.g. ``$.items[0].price``.
+
+    >>> from pydantic import BaseModel
+    >>> class City(BaseModel):
+    ...     name: str
+    ...     population: int
+    >>> matches_schema('{"name": "Paris"}', City).reason
+    "1 validation error for City: $.population: Field required (got {'name': 'Paris'})"
+    """
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        against = schema.__name__
+    elif isinstance(schema, Mapping):
+        jsonschema = _import_jsonschema()  # before parsing: a missing extra is never a verdict
+        against = "JSON Schema"
+    else:
+        raise TypeError(
+            "matches_schema: schema must be a pydantic BaseModel subclass or a JSON Schema dict,"
+            f" got {shorten(schema)}"
+        )
+    json_text: str | None = None
+    if isinstance(output, (dict, list)):
+        data: Any = output
+    else:
+        text = _as_text(output)
+        try:
+            data, json_text = _parse(text)
+        except _InvalidJSON as error:
+            return EvalResult("matches_schema", False, False, f"{error} in {shorten(text)}")
+    if isinstance(schema, Mapping):
+        errors = _jsonschema_errors(jsonschema, schema, data)
+    else:
+        errors = _pydantic_errors(schema, data, json_text)
+    reason = _summary(errors, against) if errors else ""
+    return EvalResult("matches_schema", not errors, not errors, reason)
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False, kw_only=True)
+class LabelResult(EvalResult):
+    """A `label` verdict that also carries the expected label, for classification metrics.
+
+    ``value`` is the predicted label; ``expected`` the reference one.
+    """
+
+    expected: str
+
+
+def label(predicted: object, expected: object) -> LabelResult:
+    """The predicted label (CATEGORICAL value); passes when it equals ``expected``.
+
+    Both are compared as stripped strings, case-sensitively. The result is a `LabelResult`
+    whose ``expected`` attribute holds the reference label.
+
+    >>> result = label(" positive\\n", "negative")
+    >>> result.value, result.expected, result.reason
+    ('positive', 'negative', "expected label 'negative', got 'positive'")
+    """
+    got, want = str(predicted).strip(), str(expected).strip()
+    passed = got == want
+    reason = "" if passed else f"expected label {shorten(want)}, got {shorten(got)}"
+    return LabelResult("label", got, passed, reason, expected=want)

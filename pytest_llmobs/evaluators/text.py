@@ -1,0 +1,128 @@
+"""Substring, regular-expression and word-count evaluators."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.basic import check_bounds, shorten, shorten_all
+
+_WORD = re.compile(r"\w+")
+
+
+def _needles(name: str, needles: Iterable[object]) -> list[str]:
+    if isinstance(needles, (str, bytes)):
+        raise TypeError(
+            f"{name}: needles must be an iterable of strings, not the string {shorten(needles)};"
+            " use contains() for a single needle"
+        )
+    found = [str(n) for n in needles]
+    if not found:
+        raise ValueError(f"{name}: needles is empty; give at least one string to look for")
+    return found
+
+
+def _fold(text: str, case_sensitive: bool) -> str:
+    return text if case_sensitive else text.casefold()
+
+
+def _in(case_sensitive: bool) -> str:
+    return "" if case_sensitive else " (case-insensitive)"
+
+
+def contains(output: object, needle: object, *, case_sensitive: bool = False) -> EvalResult:
+    """Whether ``needle`` occurs in ``output`` (BOOLEAN value); case-insensitive by default.
+
+    An empty needle is a ``ValueError``: it would be found in every output.
+
+    >>> contains("The capital is Paris.", "paris")
+    <contains passed value=True>
+    """
+    text, wanted = str(output), str(needle)
+    if not wanted:
+        raise ValueError("contains: needle is empty; it would match every output")
+    passed = _fold(wanted, case_sensitive) in _fold(text, case_sensitive)
+    reason = (
+        "" if passed else f"{shorten(wanted)} not found{_in(case_sensitive)} in {shorten(text)}"
+    )
+    return EvalResult("contains", passed, passed, reason)
+
+
+def contains_all(
+    output: object, needles: Iterable[object], *, case_sensitive: bool = False
+) -> EvalResult:
+    """The share of ``needles`` found in ``output`` (NUMERIC, 0..1); passes when all are.
+
+    >>> contains_all("Paris, Rome", ["paris", "rome", "oslo"]).reason
+    "missing 1 of 3 (case-insensitive): 'oslo' in 'Paris, Rome'"
+    """
+    wanted = _needles("contains_all", needles)
+    text = _fold(str(output), case_sensitive)
+    missing = [n for n in wanted if _fold(n, case_sensitive) not in text]
+    share = 1.0 - len(missing) / len(wanted)
+    reason = (
+        f"missing {len(missing)} of {len(wanted)}{_in(case_sensitive)}: {shorten_all(missing)}"
+        f" in {shorten(str(output))}"
+        if missing
+        else ""
+    )
+    return EvalResult("contains_all", share, not missing, reason)
+
+
+def contains_any(
+    output: object, needles: Iterable[object], *, case_sensitive: bool = False
+) -> EvalResult:
+    """Whether at least one of ``needles`` occurs in ``output`` (BOOLEAN value).
+
+    >>> contains_any("It is Rome.", ["Paris", "Rome"])
+    <contains_any passed value=True>
+    """
+    wanted = _needles("contains_any", needles)
+    text = _fold(str(output), case_sensitive)
+    passed = any(_fold(n, case_sensitive) in text for n in wanted)
+    reason = (
+        ""
+        if passed
+        else f"none of {shorten_all(wanted)} found{_in(case_sensitive)} in {shorten(str(output))}"
+    )
+    return EvalResult("contains_any", passed, passed, reason)
+
+
+def regex(
+    output: object, pattern: str | re.Pattern[str], *, flags: int = 0, fullmatch: bool = False
+) -> EvalResult:
+    """Whether ``pattern`` matches ``output`` (BOOLEAN value): anywhere, or the whole text.
+
+    An invalid pattern raises ``ValueError`` naming the pattern and the ``re`` error.
+
+    >>> regex("Order #1234 shipped", "#[0-9]+")
+    <regex passed value=True>
+    >>> regex("Order #1234 shipped", "#[0-9]+", fullmatch=True).reason
+    "pattern '#[0-9]+' did not fully match 'Order #1234 shipped'"
+    """
+    source = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+    try:
+        compiled = re.compile(pattern, flags)
+    except re.error as error:
+        raise ValueError(f"regex: invalid pattern {source!r}: {error}") from error
+    text = str(output)
+    found = compiled.fullmatch(text) if fullmatch else compiled.search(text)
+    passed = found is not None
+    how = "fully match" if fullmatch else "match"
+    reason = "" if passed else f"pattern {source!r} did not {how} {shorten(text)}"
+    return EvalResult("regex", passed, passed, reason)
+
+
+def word_count(text: object, *, min: int | None = None, max: int | None = None) -> EvalResult:
+    """The number of words (runs of Unicode ``\\w``) in ``text`` (NUMERIC); passes within bounds.
+
+    Punctuation separates words (``"don't"`` counts 2) and unspaced scripts count one word per
+    run (``"東京都"`` counts 1). ``min > max`` raises ``ValueError``.
+
+    >>> word_count("Paris is the capital.", min=5)
+    <word_count FAILED value=4: word count 4 outside [5, ]>
+    """
+    count = sum(1 for _ in _WORD.finditer(str(text)))
+    reason = check_bounds(count, min, max, what="word count", evaluator="word_count")
+    return EvalResult("word_count", count, not reason, reason)
