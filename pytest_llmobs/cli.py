@@ -1,4 +1,5 @@
-"""The ``llmobs`` command: read runs from the store (``runs``, ``show``, ``export``).
+"""The ``llmobs`` command: read runs from the store (``runs``, ``show``, ``export``,
+``calibrate``).
 
 RUN is a run id (or a unique prefix of one), a run name (the newest run of that name), or
 ``latest``. The store is found as the plugin finds it (the rootdir's ``llm_store`` or
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +119,23 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.calibration import CalibrationError, calibrate
+
+    store = open_store(args.store)
+    try:
+        run = store.load_run(store.resolve_run(args.run))
+        report = calibrate(run["items"], Path(args.labels), args.score)
+    except (StoreError, CalibrationError) as exc:
+        raise CliError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2), file=out)
+    else:
+        for line in report.lines():
+            print(line, file=out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmobs", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -139,6 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json"], default="json", help="export format")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     export.set_defaults(handler=cmd_export)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        parents=[common],
+        help="agreement of an automated score with human labels (accuracy, kappa, threshold)",
+    )
+    calibrate.add_argument("run", metavar="RUN", help="run id, run name, or 'latest'")
+    calibrate.add_argument(
+        "--labels",
+        required=True,
+        metavar="CSV",
+        help="CSV with 'label' and 'item_id' (or 'id' or 'node_id') columns",
+    )
+    calibrate.add_argument("--score", required=True, metavar="NAME", help="the score to check")
+    calibrate.add_argument("--format", choices=["text", "json"], default="text")
+    calibrate.set_defaults(handler=cmd_calibrate)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,22 @@ from pytest_llmobs.store import STORE_FILENAME, Store
 # going to a tracer nobody reads). Importing every public name here keeps one copy for all.
 for _name in pytest_llmobs.__all__:
     getattr(pytest_llmobs, _name)
+
+# The same snapshot makes every in-process session re-import (and assertion-rewrite) what the
+# hypothesis plugin loads in its terminal summary and what the plugin loads when a suite uses it:
+# about a second per session. Loading them once here keeps them across sessions.
+for _module in (
+    "hypothesis",
+    "hypothesis.internal.observability",
+    "hypothesis.internal.conjecture.providers",
+    "pytest_llmobs.plugin",
+    "pytest_llmobs.configure",
+    "pytest_llmobs.reporting.terminal",
+    "pytest_llmobs.evaluators.similarity",
+    "pytest_llmobs.evaluators.judge",
+    "pytest_llmobs.calibration",
+):
+    importlib.import_module(_module)
 
 CAPITALS = [
     {"id": "france", "input": "What is the capital of France?", "expected_output": "Paris"},
