@@ -18,6 +18,10 @@ _EXPORTS = {
     "evaluator": "pytest_llmobs.evaluators.custom",
     "run_evaluator": "pytest_llmobs.evaluators.custom",
     "EvaluatorRegistry": "pytest_llmobs.evaluators.custom",
+    "ExperimentItem": "pytest_llmobs.experiment",
+    "ExperimentResult": "pytest_llmobs.experiment",
+    "arun_experiment": "pytest_llmobs.experiment",
+    "run_experiment": "pytest_llmobs.experiment",
     "LLM": "pytest_llmobs.llm",
     "LLMResult": "pytest_llmobs.llm",
     "CompiledPrompt": "pytest_llmobs.prompts",
@@ -45,6 +49,8 @@ __all__ = [
     "DatasetItem",
     "EvalResult",
     "EvaluatorRegistry",
+    "ExperimentItem",
+    "ExperimentResult",
     "LLMResult",
     "Observation",
     "Prompt",
@@ -56,12 +62,14 @@ __all__ = [
     "Span",
     "Trace",
     "__version__",
+    "arun_experiment",
     "current_observation",
     "current_trace",
     "evaluator",
     "observe",
     "propagate_attributes",
     "run_evaluator",
+    "run_experiment",
     "start_span",
 ]
 
@@ -79,6 +87,12 @@ if TYPE_CHECKING:
     from pytest_llmobs.datasets import Dataset, DatasetError, DatasetItem
     from pytest_llmobs.evaluators import EvalResult
     from pytest_llmobs.evaluators.custom import EvaluatorRegistry, evaluator, run_evaluator
+    from pytest_llmobs.experiment import (
+        ExperimentItem,
+        ExperimentResult,
+        arun_experiment,
+        run_experiment,
+    )
     from pytest_llmobs.llm import LLM, LLMResult
     from pytest_llmobs.prompts import CompiledPrompt, Prompt, PromptError, PromptVariableError
     from pytest_llmobs.scorer import Scorer

@@ -165,7 +165,7 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
             {"ci_low": interval.low, "ci_high": interval.high},
         )
     numeric: dict[str, list[float]] = defaultdict(list)
-    boolean: set[str] = set()
+    not_boolean: set[str] = set()  # a Wilson interval only when every value is a boolean
     categorical: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     labels: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     for item in items:
@@ -174,13 +174,13 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
                 categorical[name][str(value)] += 1
             else:
                 numeric[name].append(float(value))
-                if data_type == "BOOLEAN":
-                    boolean.add(name)
+                if data_type != "BOOLEAN":
+                    not_boolean.add(name)
         for name, expected, predicted in item.labels:
             labels[name][0].append(expected)
             labels[name][1].append(predicted)
     for name in sorted(numeric):
-        for aggregate in numeric_aggregates(name, numeric[name], boolean=name in boolean):
+        for aggregate in numeric_aggregates(name, numeric[name], boolean=name not in not_boolean):
             result[aggregate.name] = aggregate
     for name in sorted(labels):
         for aggregate in label_aggregates(name, *labels[name]):

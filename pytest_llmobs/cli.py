@@ -1,5 +1,5 @@
 """The ``llmobs`` command: read runs from the store (``runs``, ``show``, ``export``,
-``calibrate``).
+``report``, ``calibrate``) and combine CI shards (``merge``).
 
 RUN is a run id (or a unique prefix of one), a run name (the newest run of that name), or
 ``latest``. The store is found as the plugin finds it (the rootdir's ``llm_store`` or
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_llmobs import __version__
-from pytest_llmobs.exports import dump_run, result_from_run
+from pytest_llmobs.exports import EXPORT_FORMAT, dump_run, result_from_run
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import summary_lines
 from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
@@ -119,6 +119,63 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
+    """A stored run, or a run exported to a JSON file (``llmobs export``, ``--llm-json``)."""
+    source = Path(args.run)
+    if source.suffix == ".json" and source.is_file():
+        try:
+            run = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{source}: not a readable run export ({exc})") from None
+        if not isinstance(run, dict) or run.get("format") != EXPORT_FORMAT:
+            raise CliError(f"{source}: not a run export (expected format {EXPORT_FORMAT!r})")
+        return run
+    store = open_store(args.store)
+    try:
+        return store.load_run(store.resolve_run(args.run))
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.reporting.html import write_html
+
+    run = _load_for_report(args)
+    path = Path(args.output or f"llmobs-report-{run['id']}.html")
+    try:
+        write_html(run, path, max_traces=args.max_traces)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc}") from None
+    items = len(run.get("items") or [])
+    print(f"wrote the HTML report of run {run['id']} ({items} items) to {path}", file=out)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.merge import MergeError, merge_files, summary_header
+    from pytest_llmobs.xdist import missing_lines
+
+    store_dir = Path(args.store) if args.store else None
+    try:
+        merged = merge_files(
+            [Path(f) for f in args.files], thresholds=args.threshold, store_dir=store_dir
+        )
+    except MergeError as exc:
+        raise CliError(str(exc)) from None
+    print(summary_header(merged), file=out)
+    store_path = merged.result.store_path
+    for line in summary_lines(result_from_run(merged.run, store_path), encoding=out.encoding):
+        if line == "not stored (--llm-no-store)":
+            line = "not stored (--store DIR keeps it)"
+        print(line, file=out)
+    for line in [*missing_lines(merged.result.missing), *merged.notes]:
+        print(line, file=out)
+    if args.output:
+        Path(args.output).write_text(dump_run(merged.run) + "\n", encoding="utf-8")
+        print(f"wrote merged run {merged.result.run_id} to {args.output}", file=out)
+    return 0 if merged.result.status == "passed" else 1
+
+
 def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.calibration import CalibrationError, calibrate
 
@@ -159,6 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     export.set_defaults(handler=cmd_export)
 
+    report = commands.add_parser(
+        "report", parents=[common], help="write a self-contained HTML report of a run"
+    )
+    report.add_argument(
+        "run", metavar="RUN", help="run id, run name, 'latest', or a run exported as JSON"
+    )
+    report.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write (default llmobs-report-<run>.html)"
+    )
+    report.add_argument(
+        "--max-traces",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="items whose traces are included in full; the rest are summary rows (default 2000)",
+    )
+    report.set_defaults(handler=cmd_report)
+
     calibrate = commands.add_parser(
         "calibrate",
         parents=[common],
@@ -174,6 +249,30 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--score", required=True, metavar="NAME", help="the score to check")
     calibrate.add_argument("--format", choices=["text", "json"], default="text")
     calibrate.set_defaults(handler=cmd_calibrate)
+
+    merge = commands.add_parser(
+        "merge",
+        help="combine CI shard exports of one run (same --llm-run-id) into one run and gate it",
+        description="Combine shard exports of one run into one run, recompute its aggregates "
+        "and thresholds, print its summary; exit status 1 unless the merged run passed.",
+    )
+    merge.add_argument("files", nargs="+", metavar="FILE", help="exports from 'llmobs export'")
+    merge.add_argument("-o", "--output", metavar="FILE", help="write the merged run as JSON")
+    merge.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="another quality gate '[dataset:] aggregate op number' (repeatable)",
+    )
+    merge.add_argument("--store", metavar="DIR", help="also store the merged run in DIR")
+    merge.set_defaults(handler=cmd_merge)
+    from pytest_llmobs.compare.commands import add_commands
+
+    add_commands(commands, common)  # baseline save|list, compare, rescore
+    from pytest_llmobs.exporters.commands import add_commands as add_upload_commands
+
+    add_upload_commands(commands, common)  # upload
     return parser
 
 

@@ -7,10 +7,17 @@ import pytest
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
-from pytest_llmobs.providers import UnknownModelError, default_registry
-from pytest_llmobs.run import RunRecorder, default_run_name, environment, new_run_id
+from pytest_llmobs.providers import ConfigError, UnknownModelError, default_registry
+from pytest_llmobs.providers.calls import close_provider, session_calls
+from pytest_llmobs.run import (
+    NO_RESULT,
+    RunRecorder,
+    default_run_name,
+    environment,
+    new_run_id,
+)
 from pytest_llmobs.session import SessionState
-from pytest_llmobs.settings import read_settings
+from pytest_llmobs.settings import Settings, read_settings
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
@@ -22,10 +29,10 @@ def is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _run_id(config: pytest.Config) -> str:
-    """The controller's run id on an xdist worker, a new one elsewhere."""
+def _run_id(config: pytest.Config, given: str | None) -> str:
+    """The controller's run id on an xdist worker; elsewhere ``--llm-run-id`` or a new one."""
     workerinput = getattr(config, "workerinput", None) or {}
-    return str(workerinput.get(WORKER_RUN_ID) or new_run_id())
+    return str(workerinput.get(WORKER_RUN_ID) or given or new_run_id())
 
 
 def build_state(config: pytest.Config) -> SessionState:
@@ -35,12 +42,21 @@ def build_state(config: pytest.Config) -> SessionState:
     config.hook.pytest_llmobs_register_models(registry=registry, config=config)
     try:
         provider = registry.resolve(settings.model)
-    except UnknownModelError as exc:
+    except (UnknownModelError, ConfigError) as exc:
         raise pytest.UsageError(f"--llm-model: {exc}") from None
     try:
         judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
-    except UnknownModelError as exc:
+    except (UnknownModelError, ConfigError) as exc:
         raise pytest.UsageError(f"--llm-judge-model: {exc}") from None
+    try:
+        calls = session_calls(
+            max_retries=settings.max_retries,
+            cache_mode=settings.cache_mode,
+            cache_dir=settings.cache_dir,
+            prices_path=settings.prices_path,
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
     evaluators = EvaluatorRegistry()
     config.hook.pytest_llmobs_register_evaluators(registry=evaluators, config=config)
     try:
@@ -51,9 +67,17 @@ def build_state(config: pytest.Config) -> SessionState:
         store = Store.in_directory(settings.store_dir) if settings.store_dir else Store(None)
     except StoreError as exc:
         raise pytest.UsageError(f"--llm-store: {exc}") from None
-    run_id = _run_id(config)
+    if not is_xdist_worker(config):
+        _resolve_baseline(config, settings, store)
+    run_id = _run_id(config, settings.run_id)
     recorder = None
     if not is_xdist_worker(config):
+        if settings.run_id and store.has_run(run_id) and not config.option.collectonly:
+            raise pytest.UsageError(
+                f"--llm-run-id: run {run_id!r} is already in {store.path or 'the store'}; "
+                "each shard records its part in its own store, and 'llmobs merge' combines "
+                "their exports"
+            )
         recorder = RunRecorder(
             store=store,
             name="",
@@ -72,10 +96,36 @@ def build_state(config: pytest.Config) -> SessionState:
         store=store,
         recorder=recorder,
         prompts=PromptRegistry(settings.prompts_dir, store),
-        llm=LLM(provider),
-        judge=LLM(judge),
+        llm=LLM(provider, **calls),
+        judge=LLM(judge, **calls),
         evaluators=evaluators,
     )
+
+
+def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -> None:
+    """Check ``--llm-save-baseline`` and load ``--llm-baseline`` into ``config.stash``."""
+    if not settings.baseline and not settings.save_baseline:
+        return
+    from pytest_llmobs.baselines import BASELINE_KEY, BaselineError, check_name, resolve_baseline
+
+    problem = None
+    if settings.save_baseline:
+        try:
+            if settings.store_dir is None:
+                raise BaselineError("cannot save a baseline with --llm-no-store")
+            check_name(settings.save_baseline)
+        except BaselineError as exc:
+            problem = f"--llm-save-baseline: {exc}"
+    if settings.baseline and problem is None:
+        try:
+            config.stash[BASELINE_KEY] = resolve_baseline(
+                settings.baseline, store=store, path=settings.baseline_path
+            )
+        except (BaselineError, StoreError) as exc:
+            problem = f"--llm-baseline: {exc}"
+    if problem is not None:
+        store.close()
+        raise pytest.UsageError(problem)
 
 
 def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) -> None:
@@ -89,11 +139,27 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
         pytest.ExitCode.OK,
         pytest.ExitCode.NO_TESTS_COLLECTED,
     )
+    stopped = session.shouldfail or session.shouldstop  # -x, --maxfail
+    if interrupted or stopped:
+        why = "not run: the session was interrupted" if interrupted else f"not run: {stopped}"
+        for entry in recorder.missing:
+            if entry["reason"] == NO_RESULT:
+                recorder.note_lost(entry["node_id"], why)
     result = recorder.finish(interrupted=interrupted, tests_failed=tests_failed)
     state.result = result
-    if not result.thresholds_passed and session.exitstatus in (
+    from pytest_llmobs.compare.gate import conclude
+
+    failed = conclude(state, session.config, result, tests_failed=tests_failed)
+    if failed and session.exitstatus in (
         pytest.ExitCode.OK,
         pytest.ExitCode.NO_TESTS_COLLECTED,
     ):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.hook.pytest_llmobs_run_finished(result=result, config=session.config)
+
+
+def close_models(state: SessionState) -> None:
+    """Close the HTTP connections the session's models keep open."""
+    close_provider(state.llm.provider)
+    if state.judge.provider is not state.llm.provider:
+        close_provider(state.judge.provider)

@@ -57,4 +57,5 @@ def result_from_run(run: Mapping[str, Any], store_path: Path | None = None) -> R
         name=str(run.get("name", "")),
         model=str(run.get("model", "")),
         errors=list(run.get("errors") or []),
+        missing=[dict(entry) for entry in run.get("missing") or []],
     )

@@ -9,6 +9,10 @@ from typing import Any
 
 from pytest_llmobs.prompts import CompiledPrompt, Prompt
 from pytest_llmobs.providers import Message, Provider, Usage
+from pytest_llmobs.providers.cache import ResponseCache
+from pytest_llmobs.providers.calls import ModelCaller
+from pytest_llmobs.providers.pricing import PriceTable
+from pytest_llmobs.providers.retry import RetryPolicy
 from pytest_llmobs.tracing import (
     Observation,
     _current,
@@ -47,6 +51,8 @@ class LLMResult:
     prompt_name: str | None = None
     prompt_version: int | None = None
     observation_id: str | None = None
+    cost: float | None = None
+    """Estimated USD (None when the model has no price)."""
 
     def __str__(self) -> str:
         return self.text
@@ -69,10 +75,23 @@ def to_messages(prompt: PromptInput) -> list[Message]:
 
 
 class LLM:
-    """Generates with the session's model; every call becomes a generation observation."""
+    """Generates with the session's model; every call becomes a generation observation.
 
-    def __init__(self, provider: Provider) -> None:
+    ``retry`` retries providers whose errors are ``retryable`` (providers that retry themselves,
+    such as OpenAI's, adopt it instead); ``cache`` records or replays calls; ``prices`` prices
+    generations of the models it knows. Attempts and cache use land on the generation's metadata.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        retry: RetryPolicy | None = None,
+        cache: ResponseCache | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
         self.provider = provider
+        self.caller = ModelCaller(provider, retry=retry, cache=cache, prices=prices)
 
     @property
     def model(self) -> str:
@@ -123,6 +142,7 @@ class LLM:
             prompt_name=observation.prompt_name,
             prompt_version=observation.prompt_version,
             observation_id=observation.id,
+            cost=answer.cost,
         )
 
     def generate(
@@ -131,6 +151,7 @@ class LLM:
         *,
         name: str | None = None,
         prompt_version: CompiledPrompt | Prompt | None = None,
+        cache_key_extra: Any = None,
         **params: Any,
     ) -> LLMResult:
         """Call the model and record the call as a generation.
@@ -138,15 +159,18 @@ class LLM:
         ``prompt`` is a string, chat messages or a compiled prompt (which links the generation
         to its prompt version and supplies defaults from its config). Pass ``prompt_version=``
         to link messages you assembled yourself to the prompt they came from. ``params``
-        (temperature, max_tokens, ...) override the prompt's config.
+        (temperature, max_tokens, ...) override the prompt's config. ``cache_key_extra``
+        (JSON-able) tells apart calls that are otherwise identical in the ``--llm-cache``.
         """
         observation, messages, call_params, parent = self._prepare(
             prompt, name, params, prompt_version
         )
         token = _current.set(observation)
         started = time.perf_counter()
+        __tracebackhide__ = True  # a failed call shows the test's own line
         try:
-            answer = self.provider.complete(messages, **call_params)
+            extra = _cache_extra(observation, cache_key_extra)
+            answer = self.caller.complete(messages, call_params, observation.metadata, extra)
             return self._finish(observation, started, answer)
         except BaseException as exc:
             observation.fail(exc)
@@ -161,6 +185,7 @@ class LLM:
         *,
         name: str | None = None,
         prompt_version: CompiledPrompt | Prompt | None = None,
+        cache_key_extra: Any = None,
         **params: Any,
     ) -> LLMResult:
         """`generate` for async code: waits without blocking the event loop."""
@@ -169,8 +194,10 @@ class LLM:
         )
         token = _current.set(observation)
         started = time.perf_counter()
+        __tracebackhide__ = True  # a failed call shows the test's own line
         try:
-            answer = await self.provider.acomplete(messages, **call_params)
+            extra = _cache_extra(observation, cache_key_extra)
+            answer = await self.caller.acomplete(messages, call_params, observation.metadata, extra)
             return self._finish(observation, started, answer)
         except BaseException as exc:
             observation.fail(exc)
@@ -181,3 +208,10 @@ class LLM:
 
     def __repr__(self) -> str:
         return f"LLM(model={self.model!r})"
+
+
+def _cache_extra(observation: Observation, extra: Any) -> Any:
+    """The caller's ``cache_key_extra``, with the test's repeat index (root ``repeat``) if > 0."""
+    root = observation.trace.root
+    repeat = root.metadata.get("repeat") if root is not None else None
+    return {"repeat": repeat, "extra": extra} if isinstance(repeat, int) and repeat else extra

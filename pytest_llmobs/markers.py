@@ -8,11 +8,12 @@ import pytest
 
 MARKER = "llm_dataset"
 MARKER_HELP = (
-    f"{MARKER}(name, argname='item', thresholds=None, limit=None): run the test once per item "
-    "of the named dataset (test ids from item ids); thresholds are '[dataset:] aggregate op "
-    "number' gates on that dataset's aggregates"
+    f"{MARKER}(name, argname='item', thresholds=None, limit=None, repeat=None): run the test "
+    "once per item of the named dataset (test ids from item ids), repeat times per item when "
+    "given (default --llm-repeat); thresholds are '[dataset:] aggregate op number' gates on "
+    "that dataset's aggregates"
 )
-_KEYWORDS = ("argname", "thresholds", "limit")
+_KEYWORDS = ("argname", "thresholds", "limit", "repeat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class DatasetMarker:
     argname: str = "item"
     thresholds: tuple[str, ...] = ()
     limit: int | None = None
+    repeat: int | None = None
+    """Runs per item; ``None`` means ``--llm-repeat``."""
 
 
 def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
@@ -50,4 +53,9 @@ def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
     limit = mark.kwargs.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise pytest.UsageError(f"{prefix}: limit must be a positive integer; got {limit!r}")
-    return DatasetMarker(args[0], argname, tuple(thresholds), limit)
+    repeat = mark.kwargs.get("repeat")
+    if repeat is not None and (
+        isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1
+    ):
+        raise pytest.UsageError(f"{prefix}: repeat must be a positive integer; got {repeat!r}")
+    return DatasetMarker(args[0], argname, tuple(thresholds), limit, repeat)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -36,21 +38,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(SessionHooks(state), "llmobs-session")
     if config.pluginmanager.hasplugin("xdist"):
+        from pytest_llmobs.xdist import XdistHooks
+
         config.pluginmanager.register(XdistHooks(state), "llmobs-xdist")
+    if state.recorder is not None and (state.settings.report_html or state.settings.report_json):
+        from pytest_llmobs.reporting.files import ReportFiles
 
-
-class XdistHooks:
-    """xdist-only hooks, registered only when xdist is present (its hook names are unknown
-    otherwise)."""
-
-    def __init__(self, state: Any) -> None:
-        self.state = state
-
-    def pytest_configure_node(self, node: Any) -> None:
-        from pytest_llmobs.configure import WORKER_RUN_ID
-
-        # Workers derive trace ids from the run id, so they must use the controller's.
-        node.workerinput[WORKER_RUN_ID] = self.state.run_id
+        config.pluginmanager.register(ReportFiles(state), "llmobs-reports")
 
 
 class SessionHooks:
@@ -68,6 +62,10 @@ class SessionHooks:
         if self.state.marker_errors:
             raise pytest.UsageError("\n".join(self.state.marker_errors))
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.state.recorder is not None:  # under xdist the controller collects nothing
+            self.state.recorder.expect(item.nodeid for item in session.items)
+
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         # Collection errors and --stepwise stop the session with `Session.Interrupted` (a
         # KeyboardInterrupt); those runs failed, only Ctrl-C and `pytest.exit` interrupt them.
@@ -83,14 +81,28 @@ class SessionHooks:
         from pytest_llmobs.configure import finish_run
 
         finish_run(self.state, session, exitstatus)
+        if self.state.settings.upload:
+            from pytest_llmobs.exporters.session import upload_after_session
+
+            upload_after_session(self.state, session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         from pytest_llmobs.reporting.terminal import write_summary
 
         if self.state.result is not None:
             write_summary(terminalreporter, self.state.result)
+            from pytest_llmobs.xdist import missing_lines
+
+            for line in missing_lines(self.state.result.missing):
+                terminalreporter.write_line(line, yellow=True)
+            from pytest_llmobs.exporters.session import write_upload_summary
+
+            write_upload_summary(terminalreporter)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        from pytest_llmobs.configure import close_models
+
+        close_models(self.state)
         self.state.store.close()
 
 
@@ -123,6 +135,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if problem is not None:  # failed outside `except`, so no chained tracebacks are shown
         pytest.fail(problem, pytrace=False)
     metafunc.parametrize(marker.argname, list(dataset), ids=[item.id for item in dataset])
+    repeat = marker.repeat if marker.repeat is not None else state.settings.repeat
+    if repeat > 1:
+        from pytest_llmobs.repeats import parametrize_repeats
+
+        parametrize_repeats(metafunc, repeat)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -136,6 +153,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         run_id=state.run_id, node_id=item.nodeid, name=item.name, **_dataset_link(item, state)
     )
     item.stash[_RECORD_KEY] = record
+    if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm._cache_extra)
+        record.root.metadata["repeat"] = record.repeat
     with activate(record.root):
         return (yield)
 
@@ -149,11 +168,36 @@ def _dataset_link(item: pytest.Item, state: Any) -> dict[str, Any]:
     linked = callspec.params.get(marker.argname)
     if linked is None:
         return {}
+    from pytest_llmobs.repeats import repeat_index
+
     return {
         "item": linked,
         "dataset_version": state.dataset(marker.name).version,
         "thresholds": marker.thresholds,
+        "repeat": repeat_index(item),
     }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """An async test makes its root span current inside its own coroutine: anyio runs every
+    test of a module in one long-lived task, whose context still holds the first test's span."""
+    original = pyfuncitem.obj
+    record = pyfuncitem.stash.get(_RECORD_KEY, None)
+    if record is None or not inspect.iscoroutinefunction(original):
+        return (yield)
+    from pytest_llmobs.tracing import activate
+
+    @functools.wraps(original)
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        with activate(record.root):
+            return await original(*args, **kwargs)
+
+    pyfuncitem.obj = traced
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = original
 
 
 @pytest.hookimpl(wrapper=True)
@@ -165,9 +209,23 @@ def pytest_runtest_makereport(
     if record is not None:
         record.observe_report(report, call)
         if report.when == "teardown":
-            setattr(report, PAYLOAD_ATTRIBUTE, record.finish())
+            payload = record.finish()
+            setattr(report, PAYLOAD_ATTRIBUTE, payload)
             del item.stash[_RECORD_KEY]
+            _add_junit_properties(item, report, payload)
     return report
+
+
+def _add_junit_properties(item: pytest.Item, report: pytest.TestReport, payload: Any) -> None:
+    """With ``--junitxml``, the test's scores become its JUnit properties (junitxml reads the
+    teardown report's ``user_properties``; xdist carries them to the controller)."""
+    from pytest_llmobs.session import STATE_KEY
+
+    state = item.config.stash.get(STATE_KEY, None)
+    if state is not None and state.settings.junit_properties:
+        from pytest_llmobs.reporting.junit import junit_properties
+
+        report.user_properties.extend(junit_properties(payload))
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -215,7 +273,13 @@ def scorer(request: pytest.FixtureRequest) -> Any:
     from pytest_llmobs.session import STATE_KEY
 
     state = request.config.stash[STATE_KEY]
-    return Scorer(judge=state.judge, prompts=state.prompts, registry=state.evaluators)
+    record = request.node.stash.get(_RECORD_KEY, None)
+    return Scorer(
+        judge=state.judge,
+        prompts=state.prompts,
+        registry=state.evaluators,
+        on_prompt=record.use_prompt if record is not None else None,
+    )
 
 
 @pytest.fixture

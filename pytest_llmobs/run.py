@@ -23,10 +23,13 @@ from pytest_llmobs.aggregates import (
     compute_aggregates,
 )
 from pytest_llmobs.evaluators.custom import RunEvaluator
+from pytest_llmobs.repeats import RepeatTracker
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import Threshold, ThresholdResult, evaluate, parse_threshold
 
 RUN_STATUSES = ("running", "passed", "failed", "interrupted")
+NO_RESULT = "no result arrived"
+"""Why an expected item is missing when nothing more is known."""
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -92,6 +95,19 @@ class RunResult:
     model: str = ""
     errors: list[str] = field(default_factory=list)
     """Run evaluators that raised (the run then fails)."""
+    repeats: dict[str, Any] | None = None
+    """Per-item flakiness when items ran more than once (`pytest_llmobs.repeats`)."""
+    comparison: Any = None
+    """The `pytest_llmobs.compare.Comparison` with the baseline, when one was given."""
+    gate_failed: bool = False
+    """The comparison found a regression beyond ``--llm-max-drop`` (see ``--llm-fail-on``)."""
+    baseline_saved: str | None = None
+    """The name this run was saved under as a baseline (``--llm-save-baseline``)."""
+    fail_on: tuple[str, ...] = ("threshold", "regression")
+    """What fails the session besides failing tests (``--llm-fail-on``)."""
+    missing: list[dict[str, str]] = field(default_factory=list)
+    """Collected items whose result never arrived: ``{"node_id", "reason"}`` (e.g. an xdist
+    worker crashed while running it)."""
 
     @property
     def thresholds_passed(self) -> bool:
@@ -116,6 +132,10 @@ class RunRecorder:
     _prompts: dict[tuple[str, int], str] = field(default_factory=dict)
     _seen_thresholds: set[tuple[str | None, str]] = field(default_factory=set)
     run_evaluators: dict[str, RunEvaluator] = field(default_factory=dict)
+    repeats: RepeatTracker = field(default_factory=RepeatTracker)
+    _expected: dict[str, str] = field(default_factory=dict)
+    """Collected node ids (in order) → why no result arrived, if none does."""
+    _received: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for threshold in self.thresholds:
@@ -144,6 +164,8 @@ class RunRecorder:
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
         self._datasets.update(item.get("datasets") or {})
+        self.repeats.add(item)
+        self._received.add(str(item["node_id"]))
         for prompt in item.get("prompts") or []:
             self._prompts[(prompt["name"], int(prompt["version"]))] = prompt.get("hash", "")
         for expression in item.get("thresholds") or []:
@@ -157,13 +179,35 @@ class RunRecorder:
         self._seen_thresholds.add(key)
         self.thresholds.append(parse_threshold(expression, dataset=dataset, source=source))
 
+    def expect(self, node_ids: Iterable[str], reason: str = NO_RESULT) -> None:
+        """Declare collected items; those that never arrive are listed as ``missing``."""
+        for node_id in node_ids:
+            self._expected.setdefault(node_id, reason)
+
+    def note_lost(self, node_id: str, reason: str) -> None:
+        """Say why an expected item has no result (a crashed worker, for one)."""
+        self._expected[node_id] = reason
+
+    @property
+    def missing(self) -> list[dict[str, str]]:
+        return [
+            {"node_id": node_id, "reason": reason}
+            for node_id, reason in self._expected.items()
+            if node_id not in self._received
+        ]
+
     @property
     def item_count(self) -> int:
         return len(self._summaries)
 
-    def finish(self, *, interrupted: bool, tests_failed: bool) -> RunResult:
+    def finish(
+        self, *, interrupted: bool, tests_failed: bool, ended_at: float | None = None
+    ) -> RunResult:
         """Compute aggregates and verdicts, and mark the run finished in the store."""
+        missing = self.missing
         aggregates = compute_aggregates(self._summaries)
+        self.repeats.add_aggregates(aggregates)
+        repeats = self.repeats.summary()
         errors = self._run_evaluators(aggregates)
         verdicts = evaluate(self.thresholds, aggregates)
         if interrupted:
@@ -178,7 +222,7 @@ class RunRecorder:
         self.store.finish_run(
             self.run_id,
             status=status,
-            ended_at=time.time(),
+            ended_at=time.time() if ended_at is None else ended_at,
             summary={
                 "datasets": dict(sorted(self._datasets.items())),
                 "prompts": prompts,
@@ -186,6 +230,8 @@ class RunRecorder:
                 "aggregates": aggregates_to_dict(aggregates),
                 "thresholds": [v.to_dict() for v in verdicts],
                 "errors": errors,
+                **({"repeats": repeats} if repeats else {}),
+                **({"missing": missing} if missing else {}),
             },
         )
         return RunResult(
@@ -200,6 +246,8 @@ class RunRecorder:
             name=self.name,
             model=self.model,
             errors=errors,
+            repeats=repeats,
+            missing=missing,
         )
 
     def _run_evaluators(self, aggregates: dict[str, dict[str, Aggregate]]) -> list[str]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pytest_llmobs.datasets import Dataset
     from pytest_llmobs.evaluators.similarity import SimilarityBackend
     from pytest_llmobs.llm import LLM
-    from pytest_llmobs.prompts import PromptRegistry
+    from pytest_llmobs.prompts import Prompt, PromptRegistry
 
 
 class NoActiveTraceError(RuntimeError):
@@ -38,10 +38,13 @@ class Scorer:
         judge: LLM | None = None,
         prompts: PromptRegistry | None = None,
         registry: EvaluatorRegistry | None = None,
+        on_prompt: Callable[[Prompt], None] | None = None,
     ) -> None:
         self._judge = judge
         self._prompts = prompts
         self._registry = registry or EvaluatorRegistry()
+        self._on_prompt = on_prompt
+        """Told of each rubric prompt used, so the test's record lists its version."""
 
     def __getattr__(self, name: str) -> Callable[..., EvalResult]:
         registered = self.__dict__.get("_registry")
@@ -56,6 +59,9 @@ class Scorer:
         def run(*args: Any, name: str | None = None, **kwargs: Any) -> EvalResult:
             return self.record(custom.evaluate(*args, **kwargs), name=name)
 
+        # Named like a method, so a failed assertion shows `Scorer.politeness`, not `run`.
+        run.__name__ = custom.name
+        run.__qualname__ = f"Scorer.{custom.name}"
         return run
 
     def _trace(self, name: str) -> Trace:
@@ -296,6 +302,8 @@ class Scorer:
 
         if self._judge is None or self._prompts is None:
             raise RuntimeError("llm_judge needs the session's judge model: use the scorer fixture")
+        if self._on_prompt is not None:
+            self._on_prompt(self._prompts.get(rubric))
         result = llm_judge(
             rubric,
             output,

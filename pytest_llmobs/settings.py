@@ -7,6 +7,7 @@ defaults, to pytest's rootdir.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,14 @@ from typing import Any
 
 import pytest
 
+from pytest_llmobs.providers.cache import CacheMode
+from pytest_llmobs.providers.retry import DEFAULT_MAX_RETRIES
+
 DEFAULT_MODEL = "mock-llm-v1"
+DEFAULT_CACHE_DIR = "llm-cache"
 DEFAULT_STORE_DIR = ".llmobs"
+FAIL_POLICIES = ("threshold", "regression")
+"""What may fail the session besides failing tests (``--llm-fail-on``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "run_name", "name of the experiment run (default: '<model>@<start time>')", metavar="NAME"
+    ),
+    OptionSpec(
+        "run_id",
+        "id of the experiment run (letters, digits, - _ . :); CI shards that share one id are "
+        "combined by 'llmobs merge' (default: a new id per session)",
+        metavar="ID",
     ),
     OptionSpec(
         "store",
@@ -92,6 +105,98 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="DIR",
         path=True,
     ),
+    OptionSpec(
+        "baseline",
+        "compare the run with a baseline: a run id, run name, 'latest', a saved baseline "
+        "name or a JSON export file (llmobs export)",
+        metavar="REF",
+    ),
+    OptionSpec(
+        "save_baseline",
+        "save this run as baseline NAME when the session passes",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "max_drop",
+        "tolerated significant drop of an aggregate vs the baseline, on its own scale "
+        "(default 0.0)",
+        default="0.0",
+        metavar="X",
+    ),
+    OptionSpec(
+        "fail_on",
+        "what fails the session besides failing tests: comma-separated threshold, "
+        "regression, or none (default threshold,regression)",
+        default="threshold,regression",
+        metavar="POLICY",
+    ),
+    OptionSpec(
+        "repeat",
+        "run each llm_dataset item N times (ids end in -r0, -r1...; default 1)",
+        default="1",
+        metavar="N",
+    ),
+    OptionSpec(
+        "report",
+        "write a self-contained HTML report of the run to PATH after the session",
+        metavar="PATH",
+        path=True,
+    ),
+    OptionSpec(
+        "json",
+        "write the run as JSON (the 'llmobs export' format) to PATH after the session",
+        metavar="PATH",
+        path=True,
+    ),
+    OptionSpec(
+        "max_retries",
+        "retries of a model call that failed with a retryable error (429, 5xx, timeout, "
+        f"connection error; default {DEFAULT_MAX_RETRIES})",
+        default=str(DEFAULT_MAX_RETRIES),
+        metavar="N",
+    ),
+    OptionSpec(
+        "cache",
+        "record/replay model calls: off, read (replay only; a miss is an error), write (call "
+        "and record) or readwrite (replay, else call and record); default off",
+        default="off",
+        metavar="MODE",
+    ),
+    OptionSpec(
+        "cache_dir",
+        f"directory of recorded model calls, to commit (default: <rootdir>/{DEFAULT_CACHE_DIR})",
+        default=DEFAULT_CACHE_DIR,
+        metavar="DIR",
+        path=True,
+    ),
+    OptionSpec(
+        "prices",
+        "JSON file of model prices in USD per 1M tokens, {model: {input: x, output: y}}, over "
+        "the built-in table (default: env LLMOBS_PRICES)",
+        metavar="PATH",
+        path=True,
+    ),
+    OptionSpec(
+        "upload",
+        "after the session, upload the run to: langfuse (comma-separated targets; keys from "
+        "LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY/LANGFUSE_BASE_URL)",
+        metavar="TARGETS",
+    ),
+    OptionSpec(
+        "upload_strict",
+        "fail the session when --llm-upload could not send everything",
+        ini_type="bool",
+        default=False,
+        action="store_true",
+    ),
+    OptionSpec(
+        "langfuse_legacy",
+        "upload to Langfuse with ingestion events and dataset-run-items (older self-hosted "
+        "servers without the OTLP endpoint)",
+        ini_type="bool",
+        default=False,
+        action="store_true",
+    ),
 )
 
 
@@ -126,6 +231,35 @@ class Settings:
     rootdir: Path
     judge_model: str | None = None
     """The judge's model string; ``None`` means the run's model."""
+    max_retries: int = DEFAULT_MAX_RETRIES
+    """``--llm-max-retries``: retries of a model call after a retryable error."""
+    cache_mode: CacheMode = CacheMode.OFF
+    cache_dir: Path | None = None
+    """``--llm-cache-dir`` (``None`` only when Settings is built by hand)."""
+    prices_path: Path | None = None
+    """``--llm-prices``: a JSON price file over the built-in table (``LLMOBS_PRICES`` too)."""
+    baseline: str | None = None
+    """``--llm-baseline`` as given: a file, saved baseline name or run reference."""
+    baseline_path: Path | None = None
+    """``baseline`` read as a file path (relative to the invocation dir or the ini file)."""
+    save_baseline: str | None = None
+    max_drop: float = 0.0
+    fail_on: frozenset[str] = frozenset(FAIL_POLICIES)
+    repeat: int = 1
+    report_html: Path | None = None
+    """``--llm-report``: where the HTML report is written after the session."""
+    report_json: Path | None = None
+    """``--llm-json``: where the run's JSON (the ``llmobs export`` form) is written."""
+    junit_properties: bool = False
+    """``--junitxml`` is in use: each test's scores become its JUnit ``<property>`` elements."""
+    run_id: str | None = None
+    """``--llm-run-id``: the run's id, shared by CI shards (``None``: a new id)."""
+    upload: tuple[str, ...] = ()
+    """``--llm-upload``: exporter names the run is shipped to after the session."""
+    upload_strict: bool = False
+    """``--llm-upload-strict``: an incomplete upload fails the session."""
+    langfuse_legacy: bool = False
+    """``--llm-langfuse-legacy``: ingestion events instead of OTLP, for older servers."""
 
 
 def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
@@ -163,6 +297,7 @@ def read_settings(config: pytest.Config) -> Settings:
         [(str(t), "ini llm_threshold") for t in config.getini("llm_threshold") if str(t).strip()]
         + [(t, "--llm-threshold") for t in (config.getoption("llm_threshold") or [])]
     )
+    baseline, baseline_path = _baseline(config)
     return Settings(
         model=model,
         run_name=run_name,
@@ -171,7 +306,156 @@ def read_settings(config: pytest.Config) -> Settings:
         datasets_dir=resolve("llm_datasets_dir"),
         prompts_dir=resolve("llm_prompts_dir"),
         rootdir=Path(config.rootpath),
+        **_call_settings(config, resolve),
         judge_model=(
             config.getoption("llm_judge_model") or config.getini("llm_judge_model") or None
         ),
+        baseline=baseline,
+        baseline_path=baseline_path,
+        save_baseline=_text(config, "llm_save_baseline"),
+        max_drop=_max_drop(_text(config, "llm_max_drop") or "0.0"),
+        fail_on=parse_fail_on(_text(config, "llm_fail_on") or ",".join(FAIL_POLICIES)),
+        repeat=_repeat(_text(config, "llm_repeat") or "1"),
+        report_html=_report_path(config, "llm_report", resolve),
+        report_json=_report_path(config, "llm_json", resolve),
+        # Workers see the controller's options, so their reports carry the properties too.
+        junit_properties=bool(getattr(config.option, "xmlpath", None)),
+        run_id=_run_id(config),
+        **_upload_settings(config),
     )
+
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def check_run_id(value: str, source: str) -> str:
+    """``value`` when it is a valid run id; otherwise a `pytest.UsageError` naming ``source``."""
+    if not RUN_ID_PATTERN.fullmatch(value):
+        raise pytest.UsageError(
+            f"{source}: invalid run id {value!r}; expected 1 to 128 letters, digits, "
+            "'-', '_', '.' or ':', e.g. 'ci-4242.1'"
+        )
+    return value
+
+
+def _run_id(config: pytest.Config) -> str | None:
+    cli = config.getoption("llm_run_id")
+    if cli is not None:
+        return check_run_id(str(cli), "--llm-run-id")
+    ini = str(config.getini("llm_run_id") or "").strip()
+    return check_run_id(ini, "llm_run_id") if ini else None
+
+
+def _report_path(
+    config: pytest.Config, ini_name: str, resolve: Callable[[str], Path]
+) -> Path | None:
+    """A report file to write (``None`` unless asked for); a directory is a usage error."""
+    if not _text(config, ini_name):
+        return None
+    path = resolve(ini_name)
+    if path.is_dir():
+        flag = "--llm-" + ini_name.removeprefix("llm_")
+        raise pytest.UsageError(f"{flag}: {str(path)!r} is a directory; expected a file path")
+    return path
+
+
+def _text(config: pytest.Config, ini_name: str) -> str | None:
+    """The option's value from the command line, else the ini file, stripped; ``None`` if unset."""
+    value = config.getoption(ini_name)
+    if value is None:
+        value = config.getini(ini_name)
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _baseline(config: pytest.Config) -> tuple[str | None, Path | None]:
+    """The baseline reference and where it would be as a file (CLI: invocation dir; ini: its
+    directory)."""
+    cli = config.getoption("llm_baseline")
+    if cli is not None and str(cli).strip():
+        return str(cli).strip(), (Path(config.invocation_params.dir) / str(cli).strip())
+    ini = str(config.getini("llm_baseline") or "").strip()
+    if not ini:
+        return None, None
+    ini_dir = Path(config.inipath).parent if config.inipath else Path(config.rootpath)
+    return ini, ini_dir / ini
+
+
+def parse_fail_on(value: str) -> frozenset[str]:
+    """``threshold,regression`` → the set of policies; ``none`` → the empty set."""
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if names == ["none"]:
+        return frozenset()
+    unknown = [n for n in names if n not in FAIL_POLICIES]
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"{value!r} is not a valid --llm-fail-on policy. Valid policies: "
+            f"{', '.join(FAIL_POLICIES)} (comma-separated), or none."
+        )
+    return frozenset(names)
+
+
+def _max_drop(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number >= 0 or number == float("inf"):
+        raise pytest.UsageError(
+            f"--llm-max-drop must be a number >= 0 on the aggregate's scale, e.g. 0.02; "
+            f"got {value!r}"
+        )
+    return number
+
+
+def _repeat(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise pytest.UsageError(f"--llm-repeat must be a positive integer; got {value!r}")
+    return count
+
+
+def _call_settings(config: pytest.Config, resolve: Callable[[str], Path]) -> dict[str, Any]:
+    """``--llm-max-retries``, ``--llm-cache``, ``--llm-cache-dir`` and ``--llm-prices``."""
+    raw = config.getoption("llm_max_retries") or config.getini("llm_max_retries")
+    text = str(raw if raw is not None else DEFAULT_MAX_RETRIES).strip()
+    retries = int(text) if text.isdigit() else -1
+    if retries < 0:
+        raise pytest.UsageError(f"--llm-max-retries must be an integer >= 0; got {text!r}")
+    mode = str(config.getoption("llm_cache") or config.getini("llm_cache") or "off")
+    try:
+        cache_mode = CacheMode.parse(mode)
+    except ValueError:
+        modes = ", ".join(m.value for m in CacheMode)
+        raise pytest.UsageError(
+            f"{mode!r} is not a valid llm_cache mode. Valid modes: {modes}."
+        ) from None
+    prices = config.getoption("llm_prices") is not None or bool(config.getini("llm_prices"))
+    return {
+        "max_retries": retries,
+        "cache_mode": cache_mode,
+        "cache_dir": resolve("llm_cache_dir"),
+        "prices_path": resolve("llm_prices") if prices else None,
+    }
+
+
+def _upload_settings(config: pytest.Config) -> dict[str, Any]:
+    """``--llm-upload`` (validated target names), ``--llm-upload-strict``, legacy mode."""
+    from pytest_llmobs.exporters import ExportError, parse_targets
+
+    try:
+        targets = tuple(parse_targets(_text(config, "llm_upload") or ""))
+    except ExportError as exc:
+        raise pytest.UsageError(f"--llm-upload: {exc}") from None
+
+    def flag(name: str) -> bool:
+        return bool(config.getoption(name)) or bool(config.getini(name))
+
+    return {
+        "upload": targets,
+        "upload_strict": flag("llm_upload_strict"),
+        "langfuse_legacy": flag("llm_langfuse_legacy"),
+    }

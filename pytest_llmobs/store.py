@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILENAME = "llmobs.db"
 
 _SCHEMA = """
@@ -67,6 +67,18 @@ CREATE TABLE IF NOT EXISTS datasets (
 """
 
 
+_MIGRATIONS: dict[int, str] = {
+    2: """
+CREATE TABLE IF NOT EXISTS baselines (
+    name TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    saved_at REAL NOT NULL
+)
+""",
+}
+"""Statements that bring a store from the previous schema version to the key's version."""
+
+
 class StoreError(Exception):
     """The store cannot be opened, or a run reference does not resolve."""
 
@@ -88,6 +100,8 @@ class Store:
         target = str(path) if path is not None else ":memory:"
         try:
             self._db = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+            self.registered_prompts: dict[tuple[str, int], str] = {}
+            """(name, version) → hash of every prompt version this connection registered."""
             self._db.execute("PRAGMA foreign_keys = ON")
             if path is not None:
                 self._db.execute("PRAGMA journal_mode = WAL")
@@ -105,11 +119,19 @@ class Store:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            found = 1 if row is None else int(row[0])
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in filter(str.strip, _MIGRATIONS[version].split(";")):
+                    self._db.execute(statement)
             if row is None:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
-            elif int(row[0]) > SCHEMA_VERSION:
+            elif found < SCHEMA_VERSION:
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
+                )
+            elif found > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: store schema {row[0]} is newer than this plugin understands "
                     f"({SCHEMA_VERSION}); upgrade pytest-llmobs"
@@ -117,6 +139,12 @@ class Store:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    def side_table(self, ddl: str) -> sqlite3.Connection:
+        """Create a module's own table(s) with ``ddl`` (``CREATE ... IF NOT EXISTS``) and return
+        the connection; such tables are outside the schema version (upload state)."""
+        self._db.executescript(ddl)
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -167,6 +195,47 @@ class Store:
                 "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
                 (status, ended_at, _dumps(dict(summary)), run_id),
             )
+
+    def update_run(
+        self, run_id: str, *, status: str | None = None, summary: Mapping[str, Any] | None = None
+    ) -> None:
+        """Change a finished run's status and/or merge ``summary`` keys into its summary."""
+        with self._transaction():
+            row = self._db.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id!r} in {self.path or 'the in-memory store'}")
+            merged = {**(json.loads(row[0]) if row[0] else {}), **(summary or {})}
+            self._db.execute(
+                "UPDATE runs SET status = COALESCE(?, status), summary = ? WHERE id = ?",
+                (status, _dumps(merged), run_id),
+            )
+
+    # --- baselines --------------------------------------------------------------------------
+
+    def save_baseline(self, name: str, run_id: str) -> None:
+        """Point the baseline ``name`` at ``run_id`` (replacing where it pointed before)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO baselines (name, run_id, saved_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id,"
+                " saved_at = excluded.saved_at",
+                (name, run_id, time.time()),
+            )
+
+    def get_baseline(self, name: str) -> str | None:
+        """The run id a saved baseline names, or ``None``."""
+        row = self._db.execute("SELECT run_id FROM baselines WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def list_baselines(self) -> list[dict[str, Any]]:
+        """Saved baselines by name: name, run_id, run name, saved_at."""
+        return [
+            {"name": name, "run_id": run_id, "run_name": run_name, "saved_at": saved_at}
+            for name, run_id, run_name, saved_at in self._db.execute(
+                "SELECT b.name, b.run_id, r.name, b.saved_at FROM baselines b"
+                " LEFT JOIN runs r ON r.id = b.run_id ORDER BY b.name"
+            )
+        ]
 
     def list_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs, newest first, with item counts; a stale ``running`` run reads as interrupted."""
@@ -225,6 +294,9 @@ class Store:
             f"name or 'latest'; recent runs: {recent}"
         )
 
+    def has_run(self, run_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
     def load_run(self, run_id: str) -> dict[str, Any]:
         """The run's header, status, summary and every stored item, as plain data."""
         row = self._db.execute(
@@ -272,7 +344,20 @@ class Store:
                 self._set_label(name, "latest", version)
             for label in labels:
                 self._set_label(name, label, version)
+        self.registered_prompts[(name, version)] = content_hash
         return version
+
+    def import_prompt_version(self, prompt: Mapping[str, Any]) -> bool:
+        """Keep a prompt version registered in another store (an xdist worker's), unless this
+        store already has that name and version or that content; True when it was added."""
+        data = {k: v for k, v in prompt.items() if k not in ("name", "version", "hash", "labels")}
+        with self._transaction():
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO prompt_versions (name, version, hash, data, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (prompt["name"], int(prompt["version"]), prompt["hash"], _dumps(data), time.time()),
+            ).rowcount
+        return bool(added)
 
     def _set_label(self, name: str, label: str, version: int) -> None:
         self._db.execute(
@@ -307,6 +392,13 @@ class Store:
             )
         )
         return data
+
+    def prompt_by_hash(self, name: str, content_hash: str) -> dict[str, Any] | None:
+        """The stored prompt version of ``name`` with this content hash, or ``None``."""
+        row = self._db.execute(
+            "SELECT version FROM prompt_versions WHERE name = ? AND hash = ?", (name, content_hash)
+        ).fetchone()
+        return None if row is None else self.get_prompt(name, version=int(row[0]))
 
     def prompt_index(self, name: str) -> tuple[list[int], dict[str, int]]:
         """The stored version numbers of ``name`` and where each of its labels points."""

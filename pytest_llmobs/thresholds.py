@@ -20,7 +20,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 _EXPRESSION = re.compile(
     r"""^\s*(?:(?P<dataset>[^:\s][^:]*?)\s*:\s*)?
-        (?P<aggregate>[A-Za-z_][\w]*(?:\.[\w\-]+)?)\s*
+        (?P<aggregate>[A-Za-z_][\w]*(?:\.[\w\-]+?(?:->[\w\-]+)?)?)\s*
         (?P<op>>=|<=|==|>|<)\s*
         (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$""",
     re.VERBOSE,

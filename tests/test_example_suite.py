@@ -54,7 +54,9 @@ def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Pat
     versions = {i["dataset"]: i["dataset_version"] for i in run["items"] if i["dataset"]}
     assert run["datasets"] == versions
     assert set(versions) == {"capital-cities-tutorial", "support-intents"}
-    assert {p["name"] for p in run["prompts"]} == {"support-agent", "rag-answer"}
+    assert {p["name"] for p in run["prompts"]} == {
+        "support-agent", "rag-answer", "judge/groundedness"
+    }
     support = next(i for i in run["items"] if "support" in i["node_id"])
     trace = support["trace"]
     assert (trace["user_id"], trace["session_id"], trace["tags"]) == (

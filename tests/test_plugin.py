@@ -17,22 +17,33 @@ from pytest_llmobs.datasets import load_dataset
 from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.reporting.terminal import format_number
+from pytest_llmobs.settings import OPTIONS as SETTINGS_OPTIONS
 
 if TYPE_CHECKING:
     from conftest import Runs
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
 
-OPTIONS = [
+CORE_OPTIONS = [
     ("--llm-model=MODEL", "llm_model", "string"),
     ("--llm-run-name=NAME", "llm_run_name", "string"),
     ("--llm-store=DIR", "llm_store", "string"),
     ("--llm-no-store", "llm_no_store", "bool"),
     ("--llm-threshold=EXPR", "llm_threshold", "linelist"),
     ("--llm-datasets-dir=DIR", "llm_datasets_dir", "string"),
-    ("--llm-judge-model=MODEL", "llm_judge_model", "string"),
     ("--llm-prompts-dir=DIR", "llm_prompts_dir", "string"),
 ]
+"""The options the foundation promised, as they must read in ``--help``."""
+
+OPTIONS = [
+    (
+        spec.flag + (f"={spec.metavar}" if spec.metavar else ""),
+        spec.ini,
+        spec.ini_type or "string",
+    )
+    for spec in SETTINGS_OPTIONS
+]
+"""Every registered option, in registration order."""
 
 ASK_PROMPT = {
     "type": "text",
@@ -68,6 +79,7 @@ def test_help_shows_every_option_in_the_llmobs_group_with_its_ini_twin(
     group = lines[start : lines.index("", start)]
     flags = [line.split()[0] for line in group[1:] if line.startswith("  --")]
     assert flags == [flag for flag, _, _ in OPTIONS]
+    assert set(CORE_OPTIONS) <= set(OPTIONS)
     text = " ".join(" ".join(group).split())
     assert "(default mock-llm-v1)" in text
     assert "(default: <rootdir>/.llmobs)" in text
@@ -319,11 +331,14 @@ def test_p_no_llmobs_disables_the_plugin_entirely(pytester: pytest.Pytester) -> 
 def test_unknown_model_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
-    result = pytester.runpytest("--llm-model=gpt-nope")
+    result = pytester.runpytest("--llm-model=nope-model")
 
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: --llm-model: unknown model 'gpt-nope'; known models: mock-llm-v1"]
+        [
+            "ERROR: --llm-model: unknown model 'nope-model'; known models: mock-llm-v1, "
+            "openai:<model> (plain gpt-*, chatgpt-*, o1*, o3*, o4* too)"
+        ]
     )
     assert not (pytester.path / ".llmobs").exists()
 
@@ -345,13 +360,15 @@ def test_unknown_model_option_is_a_usage_error(pytester: pytest.Pytester) -> Non
 
 
 def test_unknown_model_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nllm_model = gpt-nope\n")
+    pytester.makeini("[pytest]\nllm_model = nope-model\n")
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
     result = pytester.runpytest()
 
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: *unknown model 'gpt-nope'; known models: mock-llm-v1"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: *unknown model 'nope-model'; known models: mock-llm-v1, openai:<model> *"]
+    )
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -573,7 +590,7 @@ def test_marker_unknown_keyword_is_a_usage_error(
         [
             exact(
                 "ERROR: test_typo.py::test_capital: @pytest.mark.llm_dataset got unknown keyword "
-                "'treshold'; accepted keywords: argname, thresholds, limit"
+                "'treshold'; accepted keywords: argname, thresholds, limit, repeat"
             )
         ]
     )
@@ -601,7 +618,7 @@ def test_marker_unknown_keyword_under_xdist_is_a_collection_error(
         [
             exact(
                 "test_typo.py::test_capital: @pytest.mark.llm_dataset got unknown keyword "
-                "'limt'; accepted keywords: argname, thresholds, limit"
+                "'limt'; accepted keywords: argname, thresholds, limit, repeat"
             )
         ]
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
@@ -116,7 +117,7 @@ class RunEvaluator:
         for key, number in values.items():
             if (
                 isinstance(number, bool)
-                or not isinstance(number, (int, float))
+                or not isinstance(number, numbers.Real)  # numpy scalars count too
                 or not (math.isfinite(number))
             ):
                 raise EvaluatorError(
@@ -167,16 +168,26 @@ class EvaluatorRegistry:
 
     def add(self, item_evaluator: Evaluator | ItemFunction, *, name: str | None = None) -> None:
         """Register an item evaluator; ``scorer.<name>(...)`` then calls it."""
-        wrapped = (
-            item_evaluator
-            if isinstance(item_evaluator, Evaluator)
-            else Evaluator(item_evaluator, name=name)
-        )
-        self.item[name or wrapped.name] = wrapped
+        if isinstance(item_evaluator, Evaluator):  # renamed: its scores carry the new name too
+            wrapped = (
+                item_evaluator
+                if name is None or name == item_evaluator.name
+                else Evaluator(
+                    item_evaluator.function, name=name, threshold=item_evaluator.threshold
+                )
+            )
+        else:
+            wrapped = Evaluator(item_evaluator, name=name)
+        self.item[wrapped.name] = wrapped
 
     def add_run(self, evaluator: RunEvaluator | RunFunction, *, name: str | None = None) -> None:
         """Register a run evaluator, computed per dataset and for the whole run."""
-        wrapped = (
-            evaluator if isinstance(evaluator, RunEvaluator) else RunEvaluator(evaluator, name=name)
-        )
-        self.run[name or wrapped.name] = wrapped
+        if isinstance(evaluator, RunEvaluator):  # renamed: a single value takes the new name
+            wrapped = (
+                evaluator
+                if name is None or name == evaluator.name
+                else RunEvaluator(evaluator.function, name=name)
+            )
+        else:
+            wrapped = RunEvaluator(evaluator, name=name)
+        self.run[wrapped.name] = wrapped

@@ -25,7 +25,7 @@ _SCORE = re.compile(
     re.IGNORECASE,
 )
 _REASONING = re.compile(r"\breasoning\b\s*[:=]\s*(?P<text>.+)", re.IGNORECASE | re.DOTALL)
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_JSON_DECODER = json.JSONDecoder()
 
 
 class JudgeError(ValueError):
@@ -36,15 +36,10 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
     """The score (mapped from ``scale`` to 0..1) and the reasoning in a judge's answer."""
     score: float | None = None
     reasoning = ""
-    found = _JSON_OBJECT.search(answer)
-    if found:
-        try:
-            data = json.loads(found.group(0))
-        except json.JSONDecodeError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("score"), (int, float)):
-            score = float(data["score"])
-            reasoning = str(data.get("reasoning", data.get("reason", "")))
+    data = _json_judgement(answer)
+    if data is not None:
+        score = float(data["score"])
+        reasoning = str(data.get("reasoning", data.get("reason", "")))
     if score is None:
         match = _SCORE.search(answer)
         if match is None:
@@ -57,11 +52,28 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
         if match.group("outof"):
             scale = (0.0, float(match.group("outof")))
         reasons = _REASONING.search(answer)
-        reasoning = reasons.group("text").strip() if reasons else answer[match.end() :].strip()
+        if reasons is None:
+            reasoning = answer[match.end() :].strip()
+        else:  # reasoning written before the score line ends there
+            end = match.start() if match.start() > reasons.start() else len(answer)
+            reasoning = answer[reasons.start("text") : end].strip()
     low, high = scale
     if not low <= score <= high:
         raise JudgeError(f"judge score {score:g} is outside the rubric's scale {low:g}..{high:g}")
     return (score - low) / (high - low), reasoning
+
+
+def _json_judgement(answer: str) -> dict[str, Any] | None:
+    """The first JSON object in ``answer`` with a numeric ``score`` (text around it is ignored)."""
+    for brace in re.finditer(r"\{", answer):
+        try:
+            data, _ = _JSON_DECODER.raw_decode(answer, brace.start())
+        except json.JSONDecodeError:
+            continue
+        score = data.get("score") if isinstance(data, dict) else None
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            return data  # type: ignore[no-any-return]
+    return None
 
 
 def llm_judge(

@@ -14,6 +14,7 @@ imported only when a run has label scores.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,11 +34,16 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> Interval:
     """The Wilson score interval for a proportion of ``successes`` out of ``n``."""
     if n <= 0:
         raise ValueError("wilson_interval needs n >= 1")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got {successes}/{n}")
     share = successes / n
     denominator = 1 + z * z / n
     centre = (share + z * z / (2 * n)) / denominator
     half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / denominator
-    return Interval(max(0.0, centre - half), min(1.0, centre + half), "wilson")
+    # At 0 and n successes the bound is exactly 0 or 1; rounding would leave it just inside.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(low, high, "wilson")
 
 
 def bootstrap_mean_interval(
@@ -47,7 +53,11 @@ def bootstrap_mean_interval(
     seed: int = BOOTSTRAP_SEED,
     confidence: float = 0.95,
 ) -> Interval:
-    """Percentile bootstrap interval of the mean, deterministic for a given ``seed``."""
+    """Percentile bootstrap interval of the mean, deterministic for a given ``seed``.
+
+    Resampling runs over the sorted values, so the same values in any order give the same
+    interval.
+    """
     n = len(values)
     if n == 0:
         raise ValueError("bootstrap_mean_interval needs at least one value")
@@ -55,7 +65,7 @@ def bootstrap_mean_interval(
         return Interval(float(values[0]), float(values[0]), "bootstrap")
     import numpy as np
 
-    data = np.asarray(values, dtype=float)
+    data = np.sort(np.asarray(values, dtype=float))
     generator = np.random.default_rng(seed)
     means = np.empty(resamples)
     chunk = max(1, 2_000_000 // n)  # bound memory: at most ~2M indices at once
@@ -78,7 +88,7 @@ def classification_metrics(
     """
     if len(expected) != len(predicted) or not expected:
         raise ValueError("classification_metrics needs equally long, non-empty label lists")
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
     labels = sorted(set(expected) | set(predicted))
     metrics = {"accuracy": float(accuracy_score(expected, predicted))}
@@ -89,10 +99,7 @@ def classification_metrics(
         metrics[f"precision_{average}"] = float(precision)
         metrics[f"recall_{average}"] = float(recall)
         metrics[f"f1_{average}"] = float(f1)
-    matrix = confusion_matrix(expected, predicted, labels=labels)
-    confusion = {
-        f"{want}->{got}": float(matrix[i][j])
-        for i, want in enumerate(labels)
-        for j, got in enumerate(labels)
-    }
+    # Counted here: sklearn's confusion_matrix warns when every label is the same one.
+    pairs = Counter(zip(expected, predicted, strict=True))
+    confusion = {f"{want}->{got}": float(pairs[(want, got)]) for want in labels for got in labels}
     return metrics, confusion

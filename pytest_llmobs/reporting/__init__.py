@@ -1,1 +1,3 @@
-"""Reporters: the terminal summary (and later JSON, HTML, JUnit)."""
+"""Reporters: the terminal summary (`terminal`), the self-contained HTML report (`html` and its
+`html_*` sections, `svg` charts), the run as a JSON file (`json_report`), scores as JUnit XML
+properties (`junit`), and the hooks that write the files after a session (`files`)."""

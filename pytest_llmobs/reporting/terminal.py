@@ -40,7 +40,13 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
     labels = sorted(
         n.removeprefix("f1_macro").lstrip("_") or "label" for n in group if n.startswith("f1_macro")
     )
-    names = [n[5:] for n in group if n.startswith("mean_") and n != "mean_latency_ms"]
+    names = [
+        n[5:]
+        for n in group
+        if n.startswith("mean_")
+        and n != "mean_latency_ms"
+        and not n.startswith("mean_repeat_variance_")  # shown with the repeats
+    ]
     names += [n[7:] for n in group if n.startswith("counts_")] + labels
     width = max((len(n) for n in names), default=0)
     for name in sorted(names):
@@ -114,15 +120,23 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
     lines.append(_group_header("all tests", result, ALL_ITEMS))
     if len(datasets) != 1 or _count(whole) != _count(result.aggregates[datasets[0]]):
         lines.extend(score_lines(whole))
+    from pytest_llmobs.repeats import repeat_lines
+
+    lines.extend(repeat_lines(result.repeats))
     if result.thresholds:
         lines.append("thresholds:")
         lines.extend(threshold_line(t, marks) for t in result.thresholds)
     lines.extend(f"  ERROR {error}" for error in result.errors)
     failed = [t for t in result.thresholds if not t.passed]
     if failed:
-        lines.append(
-            f"{len(failed)} of {len(result.thresholds)} threshold(s) failed: session fails"
+        consequence = (
+            "session fails" if "threshold" in result.fail_on else "not failing (--llm-fail-on)"
         )
+        lines.append(
+            f"{len(failed)} of {len(result.thresholds)} threshold(s) failed: {consequence}"
+        )
+    if result.baseline_saved:
+        lines.append(f"saved as baseline {result.baseline_saved!r}")
     return lines
 
 
@@ -153,3 +167,16 @@ def write_summary(terminalreporter: Any, result: RunResult) -> None:
             writer.write_line(line, red=True, bold=True)
         else:
             writer.write_line(line)
+    if result.comparison is not None:
+        from pytest_llmobs.compare.render import comparison_lines
+
+        comparison = result.comparison
+        writer.write_sep("=", f"llmobs comparison vs baseline {comparison.baseline.label}")
+        enforced = "regression" in result.fail_on
+        for line in comparison_lines(comparison, enforced=enforced):
+            if line.startswith("REGRESSION") or "session fails" in line:
+                writer.write_line(line, red=True, bold=True)
+            elif line.startswith("IMPROVEMENT"):
+                writer.write_line(line, green=True)
+            else:
+                writer.write_line(line)

@@ -1,0 +1,214 @@
+"""Wall time of ``run_experiment`` against the ideal, for an async and a sync task.
+
+Run ``python benchmarks/experiment_concurrency.py [--items N] [--latency-ms L]
+[--concurrency C] [--rounds R] [--backend openai|mock|both] [--quick]``.
+
+Each item makes one model call that waits ``L`` ms; with ``C`` items at a time the ideal wall
+time is ``ceil(N / C) * L``. Backends:
+
+- ``openai``: the OpenAI-compatible provider over real HTTP to ``tests/fake_openai.py``, run in
+  its own process on 127.0.0.1 and answering after ``L`` ms;
+- ``mock``: ``mock-llm-v1?latency_ms=L`` (``asyncio.sleep`` / ``time.sleep``).
+
+For each backend and task kind it prints the median of ``R`` rounds (after one warm-up round)
+of: the same calls made directly (an asyncio semaphore, or a thread pool, no tracing, no store),
+and ``run_experiment`` with one evaluator and the default on-disk store (a temporary directory).
+Ratios are against the ideal and against the direct calls. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pytest_llmobs import LLM, run_experiment
+from pytest_llmobs.datasets import DatasetItem
+from pytest_llmobs.providers import default_registry
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+
+_SERVER = """\
+import sys, time
+sys.path.insert(0, {tests!r})
+import fake_openai
+from fake_openai import FakeOpenAI, answer
+
+# socketserver listens with a backlog of 5: twenty clients connecting at once would see dropped
+# SYNs and one-second retransmits, which measures TCP, not the experiment.
+fake_openai._Server.request_queue_size = 256
+
+def respond(request):
+    time.sleep({latency!r})  # the model's latency
+    return answer("Paris", prompt_tokens=8, completion_tokens=1)
+
+with FakeOpenAI() as fake:
+    fake.respond_with(respond)
+    print(fake.url, flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def fake_openai_server(latency_s: float) -> Iterator[dict[str, str]]:
+    """Start ``tests/fake_openai.py`` in its own process; yield the environment that points the
+    OpenAI provider at it."""
+    code = _SERVER.format(tests=str(TESTS), latency=latency_s)
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the fake OpenAI server did not start (got {url!r})")
+        yield {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-benchmark"}
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+
+
+def dataset(items: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"q{i}",
+            "input": f"What is the capital of France? (#{i})",
+            "expected_output": "Paris",
+        }
+        for i in range(items)
+    ]
+
+
+async def answer(item: DatasetItem, llm: LLM) -> str:
+    return (await llm.agenerate(str(item.input))).text
+
+
+def answer_sync(item: DatasetItem, llm: LLM) -> str:
+    return llm.generate(str(item.input)).text
+
+
+def exact(output: str, item: DatasetItem) -> bool:
+    return output == item.expected_output
+
+
+def direct_async(model: str, items: list[dict[str, Any]], concurrency: int) -> None:
+    provider = default_registry().resolve(model)
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(item: dict[str, Any]) -> None:
+            async with gate:
+                await provider.acomplete([{"role": "user", "content": item["input"]}])
+
+        await asyncio.gather(*(one(item) for item in items))
+
+    asyncio.run(main())
+
+
+def direct_sync(model: str, items: list[dict[str, Any]], concurrency: int) -> None:
+    provider = default_registry().resolve(model)
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(
+            pool.map(lambda i: provider.complete([{"role": "user", "content": i["input"]}]), items)
+        )
+
+
+def median_time(function: Callable[[], object], rounds: int) -> tuple[float, list[float]]:
+    function()  # warm-up: imports, connection pools, first store
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+def measure(
+    backend: str, model: str, args: argparse.Namespace, store: Path
+) -> list[tuple[str, ...]]:
+    items = dataset(args.items)
+    ideal = math.ceil(args.items / args.concurrency) * args.latency_ms / 1000.0
+    rows = []
+    for kind, task, direct in (
+        ("async", answer, direct_async),
+        ("sync", answer_sync, direct_sync),
+    ):
+        base, _ = median_time(lambda d=direct: d(model, items, args.concurrency), args.rounds)
+
+        def experiment(task: Callable[..., Any] = task, kind: str = kind) -> None:
+            result = run_experiment(
+                name=f"bench-{backend}-{kind}",
+                dataset=items,
+                task=task,
+                evaluators=[exact],
+                model=model,
+                max_concurrency=args.concurrency,
+                store=store,
+            )
+            if len(result.items) != len(items) or result.status != "passed":
+                raise RuntimeError(f"unexpected result: {result.summary()}")
+
+        ours, all_rounds = median_time(experiment, args.rounds)
+        rows.append(
+            (
+                backend,
+                kind,
+                f"{ideal:.3f}",
+                f"{base:.3f}",
+                f"{ours:.3f}",
+                f"{ours / ideal:.3f}x",
+                f"{ours / base:.3f}x",
+                " ".join(f"{t:.3f}" for t in all_rounds),
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backend", choices=["openai", "mock", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="20 items, 20 ms, 1 round (smoke)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.items, args.latency_ms, args.concurrency, args.rounds = 20, 20.0, 5, 1
+    print(
+        f"{args.items} items, {args.latency_ms:g} ms per model call, max_concurrency="
+        f"{args.concurrency}, median of {args.rounds} round(s) after a warm-up; "
+        f"{os.cpu_count()} CPUs"
+    )
+    header = ("backend", "task", "ideal s", "direct s", "run_experiment s", "vs ideal", "vs direct")
+    rows: list[tuple[str, ...]] = [(*header, "rounds s")]
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Path(scratch) / ".llmobs"
+        if args.backend in ("openai", "both"):
+            with fake_openai_server(args.latency_ms / 1000.0) as env:
+                os.environ.update(env)
+                rows += measure("openai", "openai:fake-model", args, store)
+        if args.backend in ("mock", "both"):
+            rows += measure("mock", f"mock-llm-v1?latency_ms={args.latency_ms:g}", args, store)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Baselines: the run a new run is compared with.
+
+A reference (``--llm-baseline=REF``, ``llmobs compare REF ...``) resolves in this order:
+
+1. an existing file: a run exported by ``llmobs export`` (validated here, at the edge);
+2. a saved baseline name (``llmobs baseline save NAME [RUN]``, ``--llm-save-baseline=NAME``);
+3. a run id, unique id prefix, run name or ``latest`` (`Store.resolve_run`).
+
+A reference that looks like a file (ends in ``.json`` or holds a path separator) but does not
+exist is reported as a missing file; anything else unknown lists the saved baselines and recent
+runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_llmobs.exports import EXPORT_FORMAT, EXPORT_VERSION
+from pytest_llmobs.store import Store, StoreError
+
+
+class BaselineError(ValueError):
+    """A baseline reference does not resolve, or its file is missing or malformed."""
+
+
+class _Score(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    value: Any
+    data_type: Literal["NUMERIC", "CATEGORICAL", "BOOLEAN"]
+
+
+class _Trace(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    observations: list[dict[str, Any]] = Field(default_factory=list)
+    scores: list[_Score] = Field(default_factory=list)
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    node_id: str
+    dataset: str | None = None
+    item_id: str | None = None
+    repeat: int = Field(default=0, ge=0)
+    outcome: Literal["passed", "failed", "error", "skipped"]
+    trace: _Trace
+
+
+class _Aggregate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    value: float
+    n: int
+    extra: dict[str, float] = Field(default_factory=dict)
+
+
+class _Prompt(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: int
+    hash: str = ""
+
+
+class ExportedRun(BaseModel):
+    """The parts of an ``llmobs export`` file that comparison reads."""
+
+    model_config = ConfigDict(extra="allow")
+    format: Literal["pytest-llmobs/run"]
+    format_version: int = Field(ge=1, le=EXPORT_VERSION)
+    id: str
+    name: str = ""
+    model: str | None = None
+    status: str = "unknown"
+    params: dict[str, Any] = Field(default_factory=dict)
+    items: list[_Item]
+    aggregates: dict[str, list[_Aggregate]] | None = None
+    datasets: dict[str, str] = Field(default_factory=dict)
+    prompts: list[_Prompt] = Field(default_factory=list)
+
+
+def _problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def load_export(path: Path) -> dict[str, Any]:
+    """Read and validate a run exported by ``llmobs export``; problems raise `BaselineError`
+    naming the file and what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(f"baseline file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"baseline file {str(path)!r} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"baseline file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise BaselineError(
+            f"baseline file {str(path)!r} is not a pytest-llmobs run export "
+            f"(expected \"format\": {EXPORT_FORMAT!r}; write one with 'llmobs export RUN -o FILE')"
+        )
+    try:
+        ExportedRun.model_validate(data)
+    except ValidationError as exc:
+        raise BaselineError(
+            f"baseline file {str(path)!r} is not a valid run export: {_problem(exc)}"
+        ) from None
+    return data
+
+
+@dataclass(slots=True)
+class Baseline:
+    """A resolved baseline: the run as plain data, and how it was named."""
+
+    run: dict[str, Any]
+    source: Literal["file", "saved baseline", "run"]
+    ref: str
+
+
+BASELINE_KEY = pytest.StashKey[Baseline]()
+"""The session's resolved ``--llm-baseline`` (controller only), in ``config.stash``."""
+
+
+def _looks_like_a_file(ref: str) -> bool:
+    return ref.endswith(".json") or "/" in ref or os.sep in ref
+
+
+def resolve_baseline(ref: str, *, store: Store | None, path: Path | None = None) -> Baseline:
+    """Resolve ``ref`` (see the module docstring); ``path`` is ``ref`` as a file path when it
+    should be read relative to somewhere other than the current directory."""
+    candidate = path if path is not None else Path(ref)
+    if candidate.is_file():
+        return Baseline(load_export(candidate), "file", ref)
+    if _looks_like_a_file(ref):
+        raise BaselineError(f"baseline file {str(candidate)!r} does not exist")
+    if store is not None:
+        saved = store.get_baseline(ref)
+        if saved is not None:
+            return Baseline(store.load_run(saved), "saved baseline", ref)
+        try:
+            run_id = store.resolve_run(ref)
+        except StoreError as exc:
+            if "ambiguous" in str(exc):
+                raise BaselineError(str(exc)) from None
+        else:
+            return Baseline(store.load_run(run_id), "run", ref)
+    raise BaselineError(unknown_message(ref, store))
+
+
+def unknown_message(ref: str, store: Store | None) -> str:
+    where = f" in {store.path or 'the in-memory store'}" if store is not None else ""
+    saved = ", ".join(b["name"] for b in store.list_baselines()) if store is not None else ""
+    recent = (
+        ", ".join(f"{r['name']} ({r['id']})" for r in store.list_runs(limit=5))
+        if store is not None
+        else ""
+    )
+    return (
+        f"unknown baseline {ref!r}: not a file, a saved baseline or a run{where}; "
+        f"saved baselines: {saved or '(none)'}; recent runs: {recent or '(none)'}"
+    )
+
+
+def check_name(name: str) -> str:
+    """A baseline name: non-empty, and not one that would read as a file path."""
+    if not name.strip() or name != name.strip():
+        raise BaselineError(f"a baseline name must be non-empty without outer spaces; got {name!r}")
+    if _looks_like_a_file(name):
+        raise BaselineError(
+            f"baseline name {name!r} would read as a file path; use a name without '/' or '.json'"
+        )
+    return name
+
+
+def save_baseline(store: Store, name: str, run_ref: str = "latest") -> str:
+    """Save the run ``run_ref`` as baseline ``name``; returns the run id."""
+    check_name(name)
+    try:
+        run_id = store.resolve_run(run_ref)
+    except StoreError as exc:
+        raise BaselineError(str(exc)) from None
+    store.save_baseline(name, run_id)
+    return run_id

@@ -1,0 +1,178 @@
+"""The ``llmobs`` commands of the regression gate: ``baseline save|list``, ``compare`` and
+``rescore``. None of them calls a model: they read stored runs and export files."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_llmobs.store import Store
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register the commands on the ``llmobs`` subparsers."""
+    baseline = commands.add_parser("baseline", help="save or list named baselines")
+    actions = baseline.add_subparsers(dest="action", required=True, metavar="ACTION")
+    save = actions.add_parser("save", parents=[common], help="save a run as baseline NAME")
+    save.add_argument("name", metavar="NAME")
+    save.add_argument("run", metavar="RUN", nargs="?", default="latest", help="default: latest")
+    save.set_defaults(handler=cmd_baseline_save)
+    listing = actions.add_parser("list", parents=[common], help="list saved baselines")
+    listing.set_defaults(handler=cmd_baseline_list)
+
+    compare = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="compare run B with baseline A (paired statistics, what changed, flipped items)",
+    )
+    compare.add_argument("baseline", metavar="A", help="baseline: run, saved baseline or file")
+    compare.add_argument("current", metavar="B", help="run to judge: run, saved baseline or file")
+    compare.add_argument(
+        "--max-drop", type=float, default=0.0, metavar="X", help="tolerated drop (default 0.0)"
+    )
+    compare.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    compare.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    compare.set_defaults(handler=cmd_compare)
+
+    rescore = commands.add_parser(
+        "rescore", parents=[common], help="evaluate thresholds on a stored run (no model calls)"
+    )
+    rescore.add_argument("run", metavar="RUN", help="run id, run name, 'latest' or export file")
+    rescore.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="'[dataset:] aggregate op number' (repeatable; default: the run's own thresholds)",
+    )
+    rescore.set_defaults(handler=cmd_rescore)
+
+
+def _store(option: str | None, refs: list[str]) -> Store | None:
+    """The store; ``None`` when there is none and every reference is an existing file."""
+    from pytest_llmobs.cli import CliError, open_store
+
+    try:
+        return open_store(option)
+    except CliError:
+        if all(Path(ref).is_file() for ref in refs):
+            return None
+        raise
+
+
+def _resolve(ref: str, store: Store | None) -> Any:
+    from pytest_llmobs.baselines import BaselineError, resolve_baseline
+    from pytest_llmobs.cli import CliError
+
+    try:
+        return resolve_baseline(ref, store=store)
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.baselines import BaselineError, save_baseline
+    from pytest_llmobs.cli import CliError, open_store
+
+    store = open_store(args.store)
+    try:
+        run_id = save_baseline(store, args.name, args.run)
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+    run = store.load_run(run_id)
+    print(f"saved baseline {args.name!r}: run {run_id} ({run.get('name')!r})", file=out)
+    return 0
+
+
+def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.cli import open_store
+
+    store = open_store(args.store)
+    saved = store.list_baselines()
+    if not saved:
+        print(f"no saved baselines in {store.path}", file=out)
+        return 0
+    rows = [("NAME", "RUN ID", "RUN NAME", "SAVED")]
+    rows += [
+        (
+            b["name"],
+            b["run_id"],
+            b["run_name"] or "-",
+            dt.datetime.fromtimestamp(b["saved_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for b in saved
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.cli import CliError
+    from pytest_llmobs.compare.core import compare_runs, run_info
+    from pytest_llmobs.compare.render import comparison_lines, markdown
+
+    if not args.max_drop >= 0:
+        raise CliError(f"--max-drop must be a number >= 0; got {args.max_drop!r}")
+    store = _store(args.store, [args.baseline, args.current])
+    baseline, current = _resolve(args.baseline, store), _resolve(args.current, store)
+    comparison = compare_runs(
+        baseline.run,
+        current.run,
+        baseline_info=run_info(baseline.run, source=baseline.source, ref=baseline.ref),
+        current_info=run_info(current.run, source=current.source, ref=current.ref),
+        store=store,
+        max_drop=args.max_drop,
+    )
+    if args.format == "json":
+        text = json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False)
+    elif args.format == "markdown":
+        text = markdown(comparison).rstrip("\n")
+    else:
+        text = "\n".join(comparison_lines(comparison, full=True))
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        verdict = "passed" if comparison.gate_passed else "regression"
+        print(f"wrote the comparison ({verdict}) to {args.output}", file=out)
+    else:
+        print(text, file=out)
+    return 0 if comparison.gate_passed else 1
+
+
+def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.cli import CliError
+    from pytest_llmobs.compare.core import run_aggregates
+    from pytest_llmobs.reporting.terminal import threshold_line
+    from pytest_llmobs.thresholds import ThresholdError, evaluate, parse_threshold
+
+    store = _store(args.store, [args.run])
+    run = _resolve(args.run, store).run
+    try:
+        if args.threshold:
+            thresholds = [parse_threshold(t, source="--threshold") for t in args.threshold]
+        else:
+            thresholds = [
+                parse_threshold(
+                    t["expression"], dataset=t.get("dataset"), source=t.get("source", "")
+                )
+                for t in run.get("thresholds") or []
+            ]
+    except ThresholdError as exc:
+        raise CliError(str(exc)) from None
+    if not thresholds:
+        raise CliError(f"run {run['id']} has no thresholds; give some with --threshold EXPR")
+    verdicts = evaluate(thresholds, run_aggregates(run))
+    print(f"run {run['id']}  name {run.get('name')!r}  model {run.get('model')}", file=out)
+    marks = ("✓", "✗") if (out.encoding or "utf-8").lower().startswith("utf") else ("PASS", "FAIL")
+    for verdict in verdicts:
+        print(threshold_line(verdict, marks), file=out)
+    failed = sum(not v.passed for v in verdicts)
+    if failed:
+        print(f"{failed} of {len(verdicts)} threshold(s) failed", file=out)
+        return 1
+    print(f"all {len(verdicts)} threshold(s) passed", file=out)
+    return 0

@@ -1,0 +1,58 @@
+"""The end of a session with the gate: compare with the baseline, store the comparison, apply
+``--llm-fail-on`` and save the run as a baseline when asked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_llmobs.baselines import BASELINE_KEY
+
+if TYPE_CHECKING:
+    from pytest_llmobs.run import RunResult
+    from pytest_llmobs.session import SessionState
+
+
+def conclude(
+    state: SessionState, config: pytest.Config, result: RunResult, *, tests_failed: bool
+) -> bool:
+    """Finish the verdict of ``result``; True when the plugin fails the session (a threshold or a
+    regression, as ``--llm-fail-on`` selects, or a run evaluator error)."""
+    settings = state.settings
+    result.fail_on = tuple(sorted(settings.fail_on))
+    baseline = config.stash.get(BASELINE_KEY, None)
+    summary = {}
+    if baseline is not None:
+        from pytest_llmobs.compare.core import compare_runs, run_info
+
+        comparison = compare_runs(
+            baseline.run,
+            state.store.load_run(result.run_id),
+            baseline_info=run_info(baseline.run, source=baseline.source, ref=baseline.ref),
+            store=state.store,
+            max_drop=settings.max_drop,
+        )
+        result.comparison = comparison
+        result.gate_failed = not comparison.gate_passed
+    thresholds_failed = any(not t.passed for t in result.thresholds)
+    fails = (
+        bool(result.errors)
+        or ("threshold" in settings.fail_on and thresholds_failed)
+        or ("regression" in settings.fail_on and result.gate_failed)
+    )
+    status = result.status
+    if status == "passed" and fails:
+        status = "failed"
+    elif status == "failed" and thresholds_failed and not (fails or tests_failed or result.missing):
+        status = "passed"  # failed on thresholds only, which --llm-fail-on does not enforce
+    if result.comparison is not None:
+        result.comparison.current.status = status
+        summary["comparison"] = result.comparison.to_dict()
+    if status != result.status or summary:
+        state.store.update_run(result.run_id, status=status, summary=summary)
+        result.status = status
+    if settings.save_baseline and status == "passed":
+        state.store.save_baseline(settings.save_baseline, result.run_id)
+        result.baseline_saved = settings.save_baseline
+    return fails

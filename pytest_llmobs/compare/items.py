@@ -1,0 +1,200 @@
+"""Matching the items of two runs, their per-item values, and the items whose verdict flipped.
+
+A case is one stored run item. Cases match on (dataset, item id, repeat index); a test without
+a dataset item matches on its node id. When one dataset item is used by several tests in a run,
+the test (node id without its repeat part) joins the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.compare.model import FlippedItem
+from pytest_llmobs.repeats import strip_repeat_id, verdict_of
+
+Key = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Case:
+    """One run item, with what comparison needs of it."""
+
+    key: Key
+    item_key: Key
+    """The key without the repeat index: repeats of one item share it."""
+    label: str
+    dataset: str | None
+    item: Mapping[str, Any]
+    verdict: bool | None
+    scores: dict[str, float]
+    """Mean value of each numeric or boolean score on the item."""
+    booleans: frozenset[str]
+    """Scores whose every value on the item is a BOOLEAN."""
+
+
+def _base(item: Mapping[str, Any]) -> tuple[str, str]:
+    if item.get("dataset") is not None and item.get("item_id") is not None:
+        return str(item["dataset"]), str(item["item_id"])
+    return "", str(item["node_id"])
+
+
+def _scores(item: Mapping[str, Any]) -> tuple[dict[str, float], frozenset[str]]:
+    values: dict[str, list[float]] = defaultdict(list)
+    not_boolean: set[str] = set()
+    for score in (item.get("trace") or {}).get("scores", []):
+        value = score.get("value")
+        if score.get("data_type") == "CATEGORICAL" or not isinstance(value, bool | int | float):
+            continue
+        if (score.get("metadata") or {}).get(LABEL_EXPECTED) is not None:
+            continue
+        name = str(score["name"])
+        values[name].append(float(value))
+        if score.get("data_type") != "BOOLEAN":
+            not_boolean.add(name)
+    means = {name: math.fsum(v) / len(v) for name, v in values.items()}
+    return means, frozenset(set(means) - not_boolean)
+
+
+def _has_duplicates(items: Sequence[Mapping[str, Any]]) -> bool:
+    counts = Counter((*_base(i), int(i.get("repeat") or 0)) for i in items)
+    return any(count > 1 for count in counts.values())
+
+
+def build_cases(items: Sequence[Mapping[str, Any]], *, with_test: bool) -> dict[Key, Case]:
+    """The run's cases by key (a later duplicate of a key is dropped)."""
+    cases: dict[Key, Case] = {}
+    for item in items:
+        dataset, ident = _base(item)
+        repeat = int(item.get("repeat") or 0)
+        test = strip_repeat_id(str(item["node_id"]), repeat).partition("[")[0]
+        item_key: Key = (dataset, ident, test) if with_test and dataset else (dataset, ident)
+        key = (*item_key, repeat)
+        if key in cases:
+            continue
+        label = f"{dataset}/{ident}" if dataset else ident
+        if len(item_key) == 3:
+            label += f" ({test})"
+        if repeat:
+            label += f"-r{repeat}"
+        scores, booleans = _scores(item)
+        cases[key] = Case(
+            key,
+            item_key,
+            label,
+            str(item["dataset"]) if dataset else None,
+            item,
+            verdict_of(str(item.get("outcome"))),
+            scores,
+            booleans,
+        )
+    return cases
+
+
+@dataclass(slots=True)
+class Matching:
+    pairs: list[tuple[Case, Case]]
+    """(baseline, current) cases, in the current run's order."""
+    only_in_baseline: list[str]
+    only_in_current: list[str]
+
+
+def match(baseline: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> Matching:
+    with_test = _has_duplicates(baseline) or _has_duplicates(current)
+    before = build_cases(baseline, with_test=with_test)
+    after = build_cases(current, with_test=with_test)
+    pairs = [(before[key], case) for key, case in after.items() if key in before]
+    return Matching(
+        pairs,
+        [case.label for key, case in before.items() if key not in after],
+        [case.label for key, case in after.items() if key not in before],
+    )
+
+
+PASS_RATE = "pass_rate"
+
+
+def paired_values(
+    pairs: Iterable[tuple[Case, Case]], metric: str
+) -> tuple[list[float], list[float], bool]:
+    """Per-item (baseline, current) values of ``metric`` (``pass_rate`` or a score name), each
+    item's repeats averaged; and whether they are binary with one repeat per item (McNemar)."""
+    grouped: dict[Key, tuple[list[float], list[float]]] = {}
+    boolean = True
+    for before, after in pairs:
+        if metric == PASS_RATE:
+            b = None if before.verdict is None else float(before.verdict)
+            c = None if after.verdict is None else float(after.verdict)
+        else:
+            b, c = before.scores.get(metric), after.scores.get(metric)
+        if b is None or c is None:
+            continue
+        if metric != PASS_RATE:
+            boolean = boolean and metric in before.booleans and metric in after.booleans
+        slot = grouped.setdefault(after.item_key, ([], []))
+        slot[0].append(b)
+        slot[1].append(c)
+    baseline = [math.fsum(b) / len(b) for b, _ in grouped.values()]
+    current = [math.fsum(c) / len(c) for _, c in grouped.values()]
+    single = all(len(b) == 1 for b, _ in grouped.values())
+    return baseline, current, boolean and single and bool(grouped)
+
+
+def output_of(item: Mapping[str, Any]) -> Any:
+    """The root observation's output, else the last generation's output."""
+    observations = (item.get("trace") or {}).get("observations") or []
+    root = next((o for o in observations if o.get("parent_id") is None), None)
+    if root is not None and root.get("output") is not None:
+        return root["output"]
+    generations = [o for o in observations if o.get("type") == "generation"]
+    return generations[-1].get("output") if generations else None
+
+
+def _score_map(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(s["name"]): s.get("value") for s in (item.get("trace") or {}).get("scores", [])}
+
+
+def passes(case: Case) -> bool | None:
+    """An item passes when its test passed and none of its boolean scores is false (so suites
+    that score without asserting flip too); ``None`` for a skipped test."""
+    if case.verdict is None:
+        return None
+    return case.verdict and all(case.scores[name] == 1.0 for name in case.booleans)
+
+
+def flips(pairs: Iterable[tuple[Case, Case]]) -> list[FlippedItem]:
+    """Matched cases that went from pass to fail or back, with inputs, outputs and scores."""
+    flipped = []
+    for before, after in pairs:
+        old_pass, new_pass = passes(before), passes(after)
+        if old_pass is None or new_pass is None or old_pass == new_pass:
+            continue
+        old, new = _score_map(before.item), _score_map(after.item)
+        scores = {
+            name: [old.get(name), new.get(name)]
+            for name in sorted(set(old) | set(new))
+            if old.get(name) != new.get(name)
+        }
+        item = after.item
+        flipped.append(
+            FlippedItem(
+                label=after.label,
+                dataset=after.dataset,
+                item_id=item.get("item_id"),
+                node_id=str(item["node_id"]),
+                repeat=int(item.get("repeat") or 0),
+                direction="pass->fail" if old_pass else "fail->pass",
+                baseline_outcome=str(before.item.get("outcome")),
+                current_outcome=str(item.get("outcome")),
+                input=item.get("input", before.item.get("input")),
+                expected_output=item.get("expected_output", before.item.get("expected_output")),
+                baseline_output=output_of(before.item),
+                current_output=output_of(item),
+                scores=scores,
+            )
+        )
+    return flipped

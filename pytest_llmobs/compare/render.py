@@ -1,0 +1,289 @@
+"""A `Comparison` as text (terminal, ``llmobs compare``) and as markdown (a pull-request
+comment)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pytest_llmobs.compare.model import Comparison, MetricComparison, fmt, fmt_p, group_label
+from pytest_llmobs.compare.stats import interval_untrusted
+
+SHOWN_FLIPS = 5
+_CELL = 60
+
+
+def short(value: Any, limit: int = _CELL) -> str:
+    """A value on one line: strings quoted, others as JSON, cut at ``limit`` characters."""
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _interval(row: MetricComparison) -> str:
+    if row.test is None:
+        return "-"
+    return f"{row.test.interval.low:+.3f}..{row.test.interval.high:+.3f}"
+
+
+def _p(row: MetricComparison) -> str:
+    return fmt_p(row.test.p_value) if row.test and row.test.p_value is not None else "-"
+
+
+def _verdict(row: MetricComparison, max_drop: float) -> str:
+    if row.verdict == "regression" and not row.fails_gate:
+        return f"regression (within max drop {max_drop:g})"
+    if row.test is not None and interval_untrusted(row.test):
+        return f"{row.verdict} (only {row.test.changed} item(s) changed)"
+    return row.verdict
+
+
+def metric_table(comparison: Comparison, rows: list[MetricComparison]) -> list[str]:
+    table = [("scope", "metric", "baseline", "current", "delta", "95% CI", "p", "n", "verdict")]
+    for row in rows:
+        table.append(
+            (
+                group_label(row.group),
+                row.name,
+                fmt(row.baseline),
+                fmt(row.current),
+                f"{row.delta:+.3f}",
+                _interval(row),
+                _p(row),
+                str(row.test.n) if row.test else "-",
+                _verdict(row, comparison.max_drop),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    ]
+
+
+def gate_line(comparison: Comparison, *, enforced: bool = True) -> str:
+    """The conclusion: regressions that fail the gate, or that nothing significant changed."""
+    failing = comparison.regressions
+    if failing:
+        tail = "session fails" if enforced else "not failing the session (--llm-fail-on)"
+        return (
+            f"{len(failing)} significant regression(s) beyond --llm-max-drop "
+            f"{comparison.max_drop:g}: {tail}"
+        )
+    tested = [m for m in comparison.metrics if m.test is not None]
+    within = sum(m.verdict == "regression" for m in tested)
+    better = sum(m.verdict == "improvement" for m in tested)
+    if not tested:
+        return "no metric could be tested: no matched items"
+    if within or better:
+        parts = ([f"{better} improvement(s)"] if better else []) + (
+            [f"{within} regression(s) within --llm-max-drop {comparison.max_drop:g}"]
+            if within
+            else []
+        )
+        return ", ".join(parts) + ": gate passes"
+    return f"no significant change in {len(tested)} tested metric(s): gate passes"
+
+
+def comparison_lines(
+    comparison: Comparison, *, full: bool = False, enforced: bool = True
+) -> list[str]:
+    """The comparison as text. ``full`` lists every aggregate and flip; otherwise the tested
+    metrics, up to `SHOWN_FLIPS` flips and a count of the rest."""
+    base, cur = comparison.baseline, comparison.current
+    lines = [
+        f"baseline {base.label}  model {base.model}",
+        f"current  {cur.label}  model {cur.model}",
+        f"matched {comparison.matched} case(s); only in baseline: "
+        f"{len(comparison.only_in_baseline)}; only in current: {len(comparison.only_in_current)}",
+    ]
+    for title, labels in (
+        ("only in baseline", comparison.only_in_baseline),
+        ("only in current", comparison.only_in_current),
+    ):
+        if labels:
+            shown = labels if full else labels[:10]
+            more = f", ... ({len(labels) - len(shown)} more)" if len(shown) < len(labels) else ""
+            lines.append(f"  {title}: {', '.join(shown)}{more}")
+    if comparison.changes:
+        lines.append("what changed:")
+        for change in comparison.changes:
+            lines.append(f"  {change.describe()}")
+            if change.diff:
+                lines.extend(f"    {line}" for line in change.diff.splitlines())
+    else:
+        lines.append("what changed: nothing (model, params, prompts, datasets, plugin version)")
+    tested = [m for m in comparison.metrics if m.test is not None]
+    others = [m for m in comparison.metrics if m.test is None]
+    changed = [m for m in others if m.delta != 0]
+    lines.append("metrics (95% CI and p of the paired difference current - baseline):")
+    lines.extend(metric_table(comparison, [*tested, *changed] if full else tested))
+    unchanged = len(others) - len(changed)
+    if full and unchanged:
+        lines.append(f"  + {unchanged} unchanged aggregate(s) without paired statistics")
+    elif not full and others:
+        lines.append(f"  + {len(others)} other aggregate(s) compared by delta only (not tested)")
+    lines.extend(flip_lines(comparison, limit=None if full else SHOWN_FLIPS))
+    lines.extend(
+        m.message(comparison.max_drop) for m in comparison.metrics if m.verdict == "regression"
+    )
+    lines.append(gate_line(comparison, enforced=enforced))
+    return lines
+
+
+def flip_lines(comparison: Comparison, *, limit: int | None) -> list[str]:
+    flips = comparison.flips
+    if not flips:
+        return ["flipped items: none"]
+    lost = sum(f.direction == "pass->fail" for f in flips)
+    shown = flips if limit is None else flips[:limit]
+    lines = [
+        f"flipped items: {lost} pass -> fail, {len(flips) - lost} fail -> pass"
+        + (f" (showing {len(shown)})" if len(shown) < len(flips) else "")
+    ]
+    for flip in shown:
+        scores = ", ".join(
+            f"{k} {short(v[0], 20)} -> {short(v[1], 20)}" for k, v in flip.scores.items()
+        )
+        lines.append(
+            f"  {flip.direction.replace('->', ' -> ')}  {flip.label}: input {short(flip.input)}"
+            f"  expected {short(flip.expected_output)}"
+        )
+        lines.append(
+            f"      output {short(flip.baseline_output)} -> {short(flip.current_output)}"
+            + (f"  scores: {scores}" if scores else "")
+        )
+    return lines
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+
+def _cell(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+_ICONS = {"regression": "🔴", "improvement": "🟢", "no significant change": "⚪", "not tested": ""}
+
+
+def _metric_rows(comparison: Comparison, rows: list[MetricComparison]) -> list[str]:
+    lines = [
+        _row(["scope", "metric", "baseline", "current", "delta", "95% CI", "p", "n", "verdict"]),
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for row in rows:
+        verdict = _verdict(row, comparison.max_drop)
+        icon = _ICONS.get(row.verdict, "")
+        lines.append(
+            _row(
+                [
+                    group_label(row.group),
+                    f"`{row.name}`",
+                    fmt(row.baseline),
+                    fmt(row.current),
+                    f"{row.delta:+.3f}",
+                    _interval(row),
+                    _p(row),
+                    str(row.test.n) if row.test else "-",
+                    f"{icon} {verdict}".strip(),
+                ]
+            )
+        )
+    return lines
+
+
+def markdown(comparison: Comparison, *, enforced: bool = True) -> str:
+    """A pull-request comment: verdict, metric table, what changed, flipped items."""
+    base, cur = comparison.baseline, comparison.current
+    failing = comparison.regressions
+    head = "❌" if failing else "✅"
+    out = [
+        f"## llmobs comparison: {_cell(cur.label)} vs baseline {_cell(base.label)}",
+        "",
+        f"{head} **{gate_line(comparison, enforced=enforced)}**",
+        "",
+        f"Models: baseline `{base.model}`, current `{cur.model}`. Matched {comparison.matched} "
+        f"case(s); only in baseline: {len(comparison.only_in_baseline)}; only in current: "
+        f"{len(comparison.only_in_current)}.",
+        "",
+    ]
+    tested = [m for m in comparison.metrics if m.test is not None]
+    others = [m for m in comparison.metrics if m.test is None and m.delta != 0]
+    if tested:
+        out += [*_metric_rows(comparison, tested), ""]
+    if others:
+        out += [
+            f"<details><summary>{len(others)} other aggregate(s) changed (delta only, not "
+            "tested)</summary>",
+            "",
+            *_metric_rows(comparison, others),
+            "",
+            "</details>",
+            "",
+        ]
+    out += ["### What changed", ""]
+    if not comparison.changes:
+        out += ["Nothing: same model, params, prompt versions, dataset versions and plugin.", ""]
+    for change in comparison.changes:
+        out.append(f"- {_inline(change.describe())}")
+        if change.diff:
+            out += ["", "  ```diff", *(f"  {line}" for line in change.diff.splitlines()), "  ```"]
+    out.append("")
+    flips = comparison.flips
+    lost = sum(f.direction == "pass->fail" for f in flips)
+    out += [f"### Flipped items ({lost} pass → fail, {len(flips) - lost} fail → pass)", ""]
+    if flips:
+        out.append(
+            _row(
+                [
+                    "item",
+                    "change",
+                    "input",
+                    "expected",
+                    "baseline output",
+                    "current output",
+                    "scores",
+                ]
+            )
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for flip in flips:
+            scores = ", ".join(
+                f"{k}: {short(v[0], 20)} → {short(v[1], 20)}" for k, v in flip.scores.items()
+            )
+            out.append(
+                _row(
+                    [
+                        f"`{flip.label}`",
+                        flip.direction.replace("->", " → "),
+                        short(flip.input),
+                        short(flip.expected_output),
+                        short(flip.baseline_output),
+                        short(flip.current_output),
+                        scores,
+                    ]
+                )
+            )
+    else:
+        out.append("None.")
+    if comparison.only_in_baseline or comparison.only_in_current:
+        out += ["", "### Unmatched items", ""]
+        for title, labels in (
+            ("only in baseline", comparison.only_in_baseline),
+            ("only in current", comparison.only_in_current),
+        ):
+            if labels:
+                out.append(f"- {title} ({len(labels)}): " + ", ".join(f"`{x}`" for x in labels))
+    return "\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    return text.replace("`", "'")

@@ -1,0 +1,223 @@
+"""Paired statistics for comparing two runs item by item, and the verdict rule of the gate.
+
+Everything here is pure maths on per-item values (numpy is imported lazily):
+
+- `paired_bootstrap_interval`: a percentile bootstrap of the mean paired difference
+  ``current - baseline``, resampling items with a fixed seed. Resampling ``n`` items with
+  replacement is the same as drawing how often each distinct difference occurs from a
+  multinomial, which is what it does: the cost grows with the number of distinct differences,
+  not with the number of items, and the same values in any order give the same interval.
+- `mcnemar_exact_p`: the exact two-sided McNemar test, a binomial test on the discordant pairs.
+- `paired_test`: both, for one metric; `judge`: the verdict (regression, improvement, no
+  significant change) and whether it breaks the gate.
+
+`benchmarks/gate_power.py` measures the false-alarm and detection rates of exactly these
+functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+ALPHA = 0.05
+"""Significance level of the two-sided McNemar test (and ``1 - CONFIDENCE``)."""
+
+MIN_CHANGED = 5
+"""Fewest items that must differ between the runs before a bootstrap interval may call a
+change significant: with 4, all moving the same way happens by chance 1 time in 16, yet the
+percentile bootstrap already excludes 0 (it cannot see that so few items carry the change)."""
+
+LOWER_IS_BETTER = ("latency", "cost", "tokens")
+"""An aggregate whose name contains one of these gets better as it goes down."""
+
+Verdict = Literal["regression", "improvement", "no significant change", "not tested"]
+VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "no significant change", "not tested")
+
+
+def higher_is_better(name: str) -> bool:
+    """Direction of an aggregate: lower is better for latency, cost and token counts."""
+    lowered = name.lower()
+    return not any(word in lowered for word in LOWER_IS_BETTER)
+
+
+def mcnemar_exact_p(losses: int, wins: int) -> float:
+    """Exact two-sided McNemar p-value for ``losses`` (pass -> fail) and ``wins`` (fail -> pass).
+
+    Under no change each discordant pair is a loss or a win with probability 1/2, so the p-value
+    is twice the binomial tail of the rarer kind, capped at 1 (1 when there are no discordant
+    pairs). Computed with exact integers.
+    """
+    if losses < 0 or wins < 0:
+        raise ValueError(f"mcnemar_exact_p needs counts >= 0, got {losses} and {wins}")
+    n = losses + wins
+    if n == 0:
+        return 1.0
+    rarer = min(losses, wins)
+    term, tail = 1, 1  # C(n, 0)
+    for k in range(rarer):
+        term = term * (n - k) // (k + 1)  # C(n, k + 1), exact
+        tail += term
+    # 2 * tail / 2**n, as an exact ratio of integers, then capped at 1.
+    return min(1.0, tail / (1 << (n - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class PairedInterval:
+    """A bootstrap interval of the mean paired difference ``current - baseline``."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+
+def paired_bootstrap_interval(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> PairedInterval:
+    """Percentile bootstrap interval of ``mean(current - baseline)`` over paired items.
+
+    Deterministic for a given ``seed``; pairs are resampled whole, so the correlation between
+    the two runs (most items pass or fail in both) narrows the interval as it should.
+    """
+    differences = _differences(baseline, current)
+    n = len(differences)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    import numpy as np
+
+    estimate = math.fsum(differences.tolist()) / n
+    values, counts = np.unique(differences, return_counts=True)
+    if len(values) == 1:  # every resample has the same mean
+        return PairedInterval(estimate, estimate, estimate, n)
+    generator = np.random.default_rng(seed)
+    draws = generator.multinomial(n, counts / n, size=resamples)
+    means = draws @ values / n
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    # The bootstrap means are sums of the same values: keep float noise from putting the
+    # bounds outside the observed range.
+    low = max(float(low), float(values[0]))
+    high = min(float(high), float(values[-1]))
+    return PairedInterval(estimate, low, high, n)
+
+
+def _differences(baseline: Sequence[float], current: Sequence[float]) -> Any:
+    """``current - baseline`` as a float array; unequal or empty inputs raise `ValueError`."""
+    if len(baseline) != len(current):
+        raise ValueError(
+            f"paired values need equal lengths; got {len(baseline)} baseline and "
+            f"{len(current)} current values"
+        )
+    if len(baseline) == 0:
+        raise ValueError("paired statistics need at least one pair")
+    import numpy as np
+
+    return np.asarray(current, dtype=float) - np.asarray(baseline, dtype=float)
+
+
+@dataclass(frozen=True, slots=True)
+class PairedTest:
+    """The paired statistics of one metric over matched items.
+
+    ``losses``/``wins``/``p_value`` are set for binary values with one repeat per item (exact
+    McNemar); ``None`` otherwise.
+    """
+
+    interval: PairedInterval
+    changed: int = 0
+    """Items whose value differs between the runs."""
+    losses: int | None = None
+    wins: int | None = None
+    p_value: float | None = None
+
+    @property
+    def n(self) -> int:
+        return self.interval.n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimate": self.interval.estimate,
+            "ci_low": self.interval.low,
+            "ci_high": self.interval.high,
+            "n": self.interval.n,
+            "changed": self.changed,
+            "losses": self.losses,
+            "wins": self.wins,
+            "p_value": self.p_value,
+        }
+
+
+def paired_test(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    *,
+    binary: bool,
+    seed: int = BOOTSTRAP_SEED,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> PairedTest:
+    """Bootstrap interval for every metric, plus exact McNemar when ``binary`` (values 0/1, one
+    repeat per item)."""
+    interval = paired_bootstrap_interval(baseline, current, seed=seed, resamples=resamples)
+    differences = _differences(baseline, current)
+    changed = int((differences != 0).sum())
+    if not binary:
+        return PairedTest(interval, changed)
+    import numpy as np
+
+    before, after = np.asarray(baseline, dtype=float), np.asarray(current, dtype=float)
+    losses = int(((before != 0) & (after == 0)).sum())
+    wins = int(((before == 0) & (after != 0)).sum())
+    return PairedTest(interval, changed, losses, wins, mcnemar_exact_p(losses, wins))
+
+
+def significant_change(test: PairedTest) -> int:
+    """-1 for a significant decrease, +1 for a significant increase, 0 for neither.
+
+    Significant means the bootstrap interval lies entirely on one side of 0 with at least
+    `MIN_CHANGED` items changed, or (binary values, single repeats) the exact McNemar p-value is
+    below `ALPHA`, signed by the difference. `benchmarks/gate_power.py` measures the false
+    alarms and detection this gives.
+    """
+    estimate = test.interval.estimate
+    mcnemar = test.p_value is not None and test.p_value < ALPHA
+    trusted = test.changed >= MIN_CHANGED
+    if (trusted and test.interval.high < 0) or (mcnemar and estimate < 0):
+        return -1
+    if (trusted and test.interval.low > 0) or (mcnemar and estimate > 0):
+        return 1
+    return 0
+
+
+def interval_untrusted(test: PairedTest) -> bool:
+    """The interval excludes 0, but too few items changed for it to count."""
+    excludes = test.interval.high < 0 or test.interval.low > 0
+    return excludes and test.changed < MIN_CHANGED and significant_change(test) == 0
+
+
+def judge(
+    test: PairedTest, *, name: str, delta: float, max_drop: float = 0.0
+) -> tuple[Verdict, bool]:
+    """(verdict, fails the gate) for aggregate ``name`` changed by ``delta``.
+
+    A significant change in the worse direction is a ``regression``; it fails the gate only
+    when it is also larger than ``max_drop`` (absolute, on the aggregate's scale).
+    """
+    change = significant_change(test)
+    if change == 0:
+        return "no significant change", False
+    better = change > 0 if higher_is_better(name) else change < 0
+    if better:
+        return "improvement", False
+    worse_by = -delta if higher_is_better(name) else delta
+    return "regression", worse_by > max_drop

@@ -1,0 +1,301 @@
+"""Experiments outside pytest (scripts, notebooks): run a task over a dataset, concurrently.
+
+``run_experiment`` records the same run a pytest session would, through a `RunRecorder`: one
+trace per item (a root span named after the task, linked to the dataset item, with its input and
+output; everything the task does nests under it), item evaluators' results as scores,
+aggregates, run evaluators and threshold verdicts, stored in ``./.llmobs`` (``store=``)::
+
+    def exact(output, item):
+        return output == item.expected_output
+
+    async def answer(item, llm):
+        return (await llm.agenerate(item.input)).text
+
+    result = run_experiment(
+        name="capitals", dataset="capitals", task=answer, evaluators=[exact],
+        model="mock-llm-v1?accuracy=0.8", max_concurrency=20, thresholds=["mean_exact >= 0.7"],
+    )
+    print(result.summary())
+
+At most ``max_concurrency`` items run at once (an asyncio semaphore). Async tasks and evaluators
+run on the event loop; sync tasks in a thread pool of ``max_concurrency`` threads, with the item's
+context copied so traces nest. Sync evaluators run in the thread of a sync task without a
+timeout, otherwise on the loop until one proves slow, then in the pool. A task parameter named
+``llm`` receives an `LLM` for ``model``.
+Each task attempt may take ``timeout_s``; a failed attempt is retried ``retries`` times (after a
+provider's ``retry_after``), and an item whose task finally fails is recorded with outcome
+``error`` while the experiment goes on. A sync task that overruns its timeout cannot be stopped:
+its item is recorded at once and its thread keeps a slot until it returns. Outcomes mirror
+tests: ``error`` when the task or an evaluator raised, ``failed`` when an evaluator's result did
+not pass, ``passed`` otherwise. An evaluator returning ``None`` records no score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_llmobs.aggregates import Aggregate
+from pytest_llmobs.datasets import Dataset, DatasetItem, load_dataset, load_dataset_file
+from pytest_llmobs.evaluators.custom import RunEvaluator
+from pytest_llmobs.experiment_runner import (
+    ExperimentItem,
+    ExperimentRunner,
+    ItemEvaluator,
+    wants_llm,
+)
+from pytest_llmobs.llm import LLM
+from pytest_llmobs.providers import Provider, default_registry
+from pytest_llmobs.run import RunRecorder, RunResult, new_run_id
+from pytest_llmobs.store import Store
+from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
+
+__all__ = ["ExperimentItem", "ExperimentResult", "arun_experiment", "run_experiment"]
+
+DEFAULT_STORE = ".llmobs"
+THRESHOLD_SOURCE = "run_experiment"
+
+EvaluatorsArg = Sequence[Callable[..., Any]] | Mapping[str, Callable[..., Any]]
+DatasetArg = Dataset | str | os.PathLike[str] | Iterable[Mapping[str, Any] | DatasetItem]
+
+
+# --- what an experiment returns -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ExperimentResult:
+    """The recorded run's verdict and every item's result, in dataset order."""
+
+    run: RunResult
+    items: list[ExperimentItem]
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def aggregates(self) -> dict[str, dict[str, Aggregate]]:
+        """Per dataset (and ``"*"`` for the run): aggregate name → `Aggregate`."""
+        return dict(self.run.aggregates)
+
+    @property
+    def thresholds(self) -> list[ThresholdResult]:
+        return list(self.run.thresholds)
+
+    @property
+    def passed(self) -> bool:
+        """Every threshold passed and no run evaluator failed."""
+        return self.run.thresholds_passed
+
+    def summary(self) -> str:
+        """The summary pytest prints at the end of a session, plus the errored items."""
+        from pytest_llmobs.reporting.terminal import summary_lines
+
+        lines = [
+            "not stored (store=None)" if line == "not stored (--llm-no-store)" else line
+            for line in summary_lines(self.run)
+        ]
+        errored = [i for i in self.items if i.outcome == "error"]
+        if errored:
+            lines.append(f"{len(errored)} item(s) errored:")
+            lines += [f"  {i.id}: {i.error}" for i in errored[:10]]
+            if len(errored) > 10:
+                lines.append(f"  ... and {len(errored) - 10} more")
+        return "\n".join(lines)
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def run_experiment(
+    *,
+    name: str,
+    dataset: DatasetArg,
+    task: Callable[..., Any],
+    evaluators: EvaluatorsArg = (),
+    run_evaluators: EvaluatorsArg = (),
+    max_concurrency: int = 10,
+    timeout_s: float | None = None,
+    retries: int = 0,
+    model: str | Provider | LLM | None = None,
+    store: str | os.PathLike[str] | Store | None = DEFAULT_STORE,
+    thresholds: Sequence[str] = (),
+    datasets_dir: str | os.PathLike[str] | None = None,
+    dataset_name: str | None = None,
+) -> ExperimentResult:
+    """Run ``task`` over ``dataset`` and record the run (see the module docstring).
+
+    Where an event loop already runs (a notebook cell, an async test), ``await
+    arun_experiment(...)`` instead; this function then raises `RuntimeError` saying so.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "run_experiment() cannot start an event loop inside the running one; "
+            "use 'await pytest_llmobs.arun_experiment(...)' here (same arguments)"
+        )
+    return asyncio.run(
+        arun_experiment(
+            name=name,
+            dataset=dataset,
+            task=task,
+            evaluators=evaluators,
+            run_evaluators=run_evaluators,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            retries=retries,
+            model=model,
+            store=store,
+            thresholds=thresholds,
+            datasets_dir=datasets_dir,
+            dataset_name=dataset_name,
+        )
+    )
+
+
+async def arun_experiment(
+    *,
+    name: str,
+    dataset: DatasetArg,
+    task: Callable[..., Any],
+    evaluators: EvaluatorsArg = (),
+    run_evaluators: EvaluatorsArg = (),
+    max_concurrency: int = 10,
+    timeout_s: float | None = None,
+    retries: int = 0,
+    model: str | Provider | LLM | None = None,
+    store: str | os.PathLike[str] | Store | None = DEFAULT_STORE,
+    thresholds: Sequence[str] = (),
+    datasets_dir: str | os.PathLike[str] | None = None,
+    dataset_name: str | None = None,
+) -> ExperimentResult:
+    """`run_experiment` for code already in an event loop: ``await arun_experiment(...)``."""
+    _check_limits(name, task, max_concurrency, timeout_s, retries)
+    data = _resolve_dataset(dataset, datasets_dir=datasets_dir, dataset_name=dataset_name)
+    checks = [parse_threshold(t, source=THRESHOLD_SOURCE) for t in thresholds]
+    item_evaluators = [ItemEvaluator.of(n, f) for n, f in _named(evaluators, "evaluators")]
+    per_run = {
+        n: f if isinstance(f, RunEvaluator) else RunEvaluator(f, name=n)
+        for n, f in _named(run_evaluators, "run_evaluators")
+    }
+    llm = _resolve_model(model, wanted=wants_llm(task))
+    opened = store if isinstance(store, Store) else _open_store(store)
+    try:
+        recorder = RunRecorder(
+            store=opened,
+            name=name,
+            model=model.strip() if isinstance(model, str) else (llm.model if llm else ""),
+            params=dict(llm.provider.options) if llm is not None else {},
+            thresholds=checks,
+            run_id=new_run_id(),
+            run_evaluators=per_run,
+        )
+        runner = ExperimentRunner(recorder, data, task, item_evaluators, llm, timeout_s, retries)
+        return ExperimentResult(*await runner.run(max_concurrency, Path.cwd()))
+    finally:
+        if opened is not store:
+            opened.close()
+
+
+def _check_limits(
+    name: str, task: object, max_concurrency: int, timeout_s: float | None, retries: int
+) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must be a non-empty string; got {name!r}")
+    if not callable(task):
+        raise TypeError(f"task must be a function of the dataset item; got {task!r}")
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise TypeError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1; got {max_concurrency}")
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(f"timeout_s must be a number > 0, or None; got {timeout_s!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0; got {retries!r}")
+
+
+def _open_store(store: str | os.PathLike[str] | None) -> Store:
+    return Store(None) if store is None else Store.in_directory(Path(store).resolve())
+
+
+def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[..., Any]]]:
+    if isinstance(functions, Mapping):
+        pairs = [(str(k), v) for k, v in functions.items()]
+    else:
+        pairs = [
+            (str(getattr(f, "name", None) or getattr(f, "__name__", "")), f) for f in functions
+        ]
+    for label, function in pairs:
+        if not callable(function):
+            raise TypeError(f"{argument}: {function!r} is not callable")
+        if not label or label == "<lambda>":
+            raise ValueError(
+                f"{argument}: {function!r} has no usable name; pass a mapping {{name: function}}"
+            )
+    return pairs
+
+
+def _resolve_model(model: str | Provider | LLM | None, *, wanted: bool) -> LLM | None:
+    if isinstance(model, LLM):
+        return model
+    if isinstance(model, str):
+        return LLM(default_registry().resolve(model))
+    if model is not None:
+        return LLM(model)
+    if wanted:
+        from pytest_llmobs.settings import DEFAULT_MODEL
+
+        return LLM(default_registry().resolve(DEFAULT_MODEL))
+    return None
+
+
+def _resolve_dataset(
+    dataset: DatasetArg,
+    *,
+    datasets_dir: str | os.PathLike[str] | None,
+    dataset_name: str | None,
+) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    if isinstance(dataset, (str, os.PathLike)):
+        path = Path(dataset)
+        if path.suffix.lower() in (".jsonl", ".json", ".csv") and path.is_file():
+            return load_dataset_file(path, dataset_name)
+        return load_dataset(str(dataset), Path(datasets_dir or "datasets"))
+    if isinstance(dataset, Iterable) and not isinstance(dataset, (bytes, Mapping)):
+        return dataset_from_items(list(dataset), dataset_name or "inline")
+    raise TypeError(
+        "dataset must be a Dataset, a dataset name (with datasets_dir=), a dataset file, or a "
+        f"list of dicts or DatasetItems; got {type(dataset).__name__}"
+    )
+
+
+def dataset_from_items(entries: list[Mapping[str, Any] | DatasetItem], name: str) -> Dataset:
+    """A dataset from dicts or items, validated, with ids and a version as a file would get."""
+    from pytest_llmobs import datasets as files  # its parsing helpers: the same rules as files
+
+    files._check_name(name)
+    raws = []
+    for index, entry in enumerate(entries, start=1):
+        loc = files._Loc(f"dataset {name!r}: item {index}", f"item {index}")
+        if isinstance(entry, DatasetItem):
+            content = {"input": entry.input, "expected_output": entry.expected_output}
+            raws.append(files._Raw(loc, entry.id, content | {"metadata": dict(entry.metadata)}))
+        else:
+            raws.append(files._from_object(dict(entry), loc))
+    if not raws:
+        raise files.DatasetError(f"dataset {name!r} has no items")
+    items = files._assign_ids(raws, name)
+    version = files._digest([files._content(item) for item in items])
+    return Dataset(name=name, version=version, path=Path(f"<{name}>"), items=items)

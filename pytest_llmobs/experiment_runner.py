@@ -1,0 +1,458 @@
+"""How `run_experiment` runs the items of one experiment: concurrency slots, attempts with
+timeouts and retries, evaluators, and one recorded item (trace, scores, outcome) each.
+
+Each item runs in its own asyncio task with its root span current, so whatever the task does
+(also in threads: the context is copied into the pool) nests under it. Sync tasks and sync
+evaluators run in a `ThreadPoolExecutor` of ``max_concurrency`` threads; a thread that overran
+its timeout keeps its slot (a `_Slot` handed to a keeper task) until it returns, so no more than
+``max_concurrency`` tasks ever run and a timeout only starts when a thread is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_llmobs.datasets import Dataset, DatasetItem
+from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.custom import Evaluator, to_result
+from pytest_llmobs.llm import LLM
+from pytest_llmobs.recording import TestRecord
+from pytest_llmobs.run import RunRecorder, RunResult, environment
+from pytest_llmobs.tracing import _current
+
+
+@dataclass(slots=True)
+class ExperimentItem:
+    """One dataset item's result: the task's output (the object itself), its scores, outcome."""
+
+    id: str
+    input: Any
+    expected_output: Any
+    output: Any
+    outcome: str
+    """passed | failed (an evaluator did not pass) | error (the task or an evaluator raised)."""
+    error: str | None
+    evaluations: list[EvalResult]
+    attempts: int
+    duration: float
+    trace_id: str
+
+    @property
+    def scores(self) -> dict[str, float | bool | str]:
+        return {r.name: r.value for r in self.evaluations}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemEvaluator:
+    name: str
+    function: Callable[..., Any]
+    threshold: float | None
+    is_async: bool
+
+    @classmethod
+    def of(cls, name: str, function: Callable[..., Any]) -> ItemEvaluator:
+        threshold = None
+        if isinstance(function, Evaluator):  # `@pytest_llmobs.evaluator`: its function, unrecorded
+            threshold, function = function.threshold, function.function
+        return cls(name, function, threshold, is_async(function))
+
+    def result(self, value: Any) -> EvalResult | None:
+        return None if value is None else to_result(self.name, value, self.threshold)
+
+
+class _ItemRecord(TestRecord):
+    """A test record whose outcome the experiment sets (no pytest reports are involved)."""
+
+    __test__ = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result_outcome = "passed"
+
+    @property
+    def outcome(self) -> str:
+        return self.result_outcome
+
+
+class _Slot:
+    """One of the ``max_concurrency`` places; a thread that overran its timeout keeps its own."""
+
+    def __init__(self, semaphore: asyncio.Semaphore, keepers: set[asyncio.Future[None]]) -> None:
+        self.semaphore = semaphore
+        self.keepers = keepers
+        self.held = False
+
+    async def take(self) -> None:
+        if not self.held:
+            await self.semaphore.acquire()
+            self.held = True
+
+    def give_up(self) -> None:
+        if self.held:
+            self.semaphore.release()
+            self.held = False
+
+    def hand_to(self, thread_call: asyncio.Future[Any]) -> None:
+        self.held = False
+        keeper = asyncio.ensure_future(_release_after(thread_call, self.semaphore))
+        self.keepers.add(keeper)
+        keeper.add_done_callback(self.keepers.discard)
+
+
+async def _release_after(thread_call: asyncio.Future[Any], semaphore: asyncio.Semaphore) -> None:
+    try:
+        await asyncio.wait({thread_call})
+        if not thread_call.cancelled():
+            thread_call.exception()  # retrieved: the item already recorded the timeout
+    finally:
+        semaphore.release()
+
+
+SLOW_EVALUATOR_S = 0.02
+SLOW_RUNS = 2
+
+_Outcomes = dict[int, EvalResult | Exception | None]
+"""Evaluator index → its result, ``None`` (no score) or the exception it raised."""
+_Done = tuple[_ItemRecord, Any, _Outcomes, int, list[str], float]
+"""An item run in a thread: (record, output, outcomes, attempts, errors, start time)."""
+
+
+class ExperimentRunner:
+    """Runs every item of one experiment under the concurrency limit and records it."""
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        dataset: Dataset,
+        task: Callable[..., Any],
+        evaluators: list[ItemEvaluator],
+        llm: LLM | None,
+        timeout_s: float | None,
+        retries: int,
+    ) -> None:
+        self.recorder = recorder
+        self.dataset = dataset
+        self.task = task
+        self.task_name = getattr(task, "__name__", None) or type(task).__name__
+        self.task_is_async = is_async(task)
+        self.task_kwargs = {"llm": llm} if wants_llm(task) else {}
+        self.evaluators = evaluators
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.pool: ThreadPoolExecutor | None = None
+        self.keepers: set[asyncio.Future[None]] = set()
+        self.begun: asyncio.Future[None] | None = None
+        self.whole_item_in_thread = not self.task_is_async and timeout_s is None
+        """Sync tasks without a timeout: the pool's threads bound the concurrency and each
+        runs whole items back to back; otherwise a semaphore slot per item."""
+        self.slow: set[int] = set()
+        self.slow_runs: dict[int, int] = {}
+        """Sync evaluators (by index) found slow: they run in the pool, not on the loop."""
+
+    async def run(
+        self, max_concurrency: int, environment_dir: Path
+    ) -> tuple[RunResult, list[ExperimentItem]]:
+        """Run every item; the run is begun in the store (with its environment, read by git
+        in a thread meanwhile) before the first item is recorded."""
+        semaphore = asyncio.Semaphore(max_concurrency)
+        if not self.task_is_async or not all(e.is_async for e in self.evaluators):
+            self.pool = ThreadPoolExecutor(max_concurrency, "llmobs-experiment")
+        self.begun = asyncio.ensure_future(self._begin(environment_dir))
+        items: list[ExperimentItem] = []
+        tasks: list[asyncio.Future[ExperimentItem]] = []
+        try:
+            for item in self.dataset:
+                tasks.append(asyncio.ensure_future(self._item(item, semaphore)))
+                if len(tasks) == max_concurrency:
+                    await asyncio.sleep(0)  # the first items start before the rest are queued
+            items = list(await asyncio.gather(*tasks))
+        finally:
+            for running in tasks:  # after a failure (or Ctrl-C) stop the rest, keep what ended
+                running.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.begun
+            for keeper in list(self.keepers):
+                keeper.cancel()
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+            verdict = self.recorder.finish(
+                interrupted=len(items) < len(self.dataset),
+                tests_failed=any(i.outcome != "passed" for i in items),
+            )
+        return verdict, items
+
+    async def _begin(self, environment_dir: Path) -> None:
+        """Begin the run in the store, with its environment (git) and a snapshot of the dataset
+        prepared in a thread while the first items run."""
+
+        def prepare() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            return environment(environment_dir), [i.to_dict() for i in self.dataset]
+
+        self.recorder.environment, snapshot = await _in_own_thread(prepare)
+        self.recorder.begin()
+        self.recorder.store.record_dataset(self.dataset.name, self.dataset.version, snapshot)
+
+    def _new_record(self, item: DatasetItem) -> _ItemRecord:
+        return _ItemRecord(
+            run_id=self.recorder.run_id,
+            node_id=f"{self.task_name}[{item.id}]",
+            name=self.task_name,
+            item=item,
+            dataset_version=self.dataset.version,
+        )
+
+    async def _item(self, item: DatasetItem, semaphore: asyncio.Semaphore) -> ExperimentItem:
+        if self.whole_item_in_thread:
+            done: _Done = await self._in_thread(self._run_in_thread, item)
+            record, output, scored, attempts, errors, started = done
+            token = _current.set(record.root)
+            try:
+                results = await self._conclude(record, item, output, scored, attempts, errors)
+            finally:
+                _current.reset(token)
+            record.duration = time.perf_counter() - started
+        else:
+            slot = _Slot(semaphore, self.keepers)
+            await slot.take()
+            try:
+                record = self._new_record(item)
+                started = time.perf_counter()
+                token = _current.set(record.root)
+                try:
+                    (output, scored), attempts, errors = await self._attempts(item, slot)
+                    results = await self._conclude(record, item, output, scored, attempts, errors)
+                finally:
+                    _current.reset(token)
+                record.duration = time.perf_counter() - started
+            finally:
+                slot.give_up()
+            await asyncio.sleep(
+                0
+            )  # the item waiting for this slot starts before this one is stored
+        assert self.begun is not None
+        await self.begun
+        payload = record.finish()
+        self.recorder.add_item(payload)
+        return ExperimentItem(
+            id=item.id,
+            input=item.input,
+            expected_output=item.expected_output,
+            output=output,
+            outcome=str(payload["outcome"]),
+            error=payload["error"],
+            evaluations=results,
+            attempts=attempts,
+            duration=record.duration,
+            trace_id=record.trace.id,
+        )
+
+    def _run_in_thread(self, item: DatasetItem) -> _Done:
+        """A sync task without a timeout: the whole item (attempts, sync evaluators) in one pool
+        thread, which then takes the next item without waiting for the loop."""
+        record = self._new_record(item)
+        started = time.perf_counter()
+        _current.set(record.root)  # in this call's own copy of the context
+        errors: list[str] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                output = self.task(item, **self.task_kwargs)
+            except Exception as exc:
+                errors.append(_describe(exc))
+                if attempt > self.retries:
+                    return record, None, {}, attempt, errors, started
+                delay = getattr(exc, "retry_after", None)
+                if isinstance(delay, (int, float)) and delay > 0:
+                    time.sleep(min(float(delay), 60.0))
+                continue
+            sync = [(i, e) for i, e in enumerate(self.evaluators) if not e.is_async]
+            return record, output, _evaluate_sync(sync, output, item), attempt, errors, started
+
+    async def _conclude(
+        self,
+        record: _ItemRecord,
+        item: DatasetItem,
+        output: Any,
+        scored: _Outcomes,
+        attempts: int,
+        errors: list[str],
+    ) -> list[EvalResult]:
+        """Set the item's output and outcome, running the evaluators not run yet."""
+        results: list[EvalResult] = []
+        if len(errors) == attempts:  # every attempt failed
+            record.result_outcome, record.error = "error", errors[-1]
+        else:
+            record.root.output = output
+            results = await self._evaluate(record, output, item, scored)
+        if attempts > 1:
+            record.root.metadata.update(attempts=attempts, retried_errors=errors)
+        return results
+
+    async def _attempts(
+        self, item: DatasetItem, slot: _Slot
+    ) -> tuple[tuple[Any, _Outcomes], int, list[str]]:
+        """((output, evaluated so far), attempts made, the error of each failed attempt)."""
+        errors: list[str] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            await slot.take()  # again after a timed-out sync attempt left it to its thread
+            try:
+                return await self._call_task(item, slot), attempt, errors
+            except Exception as exc:
+                errors.append(_describe(exc))
+                if attempt > self.retries:
+                    return (None, {}), attempt, errors
+                delay = getattr(exc, "retry_after", None)
+                if isinstance(delay, (int, float)) and delay > 0:
+                    await asyncio.sleep(min(float(delay), 60.0))
+
+    async def _call_task(self, item: DatasetItem, slot: _Slot) -> tuple[Any, _Outcomes]:
+        """One attempt: the task's output (no evaluator has run yet)."""
+        if self.task_is_async:
+            call = self.task(item, **self.task_kwargs)
+            if self.timeout_s is None:
+                return await call, {}
+            started = time.perf_counter()
+            try:
+                return await asyncio.wait_for(call, self.timeout_s), {}
+            except asyncio.TimeoutError:
+                if time.perf_counter() - started < self.timeout_s:
+                    raise  # the task's own timeout, not ours
+                raise TaskTimeout(self.timeout_s) from None
+        thread_call = self._in_thread(self.task, item, **self.task_kwargs)
+        if self.timeout_s is None:
+            return await thread_call, {}
+        try:
+            return await asyncio.wait_for(asyncio.shield(thread_call), self.timeout_s), {}
+        except asyncio.TimeoutError:
+            if thread_call.done():
+                raise  # the task's own timeout, not ours
+            slot.hand_to(thread_call)
+            raise TaskTimeout(self.timeout_s) from None
+
+    def _in_thread(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+    async def _evaluate(
+        self, record: _ItemRecord, output: Any, item: DatasetItem, scored: _Outcomes
+    ) -> list[EvalResult]:
+        """Score ``output`` with every evaluator not run yet, record the scores, judge the item.
+
+        Sync evaluators run on the loop (a thread hop costs more than a quick check) until one
+        has taken over `SLOW_EVALUATOR_S` `SLOW_RUNS` times; from then on it runs in the pool.
+        """
+        outcomes = dict(scored)
+        pending = [(i, e) for i, e in enumerate(self.evaluators) if i not in outcomes]
+        slow = [(i, e) for i, e in pending if not e.is_async and i in self.slow]
+        if slow:
+            outcomes.update(await self._in_thread(_evaluate_sync, slow, output, item))
+        for index, evaluator in pending:
+            if evaluator.is_async:
+                try:
+                    outcomes[index] = evaluator.result(await evaluator.function(output, item))
+                except Exception as exc:
+                    outcomes[index] = exc
+            elif index not in outcomes:
+                started = time.perf_counter()
+                outcomes.update(_evaluate_sync([(index, evaluator)], output, item))
+                if time.perf_counter() - started > SLOW_EVALUATOR_S:
+                    self.slow_runs[index] = self.slow_runs.get(index, 0) + 1
+                    if self.slow_runs[index] >= SLOW_RUNS:
+                        self.slow.add(index)
+        results: list[EvalResult] = []
+        raised: list[str] = []
+        for index, evaluator in enumerate(self.evaluators):
+            outcome = outcomes[index]
+            if isinstance(outcome, Exception):
+                raised.append(f"evaluator {evaluator.name!r} raised {_describe(outcome)}")
+            elif outcome is not None:
+                results.append(outcome)
+                record.trace.add_score(
+                    outcome.name,
+                    outcome.value,
+                    comment=outcome.reason or None,
+                    source=evaluator.name,
+                )
+        not_passed = [r.reason or f"{r.name} did not pass" for r in results if not r.passed]
+        if raised:
+            record.result_outcome, record.error = "error", "; ".join(raised)
+        elif not_passed:
+            record.result_outcome, record.error = "failed", "; ".join(not_passed)
+        return results
+
+
+async def _in_own_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a thread of its own (not the loop's default executor, whose
+    shutdown at the end of `asyncio.run` costs a thread start and join)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def call() -> None:
+        try:
+            value = function(*args)
+        except Exception as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=call, name="llmobs-experiment-setup", daemon=True).start()
+    return await done
+
+
+def _evaluate_sync(
+    evaluators: list[tuple[int, ItemEvaluator]], output: Any, item: DatasetItem
+) -> _Outcomes:
+    outcomes: _Outcomes = {}
+    for index, evaluator in evaluators:
+        try:
+            outcomes[index] = evaluator.result(evaluator.function(output, item))
+        except Exception as exc:
+            outcomes[index] = exc
+    return outcomes
+
+
+class TaskTimeout(TimeoutError):
+    """One attempt of the task took longer than ``timeout_s``."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the task took longer than timeout_s={timeout_s:g} s")
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def is_async(function: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(function):
+        return True
+    return inspect.iscoroutinefunction(type(function).__call__)  # `async def __call__`
+
+
+def wants_llm(task: Callable[..., Any]) -> bool:
+    """Whether ``task`` has a parameter named ``llm`` (it then receives the model's `LLM`)."""
+    try:
+        return "llm" in inspect.signature(task).parameters
+    except (TypeError, ValueError):
+        return False

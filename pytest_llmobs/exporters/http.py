@@ -1,0 +1,244 @@
+"""The HTTP sender every exporter shares: explicit timeouts, bounded retries with backoff and
+jitter, ``Retry-After`` honoured, and a circuit that stops hammering a server that is down.
+
+httpx's own ``retries=`` covers connection errors only; 429 and 5xx answers are retried here.
+Credentials go into the ``Authorization`` header only and are scrubbed from every message.
+
+Errors::
+
+    HttpError                 a request failed for good: host, method, path and status
+     ├─ PayloadTooLarge       413: the caller splits the batch and sends the halves
+     ├─ AuthError             401/403: the keys are wrong; nothing else is sent
+     └─ Unavailable           retries exhausted on 429/5xx/timeouts, or the circuit is open
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pytest_llmobs import __version__
+
+if TYPE_CHECKING:
+    import httpx
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpOptions:
+    """Timeouts (seconds) and the retry policy."""
+
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    retry_after_max: float = 60.0
+    """Longest ``Retry-After`` honoured; a longer one is capped to this."""
+    sleep: Callable[[float], None] = time.sleep
+    transport: Any = None
+    """An ``httpx.BaseTransport`` (tests plug ``httpx.MockTransport``)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> HttpOptions:
+        """``LLMOBS_UPLOAD_TIMEOUT`` (seconds) and ``LLMOBS_UPLOAD_MAX_ATTEMPTS`` override."""
+        kwargs: dict[str, Any] = {}
+        for name, key, kind in (
+            ("LLMOBS_UPLOAD_TIMEOUT", "timeout", float),
+            ("LLMOBS_UPLOAD_MAX_ATTEMPTS", "max_attempts", int),
+            ("LLMOBS_UPLOAD_BACKOFF", "backoff_base", float),
+        ):
+            raw = environ.get(name)
+            if raw:
+                try:
+                    kwargs[key] = kind(raw)
+                except ValueError:
+                    from pytest_llmobs.exporters import ExportError
+
+                    raise ExportError(f"{name}={raw!r} is not a number") from None
+        return cls(**kwargs)
+
+
+class HttpError(Exception):
+    """A request that failed for good."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class PayloadTooLarge(HttpError):
+    """HTTP 413."""
+
+
+class AuthError(HttpError):
+    """HTTP 401 or 403."""
+
+
+class Unavailable(HttpError):
+    """The server kept failing (429/5xx/timeouts) or an earlier request found it down."""
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    """Parsed JSON, or the text when the answer is not JSON."""
+    headers: Mapping[str, str]
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date; ``None`` if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass
+class HttpSender:
+    """One client per upload: counts requests and bytes, and remembers when a server is down."""
+
+    base_url: str
+    auth: tuple[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    options: HttpOptions = field(default_factory=HttpOptions)
+    requests: int = 0
+    bytes_sent: int = 0
+    _client: httpx.Client | None = None
+    _down: str | None = None
+    _rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def host(self) -> str:
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                base_url=self.base_url.rstrip("/"),
+                auth=httpx.BasicAuth(*self.auth) if self.auth else None,
+                timeout=httpx.Timeout(self.options.timeout, connect=self.options.connect_timeout),
+                headers={"User-Agent": f"pytest-llmobs/{__version__}", **self.headers},
+                transport=self.options.transport,
+                follow_redirects=False,
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the credentials replaced by ``***``."""
+        secrets = [s for s in self.auth or () if s]
+        if self.auth:
+            secrets.append(base64.b64encode(":".join(self.auth).encode()).decode())
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: bytes | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok_statuses: Sequence[int] = (200, 201, 202, 204, 207),
+        accept_statuses: Sequence[int] = (),
+    ) -> Response:
+        """Send with retries; return the answer for ``ok_statuses`` and ``accept_statuses``
+        (e.g. 404 on a lookup), raise an `HttpError` subclass otherwise."""
+        if self._down is not None:
+            raise Unavailable(f"not sent: {self._down}")
+        body = json_body if json_body is not None else content
+        send_headers = dict(headers or {})
+        if json_body is not None:
+            send_headers["Content-Type"] = "application/json"
+        elif content_type:
+            send_headers["Content-Type"] = content_type
+        where = f"{method} {self.host}{path}"
+        attempts = max(1, self.options.max_attempts)
+        last = ""
+        for attempt in range(1, attempts + 1):
+            wait: float | None = None
+            try:
+                self.requests += 1
+                self.bytes_sent += len(body or b"")
+                answer = self.client().request(
+                    method, path, content=body, params=params, headers=send_headers
+                )
+            except Exception as exc:  # httpx.TransportError and friends: retried
+                if not _is_transport_error(exc):
+                    raise
+                last = f"{where}: {type(exc).__name__}"
+            else:
+                status = answer.status_code
+                if status in ok_statuses or status in accept_statuses:
+                    return Response(status, _parse(answer), dict(answer.headers))
+                message = f"{where}: HTTP {status}{self._detail(answer)}"
+                if status == 413:
+                    raise PayloadTooLarge(self.scrub(message), status=status)
+                if status in (401, 403):
+                    self._down = f"{self.host} answered HTTP {status} (check the keys)"
+                    raise AuthError(self.scrub(message), status=status)
+                if status not in RETRY_STATUSES:
+                    raise HttpError(self.scrub(message), status=status, body=_parse(answer))
+                last = message
+                wait = retry_after_seconds(answer.headers.get("Retry-After"))
+            if attempt == attempts:
+                break
+            self.options.sleep(self._delay(attempt, wait))
+        self._down = f"{self.scrub(last)} after {attempts} attempt(s)"
+        raise Unavailable(self._down)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return float(min(retry_after, self.options.retry_after_max))
+        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2.0 ** (attempt - 1))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter"
+
+    def _detail(self, answer: httpx.Response) -> str:
+        text = answer.text.strip().replace("\n", " ")
+        return f" {self.scrub(text[:200])}" if text else ""
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    """httpx's transport errors, and httpcore's should one reach here unmapped (httpx maps them
+    with a table built once; a second copy of httpcore in one process defeats it)."""
+    import httpx
+
+    return isinstance(exc, httpx.TransportError) or type(exc).__module__.startswith("httpcore")
+
+
+def _parse(answer: httpx.Response) -> Any:
+    if not answer.content:
+        return None
+    try:
+        return answer.json()
+    except ValueError:
+        return answer.text

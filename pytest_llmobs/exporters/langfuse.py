@@ -1,0 +1,421 @@
+"""Upload a stored run to Langfuse, losing nothing.
+
+Order: prompt versions the server lacks → the datasets → their items (upserted by deterministic
+id) → traces and observations as OTLP spans (``/api/public/otel/v1/traces``, ingestion version 4,
+with ``langfuse.experiment.*`` attributes tying each root span to its dataset item and run) →
+scores as ``score-create`` events. ``legacy`` mode (older self-hosted servers) sends traces and
+observations as ingestion events and links runs with ``dataset-run-items``.
+
+Every object's outcome is written to the store (`state.UploadState`), so a failed or interrupted
+upload resumes with ``pending_only``; ids are deterministic, so sending twice does not duplicate.
+
+Configuration comes from the environment: ``LANGFUSE_PUBLIC_KEY``, ``LANGFUSE_SECRET_KEY``,
+``LANGFUSE_BASE_URL`` (then the older ``LANGFUSE_HOST``; default the EU cloud),
+``LANGFUSE_TRACING_ENVIRONMENT`` and ``LANGFUSE_RELEASE`` (default: the run's git commit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, langfuse_send
+from pytest_llmobs.exporters import langfuse_payloads as payloads
+from pytest_llmobs.exporters.batching import encode_json, fit_json
+from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
+from pytest_llmobs.exporters.state import FAILED, SENT, UploadState, runs_with_pending
+from pytest_llmobs.store import Store
+
+DEFAULT_BASE_URL = "https://cloud.langfuse.com"
+_ENVIRONMENT = re.compile(r"^(?!langfuse)[a-z0-9_-]{1,40}$")
+
+
+@dataclass(frozen=True)
+class LangfuseConfig:
+    base_url: str
+    public_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    environment: str | None = None
+    release: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> LangfuseConfig:
+        """Read the SDK's variables; missing keys or a bad value raise `ExportError`."""
+        missing = [k for k in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY") if not environ.get(k)]
+        if missing:
+            raise ExportError(
+                f"{' and '.join(missing)} not set: export the project's API keys "
+                f"(Langfuse → project settings → API keys)"
+            )
+        base_url = (
+            environ.get("LANGFUSE_BASE_URL") or environ.get("LANGFUSE_HOST") or DEFAULT_BASE_URL
+        ).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ExportError(
+                f"LANGFUSE_BASE_URL={base_url!r} is not an http(s) URL, e.g. {DEFAULT_BASE_URL}"
+            )
+        environment = environ.get("LANGFUSE_TRACING_ENVIRONMENT") or None
+        if environment is not None and not _ENVIRONMENT.match(environment):
+            raise ExportError(
+                f"LANGFUSE_TRACING_ENVIRONMENT={environment!r}: expected lowercase letters, digits,"
+                " '-' or '_' (at most 40, not starting with 'langfuse')"
+            )
+        return cls(
+            base_url=base_url,
+            public_key=environ["LANGFUSE_PUBLIC_KEY"],
+            secret_key=environ["LANGFUSE_SECRET_KEY"],
+            environment=environment,
+            release=environ.get("LANGFUSE_RELEASE") or None,
+        )
+
+    @property
+    def state_target(self) -> str:
+        """The upload-state key: host and a hash of the public key (a project), no key."""
+        project = hashlib.sha256(self.public_key.encode()).hexdigest()[:12]
+        return f"langfuse {self.base_url} project#{project}"
+
+
+@dataclass
+class _Inventory:
+    """Everything of one run that Langfuse should hold, by upload-state kind and key."""
+
+    prompts: dict[tuple[str, int], dict[str, Any] | None] = field(default_factory=dict)
+    datasets: dict[str, str | None] = field(default_factory=dict)
+    dataset_items: dict[str, tuple[str, str, dict[str, Any], Any]] = field(default_factory=dict)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    repeats: bool = False
+
+
+class LangfuseExporter:
+    """The ``langfuse`` upload target (see the module docstring)."""
+
+    name = "langfuse"
+
+    def __init__(self, options: ExporterOptions) -> None:
+        self.options = options
+
+    def pending_runs(self, store: Store) -> list[str]:
+        """Runs whose last upload to this project left something unsent."""
+        return runs_with_pending(store, LangfuseConfig.from_env(self.options.environ).state_target)
+
+    def export(self, run: Mapping[str, Any]) -> ExportReport:
+        environ = self.options.environ
+        display = (
+            environ.get("LANGFUSE_BASE_URL") or environ.get("LANGFUSE_HOST") or DEFAULT_BASE_URL
+        ).rstrip("/")
+        report = ExportReport(target=f"langfuse {display}", run_id=str(run["id"]))
+        inventory = _inventory(run, self.options.store)
+        try:
+            config = LangfuseConfig.from_env(environ)
+            if not self.options.legacy:
+                from pytest_llmobs.exporters.otlp_spans import require_otel
+
+                require_otel()
+            http = self.options.http or HttpOptions.from_env(environ)
+        except ExportError as exc:
+            report.error(f"not sent: {exc}")
+            _count_all(report, report.failed, inventory, legacy=self.options.legacy)
+            return report
+        upload = Upload(run, inventory, config, self.options, http, report)
+        try:
+            upload.execute()
+        finally:
+            upload.sender.close()
+            report.requests = upload.sender.requests
+            report.bytes_sent = upload.sender.bytes_sent
+        return report
+
+
+def _inventory(run: Mapping[str, Any], store: Any) -> _Inventory:
+    inv = _Inventory()
+    items = list(run.get("items") or [])
+    inv.items = [i for i in items if (i.get("trace") or {}).get("observations")]
+    inv.repeats = any(int(i.get("repeat") or 0) for i in items)
+    snapshots: dict[str, dict[str, Any]] = {}
+    for name, version in (run.get("datasets") or {}).items():
+        inv.datasets[name] = version
+        stored = store.get_dataset(name, version) if store is not None else None
+        snapshots[name] = {str(d.get("id")): d for d in stored or []}
+    for item in items:
+        dataset, item_id = item.get("dataset"), item.get("item_id")
+        if not dataset or item_id is None:
+            continue
+        inv.datasets.setdefault(dataset, item.get("dataset_version"))
+        key = payloads.dataset_item_id(dataset, str(item_id))
+        metadata = snapshots.get(dataset, {}).get(str(item_id), {}).get("metadata")
+        inv.dataset_items.setdefault(key, (dataset, str(item_id), item, metadata))
+    wanted = {(p["name"], int(p["version"])) for p in run.get("prompts") or []}
+    for item in inv.items:
+        for obs in item["trace"]["observations"]:
+            if obs.get("prompt_name") and obs.get("prompt_version") is not None:
+                wanted.add((str(obs["prompt_name"]), int(obs["prompt_version"])))
+    for name, version in sorted(wanted):
+        inv.prompts[(name, version)] = (
+            store.get_prompt(name, version=version) if store is not None else None
+        )
+    return inv
+
+
+def _scores(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list((item.get("trace") or {}).get("scores") or [])
+
+
+def _count_all(
+    report: ExportReport, bucket: dict[str, int], inv: _Inventory, *, legacy: bool
+) -> None:
+    report.count(bucket, "prompts", sum(1 for p in inv.prompts.values() if p is not None))
+    report.count(bucket, "datasets", len(inv.datasets))
+    report.count(bucket, "dataset items", len(inv.dataset_items))
+    report.count(bucket, "traces", len(inv.items))
+    report.count(bucket, "observations", sum(len(i["trace"]["observations"]) for i in inv.items))
+    report.count(bucket, "scores", sum(len(_scores(i)) for i in inv.items))
+    if legacy:
+        report.count(bucket, "run items", sum(1 for i in inv.items if i.get("dataset")))
+
+
+class Upload:
+    """One upload of one run: the steps in order, recording every object's outcome."""
+
+    def __init__(
+        self,
+        run: Mapping[str, Any],
+        inventory: _Inventory,
+        config: LangfuseConfig,
+        options: ExporterOptions,
+        http: HttpOptions,
+        report: ExportReport,
+    ) -> None:
+        self.run = run
+        self.inv = inventory
+        self.config = config
+        self.options = options
+        self.report = report
+        self.store = options.store if options.store is not None else Store(None)
+        self.state = UploadState(self.store, config.state_target, str(run["id"]))
+        self.sender = HttpSender(
+            base_url=config.base_url, auth=(config.public_key, config.secret_key), options=http
+        )
+        self.release = config.release or (run.get("environment") or {}).get("git_commit")
+        self.prompt_versions: dict[tuple[str, int], int] = {}
+        self.dataset_ids: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        """First error per object key (trace id, score id), for the upload state."""
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def done(
+        self,
+        kind: str,
+        label: str,
+        keys: list[str],
+        *,
+        remote_id: str | None = None,
+        weight: int | None = None,
+    ) -> None:
+        self.state.record(kind, keys, SENT, remote_id=remote_id)
+        self.report.count(self.report.sent, label, len(keys) if weight is None else weight)
+
+    def failed(
+        self, kind: str, label: str, keys: list[str], message: str, weight: int | None = None
+    ) -> None:
+        self.state.record(kind, keys, FAILED, detail=message[:500])
+        self.report.count(self.report.failed, label, len(keys) if weight is None else weight)
+        self.report.error(message)
+
+    def todo(
+        self, kind: str, label: str, keys: list[str], weight: Callable[[str], int] | None = None
+    ) -> list[str]:
+        """``keys`` less those already sent when only pending objects are wanted."""
+        if not self.options.pending_only:
+            return keys
+        sent = self.state.sent(kind)
+        skipped = [k for k in keys if k in sent]
+        self.report.count(
+            self.report.skipped, label, sum(map(weight, skipped)) if weight else len(skipped)
+        )
+        return [k for k in keys if k not in sent]
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        self.state.begin()
+        self.prompts()
+        self.datasets()
+        self.dataset_items()
+        if self.options.legacy:
+            langfuse_send.legacy_traces(self)
+        else:
+            langfuse_send.otlp_traces(self)
+        self.scores()
+        if self.options.legacy:
+            langfuse_send.dataset_run_items(self)
+        self.state.finish(complete=self.report.ok)
+
+    def prompts(self) -> None:
+        keys = {f"{n}@{v}": (n, v) for n, v in self.inv.prompts}
+        for key in keys:
+            name, version = keys[key]
+            known = self.state.remote_id("prompt", key)
+            if known is not None:
+                self.prompt_versions[(name, version)] = int(known)
+        for key in self.todo("prompt", "prompts", list(keys)):
+            name, version = keys[key]
+            stored = self.inv.prompts[(name, version)]
+            if stored is None:
+                self.report.count(self.report.skipped, "prompts")
+                self.report.notes.append(
+                    f"prompt {name!r} version {version} is not in the store: not uploaded"
+                )
+                continue
+            try:
+                remote = self.sync_prompt(name, version, stored)
+            except HttpError as exc:
+                self.failed("prompt", "prompts", [key], str(exc))
+                continue
+            if remote is None:
+                continue
+            self.prompt_versions[(name, version)] = remote
+            self.done("prompt", "prompts", [key], remote_id=str(remote))
+
+    def sync_prompt(self, name: str, version: int, stored: dict[str, Any]) -> int | None:
+        """The server's version number for the stored one, creating it when the server's latest
+        version is lower; ``None`` (recorded as failed) on a conflicting history."""
+        path = f"/api/public/v2/prompts/{quote(name, safe='')}"
+        exact = self.sender.request("GET", path, params={"version": version}, accept_statuses=[404])
+        if exact.status == 200 and payloads.same_prompt(exact.body, stored):
+            return version
+        latest = self.sender.request("GET", path, params={"label": "latest"}, accept_statuses=[404])
+        latest_version = 0
+        if latest.status == 200 and isinstance(latest.body, Mapping):
+            latest_version = int(latest.body.get("version") or 0)
+            if payloads.same_prompt(latest.body, stored):
+                return latest_version
+        if latest_version >= version:
+            self.failed(
+                "prompt",
+                "prompts",
+                [f"{name}@{version}"],
+                f"prompt {name!r} version {version}: the server already has versions up to "
+                f"{latest_version} with other content; not created (rename the prompt or "
+                "reconcile the histories)",
+            )
+            return None
+        created = self.sender.request(
+            "POST", "/api/public/v2/prompts", json_body=_body(payloads.prompt_body(stored))
+        )
+        body = created.body if isinstance(created.body, Mapping) else {}
+        return int(body.get("version") or latest_version + 1)
+
+    def datasets(self) -> None:
+        for name in self.inv.datasets:
+            remote = self.state.remote_id("dataset", name)
+            if remote is not None:
+                self.dataset_ids[name] = remote
+        for name in self.todo("dataset", "datasets", list(self.inv.datasets)):
+            body = payloads.dataset_body(name, self.inv.datasets[name])
+            try:
+                answer = self.sender.request(
+                    "POST", "/api/public/v2/datasets", json_body=_body(body)
+                )
+            except HttpError as exc:
+                self.failed("dataset", "datasets", [name], str(exc))
+                continue
+            remote_id = str((answer.body or {}).get("id") or name)
+            self.dataset_ids[name] = remote_id
+            self.done("dataset", "datasets", [name], remote_id=remote_id)
+
+    def dataset_items(self) -> None:
+        for key in self.todo("dataset_item", "dataset items", list(self.inv.dataset_items)):
+            dataset, item_id, item, metadata = self.inv.dataset_items[key]
+            if dataset not in self.dataset_ids:
+                self.failed(
+                    "dataset_item",
+                    "dataset items",
+                    [key],
+                    f"dataset item {item_id!r} not sent: dataset {dataset!r} was not",
+                )
+                continue
+            body = payloads.dataset_item_body(dataset, item_id, item, metadata)
+            body, encoded, cut = fit_json(body)
+            self.report.truncated_fields += cut
+            try:
+                self.sender.request("POST", "/api/public/dataset-items", json_body=encoded.encode())
+            except HttpError as exc:
+                self.failed("dataset_item", "dataset items", [key], str(exc))
+                continue
+            self.done("dataset_item", "dataset items", [key])
+
+    def ready_items(
+        self, kind: str, label: str, *, datasets_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Items to send whose dataset item (if any) is on the server; the others fail."""
+        by_trace = {
+            i["trace"]["id"]: i for i in self.inv.items if i.get("dataset") or not datasets_only
+        }
+        observations = {t: len(i["trace"]["observations"]) for t, i in by_trace.items()}
+        weight = observations.__getitem__ if kind == "trace" else None
+        todo = self.todo(kind, label, list(by_trace), weight)
+        if kind == "trace":
+            self.report.count(self.report.skipped, "traces", len(by_trace) - len(todo))
+        sent_items = self.state.sent("dataset_item")
+        ready = []
+        for trace_id in todo:
+            item = by_trace[trace_id]
+            if item.get("dataset") and item.get("item_id") is not None:
+                key = payloads.dataset_item_id(item["dataset"], str(item["item_id"]))
+                if key not in sent_items:
+                    self.failed(
+                        kind,
+                        label,
+                        [trace_id],
+                        f"trace {trace_id} not sent: its dataset item was not",
+                        weight=observations[trace_id] if kind == "trace" else None,
+                    )
+                    if kind == "trace":
+                        self.report.count(self.report.failed, "traces")
+                    continue
+            ready.append(item)
+        return ready
+
+    def record_traces(self, counts: Mapping[str, int], outcome: Mapping[str, bool]) -> None:
+        """Record traces (and their observations) as sent when every request carrying them
+        succeeded, failed otherwise."""
+        sent = [t for t in counts if outcome.get(t) is True]
+        if sent:
+            self.done("trace", "observations", sent, weight=sum(counts[t] for t in sent))
+            self.report.count(self.report.sent, "traces", len(sent))
+        for trace_id in counts:
+            if outcome.get(trace_id) is not True:
+                message = self.errors.get(trace_id, f"trace {trace_id}: no answer")
+                self.failed("trace", "observations", [trace_id], message, weight=counts[trace_id])
+                self.report.count(self.report.failed, "traces")
+
+    def scores(self) -> None:
+        scores = {s["id"]: s for item in self.inv.items for s in _scores(item)}
+        todo = self.todo("score", "scores", list(scores))
+        events = [
+            langfuse_send.encode_event(
+                self,
+                payloads.score_event(scores[k], environment=self.config.environment),
+                k,
+            )
+            for k in todo
+        ]
+        outcome = langfuse_send.send_events(self, events)
+        sent = [k for k in todo if outcome.get(k) is True]
+        if sent:
+            self.done("score", "scores", sent)
+        by_error: dict[str, list[str]] = {}
+        for key in todo:
+            if outcome.get(key) is not True:
+                by_error.setdefault(self.errors.get(key, f"score {key}: no answer"), []).append(key)
+        for message, keys in by_error.items():
+            self.failed("score", "scores", keys, message)
+
+
+def _body(value: Any) -> bytes:
+    return encode_json(value).encode()

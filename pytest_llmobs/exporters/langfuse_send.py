@@ -1,0 +1,263 @@
+"""The sending steps of a Langfuse upload: OTLP span batches, ingestion event batches (scores,
+and traces in legacy mode) with their 207 answers, and legacy ``dataset-run-items``.
+
+Each step records per object whether it reached the server; a batch the server finds too large
+(413) is split in halves and resent, and a refused event counts as a failure of its object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmobs.exporters import langfuse_payloads as payloads
+from pytest_llmobs.exporters.batching import batches, encode_json, fit_json, halves, json_batch
+from pytest_llmobs.exporters.http import HttpError, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from pytest_llmobs.exporters.langfuse import Upload
+    from pytest_llmobs.exporters.otlp_spans import SpanBatch, SpanOptions, SpanSource, TraceSpans
+
+INGESTION = "/api/public/ingestion"
+OTEL_TRACES = "/api/public/otel/v1/traces"
+DATASET_RUN_ITEMS = "/api/public/dataset-run-items"
+
+
+# --- OTLP ---------------------------------------------------------------------------------------
+
+
+def otlp_traces(upload: Upload) -> None:
+    """Every ready trace as OTLP spans, with the experiment link on its root span."""
+    from pytest_llmobs.exporters.otlp_spans import SpanOptions, span_batches, trace_spans
+
+    ready = upload.ready_items("trace", "observations")
+
+    def hook(source: SpanSource) -> dict[str, Any]:
+        return experiment_attributes(upload, source.item, source.observation, source.is_root)
+
+    options = SpanOptions(
+        environment=upload.config.environment, release=upload.release, span_hook=hook
+    )
+
+    def traces() -> Iterator[TraceSpans]:
+        for item in ready:
+            spans = trace_spans(upload.run, item, options)
+            upload.report.truncated_fields += spans.truncated
+            yield spans
+
+    outcome: dict[str, bool] = {}
+    for batch in span_batches(traces()):
+        _post_spans(upload, batch, options, outcome)
+    upload.record_traces(
+        {i["trace"]["id"]: len(i["trace"]["observations"]) for i in ready}, outcome
+    )
+
+
+def _post_spans(
+    upload: Upload, batch: SpanBatch, options: SpanOptions, outcome: dict[str, bool]
+) -> None:
+    from pytest_llmobs.exporters.otlp_spans import SpanBatch
+
+    trace_ids = batch.trace_ids
+    try:
+        answer = upload.sender.request(
+            "POST",
+            OTEL_TRACES,
+            content=batch.encode(upload.run, options),
+            content_type="application/x-protobuf",
+            headers={"x-langfuse-ingestion-version": "4"},
+        )
+    except PayloadTooLarge as exc:
+        parts = halves(batch.spans)
+        if not parts:
+            _mark(upload, trace_ids, str(exc), outcome)
+        for part in parts:
+            _post_spans(upload, SpanBatch(part), options, outcome)
+        return
+    except HttpError as exc:
+        _mark(upload, trace_ids, str(exc), outcome)
+        return
+    partial = answer.body.get("partialSuccess") if isinstance(answer.body, Mapping) else None
+    if isinstance(partial, Mapping) and int(partial.get("rejectedSpans") or 0):
+        _mark(
+            upload,
+            trace_ids,
+            f"POST {upload.sender.host}{OTEL_TRACES}: {partial.get('rejectedSpans')} span(s) "
+            f"rejected: {partial.get('errorMessage', '')}",
+            outcome,
+        )
+        return
+    for trace_id in trace_ids:
+        outcome.setdefault(trace_id, True)
+
+
+def _mark(
+    upload: Upload, keys: Iterator[str] | set[str], message: str, outcome: dict[str, bool]
+) -> None:
+    for key in keys:
+        outcome[key] = False
+        upload.errors.setdefault(key, message)
+
+
+def experiment_attributes(
+    upload: Upload, item: Mapping[str, Any], obs: Mapping[str, Any], is_root: bool
+) -> dict[str, Any]:
+    """The server's prompt version on generations; on root spans, ``langfuse.experiment.*``
+    tying the trace to its experiment run (per repeat) and dataset item."""
+    attrs: dict[str, Any] = {}
+    name, version = obs.get("prompt_name"), obs.get("prompt_version")
+    if name and version is not None:
+        remote = upload.prompt_versions.get((str(name), int(version)))
+        if remote is not None:
+            attrs["langfuse.observation.prompt.version"] = remote
+    if not is_root:
+        return attrs
+    run = upload.run
+    repeat = int(item.get("repeat") or 0)
+    experiment_id, experiment_name = payloads.experiment_identity(run, repeat, upload.inv.repeats)
+    attrs["langfuse.experiment.id"] = experiment_id
+    attrs["langfuse.experiment.name"] = experiment_name
+    attrs["langfuse.experiment.description"] = run_description(run)
+    metadata: dict[str, Any] = {
+        "run_id": run.get("id"),
+        "model": run.get("model"),
+        "repeat": repeat,
+    }
+    dataset = item.get("dataset")
+    if dataset and item.get("item_id") is not None:
+        metadata.update(dataset=dataset, dataset_version=item.get("dataset_version"))
+        attrs["langfuse.experiment.dataset.id"] = upload.dataset_ids.get(dataset, dataset)
+        attrs["langfuse.experiment.item.id"] = payloads.dataset_item_id(
+            dataset, str(item["item_id"])
+        )
+        attrs["langfuse.experiment.item.root_observation_id"] = str(obs["id"])
+        attrs["langfuse.experiment.item.expected_output"] = encode_json(item.get("expected_output"))
+    attrs["langfuse.experiment.metadata"] = encode_json(metadata)
+    return attrs
+
+
+def run_description(run: Mapping[str, Any]) -> str:
+    return f"pytest-llmobs run {run.get('id')} (model {run.get('model') or '-'})"
+
+
+# --- ingestion events ----------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """One encoded ingestion event and the object (kind, key) it belongs to."""
+
+    id: str
+    type: str
+    encoded: str
+    size: int
+    key: str
+
+
+def encode_event(upload: Upload, event: dict[str, Any], key: str) -> Event:
+    """Encode once (truncating an oversized field with a marker) and remember the size."""
+    event, encoded, cut = fit_json(event)
+    upload.report.truncated_fields += cut
+    return Event(event["id"], event["type"], encoded, len(encoded.encode()), key)
+
+
+def send_events(upload: Upload, events: list[Event]) -> dict[str, bool]:
+    """Post events in size-limited batches. Per object key: True only if every one of its
+    events is in the 207 answer's ``successes``; False if any is in ``errors`` or went unsent."""
+    outcome: dict[str, bool] = {}
+    for batch in batches(events, lambda e: e.size):
+        _post_events(upload, batch, outcome)
+    return outcome
+
+
+def _post_events(upload: Upload, batch: list[Event], outcome: dict[str, bool]) -> None:
+    try:
+        answer = upload.sender.request(
+            "POST", INGESTION, json_body=json_batch([e.encoded for e in batch])
+        )
+    except PayloadTooLarge as exc:
+        parts = halves(batch)
+        if not parts:
+            _mark(upload, {e.key for e in batch}, str(exc), outcome)
+        for part in parts:
+            _post_events(upload, part, outcome)
+        return
+    except HttpError as exc:
+        _mark(upload, {e.key for e in batch}, str(exc), outcome)
+        return
+    body = answer.body if isinstance(answer.body, Mapping) else {}
+    errors = {str(e.get("id")): e for e in body.get("errors") or [] if isinstance(e, Mapping)}
+    successes = {str(s.get("id")) for s in body.get("successes") or [] if isinstance(s, Mapping)}
+    where = f"POST {upload.sender.host}{INGESTION}"
+    for event in batch:
+        if event.id in errors:
+            err = errors[event.id]
+            detail = err.get("message") or err.get("error") or ""
+            message = (
+                f"{where}: {event.type} {event.key} refused with status {err.get('status')}: "
+                f"{detail if isinstance(detail, str) else encode_json(detail)}"[:400]
+            )
+            _mark(upload, {event.key}, message, outcome)
+        elif event.id in successes:
+            outcome.setdefault(event.key, True)
+        else:
+            _mark(upload, {event.key}, f"{where}: no status for {event.type} {event.key}", outcome)
+
+
+# --- legacy mode ---------------------------------------------------------------------------------
+
+
+def legacy_traces(upload: Upload) -> None:
+    """Traces and observations as ``trace-create`` / ``*-create`` ingestion events."""
+    ready = upload.ready_items("trace", "observations")
+    environment = upload.config.environment
+    events: list[Event] = []
+    counts: dict[str, int] = {}
+    for item in ready:
+        trace_id = item["trace"]["id"]
+        counts[trace_id] = len(item["trace"]["observations"])
+        raw = [
+            payloads.legacy_trace_event(
+                upload.run, item, environment=environment, release=upload.release
+            )
+        ]
+        for obs in item["trace"]["observations"]:
+            version = obs.get("prompt_version")
+            if obs.get("prompt_name") and version is not None:
+                version = upload.prompt_versions.get((obs["prompt_name"], int(version)), version)
+            raw.append(
+                payloads.legacy_observation_event(
+                    obs, environment=environment, prompt_version=version
+                )
+            )
+        events.extend(encode_event(upload, e, trace_id) for e in raw)
+    upload.record_traces(counts, send_events(upload, events))
+
+
+def dataset_run_items(upload: Upload) -> None:
+    """Link each dataset item's trace to the run (per repeat) with ``dataset-run-items``."""
+    ready = upload.ready_items("run_item", "run items", datasets_only=True)
+    sent_traces = upload.state.sent("trace")
+    for item in ready:
+        trace_id = item["trace"]["id"]
+        if trace_id not in sent_traces:
+            upload.failed(
+                "run_item", "run items", [trace_id], f"run item {trace_id}: its trace was not sent"
+            )
+            continue
+        repeat = int(item.get("repeat") or 0)
+        body = payloads.dataset_run_item_body(
+            run_name=payloads.experiment_identity(upload.run, repeat, upload.inv.repeats)[1],
+            description=run_description(upload.run),
+            dataset_item=payloads.dataset_item_id(item["dataset"], str(item["item_id"])),
+            trace_id=trace_id,
+            root_observation_id=item["trace"]["observations"][0]["id"],
+            metadata={"run_id": upload.run.get("id"), "model": upload.run.get("model")},
+        )
+        try:
+            upload.sender.request("POST", DATASET_RUN_ITEMS, json_body=encode_json(body).encode())
+        except HttpError as exc:
+            upload.failed("run_item", "run items", [trace_id], str(exc))
+            continue
+        upload.done("run_item", "run items", [trace_id])

@@ -1,0 +1,198 @@
+"""Sending a run's traces to an OTLP/HTTP endpoint and recording, per trace, whether they got
+there (shared by the ``otlp`` and ``phoenix`` exporters).
+
+A batch the server finds too large (413) is split in halves and resent; an answer reporting
+rejected spans (``partial_success``) fails the traces of its batch. Outcomes go to the upload
+state through a `Ledger`, so ``--pending`` resends exactly the traces that did not get through.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmobs.exporters import ExportReport
+from pytest_llmobs.exporters.batching import halves
+from pytest_llmobs.exporters.http import HttpError, HttpSender, PayloadTooLarge
+from pytest_llmobs.exporters.state import FAILED, SENT, UploadState
+
+if TYPE_CHECKING:
+    from pytest_llmobs.exporters.otlp_spans import SpanBatch, SpanOptions, TraceSpans
+    from pytest_llmobs.store import Store
+
+PROTOBUF = "application/x-protobuf"
+EventAdder = Callable[["TraceSpans", Mapping[str, Any]], int]
+"""Adds span events to one item's spans (scores as evaluation events); returns how many."""
+
+
+class Ledger:
+    """Counts into the report and records each object's outcome in the upload state."""
+
+    def __init__(
+        self, store: Store, target: str, run_id: str, report: ExportReport, *, pending_only: bool
+    ) -> None:
+        self.state = UploadState(store, target, run_id)
+        self.report = report
+        self.pending_only = pending_only
+
+    def done(
+        self,
+        kind: str,
+        label: str,
+        keys: list[str],
+        *,
+        remote_id: str | None = None,
+        weight: int | None = None,
+    ) -> None:
+        self.state.record(kind, keys, SENT, remote_id=remote_id)
+        self.report.count(self.report.sent, label, len(keys) if weight is None else weight)
+
+    def failed(
+        self, kind: str, label: str, keys: list[str], message: str, *, weight: int | None = None
+    ) -> None:
+        self.state.record(kind, keys, FAILED, detail=message[:500])
+        self.report.count(self.report.failed, label, len(keys) if weight is None else weight)
+        self.report.error(message)
+
+    def todo(
+        self, kind: str, label: str, keys: list[str], weight: Callable[[str], int] | None = None
+    ) -> list[str]:
+        """``keys`` less those already sent, when only pending objects are wanted."""
+        if not self.pending_only:
+            return keys
+        sent = self.state.sent(kind)
+        skipped = [k for k in keys if k in sent]
+        self.report.count(
+            self.report.skipped, label, sum(map(weight, skipped)) if weight else len(skipped)
+        )
+        return [k for k in keys if k not in sent]
+
+
+def traced_items(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's items that have a trace with at least one observation."""
+    return [i for i in run.get("items") or [] if (i.get("trace") or {}).get("observations")]
+
+
+@dataclass
+class TraceSend:
+    """Trace spans to one OTLP/HTTP endpoint; 413 splits a batch, a partial success fails the
+    traces of its batch. ``outcome`` says per trace id whether every span got through."""
+
+    sender: HttpSender
+    path: str
+    run: Mapping[str, Any]
+    options: SpanOptions
+    report: ExportReport
+    compression: str | None = None
+    outcome: dict[str, bool] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def send(self, traces: Iterable[TraceSpans]) -> None:
+        from pytest_llmobs.exporters.otlp_spans import span_batches
+
+        for batch in span_batches(traces):
+            self._post(batch)
+
+    def _post(self, batch: SpanBatch) -> None:
+        from pytest_llmobs.exporters.otlp_spans import SpanBatch
+
+        body = batch.encode(self.run, self.options)
+        headers = {"Accept": PROTOBUF}
+        if self.compression == "gzip":
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            answer = self.sender.request(
+                "POST", self.path, content=body, content_type=PROTOBUF, headers=headers
+            )
+        except PayloadTooLarge as exc:
+            parts = halves(batch.spans)
+            if not parts:
+                self._mark(batch.trace_ids, str(exc))
+            for part in parts:
+                self._post(SpanBatch(part))
+            return
+        except HttpError as exc:
+            self._mark(batch.trace_ids, str(exc))
+            return
+        rejected, message = partial_success(answer.body)
+        if rejected:
+            where = f"POST {self.sender.host}{self.path}"
+            self._mark(batch.trace_ids, f"{where}: {rejected} span(s) rejected: {message}")
+            return
+        for trace_id in batch.trace_ids:
+            self.outcome.setdefault(trace_id, True)
+
+    def _mark(self, trace_ids: Iterable[str], message: str) -> None:
+        for trace_id in trace_ids:
+            self.outcome[trace_id] = False
+            self.errors.setdefault(trace_id, message)
+
+
+def partial_success(body: Any) -> tuple[int, str]:
+    """(rejected spans, message) from an OTLP answer: JSON ``partialSuccess``, or a protobuf
+    ``ExportTraceServiceResponse`` when the shared sender handed its bytes over as text."""
+    if isinstance(body, Mapping):
+        partial = body.get("partialSuccess") or {}
+        if isinstance(partial, Mapping):
+            return int(partial.get("rejectedSpans") or 0), str(partial.get("errorMessage") or "")
+        return 0, ""
+    if not isinstance(body, str) or not body:
+        return 0, ""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    try:
+        answer = ExportTraceServiceResponse.FromString(body.encode("utf-8", "surrogateescape"))
+    except Exception:  # protobuf's DecodeError, or text that was never protobuf
+        return 0, ""  # not decodable: a 2xx answer counts as accepted
+    partial = answer.partial_success
+    return int(partial.rejected_spans), str(partial.error_message)
+
+
+def send_traces(
+    ledger: Ledger,
+    send: TraceSend,
+    items: list[dict[str, Any]],
+    *,
+    add_events: EventAdder | None = None,
+) -> dict[str, bool]:
+    """Send the traces of ``items`` still to send; record traces (weighted by observations, and
+    by scores when they travel as events). Returns the outcome per trace id."""
+    from pytest_llmobs.exporters.otlp_spans import trace_spans
+
+    by_trace = {i["trace"]["id"]: i for i in items}
+    observations = {t: len(i["trace"]["observations"]) for t, i in by_trace.items()}
+    scores = {t: len(i["trace"].get("scores") or []) for t, i in by_trace.items()}
+    todo = ledger.todo("trace", "observations", list(by_trace), observations.__getitem__)
+    report = ledger.report
+    report.count(report.skipped, "traces", len(by_trace) - len(todo))
+    if add_events is not None and ledger.pending_only:
+        report.count(report.skipped, "scores", sum(scores[t] for t in by_trace if t not in todo))
+
+    def traces() -> Iterator[TraceSpans]:
+        for trace_id in todo:
+            spans = trace_spans(send.run, by_trace[trace_id], send.options)
+            report.truncated_fields += spans.truncated
+            if add_events is not None:
+                add_events(spans, by_trace[trace_id])
+            yield spans
+
+    send.send(traces())
+    for trace_id in todo:
+        weight = observations[trace_id]
+        if send.outcome.get(trace_id) is True:
+            ledger.done("trace", "observations", [trace_id], weight=weight)
+            report.count(report.sent, "traces")
+            if add_events is not None:
+                report.count(report.sent, "scores", scores[trace_id])
+        else:
+            message = send.errors.get(trace_id, f"trace {trace_id}: no answer")
+            ledger.failed("trace", "observations", [trace_id], message, weight=weight)
+            report.count(report.failed, "traces")
+            if add_events is not None:
+                report.count(report.failed, "scores", scores[trace_id])
+    return {t: send.outcome.get(t) is True for t in todo}

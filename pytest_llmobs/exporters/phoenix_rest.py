@@ -1,0 +1,291 @@
+"""What the Phoenix exporter sends, built from stored runs (no I/O here): the OpenInference span
+attributes Phoenix's UI reads, and the bodies of its REST API (``/v1/datasets/upload``,
+``/v1/datasets/{id}/experiments``, ``/v1/experiments/{id}/runs``, ``/v1/experiment_evaluations``,
+``/v1/span_annotations``).
+
+Mappings:
+
+- a dataset item is an example whose public id is the item id; an input or expected output that
+  is not a JSON object is wrapped as ``{"input": value}`` / ``{"output": value}`` (Phoenix keeps
+  objects), its metadata is the item's;
+- a dataset item's result (one per repeat) is an experiment run: repetition = repeat + 1, output
+  = the test's root span output, ``error`` only when the test errored (a failed assertion is a
+  result, shown by the ``outcome`` evaluation), linked to its trace by trace id;
+- a score is an experiment evaluation on its run (dataset items) and a span annotation on the span
+  it judges (every test, identified by the score id so uploads upsert): NUMERIC → score, BOOLEAN →
+  score 1/0 + label true/false, CATEGORICAL → label, the comment → explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmobs.exporters.batching import encode_json
+from pytest_llmobs.exporters.langfuse_payloads import iso
+from pytest_llmobs.exporters.otlp import score_parts
+
+if TYPE_CHECKING:
+    from pytest_llmobs.exporters.otlp_spans import AttributeValue, SpanSource
+
+OUTCOME_EVALUATION = "outcome"
+"""The evaluation every experiment run gets: label passed/failed/error, score 1/0."""
+
+PromptLookup = Callable[[str, int], "Mapping[str, Any] | None"]
+
+
+# --- OpenInference span attributes ---------------------------------------------------------------
+
+
+def _value(attrs: dict[str, AttributeValue | None], prefix: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        attrs[f"{prefix}.value"], attrs[f"{prefix}.mime_type"] = value, "text/plain"
+    else:
+        attrs[f"{prefix}.value"], attrs[f"{prefix}.mime_type"] = (
+            encode_json(value),
+            "application/json",
+        )
+
+
+def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, role: str) -> None:
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items):
+        items = [{"role": role, "content": value}]
+    for index, message in enumerate(items):
+        content = message["content"]
+        attrs[f"{prefix}.{index}.message.role"] = str(message["role"])
+        attrs[f"{prefix}.{index}.message.content"] = (
+            content if isinstance(content, str) else encode_json(content)
+        )
+
+
+def prompt_template(stored: Mapping[str, Any]) -> str:
+    """A stored prompt version's template as one string (chat prompts as JSON messages)."""
+    template = stored.get("prompt")
+    return template if isinstance(template, str) else encode_json(template)
+
+
+def openinference_attributes(
+    source: SpanSource, prompts: PromptLookup
+) -> dict[str, AttributeValue | None]:
+    """``openinference.span.kind`` (LLM for generations, CHAIN otherwise), ``input.*``,
+    ``output.*``, ``metadata``; on generations the ``llm.*`` model, parameters, messages, token
+    counts, cost and prompt template; on root spans the user, session and tags."""
+    obs = source.observation
+    generation = obs.get("type") == "generation"
+    attrs: dict[str, AttributeValue | None] = {
+        "openinference.span.kind": "LLM" if generation else "CHAIN"
+    }
+    _value(attrs, "input", obs.get("input"))
+    _value(attrs, "output", obs.get("output"))
+    metadata = dict(obs.get("metadata") or {})
+    if source.is_root:
+        trace, item = source.trace, source.item
+        metadata.update(trace.get("metadata") or {})
+        metadata["llmobs"] = {
+            "run_id": source.run.get("id"),
+            "node_id": item.get("node_id"),
+            "outcome": item.get("outcome"),
+            "repeat": item.get("repeat", 0),
+            "dataset": item.get("dataset"),
+            "item_id": item.get("item_id"),
+        }
+        if trace.get("user_id"):
+            attrs["user.id"] = str(trace["user_id"])
+        if trace.get("session_id"):
+            attrs["session.id"] = str(trace["session_id"])
+        if trace.get("tags"):
+            attrs["tag.tags"] = [str(t) for t in trace["tags"]]
+    if metadata:
+        attrs["metadata"] = encode_json(metadata)
+    if generation:
+        attrs.update(_llm_attributes(obs, prompts))
+    return attrs
+
+
+def _llm_attributes(obs: Mapping[str, Any], prompts: PromptLookup) -> dict[str, Any]:
+    attrs: dict[str, AttributeValue | None] = {}
+    if obs.get("model"):
+        attrs["llm.model_name"] = str(obs["model"])
+    if obs.get("model_parameters"):
+        attrs["llm.invocation_parameters"] = encode_json(obs["model_parameters"])
+    if obs.get("input") is not None:
+        _messages(attrs, "llm.input_messages", obs["input"], "user")
+    if obs.get("output") is not None:
+        _messages(attrs, "llm.output_messages", obs["output"], "assistant")
+    usage = obs.get("usage") or {}
+    for ours, theirs in (("input", "prompt"), ("output", "completion"), ("total", "total")):
+        if isinstance(usage.get(ours), (int, float)):
+            attrs[f"llm.token_count.{theirs}"] = int(usage[ours])
+    if obs.get("cost") is not None:
+        attrs["llm.cost.total"] = float(obs["cost"])
+    name, version = obs.get("prompt_name"), obs.get("prompt_version")
+    if name and version is not None:
+        attrs["llm.prompt_template.version"] = f"{name}@{version}"
+        stored = prompts(str(name), int(version))
+        if stored is not None:
+            attrs["llm.prompt_template.template"] = prompt_template(stored)
+    return attrs
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+def example_input(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {"input": value}
+
+
+def example_output(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {"output": value}
+
+
+def dataset_upload_body(
+    name: str, version: str | None, examples: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``POST /v1/datasets/upload`` (JSON, ``action=update``): the dataset becomes exactly these
+    examples, keyed by item id; unchanged content keeps the server's current version."""
+    return {
+        "action": "update",
+        "name": name,
+        "description": f"Uploaded by pytest-llmobs (content version {version or '-'})",
+        "inputs": [example_input(e.get("input")) for e in examples],
+        "outputs": [example_output(e.get("expected_output")) for e in examples],
+        "metadata": [dict(e.get("metadata") or {}) for e in examples],
+        "example_ids": [str(e["id"]) for e in examples],
+    }
+
+
+# --- experiments ---------------------------------------------------------------------------------
+
+
+def experiment_body(
+    run: Mapping[str, Any], dataset: str, version_id: str, repetitions: int
+) -> dict[str, Any]:
+    return {
+        "name": str(run.get("name") or run["id"]),
+        "description": f"pytest-llmobs run {run['id']} (model {run.get('model') or '-'})",
+        "metadata": experiment_metadata(run, dataset),
+        "version_id": version_id,
+        "repetitions": max(1, repetitions),
+    }
+
+
+def experiment_metadata(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    environment = run.get("environment") or {}
+    metadata: dict[str, Any] = {
+        "llmobs_run_id": str(run["id"]),
+        "dataset": dataset,
+        "dataset_version": (run.get("datasets") or {}).get(dataset),
+        "model": run.get("model"),
+        "params": run.get("params") or {},
+        "status": run.get("status"),
+    }
+    if environment.get("git_commit"):
+        metadata["git_commit"] = environment["git_commit"]
+    return metadata
+
+
+def is_experiment_of(experiment: Any, run: Mapping[str, Any]) -> bool:
+    """Whether a listed experiment is this run's (found again when the upload state is lost)."""
+    metadata = experiment.get("metadata") if isinstance(experiment, Mapping) else None
+    return isinstance(metadata, Mapping) and metadata.get("llmobs_run_id") == str(run["id"])
+
+
+def root_output(item: Mapping[str, Any]) -> Any:
+    observations = (item.get("trace") or {}).get("observations") or []
+    return observations[0].get("output") if observations else None
+
+
+def experiment_run_body(item: Mapping[str, Any], example_node_id: str) -> dict[str, Any]:
+    started = item.get("started_at")
+    ended = item.get("ended_at") or started
+    body: dict[str, Any] = {
+        "dataset_example_id": example_node_id,
+        "output": root_output(item),
+        "repetition_number": int(item.get("repeat") or 0) + 1,
+        "start_time": iso(started) or iso(0),
+        "end_time": iso(ended) or iso(0),
+        "trace_id": item["trace"]["id"],
+    }
+    if item.get("outcome") == "error":
+        body["error"] = str(item.get("error") or "error")
+    return body
+
+
+def annotator_kind(score: Mapping[str, Any]) -> str:
+    """LLM for the judge evaluators (``judge_*``), CODE for everything else."""
+    return "LLM" if str(score.get("source") or "").startswith("judge") else "CODE"
+
+
+def _result(score: Mapping[str, Any]) -> dict[str, Any]:
+    number, label = score_parts(score)
+    return {"score": number, "label": label, "explanation": score.get("comment") or None}
+
+
+def evaluation_names(scores: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Evaluation names for one run's scores: Phoenix keeps one evaluation per name and run, so a
+    name scored again (on another span, say) becomes ``name #2``, ``name #3``..."""
+    seen: dict[str, int] = {}
+    names = []
+    for score in scores:
+        name = str(score["name"])
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return names
+
+
+def evaluation_body(
+    run_id: str, score: Mapping[str, Any], name: str, trace_id: str
+) -> dict[str, Any]:
+    when = iso(score.get("timestamp")) or iso(0)
+    return {
+        "experiment_run_id": run_id,
+        "name": name,
+        "annotator_kind": annotator_kind(score),
+        "start_time": when,
+        "end_time": when,
+        "result": _result(score),
+        "metadata": score_metadata(score),
+        "trace_id": trace_id,
+    }
+
+
+def outcome_evaluation_body(run_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    outcome = str(item.get("outcome") or "")
+    when = iso(item.get("ended_at")) or iso(0)
+    return {
+        "experiment_run_id": run_id,
+        "name": OUTCOME_EVALUATION,
+        "annotator_kind": "CODE",
+        "start_time": when,
+        "end_time": when,
+        "result": {
+            "score": 1.0 if outcome == "passed" else 0.0,
+            "label": outcome,
+            "explanation": item.get("error") or None,
+        },
+        "metadata": {"node_id": item.get("node_id")},
+        "trace_id": item["trace"]["id"],
+    }
+
+
+def score_metadata(score: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = dict(score.get("metadata") or {})
+    metadata.update(score_id=score["id"], data_type=score.get("data_type") or "NUMERIC")
+    if score.get("source"):
+        metadata["source"] = score["source"]
+    return metadata
+
+
+def span_annotation(score: Mapping[str, Any], span_id: str) -> dict[str, Any]:
+    """One entry of ``POST /v1/span_annotations``; the score id is the upsert identifier."""
+    return {
+        "span_id": span_id,
+        "name": str(score["name"]),
+        "annotator_kind": annotator_kind(score),
+        "result": _result(score),
+        "metadata": score_metadata(score),
+        "identifier": str(score["id"]),
+    }

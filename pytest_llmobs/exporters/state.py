@@ -1,0 +1,141 @@
+"""Per-object upload state, kept in the run store so an interrupted or failed upload resumes.
+
+One row per (target, run, kind, key): ``sent`` or ``failed``, with the server's id where the
+server assigns one (a dataset's id, a prompt's version). An object without a row was never
+confirmed. A ``run`` row marks that an upload of the run was attempted and whether everything
+got through, so ``llmobs upload --pending`` finds the runs with something left to send.
+
+The table lives beside the store's schema (created on first use), so it needs no migration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from pytest_llmobs.store import Store
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS upload_state (
+    target TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    remote_id TEXT,
+    detail TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (target, run_id, kind, key)
+);
+"""
+
+SENT = "sent"
+FAILED = "failed"
+RUN_KIND = "run"
+
+
+def _connection(store: Store) -> sqlite3.Connection:
+    return store.side_table(_DDL)
+
+
+class UploadState:
+    """The upload state of one run for one target (e.g. ``langfuse https://host project#abc``)."""
+
+    def __init__(self, store: Store, target: str, run_id: str) -> None:
+        self._db = _connection(store)
+        self.target = target
+        self.run_id = run_id
+
+    def statuses(self, kind: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT key, status FROM upload_state WHERE target = ? AND run_id = ? AND kind = ?",
+            (self.target, self.run_id, kind),
+        )
+        return {str(key): str(status) for key, status in rows}
+
+    def sent(self, kind: str) -> set[str]:
+        return {key for key, status in self.statuses(kind).items() if status == SENT}
+
+    def remote_id(self, kind: str, key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT remote_id FROM upload_state"
+            " WHERE target = ? AND run_id = ? AND kind = ? AND key = ? AND status = ?",
+            (self.target, self.run_id, kind, key, SENT),
+        ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def record(
+        self,
+        kind: str,
+        keys: Iterable[str],
+        status: str,
+        *,
+        remote_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Set the status of ``keys`` in one transaction (a sent object is never downgraded by a
+        later failure of a repeated send: the server already has it)."""
+        now = time.time()
+        rows = [
+            (self.target, self.run_id, kind, key, status, remote_id, detail, now) for key in keys
+        ]
+        if not rows:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT INTO upload_state"
+                " (target, run_id, kind, key, status, remote_id, detail, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (target, run_id, kind, key) DO UPDATE SET"
+                " status = CASE WHEN upload_state.status = 'sent' AND excluded.status != 'sent'"
+                "   THEN upload_state.status ELSE excluded.status END,"
+                " remote_id = COALESCE(excluded.remote_id, upload_state.remote_id),"
+                " detail = excluded.detail, updated_at = excluded.updated_at",
+                rows,
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def begin(self) -> None:
+        """Note that an upload of this run started (pending until `finish` says complete)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO upload_state"
+            " (target, run_id, kind, key, status, remote_id, detail, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, NULL, 'started', ?)",
+            (self.target, self.run_id, RUN_KIND, self.run_id, FAILED, time.time()),
+        )
+
+    def finish(self, *, complete: bool) -> None:
+        self._db.execute(
+            "INSERT INTO upload_state"
+            " (target, run_id, kind, key, status, remote_id, detail, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)"
+            " ON CONFLICT (target, run_id, kind, key) DO UPDATE SET"
+            " status = excluded.status, updated_at = excluded.updated_at",
+            (
+                self.target,
+                self.run_id,
+                RUN_KIND,
+                self.run_id,
+                SENT if complete else FAILED,
+                time.time(),
+            ),
+        )
+
+
+def runs_with_pending(store: Store, target: str) -> list[str]:
+    """Runs whose last upload to ``target`` left something unsent, oldest first."""
+    db = _connection(store)
+    rows = db.execute(
+        "SELECT run_id FROM upload_state WHERE target = ? AND kind = ? AND status != ?"
+        " ORDER BY updated_at",
+        (target, RUN_KIND, SENT),
+    )
+    return [str(r[0]) for r in rows]

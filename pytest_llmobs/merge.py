@@ -1,0 +1,226 @@
+"""Combining CI shards: the exports (``llmobs export``) of one run, recorded in parts by several
+machines sharing ``--llm-run-id``, become that one run again.
+
+The merge goes through a `RunRecorder`, as a pytest session does: items are written in file
+order, aggregates are recomputed from every item, and thresholds are evaluated once over the
+whole run (the shards' own verdicts only saw their part). Each item's data is kept as stored.
+
+Refused, with the files named: shards of different runs or models, a dataset at different
+versions, and the same item (node id and repeat) with different results in two shards.
+Aggregates that run evaluators added in the shards are not recomputed (they need the suite's
+code); they are reported as dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_llmobs.aggregates import ALL_ITEMS
+from pytest_llmobs.exports import EXPORT_FORMAT
+from pytest_llmobs.run import RunRecorder, RunResult
+from pytest_llmobs.store import Store, StoreError
+from pytest_llmobs.thresholds import Threshold, ThresholdError, parse_threshold
+
+MERGE_THRESHOLD_SOURCE = "llmobs merge --threshold"
+FAILED_OUTCOMES = frozenset({"failed", "error"})
+
+
+class MergeError(Exception):
+    """The shards cannot be combined into one run; the message names the files."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One exported part of a run."""
+
+    path: Path
+    run: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+
+@dataclass(slots=True)
+class MergeOutcome:
+    """The merged run (stored shape), its verdict, and notes for the reader."""
+
+    result: RunResult
+    run: dict[str, Any]
+    shards: list[Shard]
+    notes: list[str] = field(default_factory=list)
+
+
+def load_shard(path: Path) -> Shard:
+    """Read one export; a missing, unreadable or foreign file raises `MergeError`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MergeError(f"{path}: cannot read shard export ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise MergeError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise MergeError(
+            f"{path}: not a run export (expected format {EXPORT_FORMAT!r}, as written by "
+            "'llmobs export')"
+        )
+    if not isinstance(data.get("items"), list) or not data.get("id"):
+        raise MergeError(f"{path}: run export without an id or an item list")
+    return Shard(path, data)
+
+
+def _same(shards: Sequence[Shard], key: str, what: str) -> None:
+    first = shards[0]
+    for shard in shards[1:]:
+        if shard.run.get(key) != first.run.get(key):
+            raise MergeError(
+                f"cannot merge: {first.label} has {what} {first.run.get(key)!r} but "
+                f"{shard.label} has {what} {shard.run.get(key)!r}; shards of one run share "
+                "--llm-run-id and the model"
+            )
+
+
+def _items(shards: Sequence[Shard]) -> list[dict[str, Any]]:
+    """Every item once, in file order; the same item with different data is refused."""
+    seen: dict[tuple[str, int], tuple[str, Shard]] = {}
+    items = []
+    for shard in shards:
+        for item in shard.run["items"]:
+            key = (str(item["node_id"]), int(item.get("repeat") or 0))
+            text = json.dumps(item, sort_keys=True)
+            earlier = seen.get(key)
+            if earlier is None:
+                seen[key] = (text, shard)
+                items.append(item)
+            elif earlier[0] != text:
+                repeat = f" (repeat {key[1]})" if key[1] else ""
+                raise MergeError(
+                    f"cannot merge: item {key[0]!r}{repeat} is in {earlier[1].label} and in "
+                    f"{shard.label} with different results; shards must not run the same tests"
+                )
+    return items
+
+
+def _dataset_versions(shards: Sequence[Shard]) -> None:
+    versions: dict[str, tuple[str, Shard]] = {}
+    for shard in shards:
+        for name, version in (shard.run.get("datasets") or {}).items():
+            earlier = versions.setdefault(name, (version, shard))
+            if earlier[0] != version:
+                raise MergeError(
+                    f"cannot merge: dataset {name!r} is version {earlier[0]} in "
+                    f"{earlier[1].label} but {version} in {shard.label}"
+                )
+
+
+def _thresholds(shards: Sequence[Shard], extra: Sequence[str]) -> list[Threshold]:
+    """The shards' stored thresholds (each once), then ``extra``; a bad one raises."""
+    found: list[Threshold] = []
+    seen: set[tuple[str | None, str]] = set()
+
+    def add(threshold: Threshold) -> None:
+        key = (threshold.dataset, threshold.expression)
+        if key not in seen:
+            seen.add(key)
+            found.append(threshold)
+
+    try:
+        for shard in shards:
+            for entry in shard.run.get("thresholds") or []:
+                add(
+                    parse_threshold(
+                        str(entry["expression"]),
+                        dataset=entry.get("dataset"),
+                        source=str(entry.get("source") or shard.label),
+                    )
+                )
+        for expression in extra:
+            add(parse_threshold(expression, source=MERGE_THRESHOLD_SOURCE))
+    except ThresholdError as exc:
+        raise MergeError(str(exc)) from None
+    return found
+
+
+def _dropped_aggregates(shards: Sequence[Shard], result: RunResult) -> list[str]:
+    """Names of aggregates the shards had (run evaluators') that the merge cannot recompute."""
+    dropped: set[str] = set()
+    for shard in shards:
+        for group, entries in (shard.run.get("aggregates") or {}).items():
+            known = result.aggregates.get(group if group in result.aggregates else ALL_ITEMS, {})
+            dropped.update(str(a["name"]) for a in entries if a["name"] not in known)
+    return sorted(dropped)
+
+
+def merge_shards(
+    shards: Sequence[Shard], *, thresholds: Sequence[str] = (), store: Store
+) -> MergeOutcome:
+    """Combine ``shards`` into one run recorded in ``store`` (which must not hold it yet)."""
+    if not shards:
+        raise MergeError("nothing to merge: give the shard exports written by 'llmobs export'")
+    _same(shards, "id", "run id")
+    _same(shards, "model", "model")
+    _dataset_versions(shards)
+    items = _items(shards)
+    checks = _thresholds(shards, thresholds)
+    run_id = str(shards[0].run["id"])
+    if store.has_run(run_id):
+        raise MergeError(
+            f"run {run_id!r} is already in {store.path}; store the merged run elsewhere"
+        )
+    first = min(shards, key=lambda s: float(s.run.get("started_at") or 0.0))
+    ends = [float(s.run["ended_at"]) for s in shards if s.run.get("ended_at") is not None]
+    recorder = RunRecorder(
+        store=store,
+        name=str(first.run.get("name") or ""),
+        model=str(first.run.get("model") or ""),
+        params=dict(first.run.get("params") or {}),
+        environment=dict(first.run.get("environment") or {}),
+        thresholds=checks,
+        run_id=run_id,
+        started_at=float(first.run.get("started_at") or 0.0),
+    )
+    recorder.begin()
+    for item in items:
+        recorder.add_item(item)
+    for shard in shards:
+        for entry in shard.run.get("missing") or []:
+            recorder.note_lost(str(entry["node_id"]), f"{entry['reason']}; in {shard.label}")
+    unfinished = [s for s in shards if s.run.get("status") in ("interrupted", "running")]
+    result = recorder.finish(
+        interrupted=bool(unfinished),
+        tests_failed=any(i.get("outcome") in FAILED_OUTCOMES for i in items),
+        ended_at=max(ends) if ends else None,
+    )
+    notes = [f"shard {s.label} did not finish (status {s.run['status']})" for s in unfinished]
+    dropped = _dropped_aggregates(shards, result)
+    if dropped:
+        notes.append("not recomputed (run evaluators need the suite's code): " + ", ".join(dropped))
+    return MergeOutcome(result, store.load_run(run_id), list(shards), notes)
+
+
+def merge_files(
+    paths: Sequence[Path], *, thresholds: Sequence[str] = (), store_dir: Path | None = None
+) -> MergeOutcome:
+    """Load and merge shard exports; with ``store_dir`` the merged run is stored there too."""
+    shards = [load_shard(path) for path in paths]
+    try:
+        store = Store.in_directory(store_dir) if store_dir is not None else Store(None)
+    except StoreError as exc:
+        raise MergeError(f"--store: {exc}") from None
+    try:
+        return merge_shards(shards, thresholds=thresholds, store=store)
+    finally:
+        store.close()
+
+
+def summary_header(outcome: MergeOutcome) -> str:
+    items = len(outcome.run["items"])
+    count = len(outcome.shards)
+    return (
+        f"merged {count} shard{'s' if count != 1 else ''} of run {outcome.result.run_id}: "
+        f"{items} item{'s' if items != 1 else ''}"
+    )

@@ -1,0 +1,226 @@
+"""Record/replay of model calls: small JSON files, one per request, that can be committed.
+
+Modes (``--llm-cache``, ini ``llm_cache``):
+
+- ``off``: no cache.
+- ``read``: replay recorded answers; a request with no recording is an error (`CacheMissError`),
+  so a CI job never calls a real model by accident.
+- ``write``: call the model every time and record (overwrite) the answer.
+- ``readwrite``: replay when recorded, otherwise call the model and record.
+
+A request's key is the sha256 of the canonical JSON of the model identity (model name and the
+options that change answers; never a secret), the messages, the call parameters and an optional
+``extra`` (the repeat index, or what the caller passes as ``cache_key_extra``). Its file is
+``<dir>/<key[:2]>/<key[2:4]>/<key>.json``: pretty, sorted JSON holding the request and the
+response. Writes go to a temporary file in the same directory and are moved into place with
+`os.replace`, so concurrent writers (xdist workers) never leave a partial file.
+
+Exception hierarchy::
+
+    ProviderError            (pytest_llmobs.providers.base)
+     └─ CacheError           a cache file cannot be read, parsed or written
+         └─ CacheMissError   ``read`` mode and the request was never recorded
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_llmobs.providers.base import Message, ModelResponse, Provider, ProviderError, Usage
+
+__all__ = [
+    "CacheError",
+    "CacheMissError",
+    "CacheMode",
+    "ResponseCache",
+    "cache_key",
+    "model_identity",
+]
+
+FORMAT_VERSION = 1
+_PREVIEW_CHARS = 60
+_SKIPPED_METADATA = frozenset({"attempts", "cache"})
+
+
+class CacheMode(enum.Enum):
+    OFF = "off"
+    READ = "read"
+    WRITE = "write"
+    READWRITE = "readwrite"
+
+    @classmethod
+    def parse(cls, value: str) -> CacheMode:
+        """The mode named ``value``; anything else raises ValueError listing the choices."""
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ValueError(
+                f"{value!r} is not a valid llm_cache mode; choose from {choices}"
+            ) from None
+
+    @property
+    def reads(self) -> bool:
+        return self in (CacheMode.READ, CacheMode.READWRITE)
+
+    @property
+    def writes(self) -> bool:
+        return self in (CacheMode.WRITE, CacheMode.READWRITE)
+
+
+class CacheError(ProviderError):
+    """A cache file cannot be read or written."""
+
+
+class CacheMissError(CacheError):
+    """``--llm-cache=read`` and the request was never recorded."""
+
+
+def model_identity(provider: Provider) -> str:
+    """What identifies ``provider``'s answers in a cache key: ``cache_identity`` when the
+    provider has one (no secrets, no transport options), else its model and options."""
+    identity = getattr(provider, "cache_identity", None)
+    if isinstance(identity, str) and identity:
+        return identity
+    options = _canonical(dict(provider.options))
+    return f"{provider.model}?{options}" if provider.options else provider.model
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+    )
+
+
+def cache_key(
+    identity: str, messages: list[Message], params: Mapping[str, Any], extra: Any = None
+) -> str:
+    """The sha256 (hex) of the canonical JSON of one request."""
+    request = {"model": identity, "messages": messages, "params": dict(params), "extra": extra}
+    return hashlib.sha256(_canonical(request).encode("utf-8")).hexdigest()
+
+
+def _preview(messages: list[Message]) -> str:
+    text = next(
+        (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    text = " ".join(text.split())
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+
+
+class ResponseCache:
+    """The cache directory in one mode; `lookup` and `store` one request at a time."""
+
+    __slots__ = ("directory", "mode")
+
+    def __init__(self, directory: Path, mode: CacheMode) -> None:
+        self.directory = Path(directory)
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.directory)!r}, mode={self.mode.value!r})"
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / key[:2] / key[2:4] / f"{key}.json"
+
+    def lookup(
+        self, identity: str, messages: list[Message], params: Mapping[str, Any], extra: Any = None
+    ) -> tuple[str, ModelResponse | None]:
+        """The request's key and its recorded response (None when not recorded or not read).
+
+        In ``read`` mode a request that was never recorded raises `CacheMissError`.
+        """
+        key = cache_key(identity, messages, params, extra)
+        if not self.mode.reads:
+            return key, None
+        path = self.path_for(key)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if self.mode is CacheMode.READ:
+                raise CacheMissError(
+                    f"llm cache miss (--llm-cache=read): {identity}, last user message "
+                    f"{_preview(messages)!r}, key {key[:16]}; expected {str(path)!r}. "
+                    "Record it with --llm-cache=write or --llm-cache=readwrite."
+                ) from None
+            return key, None
+        except OSError as exc:
+            raise CacheError(f"llm cache: cannot read {str(path)!r}: {exc}") from None
+        return key, self._response(path, text)
+
+    @staticmethod
+    def _response(path: Path, text: str) -> ModelResponse:
+        try:
+            data = json.loads(text)
+            answer = data["response"]
+            usage = answer.get("usage") or {}
+            metadata = dict(answer.get("metadata") or {})
+            return ModelResponse(
+                text=str(answer["text"]),
+                model=str(answer["model"]),
+                usage=Usage(input=int(usage.get("input", 0)), output=int(usage.get("output", 0))),
+                latency_ms=0.0,  # the replay's own latency is measured by the caller
+                cost=None if answer.get("cost") is None else float(answer["cost"]),
+                metadata={**metadata, "recorded_latency_ms": answer.get("latency_ms")},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CacheError(
+                f"llm cache: {str(path)!r} is not a valid cache entry ({type(exc).__name__}: "
+                f"{exc}); delete it or record it again with --llm-cache=write"
+            ) from None
+
+    def store(
+        self,
+        key: str,
+        identity: str,
+        messages: list[Message],
+        params: Mapping[str, Any],
+        extra: Any,
+        response: ModelResponse,
+    ) -> Path:
+        """Write the entry for ``key`` atomically; returns its path."""
+        path = self.path_for(key)
+        entry = {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "request": {
+                "model": identity,
+                "messages": messages,
+                "params": dict(params),
+                "extra": extra,
+            },
+            "response": {
+                "text": response.text,
+                "model": response.model,
+                "usage": {"input": response.usage.input, "output": response.usage.output},
+                "cost": response.cost,
+                "latency_ms": round(response.latency_ms, 3),
+                "metadata": {
+                    k: v for k, v in response.metadata.items() if k not in _SKIPPED_METADATA
+                },
+            },
+        }
+        text = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False, default=repr) + "\n"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                    handle.write(text)
+                os.chmod(temp, 0o644)  # mkstemp's 0600 is too private for a committed file
+                os.replace(temp, path)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise CacheError(f"llm cache: cannot write {str(path)!r}: {exc}") from None
+        return path

@@ -1,0 +1,453 @@
+"""OpenAI-compatible chat completions over httpx: ``openai:gpt-4o-mini`` or plain ``gpt-4o-mini``.
+
+Any server speaking ``POST {base}/chat/completions`` works (OpenAI, vLLM, Ollama, llama.cpp,
+gateways). Configuration comes from the environment and the model string::
+
+    OPENAI_API_KEY     required (a local server without auth accepts any value)
+    OPENAI_BASE_URL    default https://api.openai.com/v1
+    openai:gpt-4o-mini?timeout=30&connect_timeout=5&max_retries=4&backoff=0.5
+
+Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and connection errors
+are retried; ``Retry-After`` is honoured) with explicit connect/read timeouts. The attempts ride
+on ``ModelResponse.metadata["attempts"]``, or on the final `CallError`. The API key lives in a
+`_Secret` and is sent per request; it is never part of a message, repr or recorded value, and
+anything the server echoes back is scrubbed of it.
+
+httpx is imported on first use, so resolving a model string stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http
+import json
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from pytest_llmobs.providers import ConfigError
+from pytest_llmobs.providers.base import (
+    Message,
+    ModelResponse,
+    ProviderError,
+    UnknownModelError,
+    Usage,
+)
+from pytest_llmobs.providers.pricing import PriceError, PriceTable
+from pytest_llmobs.providers.retry import (
+    RetryPolicy,
+    is_retryable_status,
+    parse_retry_after,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "PREFIX",
+    "OpenAIProvider",
+    "is_openai_model",
+]
+
+PREFIX = "openai"
+API_KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+PLAIN_HINT = "plain gpt-*, chatgpt-*, o1*, o3*, o4* too"
+
+_PLAIN = re.compile(r"^(?:gpt-|chatgpt-|o[1-9](?:-|$))")
+_REASONING = re.compile(r"^(?:o[1-9](?:-|$)|gpt-5)")
+_KNOWN_OPTIONS = (
+    "timeout (seconds > 0), connect_timeout (seconds > 0), max_retries (int >= 0), "
+    "backoff (seconds >= 0)"
+)
+_KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[\w\-*.]{4,}")
+_DETAIL_CHARS = 200
+
+
+def is_openai_model(name: str) -> bool:
+    """Whether a plain model name (no ``openai:``) is one of OpenAI's: gpt-*, o1*, o3*, ..."""
+    return bool(_PLAIN.match(name))
+
+
+class _Secret:
+    """A string that never shows itself in a repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+class _AttemptError(ProviderError):
+    """One failed HTTP attempt, with the parts the final message is built from."""
+
+    def __init__(self, label: str, summary: str, host: str, detail: str = "", **kw: Any) -> None:
+        self.label, self.summary, self.host, self.detail = label, summary, host, detail
+        super().__init__(self.render(1), **kw)
+
+    def render(self, attempts: int) -> str:
+        after = f" after {attempts} attempts" if attempts > 1 else ""
+        tail = f": {self.detail}" if self.detail else ""
+        return f"{self.label}: {self.summary}{after} (host {self.host}){tail}"
+
+
+def _final_message(error: ProviderError, attempts: int) -> str:
+    return error.render(attempts) if isinstance(error, _AttemptError) else str(error)
+
+
+def _display_url(url: str) -> tuple[str, str]:
+    """(base URL without credentials or query, host[:port]) for messages and reprs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}", host
+
+
+def _bad_spec(detail: str) -> UnknownModelError:
+    return UnknownModelError(f"{PREFIX}: {detail}; known options: {_KNOWN_OPTIONS}")
+
+
+def _parse_options(model: str, query: str) -> dict[str, float | int]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if query else []
+    except ValueError:
+        raise _bad_spec(f"malformed options {query!r} (expected name=value&...)") from None
+    options: dict[str, float | int] = {}
+    for key, raw in pairs:
+        if key not in ("timeout", "connect_timeout", "max_retries", "backoff"):
+            raise _bad_spec(f"unknown option {key!r} for {model!r}")
+        if key in options:
+            raise _bad_spec(f"option {key!r} given more than once")
+        try:
+            value: float | int = int(raw) if key == "max_retries" else float(raw)
+        except ValueError:
+            kind = "an integer" if key == "max_retries" else "a number"
+            raise _bad_spec(f"bad value {raw!r} for option {key!r} (expected {kind})") from None
+        low_ok = value >= 0 if key in ("max_retries", "backoff") else value > 0
+        if not low_ok or not math.isfinite(value):
+            raise _bad_spec(f"bad value {raw!r} for option {key!r}")
+        options[key] = value
+    return options
+
+
+class OpenAIProvider:
+    """A `Provider` for one model behind an OpenAI-compatible chat completions endpoint."""
+
+    handles_retries: ClassVar[bool] = True
+    """`LLM` does not wrap this provider in its own retries: it retries each HTTP call."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        prices: PriceTable | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``timeout`` bounds reads and writes, ``connect_timeout`` connecting (seconds).
+
+        ``transport``/``async_transport`` replace httpx's network transports (the seam for unit
+        tests with ``httpx.MockTransport``); each async call opens and closes its own client, so
+        an ``async_transport`` must survive being closed (MockTransport does).
+        """
+        self._model = model
+        self._key = _Secret(api_key)
+        self._base_url = base_url.rstrip("/")
+        self._shown_url, self.host = _display_url(self._base_url)
+        self._timeout = (float(timeout), float(connect_timeout))
+        self.retry = retry or RetryPolicy()
+        self._retry_overrides: dict[str, Any] = {}
+        self.prices = prices if prices is not None else PriceTable()
+        self._transport = transport
+        self._async_transport = async_transport
+        self._client: httpx.Client | None = None
+        self._ssl: Any = None
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_spec(cls, spec: str, *, env: Mapping[str, str] | None = None) -> OpenAIProvider:
+        """Build from ``openai:<model>[?options]`` or a plain ``gpt-4o-mini[?options]``.
+
+        Raises `UnknownModelError` for a bad option and `ConfigError` when ``OPENAI_API_KEY`` is
+        missing, ``OPENAI_BASE_URL`` is not an http(s) URL or ``LLMOBS_PRICES`` is unreadable.
+        """
+        environ = os.environ if env is None else env
+        name, _, query = spec.strip().partition("?")
+        name = name.strip()
+        model = name[len(PREFIX) + 1 :] if name.startswith(f"{PREFIX}:") else name
+        if not model:
+            raise UnknownModelError(
+                f"{PREFIX}: no model named in {spec!r}; e.g. openai:gpt-4o-mini"
+            )
+        options = _parse_options(model, query)
+        label = f"{PREFIX}:{model}"
+        api_key = environ.get(API_KEY_ENV, "").strip()
+        if not api_key:
+            raise ConfigError(
+                f"{label} needs an API key: set the {API_KEY_ENV} environment variable "
+                "(a local OpenAI-compatible server without auth accepts any value)"
+            )
+        base_url = environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = _display_url(base_url)[0] if parts.hostname else "(not a URL)"
+            raise ConfigError(
+                f"{BASE_URL_ENV} must be an http(s) URL such as {DEFAULT_BASE_URL}; got {shown}"
+            )
+        try:
+            prices = PriceTable.default(env=environ)
+        except PriceError as exc:
+            raise ConfigError(str(exc)) from None
+        provider = cls(
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
+            connect_timeout=float(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
+            prices=prices,
+        )
+        overrides: dict[str, Any] = {
+            k: options[k] for k in ("max_retries", "backoff") if k in options
+        }
+        provider._retry_overrides = overrides
+        provider.retry = dataclasses.replace(provider.retry, **overrides)
+        return provider
+
+    # --- Provider protocol -------------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The timeouts, and the retry options the model string set."""
+        return MappingProxyType(
+            {"timeout": self._timeout[0], "connect_timeout": self._timeout[1]}
+            | self._retry_overrides
+        )
+
+    @property
+    def cache_identity(self) -> str:
+        """The model as a cache key sees it: neither the server, the key nor timeouts."""
+        return f"{PREFIX}:{self._model}"
+
+    def set_default_retry(self, policy: RetryPolicy) -> None:
+        """Use the session's policy, keeping what the model string set (``max_retries=``...)."""
+        self.retry = dataclasses.replace(policy, **self._retry_overrides)
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider({self._model!r}, base_url={self._shown_url!r})"
+
+    def complete(self, messages: list[Message], **params: Any) -> ModelResponse:
+        __tracebackhide__ = True
+        body = self._body(messages, params)
+        answer, attempts = self.retry.call(
+            lambda: self._attempt(body), ok_status=200, message=_final_message
+        )
+        answer.metadata["attempts"] = [a.to_dict() for a in attempts]
+        return answer
+
+    async def acomplete(self, messages: list[Message], **params: Any) -> ModelResponse:
+        import httpx
+
+        __tracebackhide__ = True
+        body = self._body(messages, params)
+        async with httpx.AsyncClient(
+            base_url=self._base_url,
+            timeout=self._httpx_timeout(),
+            transport=self._async_transport,
+            verify=self._ssl_context(),
+            follow_redirects=False,
+        ) as client:
+            answer, attempts = await self.retry.acall(
+                lambda: self._aattempt(client, body), ok_status=200, message=_final_message
+            )
+        answer.metadata["attempts"] = [a.to_dict() for a in attempts]
+        return answer
+
+    def close(self) -> None:
+        """Close the pooled connections of the sync client (it reopens on the next call)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # --- one attempt --------------------------------------------------------------------------
+
+    def _httpx_timeout(self) -> httpx.Timeout:
+        import httpx
+
+        return httpx.Timeout(self._timeout[0], connect=self._timeout[1])
+
+    def _ssl_context(self) -> Any:
+        """One verifying SSL context per provider: building one loads the CA bundle (~0.1 s),
+        and `acomplete` opens a client per call."""
+        with self._lock:
+            if self._ssl is None:
+                import httpx
+
+                self._ssl = httpx.create_ssl_context()
+            return self._ssl
+
+    def _sync_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    base_url=self._base_url,
+                    timeout=self._httpx_timeout(),
+                    transport=self._transport,
+                    verify=self._ssl_context(),
+                    follow_redirects=False,
+                )
+            return self._client
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
+
+    def _body(self, messages: list[Message], params: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self._model, "messages": messages}
+        body.update(params)
+        if _REASONING.match(self._model) and "max_tokens" in body:
+            body.setdefault("max_completion_tokens", body.pop("max_tokens"))
+        return body
+
+    def _attempt(self, body: dict[str, Any]) -> ModelResponse:
+        import httpx
+
+        client = self._sync_client()
+        started = time.perf_counter()
+        try:
+            response = client.post("/chat/completions", json=body, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._parse(response, started)
+
+    async def _aattempt(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ModelResponse:
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            response = await client.post("/chat/completions", json=body, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._parse(response, started)
+
+    # --- errors and responses -----------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        key = self._key.reveal()
+        if key:
+            text = text.replace(key, "***")
+        return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
+
+    def _error(self, summary: str, detail: str = "", **kw: Any) -> _AttemptError:
+        detail = " ".join(self._scrub(detail).split())
+        if len(detail) > _DETAIL_CHARS:
+            detail = detail[: _DETAIL_CHARS - 1] + "…"
+        return _AttemptError(
+            f"{PREFIX}:{self._model}", self._scrub(summary), self.host, detail, **kw
+        )
+
+    def _transport_error(self, exc: Exception) -> _AttemptError:
+        import httpx
+
+        kind = type(exc).__name__
+        text = str(exc) or kind
+        if isinstance(exc, httpx.TimeoutException):
+            what = {"ConnectTimeout": "connect timeout", "ReadTimeout": "read timeout"}
+            summary = what.get(kind, "timeout")
+            return self._error(f"{summary} ({kind})", retryable=True)
+        if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
+            return self._error(f"connection failed ({kind})", text, retryable=True)
+        return self._error(f"request failed ({kind})", text)
+
+    def _parse(self, response: httpx.Response, started: float) -> ModelResponse:
+        status = response.status_code
+        if not 200 <= status < 300:
+            try:
+                phrase = http.HTTPStatus(status).phrase
+            except ValueError:
+                phrase = response.reason_phrase or "error"
+            raise self._error(
+                f"{status} {phrase}",
+                _error_detail(response),
+                status=status,
+                retryable=is_retryable_status(status),
+                retry_after=parse_retry_after(response.headers),
+            )
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            message = choice["message"]
+            text = message.get("content")
+            if text is None:
+                text = message.get("refusal") or ""
+            usage = data.get("usage") or {}
+            input_tokens = int(usage.get("prompt_tokens") or 0)
+            output_tokens = int(usage.get("completion_tokens") or 0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            preview = " ".join(response.text[:80].split())
+            raise self._error(
+                "malformed response",
+                f"expected chat completion JSON with choices[0].message ({type(exc).__name__}); "
+                f"body starts {preview!r}",
+                status=status,
+            ) from None
+        latency = (time.perf_counter() - started) * 1000.0
+        model = str(data.get("model") or self._model)
+        usage_ = Usage(input=input_tokens, output=output_tokens)
+        return ModelResponse(
+            text=str(text),
+            model=model,
+            usage=usage_,
+            latency_ms=latency,
+            cost=self.prices.price(model, self._model, usage=usage_),
+            metadata={
+                "finish_reason": choice.get("finish_reason"),
+                "response_id": data.get("id"),
+            },
+        )
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The server's error message (OpenAI's ``{"error": {"message": ...}}``) or body text."""
+    try:
+        data = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return response.text
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return response.text

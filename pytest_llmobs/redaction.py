@@ -1,0 +1,167 @@
+"""Masking personal data and secrets before anything is stored, reported or uploaded.
+
+Built-in maskers replace what they find with a typed placeholder:
+
+============  ==============================================================================
+``<SECRET>``  API keys (``sk-...``, ``pk-lf-...``, ``sk-lf-...``), bearer tokens, AWS access keys,
+              ``password=``/``api_key=``/``token=``/``secret=`` pairs (the value is masked)
+``<EMAIL>``   e-mail addresses
+``<IBAN>``    IBANs whose mod-97 checksum holds
+``<CARD>``    payment card numbers (13–19 digits) whose Luhn checksum holds
+``<IP>``      IPv4 and IPv6 addresses
+``<PHONE>``   phone numbers in international (``+`` prefix) or North American format
+============  ==============================================================================
+
+``strict`` adds ``<NUMBER>`` for any run of 6 or more digits and ``<TOKEN>`` for long hex or
+base64-like strings. Placeholders hold no digits or masked characters, so masking is idempotent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+Masker = Callable[[str], str]
+RedactMode = Literal["off", "default", "strict"]
+REDACT_MODES: tuple[RedactMode, ...] = ("off", "default", "strict")
+
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(password|passwd|pwd|api[_-]?key|secret|token|access[_-]?token|client[_-]?secret)"
+    r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+)
+_SECRET_TOKENS = re.compile(
+    r"\b(?:sk|pk|rk)-(?:lf-|proj-|live-|test-)?[A-Za-z0-9_\-]{16,}"
+    r"|\bBearer\s+[A-Za-z0-9._~+/\-]{12,}=*"
+    r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b"
+    r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
+)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+_PHONE = re.compile(
+    r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\d)"
+    r"|(?<![\w(])\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}(?!\d)"
+)
+_LONG_NUMBER = re.compile(r"\d{6,}")
+_LONG_TOKEN = re.compile(
+    r"\b(?=[A-Za-z0-9+/_\-]*\d)(?=[A-Za-z0-9+/_\-]*[A-Za-z])[A-Za-z0-9+/_\-]{32,}={0,2}"
+)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _iban_ok(candidate: str) -> bool:
+    compact = candidate.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in rearranged)
+    return int(number) % 97 == 1
+
+
+def mask_secrets(text: str) -> str:
+    text = _SECRET_TOKENS.sub("<SECRET>", text)
+    return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}<SECRET>", text)
+
+
+def mask_emails(text: str) -> str:
+    return _EMAIL.sub("<EMAIL>", text)
+
+
+def mask_ibans(text: str) -> str:
+    return _IBAN.sub(lambda m: "<IBAN>" if _iban_ok(m.group(0)) else m.group(0), text)
+
+
+def mask_cards(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        return "<CARD>" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
+
+    return _CARD.sub(replace, text)
+
+
+def mask_ips(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        try:
+            ipaddress.ip_address(match.group(0))
+        except ValueError:
+            return match.group(0)
+        return "<IP>"
+
+    return _IPV6.sub(replace, _IPV4.sub(replace, text))
+
+
+def mask_phones(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        digits = sum(c.isdigit() for c in match.group(0))
+        return "<PHONE>" if 9 <= digits <= 15 else match.group(0)
+
+    return _PHONE.sub(replace, text)
+
+
+def mask_long_numbers(text: str) -> str:
+    return _LONG_NUMBER.sub("<NUMBER>", text)
+
+
+def mask_long_tokens(text: str) -> str:
+    return _LONG_TOKEN.sub("<TOKEN>", text)
+
+
+DEFAULT_MASKERS: tuple[Masker, ...] = (
+    mask_secrets,
+    mask_emails,
+    mask_ibans,
+    mask_cards,
+    mask_ips,
+    mask_phones,
+)
+STRICT_MASKERS: tuple[Masker, ...] = (*DEFAULT_MASKERS, mask_long_tokens, mask_long_numbers)
+
+
+class Redactor:
+    """Applies maskers to every string inside a value (dict keys are kept as they are)."""
+
+    def __init__(self, mode: RedactMode = "default", extra: Iterable[Masker] = ()) -> None:
+        if mode not in REDACT_MODES:
+            raise ValueError(f"{mode!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}")
+        self.mode = mode
+        base: tuple[Masker, ...] = {
+            "off": (),
+            "default": DEFAULT_MASKERS,
+            "strict": STRICT_MASKERS,
+        }[mode]
+        self.maskers: tuple[Masker, ...] = (*base, *extra)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.maskers)
+
+    def text(self, value: str) -> str:
+        for masker in self.maskers:
+            value = masker(value)
+        return value
+
+    def value(self, value: Any) -> Any:
+        """A copy of ``value`` with every string masked (JSON-like data: dicts, lists, scalars)."""
+        if not self.maskers:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {key: self.value(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.value(item) for item in value]
+        return value

@@ -1,0 +1,60 @@
+"""Report files written once the run is finished: ``--llm-report`` (HTML) and ``--llm-json``.
+
+Registered only in the process that records the run (never on xdist workers), and only when a
+file is asked for. Both are built from the stored run, so they hold exactly what
+``llmobs export`` and ``llmobs report`` would give for it later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmobs.store import StoreError
+
+if TYPE_CHECKING:
+    from pytest_llmobs.run import RunResult
+    from pytest_llmobs.session import SessionState
+
+
+class ReportFiles:
+    """Writes the requested files after every other ``pytest_llmobs_run_finished``
+    implementation (a baseline comparison, say) has had its say, then names them in the
+    terminal summary."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+        self.lines: list[tuple[str, bool]] = []
+        """(line, is an error) pairs for the terminal summary."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_llmobs_run_finished(self, result: RunResult, config: pytest.Config) -> None:
+        from pytest_llmobs.reporting.html import write_html
+        from pytest_llmobs.reporting.json_report import write_json
+
+        settings = self.state.settings
+        wanted: list[tuple[str, Path, Callable[[Mapping[str, Any], Path], Path]]] = []
+        if settings.report_html is not None:
+            wanted.append(("HTML report", settings.report_html, write_html))
+        if settings.report_json is not None:
+            wanted.append(("JSON run", settings.report_json, write_json))
+        try:
+            run = self.state.store.load_run(result.run_id)
+        except StoreError as exc:
+            self.lines.append((f"llmobs: cannot write reports: {exc}", True))
+            return
+        for label, path, write in wanted:
+            try:
+                write(run, path)
+            except OSError as exc:
+                self.lines.append((f"llmobs: could not write the {label} to {path}: {exc}", True))
+            else:
+                self.lines.append((f"llmobs: {label} written to {path}", False))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        for line, error in self.lines:
+            terminalreporter.write_line(line, red=error, bold=error)

@@ -1,0 +1,337 @@
+"""The HTML report's comparison with a baseline run (the run summary's ``"comparison"``).
+
+The shape is `pytest_llmobs.compare.Comparison.to_dict()`: the baseline run, the verdict, metric
+rows (group, name, baseline, current, delta, ci_low/ci_high of the paired change, p_value,
+verdict, fails_gate), what changed (model, params, prompt versions with diffs, datasets), flipped
+items and unmatched ones. It is read defensively: a missing key drops its part, an unknown key
+is still shown (as a generic table), and other row shapes fall back to the generic table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_llmobs.reporting.html_text import as_text, clipped, esc, number, short
+from pytest_llmobs.reporting.svg import interval_mark
+
+_MAX_ROWS = 500
+
+_BAD = frozenset({"regressed", "regression", "worse", "fail", "failed", "degraded", "lost"})
+_GOOD = frozenset({"improved", "improvement", "better", "pass", "passed", "gained", "fixed"})
+
+
+def verdict_class(verdict: object) -> str:
+    """``regressed``, ``improved`` or ``neutral``: the CSS class of a verdict word (for a
+    direction such as ``pass->fail``, of where it ends)."""
+    word = str(verdict or "").lower().strip()
+    if "->" in word:
+        word = word.rsplit("->", 1)[1].strip()
+    if word in _BAD or word.startswith(("regress", "worse")):
+        return "regressed"
+    if word in _GOOD or word.startswith(("improv", "better")):
+        return "improved"
+    return "neutral"
+
+
+def comparison_section(comparison: object) -> str:
+    """The section, or an empty string when the run has no comparison."""
+    if not isinstance(comparison, Mapping) or not comparison:
+        return ""
+    known = {
+        "baseline", "current", "verdict", "regressions", "matched", "max_drop",
+        "metrics", "changes", "flips", "flipped", "unmatched",
+    }  # fmt: skip
+    parts = ['<section id="comparison"><h2>Comparison with baseline</h2>', _headline(comparison)]
+    metrics = comparison.get("metrics")
+    if metrics:
+        parts.append(_metrics(metrics))
+    changes = comparison.get("changes")
+    if changes:
+        parts.append(f"<h3>What changed</h3>{_changes(changes)}")
+    flips = comparison.get("flips") or comparison.get("flipped")
+    if flips:
+        parts.append(f"<h3>Flipped items</h3>{_flips(flips)}")
+    unmatched = comparison.get("unmatched")
+    if unmatched:
+        parts.append(f"<h3>Unmatched items</h3>{_unmatched(unmatched)}")
+    for key, value in comparison.items():
+        if key not in known and value not in (None, "", [], {}):
+            parts.append(f"<h3>{esc(str(key).replace('_', ' '))}</h3>{generic(value)}")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _headline(comparison: Mapping[str, Any]) -> str:
+    pairs = []
+    if comparison.get("baseline") is not None:
+        pairs.append(("baseline", _run_info(comparison["baseline"])))
+    verdict = comparison.get("verdict")
+    if verdict is not None:
+        css = verdict_class(verdict)
+        pairs.append(("verdict", f'<span class="badge {css}">{esc(verdict)}</span>'))
+    regressions = comparison.get("regressions")
+    if isinstance(regressions, int) and not isinstance(regressions, bool):
+        css = "errors" if regressions else "muted"
+        pairs.append(("regressions", f'<span class="{css}">{regressions} fail the gate</span>'))
+    if comparison.get("matched") is not None:
+        pairs.append(("matched", f"{esc(_scalar(comparison['matched']))} cases in both runs"))
+    if comparison.get("max_drop") is not None:
+        pairs.append(("tolerated drop", esc(_scalar(comparison["max_drop"]))))
+    if not pairs:
+        return ""
+    return '<dl class="kv">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in pairs) + "</dl>"
+
+
+def _run_info(value: object) -> str:
+    if not isinstance(value, Mapping):
+        return f'<span class="mono">{esc(_scalar(value))}</span>'
+    name, run_id = value.get("name"), value.get("id")
+    shown = " · ".join(str(v) for v in (name, run_id) if v)
+    extra = [str(value[k]) for k in ("model", "status") if value.get(k)]
+    if value.get("source"):
+        extra.append(f"from {value['source']}" + (f" {value['ref']}" if value.get("ref") else ""))
+    tail = f' <span class="muted">({esc(", ".join(extra))})</span>' if extra else ""
+    return f'<span class="mono">{esc(shown or "?")}</span>{tail}'
+
+
+def _metric_rows(metrics: object) -> list[Mapping[str, Any]]:
+    if isinstance(metrics, Mapping):
+        rows: list[Mapping[str, Any]] = []
+        for name, row in metrics.items():
+            rows.append({"name": name, **row} if isinstance(row, Mapping) else {"name": name})
+        return rows
+    if isinstance(metrics, list):
+        return [row for row in metrics if isinstance(row, Mapping)]
+    return []
+
+
+def _interval(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    low, high = row.get("ci_low"), row.get("ci_high")
+    interval = row.get("interval") or row.get("ci")
+    if low is None and isinstance(interval, list | tuple) and len(interval) == 2:
+        low, high = interval
+    elif low is None and isinstance(interval, Mapping):
+        low, high = interval.get("low"), interval.get("high")
+    return _num(low), _num(high)
+
+
+def _severity(row: Mapping[str, Any]) -> int:
+    if row.get("fails_gate"):
+        return 0
+    return {"regressed": 1, "improved": 2}.get(verdict_class(row.get("verdict")), 3)
+
+
+def _metrics(metrics: object) -> str:
+    """Metrics with a paired interval or a verdict first (worst first), the rest folded."""
+    rows = _metric_rows(metrics)
+    if not rows:
+        return generic(metrics)
+    rows = sorted(rows, key=_severity)  # stable: the comparison's own order within a rank
+    tested = [r for r in rows if _interval(r)[0] is not None or _severity(r) < 3]
+    rest = [r for r in rows if not (_interval(r)[0] is not None or _severity(r) < 3)]
+    html = _metrics_table(tested) if tested else ""
+    if rest:
+        html += (
+            f"<details><summary>{len(rest)} more aggregate(s) without a paired test</summary>"
+            f"{_metrics_table(rest)}</details>"
+        )
+    return html
+
+
+def _metrics_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    body = []
+    for row in rows[:_MAX_ROWS]:
+        name = row.get("name") or row.get("metric") or row.get("aggregate") or "?"
+        group = row.get("group", row.get("dataset"))
+        scope = "all tests" if group in (None, "*") else str(group)
+        baseline, current = _num(row.get("baseline")), _num(row.get("current"))
+        delta = _num(row.get("delta"))
+        if delta is None and baseline is not None and current is not None:
+            delta = current - baseline
+        low, high = _interval(row)
+        verdict = row.get("verdict") or ""
+        css = verdict_class(verdict)
+        ci = f"{_signed(low)} … {_signed(high)}" if low is not None and high is not None else "–"
+        signed = "–" if delta is None else _signed(delta)
+        stats = [
+            f"{label}={number(row[key])}"
+            for key, label in (("n", "n"), ("p_value", "p"))
+            if _num(row.get(key)) is not None
+        ]
+        extra = f'<div class="muted">{esc(" ".join(stats))}</div>' if stats else ""
+        badge = f'<span class="badge {css}">{esc(verdict)}</span>' if verdict else ""
+        if row.get("fails_gate"):
+            badge += ' <span class="badge regressed">fails the gate</span>'
+        bad = row.get("fails_gate") or css == "regressed"
+        body.append(
+            f'<tr class="{"bad" if bad else ""}"><td>{esc(scope)}</td>'
+            f'<td class="mono">{esc(name)}</td>'
+            f'<td class="num">{esc(number(baseline))}</td>'
+            f'<td class="num">{esc(number(current))}</td>'
+            f'<td class="num">{esc(signed)}</td><td class="num">{esc(ci)}{extra}</td>'
+            f"<td>{interval_mark(delta, low, high, css_class=css)}</td><td>{badge}</td></tr>"
+        )
+    return (
+        '<table class="metrics"><thead><tr><th>scope</th><th>metric</th><th class="num">baseline'
+        '</th><th class="num">current</th><th class="num">delta</th><th class="num">95% CI of'
+        f" the change</th><th>change vs 0</th><th>verdict</th></tr></thead><tbody>{''.join(body)}"
+        f"</tbody></table>{_more(len(rows))}"
+    )
+
+
+def _changes(changes: object) -> str:
+    if not isinstance(changes, list) or not all(isinstance(c, Mapping) for c in changes):
+        return generic(changes)
+    rows = []
+    for change in changes[:_MAX_ROWS]:
+        diff = change.get("diff")
+        detail = (
+            f"<details><summary>diff</summary><pre>{clipped(str(diff))}</pre></details>"
+            if diff
+            else ""
+        )
+        note = f'<div class="muted">{esc(change["note"])}</div>' if change.get("note") else ""
+        rows.append(
+            f"<tr><td>{esc(_scalar(change.get('kind')))}</td>"
+            f'<td class="mono">{esc(_scalar(change.get("name")))}</td>'
+            f'<td class="mono">{esc(_scalar(change.get("baseline")))}</td>'
+            f'<td class="mono">{esc(_scalar(change.get("current")))}</td>'
+            f"<td>{note}{detail}</td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>what</th><th>name</th><th>baseline</th><th>current</th>"
+        f"<th>notes</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{_more(len(changes))}"
+    )
+
+
+def _flips(flips: object) -> str:
+    if not isinstance(flips, list) or not all(isinstance(f, Mapping) for f in flips):
+        return generic(flips)
+    ordered = sorted(flips, key=lambda f: verdict_class(f.get("direction")) != "regressed")
+    rows = []
+    for flip in ordered[:_MAX_ROWS]:
+        direction = flip.get("direction") or (
+            f"{flip.get('baseline_outcome')}->{flip.get('current_outcome')}"
+        )
+        case = flip.get("label") or flip.get("node_id") or flip.get("item_id") or "?"
+        scores = flip.get("scores") if isinstance(flip.get("scores"), Mapping) else {}
+        changed = "; ".join(f"{name}: {_pair(values)}" for name, values in (scores or {}).items())
+        rows.append(
+            f'<tr><td><span class="badge {verdict_class(direction)}">{esc(direction)}</span></td>'
+            f'<td class="mono" title="{esc(flip.get("node_id") or "")}">{esc(case)}</td>'
+            f"<td>{_cell(flip.get('input'))}</td><td>{_cell(flip.get('expected_output'))}</td>"
+            f"<td>{_cell(flip.get('baseline_output'))}</td>"
+            f"<td>{_cell(flip.get('current_output'))}</td>"
+            f'<td class="mono">{esc(changed)}</td></tr>'
+        )
+    return (
+        "<table><thead><tr><th>flip</th><th>case</th><th>input</th><th>expected</th>"
+        "<th>baseline output</th><th>current output</th><th>scores</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{_more(len(flips))}"
+    )
+
+
+def _signed(value: float) -> str:
+    """A change with its sign: ``+0.020``, ``-0.350``, ``+3``."""
+    if value == int(value) and abs(value) < 1e12:
+        return f"{int(value):+d}" if value else "0"
+    return f"{value:+.3f}"
+
+
+def _pair(values: object) -> str:
+    if isinstance(values, list | tuple) and len(values) == 2:
+        return f"{_scalar(values[0])} → {_scalar(values[1])}"
+    return _scalar(values)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return '<span class="muted">–</span>'
+    text = as_text(value)
+    return f'<span title="{esc(short(text, 2000))}">{esc(short(text, 160))}</span>'
+
+
+def _unmatched(unmatched: object) -> str:
+    if not isinstance(unmatched, Mapping):
+        return generic(unmatched)
+    if not any(unmatched.values()):
+        return '<p class="muted">Every case ran in both runs.</p>'
+    lines = []
+    for key, value in unmatched.items():
+        cases = value if isinstance(value, list) else [value]
+        label = str(key).replace("_", " ")
+        shown = ", ".join(_scalar(c) for c in cases[:200]) or "none"
+        more = f" … and {len(cases) - 200} more" if len(cases) > 200 else ""
+        lines.append(
+            f'<dt>{esc(label)} ({len(cases)})</dt><dd class="mono">{esc(shown + more)}</dd>'
+        )
+    return f'<dl class="kv">{"".join(lines)}</dl>'
+
+
+def generic(value: object, depth: int = 0) -> str:
+    """Any JSON-like value as markup: a list of records as a table, a mapping as a definition
+    list, a list of scalars as a comma-separated line."""
+    if depth > 4:
+        return f'<span class="mono">{esc(short(str(value), 300))}</span>'
+    if isinstance(value, Mapping):
+        pairs = "".join(
+            f"<dt>{esc(k)}</dt><dd>{generic(v, depth + 1)}</dd>" for k, v in value.items()
+        )
+        return f'<dl class="kv">{pairs}</dl>'
+    if isinstance(value, list):
+        if value and all(isinstance(v, Mapping) for v in value):
+            return _records(value, depth)
+        return esc(", ".join(_scalar(v) for v in value[:_MAX_ROWS])) + _more(len(value))
+    return esc(_scalar(value))
+
+
+def _records(records: list[Mapping[str, Any]], depth: int) -> str:
+    columns: list[str] = []
+    for record in records[:_MAX_ROWS]:
+        columns += [str(k) for k in record if str(k) not in columns]
+    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in columns[:12])
+    rows = []
+    for record in records[:_MAX_ROWS]:
+        cells = []
+        for column in columns[:12]:
+            value = record.get(column)
+            css = ""
+            if column in ("verdict", "status", "change", "direction"):
+                css = f' class="{verdict_class(value)}"'
+                value_html = (
+                    f'<span class="badge {verdict_class(value)}">{esc(_scalar(value))}</span>'
+                )
+            elif isinstance(value, Mapping | list):
+                value_html = generic(value, depth + 1)
+            else:
+                value_html = esc(_scalar(value))
+                if column in ("node_id", "item_id", "id", "trace_id"):
+                    value_html = f'<span class="mono">{value_html}</span>'
+            cells.append(f"<td{css}>{value_html}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{_more(len(records))}"
+    )
+
+
+def _more(total: int) -> str:
+    if total <= _MAX_ROWS:
+        return ""
+    return f'<p class="muted">… and {total - _MAX_ROWS:,} more not shown.</p>'
+
+
+def _scalar(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool | int | float):
+        return number(value)
+    return short(str(value), 500)
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

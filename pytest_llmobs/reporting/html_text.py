@@ -1,0 +1,104 @@
+"""Escaping and formatting shared by the HTML report's sections.
+
+Everything that reaches the page from a run (test ids, inputs, outputs, score values, error
+messages) is untrusted text: it goes through `esc`, which escapes quotes as well, so the result
+is safe both between tags and inside attribute values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+
+MAX_TEXT_CHARS = 20_000
+"""Longest value shown in full in a trace; longer ones are cut, with a note saying so."""
+
+OUTCOMES = ("passed", "failed", "error", "skipped")
+
+
+def esc(value: object) -> str:
+    """``value`` as text, escaped for HTML content and (double- or single-quoted) attributes."""
+    return html.escape(value if isinstance(value, str) else str(value), quote=True)
+
+
+def number(value: object, *, digits: int = 3) -> str:
+    """A number the way people read it: integers plain, others with ``digits`` decimals."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, int | float):
+        return "n/a" if value is None else str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e12:
+        return str(int(value))
+    return f"{value:.{digits}f}"
+
+
+def compact(value: float) -> str:
+    """A number in at most four significant digits (axis ticks, bin edges): ``0.3``, ``146``."""
+    return f"{value:.4g}"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def duration(seconds: float | None) -> str:
+    """``0.4 ms``, ``12 ms``, ``1.25 s``, ``3 min 5 s``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def timestamp(value: object) -> str:
+    """A Unix time as local date and time with its UTC offset."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "–"
+    try:
+        moment = dt.datetime.fromtimestamp(float(value)).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return "–"
+    return moment.strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def score_value(value: object) -> str:
+    """A score's value as shown in chips and JUnit properties (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return number(value)
+    return str(value)
+
+
+def as_text(value: object) -> str:
+    """A recorded value (string, list, dict...) as readable text: strings as they are, other
+    values as indented JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def clipped(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` escaped, cut at ``limit`` characters with a visible note when longer."""
+    if len(text) <= limit:
+        return esc(text)
+    hidden = len(text) - limit
+    return f'{esc(text[:limit])}<span class="cut">… {hidden:,} more characters not shown</span>'
+
+
+def short(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (not escaped)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

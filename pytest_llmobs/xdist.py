@@ -1,0 +1,93 @@
+"""pytest-xdist support: hooks registered only when xdist is present (its hook names are unknown
+to pytest otherwise), so the plugin also runs without it and with ``-p no:xdist``.
+
+How a ``pytest -n 4`` session becomes one experiment run:
+
+- controller → worker: the run id travels in ``workerinput`` (`pytest_configure_node`), so
+  trace ids derive from the controller's run id on every worker;
+- worker → controller, per test: the finished item rides on its teardown report
+  (``plugin.PAYLOAD_ATTRIBUTE``, plain builtins that xdist serialises), and the controller's
+  `RunRecorder` writes it as it arrives; workers never write runs or items;
+- worker → controller, run-wide: the prompt versions a worker registered go in ``workeroutput``
+  at its session end; the controller copies them into its own store when that store lacks them
+  (an in-memory store with ``--llm-no-store``, or a worker on another host). Workers that share
+  the controller's store file register versions in it directly: each registration is one
+  ``BEGIN IMMEDIATE`` transaction on a WAL database with a 30 s busy timeout, so concurrent
+  workers agree on every version number;
+- lost items: the controller learns every collected node id from
+  `pytest_xdist_node_collection_finished`; a test whose worker crashed is reported by xdist as
+  failed (`pytest_handlecrashitem`) and has no item; the run lists such ids as ``missing``
+  (with the reason), and the worker's finished items stay stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pytest_llmobs.configure import WORKER_RUN_ID, is_xdist_worker
+from pytest_llmobs.session import SessionState
+
+WORKER_OUTPUT = "llmobs"
+"""Key of the plugin's run-wide data in a worker's ``workeroutput``."""
+
+
+class XdistHooks:
+    """xdist-only hooks (controller and workers); registered when xdist is present."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+
+    # --- controller ---------------------------------------------------------------------------
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[WORKER_RUN_ID] = self.state.run_id
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        if self.state.recorder is not None:
+            self.state.recorder.expect(ids)
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+        if self.state.recorder is not None:
+            self.state.recorder.note_lost(crashitem, str(report.longrepr))
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        data = output.get(WORKER_OUTPUT)
+        if isinstance(data, dict):
+            merge_worker_output(self.state, data)
+
+    # --- worker -------------------------------------------------------------------------------
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        config = session.config
+        if is_xdist_worker(config):
+            config.workeroutput[WORKER_OUTPUT] = worker_output(self.state)  # type: ignore[attr-defined]
+
+
+def worker_output(state: SessionState) -> dict[str, Any]:
+    """A worker's run-wide data, as plain builtins: the prompt versions it registered."""
+    prompts = []
+    for name, version in sorted(state.store.registered_prompts):
+        stored = state.store.get_prompt(name, version=version)
+        if stored is not None:
+            prompts.append(stored)
+    return {"prompts": prompts}
+
+
+def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
+    """Keep the prompt versions a worker registered in the controller's store."""
+    for prompt in data.get("prompts") or []:
+        state.store.import_prompt_version(prompt)
+
+
+def missing_lines(missing: Sequence[dict[str, str]]) -> list[str]:
+    """The terminal lines naming collected items that have no result in the run."""
+    if not missing:
+        return []
+    count = len(missing)
+    lines = [f"{count} collected item{'s' if count != 1 else ''} missing from the run:"]
+    lines += [f"  {entry['node_id']}  ({entry['reason']})" for entry in missing]
+    return lines

@@ -1,0 +1,385 @@
+"""A real OpenAI-compatible chat completions server on 127.0.0.1, in a thread, scripted per test.
+
+It speaks ``POST /v1/chat/completions`` over real HTTP/1.1 (keep-alive), records every request
+it gets, and answers from a queue of scripted replies, then from a responder (default: an echo
+of the last user message with token usage)::
+
+    from fake_openai import FakeOpenAI, answer, error, openai_env  # a fixture, as is fake_openai
+
+    def test_retry(openai_env: FakeOpenAI) -> None:  # OPENAI_API_KEY, OPENAI_BASE_URL are set
+        openai_env.queue(error(429, retry_after=2), answer("Paris", prompt_tokens=12))
+        ...                                                # call the model
+        assert [r.path for r in openai_env.requests] == ["/v1/chat/completions"] * 2
+
+Replies: `answer` (200 with usage), `error` (any status; ``retry_after=`` sets ``Retry-After``),
+`slow` (holds the response until `FakeOpenAI.release` or close, then sends another reply),
+`malformed` (200 with a body that is not a chat completion) and `drop` (closes the connection
+without answering). `closed_url` gives a base URL where nothing listens (connection refused).
+Nothing here sleeps: a held reply waits on an event, `wait_for_requests` on a condition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import pytest
+
+__all__ = [
+    "FAKE_API_KEY",
+    "FakeOpenAI",
+    "RecordedRequest",
+    "Reply",
+    "answer",
+    "closed_url",
+    "drop",
+    "error",
+    "fake_openai",
+    "malformed",
+    "openai_env",
+    "slow",
+]
+
+FAKE_API_KEY = "sk-fake-LEAKCHECK-7f3a9c2e1b"
+"""The key `openai_env` sets: recognisable, so a test can search outputs for it."""
+
+_HOLD_LIMIT = 60.0
+"""Longest a `slow` reply holds its response when nobody releases it (a safety net only)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server does with one request (build it with `answer`, `error`, ...)."""
+
+    kind: Literal["answer", "error", "malformed", "slow", "drop"]
+    status: int = 200
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model: str | None = None
+    finish_reason: str = "stop"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    then: Reply | None = None
+    hold: threading.Event | None = None
+
+
+def answer(
+    text: str,
+    *,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    model: str | None = None,
+    finish_reason: str = "stop",
+) -> Reply:
+    """A 200 chat completion; token counts default to word counts, model to the requested one."""
+    return Reply(
+        "answer",
+        text=text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        model=model,
+        finish_reason=finish_reason,
+    )
+
+
+def error(
+    status: int,
+    message: str | None = None,
+    *,
+    retry_after: float | str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """An error status with OpenAI's body ``{"error": {"message": ...}}``."""
+    extra = dict(headers or {})
+    if retry_after is not None:
+        extra["Retry-After"] = str(retry_after)
+    return Reply("error", status=status, text=message or f"fake error {status}", headers=extra)
+
+
+def malformed(body: str = '{"choices": [ this is not json') -> Reply:
+    """A 200 whose body is not a chat completion."""
+    return Reply("malformed", body=body.encode("utf-8"))
+
+
+def slow(then: Reply | None = None) -> Reply:
+    """Hold the response until `FakeOpenAI.release` (or close), then send ``then``."""
+    return Reply("slow", then=then, hold=threading.Event())
+
+
+def drop() -> Reply:
+    """Close the connection without sending a response."""
+    return Reply("drop")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server received."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    """Lower-cased names."""
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        data = self.json
+        return list(data.get("messages", [])) if isinstance(data, dict) else []
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The body without ``model`` and ``messages``: the call parameters."""
+        data = self.json
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if k not in ("model", "messages")}
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def echo(request: RecordedRequest) -> Reply:
+    """The default responder: ``echo: <last user message>``."""
+    last = next(
+        (str(m.get("content", "")) for m in reversed(request.messages) if m.get("role") == "user"),
+        "",
+    )
+    return answer(f"echo: {last}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeOpenAI
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        fake = self.server.fake
+        reply = fake._record(request)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            reply = error(404, f"no route {self.path}")
+        try:
+            self._send(reply, request)
+        except OSError:  # the client gave up (timeout) and closed its end
+            self.close_connection = True
+
+    def _send(self, reply: Reply, request: RecordedRequest) -> None:
+        if reply.kind == "slow":
+            assert reply.hold is not None
+            reply.hold.wait(_HOLD_LIMIT)
+            reply = reply.then or echo(request)
+        if reply.kind == "drop":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if reply.kind == "malformed":
+            self._write(200, reply.body or b"", {"Content-Type": "application/json"})
+            return
+        if reply.kind == "error":
+            payload: dict[str, Any] = {
+                "error": {"message": reply.text, "type": "fake_error", "code": reply.status}
+            }
+            headers = {"Content-Type": "application/json", **reply.headers}
+            self._write(reply.status, json.dumps(payload).encode(), headers)
+            return
+        data = request.json if isinstance(request.json, dict) else {}
+        prompt = sum(_words(str(m.get("content", ""))) for m in request.messages)
+        payload = {
+            "id": f"chatcmpl-fake-{self.server.fake.request_count}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": reply.model or data.get("model") or "fake-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt if reply.prompt_tokens is None else reply.prompt_tokens,
+                "completion_tokens": (
+                    _words(reply.text)
+                    if reply.completion_tokens is None
+                    else reply.completion_tokens
+                ),
+            },
+        }
+        usage = payload["usage"]
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        headers = {"Content-Type": "application/json", **reply.headers}
+        self._write(200, json.dumps(payload).encode(), headers)
+
+    def _write(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+
+class FakeOpenAI:
+    """The server (a context manager; `fake_openai` is the fixture)."""
+
+    def __init__(self) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # how soon `close` is noticed
+            name="fake-openai",
+            daemon=True,
+        )
+        self._changed = threading.Condition()
+        self._queue: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._holds: list[threading.Event] = []
+        self.responder: Callable[[RecordedRequest], Reply] = echo
+        """Answers requests once the queue is empty."""
+
+    # --- lifecycle ---
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- addresses ---
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``."""
+        address, port = self._server.server_address[:2]
+        return f"{address!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use: ``http://127.0.0.1:PORT/v1``."""
+        return f"http://{self.host}/v1"
+
+    # --- script ---
+
+    def queue(self, *replies: Reply) -> FakeOpenAI:
+        """Answer the next requests with ``replies``, in order."""
+        with self._changed:
+            self._queue.extend(replies)
+        return self
+
+    def respond_with(self, responder: Callable[[RecordedRequest], Reply]) -> FakeOpenAI:
+        """Answer requests with ``responder(request)`` once the queue is empty."""
+        self.responder = responder
+        return self
+
+    def release(self) -> None:
+        """Let every held `slow` reply answer."""
+        with self._changed:
+            holds = list(self._holds)
+        for hold in holds:
+            hold.set()
+
+    # --- what was received ---
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._changed:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._changed:
+            return len(self._requests)
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until ``count`` requests arrived (AssertionError after ``timeout`` seconds)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise AssertionError(
+                    f"fake OpenAI server got {len(self._requests)} requests; expected {count}"
+                )
+            return list(self._requests)
+
+    def _record(self, request: RecordedRequest) -> Reply:
+        with self._changed:
+            self._requests.append(request)
+            reply = self._queue.popleft() if self._queue else None
+            if reply is not None and reply.hold is not None:
+                self._holds.append(reply.hold)
+            self._changed.notify_all()
+        return reply if reply is not None else self.responder(request)
+
+
+def closed_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A started `FakeOpenAI`, closed after the test."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_env(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    """`fake_openai`, with ``OPENAI_BASE_URL`` pointing at it and ``OPENAI_API_KEY`` set to
+    `FAKE_API_KEY` (``LLMOBS_PRICES`` unset)."""
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.url)
+    monkeypatch.delenv("LLMOBS_PRICES", raising=False)
+    return fake_openai

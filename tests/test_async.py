@@ -1,0 +1,146 @@
+"""Async tests under pytest-asyncio and anyio: ``await llm.agenerate(...)`` traces into the test,
+and coroutines gathered in one test get their own spans under its root."""
+
+from __future__ import annotations
+
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+MARKS = {
+    "pytest-asyncio": "pytest.mark.asyncio",
+    "anyio": "pytest.mark.anyio",
+}
+
+GATHER_SUITE = """\
+    import asyncio
+
+    import pytest
+    from pytest_llmobs import observe
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+
+    @observe
+    async def ask(llm, country):
+        await asyncio.sleep(0)  # let the other branch start before this one calls the model
+        return (await llm.agenerate(f"What is the capital of {{country}}?")).text
+
+    @{mark}
+    async def test_two_branches(llm, scorer):
+        france, japan = await asyncio.gather(ask(llm, "France"), ask(llm, "Japan"))
+        assert scorer.exact_match(france, "Paris", name="france")
+        assert (await llm.agenerate("What is the capital of Italy?")).text == "Rome"
+        assert japan == "Tokyo"
+    """
+
+
+def tree(item: dict[str, Any]) -> list[tuple[str, str | None, Any]]:
+    """(name, parent name, input) of every observation, in start order."""
+    observations = item["trace"]["observations"]
+    names = {o["id"]: o["name"] for o in observations}
+    return [(o["name"], names.get(o["parent_id"]), o["input"]) for o in observations]
+
+
+@pytest.mark.parametrize("plugin", sorted(MARKS))
+def test_gathered_coroutines_get_their_own_spans_under_the_test_root(
+    pytester: pytest.Pytester, runs: Runs, plugin: str, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_gather=dedent(GATHER_SUITE.format(mark=MARKS[plugin])))
+
+    pytester.runpytest(*xdist_args).assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    observations = item["trace"]["observations"]
+    by_id = {o["id"]: o for o in observations}
+    root = observations[0]
+    assert root["name"] == "test_two_branches" and root["parent_id"] is None
+    branches = [o for o in observations if o["name"] == "ask"]
+    assert [b["parent_id"] for b in branches] == [root["id"], root["id"]]
+    generations = [o for o in observations if o["type"] == "generation"]
+    assert len(generations) == 3
+    for generation in generations:
+        question = generation["input"][0]["content"]
+        parent = by_id[generation["parent_id"]]
+        if "Italy" in question:  # awaited by the test itself
+            assert parent is root
+        else:  # inside one branch: the branch that asked for that country
+            assert parent["name"] == "ask"
+            assert parent["input"]["args"][1] in question
+            assert parent["output"] == generation["output"]
+    assert [s["name"] for s in item["trace"]["scores"]] == ["france"]
+
+
+ANYIO_SHARED_RUNNER = """\
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def anyio_backend():
+        return "asyncio"
+
+    @pytest.fixture(scope="module")
+    async def shared(anyio_backend):  # keeps one anyio runner (one task) for the whole module
+        yield "shared"
+
+    @pytest.mark.anyio
+    async def test_first(llm, shared):
+        assert (await llm.agenerate("What is the capital of France?")).text == "Paris"
+
+    @pytest.mark.anyio
+    async def test_second(llm, shared):
+        assert (await llm.agenerate("What is the capital of Japan?")).text == "Tokyo"
+    """
+
+
+def test_each_anyio_test_traces_into_its_own_trace_when_the_runner_is_shared(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_shared=dedent(ANYIO_SHARED_RUNNER))
+
+    pytester.runpytest().assert_outcomes(passed=2)
+
+    items = runs.items(runs.latest())
+    first = tree(items["test_shared.py::test_first"])
+    second = tree(items["test_shared.py::test_second"])
+    assert [(name, parent) for name, parent, _ in first] == [
+        ("test_first", None),
+        ("llm.generate", "test_first"),
+    ]
+    assert [(name, parent) for name, parent, _ in second] == [
+        ("test_second", None),
+        ("llm.generate", "test_second"),
+    ]
+    assert "Japan" in second[1][2][0]["content"]
+
+
+def test_failing_async_test_marks_its_root_span(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_fail=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.asyncio
+            async def test_wrong(llm):
+                assert (await llm.agenerate("What is the capital of France?")).text == "Lyon"
+            """
+        )
+    )
+
+    pytester.runpytest().assert_outcomes(failed=1)
+
+    (item,) = runs.latest()["items"]
+    root = item["trace"]["observations"][0]
+    assert item["outcome"] == "failed"
+    assert root["level"] == "ERROR"
+    assert "AssertionError" in root["status_message"]
+    assert root["output"] == "Paris"  # the last generation's output

@@ -1,0 +1,322 @@
+"""Baselines: resolving ``--llm-baseline`` (files, saved names, runs), validating export files,
+saving baselines from a session and from ``llmobs baseline``, and the store's schema migration."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sqlite3
+from io import StringIO
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING
+
+import numpy  # noqa: F401  (numpy loads once per process: here, not in an inner session)
+import pytest
+
+import pytest_llmobs.baselines  # noqa: F401  (loaded once here, not inside the inner sessions)
+from pytest_llmobs import cli
+from pytest_llmobs.store import SCHEMA_VERSION, Store
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
+
+SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm, scorer):
+        assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+    """
+
+
+def exact(line: str) -> str:
+    return glob.escape(line)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, capitals: list[dict[str, object]]) -> pytest.Pytester:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_capitals=dedent(SUITE))
+    return pytester
+
+
+def llmobs(directory: Path, *args: str) -> tuple[int, str]:
+    out = StringIO()
+    code = cli.main([*args, "--store", str(directory / ".llmobs")], out)
+    return code, out.getvalue()
+
+
+def compared_with(runs: Runs) -> str:
+    return str(runs.latest()["comparison"]["baseline"]["id"])
+
+
+# --- resolution ---------------------------------------------------------------------------------
+
+
+def test_baseline_by_run_name_id_prefix_and_latest(project: pytest.Pytester, runs: Runs) -> None:
+    project.runpytest("--llm-run-name=first").assert_outcomes(passed=4)
+    first = runs.latest()["id"]
+    project.runpytest("--llm-run-name=second").assert_outcomes(passed=4)
+    second = runs.latest()["id"]
+
+    # "latest" first: each comparison run becomes the latest run.
+    for ref, expected in (("latest", second), ("first", first), (first[:-2], first)):
+        project.runpytest(f"--llm-baseline={ref}").assert_outcomes(passed=4)
+        assert compared_with(runs) == expected, ref
+        assert runs.latest()["comparison"]["baseline"]["source"] == "run"
+
+
+def test_a_file_beats_a_saved_baseline_of_the_same_name(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    project.runpytest("--llm-run-name=exported").assert_outcomes(passed=4)
+    exported = runs.latest()["id"]
+    assert llmobs(project.path, "export", "exported", "-o", str(project.path / "main"))[0] == 0
+    project.runpytest("--llm-save-baseline=main").assert_outcomes(passed=4)
+
+    project.runpytest("--llm-baseline=main").assert_outcomes(passed=4)
+
+    assert compared_with(runs) == exported
+    assert runs.latest()["comparison"]["baseline"]["source"] == "file"
+
+
+def test_a_saved_baseline_beats_a_run_of_the_same_name(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    project.runpytest("--llm-run-name=saved", "--llm-save-baseline=nightly").assert_outcomes(
+        passed=4
+    )
+    saved = runs.latest()["id"]
+    project.runpytest("--llm-run-name=nightly").assert_outcomes(passed=4)
+
+    project.runpytest("--llm-baseline=nightly").assert_outcomes(passed=4)
+
+    assert compared_with(runs) == saved
+    assert runs.latest()["comparison"]["baseline"]["source"] == "saved baseline"
+
+
+def test_unknown_baseline_lists_saved_baselines_and_recent_runs(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    project.runpytest("--llm-run-name=kept", "--llm-save-baseline=main").assert_outcomes(passed=4)
+    run_id = runs.latest()["id"]
+
+    result = project.runpytest("--llm-baseline=mian")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            exact(
+                f"ERROR: --llm-baseline: unknown baseline 'mian': not a file, a saved baseline or "
+                f"a run in {runs.db()}; saved baselines: main; recent runs: kept ({run_id})"
+            )
+        ]
+    )
+
+
+def test_baseline_file_in_the_ini_file_is_relative_to_it(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    project.runpytest("--llm-run-name=exported").assert_outcomes(passed=4)
+    exported = runs.latest()["id"]
+    ci = project.mkdir("ci")
+    llmobs(project.path, "export", "exported", "-o", str(ci / "baseline.json"))
+    (ci / "pytest.ini").write_text("[pytest]\nllm_baseline = baseline.json\n", encoding="utf-8")
+
+    result = project.runpytest("-c", "ci/pytest.ini", f"--rootdir={project.path}")
+
+    result.assert_outcomes(passed=4)
+    assert compared_with(runs) == exported
+
+
+# --- export files: validated at the edge --------------------------------------------------------
+
+
+def test_missing_baseline_file_is_a_usage_error(project: pytest.Pytester) -> None:
+    result = project.runpytest("--llm-baseline=ci/baseline.json")
+
+    assert result.ret == USAGE_ERROR
+    missing = project.path / "ci" / "baseline.json"
+    result.stderr.fnmatch_lines(
+        [exact(f"ERROR: --llm-baseline: baseline file {str(missing)!r} does not exist")]
+    )
+    assert not (project.path / ".llmobs" / "llmobs.db-wal").exists()  # store closed again
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        pytest.param(
+            "{not json",
+            "is not valid JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+            id="not-json",
+        ),
+        pytest.param(
+            '{"runs": []}',
+            "is not a pytest-llmobs run export (expected \"format\": 'pytest-llmobs/run'; write "
+            "one with 'llmobs export RUN -o FILE')",
+            id="not-an-export",
+        ),
+        pytest.param(
+            json.dumps({"format": "pytest-llmobs/run", "format_version": 1, "id": "r1"}),
+            "is not a valid run export: items: Field required",
+            id="no-items",
+        ),
+        pytest.param(
+            json.dumps(
+                {
+                    "format": "pytest-llmobs/run",
+                    "format_version": 1,
+                    "id": "r1",
+                    "items": [{"node_id": "t.py::t", "outcome": "maybe", "trace": {}}],
+                }
+            ),
+            "is not a valid run export: items.0.outcome: Input should be 'passed', 'failed', "
+            "'error' or 'skipped'",
+            id="bad-outcome",
+        ),
+        pytest.param(
+            json.dumps(
+                {"format": "pytest-llmobs/run", "format_version": 9, "id": "r", "items": []}
+            ),
+            "is not a valid run export: format_version: Input should be less than or equal to 1",
+            id="newer-version",
+        ),
+    ],
+)
+def test_malformed_baseline_file_is_a_one_line_usage_error(
+    project: pytest.Pytester, content: str, problem: str
+) -> None:
+    project.makefile(".json", baseline=content)
+
+    result = project.runpytest("--llm-baseline=baseline.json")
+
+    assert result.ret == USAGE_ERROR
+    path = str(project.path / "baseline.json")
+    result.stderr.fnmatch_lines([exact(f"ERROR: --llm-baseline: baseline file {path!r} {problem}")])
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR")]
+    assert len(errors) == 1
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+
+def test_save_baseline_only_when_the_session_passes(project: pytest.Pytester, runs: Runs) -> None:
+    project.runpytest("--llm-save-baseline=main").assert_outcomes(passed=4)
+    good = runs.latest()["id"]
+
+    result = project.runpytest("--llm-save-baseline=main", "--llm-threshold=pass_rate > 1")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "saved as baseline" not in result.stdout.str()
+    with runs.open() as store:
+        assert store.get_baseline("main") == good
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--llm-save-baseline=main", "--llm-no-store"],
+            "ERROR: --llm-save-baseline: cannot save a baseline with --llm-no-store",
+            id="no-store",
+        ),
+        pytest.param(
+            ["--llm-save-baseline=ci/main.json"],
+            "ERROR: --llm-save-baseline: baseline name 'ci/main.json' would read as a file path; "
+            "use a name without '/' or '.json'",
+            id="file-like",
+        ),
+    ],
+)
+def test_bad_save_baseline_is_a_usage_error(
+    project: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = project.runpytest(*args)
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([exact(message)])
+
+
+def test_cli_baseline_save_and_list(project: pytest.Pytester, runs: Runs) -> None:
+    project.runpytest("--llm-run-name=first").assert_outcomes(passed=4)
+    first = runs.latest()["id"]
+    project.runpytest("--llm-run-name=second").assert_outcomes(passed=4)
+    second = runs.latest()["id"]
+
+    assert llmobs(project.path, "baseline", "save", "main", "first") == (
+        0,
+        f"saved baseline 'main': run {first} ('first')\n",
+    )
+    code, out = llmobs(project.path, "baseline", "save", "nightly")  # default: latest
+    assert (code, out) == (0, f"saved baseline 'nightly': run {second} ('second')\n")
+    code, listing = llmobs(project.path, "baseline", "list")
+    rows = [line.split()[:3] for line in listing.splitlines()]
+    assert rows == [["NAME", "RUN", "ID"], ["main", first, "first"], ["nightly", second, "second"]]
+    project.runpytest("--llm-baseline=main").assert_outcomes(passed=4)
+    assert compared_with(runs) == first
+
+
+def test_cli_baseline_save_of_an_unknown_run_fails(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.runpytest("--llm-run-name=first").assert_outcomes(passed=4)
+    code, _ = llmobs(project.path, "baseline", "save", "main", "nope")
+    assert code == 1
+    assert capsys.readouterr().err.startswith("llmobs: error: no run 'nope' in ")
+
+
+# --- the store's schema ----------------------------------------------------------------------
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    project.runpytest("--llm-run-name=old").assert_outcomes(passed=4)
+    old = runs.latest()["id"]
+    db = sqlite3.connect(runs.db())  # make it the store an older plugin wrote
+    db.execute("DROP TABLE baselines")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+
+    project.runpytest("--llm-save-baseline=main", "--llm-baseline=old").assert_outcomes(passed=4)
+
+    db = sqlite3.connect(runs.db())
+    try:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+        saved = db.execute("SELECT name, run_id FROM baselines").fetchall()
+    finally:
+        db.close()
+    assert saved == [("main", runs.latest()["id"])]
+    assert compared_with(runs) == old
+
+
+def test_a_newer_store_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "llmobs.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(Exception, match=rf"store schema {SCHEMA_VERSION + 1} is newer"):
+        Store(path)
+
+
+def test_deleting_a_run_drops_its_baseline(tmp_path: Path) -> None:
+    store = Store(tmp_path / "llmobs.db")
+    try:
+        store.begin_run({"id": "r1", "name": "one", "started_at": 1.0})
+        store.save_baseline("main", "r1")
+        assert store.get_baseline("main") == "r1"
+        store.save_baseline("main", "r1")  # saving again replaces, not duplicates
+        assert [b["name"] for b in store.list_baselines()] == ["main"]
+        store._db.execute("DELETE FROM runs WHERE id = 'r1'")
+        assert store.get_baseline("main") is None
+    finally:
+        store.close()

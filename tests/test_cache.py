@@ -1,0 +1,448 @@
+"""Record/replay of model calls (``--llm-cache``): keys, files, modes, and end to end against a
+real HTTP server on 127.0.0.1 that counts what it is asked."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fake_openai import (
+    FAKE_API_KEY,
+    FakeOpenAI,
+    RecordedRequest,
+    Reply,
+    answer,
+    closed_url,
+    fake_openai,
+    openai_env,
+)
+
+from pytest_llmobs.llm import LLM
+from pytest_llmobs.providers import ModelResponse, Usage, default_registry
+from pytest_llmobs.providers.cache import (
+    CacheError,
+    CacheMissError,
+    CacheMode,
+    ResponseCache,
+    cache_key,
+)
+from pytest_llmobs.providers.openai import OpenAIProvider
+from pytest_llmobs.tracing import Observation, Trace, activate
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+__all__ = ["fake_openai", "openai_env"]  # fixtures used here, imported from fake_openai
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def response(text: str = "Paris") -> ModelResponse:
+    return ModelResponse(
+        text=text, model="gpt-4o-mini", usage=Usage(input=7, output=1), latency_ms=12.5, cost=1e-6
+    )
+
+
+# --- keys and files -----------------------------------------------------------------------------
+
+
+def test_the_key_covers_model_messages_params_and_extra() -> None:
+    base = cache_key("openai:gpt-4o-mini", MESSAGES, {"temperature": 0})
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert cache_key("openai:gpt-4o-mini", MESSAGES, {"temperature": 0}) == base
+    assert cache_key("openai:gpt-4o-mini", list(MESSAGES), {"temperature": 0}) == base
+    others = {
+        cache_key("openai:gpt-4o", MESSAGES, {"temperature": 0}),
+        cache_key("openai:gpt-4o-mini", [{"role": "user", "content": "Hi"}], {"temperature": 0}),
+        cache_key("openai:gpt-4o-mini", MESSAGES, {"temperature": 1}),
+        cache_key("openai:gpt-4o-mini", MESSAGES, {"temperature": 0}, {"repeat": 1}),
+    }
+    assert base not in others and len(others) == 4
+
+
+def test_the_key_ignores_parameter_order() -> None:
+    one = cache_key("m", MESSAGES, {"temperature": 0, "seed": 1})
+    assert one == cache_key("m", MESSAGES, {"seed": 1, "temperature": 0})
+
+
+def test_the_model_identity_has_no_server_key_or_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    registry = default_registry()
+    identities = {
+        LLM(registry.resolve(spec)).caller._identity
+        for spec in ("gpt-4o-mini", "openai:gpt-4o-mini?timeout=3&max_retries=1")
+    }
+    assert identities == {"openai:gpt-4o-mini"}
+    mock = LLM(registry.resolve("mock-llm-v1?accuracy=0.5")).caller._identity
+    assert mock.startswith("mock-llm-v1?") and '"accuracy":0.5' in mock
+
+
+def test_entries_are_pretty_json_under_a_two_level_fan_out(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "llm-cache", CacheMode.READWRITE)
+    key = cache_key("m", MESSAGES, {"temperature": 0})
+
+    path = cache.store(key, "m", MESSAGES, {"temperature": 0}, None, response())
+
+    assert path == tmp_path / "llm-cache" / key[:2] / key[2:4] / f"{key}.json"
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("}\n") and "\n  " in text
+    entry = json.loads(text)
+    assert entry["key"] == key
+    assert entry["request"] == {
+        "model": "m",
+        "messages": MESSAGES,
+        "params": {"temperature": 0},
+        "extra": None,
+    }
+    assert entry["response"]["text"] == "Paris"
+    assert entry["response"]["usage"] == {"input": 7, "output": 1}
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+    found, replayed = cache.lookup("m", MESSAGES, {"temperature": 0})
+    assert found == key
+    assert replayed is not None
+    assert (replayed.text, replayed.model, replayed.usage, replayed.cost) == (
+        "Paris",
+        "gpt-4o-mini",
+        Usage(7, 1),
+        1e-6,
+    )
+
+
+def test_read_mode_miss_names_the_request(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    question = "Please answer this fairly long question about the capital city of France, thanks"
+    messages = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": question}]
+    key = cache_key("openai:gpt-4o-mini", messages, {})
+
+    with pytest.raises(CacheMissError) as excinfo:
+        cache.lookup("openai:gpt-4o-mini", messages, {})
+
+    assert str(excinfo.value) == (
+        "llm cache miss (--llm-cache=read): openai:gpt-4o-mini, last user message "
+        "'Please answer this fairly long question about the capital c…', "
+        f"key {key[:16]}; expected {str(cache.path_for(key))!r}. "
+        "Record it with --llm-cache=write or --llm-cache=readwrite."
+    )
+    assert not excinfo.value.retryable
+
+
+def test_a_corrupt_entry_is_a_clear_error(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    key = cache_key("m", MESSAGES, {})
+    path = cache.path_for(key)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"response": {"text": "x"}}')
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("m", MESSAGES, {})
+    assert str(excinfo.value) == (
+        f"llm cache: {str(path)!r} is not a valid cache entry (KeyError: 'model'); "
+        "delete it or record it again with --llm-cache=write"
+    )
+
+
+def test_write_mode_does_not_read(tmp_path: Path) -> None:
+    ResponseCache(tmp_path, CacheMode.WRITE).store(
+        cache_key("m", MESSAGES, {}), "m", MESSAGES, {}, None, response()
+    )
+    assert ResponseCache(tmp_path, CacheMode.WRITE).lookup("m", MESSAGES, {})[1] is None
+
+
+def test_concurrent_writers_leave_a_whole_file(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.WRITE)
+    key = cache_key("m", MESSAGES, {})
+    start = threading.Barrier(8)
+
+    def write(n: int) -> None:
+        start.wait()
+        for i in range(25):
+            cache.store(key, "m", MESSAGES, {}, None, response(f"answer {n}-{i} " + "x" * 2000))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    (path,) = (p for p in tmp_path.rglob("*") if p.is_file())
+    assert json.loads(path.read_text())["response"]["text"].startswith("answer ")
+
+
+@pytest.mark.parametrize("mode", ["OFF", "Read", "readwrite"])
+def test_modes_parse_case_insensitively(mode: str) -> None:
+    assert CacheMode.parse(mode).value == mode.lower()
+
+
+# --- the llm client against the fake server -----------------------------------------------------
+
+
+@pytest.fixture
+def model(fake_openai: FakeOpenAI) -> Iterator[OpenAIProvider]:
+    provider = OpenAIProvider("gpt-4o-mini", api_key=FAKE_API_KEY, base_url=fake_openai.url)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def root() -> Iterator[Observation]:
+    with activate(Observation(Trace("t"), "root")) as observation:
+        yield observation
+
+
+def generation_metadata(root: Observation) -> list[dict[str, Any]]:
+    return [o.metadata for o in root.trace.observations if o.type == "generation"]
+
+
+def test_write_then_read_replays_without_calling_the_server(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    fake_openai.queue(answer("Paris", prompt_tokens=9, completion_tokens=1))
+    writer = LLM(model, cache=ResponseCache(tmp_path, CacheMode.WRITE))
+    recorded = writer.generate(MESSAGES, temperature=0)
+    assert fake_openai.request_count == 1
+
+    reader = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READ))
+    replayed = reader.generate(MESSAGES, temperature=0)
+
+    assert fake_openai.request_count == 1  # the replay asked nobody
+    assert (replayed.text, replayed.usage, replayed.cost) == (
+        recorded.text,
+        recorded.usage,
+        recorded.cost,
+    )
+    written, hit = generation_metadata(root)
+    assert written["cache"] == "write"
+    assert hit["cache"] == "hit"
+    assert hit["cache_key"] == written["cache_key"]
+
+
+def test_read_mode_miss_errors_the_generation(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    llm = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READ))
+    with pytest.raises(CacheMissError, match=r"openai:gpt-4o-mini, last user message 'What is"):
+        llm.generate(MESSAGES)
+    (generation,) = (o for o in root.trace.observations if o.type == "generation")
+    assert generation.level == "ERROR"
+    assert generation.metadata["cache"] == "miss"
+    assert fake_openai.request_count == 0
+
+
+def test_readwrite_calls_once_then_replays(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    llm = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READWRITE))
+    first = llm.generate(MESSAGES).text
+    second = llm.generate(MESSAGES).text
+    other = llm.generate("Something else?").text
+    assert first == second == "echo: What is the capital of France?"
+    assert other == "echo: Something else?"
+    assert fake_openai.request_count == 2
+    assert [m["cache"] for m in generation_metadata(root)] == ["miss", "hit", "miss"]
+
+
+def test_each_repeat_gets_its_own_entry(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    count = iter(range(100))
+    fake_openai.respond_with(lambda request: answer(f"sample {next(count)}"))
+    llm = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READWRITE))
+
+    by_extra = [llm.generate(MESSAGES, cache_key_extra=i).text for i in (0, 1, 0, 1)]
+    root.metadata["repeat"] = 2  # what the plugin sets on a repeated test's root span
+    by_repeat = [llm.generate(MESSAGES).text for _ in range(2)]
+    root.metadata["repeat"] = 0
+    plain = llm.generate(MESSAGES).text
+
+    assert by_extra == ["sample 0", "sample 1", "sample 0", "sample 1"]
+    assert by_repeat == ["sample 2", "sample 2"]
+    assert plain == "sample 3"
+    assert fake_openai.request_count == 4
+    entries = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
+    assert sorted(json.dumps(e["request"]["extra"]) for e in entries) == [
+        "0",
+        "1",
+        "null",
+        '{"extra": null, "repeat": 2}',
+    ]
+
+
+def test_a_replay_is_priced_by_the_sessions_table(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    from pytest_llmobs.providers.pricing import Price, PriceTable
+
+    fake_openai.queue(answer("Paris", prompt_tokens=1_000_000, completion_tokens=0))
+    LLM(model, cache=ResponseCache(tmp_path, CacheMode.WRITE)).generate(MESSAGES)
+    table = PriceTable().merged({"gpt-4o-mini": Price(1.0, 1.0)})
+    replayed = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READ), prices=table)
+    assert replayed.generate(MESSAGES).cost == 1.0
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+SUITE = """\
+    import pytest
+
+    @pytest.mark.parametrize("country", ["France", "Japan", "Peru", "Chile"])
+    def test_capital(llm, country):
+        answer = llm.generate(f"What is the capital of {country}?", temperature=0)
+        assert answer.text == f"capital:{country}"
+    """
+
+
+def capitals(request: RecordedRequest) -> Reply:
+    country = str(request.messages[-1]["content"]).rsplit(" ", 1)[-1].rstrip("?")
+    return answer(f"capital:{country}", prompt_tokens=8, completion_tokens=1)
+
+
+def generations(item: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+
+
+def test_record_locally_then_replay_in_ci_with_no_server(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    openai_env: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    xdist_args: tuple[str, ...],
+) -> None:
+    openai_env.respond_with(capitals)
+    pytester.makepyfile(dedent(SUITE))
+
+    recording = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-cache=write", *xdist_args)
+
+    recording.assert_outcomes(passed=4)
+    assert openai_env.request_count == 4
+    files = sorted((pytester.path / "llm-cache").rglob("*.json"))
+    assert len(files) == 4
+    assert all(json.loads(f.read_text())["request"]["model"] == "openai:gpt-4o-mini" for f in files)
+    assert not [p for p in (pytester.path / "llm-cache").rglob("*.tmp")]
+
+    monkeypatch.setenv("OPENAI_BASE_URL", closed_url())  # CI: nothing to call
+    replay = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-cache=read", *xdist_args)
+
+    replay.assert_outcomes(passed=4)
+    assert openai_env.request_count == 4
+    for item in runs.latest()["items"]:
+        (generation,) = generations(item)
+        assert generation["metadata"]["cache"] == "hit"
+        assert generation["usage"] == {"input": 8, "output": 1, "total": 9}
+
+
+def test_read_mode_miss_fails_the_test_naming_the_request(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI
+) -> None:
+    pytester.makeini("[pytest]\nllm_cache = read\nllm_cache_dir = recorded\n")
+    pytester.makepyfile(dedent(SUITE))
+
+    result = pytester.runpytest("--llm-model=gpt-4o-mini", "-k", "France")
+
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        [
+            "E   *CacheMissError: llm cache miss (--llm-cache=read): openai:gpt-4o-mini, "
+            "last user message 'What is the capital of France?', key *; expected "
+            f"'{pytester.path}/recorded/*.json'. Record it with --llm-cache=write or "
+            "--llm-cache=readwrite."
+        ]
+    )
+    assert openai_env.request_count == 0
+    (generation,) = generations(runs.latest()["items"][0])
+    assert generation["level"] == "ERROR"
+    assert generation["metadata"]["cache"] == "miss"
+
+
+def test_each_repeat_of_an_item_is_recorded_and_replayed_apart(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    openai_env: FakeOpenAI,
+    capitals: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    samples = itertools.count()
+    openai_env.respond_with(lambda request: answer(f"sample {next(samples)}"))
+    pytester.makepyfile(
+        dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", limit=2)
+            def test_sample(item, llm):
+                llm.generate(item.input, temperature=1)
+            """
+        )
+    )
+    args = ("--llm-model=gpt-4o-mini", "--llm-repeat=2")
+
+    pytester.runpytest(*args, "--llm-cache=write").assert_outcomes(passed=4)
+    recorded = {n: generations(i)[0]["output"] for n, i in runs.items(runs.latest()).items()}
+    monkeypatch.setenv("OPENAI_BASE_URL", closed_url())
+    pytester.runpytest(*args, "--llm-cache=read").assert_outcomes(passed=4)
+    replayed = {n: generations(i)[0]["output"] for n, i in runs.items(runs.latest()).items()}
+
+    assert openai_env.request_count == 4
+    assert len(set(recorded.values())) == 4  # one answer per item and repeat
+    assert replayed == recorded
+    assert len(list((pytester.path / "llm-cache").rglob("*.json"))) == 4
+
+
+def test_cache_dir_on_the_command_line_is_relative_to_the_invocation_dir(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI
+) -> None:
+    openai_env.respond_with(capitals)
+    pytester.makepyfile(dedent(SUITE))
+    result = pytester.runpytest(
+        "--llm-model=gpt-4o-mini", "--llm-cache=readwrite", "--llm-cache-dir=rec/llm"
+    )
+    result.assert_outcomes(passed=4)
+    assert len(list((pytester.path / "rec" / "llm").rglob("*.json"))) == 4
+    assert not (pytester.path / "llm-cache").exists()
+
+
+def test_the_mock_model_records_and_replays_too(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile(
+        dedent(
+            """\
+            def test_capital(llm):
+                assert llm.generate("What is the capital of Peru?").text == "Lima"
+            """
+        )
+    )
+    pytester.runpytest("--llm-cache=readwrite").assert_outcomes(passed=1)
+    pytester.runpytest("--llm-cache=read").assert_outcomes(passed=1)
+    (generation,) = generations(runs.latest()["items"][0])
+    assert generation["metadata"]["cache"] == "hit"
+    assert generation["cost"] == 0.0
+
+
+def test_a_bad_cache_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--llm-cache=replay")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: 'replay' is not a valid llm_cache mode. Valid modes: off, read, write, readwrite."]
+    )
+
+
+def test_cache_replay_benchmark_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "cache_replay.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    for row in ("mock-llm-v1 (no cache)", "cache write (record)", "cache replay (read)"):
+        assert row in done.stdout, done.stdout
+    assert "replayed from the cache: 50/50" in done.stdout

@@ -1,0 +1,535 @@
+"""Uploading runs to Langfuse, against the contract-validating fake server (tests/fake_langfuse.py).
+
+Every test reads back what the server accepted and compares it with the stored run, object by
+object: traces and observations (as OTLP spans), scores, dataset items and prompt versions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import httpcore  # noqa: F401  (one copy for all in-process pytester runs; httpx imports it lazily)
+import pytest
+from conftest import CAPITALS, Runs, jsonl
+from fake_langfuse import (
+    OTEL_PATH,
+    FakeLangfuse,
+    contracts_dir,
+    fake_langfuse_fixture,  # noqa: F401 (the fake_langfuse fixture)
+)
+
+from pytest_llmobs.cli import main as llmobs
+from pytest_llmobs.exporters import EXPORTERS, ExporterOptions, ExportError, create_exporter
+from pytest_llmobs.exporters.http import HttpOptions
+from pytest_llmobs.exporters.langfuse import DEFAULT_BASE_URL, LangfuseConfig
+from pytest_llmobs.exporters.langfuse_payloads import dataset_item_id
+from pytest_llmobs.exporters.otlp_spans import unix_nanos
+from pytest_llmobs.store import Store
+
+SUITE = """
+    import pytest
+    from pytest_llmobs import propagate_attributes, start_span
+
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm, prompt, scorer):
+        question = prompt("qa").compile(question=item.input)
+        with propagate_attributes(
+            user_id="user-7", session_id="session-3", tags=["geo", "smoke"],
+            metadata={"suite": "capitals"},
+        ):
+            answer = llm.generate(question, temperature=0.0, max_tokens=20)
+        scorer.score("accuracy", item.expected_output in answer.text)
+        scorer.score("quality", 0.75, comment="fixed")
+        scorer.score("verdict", "ok")
+
+
+    def test_plain_fails(llm):
+        with start_span("step", input={"n": 1}) as span:
+            span.update(output={"answer": 42}, metadata={"stage": "final"})
+            span.score("step_ok", True)
+        assert False, "boom"
+"""
+QA_PROMPT = {
+    "type": "chat",
+    "prompt": [
+        {"role": "system", "content": "Answer with one word."},
+        {"role": "user", "content": "{{question}}"},
+    ],
+    "config": {"temperature": 0},
+    "labels": ["production"],
+}
+FAST = {"LLMOBS_UPLOAD_BACKOFF": "0.01", "LLMOBS_UPLOAD_MAX_ATTEMPTS": "2"}
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makefile(".jsonl", **{"datasets/capitals": jsonl(CAPITALS[:3])})
+    pytester.makefile(".json", **{"prompts/qa": json.dumps(QA_PROMPT)})
+    pytester.makepyfile(test_suite=dedent(SUITE))
+    return pytester
+
+
+def use_server(monkeypatch: pytest.MonkeyPatch, fake: FakeLangfuse, **extra: str) -> None:
+    for key in ("LANGFUSE_HOST", "LANGFUSE_TRACING_ENVIRONMENT", "LANGFUSE_RELEASE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**fake.env(), **FAST, **extra}.items():
+        monkeypatch.setenv(key, value)
+
+
+def decode(attributes: dict[str, Any], key: str) -> Any:
+    return json.loads(attributes[key]) if key in attributes else None
+
+
+def flat(value: Any) -> Any:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def assert_uploaded(run: dict[str, Any], fake: FakeLangfuse, store: Store) -> None:
+    """Every observation, score, dataset item and prompt version of ``run`` is on the server."""
+    repeats = any(item["repeat"] for item in run["items"])
+    observations = scores = 0
+    for item in run["items"]:
+        trace = item["trace"]
+        for index, obs in enumerate(trace["observations"]):
+            observations += 1
+            span = fake.spans[(trace["id"], obs["id"])]
+            attrs = span.attributes
+            assert span.parent_id == obs["parent_id"]
+            assert span.name == obs["name"]
+            assert span.start == unix_nanos(obs["start_time"])
+            assert attrs["langfuse.observation.type"] == obs["type"]
+            assert attrs["langfuse.observation.level"] == obs["level"]
+            assert attrs.get("langfuse.observation.status_message") == obs["status_message"]
+            assert span.status_code == (2 if obs["level"] == "ERROR" else 0)
+            assert decode(attrs, "langfuse.observation.input") == obs["input"]
+            assert decode(attrs, "langfuse.observation.output") == obs["output"]
+            for key, value in obs["metadata"].items():
+                assert attrs[f"langfuse.observation.metadata.{key}"] == flat(value)
+            if obs["type"] == "generation":
+                assert attrs["langfuse.observation.model.name"] == obs["model"]
+                assert attrs["gen_ai.request.model"] == obs["model"]
+                assert decode(attrs, "langfuse.observation.model.parameters") == (
+                    obs["model_parameters"] or None
+                )
+                assert decode(attrs, "langfuse.observation.usage_details") == obs["usage"]
+                assert attrs["gen_ai.usage.input_tokens"] == obs["usage"]["input"]
+                assert decode(attrs, "langfuse.observation.cost_details") == {"total": obs["cost"]}
+                if obs["prompt_name"]:
+                    assert attrs["langfuse.observation.prompt.name"] == obs["prompt_name"]
+                    server = fake.prompts[obs["prompt_name"]]
+                    linked = server[attrs["langfuse.observation.prompt.version"] - 1]
+                    local = store.get_prompt(obs["prompt_name"], version=obs["prompt_version"])
+                    assert local is not None and linked["prompt"] == local["prompt"]
+            if index == 0:
+                assert attrs["langfuse.trace.name"] == trace["name"]
+                assert attrs.get("user.id") == trace["user_id"]
+                assert attrs.get("session.id") == trace["session_id"]
+                assert attrs.get("langfuse.trace.tags", []) == trace["tags"]
+                for key, value in trace["metadata"].items():
+                    assert attrs[f"langfuse.trace.metadata.{key}"] == flat(value)
+                suffix = f"-r{item['repeat']}" if repeats else ""
+                assert attrs["langfuse.experiment.id"] == run["id"] + suffix
+                assert attrs["langfuse.experiment.name"].startswith(run["name"])
+                if item["dataset"]:
+                    item_key = dataset_item_id(item["dataset"], item["item_id"])
+                    assert attrs["langfuse.experiment.item.id"] == item_key
+                    dataset = fake.datasets[item["dataset"]]
+                    assert attrs["langfuse.experiment.dataset.id"] == dataset["id"]
+                    assert attrs["langfuse.experiment.item.root_observation_id"] == obs["id"]
+                    expected = decode(attrs, "langfuse.experiment.item.expected_output")
+                    assert expected == item["expected_output"]
+                    uploaded = fake.dataset_items[item_key]
+                    assert uploaded["input"] == item["input"]
+                    assert uploaded["expectedOutput"] == item["expected_output"]
+        for score in trace["scores"]:
+            scores += 1
+            body = fake.scores[score["id"]]
+            assert body["traceId"] == trace["id"]
+            assert body.get("observationId") == score["observation_id"]
+            assert body["dataType"] == score["data_type"]
+            value = {"BOOLEAN": int(bool(score["value"]))}.get(score["data_type"], score["value"])
+            assert body["value"] == value
+    assert len(fake.spans) == observations
+    assert len(fake.scores) == scores
+    items = {dataset_item_id(i["dataset"], i["item_id"]) for i in run["items"] if i["dataset"]}
+    assert set(fake.dataset_items) == items
+
+
+def test_upload_after_session_sends_everything(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    result = suite.runpytest("--llm-upload=langfuse", "--llm-repeat=2")
+    result.assert_outcomes(passed=6, failed=1)  # the upload does not change the outcome
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to langfuse {fake_langfuse.url}: run *: sent 1 prompts, 1 datasets, "
+            "3 dataset items, 7 traces, * observations, 19 scores"
+        ]
+    )
+    run = runs.latest()
+    with runs.open() as store:
+        assert_uploaded(run, fake_langfuse, store)
+    assert {p["name"] for p in fake_langfuse.prompts.values() for p in p} == {"qa"}
+    experiment_names = {
+        s.attributes["langfuse.experiment.name"]
+        for s in fake_langfuse.spans.values()
+        if "langfuse.experiment.name" in s.attributes
+    }
+    assert experiment_names == {f"{run['name']} [repeat 0]", f"{run['name']} [repeat 1]"}
+    assert fake_langfuse.count("POST", OTEL_PATH) >= 1
+
+
+def test_upload_twice_stores_the_same_objects(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)
+    first = fake_langfuse.snapshot()
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+    assert llmobs(["upload", "latest", "--store", str(runs.directory / ".llmobs")]) == 0
+    assert fake_langfuse.snapshot() == first
+
+
+def test_outage_leaves_everything_pending_then_pending_sends_only_that(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    store_dir = str(runs.directory / ".llmobs")
+    fake_langfuse.fail("/", 503, times=None)
+    assert llmobs(["upload", "--store", store_dir]) == 1
+    out = capsys.readouterr().out
+    assert "sent nothing" in out
+    assert (
+        "NOT SENT (pending; retry with `llmobs upload --pending`): 1 prompts, 1 datasets, "
+        "3 dataset items, 4 traces" in out
+    )
+    assert f"first error: GET {fake_langfuse.url}/api/public/v2/prompts/qa: HTTP 503" in out
+    # The circuit opened after the first request's retries: the rest was not even tried.
+    assert len(fake_langfuse.requests) == 2
+
+    fake_langfuse.heal()
+    fake_langfuse.requests.clear()
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    out = capsys.readouterr().out
+    assert "sent 1 prompts, 1 datasets, 3 dataset items, 4 traces" in out
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert "langfuse: nothing pending" in capsys.readouterr().out
+
+
+def test_pending_resends_only_what_failed(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.fail("/api/public/ingestion", 500, times=None)
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == 1  # the failing test, not the upload
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 10 scores",
+            f"*first error: POST {fake_langfuse.url}/api/public/ingestion: HTTP 500*",
+        ]
+    )
+    fake_langfuse.heal()
+    fake_langfuse.requests.clear()
+    assert llmobs(["upload", "--pending", "--store", str(runs.directory / ".llmobs")]) == 0
+    assert "sent 10 scores" in capsys.readouterr().out
+    assert {r.path for r in fake_langfuse.requests} == {"/api/public/ingestion"}
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
+def test_strict_upload_fails_the_session(
+    suite: pytest.Pytester, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.makepyfile(test_suite="def test_ok(): pass")
+    fake_langfuse.fail(OTEL_PATH, 503, times=None)
+    lenient = suite.runpytest("--llm-upload=langfuse")
+    assert lenient.ret == 0
+    lenient.stdout.fnmatch_lines(["*NOT SENT*: 1 traces, 1 observations"])
+    assert suite.runpytest("--llm-upload=langfuse", "--llm-upload-strict").ret == 1
+
+
+def test_event_errors_in_a_207_answer_count_as_failures(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.reject_events(
+        lambda e: (400, "invalid score") if e["body"].get("name") == "verdict" else None
+    )
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (pending*): 3 scores",
+            "*first error: POST */api/public/ingestion: score-create * refused with status 400: "
+            "invalid score",
+        ]
+    )
+    assert {s["name"] for s in fake_langfuse.scores.values()} == {"accuracy", "quality", "step_ok"}
+
+
+def test_rate_limit_honours_retry_after_and_timeouts_are_retried(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    fake_langfuse.fail("/api/public/v2/datasets", 429, retry_after=7)
+    fake_langfuse.delay(OTEL_PATH, 2.5)  # longer than the client's timeout: retried
+    waits: list[float] = []
+    with runs.open() as store:
+        options = ExporterOptions(
+            store=store,
+            environ=fake_langfuse.env(),
+            http=HttpOptions(timeout=1.0, max_attempts=5, sleep=waits.append),
+        )
+        run = runs.latest()
+        report = create_exporter("langfuse", options).export(run)
+        assert report.ok, report.lines()
+        assert waits[0] == 7.0  # Retry-After, then a backoff after the timed-out OTLP post
+        assert len(waits) >= 2 and report.requests >= fake_langfuse.count("POST", "/") + 1
+        assert_uploaded(run, fake_langfuse, store)
+
+
+def test_too_large_batches_are_split(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    fake_langfuse.max_body_bytes(4000)
+    with runs.open() as store:
+        options = ExporterOptions(store=store, environ=fake_langfuse.env())
+        run = runs.latest()
+        report = create_exporter("langfuse", options).export(run)
+        assert report.ok, report.lines()
+        assert_uploaded(run, fake_langfuse, store)
+    refused = [r for r in fake_langfuse.requests if r.status == 413]
+    assert refused and all(r.size > 4000 for r in refused)
+    assert max(r.size for r in fake_langfuse.requests if r.status < 300) <= 4000
+
+
+def test_an_oversized_field_is_truncated_with_a_marker(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    pytester.makepyfile(
+        """
+        from pytest_llmobs import start_span
+
+        def test_big():
+            with start_span("big") as span:
+                span.update(output="é" * 1_500_000)
+        """
+    )
+    result = pytester.runpytest("--llm-upload=langfuse")
+    result.stdout.fnmatch_lines(["*sent 1 traces, 2 observations", "*truncated * oversized*"])
+    (span,) = [s for s in fake_langfuse.spans.values() if s.name == "big"]
+    output = span.attributes["langfuse.observation.output"]
+    assert output.endswith(" chars]") and "…[truncated " in output
+    assert len(output.encode()) < 1_000_000
+
+
+def test_legacy_mode_sends_ingestion_events_and_run_items(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    result = suite.runpytest("--llm-upload=langfuse", "--llm-langfuse-legacy", "--llm-repeat=2")
+    result.stdout.fnmatch_lines(
+        [
+            "*sent 1 prompts, 1 datasets, 3 dataset items, 7 traces, "
+            "* observations, 19 scores, 6 run items"
+        ]
+    )
+    assert not fake_langfuse.spans
+    run = runs.latest()
+    for item in run["items"]:
+        trace = item["trace"]
+        assert fake_langfuse.traces[trace["id"]]["name"] == trace["name"]
+        for obs in trace["observations"]:
+            body = fake_langfuse.observations[obs["id"]]
+            assert (body["type"], body["traceId"], body.get("parentObservationId")) == (
+                obs["type"],
+                trace["id"],
+                obs["parent_id"],
+            )
+            assert body["input"] == obs["input"] and body["output"] == obs["output"]
+    runs_by_name = {key[0] for key in fake_langfuse.run_items}
+    assert runs_by_name == {f"{run['name']} [repeat 0]", f"{run['name']} [repeat 1]"}
+    assert len(fake_langfuse.scores) == sum(len(i["trace"]["scores"]) for i in run["items"])
+
+
+def test_prompt_versions_are_mapped_to_the_servers_numbers(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)  # qa version 1
+    changed = {**QA_PROMPT, "config": {"temperature": 0.5}}
+    suite.makefile(".json", **{"prompts/qa": json.dumps(changed)})
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # version 2
+    (server,) = fake_langfuse.prompts["qa"]  # the server had none: version 2 became its 1
+    assert server["config"] == {"temperature": 0.5}
+    assert server["labels"] == ["production", "latest"]
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
+def test_a_conflicting_prompt_history_is_reported_not_overwritten(
+    suite: pytest.Pytester, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    for text in ("someone else's", "prompt"):
+        fake_langfuse._create_prompt({"name": "qa", "type": "text", "prompt": text})
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT*: 1 prompts",
+            "*first error: prompt 'qa' version 1: the server already has "
+            "versions up to 2 with other content; not created*",
+        ]
+    )
+    assert len(fake_langfuse.prompts["qa"]) == 2
+
+
+def test_upload_from_the_controller_with_xdist(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    result = suite.runpytest("--llm-upload=langfuse", "-n", "2")
+    result.assert_outcomes(passed=3, failed=1)
+    assert fake_langfuse.count("POST", "/api/public/v2/datasets") == 1
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
+# --- configuration and secrets -------------------------------------------------------------------
+
+
+def test_missing_keys_are_reported_and_do_not_fail_the_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest("--llm-upload=langfuse")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to langfuse {DEFAULT_BASE_URL}: run *: sent nothing",
+            "*NOT SENT*: 1 traces, 1 observations",
+            "*first error: not sent: LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY not set: export "
+            "the project's API keys (Langfuse → project settings → API keys)",
+        ]
+    )
+    assert pytester.runpytest("--llm-upload=langfuse", "--llm-upload-strict").ret == 1
+
+
+def test_unknown_upload_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest("--llm-upload=langfuse,datadog")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*--llm-upload: 'datadog' is not a known upload target. "
+            f"Valid targets: {', '.join(EXPORTERS)}."
+        ]
+    )
+
+
+def test_config_precedence_and_no_keys_in_repr() -> None:
+    keys = {"LANGFUSE_PUBLIC_KEY": "pk-1", "LANGFUSE_SECRET_KEY": "sk-SECRET"}
+    assert LangfuseConfig.from_env(keys).base_url == "https://cloud.langfuse.com"
+    us = {**keys, "LANGFUSE_HOST": "https://us.cloud.langfuse.com/"}
+    assert LangfuseConfig.from_env(us).base_url == "https://us.cloud.langfuse.com"
+    both = {**us, "LANGFUSE_BASE_URL": "http://langfuse.internal:3000"}
+    config = LangfuseConfig.from_env(both)
+    assert config.base_url == "http://langfuse.internal:3000"
+    assert "sk-SECRET" not in repr(config) and "pk-1" not in repr(config)
+    assert "pk-1" not in config.state_target
+    with pytest.raises(ExportError, match="LANGFUSE_TRACING_ENVIRONMENT='Prod!'"):
+        LangfuseConfig.from_env({**keys, "LANGFUSE_TRACING_ENVIRONMENT": "Prod!"})
+
+
+SECRET = "sk-lf-VERY-SECRET-0000"
+PUBLIC = "pk-lf-public-1111"
+
+
+def test_secrets_never_reach_output_store_reports_or_errors(
+    suite: pytest.Pytester,
+    runs: Runs,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with FakeLangfuse(public_key=PUBLIC, secret_key=SECRET, spec_dir=contracts_dir()) as fake:
+        use_server(monkeypatch, fake)
+        ok = suite.runpytest("--llm-upload=langfuse", "-v")
+        ok.stdout.fnmatch_lines(["*sent 1 prompts*"])
+        monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET + "-wrong")  # the server answers 401
+        refused = suite.runpytest("--llm-upload=langfuse")
+        refused.stdout.fnmatch_lines(
+            [f"*first error: GET {fake.url}/api/public/v2/prompts/qa: HTTP 401*"]
+        )
+        code = llmobs(["upload", "--store", str(runs.directory / ".llmobs"), "--json"])
+        assert code == 1
+        report_json = capsys.readouterr().out
+        assert not fake.violations, fake.violations
+    texts = [str(ok.stdout), str(ok.stderr), str(refused.stdout), str(refused.stderr), report_json]
+    store_bytes = b"".join(p.read_bytes() for p in (runs.directory / ".llmobs").glob("llmobs.db*"))
+    for secret in (SECRET, PUBLIC):
+        assert all(secret not in text for text in texts)
+        assert secret.encode() not in store_bytes
+    assert "HTTP 401" in report_json
+
+
+def test_contract_tests_skip_without_the_spec_and_fail_under_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LLMOBS_CONTRACTS_DIR", str(tmp_path))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="LLMOBS_CONTRACTS_DIR is not set"):
+        contracts_dir()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="LLMOBS_CONTRACTS_DIR is not set"):
+        contracts_dir()
+
+
+def test_the_fake_server_rejects_requests_that_break_the_contract(
+    fake_langfuse: FakeLangfuse,
+) -> None:
+    import httpx
+
+    auth = (fake_langfuse.public_key, fake_langfuse.secret_key)
+    with httpx.Client(base_url=fake_langfuse.url, auth=auth) as client:
+        bad = client.post("/api/public/dataset-items", json={"input": "no dataset name"})
+        assert bad.status_code == 400
+        nullable = client.post("/api/public/v2/datasets", json={"name": "d"})
+        ok = client.post("/api/public/dataset-items", json={"datasetName": "d", "status": None})
+        assert (nullable.status_code, ok.status_code) == (200, 200)
+        otlp = client.post(
+            OTEL_PATH,
+            content=b"\xff\x00garbage",
+            headers={"content-type": "application/x-protobuf", "x-langfuse-ingestion-version": "4"},
+        )
+        assert otlp.status_code == 400
+    assert len(fake_langfuse.violations) == 2
+    assert "datasetName" in fake_langfuse.violations[0]
+    fake_langfuse.violations.clear()

@@ -1,0 +1,228 @@
+"""A stored run as OTLP spans: ids, times, status, the langfuse.* and gen_ai.* attributes, the
+hook for other backends, truncation and batching. No server involved."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from pytest_llmobs.exporters.otlp_spans import (
+    SpanOptions,
+    SpanSource,
+    export_request,
+    plain_attributes,
+    span_batches,
+    trace_spans,
+)
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+ROOT, GEN, EVENT = "b7ad6b7169203331", "00f067aa0ba902b7", "1111111111111111"
+
+
+def make_run(output: Any = "Paris") -> dict[str, Any]:
+    observations = [
+        {
+            "id": ROOT,
+            "trace_id": TRACE_ID,
+            "parent_id": None,
+            "type": "span",
+            "name": "test_capital[france]",
+            "start_time": 1700000000.25,
+            "end_time": 1700000001.5,
+            "input": "Capital of France?",
+            "output": output,
+            "metadata": {"dataset": "capitals", "outcome": "failed", "n": 3},
+            "level": "ERROR",
+            "status_message": "AssertionError: nope",
+        },
+        {
+            "id": GEN,
+            "trace_id": TRACE_ID,
+            "parent_id": ROOT,
+            "type": "generation",
+            "name": "llm.generate",
+            "start_time": 1700000000.5,
+            "end_time": 1700000000.75,
+            "input": [{"role": "user", "content": "Capital of France?"}],
+            "output": "Paris",
+            "metadata": {},
+            "level": "DEFAULT",
+            "status_message": None,
+            "model": "gpt-x",
+            "model_parameters": {"temperature": 0.2, "max_tokens": 20, "stop": ["\n"]},
+            "usage": {"input": 7, "output": 1, "total": 8},
+            "cost": 0.0003,
+            "prompt_name": "qa",
+            "prompt_version": 3,
+        },
+        {
+            "id": EVENT,
+            "trace_id": TRACE_ID,
+            "parent_id": GEN,
+            "type": "event",
+            "name": "cache-hit",
+            "start_time": 1700000000.6,
+            "end_time": None,
+            "input": None,
+            "output": None,
+            "metadata": {},
+            "level": "WARNING",
+            "status_message": None,
+        },
+    ]
+    trace = {
+        "id": TRACE_ID,
+        "name": "test_capitals.py::test_capital[france]",
+        "user_id": "u-1",
+        "session_id": "s-1",
+        "tags": ["geo", "smoke"],
+        "metadata": {"suite": "geo", "k": [1]},
+        "observations": observations,
+        "scores": [],
+    }
+    item = {
+        "node_id": trace["name"],
+        "dataset": "capitals",
+        "item_id": "france",
+        "repeat": 0,
+        "outcome": "failed",
+        "trace": trace,
+    }
+    return {"id": "run-1", "name": "nightly", "model": "gpt-x", "items": [item]}
+
+
+def spans_by_id(run: dict[str, Any], options: SpanOptions) -> dict[str, Any]:
+    built = trace_spans(run, run["items"][0], options)
+    return {span.span_id.hex(): span for span in built.spans}
+
+
+def test_ids_parents_times_and_status() -> None:
+    spans = spans_by_id(make_run(), SpanOptions())
+    root, gen, event = spans[ROOT], spans[GEN], spans[EVENT]
+    assert {s.trace_id.hex() for s in spans.values()} == {TRACE_ID}
+    assert (root.parent_span_id, gen.parent_span_id.hex(), event.parent_span_id.hex()) == (
+        b"",
+        ROOT,
+        GEN,
+    )
+    assert (root.start_time_unix_nano, root.end_time_unix_nano) == (
+        1700000000250000000,
+        1700000001500000000,
+    )
+    assert event.end_time_unix_nano == event.start_time_unix_nano  # an event has no end
+    assert (root.status.code, root.status.message) == (2, "AssertionError: nope")
+    assert gen.status.code == 0
+
+
+def test_langfuse_and_genai_attributes() -> None:
+    options = SpanOptions(environment="ci", release="abc123")
+    spans = spans_by_id(make_run(), options)
+    root = plain_attributes(spans[ROOT].attributes)
+    assert root["langfuse.observation.type"] == "span"
+    assert root["langfuse.observation.level"] == "ERROR"
+    assert root["langfuse.observation.status_message"] == "AssertionError: nope"
+    assert json.loads(root["langfuse.observation.input"]) == "Capital of France?"
+    assert root["langfuse.observation.metadata.dataset"] == "capitals"
+    assert root["langfuse.observation.metadata.n"] == "3"
+    assert root["langfuse.trace.name"] == "test_capitals.py::test_capital[france]"
+    assert (root["user.id"], root["session.id"]) == ("u-1", "s-1")
+    assert root["langfuse.trace.tags"] == ["geo", "smoke"]
+    assert root["langfuse.trace.metadata.suite"] == "geo"
+    assert json.loads(root["langfuse.trace.metadata.k"]) == [1]
+    assert json.loads(root["langfuse.trace.metadata.llmobs"])["run_id"] == "run-1"
+    assert json.loads(root["langfuse.trace.output"]) == "Paris"
+    assert (root["langfuse.environment"], root["langfuse.release"]) == ("ci", "abc123")
+    gen = plain_attributes(spans[GEN].attributes)
+    assert gen["langfuse.observation.model.name"] == "gpt-x"
+    assert json.loads(gen["langfuse.observation.model.parameters"])["stop"] == ["\n"]
+    assert json.loads(gen["langfuse.observation.usage_details"]) == {
+        "input": 7,
+        "output": 1,
+        "total": 8,
+    }
+    assert json.loads(gen["langfuse.observation.cost_details"]) == {"total": 0.0003}
+    assert (
+        gen["langfuse.observation.prompt.name"],
+        gen["langfuse.observation.prompt.version"],
+    ) == ("qa", 3)
+    assert gen["gen_ai.operation.name"] == "chat"
+    assert (gen["gen_ai.request.model"], gen["gen_ai.response.model"]) == ("gpt-x", "gpt-x")
+    assert (gen["gen_ai.request.temperature"], gen["gen_ai.request.max_tokens"]) == (0.2, 20)
+    assert (gen["gen_ai.usage.input_tokens"], gen["gen_ai.usage.output_tokens"]) == (7, 1)
+    assert gen["gen_ai.usage.cost"] == 0.0003
+    assert "langfuse.trace.name" not in gen
+    event = plain_attributes(spans[EVENT].attributes)
+    assert (event["langfuse.observation.type"], event["langfuse.observation.level"]) == (
+        "event",
+        "WARNING",
+    )
+
+
+def test_families_can_be_turned_off_and_a_hook_adds_overrides_and_removes() -> None:
+    def hook(source: SpanSource) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "openinference.span.kind": "LLM" if not source.is_root else "CHAIN"
+        }
+        if source.observation["type"] == "generation":
+            extra["gen_ai.request.model"] = "renamed"
+            extra["gen_ai.usage.cost"] = None
+        return extra
+
+    options = SpanOptions(langfuse=False, span_hook=hook, resource_attributes={"team": "qa"})
+    spans = spans_by_id(make_run(), options)
+    gen = plain_attributes(spans[GEN].attributes)
+    assert not [k for k in gen if k.startswith("langfuse.")]
+    assert gen["gen_ai.request.model"] == "renamed" and "gen_ai.usage.cost" not in gen
+    assert plain_attributes(spans[ROOT].attributes)["openinference.span.kind"] == "CHAIN"
+    no_genai = plain_attributes(spans_by_id(make_run(), SpanOptions(genai=False))[GEN].attributes)
+    assert not [k for k in no_genai if k.startswith("gen_ai.")]
+    run = make_run()
+    request = export_request(list(spans.values()), run, options)
+    resource = plain_attributes(request.resource_spans[0].resource.attributes)
+    assert resource["team"] == "qa" and resource["llmobs.run.id"] == "run-1"
+    assert request.resource_spans[0].scope_spans[0].scope.name == "pytest-llmobs"
+
+
+def test_request_bytes_parse_back_as_export_trace_service_request() -> None:
+    run = make_run()
+    built = trace_spans(run, run["items"][0], SpanOptions())
+    (batch,) = list(span_batches([built]))
+    parsed = ExportTraceServiceRequest()
+    parsed.ParseFromString(batch.encode(run, SpanOptions()))
+    spans = parsed.resource_spans[0].scope_spans[0].spans
+    assert [s.span_id.hex() for s in spans] == [ROOT, GEN, EVENT]
+    assert batch.trace_ids == {TRACE_ID}
+
+
+def test_an_oversized_value_is_truncated_with_a_marker() -> None:
+    run = make_run(output="x" * 3_000_000)
+    built = trace_spans(run, run["items"][0], SpanOptions(max_span_bytes=100_000))
+    root = built.spans[0]
+    assert root.ByteSize() <= 100_000
+    assert built.truncated == 2  # the observation's output and the trace's output
+    output = plain_attributes(root.attributes)["langfuse.observation.output"]
+    assert output.startswith('"xxx') and output.endswith(" chars]")
+    cut = int(output.rsplit("…[truncated ", 1)[1].split()[0])
+    assert len(output) - len(f"…[truncated {cut} chars]") + cut == len(json.dumps("x" * 3_000_000))
+
+
+def test_batches_stay_under_the_byte_limit() -> None:
+    runs = []
+    for n in range(40):
+        run = make_run(output="y" * 20_000)
+        trace = run["items"][0]["trace"]
+        trace["id"] = f"{n + 1:032x}"
+        runs.append((run, trace_spans(run, run["items"][0], SpanOptions())))
+    batches = list(span_batches([t for _, t in runs], max_bytes=100_000))
+    assert len(batches) > 5
+    assert sum(len(b.spans) for b in batches) == 120
+    for batch in batches:
+        assert len(batch.encode(runs[0][0], SpanOptions())) <= 100_000

@@ -1,0 +1,630 @@
+"""The OpenAI-compatible provider against a real HTTP server on 127.0.0.1 (`fake_openai`).
+
+Waits between attempts go through an injected sleep, so the tests read the *requested* waits
+(Retry-After honoured, backoff bounded) without waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fake_openai import (
+    FAKE_API_KEY,
+    FakeOpenAI,
+    RecordedRequest,
+    Reply,
+    answer,
+    closed_url,
+    drop,
+    error,
+    fake_openai,
+    malformed,
+    openai_env,
+    slow,
+)
+
+from pytest_llmobs.llm import LLM
+from pytest_llmobs.providers import (
+    ConfigError,
+    ProviderError,
+    UnknownModelError,
+    default_registry,
+)
+from pytest_llmobs.providers.openai import OpenAIProvider
+from pytest_llmobs.providers.pricing import PriceTable
+from pytest_llmobs.providers.retry import CallError, RetryPolicy
+from pytest_llmobs.tracing import Observation, Trace, activate
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+__all__ = ["fake_openai", "openai_env"]  # fixtures used here, imported from fake_openai
+
+USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
+MINI_INPUT, MINI_OUTPUT = 0.15, 0.60  # USD per 1M tokens, gpt-4o-mini in the built-in table
+
+
+class Waits:
+    """An injectable sleep: records each requested wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.requested: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.requested.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.requested.append(seconds)
+
+
+@pytest.fixture
+def waits() -> Waits:
+    return Waits()
+
+
+def make_provider(
+    url: str,
+    waits: Waits,
+    *,
+    model: str = "gpt-4o-mini",
+    timeout: float = 10.0,
+    max_retries: int = 3,
+    key: str = FAKE_API_KEY,
+) -> OpenAIProvider:
+    policy = RetryPolicy(
+        max_retries=max_retries, rng=random.Random(7), sleep=waits.sleep, asleep=waits.asleep
+    )
+    return OpenAIProvider(model, api_key=key, base_url=url, timeout=timeout, retry=policy)
+
+
+@pytest.fixture
+def provider(fake_openai: FakeOpenAI, waits: Waits) -> Iterator[OpenAIProvider]:
+    model = make_provider(fake_openai.url, waits)
+    yield model
+    model.close()
+
+
+def ask(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}]
+
+
+# --- answers, parameters, usage, cost -----------------------------------------------------------
+
+
+def test_chat_answer_with_usage_and_cost(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
+    fake_openai.queue(
+        answer("Paris", prompt_tokens=12, completion_tokens=3, model="gpt-4o-mini-2024-07-18")
+    )
+    messages = [{"role": "system", "content": "Be brief."}, *ask("Capital of France?")]
+
+    response = provider.complete(messages)
+
+    assert response.text == "Paris"
+    assert response.model == "gpt-4o-mini-2024-07-18"
+    assert (response.usage.input, response.usage.output, response.usage.total) == (12, 3, 15)
+    assert response.cost == pytest.approx((12 * MINI_INPUT + 3 * MINI_OUTPUT) / 1e6)
+    assert response.metadata["finish_reason"] == "stop"
+    (request,) = fake_openai.requests
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+    assert request.headers["authorization"] == f"Bearer {FAKE_API_KEY}"
+    assert request.json == {"model": "gpt-4o-mini", "messages": messages}
+
+
+def test_call_parameters_are_forwarded(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
+    params: dict[str, Any] = {
+        "temperature": 0.2,
+        "max_tokens": 50,
+        "seed": 11,
+        "top_p": 0.9,
+        "stop": ["\n\n"],
+        "response_format": {"type": "json_object"},
+    }
+    provider.complete(ask("hi"), **params)
+    assert fake_openai.requests[0].params == params
+
+
+def test_reasoning_models_get_max_completion_tokens(fake_openai: FakeOpenAI, waits: Waits) -> None:
+    model = make_provider(fake_openai.url, waits, model="o3-mini")
+    try:
+        model.complete(ask("hi"), max_tokens=64)
+    finally:
+        model.close()
+    assert fake_openai.requests[0].params == {"max_completion_tokens": 64}
+
+
+def test_an_unpriced_model_costs_none(fake_openai: FakeOpenAI, waits: Waits) -> None:
+    model = make_provider(fake_openai.url, waits, model="llama3.1:8b")
+    try:
+        assert model.complete(ask("hi")).cost is None
+    finally:
+        model.close()
+
+
+def test_a_null_content_reads_as_empty_text(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    fake_openai.queue(answer("", finish_reason="length"))
+    assert provider.complete(ask("hi")).text == ""
+
+
+# --- retries ------------------------------------------------------------------------------------
+
+
+def test_429_waits_what_retry_after_says(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, waits: Waits
+) -> None:
+    fake_openai.queue(error(429, "Rate limit reached", retry_after=2), answer("Paris"))
+
+    response = provider.complete(ask("Capital of France?"))
+
+    assert response.text == "Paris"
+    assert waits.requested == [2.0]
+    host = fake_openai.host
+    assert response.metadata["attempts"] == [
+        {
+            "attempt": 1,
+            "status": 429,
+            "error": f"openai:gpt-4o-mini: 429 Too Many Requests (host {host}): Rate limit reached",
+            "wait_s": 2.0,
+        },
+        {"attempt": 2, "status": 200, "error": None, "wait_s": None},
+    ]
+    assert fake_openai.request_count == 2
+
+
+def test_retry_after_ms_wins_over_retry_after(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, waits: Waits
+) -> None:
+    fake_openai.queue(error(429, retry_after=30, headers={"retry-after-ms": "1500"}), answer("ok"))
+    provider.complete(ask("hi"))
+    assert waits.requested == [1.5]
+
+
+def test_500_then_success_backs_off_with_jitter(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, waits: Waits
+) -> None:
+    fake_openai.queue(error(500), error(503), answer("fine"))
+
+    response = provider.complete(ask("hi"))
+
+    assert response.text == "fine"
+    assert [a["status"] for a in response.metadata["attempts"]] == [500, 503, 200]
+    first, second = waits.requested
+    assert 0 <= first <= provider.retry.backoff
+    assert 0 <= second <= provider.retry.backoff * 2
+    again = RetryPolicy(rng=random.Random(7))  # the same seed gives the same waits
+    assert [again.wait(1), again.wait(2)] == waits.requested
+
+
+def test_a_slow_response_times_out_and_is_retried(fake_openai: FakeOpenAI, waits: Waits) -> None:
+    model = make_provider(fake_openai.url, waits, timeout=0.5)
+    fake_openai.queue(slow(), answer("second try"))
+    try:
+        response = model.complete(ask("hi"))
+    finally:
+        fake_openai.release()
+        model.close()
+
+    assert response.text == "second try"
+    first, second = response.metadata["attempts"]
+    assert first["status"] is None
+    assert first["error"] == (
+        f"openai:gpt-4o-mini: read timeout (ReadTimeout) (host {fake_openai.host})"
+    )
+    assert second["status"] == 200
+    assert fake_openai.request_count == 2
+
+
+def test_a_dropped_connection_is_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
+    fake_openai.queue(drop(), answer("after the drop"))
+    response = provider.complete(ask("hi"))
+    assert response.text == "after the drop"
+    first = response.metadata["attempts"][0]
+    assert first["status"] is None
+    assert "connection failed (RemoteProtocolError)" in first["error"]
+
+
+def test_malformed_json_is_a_clear_error_and_not_retried(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    fake_openai.queue(malformed())
+
+    with pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+
+    assert str(excinfo.value) == (
+        f"openai:gpt-4o-mini: malformed response (host {fake_openai.host}): expected chat "
+        "completion JSON with choices[0].message (JSONDecodeError); body starts "
+        "'{\"choices\": [ this is not json'"
+    )
+    assert fake_openai.request_count == 1
+
+
+def test_a_client_error_is_not_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
+    fake_openai.queue(error(400, "Invalid value for 'temperature'"))
+    with pytest.raises(CallError) as excinfo:
+        provider.complete(ask("hi"), temperature=7)
+    assert str(excinfo.value) == (
+        f"openai:gpt-4o-mini: 400 Bad Request (host {fake_openai.host}): "
+        "Invalid value for 'temperature'"
+    )
+    assert excinfo.value.status == 400
+    assert len(excinfo.value.attempts) == 1
+
+
+def test_final_failure_names_status_attempts_and_host(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, waits: Waits
+) -> None:
+    fake_openai.respond_with(lambda request: error(500, "boom"))
+
+    with pytest.raises(CallError) as excinfo:
+        provider.complete(ask("hi"))
+
+    assert str(excinfo.value) == (
+        f"openai:gpt-4o-mini: 500 Internal Server Error after 4 attempts "
+        f"(host {fake_openai.host}): boom"
+    )
+    assert [a["attempt"] for a in excinfo.value.attempts] == [1, 2, 3, 4]
+    assert [a["status"] for a in excinfo.value.attempts] == [500] * 4
+    assert excinfo.value.attempts[-1]["wait_s"] is None
+    assert len(waits.requested) == 3
+    assert fake_openai.request_count == 4
+
+
+def test_connection_refused_is_retried_then_fails(waits: Waits) -> None:
+    url = closed_url()
+    model = make_provider(url, waits, max_retries=2)
+    try:
+        with pytest.raises(CallError) as excinfo:
+            model.complete(ask("hi"))
+    finally:
+        model.close()
+    host = url.removeprefix("http://").removesuffix("/v1")
+    assert str(excinfo.value).startswith(
+        f"openai:gpt-4o-mini: connection failed (ConnectError) after 3 attempts (host {host})"
+    )
+    assert [a["status"] for a in excinfo.value.attempts] == [None] * 3
+    assert len(waits.requested) == 2
+
+
+def test_the_session_policy_is_adopted_unless_the_model_string_sets_one(
+    monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    plain = OpenAIProvider.from_spec("openai:gpt-4o-mini")
+    pinned = OpenAIProvider.from_spec("openai:gpt-4o-mini?max_retries=5&backoff=0")
+    session = RetryPolicy(max_retries=1, backoff=2.0)
+    LLM(plain, retry=session)
+    LLM(pinned, retry=session)
+    assert (plain.retry.max_retries, plain.retry.backoff) == (1, 2.0)
+    assert (pinned.retry.max_retries, pinned.retry.backoff) == (5, 0.0)
+
+
+# --- async --------------------------------------------------------------------------------------
+
+
+def test_agenerate_under_asyncio(fake_openai: FakeOpenAI, waits: Waits) -> None:
+    model = make_provider(fake_openai.url, waits)
+    fake_openai.respond_with(lambda request: answer(str(request.messages[-1]["content"]).upper()))
+    fake_openai.queue(error(429, retry_after=1))  # the first request to arrive is retried
+    llm = LLM(model)
+    trace = Trace("t")
+
+    async def main() -> list[str]:
+        results = await asyncio.gather(*(llm.agenerate(q) for q in ("a", "b", "c")))
+        return [r.text for r in results]
+
+    with activate(Observation(trace, "root")):
+        assert asyncio.run(main()) == ["A", "B", "C"]
+    model.close()
+
+    assert waits.requested == [1.0]
+    generations = [o for o in trace.observations if o.type == "generation"]
+    retried = [g for g in generations if "attempts" in g.metadata]
+    assert len(retried) == 1
+    assert [a["status"] for a in retried[0].metadata["attempts"]] == [429, 200]
+    assert fake_openai.request_count == 4
+
+
+def test_async_final_failure_raises_call_error(fake_openai: FakeOpenAI, waits: Waits) -> None:
+    model = make_provider(fake_openai.url, waits, max_retries=1)
+    fake_openai.respond_with(lambda request: error(502))
+    with pytest.raises(CallError) as excinfo:
+        asyncio.run(model.acomplete(ask("hi")))
+    assert "502 Bad Gateway after 2 attempts" in str(excinfo.value)
+    assert waits.requested and len(waits.requested) == 1
+
+
+# --- model strings and configuration ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "model"),
+    [
+        ("openai:gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4.1-nano?timeout=5", "gpt-4.1-nano"),
+        ("o3-mini", "o3-mini"),
+        ("o1", "o1"),
+        ("openai:llama3.1:8b", "llama3.1:8b"),
+    ],
+)
+def test_model_strings_resolve_to_the_openai_provider(
+    monkeypatch: pytest.MonkeyPatch, spec: str, model: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    provider = default_registry().resolve(spec)
+    assert isinstance(provider, OpenAIProvider)
+    assert provider.model == model
+
+
+def test_options_from_the_model_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    provider = OpenAIProvider.from_spec("openai:gpt-4o-mini?timeout=30&max_retries=4")
+    assert dict(provider.options) == {"timeout": 30.0, "connect_timeout": 10.0, "max_retries": 4}
+    assert provider.cache_identity == "openai:gpt-4o-mini"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "openai:gpt-4o-mini?temprature=1",
+            "openai: unknown option 'temprature' for 'gpt-4o-mini'; known options: "
+            "timeout (seconds > 0), connect_timeout (seconds > 0), max_retries (int >= 0), "
+            "backoff (seconds >= 0)",
+        ),
+        ("gpt-4o?timeout=0", "openai: bad value '0' for option 'timeout'; known options: *"),
+        ("gpt-4o?max_retries=two", "openai: bad value 'two' for option 'max_retries' *"),
+    ],
+)
+def test_bad_options_are_unknown_model_errors(
+    monkeypatch: pytest.MonkeyPatch, spec: str, message: str
+) -> None:
+    import fnmatch
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    with pytest.raises(UnknownModelError) as excinfo:
+        OpenAIProvider.from_spec(spec)
+    assert fnmatch.fnmatchcase(str(excinfo.value), message), str(excinfo.value)
+
+
+def test_missing_key_is_a_config_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        OpenAIProvider.from_spec("gpt-4o-mini", env={})
+    assert str(excinfo.value) == (
+        "openai:gpt-4o-mini needs an API key: set the OPENAI_API_KEY environment variable "
+        "(a local OpenAI-compatible server without auth accepts any value)"
+    )
+
+
+def test_base_url_must_be_http() -> None:
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": "localhost:8000"}
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL must be an http"):
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+
+
+def test_missing_key_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--llm-model=gpt-4o-mini")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --llm-model: openai:gpt-4o-mini needs an API key: set the OPENAI_API_KEY "
+            "environment variable (a local OpenAI-compatible server without auth accepts any "
+            "value)"
+        ]
+    )
+
+
+def test_unknown_model_lists_the_known_ones(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--llm-model=claude-nope")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --llm-model: unknown model 'claude-nope'; known models: mock-llm-v1, "
+            "openai:<model> (plain gpt-*, chatgpt-*, o1*, o3*, o4* too)"
+        ]
+    )
+
+
+# --- prices -------------------------------------------------------------------------------------
+
+
+def test_price_table_overrides_and_snapshots(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(
+        json.dumps({"gpt-4o-mini": {"input": 1, "output": 2}, "llama": {"input": 0, "output": 0}})
+    )
+    table = PriceTable.default(path=path, env={})
+    assert table.cost("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000) == 3.0
+    assert table.cost("llama", 10, 10) == 0.0
+    assert table.cost("gpt-4o", 1_000_000, 0) == 2.5  # built-in rows stay
+    assert table.cost("mystery", 1, 1) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "--llm-prices: '*prices.json' is not valid JSON (line 1: *)"),
+        ("[]", "--llm-prices: '*prices.json' must hold an object *; got list"),
+        (
+            '{"m": {"input": 1}}',
+            "--llm-prices: '*prices.json': model 'm': expected "
+            '{"input": <USD per 1M>, "output": <USD per 1M>}; got *',
+        ),
+        ('{"m": {"input": -1, "output": 1}}', "*model 'm' input: expected a number >= 0; got -1"),
+    ],
+)
+def test_bad_price_files_are_usage_errors(
+    pytester: pytest.Pytester, content: str, message: str
+) -> None:
+    pytester.makefile(".json", prices=content)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--llm-prices=prices.json")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+SUITE = """\
+    import pytest
+
+    @pytest.mark.parametrize("country", ["France", "Japan", "Peru"])
+    def test_capital(llm, country):
+        answer = llm.generate(f"What is the capital of {country}?", temperature=0)
+        assert answer.text == f"capital:{country}"
+    """
+
+
+def capital_responder(fail: str | None = None) -> Any:
+    def respond(request: RecordedRequest) -> Reply:
+        question = str(request.messages[-1]["content"])
+        country = question.rsplit(" ", 1)[-1].rstrip("?")
+        if country == fail:
+            return error(500, "upstream exploded")
+        return answer(f"capital:{country}", prompt_tokens=10, completion_tokens=2)
+
+    return respond
+
+
+def generations(item: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+
+
+def test_a_suite_records_usage_cost_and_prices_from_a_file(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI
+) -> None:
+    openai_env.respond_with(capital_responder())
+    pytester.makefile(".json", prices=json.dumps({"gpt-4o-mini": {"input": 100, "output": 1000}}))
+    pytester.makepyfile(dedent(SUITE))
+
+    result = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-prices=prices.json")
+
+    result.assert_outcomes(passed=3)
+    run = runs.latest()
+    assert run["model"] == "gpt-4o-mini"
+    for item in run["items"]:
+        (generation,) = generations(item)
+        assert generation["model"] == "gpt-4o-mini"
+        assert generation["model_parameters"] == {"temperature": 0}
+        assert generation["usage"] == {"input": 10, "output": 2, "total": 12}
+        assert generation["cost"] == pytest.approx((10 * 100 + 2 * 1000) / 1e6)
+        assert "attempts" not in generation["metadata"]
+
+
+def test_prices_from_the_environment(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_env.respond_with(capital_responder())
+    prices = pytester.makefile(".json", prices=json.dumps({"local-llm": {"input": 1, "output": 1}}))
+    monkeypatch.setenv("LLMOBS_PRICES", str(prices))
+    pytester.makepyfile(dedent(SUITE))
+
+    pytester.runpytest("--llm-model=openai:local-llm").assert_outcomes(passed=3)
+
+    costs = [generations(i)[0]["cost"] for i in runs.latest()["items"]]
+    assert costs == [pytest.approx(12 / 1e6)] * 3
+
+
+def test_a_call_failing_for_good_errors_its_test_and_the_run_goes_on(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI, xdist_args: tuple[str, ...]
+) -> None:
+    openai_env.respond_with(capital_responder(fail="Japan"))
+    pytester.makepyfile(dedent(SUITE))
+
+    result = pytester.runpytest("--llm-model=openai:gpt-4o-mini?backoff=0", *xdist_args)
+
+    result.assert_outcomes(passed=2, failed=1)
+    message = (
+        f"openai:gpt-4o-mini: 500 Internal Server Error after 4 attempts "
+        f"(host {openai_env.host}): upstream exploded"
+    )
+    result.stdout.fnmatch_lines([f"E   *CallError: {message}"])
+    traceback = result.stdout.str()
+    assert "retry.py" not in traceback and "llm.py" not in traceback  # ends at the test's line
+    items = runs.items(runs.latest())
+    failed = items[
+        "test_a_call_failing_for_good_errors_its_test_and_the_run_goes_on.py::test_capital[Japan]"
+    ]
+    assert failed["outcome"] == "failed"
+    (generation,) = generations(failed)
+    assert generation["level"] == "ERROR"
+    assert generation["status_message"] == f"CallError: {message}"
+    assert generation["output"] is None
+    attempts = generation["metadata"]["attempts"]
+    assert [a["status"] for a in attempts] == [500, 500, 500, 500]
+    assert [a["wait_s"] for a in attempts] == [0.0, 0.0, 0.0, None]
+    assert sum(1 for r in openai_env.requests if "Japan" in r.body.decode()) == 4
+    assert sorted(i["outcome"] for i in items.values()) == ["failed", "passed", "passed"]
+
+
+# --- the key never leaks ------------------------------------------------------------------------
+
+
+def test_the_api_key_never_appears_in_errors_or_reprs(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    fake_openai.queue(error(401, f"Incorrect API key provided: {FAKE_API_KEY}."))
+    with pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+    texts = [str(excinfo.value), repr(excinfo.value), repr(provider), str(provider.options)]
+    texts += [json.dumps(a) for a in getattr(excinfo.value, "attempts", [])]
+    assert all(FAKE_API_KEY not in text for text in texts)
+    assert str(excinfo.value).endswith("Incorrect API key provided: ***.")
+
+
+LEAK_SUITE = """\
+    import pytest
+    from pytest_llmobs import start_span
+
+    def test_ok(llm):
+        assert llm.generate("say ok").text == "fine"
+
+    def test_unauthorised(llm):
+        llm.generate("please fail")
+
+    def test_traced(llm):
+        with start_span("outer") as span:
+            span.update(metadata={"model": repr(llm.provider)})
+            llm.generate("say ok")
+    """
+
+
+def test_the_api_key_is_nowhere_in_the_run_the_cache_or_the_output(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI
+) -> None:
+    def respond(request: RecordedRequest) -> Reply:
+        if "fail" in request.body.decode():
+            return error(401, f"Incorrect API key provided: {FAKE_API_KEY}")
+        return answer("fine")
+
+    openai_env.respond_with(respond)
+    pytester.makepyfile(dedent(LEAK_SUITE))
+
+    result = pytester.runpytest(
+        "--llm-model=gpt-4o-mini", "--llm-cache=write", "-v", "-rA", "--tb=long"
+    )
+
+    result.assert_outcomes(passed=2, failed=1)
+    assert all(r.headers["authorization"] == f"Bearer {FAKE_API_KEY}" for r in openai_env.requests)
+    output = result.stdout.str() + result.stderr.str()
+    assert "401 Unauthorized" in output
+    assert FAKE_API_KEY not in output
+    files = [p for p in pytester.path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in files)
+    assert any(p.parent.parent.parent.name == "llm-cache" for p in files)
+    for path in files:
+        assert FAKE_API_KEY.encode() not in path.read_bytes(), path

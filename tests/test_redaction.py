@@ -1,0 +1,93 @@
+"""Maskers: each kind of PII and secret is replaced; masking is idempotent and total."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_llmobs.redaction import REDACT_MODES, Redactor
+
+PII = {
+    "email": ("write to jane.doe+test@example.co.uk today", "<EMAIL>", "jane.doe"),
+    "card": ("paid with 4111 1111 1111 1111", "<CARD>", "4111 1111"),
+    "card_dashes": ("card 5500-0000-0000-0004 ok", "<CARD>", "5500-0000"),
+    "iban": ("IBAN DE89 3704 0044 0532 0130 00", "<IBAN>", "DE89"),
+    "iban_compact": ("to GB82WEST12345698765432 now", "<IBAN>", "GB82WEST"),
+    "ipv4": ("from 192.168.1.20 at noon", "<IP>", "192.168.1.20"),
+    "ipv6": ("from 2001:db8::8a2e:370:7334", "<IP>", "2001:db8"),
+    "phone_intl": ("call +44 20 7946 0958", "<PHONE>", "7946"),
+    "phone_us": ("call (415) 555-2671", "<PHONE>", "555-2671"),
+    "openai_key": ("key sk-proj-abcdefghijklmnop1234", "<SECRET>", "sk-proj"),
+    "langfuse_key": ("sk-lf-1234567890abcdef1234", "<SECRET>", "sk-lf-1234"),
+    "bearer": ("Authorization: Bearer abc.def-ghi_jkl123", "<SECRET>", "abc.def"),
+    "aws": ("AKIAIOSFODNN7EXAMPLE is the key", "<SECRET>", "AKIAIOSFODNN7"),
+    "password": ("login with password=hunter2", "password=<SECRET>", "hunter2"),
+    "api_key_quoted": ("api_key: 'xyz-123'", "api_key: <SECRET>", "xyz-123"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PII))
+def test_each_kind_is_masked(kind: str) -> None:
+    text, placeholder, secret = PII[kind]
+    masked = Redactor("default").text(text)
+    assert placeholder in masked
+    assert secret not in masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111-1111-1111-1112 fails Luhn",
+        "IBAN DE00 3704 0044 0532 0130 00 fails mod 97",
+        "version 1.2.3.4.5 and 999.1.1.1",
+        "dates 2026-11-27 20:44:33 and 12:30",
+        "The capital of France is Paris.",
+    ],
+)
+def test_look_alikes_are_kept(text: str) -> None:
+    assert Redactor("default").text(text) == text
+
+
+def test_strict_adds_numbers_and_tokens() -> None:
+    text = "order 12345678 token 3f9a1c2b4d5e6f708192a3b4c5d6e7f8a9b0c1d2"
+    assert Redactor("default").text(text) == text
+    assert Redactor("strict").text(text) == "order <NUMBER> token <TOKEN>"
+
+
+def test_off_changes_nothing_and_nested_values_are_masked() -> None:
+    value = {"user": "jane@example.com", "items": [{"ip": "10.1.2.3"}, 3, None], "n": 1.5}
+    assert Redactor("off").value(value) == value
+    masked = Redactor("default").value(value)
+    assert masked == {"user": "<EMAIL>", "items": [{"ip": "<IP>"}, 3, None], "n": 1.5}
+    assert value["user"] == "jane@example.com"  # the caller's object is not altered
+
+
+def test_custom_masker_runs_after_built_ins() -> None:
+    redactor = Redactor("default", extra=[lambda text: text.replace("ACME-", "<CUSTOMER>-")])
+    assert redactor.text("ACME-42 wrote from a@b.io") == "<CUSTOMER>-42 wrote from <EMAIL>"
+
+
+def test_unknown_mode_lists_valid_ones() -> None:
+    with pytest.raises(
+        ValueError, match=r"'loud' is not a redaction mode; valid: off, default, strict"
+    ):
+        Redactor("loud")  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(), mode=st.sampled_from(REDACT_MODES))
+def test_masking_is_idempotent_and_never_raises(text: str, mode: str) -> None:
+    redactor = Redactor(mode)  # type: ignore[arg-type]
+    once = redactor.text(text)
+    assert redactor.text(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prefix=st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20),
+    digits=st.sampled_from(["4111111111111111", "5500000000000004", "340000000000009"]),
+)
+def test_valid_cards_are_masked_in_any_surrounding_text(prefix: str, digits: str) -> None:
+    masked = Redactor("default").text(f"{prefix} {digits} ")
+    assert digits not in masked

@@ -1,0 +1,230 @@
+"""Repeats: ``--llm-repeat`` and ``repeat=`` on the marker, the stored repeat indices, flakiness,
+score variance across repeats, and how the comparison averages repeats per item."""
+
+from __future__ import annotations
+
+import glob
+import statistics
+from collections import defaultdict
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import numpy  # noqa: F401  (numpy loads once per process: here, not in an inner session)
+import pytest
+
+import pytest_llmobs.compare.gate  # noqa: F401  (loaded once here, not inside inner sessions)
+from pytest_llmobs.compare.stats import paired_bootstrap_interval
+from pytest_llmobs.repeats import strip_repeat_id
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals"{marker})
+    def test_capital(item, llm, scorer):
+        assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+    """
+
+
+def suite(pytester: pytest.Pytester, marker: str = "") -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_capitals=dedent(SUITE.format(marker=marker)))
+
+
+def by_item(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in run["items"]:
+        grouped[item["item_id"]].append(item)
+    return grouped
+
+
+@pytest.mark.parametrize(
+    ("marker", "args", "count"),
+    [
+        pytest.param("", ["--llm-repeat=3"], 3, id="option"),
+        pytest.param(", repeat=2", [], 2, id="marker"),
+        pytest.param(", repeat=2", ["--llm-repeat=3"], 2, id="marker-beats-option"),
+        pytest.param("", [], 1, id="default"),
+    ],
+)
+def test_repeats_make_n_cases_per_item_with_distinct_stored_indices(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    marker: str,
+    args: list[str],
+    count: int,
+) -> None:
+    suite(pytester, marker)
+
+    result = pytester.runpytest("-v", *args)
+
+    result.assert_outcomes(passed=count * len(capitals))
+    suffixes = [f"-r{i}" for i in range(count)] if count > 1 else [""]
+    result.stdout.fnmatch_lines(
+        [
+            glob.escape(f"test_capitals.py::test_capital[{item['id']}{suffix}] PASSED") + "*"
+            for item in capitals
+            for suffix in suffixes
+        ]
+    )
+    run = runs.latest()
+    grouped = by_item(run)
+    assert sorted(grouped) == sorted(item["id"] for item in capitals)
+    for cases in grouped.values():
+        assert sorted(case["repeat"] for case in cases) == list(range(count))
+        assert len({case["trace"]["id"] for case in cases}) == count
+    assert runs.aggregates(run, "capitals")["count"]["value"] == count * len(capitals)
+    if count > 1:
+        assert run["repeats"]["max_repeats"] == count
+    else:
+        assert "repeats" not in run and "flaky_rate" not in runs.aggregates(run, "capitals")
+
+
+def test_repeats_under_xdist_store_every_case(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    suite(pytester)
+    pytester.runpytest("-n", "2", "--llm-repeat=2").assert_outcomes(passed=2 * len(capitals))
+    pairs = sorted((i["item_id"], i["repeat"]) for i in runs.latest()["items"])
+    assert pairs == sorted((c["id"], r) for c in capitals for r in (0, 1))
+
+
+def test_bad_repeat_on_the_marker_is_a_usage_error(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    suite(pytester, ", repeat=0")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: test_capitals.py::test_capital: @pytest.mark.llm_dataset: repeat must be a "
+            "positive integer; got 0"
+        ]
+    )
+
+
+FLAKY_SUITE = """\
+    import collections
+    import pytest
+
+    SEEN = collections.Counter()
+    QUALITY = {0: 0.2, 1: 0.5, 2: 0.8}
+
+    @pytest.mark.llm_dataset("capitals", repeat=3)
+    def test_capital(item, scorer):
+        SEEN[item.id] += 1
+        scorer.score("quality", QUALITY[SEEN[item.id] - 1] if item.id == "japan" else 0.5)
+        # france fails on its second run only; spain on every run (not flaky).
+        assert not (item.id == "france" and SEEN[item.id] == 2)
+        assert item.id != "spain"
+    """
+
+
+def test_flakiness_and_score_variance_across_repeats(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_capitals=dedent(FLAKY_SUITE))
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=3 * 4 - 1 - 3, failed=4)
+    run = runs.latest()
+    rows = {row["item_id"]: row for row in run["repeats"]["items"]}
+    assert {k: (r["passed"], r["failed"], r["flaky"]) for k, r in rows.items()} == {
+        "france": (2, 1, True),
+        "japan": (3, 0, False),
+        "italy": (3, 0, False),
+        "spain": (0, 3, False),
+    }
+    assert rows["france"]["flakiness"] == pytest.approx(1 / 3)
+    assert rows["spain"]["flakiness"] == 0.0
+    japan_variance = statistics.variance([0.2, 0.5, 0.8])
+    assert rows["japan"]["variance"] == {"quality": pytest.approx(japan_variance)}
+    aggregates = runs.aggregates(run, "capitals")
+    assert aggregates["flaky_items"]["value"] == 1
+    assert aggregates["flaky_rate"]["value"] == pytest.approx(1 / len(capitals))
+    assert aggregates["flaky_rate"]["n"] == len(capitals)
+    mean_variance = aggregates["mean_repeat_variance_quality"]
+    assert mean_variance["value"] == pytest.approx(japan_variance / len(capitals))
+    result.stdout.fnmatch_lines(
+        [
+            f"repeats: up to 3 per item, {len(capitals)} item(s) repeated, 1 flaky "
+            f"({1 / len(capitals):.1%})",
+            f"  score variance across repeats (mean over items): quality "
+            f"{japan_variance / len(capitals):.3f}",
+            "  flaky capitals/france: passed 2, failed 1 of 3 (flakiness 0.33)",
+        ],
+        consecutive=True,
+    )
+    assert "repeat_variance_quality  mean" not in result.stdout.str()
+
+
+def test_flaky_rate_can_be_gated_by_a_threshold(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_capitals=dedent(FLAKY_SUITE))
+    result = pytester.runpytest("--llm-threshold=capitals: flaky_rate <= 0")
+    result.stdout.fnmatch_lines(
+        [f"  ✗ capitals: flaky_rate <= 0  observed {1 / len(capitals):.3f} (n={len(capitals)})"]
+    )
+
+
+REPEATED_SCORES = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm, scorer):
+        scorer.exact_match(llm.generate(item.input).text, item.expected_output, name="accuracy")
+    """
+
+
+def test_comparison_averages_repeats_per_item_and_resamples_items(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_capitals=dedent(REPEATED_SCORES))
+    pytester.runpytest("--llm-repeat=2", "--llm-run-name=base").assert_outcomes(passed=8)
+
+    pytester.runpytest(
+        "--llm-repeat=2", "--llm-baseline=base", "--llm-model=mock-llm-v1?accuracy=0.5&seed=7"
+    ).assert_outcomes(passed=8)
+
+    before, after = runs.load("base"), runs.latest()
+
+    def per_item(run: dict[str, Any]) -> dict[str, float]:
+        values: dict[str, list[float]] = defaultdict(list)
+        for item in run["items"]:
+            values[item["item_id"]].append(float(item["trace"]["scores"][0]["value"]))
+        return {k: statistics.fmean(v) for k, v in values.items()}
+
+    old, new = per_item(before), per_item(after)
+    keys = [c["id"] for c in capitals]
+    interval = paired_bootstrap_interval([old[k] for k in keys], [new[k] for k in keys])
+    row = next(
+        m
+        for m in after["comparison"]["metrics"]
+        if (m["group"], m["name"]) == ("capitals", "mean_accuracy")
+    )
+    assert row["n"] == len(capitals)  # items, not the 8 cases
+    assert row["p_value"] is None  # no McNemar on averaged repeats
+    assert (row["ci_low"], row["ci_high"]) == (interval.low, interval.high)
+    assert after["comparison"]["matched"] == 2 * len(capitals)
+
+
+@pytest.mark.parametrize(
+    ("node_id", "repeat", "expected"),
+    [
+        ("t.py::test_x[france-r1]", 1, "t.py::test_x[france]"),
+        ("t.py::test_x[r0]", 0, "t.py::test_x"),
+        ("t.py::test_x[new-york-r2-r2]", 2, "t.py::test_x[new-york-r2]"),
+        ("t.py::test_x[france]", 0, "t.py::test_x[france]"),
+        ("t.py::test_x", 0, "t.py::test_x"),
+    ],
+)
+def test_strip_repeat_id(node_id: str, repeat: int, expected: str) -> None:
+    assert strip_repeat_id(node_id, repeat) == expected

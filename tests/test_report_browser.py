@@ -1,0 +1,227 @@
+"""The HTML report in a real headless browser (Debian's chromium + chromedriver via Selenium):
+no console errors, no network requests, the filters change which rows are visible, and the
+trace tree expands.
+
+Without chromium, chromedriver or selenium these tests skip, except when ``CI`` is set: there
+they fail, so CI can never go green without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy  # noqa: F401  (loaded once here: in-process sessions must not import it anew)
+import pytest
+from test_report_html import SUITE_OUTCOMES, write_suite
+
+if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
+    from selenium.webdriver.remote.webelement import WebElement
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def _missing() -> str | None:
+    """Why the browser cannot run here, or ``None`` when it can."""
+    absent = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if absent:
+        return f"{' and '.join(absent)} not installed (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    return None
+
+
+def require_browser(problem: str | None, environ: Mapping[str, str]) -> None:
+    """Skip for ``problem`` locally; fail in CI (``CI`` set), where the browser must exist."""
+    if problem is None:
+        return
+    if environ.get("CI"):
+        pytest.fail(f"the browser tests must run in CI, but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
+    require_browser(_missing(), os.environ)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(str(tmp_path_factory.getbasetemp() / "chromium-profile"), ignore_errors=True)
+
+
+@pytest.fixture
+def report(pytester: pytest.Pytester, capitals: list[dict[str, Any]]) -> Path:
+    """The HTML report of a real session with every outcome (see `test_report_html.SUITE`)."""
+    write_suite(pytester, capitals)
+    pytester.runpytest("--llm-report=report.html").assert_outcomes(**SUITE_OUTCOMES)
+    return pytester.path / "report.html"
+
+
+def open_page(browser: Chrome, path: Path) -> None:
+    browser.get(path.as_uri())
+    browser.get_log("browser")  # start each page with an empty console
+
+
+def severe(browser: Chrome) -> list[dict[str, Any]]:
+    return [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def visible_rows(browser: Chrome) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    rows = browser.find_elements(By.CSS_SELECTOR, ".items .item")
+    return [row.find_element(By.CSS_SELECTOR, ".nodeid").text for row in rows if row.is_displayed()]
+
+
+def click(browser: Chrome, element: WebElement) -> None:
+    """Click ``element`` once it is scrolled clear of the sticky filter bar."""
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    element.click()
+
+
+def test_page_renders_without_console_errors_or_network(
+    browser: Chrome, report: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, report)
+
+    assert browser.title.startswith("failed · ")
+    assert browser.find_element(By.ID, "run-status").text == "failed"
+    assert severe(browser) == []
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; });"
+    )
+    assert resources == []
+    assert browser.execute_script("return document.querySelectorAll('img').length;") == 0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 4
+    shot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(shot))
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 10_000
+
+
+def test_filters_change_the_visible_rows(browser: Chrome, report: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_page(browser, report)
+    count = browser.find_element(By.ID, "f-count")
+    search = browser.find_element(By.ID, "f-text")
+    outcome = Select(browser.find_element(By.ID, "f-outcome"))
+    dataset = Select(browser.find_element(By.ID, "f-dataset"))
+    assert len(visible_rows(browser)) == 8
+    assert count.text == "8 of 8 items shown"
+
+    search.send_keys("JAPAN")
+    assert visible_rows(browser) == ["test_suite.py::test_capital[japan]"]
+    assert count.text == "1 of 8 items shown"
+
+    search.clear()
+    search.send_keys("tone=friendly capital")  # every word must match
+    assert len(visible_rows(browser)) == 3
+
+    search.clear()
+    search.send_keys(" ")
+    outcome.select_by_value("failed")
+    assert visible_rows(browser) == [
+        "test_suite.py::test_capital[spain]",
+        "test_suite.py::test_crashes",
+    ]
+    dataset.select_by_value("d:capitals")
+    assert visible_rows(browser) == ["test_suite.py::test_capital[spain]"]
+    outcome.select_by_value("")
+    assert len(visible_rows(browser)) == 4
+    dataset.select_by_value("none")
+    assert len(visible_rows(browser)) == 4
+    outcome.select_by_value("error")
+    assert visible_rows(browser) == ["test_suite.py::test_setup_error"]
+    assert count.text == "1 of 8 items shown"
+    assert severe(browser) == []
+
+
+def test_trace_tree_expands(browser: Chrome, report: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, report)
+    item = browser.find_element(By.CSS_SELECTOR, '.item[data-search*="[france]"]')
+    names = item.find_elements(By.CSS_SELECTOR, ".obs-name")
+    assert [n.text for n in names if n.is_displayed()] == []
+
+    click(browser, item.find_element(By.TAG_NAME, "summary"))
+
+    shown = [n.text for n in names if n.is_displayed()]
+    assert shown == ["test_capital[france]", "lookup", "retrieve-context", "llm.generate"]
+    lookup = next(
+        d for d in item.find_elements(By.CSS_SELECTOR, "details.obs") if "lookup" in d.text
+    )
+    body = lookup.find_element(By.CSS_SELECTOR, ".obs-body")
+    assert not body.is_displayed()
+    click(browser, lookup.find_element(By.TAG_NAME, "summary"))
+    assert body.is_displayed()
+    assert "What is the capital of France?" in body.text
+
+    click(browser, item.find_element(By.TAG_NAME, "summary"))
+    assert [n.text for n in names if n.is_displayed()] == []
+    assert severe(browser) == []
+
+
+def test_expand_all_opens_every_shown_item(browser: Chrome, report: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_page(browser, report)
+    Select(browser.find_element(By.ID, "f-outcome")).select_by_value("failed")
+
+    click(browser, browser.find_element(By.ID, "f-expand"))
+
+    opened = browser.execute_script(
+        "return Array.from(document.querySelectorAll('details.item'))"
+        ".filter(function (d) { return d.open; }).length;"
+    )
+    assert opened == 2
+    crash = browser.find_element(By.CSS_SELECTOR, '.item[data-search*="test_crashes"]')
+    error_span = crash.find_element(By.CSS_SELECTOR, "details.obs.err .obs-name")
+    assert error_span.is_displayed()
+    assert error_span.text in ("test_crashes", "explode")
+    click(browser, browser.find_element(By.ID, "f-collapse"))
+    assert not error_span.is_displayed()
+
+
+def test_missing_browser_skips_locally_but_fails_in_ci() -> None:
+    problem = "/usr/bin/chromium not installed"
+
+    with pytest.raises(pytest.skip.Exception, match=r"^/usr/bin/chromium not installed$"):
+        require_browser(problem, {})
+    with pytest.raises(pytest.fail.Exception, match=r"must run in CI, but /usr/bin/chromium"):
+        require_browser(problem, {"CI": "true"})
+    require_browser(None, {"CI": "true"})

@@ -1,0 +1,638 @@
+"""The HTML report: written after a real session (``--llm-report``, ini ``llm_report``) and by
+``llmobs report``; self-contained, escaped, with thresholds, comparison, charts, items and
+trace trees, and a cap on trace detail for large runs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import numpy  # noqa: F401  (loaded once here: in-process sessions must not import it anew)
+import pytest
+
+from pytest_llmobs.cli import main as llmobs_main
+from pytest_llmobs.exports import dump_run
+from pytest_llmobs.reporting.html import render_html
+from pytest_llmobs.reporting.html_assets import JS
+from pytest_llmobs.reporting.html_items import trace_tree
+from pytest_llmobs.reporting.svg import histogram_bins
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+HOSTILE = "<script>alert('owned')</script>\"><img src=x onerror=alert(1)>"
+"""Text a model could return: it must reach the page as text, never as markup."""
+
+SUITE = """\
+    import pytest
+    from pytest_llmobs import start_span
+
+    @pytest.mark.llm_dataset("capitals", thresholds=["mean_accuracy >= 0.9"])
+    def test_capital(item, llm, scorer):
+        with start_span("lookup", input=item.input) as span:
+            with start_span("retrieve-context", input={"k": 2}):
+                pass
+            answer = llm.generate(item.input)
+            span.update(output=answer.text)
+        scorer.score("confidence", 0.25 if item.id == "spain" else 0.9)
+        scorer.score("tone", "curt" if item.id == "japan" else "friendly")
+        expected = "Lisbon" if item.id == "spain" else item.expected_output
+        assert scorer.exact_match(answer.text, expected, name="accuracy")
+
+    def test_hostile_output(scorer):
+        with start_span("render", input=HOSTILE) as span:
+            span.update(output=HOSTILE)
+        scorer.score("verdict", HOSTILE, comment=HOSTILE)
+
+    def test_crashes():
+        with start_span("explode"):
+            raise RuntimeError("kaput: the tool call failed")
+
+    @pytest.mark.skip(reason="not today")
+    def test_skipped():
+        pass
+
+    @pytest.fixture
+    def broken():
+        raise ValueError("fixture broke")
+
+    def test_setup_error(broken):
+        pass
+    """
+"""A session with every outcome (4 passed, 2 failed, 1 skipped, 1 error), nested spans, numeric,
+categorical and boolean scores, a failed threshold and hostile text."""
+
+SUITE_OUTCOMES = {"passed": 4, "failed": 2, "skipped": 1, "errors": 1}
+
+
+def write_suite(pytester: pytest.Pytester, capitals: list[dict[str, Any]]) -> None:
+    """The `SUITE` test file (``capitals`` must already be written by its fixture)."""
+    assert [c["id"] for c in capitals] == ["france", "japan", "italy", "spain"]
+    pytester.makepyfile(test_suite=f"HOSTILE = {HOSTILE!r}\n" + dedent(SUITE))
+
+
+class _Page(HTMLParser):
+    """What the tests check about a page's markup: tags with their attributes, and text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def count(self, tag: str, css_class: str | None = None) -> int:
+        return sum(
+            1
+            for name, attrs in self.tags
+            if name == tag
+            and (css_class is None or css_class in (attrs.get("class") or "").split())
+        )
+
+
+def parse(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+# --- written after a session ---------------------------------------------------------------------
+
+
+def test_report_option_writes_the_run_as_one_html_file(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    xdist_args: tuple[str, ...],
+) -> None:
+    write_suite(pytester, capitals)
+
+    result = pytester.runpytest("--llm-report=out/report.html", *xdist_args)
+
+    result.assert_outcomes(**SUITE_OUTCOMES)
+    path = pytester.path / "out" / "report.html"
+    result.stdout.fnmatch_lines([f"llmobs: HTML report written to {path}"])
+    run = runs.latest()
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert f"run {run['id']}" in page
+    assert '<span class="badge big failed" id="run-status">failed</span>' in page
+    parsed = parse(page)
+    assert parsed.count("details", "item") == 8
+    assert parsed.count("div", "item") == 0
+    assert "mean_accuracy &gt;= 0.9" in page  # the failed threshold
+    assert '<span class="badge fail">✗ fail</span>' in page
+    assert run["datasets"]["capitals"] in page
+    for node_id in (item["node_id"] for item in run["items"]):
+        assert f'<span class="nodeid mono">{node_id}</span>' in page
+    assert 'class="obs err"' in page  # the span that raised
+    assert "RuntimeError: kaput: the tool call failed" in page
+
+
+def test_report_in_the_ini_file_is_relative_to_it(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", **{"conf/pytest": "[pytest]\nllm_report = reports/run.html\n"})
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest("-c", "conf/pytest.ini", f"--rootdir={pytester.path}")
+
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "conf" / "reports" / "run.html").is_file()
+
+
+def test_report_without_a_store_is_built_from_the_in_memory_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_one(scorer):\n    scorer.score('quality', 0.5)\n")
+
+    result = pytester.runpytest("--llm-no-store", "--llm-report=report.html")
+
+    result.assert_outcomes(passed=1)
+    page = (pytester.path / "report.html").read_text(encoding="utf-8")
+    assert "test_report_without_a_store_is_built_from_the_in_memory_run.py::test_one" in page
+    assert not (pytester.path / ".llmobs").exists()
+
+
+def test_report_path_that_is_a_directory_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("reports")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest("--llm-report=reports")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    reports = str(pytester.path / "reports")
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --llm-report: {reports!r} is a directory; expected a file path"]
+    )
+
+
+def test_unwritable_report_is_named_in_the_summary(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".txt", blocker="a file where a directory should be")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest("--llm-report=blocker.txt/report.html")
+
+    result.assert_outcomes(passed=1)
+    target = pytester.path / "blocker.txt" / "report.html"
+    result.stdout.fnmatch_lines([f"llmobs: could not write the HTML report to {target}: *"])
+
+
+def test_no_report_is_written_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=1)
+    assert not list(pytester.path.rglob("*.html"))
+    result.stdout.no_fnmatch_line("*report written*")
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def suite_run(pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]) -> Any:
+    write_suite(pytester, capitals)
+    pytester.runpytest().assert_outcomes(**SUITE_OUTCOMES)
+    return runs.latest()
+
+
+def test_page_loads_nothing_from_anywhere(suite_run: dict[str, Any]) -> None:
+    page = render_html(suite_run)
+    parsed = parse(page)
+
+    assert not re.search(r"https?:|//[a-z]", page.replace(HOSTILE_ESCAPED, ""))
+    assert all("src" not in attrs for _, attrs in parsed.tags)
+    assert [attrs.get("href", "#")[0] for _, attrs in parsed.tags if "href" in attrs] == ["#"] * 4
+    assert parsed.count("link") == 0
+    assert parsed.count("script") == 1
+    assert parsed.count("style") == 1
+    policy = next(
+        attrs["content"]
+        for tag, attrs in parsed.tags
+        if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy"
+    )
+    assert policy is not None
+    assert "default-src 'none'" in policy
+    digest = base64.b64encode(hashlib.sha256(JS.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy
+    assert f"<script>{JS}</script>" in page
+
+
+HOSTILE_ESCAPED = (
+    "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;&quot;&gt;&lt;img src=x"
+    " onerror=alert(1)&gt;"
+)
+
+
+def test_untrusted_text_is_escaped_everywhere(suite_run: dict[str, Any]) -> None:
+    page = render_html(suite_run)
+
+    assert "<img" not in page
+    assert page.count("<script>") == 1
+    assert "alert(1)>" not in page
+    assert HOSTILE_ESCAPED in page  # the span's input and output, the score, its comment
+    parsed = parse(page)
+    assert parsed.count("img") == 0
+    hostile = next(
+        attrs
+        for tag, attrs in parsed.tags
+        if tag == "details" and "test_hostile_output" in (attrs.get("data-search") or "")
+    )
+    assert "verdict=<script>alert('owned')</script>" in (hostile["data-search"] or "")
+
+
+def test_summary_lists_datasets_prompts_thresholds_and_counts(
+    suite_run: dict[str, Any],
+) -> None:
+    text = " ".join(" ".join(parse(render_html(suite_run)).text).split())
+
+    assert f"run {suite_run['id']}" in text
+    assert f"capitals {suite_run['datasets']['capitals']} 4 75.0%" in text
+    assert "8 items 4 passed 2 failed 1 error 1 skipped" in text
+    assert "1 of 1 threshold(s) failed." in text
+    assert "✗ fail capitals mean_accuracy >= 0.9 0.750 4 llm_dataset marker" in text
+    assert "No managed prompt was used." in text
+
+
+def test_scores_get_a_chart_each_per_dataset(suite_run: dict[str, Any]) -> None:
+    page = render_html(suite_run)
+
+    for label in (
+        "accuracy in capitals: counts per value",
+        "confidence in capitals: histogram of 4 values",
+        "tone in capitals: counts per value",
+        "verdict in tests without a dataset: counts per value",
+    ):
+        assert f'aria-label="{label}"' in page
+    assert "<title>0.9–1: 3 items</title>" in page
+    assert "<title>0.2–0.3: 1 item</title>" in page
+    assert "<title>friendly: 3</title>" in page
+    assert "<title>curt: 1</title>" in page
+
+
+def test_items_have_filters_and_a_row_each(suite_run: dict[str, Any]) -> None:
+    parsed = parse(render_html(suite_run))
+    options = [(attrs.get("value"), tag) for tag, attrs in parsed.tags if tag == "option"]
+
+    assert [value for value, _ in options] == [
+        "",
+        "passed",
+        "failed",
+        "error",
+        "skipped",
+        "",
+        "d:capitals",
+        "none",
+    ]
+    rows = [attrs for tag, attrs in parsed.tags if tag == "details" and "data-outcome" in attrs]
+    assert sorted(r["data-outcome"] or "" for r in rows) == [
+        "error", "failed", "failed", "passed", "passed", "passed", "passed", "skipped"
+    ]  # fmt: skip
+    assert [r["data-dataset"] for r in rows].count("d:capitals") == 4
+    japan = next(r for r in rows if "[japan]" in (r["data-search"] or ""))
+    search = japan["data-search"] or ""
+    assert "tone=curt" in search
+    assert "what is the capital of japan?" in search  # the input, lowercased for the filter
+
+
+def test_trace_tree_nests_spans_by_parent(suite_run: dict[str, Any]) -> None:
+    item = next(i for i in suite_run["items"] if i["item_id"] == "france")
+    tree = trace_tree(item["trace"]["observations"])
+
+    names = re.findall(r'<span class="obs-name">([^<]*)</span>|(<ul>|</ul>)', tree)
+    shape = [name or marker for name, marker in names]
+    assert shape == [
+        "test_capital[france]",
+        "<ul>",
+        "lookup",
+        "<ul>",
+        "retrieve-context",
+        "llm.generate",
+        "</ul>",
+        "</ul>",
+        "</ul>",
+    ]
+    assert "prompt" not in tree or "v" in tree
+    assert "mock-llm-v1 · 7 → 1 tokens" in tree
+
+
+def test_trace_tree_survives_orphans_and_cycles() -> None:
+    observations = [
+        {"id": "a", "parent_id": "b", "name": "first", "start_time": 1.0, "end_time": 2.0},
+        {"id": "b", "parent_id": "a", "name": "second", "start_time": 1.5, "end_time": 2.0},
+        {"id": "c", "parent_id": "gone", "name": "orphan", "start_time": 3.0, "end_time": 4.0},
+    ]
+
+    tree = trace_tree(observations)
+
+    assert re.findall(r'obs-name">([^<]*)<', tree) == ["orphan"]  # a cycle has no root
+    assert trace_tree([]) == ""
+
+
+def _synthetic_run(count: int, failed: set[int]) -> dict[str, Any]:
+    items = []
+    for index in range(count):
+        observation = {
+            "id": f"{index:016x}",
+            "parent_id": None,
+            "type": "span",
+            "name": f"span-{index}",
+            "start_time": 0.0,
+            "end_time": 1.0,
+        }
+        items.append(
+            {
+                "node_id": f"test_big.py::test_case[{index}]",
+                "outcome": "failed" if index in failed else "passed",
+                "trace": {"id": f"{index:032x}", "observations": [observation], "scores": []},
+            }
+        )
+    return {"id": "big", "name": "big", "status": "failed", "items": items}
+
+
+def test_large_runs_keep_traces_for_the_first_items_failures_first() -> None:
+    run = _synthetic_run(10, failed={8})
+
+    page = render_html(run, max_traces=3)
+
+    parsed = parse(page)
+    assert parsed.count("details", "item") == 3
+    assert parsed.count("div", "item") == 7
+    assert re.findall(r'obs-name">(span-\d+)<', page) == ["span-0", "span-1", "span-8"]
+    text = " ".join(" ".join(parsed.text).split())
+    assert (
+        "This run has 10 items: traces are included for 3 of them (failed and errored items"
+        " first, then in run order); the other 7 are summary rows."
+    ) in text
+
+
+def test_long_values_are_cut_with_a_note() -> None:
+    run = _synthetic_run(1, failed=set())
+    run["items"][0]["trace"]["observations"][0]["output"] = "x" * 25_000
+
+    page = render_html(run)
+
+    assert "x" * 20_000 + '<span class="cut">… 5,000 more characters not shown</span>' in page
+    assert "x" * 20_001 not in page
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([0.5, 0.5], [(0.5, 0.5, 2)], id="one-value"),
+        pytest.param([0.05, 0.95, 1.0], [(0.0, 0.1, 1)] + [(0.0, 0.0, 0)] * 8 + [(0.9, 1.0, 2)],
+                     id="unit-range"),
+        pytest.param([1, 3, 3], [(0.5, 1.5, 1), (1.5, 2.5, 0), (2.5, 3.5, 2)], id="integers"),
+    ],
+)  # fmt: skip
+def test_histogram_bins(values: list[float], expected: list[tuple[float, float, int]]) -> None:
+    bins = histogram_bins(values)
+
+    assert [c for _, _, c in bins] == [c for _, _, c in expected]
+    for (low, high, _), (want_low, want_high, count) in zip(bins, expected, strict=True):
+        if count:
+            assert (low, high) == pytest.approx((want_low, want_high))
+
+
+# --- comparison ----------------------------------------------------------------------------------
+
+
+COMPARISON = {
+    "baseline": {
+        "id": "20261101T000000-aaaaaa",
+        "name": "release-1.2",
+        "model": "mock-llm-v0",
+        "status": "passed",
+        "source": "baseline",
+        "ref": "release-1.2",
+        "path": None,
+    },
+    "current": {"id": "20261127T000000-bbbbbb", "name": "now", "status": "failed"},
+    "verdict": "regression",
+    "regressions": 1,
+    "max_drop": 0.0,
+    "matched": 4,
+    "metrics": [
+        {
+            "group": "*",
+            "name": "pass_rate",
+            "baseline": 0.9,
+            "current": 0.92,
+            "delta": 0.02,
+            "ci_low": -0.04,
+            "ci_high": 0.08,
+            "n": 4,
+            "p_value": 1.0,
+            "verdict": "no significant change",
+            "fails_gate": False,
+        },
+        {
+            "group": "capitals",
+            "name": "mean_accuracy",
+            "baseline": 0.95,
+            "current": 0.75,
+            "delta": -0.2,
+            "ci_low": -0.35,
+            "ci_high": -0.05,
+            "n": 4,
+            "p_value": 0.03,
+            "verdict": "regression",
+            "fails_gate": True,
+        },
+        {
+            "group": "capitals",
+            "name": "std_accuracy",
+            "baseline": 0.1,
+            "current": 0.4,
+            "delta": 0.3,
+            "verdict": "not tested",
+            "fails_gate": False,
+        },
+    ],
+    "changes": [
+        {
+            "kind": "model",
+            "name": "model",
+            "baseline": "mock-llm-v0",
+            "current": "mock-llm-v1",
+            "note": "",
+            "diff": None,
+        },
+        {
+            "kind": "prompt",
+            "name": "ask",
+            "baseline": 1,
+            "current": 2,
+            "note": "",
+            "diff": "-Answer briefly.\n+Answer <b>at length</b>.",
+        },
+    ],
+    "flips": [
+        {
+            "label": "capitals/spain",
+            "dataset": "capitals",
+            "item_id": "spain",
+            "node_id": "test_a.py::test_x[spain]",
+            "direction": "pass->fail",
+            "baseline_outcome": "passed",
+            "current_outcome": "failed",
+            "input": "What is the capital of Spain?",
+            "expected_output": "Madrid",
+            "baseline_output": "Madrid",
+            "current_output": "Lisbon",
+            "scores": {"accuracy": [True, False]},
+        },
+        {
+            "label": "capitals/peru",
+            "node_id": "test_a.py::test_x[peru]",
+            "direction": "fail->pass",
+            "scores": {},
+        },
+    ],
+    "unmatched": {"only_in_baseline": ["test_old.py::test_gone"], "only_in_current": []},
+    "future_field": {"something": "new"},
+}
+
+
+def test_comparison_shows_deltas_intervals_and_what_changed() -> None:
+    run = {**_synthetic_run(1, failed=set()), "comparison": COMPARISON}
+
+    page = render_html(run)
+    text = " ".join(" ".join(parse(page).text).split())
+
+    assert '<section id="comparison">' in page
+    assert "baseline release-1.2 · 20261101T000000-aaaaaa (mock-llm-v0, passed, from" in text
+    assert "verdict regression regressions 1 fail the gate matched 4 cases in both runs" in text
+    # worst first; the untested aggregate is folded away
+    assert (
+        "capitals mean_accuracy 0.950 0.750 -0.200 -0.350 … -0.050 n=4 p=0.030"
+        " delta -0.200, interval -0.350 to -0.050 regression fails the gate"
+        " all tests pass_rate 0.900 0.920 +0.020 -0.040 … +0.080 n=4 p=1"
+        " delta 0.020, interval -0.040 to 0.080 no significant change"
+        " 1 more aggregate(s) without a paired test"
+    ) in text
+    assert '<svg class="interval regressed"' in page
+    assert '<span class="badge neutral">no significant change</span>' in page
+    assert "model model mock-llm-v0 mock-llm-v1" in text
+    assert "+Answer &lt;b&gt;at length&lt;/b&gt;." in page
+    assert (
+        "pass->fail capitals/spain What is the capital of Spain? Madrid Madrid Lisbon"
+        " accuracy: true → false fail->pass capitals/peru"
+    ) in text
+    assert '<span class="badge improved">fail-&gt;pass</span>' in page
+    assert "only in baseline (1) test_old.py::test_gone only in current (0) none" in text
+    assert "future field something new" in text  # unknown keys are still shown
+
+
+def test_comparison_from_a_real_baseline(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(
+        dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals")
+            def test_capital(item, llm, scorer):
+                answer = llm.generate(item.input)
+                assert scorer.exact_match(answer.text, item.expected_output, name="accuracy")
+            """
+        )
+    )
+    pytester.runpytest("--llm-run-name=base").assert_outcomes(passed=4)
+
+    result = pytester.runpytest(
+        "--llm-model=mock-llm-v1?accuracy=0.5&seed=3", "--llm-baseline=base", "--llm-report=r.html"
+    )
+
+    page = (pytester.path / "r.html").read_text(encoding="utf-8")
+    text = " ".join(" ".join(parse(page).text).split())
+    assert '<a href="#comparison">Comparison</a>' in page
+    assert "Comparison with baseline baseline base · " in text
+    assert "capitals mean_accuracy 1 " in text
+    assert "param accuracy 1 0.500" in text
+    failed = result.parseoutcomes().get("failed", 0)
+    assert text.count("pass->fail capitals/") == failed > 0
+
+
+def test_no_comparison_no_section() -> None:
+    page = render_html(_synthetic_run(1, failed=set()))
+
+    assert 'id="comparison"' not in page
+    assert 'href="#comparison"' not in page
+
+
+@pytest.mark.parametrize(
+    "comparison",
+    [
+        pytest.param({"metrics": {"mean_accuracy": {"baseline": 1, "current": 0.5}}}, id="dict"),
+        pytest.param({"metrics": "not a table"}, id="scalar"),
+        pytest.param({"metrics": [{"interval": [-1, 1]}, 3]}, id="odd-rows"),
+        pytest.param({"metrics": [{"name": "x", "ci": {"low": -1, "high": 1}}]}, id="ci-dict"),
+    ],
+)
+def test_comparison_of_another_shape_still_renders(comparison: dict[str, Any]) -> None:
+    page = render_html({**_synthetic_run(1, failed=set()), "comparison": comparison})
+
+    assert '<section id="comparison">' in page
+
+
+# --- llmobs report ------------------------------------------------------------------------------
+
+
+def test_cli_report_renders_a_stored_run(
+    suite_run: dict[str, Any], pytester: pytest.Pytester
+) -> None:
+    out = io.StringIO()
+    target = pytester.path / "later.html"
+
+    code = llmobs_main(
+        ["report", "latest", "--store", str(pytester.path / ".llmobs"), "-o", str(target)], out
+    )
+
+    assert code == 0
+    assert out.getvalue() == (
+        f"wrote the HTML report of run {suite_run['id']} (8 items) to {target}\n"
+    )
+    assert target.read_text(encoding="utf-8") == render_html(suite_run)
+
+
+def test_cli_report_renders_an_exported_run(suite_run: dict[str, Any], tmp_path: Path) -> None:
+    exported = tmp_path / "run.json"
+    exported.write_text(dump_run(suite_run), encoding="utf-8")
+    target = tmp_path / "from-export.html"
+
+    code = llmobs_main(
+        ["report", str(exported), "-o", str(target), "--max-traces", "2"], io.StringIO()
+    )
+
+    assert code == 0
+    page = target.read_text(encoding="utf-8")
+    assert parse(page).count("details", "item") == 2
+    assert f"run {suite_run['id']}" in page
+
+
+def test_cli_report_rejects_a_json_file_that_is_no_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
+
+    code = llmobs_main(["report", str(other)], io.StringIO())
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"llmobs: error: {other}: not a run export (expected format 'pytest-llmobs/run')\n"
+    )

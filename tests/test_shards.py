@@ -1,0 +1,262 @@
+"""CI shards: ``--llm-run-id`` shared by several sessions, and ``llmobs merge`` combining their
+exports into the run an unsharded session records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import numpy  # noqa: F401  (loaded once: in-process sessions would load it again, and fail)
+import pytest
+
+from pytest_llmobs.cli import main
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
+QUIET_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+"""pytest-asyncio warns in every session that leaves this unset."""
+
+SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals", thresholds=["mean_accuracy >= 0.5"])
+    def test_capital(item, llm, scorer):
+        answer = llm.generate(item.input)
+        correct = scorer.exact_match(answer.text, item.expected_output, name="accuracy")
+        scorer.fuzzy(answer.text, item.expected_output, name="closeness")
+        scorer.score("verdict", "right" if correct else "wrong")
+        assert correct
+    """
+MODEL = "--llm-model=mock-llm-v1?accuracy=0.6&seed=5"
+FIRST_HALF = "france or japan"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini(QUIET_INI)
+
+
+def without_latency(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        group: {a["name"]: a for a in entries if "latency" not in a["name"]}
+        for group, entries in run["aggregates"].items()
+    }
+
+
+def export(store: str, run: str, output: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", run, "--store", store, "-o", str(output)]) == 0
+    capsys.readouterr()
+
+
+def run_shards(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], run_id: str = "ci-42.1"
+) -> tuple[Path, Path]:
+    """Two shards of the suite (``-k`` halves) sharing ``run_id``, exported to JSON."""
+    for store, selection in (("shard-a", FIRST_HALF), ("shard-b", f"not ({FIRST_HALF})")):
+        result = pytester.runpytest(
+            MODEL, f"--llm-run-id={run_id}", f"--llm-store={store}", "-k", selection
+        )
+        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    a, b = pytester.path / "a.json", pytester.path / "b.json"
+    export(str(pytester.path / "shard-a"), run_id, a, capsys)
+    export(str(pytester.path / "shard-b"), run_id, b, capsys)
+    return a, b
+
+
+def test_merged_shards_equal_the_unsharded_run(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(test_shard=dedent(SUITE))
+    pytester.runpytest(MODEL, "--llm-store=whole")
+    whole = runs.latest("whole")
+    a, b = run_shards(pytester, capsys)
+
+    status = main(
+        [
+            "merge",
+            str(a),
+            str(b),
+            "-o",
+            str(pytester.path / "merged.json"),
+            "--store",
+            str(pytester.path / "merged"),
+        ]
+    )
+
+    out = capsys.readouterr().out
+    merged = runs.latest("merged")
+    assert merged["id"] == "ci-42.1"
+    assert len(merged["items"]) == len(whole["items"]) == len(capitals)
+    assert set(runs.items(merged)) == set(runs.items(whole))
+    assert without_latency(merged) == without_latency(whole)
+    assert merged["counts"] == whole["counts"]
+    assert merged["datasets"] == whole["datasets"]
+    assert [(t["expression"], t["observed"], t["passed"]) for t in merged["thresholds"]] == [
+        (t["expression"], t["observed"], t["passed"]) for t in whole["thresholds"]
+    ]
+    shards = [json.loads(p.read_text(encoding="utf-8")) for p in (a, b)]
+    assert merged["started_at"] == min(s["started_at"] for s in shards)
+    assert merged["ended_at"] == max(s["ended_at"] for s in shards)
+    exported = json.loads((pytester.path / "merged.json").read_text(encoding="utf-8"))
+    assert exported["format"] == "pytest-llmobs/run"
+    assert without_latency(exported) == without_latency(merged)
+    assert out.splitlines()[0] == f"merged 2 shards of run ci-42.1: {len(capitals)} items"
+    assert "dataset 'capitals' version" in out
+    assert status == (0 if merged["status"] == "passed" else 1)
+
+
+def test_merge_gates_on_thresholds_and_exits_1_when_one_fails(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(
+        test_shard="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
+        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+    )
+    a, b = run_shards(pytester, capsys)
+
+    assert main(["merge", str(a), str(b), "--threshold", "mean_quality >= 0.5"]) == 0
+    passing = capsys.readouterr().out
+    status = main(["merge", str(a), str(b), "--threshold", "capitals: mean_quality > 0.9"])
+    failing = capsys.readouterr().out
+
+    assert "mean_quality >= 0.5  observed 0.500 (n=4)" in passing
+    assert "not stored (--store DIR keeps it)" in passing
+    assert status == 1
+    assert "capitals: mean_quality > 0.9  observed 0.500 (n=4)" in failing
+    assert "1 of 1 threshold(s) failed: session fails" in failing
+
+
+def test_merge_refuses_shards_of_different_runs(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(test_shard=dedent(SUITE))
+    a, _ = run_shards(pytester, capsys, run_id="ci-1")
+    pytester.runpytest(MODEL, "--llm-run-id=ci-2", "--llm-store=other")
+    c = pytester.path / "c.json"
+    export(str(pytester.path / "other"), "ci-2", c, capsys)
+
+    assert main(["merge", str(a), str(c)]) == 1
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: {a} has run id 'ci-1' but {c} has run id 'ci-2'; "
+        "shards of one run share --llm-run-id and the model\n"
+    )
+
+
+def test_merge_refuses_the_same_item_with_different_results(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(test_shard=dedent(SUITE))
+    a, b = run_shards(pytester, capsys)
+    data = json.loads(b.read_text(encoding="utf-8"))
+    first = json.loads(a.read_text(encoding="utf-8"))["items"][0]
+    data["items"].append({**first, "outcome": "error"})
+    b.write_text(json.dumps(data), encoding="utf-8")
+
+    assert main(["merge", str(a), str(b)]) == 1
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: item {first['node_id']!r} is in {a} and in {b} with "
+        "different results; shards must not run the same tests\n"
+    )
+
+
+def test_merge_keeps_identical_duplicates_once(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(test_shard=dedent(SUITE))
+    a, b = run_shards(pytester, capsys)
+
+    main(["merge", str(a), str(b), str(a), "-o", str(pytester.path / "m.json")])
+
+    assert capsys.readouterr().out.startswith(
+        f"merged 3 shards of run ci-42.1: {len(capitals)} items"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        pytest.param("{not json", "not JSON", id="not-json"),
+        pytest.param('{"id": "x"}', "not a run export", id="not-an-export"),
+    ],
+)
+def test_merge_names_a_file_that_is_not_an_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content, encoding="utf-8")
+
+    assert main(["merge", str(bad)]) == 1
+
+    assert capsys.readouterr().err.startswith(f"llmobs: error: {bad}: {problem}")
+
+
+# --- --llm-run-id -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["ci 42", "ci/42", "", "x" * 129, "ünï"])
+def test_invalid_run_id_is_a_usage_error(pytester: pytest.Pytester, bad: str) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest(f"--llm-run-id={bad}")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --llm-run-id: invalid run id {bad!r}; expected 1 to 128 letters, digits, "
+            "'-', '_', '.' or ':', e.g. 'ci-4242.1'"
+        ]
+    )
+
+
+def test_run_id_comes_from_the_ini_file(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makeini(QUIET_INI + "llm_run_id = nightly:2026-11-27\n")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    assert runs.latest()["id"] == "nightly:2026-11-27"
+
+
+def test_invalid_run_id_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini(QUIET_INI + "llm_run_id = a b\n")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: llm_run_id: invalid run id 'a b'; *"])
+
+
+def test_run_id_already_in_the_store_is_a_usage_error(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+    pytester.runpytest("--llm-run-id=ci-7", *xdist_args).assert_outcomes(passed=1)
+
+    result = pytester.runpytest("--llm-run-id=ci-7", *xdist_args)
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --llm-run-id: run 'ci-7' is already in {runs.db()}; each shard records its "
+            "part in its own store, and 'llmobs merge' combines their exports"
+        ]
+    )
+    assert [r["id"] for r in runs.list()] == ["ci-7"]

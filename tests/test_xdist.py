@@ -1,0 +1,336 @@
+"""pytest-xdist: one experiment run per ``pytest -n N`` session, written by the controller only,
+equal to the serial run; payloads survive xdist's serialisation; crashed workers; ``-p no:xdist``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
+from pytest_llmobs.store import STORE_FILENAME, Store
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+MODEL = "--llm-model=mock-llm-v1?accuracy=0.7&seed=3"
+QUIET_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+"""pytest-asyncio warns in every session that leaves this unset."""
+
+
+@pytest.fixture(autouse=True)
+def _quiet_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini(QUIET_INI)
+
+
+QUESTIONS = [
+    {
+        "id": country.lower().replace(" ", "-"),
+        "input": f"What is the capital of {country}?",
+        "expected_output": capital,
+    }
+    for country, capital in list(KNOWN_CAPITALS.items())[:16]
+]
+
+SCORED_SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals", thresholds=["mean_accuracy >= 0.6"])
+    def test_capital(item, llm, scorer):
+        answer = llm.generate(item.input)
+        correct = scorer.exact_match(answer.text, item.expected_output, name="accuracy")
+        scorer.fuzzy(answer.text, item.expected_output, name="closeness")
+        scorer.score("verdict", "right" if correct else "wrong")
+        assert correct
+
+    def test_plain(scorer):
+        scorer.score("plain", 1.5)
+    """
+
+
+def write_questions(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".jsonl", **{"datasets/capitals": "".join(json.dumps(q) + "\n" for q in QUESTIONS)}
+    )
+
+
+def comparable(run: dict[str, Any]) -> dict[str, Any]:
+    """What must not depend on xdist: aggregates (latency aside), verdicts, counts, datasets."""
+    aggregates = {
+        group: {a["name"]: a for a in entries if "latency" not in a["name"]}
+        for group, entries in run["aggregates"].items()
+    }
+    verdicts = [{k: v for k, v in t.items() if k != "source"} for t in run["thresholds"]]
+    return {
+        "aggregates": aggregates,
+        "thresholds": verdicts,
+        "counts": run["counts"],
+        "datasets": run["datasets"],
+        "status": run["status"],
+    }
+
+
+def test_n4_makes_one_run_equal_to_the_serial_run(pytester: pytest.Pytester, runs: Runs) -> None:
+    write_questions(pytester)
+    pytester.makepyfile(test_scored=dedent(SCORED_SUITE))
+
+    serial = pytester.runpytest_subprocess(MODEL, "-p", "no:cacheprovider")
+    parallel = pytester.runpytest_subprocess(MODEL, "-p", "no:cacheprovider", "-n", "4")
+
+    outcomes = serial.parseoutcomes()
+    assert outcomes["failed"] > 0 and outcomes["passed"] > 0  # accuracy 0.7: some wrong
+    parallel.assert_outcomes(passed=outcomes["passed"], failed=outcomes["failed"])
+    assert len(runs.list()) == 2  # one run per session, also with four workers
+    parallel_run, serial_run = (runs.load(r["id"]) for r in runs.list())
+    assert len(parallel_run["items"]) == len(serial_run["items"]) == len(QUESTIONS) + 1
+    assert set(runs.items(parallel_run)) == set(runs.items(serial_run))
+    assert comparable(parallel_run) == comparable(serial_run)
+    capitals = runs.aggregates(parallel_run, "capitals")
+    assert {"mean_accuracy", "mean_closeness", "counts_verdict"} <= set(capitals)
+    (verdict,) = parallel_run["thresholds"]
+    assert verdict["expression"] == "mean_accuracy >= 0.6"
+    assert verdict["observed"] == capitals["mean_accuracy"]["value"]
+
+
+def normalised(item: dict[str, Any]) -> dict[str, Any]:
+    """An item without what differs between two runs of it (times, random observation ids)."""
+    timing = {"started_at", "ended_at", "duration", "start_time", "end_time", "timestamp"}
+    trace = item["trace"]
+    names = {o["id"]: o["name"] for o in trace["observations"]}
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in timing | {"latency_ms"}}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    observations = [
+        {**clean(o), "id": None, "parent_id": names.get(o["parent_id"])}
+        for o in trace["observations"]
+    ]
+    scores = [
+        {**clean(s), "observation_id": names.get(s["observation_id"])} for s in trace["scores"]
+    ]
+    return {
+        **clean(item),
+        "trace": {**clean(trace), "observations": observations, "scores": scores},
+    }
+
+
+PAYLOAD_SUITE = """\
+    import pytest
+    from pytest_llmobs import observe, propagate_attributes
+
+    @observe
+    def retrieve(question):
+        return {"chunks": ["Paris est la capitale", 3, 0.25, None, True], "ünïcode": "✓"}
+
+    @pytest.mark.llm_dataset("capitals", limit=2)
+    def test_payload(item, llm, scorer):
+        with propagate_attributes(tags=["ci", "ünï"], metadata={"nested": {"k": [1, 2.5]}}):
+            context = retrieve(item.input)
+            answer = llm.generate(f"{item.input} {context['ünïcode']}")
+        scorer.score("grounded", 0.75, comment="ok – fine")
+        scorer.score("label", "capital")
+        assert scorer.exact_match(answer.text, item.expected_output, name="accuracy")
+    """
+
+
+def test_item_payload_survives_xdist_serialisation(pytester: pytest.Pytester, runs: Runs) -> None:
+    write_questions(pytester)
+    pytester.makepyfile(test_payload=dedent(PAYLOAD_SUITE))
+    same = ("--llm-run-id=same-run", "-p", "no:cacheprovider")
+
+    pytester.runpytest_subprocess(*same, "--llm-store=serial").assert_outcomes(passed=2)
+    pytester.runpytest_subprocess(*same, "--llm-store=xdist", "-n", "2").assert_outcomes(passed=2)
+
+    serial = runs.items(runs.latest("serial"))
+    parallel = runs.items(runs.latest("xdist"))
+    assert set(serial) == set(parallel)
+    for node_id, item in serial.items():
+        assert normalised(parallel[node_id]) == normalised(item), node_id
+        assert parallel[node_id]["trace"]["id"] == item["trace"]["id"]  # from the shared run id
+
+
+CRASH_SUITE = """\
+    import os
+
+    def test_before():
+        pass
+
+    def test_dies():
+        os._exit(1)
+
+    def test_one(scorer):
+        scorer.score("kept", True)
+
+    def test_two(scorer):
+        scorer.score("kept", True)
+
+    def test_three(scorer):
+        scorer.score("kept", True)
+    """
+
+
+def test_crashed_worker_keeps_finished_items_and_lists_the_lost_test(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(test_crash=dedent(CRASH_SUITE))
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*replacing crashed worker gw*",
+            "1 collected item missing from the run:",
+            "  test_crash.py::test_dies  (worker 'gw*' crashed while running "
+            "'test_crash.py::test_dies')",
+        ]
+    )
+    (summary,) = runs.list()
+    run = runs.latest()
+    assert summary["items"] == 4
+    assert sorted(runs.items(run)) == [
+        "test_crash.py::test_before",
+        "test_crash.py::test_one",
+        "test_crash.py::test_three",
+        "test_crash.py::test_two",
+    ]
+    (missing,) = run["missing"]
+    assert missing["node_id"] == "test_crash.py::test_dies"
+    assert "crashed while running 'test_crash.py::test_dies'" in missing["reason"]
+    assert run["status"] == "failed"
+    assert runs.aggregates(run, "*")["mean_kept"]["n"] == 3
+
+
+def test_tests_not_run_after_x_are_listed_as_missing(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(
+        test_stop="def test_a():\n    pass\n\ndef test_b():\n    assert False\n\n"
+        "def test_c():\n    pass\n"
+    )
+
+    result = pytester.runpytest("-x", *xdist_args)
+
+    run = runs.latest()
+    stored = set(runs.items(run))
+    missing = {entry["node_id"] for entry in run.get("missing", [])}
+    assert "test_stop.py::test_b" in stored
+    assert stored | missing == {
+        "test_stop.py::test_a",
+        "test_stop.py::test_b",
+        "test_stop.py::test_c",
+    }
+    assert not stored & missing
+    if missing:
+        result.stdout.fnmatch_lines([f"{len(missing)} collected item* missing from the run:"])
+
+
+def test_plugin_runs_without_xdist(pytester: pytest.Pytester, runs: Runs) -> None:
+    write_questions(pytester)
+    pytester.makepyfile(test_scored=dedent(SCORED_SUITE))
+
+    result = pytester.runpytest_subprocess(MODEL, "-p", "no:xdist", "-p", "no:cacheprovider")
+
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] + outcomes["failed"] == len(QUESTIONS) + 1
+    result.stdout.fnmatch_lines(["*llmobs experiment run*"])
+    run = runs.latest()
+    assert len(run["items"]) == len(QUESTIONS) + 1
+    assert "missing" not in run
+
+
+# --- prompt versions and dataset snapshots written by workers -----------------------------------
+
+PROMPT_SUITE = """\
+    import pytest
+
+    @pytest.mark.parametrize("n", range(8))
+    def test_prompt(n, prompt):
+        assert prompt("ask").version == 1
+    """
+
+
+def test_workers_share_prompt_versions_in_the_store(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makefile(
+        ".json", **{"prompts/ask": json.dumps({"type": "text", "prompt": "Hi {{x}}"})}
+    )
+    pytester.makepyfile(test_prompt_use=dedent(PROMPT_SUITE))
+
+    pytester.runpytest_subprocess("-n", "4", "-p", "no:cacheprovider").assert_outcomes(passed=8)
+
+    run = runs.latest()
+    assert [(p["name"], p["version"]) for p in run["prompts"]] == [("ask", 1)]
+    with runs.open() as store:
+        assert store.prompt_index("ask") == ([1], {"latest": 1})
+
+
+def test_prompt_versions_registered_on_workers_reach_the_controller_without_a_store(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(
+        ".json", **{"prompts/ask": json.dumps({"type": "text", "prompt": "Hi {{x}}"})}
+    )
+    pytester.makepyfile(test_prompt_use=dedent(PROMPT_SUITE))
+    pytester.makeconftest(
+        dedent(
+            """\
+            from pytest_llmobs.session import STATE_KEY
+
+            def pytest_llmobs_run_finished(result, config):
+                stored = config.stash[STATE_KEY].store.get_prompt("ask", version=1)
+                print("controller has", stored and (stored["name"], stored["prompt"]))
+            """
+        )
+    )
+
+    result = pytester.runpytest_subprocess("-n", "2", "-s", "--llm-no-store")
+
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*controller has ('ask', 'Hi {{x}}')"])
+    assert not (pytester.path / ".llmobs").exists()
+
+
+def _register_concurrently(args: tuple[str, int, Any]) -> dict[str, int]:
+    path, seed, barrier = args
+    barrier.wait()  # every process opens the (new) store file at the same moment
+    store = Store(Path(path))
+    rng = random.Random(seed)
+    versions = {}
+    try:
+        for _ in range(25):
+            text = rng.choice("abcde")
+            versions[text] = store.register_prompt("p", f"h-{text}", {"prompt": text}, ["prod"])
+            store.record_dataset("d", f"v-{text}", [{"id": text}])
+    finally:
+        store.close()
+    return versions
+
+
+def test_concurrent_processes_agree_on_prompt_versions(tmp_path: Path) -> None:
+    path = str(tmp_path / ".llmobs" / STORE_FILENAME)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(6)
+        with context.Pool(6) as pool:
+            seen = pool.map(_register_concurrently, [(path, seed, barrier) for seed in range(6)])
+
+    agreed: dict[str, int] = {}
+    for versions in seen:
+        for text, version in versions.items():
+            assert agreed.setdefault(text, version) == version, text
+    assert sorted(agreed.values()) == list(range(1, len(agreed) + 1))
+    store = Store(Path(path))
+    try:
+        assert store.prompt_index("p")[0] == sorted(agreed.values())
+    finally:
+        store.close()
