@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,7 +70,46 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip(), file=out)
-    print(f"store: {store.path}", file=out)
+    print(f"store: {store.path} ({_size(store.size_bytes())})", file=out)
+    return 0
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+_AGE = re.compile(r"^(\d+)\s*([dhw])$")
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``2w`` as seconds; anything else raises `CliError`."""
+    match = _AGE.match(text.strip())
+    if match is None:
+        raise CliError(f"--older-than: {text!r} is not an age; expected e.g. 30d, 12h or 2w")
+    return int(match.group(1)) * {"h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+
+
+def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
+    if args.keep_last is None and args.older_than is None:
+        raise CliError("prune needs --keep-last N and/or --older-than AGE")
+    if args.keep_last is not None and args.keep_last < 0:
+        raise CliError(f"--keep-last: {args.keep_last} is negative; expected N >= 0")
+    store = open_store(args.store)
+    before = store.size_bytes()
+    older = time.time() - parse_age(args.older_than) if args.older_than else None
+    deleted = store.prune(keep_last=args.keep_last, older_than=older)
+    print(
+        f"deleted {len(deleted)} run(s); saved baselines kept; store {_size(before)} -> "
+        f"{_size(store.size_bytes())}",
+        file=out,
+    )
+    for run_id in deleted:
+        print(f"  {run_id}", file=out)
     return 0
 
 
@@ -233,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="items whose traces are included in full; the rest are summary rows (default 2000)",
     )
     report.set_defaults(handler=cmd_report)
+
+    prune = commands.add_parser(
+        "prune", parents=[common], help="delete old runs (never saved baselines)"
+    )
+    prune.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs")
+    prune.add_argument("--older-than", metavar="AGE", help="delete runs older than e.g. 30d")
+    prune.set_defaults(handler=cmd_prune)
 
     calibrate = commands.add_parser(
         "calibrate",

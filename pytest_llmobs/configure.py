@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
+from pytest_llmobs.governance import Governance, GovernanceError, build_governance
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
 from pytest_llmobs.providers import ConfigError, UnknownModelError, default_registry
 from pytest_llmobs.providers.calls import close_provider, session_calls
+from pytest_llmobs.redaction import Masker
 from pytest_llmobs.run import (
     NO_RESULT,
     RunRecorder,
@@ -18,7 +20,7 @@ from pytest_llmobs.run import (
 )
 from pytest_llmobs.session import SessionState
 from pytest_llmobs.settings import Settings, read_settings
-from pytest_llmobs.store import Store, StoreError
+from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
 WORKER_RUN_ID = "llmobs_run_id"
@@ -63,8 +65,12 @@ def build_state(config: pytest.Config) -> SessionState:
         thresholds = [parse_threshold(t, source=src) for t, src in settings.thresholds]
     except ThresholdError as exc:
         raise pytest.UsageError(str(exc)) from None
+    governance = _governance(config, settings)
     try:
-        store = Store.in_directory(settings.store_dir) if settings.store_dir else Store(None)
+        store = Store(
+            settings.store_dir / STORE_FILENAME if settings.store_dir else None,
+            governance=governance,
+        )
     except StoreError as exc:
         raise pytest.UsageError(f"--llm-store: {exc}") from None
     if not is_xdist_worker(config):
@@ -126,6 +132,23 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
     if problem is not None:
         store.close()
         raise pytest.UsageError(problem)
+
+
+def _governance(config: pytest.Config, settings: Settings) -> Governance:
+    """The redaction/sampling/size policy; bad values are usage errors."""
+    extra: list[Masker] = []
+    for maskers in config.hook.pytest_llmobs_register_maskers(config=config):
+        extra.extend(maskers or [])
+    try:
+        return build_governance(
+            mode=settings.redact,
+            maskers=settings.redact_maskers,
+            extra=extra,
+            trace_sample=settings.trace_sample,
+            max_field_chars=settings.max_field_chars,
+        )
+    except GovernanceError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) -> None:

@@ -5,6 +5,7 @@ Registered from ``pytest_addhooks``; always called with keyword arguments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -48,6 +49,20 @@ def pytest_llmobs_register_evaluators(registry: EvaluatorRegistry, config: pytes
         def pytest_llmobs_register_evaluators(registry, config):
             registry.add(politeness)
             registry.add_run(long_answer_rate)
+    """
+
+
+@pytest.hookspec
+def pytest_llmobs_register_maskers(config: pytest.Config) -> list[Callable[[str], str]] | None:
+    """Return extra maskers (``str -> str``) applied after the built-in ones, before storing.
+
+    .. code-block:: python
+
+        # conftest.py
+        import re
+
+        def pytest_llmobs_register_maskers(config):
+            return [lambda text: re.sub(r"CUST-\\d+", "<CUSTOMER>", text)]
     """
 
 

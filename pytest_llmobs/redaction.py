@@ -8,7 +8,7 @@ Built-in maskers replace what they find with a typed placeholder:
 ``<EMAIL>``   e-mail addresses
 ``<IBAN>``    IBANs whose mod-97 checksum holds
 ``<CARD>``    payment card numbers (13–19 digits) whose Luhn checksum holds
-``<IP>``      IPv4 and IPv6 addresses
+``<IP>``      IPv4 and IPv6 addresses (not loopback ones such as 127.0.0.1 and ::1)
 ``<PHONE>``   phone numbers in international (``+`` prefix) or North American format
 ============  ==============================================================================
 
@@ -95,11 +95,16 @@ def mask_cards(text: str) -> str:
 
 def mask_ips(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if ":" in text and sum(1 for group in text.split(":") if group) < 2:
+            return text  # "::", "py::dead" in a pytest node id: not an address worth masking
         try:
-            ipaddress.ip_address(match.group(0))
+            address = ipaddress.ip_address(text)
         except ValueError:
             return match.group(0)
-        return "<IP>"
+        # Loopback and unspecified addresses name this machine, never a person: kept, so error
+        # messages still say which local server failed.
+        return match.group(0) if address.is_loopback or address.is_unspecified else "<IP>"
 
     return _IPV6.sub(replace, _IPV4.sub(replace, text))
 
@@ -129,6 +134,29 @@ DEFAULT_MASKERS: tuple[Masker, ...] = (
     mask_phones,
 )
 STRICT_MASKERS: tuple[Masker, ...] = (*DEFAULT_MASKERS, mask_long_tokens, mask_long_numbers)
+
+
+IDENTIFIER_KEYS = frozenset(
+    {
+        "id",
+        "trace_id",
+        "parent_id",
+        "observation_id",
+        "node_id",
+        "item_id",
+        "run_id",
+        "dataset_version",
+        "hash",
+        "version",
+        "prompt_version",
+        "data_type",
+        "type",
+        "level",
+        "outcome",
+        "status",
+    }
+)
+"""Keys whose values are identifiers or enums the plugin relies on to link data: never masked."""
 
 
 class Redactor:
@@ -161,7 +189,10 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
-            return {key: self.value(item) for key, item in value.items()}
+            return {
+                key: item if key in IDENTIFIER_KEYS else self.value(item)
+                for key, item in value.items()
+            }
         if isinstance(value, (list, tuple)):
             return [self.value(item) for item in value]
         return value

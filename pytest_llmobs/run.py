@@ -159,7 +159,9 @@ class RunRecorder:
     def add_item(self, item: Mapping[str, Any]) -> None:
         """Store one finished item and remember what aggregation needs of it."""
         seq = len(self._summaries)
-        self.store.write_item(self.run_id, seq, item)
+        if self.store.governance is not None:  # aggregates see what is stored, masked
+            item = self.store.governance.item(item)
+        self.store.write_item(self.run_id, seq, item, governed=True)
         summary = ItemSummary.from_item(item)
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1

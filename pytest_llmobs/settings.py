@@ -197,6 +197,32 @@ OPTIONS: tuple[OptionSpec, ...] = (
         default=False,
         action="store_true",
     ),
+    OptionSpec(
+        "redact",
+        "mask PII and secrets before anything is stored: off, default or strict "
+        "(default: default)",
+        metavar="MODE",
+    ),
+    OptionSpec(
+        "redact_maskers",
+        "extra maskers, 'package.module:function' (str -> str), applied after the built-ins",
+        ini_type="linelist",
+        default=[],
+        action="append",
+        metavar="REF",
+    ),
+    OptionSpec(
+        "trace_sample",
+        "share of passing items that keep full span payloads, chosen by trace id (scores and "
+        "outcomes are always kept; failures always in full) (default: 1)",
+        metavar="SHARE",
+    ),
+    OptionSpec(
+        "max_field_chars",
+        "longest stored text; longer inputs/outputs/attributes are cut with a marker giving "
+        "their length (default: 100000)",
+        metavar="N",
+    ),
 )
 
 
@@ -260,6 +286,14 @@ class Settings:
     """``--llm-upload-strict``: an incomplete upload fails the session."""
     langfuse_legacy: bool = False
     """``--llm-langfuse-legacy``: ingestion events instead of OTLP, for older servers."""
+    redact: str = "default"
+    """``--llm-redact``: off, default or strict."""
+    redact_maskers: tuple[str, ...] = ()
+    """``--llm-redact-maskers``: extra masker references, 'module:function'."""
+    trace_sample: float = 1.0
+    """``--llm-trace-sample``: share of passing items keeping full payloads."""
+    max_field_chars: int = 100_000
+    """``--llm-max-field-chars``: longest stored text."""
 
 
 def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
@@ -322,6 +356,7 @@ def read_settings(config: pytest.Config) -> Settings:
         junit_properties=bool(getattr(config.option, "xmlpath", None)),
         run_id=_run_id(config),
         **_upload_settings(config),
+        **_governance_settings(config),
     )
 
 
@@ -458,4 +493,29 @@ def _upload_settings(config: pytest.Config) -> dict[str, Any]:
         "upload": targets,
         "upload_strict": flag("llm_upload_strict"),
         "langfuse_legacy": flag("llm_langfuse_legacy"),
+    }
+
+
+def _governance_settings(config: pytest.Config) -> dict[str, Any]:
+    """``--llm-redact``, ``--llm-redact-maskers``, ``--llm-trace-sample``, size limit."""
+
+    def number(name: str, kind: type[float] | type[int], default: float) -> float:
+        raw = _text(config, name)
+        if not raw:
+            return default
+        try:
+            return kind(raw)
+        except ValueError:
+            flag = "--" + name.replace("_", "-")
+            raise pytest.UsageError(
+                f"{flag}: {raw!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+
+    maskers = [str(m) for m in config.getini("llm_redact_maskers") if str(m).strip()]
+    maskers += list(config.getoption("llm_redact_maskers") or [])
+    return {
+        "redact": (_text(config, "llm_redact") or "default").strip(),
+        "redact_maskers": tuple(maskers),
+        "trace_sample": float(number("llm_trace_sample", float, 1.0)),
+        "max_field_chars": int(number("llm_max_field_chars", int, 100_000)),
     }

@@ -6,13 +6,17 @@ Ctrl-C or a crash keeps every item it completed. Only one process per session wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_llmobs.governance import Governance
 
 SCHEMA_VERSION = 2
 STORE_FILENAME = "llmobs.db"
@@ -90,8 +94,10 @@ def _dumps(value: Any) -> str:
 class Store:
     """A SQLite store at ``path`` (``None`` keeps everything in memory for ``--llm-no-store``)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, governance: Governance | None = None) -> None:
         self.path = path
+        self.governance = governance
+        """Redaction, sampling and size limits applied to everything written (None: as given)."""
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +159,8 @@ class Store:
 
     def begin_run(self, header: Mapping[str, Any]) -> None:
         """Insert a run in status ``running``; ``header`` holds id, name, model, started_at."""
+        if self.governance is not None:
+            header = self.governance.value(dict(header))
         with self._transaction():
             self._db.execute(
                 "INSERT INTO runs (id, name, model, status, started_at, pid, header)"
@@ -167,8 +175,12 @@ class Store:
                 ),
             )
 
-    def write_item(self, run_id: str, seq: int, item: Mapping[str, Any]) -> None:
-        """Store one finished run item in its own transaction."""
+    def write_item(
+        self, run_id: str, seq: int, item: Mapping[str, Any], *, governed: bool = False
+    ) -> None:
+        """Store one finished run item in its own transaction, governed unless it already is."""
+        if self.governance is not None and not governed:
+            item = self.governance.item(item)
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO items"
@@ -190,6 +202,8 @@ class Store:
         self, run_id: str, *, status: str, ended_at: float, summary: Mapping[str, Any]
     ) -> None:
         """Record the run's final status and its summary (datasets, prompts, aggregates...)."""
+        if self.governance is not None:
+            summary = self.governance.value(dict(summary))
         with self._transaction():
             self._db.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
@@ -200,6 +214,8 @@ class Store:
         self, run_id: str, *, status: str | None = None, summary: Mapping[str, Any] | None = None
     ) -> None:
         """Change a finished run's status and/or merge ``summary`` keys into its summary."""
+        if self.governance is not None and summary is not None:
+            summary = self.governance.value(dict(summary))
         with self._transaction():
             row = self._db.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -209,6 +225,37 @@ class Store:
                 "UPDATE runs SET status = COALESCE(?, status), summary = ? WHERE id = ?",
                 (status, _dumps(merged), run_id),
             )
+
+    # --- retention --------------------------------------------------------------------------
+
+    def prune(self, *, keep_last: int | None = None, older_than: float | None = None) -> list[str]:
+        """Delete finished runs beyond the newest ``keep_last`` or started before ``older_than``
+        (a Unix time); runs saved as baselines and runs still going are never deleted."""
+        protected = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
+        runs = self.list_runs()
+        doomed = []
+        for index, run in enumerate(runs):
+            too_many = keep_last is not None and index >= keep_last
+            too_old = older_than is not None and run["started_at"] < older_than
+            if (too_many or too_old) and run["id"] not in protected and run["status"] != "running":
+                doomed.append(str(run["id"]))
+        with self._transaction():
+            for run_id in doomed:
+                self._db.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
+                self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                with contextlib.suppress(sqlite3.OperationalError):  # no uploads yet: no table
+                    self._db.execute("DELETE FROM upload_state WHERE run_id = ?", (run_id,))
+        if doomed and self.path is not None:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+        return doomed
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of the database file and its WAL."""
+        if self.path is None:
+            return 0
+        files = [self.path, self.path.with_name(self.path.name + "-wal")]
+        return sum(f.stat().st_size for f in files if f.exists())
 
     # --- baselines --------------------------------------------------------------------------
 
@@ -419,7 +466,9 @@ class Store:
     # --- datasets ---------------------------------------------------------------------------
 
     def record_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
-        """Keep a snapshot of a dataset version (once per content hash)."""
+        """Keep a (governed) snapshot of a dataset version (once per content hash)."""
+        if self.governance is not None:
+            items = self.governance.items(items)
         with self._transaction():
             self._db.execute(
                 "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"

@@ -51,7 +51,9 @@ class XdistHooks:
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         if self.state.recorder is not None:
-            self.state.recorder.note_lost(crashitem, str(report.longrepr))
+            gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+            worker = f"worker {gateway!r}" if gateway else "its worker"
+            self.state.recorder.note_lost(crashitem, f"{worker} crashed while running it")
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         output = getattr(node, "workeroutput", None) or {}

@@ -172,6 +172,8 @@ class FakeLangfuse:
         self.event_filter: Callable[[dict[str, Any]], tuple[int, str] | None] | None = None
         self.violations: list[str] = []
         self.requests: list[RequestLog] = []
+        self.bodies: list[bytes] = []
+        """Every request body as received (to search for what must never be sent)."""
         self.spans: dict[tuple[str, str], StoredSpan] = {}
         self.traces: dict[str, dict[str, Any]] = {}
         self.observations: dict[str, dict[str, Any]] = {}
@@ -619,6 +621,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake.requests.append(
                 RequestLog(self.command, self.path, status, len(body), events, fake._last_spans)
             )
+            fake.bodies.append(body)
         try:
             self.send_response(status)
             for key, value in extra.items():

@@ -45,7 +45,8 @@ def test_runs_lists_newest_first(recorded: Path) -> None:
     assert lines[0].split() == ["RUN", "ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED"]
     assert [line.split()[1] for line in lines[1:3]] == ["second", "first"]
     assert all(line.split()[3:5] == ["passed", "2"] for line in lines[1:3])
-    assert lines[-1] == f"store: {recorded / '.llmobs' / 'llmobs.db'}"
+    assert lines[-1].startswith(f"store: {recorded / '.llmobs' / 'llmobs.db'} (")
+    assert lines[-1].endswith(("KiB)", "MiB)"))
 
 
 def test_show_by_name_and_latest(recorded: Path) -> None:

@@ -41,6 +41,8 @@ def test_each_kind_is_masked(kind: str) -> None:
         "card 4111-1111-1111-1112 fails Luhn",
         "IBAN DE00 3704 0044 0532 0130 00 fails mod 97",
         "version 1.2.3.4.5 and 999.1.1.1",
+        "local server 127.0.0.1:8080 and ::1 and 0.0.0.0",
+        "tests/test_a.py::test_dead failed; test_b.py::beef too",
         "dates 2026-11-27 20:44:33 and 12:30",
         "The capital of France is Paris.",
     ],

@@ -1,0 +1,347 @@
+"""Upload a stored run's traces to any OpenTelemetry backend: OTLP over HTTP, protobuf bodies.
+
+Every observation becomes a span (`otlp_spans`) carrying the OpenTelemetry GenAI conventions
+(``gen_ai.operation.name``, ``gen_ai.request.*``, ``gen_ai.usage.*``, ``gen_ai.input.messages``,
+``gen_ai.output.messages``, ``gen_ai.conversation.id``) next to the ``langfuse.*`` names; each
+root span says which test, dataset item and repeat it ran (``llmobs.*``), and each score rides on
+the span it judges as a ``gen_ai.evaluation.result`` event. Nothing waits for the backend to
+index what it received.
+
+Configuration is the OpenTelemetry SDK's environment:
+
+- ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as it is) or ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the
+  base URL: ``/v1/traces`` is appended); one of them is required;
+- ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` or ``OTEL_EXPORTER_OTLP_HEADERS``: ``k=v,k2=v2`` with
+  URL-encoded values (``Authorization=Bearer%20abc``);
+- ``OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`` (``gzip`` or ``none``), ``..._TIMEOUT`` (ms),
+  ``..._PROTOCOL`` (only ``http/protobuf``);
+- ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,...``) for the resource.
+
+The sending itself (`otlp_send`) is shared with the Phoenix exporter, which speaks OTLP too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
+from pytest_llmobs.exporters.batching import encode_json
+from pytest_llmobs.exporters.http import HttpOptions, HttpSender
+from pytest_llmobs.exporters.otlp_send import Ledger, TraceSend, send_traces, traced_items
+from pytest_llmobs.exporters.state import runs_with_pending
+from pytest_llmobs.store import Store
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    from pytest_llmobs.exporters.otlp_spans import AttributeValue, SpanSource, TraceSpans
+
+TRACES_PATH = "/v1/traces"
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def parse_pairs(value: str, variable: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (the OpenTelemetry list format) → a dict, values URL-decoded; a malformed
+    entry raises `ExportError` naming the variable (never its values: they may be secrets)."""
+    pairs: dict[str, str] = {}
+    for index, entry in enumerate(value.split(","), start=1):
+        if not entry.strip():
+            continue
+        key, sep, raw = entry.partition("=")
+        key = unquote(key).strip()
+        if not sep or not key:
+            raise ExportError(
+                f"{variable}: entry {index} is not 'key=value' (expected k=v,k2=v2 with "
+                "URL-encoded values)"
+            )
+        pairs[key] = unquote(raw).strip()
+    return pairs
+
+
+def traces_url(environ: Mapping[str, str]) -> str:
+    """The traces endpoint: the signal-specific variable as it is, else base URL + /v1/traces."""
+    specific = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if specific:
+        url, variable, given = specific, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", specific
+    elif base:
+        url, variable, given = base.rstrip("/") + TRACES_PATH, "OTEL_EXPORTER_OTLP_ENDPOINT", base
+    else:
+        raise ExportError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT not set: export the collector's OTLP/HTTP base URL, "
+            "e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 (/v1/traces is appended), "
+            "or the full URL in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ExportError(f"{variable}={given!r} is not an http(s) URL, e.g. http://localhost:4318")
+    return url
+
+
+def _signal(environ: Mapping[str, str], name: str) -> tuple[str, str]:
+    """The traces-specific variable when set, else the general one: (variable, value)."""
+    for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = environ.get(variable, "").strip()
+        if value:
+            return variable, value
+    return "", ""
+
+
+@dataclass(frozen=True)
+class OtlpConfig:
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    compression: str | None = None
+    timeout: float | None = None
+    resource: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OtlpConfig:
+        url = traces_url(environ)
+        variable, protocol = _signal(environ, "PROTOCOL")
+        if protocol and protocol != "http/protobuf":
+            raise ExportError(
+                f"{variable}={protocol!r}: only 'http/protobuf' is supported (point the endpoint "
+                "at the collector's OTLP/HTTP port, usually 4318)"
+            )
+        variable, raw_headers = _signal(environ, "HEADERS")
+        headers = parse_pairs(raw_headers, variable) if raw_headers else {}
+        variable, compression = _signal(environ, "COMPRESSION")
+        if compression not in ("", "none", "gzip"):
+            raise ExportError(f"{variable}={compression!r}: expected 'gzip' or 'none'")
+        variable, raw_timeout = _signal(environ, "TIMEOUT")
+        timeout = None
+        if raw_timeout:
+            try:
+                timeout = float(raw_timeout) / 1000
+            except ValueError:
+                raise ExportError(
+                    f"{variable}={raw_timeout!r} is not a number of milliseconds"
+                ) from None
+        return cls(
+            url=url,
+            headers=headers,
+            compression=compression if compression == "gzip" else None,
+            timeout=timeout,
+            resource=resource_from_env(environ),
+        )
+
+    @property
+    def base_url(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def path(self) -> str:
+        parts = urlsplit(self.url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    @property
+    def display(self) -> str:
+        """The endpoint without credentials or query (for reports and the upload state)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + parts.path
+
+
+def resource_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` then ``OTEL_SERVICE_NAME`` (which wins for service.name)."""
+    raw = environ.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
+    attributes = parse_pairs(raw, "OTEL_RESOURCE_ATTRIBUTES") if raw else {}
+    if environ.get("OTEL_SERVICE_NAME", "").strip():
+        attributes["service.name"] = environ["OTEL_SERVICE_NAME"].strip()
+    return attributes
+
+
+# --- GenAI attributes and evaluation events -----------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else encode_json(value)
+
+
+def genai_messages(value: Any, default_role: str) -> list[dict[str, Any]]:
+    """A recorded input/output as GenAI messages (``role`` + text ``parts``): chat message lists
+    keep their roles, anything else is one message of ``default_role``."""
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items):
+        items = [{"role": default_role, "content": value}]
+    return [
+        {"role": str(m["role"]), "parts": [{"type": "text", "content": _text(m["content"])}]}
+        for m in items
+    ]
+
+
+def genai_attributes(source: SpanSource) -> dict[str, AttributeValue | None]:
+    """GenAI messages on generations, the conversation id and the test context on root spans."""
+    obs = source.observation
+    attrs: dict[str, AttributeValue | None] = {}
+    if obs.get("type") == "generation":
+        if obs.get("input") is not None:
+            attrs["gen_ai.input.messages"] = encode_json(genai_messages(obs["input"], "user"))
+        if obs.get("output") is not None:
+            attrs["gen_ai.output.messages"] = encode_json(
+                genai_messages(obs["output"], "assistant")
+            )
+    if source.is_root:
+        attrs.update(root_attributes(source))
+    return attrs
+
+
+def root_attributes(source: SpanSource) -> dict[str, AttributeValue]:
+    """Which test, outcome, dataset item and repeat a root span belongs to."""
+    item, trace = source.item, source.trace
+    attrs: dict[str, AttributeValue] = {
+        "llmobs.test.node_id": str(item.get("node_id") or ""),
+        "llmobs.test.outcome": str(item.get("outcome") or ""),
+        "llmobs.repeat": int(item.get("repeat") or 0),
+    }
+    if item.get("dataset"):
+        attrs["llmobs.dataset.name"] = str(item["dataset"])
+        attrs["llmobs.dataset.version"] = str(item.get("dataset_version") or "")
+        attrs["llmobs.dataset.item_id"] = str(item.get("item_id"))
+    if trace.get("session_id"):
+        attrs["gen_ai.conversation.id"] = str(trace["session_id"])
+    return attrs
+
+
+def combine_hooks(
+    *hooks: Callable[[SpanSource], Mapping[str, AttributeValue | None]],
+) -> Callable[[SpanSource], dict[str, AttributeValue | None]]:
+    """One span hook applying ``hooks`` in order (later ones win)."""
+
+    def hook(source: SpanSource) -> dict[str, AttributeValue | None]:
+        attrs: dict[str, AttributeValue | None] = {}
+        for each in hooks:
+            attrs.update(each(source))
+        return attrs
+
+    return hook
+
+
+def score_parts(score: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """A score as (numeric value, label): BOOLEAN → 1.0/0.0 and "true"/"false", CATEGORICAL →
+    label only, NUMERIC → value only."""
+    value, kind = score.get("value"), score.get("data_type") or "NUMERIC"
+    if kind == "BOOLEAN":
+        return (1.0 if value else 0.0), ("true" if value else "false")
+    if kind == "CATEGORICAL":
+        return None, str(value)
+    return (float(value) if isinstance(value, (int, float)) else None), None
+
+
+def evaluation_event_attributes(score: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    number, label = score_parts(score)
+    attrs: dict[str, AttributeValue] = {"gen_ai.evaluation.name": str(score["name"])}
+    if number is not None:
+        attrs["gen_ai.evaluation.score.value"] = number
+    if label is not None:
+        attrs["gen_ai.evaluation.score.label"] = label
+    if score.get("comment"):
+        attrs["gen_ai.evaluation.explanation"] = str(score["comment"])
+    attrs["llmobs.score.id"] = str(score["id"])
+    attrs["llmobs.score.data_type"] = str(score.get("data_type") or "NUMERIC")
+    if score.get("source"):
+        attrs["llmobs.score.source"] = str(score["source"])
+    return attrs
+
+
+def add_evaluation_events(spans: TraceSpans, item: Mapping[str, Any]) -> int:
+    """Attach each score of ``item`` to the span it judges (the root for trace scores) as a
+    ``gen_ai.evaluation.result`` event; returns how many were attached."""
+    from pytest_llmobs.exporters.otlp_spans import key_values, unix_nanos
+
+    by_id: dict[str, Span] = {span.span_id.hex(): span for span in spans.spans}
+    if not by_id:
+        return 0
+    root = spans.spans[0]
+    attached = 0
+    for score in (item.get("trace") or {}).get("scores") or []:
+        span = by_id.get(str(score.get("observation_id") or ""), root)
+        when = unix_nanos(score.get("timestamp")) or span.end_time_unix_nano
+        span.events.add(
+            name=EVALUATION_EVENT,
+            time_unix_nano=when,
+            attributes=key_values(evaluation_event_attributes(score)),
+        )
+        attached += 1
+    return attached
+
+
+# --- the exporter --------------------------------------------------------------------------------
+
+
+class OtlpExporter:
+    """The ``otlp`` upload target (see the module docstring)."""
+
+    name = "otlp"
+
+    def __init__(self, options: ExporterOptions) -> None:
+        self.options = options
+
+    def pending_runs(self, store: Store) -> list[str]:
+        return runs_with_pending(store, state_target(OtlpConfig.from_env(self.options.environ)))
+
+    def export(self, run: Mapping[str, Any]) -> ExportReport:
+        from pytest_llmobs.exporters.otlp_spans import SpanOptions, require_otel
+
+        environ = self.options.environ
+        items = traced_items(run)
+        try:
+            config = OtlpConfig.from_env(environ)
+        except ExportError as exc:
+            return _not_sent(run, items, "otlp", exc)
+        report = ExportReport(target=f"otlp {config.display}", run_id=str(run["id"]))
+        try:
+            require_otel()
+            http = self.options.http or HttpOptions.from_env(environ)
+        except ExportError as exc:
+            return _not_sent(run, items, report.target, exc)
+        if config.timeout is not None and self.options.http is None:
+            http = dataclasses.replace(http, timeout=config.timeout)
+        store = self.options.store if self.options.store is not None else Store(None)
+        ledger = Ledger(
+            store,
+            state_target(config),
+            str(run["id"]),
+            report,
+            pending_only=self.options.pending_only,
+        )
+        options = SpanOptions(
+            resource_attributes=dict(config.resource),
+            span_hook=genai_attributes,
+            release=(run.get("environment") or {}).get("git_commit"),
+        )
+        sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
+        send = TraceSend(sender, config.path, run, options, report, config.compression)
+        ledger.state.begin()
+        try:
+            send_traces(ledger, send, items, add_events=add_evaluation_events)
+        finally:
+            sender.close()
+            report.requests = sender.requests
+            report.bytes_sent = sender.bytes_sent
+        ledger.state.finish(complete=report.ok)
+        return report
+
+
+def state_target(config: OtlpConfig) -> str:
+    return f"otlp {config.display}"
+
+
+def _not_sent(
+    run: Mapping[str, Any], items: list[dict[str, Any]], target: str, exc: ExportError
+) -> ExportReport:
+    report = ExportReport(target=target, run_id=str(run["id"]))
+    report.error(f"not sent: {exc}")
+    report.count(report.failed, "traces", len(items))
+    report.count(report.failed, "observations", sum(len(i["trace"]["observations"]) for i in items))
+    report.count(report.failed, "scores", sum(len(i["trace"].get("scores") or []) for i in items))
+    return report

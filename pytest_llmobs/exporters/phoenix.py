@@ -1,0 +1,434 @@
+"""Upload a stored run to Arize Phoenix: traces over OTLP, then datasets, an experiment, its runs
+and the scores over Phoenix's REST API.
+
+Order: each dataset the run used, as the exact content version the run saw
+(``POST /v1/datasets/upload``, examples keyed by item id) → every trace as OTLP spans on
+``/v1/traces`` with OpenInference attributes (`phoenix_rest.openinference_attributes`), in the
+project named by the resource attribute ``openinference.project.name`` → per dataset one
+experiment on that dataset version (found again by its ``llmobs_run_id`` metadata) → one
+experiment run per dataset item and repeat, linked to its trace → each score as an experiment
+evaluation on its run, plus an ``outcome`` evaluation → each score as a span annotation (every
+test, not only dataset items).
+
+Phoenix ingests spans and annotations asynchronously; the exporter does not wait for them.
+Every object's outcome is kept in the store (`state.UploadState`), so ``--pending`` resumes;
+examples, evaluations and annotations are upserted by stable keys, and experiment runs that the
+server already has are not sent again.
+
+Configuration: ``PHOENIX_COLLECTOR_ENDPOINT`` (default ``http://127.0.0.1:6006``),
+``PHOENIX_API_KEY`` (sent as a bearer token), ``PHOENIX_PROJECT_NAME`` (default: the run's name
+when it was given with ``--llm-run-name``, else ``pytest-llmobs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
+from pytest_llmobs.exporters import phoenix_rest as rest
+from pytest_llmobs.exporters.batching import encode_json
+from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
+from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
+from pytest_llmobs.exporters.otlp_send import Ledger, TraceSend, send_traces, traced_items
+from pytest_llmobs.exporters.state import runs_with_pending
+from pytest_llmobs.store import Store
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:6006"
+DEFAULT_PROJECT = "pytest-llmobs"
+ANNOTATIONS_PER_REQUEST = 100
+
+
+@dataclass(frozen=True)
+class PhoenixConfig:
+    endpoint: str
+    api_key: str | None = field(default=None, repr=False)
+    project: str | None = None
+    """``PHOENIX_PROJECT_NAME``; `project_name` picks the default per run."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> PhoenixConfig:
+        endpoint = (environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT).strip()
+        endpoint = endpoint.rstrip("/")
+        if endpoint.endswith(TRACES_PATH):  # the OTLP URL some setups give: keep the base
+            endpoint = endpoint[: -len(TRACES_PATH)]
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ExportError(
+                f"PHOENIX_COLLECTOR_ENDPOINT={endpoint!r} is not an http(s) URL, "
+                f"e.g. {DEFAULT_ENDPOINT}"
+            )
+        return cls(
+            endpoint=endpoint,
+            api_key=environ.get("PHOENIX_API_KEY") or None,
+            project=environ.get("PHOENIX_PROJECT_NAME") or None,
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def state_target(self, project: str) -> str:
+        return f"phoenix {self.endpoint} project {project}"
+
+
+def project_name(run: Mapping[str, Any], configured: str | None) -> str:
+    """``PHOENIX_PROJECT_NAME``, else the run's name when someone chose it, else pytest-llmobs
+    (``/``, ``?`` and ``#`` become ``-``: Phoenix looks projects up by name in URLs)."""
+    from pytest_llmobs.run import default_run_name
+
+    name = configured
+    if not name and run.get("name") and run.get("started_at") is not None:
+        default = default_run_name(str(run.get("model") or ""), float(run["started_at"]))
+        name = None if run["name"] == default else str(run["name"])
+    name = (name or DEFAULT_PROJECT).strip()
+    for char in "/?#":
+        name = name.replace(char, "-")
+    return name or DEFAULT_PROJECT
+
+
+class PhoenixExporter:
+    """The ``phoenix`` upload target (see the module docstring)."""
+
+    name = "phoenix"
+
+    def __init__(self, options: ExporterOptions) -> None:
+        self.options = options
+
+    def pending_runs(self, store: Store) -> list[str]:
+        """Runs whose last upload to this server (in the project each run maps to) left
+        something unsent, oldest first."""
+        config = PhoenixConfig.from_env(self.options.environ)
+        targets = {config.state_target(project_name(r, config.project)) for r in store.list_runs()}
+        pending: list[str] = []
+        for target in sorted(targets):
+            pending.extend(r for r in runs_with_pending(store, target) if r not in pending)
+        return pending
+
+    def export(self, run: Mapping[str, Any]) -> ExportReport:
+        from pytest_llmobs.exporters.otlp_spans import require_otel
+
+        environ = self.options.environ
+        display = (environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        report = ExportReport(target=f"phoenix {display}", run_id=str(run["id"]))
+        store = self.options.store if self.options.store is not None else Store(None)
+        inventory = _Inventory.of(run, store, report)
+        try:
+            config = PhoenixConfig.from_env(environ)
+            require_otel()
+            http = self.options.http or HttpOptions.from_env(environ)
+        except ExportError as exc:
+            report.error(f"not sent: {exc}")
+            inventory.count_all(report, report.failed)
+            return report
+        upload = Upload(run, inventory, store, config, http, self.options, report)
+        try:
+            upload.execute()
+        finally:
+            upload.sender.close()
+            report.requests = upload.sender.requests
+            report.bytes_sent = upload.sender.bytes_sent
+        return report
+
+
+@dataclass
+class _Dataset:
+    name: str
+    version: str | None
+    examples: list[dict[str, Any]]
+    remote_id: str | None = None
+    version_id: str | None = None
+    node_ids: dict[str, str] = field(default_factory=dict)
+    """Item id → the example's node id (what experiment runs refer to)."""
+    experiment_id: str | None = None
+
+
+@dataclass
+class _Inventory:
+    """What of one run Phoenix should hold: traced items, and each dataset's examples."""
+
+    items: list[dict[str, Any]]
+    datasets: dict[str, _Dataset]
+
+    @property
+    def dataset_items(self) -> list[dict[str, Any]]:
+        return [i for i in self.items if i.get("dataset") and i.get("item_id") is not None]
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any], store: Store, report: ExportReport) -> _Inventory:
+        """The run's items and datasets (the stored snapshot of each version the run used)."""
+        inventory = cls(traced_items(run), {})
+        wanted = dict(run.get("datasets") or {})
+        for item in inventory.dataset_items:
+            wanted.setdefault(item["dataset"], item.get("dataset_version"))
+        for name, version in wanted.items():
+            stored = store.get_dataset(name, version) if version else None
+            if stored is None:
+                seen: dict[str, dict[str, Any]] = {}
+                for item in inventory.dataset_items:
+                    if item["dataset"] == name:
+                        seen.setdefault(str(item["item_id"]), {**item, "id": item["item_id"]})
+                stored = list(seen.values())
+                report.notes.append(
+                    f"dataset {name!r} version {version} is not in the store: uploaded the "
+                    f"{len(stored)} item(s) the run used"
+                )
+            inventory.datasets[name] = _Dataset(name, version, [dict(e) for e in stored])
+        return inventory
+
+    def count_all(self, report: ExportReport, bucket: dict[str, int]) -> None:
+        items, count = self.items, report.count
+        count(bucket, "datasets", len(self.datasets))
+        count(bucket, "dataset items", sum(len(d.examples) for d in self.datasets.values()))
+        count(bucket, "traces", len(items))
+        count(bucket, "observations", sum(len(i["trace"]["observations"]) for i in items))
+        count(bucket, "scores", sum(len(i["trace"].get("scores") or []) for i in items))
+
+
+class Upload:
+    """One upload of one run to Phoenix: the steps in order, recording every object's outcome."""
+
+    def __init__(
+        self,
+        run: Mapping[str, Any],
+        inventory: _Inventory,
+        store: Store,
+        config: PhoenixConfig,
+        http: HttpOptions,
+        options: ExporterOptions,
+        report: ExportReport,
+    ) -> None:
+        self.run = run
+        self.items = inventory.items
+        self.dataset_items = inventory.dataset_items
+        self.datasets = inventory.datasets
+        self.store = store
+        self.report = report
+        self.project = project_name(run, config.project)
+        self.ledger = Ledger(
+            store,
+            config.state_target(self.project),
+            str(run["id"]),
+            report,
+            pending_only=options.pending_only,
+        )
+        self.sender = HttpSender(base_url=config.endpoint, headers=config.headers, options=http)
+
+    def execute(self) -> None:
+        self.report.notes.append(f"Phoenix project {self.project!r}")
+        self.ledger.state.begin()
+        for dataset in self.datasets.values():
+            self.dataset(dataset)
+        self.traces()
+        for dataset in self.datasets.values():
+            items = [i for i in self.dataset_items if i["dataset"] == dataset.name]
+            if items:
+                self.experiment(dataset, items)
+        self.annotations()
+        self.ledger.state.finish(complete=self.report.ok)
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def dataset(self, dataset: _Dataset) -> None:
+        ledger, name = self.ledger, dataset.name
+        known = ledger.state.remote_id("dataset", name)
+        examples = len(dataset.examples)
+        try:
+            if known is not None and not ledger.todo("dataset", "datasets", [name]):
+                self.report.count(self.report.skipped, "dataset items", examples)
+                dataset.remote_id, _, dataset.version_id = known.partition(" ")
+            else:
+                body = rest.dataset_upload_body(name, dataset.version, dataset.examples)
+                answer = self.sender.request(
+                    "POST",
+                    "/v1/datasets/upload",
+                    params={"sync": "true"},
+                    json_body=encode_json(body).encode(),
+                )
+                data = _data(answer.body)
+                dataset.remote_id = str(data["dataset_id"])
+                dataset.version_id = str(data["version_id"])
+                remote = f"{dataset.remote_id} {dataset.version_id}"
+                ledger.done("dataset", "datasets", [name], remote_id=remote)
+                self.report.count(self.report.sent, "dataset items", examples)
+            listed = self.sender.request(
+                "GET",
+                f"/v1/datasets/{quote(dataset.remote_id, safe='')}/examples",
+                params={"version_id": dataset.version_id or ""},
+            )
+            for example in _data(listed.body).get("examples") or []:
+                dataset.node_ids[str(example["id"])] = str(example["node_id"])
+        except (HttpError, KeyError, TypeError) as exc:
+            ledger.failed("dataset", "datasets", [name], _message(exc, f"dataset {name!r}"))
+            self.report.count(self.report.failed, "dataset items", examples)
+            dataset.remote_id = None
+
+    def traces(self) -> None:
+        from pytest_llmobs.exporters.otlp_spans import SpanOptions
+
+        def prompt(name: str, version: int) -> Mapping[str, Any] | None:
+            return self.store.get_prompt(name, version=version)
+
+        options = SpanOptions(
+            resource_attributes={"openinference.project.name": self.project},
+            langfuse=False,
+            span_hook=combine_hooks(
+                genai_attributes, lambda s: rest.openinference_attributes(s, prompt)
+            ),
+        )
+        send = TraceSend(self.sender, TRACES_PATH, self.run, options, self.report)
+        send_traces(self.ledger, send, self.items)
+
+    def experiment(self, dataset: _Dataset, items: list[dict[str, Any]]) -> None:
+        ledger, key = self.ledger, dataset.name
+        weight = len(items)
+        if dataset.remote_id is None or dataset.version_id is None:
+            message = f"experiment on dataset {key!r} not created: the dataset was not sent"
+            ledger.failed("experiment", "experiments", [key], message)
+            self.report.count(self.report.failed, "run items", weight)
+            return
+        dataset.experiment_id = ledger.state.remote_id("experiment", key)
+        try:
+            if dataset.experiment_id is None:
+                dataset.experiment_id = self.find_or_create_experiment(dataset, items)
+                ledger.done("experiment", "experiments", [key], remote_id=dataset.experiment_id)
+            else:
+                self.report.count(self.report.skipped, "experiments")
+            existing = self.existing_runs(dataset.experiment_id)
+        except (HttpError, KeyError, TypeError) as exc:
+            ledger.failed("experiment", "experiments", [key], _message(exc, "experiment"))
+            self.report.count(self.report.failed, "run items", weight)
+            return
+        for item in items:
+            self.experiment_run(dataset, item, existing)
+
+    def find_or_create_experiment(self, dataset: _Dataset, items: list[dict[str, Any]]) -> str:
+        dataset_id = quote(str(dataset.remote_id), safe="")
+        path = f"/v1/datasets/{dataset_id}/experiments"
+        cursor: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            listed = self.sender.request("GET", path, params=params)
+            for experiment in _list(listed.body):
+                if rest.is_experiment_of(experiment, self.run):
+                    return str(experiment["id"])
+            cursor = listed.body.get("next_cursor") if isinstance(listed.body, Mapping) else None
+            if not cursor:
+                break
+        repetitions = max(int(i.get("repeat") or 0) for i in items) + 1
+        body = rest.experiment_body(self.run, dataset.name, str(dataset.version_id), repetitions)
+        created = self.sender.request("POST", path, json_body=encode_json(body).encode())
+        return str(_data(created.body)["id"])
+
+    def existing_runs(self, experiment_id: str) -> dict[tuple[str, int], str]:
+        """The experiment's runs on the server: (example node id, repetition) → run id."""
+        listed = self.sender.request("GET", f"/v1/experiments/{quote(experiment_id, safe='')}/runs")
+        return {
+            (str(r["dataset_example_id"]), int(r["repetition_number"])): str(r["id"])
+            for r in _list(listed.body)
+        }
+
+    def experiment_run(
+        self, dataset: _Dataset, item: dict[str, Any], existing: dict[tuple[str, int], str]
+    ) -> None:
+        ledger, report = self.ledger, self.report
+        trace_id = item["trace"]["id"]
+        if item.get("outcome") == "skipped":
+            report.count(report.skipped, "run items")
+            return
+        node_id = dataset.node_ids.get(str(item["item_id"]))
+        if node_id is None:
+            message = f"run item {trace_id}: item {item['item_id']!r} is not in the dataset sent"
+            ledger.failed("run_item", "run items", [trace_id], message)
+            return
+        run_id = existing.get((node_id, int(item.get("repeat") or 0) + 1))
+        if run_id is not None:
+            if ledger.pending_only and trace_id in ledger.state.sent("run_item"):
+                report.count(report.skipped, "run items")
+            else:
+                ledger.done("run_item", "run items", [trace_id], remote_id=run_id)
+        else:
+            body = rest.experiment_run_body(item, node_id)
+            try:
+                answer = self.sender.request(
+                    "POST",
+                    f"/v1/experiments/{quote(str(dataset.experiment_id), safe='')}/runs",
+                    json_body=encode_json(body).encode(),
+                )
+                run_id = str(_data(answer.body)["id"])
+            except (HttpError, KeyError, TypeError) as exc:
+                ledger.failed("run_item", "run items", [trace_id], _message(exc, "run"))
+                return
+            ledger.done("run_item", "run items", [trace_id], remote_id=run_id)
+        self.evaluations(run_id, item)
+
+    def evaluations(self, run_id: str, item: dict[str, Any]) -> None:
+        trace_id = item["trace"]["id"]
+        scores = list(item["trace"].get("scores") or [])
+        bodies = {
+            str(s["id"]): rest.evaluation_body(run_id, s, name, trace_id)
+            for s, name in zip(scores, rest.evaluation_names(scores), strict=True)
+        }
+        bodies[f"{trace_id}:outcome"] = rest.outcome_evaluation_body(run_id, item)
+        for key in self.ledger.todo("evaluation", "evaluations", list(bodies)):
+            try:
+                self.sender.request(
+                    "POST",
+                    "/v1/experiment_evaluations",
+                    json_body=encode_json(bodies[key]).encode(),
+                )
+            except HttpError as exc:
+                self.ledger.failed("evaluation", "evaluations", [key], str(exc))
+                continue
+            self.ledger.done("evaluation", "evaluations", [key])
+
+    def annotations(self) -> None:
+        """Every score as a span annotation on the span it judges (the root for trace scores);
+        queued by Phoenix until the span is ingested."""
+        ledger = self.ledger
+        sent_traces = ledger.state.sent("trace")
+        entries: dict[str, dict[str, Any]] = {}
+        for item in self.items:
+            trace = item["trace"]
+            for score in trace.get("scores") or []:
+                span_id = score.get("observation_id") or trace["observations"][0]["id"]
+                if trace["id"] in sent_traces:
+                    entries[str(score["id"])] = rest.span_annotation(score, str(span_id))
+                else:
+                    message = f"score {score['id']}: its trace {trace['id']} was not sent"
+                    ledger.failed("score", "scores", [str(score["id"])], message)
+        todo = ledger.todo("score", "scores", list(entries))
+        for start in range(0, len(todo), ANNOTATIONS_PER_REQUEST):
+            keys = todo[start : start + ANNOTATIONS_PER_REQUEST]
+            body = {"data": [entries[k] for k in keys]}
+            try:
+                self.sender.request(
+                    "POST", "/v1/span_annotations", json_body=encode_json(body).encode()
+                )
+            except HttpError as exc:
+                ledger.failed("score", "scores", keys, str(exc))
+                continue
+            ledger.done("score", "scores", keys)
+
+
+def _data(body: Any) -> Mapping[str, Any]:
+    """The ``data`` object of a Phoenix answer (``KeyError`` when the answer has none)."""
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, Mapping):
+        raise KeyError("data")
+    return data
+
+
+def _list(body: Any) -> list[Mapping[str, Any]]:
+    data = body.get("data") if isinstance(body, Mapping) else None
+    return [d for d in data or [] if isinstance(d, Mapping)]
+
+
+def _message(exc: Exception, what: str) -> str:
+    if isinstance(exc, HttpError):
+        return str(exc)
+    return f"{what}: unexpected answer from Phoenix (missing {exc})"

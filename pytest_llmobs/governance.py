@@ -1,0 +1,132 @@
+"""What is recorded: redaction, trace sampling and size limits, applied as items are stored.
+
+The store applies a `Governance` to every item, run header and dataset snapshot it writes, so the
+SQLite file, the JSON export, the HTML report and every uploader (all of which read the store)
+only ever see governed data. The objects the user's test code holds are never changed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmobs.redaction import REDACT_MODES, Masker, RedactMode, Redactor
+
+DEFAULT_MAX_FIELD_CHARS = 100_000
+TRUNCATION_MARKER = "…[truncated, {length} chars]"
+
+
+class GovernanceError(ValueError):
+    """A governance option has a bad value."""
+
+
+def load_masker(reference: str) -> Masker:
+    """Import ``package.module:callable`` (a function ``str -> str``)."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise GovernanceError(
+            f"masker {reference!r}: expected 'package.module:function' (a function str -> str)"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise GovernanceError(f"masker {reference!r} cannot be imported: {exc}") from None
+    if not callable(target):
+        raise GovernanceError(f"masker {reference!r} is not callable")
+    masker: Masker = target
+    return masker
+
+
+def sampled(trace_id: str, rate: float) -> bool:
+    """Whether a trace keeps its full payload: a deterministic choice by trace id."""
+    if rate >= 1.0:
+        return True
+    try:
+        position = int(trace_id[:8], 16) / 0x1_0000_0000
+    except ValueError:
+        return True
+    return position < rate
+
+
+def truncate(value: Any, limit: int) -> Any:
+    """Strings over ``limit`` characters cut with a marker giving the original length."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return value[:limit] + TRUNCATION_MARKER.format(length=len(value))
+    if isinstance(value, Mapping):
+        return {key: truncate(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [truncate(item, limit) for item in value]
+    return value
+
+
+_PAYLOAD_FIELDS = ("input", "output", "metadata", "model_parameters")
+
+
+@dataclass
+class Governance:
+    """Redaction, sampling and size limits for what is stored."""
+
+    redactor: Redactor = field(default_factory=lambda: Redactor("default"))
+    trace_sample: float = 1.0
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+
+    def value(self, value: Any) -> Any:
+        return truncate(self.redactor.value(value), self.max_field_chars)
+
+    def item(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """A governed copy of a run item: sampled, redacted and size-limited."""
+        governed = dict(item)
+        trace = governed.get("trace")
+        if isinstance(trace, Mapping) and not self._keeps_payload(governed, trace):
+            governed["trace"] = _without_payloads(trace)
+        return dict(self.value(governed))
+
+    def items(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return [dict(self.value(dict(i))) for i in items]
+
+    def _keeps_payload(self, item: Mapping[str, Any], trace: Mapping[str, Any]) -> bool:
+        if item.get("outcome") in ("failed", "error"):
+            return True  # failures are always kept in full
+        return sampled(str(trace.get("id", "")), self.trace_sample)
+
+
+def _without_payloads(trace: Mapping[str, Any]) -> dict[str, Any]:
+    stripped = dict(trace)
+    stripped["observations"] = [
+        {**o, **{name: None for name in _PAYLOAD_FIELDS if name in o}}
+        for o in trace.get("observations", [])
+    ]
+    stripped["metadata"] = {**(trace.get("metadata") or {}), "llmobs_sampled_out": True}
+    return stripped
+
+
+def build_governance(
+    *,
+    mode: str,
+    maskers: Sequence[str] = (),
+    extra: Sequence[Callable[[str], str]] = (),
+    trace_sample: float = 1.0,
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+) -> Governance:
+    """Validate the options and build the policy; bad values raise `GovernanceError`."""
+    if mode not in REDACT_MODES:
+        raise GovernanceError(
+            f"--llm-redact: {mode!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}"
+        )
+    if not 0.0 <= trace_sample <= 1.0:
+        raise GovernanceError(
+            f"--llm-trace-sample: {trace_sample!r} is not a share; expected 0..1 (e.g. 0.1)"
+        )
+    if max_field_chars < 100:
+        raise GovernanceError(
+            f"--llm-max-field-chars: {max_field_chars!r} is too small; expected >= 100"
+        )
+    custom = [load_masker(reference) for reference in maskers] + list(extra)
+    mode_checked: RedactMode = mode
+    return Governance(Redactor(mode_checked, custom), trace_sample, max_field_chars)

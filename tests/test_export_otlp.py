@@ -1,0 +1,423 @@
+"""Uploading runs to any OpenTelemetry backend (``--llm-upload=otlp``): configuration from the
+OpenTelemetry SDK's variables, the GenAI attributes and evaluation events, and delivery — to a
+recording OTLP receiver, and to a real Phoenix server (which accepts OTLP on ``/v1/traces``)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.server
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from textwrap import dedent
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+
+from conftest import CAPITALS, Runs, jsonl
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from phoenix_server import (
+    PhoenixServer,
+    phoenix_server_fixture,  # noqa: F401 (the phoenix_server fixture)
+    wait_for,
+)
+
+from pytest_llmobs.cli import main as llmobs
+from pytest_llmobs.exporters import ExporterOptions, ExportError, create_exporter, parse_targets
+from pytest_llmobs.exporters.otlp import OtlpConfig, genai_messages, parse_pairs
+from pytest_llmobs.exporters.otlp_spans import plain_attributes, unix_nanos
+
+SUITE = """
+    import pytest
+    from pytest_llmobs import propagate_attributes, start_span
+
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm, scorer):
+        with propagate_attributes(session_id="session-3"):
+            answer = llm.generate(item.input, temperature=0.0, max_tokens=20)
+        scorer.score("accuracy", item.expected_output in answer.text)
+        scorer.score("quality", 0.75, comment="fixed")
+        scorer.score("verdict", "ok")
+
+
+    def test_plain_fails(llm):
+        with start_span("step", input={"n": 1}) as span:
+            span.update(output={"answer": 42})
+            span.score("step_ok", True)
+        assert False, "boom"
+"""
+FAST = {"LLMOBS_UPLOAD_BACKOFF": "0.01", "LLMOBS_UPLOAD_MAX_ATTEMPTS": "2"}
+OTEL_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for key in OTEL_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in FAST.items():
+        monkeypatch.setenv(key, value)
+    pytester.makefile(".jsonl", **{"datasets/capitals": jsonl(CAPITALS[:3])})
+    pytester.makepyfile(test_suite=dedent(SUITE))
+    return pytester
+
+
+# --- a recording OTLP/HTTP receiver --------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    size: int
+    request: ExportTraceServiceRequest
+
+
+@dataclass
+class OtlpReceiver:
+    """Records every export; refuses bodies over ``max_bytes`` (413) or rejects spans."""
+
+    max_bytes: int | None = None
+    reject_spans: int = 0
+    received: list[Received] = field(default_factory=list)
+    refused: int = 0
+    url: str = ""
+
+    def spans(self) -> dict[str, Any]:
+        return {
+            span.span_id.hex(): span
+            for r in self.received
+            for rs in r.request.resource_spans
+            for ss in rs.scope_spans
+            for span in ss.spans
+        }
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[OtlpReceiver]:
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.max_bytes is not None and len(body) > receiver.max_bytes:
+                    receiver.refused += 1
+                    self._answer(413, b"too large")
+                    return
+                raw = gzip.decompress(body) if self.headers.get("Content-Encoding") else body
+                request = ExportTraceServiceRequest.FromString(raw)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.received.append(Received(self.path, headers, len(body), request))
+                answer = ExportTraceServiceResponse()
+                if receiver.reject_spans:
+                    answer.partial_success.rejected_spans = receiver.reject_spans
+                    answer.partial_success.error_message = "no thanks"
+                self._answer(200, answer.SerializeToString())
+
+            def _answer(self, status: int, content: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver().running() as running:
+        yield running
+
+
+def expected_evaluation(score: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "gen_ai.evaluation.name": score["name"],
+        "llmobs.score.id": score["id"],
+        "llmobs.score.data_type": score["data_type"],
+    }
+    value = score["value"]
+    if score["data_type"] == "BOOLEAN":
+        event.update({"gen_ai.evaluation.score.value": 1.0 if value else 0.0})
+        event["gen_ai.evaluation.score.label"] = "true" if value else "false"
+    elif score["data_type"] == "CATEGORICAL":
+        event["gen_ai.evaluation.score.label"] = value
+    else:
+        event["gen_ai.evaluation.score.value"] = float(value)
+    if score["comment"]:
+        event["gen_ai.evaluation.explanation"] = score["comment"]
+    return event
+
+
+def assert_genai(attrs: dict[str, Any], obs: dict[str, Any]) -> None:
+    """The GenAI semantic-convention attributes of one generation span."""
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.request.model"] == obs["model"]
+    assert attrs["gen_ai.request.temperature"] == obs["model_parameters"]["temperature"]
+    assert attrs["gen_ai.request.max_tokens"] == obs["model_parameters"]["max_tokens"]
+    assert attrs["gen_ai.usage.input_tokens"] == obs["usage"]["input"]
+    assert attrs["gen_ai.usage.output_tokens"] == obs["usage"]["output"]
+    assert json.loads(attrs["gen_ai.input.messages"]) == genai_messages(obs["input"], "user")
+    assert json.loads(attrs["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": obs["output"]}]}
+    ]
+
+
+# --- delivery ------------------------------------------------------------------------------------
+
+
+def test_upload_sends_every_span_with_genai_attributes_and_evaluation_events(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url + "/")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20tok%3D1,x-team=llm")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "capitals-evals")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci,team=a%20b")
+    result = suite.runpytest("--llm-upload=otlp")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to otlp {receiver.url}/v1/traces: run *: "
+            "sent 4 traces, 8 observations, 10 scores"
+        ]
+    )
+    (request,) = receiver.received
+    assert request.path == "/v1/traces"
+    assert request.headers["authorization"] == "Bearer tok=1"
+    assert request.headers["x-team"] == "llm"
+    assert request.headers["content-type"] == "application/x-protobuf"
+    assert request.headers["content-encoding"] == "gzip"
+    (resource_spans,) = request.request.resource_spans
+    resource = plain_attributes(resource_spans.resource.attributes)
+    assert resource["service.name"] == "capitals-evals"
+    assert (resource["deployment.environment"], resource["team"]) == ("ci", "a b")
+    run = runs.latest()
+    assert resource["llmobs.run.id"] == run["id"]
+    spans = receiver.spans()
+    assert len(spans) == sum(len(i["trace"]["observations"]) for i in run["items"])
+    for item in run["items"]:
+        trace = item["trace"]
+        for index, obs in enumerate(trace["observations"]):
+            span = spans[obs["id"]]
+            attrs = plain_attributes(span.attributes)
+            assert span.trace_id.hex() == trace["id"]
+            assert span.parent_span_id.hex() == (obs["parent_id"] or "")
+            assert span.start_time_unix_nano == unix_nanos(obs["start_time"])
+            assert span.status.code == (2 if obs["level"] == "ERROR" else 0)
+            if obs["type"] == "generation":
+                assert_genai(attrs, obs)
+            if index == 0:
+                assert attrs["llmobs.test.node_id"] == item["node_id"]
+                assert attrs["llmobs.test.outcome"] == item["outcome"]
+                assert attrs.get("llmobs.dataset.item_id") == item["item_id"]
+                assert attrs.get("gen_ai.conversation.id") == trace["session_id"]
+        for score in trace["scores"]:
+            target = spans[score["observation_id"] or trace["observations"][0]["id"]]
+            events = [plain_attributes(e.attributes) for e in target.events]
+            assert expected_evaluation(score) in events
+            assert all(e.name == "gen_ai.evaluation.result" for e in target.events)
+
+
+def test_a_batch_too_large_is_split_and_partial_success_is_a_failure(
+    suite: pytest.Pytester, runs: Runs, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.url + "/custom/traces")
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    receiver.max_bytes = 3000
+    with runs.open() as store:
+        options = ExporterOptions(store=store, environ=dict(FAST, **_otel_env()))
+        report = create_exporter("otlp", options).export(runs.latest())
+    assert report.ok, report.lines()
+    assert receiver.refused >= 1 and len(receiver.received) >= 2
+    assert {r.path for r in receiver.received} == {"/custom/traces"}
+    assert max(r.size for r in receiver.received) <= 3000
+    assert len(receiver.spans()) == 8
+
+    receiver.max_bytes, receiver.reject_spans = None, 2
+    with runs.open() as store:
+        options = ExporterOptions(store=store, environ=dict(FAST, **_otel_env()))
+        report = create_exporter("otlp", options).export(runs.latest())
+    assert report.failed == {"traces": 4, "observations": 8, "scores": 10}
+    assert report.first_error is not None
+    assert report.first_error.endswith("/custom/traces: 2 span(s) rejected: no thanks")
+
+
+def _otel_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
+
+
+def test_pending_resends_only_the_traces_that_failed(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    receiver.reject_spans = 1
+    result = suite.runpytest("--llm-upload=otlp")
+    result.stdout.fnmatch_lines(["*NOT SENT*: 4 traces, 8 observations, 10 scores"])
+    receiver.reject_spans = 0
+    receiver.received.clear()
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
+    assert "sent 4 traces, 8 observations, 10 scores" in capsys.readouterr().out
+    assert len(receiver.spans()) == 8
+    assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
+    assert "otlp: nothing pending" in capsys.readouterr().out
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_missing_endpoint_is_reported_and_does_not_fail_the_tests(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_suite="def test_ok(): pass")
+    result = suite.runpytest("--llm-upload=otlp")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "upload to otlp: run *: sent nothing",
+            "*NOT SENT*: 1 traces, 1 observations",
+            "*first error: not sent: OTEL_EXPORTER_OTLP_ENDPOINT not set: export the collector's "
+            "OTLP/HTTP base URL, e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 "
+            "(/v1/traces is appended), or the full URL in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+    )
+    assert suite.runpytest("--llm-upload=otlp", "--llm-upload-strict").ret == 1
+
+
+def test_llmobs_upload_to_otlp_without_endpoint_exits_1(
+    suite: pytest.Pytester, runs: Runs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 1
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT not set" in capsys.readouterr().out
+
+
+def test_endpoint_rules() -> None:
+    base = {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.example.com:4318/"}
+    assert OtlpConfig.from_env(base).url == "https://otel.example.com:4318/v1/traces"
+    prefixed = {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://gw.example.com/otlp"}
+    assert OtlpConfig.from_env(prefixed).url == "https://gw.example.com/otlp/v1/traces"
+    specific = {**base, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/ingest?x=1"}
+    config = OtlpConfig.from_env(specific)
+    assert config.url == "http://c:4318/ingest?x=1"
+    assert (config.base_url, config.path) == ("http://c:4318", "/ingest?x=1")
+    with pytest.raises(ExportError, match="OTEL_EXPORTER_OTLP_ENDPOINT='otel:4318' is not an"):
+        OtlpConfig.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "otel:4318"})
+    with pytest.raises(ExportError, match="only 'http/protobuf' is supported"):
+        OtlpConfig.from_env({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    with pytest.raises(ExportError, match="OTEL_EXPORTER_OTLP_COMPRESSION='zstd': expected"):
+        OtlpConfig.from_env({**base, "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"})
+    timed = OtlpConfig.from_env({**base, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "2500"})
+    assert timed.timeout == 2.5
+
+
+def test_headers_are_url_decoded_and_never_shown() -> None:
+    value = "Authorization=Basic%20dXNlcjpzZWNyZXQ%3D , x-team = a%2Cb,,empty="
+    assert parse_pairs(value, "OTEL_EXPORTER_OTLP_HEADERS") == {
+        "Authorization": "Basic dXNlcjpzZWNyZXQ=",
+        "x-team": "a,b",
+        "empty": "",
+    }
+    with pytest.raises(ExportError) as bad:
+        parse_pairs("api-key=s3cret,oops", "OTEL_EXPORTER_OTLP_HEADERS")
+    assert str(bad.value) == (
+        "OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not 'key=value' (expected k=v,k2=v2 with "
+        "URL-encoded values)"
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_HEADERS": value}
+    specific = {**env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-only=1"}
+    assert dict(OtlpConfig.from_env(specific).headers) == {"x-only": "1"}
+    assert "dXNlcjpzZWNyZXQ" not in repr(OtlpConfig.from_env(env))
+
+
+def test_all_targets_are_known() -> None:
+    assert parse_targets("langfuse, OTLP,phoenix,otlp") == ["langfuse", "otlp", "phoenix"]
+    with pytest.raises(ExportError, match=r"Valid targets: langfuse, otlp, phoenix\."):
+        parse_targets("datadog")
+
+
+# --- against a real Phoenix ----------------------------------------------------------------------
+
+
+@pytest.mark.phoenix
+def test_otlp_upload_to_phoenix(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = f"otlp-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", phoenix_server.url)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"openinference.project.name={project}")
+    result = suite.runpytest("--llm-upload=otlp")
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to otlp {phoenix_server.url}/v1/traces: run *: sent 4 traces, "
+            "8 observations, 10 scores"
+        ]
+    )
+    run = runs.latest()
+    count = sum(len(i["trace"]["observations"]) for i in run["items"])
+
+    def spans() -> dict[str, dict[str, Any]] | None:
+        found = {s["context"]["span_id"]: s for s in phoenix_server.spans(project)}
+        return found if len(found) >= count else None
+
+    found = wait_for(spans, what=f"{count} spans in project {project!r}")
+    assert len(found) == count
+    for item in run["items"]:
+        trace = item["trace"]
+        for obs in trace["observations"]:
+            span = found[obs["id"]]
+            assert span["context"]["trace_id"] == trace["id"]
+            assert span["parent_id"] == obs["parent_id"]
+            assert span["name"] == obs["name"]
+            assert span["status_code"] == ("ERROR" if obs["level"] == "ERROR" else "UNSET")
+            if obs["type"] == "generation":
+                assert_genai(span["attributes"], obs)
+        for score in trace["scores"]:
+            target = found[score["observation_id"] or trace["observations"][0]["id"]]
+            events = [e["attributes"] for e in target["events"]]
+            assert {"gen_ai.evaluation.result"} == {e["name"] for e in target["events"]}
+            assert expected_evaluation(score) in events

@@ -1,0 +1,571 @@
+"""Uploading runs to Arize Phoenix, against a real Phoenix server (tests/phoenix_server.py).
+
+The integration tests run a small suite, upload it with ``--llm-upload=phoenix`` (or ``llmobs
+upload``), then read every object back through Phoenix's REST API — spans by project, the
+dataset and its examples, the experiment and its runs, the evaluations and the span annotations —
+and compare them with the stored run item by item. The rest checks configuration and mappings
+without a server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from textwrap import dedent
+from typing import Any
+
+import pytest
+from conftest import CAPITALS, Runs, jsonl
+from phoenix_server import (
+    FailingProxy,
+    PhoenixServer,
+    free_port,
+    phoenix_binary,
+    phoenix_server_fixture,  # noqa: F401 (the phoenix_server fixture)
+    wait_for,
+)
+
+from pytest_llmobs.cli import main as llmobs
+from pytest_llmobs.exporters import ExportError, ExportReport
+from pytest_llmobs.exporters import phoenix_rest as rest
+from pytest_llmobs.exporters.phoenix import (
+    DEFAULT_ENDPOINT,
+    PhoenixConfig,
+    _Inventory,
+    project_name,
+)
+from pytest_llmobs.run import default_run_name
+from pytest_llmobs.store import Store
+
+SUITE = """
+    import pytest
+    from pytest_llmobs import propagate_attributes, start_span
+
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm, prompt, scorer):
+        question = prompt("qa").compile(question=item.input)
+        with propagate_attributes(
+            user_id="user-7", session_id="session-3", tags=["geo", "smoke"],
+            metadata={"suite": "capitals"},
+        ):
+            answer = llm.generate(question, temperature=0.0, max_tokens=20)
+        scorer.score("accuracy", item.expected_output in answer.text)
+        scorer.score("quality", 0.75, comment="fixed")
+        scorer.score("verdict", "ok" if item.id != "spain" else "bad")
+        assert item.id != "spain", "spain fails on purpose"
+
+
+    def test_plain_fails(llm):
+        with start_span("step", input={"n": 1}) as span:
+            span.update(output={"answer": 42}, metadata={"stage": "final"})
+            span.score("step_ok", True)
+        assert False, "boom"
+"""
+QA_PROMPT = {
+    "type": "chat",
+    "prompt": [
+        {"role": "system", "content": "Answer with one word."},
+        {"role": "user", "content": "{{question}}"},
+    ],
+    "config": {"temperature": 0},
+    "labels": ["production"],
+}
+FAST = {"LLMOBS_UPLOAD_BACKOFF": "0.01", "LLMOBS_UPLOAD_MAX_ATTEMPTS": "2"}
+ITEMS = [{**item, "metadata": {"continent": "asia" if item["id"] == "japan" else "europe"}}
+         for item in CAPITALS]  # fmt: skip
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makefile(".jsonl", **{"datasets/capitals": jsonl(ITEMS)})
+    pytester.makefile(".json", **{"prompts/qa": json.dumps(QA_PROMPT)})
+    pytester.makepyfile(test_suite=dedent(SUITE))
+    return pytester
+
+
+def use_phoenix(monkeypatch: pytest.MonkeyPatch, url: str, project: str | None = None) -> str:
+    """Point uploads at ``url`` with a project of this test's own; returns the project."""
+    project = project or f"llmobs-{uuid.uuid4().hex[:8]}"
+    for key in ("PHOENIX_API_KEY", "PHOENIX_COLLECTOR_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {"PHOENIX_COLLECTOR_ENDPOINT": url, "PHOENIX_PROJECT_NAME": project,
+                       **FAST}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    return project
+
+
+# --- reading back and comparing ------------------------------------------------------------------
+
+
+def nanos(iso_time: str) -> int:
+    when = dt.datetime.fromisoformat(iso_time.replace("Z", "+00:00"))
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
+def seconds_match(iso_time: str, seconds: float) -> bool:
+    return abs(nanos(iso_time) - seconds * 1e9) < 2_000  # Phoenix keeps microseconds
+
+
+def decoded(attrs: dict[str, Any], prefix: str) -> Any:
+    """``input.value`` / ``output.value`` back as the recorded value (JSON unless plain text)."""
+    if f"{prefix}.value" not in attrs:
+        return None
+    value = attrs[f"{prefix}.value"]
+    return value if attrs[f"{prefix}.mime_type"] == "text/plain" else json.loads(value)
+
+
+def expected_result(score: dict[str, Any]) -> dict[str, Any]:
+    value, kind = score["value"], score["data_type"]
+    if kind == "BOOLEAN":
+        return {"score": 1.0 if value else 0.0, "label": "true" if value else "false"}
+    if kind == "CATEGORICAL":
+        return {"score": None, "label": value}
+    return {"score": value, "label": None}
+
+
+def wait_for_spans(
+    server: PhoenixServer, project: str, run: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The spans of ``run``'s traces in ``project`` by span id, once all have arrived."""
+    trace_ids = {item["trace"]["id"] for item in run["items"]}
+    count = sum(len(item["trace"]["observations"]) for item in run["items"])
+
+    def spans() -> dict[str, dict[str, Any]] | None:
+        found = {
+            s["context"]["span_id"]: s
+            for s in server.spans(project)
+            if s["context"]["trace_id"] in trace_ids
+        }
+        return found if len(found) >= count else None
+
+    return wait_for(spans, what=f"{count} spans in project {project!r}")
+
+
+def assert_spans(
+    server: PhoenixServer, project: str, run: dict[str, Any], store: Store
+) -> dict[str, dict[str, Any]]:
+    """Every observation of ``run`` is a span of ``project`` with its ids, times, status and
+    OpenInference attributes."""
+    spans = wait_for_spans(server, project, run)
+    assert len(spans) == sum(len(item["trace"]["observations"]) for item in run["items"])
+    for item in run["items"]:
+        trace = item["trace"]
+        for index, obs in enumerate(trace["observations"]):
+            span = spans[obs["id"]]
+            attrs = span["attributes"]
+            assert span["context"]["trace_id"] == trace["id"]
+            assert span["parent_id"] == obs["parent_id"]
+            assert span["name"] == obs["name"]
+            assert seconds_match(span["start_time"], obs["start_time"])
+            assert seconds_match(span["end_time"], obs["end_time"])
+            assert span["status_code"] == ("ERROR" if obs["level"] == "ERROR" else "UNSET")
+            if obs["level"] == "ERROR":
+                assert span["status_message"] == obs["status_message"]
+            assert decoded(attrs, "input") == obs["input"]
+            assert decoded(attrs, "output") == obs["output"]
+            for key, value in obs["metadata"].items():
+                assert attrs[f"metadata.{key}"] == value
+            if obs["type"] == "generation":
+                assert span["span_kind"] == "LLM"
+                assert attrs["llm.model_name"] == obs["model"]
+                assert attrs["gen_ai.request.model"] == obs["model"]
+                assert json.loads(attrs["llm.invocation_parameters"]) == obs["model_parameters"]
+                assert attrs["llm.token_count.prompt"] == obs["usage"]["input"]
+                assert attrs["llm.token_count.completion"] == obs["usage"]["output"]
+                assert attrs["llm.token_count.total"] == obs["usage"]["total"]
+                for i, message in enumerate(obs["input"]):
+                    assert attrs[f"llm.input_messages.{i}.message.role"] == message["role"]
+                    assert attrs[f"llm.input_messages.{i}.message.content"] == message["content"]
+                assert attrs["llm.output_messages.0.message.content"] == obs["output"]
+                version = f"{obs['prompt_name']}@{obs['prompt_version']}"
+                assert attrs["llm.prompt_template.version"] == version
+                stored = store.get_prompt(obs["prompt_name"], version=obs["prompt_version"])
+                assert stored is not None
+                assert json.loads(attrs["llm.prompt_template.template"]) == stored["prompt"]
+            else:
+                assert span["span_kind"] == "CHAIN"
+            if index == 0:
+                assert attrs["llmobs.test.node_id"] == item["node_id"]
+                assert attrs["llmobs.test.outcome"] == item["outcome"]
+                assert attrs["metadata.llmobs.run_id"] == run["id"]
+                assert attrs.get("user.id") == trace["user_id"]
+                assert attrs.get("session.id") == trace["session_id"]
+                if trace["tags"]:
+                    assert attrs["tag.tags"] == trace["tags"]
+                for key, value in trace["metadata"].items():
+                    assert attrs[f"metadata.{key}"] == value
+    return spans
+
+
+def assert_annotations(server: PhoenixServer, project: str, run: dict[str, Any]) -> None:
+    """Every score is a span annotation on the span it judges, identified by the score id."""
+    expected = {}
+    for item in run["items"]:
+        root = item["trace"]["observations"][0]["id"]
+        for score in item["trace"]["scores"]:
+            expected[score["id"]] = (score, score["observation_id"] or root)
+    span_ids = sorted({span_id for _, span_id in expected.values()})
+
+    def annotations() -> dict[str, dict[str, Any]] | None:
+        found = {a["identifier"]: a for a in server.span_annotations(project, span_ids)}
+        return found if len(found) >= len(expected) else None
+
+    found = wait_for(annotations, what=f"{len(expected)} span annotations")
+    assert set(found) == set(expected)
+    for score_id, (score, span_id) in expected.items():
+        annotation = found[score_id]
+        assert annotation["span_id"] == span_id
+        assert annotation["name"] == score["name"]
+        assert annotation["annotator_kind"] == "CODE"
+        result = annotation["result"]
+        assert {"score": result["score"], "label": result["label"]} == expected_result(score)
+        assert result["explanation"] == score["comment"]
+        assert annotation["metadata"]["score_id"] == score_id
+
+
+def assert_experiment(server: PhoenixServer, run: dict[str, Any]) -> dict[str, Any]:
+    """The dataset version the run used, one experiment, one run per item and repeat linked to
+    its trace, and the scores as evaluations."""
+    dataset = server.dataset("capitals")
+    experiments = [
+        e for e in server.experiments(dataset["id"])
+        if e["metadata"].get("llmobs_run_id") == run["id"]
+    ]  # fmt: skip
+    assert len(experiments) == 1, experiments
+    (experiment,) = experiments
+    items = [i for i in run["items"] if i["dataset"] == "capitals"]
+    repeats = max(i["repeat"] for i in items) + 1
+    assert experiment["name"] == run["name"]
+    assert experiment["repetitions"] == repeats
+    assert experiment["metadata"]["dataset_version"] == run["datasets"]["capitals"]
+    assert experiment["metadata"]["model"] == run["model"]
+
+    examples = server.examples(dataset["id"], experiment["dataset_version_id"])
+    by_item = {e["id"]: e for e in examples}
+    assert set(by_item) == {i["id"] for i in ITEMS}
+    for source in ITEMS:
+        example = by_item[source["id"]]
+        assert example["input"] == {"input": source["input"]}
+        assert example["output"] == {"output": source["expected_output"]}
+        assert example["metadata"] == source["metadata"]
+    item_of_node = {e["node_id"]: e["id"] for e in examples}
+
+    results = {
+        (item_of_node[r["example_id"]], r["repetition_number"]): r
+        for r in server.experiment_results(experiment["id"])
+    }
+    runs = server.experiment_runs(experiment["id"])
+    assert len(runs) == len(results) == len(items)
+    for item in items:
+        result = results[(item["item_id"], item["repeat"] + 1)]
+        trace = item["trace"]
+        assert result["trace_id"] == trace["id"]
+        assert result["output"] == trace["observations"][0]["output"]
+        assert result["error"] is None  # failed assertions are results, not task errors
+        assert seconds_match(result["start_time"], item["started_at"])
+        evaluations = {a["name"]: a for a in result["annotations"]}
+        assert set(evaluations) == {s["name"] for s in trace["scores"]} | {"outcome"}
+        for score in trace["scores"]:
+            evaluation = evaluations[score["name"]]
+            got = {"score": evaluation["score"], "label": evaluation["label"]}
+            assert got == expected_result(score)
+            assert evaluation["explanation"] == score["comment"]
+        outcome = evaluations["outcome"]
+        assert outcome["label"] == item["outcome"]
+        assert outcome["score"] == (1.0 if item["outcome"] == "passed" else 0.0)
+    return experiment
+
+
+def assert_in_phoenix(
+    server: PhoenixServer, project: str, runs: Runs, ref: str = "latest"
+) -> dict[str, Any]:
+    with runs.open() as store:
+        run = store.load_run(store.resolve_run(ref))
+        assert_spans(server, project, run, store)
+    assert_annotations(server, project, run)
+    assert_experiment(server, run)
+    return run
+
+
+# --- against a real Phoenix ----------------------------------------------------------------------
+
+
+@pytest.mark.phoenix
+def test_upload_after_session_sends_everything(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = use_phoenix(monkeypatch, phoenix_server.url)
+    result = suite.runpytest("--llm-upload=phoenix", "--llm-repeat=2")
+    result.assert_outcomes(passed=6, failed=3)  # the upload does not change the outcome
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to phoenix {phoenix_server.url}: run *: sent 1 datasets, 4 dataset items, "
+            "9 traces, 18 observations, 25 scores, 8 run items, 32 evaluations, 1 experiments",
+            f"  Phoenix project {project!r}",
+        ]
+    )
+    run = assert_in_phoenix(phoenix_server, project, runs)
+    assert {i["outcome"] for i in run["items"] if i["item_id"] == "spain"} == {"failed"}
+
+
+@pytest.mark.phoenix
+def test_upload_again_later_changes_nothing(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = use_phoenix(monkeypatch, phoenix_server.url)
+    suite.runpytest().assert_outcomes(passed=3, failed=2)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "phoenix", "--store", store_dir]) == 0
+    assert "sent 1 datasets, 4 dataset items, 5 traces" in capsys.readouterr().out
+    run = assert_in_phoenix(phoenix_server, project, runs)
+    dataset = phoenix_server.dataset("capitals")
+    versions = phoenix_server.get(f"/v1/datasets/{dataset['id']}/versions")["data"]
+
+    assert llmobs(["upload", "latest", "--to", "phoenix", "--store", store_dir]) == 0
+    capsys.readouterr()
+    flush(phoenix_server, project)  # the second upload's spans and annotations are ingested
+    assert_in_phoenix(phoenix_server, project, runs)  # one experiment, same counts
+    assert phoenix_server.get(f"/v1/datasets/{dataset['id']}/versions")["data"] == versions
+    scores = sum(len(i["trace"]["scores"]) for i in run["items"])
+    observations = sum(len(i["trace"]["observations"]) for i in run["items"])
+    assert len(phoenix_server.spans(project)) == observations + 1  # and the flush span
+    root_ids = [i["trace"]["observations"][0]["id"] for i in run["items"]]
+    step_ids = [o["id"] for i in run["items"] for o in i["trace"]["observations"][1:]]
+    annotations = phoenix_server.span_annotations(project, root_ids + step_ids)
+    assert len(annotations) == scores
+
+
+def flush(server: PhoenixServer, project: str) -> None:
+    """Send one more span and annotation and wait for both: Phoenix ingests in order, so what
+    was sent before is in once they are."""
+    import httpx
+
+    from pytest_llmobs.exporters.otlp_spans import SpanOptions, export_request, trace_spans
+
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    item = {
+        "trace": {
+            "id": trace_id,
+            "observations": [{"id": span_id, "name": "flush", "start_time": 1.0, "end_time": 2.0}],
+        }
+    }
+    options = SpanOptions(resource_attributes={"openinference.project.name": project})
+    request = export_request(
+        trace_spans({"id": "flush"}, item, options).spans, {"id": "f"}, options
+    )
+    headers = {"Content-Type": "application/x-protobuf"}
+    body = request.SerializeToString()
+    assert httpx.post(f"{server.url}/v1/traces", content=body, headers=headers).status_code == 200
+    note = {"span_id": span_id, "name": "flush", "annotator_kind": "CODE", "identifier": "flush"}
+    answer = httpx.post(f"{server.url}/v1/span_annotations", json={"data": [note]})
+    assert answer.status_code == 200
+    wait_for(lambda: server.span_annotations(project, [span_id]), what="the flush annotation")
+
+
+@pytest.mark.phoenix
+def test_outage_leaves_everything_pending_then_pending_sends_it(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with FailingProxy(phoenix_server.url).running() as proxy:
+        project = use_phoenix(monkeypatch, proxy.url)
+        proxy.fail("/", 503)
+        result = suite.runpytest("--llm-upload=phoenix")
+        result.assert_outcomes(passed=3, failed=2)
+        assert result.ret == 1  # the failing tests, not the upload
+        result.stdout.fnmatch_lines(
+            [
+                f"upload to phoenix {proxy.url}: run *: sent nothing",
+                "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, "
+                "4 dataset items, 5 traces, 10 observations, 13 scores, 4 run items, "
+                "1 experiments",
+                f"*first error: POST {proxy.url}/v1/datasets/upload: HTTP 503 proxy says no "
+                "after 2 attempt(s)",
+            ]
+        )
+        # The circuit opened after the first request's retries: the rest was not even tried.
+        assert len(proxy.seen) == 2
+
+        proxy.heal()
+        proxy.seen.clear()
+        store_dir = str(runs.directory / ".llmobs")
+        assert llmobs(["upload", "--pending", "--to", "phoenix", "--store", store_dir]) == 0
+        out = capsys.readouterr().out
+        assert "sent 1 datasets, 4 dataset items, 5 traces, 10 observations, 13 scores" in out
+        assert_in_phoenix(phoenix_server, project, runs)
+        assert llmobs(["upload", "--pending", "--to", "phoenix", "--store", store_dir]) == 0
+        assert "phoenix: nothing pending" in capsys.readouterr().out
+
+
+@pytest.mark.phoenix
+def test_pending_resends_only_what_failed(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with FailingProxy(phoenix_server.url).running() as proxy:
+        project = use_phoenix(monkeypatch, proxy.url)
+        proxy.fail("/v1/span_annotations", 500)
+        result = suite.runpytest("--llm-upload=phoenix")
+        result.stdout.fnmatch_lines(
+            [
+                "*NOT SENT (pending*): 13 scores",
+                f"*first error: POST {proxy.url}/v1/span_annotations: HTTP 500*",
+            ]
+        )
+        proxy.heal()
+        proxy.seen.clear()
+        store_dir = str(runs.directory / ".llmobs")
+        assert llmobs(["upload", "--pending", "--to", "phoenix", "--store", store_dir]) == 0
+        out = capsys.readouterr().out
+        assert "sent 13 scores" in out
+        assert "skipped 1 datasets, 4 dataset items, 5 traces, 10 observations" in out
+        posts = {path for method, path, _ in proxy.seen if method == "POST"}
+        assert posts == {"/v1/span_annotations"}
+        assert_in_phoenix(phoenix_server, project, runs)
+
+
+@pytest.mark.phoenix
+def test_api_key_is_sent_as_a_bearer_token(
+    suite: pytest.Pytester,
+    runs: Runs,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    admin_secret = "llmobs-admin-" + uuid.uuid4().hex
+    server = PhoenixServer.start(
+        phoenix_binary(),
+        tmp_path_factory.mktemp("phoenix-auth"),
+        env={
+            "PHOENIX_ENABLE_AUTH": "true",
+            "PHOENIX_SECRET": "llmobs-secret-" + uuid.uuid4().hex,
+            "PHOENIX_ADMIN_SECRET": admin_secret,
+        },
+    )
+    try:
+        project = use_phoenix(monkeypatch, server.url)
+        refused = suite.runpytest("--llm-upload=phoenix")
+        refused.stdout.fnmatch_lines(
+            [f"*first error: POST {server.url}/v1/datasets/upload: HTTP 401*"]
+        )
+        monkeypatch.setenv("PHOENIX_API_KEY", admin_secret)
+        ok = suite.runpytest("--llm-upload=phoenix")
+        ok.stdout.fnmatch_lines(["*sent 1 datasets, 4 dataset items, 5 traces*"])
+        assert ok.stdout.str().count("NOT SENT") == 0
+        server.headers = {"Authorization": f"Bearer {admin_secret}"}
+        with runs.open() as store:
+            run = store.load_run(store.resolve_run("latest"))
+            assert_spans(server, project, run, store)
+        texts = [str(refused.stdout), str(ok.stdout), str(ok.stderr)]
+        assert all(admin_secret not in text for text in texts)
+    finally:
+        server.stop()
+
+
+# --- without a server ----------------------------------------------------------------------------
+
+
+def test_phoenix_down_is_reported_and_does_not_fail_the_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    use_phoenix(monkeypatch, url, project="nowhere")
+    pytester.makepyfile("def test_ok(scorer):\n    scorer.score('fine', True)")
+    result = pytester.runpytest("--llm-upload=phoenix")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to phoenix {url}: run *: sent nothing",
+            "*NOT SENT*: 1 traces, 1 observations, 1 scores",
+            f"*first error: POST {url}/v1/traces: ConnectError after 2 attempt(s)",
+        ]
+    )
+    assert pytester.runpytest("--llm-upload=phoenix", "--llm-upload-strict").ret == 1
+
+
+def test_config_from_env() -> None:
+    assert PhoenixConfig.from_env({}).endpoint == DEFAULT_ENDPOINT
+    otlp_style = {"PHOENIX_COLLECTOR_ENDPOINT": "http://phoenix.internal:6006/v1/traces"}
+    assert PhoenixConfig.from_env(otlp_style).endpoint == "http://phoenix.internal:6006"
+    keyed = PhoenixConfig.from_env({"PHOENIX_API_KEY": "px-SECRET"})
+    assert keyed.headers == {"Authorization": "Bearer px-SECRET"}
+    assert "px-SECRET" not in repr(keyed) and "px-SECRET" not in keyed.state_target("p")
+    with pytest.raises(ExportError, match="PHOENIX_COLLECTOR_ENDPOINT='localhost:6006' is not"):
+        PhoenixConfig.from_env({"PHOENIX_COLLECTOR_ENDPOINT": "localhost:6006"})
+
+
+def test_project_name() -> None:
+    started = 1_790_000_000.0
+    auto = {"name": default_run_name("mock-llm-v1", started), "model": "mock-llm-v1",
+            "started_at": started}  # fmt: skip
+    assert project_name(auto, None) == "pytest-llmobs"
+    assert project_name({**auto, "name": "nightly/gpt#4?"}, None) == "nightly-gpt-4-"
+    assert project_name({**auto, "name": "nightly"}, "team-evals") == "team-evals"
+
+
+def test_rest_bodies() -> None:
+    examples = [
+        {"id": "a", "input": "q", "expected_output": "x", "metadata": {"k": 1}},
+        {"id": "b", "input": {"question": "q"}, "expected_output": {"answer": 1}},
+    ]
+    body = rest.dataset_upload_body("d", "v1", examples)
+    assert body["action"] == "update" and body["example_ids"] == ["a", "b"]
+    assert body["inputs"] == [{"input": "q"}, {"question": "q"}]
+    assert body["outputs"] == [{"output": "x"}, {"answer": 1}]
+    assert body["metadata"] == [{"k": 1}, {}]
+    scores = [{"name": "acc"}, {"name": "tone"}, {"name": "acc"}, {"name": "acc"}]
+    assert rest.evaluation_names(scores) == ["acc", "tone", "acc #2", "acc #3"]
+    judged = {"id": "s", "name": "j", "value": "good", "data_type": "CATEGORICAL",
+              "source": "judge_helpfulness", "comment": "because"}  # fmt: skip
+    annotation = rest.span_annotation(judged, "0123456789abcdef")
+    assert annotation["annotator_kind"] == "LLM" and annotation["identifier"] == "s"
+    assert annotation["result"] == {"score": None, "label": "good", "explanation": "because"}
+    item = {"repeat": 1, "outcome": "error", "error": "fixture broke", "started_at": 0.5,
+            "trace": {"id": "t", "observations": [{"output": "o"}]}}  # fmt: skip
+    run_body = rest.experiment_run_body(item, "node")
+    assert run_body["repetition_number"] == 2 and run_body["error"] == "fixture broke"
+    assert run_body["output"] == "o" and run_body["trace_id"] == "t"
+    assert "error" not in rest.experiment_run_body({**item, "outcome": "failed"}, "node")
+
+
+def test_a_dataset_missing_from_the_store_is_rebuilt_from_the_run_items() -> None:
+    def item(repeat: int) -> dict[str, Any]:
+        trace = {"id": f"{repeat:032x}", "observations": [{"id": f"{repeat + 1:016x}"}]}
+        return {"dataset": "d", "item_id": "a", "input": "q", "expected_output": "x",
+                "repeat": repeat, "trace": trace}  # fmt: skip
+
+    run = {"id": "r", "datasets": {"d": "v1"}, "items": [item(0), item(1)]}
+    report = ExportReport(target="phoenix", run_id="r")
+    inventory = _Inventory.of(run, Store(None), report)
+    (example,) = inventory.datasets["d"].examples
+    assert (example["id"], example["input"], example["expected_output"]) == ("a", "q", "x")
+    assert report.notes == [
+        "dataset 'd' version v1 is not in the store: uploaded the 1 item(s) the run used"
+    ]
+
+
+def test_phoenix_tests_skip_without_the_binary_and_fail_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLMOBS_PHOENIX_BIN", os.devnull + "-missing")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="LLMOBS_PHOENIX_BIN is not set"):
+        phoenix_binary()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="LLMOBS_PHOENIX_BIN is not set"):
+        phoenix_binary()

@@ -1,0 +1,277 @@
+"""Governance: PII never reaches the store, exports, reports or uploads; sampling; size limits;
+retention."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from textwrap import dedent
+from typing import TYPE_CHECKING
+
+import pytest
+from fake_langfuse import FakeLangfuse, contracts_dir
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+PII = {
+    "email": "jane.doe@example.com",
+    "phone": "+44 20 7946 0958",
+    "card": "4111 1111 1111 1111",
+    "iban": "DE89 3704 0044 0532 0130 00",
+    "ipv4": "203.0.113.77",
+    "ipv6": "2001:db8::8a2e:370:7334",
+    "openai_key": "sk-proj-Zx81mQ2vLp0aNw7yTqR4",
+    "bearer": "Bearer eyJhbGciOiJIUzI1NiJ9.payload",
+    "aws_key": "AKIAIOSFODNN7EXAMPLE",
+    "password": "hunter2-secret-pw",
+}
+NEEDLES = [v.encode() for v in PII.values()] + [b"hunter2", b"jane.doe", b"4111 1111"]
+
+SUITE = """
+import pytest
+from pytest_llmobs import observe, start_span
+
+@observe
+def lookup(customer: str) -> dict:
+    return {{"customer": customer, "note": "call {phone} or mail {email}"}}
+
+@pytest.mark.llm_dataset("support")
+def test_support(item, llm, prompt, scorer):
+    system = prompt("agent").compile(customer_email="{email}", card="{card}")
+    with start_span("answer", metadata={{"client_ip": "{ipv4}", "key": "{openai_key}"}}) as span:
+        reply = llm.generate(system.text + " " + item.input)
+        span.update(output=reply.text + " via {ipv6}")
+    lookup(item.metadata["who"])
+    scorer.score("leaky", "password={password}")
+    assert "never" not in item.input, "failed for {email} with {bearer} and {aws_key}"
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\n")
+    items = [
+        {
+            "id": "a",
+            "input": f"My card is {PII['card']} and IBAN {PII['iban']}",
+            "expected_output": f"write to {PII['email']}",
+            "metadata": {"who": PII["email"]},
+        },
+        {
+            "id": "b",
+            "input": f"never share {PII['phone']}, token {PII['openai_key']}",
+            "metadata": {"who": PII["ipv4"]},
+        },
+    ]
+    pytester.makefile(".jsonl", **{"datasets/support": "\n".join(json.dumps(i) for i in items)})
+    prompt = {"type": "text", "prompt": "Help {{customer_email}} with card {{card}}."}
+    pytester.makefile(".json", **{"prompts/agent": json.dumps(prompt)})
+    pytester.makepyfile(test_suite=SUITE.format(**PII))
+    return pytester
+
+
+def leaks(data: bytes) -> list[bytes]:
+    return [needle for needle in NEEDLES if needle in data]
+
+
+def test_no_pii_in_store_wal_export_report_or_upload(
+    suite: pytest.Pytester, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database file and its WAL (when one is left on disk) are both searched.
+    result = suite.runpytest("--llm-report=report.html", "--llm-json=run.json")
+    result.assert_outcomes(passed=1, failed=1)
+    store_dir = suite.path / ".llmobs"
+    files = [p for p in store_dir.iterdir() if p.name.startswith("llmobs.db")]
+    assert files
+    for path in [*files, suite.path / "report.html", suite.path / "run.json"]:
+        assert leaks(path.read_bytes()) == [], path.name
+    item = runs.latest()["items"][0]
+    assert "<CARD>" in json.dumps(item) and "<IBAN>" in json.dumps(item)
+    failed = next(i for i in runs.latest()["items"] if i["outcome"] == "failed")
+    assert "<SECRET>" in failed["error"] and "<EMAIL>" in failed["error"]
+
+    spec = contracts_dir()
+    with FakeLangfuse(spec_dir=spec) as server:
+        for key, value in {**server.env(), "LLMOBS_UPLOAD_MAX_ATTEMPTS": "2"}.items():
+            monkeypatch.setenv(key, value)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_llmobs.cli", "upload", "latest", "--to", "langfuse"],
+            cwd=suite.path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        bodies = b"".join(server.bodies)
+    assert len(bodies) > 1000
+    assert leaks(bodies) == []
+
+
+def test_the_test_code_sees_unmasked_values(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile(
+        test_raw=dedent(
+            f"""\
+            def test_raw(scorer):
+                email = "{PII["email"]}"
+                scorer.score("who", email)
+                assert email == "{PII["email"]}"
+            """
+        )
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    score = runs.latest()["items"][0]["trace"]["scores"][0]
+    assert score["value"] == "<EMAIL>"
+
+
+def test_redact_off_keeps_values_and_strict_masks_more(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_raw=dedent(
+            """\
+            def test_raw(scorer):
+                scorer.score("who", "order 12345678 from jane@example.com")
+            """
+        )
+    )
+    pytester.runpytest("--llm-redact=off").assert_outcomes(passed=1)
+    assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == (
+        "order 12345678 from jane@example.com"
+    )
+    pytester.runpytest("--llm-redact=strict").assert_outcomes(passed=1)
+    assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == (
+        "order <NUMBER> from <EMAIL>"
+    )
+
+
+def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile(
+        mymaskers="def customer_ids(text):\n    return text.replace('CUST-42', '<CUSTOMER>')\n"
+    )
+    pytester.makeconftest(
+        "def pytest_llmobs_register_maskers(config):\n"
+        "    return [lambda text: text.replace('Project Falcon', '<CODENAME>')]\n"
+    )
+    pytester.makeini("[pytest]\nllm_redact_maskers = mymaskers:customer_ids\n")
+    pytester.makepyfile(
+        test_raw="def test_raw(scorer):\n    scorer.score('n', 'CUST-42 on Project Falcon')\n"
+    )
+    pytester.syspathinsert()
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == "<CUSTOMER> on <CODENAME>"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--llm-redact=loud"],
+            "ERROR: --llm-redact: 'loud' is not a redaction mode; valid: off, default, strict",
+        ),
+        (
+            ["--llm-trace-sample=2"],
+            "ERROR: --llm-trace-sample: 2.0 is not a share; expected 0..1 (e.g. 0.1)",
+        ),
+        (["--llm-trace-sample=x"], "ERROR: --llm-trace-sample: 'x' is not a number"),
+        (
+            ["--llm-max-field-chars=5"],
+            "ERROR: --llm-max-field-chars: 5 is too small; expected >= 100",
+        ),
+        (
+            ["--llm-redact-maskers=nope"],
+            "ERROR: masker 'nope': expected 'package.module:function' (a function str -> str)",
+        ),
+        (["--llm-redact-maskers=nosuchmod:f"], "ERROR: masker 'nosuchmod:f' cannot be imported: *"),
+    ],
+)
+def test_bad_governance_options(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_sampling_keeps_scores_and_failures_and_strips_other_payloads(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_many=dedent(
+            """\
+            import pytest
+            from pytest_llmobs import start_span
+
+            @pytest.mark.parametrize("n", range(40))
+            def test_many(n, scorer):
+                with start_span("work", input=f"payload {n}") as span:
+                    span.update(output=f"result {n}")
+                scorer.score("value", n)
+                assert n % 10 != 3
+            """
+        )
+    )
+    pytester.runpytest("--llm-trace-sample=0.25").assert_outcomes(passed=36, failed=4)
+    run = runs.latest()
+    items = run["items"]
+    assert len(items) == 40
+    assert sorted(i["trace"]["scores"][0]["value"] for i in items) == list(range(40))
+    mean = runs.aggregates(run, "*")["mean_value"]
+    assert mean["value"] == sum(range(40)) / 40  # aggregates stay exact
+
+    def kept(item: dict) -> bool:
+        return item["trace"]["observations"][1]["input"] is not None
+
+    failed = [i for i in items if i["outcome"] == "failed"]
+    assert failed and all(kept(i) for i in failed)
+    passed = [i for i in items if i["outcome"] == "passed"]
+    kept_ids = {i["trace"]["id"] for i in passed if kept(i)}
+    expected = {i["trace"]["id"] for i in passed if int(i["trace"]["id"][:8], 16) / 2**32 < 0.25}
+    assert kept_ids == expected and 0 < len(kept_ids) < len(passed)
+    stripped = next(i for i in passed if not kept(i))
+    assert stripped["trace"]["metadata"]["llmobs_sampled_out"] is True
+
+
+def test_long_fields_are_truncated_with_their_length(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makepyfile(
+        test_big=dedent(
+            """\
+            from pytest_llmobs import start_span
+
+            def test_big():
+                with start_span("big", input="x" * 5000) as span:
+                    span.update(output="y" * 50)
+            """
+        )
+    )
+    pytester.runpytest("--llm-max-field-chars=1000").assert_outcomes(passed=1)
+    big = runs.latest()["items"][0]["trace"]["observations"][1]
+    assert big["input"] == "x" * 1000 + "…[truncated, 5000 chars]"
+    assert big["output"] == "y" * 50
+
+
+def test_prune_keeps_baselines_and_reports_size(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile("def test_x(scorer):\n    scorer.score('ok', True)\n")
+    for name in ("r1", "r2", "r3", "r4"):
+        pytester.runpytest(f"--llm-run-name={name}").assert_outcomes(passed=1)
+
+    def llmobs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_llmobs.cli", *args],
+            cwd=pytester.path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert llmobs("baseline", "save", "keep-me", "r1").returncode == 0
+    pruned = llmobs("prune", "--keep-last", "1")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.startswith("deleted 2 run(s); saved baselines kept; store ")
+    names = [line.split()[1] for line in llmobs("runs").stdout.splitlines()[1:-1]]
+    assert names == ["r4", "r1"]
+    assert llmobs("prune", "--older-than", "soon").stderr.strip() == (
+        "llmobs: error: --older-than: 'soon' is not an age; expected e.g. 30d, 12h or 2w"
+    )
+    assert "deleted 0 run(s)" in llmobs("prune", "--older-than", "30d").stdout
