@@ -92,7 +92,11 @@ class TestRecord:
         if self.error is not None:
             self.root.fail(self.error)
         if self.root.output is None:
-            generations = [o for o in self.trace.observations if o.type == "generation"]
+            generations = [  # the answer under test, not an evaluator's judge call
+                o
+                for o in self.trace.observations
+                if o.type == "generation" and not o.name.startswith("llm_judge:")
+            ]
             if generations:
                 self.root.output = generations[-1].output
         self.root.metadata["outcome"] = outcome
