@@ -16,7 +16,12 @@ KNOWLEDGE_BASE = [
 
 QUESTIONS = [
     ("refund", "How long do refunds take to arrive?", "within 5 business days", "positive"),
-    ("shipping", "How long does express shipping take?", "express shipping takes 1 to 2", "positive"),
+    (
+        "shipping",
+        "How long does express shipping take?",
+        "express shipping takes 1 to 2",
+        "positive",
+    ),
     ("password", "How do I reset my password?", "choose 'Forgot password'", "neutral"),
 ]
 

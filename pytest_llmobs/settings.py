@@ -199,8 +199,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "redact",
-        "mask PII and secrets before anything is stored: off, default or strict "
-        "(default: default)",
+        "mask PII and secrets before anything is stored: off, default or strict (default: default)",
         metavar="MODE",
     ),
     OptionSpec(
