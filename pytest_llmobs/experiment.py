@@ -226,7 +226,13 @@ def _check_limits(
 
 
 def _open_store(store: str | os.PathLike[str] | None) -> Store:
-    return Store(None) if store is None else Store.in_directory(Path(store).resolve())
+    """A store with the same default policy as a pytest session: PII and secrets masked, long
+    fields cut (pass a `Store` with your own `Governance` to change it)."""
+    from pytest_llmobs.governance import Governance
+    from pytest_llmobs.store import STORE_FILENAME
+
+    path = None if store is None else Path(store).resolve() / STORE_FILENAME
+    return Store(path, governance=Governance())
 
 
 def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[..., Any]]]:

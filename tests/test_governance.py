@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING
 
@@ -275,3 +276,20 @@ def test_prune_keeps_baselines_and_reports_size(pytester: pytest.Pytester) -> No
         "llmobs: error: --older-than: 'soon' is not an age; expected e.g. 30d, 12h or 2w"
     )
     assert "deleted 0 run(s)" in llmobs("prune", "--older-than", "30d").stdout
+
+
+def test_run_experiment_masks_what_it_stores_by_default(tmp_path: Path) -> None:
+    from pytest_llmobs import run_experiment
+
+    items = [{"id": "a", "input": f"contact {PII['email']}", "expected_output": "ok"}]
+    result = run_experiment(
+        name="masked", dataset=items, task=lambda item: f"mailed {PII['email']}",
+        store=tmp_path / "store",
+    )
+    files = list((tmp_path / "store").iterdir())
+    assert result.run_id and files
+    assert all(leaks(f.read_bytes()) == [] for f in files)
+    from pytest_llmobs.store import Store
+
+    stored = Store(tmp_path / "store" / "llmobs.db").load_run(result.run_id)
+    assert "mailed <EMAIL>" in json.dumps(stored)
