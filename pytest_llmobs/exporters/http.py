@@ -15,7 +15,6 @@ Errors::
 from __future__ import annotations
 
 import base64
-import email.utils
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pytest_llmobs import __version__
+from pytest_llmobs.providers.retry import parse_retry_after
 
 if TYPE_CHECKING:
     import httpx
@@ -96,19 +96,12 @@ class Response:
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: a number of seconds or an HTTP date; ``None`` if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date; ``None`` if absent/bad.
+
+    The same reading as the model providers' (`parse_retry_after`), for one header value.
+    """
+    clock = time.time if now is None else (lambda: now)
+    return parse_retry_after({"retry-after": value} if value else {}, now=clock)
 
 
 @dataclass

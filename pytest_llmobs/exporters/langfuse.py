@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +27,7 @@ from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, 
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import encode_json, fit_json
 from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
-from pytest_llmobs.exporters.state import FAILED, SENT, UploadState, runs_with_pending
+from pytest_llmobs.exporters.state import Ledger, runs_with_pending
 from pytest_llmobs.store import Store
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
@@ -177,7 +177,7 @@ def _count_all(
         report.count(bucket, "run items", sum(1 for i in inv.items if i.get("dataset")))
 
 
-class Upload:
+class Upload(Ledger):
     """One upload of one run: the steps in order, recording every object's outcome."""
 
     def __init__(
@@ -195,7 +195,13 @@ class Upload:
         self.options = options
         self.report = report
         self.store = options.store if options.store is not None else Store(None)
-        self.state = UploadState(self.store, config.state_target, str(run["id"]))
+        super().__init__(
+            self.store,
+            config.state_target,
+            str(run["id"]),
+            report,
+            pending_only=options.pending_only,
+        )
         self.sender = HttpSender(
             base_url=config.base_url, auth=(config.public_key, config.secret_key), options=http
         )
@@ -204,40 +210,6 @@ class Upload:
         self.dataset_ids: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         """First error per object key (trace id, score id), for the upload state."""
-
-    # --- bookkeeping --------------------------------------------------------------------------
-
-    def done(
-        self,
-        kind: str,
-        label: str,
-        keys: list[str],
-        *,
-        remote_id: str | None = None,
-        weight: int | None = None,
-    ) -> None:
-        self.state.record(kind, keys, SENT, remote_id=remote_id)
-        self.report.count(self.report.sent, label, len(keys) if weight is None else weight)
-
-    def failed(
-        self, kind: str, label: str, keys: list[str], message: str, weight: int | None = None
-    ) -> None:
-        self.state.record(kind, keys, FAILED, detail=message[:500])
-        self.report.count(self.report.failed, label, len(keys) if weight is None else weight)
-        self.report.error(message)
-
-    def todo(
-        self, kind: str, label: str, keys: list[str], weight: Callable[[str], int] | None = None
-    ) -> list[str]:
-        """``keys`` less those already sent when only pending objects are wanted."""
-        if not self.options.pending_only:
-            return keys
-        sent = self.state.sent(kind)
-        skipped = [k for k in keys if k in sent]
-        self.report.count(
-            self.report.skipped, label, sum(map(weight, skipped)) if weight else len(skipped)
-        )
-        return [k for k in keys if k not in sent]
 
     # --- steps --------------------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ from urllib.parse import unquote, urlsplit
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.http import HttpOptions, HttpSender
-from pytest_llmobs.exporters.otlp_send import Ledger, TraceSend, send_traces, traced_items
-from pytest_llmobs.exporters.state import runs_with_pending
+from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
+from pytest_llmobs.exporters.state import Ledger, runs_with_pending
 from pytest_llmobs.store import Store
 
 if TYPE_CHECKING:

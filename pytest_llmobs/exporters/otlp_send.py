@@ -16,58 +16,14 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmobs.exporters import ExportReport
 from pytest_llmobs.exporters.batching import halves
 from pytest_llmobs.exporters.http import HttpError, HttpSender, PayloadTooLarge
-from pytest_llmobs.exporters.state import FAILED, SENT, UploadState
+from pytest_llmobs.exporters.state import Ledger
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.otlp_spans import SpanBatch, SpanOptions, TraceSpans
-    from pytest_llmobs.store import Store
 
 PROTOBUF = "application/x-protobuf"
 EventAdder = Callable[["TraceSpans", Mapping[str, Any]], int]
 """Adds span events to one item's spans (scores as evaluation events); returns how many."""
-
-
-class Ledger:
-    """Counts into the report and records each object's outcome in the upload state."""
-
-    def __init__(
-        self, store: Store, target: str, run_id: str, report: ExportReport, *, pending_only: bool
-    ) -> None:
-        self.state = UploadState(store, target, run_id)
-        self.report = report
-        self.pending_only = pending_only
-
-    def done(
-        self,
-        kind: str,
-        label: str,
-        keys: list[str],
-        *,
-        remote_id: str | None = None,
-        weight: int | None = None,
-    ) -> None:
-        self.state.record(kind, keys, SENT, remote_id=remote_id)
-        self.report.count(self.report.sent, label, len(keys) if weight is None else weight)
-
-    def failed(
-        self, kind: str, label: str, keys: list[str], message: str, *, weight: int | None = None
-    ) -> None:
-        self.state.record(kind, keys, FAILED, detail=message[:500])
-        self.report.count(self.report.failed, label, len(keys) if weight is None else weight)
-        self.report.error(message)
-
-    def todo(
-        self, kind: str, label: str, keys: list[str], weight: Callable[[str], int] | None = None
-    ) -> list[str]:
-        """``keys`` less those already sent, when only pending objects are wanted."""
-        if not self.pending_only:
-            return keys
-        sent = self.state.sent(kind)
-        skipped = [k for k in keys if k in sent]
-        self.report.count(
-            self.report.skipped, label, sum(map(weight, skipped)) if weight else len(skipped)
-        )
-        return [k for k in keys if k not in sent]
 
 
 def traced_items(run: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -32,8 +32,8 @@ from pytest_llmobs.exporters import phoenix_rest as rest
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
 from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
-from pytest_llmobs.exporters.otlp_send import Ledger, TraceSend, send_traces, traced_items
-from pytest_llmobs.exporters.state import runs_with_pending
+from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
+from pytest_llmobs.exporters.state import Ledger, runs_with_pending
 from pytest_llmobs.store import Store
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:6006"

@@ -11,12 +11,13 @@ The table lives beside the store's schema (created on first use), so it needs no
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import sqlite3
 
+    from pytest_llmobs.exporters import ExportReport
     from pytest_llmobs.store import Store
 
 _DDL = """
@@ -139,3 +140,46 @@ def runs_with_pending(store: Store, target: str) -> list[str]:
         (target, RUN_KIND, SENT),
     )
     return [str(r[0]) for r in rows]
+
+
+class Ledger:
+    """Counts into the report and records each object's outcome in the upload state."""
+
+    def __init__(
+        self, store: Store, target: str, run_id: str, report: ExportReport, *, pending_only: bool
+    ) -> None:
+        self.state = UploadState(store, target, run_id)
+        self.report = report
+        self.pending_only = pending_only
+
+    def done(
+        self,
+        kind: str,
+        label: str,
+        keys: list[str],
+        *,
+        remote_id: str | None = None,
+        weight: int | None = None,
+    ) -> None:
+        self.state.record(kind, keys, SENT, remote_id=remote_id)
+        self.report.count(self.report.sent, label, len(keys) if weight is None else weight)
+
+    def failed(
+        self, kind: str, label: str, keys: list[str], message: str, *, weight: int | None = None
+    ) -> None:
+        self.state.record(kind, keys, FAILED, detail=message[:500])
+        self.report.count(self.report.failed, label, len(keys) if weight is None else weight)
+        self.report.error(message)
+
+    def todo(
+        self, kind: str, label: str, keys: list[str], weight: Callable[[str], int] | None = None
+    ) -> list[str]:
+        """``keys`` less those already sent, when only pending objects are wanted."""
+        if not self.pending_only:
+            return keys
+        sent = self.state.sent(kind)
+        skipped = [k for k in keys if k in sent]
+        self.report.count(
+            self.report.skipped, label, sum(map(weight, skipped)) if weight else len(skipped)
+        )
+        return [k for k in keys if k not in sent]
