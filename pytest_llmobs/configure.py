@@ -20,7 +20,7 @@ from pytest_llmobs.run import (
 )
 from pytest_llmobs.session import SessionState
 from pytest_llmobs.settings import Settings, read_settings
-from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
+from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
 WORKER_RUN_ID = "llmobs_run_id"
@@ -67,9 +67,10 @@ def build_state(config: pytest.Config) -> SessionState:
         raise pytest.UsageError(str(exc)) from None
     governance = _governance(config, settings)
     try:
-        store = Store(
-            settings.store_dir / STORE_FILENAME if settings.store_dir else None,
-            governance=governance,
+        store = (
+            Store.in_directory(settings.store_dir, governance=governance)
+            if settings.store_dir
+            else Store(None, governance=governance)
         )
     except StoreError as exc:
         raise pytest.UsageError(f"--llm-store: {exc}") from None

@@ -229,10 +229,10 @@ def _open_store(store: str | os.PathLike[str] | None) -> Store:
     """A store with the same default policy as a pytest session: PII and secrets masked, long
     fields cut (pass a `Store` with your own `Governance` to change it)."""
     from pytest_llmobs.governance import Governance
-    from pytest_llmobs.store import STORE_FILENAME
 
-    path = None if store is None else Path(store).resolve() / STORE_FILENAME
-    return Store(path, governance=Governance())
+    if store is None:
+        return Store(None, governance=Governance())
+    return Store.in_directory(Path(store).resolve(), governance=Governance())
 
 
 def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[..., Any]]]:

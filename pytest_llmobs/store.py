@@ -117,8 +117,8 @@ class Store:
             raise StoreError(f"{target}: not a usable llmobs store ({exc})") from None
 
     @classmethod
-    def in_directory(cls, directory: Path) -> Store:
-        return cls(directory / STORE_FILENAME)
+    def in_directory(cls, directory: Path, *, governance: Governance | None = None) -> Store:
+        return cls(directory / STORE_FILENAME, governance=governance)
 
     def _migrate(self) -> None:
         with self._transaction():
