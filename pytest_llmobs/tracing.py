@@ -34,17 +34,20 @@ ScoreValue = bool | int | float | str
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_id_source = random.Random()
+_random_bytes = random.Random().randbytes
+_ZERO_SPAN_ID = "0" * 16
 
 
 def new_trace_id() -> str:
     """A random OpenTelemetry-shaped trace id: 32 lowercase hex characters, never all zero."""
-    return f"{_id_source.getrandbits(128) or 1:032x}"
+    trace_id = _random_bytes(16).hex()
+    return trace_id if trace_id.strip("0") else "1".rjust(32, "0")
 
 
 def new_observation_id() -> str:
     """A random OpenTelemetry-shaped span id: 16 lowercase hex characters, never all zero."""
-    return f"{_id_source.getrandbits(64) or 1:016x}"
+    span_id = _random_bytes(8).hex()  # randbytes + hex is the cheapest random hex in CPython
+    return span_id if span_id != _ZERO_SPAN_ID else "1".rjust(16, "0")
 
 
 def derived_id(*parts: object, length: int = 32) -> str:
@@ -247,26 +250,31 @@ class Trace:
 class Observation:
     """A span, generation or event inside a trace. Also the object `start_span` yields."""
 
+    # Fields every observation sets live in slots. The rarely-set ones (level, status and the
+    # generation fields) default to the class attributes below and only land in the instance
+    # `__dict__` when set, so a plain span never allocates one: span creation is the hot path.
     __slots__ = (
-        "cost",
+        "__dict__",
         "end_time",
         "id",
         "input",
-        "level",
         "metadata",
-        "model",
-        "model_parameters",
         "name",
         "output",
         "parent_id",
-        "prompt_name",
-        "prompt_version",
         "start_time",
-        "status_message",
         "trace",
         "type",
-        "usage",
     )
+
+    level: str = "DEFAULT"
+    status_message: str | None = None
+    model: str | None = None
+    model_parameters: dict[str, Any] | None = None
+    usage: dict[str, int] | None = None
+    cost: float | None = None
+    prompt_name: str | None = None
+    prompt_version: int | None = None
 
     def __init__(
         self,
@@ -288,14 +296,6 @@ class Observation:
         self.input = input
         self.output: Any = None
         self.metadata: dict[str, Any] = dict(metadata) if metadata else {}
-        self.level = "DEFAULT"
-        self.status_message: str | None = None
-        self.model: str | None = None
-        self.model_parameters: dict[str, Any] | None = None
-        self.usage: dict[str, int] | None = None
-        self.cost: float | None = None
-        self.prompt_name: str | None = None
-        self.prompt_version: int | None = None
         trace.observations.append(self)
 
     def update(
@@ -553,7 +553,8 @@ def propagate_attributes(
 
 
 def _capture_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return {"args": list(args), "kwargs": dict(kwargs)}
+    # by reference, like every recorded value: `jsonable` copies it when the trace is serialised
+    return {"args": args, "kwargs": kwargs}
 
 
 def _generator_output(items: list[Any]) -> Any:
@@ -610,10 +611,16 @@ def _wrap_function(
 ) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # open_observation/close_observation inlined: this wrapper is the hottest path we have
         parent = _current.get()
-        observation = open_observation(
-            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
-        )
+        input = {"args": args, "kwargs": kwargs} if capture_in else None
+        owner = parent or _active.root
+        if owner is not None:
+            observation = Observation(
+                owner.trace, span_name, type=as_type, parent_id=owner.id, input=input
+            )
+        else:
+            observation = open_observation(span_name, type=as_type, input=input)
         token = _current.set(observation)
         try:
             result = fn(*args, **kwargs)
@@ -623,8 +630,15 @@ def _wrap_function(
             observation.fail(exc)
             raise
         finally:
-            _restore(token, parent)
-            close_observation(observation)
+            try:
+                _current.reset(token)
+            except ValueError:  # closed in another context than it was opened in
+                _current.set(parent)
+            if owner is not None:
+                if observation.end_time is None:
+                    observation.end_time = time.time()
+            else:
+                close_observation(observation)
         return result
 
     return wrapper  # type: ignore[return-value]
