@@ -20,15 +20,9 @@ from pytest_llmobs.run import (
 )
 from pytest_llmobs.session import SessionState
 from pytest_llmobs.settings import Settings, read_settings
+from pytest_llmobs.stash import WORKER_RUN_ID, is_xdist_worker
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
-
-WORKER_RUN_ID = "llmobs_run_id"
-"""Key of the controller's run id in an xdist worker's ``workerinput``."""
-
-
-def is_xdist_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 def _run_id(config: pytest.Config, given: str | None) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.redaction import REDACT_MODES, Masker, RedactMode, Redactor
+from pytest_llmobs.redaction import IDENTIFIER_KEYS, REDACT_MODES, Masker, RedactMode, Redactor
 
 DEFAULT_MAX_FIELD_CHARS = 100_000
 TRUNCATION_MARKER = "…[truncated, {length} chars]"
@@ -77,7 +77,27 @@ class Governance:
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
 
     def value(self, value: Any) -> Any:
-        return truncate(self.redactor.value(value), self.max_field_chars)
+        """A redacted, size-limited copy of JSON-like ``value``, in one walk."""
+        if not self.redactor.active:
+            return truncate(value, self.max_field_chars)
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            masked = self.redactor.text(value)
+            if len(masked) <= self.max_field_chars:
+                return masked
+            return truncate(masked, self.max_field_chars)
+        if isinstance(value, (dict, Mapping)):
+            return {
+                key: truncate(item, self.max_field_chars)
+                if key in IDENTIFIER_KEYS
+                else self._walk(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self._walk(item) for item in value]
+        return value
 
     def item(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """A governed copy of a run item: sampled, redacted and size-limited."""

@@ -31,91 +31,118 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     if config.option.help:  # `pytest --help` runs no session: open no store, build no state
         return
-    from pytest_llmobs.configure import build_state
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.settings import read_settings
+    from pytest_llmobs.stash import is_xdist_worker
 
-    state = build_state(config)
-    config.stash[STATE_KEY] = state
-    config.pluginmanager.register(SessionHooks(state), "llmobs-session")
+    # Option values are checked now, so a typo fails at once; the state (model, store, prompt
+    # registry) is built when the session first needs it: `pytest --co` on a suite that does not
+    # use the plugin builds none.
+    settings = read_settings(config)
+    config.pluginmanager.register(SessionHooks(config), "llmobs-session")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llmobs.xdist import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(state), "llmobs-xdist")
-    if state.recorder is not None and (state.settings.report_html or state.settings.report_json):
+        config.pluginmanager.register(XdistHooks(config), "llmobs-xdist")
+    if not is_xdist_worker(config) and (settings.report_html or settings.report_json):
         from pytest_llmobs.reporting.files import ReportFiles
 
-        config.pluginmanager.register(ReportFiles(state), "llmobs-reports")
+        config.pluginmanager.register(ReportFiles(config), "llmobs-reports")
 
 
 class SessionHooks:
-    """Hooks that need the session's state; registered once the state exists."""
+    """Session-wide hooks. A session that runs tests builds the state when it starts; the
+    others only act on a state something built during collection."""
 
-    def __init__(self, state: Any) -> None:
-        self.state = state
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @property
+    def state(self) -> Any:
+        from pytest_llmobs.stash import built_state
+
+        return built_state(self.config)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.state.recorder is not None and not session.config.option.collectonly:
-            self.state.recorder.begin()
-            self.state.started = True
+        if session.config.option.collectonly:
+            return
+        from pytest_llmobs.stash import session_state
+
+        state = session_state(session.config)
+        if state.recorder is not None:
+            state.recorder.begin()
+            state.started = True
 
     def pytest_collection_modifyitems(self) -> None:
-        if self.state.marker_errors:
-            raise pytest.UsageError("\n".join(self.state.marker_errors))
+        state = self.state
+        if state is not None and state.marker_errors:
+            raise pytest.UsageError("\n".join(state.marker_errors))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self.state.recorder is not None:  # under xdist the controller collects nothing
-            self.state.recorder.expect(item.nodeid for item in session.items)
+        state = self.state
+        if state is not None and state.recorder is not None:  # xdist's controller collects none
+            state.recorder.expect(item.nodeid for item in session.items)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         # Collection errors and --stepwise stop the session with `Session.Interrupted` (a
         # KeyboardInterrupt); those runs failed, only Ctrl-C and `pytest.exit` interrupt them.
-        if not isinstance(excinfo.value, pytest.Session.Interrupted):
-            self.state.interrupted = True
+        state = self.state
+        if state is not None and not isinstance(excinfo.value, pytest.Session.Interrupted):
+            state.interrupted = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
-        if payload is not None and self.state.recorder is not None and self.state.started:
-            self.state.recorder.add_item(payload)
+        if payload is None:
+            return
+        state = self.state
+        if state is not None and state.recorder is not None and state.started:
+            state.recorder.add_item(payload)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        if state is None:
+            return
         from pytest_llmobs.configure import finish_run
 
-        finish_run(self.state, session, exitstatus)
-        if self.state.settings.upload:
+        finish_run(state, session, exitstatus)
+        if state.settings.upload:
             from pytest_llmobs.exporters.session import upload_after_session
 
-            upload_after_session(self.state, session)
+            upload_after_session(state, session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        state = self.state
+        if state is None or state.result is None:
+            return
         from pytest_llmobs.reporting.terminal import write_summary
 
-        if self.state.result is not None:
-            write_summary(terminalreporter, self.state.result)
-            from pytest_llmobs.xdist import missing_lines
+        write_summary(terminalreporter, state.result)
+        from pytest_llmobs.xdist import missing_lines
 
-            for line in missing_lines(self.state.result.missing):
-                terminalreporter.write_line(line, yellow=True)
-            from pytest_llmobs.exporters.session import write_upload_summary
+        for line in missing_lines(state.result.missing):
+            terminalreporter.write_line(line, yellow=True)
+        from pytest_llmobs.exporters.session import write_upload_summary
 
-            write_upload_summary(terminalreporter)
+        write_upload_summary(terminalreporter)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        state = self.state
+        if state is None:
+            return
         from pytest_llmobs.configure import close_models
 
-        close_models(self.state)
-        self.state.store.close()
+        close_models(state)
+        state.store.close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     mark = metafunc.definition.get_closest_marker(MARKER)
     if mark is None:
         return
-    from pytest_llmobs.configure import is_xdist_worker
     from pytest_llmobs.datasets import DatasetError
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import is_xdist_worker, session_state
     from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
-    state = metafunc.config.stash[STATE_KEY]
+    state = session_state(metafunc.config)
     problem = None
     try:
         marker = read_marker(mark, metafunc.definition.nodeid)
@@ -145,18 +172,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
     from pytest_llmobs.recording import TestRecord
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import session_state
     from pytest_llmobs.tracing import activate
 
-    state = item.config.stash[STATE_KEY]
+    state = session_state(item.config)
     record = TestRecord(
         run_id=state.run_id, node_id=item.nodeid, name=item.name, **_dataset_link(item, state)
     )
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm._cache_extra)
         record.root.metadata["repeat"] = record.repeat
-    with activate(record.root):
-        return (yield)
+    state.current_record = record
+    try:
+        with activate(record.root):
+            return (yield)
+    finally:
+        state.current_record = None
 
 
 def _dataset_link(item: pytest.Item, state: Any) -> dict[str, Any]:
@@ -219,9 +250,9 @@ def pytest_runtest_makereport(
 def _add_junit_properties(item: pytest.Item, report: pytest.TestReport, payload: Any) -> None:
     """With ``--junitxml``, the test's scores become its JUnit properties (junitxml reads the
     teardown report's ``user_properties``; xdist carries them to the controller)."""
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import built_state
 
-    state = item.config.stash.get(STATE_KEY, None)
+    state = built_state(item.config)
     if state is not None and state.settings.junit_properties:
         from pytest_llmobs.reporting.junit import junit_properties
 
@@ -229,20 +260,23 @@ def _add_junit_properties(item: pytest.Item, report: pytest.TestReport, payload:
 
 
 # --- fixtures ---------------------------------------------------------------------------------
+# Session-scoped: pytest sets up a function-scoped fixture anew for every test, which costs more
+# than most tests' own work. What is per test (prompts and datasets used) goes to the record of
+# the test running now (`SessionState.current_record`).
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def llm(request: pytest.FixtureRequest) -> Any:
     """The session's model (``--llm-model``): ``llm.generate(prompt_or_messages, **params)``.
 
     Each call is recorded as a generation in the test's trace.
     """
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import session_state
 
-    return request.config.stash[STATE_KEY].llm
+    return session_state(request.config).llm
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def prompt(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """Load a prompt: ``prompt("support-agent")``, ``prompt(name, version=2)``, ``label=...``.
 
@@ -250,51 +284,47 @@ def prompt(request: pytest.FixtureRequest) -> Callable[..., Any]:
     to its exact version.
     """
     from pytest_llmobs.prompts import Prompt
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import session_state
 
-    state = request.config.stash[STATE_KEY]
-    record = request.node.stash.get(_RECORD_KEY, None)
+    state = session_state(request.config)
 
     def load(name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
         loaded = state.prompts.get(name, version=version, label=label)
-        if record is not None:
-            record.use_prompt(loaded)
+        state.use_prompt(loaded)
         return loaded
 
     return load
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def scorer(request: pytest.FixtureRequest) -> Any:
     """Record scores on the test's trace: ``scorer.score(name, value)``, and evaluators such as
     ``assert scorer.exact_match(output, expected)``, ``scorer.similarity(...) >= 0.8``,
     ``scorer.llm_judge("judge/correctness", output, input=..., reference=...)``."""
     from pytest_llmobs.scorer import Scorer
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import session_state
 
-    state = request.config.stash[STATE_KEY]
-    record = request.node.stash.get(_RECORD_KEY, None)
+    state = session_state(request.config)
     return Scorer(
         judge=state.judge,
         prompts=state.prompts,
         registry=state.evaluators,
-        on_prompt=record.use_prompt if record is not None else None,
+        on_prompt=state.use_prompt,
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dataset(request: pytest.FixtureRequest) -> Callable[[str], Any]:
     """Load a dataset from the datasets dir: ``dataset("capital-cities-tutorial")``."""
     from pytest_llmobs.datasets import Dataset
-    from pytest_llmobs.session import STATE_KEY
+    from pytest_llmobs.stash import session_state
 
-    state = request.config.stash[STATE_KEY]
-    record = request.node.stash.get(_RECORD_KEY, None)
+    state = session_state(request.config)
 
     def load(name: str) -> Dataset:
         loaded = state.dataset(name)
-        if record is not None:
-            record.use_dataset(loaded.name, loaded.version)
+        if state.current_record is not None:
+            state.current_record.use_dataset(loaded.name, loaded.version)
         return loaded
 
     return load

@@ -16,12 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pytest_llmobs.store import Store
 
@@ -30,7 +27,6 @@ BUILTIN_PROMPTS_DIR = Path(__file__).parent / "rubrics"
 PROMPT_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 _VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_UNION_BRANCHES = frozenset({"str", "list[ChatMessage]"})
 
 
 class PromptError(ValueError):
@@ -42,44 +38,6 @@ class PromptVariableError(PromptError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: str = Field(min_length=1)
-    content: str
-
-
-class PromptFile(BaseModel):
-    """The validated content of a prompt file."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["text", "chat"] = "text"
-    prompt: str | list[ChatMessage]
-    config: dict[str, Any] = Field(default_factory=dict)
-    labels: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    commit_message: str | None = None
-
-    @field_validator("labels")
-    @classmethod
-    def _no_latest(cls, labels: list[str]) -> list[str]:
-        if "latest" in labels:
-            raise ValueError("'latest' is maintained automatically and cannot be set in a file")
-        return labels
-
-    def check_shape(self) -> None:
-        if self.type == "text" and not isinstance(self.prompt, str):
-            raise ValueError("a 'text' prompt needs 'prompt' to be a string")
-        if self.type == "chat" and isinstance(self.prompt, str):
-            raise ValueError("a 'chat' prompt needs 'prompt' to be a list of {role, content}")
-
-
-def _content_of(spec: PromptFile) -> dict[str, Any]:
-    template: Any = (
-        spec.prompt if isinstance(spec.prompt, str) else [m.model_dump() for m in spec.prompt]
-    )
-    return {"type": spec.type, "prompt": template, "config": spec.config}
 
 
 def content_hash(content: dict[str, Any]) -> str:
@@ -195,73 +153,6 @@ class CompiledPrompt:
         return f"CompiledPrompt({self.name!r}, version={self.version})"
 
 
-def _read_prompt_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptError(f"{path}: cannot read prompt file ({exc})") from None
-    suffix = path.suffix
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        elif suffix == ".toml":
-            data = _load_toml(text)
-        else:
-            data = _load_yaml(path, text)
-    except json.JSONDecodeError as exc:
-        raise PromptError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
-    except PromptError:
-        raise
-    except Exception as exc:
-        raise PromptError(f"{path}: invalid {suffix.lstrip('.').upper()} ({exc})") from None
-    if not isinstance(data, dict):
-        raise PromptError(
-            f"{path}: expected an object with 'type', 'prompt', 'config', 'labels'; "
-            f"got {type(data).__name__}"
-        )
-    return data
-
-
-def _load_toml(text: str) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise PromptError(
-                "reading .toml prompts on Python 3.10 needs tomli: pip install tomli"
-            ) from None
-    return tomllib.loads(text)
-
-
-def _load_yaml(path: Path, text: str) -> Any:
-    try:
-        import yaml
-    except ImportError:
-        raise PromptError(
-            f"{path}: reading YAML prompts needs PyYAML: pip install pyyaml"
-        ) from None
-    return yaml.safe_load(text)
-
-
-def parse_prompt_file(path: Path) -> PromptFile:
-    """Read and validate one prompt file; errors name the file and the offending field."""
-    data = _read_prompt_file(path)
-    try:
-        spec = PromptFile.model_validate(data)
-        spec.check_shape()
-    except ValidationError as exc:
-        # 'prompt' is a union, which reports one error per branch: show the deepest one,
-        # without the branch names pydantic puts in the location.
-        first = max(exc.errors(), key=lambda error: len(error["loc"]))
-        where = ".".join(str(p) for p in first["loc"] if p not in _UNION_BRANCHES) or "(file)"
-        raise PromptError(f"{path}: {where}: {first['msg']}") from None
-    except ValueError as exc:
-        raise PromptError(f"{path}: {exc}") from None
-    return spec
-
-
 class PromptRegistry:
     """Resolves prompt names to versions from the prompts directory and the store."""
 
@@ -337,8 +228,10 @@ class PromptRegistry:
         path = self.find_file(name)
         if path is None:
             return None
+        from pytest_llmobs.prompt_files import content_of, parse_prompt_file
+
         spec = parse_prompt_file(path)
-        content = _content_of(spec)
+        content = content_of(spec)
         digest = content_hash(content)
         version = self._store.register_prompt(name, digest, content, spec.labels)
         stored = self._store.get_prompt(name, version=version)

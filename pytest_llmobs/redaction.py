@@ -159,28 +159,58 @@ IDENTIFIER_KEYS = frozenset(
 """Keys whose values are identifiers or enums the plugin relies on to link data: never masked."""
 
 
+_MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=_]")
+"""Every built-in pattern needs a digit, ``@``, ``:``, ``=`` or ``_`` unless it starts with one
+of `_SECRET_PREFIXES`: text without any of them is returned unscanned (most text in a run)."""
+_SECRET_PREFIXES = ("k-", "Bearer", "AKIA", "ASIA", "xox")
+_MEMO_LIMIT = 65_536
+
+
+def _might_hold_builtin_match(text: str) -> bool:
+    return _MIGHT_HOLD_BUILTIN_MATCH.search(text) is not None or any(
+        prefix in text for prefix in _SECRET_PREFIXES
+    )
+
+
 class Redactor:
-    """Applies maskers to every string inside a value (dict keys are kept as they are)."""
+    """Applies maskers to every string inside a value (dict keys are kept as they are).
+
+    Maskers must be pure functions of their text: results are memoised per string, because the
+    same strings (questions, model names, node ids) recur many times in one run.
+    """
 
     def __init__(self, mode: RedactMode = "default", extra: Iterable[Masker] = ()) -> None:
         if mode not in REDACT_MODES:
             raise ValueError(f"{mode!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}")
         self.mode = mode
-        base: tuple[Masker, ...] = {
+        self.builtin: tuple[Masker, ...] = {
             "off": (),
             "default": DEFAULT_MASKERS,
             "strict": STRICT_MASKERS,
         }[mode]
-        self.maskers: tuple[Masker, ...] = (*base, *extra)
+        self.custom: tuple[Masker, ...] = tuple(extra)
+        self.maskers: tuple[Masker, ...] = (*self.builtin, *self.custom)
+        self._memo: dict[str, str] = {}
 
     @property
     def active(self) -> bool:
         return bool(self.maskers)
 
     def text(self, value: str) -> str:
-        for masker in self.maskers:
-            value = masker(value)
-        return value
+        memo = self._memo
+        masked = memo.get(value)
+        if masked is not None:
+            return masked
+        masked = value
+        if self.builtin and _might_hold_builtin_match(masked):
+            for masker in self.builtin:
+                masked = masker(masked)
+        for masker in self.custom:
+            masked = masker(masked)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[value] = masked
+        return masked
 
     def value(self, value: Any) -> Any:
         """A copy of ``value`` with every string masked (JSON-like data: dicts, lists, scalars)."""
@@ -188,7 +218,7 @@ class Redactor:
             return value
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, Mapping):
+        if isinstance(value, (dict, Mapping)):
             return {
                 key: item if key in IDENTIFIER_KEYS else self.value(item)
                 for key, item in value.items()

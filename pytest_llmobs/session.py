@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pytest
-
 from pytest_llmobs.datasets import Dataset, load_dataset
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.llm import LLM
-from pytest_llmobs.prompts import PromptRegistry
+from pytest_llmobs.prompts import Prompt, PromptRegistry
 from pytest_llmobs.providers import Provider
+from pytest_llmobs.recording import TestRecord
 from pytest_llmobs.run import RunRecorder, RunResult
 from pytest_llmobs.settings import Settings
 from pytest_llmobs.store import Store
@@ -38,6 +37,13 @@ class SessionState:
     """Set when the session was stopped by Ctrl-C (KeyboardInterrupt) or `pytest.exit`."""
     marker_errors: list[str] = field(default_factory=list)
     """Misused ``llm_dataset`` markers, reported together as one usage error after collection."""
+    current_record: TestRecord | None = None
+    """The record of the test running now (tests run one at a time in a process)."""
+
+    def use_prompt(self, prompt: Prompt) -> None:
+        """Note that the running test used ``prompt`` (a no-op outside tests)."""
+        if self.current_record is not None:
+            self.current_record.use_prompt(prompt)
 
     def dataset(self, name: str) -> Dataset:
         """Load a dataset once per session and keep a snapshot of its version in the store."""
@@ -47,6 +53,3 @@ class SessionState:
             self.store.record_dataset(name, cached.version, [i.to_dict() for i in cached])
             self.datasets[name] = cached
         return cached
-
-
-STATE_KEY = pytest.StashKey[SessionState]()

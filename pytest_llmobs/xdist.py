@@ -23,12 +23,14 @@ How a ``pytest -n 4`` session becomes one experiment run:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmobs.configure import WORKER_RUN_ID, is_xdist_worker
-from pytest_llmobs.session import SessionState
+from pytest_llmobs.stash import WORKER_RUN_ID, built_state, is_xdist_worker, session_state
+
+if TYPE_CHECKING:
+    from pytest_llmobs.session import SessionState
 
 WORKER_OUTPUT = "llmobs"
 """Key of the plugin's run-wide data in a worker's ``workeroutput``."""
@@ -37,8 +39,12 @@ WORKER_OUTPUT = "llmobs"
 class XdistHooks:
     """xdist-only hooks (controller and workers); registered when xdist is present."""
 
-    def __init__(self, state: SessionState) -> None:
-        self.state = state
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @property
+    def state(self) -> SessionState:
+        return session_state(self.config)
 
     # --- controller ---------------------------------------------------------------------------
 
@@ -65,8 +71,9 @@ class XdistHooks:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         config = session.config
-        if is_xdist_worker(config):
-            config.workeroutput[WORKER_OUTPUT] = worker_output(self.state)  # type: ignore[attr-defined]
+        state = built_state(config)
+        if is_xdist_worker(config) and state is not None:
+            config.workeroutput[WORKER_OUTPUT] = worker_output(state)  # type: ignore[attr-defined]
 
 
 def worker_output(state: SessionState) -> dict[str, Any]:

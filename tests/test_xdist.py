@@ -284,7 +284,7 @@ def test_prompt_versions_registered_on_workers_reach_the_controller_without_a_st
     pytester.makeconftest(
         dedent(
             """\
-            from pytest_llmobs.session import STATE_KEY
+            from pytest_llmobs.stash import STATE_KEY
 
             def pytest_llmobs_run_finished(result, config):
                 stored = config.stash[STATE_KEY].store.get_prompt("ask", version=1)

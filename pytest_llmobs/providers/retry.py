@@ -16,7 +16,6 @@ observe the *requested* waits without waiting. This module does not import httpx
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import itertools
 import math
@@ -121,6 +120,12 @@ def _default_message(error: ProviderError, attempts: int) -> str:
     return f"{error} after {attempts} attempts" if attempts > 1 else str(error)
 
 
+async def _asyncio_sleep(seconds: float) -> None:
+    import asyncio  # only async callers get here, and they have imported it already
+
+    await asyncio.sleep(seconds)
+
+
 @dataclass(slots=True, kw_only=True)
 class RetryPolicy:
     """How often and how long to retry a call whose error is ``retryable``.
@@ -137,7 +142,7 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
-    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    asleep: Callable[[float], Awaitable[None]] = field(default=_asyncio_sleep)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or self.max_retries < 0:

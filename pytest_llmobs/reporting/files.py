@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmobs.stash import session_state
 from pytest_llmobs.store import StoreError
 
 if TYPE_CHECKING:
     from pytest_llmobs.run import RunResult
-    from pytest_llmobs.session import SessionState
 
 
 class ReportFiles:
@@ -25,8 +25,8 @@ class ReportFiles:
     implementation (a baseline comparison, say) has had its say, then names them in the
     terminal summary."""
 
-    def __init__(self, state: SessionState) -> None:
-        self.state = state
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.lines: list[tuple[str, bool]] = []
         """(line, is an error) pairs for the terminal summary."""
 
@@ -35,14 +35,15 @@ class ReportFiles:
         from pytest_llmobs.reporting.html import write_html
         from pytest_llmobs.reporting.json_report import write_json
 
-        settings = self.state.settings
+        state = session_state(config)
+        settings = state.settings
         wanted: list[tuple[str, Path, Callable[[Mapping[str, Any], Path], Path]]] = []
         if settings.report_html is not None:
             wanted.append(("HTML report", settings.report_html, write_html))
         if settings.report_json is not None:
             wanted.append(("JSON run", settings.report_json, write_json))
         try:
-            run = self.state.store.load_run(result.run_id)
+            run = state.store.load_run(result.run_id)
         except StoreError as exc:
             self.lines.append((f"llmobs: cannot write reports: {exc}", True))
             return
