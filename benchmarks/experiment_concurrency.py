@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,45 +137,86 @@ def median_time(function: Callable[[], object], rounds: int) -> tuple[float, lis
     return statistics.median(times), times
 
 
-def measure(
-    backend: str, model: str, args: argparse.Namespace, store: Path
-) -> list[tuple[str, ...]]:
-    items = dataset(args.items)
-    ideal = math.ceil(args.items / args.concurrency) * args.latency_ms / 1000.0
-    rows = []
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Wall seconds of one backend and task kind: ideal, direct calls and ``run_experiment``."""
+
+    backend: str
+    kind: str
+    ideal: float
+    direct: float
+    ours: float
+    rounds: list[float]
+
+
+def ideal_seconds(items: int, concurrency: int, latency_ms: float) -> float:
+    """``ceil(items / concurrency)`` waves of one model call each."""
+    return math.ceil(items / concurrency) * latency_ms / 1000.0
+
+
+def time_backend(
+    backend: str,
+    model: str,
+    *,
+    items: int,
+    latency_ms: float,
+    concurrency: int,
+    rounds: int,
+    store: Path,
+) -> list[Timing]:
+    """Median wall time of the direct calls and of ``run_experiment``, async then sync."""
+    entries = dataset(items)
+    ideal = ideal_seconds(items, concurrency, latency_ms)
+    timings = []
     for kind, task, direct in (
         ("async", answer, direct_async),
         ("sync", answer_sync, direct_sync),
     ):
-        base, _ = median_time(lambda d=direct: d(model, items, args.concurrency), args.rounds)
+        base, _ = median_time(lambda d=direct: d(model, entries, concurrency), rounds)
 
         def experiment(task: Callable[..., Any] = task, kind: str = kind) -> None:
             result = run_experiment(
                 name=f"bench-{backend}-{kind}",
-                dataset=items,
+                dataset=entries,
                 task=task,
                 evaluators=[exact],
                 model=model,
-                max_concurrency=args.concurrency,
+                max_concurrency=concurrency,
                 store=store,
             )
-            if len(result.items) != len(items) or result.status != "passed":
+            if len(result.items) != len(entries) or result.status != "passed":
                 raise RuntimeError(f"unexpected result: {result.summary()}")
 
-        ours, all_rounds = median_time(experiment, args.rounds)
-        rows.append(
-            (
-                backend,
-                kind,
-                f"{ideal:.3f}",
-                f"{base:.3f}",
-                f"{ours:.3f}",
-                f"{ours / ideal:.3f}x",
-                f"{ours / base:.3f}x",
-                " ".join(f"{t:.3f}" for t in all_rounds),
-            )
+        ours, all_rounds = median_time(experiment, rounds)
+        timings.append(Timing(backend, kind, ideal, base, ours, all_rounds))
+    return timings
+
+
+def measure(
+    backend: str, model: str, args: argparse.Namespace, store: Path
+) -> list[tuple[str, ...]]:
+    timings = time_backend(
+        backend,
+        model,
+        items=args.items,
+        latency_ms=args.latency_ms,
+        concurrency=args.concurrency,
+        rounds=args.rounds,
+        store=store,
+    )
+    return [
+        (
+            t.backend,
+            t.kind,
+            f"{t.ideal:.3f}",
+            f"{t.direct:.3f}",
+            f"{t.ours:.3f}",
+            f"{t.ours / t.ideal:.3f}x",
+            f"{t.ours / t.direct:.3f}x",
+            " ".join(f"{r:.3f}" for r in t.rounds),
         )
-    return rows
+        for t in timings
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
