@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_llmobs.exports import EXPORT_FORMAT, EXPORT_VERSION
@@ -129,7 +128,6 @@ class Baseline:
     ref: str
 
 
-BASELINE_KEY = pytest.StashKey[Baseline]()
 """The session's resolved ``--llm-baseline`` (controller only), in ``config.stash``."""
 
 

@@ -107,7 +107,8 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
     """Check ``--llm-save-baseline`` and load ``--llm-baseline`` into ``config.stash``."""
     if not settings.baseline and not settings.save_baseline:
         return
-    from pytest_llmobs.baselines import BASELINE_KEY, BaselineError, check_name, resolve_baseline
+    from pytest_llmobs.baselines import BaselineError, check_name, resolve_baseline
+    from pytest_llmobs.stash import BASELINE_KEY
 
     problem = None
     if settings.save_baseline:

@@ -66,6 +66,7 @@ def truncate(value: Any, limit: int) -> Any:
 
 
 _PAYLOAD_FIELDS = ("input", "output", "metadata", "model_parameters")
+_SCALARS = frozenset({bool, int, float})
 
 
 @dataclass
@@ -83,21 +84,43 @@ class Governance:
         return self._walk(value)
 
     def _walk(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if kind is dict:
+            return self._mapping(value)
+        if kind is list or kind is tuple:
+            return [self._walk(item) for item in value]
+        if value is None or kind in _SCALARS:
+            return value
+        # subclasses and other mappings: the slower checks, only for what the fast ones miss
         if isinstance(value, str):
-            masked = self.redactor.text(value)
-            if len(masked) <= self.max_field_chars:
-                return masked
-            return truncate(masked, self.max_field_chars)
-        if isinstance(value, (dict, Mapping)):
-            return {
-                key: truncate(item, self.max_field_chars)
-                if key in IDENTIFIER_KEYS
-                else self._walk(item)
-                for key, item in value.items()
-            }
+            return self._text(str(value))
+        if isinstance(value, Mapping):
+            return self._mapping(dict(value))
         if isinstance(value, (list, tuple)):
             return [self._walk(item) for item in value]
         return value
+
+    def _text(self, value: str) -> str:
+        masked = self.redactor.text(value)
+        if len(masked) <= self.max_field_chars:
+            return masked
+        return masked[: self.max_field_chars] + TRUNCATION_MARKER.format(length=len(masked))
+
+    def _mapping(self, value: dict[Any, Any]) -> dict[Any, Any]:
+        governed = {}
+        for key, item in value.items():
+            kind = type(item)
+            if item is None or kind in _SCALARS:  # most leaves: no call at all
+                governed[key] = item
+            elif key in IDENTIFIER_KEYS:
+                governed[key] = truncate(item, self.max_field_chars)
+            elif kind is str:
+                governed[key] = self._text(item)
+            else:
+                governed[key] = self._walk(item)
+        return governed
 
     def item(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """A governed copy of a run item: sampled, redacted and size-limited."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -38,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # registry) is built when the session first needs it: `pytest --co` on a suite that does not
     # use the plugin builds none.
     settings = read_settings(config)
+    from pytest_llmobs.fixtures import fixtures_plugin
+
+    config.pluginmanager.register(fixtures_plugin(config), "llmobs-fixtures")
     config.pluginmanager.register(SessionHooks(config), "llmobs-session")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llmobs.xdist import XdistHooks
@@ -63,8 +66,9 @@ class SessionHooks:
         return built_state(self.config)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if session.config.option.collectonly:
-            return
+        option = session.config.option
+        if option.collectonly or option.showfixtures or option.show_fixtures_per_test:
+            return  # runs no test
         from pytest_llmobs.stash import session_state
 
         state = session_state(session.config)
@@ -195,7 +199,10 @@ def _dataset_link(item: pytest.Item, state: Any) -> dict[str, Any]:
     callspec = getattr(item, "callspec", None)
     if mark is None or callspec is None:
         return {}
-    marker = read_marker(mark, item.nodeid)
+    cached = state.markers.get(id(mark))
+    if cached is None or cached[0] is not mark:  # parametrized items share their marker
+        cached = state.markers[id(mark)] = (mark, read_marker(mark, item.nodeid))
+    marker = cached[1]
     linked = callspec.params.get(marker.argname)
     if linked is None:
         return {}
@@ -257,74 +264,3 @@ def _add_junit_properties(item: pytest.Item, report: pytest.TestReport, payload:
         from pytest_llmobs.reporting.junit import junit_properties
 
         report.user_properties.extend(junit_properties(payload))
-
-
-# --- fixtures ---------------------------------------------------------------------------------
-# Session-scoped: pytest sets up a function-scoped fixture anew for every test, which costs more
-# than most tests' own work. What is per test (prompts and datasets used) goes to the record of
-# the test running now (`SessionState.current_record`).
-
-
-@pytest.fixture(scope="session")
-def llm(request: pytest.FixtureRequest) -> Any:
-    """The session's model (``--llm-model``): ``llm.generate(prompt_or_messages, **params)``.
-
-    Each call is recorded as a generation in the test's trace.
-    """
-    from pytest_llmobs.stash import session_state
-
-    return session_state(request.config).llm
-
-
-@pytest.fixture(scope="session")
-def prompt(request: pytest.FixtureRequest) -> Callable[..., Any]:
-    """Load a prompt: ``prompt("support-agent")``, ``prompt(name, version=2)``, ``label=...``.
-
-    ``.compile(**variables)`` fills ``{{variables}}``; generations from the compiled prompt link
-    to its exact version.
-    """
-    from pytest_llmobs.prompts import Prompt
-    from pytest_llmobs.stash import session_state
-
-    state = session_state(request.config)
-
-    def load(name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
-        loaded = state.prompts.get(name, version=version, label=label)
-        state.use_prompt(loaded)
-        return loaded
-
-    return load
-
-
-@pytest.fixture(scope="session")
-def scorer(request: pytest.FixtureRequest) -> Any:
-    """Record scores on the test's trace: ``scorer.score(name, value)``, and evaluators such as
-    ``assert scorer.exact_match(output, expected)``, ``scorer.similarity(...) >= 0.8``,
-    ``scorer.llm_judge("judge/correctness", output, input=..., reference=...)``."""
-    from pytest_llmobs.scorer import Scorer
-    from pytest_llmobs.stash import session_state
-
-    state = session_state(request.config)
-    return Scorer(
-        judge=state.judge,
-        prompts=state.prompts,
-        registry=state.evaluators,
-        on_prompt=state.use_prompt,
-    )
-
-
-@pytest.fixture(scope="session")
-def dataset(request: pytest.FixtureRequest) -> Callable[[str], Any]:
-    """Load a dataset from the datasets dir: ``dataset("capital-cities-tutorial")``."""
-    from pytest_llmobs.datasets import Dataset
-    from pytest_llmobs.stash import session_state
-
-    state = session_state(request.config)
-
-    def load(name: str) -> Dataset:
-        loaded = state.dataset(name)
-        if state.current_record is not None:
-            state.current_record.use_dataset(loaded.name, loaded.version)
-        return loaded
-
-    return load

@@ -143,6 +143,7 @@ IDENTIFIER_KEYS = frozenset(
         "parent_id",
         "observation_id",
         "node_id",
+        "name",
         "item_id",
         "run_id",
         "dataset_version",
@@ -156,19 +157,26 @@ IDENTIFIER_KEYS = frozenset(
         "status",
     }
 )
-"""Keys whose values are identifiers or enums the plugin relies on to link data: never masked."""
+"""Keys whose values are identifiers or enums the plugin relies on to link data: never masked.
+
+``name`` is among them: test, span, score, prompt and dataset names are chosen in code and link
+objects (a judge generation by its name, a prompt version by its name), and a trace's name is its
+node id, which is kept as it is anyway. Personal data belongs in inputs and outputs, not in test
+ids."""
 
 
-_MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=_]")
-"""Every built-in pattern needs a digit, ``@``, ``:``, ``=`` or ``_`` unless it starts with one
-of `_SECRET_PREFIXES`: text without any of them is returned unscanned (most text in a run)."""
+_MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=]")
+"""Every built-in pattern needs a digit, ``@``, ``:`` or ``=`` unless it starts with one of
+`_SECRET_PREFIXES`: text without any of them is returned unscanned (most text in a run)."""
 _SECRET_PREFIXES = ("k-", "Bearer", "AKIA", "ASIA", "xox")
 _MEMO_LIMIT = 65_536
 
 
 def _might_hold_builtin_match(text: str) -> bool:
-    return _MIGHT_HOLD_BUILTIN_MATCH.search(text) is not None or any(
-        prefix in text for prefix in _SECRET_PREFIXES
+    return (
+        _MIGHT_HOLD_BUILTIN_MATCH.search(text) is not None
+        or any(prefix in text for prefix in _SECRET_PREFIXES)
+        or ("gh" in text and "_" in text)  # GitHub tokens: gh[pousr]_...
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.aggregates import LABEL_EXPECTED
-from pytest_llmobs.evaluators import EvalResult, basic, fuzzy, groundedness, structured, text
+from pytest_llmobs.evaluators import EvalResult, basic, text
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.tracing import Observation, Score, Trace, current_trace
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from pytest_llmobs.datasets import Dataset
+    from pytest_llmobs.evaluators.fuzzy import FuzzyMethod
     from pytest_llmobs.evaluators.similarity import SimilarityBackend
     from pytest_llmobs.llm import LLM
     from pytest_llmobs.prompts import Prompt, PromptRegistry
@@ -203,12 +204,14 @@ class Scorer:
         output: object,
         expected: object,
         *,
-        method: fuzzy.FuzzyMethod = "ratio",
+        method: FuzzyMethod = "ratio",
         threshold: float = 0.8,
         case_sensitive: bool = False,
         name: str | None = None,
     ) -> EvalResult:
         """Score rapidfuzz similarity normalised to 0..1 (NUMERIC); passes at ``threshold``."""
+        from pytest_llmobs.evaluators import fuzzy
+
         return self.record(
             fuzzy.fuzzy(
                 output, expected, method=method, threshold=threshold, case_sensitive=case_sensitive
@@ -252,6 +255,8 @@ class Scorer:
     ) -> EvalResult:
         """Score the share of the answer's sentences the context supports (NUMERIC 0..1);
         the unsupported sentences are in ``.reason``."""
+        from pytest_llmobs.evaluators import groundedness
+
         return self.record(
             groundedness.groundedness(
                 str(answer), context, threshold=threshold, min_support=min_support
@@ -261,6 +266,8 @@ class Scorer:
 
     def json_valid(self, output: object, *, name: str | None = None) -> EvalResult:
         """Score whether ``output`` is valid JSON (BOOLEAN); a fenced ```json block counts."""
+        from pytest_llmobs.evaluators import structured
+
         return self.record(structured.json_valid(output), name=name)
 
     def matches_schema(
@@ -271,11 +278,15 @@ class Scorer:
         name: str | None = None,
     ) -> EvalResult:
         """Score whether ``output`` validates against a pydantic model or a JSON Schema."""
+        from pytest_llmobs.evaluators import structured
+
         return self.record(structured.matches_schema(output, schema), name=name)
 
     def label(self, predicted: object, expected: object, *, name: str | None = None) -> EvalResult:
         """Record a predicted label (CATEGORICAL) with its expected label, for the run's
         accuracy, precision/recall/F1 and confusion matrix; truthy when they are equal."""
+        from pytest_llmobs.evaluators import structured
+
         result = structured.label(predicted, expected)
         score_name = name or result.name
         self.score(

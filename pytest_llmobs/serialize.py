@@ -20,7 +20,16 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     Builtins pass through; mappings, sequences, sets, dataclasses and pydantic models become
     dicts and lists; non-finite floats become strings; anything else becomes its ``repr``.
     """
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict and _depth < _MAX_DEPTH:  # the common containers, without ABC checks
+        depth = _depth + 1
+        return {str(k): jsonable(v, depth) for k, v in value.items()}
+    if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
+        depth = _depth + 1
+        return [jsonable(v, depth) for v in value]
+    if isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_llmobs.datasets import Dataset, load_dataset
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
@@ -37,6 +38,8 @@ class SessionState:
     """Set when the session was stopped by Ctrl-C (KeyboardInterrupt) or `pytest.exit`."""
     marker_errors: list[str] = field(default_factory=list)
     """Misused ``llm_dataset`` markers, reported together as one usage error after collection."""
+    markers: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    """``llm_dataset`` marks read once: id(mark) -> (mark, parsed marker)."""
     current_record: TestRecord | None = None
     """The record of the test running now (tests run one at a time in a process)."""
 

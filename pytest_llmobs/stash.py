@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_llmobs.baselines import Baseline
     from pytest_llmobs.session import SessionState
 
-STATE_KEY = pytest.StashKey["SessionState"]()
+STATE_KEY: pytest.StashKey[SessionState] = pytest.StashKey()
+BASELINE_KEY: pytest.StashKey[Baseline] = pytest.StashKey()
+"""The resolved ``--llm-baseline``, when one was given."""
 
 WORKER_RUN_ID = "llmobs_run_id"
 """Key of the controller's run id in an xdist worker's ``workerinput``."""

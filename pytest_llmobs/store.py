@@ -181,22 +181,23 @@ class Store:
         """Store one finished run item in its own transaction, governed unless it already is."""
         if self.governance is not None and not governed:
             item = self.governance.item(item)
-        with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO items"
-                " (run_id, seq, node_id, dataset, item_id, repeat, outcome, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    seq,
-                    item["node_id"],
-                    item.get("dataset"),
-                    item.get("item_id"),
-                    item.get("repeat", 0),
-                    item["outcome"],
-                    _dumps(dict(item)),
-                ),
-            )
+        # One statement on an autocommit connection is its own transaction: committed before
+        # the next test starts, without a BEGIN/COMMIT round trip per test.
+        self._db.execute(
+            "INSERT OR REPLACE INTO items"
+            " (run_id, seq, node_id, dataset, item_id, repeat, outcome, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                seq,
+                item["node_id"],
+                item.get("dataset"),
+                item.get("item_id"),
+                item.get("repeat", 0),
+                item["outcome"],
+                _dumps(item),
+            ),
+        )
 
     def finish_run(
         self, run_id: str, *, status: str, ended_at: float, summary: Mapping[str, Any]

@@ -122,12 +122,13 @@ def test_two_sessions_are_two_runs_newest_first(pytester: pytest.Pytester, runs:
     assert runs.load("first")["id"] == listed[1]["id"]
 
 
-def test_collect_only_records_no_run(pytester: pytest.Pytester, runs: Runs) -> None:
+def test_collect_only_records_no_run_and_creates_no_store(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_one():\n    pass\n")
 
-    pytester.runpytest("--collect-only")
+    for flags in (["--collect-only"], ["--fixtures"], ["--markers"]):
+        assert pytester.runpytest(*flags).ret == 0
 
-    assert runs.list() == []
+    assert not (pytester.path / ".llmobs").exists()
 
 
 # --- environment --------------------------------------------------------------------------------

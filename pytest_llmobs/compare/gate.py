@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmobs.baselines import BASELINE_KEY
+from pytest_llmobs.stash import BASELINE_KEY
 
 if TYPE_CHECKING:
     from pytest_llmobs.run import RunResult

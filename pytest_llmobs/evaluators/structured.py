@@ -6,12 +6,13 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.basic import shorten
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 _SHOWN_ERRORS = 3
 _JSONSCHEMA_MISSING = (
@@ -95,6 +96,8 @@ def _summary(errors: Sequence[str], against: str) -> str:
 
 
 def _pydantic_errors(model: type[BaseModel], data: Any, json_text: str | None) -> list[str]:
+    from pydantic import ValidationError
+
     try:
         if json_text is None:
             model.model_validate(data)
@@ -106,6 +109,14 @@ def _pydantic_errors(model: type[BaseModel], data: Any, json_text: str | None) -
             for e in error.errors(include_url=False)
         ]
     return []
+
+
+def _is_pydantic_model(cls: type) -> bool:
+    # pydantic is imported here, not at module import: a class that is a pydantic model means
+    # the user has imported pydantic already, and the plugin's start-up stays light
+    from pydantic import BaseModel
+
+    return issubclass(cls, BaseModel)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -150,7 +161,7 @@ def matches_schema(output: object, schema: type[BaseModel] | Mapping[str, Any]) 
     >>> matches_schema('{"name": "Paris"}', City).reason
     "1 validation error for City: $.population: Field required (got {'name': 'Paris'})"
     """
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
+    if isinstance(schema, type) and _is_pydantic_model(schema):
         against = schema.__name__
     elif isinstance(schema, Mapping):
         jsonschema = _import_jsonschema()  # before parsing: a missing extra is never a verdict

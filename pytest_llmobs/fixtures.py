@@ -1,0 +1,93 @@
+"""The fixtures ``llm``, ``prompt``, ``scorer`` and ``dataset``, bound to one pytest config.
+
+They are session-scoped and take no other fixture: pytest sets a function-scoped fixture up anew
+for every test, and a fixture that asks for ``request`` makes pytest build a ``request`` fixture
+definition for every test that uses it; either costs more per test than the fixtures' own work.
+So `fixtures_plugin` closes over the config and returns the fixtures in a module object that
+`pytest_configure` registers as a plugin (pytest reads fixtures from registered modules). What
+is per test (prompts and datasets used) goes to the record of the running test
+(`SessionState.current_record`).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmobs.stash import session_state
+
+if TYPE_CHECKING:
+    from pytest_llmobs.datasets import Dataset
+    from pytest_llmobs.llm import LLM
+    from pytest_llmobs.prompts import Prompt
+    from pytest_llmobs.scorer import Scorer
+
+
+def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
+    """A plugin module holding the plugin's fixtures for ``config``'s session."""
+
+    @pytest.fixture(scope="session")
+    def llm() -> LLM:
+        """The session's model (``--llm-model``): ``llm.generate(prompt_or_messages, **params)``.
+
+        Each call is recorded as a generation in the test's trace.
+        """
+        return session_state(config).llm
+
+    @pytest.fixture(scope="session")
+    def prompt() -> Callable[..., Prompt]:
+        """Load a prompt: ``prompt("support-agent")``, ``prompt(name, version=2)``, ``label=...``.
+
+        ``.compile(**variables)`` fills ``{{variables}}``; generations from the compiled prompt
+        link to its exact version.
+        """
+        state = session_state(config)
+
+        def load(name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
+            loaded = state.prompts.get(name, version=version, label=label)
+            state.use_prompt(loaded)
+            return loaded
+
+        return load
+
+    @pytest.fixture(scope="session")
+    def scorer() -> Scorer:
+        """Record scores on the test's trace: ``scorer.score(name, value)``, and evaluators such as
+        ``assert scorer.exact_match(output, expected)``, ``scorer.similarity(...) >= 0.8``,
+        ``scorer.llm_judge("judge/correctness", output, input=..., reference=...)``."""
+        from pytest_llmobs.scorer import Scorer
+
+        state = session_state(config)
+        return Scorer(
+            judge=state.judge,
+            prompts=state.prompts,
+            registry=state.evaluators,
+            on_prompt=state.use_prompt,
+        )
+
+    @pytest.fixture(scope="session")
+    def dataset() -> Callable[[str], Dataset]:
+        """Load a dataset from the datasets dir: ``dataset("capital-cities-tutorial")``."""
+        state = session_state(config)
+
+        def load(name: str) -> Dataset:
+            loaded = state.dataset(name)
+            if state.current_record is not None:
+                state.current_record.use_dataset(loaded.name, loaded.version)
+            return loaded
+
+        return load
+
+    holder = types.ModuleType("pytest_llmobs.fixtures", "The pytest-llmobs fixtures.")
+    attributes: dict[str, Any] = {
+        "llm": llm,
+        "prompt": prompt,
+        "scorer": scorer,
+        "dataset": dataset,
+    }
+    for name, fixture in attributes.items():
+        setattr(holder, name, fixture)
+    return holder
