@@ -73,6 +73,23 @@ class Section:
         print(f"  {line}" if line else "", flush=True)
 
 
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """The environment for a measured child process.
+
+    PYTEST_ADDOPTS would change what runs. PYTHONDONTWRITEBYTECODE is dropped because a user's
+    installed package has its bytecode compiled (pip does it at install time): without it,
+    every child would recompile the plugin's modules from source and the start-up rows would
+    measure the compiler. The warm-up round writes the caches.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTEST_ADDOPTS", "PYTHONDONTWRITEBYTECODE")
+    }
+    env.update(overrides)
+    return env
+
+
 def verdict(value: float, op: str, limit: float) -> str:
     """``ok`` when ``value op limit`` holds, else ``MISSED``."""
     checks: dict[str, Callable[[float, float], bool]] = {

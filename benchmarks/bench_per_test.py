@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -29,7 +28,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_common import Row, Section, interleaved, median, print_section, verdict
+from bench_common import (
+    Row,
+    Section,
+    interleaved,
+    median,
+    print_section,
+    subprocess_env,
+    verdict,
+)
 
 from pytest_llmobs.providers.capitals import CAPITALS
 
@@ -99,9 +106,7 @@ def pytest_env() -> dict[str, str]:
     plugins, plus ours in one of them, whatever else is installed (xdist, pytest-asyncio, anyio,
     hypothesis, langsmith... each would add its own start-up and hook cost to both runs).
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    return env
+    return subprocess_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
 
 
 def runner(

@@ -13,7 +13,6 @@ a second) adds no noise to a difference of a few milliseconds.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from bench_common import Row, Section, interleaved, median, print_section, verdict
+from bench_common import Row, Section, interleaved, median, print_section, subprocess_env, verdict
 
 TARGET_ADDED_MS = 50.0
 OURS = "llmobs"
@@ -44,7 +43,7 @@ def collector(directory: Path, extra: list[str]) -> Callable[[], None]:
         *blocked,
         *extra,
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS",)}
+    env = subprocess_env()
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
 
     def run() -> None:

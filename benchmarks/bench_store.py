@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import Row, Section, median, print_section, verdict
+from bench_common import Row, Section, median, print_section, subprocess_env, verdict
 
 TARGET_GROWTH = 1.5
 TARGET_RSS_MB = 300.0
@@ -123,6 +123,7 @@ def measure_size(items: int, directory: Path, round_index: int) -> dict[str, Any
     db = directory / f"store-{items}-{round_index}.db"
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(items), str(db)],
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         check=False,
