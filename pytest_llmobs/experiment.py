@@ -205,7 +205,7 @@ async def arun_experiment(
         return ExperimentResult(*await runner.run(max_concurrency, Path.cwd()))
     finally:
         if opened is not store:
-            opened.close()
+            opened.close(wait=False)  # results are stored; the checkpoint need not delay them
 
 
 def _check_limits(

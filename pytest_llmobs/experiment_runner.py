@@ -26,6 +26,7 @@ from pytest_llmobs.datasets import Dataset, DatasetItem
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.custom import Evaluator, to_result
 from pytest_llmobs.llm import LLM
+from pytest_llmobs.providers.client_pool import shared_async_clients
 from pytest_llmobs.recording import TestRecord
 from pytest_llmobs.run import RunRecorder, RunResult, environment
 from pytest_llmobs.tracing import _current
@@ -150,6 +151,10 @@ class ExperimentRunner:
         self.timeout_s = timeout_s
         self.retries = retries
         self.pool: ThreadPoolExecutor | None = None
+        self.writer = ThreadPoolExecutor(1, "llmobs-store")
+        """The store's one thread during the run: governing, serialising and inserting an item
+        happen there, in order, while the loop goes on with the next items."""
+        self.writes: list[asyncio.Future[None]] = []
         self.keepers: set[asyncio.Future[None]] = set()
         self.begun: asyncio.Future[None] | None = None
         self.whole_item_in_thread = not self.task_is_async and timeout_s is None
@@ -167,7 +172,13 @@ class ExperimentRunner:
         semaphore = asyncio.Semaphore(max_concurrency)
         if not self.task_is_async or not all(e.is_async for e in self.evaluators):
             self.pool = ThreadPoolExecutor(max_concurrency, "llmobs-experiment")
-        self.begun = asyncio.ensure_future(self._begin(environment_dir))
+        begun = self.begun = asyncio.ensure_future(self._begin(environment_dir))
+        async with shared_async_clients():  # calls share kept-alive connections
+            return await self._run_items(semaphore, max_concurrency, begun)
+
+    async def _run_items(
+        self, semaphore: asyncio.Semaphore, max_concurrency: int, begun: asyncio.Future[None]
+    ) -> tuple[RunResult, list[ExperimentItem]]:
         items: list[ExperimentItem] = []
         tasks: list[asyncio.Future[ExperimentItem]] = []
         try:
@@ -180,7 +191,11 @@ class ExperimentRunner:
             for running in tasks:  # after a failure (or Ctrl-C) stop the rest, keep what ended
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.begun
+            await begun
+            try:
+                await asyncio.gather(*self.writes)
+            finally:
+                self.writer.shutdown(wait=True)
             for keeper in list(self.keepers):
                 keeper.cancel()
             if self.pool is not None:
@@ -199,8 +214,12 @@ class ExperimentRunner:
             return environment(environment_dir), [i.to_dict() for i in self.dataset]
 
         self.recorder.environment, snapshot = await _in_own_thread(prepare)
-        self.recorder.begin()
-        self.recorder.store.record_dataset(self.dataset.name, self.dataset.version, snapshot)
+
+        def begin() -> None:
+            self.recorder.begin()
+            self.recorder.store.record_dataset(self.dataset.name, self.dataset.version, snapshot)
+
+        await asyncio.get_running_loop().run_in_executor(self.writer, begin)
 
     def _new_record(self, item: DatasetItem) -> _ItemRecord:
         return _ItemRecord(
@@ -242,7 +261,9 @@ class ExperimentRunner:
         assert self.begun is not None
         await self.begun
         payload = record.finish()
-        self.recorder.add_item(payload)
+        self.writes.append(
+            asyncio.get_running_loop().run_in_executor(self.writer, self.recorder.add_item, payload)
+        )
         return ExperimentItem(
             id=item.id,
             input=item.input,

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -105,7 +106,10 @@ class Store:
                 raise StoreError(f"cannot create store directory {path.parent}: {exc}") from None
         target = str(path) if path is not None else ":memory:"
         try:
-            self._db = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+            # One thread uses a store at a time; `close(wait=False)` hands it to another.
+            self._db = sqlite3.connect(
+                target, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             self.registered_prompts: dict[tuple[str, int], str] = {}
             """(name, version) → hash of every prompt version this connection registered."""
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -152,8 +156,14 @@ class Store:
         self._db.executescript(ddl)
         return self._db
 
-    def close(self) -> None:
-        self._db.close()
+    def close(self, *, wait: bool = True) -> None:
+        """Close the connection. Closing checkpoints the WAL into the database file, with an
+        fsync; ``wait=False`` leaves that to a thread the interpreter waits for at exit, for
+        callers that are done with the store and should not wait for the disk."""
+        if wait:
+            self._db.close()
+        else:
+            threading.Thread(target=self._db.close, name="llmobs-store-close").start()
 
     # --- runs -------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from pytest_llmobs.providers.base import (
     UnknownModelError,
     Usage,
 )
+from pytest_llmobs.providers.client_pool import current_pool
 from pytest_llmobs.providers.pricing import PriceError, PriceTable
 from pytest_llmobs.providers.retry import (
     RetryPolicy,
@@ -275,22 +276,32 @@ class OpenAIProvider:
         return answer
 
     async def acomplete(self, messages: list[Message], **params: Any) -> ModelResponse:
-        import httpx
-
         __tracebackhide__ = True
         body = self._body(messages, params)
-        async with httpx.AsyncClient(
+        pool = current_pool()
+        if pool is not None:  # inside run_experiment: one client, kept-alive connections
+            client = pool.client(id(self), self._new_async_client)
+            answer, attempts = await self.retry.acall(
+                lambda: self._aattempt(client, body), ok_status=200, message=_final_message
+            )
+        else:
+            async with self._new_async_client() as client:
+                answer, attempts = await self.retry.acall(
+                    lambda: self._aattempt(client, body), ok_status=200, message=_final_message
+                )
+        answer.metadata["attempts"] = [a.to_dict() for a in attempts]
+        return answer
+
+    def _new_async_client(self) -> httpx.AsyncClient:
+        import httpx
+
+        return httpx.AsyncClient(
             base_url=self._base_url,
             timeout=self._httpx_timeout(),
             transport=self._async_transport,
             verify=self._ssl_context(),
             follow_redirects=False,
-        ) as client:
-            answer, attempts = await self.retry.acall(
-                lambda: self._aattempt(client, body), ok_status=200, message=_final_message
-            )
-        answer.metadata["attempts"] = [a.to_dict() for a in attempts]
-        return answer
+        )
 
     def close(self) -> None:
         """Close the pooled connections of the sync client (it reopens on the next call)."""
