@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.prompts import CompiledPrompt, Prompt
 from pytest_llmobs.providers import Message, Provider, Usage
@@ -20,6 +20,9 @@ from pytest_llmobs.tracing import (
     close_observation,
     open_observation,
 )
+
+if TYPE_CHECKING:
+    from pytest_llmobs.integrations.langchain_model import LLMObsChatModel
 
 GENERATION_PARAMS = frozenset(
     {
@@ -205,6 +208,21 @@ class LLM:
         finally:
             _restore(token, parent)
             close_observation(observation)
+
+    def as_langchain(self, **params: Any) -> LLMObsChatModel:
+        """This model as a LangChain chat model (a ``BaseChatModel``), so a LangChain app runs
+        on the session's model; ``params`` (temperature, max_tokens, ...) go with every call.
+
+        Each call is recorded as one generation: in the generation a LangChain
+        ``CallbackHandler`` opened for it when one is attached, else as `generate` records.
+        Needs langchain-core (``pip install pytest-llmobs[langchain]``).
+        """
+        __tracebackhide__ = True  # a missing extra shows the test's own line
+        try:
+            from pytest_llmobs.integrations.langchain_model import LLMObsChatModel
+        except ImportError as exc:  # one line naming the extra, not the import machinery
+            raise ImportError(str(exc)) from None
+        return LLMObsChatModel.for_llm(self, **params)
 
     def __repr__(self) -> str:
         return f"LLM(model={self.model!r})"

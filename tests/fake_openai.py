@@ -15,6 +15,9 @@ Replies: `answer` (200 with usage), `error` (any status; ``retry_after=`` sets `
 `slow` (holds the response until `FakeOpenAI.release` or close, then sends another reply),
 `malformed` (200 with a body that is not a chat completion) and `drop` (closes the connection
 without answering). `closed_url` gives a base URL where nothing listens (connection refused).
+A request with ``"stream": true`` gets its `answer` as server-sent events, one chunk a word, as the
+real API sends them (the usage chunk only with ``stream_options.include_usage``); `broken_stream`
+sends some chunks and then an error event.
 Nothing here sleeps: a held reply waits on an event, `wait_for_requests` on a condition.
 """
 
@@ -22,10 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -38,12 +42,14 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "answer",
+    "broken_stream",
     "closed_url",
     "drop",
     "error",
     "fake_openai",
     "malformed",
     "openai_env",
+    "openai_sdk_loaded",
     "slow",
 ]
 
@@ -58,7 +64,7 @@ _HOLD_LIMIT = 60.0
 class Reply:
     """What the server does with one request (build it with `answer`, `error`, ...)."""
 
-    kind: Literal["answer", "error", "malformed", "slow", "drop"]
+    kind: Literal["answer", "error", "malformed", "slow", "drop", "broken_stream"]
     status: int = 200
     text: str = ""
     prompt_tokens: int | None = None
@@ -69,6 +75,7 @@ class Reply:
     body: bytes | None = None
     then: Reply | None = None
     hold: threading.Event | None = None
+    tool_calls: tuple[tuple[str, str], ...] = ()
 
 
 def answer(
@@ -78,8 +85,10 @@ def answer(
     completion_tokens: int | None = None,
     model: str | None = None,
     finish_reason: str = "stop",
+    tool_calls: Sequence[tuple[str, str]] = (),
 ) -> Reply:
-    """A 200 chat completion; token counts default to word counts, model to the requested one."""
+    """A 200 chat completion; token counts default to word counts, model to the requested one.
+    ``tool_calls`` are (function name, JSON arguments) pairs the answer calls (ids ``call_<i>``)."""
     return Reply(
         "answer",
         text=text,
@@ -87,6 +96,7 @@ def answer(
         completion_tokens=completion_tokens,
         model=model,
         finish_reason=finish_reason,
+        tool_calls=tuple(tool_calls),
     )
 
 
@@ -117,6 +127,12 @@ def slow(then: Reply | None = None) -> Reply:
 def drop() -> Reply:
     """Close the connection without sending a response."""
     return Reply("drop")
+
+
+def broken_stream(text: str = "partial", message: str = "the stream broke") -> Reply:
+    """To a streaming request: the chunks of ``text``, then an error event with ``message``.
+    To any other request: a 500 error with ``message``."""
+    return Reply("broken_stream", text=text, status=500, body=message.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,72 @@ def echo(request: RecordedRequest) -> Reply:
         "",
     )
     return answer(f"echo: {last}")
+
+
+def _completion(reply: Reply, request: RecordedRequest, count: int) -> dict[str, Any]:
+    """The chat completion body answering ``request`` with ``reply``."""
+    data = request.json if isinstance(request.json, dict) else {}
+    prompt = sum(_words(str(m.get("content", ""))) for m in request.messages)
+    completion = _words(reply.text) if reply.completion_tokens is None else reply.completion_tokens
+    usage = {
+        "prompt_tokens": prompt if reply.prompt_tokens is None else reply.prompt_tokens,
+        "completion_tokens": completion,
+    }
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["content"] = reply.text or None
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+            for i, (n, a) in enumerate(reply.tool_calls)
+        ]
+    return {
+        "id": f"chatcmpl-fake-{count}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": reply.model or data.get("model") or "fake-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": reply.finish_reason,
+            }
+        ],
+        "usage": usage,
+    }
+
+
+def _stream_events(
+    completion: dict[str, Any], reply: Reply, request: RecordedRequest
+) -> list[bytes]:
+    """``completion`` as server-sent events: a role chunk, a chunk a word, two chunks a tool
+    call, a finish chunk, the usage chunk if ``stream_options.include_usage``, ``[DONE]``."""
+    head = {k: completion[k] for k in ("id", "created", "model")}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {**head, "object": "chat.completion.chunk", "choices": [choice]}
+
+    def event(data: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(data)}\n\n".encode()
+
+    events = [event(chunk({"role": "assistant", "content": ""}))]
+    events += [event(chunk({"content": word})) for word in re.findall(r"\S+\s*", reply.text)]
+    for index, (name, arguments) in enumerate(reply.tool_calls):
+        half = len(arguments) // 2
+        function = {"name": name, "arguments": arguments[:half]}
+        call = {"index": index, "id": f"call_{index}", "type": "function", "function": function}
+        rest = {"index": index, "function": {"arguments": arguments[half:]}}
+        events += [event(chunk({"tool_calls": [call]})), event(chunk({"tool_calls": [rest]}))]
+    if reply.kind == "broken_stream":
+        message = (reply.body or b"").decode("utf-8")
+        return [*events, event({"error": {"message": message, "type": "fake_error"}})]
+    events.append(event(chunk({}, reply.finish_reason)))
+    options = request.json.get("stream_options") or {}
+    if isinstance(options, dict) and options.get("include_usage"):
+        usage = {**head, "object": "chat.completion.chunk", "choices": []}
+        events.append(event({**usage, "usage": completion["usage"]}))
+    return [*events, b"data: [DONE]\n\n"]
 
 
 class _Server(ThreadingHTTPServer):
@@ -214,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.kind == "malformed":
             self._write(200, reply.body or b"", {"Content-Type": "application/json"})
             return
+        streaming = isinstance(request.json, dict) and request.json.get("stream") is True
+        if reply.kind == "broken_stream" and not streaming:
+            reply = error(500, (reply.body or b"").decode("utf-8"))
         if reply.kind == "error":
             payload: dict[str, Any] = {
                 "error": {"message": reply.text, "type": "fake_error", "code": reply.status}
@@ -221,33 +306,14 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "application/json", **reply.headers}
             self._write(reply.status, json.dumps(payload).encode(), headers)
             return
-        data = request.json if isinstance(request.json, dict) else {}
-        prompt = sum(_words(str(m.get("content", ""))) for m in request.messages)
-        payload = {
-            "id": f"chatcmpl-fake-{self.server.fake.request_count}",
-            "object": "chat.completion",
-            "created": 0,
-            "model": reply.model or data.get("model") or "fake-model",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": reply.finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt if reply.prompt_tokens is None else reply.prompt_tokens,
-                "completion_tokens": (
-                    _words(reply.text)
-                    if reply.completion_tokens is None
-                    else reply.completion_tokens
-                ),
-            },
-        }
-        usage = payload["usage"]
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        completion = _completion(reply, request, self.server.fake.request_count)
+        if streaming:
+            events = _stream_events(completion, reply, request)
+            headers = {"Content-Type": "text/event-stream", **reply.headers}
+            self._write(200, b"".join(events), headers)
+            return
         headers = {"Content-Type": "application/json", **reply.headers}
-        self._write(200, json.dumps(payload).encode(), headers)
+        self._write(200, json.dumps(completion).encode(), headers)
 
     def _write(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
         self.send_response(status)
@@ -373,6 +439,27 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     """A started `FakeOpenAI`, closed after the test."""
     with FakeOpenAI() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def openai_sdk_loaded() -> None:
+    """Load the ``openai`` SDK's whole request path (client, HTTP transport, response and stream
+    parsing, connection errors) in this process before a module's tests run.
+
+    In-process ``pytester`` sessions drop the modules first imported inside them; an SDK module
+    dropped that way and imported again leaves its exception classes out of step with the copies
+    other modules kept, so a connection error would escape as an ``httpcore`` error.
+    """
+    import openai
+
+    with FakeOpenAI() as server:
+        client = openai.OpenAI(base_url=server.url, api_key=FAKE_API_KEY, max_retries=0)
+        client.chat.completions.create(model="warm-up", messages=[])
+        list(client.chat.completions.create(model="warm-up", messages=[], stream=True))
+        client.base_url = closed_url()
+        with contextlib.suppress(openai.APIConnectionError):
+            client.chat.completions.create(model="warm-up", messages=[])
+        client.close()
 
 
 @pytest.fixture

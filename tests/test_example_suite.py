@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_integrations_imports import hiding_conftest
 
 EXAMPLE_SUITE = Path(__file__).resolve().parents[1] / "example_suite"
 
@@ -34,7 +35,7 @@ def export_latest(suite: Path) -> dict:
 
 def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Path) -> None:
     result = run_suite(pytester, suite, "--llm-model=mock-llm-v1")
-    result.assert_outcomes(passed=22)
+    result.assert_outcomes(passed=25)
     result.stdout.fnmatch_lines([
         "*= llmobs experiment run =*",
         "run * name 'mock-llm-v1@*'  model mock-llm-v1  -> passed",
@@ -64,7 +65,7 @@ def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Pat
     )
     generation = next(o for o in trace["observations"] if o["type"] == "generation")
     assert (generation["prompt_name"], generation["prompt_version"]) == ("support-agent", 1)
-    rag = next(i for i in run["items"] if "test_rag" in i["node_id"])
+    rag = next(i for i in run["items"] if i["node_id"].startswith("test_rag.py::"))
     names = [o["name"] for o in rag["trace"]["observations"]]
     assert names[1:] == ["retrieve", "rank", "answer", "rag-answer", "llm_judge:judge/groundedness"]
     assert {s["name"]: s["data_type"] for s in rag["trace"]["scores"]} == {
@@ -73,6 +74,30 @@ def test_example_suite_passes_with_summary(pytester: pytest.Pytester, suite: Pat
     }
     judge = rag["trace"]["observations"][-1]
     assert (judge["type"], judge["prompt_name"]) == ("generation", "judge/groundedness")
+    langchain = next(i for i in run["items"] if i["node_id"].startswith("test_langchain_rag.py"))
+    observations = langchain["trace"]["observations"]
+    by_id = {o["id"]: o for o in observations}
+    chain = next(o for o in observations if o["name"] == "rag")
+    steps = [o for o in observations if o["parent_id"] == chain["id"]]
+    assert [o["name"] for o in steps] == ["retrieve", "prompt", "model", "parser"]
+    retriever = next(o for o in observations if o["name"] == "KnowledgeBaseRetriever")
+    assert by_id[by_id[retriever["parent_id"]]["parent_id"]]["name"] == "retrieve"
+    model = steps[2]
+    assert (model["type"], model["model"], model["usage"]["output"] > 0) == (
+        "generation", "mock-llm-v1", True
+    )
+
+
+def test_the_langchain_example_is_skipped_without_langchain(
+    pytester: pytest.Pytester, suite: Path
+) -> None:
+    (suite / "conftest.py").write_text(hiding_conftest("langchain_core"), encoding="utf-8")
+
+    result = run_suite(pytester, suite, "-rs", "--llm-no-store")
+
+    result.assert_outcomes(passed=22, skipped=1)
+    reason = "needs langchain-core: pip install pytest-llmobs[[]langchain[]]"
+    result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] *test_langchain_rag.py:*: {reason}"])
 
 
 def test_degraded_model_fails_the_gate(pytester: pytest.Pytester, suite: Path) -> None:

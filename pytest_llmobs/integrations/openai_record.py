@@ -1,0 +1,210 @@
+"""One ``chat.completions`` call of the ``openai`` SDK recorded as a generation.
+
+`ChatCall` opens the generation when the call is made and closes it once: with the completion,
+with the chunks a stream delivered when the stream ends, or with the error the call raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from pytest_llmobs.providers.base import Usage
+from pytest_llmobs.providers.pricing import PriceTable
+from pytest_llmobs.tracing import close_observation, open_observation
+
+__all__ = ["ChatCall"]
+
+_NOT_PARAMETERS = frozenset(
+    {"messages", "model", "extra_headers", "extra_query", "extra_body", "timeout"}
+)
+"""Request arguments that are not model parameters (the input, the model, the transport)."""
+
+_SENTINELS: tuple[type, ...] = tuple({openai.NotGiven, getattr(openai, "Omit", openai.NotGiven)})
+
+
+def _output(content: str | None, tool_calls: list[dict[str, Any]], refusal: str | None) -> Any:
+    """The answer's text, or the assistant message when it calls tools or refuses."""
+    if not tool_calls and refusal is None:
+        return content or ""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if refusal is not None:
+        message["refusal"] = refusal
+    return message
+
+
+def _one_or_all(values: list[Any]) -> Any:
+    return values[0] if len(values) == 1 else values
+
+
+@dataclass
+class _StreamedChoice:
+    """What the chunks of one choice (``index``) of a stream have said so far."""
+
+    text: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+    def add(self, choice: Any) -> None:
+        delta = choice.delta
+        if delta.content:
+            self.text.append(delta.content)
+        if getattr(delta, "refusal", None):
+            self.refusal.append(delta.refusal)
+        for call in delta.tool_calls or ():
+            entry = self.tool_calls.setdefault(
+                call.index,
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            entry["id"] = call.id or entry["id"]
+            if call.function is not None:
+                entry["function"]["name"] += call.function.name or ""
+                entry["function"]["arguments"] += call.function.arguments or ""
+        if choice.finish_reason:
+            self.finish_reason = choice.finish_reason
+
+    def output(self) -> Any:
+        refusal = "".join(self.refusal) if self.refusal else None
+        calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return _output("".join(self.text) or None, calls, refusal)
+
+
+class ChatCall:
+    """The generation of one call: opened at the call, closed once by `finish`,
+    `finish_stream` (after `add_chunk` for each chunk), `finish_unread` or `fail`."""
+
+    __slots__ = (
+        "_choices",
+        "_done",
+        "_model",
+        "_requested",
+        "_response_id",
+        "_usage",
+        "observation",
+        "prices",
+    )
+
+    def __init__(self, name: str, request: Mapping[str, Any], prices: PriceTable) -> None:
+        params = {
+            key: value
+            for key, value in request.items()
+            if key not in _NOT_PARAMETERS and not isinstance(value, _SENTINELS)
+        }
+        self.observation = open_observation(name, type="generation", input=request.get("messages"))
+        model = request.get("model")
+        self._requested = str(model) if model else None
+        self.observation.model = self._requested
+        self.observation.model_parameters = params
+        self.prices = prices
+        self._done = False
+        self._choices: dict[int, _StreamedChoice] = {}
+        self._model: str | None = None
+        self._response_id: str | None = None
+        self._usage: Any = None
+
+    # --- a whole completion -------------------------------------------------------------------
+
+    def finish(self, completion: ChatCompletion) -> None:
+        """Record the completion's model, answer(s), usage and finish reason(s)."""
+        outputs, reasons = [], []
+        for choice in completion.choices:
+            message = choice.message
+            calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or ()]
+            outputs.append(_output(message.content, calls, message.refusal))
+            reasons.append(choice.finish_reason)
+        self._close(completion.model, completion.id, outputs, reasons, completion.usage)
+
+    def finish_unread(self, response: object) -> None:
+        """Close the generation of a call whose raw response the caller reads itself."""
+        self.observation.metadata["response"] = f"{type(response).__name__} (not read)"
+        self._close(None, None, [], [], None)
+
+    # --- a stream -----------------------------------------------------------------------------
+
+    def add_chunk(self, chunk: ChatCompletionChunk) -> None:
+        """Take in one chunk of a stream."""
+        metadata = self.observation.metadata
+        if "time_to_first_token_ms" not in metadata:
+            elapsed = (time.time() - self.observation.start_time) * 1000.0
+            metadata["time_to_first_token_ms"] = elapsed
+        self._model = chunk.model or self._model
+        self._response_id = chunk.id or self._response_id
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            self._choices.setdefault(choice.index, _StreamedChoice()).add(choice)
+
+    def finish_stream(self, *, closed_early: bool = False) -> None:
+        """Record what the stream delivered (``closed_early``: the caller stopped reading)."""
+        if self._done:
+            return
+        if closed_early:
+            self.observation.metadata["stream_closed_early"] = True
+        reasons = [self._choices[i].finish_reason for i in sorted(self._choices)]
+        outputs = self._streamed_outputs()
+        self._close(self._model, self._response_id, outputs, reasons, self._usage)
+
+    def stream_stopped(self, reason: BaseException) -> None:
+        """The stream raised ``reason`` reading its next chunk: its end, or an error."""
+        if isinstance(reason, (StopIteration, StopAsyncIteration)):
+            self.finish_stream()
+        else:
+            self.fail(reason)
+
+    def _streamed_outputs(self) -> list[Any]:
+        return [self._choices[i].output() for i in sorted(self._choices)]
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the generation errored with ``error`` (an HTTP status lands in metadata)."""
+        if self._done:
+            return
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            self.observation.metadata["status_code"] = status
+        if self._choices:  # a stream that broke: what it delivered before
+            self.observation.output = _one_or_all(self._streamed_outputs())
+        self.observation.fail(error)
+        self._done = True
+        close_observation(self.observation)
+
+    def _close(
+        self,
+        model: str | None,
+        response_id: str | None,
+        outputs: list[Any],
+        reasons: Iterable[str | None],
+        usage: Any,
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        observation = self.observation
+        if model:
+            observation.model = model
+        if outputs:
+            observation.output = _one_or_all(outputs)
+        finish_reasons = [reason for reason in reasons if reason]
+        if finish_reasons:
+            observation.metadata["finish_reason"] = _one_or_all(finish_reasons)
+        if response_id:
+            observation.metadata["response_id"] = response_id
+        if usage is not None:
+            self._record_usage(usage)
+        close_observation(observation)
+
+    def _record_usage(self, usage: Any) -> None:
+        counted = Usage(input=usage.prompt_tokens or 0, output=usage.completion_tokens or 0)
+        total = usage.total_tokens if isinstance(usage.total_tokens, int) else counted.total
+        self.observation.usage = {**counted.to_dict(), "total": total}
+        models = [m for m in (self.observation.model, self._requested) if m]
+        self.observation.cost = self.prices.price(*models, usage=counted)
