@@ -29,8 +29,12 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
         depth = _depth + 1
         return [jsonable(v, depth) for v in value]
-    if isinstance(value, (str, bool, int)):
-        return value
+    if isinstance(value, str):  # a subclass (LangChain's TextAccessor, a str enum): plain str
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if type(value).__name__ in ("bool_", "bool"):  # numpy booleans

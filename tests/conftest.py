@@ -41,6 +41,23 @@ for _module in (
 ):
     importlib.import_module(_module)
 
+INNER_SESSION_OPTIONS = "-p no:langsmith_plugin -o asyncio_default_fixture_loop_scope=function"
+"""What every inner (pytester) session gets through PYTEST_ADDOPTS, which pytester empties:
+langchain-core's langsmith dependency installs a pytest plugin that adds more than a second to
+each session's start-up, and pytest-asyncio warns in each session without the loop scope."""
+
+
+@pytest.fixture(autouse=True)
+def _inner_session_options(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "pytester" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("pytester")  # pytester clears PYTEST_ADDOPTS first
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTEST_ADDOPTS", INNER_SESSION_OPTIONS)
+        yield
+
+
 CAPITALS = [
     {"id": "france", "input": "What is the capital of France?", "expected_output": "Paris"},
     {"id": "japan", "input": "What is the capital of Japan?", "expected_output": "Tokyo"},
