@@ -40,40 +40,23 @@ from pytest_llmobs.providers import default_registry
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
-_SERVER = """\
-import sys, time
-sys.path.insert(0, {tests!r})
-import fake_openai
-from fake_openai import FakeOpenAI, answer
-
-# socketserver listens with a backlog of 5: twenty clients connecting at once would see dropped
-# SYNs and one-second retransmits, which measures TCP, not the experiment.
-fake_openai._Server.request_queue_size = 256
-
-def respond(request):
-    time.sleep({latency!r})  # the model's latency
-    return answer("Paris", prompt_tokens=8, completion_tokens=1)
-
-with FakeOpenAI() as fake:
-    fake.respond_with(respond)
-    print(fake.url, flush=True)
-    sys.stdin.read()  # until the benchmark closes our stdin
-"""
-
 
 @contextlib.contextmanager
 def fake_openai_server(latency_s: float) -> Iterator[dict[str, str]]:
-    """Start ``tests/fake_openai.py`` in its own process; yield the environment that points the
-    OpenAI provider at it."""
-    code = _SERVER.format(tests=str(TESTS), latency=latency_s)
+    """Start ``benchmarks/latency_server.py`` (the chat completions wire format of
+    ``tests/fake_openai.py`` on one asyncio loop) in its own process; yield the environment that
+    points the OpenAI provider at it."""
     server = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(Path(__file__).with_name("latency_server.py")), str(latency_s)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         if not url.startswith("http://"):
-            raise RuntimeError(f"the fake OpenAI server did not start (got {url!r})")
+            raise RuntimeError(f"the OpenAI-compatible server did not start (got {url!r})")
         yield {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-benchmark"}
     finally:
         assert server.stdin is not None

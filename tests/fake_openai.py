@@ -144,6 +144,8 @@ class RecordedRequest:
     headers: Mapping[str, str]
     """Lower-cased names."""
     body: bytes
+    client: tuple[str, int] | None = None
+    """The client's address and port: one per TCP connection."""
 
     @property
     def json(self) -> Any:
@@ -273,6 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
             path=self.path,
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            client=(str(self.client_address[0]), int(self.client_address[1])),
         )
         fake = self.server.fake
         reply = fake._record(request)

@@ -30,6 +30,7 @@ from fake_openai import (
     slow,
 )
 
+import pytest_llmobs
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import (
     ConfigError,
@@ -628,3 +629,41 @@ def test_the_api_key_is_nowhere_in_the_run_the_cache_or_the_output(
     assert any(p.parent.parent.parent.name == "llm-cache" for p in files)
     for path in files:
         assert FAKE_API_KEY.encode() not in path.read_bytes(), path
+
+
+# --- connections shared by one run_experiment ----------------------------------------------------
+
+
+def test_run_experiment_reuses_connections_for_async_calls(
+    openai_env: FakeOpenAI, tmp_path: Path
+) -> None:
+    async def ask(item: Any, llm: Any) -> str:
+        return str((await llm.agenerate(str(item.input))).text)
+
+    items = [{"id": f"q{n}", "input": f"Say hi #{n}", "expected_output": "hi"} for n in range(8)]
+
+    result = pytest_llmobs.run_experiment(
+        name="pooled",
+        dataset=items,
+        task=ask,
+        model="openai:gpt-4o-mini",
+        max_concurrency=2,
+        store=tmp_path / "store",
+    )
+
+    assert [item.outcome for item in result.items] == ["passed"] * 8
+    connections = {request.client for request in openai_env.requests}
+    assert len(openai_env.requests) == 8
+    assert 1 <= len(connections) <= 2  # kept alive across items, not one connection per call
+
+
+@pytest.mark.asyncio
+async def test_async_calls_outside_an_experiment_open_and_close_their_own_client(
+    openai_env: FakeOpenAI,
+) -> None:
+    provider = OpenAIProvider.from_spec("openai:gpt-4o-mini")
+    first = await provider.acomplete([{"role": "user", "content": "one"}])
+    second = await provider.acomplete([{"role": "user", "content": "two"}])
+
+    assert (first.text, second.text) != ("", "")
+    assert len({request.client for request in openai_env.requests}) == 2
