@@ -6,8 +6,9 @@ Run ``python benchmarks/experiment_concurrency.py [--items N] [--latency-ms L]
 Each item makes one model call that waits ``L`` ms; with ``C`` items at a time the ideal wall
 time is ``ceil(N / C) * L``. Backends:
 
-- ``openai``: the OpenAI-compatible provider over real HTTP to ``tests/fake_openai.py``, run in
-  its own process on 127.0.0.1 and answering after ``L`` ms;
+- ``openai``: the OpenAI-compatible provider over real HTTP to ``benchmarks/latency_server.py``
+  (the wire format of ``tests/fake_openai.py`` on one asyncio loop), run in its own process on
+  127.0.0.1 and answering after ``L`` ms;
 - ``mock``: ``mock-llm-v1?latency_ms=L`` (``asyncio.sleep`` / ``time.sleep``).
 
 For each backend and task kind it prints the median of ``R`` rounds (after one warm-up round)
@@ -37,6 +38,7 @@ from typing import Any
 from pytest_llmobs import LLM, run_experiment
 from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.providers import default_registry
+from pytest_llmobs.providers.client_pool import shared_async_clients
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -97,7 +99,8 @@ def direct_async(model: str, items: list[dict[str, Any]], concurrency: int) -> N
             async with gate:
                 await provider.acomplete([{"role": "user", "content": item["input"]}])
 
-        await asyncio.gather(*(one(item) for item in items))
+        async with shared_async_clients():  # kept-alive connections, as run_experiment has
+            await asyncio.gather(*(one(item) for item in items))
 
     asyncio.run(main())
 

@@ -286,16 +286,15 @@ class OpenAIProvider:
         __tracebackhide__ = True
         body = self._body(messages, params)
         pool = current_pool()
-        if pool is not None:  # inside run_experiment: one client, kept-alive connections
-            client = pool.client(id(self), self._new_async_client)
+        leased = (  # inside run_experiment: a kept-alive client; elsewhere one for the call
+            pool.lease(id(self), self._new_async_client)
+            if pool is not None
+            else self._new_async_client()
+        )
+        async with leased as client:
             answer, attempts = await self.retry.acall(
                 lambda: self._aattempt(client, body), ok_status=200, message=_final_message
             )
-        else:
-            async with self._new_async_client() as client:
-                answer, attempts = await self.retry.acall(
-                    lambda: self._aattempt(client, body), ok_status=200, message=_final_message
-                )
         answer.metadata["attempts"] = [a.to_dict() for a in attempts]
         return answer
 
