@@ -117,7 +117,10 @@ def test_each_section_prints_its_measurements_above_the_table(quick_run: QuickRu
     for items in ("200", "1,000"):
         assert re.search(rf"^\s+{items}(\s+{NUMBER}){{7}}$", output, re.M), items
     assert re.search(
-        r"^  added by the plugin: [+-]\d+\.\d ms \(plugin loaded: True\)$", output, re.M
+        r"^  added by the plugin: [+-]\d+\.\d ms, median of the \d+ paired differences "
+        r"\(plugin loaded: True\)$",
+        output,
+        re.M,
     )
 
 
