@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
@@ -9,6 +11,7 @@ from pytest_llmobs.governance import Governance, GovernanceError, build_governan
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
 from pytest_llmobs.providers import ConfigError, UnknownModelError, default_registry
+from pytest_llmobs.providers.cache import CacheMode
 from pytest_llmobs.providers.calls import close_provider, session_calls
 from pytest_llmobs.redaction import Masker
 from pytest_llmobs.run import (
@@ -36,14 +39,15 @@ def build_state(config: pytest.Config) -> SessionState:
     settings = read_settings(config)
     registry = default_registry()
     config.hook.pytest_llmobs_register_models(registry=registry, config=config)
-    try:
-        provider = registry.resolve(settings.model)
-    except (UnknownModelError, ConfigError) as exc:
-        raise pytest.UsageError(f"--llm-model: {exc}") from None
-    try:
-        judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
-    except (UnknownModelError, ConfigError) as exc:
-        raise pytest.UsageError(f"--llm-judge-model: {exc}") from None
+    with _replaying(settings):
+        try:
+            provider = registry.resolve(settings.model)
+        except (UnknownModelError, ConfigError) as exc:
+            raise pytest.UsageError(f"--llm-model: {exc}") from None
+        try:
+            judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
+        except (UnknownModelError, ConfigError) as exc:
+            raise pytest.UsageError(f"--llm-judge-model: {exc}") from None
     try:
         calls = session_calls(
             max_retries=settings.max_retries,
@@ -101,6 +105,15 @@ def build_state(config: pytest.Config) -> SessionState:
         judge=LLM(judge, **calls),
         evaluators=evaluators,
     )
+
+
+def _replaying(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """With ``--llm-cache=read`` models resolve without API keys: nothing calls them."""
+    if settings.cache_mode is not CacheMode.READ:
+        return contextlib.nullcontext()
+    from pytest_llmobs.providers.openai import replay_only
+
+    return replay_only()
 
 
 def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -> None:

@@ -329,6 +329,7 @@ def test_record_locally_then_replay_in_ci_with_no_server(
     assert not [p for p in (pytester.path / "llm-cache").rglob("*.tmp")]
 
     monkeypatch.setenv("OPENAI_BASE_URL", closed_url())  # CI: nothing to call
+    monkeypatch.delenv("OPENAI_API_KEY")  # ... and no key: replaying never needs one
     replay = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-cache=read", *xdist_args)
 
     replay.assert_outcomes(passed=4)
@@ -446,3 +447,19 @@ def test_cache_replay_benchmark_runs() -> None:
     for row in ("mock-llm-v1 (no cache)", "cache write (record)", "cache replay (read)"):
         assert row in done.stdout, done.stdout
     assert "replayed from the cache: 50/50" in done.stdout
+
+
+def test_without_a_key_only_read_mode_starts(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    pytester.makepyfile(dedent(SUITE))
+
+    for mode in ("off", "write", "readwrite"):
+        result = pytester.runpytest("--llm-model=gpt-4o-mini", f"--llm-cache={mode}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, mode
+        result.stderr.fnmatch_lines(["*--llm-model: openai:gpt-4o-mini needs an API key*"])
+    replay = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-cache=read", "-k", "France")
+    replay.assert_outcomes(failed=1, deselected=3)  # a miss, named; nothing was called
+    replay.stdout.fnmatch_lines(["*CacheMissError: llm cache miss (--llm-cache=read)*"])
+    assert openai_env.request_count == 0

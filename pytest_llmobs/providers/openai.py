@@ -18,6 +18,7 @@ httpx is imported on first use, so resolving a model string stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import http
@@ -27,7 +28,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -153,6 +155,21 @@ def _parse_options(model: str, query: str) -> dict[str, float | int]:
     return options
 
 
+_replay_only: ContextVar[bool] = ContextVar("llmobs_openai_replay_only", default=False)
+
+
+@contextlib.contextmanager
+def replay_only() -> Iterator[None]:
+    """Providers resolved in the block may lack ``OPENAI_API_KEY``: the session only replays
+    recorded calls (``--llm-cache=read``), so CI needs no key; a call that reaches the server
+    anyway fails with a clear error."""
+    token = _replay_only.set(True)
+    try:
+        yield
+    finally:
+        _replay_only.reset(token)
+
+
 @functools.cache
 def _verifying_ssl_context() -> Any:
     import httpx
@@ -216,7 +233,9 @@ class OpenAIProvider:
         options = _parse_options(model, query)
         label = f"{PREFIX}:{model}"
         api_key = environ.get(API_KEY_ENV, "").strip()
-        if not api_key:
+        if not api_key and _replay_only.get():
+            pass  # --llm-cache=read answers from the cache or fails: the key would go unused
+        elif not api_key:
             raise ConfigError(
                 f"{label} needs an API key: set the {API_KEY_ENV} environment variable "
                 "(a local OpenAI-compatible server without auth accepts any value)"
@@ -346,7 +365,12 @@ class OpenAIProvider:
             return self._client
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
+        key = self._key.reveal()
+        if not key:  # built for replay only (replay_only()), yet asked to call the server
+            raise ConfigError(
+                f"{PREFIX}:{self._model} has no API key: set {API_KEY_ENV} to call the model"
+            )
+        return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
 
     def _body(self, messages: list[Message], params: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self._model, "messages": messages}
