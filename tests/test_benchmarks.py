@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+NUMBER = r"\d+\.\d+"
 
 
 def run_script(name: str, *args: str) -> str:
@@ -16,7 +17,7 @@ def run_script(name: str, *args: str) -> str:
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -33,3 +34,25 @@ def test_evaluator_benchmark_prints_cost_per_item_and_fits_once() -> None:
         assert re.search(rf"^{re.escape(row)}\s+[\d.]+\s+[\d.]+$", output, re.MULTILINE), row
     assert "vectoriser fits for the whole dataset: per item 1, batched 1" in output
     assert re.search(r"per-item similarity / similarity_many: [\d.]+x", output)
+
+
+# --- scale-out: run_experiment, xdist, the cache -------------------------------------------
+
+
+def test_experiment_concurrency_prints_a_ratio_per_backend_and_task_kind() -> None:
+    output = run_script("experiment_concurrency.py", "--quick")
+
+    assert "20 items, 20 ms per model call, max_concurrency=5" in output
+    for backend in ("openai", "mock"):
+        for kind in ("async", "sync"):
+            row = rf"^{backend}\s+{kind}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+{NUMBER}x"
+            assert re.search(row, output, re.MULTILINE), (backend, kind, output)
+
+
+def test_xdist_speedup_prints_both_wall_times_and_the_speedup() -> None:
+    output = run_script("xdist_speedup.py", "--quick", "--backend", "mock")
+
+    assert re.search(rf"^serial\s+{NUMBER}\s+{NUMBER}$", output, re.MULTILINE), output
+    assert re.search(rf"^-n 4\s+{NUMBER}\s+{NUMBER}$", output, re.MULTILINE), output
+    assert re.search(rf"^speed-up: {NUMBER}x \(serial / -n 4\)$", output, re.MULTILINE), output
+    assert "runs stored: 2, items per run: [16], complete: True" in output
