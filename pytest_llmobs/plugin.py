@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Generator
 from typing import Any
@@ -224,18 +223,40 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     record = pyfuncitem.stash.get(_RECORD_KEY, None)
     if record is None or not inspect.iscoroutinefunction(original):
         return (yield)
-    from pytest_llmobs.tracing import activate
+    from pytest_llmobs.async_roots import coroutine_in_test
 
-    @functools.wraps(original)
-    async def traced(*args: Any, **kwargs: Any) -> Any:
-        with activate(record.root):
-            return await original(*args, **kwargs)
-
-    pyfuncitem.obj = traced
+    pyfuncitem.obj = coroutine_in_test(original, lambda: record.root)
     try:
         return (yield)
     finally:
         pyfuncitem.obj = original
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Generator[None]:
+    """Async fixtures trace into the test they run for (see `pytest_pyfunc_call`). Outermost, so
+    pytest-asyncio and anyio run the wrapped function."""
+    original = fixturedef.func
+    is_generator = inspect.isasyncgenfunction(original)
+    if not (is_generator or inspect.iscoroutinefunction(original)) or inspect.ismethod(original):
+        return (yield)  # (methods of test classes are left alone: the runners rebind them)
+    from pytest_llmobs.stash import built_state
+
+    state = built_state(request.config)
+    if state is None:
+        return (yield)
+    from pytest_llmobs.async_roots import coroutine_in_test, fixture_generator_in_test
+
+    def root_of() -> Any:
+        record = state.current_record
+        return record.root if record is not None else None
+
+    wrap = fixture_generator_in_test if is_generator else coroutine_in_test
+    fixturedef.func = wrap(original, root_of)
+    try:
+        return (yield)
+    finally:
+        fixturedef.func = original
 
 
 @pytest.hookimpl(wrapper=True)

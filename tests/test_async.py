@@ -90,12 +90,22 @@ ANYIO_SHARED_RUNNER = """\
     async def shared(anyio_backend):  # keeps one anyio runner (one task) for the whole module
         yield "shared"
 
+    @pytest.fixture
+    async def greeting(llm, anyio_backend):  # runs in that task too, for each test
+        await llm.agenerate("fixture setup")
+        yield "hello"
+        await llm.agenerate("fixture teardown")
+
+    @pytest.fixture
+    async def prepared(llm, anyio_backend):
+        return (await llm.agenerate("prepared")).text
+
     @pytest.mark.anyio
-    async def test_first(llm, shared):
+    async def test_first(llm, shared, greeting, prepared):
         assert (await llm.agenerate("What is the capital of France?")).text == "Paris"
 
     @pytest.mark.anyio
-    async def test_second(llm, shared):
+    async def test_second(llm, shared, greeting, prepared):
         assert (await llm.agenerate("What is the capital of Japan?")).text == "Tokyo"
     """
 
@@ -111,15 +121,20 @@ def test_each_anyio_test_traces_into_its_own_trace_when_the_runner_is_shared(
     items = runs.items(runs.latest())
     first = tree(items["test_shared.py::test_first"])
     second = tree(items["test_shared.py::test_second"])
-    assert [(name, parent) for name, parent, _ in first] == [
-        ("test_first", None),
-        ("llm.generate", "test_first"),
-    ]
-    assert [(name, parent) for name, parent, _ in second] == [
-        ("test_second", None),
-        ("llm.generate", "test_second"),
-    ]
-    assert "Japan" in second[1][2][0]["content"]
+    for test, spans, country in ((first, "test_first", "France"), (second, "test_second", "Japan")):
+        assert [(name, parent) for name, parent, _ in test] == [
+            (spans, None),
+            ("llm.generate", spans),  # the fixtures' calls land in their own test's trace
+            ("llm.generate", spans),
+            ("llm.generate", spans),
+            ("llm.generate", spans),
+        ]
+        assert [generation[0]["content"] for _, _, generation in test[1:]] == [
+            "fixture setup",
+            "prepared",
+            f"What is the capital of {country}?",
+            "fixture teardown",
+        ]
 
 
 def test_failing_async_test_marks_its_root_span(pytester: pytest.Pytester, runs: Runs) -> None:
