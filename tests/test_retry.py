@@ -13,7 +13,7 @@ import pytest
 
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import ProviderError, default_registry
-from pytest_llmobs.providers.retry import CallError, RetryPolicy, parse_retry_after
+from pytest_llmobs.providers.retry import CallError, RetryPolicy, backoff_delay, parse_retry_after
 from pytest_llmobs.tracing import Observation, Trace, activate
 
 if TYPE_CHECKING:
@@ -301,3 +301,33 @@ def test_bad_max_retries_is_a_usage_error(pytester: pytest.Pytester, value: str)
     result.stderr.fnmatch_lines(
         [f"ERROR: --llm-max-retries must be an integer >= 0; got {value!r}"]
     )
+
+
+def test_backoff_grows_to_its_ceiling_with_full_or_equal_jitter() -> None:
+    def delays(retry: int, *, equal: bool) -> list[float]:
+        rng = random.Random(0)
+        return [
+            backoff_delay(
+                retry, base=0.5, ceiling=4.0, rng=rng, retry_after_max=60.0, equal_jitter=equal
+            )
+            for _ in range(200)
+        ]
+
+    for retry, cap in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)):
+        full, equal = delays(retry, equal=False), delays(retry, equal=True)
+        assert 0.0 <= min(full) < cap / 4 and cap * 3 / 4 < max(full) <= cap
+        assert cap / 2 <= min(equal) and max(equal) <= cap  # never retries at once
+
+
+def test_retry_after_wins_over_backoff_and_is_capped() -> None:
+    def delay(retry_after: float) -> float:
+        return backoff_delay(
+            1,
+            base=0.5,
+            ceiling=4.0,
+            rng=random.Random(0),
+            retry_after=retry_after,
+            retry_after_max=60.0,
+        )
+
+    assert (delay(12.0), delay(600.0), delay(-3.0)) == (12.0, 60.0, 0.0)

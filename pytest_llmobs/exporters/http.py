@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pytest_llmobs import __version__
-from pytest_llmobs.providers.retry import parse_retry_after
+from pytest_llmobs.providers.retry import backoff_delay, parse_retry_after
 
 if TYPE_CHECKING:
     import httpx
@@ -210,10 +210,15 @@ class HttpSender:
         raise Unavailable(self._down)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return float(min(retry_after, self.options.retry_after_max))
-        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2.0 ** (attempt - 1))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter"
+        return backoff_delay(
+            attempt,
+            base=self.options.backoff_base,
+            ceiling=self.options.backoff_max,
+            rng=self._rng,
+            retry_after=retry_after,
+            retry_after_max=self.options.retry_after_max,
+            equal_jitter=True,  # an upload never retries at once: the server asked for air
+        )
 
     def _detail(self, answer: httpx.Response) -> str:
         text = answer.text.strip().replace("\n", " ")

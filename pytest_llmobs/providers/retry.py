@@ -120,6 +120,28 @@ def _default_message(error: ProviderError, attempts: int) -> str:
     return f"{error} after {attempts} attempts" if attempts > 1 else str(error)
 
 
+def backoff_delay(
+    retry: int,
+    *,
+    base: float,
+    ceiling: float,
+    rng: random.Random,
+    retry_after: float | None = None,
+    retry_after_max: float,
+    equal_jitter: bool = False,
+) -> float:
+    """Seconds before retry number ``retry`` (1-based): the server's ``Retry-After`` when it gave
+    one (capped at ``retry_after_max``), else exponential backoff ``base * 2 ** (retry - 1)``
+    capped at ``ceiling``, with full jitter (uniform up to the cap) or, with ``equal_jitter``,
+    half the cap plus up to half again (never retries at once)."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), retry_after_max)
+    cap = min(ceiling, base * 2.0 ** (retry - 1))
+    if equal_jitter:
+        return cap / 2 + rng.uniform(0.0, cap / 2)
+    return rng.uniform(0.0, cap)
+
+
 async def _asyncio_sleep(seconds: float) -> None:
     import asyncio  # only async callers get here, and they have imported it already
 
@@ -154,10 +176,14 @@ class RetryPolicy:
 
     def wait(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        cap = min(self.max_backoff, self.backoff * 2.0 ** (retry - 1))
-        return self.rng.uniform(0.0, cap)
+        return backoff_delay(
+            retry,
+            base=self.backoff,
+            ceiling=self.max_backoff,
+            rng=self.rng,
+            retry_after=retry_after,
+            retry_after_max=self.max_retry_after,
+        )
 
     def _after_failure(
         self, number: int, error: ProviderError, attempts: list[Attempt]
