@@ -53,6 +53,7 @@ class SessionState:
         cached = self.datasets.get(name)
         if cached is None:
             cached = load_dataset(name, self.settings.datasets_dir)
-            self.store.record_dataset(name, cached.version, [i.to_dict() for i in cached])
+            if not self.store.has_dataset(name, cached.version):  # a version is kept once
+                self.store.record_dataset(name, cached.version, [i.to_dict() for i in cached])
             self.datasets[name] = cached
         return cached

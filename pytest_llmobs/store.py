@@ -487,6 +487,13 @@ class Store:
                 (name, version, _dumps([dict(i) for i in items]), time.time()),
             )
 
+    def has_dataset(self, name: str, version: str) -> bool:
+        """Whether a snapshot of this dataset version is stored already."""
+        row = self._db.execute(
+            "SELECT 1 FROM datasets WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        return row is not None
+
     def get_dataset(self, name: str, version: str) -> list[dict[str, Any]] | None:
         row = self._db.execute(
             "SELECT data FROM datasets WHERE name = ? AND version = ?", (name, version)

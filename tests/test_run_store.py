@@ -3,7 +3,9 @@ items written as each test finishes, and what an interrupted or crashed session 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from textwrap import dedent
@@ -365,3 +367,29 @@ def test_a_marker_usage_error_fails_the_run(
     )
     run = runs.latest()
     assert (run["status"], run["items"]) == ("failed", [])
+
+
+def test_a_dataset_version_is_snapshotted_once_across_runs(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makefile(".json", **{"prompts/ask": json.dumps(ASK_PROMPT)})
+    pytester.makepyfile(test_run=dedent(RUN_SUITE))
+    first = load_dataset("capitals", pytester.path / "datasets").version
+
+    for _ in range(2):
+        pytester.runpytest().assert_outcomes(passed=len(capitals) + 1)
+    (pytester.path / "datasets" / "capitals.jsonl").write_text(
+        "".join(json.dumps(item) + "\n" for item in capitals[:2])
+    )
+    pytester.runpytest().assert_outcomes(passed=3)
+
+    second = load_dataset("capitals", pytester.path / "datasets").version
+    with runs.open() as store:
+        assert store.has_dataset("capitals", first) and store.has_dataset("capitals", second)
+        snapshot = store.get_dataset("capitals", first)
+    assert snapshot is not None and [item["id"] for item in snapshot] == [
+        item["id"] for item in capitals
+    ]
+    with contextlib.closing(sqlite3.connect(runs.db())) as db:
+        rows = db.execute("SELECT name, version FROM datasets").fetchall()
+    assert sorted(rows) == sorted([("capitals", first), ("capitals", second)])
