@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 2
 STORE_FILENAME = "llmobs.db"
+_OPEN_TIMEOUT_S = 30.0
+"""How long opening a store retries while other processes hold it (as SQLite's busy timeout)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -113,12 +116,26 @@ class Store:
             self.registered_prompts: dict[tuple[str, int], str] = {}
             """(name, version) → hash of every prompt version this connection registered."""
             self._db.execute("PRAGMA foreign_keys = ON")
-            if path is not None:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            self._prepare(on_disk=path is not None)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{target}: not a usable llmobs store ({exc})") from None
+
+    def _prepare(self, *, on_disk: bool) -> None:
+        """WAL mode and the schema. Processes opening a new store at once (xdist workers) can
+        get "database is locked" without SQLite waiting: switching to WAL while another
+        connection writes the schema is refused at once (waiting could deadlock), so retry."""
+        deadline = time.monotonic() + _OPEN_TIMEOUT_S
+        while True:
+            try:
+                if on_disk:
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                    self._db.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
 
     @classmethod
     def in_directory(cls, directory: Path, *, governance: Governance | None = None) -> Store:
