@@ -104,9 +104,8 @@ class Governance:
 
     def _text(self, value: str) -> str:
         masked = self.redactor.text(value)
-        if len(masked) <= self.max_field_chars:
-            return masked
-        return masked[: self.max_field_chars] + TRUNCATION_MARKER.format(length=len(masked))
+        limit = self.max_field_chars
+        return masked if len(masked) <= limit else truncate(masked, limit)  # long text is rare
 
     def _mapping(self, value: dict[Any, Any]) -> dict[Any, Any]:
         governed = {}
