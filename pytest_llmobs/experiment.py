@@ -73,6 +73,11 @@ class ExperimentResult:
     run: RunResult
     items: list[ExperimentItem]
 
+    def __repr__(self) -> str:
+        # Short on purpose: a notebook shows it, and asyncio formats the result of
+        # `run_experiment`'s task when it restores the SIGINT handler (every item, every score).
+        return f"<ExperimentResult {self.run_id} {self.status}: {len(self.items)} items>"
+
     @property
     def run_id(self) -> str:
         return self.run.run_id

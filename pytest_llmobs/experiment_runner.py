@@ -14,7 +14,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers.client_pool import shared_async_clients
 from pytest_llmobs.recording import TestRecord
 from pytest_llmobs.run import RunRecorder, RunResult, environment
+from pytest_llmobs.store_writer import StoreWriter
 from pytest_llmobs.tracing import _current
 
 
@@ -151,12 +151,8 @@ class ExperimentRunner:
         self.timeout_s = timeout_s
         self.retries = retries
         self.pool: ThreadPoolExecutor | None = None
-        self.writer = ThreadPoolExecutor(1, "llmobs-store")
-        """The store's one thread during the run: governing, serialising and inserting an item
-        happen there, in order, while the loop goes on with the next items."""
-        self.writes: list[asyncio.Future[None]] = []
+        self.writer: StoreWriter | None = None
         self.keepers: set[asyncio.Future[None]] = set()
-        self.begun: asyncio.Future[None] | None = None
         self.whole_item_in_thread = not self.task_is_async and timeout_s is None
         """Sync tasks without a timeout: the pool's threads bound the concurrency and each
         runs whole items back to back; otherwise a semaphore slot per item."""
@@ -167,17 +163,20 @@ class ExperimentRunner:
     async def run(
         self, max_concurrency: int, environment_dir: Path
     ) -> tuple[RunResult, list[ExperimentItem]]:
-        """Run every item; the run is begun in the store (with its environment, read by git
-        in a thread meanwhile) before the first item is recorded."""
+        """Run every item; the store's thread begins the run (with its environment, read by
+        git, and a snapshot of the dataset) while the first items run, then stores each item."""
         semaphore = asyncio.Semaphore(max_concurrency)
         if not self.task_is_async or not all(e.is_async for e in self.evaluators):
             self.pool = ThreadPoolExecutor(max_concurrency, "llmobs-experiment")
-        begun = self.begun = asyncio.ensure_future(self._begin(environment_dir))
+        writer = self.writer = StoreWriter(
+            open_run=functools.partial(self._open_run, environment_dir),
+            write=self.recorder.add_item,
+        )
         async with shared_async_clients():  # calls share kept-alive connections
-            return await self._run_items(semaphore, max_concurrency, begun)
+            return await self._run_items(semaphore, max_concurrency, writer)
 
     async def _run_items(
-        self, semaphore: asyncio.Semaphore, max_concurrency: int, begun: asyncio.Future[None]
+        self, semaphore: asyncio.Semaphore, max_concurrency: int, writer: StoreWriter
     ) -> tuple[RunResult, list[ExperimentItem]]:
         items: list[ExperimentItem] = []
         tasks: list[asyncio.Future[ExperimentItem]] = []
@@ -191,11 +190,7 @@ class ExperimentRunner:
             for running in tasks:  # after a failure (or Ctrl-C) stop the rest, keep what ended
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await begun
-            try:
-                await asyncio.gather(*self.writes)
-            finally:
-                self.writer.shutdown(wait=True)
+            await writer.finish()
             for keeper in list(self.keepers):
                 keeper.cancel()
             if self.pool is not None:
@@ -206,20 +201,15 @@ class ExperimentRunner:
             )
         return verdict, items
 
-    async def _begin(self, environment_dir: Path) -> None:
-        """Begin the run in the store, with its environment (git) and a snapshot of the dataset
-        prepared in a thread while the first items run."""
-
-        def prepare() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            return environment(environment_dir), [i.to_dict() for i in self.dataset]
-
-        self.recorder.environment, snapshot = await _in_own_thread(prepare)
-
-        def begin() -> None:
-            self.recorder.begin()
-            self.recorder.store.record_dataset(self.dataset.name, self.dataset.version, snapshot)
-
-        await asyncio.get_running_loop().run_in_executor(self.writer, begin)
+    def _open_run(self, environment_dir: Path) -> None:
+        """Begin the run in the store, with its environment (git) and the dataset's snapshot
+        (on the store's thread, while the first items run)."""
+        self.recorder.environment = environment(environment_dir)
+        self.recorder.begin()
+        store = self.recorder.store
+        if not store.has_dataset(self.dataset.name, self.dataset.version):
+            snapshot = [item.to_dict() for item in self.dataset]
+            store.record_dataset(self.dataset.name, self.dataset.version, snapshot)
 
     def _new_record(self, item: DatasetItem) -> _ItemRecord:
         return _ItemRecord(
@@ -258,12 +248,9 @@ class ExperimentRunner:
             await asyncio.sleep(
                 0
             )  # the item waiting for this slot starts before this one is stored
-        assert self.begun is not None
-        await self.begun
         payload = record.finish()
-        self.writes.append(
-            asyncio.get_running_loop().run_in_executor(self.writer, self.recorder.add_item, payload)
-        )
+        assert self.writer is not None
+        self.writer.put(payload)
         return ExperimentItem(
             id=item.id,
             input=item.input,
@@ -413,32 +400,6 @@ class ExperimentRunner:
         elif not_passed:
             record.result_outcome, record.error = "failed", "; ".join(not_passed)
         return results
-
-
-async def _in_own_thread(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)`` in a thread of its own (not the loop's default executor, whose
-    shutdown at the end of `asyncio.run` costs a thread start and join)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if done.cancelled():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(value)
-
-    def call() -> None:
-        try:
-            value = function(*args)
-        except Exception as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, value, None)
-
-    threading.Thread(target=call, name="llmobs-experiment-setup", daemon=True).start()
-    return await done
 
 
 def _evaluate_sync(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING
@@ -286,6 +287,9 @@ def test_run_experiment_masks_what_it_stores_by_default(tmp_path: Path) -> None:
         name="masked", dataset=items, task=lambda item: f"mailed {PII['email']}",
         store=tmp_path / "store",
     )
+    for thread in threading.enumerate():  # the store closes (checkpoints its WAL) in the back
+        if thread.name == "llmobs-store-close":
+            thread.join()
     files = list((tmp_path / "store").iterdir())
     assert result.run_id and files
     assert all(leaks(f.read_bytes()) == [] for f in files)
