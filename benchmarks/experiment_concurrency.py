@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -114,13 +115,28 @@ def direct_sync(model: str, items: list[dict[str, Any]], concurrency: int) -> No
 
 
 def median_time(function: Callable[[], object], rounds: int) -> tuple[float, list[float]]:
-    function()  # warm-up: imports, connection pools, first store
+    """Median wall time of ``rounds`` calls after a warm-up; each call starts from a quiet
+    process (see `join_threads_started_by`)."""
+    join_threads_started_by(function)  # warm-up: imports, connection pools, first store
     times = []
     for _ in range(rounds):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
+        times.append(join_threads_started_by(function))
     return statistics.median(times), times
+
+
+def join_threads_started_by(function: Callable[[], object]) -> float:
+    """Wall seconds of ``function()``; then, untimed, wait for the non-daemon threads it left
+    running (the store's deferred WAL checkpoint, idle pool threads exiting), as a script's
+    exit would. Without it each round would pay the previous one's clean-up: back-to-back
+    calls on one store do, by a few milliseconds."""
+    before = set(threading.enumerate())
+    started = time.perf_counter()
+    function()
+    elapsed = time.perf_counter() - started
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon:
+            thread.join()
+    return elapsed
 
 
 @dataclass(frozen=True, slots=True)

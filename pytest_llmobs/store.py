@@ -142,6 +142,8 @@ class Store:
         return cls(directory / STORE_FILENAME, governance=governance)
 
     def _migrate(self) -> None:
+        if self._schema_is_current():
+            return  # no write transaction: it would wait for a writer (or a closing checkpoint)
         with self._transaction():
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
@@ -164,6 +166,13 @@ class Store:
                     f"({SCHEMA_VERSION}); upgrade pytest-llmobs"
                 )
 
+    def _schema_is_current(self) -> bool:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.OperationalError:
+            return False  # a new file: no meta table yet
+        return row is not None and row[0] == str(SCHEMA_VERSION)
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
@@ -180,7 +189,15 @@ class Store:
         if wait:
             self._db.close()
         else:
-            threading.Thread(target=self._db.close, name="llmobs-store-close").start()
+            threading.Thread(target=self._checkpoint_and_close, name="llmobs-store-close").start()
+
+    def _checkpoint_and_close(self) -> None:
+        # Closing the last connection checkpoints under an exclusive lock, which a store opened
+        # meanwhile (the next run_experiment) would wait for; a passive checkpoint first copies
+        # the WAL without that lock, leaving the close little to do.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._db.close()
 
     # --- runs -------------------------------------------------------------------------------
 
