@@ -49,6 +49,17 @@ def test_experiment_concurrency_prints_a_ratio_per_backend_and_task_kind() -> No
             assert re.search(row, output, re.MULTILINE), (backend, kind, output)
 
 
+def test_http_floor_prints_each_client_against_the_ideal() -> None:
+    output = run_script(
+        "http_floor.py", "--items", "8", "--latency-ms", "10", "--concurrency", "4", "--rounds", "1"
+    )
+
+    assert "8 requests, 10 ms each, 4 at a time, ideal 0.020 s" in output
+    for client in ("httpx", "provider", "streams"):
+        row = rf"^{client}\s+{NUMBER}\s+{NUMBER}x\s+{NUMBER}\s+{NUMBER}$"
+        assert re.search(row, output, re.MULTILINE), (client, output)
+
+
 def test_xdist_speedup_prints_both_wall_times_and_the_speedup() -> None:
     output = run_script("xdist_speedup.py", "--quick", "--backend", "mock")
 

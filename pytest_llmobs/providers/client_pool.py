@@ -6,10 +6,10 @@ opens a client per call (a new connection each time). `shared_async_clients` ope
 block that runs on one loop, `run_experiment` for instance, so its concurrent calls reuse kept-
 alive connections; the block closes the clients when it ends.
 
-A call leases a whole client (one per concurrent call) rather than sharing one client that
-holds many connections: httpcore re-checks every connection of a client whenever a request
-starts or ends, which for 20 connections cost 0.6 s of CPU against 0.44 s for 200 calls (the
-wall time was the same, 0.73 s; 50 ms calls, 20 at a time).
+The calls of one provider share one client (and its connection pool). A client per concurrent
+call costs less CPU (httpcore re-checks every connection of a client whenever a request starts
+or ends) but more wall time: 200 calls of 50 ms, 20 at a time, through ``run_experiment`` took
+0.75 s that way against 0.69 s with one client (``benchmarks/http_floor.py`` shows the same).
 """
 
 from __future__ import annotations
@@ -21,29 +21,23 @@ from typing import Any
 
 
 class AsyncClientPool:
-    """Idle clients per key (a provider), made on demand, closed with the pool."""
+    """One client per key (a provider), made on first use, closed with the pool."""
 
     def __init__(self) -> None:
-        self._idle: dict[Hashable, list[Any]] = {}
-        self._made: list[Any] = []
+        self._clients: dict[Hashable, Any] = {}
 
     @asynccontextmanager
     async def lease(self, key: Hashable, make: Callable[[], Any]) -> AsyncIterator[Any]:
-        """An idle client of ``key`` (or a new one) for the block; idle again afterwards."""
-        idle = self._idle.setdefault(key, [])
-        if idle:
-            client = idle.pop()
-        else:
-            client = make()
-            self._made.append(client)
-        try:
-            yield client
-        finally:
-            idle.append(client)
+        """The pool's client for ``key`` (made now if it has none) for the block; it stays
+        open for the next call."""
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = make()
+        yield client
 
     async def aclose(self) -> None:
-        made, self._made, self._idle = self._made, [], {}
-        for client in made:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             await client.aclose()
 
 
