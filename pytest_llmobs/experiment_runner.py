@@ -190,11 +190,13 @@ class ExperimentRunner:
             for running in tasks:  # after a failure (or Ctrl-C) stop the rest, keep what ended
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await writer.finish()
-            for keeper in list(self.keepers):
-                keeper.cancel()
-            if self.pool is not None:
-                self.pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                await writer.finish()  # raises what stopped the store (nothing more is recorded)
+            finally:
+                for keeper in list(self.keepers):
+                    keeper.cancel()
+                if self.pool is not None:
+                    self.pool.shutdown(wait=False, cancel_futures=True)
             verdict = self.recorder.finish(
                 interrupted=len(items) < len(self.dataset),
                 tests_failed=any(i.outcome != "passed" for i in items),
