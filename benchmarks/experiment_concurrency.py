@@ -221,12 +221,18 @@ def measure(
     ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_parser(description: str) -> argparse.ArgumentParser:
+    """Options of the load: ``--items``, ``--latency-ms``, ``--concurrency``, ``--rounds``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = load_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["openai", "mock", "both"], default="both")
     parser.add_argument("--quick", action="store_true", help="20 items, 20 ms, 1 round (smoke)")
     args = parser.parse_args(argv)

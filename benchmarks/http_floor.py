@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import math
 import os
 import statistics
 import time
@@ -31,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpx
-from experiment_concurrency import fake_openai_server
+from experiment_concurrency import fake_openai_server, ideal_seconds, load_parser
 
 from pytest_llmobs.providers import default_registry
 from pytest_llmobs.providers.client_pool import shared_async_clients
@@ -123,13 +122,8 @@ def measure(client: Client, base_url: str, args: argparse.Namespace) -> tuple[fl
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=200)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    ideal = math.ceil(args.items / args.concurrency) * args.latency_ms / 1000.0
+    args = load_parser(__doc__.split("\n\n")[0]).parse_args(argv)
+    ideal = ideal_seconds(args.items, args.concurrency, args.latency_ms)
     clients: dict[str, Client] = {"httpx": with_httpx, "provider": with_provider}
     if importlib.util.find_spec("aiohttp") is not None:
         clients["aiohttp"] = with_aiohttp
