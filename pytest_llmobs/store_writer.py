@@ -4,9 +4,8 @@ Governing, serialising and inserting an item cost more than recording it; done o
 loop they would delay the next items. A `StoreWriter` does that work on a thread of its own, in
 order: first the run's opening (environment, dataset snapshot, run header), then every finished
 item, each in its own transaction (an item written stays written whatever fails after it).
-The loop is woken once, when
-the writer stops, not once per item: a future per item costs the loop a wake-up each, which
-under many concurrent model calls delays the calls themselves.
+The loop is woken once, when the writer stops, not once per item: a future per item costs the
+loop a wake-up each, which under many concurrent model calls delays the calls themselves.
 """
 
 from __future__ import annotations
@@ -36,10 +35,9 @@ class StoreWriter:
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self.error: BaseException | None = None
         """What made the writer stop early (the items queued after it are not stored)."""
-        self._thread = threading.Thread(
+        threading.Thread(
             target=self._work, args=(open_run,), name="llmobs-store", daemon=True
-        )
-        self._thread.start()
+        ).start()
 
     def put(self, item: Mapping[str, Any]) -> None:
         """Queue a finished item; raises what stopped the writer, if it failed."""
