@@ -6,6 +6,7 @@ Nothing here asserts a timing: a verdict ("ok" / "MISSED") is printed, never rai
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import importlib.util
@@ -323,3 +324,13 @@ def print_section(section: Section) -> None:
     """Print a section's rows as a table (its details were printed as they were measured)."""
     header = ("benchmark", "measured", "baseline", "ratio", "target", "verdict")
     print(format_table(header, [row.cells() for row in section.rows]))
+
+
+def section_main(
+    run: Callable[..., Section], doc: str, quick_help: str, argv: list[str] | None
+) -> None:
+    """The command line of a section module run alone: ``[--quick]``, then its table."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args(argv)
+    print_section(run(quick=args.quick))

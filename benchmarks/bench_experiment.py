@@ -16,7 +16,6 @@ Langfuse exports its traces and scores to a local server on 127.0.0.1 (see `benc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import tempfile
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from bench_common import (
     langfuse_client,
     median,
     not_installed_row,
-    print_section,
+    section_main,
     verdict,
 )
 from experiment_concurrency import Timing, dataset, fake_openai_server, time_backend
@@ -191,10 +190,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 items, 20 ms, 1 round (smoke)")
-    args = parser.parse_args(argv)
-    print_section(run(quick=args.quick))
+    section_main(run, __doc__, "20 items, 20 ms, 1 round (smoke)", argv)
 
 
 if __name__ == "__main__":

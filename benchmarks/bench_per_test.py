@@ -17,7 +17,6 @@ wall seconds from process start to exit. Both must pass every test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sqlite3
@@ -33,7 +32,7 @@ from bench_common import (
     Section,
     interleaved,
     median,
-    print_section,
+    section_main,
     subprocess_env,
     verdict,
 )
@@ -207,10 +206,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100 items, 2 rounds (smoke)")
-    args = parser.parse_args(argv)
-    print_section(run(quick=args.quick))
+    section_main(run, __doc__, "100 items, 2 rounds (smoke)", argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Input and output are captured in every traced variant. Cost per span is
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,7 @@ from bench_common import (
     langfuse_client,
     median,
     not_installed_row,
-    print_section,
+    section_main,
     verdict,
 )
 
@@ -237,10 +236,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="300 calls, 2 rounds (smoke)")
-    args = parser.parse_args(argv)
-    print_section(run(quick=args.quick))
+    section_main(run, __doc__, "300 calls, 2 rounds (smoke)", argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ a second) adds no noise to a difference of a few milliseconds.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from bench_common import Row, Section, interleaved, median, print_section, subprocess_env, verdict
+from bench_common import Row, Section, interleaved, median, section_main, subprocess_env, verdict
 
 TARGET_ADDED_MS = 50.0
 OURS = "llmobs"
@@ -125,10 +124,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 rounds (smoke)")
-    args = parser.parse_args(argv)
-    print_section(run(quick=args.quick))
+    section_main(run, __doc__, "2 rounds (smoke)", argv)
 
 
 if __name__ == "__main__":
