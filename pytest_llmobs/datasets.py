@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 EXTENSIONS = (".jsonl", ".json", ".csv")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _KEYS = ("id", "input", "expected_output", "metadata")
+_KEY_SET = frozenset(_KEYS)
 _ALIASES = {"expectedOutput": "expected_output"}
 _JSON_TYPES: dict[type, str] = {dict: "object", list: "list", str: "string", bool: "boolean"}
 _JSON_TYPES |= {int: "number", float: "number", type(None): "null"}
@@ -86,6 +87,11 @@ class Dataset:
                 return item
         known = _preview([item.id for item in self.items])
         raise DatasetError(f"dataset {self.name!r} has no item {item_id!r}; known ids: {known}")
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every item's content, as the store keeps it (values shared with the items, not
+        copied: for serialising at once, not for changing)."""
+        return [_content(item) for item in self.items]
 
     def limit(self, n: int | None) -> Dataset:
         """The first ``n`` items (all of them when ``n`` is None).
@@ -288,18 +294,8 @@ def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
 def _from_object(value: object, loc: _Loc) -> _Raw:
     if not isinstance(value, dict):
         raise DatasetError(f"{loc.prefix}: {_EXPECTED_OBJECT}, got {_json_type(value)}")
-    fields: dict[str, Any] = {}
-    for key, item in value.items():
-        name = _ALIASES.get(str(key), str(key))
-        if name in fields:
-            raise DatasetError(f"{loc.prefix}: both 'expected_output' and 'expectedOutput' given")
-        fields[name] = item
-    unknown = [repr(key) for key in fields if key not in _KEYS]
-    if unknown:
-        raise DatasetError(
-            f"{loc.prefix}: unknown key{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
-            "allowed keys: id, input, expected_output (or expectedOutput), metadata"
-        )
+    # Most entries use only the canonical keys: nothing to rename or reject.
+    fields = value if value.keys() <= _KEY_SET else _canonical_keys(value, loc)
     if fields.get("input") is None:
         present = ", ".join(repr(key) for key in value) or "none"
         problem = (
@@ -316,8 +312,29 @@ def _from_object(value: object, loc: _Loc) -> _Raw:
     elif item_id is not None and not (isinstance(item_id, str) and item_id.strip()):
         got = "an empty string" if isinstance(item_id, str) else _json_type(item_id)
         raise DatasetError(f"{loc.prefix}: 'id' must be a non-empty string or integer, got {got}")
-    content = {"input": fields["input"], "expected_output": fields.get("expected_output")}
-    return _Raw(loc, item_id, content | {"metadata": metadata})
+    content = {
+        "input": fields["input"],
+        "expected_output": fields.get("expected_output"),
+        "metadata": metadata,
+    }
+    return _Raw(loc, item_id, content)
+
+
+def _canonical_keys(value: dict[Any, Any], loc: _Loc) -> dict[str, Any]:
+    """``value`` with aliases renamed; unknown keys are an error."""
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _ALIASES.get(str(key), str(key))
+        if name in fields:
+            raise DatasetError(f"{loc.prefix}: both 'expected_output' and 'expectedOutput' given")
+        fields[name] = item
+    unknown = [repr(key) for key in fields if key not in _KEYS]
+    if unknown:
+        raise DatasetError(
+            f"{loc.prefix}: unknown key{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+            "allowed keys: id, input, expected_output (or expectedOutput), metadata"
+        )
+    return fields
 
 
 def _assign_ids(raws: list[_Raw], dataset: str) -> tuple[DatasetItem, ...]:

@@ -210,8 +210,7 @@ class ExperimentRunner:
         self.recorder.begin()
         store = self.recorder.store
         if not store.has_dataset(self.dataset.name, self.dataset.version):
-            snapshot = [item.to_dict() for item in self.dataset]
-            store.record_dataset(self.dataset.name, self.dataset.version, snapshot)
+            store.record_dataset(self.dataset.name, self.dataset.version, self.dataset.snapshot())
 
     def _new_record(self, item: DatasetItem) -> _ItemRecord:
         return _ItemRecord(

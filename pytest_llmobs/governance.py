@@ -130,7 +130,8 @@ class Governance:
         return dict(self.value(governed))
 
     def items(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return [dict(self.value(dict(i))) for i in items]
+        """Governed copies of dataset items (each a new dict: the given ones are not changed)."""
+        return [self.value(i) for i in items]
 
     def _keeps_payload(self, item: Mapping[str, Any], trace: Mapping[str, Any]) -> bool:
         if item.get("outcome") in ("failed", "error"):

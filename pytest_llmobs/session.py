@@ -54,6 +54,6 @@ class SessionState:
         if cached is None:
             cached = load_dataset(name, self.settings.datasets_dir)
             if not self.store.has_dataset(name, cached.version):  # a version is kept once
-                self.store.record_dataset(name, cached.version, [i.to_dict() for i in cached])
+                self.store.record_dataset(name, cached.version, cached.snapshot())
             self.datasets[name] = cached
         return cached

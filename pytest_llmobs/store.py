@@ -512,13 +512,16 @@ class Store:
 
     def record_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
         """Keep a (governed) snapshot of a dataset version (once per content hash)."""
-        if self.governance is not None:
-            items = self.governance.items(items)
+        rows = (
+            self.governance.items(items)
+            if self.governance is not None
+            else [dict(i) for i in items]
+        )
         with self._transaction():
             self._db.execute(
                 "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
                 " VALUES (?, ?, ?, ?)",
-                (name, version, _dumps([dict(i) for i in items]), time.time()),
+                (name, version, _dumps(rows), time.time()),
             )
 
     def has_dataset(self, name: str, version: str) -> bool:
