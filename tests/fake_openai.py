@@ -250,6 +250,9 @@ def _stream_events(
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops connects when 20+ calls open at once; the
+    # client then reconnects after a SYN retry (~1 s), which tests would read as slowness.
+    request_queue_size = 128
     fake: FakeOpenAI
 
 
