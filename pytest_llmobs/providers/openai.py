@@ -170,6 +170,16 @@ def replay_only() -> Iterator[None]:
         _replay_only.reset(token)
 
 
+def _connection_limits() -> httpx.Limits:
+    """No cap of our own on open or kept-alive connections: the calls a client carries at once
+    are bounded by its caller (``max_concurrency``, or one test at a time). httpx's defaults keep
+    20 idle connections and close the rest, so 25 calls at a time reconnected 5 of them every
+    wave (a TLS handshake each against a real endpoint); idle ones still expire after 5 s."""
+    import httpx
+
+    return httpx.Limits(max_connections=None, max_keepalive_connections=None)
+
+
 @functools.cache
 def _verifying_ssl_context() -> Any:
     import httpx
@@ -323,6 +333,7 @@ class OpenAIProvider:
         return httpx.AsyncClient(
             base_url=self._base_url,
             timeout=self._httpx_timeout(),
+            limits=_connection_limits(),
             transport=self._async_transport,
             verify=self._ssl_context(),
             follow_redirects=False,
@@ -358,6 +369,7 @@ class OpenAIProvider:
                 self._client = httpx.Client(
                     base_url=self._base_url,
                     timeout=self._httpx_timeout(),
+                    limits=_connection_limits(),
                     transport=self._transport,
                     verify=self._ssl_context(),
                     follow_redirects=False,
