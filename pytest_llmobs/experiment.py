@@ -50,6 +50,7 @@ from pytest_llmobs.experiment_runner import (
 )
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import Provider, default_registry
+from pytest_llmobs.providers.calls import close_provider
 from pytest_llmobs.run import RunRecorder, RunResult, new_run_id
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
@@ -209,6 +210,8 @@ async def arun_experiment(
         runner = ExperimentRunner(recorder, data, task, item_evaluators, llm, timeout_s, retries)
         return ExperimentResult(*await runner.run(max_concurrency, Path.cwd()))
     finally:
+        if llm is not None and (model is None or isinstance(model, str)):  # resolved here
+            close_provider(llm.provider)  # its kept-alive connections (sync tasks' client)
         if opened is not store:
             opened.close(wait=False)  # results are stored; the checkpoint need not delay them
 

@@ -7,8 +7,12 @@ Waits between attempts go through an injected sleep, so the tests read the *requ
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
+import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
@@ -655,6 +659,68 @@ def test_run_experiment_reuses_connections_for_async_calls(
     connections = {request.client for request in openai_env.requests}
     assert len(openai_env.requests) == 8
     assert 1 <= len(connections) <= 2  # kept alive across items, not one connection per call
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_run_experiment_keeps_every_connection_alive_when_more_than_twenty_run_at_once(
+    openai_env: FakeOpenAI, tmp_path: Path, kind: str
+) -> None:
+    wave = threading.Barrier(25)
+
+    def together(request: RecordedRequest) -> Reply:
+        wave.wait(timeout=20)  # answers only once 25 calls are in flight: two waves of 25
+        return answer("hi")
+
+    async def ask(item: Any, llm: Any) -> str:
+        return str((await llm.agenerate(str(item.input))).text)
+
+    def ask_sync(item: Any, llm: Any) -> str:
+        return str(llm.generate(str(item.input)).text)
+
+    openai_env.respond_with(together)
+    items = [{"id": f"q{n}", "input": f"Say hi #{n}", "expected_output": "hi"} for n in range(50)]
+
+    result = pytest_llmobs.run_experiment(
+        name="wide",
+        dataset=items,
+        task=ask if kind == "async" else ask_sync,
+        model="openai:gpt-4o-mini",
+        max_concurrency=25,
+        store=tmp_path / "store",
+    )
+
+    assert [item.outcome for item in result.items] == ["passed"] * 50
+    assert len(openai_env.requests) == 50
+    # the second wave reuses all 25 connections (httpx keeps only 20 by default: 30 here)
+    assert len({request.client for request in openai_env.requests}) == 25
+
+
+def test_run_experiment_closes_the_connections_of_a_model_it_resolved(
+    openai_env: FakeOpenAI, tmp_path: Path
+) -> None:
+    def ask_sync(item: Any, llm: Any) -> str:
+        return str(llm.generate(str(item.input)).text)
+
+    unclosed: list[str] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: unclosed.append(repr(unraisable.exc_value))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)  # an unclosed socket: unraisable
+            result = pytest_llmobs.run_experiment(
+                name="closed",
+                dataset=[{"input": f"Say hi #{n}", "expected_output": "hi"} for n in range(4)],
+                task=ask_sync,
+                model="openai:gpt-4o-mini",
+                max_concurrency=2,
+                store=tmp_path / "store",
+            )
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous_hook
+
+    assert [item.outcome for item in result.items] == ["passed"] * 4
+    assert unclosed == []
 
 
 @pytest.mark.asyncio
