@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -282,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         fake = self.server.fake
         reply = fake._record(request)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not urlsplit(self.path).path.rstrip("/").endswith("/chat/completions"):
             reply = error(404, f"no route {self.path}")
         try:
             self._send(reply, request)

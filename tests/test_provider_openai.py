@@ -7,6 +7,7 @@ Waits between attempts go through an injected sleep, so the tests read the *requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import random
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 from fake_openai import (
@@ -414,6 +416,49 @@ def test_base_url_must_be_http() -> None:
     env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": "localhost:8000"}
     with pytest.raises(ConfigError, match="OPENAI_BASE_URL must be an http"):
         OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+
+
+def test_a_base_url_query_such_as_azures_api_version_goes_with_every_call(
+    fake_openai: FakeOpenAI,
+) -> None:
+    deployment = fake_openai.url.removesuffix("/v1") + "/openai/deployments/gpt-4o"
+    base_url = f"{deployment}?api-version=2024-10-21"
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": base_url}
+    provider = OpenAIProvider.from_spec("openai:gpt-4o", env=env)
+
+    with contextlib.closing(provider):
+        provider.complete([{"role": "user", "content": "sync"}])
+        asyncio.run(provider.acomplete([{"role": "user", "content": "async"}]))
+
+    expected = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+    assert [request.path for request in fake_openai.requests] == [expected] * 2
+    assert "api-version" not in repr(provider)  # shown without its query, like error messages
+
+
+def test_an_azure_endpoint_gets_the_key_in_an_api_key_header(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake server plays the Azure endpoint: httpx reaches it as the HTTP proxy of that host.
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{fake_openai.host}")
+    endpoint = "http://contoso.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21"
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": endpoint}
+    provider = OpenAIProvider.from_spec("openai:gpt-4o", env=env)
+
+    with contextlib.closing(provider):
+        answer = provider.complete([{"role": "user", "content": "hi"}])
+
+    (request,) = fake_openai.requests
+    assert answer.text
+    assert request.headers["api-key"] == FAKE_API_KEY
+    assert "authorization" not in request.headers  # Azure would read a bearer as an Entra token
+    target = urlsplit(request.path)
+    assert (target.netloc, target.path, target.query) == (
+        "contoso.openai.azure.com",
+        "/openai/deployments/gpt-4o/chat/completions",
+        "api-version=2024-10-21",
+    )
 
 
 def test_missing_key_is_a_usage_error(

@@ -4,7 +4,8 @@ Any server speaking ``POST {base}/chat/completions`` works (OpenAI, vLLM, Ollama
 gateways). Configuration comes from the environment and the model string::
 
     OPENAI_API_KEY     required (a local server without auth accepts any value)
-    OPENAI_BASE_URL    default https://api.openai.com/v1
+    OPENAI_BASE_URL    default https://api.openai.com/v1; a query (Azure's ?api-version=...)
+                       is sent with every call
     openai:gpt-4o-mini?timeout=30&connect_timeout=5&max_retries=4&backoff=0.5
 
 Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and connection errors
@@ -32,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pytest_llmobs.providers import ConfigError
 from pytest_llmobs.providers.base import (
@@ -77,6 +78,9 @@ _KNOWN_OPTIONS = (
     "backoff (seconds >= 0)"
 )
 _KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[\w\-*.]{4,}")
+_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+"""Azure OpenAI endpoints: they take the key in an ``api-key`` header, not ``Authorization``
+(which they read as a Microsoft Entra token)."""
 _DETAIL_CHARS = 200
 
 
@@ -214,7 +218,12 @@ class OpenAIProvider:
         """
         self._model = model
         self._key = _Secret(api_key)
-        self._base_url = base_url.rstrip("/")
+        parts = urlsplit(base_url.strip())
+        self._base_url = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
+        self._url_params = tuple(parse_qsl(parts.query, keep_blank_values=True)) or None
+        """The base URL's query (Azure's ``api-version``): httpx would append the request's
+        path after it, so it is sent as the parameters of each call instead."""
+        self._key_header = "api-key" if (parts.hostname or "").endswith(_AZURE_HOSTS) else ""
         self._shown_url, self.host = _display_url(self._base_url)
         self._timeout = (float(timeout), float(connect_timeout))
         self.retry = retry or RetryPolicy()
@@ -382,6 +391,8 @@ class OpenAIProvider:
             raise ConfigError(
                 f"{PREFIX}:{self._model} has no API key: set {API_KEY_ENV} to call the model"
             )
+        if self._key_header:
+            return {self._key_header: key, "Accept": "application/json"}
         return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
 
     def _body(self, messages: list[Message], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -397,7 +408,9 @@ class OpenAIProvider:
         client = self._sync_client()
         started = time.perf_counter()
         try:
-            response = client.post("/chat/completions", json=body, headers=self._headers())
+            response = client.post(
+                "/chat/completions", json=body, headers=self._headers(), params=self._url_params
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         return self._parse(response, started)
@@ -407,7 +420,9 @@ class OpenAIProvider:
 
         started = time.perf_counter()
         try:
-            response = await client.post("/chat/completions", json=body, headers=self._headers())
+            response = await client.post(
+                "/chat/completions", json=body, headers=self._headers(), params=self._url_params
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         return self._parse(response, started)
