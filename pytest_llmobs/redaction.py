@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 Masker = Callable[[str], str]
 RedactMode = Literal["off", "default", "strict"]
@@ -181,7 +181,7 @@ def _might_hold_builtin_match(text: str) -> bool:
 
 
 class Redactor:
-    """Applies maskers to every string inside a value (dict keys are kept as they are).
+    """Applies maskers to a string (`Governance` walks stored values and masks their strings).
 
     Maskers must be pure functions of their text: results are memoised per string, because the
     same strings (questions, model names, node ids) recur many times in one run.
@@ -219,18 +219,3 @@ class Redactor:
             memo.clear()
         memo[value] = masked
         return masked
-
-    def value(self, value: Any) -> Any:
-        """A copy of ``value`` with every string masked (JSON-like data: dicts, lists, scalars)."""
-        if not self.maskers:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, (dict, Mapping)):
-            return {
-                key: item if key in IDENTIFIER_KEYS else self.value(item)
-                for key, item in value.items()
-            }
-        if isinstance(value, (list, tuple)):
-            return [self.value(item) for item in value]
-        return value

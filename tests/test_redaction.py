@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_llmobs.governance import Governance
 from pytest_llmobs.redaction import REDACT_MODES, Redactor
 
 PII = {
@@ -59,8 +60,8 @@ def test_strict_adds_numbers_and_tokens() -> None:
 
 def test_off_changes_nothing_and_nested_values_are_masked() -> None:
     value = {"user": "jane@example.com", "items": [{"ip": "10.1.2.3"}, 3, None], "n": 1.5}
-    assert Redactor("off").value(value) == value
-    masked = Redactor("default").value(value)
+    assert Governance(Redactor("off")).value(value) == value
+    masked = Governance(Redactor("default")).value(value)
     assert masked == {"user": "<EMAIL>", "items": [{"ip": "<IP>"}, 3, None], "n": 1.5}
     assert value["user"] == "jane@example.com"  # the caller's object is not altered
 
