@@ -15,6 +15,7 @@ import pytest
 
 from pytest_llmobs import __version__
 from pytest_llmobs.datasets import load_dataset
+from pytest_llmobs.run import git_environment
 from pytest_llmobs.tracing import derived_id
 
 if TYPE_CHECKING:
@@ -169,6 +170,24 @@ def test_environment_holds_git_commit_branch_and_dirty_flag_in_a_repository(
     environment = runs.latest()["environment"]
     assert environment["git_commit"] == commit
     assert environment["git_dirty"] is True
+
+
+def test_environment_of_a_repository_without_commits_and_of_a_detached_head(
+    tmp_path: Path,
+) -> None:
+    git(tmp_path, "init", "-q", "--initial-branch=trunk")
+    assert git_environment(tmp_path) == {}  # nothing committed yet
+
+    (tmp_path / "a.txt").write_text("a\n", encoding="utf-8")
+    git(tmp_path, "add", "a.txt")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    git(tmp_path, "checkout", "-q", "--detach")
+
+    assert git_environment(tmp_path) == {
+        "git_commit": git(tmp_path, "rev-parse", "HEAD"),
+        "git_branch": "HEAD",  # what `git rev-parse --abbrev-ref HEAD` says when detached
+        "git_dirty": False,
+    }
 
 
 def test_environment_has_no_git_fields_outside_a_repository(
