@@ -246,9 +246,8 @@ class ExperimentRunner:
                 record.duration = time.perf_counter() - started
             finally:
                 slot.give_up()
-            await asyncio.sleep(
-                0
-            )  # the item waiting for this slot starts before this one is stored
+            # the item waiting for this slot starts before this one is stored
+            await asyncio.sleep(0)
         payload = record.finish()
         assert self.writer is not None
         self.writer.put(payload)
