@@ -10,7 +10,7 @@ from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.governance import Governance, GovernanceError, build_governance
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
-from pytest_llmobs.providers import ConfigError, UnknownModelError, default_registry
+from pytest_llmobs.providers import ConfigError, Provider, UnknownModelError, default_registry
 from pytest_llmobs.providers.cache import CacheMode
 from pytest_llmobs.providers.calls import close_provider, session_calls
 from pytest_llmobs.redaction import Masker
@@ -34,9 +34,8 @@ def _run_id(config: pytest.Config, given: str | None) -> str:
     return str(workerinput.get(WORKER_RUN_ID) or given or new_run_id())
 
 
-def build_state(config: pytest.Config) -> SessionState:
-    """Validate every option and open the store; mistakes raise `pytest.UsageError`."""
-    settings = read_settings(config)
+def resolve_models(config: pytest.Config, settings: Settings) -> tuple[Provider, Provider]:
+    """The session's model and judge model; an unknown one raises `pytest.UsageError`."""
     registry = default_registry()
     config.hook.pytest_llmobs_register_models(registry=registry, config=config)
     with _replaying(settings):
@@ -48,6 +47,18 @@ def build_state(config: pytest.Config) -> SessionState:
             judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
         except (UnknownModelError, ConfigError) as exc:
             raise pytest.UsageError(f"--llm-judge-model: {exc}") from None
+    return provider, judge
+
+
+def check_models(config: pytest.Config) -> None:
+    """Resolve the models a session names, without opening the store (``pytest --co``)."""
+    resolve_models(config, read_settings(config))
+
+
+def build_state(config: pytest.Config) -> SessionState:
+    """Validate every option and open the store; mistakes raise `pytest.UsageError`."""
+    settings = read_settings(config)
+    provider, judge = resolve_models(config, settings)
     try:
         calls = session_calls(
             max_retries=settings.max_retries,

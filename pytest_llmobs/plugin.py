@@ -65,7 +65,12 @@ class SessionHooks:
         return built_state(self.config)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        option = session.config.option
+        config = session.config
+        option = config.option
+        if option.collectonly and (option.llm_model or config.getini("llm_model")):
+            from pytest_llmobs.configure import check_models
+
+            check_models(config)  # a model named for the session: report a bad one here too
         if option.collectonly or option.showfixtures or option.show_fixtures_per_test:
             return  # runs no test
         from pytest_llmobs.stash import session_state

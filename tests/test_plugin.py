@@ -343,6 +343,21 @@ def test_unknown_model_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert not (pytester.path / ".llmobs").exists()
 
 
+def test_collect_only_checks_a_named_model_without_opening_the_store(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    bad = pytester.runpytest("--co", "--llm-model=nope-model")
+    good = pytester.runpytest("--co", "--llm-model=mock-llm-v1")
+
+    assert bad.ret == USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: --llm-model: unknown model 'nope-model'; known models: *"])
+    assert good.ret == pytest.ExitCode.OK
+    good.stdout.fnmatch_lines(["*test_nothing*"])
+    assert not (pytester.path / ".llmobs").exists()
+
+
 def test_unknown_model_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
