@@ -10,7 +10,7 @@ import pytest
 
 from pytest_llmobs import hookspecs
 from pytest_llmobs.markers import MARKER, MARKER_HELP, read_marker
-from pytest_llmobs.settings import add_options
+from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 
 PAYLOAD_ATTRIBUTE = "llmobs_item"
 """Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
@@ -67,7 +67,8 @@ class SessionHooks:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         config = session.config
         option = config.option
-        if option.collectonly and (option.llm_model or config.getini("llm_model")):
+        # getini gives the default when the ini file names no model: that one needs no check
+        if option.collectonly and (option.llm_model or config.getini("llm_model") != DEFAULT_MODEL):
             from pytest_llmobs.configure import check_models
 
             check_models(config)  # a model named for the session: report a bad one here too

@@ -358,6 +358,29 @@ def test_collect_only_checks_a_named_model_without_opening_the_store(
     assert not (pytester.path / ".llmobs").exists()
 
 
+def test_collect_only_without_a_named_model_imports_no_provider(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        dedent(
+            """\
+            import sys
+
+            MODELS = {"pytest_llmobs.providers.mock", "pytest_llmobs.providers.openai"}
+
+            def pytest_sessionfinish():
+                print(f"model providers loaded: {sorted(MODELS & set(sys.modules))}")
+            """
+        )
+    )
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest_subprocess("--co", "-s")
+
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["model providers loaded: []"])
+
+
 def test_unknown_model_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
