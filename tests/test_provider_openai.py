@@ -418,6 +418,45 @@ def test_base_url_must_be_http() -> None:
         OpenAIProvider.from_spec("gpt-4o-mini", env=env)
 
 
+def test_a_base_url_naming_the_endpoint_is_a_config_error() -> None:
+    env = {
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "OPENAI_BASE_URL": "http://localhost:8000/v1/chat/completions",
+    }
+    with pytest.raises(ConfigError) as excinfo:
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    assert str(excinfo.value) == (
+        "OPENAI_BASE_URL is the API's root, not its endpoint: got "
+        "http://localhost:8000/v1/chat/completions; expected e.g. https://api.openai.com/v1 "
+        "(calls go to <root>/chat/completions)"
+    )
+
+
+def test_organization_and_project_go_in_openais_headers(fake_openai: FakeOpenAI) -> None:
+    env = {
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "OPENAI_BASE_URL": fake_openai.url,
+        "OPENAI_ORG_ID": "org-acme",
+        "OPENAI_PROJECT_ID": "proj_evals",
+    }
+    with contextlib.closing(OpenAIProvider.from_spec("gpt-4o-mini", env=env)) as scoped:
+        scoped.complete([{"role": "user", "content": "hi"}])
+    with contextlib.closing(
+        OpenAIProvider.from_spec(
+            "gpt-4o-mini", env={"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": fake_openai.url}
+        )
+    ) as plain:
+        plain.complete([{"role": "user", "content": "hi"}])
+
+    first, second = fake_openai.requests
+    assert (first.headers["openai-organization"], first.headers["openai-project"]) == (
+        "org-acme",
+        "proj_evals",
+    )
+    assert first.headers["authorization"] == f"Bearer {FAKE_API_KEY}"
+    assert not {"openai-organization", "openai-project"} & set(second.headers)
+
+
 def test_a_base_url_query_such_as_azures_api_version_goes_with_every_call(
     fake_openai: FakeOpenAI,
 ) -> None:

@@ -6,6 +6,7 @@ gateways). Configuration comes from the environment and the model string::
     OPENAI_API_KEY     required (a local server without auth accepts any value)
     OPENAI_BASE_URL    default https://api.openai.com/v1; a query (Azure's ?api-version=...)
                        is sent with every call
+    OPENAI_ORG_ID, OPENAI_PROJECT_ID   optional, as OpenAI's SDK reads them
     openai:gpt-4o-mini?timeout=30&connect_timeout=5&max_retries=4&backoff=0.5
 
 Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and connection errors
@@ -66,6 +67,8 @@ __all__ = [
 PREFIX = "openai"
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
+ORGANIZATION_ENV = "OPENAI_ORG_ID"
+PROJECT_ENV = "OPENAI_PROJECT_ID"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -207,10 +210,14 @@ class OpenAIProvider:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         prices: PriceTable | None = None,
+        organization: str | None = None,
+        project: str | None = None,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``timeout`` bounds reads and writes, ``connect_timeout`` connecting (seconds).
+        ``organization`` and ``project`` go in OpenAI's ``OpenAI-Organization`` and
+        ``OpenAI-Project`` headers (for keys that belong to several).
 
         ``transport``/``async_transport`` replace httpx's network transports (the seam for unit
         tests with ``httpx.MockTransport``); each async call opens and closes its own client, so
@@ -224,6 +231,14 @@ class OpenAIProvider:
         """The base URL's query (Azure's ``api-version``): httpx would append the request's
         path after it, so it is sent as the parameters of each call instead."""
         self._key_header = "api-key" if (parts.hostname or "").endswith(_AZURE_HOSTS) else ""
+        self._scope = {
+            header: value
+            for header, value in (
+                ("OpenAI-Organization", organization),
+                ("OpenAI-Project", project),
+            )
+            if value
+        }
         self._shown_url, self.host = _display_url(self._base_url)
         self._timeout = (float(timeout), float(connect_timeout))
         self.retry = retry or RetryPolicy()
@@ -266,6 +281,12 @@ class OpenAIProvider:
             raise ConfigError(
                 f"{BASE_URL_ENV} must be an http(s) URL such as {DEFAULT_BASE_URL}; got {shown}"
             )
+        if parts.path.rstrip("/").endswith("/chat/completions"):
+            raise ConfigError(
+                f"{BASE_URL_ENV} is the API's root, not its endpoint: got "
+                f"{_display_url(base_url)[0]}; expected e.g. {DEFAULT_BASE_URL} "
+                "(calls go to <root>/chat/completions)"
+            )
         try:
             prices = PriceTable.default(env=environ)
         except PriceError as exc:
@@ -277,6 +298,8 @@ class OpenAIProvider:
             timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
             connect_timeout=float(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
             prices=prices,
+            organization=environ.get(ORGANIZATION_ENV, "").strip() or None,
+            project=environ.get(PROJECT_ENV, "").strip() or None,
         )
         overrides: dict[str, Any] = {
             k: options[k] for k in ("max_retries", "backoff") if k in options
@@ -391,9 +414,8 @@ class OpenAIProvider:
             raise ConfigError(
                 f"{PREFIX}:{self._model} has no API key: set {API_KEY_ENV} to call the model"
             )
-        if self._key_header:
-            return {self._key_header: key, "Accept": "application/json"}
-        return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        auth = {self._key_header: key} if self._key_header else {"Authorization": f"Bearer {key}"}
+        return {**auth, **self._scope, "Accept": "application/json"}
 
     def _body(self, messages: list[Message], params: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self._model, "messages": messages}
