@@ -254,6 +254,21 @@ def test_malformed_json_is_a_clear_error_and_not_retried(
     assert fake_openai.request_count == 1
 
 
+def test_an_error_body_with_a_success_status_says_what_the_server_said(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    fake_openai.queue(malformed('{"error": {"message": "no model gpt-4o-mini on this gateway"}}'))
+
+    with pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+
+    assert str(excinfo.value) == (
+        "openai:gpt-4o-mini: 200 with an error instead of a completion "
+        f"(host {fake_openai.host}): no model gpt-4o-mini on this gateway"
+    )
+    assert fake_openai.request_count == 1  # not retried: the same request would get the same
+
+
 def test_a_client_error_is_not_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
     fake_openai.queue(error(400, "Invalid value for 'temperature'"))
     with pytest.raises(CallError) as excinfo:

@@ -503,6 +503,11 @@ class OpenAIProvider:
             input_tokens = int(usage.get("prompt_tokens") or 0)
             output_tokens = int(usage.get("completion_tokens") or 0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            message = _error_message(response)
+            if message is not None:  # some gateways send their errors with a success status
+                raise self._error(
+                    f"{status} with an error instead of a completion", message, status=status
+                ) from None
             preview = " ".join(response.text[:80].split())
             raise self._error(
                 "malformed response",
@@ -528,14 +533,16 @@ class OpenAIProvider:
 
 def _error_detail(response: httpx.Response) -> str:
     """The server's error message (OpenAI's ``{"error": {"message": ...}}``) or body text."""
+    return _error_message(response) or response.text
+
+
+def _error_message(response: httpx.Response) -> str | None:
+    """OpenAI's ``{"error": {"message": ...}}`` (or ``{"error": "..."}``) in a JSON body."""
     try:
         data = response.json()
     except (ValueError, json.JSONDecodeError):
-        return response.text
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return response.text
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return error if isinstance(error, str) and error else None
