@@ -515,6 +515,97 @@ def test_an_azure_endpoint_gets_the_key_in_an_api_key_header(
     )
 
 
+def test_extra_headers_go_with_every_call(fake_openai: FakeOpenAI) -> None:
+    env = {
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "OPENAI_BASE_URL": fake_openai.url,
+        "LLMOBS_OPENAI_HEADERS": "Ocp-Apim-Subscription-Key=sub-0a1b2c3d, X-Tags=evals%2Cnightly",
+    }
+    provider = OpenAIProvider.from_spec("openai:gpt-4o-mini", env=env)
+
+    with contextlib.closing(provider):
+        provider.complete([{"role": "user", "content": "sync"}])
+        asyncio.run(provider.acomplete([{"role": "user", "content": "async"}]))
+
+    assert len(fake_openai.requests) == 2
+    for request in fake_openai.requests:
+        assert request.headers["ocp-apim-subscription-key"] == "sub-0a1b2c3d"
+        assert request.headers["x-tags"] == "evals,nightly"
+        assert request.headers["authorization"] == f"Bearer {FAKE_API_KEY}"
+    assert "sub-0a1b2c3d" not in repr(provider) + str(provider.options)
+
+
+def test_an_authorization_header_replaces_the_key_even_for_azure(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Microsoft Entra token instead of a key: no OPENAI_API_KEY, no api-key header.
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{fake_openai.host}")
+    env = {
+        "OPENAI_BASE_URL": "http://contoso.openai.azure.com/openai/deployments/gpt-4o"
+        "?api-version=2024-10-21",
+        "LLMOBS_OPENAI_HEADERS": "authorization=Bearer%20eyJ0eXAi.entra-token",
+    }
+    provider = OpenAIProvider.from_spec("openai:gpt-4o", env=env)
+
+    with contextlib.closing(provider):
+        provider.complete([{"role": "user", "content": "hi"}])
+
+    (request,) = fake_openai.requests
+    assert request.headers["authorization"] == "Bearer eyJ0eXAi.entra-token"
+    assert "api-key" not in request.headers
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("X-Gateway-Key", "LLMOBS_OPENAI_HEADERS: entry 1 is not 'key=value' (expected k=v,k2=v2"),
+        ("X-Ok=s3cret-value,Bad Name=s3cret-value", "'Bad Name' is not a valid HTTP header name"),
+        ("Content-Type=text/plain", "'Content-Type' is set by the HTTP client for each request"),
+        ("X-Key=s3cret-value,x-key=s3cret-value", "header 'x-key' given more than once"),
+        ("X-Key=s3cret%0D%0Avalue", "the value of 'X-Key' holds a line break"),
+    ],
+)
+def test_malformed_extra_headers_are_config_errors(value: str, expected: str) -> None:
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "LLMOBS_OPENAI_HEADERS": value}
+    with pytest.raises(ConfigError) as excinfo:
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    message = str(excinfo.value)
+    assert expected in message
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_extra_header_values_are_scrubbed_from_errors(fake_openai: FakeOpenAI) -> None:
+    token = "eyJ0eXAi.entra-token-0123"
+    env = {
+        "OPENAI_BASE_URL": fake_openai.url,
+        "LLMOBS_OPENAI_HEADERS": f"Authorization=Bearer%20{token},X-Sub=sub-0a1b2c3d",
+    }
+    fake_openai.queue(error(401, f"token {token} expired; subscription sub-0a1b2c3d unknown"))
+    provider = OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+
+    with contextlib.closing(provider), pytest.raises(ProviderError) as excinfo:
+        provider.complete([{"role": "user", "content": "hi"}])
+
+    message = str(excinfo.value)
+    assert message.endswith("token *** expired; subscription *** unknown")
+    assert token not in message and "sub-0a1b2c3d" not in message
+
+
+def test_malformed_extra_headers_are_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    monkeypatch.setenv("LLMOBS_OPENAI_HEADERS", "X-Gateway-Key")
+    pytester.makepyfile("def test_x(llm): pass")
+    result = pytester.runpytest("--llm-model=gpt-4o-mini")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --llm-model: LLMOBS_OPENAI_HEADERS: entry 1 is not 'key=value' (expected *"]
+    )
+
+
 def test_missing_key_is_a_usage_error(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

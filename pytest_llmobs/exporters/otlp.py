@@ -26,8 +26,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from pytest_llmobs import env_pairs
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.http import HttpOptions, HttpSender
@@ -50,19 +51,7 @@ EVALUATION_EVENT = "gen_ai.evaluation.result"
 def parse_pairs(value: str, variable: str) -> dict[str, str]:
     """``k=v,k2=v2`` (the OpenTelemetry list format) → a dict, values URL-decoded; a malformed
     entry raises `ExportError` naming the variable (never its values: they may be secrets)."""
-    pairs: dict[str, str] = {}
-    for index, entry in enumerate(value.split(","), start=1):
-        if not entry.strip():
-            continue
-        key, sep, raw = entry.partition("=")
-        key = unquote(key).strip()
-        if not sep or not key:
-            raise ExportError(
-                f"{variable}: entry {index} is not 'key=value' (expected k=v,k2=v2 with "
-                "URL-encoded values)"
-            )
-        pairs[key] = unquote(raw).strip()
-    return pairs
+    return env_pairs.parse_pairs(value, variable, ExportError)
 
 
 def traces_url(environ: Mapping[str, str]) -> str:

@@ -7,13 +7,16 @@ gateways). Configuration comes from the environment and the model string::
     OPENAI_BASE_URL    default https://api.openai.com/v1; a query (Azure's ?api-version=...)
                        is sent with every call
     OPENAI_ORG_ID, OPENAI_PROJECT_ID   optional, as OpenAI's SDK reads them
+    LLMOBS_OPENAI_HEADERS   optional extra headers for gateways, ``Name=value,Name2=value2``
+                       (URL-encoded values); an ``Authorization`` or ``api-key`` header there
+                       replaces the key's header, and OPENAI_API_KEY is then optional
     openai:gpt-4o-mini?timeout=30&connect_timeout=5&max_retries=4&backoff=0.5
 
 Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and connection errors
 are retried; ``Retry-After`` is honoured) with explicit connect/read timeouts. The attempts ride
 on ``ModelResponse.metadata["attempts"]``, or on the final `CallError`. The API key lives in a
 `_Secret` and is sent per request; it is never part of a message, repr or recorded value, and
-anything the server echoes back is scrubbed of it.
+anything the server echoes back is scrubbed of it. The extra headers' values are kept the same way.
 
 httpx is imported on first use, so resolving a model string stays cheap.
 """
@@ -36,6 +39,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from pytest_llmobs.env_pairs import parse_pairs
 from pytest_llmobs.providers import ConfigError
 from pytest_llmobs.providers.base import (
     Message,
@@ -69,6 +73,7 @@ API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ORGANIZATION_ENV = "OPENAI_ORG_ID"
 PROJECT_ENV = "OPENAI_PROJECT_ID"
+HEADERS_ENV = "LLMOBS_OPENAI_HEADERS"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -85,6 +90,14 @@ _AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.
 """Azure OpenAI endpoints: they take the key in an ``api-key`` header, not ``Authorization``
 (which they read as a Microsoft Entra token)."""
 _DETAIL_CHARS = 200
+_AUTH_HEADERS = frozenset({"authorization", "api-key"})
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "transfer-encoding", "connection"}
+)
+"""Headers httpx writes for the request's framing and body: not the user's to set."""
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_SCRUBBED_MIN_CHARS = 4
+"""Shorter header values are not scrubbed from messages (they would mask ordinary words)."""
 
 
 def is_openai_model(name: str) -> bool:
@@ -133,6 +146,28 @@ def _display_url(url: str) -> tuple[str, str]:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}", host
+
+
+def parse_extra_headers(value: str) -> dict[str, str]:
+    """`HEADERS_ENV`'s ``Name=value,...`` → headers; `ConfigError` names a bad entry, never a
+    value (values are usually keys)."""
+    headers = parse_pairs(value, HEADERS_ENV, ConfigError)
+    seen: set[str] = set()
+    for name, header_value in headers.items():
+        lowered = name.lower()
+        if not _HEADER_NAME.match(name):
+            raise ConfigError(f"{HEADERS_ENV}: {name!r} is not a valid HTTP header name")
+        if lowered in _RESERVED_HEADERS:
+            raise ConfigError(
+                f"{HEADERS_ENV}: {name!r} is set by the HTTP client for each request; "
+                "remove it (extra headers are for authentication and gateways)"
+            )
+        if lowered in seen:
+            raise ConfigError(f"{HEADERS_ENV}: header {name!r} given more than once")
+        if "\r" in header_value or "\n" in header_value:
+            raise ConfigError(f"{HEADERS_ENV}: the value of {name!r} holds a line break")
+        seen.add(lowered)
+    return headers
 
 
 def _bad_spec(detail: str) -> UnknownModelError:
@@ -212,12 +247,16 @@ class OpenAIProvider:
         prices: PriceTable | None = None,
         organization: str | None = None,
         project: str | None = None,
+        headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``timeout`` bounds reads and writes, ``connect_timeout`` connecting (seconds).
         ``organization`` and ``project`` go in OpenAI's ``OpenAI-Organization`` and
-        ``OpenAI-Project`` headers (for keys that belong to several).
+        ``OpenAI-Project`` headers (for keys that belong to several). ``headers`` go with every
+        call, after (and over) those; an ``Authorization`` or ``api-key`` among them replaces
+        the key's header, for gateways and tokens the key does not cover (``api_key`` may then
+        be empty). Their values are treated as secrets, as the key is.
 
         ``transport``/``async_transport`` replace httpx's network transports (the seam for unit
         tests with ``httpx.MockTransport``); each async call opens and closes its own client, so
@@ -239,6 +278,9 @@ class OpenAIProvider:
             )
             if value
         }
+        self._extra = {name: _Secret(value) for name, value in (headers or {}).items()}
+        self._takes_auth = any(name.lower() in _AUTH_HEADERS for name in self._extra)
+        """The extra headers carry the credentials: no key header of ours."""
         self._shown_url, self.host = _display_url(self._base_url)
         self._timeout = (float(timeout), float(connect_timeout))
         self.retry = retry or RetryPolicy()
@@ -266,10 +308,11 @@ class OpenAIProvider:
             )
         options = _parse_options(model, query)
         label = f"{PREFIX}:{model}"
+        extra = parse_extra_headers(environ.get(HEADERS_ENV, ""))
         api_key = environ.get(API_KEY_ENV, "").strip()
         if not api_key and _replay_only.get():
             pass  # --llm-cache=read answers from the cache or fails: the key would go unused
-        elif not api_key:
+        elif not api_key and not any(name.lower() in _AUTH_HEADERS for name in extra):
             raise ConfigError(
                 f"{label} needs an API key: set the {API_KEY_ENV} environment variable "
                 "(a local OpenAI-compatible server without auth accepts any value)"
@@ -300,6 +343,7 @@ class OpenAIProvider:
             prices=prices,
             organization=environ.get(ORGANIZATION_ENV, "").strip() or None,
             project=environ.get(PROJECT_ENV, "").strip() or None,
+            headers=extra,
         )
         overrides: dict[str, Any] = {
             k: options[k] for k in ("max_retries", "backoff") if k in options
@@ -409,13 +453,22 @@ class OpenAIProvider:
             return self._client
 
     def _headers(self) -> dict[str, str]:
-        key = self._key.reveal()
-        if not key:  # built for replay only (replay_only()), yet asked to call the server
-            raise ConfigError(
-                f"{PREFIX}:{self._model} has no API key: set {API_KEY_ENV} to call the model"
+        headers = {"Accept": "application/json"}
+        if not self._takes_auth:
+            key = self._key.reveal()
+            if not key:  # built for replay only (replay_only()), yet asked to call the server
+                raise ConfigError(
+                    f"{PREFIX}:{self._model} has no API key: set {API_KEY_ENV} to call the model"
+                )
+            headers[self._key_header or "Authorization"] = (
+                key if self._key_header else f"Bearer {key}"
             )
-        auth = {self._key_header: key} if self._key_header else {"Authorization": f"Bearer {key}"}
-        return {**auth, **self._scope, "Accept": "application/json"}
+        headers.update(self._scope)
+        if self._extra:
+            given = {name.lower() for name in self._extra}
+            headers = {name: v for name, v in headers.items() if name.lower() not in given}
+            headers.update((name, secret.reveal()) for name, secret in self._extra.items())
+        return headers
 
     def _body(self, messages: list[Message], params: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self._model, "messages": messages}
@@ -452,9 +505,12 @@ class OpenAIProvider:
     # --- errors and responses -----------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        key = self._key.reveal()
-        if key:
-            text = text.replace(key, "***")
+        for secret in (self._key, *self._extra.values()):
+            value = secret.reveal()
+            # the whole value, and the credentials of a "<scheme> <credentials>" value alone
+            for part in (value, value.rpartition(" ")[2]):
+                if len(part) >= _SCRUBBED_MIN_CHARS:
+                    text = text.replace(part, "***")
         return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
 
     def _error(self, summary: str, detail: str = "", **kw: Any) -> _AttemptError:
