@@ -1,5 +1,4 @@
-"""The ``llmobs`` command: read runs from the store (``runs``, ``show``, ``export``,
-``report``, ``calibrate``) and combine CI shards (``merge``).
+"""The ``llmobs`` command: read, compare, gate, merge and upload the runs in the store.
 
 RUN is a run id (or a unique prefix of one), a run name (the newest run of that name), or
 ``latest``. The store is found as the plugin finds it (the rootdir's ``llm_store`` or
@@ -11,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import sys
 import time
@@ -23,6 +23,16 @@ from pytest_llmobs.exports import EXPORT_FORMAT, dump_run, result_from_run
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import summary_lines
 from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
+
+PIPE_CLOSED = 141
+"""Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell tool killed by it
+returns."""
+
+DESCRIPTION = (
+    "Read, compare, gate, merge and upload the runs pytest-llmobs stored. RUN is a run id (or a "
+    "unique prefix), a run name (its newest run) or 'latest'; the store is found as the plugin "
+    "finds it (the rootdir's llm_store or .llmobs), or given with --store DIR."
+)
 
 
 class CliError(Exception):
@@ -235,7 +245,7 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmobs", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="llmobs", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -329,10 +339,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     stream = out or sys.stdout
     try:
-        return int(args.handler(args, stream))
+        status = int(args.handler(args, stream))
+        stream.flush()  # here, not at exit: a reader that went away is handled below
+        return status
     except CliError as exc:
         print(f"llmobs: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader stopped early (`llmobs runs | head`): stop quietly, as shell tools do.
+        # What is still buffered goes to /dev/null, so the flush at exit raises nothing.
+        if stream is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return PIPE_CLOSED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -94,3 +94,16 @@ def test_store_found_from_a_subdirectory_via_ini(recorded: Path) -> None:
     sub = recorded / "sub" / "dir"
     sub.mkdir(parents=True)
     assert "second" in llmobs(sub, "runs").stdout
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(recorded: Path) -> None:
+    command = [sys.executable, "-m", "pytest_llmobs.cli", "show", "latest"]
+    with subprocess.Popen(
+        command, cwd=recorded, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # `llmobs show latest | head -0`
+        stderr = process.stderr.read().decode()
+        status = process.wait()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert status == 141
