@@ -138,6 +138,7 @@ class ResponseCache:
 
         In ``read`` mode a request that was never recorded raises `CacheMissError`.
         """
+        __tracebackhide__ = True
         key = cache_key(identity, messages, params, extra)
         if not self.mode.reads:
             return key, None

@@ -110,6 +110,7 @@ class ModelCaller:
         extra: Any,
     ) -> Lookup:
         """The cache key, a replayed answer (or None) and the extra part of the key."""
+        __tracebackhide__ = True  # a cache miss shows the test's `llm.generate` call
         if self.cache is None:
             return None, None, None
         try:
