@@ -120,12 +120,11 @@ def _dataset_versions(shards: Sequence[Shard]) -> None:
 def _thresholds(shards: Sequence[Shard], extra: Sequence[str]) -> list[Threshold]:
     """The shards' stored thresholds (each once), then ``extra``; a bad one raises."""
     found: list[Threshold] = []
-    seen: set[tuple[str | None, str]] = set()
+    seen: set[tuple[str | None, str, str, float]] = set()
 
     def add(threshold: Threshold) -> None:
-        key = (threshold.dataset, threshold.expression)
-        if key not in seen:
-            seen.add(key)
+        if threshold.key not in seen:
+            seen.add(threshold.key)
             found.append(threshold)
 
     try:

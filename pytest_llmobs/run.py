@@ -140,7 +140,8 @@ class RunRecorder:
     _counts: dict[str, int] = field(default_factory=dict)
     _datasets: dict[str, str] = field(default_factory=dict)
     _prompts: dict[tuple[str, int], str] = field(default_factory=dict)
-    _seen_thresholds: set[tuple[str | None, str]] = field(default_factory=set)
+    _seen_thresholds: set[tuple[str | None, str, str, float]] = field(default_factory=set)
+    _seen_expressions: set[tuple[str | None, str]] = field(default_factory=set)
     run_evaluators: dict[str, RunEvaluator] = field(default_factory=dict)
     repeats: RepeatTracker = field(default_factory=RepeatTracker)
     _expected: dict[str, str] = field(default_factory=dict)
@@ -148,8 +149,11 @@ class RunRecorder:
     _received: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        unique: dict[tuple[str | None, str, str, float], Threshold] = {}
         for threshold in self.thresholds:
-            self._seen_thresholds.add((threshold.dataset, threshold.expression))
+            unique.setdefault(threshold.key, threshold)  # each gate once, first spelling
+        self.thresholds = list(unique.values())
+        self._seen_thresholds.update(unique)
 
     @property
     def header(self) -> dict[str, Any]:
@@ -184,12 +188,16 @@ class RunRecorder:
             self.add_threshold(expression, dataset=item.get("dataset"), source="llm_dataset marker")
 
     def add_threshold(self, expression: str, *, dataset: str | None, source: str) -> None:
-        """Add a threshold once (markers repeat theirs on every item)."""
-        key = (dataset, " ".join(expression.split()))
-        if key in self._seen_thresholds:
+        """Add a threshold once (markers repeat theirs on every item), unless the run already
+        has one that checks the same thing."""
+        spelled = (dataset, " ".join(expression.split()))
+        if spelled in self._seen_expressions:  # the common case: no parsing per item
             return
-        self._seen_thresholds.add(key)
-        self.thresholds.append(parse_threshold(expression, dataset=dataset, source=source))
+        self._seen_expressions.add(spelled)
+        threshold = parse_threshold(expression, dataset=dataset, source=source)
+        if threshold.key not in self._seen_thresholds:
+            self._seen_thresholds.add(threshold.key)
+            self.thresholds.append(threshold)
 
     def expect(self, node_ids: Iterable[str], reason: str = NO_RESULT) -> None:
         """Declare collected items; those that never arrive are listed as ``missing``."""

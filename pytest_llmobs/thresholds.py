@@ -46,6 +46,12 @@ class Threshold:
     def group(self) -> str:
         return self.dataset if self.dataset is not None else ALL_ITEMS
 
+    @property
+    def key(self) -> tuple[str | None, str, str, float]:
+        """What the threshold checks: two spelled differently (``x>=0.90``, ``x >= 0.9``, with
+        the dataset as a prefix or from a marker) are one gate."""
+        return (self.dataset, self.aggregate, self.op, self.limit)
+
 
 @dataclass(frozen=True, slots=True)
 class ThresholdResult:

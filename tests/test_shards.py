@@ -135,6 +135,25 @@ def test_merge_gates_on_thresholds_and_exits_1_when_one_fails(
     assert "1 of 1 threshold(s) failed: session fails" in failing
 
 
+def test_merge_evaluates_a_gate_the_shards_already_have_once(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(
+        test_shard="import pytest\n\n"
+        "@pytest.mark.llm_dataset('capitals', thresholds=['mean_quality >= 0.5'])\n"
+        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+    )
+    a, b = run_shards(pytester, capsys)
+
+    status = main(["merge", str(a), str(b), "--threshold", "capitals: mean_quality>=0.50"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.count("mean_quality") == out.count("mean_quality >= 0.5  observed") == 1
+
+
 def test_merge_refuses_shards_of_different_runs(
     pytester: pytest.Pytester,
     capitals: list[dict[str, Any]],

@@ -301,6 +301,24 @@ def test_thresholds_from_ini_list_and_command_line_all_apply(
     result.stdout.fnmatch_lines(["  ✗ graded: p50_quality > 0.6  observed 0.600 (n=3)"])
 
 
+def test_a_gate_given_twice_in_different_spellings_is_evaluated_once(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeini("[pytest]\nllm_threshold = graded: mean_quality>=0.50\n")
+    graded_suite(pytester, ["mean_quality >= 0.5", "max_quality <= 0.7"])
+
+    result = pytester.runpytest(
+        "--llm-threshold=graded: mean_quality >= 0.5", "--llm-threshold=graded: max_quality<=.7"
+    )
+
+    assert result.ret == pytest.ExitCode.OK
+    assert verdicts(runs.latest()) == [  # the first spelling of each gate, where it came from
+        ("graded: mean_quality>=0.50", "ini llm_threshold", True, pytest.approx(0.6), 3),
+        ("graded: max_quality<=.7", "--llm-threshold", True, pytest.approx(0.7), 3),
+    ]
+    result.stdout.fnmatch_lines(["thresholds:", "  ✓ *", "  ✓ *", "=*passed*"], consecutive=True)
+
+
 def test_threshold_on_a_missing_aggregate_fails_the_session_listing_known_aggregates(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
