@@ -42,6 +42,9 @@ GENERATION_PARAMS = frozenset(
 
 PromptInput = str | CompiledPrompt | Sequence[Mapping[str, str]]
 
+_ANSWER_METADATA = ("finish_reason", "response_id")
+"""What a provider says of its answer that the generation keeps in its metadata."""
+
 
 @dataclass(slots=True)
 class LLMResult:
@@ -133,6 +136,13 @@ class LLM:
 
     def _finish(self, observation: Observation, started: float, answer: Any) -> LLMResult:
         observation.output = answer.text
+        if answer.model and answer.model != observation.model:  # the server's dated name
+            observation.metadata["requested_model"] = observation.model
+            observation.model = answer.model
+        for key in _ANSWER_METADATA:
+            value = answer.metadata.get(key)
+            if value is not None:
+                observation.metadata[key] = value
         observation.usage = answer.usage.to_dict()
         observation.cost = answer.cost
         latency = answer.latency_ms or (time.perf_counter() - started) * 1000.0

@@ -433,6 +433,25 @@ def test_base_url_must_be_http() -> None:
         OpenAIProvider.from_spec("gpt-4o-mini", env=env)
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("127.0.0.1:8000/v1", "'127.0.0.1:8000/v1' (no http:// or https:// in front)"),
+        ("me:s3cret@gateway.local/v1", "'***@gateway.local/v1' (no http:// or https:// in front)"),
+        ("ftp://gateway.local/v1", "'ftp://gateway.local/v1'"),
+    ],
+)
+def test_a_base_url_that_is_not_http_is_shown_back_without_credentials(
+    value: str, shown: str
+) -> None:
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": value}
+    with pytest.raises(ConfigError) as excinfo:
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    assert str(excinfo.value) == (
+        f"OPENAI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1; got {shown}"
+    )
+
+
 def test_a_base_url_naming_the_endpoint_is_a_config_error() -> None:
     env = {
         "OPENAI_API_KEY": FAKE_API_KEY,
@@ -718,6 +737,35 @@ def test_a_suite_records_usage_cost_and_prices_from_a_file(
         assert generation["usage"] == {"input": 10, "output": 2, "total": 12}
         assert generation["cost"] == pytest.approx((10 * 100 + 2 * 1000) / 1e6)
         assert "attempts" not in generation["metadata"]
+
+
+def test_a_generation_records_the_model_that_answered_and_why_it_stopped(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI
+) -> None:
+    openai_env.respond_with(
+        lambda request: answer("Paris", model="gpt-4o-mini-2024-07-18", finish_reason="length")
+    )
+    pytester.makepyfile("def test_one(llm):\n    assert llm.generate('Capital?').text\n")
+
+    pytester.runpytest("--llm-model=gpt-4o-mini").assert_outcomes(passed=1)
+
+    run = runs.latest()
+    assert run["model"] == "gpt-4o-mini"  # the run keeps the model the session asked for
+    (generation,) = generations(run["items"][0])
+    assert generation["model"] == "gpt-4o-mini-2024-07-18"
+    assert generation["metadata"]["requested_model"] == "gpt-4o-mini"
+    assert generation["metadata"]["finish_reason"] == "length"
+    assert generation["metadata"]["response_id"].startswith("chatcmpl-fake-")
+
+
+def test_a_model_repeating_the_key_does_not_get_it_into_the_run(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    fake_openai.queue(answer(f"Your key is {FAKE_API_KEY}, keep it safe. sk-not-ours-1234"))
+
+    reply = provider.complete(ask("What is my key?"))
+
+    assert reply.text == "Your key is ***, keep it safe. sk-not-ours-1234"  # only our key
 
 
 def test_prices_from_the_environment(

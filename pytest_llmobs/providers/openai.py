@@ -170,6 +170,15 @@ def parse_extra_headers(value: str) -> dict[str, str]:
     return headers
 
 
+def _shown_bad_url(value: str) -> str:
+    """A base URL that did not parse, quoted for a message: credentials (``user:pass@``) cut,
+    and the usual mistake, a missing scheme, named."""
+    shown = repr(re.sub(r"[^/@\s]*@", "***@", value, count=1))
+    if "://" not in value:
+        return f"{shown} (no http:// or https:// in front)"
+    return shown
+
+
 def _bad_spec(detail: str) -> UnknownModelError:
     return UnknownModelError(f"{PREFIX}: {detail}; known options: {_KNOWN_OPTIONS}")
 
@@ -320,9 +329,9 @@ class OpenAIProvider:
         base_url = environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = _display_url(base_url)[0] if parts.hostname else "(not a URL)"
             raise ConfigError(
-                f"{BASE_URL_ENV} must be an http(s) URL such as {DEFAULT_BASE_URL}; got {shown}"
+                f"{BASE_URL_ENV} must be an http(s) URL such as {DEFAULT_BASE_URL}; got "
+                f"{_shown_bad_url(base_url)}"
             )
         if parts.path.rstrip("/").endswith("/chat/completions"):
             raise ConfigError(
@@ -505,13 +514,19 @@ class OpenAIProvider:
     # --- errors and responses -----------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
+        """``text`` for a message: without our secrets, nor anything that looks like a key."""
+        return _KEY_LIKE.sub(lambda m: m.group(1) + "***", self._without_secrets(text))
+
+    def _without_secrets(self, text: str) -> str:
+        """``text`` with the key and the extra headers' values masked (answers too: a model
+        that repeats the key must not get it into a run)."""
         for secret in (self._key, *self._extra.values()):
             value = secret.reveal()
             # the whole value, and the credentials of a "<scheme> <credentials>" value alone
             for part in (value, value.rpartition(" ")[2]):
-                if len(part) >= _SCRUBBED_MIN_CHARS:
+                if len(part) >= _SCRUBBED_MIN_CHARS and part in text:
                     text = text.replace(part, "***")
-        return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
+        return text
 
     def _error(self, summary: str, detail: str = "", **kw: Any) -> _AttemptError:
         detail = " ".join(self._scrub(detail).split())
@@ -575,7 +590,7 @@ class OpenAIProvider:
         model = str(data.get("model") or self._model)
         usage_ = Usage(input=input_tokens, output=output_tokens)
         return ModelResponse(
-            text=str(text),
+            text=self._without_secrets(str(text)),
             model=model,
             usage=usage_,
             latency_ms=latency,
