@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.aggregates import Aggregate
-from pytest_llmobs.datasets import Dataset, DatasetItem, load_dataset, load_dataset_file
+from pytest_llmobs.datasets import (
+    Dataset,
+    DatasetError,
+    DatasetItem,
+    load_dataset,
+    load_dataset_file,
+)
 from pytest_llmobs.evaluators.custom import RunEvaluator
 from pytest_llmobs.experiment_runner import (
     ExperimentItem,
@@ -58,6 +64,7 @@ from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
 __all__ = ["ExperimentItem", "ExperimentResult", "arun_experiment", "run_experiment"]
 
 DEFAULT_STORE = ".llmobs"
+_DATASET_SUFFIXES = (".jsonl", ".json", ".csv")
 THRESHOLD_SOURCE = "run_experiment"
 
 EvaluatorsArg = Sequence[Callable[..., Any]] | Mapping[str, Callable[..., Any]]
@@ -188,6 +195,11 @@ async def arun_experiment(
 ) -> ExperimentResult:
     """`run_experiment` for code already in an event loop: ``await arun_experiment(...)``."""
     _check_limits(name, task, max_concurrency, timeout_s, retries)
+    if isinstance(thresholds, str):
+        raise TypeError(
+            f"thresholds must be a list of expressions; got the string {thresholds!r} "
+            f"(write thresholds=[{thresholds!r}])"
+        )
     data = _resolve_dataset(dataset, datasets_dir=datasets_dir, dataset_name=dataset_name)
     checks = [parse_threshold(t, source=THRESHOLD_SOURCE) for t in thresholds]
     item_evaluators = [ItemEvaluator.of(n, f) for n, f in _named(evaluators, "evaluators")]
@@ -244,6 +256,11 @@ def _open_store(store: str | os.PathLike[str] | None) -> Store:
 
 
 def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[..., Any]]]:
+    if callable(functions) or not isinstance(functions, Iterable):
+        raise TypeError(
+            f"{argument} must be a list of functions or a mapping {{name: function}}; "
+            f"got {functions!r}"
+        )
     if isinstance(functions, Mapping):
         pairs = [(str(k), v) for k, v in functions.items()]
     else:
@@ -284,9 +301,21 @@ def _resolve_dataset(
         return dataset
     if isinstance(dataset, (str, os.PathLike)):
         path = Path(dataset)
-        if path.suffix.lower() in (".jsonl", ".json", ".csv") and path.is_file():
-            return load_dataset_file(path, dataset_name)
-        return load_dataset(str(dataset), Path(datasets_dir or "datasets"))
+        names_a_file = (
+            isinstance(dataset, os.PathLike)
+            or len(path.parts) > 1
+            or path.suffix.lower() in _DATASET_SUFFIXES
+        )
+        if not names_a_file:
+            return load_dataset(str(dataset), Path(datasets_dir or "datasets"))
+        if not path.is_file():
+            raise DatasetError(
+                f"dataset file {str(path)!r} not found (relative to {Path.cwd()}); pass a "
+                ".jsonl, .json or .csv file, or a dataset's name with datasets_dir="
+            )
+        if path.suffix.lower() not in _DATASET_SUFFIXES:
+            raise DatasetError(f"{path}: expected a .jsonl, .json or .csv dataset file")
+        return load_dataset_file(path, dataset_name)
     if isinstance(dataset, Iterable) and not isinstance(dataset, (bytes, Mapping)):
         return dataset_from_items(list(dataset), dataset_name or "inline")
     raise TypeError(
@@ -307,7 +336,9 @@ def dataset_from_items(entries: list[Mapping[str, Any] | DatasetItem], name: str
             content = {"input": entry.input, "expected_output": entry.expected_output}
             raws.append(files._Raw(loc, entry.id, content | {"metadata": dict(entry.metadata)}))
         else:
-            raws.append(files._from_object(dict(entry), loc))
+            raws.append(
+                files._from_object(dict(entry) if isinstance(entry, Mapping) else entry, loc)
+            )
     if not raws:
         raise files.DatasetError(f"dataset {name!r} has no items")
     items = files._assign_ids(raws, name)

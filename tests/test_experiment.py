@@ -507,6 +507,24 @@ def test_inside_a_running_loop_run_experiment_says_to_await_arun_experiment() ->
         ({"model": "mock-llm-v1?acuracy=1"}, ValueError, "unknown option 'acuracy'"),
         ({"evaluators": [lambda o, i: True]}, ValueError, "has no usable name"),
         ({"dataset": 42}, TypeError, "dataset must be a Dataset, a dataset name"),
+        (
+            {"dataset": "data/nope.jsonl"},
+            DatasetError,
+            "dataset file 'data/nope.jsonl' not found (relative to ",
+        ),
+        ({"dataset": "nope.csv"}, DatasetError, "dataset file 'nope.csv' not found"),
+        (
+            {"dataset": ["What is the capital of France?"]},
+            DatasetError,
+            "dataset 'inline': item 1: expected a JSON object with 'input'",
+        ),
+        (
+            {"thresholds": "mean_exact >= 0.7"},
+            TypeError,
+            "thresholds must be a list of expressions; got the string 'mean_exact >= 0.7'",
+        ),
+        ({"evaluators": None}, TypeError, "evaluators must be a list of functions or a mapping"),
+        ({"run_evaluators": exact}, TypeError, "run_evaluators must be a list of functions"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(
