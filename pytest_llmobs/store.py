@@ -91,6 +91,15 @@ class StoreError(Exception):
     """The store cannot be opened, or a run reference does not resolve."""
 
 
+def _schema_number(value: object, path: Path | None) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise StoreError(
+            f"{path}: damaged store: schema version {value!r} is not a number"
+        ) from None
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -103,6 +112,8 @@ class Store:
         self.governance = governance
         """Redaction, sampling and size limits applied to everything written (None: as given)."""
         if path is not None:
+            if path.parent.exists() and not path.parent.is_dir():
+                raise StoreError(f"{path.parent} is a file; the store needs a directory")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -113,12 +124,19 @@ class Store:
             self._db = sqlite3.connect(
                 target, timeout=30.0, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{target}: cannot open the store ({exc})") from None
+        try:
             self.registered_prompts: dict[tuple[str, int], str] = {}
             """(name, version) → hash of every prompt version this connection registered."""
             self._db.execute("PRAGMA foreign_keys = ON")
             self._prepare(on_disk=path is not None)
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise StoreError(f"{target}: not a usable llmobs store ({exc})") from None
+        except StoreError:
+            self._db.close()
+            raise
 
     def _prepare(self, *, on_disk: bool) -> None:
         """WAL mode and the schema. Processes opening a new store at once (xdist workers) can
@@ -127,6 +145,7 @@ class Store:
         deadline = time.monotonic() + _OPEN_TIMEOUT_S
         while True:
             try:
+                self._refuse_a_foreign_database()
                 if on_disk:
                     self._db.execute("PRAGMA journal_mode = WAL")
                     self._db.execute("PRAGMA synchronous = NORMAL")
@@ -148,7 +167,7 @@ class Store:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            found = 1 if row is None else int(row[0])
+            found = 1 if row is None else _schema_number(row[0], self.path)
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 for statement in filter(str.strip, _MIGRATIONS[version].split(";")):
                     self._db.execute(statement)
@@ -165,6 +184,18 @@ class Store:
                     f"{self.path}: store schema {row[0]} is newer than this plugin understands "
                     f"({SCHEMA_VERSION}); upgrade pytest-llmobs"
                 )
+
+    def _refuse_a_foreign_database(self) -> None:
+        """Another program's SQLite file is left as it is (no WAL switch, no tables added)."""
+        tables = {
+            row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables and "meta" not in tables:
+            found = ", ".join(sorted(tables)[:5])
+            raise StoreError(
+                f"{self.path}: not an llmobs store (it holds other tables: {found}); "
+                "give the store a directory of its own"
+            )
 
     def _schema_is_current(self) -> bool:
         try:

@@ -16,7 +16,7 @@ import pytest
 
 import pytest_llmobs.baselines  # noqa: F401  (loaded once here, not inside the inner sessions)
 from pytest_llmobs import cli
-from pytest_llmobs.store import SCHEMA_VERSION, Store
+from pytest_llmobs.store import SCHEMA_VERSION, Store, StoreError
 
 if TYPE_CHECKING:
     from conftest import Runs
@@ -306,6 +306,55 @@ def test_a_newer_store_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(Exception, match=rf"store schema {SCHEMA_VERSION + 1} is newer"):
         Store(path)
+
+
+def test_a_damaged_schema_version_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "llmobs.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '2x' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError) as raised:
+        Store(path)
+    assert str(raised.value) == f"{path}: damaged store: schema version '2x' is not a number"
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    path = tmp_path / "theirs" / "llmobs.db"
+    path.parent.mkdir()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (body TEXT)")
+    db.commit()
+    db.close()
+    pytester.makepyfile("def test_x(llm): pass")
+
+    result = pytester.runpytest(f"--llm-store={path.parent}")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --llm-store: {path}: not an llmobs store (it holds other tables: notes); "
+            "give the store a directory of its own"
+        ]
+    )
+    db = sqlite3.connect(path)
+    try:
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        journal = db.execute("PRAGMA journal_mode").fetchone()
+    finally:
+        db.close()
+    assert tables == [("notes",)] and journal == ("delete",)
+
+
+def test_a_file_given_as_the_store_directory_is_named(tmp_path: Path) -> None:
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("mine")
+    with pytest.raises(StoreError, match=rf"^{a_file} is a file; the store needs a directory$"):
+        Store.in_directory(a_file)
+    assert a_file.read_text() == "mine"
 
 
 def test_deleting_a_run_drops_its_baseline(tmp_path: Path) -> None:
