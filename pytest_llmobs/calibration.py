@@ -107,11 +107,18 @@ def read_labels(path: Path) -> tuple[str, list[HumanLabel]]:
             f"got {', '.join(header) or '(no header)'}"
         )
     labels = []
+    first_line: dict[str, int] = {}
     for row in reader:
         values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         line = reader.line_num
         if not values.get(key) or not values.get("label"):
             raise CalibrationError(f"{path}:{line}: empty {key!r} or 'label'")
+        earlier = first_line.setdefault(values[key], line)
+        if earlier != line:  # counted twice, two labels would weigh one item double
+            raise CalibrationError(
+                f"{path}:{line}: a second label for {key} {values[key]!r} (the first is on "
+                f"line {earlier}); give one label per item"
+            )
         labels.append(HumanLabel(values[key], values["label"], line))
     if not labels:
         raise CalibrationError(f"{path}: no labels")

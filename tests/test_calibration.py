@@ -138,6 +138,11 @@ def test_categorical_score_compares_strings(project: Path) -> None:
         ),
         ("item_id,label\na,\n", "labels.csv:2: empty 'item_id' or 'label'"),
         ("item_id,label\n", "labels.csv: no labels"),
+        (
+            "item_id,label\nfrance,pass\njapan,pass\nfrance,fail\n",
+            "labels.csv:4: a second label for item_id 'france' (the first is on line 2); "
+            "give one label per item",
+        ),
     ],
 )
 def test_bad_labels_files(tmp_path: Path, content: str, message: str) -> None:
