@@ -47,7 +47,13 @@ def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
         state = session_state(config)
 
         def load(name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
-            loaded = state.prompts.get(name, version=version, label=label)
+            from pytest_llmobs.prompts import PromptError
+
+            __tracebackhide__ = True
+            try:
+                loaded = state.prompts.get(name, version=version, label=label)
+            except PromptError as exc:
+                raise _at_the_call(exc) from None
             state.use_prompt(loaded)
             return loaded
 
@@ -74,7 +80,13 @@ def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
         state = session_state(config)
 
         def load(name: str) -> Dataset:
-            loaded = state.dataset(name)
+            from pytest_llmobs.datasets import DatasetError
+
+            __tracebackhide__ = True
+            try:
+                loaded = state.dataset(name)
+            except DatasetError as exc:
+                raise _at_the_call(exc) from None
             if state.current_record is not None:
                 state.current_record.use_dataset(loaded.name, loaded.version)
             return loaded
@@ -91,3 +103,10 @@ def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
     for name, fixture in attributes.items():
         setattr(holder, name, fixture)
     return holder
+
+
+def _at_the_call(error: Exception) -> Exception:
+    """``error`` without its traceback: its message names the file and line at fault, so the
+    test's own call is all a failure needs to show (not the loader's frames, nor the JSON
+    parser's error it was made from)."""
+    return error.with_traceback(None)

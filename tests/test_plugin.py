@@ -508,6 +508,46 @@ def test_missing_prompt_variable_fails_the_test_naming_the_variable(
     assert item["error"] == f"pytest_llmobs.prompts.PromptVariableError: {message}"
 
 
+def test_a_malformed_file_loaded_in_a_test_fails_at_the_tests_line(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makefile(".json", **{"prompts/bad": '{"name": "bad", "template": "hi"} trailing'})
+    pytester.makefile(".jsonl", **{"datasets/broken": '{"input": "a"}\n{"input": \n'})
+    pytester.makepyfile(
+        dedent(
+            """\
+            import pytest
+            from pytest_llmobs.datasets import DatasetError
+
+            def test_prompt(prompt):
+                prompt("bad")
+
+            def test_dataset(dataset):
+                dataset("broken")
+
+            def test_still_catchable(dataset):
+                with pytest.raises(DatasetError, match="broken.jsonl:2: invalid JSON"):
+                    dataset("broken")
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            '>       prompt("bad")',
+            "E       *PromptError: */prompts/bad.json:1:*: invalid JSON (Extra data)",
+            '>       dataset("broken")',
+            "E       *DatasetError: */datasets/broken.jsonl:2: invalid JSON (Expecting value)",
+        ]
+    )
+    output = result.stdout.str()  # neither the loaders' frames nor the JSON parser's error
+    assert "prompt_files.py" not in output and "JSONDecodeError" not in output
+    assert "datasets.py:" not in output
+
+
 def test_bad_dataset_line_is_a_collection_error_naming_file_and_line(
     pytester: pytest.Pytester,
 ) -> None:
