@@ -324,6 +324,8 @@ class Store:
         if doomed and self.path is not None:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
+            # in WAL mode VACUUM writes the whole compacted database to the WAL: fold it back
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return doomed
 
     def size_bytes(self) -> int:

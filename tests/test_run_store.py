@@ -16,6 +16,7 @@ import pytest
 from pytest_llmobs import __version__
 from pytest_llmobs.datasets import load_dataset
 from pytest_llmobs.run import git_environment
+from pytest_llmobs.store import Store
 from pytest_llmobs.tracing import derived_id
 
 if TYPE_CHECKING:
@@ -412,3 +413,24 @@ def test_a_dataset_version_is_snapshotted_once_across_runs(
     with contextlib.closing(sqlite3.connect(runs.db())) as db:
         rows = db.execute("SELECT name, version FROM datasets").fetchall()
     assert sorted(rows) == sorted([("capitals", first), ("capitals", second)])
+
+
+def test_pruning_leaves_the_store_smaller_on_disk(tmp_path: Path) -> None:
+    store = Store(tmp_path / "llmobs.db")
+    try:
+        for n in range(4):
+            run_id = f"r{n}"
+            store.begin_run({"id": run_id, "name": run_id, "started_at": float(n)})
+            for seq in range(50):
+                item = {"node_id": f"t{seq}", "outcome": "passed", "input": "x" * 2000}
+                store.write_item(run_id, seq, item)
+            store.finish_run(run_id, status="passed", ended_at=float(n) + 0.5, summary={})
+        before = store.size_bytes()
+
+        deleted = store.prune(keep_last=1)
+
+        after = store.size_bytes()
+    finally:
+        store.close()
+    assert deleted == ["r2", "r1", "r0"]
+    assert after < before / 2  # VACUUM's copy in the WAL is folded back, not counted twice
