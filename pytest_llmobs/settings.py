@@ -178,8 +178,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "upload",
-        "after the session, upload the run to: langfuse (comma-separated targets; keys from "
-        "LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY/LANGFUSE_BASE_URL)",
+        "after the session, upload the run to langfuse, phoenix and/or otlp (comma-separated; "
+        "configured by LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY/LANGFUSE_BASE_URL, "
+        "PHOENIX_COLLECTOR_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT)",
         metavar="TARGETS",
     ),
     OptionSpec(
