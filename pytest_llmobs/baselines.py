@@ -19,77 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from pytest_llmobs.exports import EXPORT_FORMAT, EXPORT_VERSION
+from pytest_llmobs.export_schema import export_problem
+from pytest_llmobs.exports import EXPORT_FORMAT
 from pytest_llmobs.store import Store, StoreError
 
 
 class BaselineError(ValueError):
     """A baseline reference does not resolve, or its file is missing or malformed."""
-
-
-class _Score(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    value: Any
-    data_type: Literal["NUMERIC", "CATEGORICAL", "BOOLEAN"]
-
-
-class _Trace(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    observations: list[dict[str, Any]] = Field(default_factory=list)
-    scores: list[_Score] = Field(default_factory=list)
-
-
-class _Item(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    node_id: str
-    dataset: str | None = None
-    item_id: str | None = None
-    repeat: int = Field(default=0, ge=0)
-    outcome: Literal["passed", "failed", "error", "skipped"]
-    trace: _Trace
-
-
-class _Aggregate(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    value: float
-    n: int
-    extra: dict[str, float] = Field(default_factory=dict)
-
-
-class _Prompt(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    version: int
-    hash: str = ""
-
-
-class ExportedRun(BaseModel):
-    """The parts of an ``llmobs export`` file that comparison reads."""
-
-    model_config = ConfigDict(extra="allow")
-    format: Literal["pytest-llmobs/run"]
-    format_version: int = Field(ge=1, le=EXPORT_VERSION)
-    id: str
-    name: str = ""
-    model: str | None = None
-    status: str = "unknown"
-    params: dict[str, Any] = Field(default_factory=dict)
-    items: list[_Item]
-    aggregates: dict[str, list[_Aggregate]] | None = None
-    datasets: dict[str, str] = Field(default_factory=dict)
-    prompts: list[_Prompt] = Field(default_factory=list)
-
-
-def _problem(exc: ValidationError) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
 
 
 def load_export(path: Path) -> dict[str, Any]:
@@ -110,12 +46,9 @@ def load_export(path: Path) -> dict[str, Any]:
             f"baseline file {str(path)!r} is not a pytest-llmobs run export "
             f"(expected \"format\": {EXPORT_FORMAT!r}; write one with 'llmobs export RUN -o FILE')"
         )
-    try:
-        ExportedRun.model_validate(data)
-    except ValidationError as exc:
-        raise BaselineError(
-            f"baseline file {str(path)!r} is not a valid run export: {_problem(exc)}"
-        ) from None
+    problem = export_problem(data)
+    if problem is not None:
+        raise BaselineError(f"baseline file {str(path)!r} is not a valid run export: {problem}")
     return data
 
 

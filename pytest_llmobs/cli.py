@@ -155,6 +155,19 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _writable(value: str) -> Path:
+    """``-o``'s path, its directory created; a directory or an unwritable place is a
+    `CliError` (raised before the command does anything that cannot be undone)."""
+    path = Path(value)
+    if path.is_dir():
+        raise CliError(f"-o {value}: is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"-o {value}: cannot create its directory ({exc})") from None
+    return path
+
+
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args.store)
     try:
@@ -163,7 +176,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     text = dump_run(run)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        _writable(args.output).write_text(text + "\n", encoding="utf-8")
         print(f"wrote run {run['id']} ({len(run['items'])} items) to {args.output}", file=out)
     else:
         print(text, file=out)
@@ -180,6 +193,11 @@ def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"{source}: not a readable run export ({exc})") from None
         if not isinstance(run, dict) or run.get("format") != EXPORT_FORMAT:
             raise CliError(f"{source}: not a run export (expected format {EXPORT_FORMAT!r})")
+        from pytest_llmobs.export_schema import export_problem
+
+        problem = export_problem(run)
+        if problem is not None:
+            raise CliError(f"{source}: not a valid run export: {problem}")
         return run
     store = open_store(args.store)
     try:
@@ -192,7 +210,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.reporting.html import write_html
 
     run = _load_for_report(args)
-    path = Path(args.output or f"llmobs-report-{run['id']}.html")
+    path = _writable(args.output or f"llmobs-report-{run['id']}.html")
     try:
         write_html(run, path, max_traces=args.max_traces)
     except OSError as exc:
@@ -207,6 +225,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.xdist import missing_lines
 
     store_dir = Path(args.store) if args.store else None
+    output = _writable(args.output) if args.output else None  # before anything is stored
     try:
         merged = merge_files(
             [Path(f) for f in args.files], thresholds=args.threshold, store_dir=store_dir
@@ -221,8 +240,8 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     for line in [*missing_lines(merged.result.missing), *merged.notes]:
         print(line, file=out)
-    if args.output:
-        Path(args.output).write_text(dump_run(merged.run) + "\n", encoding="utf-8")
+    if output is not None:
+        output.write_text(dump_run(merged.run) + "\n", encoding="utf-8")
         print(f"wrote merged run {merged.result.run_id} to {args.output}", file=out)
     return 0 if merged.result.status == "passed" else 1
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.aggregates import ALL_ITEMS
+from pytest_llmobs.export_schema import export_problem
 from pytest_llmobs.exports import EXPORT_FORMAT
 from pytest_llmobs.run import RunRecorder, RunResult
 from pytest_llmobs.store import Store, StoreError
@@ -68,8 +69,9 @@ def load_shard(path: Path) -> Shard:
             f"{path}: not a run export (expected format {EXPORT_FORMAT!r}, as written by "
             "'llmobs export')"
         )
-    if not isinstance(data.get("items"), list) or not data.get("id"):
-        raise MergeError(f"{path}: run export without an id or an item list")
+    problem = export_problem(data)
+    if problem is not None:
+        raise MergeError(f"{path}: not a valid run export: {problem}")
     return Shard(path, data)
 
 

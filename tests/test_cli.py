@@ -107,3 +107,21 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(recorded: Path) -> N
         status = process.wait()
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert status == 141
+
+
+def test_report_of_a_damaged_export_names_the_field(recorded: Path) -> None:
+    exported = llmobs(recorded, "export", "latest", "-o", "runs/latest.json")
+    assert exported.returncode == 0, exported.stderr  # -o's directory is created
+    path = recorded / "runs" / "latest.json"
+    run = json.loads(path.read_text(encoding="utf-8"))
+    run["items"][0]["outcome"] = "exploded"
+    path.write_text(json.dumps(run), encoding="utf-8")
+
+    done = llmobs(recorded, "report", "runs/latest.json", "-o", "report.html")
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        "llmobs: error: runs/latest.json: not a valid run export: items.0.outcome: Input should "
+        "be 'passed', 'failed', 'error' or 'skipped'\n"
+    )
+    assert not (recorded / "report.html").exists()

@@ -226,6 +226,93 @@ def test_merge_names_a_file_that_is_not_an_export(
     assert capsys.readouterr().err.startswith(f"llmobs: error: {bad}: {problem}")
 
 
+def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
+    """``run`` with one thing broken, as a hand-edited or damaged shard would be."""
+    item = run["items"][0]
+    if edit == "outcome-null":
+        item["outcome"] = None
+    elif edit == "outcome-unknown":
+        item["outcome"] = "exploded"
+    elif edit == "item-not-an-object":
+        run["items"][0] = "oops"
+    elif edit == "aggregates-not-a-mapping":
+        run["aggregates"] = "x"
+    elif edit == "started-at-text":
+        run["started_at"] = "yesterday"
+    elif edit == "score-value-wrong-type":
+        item["trace"]["scores"][0]["value"] = "x"
+    elif edit == "format-version-from-the-future":
+        run["format_version"] = 99
+    elif edit == "trace-missing":
+        del item["trace"]
+    elif edit == "repeat-text":
+        item["repeat"] = "x"
+    return run
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        ("outcome-null", "items.0.outcome: Input should be 'passed', 'failed', 'error' or"),
+        ("outcome-unknown", "items.0.outcome: Input should be 'passed', 'failed', 'error' or"),
+        ("item-not-an-object", "items.0: Input should be a valid dictionary or instance of"),
+        ("aggregates-not-a-mapping", "aggregates: Input should be a valid dictionary"),
+        ("started-at-text", "started_at: Input should be a valid number"),
+        ("score-value-wrong-type", "a NUMERIC score cannot have the value 'x'"),
+        ("format-version-from-the-future", "format_version: Input should be less than or equal"),
+        ("trace-missing", "items.0.trace: Field required"),
+        ("repeat-text", "items.0.repeat: Input should be a valid integer"),
+    ],
+)
+def test_a_damaged_shard_is_named_and_nothing_is_stored(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    edit: str,
+    problem: str,
+) -> None:
+    pytester.makepyfile(
+        test_shard="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
+        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+    )
+    a, b = run_shards(pytester, capsys)
+    b.write_text(json.dumps(_edited(json.loads(b.read_text(encoding="utf-8")), edit)))
+    store = pytester.path / "merged-store"
+
+    status = main(["merge", str(a), str(b), "--store", str(store)])
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith(f"llmobs: error: {b}: not a valid run export: ")
+    assert problem in err and len(err.strip().splitlines()) == 1
+    assert not store.exists()  # checked before the store is opened: a retry is not refused
+
+
+def test_merge_output_is_checked_before_the_run_is_stored(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(
+        test_shard="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
+        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+    )
+    a, b = run_shards(pytester, capsys)
+    store = str(pytester.path / "merged-store")
+
+    into_a_directory = main(["merge", str(a), str(b), "--store", store, "-o", str(pytester.path)])
+    refused = capsys.readouterr().err
+    into_a_new_directory = main(
+        ["merge", str(a), str(b), "--store", store, "-o", str(pytester.path / "out" / "m.json")]
+    )
+
+    assert into_a_directory == 1
+    assert refused == f"llmobs: error: -o {pytester.path}: is a directory; give a file name\n"
+    assert into_a_new_directory == 0  # the refused attempt stored nothing: no "already in"
+    merged = json.loads((pytester.path / "out" / "m.json").read_text(encoding="utf-8"))
+    assert merged["id"] == "ci-42.1" and len(merged["items"]) == len(capitals)
+
+
 # --- --llm-run-id -------------------------------------------------------------------------------
 
 
