@@ -229,6 +229,31 @@ def test_outage_leaves_everything_pending_then_pending_sends_only_that(
     assert "langfuse: nothing pending" in capsys.readouterr().out
 
 
+def test_a_run_not_sent_for_want_of_keys_is_sent_by_pending_once_they_are_set(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    for key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
+        monkeypatch.delenv(key)
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.stdout.fnmatch_lines(["*NOT SENT (pending; retry*", "*first error: not sent: *"])
+    assert fake_langfuse.requests == []
+    store_dir = str(runs.directory / ".llmobs")
+
+    use_server(monkeypatch, fake_langfuse)
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+
+    assert "sent 1 prompts, 1 datasets, 3 dataset items, 4 traces" in capsys.readouterr().out
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert "langfuse: nothing pending" in capsys.readouterr().out
+
+
 def test_pending_resends_only_what_failed(
     suite: pytest.Pytester,
     runs: Runs,

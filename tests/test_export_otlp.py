@@ -324,6 +324,27 @@ def test_missing_endpoint_is_reported_and_does_not_fail_the_tests(suite: pytest.
     assert suite.runpytest("--llm-upload=otlp", "--llm-upload-strict").ret == 1
 
 
+def test_a_run_not_sent_for_want_of_an_endpoint_is_sent_by_pending_once_there_is_one(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    suite.runpytest("--llm-upload=otlp").stdout.fnmatch_lines(["*NOT SENT (pending; retry*"])
+    store_dir = str(runs.directory / ".llmobs")
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
+
+    assert "sent 4 traces, 8 observations, 10 scores" in capsys.readouterr().out
+    assert len(receiver.spans()) == 8
+    assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
+    assert "otlp: nothing pending" in capsys.readouterr().out
+
+
 def test_llmobs_upload_to_otlp_without_endpoint_exits_1(
     suite: pytest.Pytester, runs: Runs, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,7 +27,7 @@ from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, 
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import encode_json, fit_json
 from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
-from pytest_llmobs.exporters.state import Ledger, runs_with_pending
+from pytest_llmobs.exporters.state import Ledger, note_not_started, note_started, pending_for
 from pytest_llmobs.store import Store
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
@@ -100,7 +100,9 @@ class LangfuseExporter:
 
     def pending_runs(self, store: Store) -> list[str]:
         """Runs whose last upload to this project left something unsent."""
-        return runs_with_pending(store, LangfuseConfig.from_env(self.options.environ).state_target)
+        return pending_for(
+            store, self.name, [LangfuseConfig.from_env(self.options.environ).state_target]
+        )
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         environ = self.options.environ
@@ -119,7 +121,9 @@ class LangfuseExporter:
         except ExportError as exc:
             report.error(f"not sent: {exc}")
             _count_all(report, report.failed, inventory, legacy=self.options.legacy)
+            note_not_started(self.options.store, self.name, str(run["id"]))
             return report
+        note_started(self.options.store, self.name, str(run["id"]))
         upload = Upload(run, inventory, config, self.options, http, report)
         try:
             upload.execute()

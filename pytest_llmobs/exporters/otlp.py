@@ -33,7 +33,7 @@ from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.http import HttpOptions, HttpSender
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
-from pytest_llmobs.exporters.state import Ledger, runs_with_pending
+from pytest_llmobs.exporters.state import Ledger, note_not_started, note_started, pending_for
 from pytest_llmobs.store import Store
 
 if TYPE_CHECKING:
@@ -276,23 +276,25 @@ class OtlpExporter:
         self.options = options
 
     def pending_runs(self, store: Store) -> list[str]:
-        return runs_with_pending(store, state_target(OtlpConfig.from_env(self.options.environ)))
+        config = OtlpConfig.from_env(self.options.environ)
+        return pending_for(store, self.name, [state_target(config)])
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         from pytest_llmobs.exporters.otlp_spans import SpanOptions, require_otel
 
         environ = self.options.environ
         items = traced_items(run)
+        target = "otlp"
         try:
             config = OtlpConfig.from_env(environ)
-        except ExportError as exc:
-            return _not_sent(run, items, "otlp", exc)
-        report = ExportReport(target=f"otlp {config.display}", run_id=str(run["id"]))
-        try:
+            target = f"otlp {config.display}"
             require_otel()
             http = self.options.http or HttpOptions.from_env(environ)
         except ExportError as exc:
-            return _not_sent(run, items, report.target, exc)
+            note_not_started(self.options.store, self.name, str(run["id"]))
+            return _not_sent(run, items, target, exc)
+        note_started(self.options.store, self.name, str(run["id"]))
+        report = ExportReport(target=target, run_id=str(run["id"]))
         if config.timeout is not None and self.options.http is None:
             http = dataclasses.replace(http, timeout=config.timeout)
         store = self.options.store if self.options.store is not None else Store(None)

@@ -33,7 +33,7 @@ from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
 from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
-from pytest_llmobs.exporters.state import Ledger, runs_with_pending
+from pytest_llmobs.exporters.state import Ledger, note_not_started, note_started, pending_for
 from pytest_llmobs.store import Store
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:6006"
@@ -102,10 +102,7 @@ class PhoenixExporter:
         something unsent, oldest first."""
         config = PhoenixConfig.from_env(self.options.environ)
         targets = {config.state_target(project_name(r, config.project)) for r in store.list_runs()}
-        pending: list[str] = []
-        for target in sorted(targets):
-            pending.extend(r for r in runs_with_pending(store, target) if r not in pending)
-        return pending
+        return pending_for(store, self.name, sorted(targets))
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         from pytest_llmobs.exporters.otlp_spans import require_otel
@@ -122,7 +119,9 @@ class PhoenixExporter:
         except ExportError as exc:
             report.error(f"not sent: {exc}")
             inventory.count_all(report, report.failed)
+            note_not_started(self.options.store, self.name, str(run["id"]))
             return report
+        note_started(self.options.store, self.name, str(run["id"]))
         upload = Upload(run, inventory, store, config, http, self.options, report)
         try:
             upload.execute()

@@ -131,6 +131,37 @@ class UploadState:
         )
 
 
+def unconfigured_target(exporter: str) -> str:
+    """Where a run waits whose upload to ``exporter`` could not start (its configuration was
+    missing or wrong): no server is known yet, so no server's state can hold it."""
+    return f"{exporter} (not configured)"
+
+
+def note_not_started(store: Store | None, exporter: str, run_id: str) -> None:
+    """Keep ``run_id`` pending for ``exporter`` until an upload with a configuration starts."""
+    if store is not None:
+        UploadState(store, unconfigured_target(exporter), run_id).finish(complete=False)
+
+
+def note_started(store: Store | None, exporter: str, run_id: str) -> None:
+    """An upload of ``run_id`` began with a configuration: from now on its server's state
+    says what is pending, not the unconfigured entry."""
+    if store is not None:
+        _connection(store).execute(
+            "DELETE FROM upload_state WHERE target = ? AND run_id = ?",
+            (unconfigured_target(exporter), run_id),
+        )
+
+
+def pending_for(store: Store, exporter: str, targets: Iterable[str]) -> list[str]:
+    """Runs with something unsent at any of ``targets`` (servers of ``exporter``), then those
+    whose upload never started for want of a configuration; each once, oldest first."""
+    pending: list[str] = []
+    for target in [*targets, unconfigured_target(exporter)]:
+        pending.extend(r for r in runs_with_pending(store, target) if r not in pending)
+    return pending
+
+
 def runs_with_pending(store: Store, target: str) -> list[str]:
     """Runs whose last upload to ``target`` left something unsent, oldest first."""
     db = _connection(store)
