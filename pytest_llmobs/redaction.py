@@ -155,9 +155,18 @@ IDENTIFIER_KEYS = frozenset(
         "level",
         "outcome",
         "status",
+        "datasets",
+        "cache_key",
+        "response_id",
+        "model",
+        "requested_model",
+        "finish_reason",
+        "prompt_name",
     }
 )
 """Keys whose values are identifiers or enums the plugin relies on to link data: never masked.
+``datasets`` maps dataset names to versions (hashes, which strict masking would take for numbers
+and tokens); ``cache_key`` and ``response_id`` are hashes and server ids.
 
 ``name`` is among them: test, span, score, prompt and dataset names are chosen in code and link
 objects (a judge generation by its name, a prompt version by its name), and a trace's name is its

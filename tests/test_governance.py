@@ -148,6 +148,48 @@ def test_redact_off_keeps_values_and_strict_masks_more(
     )
 
 
+def test_strict_masking_keeps_dataset_versions_and_cache_keys(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    from pytest_llmobs.datasets import load_dataset
+    from pytest_llmobs.redaction import Redactor
+
+    strict = Redactor("strict")
+    for n in range(1000):  # a dataset whose version strict masking would take for a number
+        lines = [json.dumps({"id": "a", "input": f"question {n}", "expected_output": "ok"})]
+        pytester.makefile(".jsonl", **{"datasets/qa": "\n".join(lines)})
+        version = load_dataset("qa", pytester.path / "datasets").version
+        if strict.text(version) != version:
+            break
+    pytester.makepyfile(
+        test_qa=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("qa")
+            def test_qa(item, llm):
+                llm.generate(item.input)
+            """
+        )
+    )
+
+    pytester.runpytest("--llm-redact=strict", "--llm-cache=write").assert_outcomes(passed=1)
+    strict_run = runs.latest()
+    pytester.runpytest("--llm-cache=read").assert_outcomes(passed=1)
+    default_run = runs.latest()
+
+    (item,) = strict_run["items"]
+    assert strict_run["datasets"] == item["datasets"] == {"qa": version}
+    (generation,) = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+    cache_key = generation["metadata"]["cache_key"]
+    assert len(cache_key) == 64 and strict.text(cache_key) != cache_key  # kept, though token-like
+    compared = subprocess.run(
+        [sys.executable, "-m", "pytest_llmobs.cli", "compare", strict_run["id"], default_run["id"]],
+        cwd=pytester.path, capture_output=True, text=True, check=False,
+    )
+    assert "dataset qa:" not in compared.stdout, compared.stdout  # no false "what changed"
+
+
 def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs) -> None:
     pytester.makepyfile(
         mymaskers="def customer_ids(text):\n    return text.replace('CUST-42', '<CUSTOMER>')\n"
