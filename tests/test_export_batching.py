@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pytest_llmobs.exporters import ExportError
 from pytest_llmobs.exporters.batching import (
     batches,
     fit_json,
@@ -143,6 +144,34 @@ def test_accepted_statuses_are_returned() -> None:
     client, _ = sender(lambda request: httpx.Response(404, json={"message": "nope"}))
     answer = client.request("GET", "/api/public/v2/prompts/x", accept_statuses=[404])
     assert (answer.status, answer.body) == (404, {"message": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("LLMOBS_UPLOAD_TIMEOUT", "-3", "expected seconds > 0"),
+        ("LLMOBS_UPLOAD_TIMEOUT", "0", "expected seconds > 0"),
+        ("LLMOBS_UPLOAD_TIMEOUT", "soon", "expected seconds > 0"),
+        ("LLMOBS_UPLOAD_MAX_ATTEMPTS", "0", "expected an integer >= 1"),
+        ("LLMOBS_UPLOAD_MAX_ATTEMPTS", "2.5", "expected an integer >= 1"),
+        ("LLMOBS_UPLOAD_BACKOFF", "nan", "expected seconds >= 0"),
+    ],
+)
+def test_upload_settings_out_of_range_are_named(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(ExportError) as raised:
+        HttpOptions.from_env({variable: value})
+    assert str(raised.value) == f"{variable}={value!r}: {expected}"
+
+
+def test_upload_settings_in_range_are_used() -> None:
+    options = HttpOptions.from_env(
+        {
+            "LLMOBS_UPLOAD_TIMEOUT": "2.5",
+            "LLMOBS_UPLOAD_MAX_ATTEMPTS": "1",
+            "LLMOBS_UPLOAD_BACKOFF": "0",
+        }
+    )
+    assert (options.timeout, options.max_attempts, options.backoff_base) == (2.5, 1, 0.0)
 
 
 def test_upload_benchmark_runs_in_quick_mode() -> None:

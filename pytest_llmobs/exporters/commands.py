@@ -24,7 +24,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     upload = commands.add_parser(
         "upload",
         parents=[common],
-        help="upload a run to Langfuse (traces, scores, dataset, prompts); resumable",
+        help="upload a run to Langfuse, Phoenix or an OTLP backend; resumable",
         description="Upload a stored run; with --pending, send only what earlier uploads did "
         "not deliver. Exit status 1 while anything is still pending.",
     )

@@ -15,6 +15,7 @@ Errors::
 from __future__ import annotations
 
 import base64
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,13 +58,34 @@ class HttpOptions:
         ):
             raw = environ.get(name)
             if raw:
-                try:
-                    kwargs[key] = kind(raw)
-                except ValueError:
-                    from pytest_llmobs.exporters import ExportError
-
-                    raise ExportError(f"{name}={raw!r} is not a number") from None
+                kwargs[key] = _setting(name, raw, kind)
         return cls(**kwargs)
+
+
+_LIMITS = {
+    "LLMOBS_UPLOAD_TIMEOUT": (0.0, False, "seconds > 0"),
+    "LLMOBS_UPLOAD_MAX_ATTEMPTS": (1, True, "an integer >= 1"),
+    "LLMOBS_UPLOAD_BACKOFF": (0.0, True, "seconds >= 0"),
+}
+"""Each variable's least value, whether that value itself is allowed, and what is expected."""
+
+
+def _setting(name: str, raw: str, kind: type[float] | type[int]) -> float | int:
+    least, inclusive, expected = _LIMITS[name]
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if (
+        value is None
+        or not math.isfinite(value)
+        or value < least
+        or (value == least and not inclusive)
+    ):
+        from pytest_llmobs.exporters import ExportError
+
+        raise ExportError(f"{name}={raw!r}: expected {expected}")
+    return value
 
 
 class HttpError(Exception):
