@@ -24,6 +24,10 @@ from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import summary_lines
 from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
 
+BAD_INPUT = 2
+"""Exit status of a `CliError` (as argparse's usage errors): 1 stays what a gate, a comparison or
+an upload says of the run, so CI can tell a failed gate from a wrong command."""
+
 PIPE_CLOSED = 141
 """Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell tool killed by it
 returns."""
@@ -36,7 +40,7 @@ DESCRIPTION = (
 
 
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
+    """A user-facing error: printed as one line, exit status `BAD_INPUT` (2)."""
 
 
 def _when(timestamp: float | None) -> str:
@@ -363,7 +367,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return status
     except CliError as exc:
         print(f"llmobs: error: {exc}", file=sys.stderr)
-        return 1
+        return BAD_INPUT
     except BrokenPipeError:
         # The reader stopped early (`llmobs runs | head`): stop quietly, as shell tools do.
         # What is still buffered goes to /dev/null, so the flush at exit raises nothing.

@@ -265,7 +265,7 @@ def test_cli_baseline_save_of_an_unknown_run_fails(
 ) -> None:
     project.runpytest("--llm-run-name=first").assert_outcomes(passed=4)
     code, _ = llmobs(project.path, "baseline", "save", "main", "nope")
-    assert code == 1
+    assert code == 2
     assert capsys.readouterr().err.startswith("llmobs: error: no run 'nope' in ")
 
 

@@ -156,7 +156,7 @@ def test_bad_labels_files(tmp_path: Path, content: str, message: str) -> None:
 def test_non_binary_label_and_unknown_score_are_clear(project: Path) -> None:
     (project / "odd.csv").write_text("item_id,label\na,maybe\n")
     odd = llmobs(project, "calibrate", "graded", "--labels", "odd.csv", "--score", "verdict")
-    assert odd.returncode == 1
+    assert odd.returncode == 2
     assert "llmobs: error: odd.csv:2: label 'maybe' is not pass/fail; use one of" in odd.stderr
     unknown = llmobs(project, "calibrate", "graded", "--labels", "labels.csv", "--score", "nope")
     assert "has a score 'nope'" in unknown.stderr and "quality, tone, verdict" in unknown.stderr

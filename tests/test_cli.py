@@ -75,7 +75,7 @@ def test_export_json_round_trips_the_run(recorded: Path) -> None:
 
 def test_unknown_run_is_a_clear_error(recorded: Path) -> None:
     done = llmobs(recorded, "show", "nope")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip().startswith("llmobs: error: no run 'nope' in ")
     assert "recent runs: second, first" in done.stderr
 
@@ -84,7 +84,7 @@ def test_store_option_and_missing_store(recorded: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     missing = llmobs(elsewhere, "runs")
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "no llmobs store at" in missing.stderr and "--store DIR" in missing.stderr
     explicit = llmobs(elsewhere, "runs", "--store", str(recorded / ".llmobs"))
     assert explicit.returncode == 0 and "second" in explicit.stdout
@@ -119,7 +119,7 @@ def test_report_of_a_damaged_export_names_the_field(recorded: Path) -> None:
 
     done = llmobs(recorded, "report", "runs/latest.json", "-o", "report.html")
 
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr == (
         "llmobs: error: runs/latest.json: not a valid run export: items.0.outcome: Input should "
         "be 'passed', 'failed', 'error' or 'skipped'\n"

@@ -466,7 +466,7 @@ def test_compare_unknown_reference_is_a_clear_error(
     recorded: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _ = llmobs(recorded, "compare", "good", "nope")
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("llmobs: error: unknown baseline 'nope': not a file, a saved baseline")
     assert "recent runs: bad (" in err
@@ -506,7 +506,7 @@ def test_rescore_defaults_to_the_runs_own_thresholds_and_reports_unknown_aggrega
     recorded: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _ = llmobs(recorded, "rescore", "good")
-    assert code == 1
+    assert code == 2
     assert "has no thresholds" in capsys.readouterr().err
 
     code, text = llmobs(recorded, "rescore", "good", "--threshold", "capitals: mean_acc >= 0.5")
@@ -514,5 +514,5 @@ def test_rescore_defaults_to_the_runs_own_thresholds_and_reports_unknown_aggrega
     assert "ERROR: no aggregate 'mean_acc' for dataset 'capitals'; known: " in text
 
     code, _ = llmobs(recorded, "rescore", "good", "--threshold", "mean_accuracy >>= 1")
-    assert code == 1
+    assert code == 2
     assert "invalid threshold 'mean_accuracy >>= 1'" in capsys.readouterr().err

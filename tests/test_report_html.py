@@ -632,7 +632,7 @@ def test_cli_report_rejects_a_json_file_that_is_no_export(
 
     code = llmobs_main(["report", str(other)], io.StringIO())
 
-    assert code == 1
+    assert code == 2
     assert capsys.readouterr().err == (
         f"llmobs: error: {other}: not a run export (expected format 'pytest-llmobs/run')\n"
     )

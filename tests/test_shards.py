@@ -165,7 +165,7 @@ def test_merge_refuses_shards_of_different_runs(
     c = pytester.path / "c.json"
     export(str(pytester.path / "other"), "ci-2", c, capsys)
 
-    assert main(["merge", str(a), str(c)]) == 1
+    assert main(["merge", str(a), str(c)]) == 2
 
     assert capsys.readouterr().err == (
         f"llmobs: error: cannot merge: {a} has run id 'ci-1' but {c} has run id 'ci-2'; "
@@ -185,7 +185,7 @@ def test_merge_refuses_the_same_item_with_different_results(
     data["items"].append({**first, "outcome": "error"})
     b.write_text(json.dumps(data), encoding="utf-8")
 
-    assert main(["merge", str(a), str(b)]) == 1
+    assert main(["merge", str(a), str(b)]) == 2
 
     assert capsys.readouterr().err == (
         f"llmobs: error: cannot merge: item {first['node_id']!r} is in {a} and in {b} with "
@@ -221,7 +221,7 @@ def test_merge_names_a_file_that_is_not_an_export(
     bad = tmp_path / "bad.json"
     bad.write_text(content, encoding="utf-8")
 
-    assert main(["merge", str(bad)]) == 1
+    assert main(["merge", str(bad)]) == 2
 
     assert capsys.readouterr().err.startswith(f"llmobs: error: {bad}: {problem}")
 
@@ -282,7 +282,7 @@ def test_a_damaged_shard_is_named_and_nothing_is_stored(
     status = main(["merge", str(a), str(b), "--store", str(store)])
 
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     assert err.startswith(f"llmobs: error: {b}: not a valid run export: ")
     assert problem in err and len(err.strip().splitlines()) == 1
     assert not store.exists()  # checked before the store is opened: a retry is not refused
@@ -306,7 +306,7 @@ def test_merge_output_is_checked_before_the_run_is_stored(
         ["merge", str(a), str(b), "--store", store, "-o", str(pytester.path / "out" / "m.json")]
     )
 
-    assert into_a_directory == 1
+    assert into_a_directory == 2
     assert refused == f"llmobs: error: -o {pytester.path}: is a directory; give a file name\n"
     assert into_a_new_directory == 0  # the refused attempt stored nothing: no "already in"
     merged = json.loads((pytester.path / "out" / "m.json").read_text(encoding="utf-8"))
