@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.redaction import IDENTIFIER_KEYS, REDACT_MODES, Masker, RedactMode, Redactor
+from pytest_llmobs.redaction import (
+    IDENTIFIER_KEYS,
+    IDENTIFIERS_WITHIN,
+    NO_IDENTIFIERS,
+    REDACT_MODES,
+    Masker,
+    RedactMode,
+    Redactor,
+)
 
 DEFAULT_MAX_FIELD_CHARS = 100_000
 TRUNCATION_MARKER = "…[truncated, {length} chars]"
@@ -78,28 +86,29 @@ class Governance:
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
 
     def value(self, value: Any) -> Any:
-        """A redacted, size-limited copy of JSON-like ``value``, in one walk."""
+        """A redacted, size-limited copy of JSON-like ``value`` (a record of the plugin's: a run
+        header or summary, an item, a dataset item), in one walk."""
         if not self.redactor.active:
             return truncate(value, self.max_field_chars)
-        return self._walk(value)
+        return self._walk(value, IDENTIFIER_KEYS)
 
-    def _walk(self, value: Any) -> Any:
+    def _walk(self, value: Any, identifiers: frozenset[str]) -> Any:
         kind = type(value)
         if kind is str:
             return self._text(value)
         if kind is dict:
-            return self._mapping(value)
+            return self._mapping(value, identifiers)
         if kind is list or kind is tuple:
-            return [self._walk(item) for item in value]
+            return [self._walk(item, identifiers) for item in value]
         if value is None or kind in _SCALARS:
             return value
         # subclasses and other mappings: the slower checks, only for what the fast ones miss
         if isinstance(value, str):
             return self._text(str(value))
         if isinstance(value, Mapping):
-            return self._mapping(dict(value))
+            return self._mapping(dict(value), identifiers)
         if isinstance(value, (list, tuple)):
-            return [self._walk(item) for item in value]
+            return [self._walk(item, identifiers) for item in value]
         return value
 
     def _text(self, value: str) -> str:
@@ -107,18 +116,21 @@ class Governance:
         limit = self.max_field_chars
         return masked if len(masked) <= limit else truncate(masked, limit)  # long text is rare
 
-    def _mapping(self, value: dict[Any, Any]) -> dict[Any, Any]:
+    def _mapping(self, value: dict[Any, Any], identifiers: frozenset[str]) -> dict[Any, Any]:
+        """``identifiers``: the keys whose values are kept unmasked in this mapping."""
         governed = {}
         for key, item in value.items():
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
                 governed[key] = item
-            elif key in IDENTIFIER_KEYS:
+            elif key in identifiers:
                 governed[key] = truncate(item, self.max_field_chars)
             elif kind is str:
                 governed[key] = self._text(item)
-            else:
-                governed[key] = self._walk(item)
+            elif identifiers is IDENTIFIER_KEYS:  # a record's field: its own identifiers
+                governed[key] = self._walk(item, IDENTIFIERS_WITHIN.get(key, IDENTIFIER_KEYS))
+            else:  # inside user data every key is the user's
+                governed[key] = self._walk(item, NO_IDENTIFIERS)
         return governed
 
     def item(self, item: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 Masker = Callable[[str], str]
@@ -156,22 +156,55 @@ IDENTIFIER_KEYS = frozenset(
         "outcome",
         "status",
         "datasets",
-        "cache_key",
-        "response_id",
         "model",
-        "requested_model",
-        "finish_reason",
         "prompt_name",
+        "dataset",
+        "thresholds",
+        "git_commit",
+        "git_branch",
+        "plugin_version",
+        "python",
+        "pytest",
     }
 )
-"""Keys whose values are identifiers or enums the plugin relies on to link data: never masked.
-``datasets`` maps dataset names to versions (hashes, which strict masking would take for numbers
-and tokens); ``cache_key`` and ``response_id`` are hashes and server ids.
+"""Fields of the plugin's own records (run header and summary, item, trace, observation, score,
+prompt reference, dataset item) whose values are identifiers, versions or enums it links data by:
+never masked. ``datasets`` maps dataset names to versions, and a version or a commit is a hash,
+which strict masking would take for a number or a token; ``thresholds`` are gate expressions from
+code and configuration, parsed back from the stored item.
 
 ``name`` is among them: test, span, score, prompt and dataset names are chosen in code and link
 objects (a judge generation by its name, a prompt version by its name), and a trace's name is its
 node id, which is kept as it is anyway. Personal data belongs in inputs and outputs, not in test
-ids."""
+ids. These keys are identifiers only where the plugin writes them: see `IDENTIFIERS_WITHIN`."""
+
+METADATA_IDENTIFIER_KEYS = frozenset(
+    {
+        "dataset",
+        "item_id",
+        "outcome",
+        "cache_key",
+        "response_id",
+        "requested_model",
+        "finish_reason",
+    }
+)
+"""The identifier keys the plugin itself writes at the top of a ``metadata`` mapping (a
+generation's cache key and server answer id, a root span's dataset item); the rest of a
+metadata mapping is the user's."""
+
+NO_IDENTIFIERS: frozenset[str] = frozenset()
+
+IDENTIFIERS_WITHIN: Mapping[str, frozenset[str]] = {
+    "input": NO_IDENTIFIERS,
+    "output": NO_IDENTIFIERS,
+    "expected_output": NO_IDENTIFIERS,
+    "model_parameters": NO_IDENTIFIERS,
+    "metadata": METADATA_IDENTIFIER_KEYS,
+}
+"""The identifier keys inside a record field that holds user or model data; any deeper mapping
+has none. So a user's ``{"name": "jane@example.com"}`` input, or ``{"model": ...}`` in span
+metadata, is masked like any other free text."""
 
 
 _MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=]")

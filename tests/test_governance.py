@@ -148,46 +148,128 @@ def test_redact_off_keeps_values_and_strict_masks_more(
     )
 
 
-def test_strict_masking_keeps_dataset_versions_and_cache_keys(
+def llmobs_cli(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_llmobs.cli", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def git(directory: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def test_strict_masking_keeps_identifiers_so_a_default_run_compares_clean(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
     from pytest_llmobs.datasets import load_dataset
     from pytest_llmobs.redaction import Redactor
 
+    # Every identifier below holds what strict masking takes for a number or a token: the
+    # dataset name, its version, the gates' limits, the git commit, the cache key.
     strict = Redactor("strict")
     for n in range(1000):  # a dataset whose version strict masking would take for a number
         lines = [json.dumps({"id": "a", "input": f"question {n}", "expected_output": "ok"})]
-        pytester.makefile(".jsonl", **{"datasets/qa": "\n".join(lines)})
-        version = load_dataset("qa", pytester.path / "datasets").version
+        pytester.makefile(".jsonl", **{"datasets/orders-20261128": "\n".join(lines)})
+        version = load_dataset("orders-20261128", pytester.path / "datasets").version
         if strict.text(version) != version:
             break
+    pytester.makeini("[pytest]\nllm_threshold = orders-20261128: pass_rate >= 0.5\n")
     pytester.makepyfile(
         test_qa=dedent(
             """\
             import pytest
 
-            @pytest.mark.llm_dataset("qa")
+            @pytest.mark.llm_dataset("orders-20261128", thresholds=["p95_latency_ms <= 1000000"])
             def test_qa(item, llm):
                 llm.generate(item.input)
             """
         )
     )
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "suite")
+    commit = git(pytester.path, "rev-parse", "HEAD")
 
-    pytester.runpytest("--llm-redact=strict", "--llm-cache=write").assert_outcomes(passed=1)
+    strict_result = pytester.runpytest("--llm-redact=strict", "--llm-cache=write")
+    strict_result.assert_outcomes(passed=1)
+    assert strict_result.ret == pytest.ExitCode.OK  # both gates found their dataset and passed
     strict_run = runs.latest()
     pytester.runpytest("--llm-cache=read").assert_outcomes(passed=1)
     default_run = runs.latest()
 
     (item,) = strict_run["items"]
-    assert strict_run["datasets"] == item["datasets"] == {"qa": version}
+    assert strict_run["datasets"] == item["datasets"] == {"orders-20261128": version}
+    assert item["dataset"] == "orders-20261128"
+    assert item["thresholds"] == ["p95_latency_ms <= 1000000"]
+    assert [t["expression"] for t in strict_run["thresholds"]] == [
+        "orders-20261128: pass_rate >= 0.5",
+        "p95_latency_ms <= 1000000",
+    ]
+    assert strict_run["environment"]["git_commit"] == commit
     (generation,) = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
     cache_key = generation["metadata"]["cache_key"]
     assert len(cache_key) == 64 and strict.text(cache_key) != cache_key  # kept, though token-like
-    compared = subprocess.run(
-        [sys.executable, "-m", "pytest_llmobs.cli", "compare", strict_run["id"], default_run["id"]],
-        cwd=pytester.path, capture_output=True, text=True, check=False,
+    assert strict.text(item["trace"]["id"]) != item["trace"]["id"]  # kept, though token-like
+
+    compared = llmobs_cli(
+        pytester.path, "compare", "--format", "json", default_run["id"], strict_run["id"]
     )
-    assert "dataset qa:" not in compared.stdout, compared.stdout  # no false "what changed"
+    assert compared.returncode == 0, compared.stderr
+    comparison = json.loads(compared.stdout)
+    assert comparison["changes"] == []  # no false "what changed: dataset ..."
+    assert comparison["matched"] == 1
+    assert comparison["unmatched"] == {"only_in_baseline": [], "only_in_current": []}
+    rescored = llmobs_cli(pytester.path, "rescore", strict_run["id"])
+    assert rescored.returncode == 0, rescored.stdout + rescored.stderr
+    assert "all 2 threshold(s) passed" in rescored.stdout
+
+
+def test_identifier_named_keys_in_user_data_are_masked(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # Keys are identifiers only where the plugin writes them, not in inputs or user metadata.
+    email, card = PII["email"], PII["card"]
+    lines = [
+        json.dumps({"id": "a", "input": {"name": email, "id": card}, "metadata": {"model": email}})
+    ]
+    pytester.makefile(".jsonl", **{"datasets/people": "\n".join(lines)})
+    pytester.makepyfile(
+        test_people=dedent(
+            f"""\
+            import pytest
+            from pytest_llmobs import start_span
+
+            @pytest.mark.llm_dataset("people")
+            def test_people(item):
+                metadata = {{"model": "{email}", "nested": {{"cache_key": "{email}"}}}}
+                with start_span("lookup", metadata=metadata) as span:
+                    span.update(output={{"name": "{email}", "status": "{card}"}})
+            """
+        )
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    run = runs.latest()
+    (item,) = run["items"]
+    assert item["input"] == {"name": "<EMAIL>", "id": "<CARD>"}
+    lookup = next(o for o in item["trace"]["observations"] if o["name"] == "lookup")
+    assert lookup["metadata"] == {"model": "<EMAIL>", "nested": {"cache_key": "<EMAIL>"}}
+    assert lookup["output"] == {"name": "<EMAIL>", "status": "<CARD>"}
+    with runs.open() as store:
+        (snapshot,) = store.get_dataset("people", run["datasets"]["people"]) or []
+    assert snapshot["input"] == {"name": "<EMAIL>", "id": "<CARD>"}
+    assert snapshot["metadata"] == {"model": "<EMAIL>"}
 
 
 def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs) -> None:

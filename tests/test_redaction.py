@@ -129,3 +129,75 @@ def test_the_unscanned_fast_path_never_skips_a_match(parts: list[str], mode: str
         scanned = masker(scanned)
     assert redactor.text(text) == scanned
     assert redactor.text(text) == scanned  # and again from the memo
+
+
+def test_identifiers_are_kept_where_the_plugin_writes_them_and_nowhere_else() -> None:
+    token = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8"  # what strict masking takes for a token
+    item = {
+        "node_id": "test_q.py::test_q[1234567]",
+        "dataset": "orders-20261128",
+        "datasets": {"orders-20261128": "9990156fef47"},
+        "prompts": [{"name": "agent", "version": 1, "hash": "2fea438fd6440fab"}],
+        "thresholds": ["p95_latency_ms <= 1000000"],
+        "input": {"name": "order 12345678", "id": token},
+        "trace": {
+            "id": token,
+            "observations": [
+                {
+                    "id": "1234567890abcdef",
+                    "model": "ft:model:1234567",
+                    "metadata": {
+                        "cache_key": token * 2,
+                        "response_id": f"chatcmpl-{token}",
+                        "requested_model": "model-1234567",
+                        "model": "order 12345678",
+                        "attempts": [{"item_id": "order 12345678"}],
+                    },
+                    "model_parameters": {"name": "order 12345678"},
+                }
+            ],
+            "scores": [{"id": token, "trace_id": token, "comment": f"see {token}"}],
+        },
+    }
+    governed = Governance(Redactor("strict")).value(item)
+    masked = "order <NUMBER>"
+    for field in ("node_id", "dataset", "datasets", "prompts", "thresholds"):
+        assert governed[field] == item[field], field
+    assert governed["input"] == {"name": masked, "id": "<TOKEN>"}
+    (observation,) = governed["trace"]["observations"]
+    assert observation["id"] == "1234567890abcdef" and observation["model"] == "ft:model:1234567"
+    assert observation["metadata"] == {
+        "cache_key": token * 2,
+        "response_id": f"chatcmpl-{token}",
+        "requested_model": "model-1234567",
+        "model": masked,  # the user's metadata
+        "attempts": [{"item_id": masked}],  # deeper down every key is the user's
+    }
+    assert observation["model_parameters"] == {"name": masked}
+    (score,) = governed["trace"]["scores"]
+    assert score == {"id": token, "trace_id": token, "comment": "see <TOKEN>"}
+
+
+def test_run_header_and_summary_identifiers_are_kept() -> None:
+    version = "0.1.dev3+g1a2b3c4.d20261128"  # a dirty editable install's version
+    header = {
+        "id": "20261128T075222-afe8be",
+        "environment": {"git_commit": "ab12" * 10, "git_branch": "fix/1234567"},
+        "plugin_version": version,
+        "params": {"base_url": "http://203.0.113.7:8000"},  # configuration, masked as text
+    }
+    summary = {
+        "datasets": {"orders-20261128": "9990156fef47"},
+        "thresholds": [{"expression": "x <= 1000000", "dataset": "orders-20261128"}],
+        "repeats": {"items": [{"dataset": "orders-20261128", "item_id": "1234567"}]},
+        "errors": ["evaluator failed for order 12345678"],
+    }
+    governance = Governance(Redactor("strict"))
+    assert governance.value(header) == {
+        **header,
+        "params": {"base_url": "http://<IP>:8000"},
+    }
+    assert governance.value(summary) == {
+        **summary,
+        "errors": ["evaluator failed for order <NUMBER>"],
+    }
