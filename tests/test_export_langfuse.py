@@ -254,6 +254,35 @@ def test_a_run_not_sent_for_want_of_keys_is_sent_by_pending_once_they_are_set(
     assert "langfuse: nothing pending" in capsys.readouterr().out
 
 
+def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest("--llm-upload=langfuse").stdout.fnmatch_lines(["*: sent 1 prompts, *"])
+    delivered = fake_langfuse.snapshot()
+    store_dir = str(runs.directory / ".llmobs")
+    fake_langfuse.fail("/", 503, times=None)
+
+    assert llmobs(["upload", "--store", store_dir]) == 1
+    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 1 prompts" in (
+        capsys.readouterr().out
+    )
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 1  # still down
+    out = capsys.readouterr().out
+    assert "NOT SENT (pending" in out and "skipped" not in out
+
+    fake_langfuse.heal()
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert "sent 1 prompts, 1 datasets, 3 dataset items, 4 traces" in capsys.readouterr().out
+    assert fake_langfuse.snapshot() == delivered  # sent again, overwritten: nothing duplicated
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert "langfuse: nothing pending" in capsys.readouterr().out
+
+
 def test_pending_resends_only_what_failed(
     suite: pytest.Pytester,
     runs: Runs,

@@ -96,10 +96,12 @@ class Received:
 
 @dataclass
 class OtlpReceiver:
-    """Records every export; refuses bodies over ``max_bytes`` (413) or rejects spans."""
+    """Records every export; refuses bodies over ``max_bytes`` (413), rejects spans, or answers
+    every request with ``down`` (an outage)."""
 
     max_bytes: int | None = None
     reject_spans: int = 0
+    down: int | None = None
     received: list[Received] = field(default_factory=list)
     refused: int = 0
     url: str = ""
@@ -123,6 +125,9 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.down is not None:
+                    self._answer(receiver.down, b"down")
+                    return
                 if receiver.max_bytes is not None and len(body) > receiver.max_bytes:
                     receiver.refused += 1
                     self._answer(413, b"too large")
@@ -305,6 +310,36 @@ def test_pending_resends_only_the_traces_that_failed(
     assert "otlp: nothing pending" in capsys.readouterr().out
 
 
+def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    result = suite.runpytest("--llm-upload=otlp")
+    result.stdout.fnmatch_lines(["*: sent 4 traces, 8 observations, 10 scores"])
+    upload = ["upload", "--to", "otlp", "--store", str(runs.directory / ".llmobs")]
+    receiver.down = 503
+
+    assert llmobs(upload) == 1
+    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces" in (
+        capsys.readouterr().out
+    )
+    assert llmobs([*upload, "--pending"]) == 1  # still down: still pending, nothing skipped
+    out = capsys.readouterr().out
+    assert "NOT SENT (pending" in out and "skipped" not in out
+
+    receiver.down = None
+    receiver.received.clear()
+    assert llmobs([*upload, "--pending"]) == 0
+    assert "sent 4 traces, 8 observations, 10 scores" in capsys.readouterr().out
+    assert len(receiver.spans()) == 8
+    assert llmobs([*upload, "--pending"]) == 0
+    assert "otlp: nothing pending" in capsys.readouterr().out
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 
@@ -342,6 +377,32 @@ def test_a_run_not_sent_for_want_of_an_endpoint_is_sent_by_pending_once_there_is
     assert "sent 4 traces, 8 observations, 10 scores" in capsys.readouterr().out
     assert len(receiver.spans()) == 8
     assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
+    assert "otlp: nothing pending" in capsys.readouterr().out
+
+
+def test_pending_sends_all_that_an_upload_without_endpoint_left_pending_even_if_sent_before(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    suite.runpytest("--llm-upload=otlp").stdout.fnmatch_lines(["*: sent 4 traces, *"])
+    upload = ["upload", "--to", "otlp", "--store", str(runs.directory / ".llmobs")]
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert llmobs(upload) == 1
+    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces" in (
+        capsys.readouterr().out
+    )
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    receiver.received.clear()
+    assert llmobs([*upload, "--pending"]) == 0
+    out = capsys.readouterr().out
+    assert "sent 4 traces, 8 observations, 10 scores" in out and "skipped" not in out
+    assert len(receiver.spans()) == 8
+    assert llmobs([*upload, "--pending"]) == 0
     assert "otlp: nothing pending" in capsys.readouterr().out
 
 

@@ -441,6 +441,63 @@ def test_pending_resends_only_what_failed(
 
 
 @pytest.mark.phoenix
+def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with FailingProxy(phoenix_server.url).running() as proxy:
+        project = use_phoenix(monkeypatch, proxy.url)
+        suite.runpytest("--llm-upload=phoenix").stdout.fnmatch_lines(["*: sent 1 datasets, *"])
+        upload = ["upload", "--to", "phoenix", "--store", str(runs.directory / ".llmobs")]
+        proxy.fail("/", 503)
+
+        assert llmobs(upload) == 1
+        assert "NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets" in (
+            capsys.readouterr().out
+        )
+        assert llmobs([*upload, "--pending"]) == 1  # still down: still pending
+        out = capsys.readouterr().out
+        assert "NOT SENT (pending" in out and "skipped" not in out
+
+        proxy.heal()
+        assert llmobs([*upload, "--pending"]) == 0
+        assert "sent 1 datasets, 4 dataset items, 5 traces" in capsys.readouterr().out
+        flush(phoenix_server, project)
+        assert_in_phoenix(phoenix_server, project, runs)  # one experiment, nothing doubled
+        assert llmobs([*upload, "--pending"]) == 0
+        assert "phoenix: nothing pending" in capsys.readouterr().out
+
+
+@pytest.mark.phoenix
+def test_a_run_not_sent_for_a_bad_endpoint_is_sent_by_pending_once_it_is_fixed(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = use_phoenix(monkeypatch, phoenix_server.url.removeprefix("http://"))
+    result = suite.runpytest("--llm-upload=phoenix")
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, *",
+            "*first error: not sent: PHOENIX_COLLECTOR_ENDPOINT=* is not an http(s) URL*",
+        ]
+    )
+    upload = ["upload", "--pending", "--to", "phoenix", "--store", str(runs.directory / ".llmobs")]
+
+    use_phoenix(monkeypatch, phoenix_server.url, project)
+    assert llmobs(upload) == 0
+    assert "sent 1 datasets, 4 dataset items, 5 traces" in capsys.readouterr().out
+    assert_in_phoenix(phoenix_server, project, runs)
+    assert llmobs(upload) == 0
+    assert "phoenix: nothing pending" in capsys.readouterr().out
+
+
+@pytest.mark.phoenix
 def test_api_key_is_sent_as_a_bearer_token(
     suite: pytest.Pytester,
     runs: Runs,

@@ -120,7 +120,8 @@ class ExporterOptions:
     environ: Mapping[str, str]
     """Where credentials come from (``os.environ``; a dict in tests)."""
     pending_only: bool = False
-    """Send only what an earlier upload of this run to the same target did not deliver."""
+    """Send only what is pending for this run at the same target: objects never delivered, or
+    whose latest send failed."""
     legacy: bool = False
     """Langfuse: traces as ingestion events and ``dataset-run-items`` (older servers)."""
     http: Any = None

@@ -123,8 +123,8 @@ class LangfuseExporter:
             _count_all(report, report.failed, inventory, legacy=self.options.legacy)
             note_not_started(self.options.store, self.name, str(run["id"]))
             return report
-        note_started(self.options.store, self.name, str(run["id"]))
-        upload = Upload(run, inventory, config, self.options, http, report)
+        options = note_started(self.options, self.name, str(run["id"]))
+        upload = Upload(run, inventory, config, options, http, report)
         try:
             upload.execute()
         finally:

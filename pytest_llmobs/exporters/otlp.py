@@ -293,25 +293,21 @@ class OtlpExporter:
         except ExportError as exc:
             note_not_started(self.options.store, self.name, str(run["id"]))
             return _not_sent(run, items, target, exc)
-        note_started(self.options.store, self.name, str(run["id"]))
+        options = note_started(self.options, self.name, str(run["id"]))
         report = ExportReport(target=target, run_id=str(run["id"]))
-        if config.timeout is not None and self.options.http is None:
+        if config.timeout is not None and options.http is None:
             http = dataclasses.replace(http, timeout=config.timeout)
-        store = self.options.store if self.options.store is not None else Store(None)
+        store = options.store if options.store is not None else Store(None)
         ledger = Ledger(
-            store,
-            state_target(config),
-            str(run["id"]),
-            report,
-            pending_only=self.options.pending_only,
+            store, state_target(config), str(run["id"]), report, pending_only=options.pending_only
         )
-        options = SpanOptions(
+        span_options = SpanOptions(
             resource_attributes=dict(config.resource),
             span_hook=genai_attributes,
             release=(run.get("environment") or {}).get("git_commit"),
         )
         sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
-        send = TraceSend(sender, config.path, run, options, report, config.compression)
+        send = TraceSend(sender, config.path, run, span_options, report, config.compression)
         ledger.state.begin()
         try:
             send_traces(ledger, send, items, add_events=add_evaluation_events)

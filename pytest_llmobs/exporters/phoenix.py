@@ -121,8 +121,8 @@ class PhoenixExporter:
             inventory.count_all(report, report.failed)
             note_not_started(self.options.store, self.name, str(run["id"]))
             return report
-        note_started(self.options.store, self.name, str(run["id"]))
-        upload = Upload(run, inventory, store, config, http, self.options, report)
+        options = note_started(self.options, self.name, str(run["id"]))
+        upload = Upload(run, inventory, store, config, http, options, report)
         try:
             upload.execute()
         finally:

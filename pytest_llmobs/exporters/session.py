@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, create_exporter
+from pytest_llmobs.exporters.state import note_not_started
 
 if TYPE_CHECKING:
     from pytest_llmobs.session import SessionState
@@ -38,6 +39,7 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
             report = ExportReport(target=target, run_id=str(run["id"]))
             report.failed["run"] = 1
             report.error(f"not sent: {exc}")
+            note_not_started(state.store, target, report.run_id)
         reports.append(report)
     failed = any(not r.ok for r in reports)
     if failed and settings.upload_strict and session.exitstatus == pytest.ExitCode.OK:

@@ -1,15 +1,17 @@
 """Per-object upload state, kept in the run store so an interrupted or failed upload resumes.
 
-One row per (target, run, kind, key): ``sent`` or ``failed``, with the server's id where the
-server assigns one (a dataset's id, a prompt's version). An object without a row was never
-confirmed. A ``run`` row marks that an upload of the run was attempted and whether everything
-got through, so ``llmobs upload --pending`` finds the runs with something left to send.
+One row per (target, run, kind, key): ``sent`` or ``failed`` as the latest attempt left it,
+with the server's id where the server assigns one (a dataset's id, a prompt's version). An object
+without a row was never confirmed. A ``run`` row marks that an upload of the run was attempted
+and whether everything got through, so ``llmobs upload --pending`` finds the runs with something
+left to send.
 
 The table lives beside the store's schema (created on first use), so it needs no migration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-    from pytest_llmobs.exporters import ExportReport
+    from pytest_llmobs.exporters import ExporterOptions, ExportReport
     from pytest_llmobs.store import Store
 
 _DDL = """
@@ -78,8 +80,10 @@ class UploadState:
         remote_id: str | None = None,
         detail: str | None = None,
     ) -> None:
-        """Set the status of ``keys`` in one transaction (a sent object is never downgraded by a
-        later failure of a repeated send: the server already has it)."""
+        """Set the status of ``keys`` in one transaction. The latest attempt decides: an object
+        that a repeated upload failed to send again is pending again, as that upload's report
+        says, and ``--pending`` sends it (ids are deterministic: the server overwrites). A
+        server id is kept, but `remote_id` gives it only while the object counts as sent."""
         now = time.time()
         rows = [
             (self.target, self.run_id, kind, key, status, remote_id, detail, now) for key in keys
@@ -93,8 +97,7 @@ class UploadState:
                 " (target, run_id, kind, key, status, remote_id, detail, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (target, run_id, kind, key) DO UPDATE SET"
-                " status = CASE WHEN upload_state.status = 'sent' AND excluded.status != 'sent'"
-                "   THEN upload_state.status ELSE excluded.status END,"
+                " status = excluded.status,"
                 " remote_id = COALESCE(excluded.remote_id, upload_state.remote_id),"
                 " detail = excluded.detail, updated_at = excluded.updated_at",
                 rows,
@@ -143,14 +146,18 @@ def note_not_started(store: Store | None, exporter: str, run_id: str) -> None:
         UploadState(store, unconfigured_target(exporter), run_id).finish(complete=False)
 
 
-def note_started(store: Store | None, exporter: str, run_id: str) -> None:
-    """An upload of ``run_id`` began with a configuration: from now on its server's state
-    says what is pending, not the unconfigured entry."""
-    if store is not None:
-        _connection(store).execute(
-            "DELETE FROM upload_state WHERE target = ? AND run_id = ?",
-            (unconfigured_target(exporter), run_id),
-        )
+def note_started(options: ExporterOptions, exporter: str, run_id: str) -> ExporterOptions:
+    """An upload of ``run_id`` began with a configuration: from now on its server's state says
+    what is pending, not the unconfigured entry. Returns the options to upload it with: a run
+    whose last upload never started had all of it reported pending, so all of it is sent, even
+    what the server holds from an earlier upload."""
+    if options.store is None:
+        return options
+    waiting = _connection(options.store).execute(
+        "DELETE FROM upload_state WHERE target = ? AND run_id = ?",
+        (unconfigured_target(exporter), run_id),
+    )
+    return dataclasses.replace(options, pending_only=False) if waiting.rowcount else options
 
 
 def pending_for(store: Store, exporter: str, targets: Iterable[str]) -> list[str]:
