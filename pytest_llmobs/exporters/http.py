@@ -51,41 +51,47 @@ class HttpOptions:
     def from_env(cls, environ: Mapping[str, str]) -> HttpOptions:
         """``LLMOBS_UPLOAD_TIMEOUT`` (seconds) and ``LLMOBS_UPLOAD_MAX_ATTEMPTS`` override."""
         kwargs: dict[str, Any] = {}
-        for name, key, kind in (
-            ("LLMOBS_UPLOAD_TIMEOUT", "timeout", float),
-            ("LLMOBS_UPLOAD_MAX_ATTEMPTS", "max_attempts", int),
-            ("LLMOBS_UPLOAD_BACKOFF", "backoff_base", float),
-        ):
-            raw = environ.get(name)
+        for setting in _SETTINGS:
+            raw = environ.get(setting.variable)
             if raw:
-                kwargs[key] = _setting(name, raw, kind)
+                kwargs[setting.option] = setting.parse(raw)
         return cls(**kwargs)
 
 
-_LIMITS = {
-    "LLMOBS_UPLOAD_TIMEOUT": (0.0, False, "seconds > 0"),
-    "LLMOBS_UPLOAD_MAX_ATTEMPTS": (1, True, "an integer >= 1"),
-    "LLMOBS_UPLOAD_BACKOFF": (0.0, True, "seconds >= 0"),
-}
-"""Each variable's least value, whether that value itself is allowed, and what is expected."""
+@dataclass(frozen=True)
+class _Setting:
+    """An environment variable overriding one `HttpOptions` field, with its lowest value."""
+
+    variable: str
+    option: str
+    kind: type[float] | type[int]
+    least: float
+    inclusive: bool
+    """Whether ``least`` itself is allowed."""
+    expected: str
+
+    def parse(self, raw: str) -> float | int:
+        try:
+            value = self.kind(raw)
+        except ValueError:
+            value = None
+        if (
+            value is None
+            or not math.isfinite(value)
+            or value < self.least
+            or (value == self.least and not self.inclusive)
+        ):
+            from pytest_llmobs.exporters import ExportError
+
+            raise ExportError(f"{self.variable}={raw!r}: expected {self.expected}")
+        return value
 
 
-def _setting(name: str, raw: str, kind: type[float] | type[int]) -> float | int:
-    least, inclusive, expected = _LIMITS[name]
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if (
-        value is None
-        or not math.isfinite(value)
-        or value < least
-        or (value == least and not inclusive)
-    ):
-        from pytest_llmobs.exporters import ExportError
-
-        raise ExportError(f"{name}={raw!r}: expected {expected}")
-    return value
+_SETTINGS = (
+    _Setting("LLMOBS_UPLOAD_TIMEOUT", "timeout", float, 0.0, False, "seconds > 0"),
+    _Setting("LLMOBS_UPLOAD_MAX_ATTEMPTS", "max_attempts", int, 1, True, "an integer >= 1"),
+    _Setting("LLMOBS_UPLOAD_BACKOFF", "backoff_base", float, 0.0, True, "seconds >= 0"),
+)
 
 
 class HttpError(Exception):

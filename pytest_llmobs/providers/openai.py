@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -170,6 +170,11 @@ def parse_extra_headers(value: str) -> dict[str, str]:
     return headers
 
 
+def _carries_auth(headers: Iterable[str]) -> bool:
+    """Whether extra headers (their names) hold the credentials: then no key header of ours."""
+    return any(name.lower() in _AUTH_HEADERS for name in headers)
+
+
 def _shown_bad_url(value: str) -> str:
     """A base URL that did not parse, quoted for a message: credentials (``user:pass@``) cut,
     and the usual mistake, a missing scheme, named."""
@@ -288,7 +293,7 @@ class OpenAIProvider:
             if value
         }
         self._extra = {name: _Secret(value) for name, value in (headers or {}).items()}
-        self._takes_auth = any(name.lower() in _AUTH_HEADERS for name in self._extra)
+        self._takes_auth = _carries_auth(self._extra)
         """The extra headers carry the credentials: no key header of ours."""
         self._shown_url, self.host = _display_url(self._base_url)
         self._timeout = (float(timeout), float(connect_timeout))
@@ -321,7 +326,7 @@ class OpenAIProvider:
         api_key = environ.get(API_KEY_ENV, "").strip()
         if not api_key and _replay_only.get():
             pass  # --llm-cache=read answers from the cache or fails: the key would go unused
-        elif not api_key and not any(name.lower() in _AUTH_HEADERS for name in extra):
+        elif not api_key and not _carries_auth(extra):
             raise ConfigError(
                 f"{label} needs an API key: set the {API_KEY_ENV} environment variable "
                 "(a local OpenAI-compatible server without auth accepts any value)"
