@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from fake_langfuse import FakeLangfuse, contracts_dir
+from git_repo import git
 
 if TYPE_CHECKING:
     from conftest import Runs
@@ -156,17 +157,6 @@ def llmobs_cli(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
-
-
-def git(directory: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
 
 
 def test_strict_masking_keeps_identifiers_so_a_default_run_compares_clean(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from git_repo import git
 
 from pytest_llmobs import __version__
 from pytest_llmobs.datasets import load_dataset
@@ -136,17 +136,6 @@ def test_collect_only_records_no_run_and_creates_no_store(pytester: pytest.Pytes
 
 
 # --- environment --------------------------------------------------------------------------------
-
-
-def git(directory: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
 
 
 def test_environment_holds_git_commit_branch_and_dirty_flag_in_a_repository(

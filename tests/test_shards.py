@@ -52,6 +52,16 @@ def export(store: str, run: str, output: Path, capsys: pytest.CaptureFixture[str
     capsys.readouterr()
 
 
+QUALITY_SHARD = """\
+import pytest
+
+@pytest.mark.llm_dataset('capitals')
+def test_capital(item, scorer):
+    scorer.score('quality', 0.5)
+"""
+"""Every item scores a quality of 0.5."""
+
+
 def run_shards(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], run_id: str = "ci-42.1"
 ) -> tuple[Path, Path]:
@@ -118,8 +128,7 @@ def test_merge_gates_on_thresholds_and_exits_1_when_one_fails(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytester.makepyfile(
-        test_shard="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
-        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+        test_shard=QUALITY_SHARD
     )
     a, b = run_shards(pytester, capsys)
 
@@ -272,8 +281,7 @@ def test_a_damaged_shard_is_named_and_nothing_is_stored(
     problem: str,
 ) -> None:
     pytester.makepyfile(
-        test_shard="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
-        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+        test_shard=QUALITY_SHARD
     )
     a, b = run_shards(pytester, capsys)
     b.write_text(json.dumps(_edited(json.loads(b.read_text(encoding="utf-8")), edit)))
@@ -294,8 +302,7 @@ def test_merge_output_is_checked_before_the_run_is_stored(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytester.makepyfile(
-        test_shard="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
-        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+        test_shard=QUALITY_SHARD
     )
     a, b = run_shards(pytester, capsys)
     store = str(pytester.path / "merged-store")
