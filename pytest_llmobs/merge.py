@@ -5,8 +5,10 @@ The merge goes through a `RunRecorder`, as a pytest session does: items are writ
 order, aggregates are recomputed from every item, and thresholds are evaluated once over the
 whole run (the shards' own verdicts only saw their part). Each item's data is kept as stored.
 
-Refused, with the files named: shards of different runs or models, a dataset at different
-versions, and the same item (node id and repeat) with different results in two shards.
+Refused, with the files named: a file that is not a valid export (checked, threshold
+expressions included, before anything is stored), shards of different runs or models, a dataset
+at different versions, and the same item (node id and repeat) with different results in two
+shards.
 Aggregates that run evaluators added in the shards are not recomputed (they need the suite's
 code); they are reported as dropped.
 """
@@ -69,10 +71,34 @@ def load_shard(path: Path) -> Shard:
             f"{path}: not a run export (expected format {EXPORT_FORMAT!r}, as written by "
             "'llmobs export')"
         )
-    problem = export_problem(data)
+    problem = export_problem(data) or _threshold_problem(data)
     if problem is not None:
         raise MergeError(f"{path}: not a valid run export: {problem}")
     return Shard(path, data)
+
+
+def _threshold_problem(run: dict[str, Any]) -> str | None:
+    """The first threshold expression of a (schema-valid) export that merging could not parse,
+    as ``field: problem``; None when all parse. Checked here because the recorder parses the
+    items' own (their marker's) while it stores them: too late to store nothing."""
+    places = [
+        (f"thresholds.{n}.expression", str(entry["expression"]))
+        for n, entry in enumerate(run.get("thresholds") or [])
+    ]
+    for index, item in enumerate(run["items"]):
+        entries = item.get("thresholds") or []
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            return f"items.{index}.thresholds: expected a list of threshold expressions"
+        places += ((f"items.{index}.thresholds.{n}", e) for n, e in enumerate(entries))
+    parsed: set[str] = set()  # items repeat their marker's: each spelling is parsed once
+    for where, expression in places:
+        if expression not in parsed:
+            try:
+                parse_threshold(expression)
+            except ThresholdError as exc:
+                return f"{where}: {exc}"
+            parsed.add(expression)
+    return None
 
 
 def _same(shards: Sequence[Shard], key: str, what: str) -> None:

@@ -256,6 +256,12 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         del item["trace"]
     elif edit == "repeat-text":
         item["repeat"] = "x"
+    elif edit == "marker-threshold-unparsable":
+        item["thresholds"] = ["mean_quality >>= 0.5"]
+    elif edit == "marker-thresholds-not-a-list":
+        item["thresholds"] = "mean_quality >= 0.5"
+    elif edit == "stored-threshold-unparsable":
+        run["thresholds"] = [{"expression": "nonsense", "source": "llm_dataset marker"}]
     return run
 
 
@@ -271,6 +277,10 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         ("format-version-from-the-future", "format_version: Input should be less than or equal"),
         ("trace-missing", "items.0.trace: Field required"),
         ("repeat-text", "items.0.repeat: Input should be a valid integer"),
+        # parsed by the recorder as it stores each item: a traceback after storing part of it
+        ("marker-threshold-unparsable", "items.0.thresholds.0: invalid threshold 'mean_quali"),
+        ("marker-thresholds-not-a-list", "items.0.thresholds: "),  # the field, in either check
+        ("stored-threshold-unparsable", "thresholds.0.expression: invalid threshold 'nonsense'"),
     ],
 )
 def test_a_damaged_shard_is_named_and_nothing_is_stored(
