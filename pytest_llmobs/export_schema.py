@@ -25,6 +25,7 @@ class _Score(BaseModel):
     name: str
     value: Any
     data_type: Literal["NUMERIC", "CATEGORICAL", "BOOLEAN"]
+    metadata: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _value_fits_its_type(self) -> _Score:
@@ -37,10 +38,40 @@ class _Score(BaseModel):
         return self
 
 
+class _Usage(BaseModel):
+    model_config = _LENIENT_KEYS
+    input: int | None = None
+    output: int | None = None
+
+
+class _ObservationMetadata(BaseModel):
+    model_config = _LENIENT_KEYS
+    latency_ms: float | None = None
+
+
+class _Observation(BaseModel):
+    """What aggregation reads of a span or generation (latency, tokens, cost)."""
+
+    model_config = _LENIENT_KEYS
+    type: str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    metadata: _ObservationMetadata | None = None
+    usage: _Usage | None = None
+    cost: float | None = None
+
+
 class _Trace(BaseModel):
     model_config = _LENIENT_KEYS
-    observations: list[dict[str, Any]] = Field(default_factory=list)
+    observations: list[_Observation] = Field(default_factory=list)
     scores: list[_Score] = Field(default_factory=list)
+
+
+class _Prompt(BaseModel):
+    model_config = _LENIENT_KEYS
+    name: str
+    version: int
+    hash: str = ""
 
 
 class _Item(BaseModel):
@@ -51,6 +82,9 @@ class _Item(BaseModel):
     repeat: int = Field(default=0, ge=0)
     outcome: Literal["passed", "failed", "error", "skipped"]
     trace: _Trace
+    datasets: dict[str, str] = Field(default_factory=dict)
+    prompts: list[_Prompt] = Field(default_factory=list)
+    thresholds: list[str] = Field(default_factory=list)
 
 
 class _Aggregate(BaseModel):
@@ -59,13 +93,6 @@ class _Aggregate(BaseModel):
     value: float
     n: int
     extra: dict[str, float] = Field(default_factory=dict)
-
-
-class _Prompt(BaseModel):
-    model_config = _LENIENT_KEYS
-    name: str
-    version: int
-    hash: str = ""
 
 
 class _Missing(BaseModel):
@@ -94,6 +121,7 @@ class ExportedRun(BaseModel):
     started_at: float | None = None
     ended_at: float | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
     items: list[_Item]
     aggregates: dict[str, list[_Aggregate]] | None = None
     datasets: dict[str, str] = Field(default_factory=dict)

@@ -262,6 +262,10 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         item["thresholds"] = "mean_quality >= 0.5"
     elif edit == "stored-threshold-unparsable":
         run["thresholds"] = [{"expression": "nonsense", "source": "llm_dataset marker"}]
+    elif edit == "usage-text":
+        item["trace"]["observations"].append({"type": "generation", "usage": {"input": "many"}})
+    elif edit == "latency-text":
+        item["trace"]["observations"].append({"type": "span", "metadata": {"latency_ms": "slow"}})
     return run
 
 
@@ -281,6 +285,9 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         ("marker-threshold-unparsable", "items.0.thresholds.0: invalid threshold 'mean_quali"),
         ("marker-thresholds-not-a-list", "items.0.thresholds: "),  # the field, in either check
         ("stored-threshold-unparsable", "thresholds.0.expression: invalid threshold 'nonsense'"),
+        # read by the aggregates, after the items are stored
+        ("usage-text", "items.0.trace.observations.1.usage.input: Input should be a valid int"),
+        ("latency-text", "observations.1.metadata.latency_ms: Input should be a valid number"),
     ],
 )
 def test_a_damaged_shard_is_named_and_nothing_is_stored(
