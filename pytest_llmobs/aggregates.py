@@ -73,11 +73,11 @@ class ItemSummary:
 
     dataset: str | None
     outcome: str
-    scores: list[tuple[str, str, Any]]
+    scores: Sequence[tuple[str, str, Any]]
     """(name, data_type, value) for every score of the item's trace."""
-    labels: list[tuple[str, str, str]] = field(default_factory=list)
+    labels: Sequence[tuple[str, str, str]] = ()
     """(score name, expected, predicted) for every ``label`` score."""
-    generations: list[tuple[float | None, int, int, float | None]] = field(default_factory=list)
+    generations: Sequence[tuple[float | None, int, int, float | None]] = ()
     """(latency ms, input tokens, output tokens, cost) for every generation."""
 
     @classmethod
@@ -90,12 +90,16 @@ class ItemSummary:
                 labels.append((score["name"], str(expected), str(score["value"])))
             else:
                 scores.append((score["name"], score["data_type"], score["value"]))
-        generations = [
+        generations = tuple(
             _generation_figures(o)
             for o in trace.get("observations", [])
             if o.get("type") == "generation"
-        ]
-        return cls(item.get("dataset"), str(item["outcome"]), scores, labels, generations)
+        )
+        # Tuples, not lists: a run keeps one summary per item, and the garbage collector stops
+        # tracking tuples of plain values, so a long session's collections do not revisit them.
+        return cls(
+            item.get("dataset"), str(item["outcome"]), tuple(scores), tuple(labels), generations
+        )
 
 
 LABEL_EXPECTED = "label_expected"

@@ -105,6 +105,9 @@ class SessionHooks:
         state = self.state
         if state is not None and state.recorder is not None and state.started:
             state.recorder.add_item(payload)
+            # Stored: pytest keeps every report until the session ends, and a payload held on
+            # each would grow a long session's memory by kilobytes per test.
+            delattr(report, PAYLOAD_ATTRIBUTE)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state

@@ -84,7 +84,8 @@ def item_scores(item: Mapping[str, Any]) -> dict[str, list[float]]:
 class _Case:
     repeat: int
     verdict: bool | None
-    scores: dict[str, list[float]]
+    scores: dict[str, tuple[float, ...]]
+    """As `item_scores` gives them, frozen: kept for every item of the run (see `RepeatTracker`)."""
 
 
 @dataclass
@@ -100,7 +101,11 @@ class RepeatTracker:
         repeat = int(item.get("repeat") or 0)
         key = (str(dataset), str(item_id), strip_repeat_id(str(item["node_id"]), repeat))
         self._cases.setdefault(key, []).append(
-            _Case(repeat, verdict_of(str(item["outcome"])), item_scores(item))
+            _Case(
+                repeat,
+                verdict_of(str(item["outcome"])),
+                {name: tuple(values) for name, values in item_scores(item).items()},
+            )
         )
 
     @property

@@ -101,7 +101,7 @@ def test_std_of_one_value_is_zero() -> None:
 
 
 def item(dataset: str | None, outcome: str, *scores: tuple[str, str, Any]) -> ItemSummary:
-    return ItemSummary(dataset, outcome, list(scores))
+    return ItemSummary(dataset, outcome, scores)
 
 
 def test_group_counts_outcomes_and_pass_rate_ignores_skipped() -> None:

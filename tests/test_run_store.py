@@ -74,6 +74,32 @@ def test_run_holds_header_datasets_prompts_counts_and_status(
     assert run["thresholds"] == []
 
 
+def test_stored_items_are_not_kept_on_pytest_reports(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    xdist_args: tuple[str, ...],
+) -> None:
+    # pytest keeps every report to the end of the session: a payload left on each would grow
+    # a long session's memory by kilobytes per test
+    pytester.makeconftest(
+        """\
+        def pytest_terminal_summary(terminalreporter):
+            reports = [r for kept in terminalreporter.stats.values() for r in kept]
+            carrying = [r for r in reports if hasattr(r, "llmobs_item")]
+            terminalreporter.write_line(f"reports={len(reports)} carrying={len(carrying)}")
+        """
+    )
+    pytester.makefile(".json", **{"prompts/ask": json.dumps(ASK_PROMPT)})
+    pytester.makepyfile(test_run=dedent(RUN_SUITE))
+
+    result = pytester.runpytest(*xdist_args)
+
+    result.assert_outcomes(passed=len(capitals) + 1)
+    result.stdout.fnmatch_lines([f"reports={3 * (len(capitals) + 1)} carrying=0"])
+    assert len(runs.latest()["items"]) == len(capitals) + 1
+
+
 def test_a_failing_test_fails_the_run(pytester: pytest.Pytester, runs: Runs) -> None:
     pytester.makepyfile(
         dedent(
