@@ -12,7 +12,6 @@ is per test (prompts and datasets used) goes to the record of the running test
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM
     from pytest_llmobs.prompts import Prompt
     from pytest_llmobs.scorer import Scorer
+    from pytest_llmobs.session import SessionState
 
 
 def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
@@ -38,26 +38,13 @@ def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
         return session_state(config).llm
 
     @pytest.fixture(scope="session")
-    def prompt() -> Callable[..., Prompt]:
+    def prompt() -> PromptLoader:
         """Load a prompt: ``prompt("support-agent")``, ``prompt(name, version=2)``, ``label=...``.
 
         ``.compile(**variables)`` fills ``{{variables}}``; generations from the compiled prompt
         link to its exact version.
         """
-        state = session_state(config)
-
-        def load(name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
-            from pytest_llmobs.prompts import PromptError
-
-            __tracebackhide__ = True
-            try:
-                loaded = state.prompts.get(name, version=version, label=label)
-            except PromptError as exc:
-                raise _at_the_call(exc) from None
-            state.use_prompt(loaded)
-            return loaded
-
-        return load
+        return PromptLoader(session_state(config))
 
     @pytest.fixture(scope="session")
     def scorer() -> Scorer:
@@ -75,23 +62,9 @@ def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
         )
 
     @pytest.fixture(scope="session")
-    def dataset() -> Callable[[str], Dataset]:
+    def dataset() -> DatasetLoader:
         """Load a dataset from the datasets dir: ``dataset("capital-cities-tutorial")``."""
-        state = session_state(config)
-
-        def load(name: str) -> Dataset:
-            from pytest_llmobs.datasets import DatasetError
-
-            __tracebackhide__ = True
-            try:
-                loaded = state.dataset(name)
-            except DatasetError as exc:
-                raise _at_the_call(exc) from None
-            if state.current_record is not None:
-                state.current_record.use_dataset(loaded.name, loaded.version)
-            return loaded
-
-        return load
+        return DatasetLoader(session_state(config))
 
     holder = types.ModuleType("pytest_llmobs.fixtures", "The pytest-llmobs fixtures.")
     attributes: dict[str, Any] = {
@@ -103,6 +76,58 @@ def fixtures_plugin(config: pytest.Config) -> types.ModuleType:
     for name, fixture in attributes.items():
         setattr(holder, name, fixture)
     return holder
+
+
+class PromptLoader:
+    """The ``prompt`` fixture's value: ``prompt(name, version=None, label=None)`` loads a prompt
+    from the prompts directory and notes its version on the running test's record."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: SessionState) -> None:
+        self._state = state
+
+    def __call__(
+        self, name: str, *, version: int | None = None, label: str | None = None
+    ) -> Prompt:
+        from pytest_llmobs.prompts import PromptError
+
+        __tracebackhide__ = True
+        try:
+            loaded = self._state.prompts.get(name, version=version, label=label)
+        except PromptError as exc:
+            raise _at_the_call(exc) from None
+        self._state.use_prompt(loaded)
+        return loaded
+
+    def __repr__(self) -> str:  # shown among a failed test's arguments
+        return f"<prompt loader for {self._state.settings.prompts_dir}>"
+
+
+class DatasetLoader:
+    """The ``dataset`` fixture's value: ``dataset(name)`` loads a dataset from the datasets
+    directory and notes its version on the running test's record."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: SessionState) -> None:
+        self._state = state
+
+    def __call__(self, name: str) -> Dataset:
+        from pytest_llmobs.datasets import DatasetError
+
+        __tracebackhide__ = True
+        state = self._state
+        try:
+            loaded = state.dataset(name)
+        except DatasetError as exc:
+            raise _at_the_call(exc) from None
+        if state.current_record is not None:
+            state.current_record.use_dataset(loaded.name, loaded.version)
+        return loaded
+
+    def __repr__(self) -> str:  # shown among a failed test's arguments
+        return f"<dataset loader for {self._state.settings.datasets_dir}>"
 
 
 def _at_the_call(error: Exception) -> Exception:

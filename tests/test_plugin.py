@@ -546,6 +546,10 @@ def test_a_malformed_file_loaded_in_a_test_fails_at_the_tests_line(
     output = result.stdout.str()  # neither the loaders' frames nor the JSON parser's error
     assert "prompt_files.py" not in output and "JSONDecodeError" not in output
     assert "datasets.py:" not in output
+    # the failed tests' arguments name the loaders' directories, not nested functions
+    assert f"prompt = <prompt loader for {pytester.path / 'prompts'}>" in output
+    assert f"dataset = <dataset loader for {pytester.path / 'datasets'}>" in output
+    assert "<locals>" not in output
 
 
 def test_bad_dataset_line_is_a_collection_error_naming_file_and_line(
