@@ -248,9 +248,13 @@ def compute_aggregates(items: Iterable[ItemSummary]) -> dict[str, dict[str, Aggr
         groups[ALL_ITEMS].append(item)
         if item.dataset is not None:
             groups[item.dataset].append(item)
-    if ALL_ITEMS not in groups:
-        groups[ALL_ITEMS] = []
-    return {name: group_aggregates(members) for name, members in groups.items()}
+    whole = group_aggregates(groups.pop(ALL_ITEMS, []))
+    run_size = int(whole["count"].value)
+    result = {ALL_ITEMS: whole}
+    for name, members in groups.items():
+        # a dataset holding every item of the run (the usual case) has the run's aggregates
+        result[name] = dict(whole) if len(members) == run_size else group_aggregates(members)
+    return result
 
 
 def aggregates_to_dict(

@@ -171,6 +171,7 @@ class ExperimentRunner:
         writer = self.writer = StoreWriter(
             open_run=functools.partial(self._open_run, environment_dir),
             write=self.recorder.add_item,
+            together=self.recorder.store.items_together,
         )
         async with shared_async_clients():  # calls share kept-alive connections
             return await self._run_items(semaphore, max_concurrency, writer)
@@ -185,6 +186,9 @@ class ExperimentRunner:
                 tasks.append(asyncio.ensure_future(self._item(item, semaphore)))
                 if len(tasks) == max_concurrency:
                     await asyncio.sleep(0)  # the first items start before the rest are queued
+                    writer.start()  # and the store's thread after them, while they wait
+            await asyncio.sleep(0)
+            writer.start()  # (fewer items than max_concurrency)
             items = list(await asyncio.gather(*tasks))
         finally:
             for running in tasks:  # after a failure (or Ctrl-C) stop the rest, keep what ended

@@ -274,6 +274,17 @@ class Store:
             ),
         )
 
+    @contextlib.contextmanager
+    def items_together(self) -> Iterator[None]:
+        """One transaction for the `write_item` calls inside the block, committed even when the
+        block raises: the items written before the failure stay written."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:  # (an error such as a full disk may have rolled it back)
+                self._db.execute("COMMIT")
+
     def finish_run(
         self, run_id: str, *, status: str, ended_at: float, summary: Mapping[str, Any]
     ) -> None:

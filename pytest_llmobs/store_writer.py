@@ -3,9 +3,14 @@
 Governing, serialising and inserting an item cost more than recording it; done on the event
 loop they would delay the next items. A `StoreWriter` does that work on a thread of its own, in
 order: first the run's opening (environment, dataset snapshot, run header), then every finished
-item, each in its own transaction (an item written stays written whatever fails after it).
-The loop is woken once, when the writer stops, not once per item: a future per item costs the
-loop a wake-up each, which under many concurrent model calls delays the calls themselves.
+item. Items that finished while the thread was busy (a wave of concurrent items ends together)
+are written in one ``together()`` block, a transaction committed even when one of them fails: an
+item written stays written whatever fails after it.
+
+The thread starts when `start` is called, so that the first items are sent off before it
+competes with them for the interpreter. The loop is woken once, when the writer stops, not once
+per item: a future per item costs the loop a wake-up each, which under many concurrent model
+calls delays the calls themselves.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 _STOP = object()
 
 
 class StoreWriter:
-    """Runs ``open_run`` and then ``write(item)`` for every `put` item, on one thread."""
+    """Runs ``open_run`` and then ``write(item)`` for every `put` item, on one thread; items
+    queued together are written inside one ``together()`` block."""
 
     def __init__(
         self,
         *,
         open_run: Callable[[], None],
         write: Callable[[Mapping[str, Any]], None],
+        together: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._write = write
@@ -35,9 +43,15 @@ class StoreWriter:
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self.error: BaseException | None = None
         """What made the writer stop early (the items queued after it are not stored)."""
-        threading.Thread(
+        self._together = together
+        self._thread = threading.Thread(
             target=self._work, args=(open_run,), name="llmobs-store", daemon=True
-        ).start()
+        )
+
+    def start(self) -> None:
+        """Start the thread (once; later calls do nothing). Items queued before wait for it."""
+        if self._thread.ident is None:
+            self._thread.start()
 
     def put(self, item: Mapping[str, Any]) -> None:
         """Queue a finished item; raises what stopped the writer, if it failed."""
@@ -48,6 +62,7 @@ class StoreWriter:
     async def finish(self) -> None:
         """Wait until everything queued is written; raise what stopped the writer, if anything."""
         self._queue.put(_STOP)
+        self.start()
         await asyncio.shield(self._stopped)
         if self.error is not None:
             raise self.error
@@ -55,8 +70,16 @@ class StoreWriter:
     def _work(self, open_run: Callable[[], None]) -> None:
         try:
             open_run()
-            while (item := self._queue.get()) is not _STOP:
-                self._write(item)
+            stopping = False
+            while not stopping and (item := self._queue.get()) is not _STOP:
+                batch = [item]
+                with contextlib.suppress(queue.Empty):
+                    while (item := self._queue.get_nowait()) is not _STOP:
+                        batch.append(item)
+                    stopping = True
+                with self._together():
+                    for item in batch:
+                        self._write(item)
         except BaseException as exc:
             self.error = exc
         finally:

@@ -171,6 +171,16 @@ def test_aggregates_per_dataset_and_for_the_whole_run() -> None:
     assert (whole["mean_latency"].value, whole["mean_latency"].n) == (3.0, 1)
 
 
+def test_a_dataset_holding_the_whole_run_has_the_runs_aggregates() -> None:
+    items = [item("qa", "passed", ("accuracy", "NUMERIC", 1.0)), item("qa", "failed")]
+
+    groups = compute_aggregates(items)
+
+    assert list(groups) == [ALL_ITEMS, "qa"]
+    assert groups["qa"] == groups[ALL_ITEMS] == group_aggregates(items)
+    assert groups["qa"] is not groups[ALL_ITEMS]  # each group's own mapping (run evaluators add)
+
+
 def test_a_run_without_items_has_a_whole_run_count_of_zero() -> None:
     groups = compute_aggregates([])
 

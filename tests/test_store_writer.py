@@ -4,9 +4,10 @@ and failures that reach the loop without losing what was written before them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,60 @@ def test_a_failure_to_open_the_run_is_raised_by_finish_and_by_the_next_put() -> 
         return raised
 
     assert asyncio.run(main()) == ["attempt to write a readonly database"] * 2
+
+
+def test_the_thread_starts_when_asked_and_writes_what_waited_for_it_in_one_block() -> None:
+    done: list[Any] = []
+
+    @contextlib.contextmanager
+    def together() -> Iterator[None]:
+        done.append("begin")
+        yield
+        done.append("commit")
+
+    async def main() -> None:
+        writer = StoreWriter(
+            open_run=lambda: done.append("open"),
+            write=lambda item: done.append(item["n"]),
+            together=together,
+        )
+        for n in range(3):  # a wave of items that ended together
+            writer.put({"n": n})
+        assert done == []  # the first items are sent off before the thread competes with them
+        writer.start()
+        await writer.finish()
+
+    asyncio.run(main())
+
+    assert done == ["open", "begin", 0, 1, 2, "commit"]
+
+
+def test_items_written_in_one_block_before_a_failure_stay_written(tmp_path: Path) -> None:
+    store = Store(tmp_path / "llmobs.db")
+
+    def write(item: Mapping[str, Any]) -> None:
+        if item["item_id"] == "q2":
+            raise sqlite3.OperationalError("database or disk is full")
+        store.write_item("run-1", item["seq"], item)
+
+    async def main() -> None:
+        writer = StoreWriter(
+            open_run=lambda: store.begin_run({"id": "run-1", "name": "n", "started_at": 0.0}),
+            write=write,
+            together=store.items_together,
+        )
+        for n in range(5):
+            writer.put({"seq": n, "node_id": f"t[q{n}]", "item_id": f"q{n}", "outcome": "passed"})
+        writer.start()
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            await writer.finish()
+
+    asyncio.run(main())
+    store.close()
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "llmobs.db")) as db:
+        kept = [row[0] for row in db.execute("SELECT item_id FROM items ORDER BY seq")]
+    assert kept == ["q0", "q1"]
 
 
 class FailingStore(Store):
