@@ -127,6 +127,9 @@ def run(quick: bool = False) -> Section:
                     times = interleaved(variants, rounds, warm_up=False)
                     for kind, values in times.items():
                         theirs[(backend, kind)] = median(values)
+                    # its exporter sends those runs' spans from a background thread: sent now,
+                    # untimed, so that they do not compete with the next backend's measurements
+                    langfuse_client().flush()
     if have_langfuse():
         langfuse_client().flush()
         received = collector().total - requests_before
