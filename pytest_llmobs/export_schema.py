@@ -44,11 +44,6 @@ class _Usage(BaseModel):
     output: int | None = None
 
 
-class _ObservationMetadata(BaseModel):
-    model_config = _LENIENT_KEYS
-    latency_ms: float | None = None
-
-
 class _Observation(BaseModel):
     """What aggregation reads of a span or generation (latency, tokens, cost)."""
 
@@ -56,9 +51,20 @@ class _Observation(BaseModel):
     type: str | None = None
     start_time: float | None = None
     end_time: float | None = None
-    metadata: _ObservationMetadata | None = None
+    metadata: dict[str, Any] | None = None
     usage: _Usage | None = None
     cost: float | None = None
+
+    @model_validator(mode="after")
+    def _generation_latency_is_a_number(self) -> _Observation:
+        # read from generations only; in other spans' metadata the key is the user's own
+        latency = (self.metadata or {}).get("latency_ms")
+        is_number = isinstance(latency, (int, float)) and not isinstance(latency, bool)
+        if self.type == "generation" and latency is not None and not is_number:
+            raise ValueError(
+                f"a generation's metadata.latency_ms must be a number, not {latency!r}"
+            )
+        return self
 
 
 class _Trace(BaseModel):

@@ -265,7 +265,9 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
     elif edit == "usage-text":
         item["trace"]["observations"].append({"type": "generation", "usage": {"input": "many"}})
     elif edit == "latency-text":
-        item["trace"]["observations"].append({"type": "span", "metadata": {"latency_ms": "slow"}})
+        observations = item["trace"]["observations"]
+        observations.append({"type": "span", "metadata": {"latency_ms": "user's own"}})
+        observations.append({"type": "generation", "metadata": {"latency_ms": "slow"}})
     return run
 
 
@@ -287,7 +289,7 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         ("stored-threshold-unparsable", "thresholds.0.expression: invalid threshold 'nonsense'"),
         # read by the aggregates, after the items are stored
         ("usage-text", "items.0.trace.observations.1.usage.input: Input should be a valid int"),
-        ("latency-text", "observations.1.metadata.latency_ms: Input should be a valid number"),
+        ("latency-text", "observations.2: Value error, a generation's metadata.latency_ms must"),
     ],
 )
 def test_a_damaged_shard_is_named_and_nothing_is_stored(
