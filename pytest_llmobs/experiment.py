@@ -239,7 +239,9 @@ def _check_limits(
         raise TypeError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1; got {max_concurrency}")
-    if timeout_s is not None and not timeout_s > 0:
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0
+    ):
         raise ValueError(f"timeout_s must be a number > 0, or None; got {timeout_s!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an int >= 0; got {retries!r}")
@@ -267,6 +269,7 @@ def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[
         pairs = [
             (str(getattr(f, "name", None) or getattr(f, "__name__", "")), f) for f in functions
         ]
+    named: dict[str, Callable[..., Any]] = {}
     for label, function in pairs:
         if not callable(function):
             raise TypeError(f"{argument}: {function!r} is not callable")
@@ -274,6 +277,12 @@ def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[
             raise ValueError(
                 f"{argument}: {function!r} has no usable name; pass a mapping {{name: function}}"
             )
+        if label in named:  # their scores would be pooled as one
+            raise ValueError(
+                f"{argument}: {named[label]!r} and {function!r} are both named {label!r}; "
+                "pass a mapping {name: function} to tell them apart"
+            )
+        named[label] = function
     return pairs
 
 

@@ -279,7 +279,7 @@ class ExperimentRunner:
         while True:
             attempt += 1
             try:
-                output = self.task(item, **self.task_kwargs)
+                output = _not_awaitable(self.task(item, **self.task_kwargs), self.task)
             except Exception as exc:
                 errors.append(_describe(exc))
                 if attempt > self.retries:
@@ -345,9 +345,10 @@ class ExperimentRunner:
                 raise TaskTimeout(self.timeout_s) from None
         thread_call = self._in_thread(self.task, item, **self.task_kwargs)
         if self.timeout_s is None:
-            return await thread_call, {}
+            return _not_awaitable(await thread_call, self.task), {}
         try:
-            return await asyncio.wait_for(asyncio.shield(thread_call), self.timeout_s), {}
+            output = await asyncio.wait_for(asyncio.shield(thread_call), self.timeout_s)
+            return _not_awaitable(output, self.task), {}
         except asyncio.TimeoutError:
             if thread_call.done():
                 raise  # the task's own timeout, not ours
@@ -431,9 +432,27 @@ def _describe(exc: BaseException) -> str:
 
 
 def is_async(function: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(function):
+    """Whether calling ``function`` gives a coroutine: an ``async def`` (also behind a
+    ``functools.wraps`` decorator or a partial) or an object with ``async def __call__``."""
+    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        inspect.unwrap(function)
+    ):
         return True
     return inspect.iscoroutinefunction(type(function).__call__)  # `async def __call__`
+
+
+def _not_awaitable(output: Any, task: Callable[..., Any]) -> Any:
+    """A sync task's output; one that must be awaited (a decorator hid the coroutine function
+    without ``functools.wraps``) is an error of the item rather than a coroutine as its output."""
+    if inspect.isawaitable(output):
+        if inspect.iscoroutine(output):
+            output.close()  # never to be awaited: no "was never awaited" warning
+        raise TypeError(
+            f"task {task!r} returned {type(output).__name__} {output!r}, which must be awaited; "
+            "make the task (or its decorator's wrapper) 'async def', or keep "
+            "functools.wraps on the wrapper"
+        )
+    return output
 
 
 def wants_llm(task: Callable[..., Any]) -> bool:

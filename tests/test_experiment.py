@@ -4,6 +4,7 @@ retries, the stored run (the same shape as a pytest session's), and the event-lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from pathlib import Path
@@ -406,6 +407,39 @@ def test_a_sync_task_over_its_timeout_is_recorded_without_waiting_for_its_thread
 # --- datasets -----------------------------------------------------------------------------------
 
 
+def logged(task: Any) -> Any:
+    """A plain (sync) decorator, as a user's logging or caching wrapper would be."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return task(*args, **kwargs)
+
+    return wrapper
+
+
+def test_an_async_task_behind_a_sync_decorator_is_awaited() -> None:
+    result = run_experiment(
+        name="decorated", dataset=CAPITALS, task=logged(answer), evaluators=[exact], store=None
+    )
+
+    assert [item.output for item in result.items] == [c["expected_output"] for c in CAPITALS]
+    assert result.status == "passed"
+
+
+def test_a_sync_task_returning_a_coroutine_is_an_errored_item() -> None:
+    def hidden(item: DatasetItem, llm: pytest_llmobs.LLM) -> Any:  # no functools.wraps
+        return answer(item, llm)
+
+    result = run_experiment(name="hidden", dataset=CAPITALS[:1], task=hidden, store=None)
+
+    (item,) = result.items
+    assert (item.outcome, item.output) == ("error", None)
+    assert "returned coroutine" in str(item.error)
+    assert "which must be awaited; make the task (or its decorator's wrapper) 'async def'" in (
+        str(item.error)
+    )
+
+
 def test_dataset_forms(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "capitals.jsonl").write_text(
@@ -525,6 +559,9 @@ def test_inside_a_running_loop_run_experiment_says_to_await_arun_experiment() ->
         ),
         ({"evaluators": None}, TypeError, "evaluators must be a list of functions or a mapping"),
         ({"run_evaluators": exact}, TypeError, "run_evaluators must be a list of functions"),
+        ({"timeout_s": "5"}, ValueError, "timeout_s must be a number > 0, or None; got '5'"),
+        # their scores would be pooled under one name
+        ({"evaluators": [exact, exact]}, ValueError, "are both named 'exact'; pass a mapping"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(
