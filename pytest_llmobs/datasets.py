@@ -67,6 +67,8 @@ class Dataset:
     version: str
     path: Path
     items: tuple[DatasetItem, ...]
+    versioned: tuple[DatasetItem, ...] | None = field(default=None, compare=False)
+    """Every item of the content ``version`` names, when `limit` kept only some in ``items``."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -89,9 +91,10 @@ class Dataset:
         raise DatasetError(f"dataset {self.name!r} has no item {item_id!r}; known ids: {known}")
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Every item's content, as the store keeps it (values shared with the items, not
-        copied: for serialising at once, not for changing)."""
-        return [_content(item) for item in self.items]
+        """The content of every item of this version (of a limited dataset too: the version
+        names the whole file), as the store keeps it; values shared with the items, not
+        copied: for serialising at once, not for changing."""
+        return [_content(item) for item in self.versioned or self.items]
 
     def limit(self, n: int | None) -> Dataset:
         """The first ``n`` items (all of them when ``n`` is None).
@@ -102,7 +105,7 @@ class Dataset:
             return self
         if n < 0:
             raise ValueError(f"limit must be >= 0, got {n}")
-        return replace(self, items=self.items[:n])
+        return replace(self, items=self.items[:n], versioned=self.versioned or self.items)
 
 
 def find_dataset_file(name: str, directory: Path) -> Path:

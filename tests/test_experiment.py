@@ -440,6 +440,23 @@ def test_a_sync_task_returning_a_coroutine_is_an_errored_item() -> None:
     )
 
 
+def test_a_limited_dataset_stores_the_whole_version_it_names(tmp_path: Path) -> None:
+    lines = "".join(json.dumps(entry) + "\n" for entry in CAPITALS)
+    (tmp_path / "capitals.jsonl").write_text(lines, encoding="utf-8")
+    full = load_dataset("capitals", tmp_path)
+
+    result = run_experiment(
+        name="first-item", dataset=full.limit(1), task=answer, store=tmp_path / "store"
+    )
+
+    assert [item.id for item in result.items] == ["france"]
+    store = Store.in_directory(tmp_path / "store")
+    snapshot = store.get_dataset("capitals", full.version)  # what `llmobs compare` diffs
+    store.close()
+    assert snapshot is not None
+    assert [entry["id"] for entry in snapshot] == [entry["id"] for entry in CAPITALS]
+
+
 def test_dataset_forms(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "capitals.jsonl").write_text(
