@@ -241,7 +241,8 @@ def _parse_json(text: str, path: Path) -> list[_Raw]:
 
 
 def _parse_csv(text: str, path: Path) -> list[_Raw]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote never closed is an error, not a cell that swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     raws = []
     end = 0  # physical line on which the previous record ended
@@ -255,6 +256,9 @@ def _parse_csv(text: str, path: Path) -> list[_Raw]:
             else:
                 raws.append(_from_csv_row(header, row, _line(path, lineno)))
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):  # the record began after the previous one
+            problem = "a quoted cell opened on this line is never closed"
+            raise DatasetError(f"{path}:{end + 1}: invalid CSV ({problem})") from exc
         raise DatasetError(f"{path}:{reader.line_num}: invalid CSV ({exc})") from exc
     return raws
 

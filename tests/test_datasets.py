@@ -342,6 +342,28 @@ def test_error_csv_metadata_not_an_object(tmp_path: Path) -> None:
     assert load_error(path) == f"{path}:2: 'metadata' must be a JSON object, got list"
 
 
+def test_error_csv_quote_never_closed(tmp_path: Path) -> None:
+    # before, the cell swallowed every later row and the file loaded with two items
+    path = write(
+        tmp_path / "d.csv",
+        'id,input,expected_output\nq1,France?,Paris\nq2,"Peru?,Lima\nq3,Japan?,Tokyo\n',
+    )
+    with pytest.raises(DatasetError) as raised:
+        load_dataset_file(path)
+    assert str(raised.value) == (
+        f"{path}:3: invalid CSV (a quoted cell opened on this line is never closed)"
+    )
+
+
+def test_csv_quotes_that_close_and_quotes_inside_a_cell_load(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", 'id,input\nq1,"two\nlines"\nq2,"a ""quoted"" word"\nq3,5"\n')
+    assert [item.input for item in load_dataset_file(path)] == [
+        "two\nlines",
+        'a "quoted" word',
+        '5"',
+    ]
+
+
 def test_error_csv_row_too_long(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", "id,input\n1,a,extra\n")
     assert load_error(path) == f"{path}:2: row has 3 cells but the header 2"
