@@ -155,11 +155,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
     state = session_state(metafunc.config)
-    problem = None
+    problem = _stacked_markers(metafunc.definition)
     try:
         marker = read_marker(mark, metafunc.definition.nodeid)
     except pytest.UsageError as exc:
-        problem = str(exc)
+        problem = problem or str(exc)
     if problem is not None:
         if is_xdist_worker(metafunc.config):  # a worker cannot end the session with a usage error
             pytest.fail(problem, pytrace=False)
@@ -179,6 +179,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from pytest_llmobs.repeats import parametrize_repeats
 
         parametrize_repeats(metafunc, repeat)
+
+
+def _stacked_markers(definition: pytest.Function) -> str | None:
+    """A test given two datasets would run only the closest one: said, not done silently."""
+    own = [mark for mark in definition.own_markers if mark.name == MARKER]
+    if len(own) < 2:
+        return None
+    names = ", ".join(repr(mark.args[0]) if mark.args else "?" for mark in own)
+    return (
+        f"{definition.nodeid}: @pytest.mark.{MARKER} is given {len(own)} times ({names}); "
+        "a test runs one dataset: write one test per dataset, or merge the datasets"
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -678,6 +678,43 @@ def test_marker_unknown_keyword_is_a_usage_error(
     )
 
 
+def test_two_dataset_markers_on_one_test_are_a_usage_error(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(
+        test_two=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals")
+            @pytest.mark.llm_dataset("capitals", limit=1)
+            def test_capital(item):
+                pass
+
+            @pytest.mark.llm_dataset("capitals")
+            class TestOverride:  # the method's own marker is closer: it wins, as in pytest
+                @pytest.mark.llm_dataset("capitals", limit=1)
+                def test_capital(self, item):
+                    pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            exact(
+                "ERROR: test_two.py::test_capital: @pytest.mark.llm_dataset is given 2 times "
+                "('capitals', 'capitals'); a test runs one dataset: write one test per dataset, "
+                "or merge the datasets"
+            )
+        ]
+    )
+    assert "TestOverride" not in result.stderr.str()
+
+
 def test_marker_unknown_keyword_under_xdist_is_a_collection_error(
     pytester: pytest.Pytester, capitals: list[dict[str, Any]]
 ) -> None:
