@@ -20,11 +20,15 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 _EXPRESSION = re.compile(
     r"""^\s*(?:(?P<dataset>[^:\s][^:]*?)\s*:\s*)?
-        (?P<aggregate>[A-Za-z_][\w]*(?:\.[\w\-]+?(?:->[\w\-]+)?)?)\s*
+        (?P<aggregate>[A-Za-z_](?:[\w\- ]*[\w\-])?(?:\.[\w\-]+?(?:->[\w\-]+)?)?)\s*
         (?P<op>>=|<=|==|>|<)\s*
         (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$""",
     re.VERBOSE,
 )
+
+
+_COUNTS = "counts_"
+"""Prefix of a categorical score's aggregate, whose fields are the values seen and their counts."""
 
 
 class ThresholdError(ValueError):
@@ -125,6 +129,8 @@ def lookup(
     if not field:
         return aggregate.value, aggregate.n
     value = aggregate.field(field)
+    if value is None and name.startswith(_COUNTS):
+        return 0.0, aggregate.n  # a value no item had: "at most 2 negative" holds with none
     if value is None:
         raise ThresholdError(
             f"{threshold.expression!r}: aggregate {name!r} has no field {field!r}; "

@@ -35,6 +35,9 @@ SYNTAX = (
         ("capitals: mean_accuracy >= 0.9", "capitals", "mean_accuracy", ">=", 0.9),
         ("capital-cities v2 :pass_rate>=-1e-3", "capital-cities v2", "pass_rate", ">=", -0.001),
         ("qa: counts_user_feedback.positive >= 2", "qa", "counts_user_feedback.positive", ">=", 2),
+        # score names may hold spaces and hyphens (Langfuse allows any name)
+        ("mean_exact match >= 0.5", None, "mean_exact match", ">=", 0.5),
+        ("qa: mean_exact-match>0", "qa", "mean_exact-match", ">", 0.0),
     ],
 )
 def test_parse_threshold(
@@ -64,7 +67,6 @@ def test_parse_threshold_default_dataset_applies_only_when_none_is_written() -> 
         "mean_accuracy >= nan",
         ">= 0.9",
         "mean_accuracy",
-        "mean accuracy >= 0.9",
         "",
     ],
 )
@@ -92,7 +94,7 @@ def test_parse_threshold_rejects_a_limit_that_is_not_finite() -> None:
 def aggregates() -> dict[str, dict[str, Aggregate]]:
     capitals = {
         "count": Aggregate("count", 4.0, 4),
-        "pass_rate": Aggregate("pass_rate", 0.75, 4),
+        "pass_rate": Aggregate("pass_rate", 0.75, 4, {"ci_low": 0.3, "ci_high": 0.95}),
         "mean_accuracy": Aggregate("mean_accuracy", 0.75, 4),
         "counts_tone": Aggregate("counts_tone", 4.0, 4, {"calm": 3.0, "curt": 1.0}),
     }
@@ -165,12 +167,21 @@ def test_unknown_dataset_fails_listing_the_datasets_of_the_run() -> None:
 
 def test_unknown_field_fails_listing_the_known_fields() -> None:
     with pytest.raises(ThresholdError) as excinfo:
-        lookup(aggregates(), parse_threshold("capitals: counts_tone.angry >= 1"))
+        lookup(aggregates(), parse_threshold("capitals: pass_rate.ci_lo >= 0.5"))
 
     assert str(excinfo.value) == (
-        "'capitals: counts_tone.angry >= 1': aggregate 'counts_tone' has no field 'angry'; "
-        "known: calm, curt"
+        "'capitals: pass_rate.ci_lo >= 0.5': aggregate 'pass_rate' has no field 'ci_lo'; "
+        "known: ci_high, ci_low"
     )
+
+
+def test_a_categorical_value_no_item_had_counts_zero() -> None:
+    # "at most 2 angry answers" holds when there were none
+    (at_most,) = evaluate([parse_threshold("capitals: counts_tone.angry <= 2")], aggregates())
+    (at_least,) = evaluate([parse_threshold("capitals: counts_tone.angry >= 1")], aggregates())
+
+    assert (at_most.passed, at_most.observed, at_most.n, at_most.error) == (True, 0.0, 4, None)
+    assert (at_least.passed, at_least.observed) == (False, 0.0)
 
 
 def test_evaluate_keeps_the_order_and_a_bad_threshold_does_not_hide_the_others() -> None:
