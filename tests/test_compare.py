@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pytest_llmobs import cli
 from pytest_llmobs.compare import compare_runs
+from pytest_llmobs.compare.render import comparison_lines, gate_line
 from pytest_llmobs.compare.stats import (
     MIN_CHANGED,
     higher_is_better,
@@ -280,6 +281,48 @@ def test_unmatched_items_are_reported_and_flips_go_both_ways() -> None:
     assert rows[("d", "count")].verdict == "not tested" and rows[("d", "count")].test is None
     data = json.loads(json.dumps(comparison.to_dict()))  # plain JSON all the way down
     assert data["unmatched"] == {"only_in_baseline": ["d/gone"], "only_in_current": ["d/new"]}
+
+
+def test_passing_items_skipped_now_are_listed_as_flips() -> None:
+    # skipping what fails would otherwise leave the paired statistics with only what passes
+    baseline = run("a", [item(f"t.py::t[{n}]", "passed", dataset="d", ok=True) for n in "xyz"])
+    current = run(
+        "b",
+        [
+            item("t.py::t[x]", "passed", dataset="d", ok=True),
+            item("t.py::t[y]", "skipped", dataset="d"),
+            item("t.py::t[z]", "skipped", dataset="d"),
+        ],
+    )
+
+    comparison = compare_runs(baseline, current)
+
+    assert [(f.label, f.direction) for f in comparison.flips] == [
+        ("d/y", "pass->skipped"),
+        ("d/z", "pass->skipped"),
+    ]
+    text = "\n".join(comparison_lines(comparison))
+    assert "flipped items: 0 pass -> fail, 0 fail -> pass, 2 pass -> skipped" in text
+
+
+def test_metrics_the_current_run_lacks_are_listed_and_the_gate_says_so() -> None:
+    baseline = run("a", [item(f"t.py::t[{n}]", "passed", dataset="d", accuracy=True) for n in "xy"])
+    renamed = run("b", [item(f"t.py::t[{n}]", "failed", dataset="d", acc=False) for n in "xy"])
+    elsewhere = run("c", [item(f"t.py::u[{n}]", "failed", dataset="e", acc=False) for n in "xy"])
+
+    comparison = compare_runs(baseline, renamed)
+    nothing = compare_runs(baseline, elsewhere)
+
+    assert comparison.missing == [("d", "mean_accuracy"), ("*", "mean_accuracy")]
+    text = "\n".join(comparison_lines(comparison))
+    assert "  missing from this run: mean_accuracy (d), mean_accuracy (all tests)" in text
+    assert gate_line(comparison).endswith(
+        ": gate passes; 2 metric(s) of the baseline are missing from this run and were not tested"
+    )
+    assert comparison.to_dict()["missing_metrics"][0] == {"group": "d", "name": "mean_accuracy"}
+    assert gate_line(nothing).startswith(
+        "no metric could be tested (no matched items): the gate checked nothing; 3 metric(s)"
+    )
 
 
 def test_regression_message_shows_the_paired_delta_when_unmatched_items_move_the_mean() -> None:

@@ -91,6 +91,7 @@ def compare_runs(
     matching = match(list(baseline.get("items") or []), list(current.get("items") or []))
     old_aggregates, new_aggregates = run_aggregates(baseline), run_aggregates(current)
     groups = sorted(g for g in set(old_aggregates) & set(new_aggregates) if g != ALL_ITEMS)
+    missing = _missing_metrics(old_aggregates, new_aggregates)
     metrics = []
     for group in [*groups, ALL_ITEMS]:
         if group not in old_aggregates or group not in new_aggregates:
@@ -116,4 +117,19 @@ def compare_runs(
         only_in_baseline=matching.only_in_baseline,
         only_in_current=matching.only_in_current,
         max_drop=max_drop,
+        missing=missing,
     )
+
+
+def _missing_metrics(
+    before: Mapping[str, Mapping[str, Aggregate]], after: Mapping[str, Mapping[str, Aggregate]]
+) -> list[tuple[str, str]]:
+    """Tested metrics of the baseline that the current run lacks, per group (datasets first)."""
+    groups = [*sorted(g for g in before if g != ALL_ITEMS), ALL_ITEMS]
+    return [
+        (group, name)
+        for group in groups
+        if group in before
+        for name in _ordered(set(before[group]), {PASS_RATE})
+        if (name == PASS_RATE or name.startswith("mean_")) and name not in after.get(group, {})
+    ]

@@ -167,12 +167,18 @@ def passes(case: Case) -> bool | None:
 
 
 def flips(pairs: Iterable[tuple[Case, Case]]) -> list[FlippedItem]:
-    """Matched cases that went from pass to fail or back, with inputs, outputs and scores."""
+    """Matched cases that went from pass to fail or back, or from pass to skipped (which the
+    paired statistics leave out: listed so that skipping failures cannot hide them), with
+    inputs, outputs and scores."""
     flipped = []
     for before, after in pairs:
         old_pass, new_pass = passes(before), passes(after)
-        if old_pass is None or new_pass is None or old_pass == new_pass:
+        if old_pass and new_pass is None:
+            direction = "pass->skipped"
+        elif old_pass is None or new_pass is None or old_pass == new_pass:
             continue
+        else:
+            direction = "pass->fail" if old_pass else "fail->pass"
         old, new = _score_map(before.item), _score_map(after.item)
         scores = {
             name: [old.get(name), new.get(name)]
@@ -187,7 +193,7 @@ def flips(pairs: Iterable[tuple[Case, Case]]) -> list[FlippedItem]:
                 item_id=item.get("item_id"),
                 node_id=str(item["node_id"]),
                 repeat=int(item.get("repeat") or 0),
-                direction="pass->fail" if old_pass else "fail->pass",
+                direction=direction,
                 baseline_outcome=str(before.item.get("outcome")),
                 current_outcome=str(item.get("outcome")),
                 input=item.get("input", before.item.get("input")),

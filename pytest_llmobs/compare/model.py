@@ -153,7 +153,8 @@ class Change:
 
 @dataclass(slots=True)
 class FlippedItem:
-    """A matched case whose verdict changed: ``direction`` is ``pass->fail`` or ``fail->pass``.
+    """A matched case whose verdict changed: ``direction`` is ``pass->fail``, ``fail->pass`` or
+    ``pass->skipped``.
     ``scores`` maps each score that changed to ``[baseline, current]`` (``None`` when absent)."""
 
     label: str
@@ -200,7 +201,8 @@ class Comparison:
     - ``flips``: every `FlippedItem` (pass -> fail and back), in item order;
     - ``matched``: matched cases (dataset item or test x repeat); ``only_in_baseline`` /
       ``only_in_current``: labels of the unmatched ones;
-    - ``max_drop``: the tolerance the gate used.
+    - ``max_drop``: the tolerance the gate used;
+    - ``missing``: tested metrics of the baseline the current run does not have.
 
     ``to_dict()`` gives plain JSON-able data: the keys above plus ``verdict`` (``regression``
     when the gate fails, else ``passed``), ``regressions`` (how many fail the gate) and
@@ -219,6 +221,9 @@ class Comparison:
     only_in_baseline: list[str]
     only_in_current: list[str]
     max_drop: float = 0.0
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    """(group, name) of tested metrics (``pass_rate``, ``mean_<score>``) the baseline has and
+    the current run lacks: a score renamed or no longer recorded, which nothing could test."""
 
     @property
     def regressions(self) -> list[MetricComparison]:
@@ -244,4 +249,5 @@ class Comparison:
                 "only_in_baseline": list(self.only_in_baseline),
                 "only_in_current": list(self.only_in_current),
             },
+            "missing_metrics": [{"group": g, "name": n} for g, n in self.missing],
         }

@@ -77,16 +77,22 @@ def gate_line(comparison: Comparison, *, enforced: bool = True) -> str:
     tested = [m for m in comparison.metrics if m.test is not None]
     within = sum(m.verdict == "regression" for m in tested)
     better = sum(m.verdict == "improvement" for m in tested)
+    missing = (
+        f"; {len(comparison.missing)} metric(s) of the baseline are missing from this run and "
+        "were not tested"
+        if comparison.missing
+        else ""
+    )
     if not tested:
-        return "no metric could be tested: no matched items"
+        return "no metric could be tested (no matched items): the gate checked nothing" + missing
     if within or better:
         parts = ([f"{better} improvement(s)"] if better else []) + (
             [f"{within} regression(s) within --llm-max-drop {comparison.max_drop:g}"]
             if within
             else []
         )
-        return ", ".join(parts) + ": gate passes"
-    return f"no significant change in {len(tested)} tested metric(s): gate passes"
+        return ", ".join(parts) + ": gate passes" + missing
+    return f"no significant change in {len(tested)} tested metric(s): gate passes" + missing
 
 
 def comparison_lines(
@@ -122,6 +128,8 @@ def comparison_lines(
     changed = [m for m in others if m.delta != 0]
     lines.append("metrics (95% CI and p of the paired difference current - baseline):")
     lines.extend(metric_table(comparison, [*tested, *changed] if full else tested))
+    if comparison.missing:
+        lines.append(f"  missing from this run: {missing_metrics(comparison)}")
     unchanged = len(others) - len(changed)
     if full and unchanged:
         lines.append(f"  + {unchanged} unchanged aggregate(s) without paired statistics")
@@ -135,14 +143,33 @@ def comparison_lines(
     return lines
 
 
+def missing_metrics(comparison: Comparison) -> str:
+    """``mean_accuracy (capitals), pass_rate (all tests)``: what `Comparison.missing` lists."""
+    return ", ".join(
+        f"{name} ({group_label(group)})"
+        for group, name in comparison.missing
+    )
+
+
+def flip_counts(comparison: Comparison, arrow: str = "->") -> str:
+    """``3 pass -> fail, 1 fail -> pass`` (and ``, 2 pass -> skipped`` when some were)."""
+    counts = {d: 0 for d in ("pass->fail", "fail->pass", "pass->skipped")}
+    for flip in comparison.flips:
+        counts[flip.direction] += 1
+    return ", ".join(
+        f"{n} {d.replace('->', f' {arrow} ')}"
+        for d, n in counts.items()
+        if n or d != "pass->skipped"
+    )
+
+
 def flip_lines(comparison: Comparison, *, limit: int | None) -> list[str]:
     flips = comparison.flips
     if not flips:
         return ["flipped items: none"]
-    lost = sum(f.direction == "pass->fail" for f in flips)
     shown = flips if limit is None else flips[:limit]
     lines = [
-        f"flipped items: {lost} pass -> fail, {len(flips) - lost} fail -> pass"
+        f"flipped items: {flip_counts(comparison)}"
         + (f" (showing {len(shown)})" if len(shown) < len(flips) else "")
     ]
     for flip in shown:
@@ -238,8 +265,7 @@ def markdown(comparison: Comparison, *, enforced: bool = True) -> str:
             out += ["", "  ```diff", *(f"  {line}" for line in change.diff.splitlines()), "  ```"]
     out.append("")
     flips = comparison.flips
-    lost = sum(f.direction == "pass->fail" for f in flips)
-    out += [f"### Flipped items ({lost} pass → fail, {len(flips) - lost} fail → pass)", ""]
+    out += [f"### Flipped items ({flip_counts(comparison, '→')})", ""]
     if flips:
         out.append(
             _row(
