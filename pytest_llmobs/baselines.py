@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +76,11 @@ def resolve_baseline(ref: str, *, store: Store | None, path: Path | None = None)
     if candidate.is_file():
         return Baseline(load_export(candidate), "file", ref)
     if _looks_like_a_file(ref):
+        if candidate.is_dir():
+            raise BaselineError(
+                f"baseline file {str(candidate)!r} is a directory; expected a run export "
+                "written by 'llmobs export RUN -o FILE'"
+            )
         raise BaselineError(f"baseline file {str(candidate)!r} does not exist")
     if store is not None:
         saved = store.get_baseline(ref)
@@ -83,7 +89,8 @@ def resolve_baseline(ref: str, *, store: Store | None, path: Path | None = None)
         try:
             run_id = store.resolve_run(ref)
         except StoreError as exc:
-            if "ambiguous" in str(exc):
+            # 'latest' names no baseline: when the store has no runs, say that.
+            if ref == "latest" or "ambiguous" in str(exc):
                 raise BaselineError(str(exc)) from None
         else:
             return Baseline(store.load_run(run_id), "run", ref)
@@ -104,20 +111,37 @@ def unknown_message(ref: str, store: Store | None) -> str:
     )
 
 
+_RUN_ID_LIKE = re.compile(r"\d{1,8}|\d{8}T\d{0,6}|\d{8}T\d{6}-[0-9a-f]{0,6}", re.IGNORECASE)
+"""A generated run id (``20261127T204433-3f9a1c``, `pytest_llmobs.run.new_run_id`) or a prefix
+of one: where a RUN is accepted, such a name would resolve to a run."""
+
+RESERVED = (
+    "'latest' and names shaped like a run id or its prefix (e.g. '20261127T204433-3f9a1c', "
+    "'20261127') are reserved for runs"
+)
+
+
 def check_name(name: str) -> str:
-    """A baseline name: non-empty, and not one that would read as a file path."""
+    """A baseline name: non-empty, not one that would read as a file path, and not one that
+    reads as a run where a RUN is accepted (``latest``, a run id or id prefix)."""
     if not name.strip() or name != name.strip():
         raise BaselineError(f"a baseline name must be non-empty without outer spaces; got {name!r}")
     if _looks_like_a_file(name):
         raise BaselineError(
             f"baseline name {name!r} would read as a file path; use a name without '/' or '.json'"
         )
+    if name == "latest" or _RUN_ID_LIKE.fullmatch(name):
+        raise BaselineError(f"baseline name {name!r} is reserved: {RESERVED}; pick another name")
     return name
 
 
 def save_baseline(store: Store, name: str, run_ref: str = "latest") -> str:
     """Save the run ``run_ref`` as baseline ``name``; returns the run id."""
     check_name(name)
+    if store.has_run(name):
+        raise BaselineError(
+            f"baseline name {name!r} is reserved: it is the id of a stored run; pick another name"
+        )
     try:
         run_id = store.resolve_run(run_ref)
     except StoreError as exc:

@@ -62,7 +62,17 @@ def open_store(option: str | None) -> Store:
         raise CliError(str(exc)) from None
 
 
+def check_count(value: int, option: str, *, minimum: int = 0) -> int:
+    """``value`` of a count option when it is at least ``minimum``; otherwise a `CliError`."""
+    if value < minimum:
+        why = "negative" if value < 0 else "too small"
+        raise CliError(f"{option}: {value} is {why}; expected N >= {minimum}")
+    return value
+
+
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    if args.limit is not None:
+        check_count(args.limit, "--limit", minimum=1)
     store = open_store(args.store)
     runs = store.list_runs(limit=args.limit)
     if not runs:
@@ -111,8 +121,8 @@ def parse_age(text: str) -> float:
 def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
     if args.keep_last is None and args.older_than is None:
         raise CliError("prune needs --keep-last N and/or --older-than AGE")
-    if args.keep_last is not None and args.keep_last < 0:
-        raise CliError(f"--keep-last: {args.keep_last} is negative; expected N >= 0")
+    if args.keep_last is not None:
+        check_count(args.keep_last, "--keep-last")
     store = open_store(args.store)
     before = store.size_bytes()
     older = time.time() - parse_age(args.older_than) if args.older_than else None
@@ -213,6 +223,7 @@ def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.reporting.html import write_html
 
+    check_count(args.max_traces, "--max-traces")
     run = _load_for_report(args)
     path = _writable(args.output or f"llmobs-report-{run['id']}.html")
     try:
@@ -304,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2000,
         metavar="N",
-        help="items whose traces are included in full; the rest are summary rows (default 2000)",
+        help="items whose traces are included in full (0: none); the rest are summary rows "
+        "(default 2000)",
     )
     report.set_defaults(handler=cmd_report)
 
@@ -362,6 +374,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     stream = out or sys.stdout
     try:
+        if getattr(args, "output", None):
+            # Every command's -o (also those registered by other modules) is checked before
+            # the command does any work: a bad path is a wrong command (2), not a regression (1).
+            _writable(args.output)
         status = int(args.handler(args, stream))
         stream.flush()  # here, not at exit: a reader that went away is handled below
         return status

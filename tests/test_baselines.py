@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from conftest import Runs
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
+RESERVED = (
+    "'latest' and names shaped like a run id or its prefix (e.g. '20261127T204433-3f9a1c', "
+    "'20261127') are reserved for runs"
+)
 
 SUITE = """\
     import pytest
@@ -231,6 +235,18 @@ def test_save_baseline_only_when_the_session_passes(project: pytest.Pytester, ru
             "use a name without '/' or '.json'",
             id="file-like",
         ),
+        pytest.param(
+            ["--llm-save-baseline=latest"],
+            f"ERROR: --llm-save-baseline: baseline name 'latest' is reserved: {RESERVED}; "
+            "pick another name",
+            id="latest",
+        ),
+        pytest.param(
+            ["--llm-save-baseline=20261127T20"],
+            f"ERROR: --llm-save-baseline: baseline name '20261127T20' is reserved: {RESERVED}; "
+            "pick another name",
+            id="run-id-prefix",
+        ),
     ],
 )
 def test_bad_save_baseline_is_a_usage_error(
@@ -267,6 +283,59 @@ def test_cli_baseline_save_of_an_unknown_run_fails(
     code, _ = llmobs(project.path, "baseline", "save", "main", "nope")
     assert code == 2
     assert capsys.readouterr().err.startswith("llmobs: error: no run 'nope' in ")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        pytest.param("latest", RESERVED, id="latest"),
+        pytest.param("2026", RESERVED, id="digits"),
+        pytest.param("20261127T204433-3f9a1c", RESERVED, id="generated-id"),
+        pytest.param("ci-7", "it is the id of a stored run", id="stored-id"),
+    ],
+)
+def test_cli_baseline_save_refuses_names_that_read_as_a_run(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str], name: str, why: str
+) -> None:
+    project.runpytest("--llm-run-id=ci-7").assert_outcomes(passed=4)
+
+    assert llmobs(project.path, "baseline", "save", name) == (2, "")
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: baseline name {name!r} is reserved: {why}; pick another name\n"
+    )
+    assert llmobs(project.path, "baseline", "list")[1].startswith("no saved baselines")
+
+
+def test_a_directory_as_baseline_file_is_named_as_one(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.runpytest("--llm-run-name=first").assert_outcomes(passed=4)
+    folder = project.mkdir("exports")
+    message = (
+        f"baseline file {str(folder)!r} is a directory; expected a run export written by "
+        "'llmobs export RUN -o FILE'"
+    )
+
+    result = project.runpytest(f"--llm-baseline={folder}")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([exact(f"ERROR: --llm-baseline: {message}")])
+    capsys.readouterr()
+    assert llmobs(project.path, "compare", str(folder), "latest") == (2, "")
+    assert capsys.readouterr().err == f"llmobs: error: {message}\n"
+
+
+def test_rescore_latest_of_a_store_without_runs_says_so(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str], runs: Runs
+) -> None:
+    project.runpytest().assert_outcomes(passed=4)
+    assert llmobs(project.path, "prune", "--keep-last", "0")[0] == 0
+    capsys.readouterr()
+
+    assert llmobs(project.path, "rescore", "latest") == (2, "")
+
+    assert capsys.readouterr().err == f"llmobs: error: no runs in {runs.db()}\n"
 
 
 # --- the store's schema ----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,8 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+
+from pytest_llmobs.cli import main
 
 
 def llmobs(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -125,3 +129,52 @@ def test_report_of_a_damaged_export_names_the_field(recorded: Path) -> None:
         "be 'passed', 'failed', 'error' or 'skipped'\n"
     )
     assert not (recorded / "report.html").exists()
+
+
+def run_main(cwd: Path, *args: str) -> tuple[int, str, str]:
+    """``llmobs ARGS`` in this process against ``cwd``'s store: status, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main([*args, "--store", str(cwd / ".llmobs")], out)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_compare_to_a_directory_is_a_usage_error(recorded: Path, tmp_path: Path) -> None:
+    assert run_main(recorded, "compare", "first", "second", "-o", str(tmp_path)) == (
+        2,
+        "",
+        f"llmobs: error: -o {tmp_path}: is a directory; give a file name\n",
+    )
+
+
+def test_compare_creates_the_directory_of_its_output(recorded: Path) -> None:
+    target = recorded / "missing" / "parent" / "x.json"
+
+    code, out, err = run_main(
+        recorded, "compare", "first", "second", "--format", "json", "-o", str(target)
+    )
+
+    assert (code, err) == (0, "")
+    assert out == f"wrote the comparison (passed) to {target}\n"
+    assert json.loads(target.read_text(encoding="utf-8"))["verdict"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["runs", "--limit", "0"], "--limit: 0 is too small; expected N >= 1", id="0"),
+        pytest.param(
+            ["runs", "--limit", "-1"], "--limit: -1 is negative; expected N >= 1", id="negative"
+        ),
+        pytest.param(
+            ["report", "latest", "--max-traces", "-1", "-o", "x.html"],
+            "--max-traces: -1 is negative; expected N >= 0",
+            id="max-traces",
+        ),
+    ],
+)
+def test_counts_below_their_minimum_are_usage_errors(
+    recorded: Path, args: list[str], message: str
+) -> None:
+    assert run_main(recorded, *args) == (2, "", f"llmobs: error: {message}\n")
+    assert not (recorded / "x.html").exists()

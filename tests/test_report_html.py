@@ -519,7 +519,7 @@ def test_comparison_shows_deltas_intervals_and_what_changed() -> None:
     assert (
         "capitals mean_accuracy 0.950 0.750 -0.200 -0.350 … -0.050 n=4 p=0.030"
         " delta -0.200, interval -0.350 to -0.050 regression fails the gate"
-        " all tests pass_rate 0.900 0.920 +0.020 -0.040 … +0.080 n=4 p=1"
+        " all tests pass_rate 0.900 0.920 +0.020 -0.040 … +0.080 n=4 p=1.000"
         " delta 0.020, interval -0.040 to 0.080 no significant change"
         " 1 more aggregate(s) without a paired test"
     ) in text
@@ -534,6 +534,17 @@ def test_comparison_shows_deltas_intervals_and_what_changed() -> None:
     assert '<span class="badge improved">fail-&gt;pass</span>' in page
     assert "only in baseline (1) test_old.py::test_gone only in current (0) none" in text
     assert "future field something new" in text  # unknown keys are still shown
+
+
+def test_comparison_p_values_read_as_in_the_terminal() -> None:
+    """A significant p-value is ``p=1.2e-04`` (as ``McNemar p=1.2e-04`` in the terminal), not
+    ``p=0.000``."""
+    regression = {**COMPARISON["metrics"][1], "p_value": 0.00012}
+    run = {**_synthetic_run(1, failed=set()), "comparison": {**COMPARISON, "metrics": [regression]}}
+
+    text = " ".join(" ".join(parse(render_html(run)).text).split())
+
+    assert "-0.350 … -0.050 n=4 p=1.2e-04 delta" in text
 
 
 def test_comparison_from_a_real_baseline(

@@ -145,10 +145,7 @@ def comparison_lines(
 
 def missing_metrics(comparison: Comparison) -> str:
     """``mean_accuracy (capitals), pass_rate (all tests)``: what `Comparison.missing` lists."""
-    return ", ".join(
-        f"{name} ({group_label(group)})"
-        for group, name in comparison.missing
-    )
+    return ", ".join(f"{name} ({group_label(group)})" for group, name in comparison.missing)
 
 
 def flip_counts(comparison: Comparison, arrow: str = "->") -> str:

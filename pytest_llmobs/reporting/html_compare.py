@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_llmobs.compare.model import fmt_p
 from pytest_llmobs.reporting.html_text import as_text, clipped, esc, number, short
 from pytest_llmobs.reporting.svg import interval_mark
 
@@ -154,11 +155,7 @@ def _metrics_table(rows: Sequence[Mapping[str, Any]]) -> str:
         css = verdict_class(verdict)
         ci = f"{_signed(low)} … {_signed(high)}" if low is not None and high is not None else "–"
         signed = "–" if delta is None else _signed(delta)
-        stats = [
-            f"{label}={number(row[key])}"
-            for key, label in (("n", "n"), ("p_value", "p"))
-            if _num(row.get(key)) is not None
-        ]
+        stats = _stats(row)
         extra = f'<div class="muted">{esc(" ".join(stats))}</div>' if stats else ""
         badge = f'<span class="badge {css}">{esc(verdict)}</span>' if verdict else ""
         if row.get("fails_gate"):
@@ -329,6 +326,14 @@ def _scalar(value: object) -> str:
     if isinstance(value, bool | int | float):
         return number(value)
     return short(str(value), 500)
+
+
+def _stats(row: Mapping[str, Any]) -> list[str]:
+    """``n=10 p=1.2e-04``: the p-value in the terminal's notation, so a tiny one is not 0.000."""
+    n, p = _num(row.get("n")), _num(row.get("p_value"))
+    return ([f"n={number(row['n'])}"] if n is not None else []) + (
+        [f"p={fmt_p(p)}"] if p is not None else []
+    )
 
 
 def _num(value: object) -> float | None:
