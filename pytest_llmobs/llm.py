@@ -26,19 +26,42 @@ if TYPE_CHECKING:
 
 GENERATION_PARAMS = frozenset(
     {
-        "temperature",
-        "max_tokens",
-        "top_p",
-        "seed",
-        "stop",
-        "response_format",
-        "presence_penalty",
+        "audio",
         "frequency_penalty",
-        "n",
+        "function_call",
+        "functions",
         "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "modalities",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
     }
 )
-"""Prompt ``config`` keys passed to the model as call parameters; other keys are metadata."""
+"""Prompt ``config`` keys sent to the model as call parameters: OpenAI's Chat Completions request
+parameters except ``messages``, ``model`` (the run's model wins), ``stream``/``stream_options``
+(a call reads one whole answer) and ``metadata``/``store`` (names an application's own config
+often uses; pass them to ``llm.generate`` to send them). Other keys are application settings (a
+judge rubric's ``scale`` and ``threshold``, a Langfuse config's own fields): they stay in the
+prompt version, unsent."""
 
 PromptInput = str | CompiledPrompt | Sequence[Mapping[str, str]]
 

@@ -1,5 +1,6 @@
 """Async tests under pytest-asyncio and anyio: ``await llm.agenerate(...)`` traces into the test,
-and coroutines gathered in one test get their own spans under its root."""
+coroutines gathered in one test get their own spans under its root, and the plugin's waits (mock
+latency, retry backoff) run under anyio's trio backend too."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from textwrap import dedent
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fake_openai import FakeOpenAI, answer, error, fake_openai, openai_env
 
 if TYPE_CHECKING:
     from conftest import Runs
+
+__all__ = ["fake_openai", "openai_env"]  # fixtures used here, imported from fake_openai
 
 INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 
@@ -159,3 +163,61 @@ def test_failing_async_test_marks_its_root_span(pytester: pytest.Pytester, runs:
     assert root["level"] == "ERROR"
     assert "AssertionError" in root["status_message"]
     assert root["output"] == "Paris"  # the last generation's output
+
+
+TRIO_SUITE = """\
+    import pytest
+
+    @pytest.fixture
+    def anyio_backend():
+        return "trio"
+
+    @pytest.mark.anyio
+    async def test_capital(llm):
+        assert (await llm.agenerate("What is the capital of France?")).text == "Paris"
+    """
+
+
+def attempts(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attempts recorded on the item's one generation (none when it answered at once)."""
+    (generation,) = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+    return list(generation["metadata"].get("attempts", []))
+
+
+def test_mock_latency_waits_under_trio(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_trio=dedent(TRIO_SUITE))
+
+    pytester.runpytest("--llm-model=mock-llm-v1?latency_ms=5").assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    assert attempts(item) == []
+
+
+def test_a_retried_mock_error_waits_under_trio(pytester: pytest.Pytester, runs: Runs) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_trio=dedent(TRIO_SUITE))
+
+    # seed 0: France's first attempt fails (a 429 with Retry-After: 0), its second answers
+    result = pytester.runpytest("--llm-model=mock-llm-v1?error_rate=0.5&seed=0")
+
+    result.assert_outcomes(passed=1)
+    (item,) = runs.latest()["items"]
+    assert [a["status"] for a in attempts(item)] == [429, None]
+
+
+def test_the_openai_provider_backs_off_under_trio(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI
+) -> None:
+    openai_env.queue(error(500), answer("Paris"))
+    pytester.makeini(INI)
+    pytester.makepyfile(test_trio=dedent(TRIO_SUITE))
+
+    result = pytester.runpytest("--llm-model=openai:gpt-4o-mini?backoff=0.01")
+
+    result.assert_outcomes(passed=1)
+    (item,) = runs.latest()["items"]
+    first, second = attempts(item)
+    assert (first["status"], second["status"]) == (500, 200)
+    assert first["wait_s"] > 0  # a real backoff wait, not a zero one
+    assert openai_env.request_count == 2

@@ -38,6 +38,7 @@ from fake_openai import (
 
 import pytest_llmobs
 from pytest_llmobs.llm import LLM
+from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.providers import (
     ConfigError,
     ProviderError,
@@ -144,6 +145,35 @@ def test_reasoning_models_get_max_completion_tokens(fake_openai: FakeOpenAI, wai
     finally:
         model.close()
     assert fake_openai.requests[0].params == {"max_completion_tokens": 64}
+
+
+PROMPT_CALL_PARAMS: dict[str, Any] = {
+    "max_completion_tokens": 300,
+    "reasoning_effort": "low",
+    "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}],
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "service_tier": "flex",
+    "user": "eval-suite",
+}
+
+
+def test_a_prompt_configs_chat_completion_parameters_are_sent_and_its_app_settings_are_not(
+    fake_openai: FakeOpenAI, waits: Waits
+) -> None:
+    config = {**PROMPT_CALL_PARAMS, "team": "support", "threshold": 0.5}
+    prompt = Prompt(name="ask", version=1, type="text", template="{{q}}", config=config)
+    model = make_provider(fake_openai.url, waits, model="o3-mini")
+    trace = Trace("t")
+    try:
+        with activate(Observation(trace, "root")):
+            LLM(model).generate(prompt.compile(q="Capital of France?"), seed=5)
+    finally:
+        model.close()
+
+    assert fake_openai.requests[0].params == {**PROMPT_CALL_PARAMS, "seed": 5}
+    (generation,) = [o for o in trace.observations if o.type == "generation"]
+    assert generation.model_parameters == {**PROMPT_CALL_PARAMS, "seed": 5}
 
 
 def test_an_unpriced_model_costs_none(fake_openai: FakeOpenAI, waits: Waits) -> None:

@@ -12,7 +12,6 @@ same model string gives the same answers in every process, whatever ``PYTHONHASH
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
@@ -32,6 +31,7 @@ from pytest_llmobs.providers.base import (
 )
 from pytest_llmobs.providers.capitals import CAPITALS
 from pytest_llmobs.providers.mock_judge import judge_answer, judge_sections
+from pytest_llmobs.providers.retry import async_sleep
 
 __all__ = ["IDK_ANSWER", "MOCK_MODEL_NAME", "MockLLM"]
 
@@ -183,11 +183,11 @@ class MockLLM:
         return self._response(messages, text, meta, start)
 
     async def acomplete(self, messages: list[Message], **params: Any) -> ModelResponse:
-        """Answer ``messages``, waiting ``latency_ms`` with `asyncio.sleep`."""
+        """Answer ``messages``, waiting ``latency_ms`` in the running async library."""
         start = time.perf_counter()
         text, meta = self._answer(messages, params)
         while (remaining := self._delay_left(start)) > 0:
-            await asyncio.sleep(remaining)
+            await async_sleep(remaining)
         return self._response(messages, text, meta, start)
 
     def _delay_left(self, start: float) -> float:
