@@ -299,6 +299,30 @@ def test_an_error_body_with_a_success_status_says_what_the_server_said(
     assert fake_openai.request_count == 1  # not retried: the same request would get the same
 
 
+def test_a_parameter_json_cannot_hold_is_named_and_nothing_is_sent(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    class Answer:  # a pydantic-style class, where a response_format dict is expected
+        @staticmethod
+        def model_json_schema() -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(ValueError) as as_set:
+        provider.complete(ask("hi"), stop={"\n"})
+    with pytest.raises(ValueError) as as_class:
+        asyncio.run(provider.acomplete(ask("hi"), response_format=Answer))
+
+    assert str(as_set.value) == (
+        "model parameter stop={'\\n'} cannot be sent as JSON "
+        "(Object of type set is not JSON serializable); pass a list"
+    )
+    assert str(as_class.value).endswith(
+        "pass a dict: {'type': 'json_schema', 'json_schema': {'name': 'Answer', "
+        "'schema': Answer.model_json_schema()}}"
+    )
+    assert fake_openai.requests == []
+
+
 def test_a_client_error_is_not_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
     fake_openai.queue(error(400, "Invalid value for 'temperature'"))
     with pytest.raises(CallError) as excinfo:

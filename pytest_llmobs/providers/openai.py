@@ -170,6 +170,25 @@ def parse_extra_headers(value: str) -> dict[str, str]:
     return headers
 
 
+def _unsendable(body: Mapping[str, Any]) -> str:
+    """Which parameter of a request body JSON cannot hold, and what to pass instead."""
+    for name, value in body.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            if isinstance(value, type) and hasattr(value, "model_json_schema"):
+                hint = (
+                    "pass a dict: {'type': 'json_schema', 'json_schema': {'name': "
+                    f"'{value.__name__}', 'schema': {value.__name__}.model_json_schema()}}}}"
+                )
+            elif isinstance(value, (set, frozenset)):
+                hint = "pass a list"
+            else:
+                hint = "pass JSON values (str, number, bool, None, list, dict)"
+            return f"model parameter {name}={value!r} cannot be sent as JSON ({exc}); {hint}"
+    return "the request body cannot be sent as JSON"
+
+
 def _carries_auth(headers: Iterable[str]) -> bool:
     """Whether extra headers (their names) hold the credentials: then no key header of ours."""
     return any(name.lower() in _AUTH_HEADERS for name in headers)
@@ -502,6 +521,8 @@ class OpenAIProvider:
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        except TypeError:  # httpx's json.dumps of the body, before anything is sent
+            raise ValueError(_unsendable(body)) from None
         return self._parse(response, started)
 
     async def _aattempt(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ModelResponse:
@@ -514,6 +535,8 @@ class OpenAIProvider:
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        except TypeError:  # httpx's json.dumps of the body, before anything is sent
+            raise ValueError(_unsendable(body)) from None
         return self._parse(response, started)
 
     # --- errors and responses -----------------------------------------------------------------
