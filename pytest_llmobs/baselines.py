@@ -69,19 +69,22 @@ def _looks_like_a_file(ref: str) -> bool:
     return ref.endswith(".json") or "/" in ref or os.sep in ref
 
 
-def resolve_baseline(ref: str, *, store: Store | None, path: Path | None = None) -> Baseline:
+def resolve_baseline(
+    ref: str, *, store: Store | None, path: Path | None = None, what: str = "baseline"
+) -> Baseline:
     """Resolve ``ref`` (see the module docstring); ``path`` is ``ref`` as a file path when it
-    should be read relative to somewhere other than the current directory."""
+    should be read relative to somewhere other than the current directory. ``what`` names the
+    reference in errors (``run`` for the run a baseline is compared with)."""
     candidate = path if path is not None else Path(ref)
     if candidate.is_file():
         return Baseline(load_export(candidate), "file", ref)
     if _looks_like_a_file(ref):
         if candidate.is_dir():
             raise BaselineError(
-                f"baseline file {str(candidate)!r} is a directory; expected a run export "
+                f"{what} file {str(candidate)!r} is a directory; expected a run export "
                 "written by 'llmobs export RUN -o FILE'"
             )
-        raise BaselineError(f"baseline file {str(candidate)!r} does not exist")
+        raise BaselineError(f"{what} file {str(candidate)!r} does not exist")
     if store is not None:
         saved = store.get_baseline(ref)
         if saved is not None:
@@ -94,10 +97,10 @@ def resolve_baseline(ref: str, *, store: Store | None, path: Path | None = None)
                 raise BaselineError(str(exc)) from None
         else:
             return Baseline(store.load_run(run_id), "run", ref)
-    raise BaselineError(unknown_message(ref, store))
+    raise BaselineError(unknown_message(ref, store, what))
 
 
-def unknown_message(ref: str, store: Store | None) -> str:
+def unknown_message(ref: str, store: Store | None, what: str = "baseline") -> str:
     where = f" in {store.path or 'the in-memory store'}" if store is not None else ""
     saved = ", ".join(b["name"] for b in store.list_baselines()) if store is not None else ""
     recent = (
@@ -106,7 +109,7 @@ def unknown_message(ref: str, store: Store | None) -> str:
         else ""
     )
     return (
-        f"unknown baseline {ref!r}: not a file, a saved baseline or a run{where}; "
+        f"unknown {what} {ref!r}: not a file, a saved baseline or a run{where}; "
         f"saved baselines: {saved or '(none)'}; recent runs: {recent or '(none)'}"
     )
 

@@ -510,9 +510,13 @@ def test_compare_unknown_reference_is_a_clear_error(
 ) -> None:
     code, _ = llmobs(recorded, "compare", "good", "nope")
     assert code == 2
+    err = capsys.readouterr().err  # the run to compare, not the baseline
+    assert err.startswith("llmobs: error: unknown run 'nope': not a file, a saved baseline")
+    assert "recent runs: bad (" in err
+    code, _ = llmobs(recorded, "compare", "nope", "good")
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("llmobs: error: unknown baseline 'nope': not a file, a saved baseline")
-    assert "recent runs: bad (" in err
 
 
 def test_rescore_evaluates_new_thresholds_without_calling_a_model(

@@ -63,12 +63,12 @@ def _store(option: str | None, refs: list[str]) -> Store | None:
         raise
 
 
-def _resolve(ref: str, store: Store | None) -> Any:
+def _resolve(ref: str, store: Store | None, what: str) -> Any:
     from pytest_llmobs.baselines import BaselineError, resolve_baseline
     from pytest_llmobs.cli import CliError
 
     try:
-        return resolve_baseline(ref, store=store)
+        return resolve_baseline(ref, store=store, what=what)
     except BaselineError as exc:
         raise CliError(str(exc)) from None
 
@@ -119,7 +119,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     if not args.max_drop >= 0:
         raise CliError(f"--max-drop must be a number >= 0; got {args.max_drop!r}")
     store = _store(args.store, [args.baseline, args.current])
-    baseline, current = _resolve(args.baseline, store), _resolve(args.current, store)
+    baseline = _resolve(args.baseline, store, "baseline")
+    current = _resolve(args.current, store, "run")
     comparison = compare_runs(
         baseline.run,
         current.run,
@@ -150,7 +151,7 @@ def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.thresholds import ThresholdError, evaluate, parse_threshold
 
     store = _store(args.store, [args.run])
-    run = _resolve(args.run, store).run
+    run = _resolve(args.run, store, "run").run
     try:
         if args.threshold:
             thresholds = [parse_threshold(t, source="--threshold") for t in args.threshold]
