@@ -58,4 +58,5 @@ def result_from_run(run: Mapping[str, Any], store_path: Path | None = None) -> R
         model=str(run.get("model", "")),
         errors=list(run.get("errors") or []),
         missing=[dict(entry) for entry in run.get("missing") or []],
+        fail_on=tuple(run.get("fail_on", ("threshold", "regression"))),  # stored when not both
     )

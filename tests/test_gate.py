@@ -210,6 +210,13 @@ def test_fail_on_threshold_does_not_fail_on_a_regression(
     run = runs.latest()
     assert run["status"] == "passed"
     assert run["comparison"]["verdict"] == "regression"  # still recorded
+    assert (run["fail_on"], run["comparison"]["enforced"]) == (["threshold"], False)
+    # the HTML report, read later, says what the session said
+    page = suite.path / "report.html"
+    assert cli.main(["report", "latest", "-o", str(page), "--store", ".llmobs"], StringIO()) == 0
+    html = page.read_text(encoding="utf-8")
+    assert "2 beyond the tolerated drop, not enforced" in html
+    assert "fail the gate" not in html and "fails the gate" not in html
 
 
 def test_fail_on_regression_does_not_fail_on_a_threshold(
@@ -226,6 +233,9 @@ def test_fail_on_regression_does_not_fail_on_a_threshold(
         ["  ✗ capitals: mean_accuracy >= 0.99 *", "1 of 1 threshold(s) failed: not failing *"]
     )
     assert runs.latest()["status"] == "passed"
+    shown = StringIO()  # and `llmobs show`, later, says it too
+    assert cli.main(["show", "latest", "--store", str(suite.path / ".llmobs")], shown) == 0
+    assert "1 of 1 threshold(s) failed: not failing (--llm-fail-on)" in shown.getvalue()
 
 
 def test_fail_on_none_reports_but_fails_on_nothing(suite: pytest.Pytester) -> None:

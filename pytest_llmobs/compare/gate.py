@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,7 +22,7 @@ def conclude(
     settings = state.settings
     result.fail_on = tuple(sorted(settings.fail_on))
     baseline = config.stash.get(BASELINE_KEY, None)
-    summary = {}
+    summary: dict[str, Any] = {}
     if baseline is not None:
         from pytest_llmobs.compare.core import compare_runs, run_info
 
@@ -48,7 +48,12 @@ def conclude(
         status = "passed"  # failed on thresholds only, which --llm-fail-on does not enforce
     if result.comparison is not None:
         result.comparison.current.status = status
-        summary["comparison"] = result.comparison.to_dict()
+        summary["comparison"] = {
+            **result.comparison.to_dict(),
+            "enforced": "regression" in settings.fail_on,  # for readers: does it fail runs?
+        }
+    if result.fail_on != ("regression", "threshold"):  # (sorted) readers assume both otherwise
+        summary["fail_on"] = list(result.fail_on)
     if status != result.status or summary:
         state.store.update_run(result.run_id, status=status, summary=summary)
         result.status = status

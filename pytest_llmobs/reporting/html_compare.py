@@ -41,12 +41,12 @@ def comparison_section(comparison: object) -> str:
         return ""
     known = {
         "baseline", "current", "verdict", "regressions", "matched", "max_drop",
-        "metrics", "changes", "flips", "flipped", "unmatched",
+        "metrics", "changes", "flips", "flipped", "unmatched", "enforced",
     }  # fmt: skip
     parts = ['<section id="comparison"><h2>Comparison with baseline</h2>', _headline(comparison)]
     metrics = comparison.get("metrics")
     if metrics:
-        parts.append(_metrics(metrics))
+        parts.append(_metrics(metrics, enforced=comparison.get("enforced") is not False))
     changes = comparison.get("changes")
     if changes:
         parts.append(f"<h3>What changed</h3>{_changes(changes)}")
@@ -73,8 +73,11 @@ def _headline(comparison: Mapping[str, Any]) -> str:
         pairs.append(("verdict", f'<span class="badge {css}">{esc(verdict)}</span>'))
     regressions = comparison.get("regressions")
     if isinstance(regressions, int) and not isinstance(regressions, bool):
-        css = "errors" if regressions else "muted"
-        pairs.append(("regressions", f'<span class="{css}">{regressions} fail the gate</span>'))
+        if comparison.get("enforced") is False:  # --llm-fail-on left regressions out
+            css, said = "muted", f"{regressions} beyond the tolerated drop, not enforced"
+        else:
+            css, said = ("errors" if regressions else "muted"), f"{regressions} fail the gate"
+        pairs.append(("regressions", f'<span class="{css}">{esc(said)}</span>'))
     if comparison.get("matched") is not None:
         pairs.append(("matched", f"{esc(_scalar(comparison['matched']))} cases in both runs"))
     if comparison.get("max_drop") is not None:
@@ -123,24 +126,25 @@ def _severity(row: Mapping[str, Any]) -> int:
     return {"regressed": 1, "improved": 2}.get(verdict_class(row.get("verdict")), 3)
 
 
-def _metrics(metrics: object) -> str:
-    """Metrics with a paired interval or a verdict first (worst first), the rest folded."""
+def _metrics(metrics: object, *, enforced: bool = True) -> str:
+    """Metrics with a paired interval or a verdict first (worst first), the rest folded;
+    ``enforced``: whether a metric beyond the tolerated drop fails the run."""
     rows = _metric_rows(metrics)
     if not rows:
         return generic(metrics)
     rows = sorted(rows, key=_severity)  # stable: the comparison's own order within a rank
     tested = [r for r in rows if _interval(r)[0] is not None or _severity(r) < 3]
     rest = [r for r in rows if not (_interval(r)[0] is not None or _severity(r) < 3)]
-    html = _metrics_table(tested) if tested else ""
+    html = _metrics_table(tested, enforced=enforced) if tested else ""
     if rest:
         html += (
             f"<details><summary>{len(rest)} more aggregate(s) without a paired test</summary>"
-            f"{_metrics_table(rest)}</details>"
+            f"{_metrics_table(rest, enforced=enforced)}</details>"
         )
     return html
 
 
-def _metrics_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _metrics_table(rows: Sequence[Mapping[str, Any]], *, enforced: bool) -> str:
     body = []
     for row in rows[:_MAX_ROWS]:
         name = row.get("name") or row.get("metric") or row.get("aggregate") or "?"
@@ -159,7 +163,8 @@ def _metrics_table(rows: Sequence[Mapping[str, Any]]) -> str:
         extra = f'<div class="muted">{esc(" ".join(stats))}</div>' if stats else ""
         badge = f'<span class="badge {css}">{esc(verdict)}</span>' if verdict else ""
         if row.get("fails_gate"):
-            badge += ' <span class="badge regressed">fails the gate</span>'
+            said = "fails the gate" if enforced else "beyond the tolerated drop, not enforced"
+            badge += f' <span class="badge regressed">{said}</span>'
         bad = row.get("fails_gate") or css == "regressed"
         body.append(
             f'<tr class="{"bad" if bad else ""}"><td>{esc(scope)}</td>'
