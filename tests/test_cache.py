@@ -82,8 +82,15 @@ def test_the_model_identity_has_no_server_key_or_timeouts(monkeypatch: pytest.Mo
         for spec in ("gpt-4o-mini", "openai:gpt-4o-mini?timeout=3&max_retries=1")
     }
     assert identities == {"openai:gpt-4o-mini"}
-    mock = LLM(registry.resolve("mock-llm-v1?accuracy=0.5")).caller._identity
-    assert mock.startswith("mock-llm-v1?") and '"accuracy":0.5' in mock
+    mocks = {
+        LLM(registry.resolve(spec)).caller._identity
+        for spec in (  # latency and errors do not change answers: one recording for all
+            "mock-llm-v1?accuracy=0.5",
+            "mock-llm-v1?accuracy=0.5&latency_ms=5&error_rate=0.1",
+        )
+    }
+    assert mocks == {"mock-llm-v1?accuracy=0.5&seed=0"}
+    assert LLM(registry.resolve("mock-llm-v1?accuracy=0.5&seed=2")).caller._identity not in mocks
 
 
 def test_entries_are_pretty_json_under_a_two_level_fan_out(tmp_path: Path) -> None:

@@ -170,6 +170,13 @@ class MockLLM:
         """The effective options (defaults filled in), read-only."""
         return MappingProxyType(self._options)
 
+    @property
+    def cache_identity(self) -> str:
+        """The model as a cache key sees it: the options that choose answers (``accuracy``,
+        ``seed``), not the ones that only delay or fail calls (``latency_ms``, ``error_rate``)."""
+        accuracy, seed = self._options["accuracy"], self._options["seed"]
+        return f"{MOCK_MODEL_NAME}?accuracy={accuracy}&seed={seed}"
+
     def __repr__(self) -> str:
         query = "&".join(f"{k}={v}" for k, v in self._options.items())
         return f"MockLLM({MOCK_MODEL_NAME}?{query})"
