@@ -380,6 +380,8 @@ class Observation:
                 prompt_name=self.prompt_name,
                 prompt_version=self.prompt_version,
             )
+        elif self.prompt_name is not None:  # `attach_prompt` on a span: kept, but only then
+            data.update(prompt_name=self.prompt_name, prompt_version=self.prompt_version)
         return data
 
 

@@ -579,10 +579,17 @@ def test_update_sets_generation_fields(root: Observation) -> None:
     assert data["cost"] == 0.5
 
 
-def test_attach_prompt_accepts_an_uncompiled_prompt(root: Observation) -> None:
+def test_attach_prompt_accepts_an_uncompiled_prompt_and_a_span_keeps_the_link(
+    root: Observation,
+) -> None:
     with start_span("s") as span:
         span.attach_prompt(Prompt(name="p", version=7, type="text", template="hi"))
+    with start_span("plain") as plain:
+        pass
     assert (span.prompt_name, span.prompt_version) == ("p", 7)
+    data = span.to_dict()  # what is stored and exported
+    assert (data["prompt_name"], data["prompt_version"]) == ("p", 7)
+    assert "prompt_name" not in plain.to_dict()
 
 
 # --- propagate_attributes ------------------------------------------------------------------------
