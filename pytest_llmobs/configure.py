@@ -182,6 +182,8 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
         pytest.ExitCode.OK,
         pytest.ExitCode.NO_TESTS_COLLECTED,
     )
+    if exitstatus == pytest.ExitCode.USAGE_ERROR:
+        recorder.expect_nothing()
     stopped = session.shouldfail or session.shouldstop  # -x, --maxfail
     if interrupted or stopped:
         why = "not run: the session was interrupted" if interrupted else f"not run: {stopped}"

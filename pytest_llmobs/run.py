@@ -204,6 +204,11 @@ class RunRecorder:
         for node_id in node_ids:
             self._expected.setdefault(node_id, reason)
 
+    def expect_nothing(self) -> None:
+        """Forget the declared items: a session stopped by a usage error ran none of them, and
+        listing each as missing would read as if they had crashed."""
+        self._expected.clear()
+
     def note_lost(self, node_id: str, reason: str) -> None:
         """Say why an expected item has no result (a crashed worker, for one)."""
         self._expected[node_id] = reason

@@ -402,6 +402,8 @@ def test_a_marker_usage_error_fails_the_run(
     )
     run = runs.latest()
     assert (run["status"], run["items"]) == ("failed", [])
+    assert "missing" not in run  # nothing ran: no item is reported as if it had crashed
+    result.stdout.no_fnmatch_line("*missing from the run*")
 
 
 def test_a_dataset_version_is_snapshotted_once_across_runs(
