@@ -360,6 +360,28 @@ def test_one_dataset_item_in_two_tests_is_matched_per_test() -> None:
     assert [f.label for f in comparison.flips] == ["d/x (t.py::b)"]
 
 
+def test_parametrize_stacked_on_a_dataset_matches_each_case_by_its_node_id() -> None:
+    def case(variant: str, item_id: str, ok: bool) -> dict[str, Any]:
+        stored = item(f"t.py::p[{item_id}-{variant}]", "passed", dataset="d", ok=ok)
+        stored["item_id"] = item_id  # both variants run the same dataset item
+        return stored
+
+    ids = [f"q{n}" for n in range(6)]
+    baseline = run("a", [case(v, i, True) for i in ids for v in "ab"])
+    current = run("b", [case(v, i, v == "a") for i in ids for v in "ab"])
+
+    comparison = compare_runs(baseline, current)
+
+    assert comparison.matched == 12  # not 6: one variant dropped as a duplicate
+    assert [f.label for f in comparison.flips][:2] == [
+        "d/q0 (t.py::p[q0-b])",
+        "d/q1 (t.py::p[q1-b])",
+    ]
+    assert len(comparison.flips) == 6
+    row = next(m for m in comparison.metrics if (m.group, m.name) == ("d", "mean_ok"))
+    assert row.verdict == "regression"
+
+
 def test_what_changed_lists_model_params_datasets_and_plugin_version() -> None:
     baseline = run(
         "a",

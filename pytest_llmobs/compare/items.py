@@ -60,19 +60,27 @@ def _scores(item: Mapping[str, Any]) -> tuple[dict[str, float], frozenset[str]]:
     return means, frozenset(set(means) - not_boolean)
 
 
-def _has_duplicates(items: Sequence[Mapping[str, Any]]) -> bool:
-    counts = Counter((*_base(i), int(i.get("repeat") or 0)) for i in items)
+def _test_of(item: Mapping[str, Any], detail: int) -> str:
+    """The test part of a dataset item's key: none (0), the test function (1), or the whole
+    node id, other parameters included (2: ``parametrize`` stacked on ``llm_dataset``)."""
+    repeat = int(item.get("repeat") or 0)
+    node = strip_repeat_id(str(item["node_id"]), repeat)
+    return "" if detail == 0 else node if detail == 2 else node.partition("[")[0]
+
+
+def _has_duplicates(items: Sequence[Mapping[str, Any]], detail: int) -> bool:
+    counts = Counter((*_base(i), _test_of(i, detail), int(i.get("repeat") or 0)) for i in items)
     return any(count > 1 for count in counts.values())
 
 
-def build_cases(items: Sequence[Mapping[str, Any]], *, with_test: bool) -> dict[Key, Case]:
-    """The run's cases by key (a later duplicate of a key is dropped)."""
+def build_cases(items: Sequence[Mapping[str, Any]], *, detail: int) -> dict[Key, Case]:
+    """The run's cases by key, ``detail`` as `_test_of` (a later duplicate is dropped)."""
     cases: dict[Key, Case] = {}
     for item in items:
         dataset, ident = _base(item)
         repeat = int(item.get("repeat") or 0)
-        test = strip_repeat_id(str(item["node_id"]), repeat).partition("[")[0]
-        item_key: Key = (dataset, ident, test) if with_test and dataset else (dataset, ident)
+        test = _test_of(item, detail)
+        item_key: Key = (dataset, ident, test) if test and dataset else (dataset, ident)
         key = (*item_key, repeat)
         if key in cases:
             continue
@@ -104,9 +112,14 @@ class Matching:
 
 
 def match(baseline: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> Matching:
-    with_test = _has_duplicates(baseline) or _has_duplicates(current)
-    before = build_cases(baseline, with_test=with_test)
-    after = build_cases(current, with_test=with_test)
+    """Pair the runs' cases on (dataset, item id, repeat); with the test function too when one
+    item runs in several tests, and with the whole node id when one test runs it several times
+    (``parametrize`` stacked on the marker)."""
+    detail = 0
+    while detail < 2 and (_has_duplicates(baseline, detail) or _has_duplicates(current, detail)):
+        detail += 1
+    before = build_cases(baseline, detail=detail)
+    after = build_cases(current, detail=detail)
     pairs = [(before[key], case) for key, case in after.items() if key in before]
     return Matching(
         pairs,
