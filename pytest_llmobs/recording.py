@@ -66,10 +66,14 @@ class TestRecord:
         self.duration += report.duration
         if hasattr(report, "wasxfail"):
             self.phases[report.when] = "skipped" if report.skipped else "passed"
+            if report.skipped and self.skip_reason is None:
+                self.skip_reason = f"xfail: {report.wasxfail}" if report.wasxfail else "xfail"
         else:
             self.phases[report.when] = report.outcome
-        if report.failed and self.error is None and call.excinfo is not None:
-            self.error = call.excinfo.exconly()[:_MAX_ERROR_CHARS]
+        if report.failed and self.error is None:
+            # no exception: a strict XPASS, whose report says "[XPASS(strict)] <reason>"
+            failure = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)
+            self.error = failure[:_MAX_ERROR_CHARS]
         if report.skipped and self.skip_reason is None:
             longrepr = report.longrepr
             if isinstance(longrepr, tuple) and len(longrepr) == 3:

@@ -358,6 +358,36 @@ def test_hard_crash_keeps_finished_items_and_the_run_reads_as_interrupted(
     assert generation["output"] == "Paris"
 
 
+def test_xfail_keeps_its_reason_and_a_strict_xpass_its_failure(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_x=dedent(
+            """\
+            import pytest
+
+            def test_known_bad():
+                pytest.xfail("japan known bad")
+
+            @pytest.mark.xfail(reason="expected to fail", strict=True)
+            def test_unexpectedly_good():
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(xfailed=1, failed=1)
+    items = runs.items(runs.latest())
+    known = items["test_x.py::test_known_bad"]
+    assert (known["outcome"], known["skip_reason"]) == ("skipped", "xfail: japan known bad")
+    xpass = items["test_x.py::test_unexpectedly_good"]
+    assert (xpass["outcome"], xpass["error"]) == ("failed", "[XPASS(strict)] expected to fail")
+    root = xpass["trace"]["observations"][0]
+    assert (root["level"], root["status_message"]) == ("ERROR", xpass["error"])
+
+
 # --- sessions that end before running tests -----------------------------------------------------
 
 
