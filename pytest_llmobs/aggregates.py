@@ -102,6 +102,9 @@ class ItemSummary:
         )
 
 
+COUNTS_PREFIX = "counts_"
+"""Prefix of a categorical score's aggregate, whose fields are the values seen and their counts."""
+
 LABEL_EXPECTED = "label_expected"
 """Score metadata key that marks a ``label`` score and holds the expected label."""
 
@@ -194,8 +197,11 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
     for name in sorted(categorical):
         counts = categorical[name]
         total = sum(counts.values())
-        result[f"counts_{name}"] = Aggregate(
-            f"counts_{name}", float(total), total, {k: float(v) for k, v in sorted(counts.items())}
+        result[f"{COUNTS_PREFIX}{name}"] = Aggregate(
+            f"{COUNTS_PREFIX}{name}",
+            float(total),
+            total,
+            {k: float(v) for k, v in sorted(counts.items())},
         )
     return result
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_llmobs.aggregates import aggregates_from_dict
 from pytest_llmobs.run import RunResult
+from pytest_llmobs.settings import FAIL_POLICIES
 from pytest_llmobs.thresholds import Threshold, ThresholdResult
 
 EXPORT_FORMAT = "pytest-llmobs/run"
@@ -58,5 +59,5 @@ def result_from_run(run: Mapping[str, Any], store_path: Path | None = None) -> R
         model=str(run.get("model", "")),
         errors=list(run.get("errors") or []),
         missing=[dict(entry) for entry in run.get("missing") or []],
-        fail_on=tuple(run.get("fail_on", ("threshold", "regression"))),  # stored when not both
+        fail_on=tuple(run.get("fail_on", FAIL_POLICIES)),  # stored when not the default
     )

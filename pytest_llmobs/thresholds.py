@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate
+from pytest_llmobs.aggregates import ALL_ITEMS, COUNTS_PREFIX, Aggregate
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -25,10 +25,6 @@ _EXPRESSION = re.compile(
         (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$""",
     re.VERBOSE,
 )
-
-
-_COUNTS = "counts_"
-"""Prefix of a categorical score's aggregate, whose fields are the values seen and their counts."""
 
 
 class ThresholdError(ValueError):
@@ -129,7 +125,7 @@ def lookup(
     if not field:
         return aggregate.value, aggregate.n
     value = aggregate.field(field)
-    if value is None and name.startswith(_COUNTS):
+    if value is None and name.startswith(COUNTS_PREFIX):
         return 0.0, aggregate.n  # a value no item had: "at most 2 negative" holds with none
     if value is None:
         raise ThresholdError(

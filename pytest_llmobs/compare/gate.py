@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmobs.settings import FAIL_POLICIES
 from pytest_llmobs.stash import BASELINE_KEY
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def conclude(
             **result.comparison.to_dict(),
             "enforced": "regression" in settings.fail_on,  # for readers: does it fail runs?
         }
-    if result.fail_on != ("regression", "threshold"):  # (sorted) readers assume both otherwise
+    if set(result.fail_on) != set(FAIL_POLICIES):  # readers assume the default otherwise
         summary["fail_on"] = list(result.fail_on)
     if status != result.status or summary:
         state.store.update_run(result.run_id, status=status, summary=summary)
