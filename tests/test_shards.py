@@ -77,6 +77,15 @@ def run_shards(
     return a, b
 
 
+@pytest.fixture
+def quality_shards(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, Path]:
+    """The two exported shards of `QUALITY_SHARD` over the capitals dataset."""
+    pytester.makepyfile(test_shard=QUALITY_SHARD)
+    return run_shards(pytester, capsys)
+
+
 def test_merged_shards_equal_the_unsharded_run(
     pytester: pytest.Pytester,
     runs: Runs,
@@ -126,11 +135,9 @@ def test_merge_gates_on_thresholds_and_exits_1_when_one_fails(
     pytester: pytest.Pytester,
     capitals: list[dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
+    quality_shards: tuple[Path, Path],
 ) -> None:
-    pytester.makepyfile(
-        test_shard=QUALITY_SHARD
-    )
-    a, b = run_shards(pytester, capsys)
+    a, b = quality_shards
 
     assert main(["merge", str(a), str(b), "--threshold", "mean_quality >= 0.5"]) == 0
     passing = capsys.readouterr().out
@@ -296,13 +303,11 @@ def test_a_damaged_shard_is_named_and_nothing_is_stored(
     pytester: pytest.Pytester,
     capitals: list[dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
+    quality_shards: tuple[Path, Path],
     edit: str,
     problem: str,
 ) -> None:
-    pytester.makepyfile(
-        test_shard=QUALITY_SHARD
-    )
-    a, b = run_shards(pytester, capsys)
+    a, b = quality_shards
     b.write_text(json.dumps(_edited(json.loads(b.read_text(encoding="utf-8")), edit)))
     store = pytester.path / "merged-store"
 
@@ -319,11 +324,9 @@ def test_merge_output_is_checked_before_the_run_is_stored(
     pytester: pytest.Pytester,
     capitals: list[dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
+    quality_shards: tuple[Path, Path],
 ) -> None:
-    pytester.makepyfile(
-        test_shard=QUALITY_SHARD
-    )
-    a, b = run_shards(pytester, capsys)
+    a, b = quality_shards
     store = str(pytester.path / "merged-store")
 
     into_a_directory = main(["merge", str(a), str(b), "--store", store, "-o", str(pytester.path)])
