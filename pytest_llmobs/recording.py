@@ -13,6 +13,7 @@ import pytest
 
 from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.prompts import Prompt
+from pytest_llmobs.serialize import snapshot
 from pytest_llmobs.tracing import Observation, Trace, derived_id
 
 _MAX_ERROR_CHARS = 4000
@@ -40,7 +41,7 @@ class TestRecord:
         self.repeat = repeat
         self.thresholds = thresholds
         self.trace = Trace(node_id, id=derived_id(run_id, node_id, repeat))
-        self.root = Observation(self.trace, name, input=item.input if item else None)
+        self.root = Observation(self.trace, name, input=snapshot(item.input) if item else None)
         if item is not None:
             self.root.metadata.update(
                 dataset=item.dataset, item_id=item.id, expected_output=item.expected_output

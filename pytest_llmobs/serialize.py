@@ -12,6 +12,26 @@ from pathlib import PurePath
 from typing import Any
 
 _MAX_DEPTH = 32
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def snapshot(value: Any) -> Any:
+    """``value`` itself when nothing can change it later, else its `jsonable` copy taken now.
+
+    Recorded inputs and outputs show what was passed at the time: a messages list the caller
+    appends the model's answer to afterwards must not show that answer as the input."""
+    return value if type(value) in _IMMUTABLE else jsonable(value)
+
+
+def snapshot_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A function's arguments as a span input, ``{"args": [...], "kwargs": {...}}``, copied
+    only where an argument could change later (plain strings and numbers are kept as given)."""
+    return {
+        "args": args if _IMMUTABLE.issuperset(map(type, args)) else jsonable(args),
+        "kwargs": kwargs
+        if not kwargs or _IMMUTABLE.issuperset(map(type, kwargs.values()))
+        else jsonable(kwargs),
+    }
 
 
 def jsonable(value: Any, _depth: int = 0) -> Any:

@@ -5,8 +5,10 @@ correct across asyncio tasks (each task copies its context). Threads started wit
 context fall back to the root of the trace the test runner has declared active, so work done in a
 thread pool during a test still lands in that test's trace.
 
-Values passed as input, output or metadata are kept by reference and turned into JSON-able data
-once, when the trace is serialised (`Trace.to_dict`), which keeps span start/end cheap.
+Inputs, outputs and metadata are recorded as they are when given: strings and numbers as they
+are, anything a caller could change afterwards (a messages list, a dict) as a JSON-able copy
+(`serialize.snapshot`). The copy is turned into the stored form once more when the trace is
+serialised (`Trace.to_dict`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pytest_llmobs.serialize import jsonable
+from pytest_llmobs.serialize import jsonable, snapshot, snapshot_arguments
 
 if TYPE_CHECKING:
     from pytest_llmobs.prompts import Prompt
@@ -308,11 +310,12 @@ class Observation:
     ) -> Observation:
         """Set input/output, merge metadata, and set generation fields (model, usage, ...)."""
         if input is not None:
-            self.input = input
+            self.input = snapshot(input)
         if output is not None:
-            self.output = output
+            self.output = snapshot(output)
         if metadata:
-            self.metadata.update(metadata)
+            for key, value in metadata.items():
+                self.metadata[key] = snapshot(value)
         for key, value in generation.items():
             if key not in _UPDATABLE:
                 raise TypeError(
@@ -492,7 +495,12 @@ def start_span(
 ) -> Iterator[Observation]:
     """Open a span (or generation/event) for the ``with`` block; exceptions mark it errored."""
     parent = _current.get()
-    observation = open_observation(name, type=as_type, input=input, metadata=metadata)
+    observation = open_observation(
+        name,
+        type=as_type,
+        input=snapshot(input),
+        metadata={key: snapshot(value) for key, value in metadata.items()} if metadata else None,
+    )
     token = _current.set(observation)
     try:
         yield observation
@@ -554,11 +562,6 @@ def propagate_attributes(
         _pending_attributes.reset(token)
 
 
-def _capture_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    # by reference, like every recorded value: `jsonable` copies it when the trace is serialised
-    return {"args": args, "kwargs": kwargs}
-
-
 def _generator_output(items: list[Any]) -> Any:
     if items and all(isinstance(i, str) for i in items):
         return "".join(items)
@@ -615,7 +618,7 @@ def _wrap_function(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # open_observation/close_observation inlined: this wrapper is the hottest path we have
         parent = _current.get()
-        input = {"args": args, "kwargs": kwargs} if capture_in else None
+        input = snapshot_arguments(args, kwargs) if capture_in else None
         owner = parent or _active.root
         if owner is not None:
             observation = Observation(
@@ -627,7 +630,7 @@ def _wrap_function(
         try:
             result = fn(*args, **kwargs)
             if capture_out:
-                observation.output = result
+                observation.output = snapshot(result)
         except BaseException as exc:
             observation.fail(exc)
             raise
@@ -653,13 +656,13 @@ def _wrap_coroutine(
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         parent = _current.get()
         observation = open_observation(
-            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+            span_name, type=as_type, input=snapshot_arguments(args, kwargs) if capture_in else None
         )
         token = _current.set(observation)
         try:
             result = await fn(*args, **kwargs)
             if capture_out:
-                observation.output = result
+                observation.output = snapshot(result)
         except BaseException as exc:
             observation.fail(exc)
             raise
@@ -677,7 +680,7 @@ def _wrap_generator(
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         observation = open_observation(
-            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+            span_name, type=as_type, input=snapshot_arguments(args, kwargs) if capture_in else None
         )
         generator = fn(*args, **kwargs)
         produced: list[Any] = []
@@ -696,7 +699,7 @@ def _wrap_generator(
                     return stop.value
                 finally:
                     _restore(token, parent)
-                produced.append(item)
+                produced.append(snapshot(item))
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -723,7 +726,7 @@ def _wrap_async_generator(
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         observation = open_observation(
-            span_name, type=as_type, input=_capture_input(args, kwargs) if capture_in else None
+            span_name, type=as_type, input=snapshot_arguments(args, kwargs) if capture_in else None
         )
         generator = fn(*args, **kwargs)
         produced: list[Any] = []
@@ -742,7 +745,7 @@ def _wrap_async_generator(
                     return
                 finally:
                     _restore(token, parent)
-                produced.append(item)
+                produced.append(snapshot(item))
                 try:
                     to_send = yield item
                 except GeneratorExit:

@@ -154,6 +154,28 @@ def test_a_stream_closed_early_is_recorded_as_far_as_it_got(client: OpenAI) -> N
     assert "finish_reason" not in generation.metadata
 
 
+def test_messages_appended_after_the_call_are_not_its_input(
+    client: OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(answer("Paris"), answer("Lyon"))
+    conversation = [dict(m) for m in QUESTION]
+
+    def two_turns() -> None:
+        first = client.chat.completions.create(model="gpt-4o-mini", messages=conversation)
+        conversation.append({"role": "assistant", "content": first.choices[0].message.content})
+        conversation.append({"role": "user", "content": "And of Italy's second city?"})
+        client.chat.completions.create(model="gpt-4o-mini", messages=conversation)
+
+    _, (first, second) = recorded(two_turns)
+
+    assert first.input == QUESTION
+    assert [m["content"] for m in second.input] == [
+        QUESTION[0]["content"],
+        "Paris",
+        "And of Italy's second city?",
+    ]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
 def test_tool_calls_are_the_output(client: OpenAI, fake_openai: FakeOpenAI, stream: bool) -> None:
     call = ("get_weather", '{"city": "Paris"}')

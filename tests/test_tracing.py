@@ -592,6 +592,65 @@ def test_attach_prompt_accepts_an_uncompiled_prompt_and_a_span_keeps_the_link(
     assert "prompt_name" not in plain.to_dict()
 
 
+# --- values are recorded as they were when given -----------------------------------------------
+
+
+def test_observe_records_arguments_and_results_as_they_were_at_the_call(root: Observation) -> None:
+    @observe
+    def agent_turn(messages: list[dict[str, str]], *, options: dict[str, int]) -> list[str]:
+        messages.append({"role": "assistant", "content": "Paris"})  # the function mutates
+        return ["Paris"]
+
+    @observe
+    def words(text: str) -> Iterator[dict[str, str]]:
+        yield {"word": text}
+
+    messages = [{"role": "user", "content": "Capital of France?"}]
+    options = {"n": 1}
+    answers = agent_turn(messages, options=options)
+    answers.append("Lyon")  # the caller mutates the result and the arguments afterwards
+    options["n"] = 2
+    (produced,) = list(words("Paris"))
+    produced["word"] = "changed"
+
+    turn, generator = by_name(root.trace)["agent_turn"], by_name(root.trace)["words"]
+    assert turn.input == {
+        "args": [[{"role": "user", "content": "Capital of France?"}]],
+        "kwargs": {"options": {"n": 1}},
+    }
+    assert turn.output == ["Paris"]
+    assert generator.output == [{"word": "Paris"}]
+
+
+def test_start_span_and_update_record_values_as_they_were_given(root: Observation) -> None:
+    history = [{"role": "user", "content": "Hi"}]
+    details = {"tags": ["a"]}
+    with start_span("turn", input=history, metadata={"details": details}) as span:
+        history.append({"role": "assistant", "content": "Hello"})
+        details["tags"].append("b")
+        result = {"text": "Hello"}
+        span.update(output=result, metadata={"seen": details})
+        result["text"] = "changed"
+        details["tags"].append("c")
+
+    assert span.input == [{"role": "user", "content": "Hi"}]
+    assert span.output == {"text": "Hello"}
+    assert span.metadata == {"details": {"tags": ["a"]}, "seen": {"tags": ["a", "b"]}}
+
+
+def test_plain_strings_and_numbers_are_recorded_without_a_copy(root: Observation) -> None:
+    text = "".join(["Pa", "ris"])  # a fresh object, not an interned constant
+
+    @observe
+    def echo(value: str, *, n: int = 1) -> str:
+        return value
+
+    echo(text, n=3)
+
+    span = by_name(root.trace)["echo"]
+    assert span.input["args"][0] is text and span.output is text
+
+
 # --- propagate_attributes ------------------------------------------------------------------------
 
 

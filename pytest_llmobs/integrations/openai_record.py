@@ -16,6 +16,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from pytest_llmobs.providers.base import Usage
 from pytest_llmobs.providers.pricing import PriceTable
+from pytest_llmobs.serialize import snapshot
 from pytest_llmobs.tracing import close_observation, open_observation
 
 __all__ = ["ChatCall"]
@@ -98,7 +99,9 @@ class ChatCall:
             for key, value in request.items()
             if key not in _NOT_PARAMETERS and not isinstance(value, _SENTINELS)
         }
-        self.observation = open_observation(name, type="generation", input=request.get("messages"))
+        # a copy: callers append the answer to the same messages list for the next turn
+        messages = snapshot(request.get("messages"))
+        self.observation = open_observation(name, type="generation", input=messages)
         model = request.get("model")
         self._requested = str(model) if model else None
         self.observation.model = self._requested
