@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import statistics
@@ -128,7 +129,10 @@ def join_threads_started_by(function: Callable[[], object]) -> float:
     """Wall seconds of ``function()``; then, untimed, wait for the non-daemon threads it left
     running (the store's deferred WAL checkpoint, idle pool threads exiting), as a script's
     exit would. Without it each round would pay the previous one's clean-up: back-to-back
-    calls on one store do, by a few milliseconds."""
+    calls on one store do, by a few milliseconds. A garbage collection first, as in
+    `bench_common.timed`, so no round pays for the garbage of earlier ones (or of Langfuse's
+    rounds in the same process)."""
+    gc.collect()
     before = set(threading.enumerate())
     started = time.perf_counter()
     function()
