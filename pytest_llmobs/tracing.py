@@ -231,7 +231,10 @@ class Trace:
         now = time.time()
         for observation in self.observations:
             if observation.end_time is None:
-                observation.end_time = now
+                if observation.on_trace_end is not None:
+                    observation.on_trace_end()
+                if observation.end_time is None:
+                    observation.end_time = now
         self.end_time = now
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,6 +280,10 @@ class Observation:
     cost: float | None = None
     prompt_name: str | None = None
     prompt_version: int | None = None
+    on_trace_end: Callable[[], None] | None = None
+    """Called if the observation is still open when its trace finishes (a stream the caller
+    stopped reading): the recorder's last chance to store what it got before the end is
+    stamped."""
 
     def __init__(
         self,

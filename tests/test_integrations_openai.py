@@ -5,6 +5,7 @@ clients, copies, and a pytest session that stores what they recorded."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
@@ -152,6 +153,55 @@ def test_a_stream_closed_early_is_recorded_as_far_as_it_got(client: OpenAI) -> N
     assert text == generation.output == "echo: "
     assert generation.metadata["stream_closed_early"] is True
     assert "finish_reason" not in generation.metadata
+
+
+def test_the_stream_helper_left_early_is_recorded_as_far_as_it_got(client: OpenAI) -> None:
+    def read_first_text() -> tuple[str, float]:
+        completions = client.chat.completions
+        with completions.stream(model="gpt-4o-mini", messages=QUESTION) as stream:
+            for event in stream:
+                if event.type == "content.delta" and event.snapshot:
+                    break
+        return event.snapshot, time.time()  # the helper has closed the response
+
+    (text, closed_by), (generation,) = recorded(read_first_text)
+
+    assert text and ECHO.startswith(text) and text != ECHO
+    assert generation.output == text
+    assert generation.metadata["stream_closed_early"] is True
+    assert generation.end_time is not None and generation.end_time <= closed_by
+
+
+def test_a_stream_left_by_break_is_recorded_when_its_trace_ends(client: OpenAI) -> None:
+    def break_after_two_chunks() -> None:
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, stream=True)
+        for seen, _ in enumerate(stream, start=1):
+            if seen == 2:
+                break  # never closed: the SDK's response stays open until collected
+
+    _, (generation,) = recorded(break_after_two_chunks)
+
+    assert generation.output == "echo: "
+    assert generation.metadata["stream_closed_early"] is True
+    assert generation.end_time is not None
+
+
+def test_an_async_stream_helper_left_early_is_recorded(fake_openai: FakeOpenAI) -> None:
+    async def read_first_text() -> tuple[str, Observation]:
+        async with AsyncOpenAI(base_url=fake_openai.url, api_key=FAKE_API_KEY) as sdk:
+            completions = instrument(sdk).chat.completions
+            with start_span("test") as root:
+                async with completions.stream(model="gpt-4o-mini", messages=QUESTION) as stream:
+                    async for event in stream:
+                        if event.type == "content.delta" and event.snapshot:
+                            break
+        return event.snapshot, root.trace.observations[1]
+
+    text, generation = asyncio.run(read_first_text())
+
+    assert text and text != ECHO
+    assert generation.output == text
+    assert generation.metadata["stream_closed_early"] is True
 
 
 def test_messages_appended_after_the_call_are_not_its_input(

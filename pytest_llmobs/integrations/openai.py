@@ -15,7 +15,8 @@ for models the price table knows, finish reason and response id.
 - ``stream=True`` returns a stream that hands on every chunk and records the generation when the
   stream ends, with ``time_to_first_token_ms``; usage comes with
   ``stream_options={"include_usage": True}``. A stream closed before its end is recorded as far
-  as it got (``stream_closed_early``). ``.stream()`` is recorded the same way.
+  as it got (``stream_closed_early``); so is one left unclosed, when its trace ends. ``.stream()``
+  is recorded the same way.
 - A call that raises is recorded as an errored generation (with the HTTP status when there is one)
   and the error propagates.
 - Copies (``client.with_options(...)``, ``client.copy()``) are instrumented too; instrumenting a

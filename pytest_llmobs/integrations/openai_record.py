@@ -87,6 +87,7 @@ class ChatCall:
         "_done",
         "_model",
         "_requested",
+        "_response_closed_at",
         "_response_id",
         "_usage",
         "observation",
@@ -112,6 +113,10 @@ class ChatCall:
         self._model: str | None = None
         self._response_id: str | None = None
         self._usage: Any = None
+        self._response_closed_at: float | None = None
+        # a stream nobody closes through us (the SDK's `.stream()` helper closes the HTTP
+        # response itself; a `for` loop left with `break`) is recorded when the test ends
+        self.observation.on_trace_end = self._left_open
 
     # --- a whole completion -------------------------------------------------------------------
 
@@ -154,6 +159,32 @@ class ChatCall:
         reasons = [self._choices[i].finish_reason for i in sorted(self._choices)]
         outputs = self._streamed_outputs()
         self._close(self._model, self._response_id, outputs, reasons, self._usage)
+
+    def watch_response(self, response: Any) -> None:
+        """Note when the stream's HTTP response is closed, by whoever closes it: the SDK's
+        `.stream()` helper closes the response, not the stream it was handed."""
+        close, aclose = response.close, response.aclose
+
+        def closed() -> None:
+            self._note_closed()
+            close()
+
+        async def aclosed() -> None:
+            self._note_closed()
+            await aclose()
+
+        response.close, response.aclose = closed, aclosed
+
+    def _note_closed(self) -> None:
+        if self._response_closed_at is None:
+            self._response_closed_at = time.time()
+
+    def _left_open(self) -> None:
+        """The trace ends with the stream still open: recorded as far as it got, ending when
+        its response was closed if it was."""
+        self.finish_stream(closed_early=True)
+        if self._response_closed_at is not None:
+            self.observation.end_time = self._response_closed_at
 
     def stream_stopped(self, reason: BaseException) -> None:
         """The stream raised ``reason`` reading its next chunk: its end, or an error."""

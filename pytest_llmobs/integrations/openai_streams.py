@@ -21,6 +21,9 @@ class _Recorded(Generic[S]):
     def __init__(self, stream: S, call: ChatCall) -> None:
         self._stream: S = stream
         self._call = call
+        response = getattr(stream, "response", None)
+        if response is not None:
+            call.watch_response(response)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
