@@ -82,6 +82,9 @@ class LLMResult:
     observation_id: str | None = None
     cost: float | None = None
     """Estimated USD (None when the model has no price)."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """The tools the model asked to call, as the server sent them (OpenAI's
+    ``message.tool_calls``: ``id``, ``type``, ``function.name``, ``function.arguments``)."""
 
     def __str__(self) -> str:
         return self.text
@@ -158,7 +161,14 @@ class LLM:
         return observation, messages, call_params, parent
 
     def _finish(self, observation: Observation, started: float, answer: Any) -> LLMResult:
-        observation.output = answer.text
+        tool_calls = answer.tool_calls
+        # a tool-calling answer is recorded as the assistant message, as the OpenAI integration
+        # records it: its text alone is often empty
+        observation.output = (
+            answer.text
+            if not tool_calls
+            else {"role": "assistant", "content": answer.text or None, "tool_calls": tool_calls}
+        )
         if answer.model and answer.model != observation.model:  # the server's dated name
             observation.metadata["requested_model"] = observation.model
             observation.model = answer.model
@@ -179,6 +189,7 @@ class LLM:
             prompt_version=observation.prompt_version,
             observation_id=observation.id,
             cost=answer.cost,
+            tool_calls=tool_calls,
         )
 
     def generate(

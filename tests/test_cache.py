@@ -157,6 +157,18 @@ def test_a_corrupt_entry_is_a_clear_error(tmp_path: Path) -> None:
     )
 
 
+def test_an_entry_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    path = cache.path_for(cache_key("m", MESSAGES, {}))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("m", MESSAGES, {})
+    message = str(excinfo.value)
+    assert message.startswith(f"llm cache: {str(path)!r} is not a valid cache entry (not UTF-8")
+    assert message.endswith("delete it or record it again with --llm-cache=write")
+
+
 def test_write_mode_does_not_read(tmp_path: Path) -> None:
     ResponseCache(tmp_path, CacheMode.WRITE).store(
         cache_key("m", MESSAGES, {}), "m", MESSAGES, {}, None, response()
@@ -230,6 +242,41 @@ def test_write_then_read_replays_without_calling_the_server(
     assert written["cache"] == "write"
     assert hit["cache"] == "hit"
     assert hit["cache_key"] == written["cache_key"]
+
+
+def test_tool_calls_reach_the_result_and_the_generation_and_are_replayed(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    fake_openai.queue(
+        answer("", finish_reason="tool_calls", tool_calls=[("get_weather", '{"city": "Paris"}')])
+    )
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    writer = LLM(model, cache=ResponseCache(tmp_path, CacheMode.WRITE))
+    called = writer.generate(MESSAGES, tools=tools)
+    replayed = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READ)).generate(
+        MESSAGES, tools=tools
+    )
+
+    expected_calls = [
+        {
+            "id": "call_0",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        }
+    ]
+    assert called.tool_calls == replayed.tool_calls == expected_calls
+    assert called.text == ""
+    recorded, hit = (o for o in root.trace.observations if o.type == "generation")
+    for generation in (recorded, hit):
+        assert generation.output == {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": expected_calls,
+        }
+        assert generation.metadata["finish_reason"] == "tool_calls"
+    assert fake_openai.request_count == 1
+    plain = writer.generate("Something else?")
+    assert plain.tool_calls is None and root.trace.observations[-1].output == plain.text
 
 
 def test_read_mode_miss_errors_the_generation(

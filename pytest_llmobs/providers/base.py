@@ -41,6 +41,8 @@ class ModelResponse:
     latency_ms: float = 0.0
     cost: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] | None = None
+    """The tools the model asked to call (OpenAI's ``message.tool_calls``), when it did."""
 
 
 class ProviderError(Exception):

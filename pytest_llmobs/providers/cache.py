@@ -155,6 +155,11 @@ class ResponseCache:
             return key, None
         except OSError as exc:
             raise CacheError(f"llm cache: cannot read {str(path)!r}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CacheError(
+                f"llm cache: {str(path)!r} is not a valid cache entry (not UTF-8 text: {exc}); "
+                "delete it or record it again with --llm-cache=write"
+            ) from None
         return key, self._response(path, text)
 
     @staticmethod
@@ -164,6 +169,11 @@ class ResponseCache:
             answer = data["response"]
             usage = answer.get("usage") or {}
             metadata = dict(answer.get("metadata") or {})
+            tool_calls = answer.get("tool_calls")
+            if tool_calls is not None and not (
+                isinstance(tool_calls, list) and all(isinstance(c, dict) for c in tool_calls)
+            ):
+                raise TypeError(f"tool_calls is {type(tool_calls).__name__}, not a list of objects")
             return ModelResponse(
                 text=str(answer["text"]),
                 model=str(answer["model"]),
@@ -171,6 +181,7 @@ class ResponseCache:
                 latency_ms=0.0,  # the replay's own latency is measured by the caller
                 cost=None if answer.get("cost") is None else float(answer["cost"]),
                 metadata={**metadata, "recorded_latency_ms": answer.get("latency_ms")},
+                tool_calls=tool_calls,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CacheError(
@@ -208,6 +219,7 @@ class ResponseCache:
                 "metadata": {
                     k: v for k, v in response.metadata.items() if k not in _SKIPPED_METADATA
                 },
+                **({"tool_calls": response.tool_calls} if response.tool_calls else {}),
             },
         }
         text = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False, default=repr) + "\n"

@@ -598,6 +598,9 @@ class OpenAIProvider:
             text = message.get("content")
             if text is None:
                 text = message.get("refusal") or ""
+            tool_calls = message.get("tool_calls") or None
+            if tool_calls is not None and not isinstance(tool_calls, list):
+                raise TypeError("tool_calls is not a list")
             usage = data.get("usage") or {}
             input_tokens = int(usage.get("prompt_tokens") or 0)
             output_tokens = int(usage.get("completion_tokens") or 0)
@@ -627,7 +630,13 @@ class OpenAIProvider:
                 "finish_reason": choice.get("finish_reason"),
                 "response_id": data.get("id"),
             },
+            tool_calls=None if tool_calls is None else self._calls_without_secrets(tool_calls),
         )
+
+    def _calls_without_secrets(self, calls: list[Any]) -> list[dict[str, Any]]:
+        """The tool calls as sent, with the key masked wherever the server echoed it."""
+        masked: list[dict[str, Any]] = json.loads(self._without_secrets(json.dumps(calls)))
+        return masked
 
 
 def _error_detail(response: httpx.Response) -> str:
