@@ -212,6 +212,8 @@ class PromptRegistry:
                 f"{', '.join(map(str, versions)) or '(none)'}; labels: "
                 f"{', '.join(f'{k}->{v}' for k, v in labels.items()) or '(none)'}"
             )
+        if current is not None and current.hash == stored["hash"]:
+            return current  # the file's own content: the store holds it masked
         return Prompt(
             name=name,
             version=stored["version"],

@@ -475,7 +475,7 @@ class Store:
                 self._db.execute(
                     "INSERT INTO prompt_versions (name, version, hash, data, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (name, version, content_hash, _dumps(dict(data)), time.time()),
+                    (name, version, content_hash, _dumps(self._governed(data)), time.time()),
                 )
                 self._set_label(name, "latest", version)
             for label in labels:
@@ -487,6 +487,7 @@ class Store:
         """Keep a prompt version registered in another store (an xdist worker's), unless this
         store already has that name and version or that content; True when it was added."""
         data = {k: v for k, v in prompt.items() if k not in ("name", "version", "hash", "labels")}
+        data = self._governed(data)
         with self._transaction():
             added = self._db.execute(
                 "INSERT OR IGNORE INTO prompt_versions (name, version, hash, data, created_at)"
@@ -494,6 +495,14 @@ class Store:
                 (prompt["name"], int(prompt["version"]), prompt["hash"], _dumps(data), time.time()),
             ).rowcount
         return bool(added)
+
+    def _governed(self, prompt_data: Mapping[str, Any]) -> dict[str, Any]:
+        """A prompt version's template and config as stored: masked like everything else (the
+        version keeps the hash of its real content, which the prompt file is compared by)."""
+        if self.governance is None:
+            return dict(prompt_data)
+        governed: dict[str, Any] = self.governance.value(dict(prompt_data))
+        return governed
 
     def _set_label(self, name: str, label: str, version: int) -> None:
         self._db.execute(

@@ -69,7 +69,11 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
         },
     ]
     pytester.makefile(".jsonl", **{"datasets/support": "\n".join(json.dumps(i) for i in items)})
-    prompt = {"type": "text", "prompt": "Help {{customer_email}} with card {{card}}."}
+    prompt = {  # the template and its config hold PII too: stored and uploaded masked
+        "type": "text",
+        "prompt": "Help {{customer_email}} with card {{card}}; escalate to " + PII["phone"],
+        "config": {"owner": PII["email"]},
+    }
     pytester.makefile(".json", **{"prompts/agent": json.dumps(prompt)})
     pytester.makepyfile(test_suite=SUITE.format(**PII))
     return pytester

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import pytest_llmobs
+from pytest_llmobs.governance import Governance
 from pytest_llmobs.prompts import (
     CompiledPrompt,
     Prompt,
@@ -254,6 +255,30 @@ def test_changed_content_gets_the_next_version_and_old_ones_stay(
     assert registry.get("qa", label="production").version == 1
     assert registry.get("qa", label="latest").version == 2
     assert registry.get("qa", version=2).compile(topic="t", question="q").version == 2
+
+
+def test_a_governed_store_masks_templates_but_the_file_compiles_as_written(
+    prompts_dir: Path, store_path: Path, stores: list[Store]
+) -> None:
+    def governed_session() -> PromptRegistry:
+        store = Store(store_path, governance=Governance())
+        stores.append(store)
+        return PromptRegistry(prompts_dir, store)
+
+    first = {"type": "text", "prompt": "Escalate to ops@corp.example.com", "labels": ["production"]}
+    write_json(prompts_dir, "esc", first)
+    v1 = governed_session().get("esc")
+    write_json(prompts_dir, "esc", {"type": "text", "prompt": "Escalate to sre@corp.example.com"})
+    registry = governed_session()
+
+    assert v1.template == "Escalate to ops@corp.example.com"  # the file, as written
+    assert registry.get("esc").template == "Escalate to sre@corp.example.com"
+    assert registry.get("esc", label="latest").template == "Escalate to sre@corp.example.com"
+    old = registry.get("esc", label="production")  # only the store has it: masked
+    assert (old.version, old.template, old.hash) == (1, "Escalate to <EMAIL>", v1.hash)
+    raw = Store(store_path)  # what the file on disk holds
+    stores.append(raw)
+    assert "corp.example.com" not in json.dumps([raw.get_prompt("esc", version=v) for v in (1, 2)])
 
 
 def test_labels_move_to_the_newest_version_whose_file_lists_them(
