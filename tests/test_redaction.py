@@ -16,6 +16,7 @@ PII = {
     "iban": ("IBAN DE89 3704 0044 0532 0130 00", "<IBAN>", "DE89"),
     "iban_compact": ("to GB82WEST12345698765432 now", "<IBAN>", "GB82WEST"),
     "ipv4": ("from 192.168.1.20 at noon", "<IP>", "192.168.1.20"),
+    "ipv4_sentence_end": ("my ip is 192.168.1.20.", "is <IP>.", "192.168.1.20"),
     "ipv6": ("from 2001:db8::8a2e:370:7334", "<IP>", "2001:db8"),
     "phone_intl": ("call +44 20 7946 0958", "<PHONE>", "7946"),
     "phone_us": ("call (415) 555-2671", "<PHONE>", "555-2671"),
@@ -25,6 +26,8 @@ PII = {
     "aws": ("AKIAIOSFODNN7EXAMPLE is the key", "<SECRET>", "AKIAIOSFODNN7"),
     "password": ("login with password=hunter2", "password=<SECRET>", "hunter2"),
     "api_key_quoted": ("api_key: 'xyz-123'", "api_key: <SECRET>", "xyz-123"),
+    "password_json": ('{"password":"hunter2"}', '"password":<SECRET>', "hunter2"),
+    "token_json": ('{"token": "xyz987"}', '"token": <SECRET>', "xyz987"),
 }
 
 
@@ -42,6 +45,7 @@ def test_each_kind_is_masked(kind: str) -> None:
         "card 4111-1111-1111-1112 fails Luhn",
         "IBAN DE00 3704 0044 0532 0130 00 fails mod 97",
         "version 1.2.3.4.5 and 999.1.1.1",
+        '{"max_tokens": 100, "token_count": 7}',
         "local server 127.0.0.1:8080 and ::1 and 0.0.0.0",
         "tests/test_a.py::test_dead failed; test_b.py::beef too",
         "dates 2026-11-27 20:44:33 and 12:30",
