@@ -141,6 +141,12 @@ class LLM:
                 "generate() expects a string, a compiled prompt or a list of chat messages; "
                 f"got {type(prompt).__name__}"
             )
+        if link is not None and not isinstance(link, (CompiledPrompt, Prompt)):
+            raise TypeError(
+                "prompt_version= takes the prompt the messages came from: a Prompt "
+                "(prompt(name)) or a CompiledPrompt (.compile(...)); "
+                f"got {type(link).__name__} {link!r:.60}"
+            )
         messages = to_messages(prompt)
         if link is None and isinstance(prompt, CompiledPrompt):
             link = prompt

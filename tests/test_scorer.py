@@ -338,6 +338,19 @@ def test_prompt_version_links_hand_built_messages(root: Observation) -> None:
     assert generation.model_parameters == {"temperature": 0.3, "max_tokens": 20}
 
 
+@pytest.mark.parametrize("link", [2, "capital"])
+def test_prompt_version_given_a_number_or_a_name_says_what_it_takes(
+    root: Observation, link: object
+) -> None:
+    with pytest.raises(TypeError) as excinfo:
+        llm_for().generate("Capital of Italy?", prompt_version=link)  # type: ignore[arg-type]
+    assert str(excinfo.value) == (
+        "prompt_version= takes the prompt the messages came from: a Prompt (prompt(name)) or a "
+        f"CompiledPrompt (.compile(...)); got {type(link).__name__} {link!r}"
+    )
+    assert generations(root.trace) == []  # nothing was called or recorded
+
+
 def test_generation_nests_under_the_current_span(root: Observation) -> None:
     llm = llm_for()
 
