@@ -264,6 +264,23 @@ def test_a_failed_call_is_an_errored_generation_and_the_error_propagates(
     assert (generation.output, generation.usage) == (None, None)
 
 
+def test_the_clients_key_is_hidden_where_an_error_or_answer_repeats_it(
+    fake_openai: FakeOpenAI,
+) -> None:
+    key = "gw-key-Zq81xPz"  # a gateway's key: not shaped like sk-..., which masking knows
+    fake_openai.queue(error(401, f"invalid key {key}"), answer(f"your key is {key}"))
+    with OpenAI(base_url=fake_openai.url, api_key=key, max_retries=0) as sdk:
+        client = instrument(sdk)
+        with start_span("test") as root:
+            with pytest.raises(openai.AuthenticationError):
+                client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+            client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+
+    failed, answered = root.trace.observations[1:]
+    assert failed.status_message == "AuthenticationError: Error code: 401 - invalid key ***"
+    assert answered.output == "your key is ***"
+
+
 def test_a_connection_error_is_an_errored_generation() -> None:
     with OpenAI(base_url=closed_url(), api_key=FAKE_API_KEY, max_retries=0) as sdk:
         client = instrument(sdk)

@@ -71,7 +71,7 @@ def instrument(client: ClientT, *, prices: PriceTable | None = None) -> ClientT:
         if original is not None:
             name = f"openai.chat.completions.{method}"
             wrap = _wrap_async if is_async else _wrap_sync
-            vars(completions)[method] = wrap(original, name, table)
+            vars(completions)[method] = wrap(original, name, table, _secret_of(client))
     vars(completions)[_MARK] = True
     original_copy = client.copy
 
@@ -80,6 +80,13 @@ def instrument(client: ClientT, *, prices: PriceTable | None = None) -> ClientT:
 
     vars(client)["copy"] = vars(client)["with_options"] = copy
     return client
+
+
+def _secret_of(client: OpenAI | AsyncOpenAI) -> str | None:
+    """The client's API key, hidden wherever a server's error or answer repeats it (whatever
+    its shape: the default masking only knows keys shaped like ``sk-...``)."""
+    key = getattr(client, "api_key", None)
+    return key if isinstance(key, str) and len(key) >= 8 else None
 
 
 def _short_repr(value: object, limit: int = 80) -> str:
@@ -95,12 +102,14 @@ def _request(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _wrap_sync(original: Callable[..., Any], name: str, prices: PriceTable) -> Callable[..., Any]:
+def _wrap_sync(
+    original: Callable[..., Any], name: str, prices: PriceTable, secret: str | None
+) -> Callable[..., Any]:
     @functools.wraps(original)
     def call(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # a failing test shows its own call
         kwargs = _request(kwargs)
-        recording = ChatCall(name, kwargs, prices)
+        recording = ChatCall(name, kwargs, prices, secret=secret)
         try:
             result = original(*args, **kwargs)
         except BaseException as exc:
@@ -111,12 +120,14 @@ def _wrap_sync(original: Callable[..., Any], name: str, prices: PriceTable) -> C
     return call
 
 
-def _wrap_async(original: Callable[..., Any], name: str, prices: PriceTable) -> Callable[..., Any]:
+def _wrap_async(
+    original: Callable[..., Any], name: str, prices: PriceTable, secret: str | None
+) -> Callable[..., Any]:
     @functools.wraps(original)
     async def call(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # a failing test shows its own call
         kwargs = _request(kwargs)
-        recording = ChatCall(name, kwargs, prices)
+        recording = ChatCall(name, kwargs, prices, secret=secret)
         try:
             result = await original(*args, **kwargs)
         except BaseException as exc:

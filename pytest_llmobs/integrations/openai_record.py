@@ -6,6 +6,7 @@ with the chunks a stream delivered when the stream ends, or with the error the c
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,12 +90,20 @@ class ChatCall:
         "_requested",
         "_response_closed_at",
         "_response_id",
+        "_secret",
         "_usage",
         "observation",
         "prices",
     )
 
-    def __init__(self, name: str, request: Mapping[str, Any], prices: PriceTable) -> None:
+    def __init__(
+        self,
+        name: str,
+        request: Mapping[str, Any],
+        prices: PriceTable,
+        *,
+        secret: str | None = None,
+    ) -> None:
         params = {
             key: value
             for key, value in request.items()
@@ -108,6 +117,7 @@ class ChatCall:
         self.observation.model = self._requested
         self.observation.model_parameters = params
         self.prices = prices
+        self._secret = secret
         self._done = False
         self._choices: dict[int, _StreamedChoice] = {}
         self._model: str | None = None
@@ -206,8 +216,9 @@ class ChatCall:
         if isinstance(status, int):
             self.observation.metadata["status_code"] = status
         if self._choices:  # a stream that broke: what it delivered before
-            self.observation.output = _one_or_all(self._streamed_outputs())
+            self.observation.output = self._hidden(_one_or_all(self._streamed_outputs()))
         self.observation.fail(error)
+        self.observation.status_message = self._hidden(self.observation.status_message)
         self._done = True
         close_observation(self.observation)
 
@@ -226,7 +237,7 @@ class ChatCall:
         if model:
             observation.model = model
         if outputs:
-            observation.output = _one_or_all(outputs)
+            observation.output = self._hidden(_one_or_all(outputs))
         finish_reasons = [reason for reason in reasons if reason]
         if finish_reasons:
             observation.metadata["finish_reason"] = _one_or_all(finish_reasons)
@@ -235,6 +246,16 @@ class ChatCall:
         if usage is not None:
             self._record_usage(usage)
         close_observation(observation)
+
+    def _hidden(self, value: Any) -> Any:
+        """``value`` with the client's API key replaced by ``***`` wherever it appears."""
+        secret = self._secret
+        if secret is None or value is None:
+            return value
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if secret not in text:
+            return value
+        return json.loads(text.replace(json.dumps(secret)[1:-1], "***"))
 
     def _record_usage(self, usage: Any) -> None:
         counted = Usage(input=usage.prompt_tokens or 0, output=usage.completion_tokens or 0)
