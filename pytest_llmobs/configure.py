@@ -42,12 +42,19 @@ def resolve_models(config: pytest.Config, settings: Settings) -> tuple[Provider,
         try:
             provider = registry.resolve(settings.model)
         except (UnknownModelError, ConfigError) as exc:
-            raise pytest.UsageError(f"--llm-model: {exc}") from None
+            raise pytest.UsageError(_about("--llm-model", exc)) from None
         try:
             judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
         except (UnknownModelError, ConfigError) as exc:
-            raise pytest.UsageError(f"--llm-judge-model: {exc}") from None
+            raise pytest.UsageError(_about("--llm-judge-model", exc)) from None
     return provider, judge
+
+
+def _about(option: str, error: Exception) -> str:
+    """The error, under the option it is about unless it names its own setting."""
+    if isinstance(error, ConfigError) and error.names_its_setting:
+        return str(error)
+    return f"{option}: {error}"
 
 
 def check_models(config: pytest.Config) -> None:

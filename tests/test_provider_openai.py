@@ -493,6 +493,7 @@ def test_base_url_must_be_http() -> None:
         ("127.0.0.1:8000/v1", "'127.0.0.1:8000/v1' (no http:// or https:// in front)"),
         ("me:s3cret@gateway.local/v1", "'***@gateway.local/v1' (no http:// or https:// in front)"),
         ("ftp://gateway.local/v1", "'ftp://gateway.local/v1'"),
+        ("htp://u:pw@gateway.local/v1?api-key=Q5", "'htp://***@gateway.local/v1?***'"),
     ],
 )
 def test_a_base_url_that_is_not_http_is_shown_back_without_credentials(
@@ -834,6 +835,20 @@ def test_prices_from_the_environment(
 
     costs = [generations(i)[0]["cost"] for i in runs.latest()["items"]]
     assert costs == [pytest.approx(12 / 1e6)] * 3
+
+
+def test_an_unreadable_price_file_is_named_for_its_own_setting(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMOBS_PRICES", "no-such-prices.json")
+    pytester.makepyfile(dedent(SUITE))
+
+    result = pytester.runpytest("--llm-model=openai:local-llm")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: LLMOBS_PRICES: cannot read 'no-such-prices.json': No such file or directory"]
+    )
 
 
 def test_a_call_failing_for_good_errors_its_test_and_the_run_goes_on(

@@ -31,7 +31,14 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """A provider cannot be set up: a missing API key, a bad base URL or price file."""
+    """A provider cannot be set up: a missing API key, a bad base URL or price file.
+
+    ``names_its_setting``: the message starts with the setting it is about (``LLMOBS_PRICES:``),
+    so it is not shown as a problem of the model option."""
+
+    def __init__(self, message: str, *, names_its_setting: bool = False) -> None:
+        super().__init__(message)
+        self.names_its_setting = names_its_setting
 
 
 class ModelRegistry:

@@ -197,7 +197,8 @@ def _carries_auth(headers: Iterable[str]) -> bool:
 def _shown_bad_url(value: str) -> str:
     """A base URL that did not parse, quoted for a message: credentials (``user:pass@``) cut,
     and the usual mistake, a missing scheme, named."""
-    shown = repr(re.sub(r"[^/@\s]*@", "***@", value, count=1))
+    shown = re.sub(r"[^/@\s]*@", "***@", value, count=1)
+    shown = repr(re.sub(r"\?.*", "?***", shown, flags=re.DOTALL))  # a query may hold a key
     if "://" not in value:
         return f"{shown} (no http:// or https:// in front)"
     return shown
@@ -366,7 +367,7 @@ class OpenAIProvider:
         try:
             prices = PriceTable.default(env=environ)
         except PriceError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc), names_its_setting=True) from None
         provider = cls(
             model,
             api_key=api_key,
