@@ -189,8 +189,11 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
         pytest.ExitCode.OK,
         pytest.ExitCode.NO_TESTS_COLLECTED,
     )
-    if exitstatus == pytest.ExitCode.USAGE_ERROR:
-        recorder.expect_nothing()
+    if exitstatus == pytest.ExitCode.USAGE_ERROR and recorder.item_count == 0:
+        # nothing ran (a marker mistake found while collecting): no run to keep, and `latest`
+        # must go on naming the last run that ran something
+        state.store.discard_run(recorder.run_id)
+        return
     stopped = session.shouldfail or session.shouldstop  # -x, --maxfail
     if interrupted or stopped:
         why = "not run: the session was interrupted" if interrupted else f"not run: {stopped}"

@@ -328,16 +328,25 @@ class Store:
                 doomed.append(str(run["id"]))
         with self._transaction():
             for run_id in doomed:
-                self._db.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
-                self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-                with contextlib.suppress(sqlite3.OperationalError):  # no uploads yet: no table
-                    self._db.execute("DELETE FROM upload_state WHERE run_id = ?", (run_id,))
+                self._delete_run(run_id)
         if doomed and self.path is not None:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
             # in WAL mode VACUUM writes the whole compacted database to the WAL: fold it back
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return doomed
+
+    def discard_run(self, run_id: str) -> None:
+        """Delete a run that never ran anything (a session stopped by a usage error), so that
+        ``latest`` keeps naming the last run that did."""
+        with self._transaction():
+            self._delete_run(run_id)
+
+    def _delete_run(self, run_id: str) -> None:
+        self._db.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        with contextlib.suppress(sqlite3.OperationalError):  # no uploads yet: no table
+            self._db.execute("DELETE FROM upload_state WHERE run_id = ?", (run_id,))
 
     def size_bytes(self) -> int:
         """Bytes on disk of the database file and its WAL."""
