@@ -370,6 +370,11 @@ def check_run_id(value: str, source: str) -> str:
             f"{source}: invalid run id {value!r}; expected 1 to 128 letters, digits, "
             "'-', '_', '.' or ':', e.g. 'ci-4242.1'"
         )
+    if value.lower() == "latest":
+        raise pytest.UsageError(
+            f"{source}: {value!r} is reserved: `llmobs show latest` names the newest run; "
+            "pick another id, e.g. 'ci-4242.1'"
+        )
     return value
 
 

@@ -485,3 +485,19 @@ def test_pruning_leaves_the_store_smaller_on_disk(tmp_path: Path) -> None:
     assert deleted == ["r2", "r1", "r0"]
     assert wal == 0  # VACUUM's copy of the database in the WAL is folded back into the file
     assert after < before / 2
+
+
+@pytest.mark.parametrize("reserved", ["latest", "LATEST"])
+def test_latest_is_not_a_run_id(pytester: pytest.Pytester, runs: Runs, reserved: str) -> None:
+    pytester.makepyfile(test_fine="def test_fine():\n    pass\n")
+
+    result = pytester.runpytest(f"--llm-run-id={reserved}")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --llm-run-id: {reserved!r} is reserved: `llmobs show latest` names the "
+            "newest run; pick another id, e.g. 'ci-4242.1'"
+        ]
+    )
+    assert not runs.db().exists()  # refused before any store was opened
