@@ -193,7 +193,17 @@ async def arun_experiment(
     datasets_dir: str | os.PathLike[str] | None = None,
     dataset_name: str | None = None,
 ) -> ExperimentResult:
-    """`run_experiment` for code already in an event loop: ``await arun_experiment(...)``."""
+    """`run_experiment` for code already in an asyncio event loop: ``await
+    arun_experiment(...)``. Under trio (or another event loop), call `run_experiment` from a
+    worker thread instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "arun_experiment runs on asyncio, and no asyncio event loop is running here (trio?); "
+            "call run_experiment(...) in a worker thread instead, e.g. "
+            "await trio.to_thread.run_sync(lambda: run_experiment(...))"
+        ) from None
     _check_limits(name, task, max_concurrency, timeout_s, retries)
     if isinstance(thresholds, str):
         raise TypeError(

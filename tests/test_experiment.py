@@ -547,6 +547,26 @@ def test_inside_a_running_loop_run_experiment_says_to_await_arun_experiment() ->
     )
 
 
+def test_under_trio_arun_experiment_says_to_use_a_thread_and_that_works() -> None:
+    trio = pytest.importorskip("trio")
+
+    async def main() -> tuple[str, int]:
+        with pytest.raises(RuntimeError) as raised:
+            await arun_experiment(name="x", dataset=CAPITALS, task=answer, store=None)
+        run = functools.partial(run_experiment, name="x", dataset=CAPITALS, task=answer, store=None)
+        result = await trio.to_thread.run_sync(run)
+        return str(raised.value), len(result.items)
+
+    message, items = trio.run(main)
+
+    assert message == (
+        "arun_experiment runs on asyncio, and no asyncio event loop is running here (trio?); "
+        "call run_experiment(...) in a worker thread instead, e.g. "
+        "await trio.to_thread.run_sync(lambda: run_experiment(...))"
+    )
+    assert items == len(CAPITALS)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
