@@ -7,8 +7,13 @@ whole run (the shards' own verdicts only saw their part). Each item's data is ke
 
 Refused, with the files named: a file that is not a valid export (checked, threshold
 expressions included, before anything is stored), shards of different runs or models, a dataset
-at different versions, and the same item (node id and repeat) with different results in two
-shards.
+at different versions, a prompt version with different content (hashes), and the same item
+(node id and repeat) with different results in two shards.
+
+A shard whose session failed for a reason its items do not show (a collection error, a crashed
+xdist worker: collected items missing) fails the merged run, with a note naming the shard and
+why; its missing items stay listed in the merged run. A shard that failed only on its own
+thresholds does not: they are evaluated again over the whole run.
 Aggregates that run evaluators added in the shards are not recomputed (they need the suite's
 code); they are reported as dropped.
 """
@@ -143,6 +148,55 @@ def _dataset_versions(shards: Sequence[Shard]) -> None:
                 )
 
 
+def _prompt_versions(shards: Sequence[Shard]) -> None:
+    """A prompt version is one content everywhere: the same name and version with two hashes
+    (prompt files edited between shards, each with its own store) is refused."""
+    hashes: dict[tuple[str, int], tuple[str, Shard]] = {}
+    for shard in shards:
+        entries = [*(shard.run.get("prompts") or [])]
+        for item in shard.run["items"]:
+            entries += item.get("prompts") or []
+        for entry in entries:
+            key, digest = (str(entry["name"]), int(entry["version"])), str(entry.get("hash") or "")
+            if not digest:  # written without a hash: nothing to compare
+                continue
+            earlier = hashes.setdefault(key, (digest, shard))
+            if earlier[0] != digest:
+                raise MergeError(
+                    f"cannot merge: prompt {key[0]!r} version {key[1]} has hash {earlier[0]!r} "
+                    f"in {earlier[1].label} but {digest!r} in {shard.label}; the shards' prompt "
+                    "files differ"
+                )
+
+
+def shard_failure(shard: Shard) -> str | None:
+    """Why ``shard``'s session failed where its items and thresholds do not show it, or None.
+
+    The merge evaluates items and thresholds again; a failure outside them (a collection
+    error, a crashed worker) would otherwise vanish from the merged run."""
+    run = shard.run
+    missing = run.get("missing") or []
+    if missing:
+        count = len(missing)
+        return f"{count} collected item{'s' if count != 1 else ''} missing"
+    if run.get("status") != "failed":
+        return None
+    items = run["items"]
+    if not items:
+        return "its session failed with no items (a collection error?)"
+    if any(item.get("outcome") in FAILED_OUTCOMES for item in items):
+        return None  # the merged run has those items
+    if any(not entry.get("passed", True) for entry in run.get("thresholds") or []):
+        return None  # evaluated again over the whole run
+    errors = run.get("errors") or []
+    if errors:
+        return f"a run evaluator failed: {errors[0]}"
+    comparison = run.get("comparison") or {}
+    if comparison.get("verdict") == "regression" and comparison.get("enforced") is not False:
+        return "it regressed against its baseline"
+    return "its session failed although its items passed (a collection error?)"
+
+
 def _thresholds(shards: Sequence[Shard], extra: Sequence[str]) -> list[Threshold]:
     """The shards' stored thresholds (each once), then ``extra``; a bad one raises."""
     found: list[Threshold] = []
@@ -180,15 +234,22 @@ def _dropped_aggregates(shards: Sequence[Shard], result: RunResult) -> list[str]
     return sorted(dropped)
 
 
+def check_compatible(shards: Sequence[Shard]) -> None:
+    """Raise `MergeError` unless the shards are parts of one run: the same run id and model,
+    each dataset at one version, each prompt version with one content."""
+    _same(shards, "id", "run id")
+    _same(shards, "model", "model")
+    _dataset_versions(shards)
+    _prompt_versions(shards)
+
+
 def merge_shards(
     shards: Sequence[Shard], *, thresholds: Sequence[str] = (), store: Store
 ) -> MergeOutcome:
     """Combine ``shards`` into one run recorded in ``store`` (which must not hold it yet)."""
     if not shards:
         raise MergeError("nothing to merge: give the shard exports written by 'llmobs export'")
-    _same(shards, "id", "run id")
-    _same(shards, "model", "model")
-    _dataset_versions(shards)
+    check_compatible(shards)
     items = _items(shards)
     checks = _thresholds(shards, thresholds)
     run_id = str(shards[0].run["id"])
@@ -215,12 +276,18 @@ def merge_shards(
         for entry in shard.run.get("missing") or []:
             recorder.note_lost(str(entry["node_id"]), f"{entry['reason']}; in {shard.label}")
     unfinished = [s for s in shards if s.run.get("status") in ("interrupted", "running")]
+    failures: dict[str, str] = {}  # label -> why; a shard given twice is named once
+    for shard in shards:
+        why = shard_failure(shard)
+        if why is not None and shard not in unfinished:
+            failures.setdefault(shard.label, why)
     result = recorder.finish(
         interrupted=bool(unfinished),
-        tests_failed=any(i.get("outcome") in FAILED_OUTCOMES for i in items),
+        tests_failed=bool(failures) or any(i.get("outcome") in FAILED_OUTCOMES for i in items),
         ended_at=max(ends) if ends else None,
     )
     notes = [f"shard {s.label} did not finish (status {s.run['status']})" for s in unfinished]
+    notes += [f"shard {label} failed: {why}" for label, why in failures.items()]
     dropped = _dropped_aggregates(shards, result)
     if dropped:
         notes.append("not recomputed (run evaluators need the suite's code): " + ", ".join(dropped))
@@ -232,6 +299,8 @@ def merge_files(
 ) -> MergeOutcome:
     """Load and merge shard exports; with ``store_dir`` the merged run is stored there too."""
     shards = [load_shard(path) for path in paths]
+    if shards:
+        check_compatible(shards)  # before the store is created: a refusal leaves nothing behind
     try:
         store = Store.in_directory(store_dir) if store_dir is not None else Store(None)
     except StoreError as exc:

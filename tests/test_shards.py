@@ -395,3 +395,130 @@ def test_run_id_already_in_the_store_is_a_usage_error(
         ]
     )
     assert [r["id"] for r in runs.list()] == ["ci-7"]
+
+
+# --- shards whose session failed outside their items ------------------------------------------
+
+
+def test_a_shard_with_a_collection_error_fails_the_merged_run(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(
+        test_ok="def test_ok(scorer):\n    scorer.score('v', 1.0)\n",
+        test_broken="import nonexistent_module_xyz\n\ndef test_b():\n    pass\n",
+    )
+    pytester.runpytest(
+        "--llm-run-id=ci-9", "--llm-store=s1", "--llm-json=shard-1.json", "test_ok.py"
+    ).assert_outcomes(passed=1)
+    broken = pytester.runpytest(
+        "--llm-run-id=ci-9", "--llm-store=s2", "--llm-json=shard-2.json", "test_broken.py"
+    )
+    assert broken.ret == pytest.ExitCode.INTERRUPTED  # "1 error during collection"
+    one, two = pytester.path / "shard-1.json", pytester.path / "shard-2.json"
+    merged = pytester.path / "run.json"
+    capsys.readouterr()
+
+    status = main(["merge", str(one), str(two), "-o", str(merged)])
+
+    out = capsys.readouterr().out
+    assert status == 1
+    assert f"shard {two} failed: its session failed with no items (a collection error?)" in (
+        out.splitlines()
+    )
+    assert out.splitlines()[1].endswith("-> failed")
+    assert json.loads(merged.read_text(encoding="utf-8"))["status"] == "failed"
+
+
+def test_a_shard_with_a_crashed_worker_fails_the_merged_run_and_keeps_its_missing_list(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(
+        test_crash="import os\n\ndef test_before():\n    pass\n\n"
+        "def test_dies():\n    os._exit(1)\n\ndef test_after():\n    pass\n"
+    )
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "-p",
+        "no:cacheprovider",
+        "--llm-run-id=ci-3",
+        "--llm-store=s1",
+        "--llm-json=a.json",
+        "test_crash.py",
+    ).assert_outcomes(passed=2, failed=1)
+    pytester.runpytest(
+        "--llm-run-id=ci-3", "--llm-store=s2", "--llm-json=b.json", "test_other.py"
+    ).assert_outcomes(passed=1)
+    a, b = pytester.path / "a.json", pytester.path / "b.json"
+    merged = pytester.path / "merged.json"
+    capsys.readouterr()
+
+    status = main(["merge", str(a), str(b), str(a), "-o", str(merged)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert lines[0] == "merged 3 shards of run ci-3: 3 items"  # the repeated file once
+    assert lines.count(f"shard {a} failed: 1 collected item missing") == 1
+    assert "1 collected item missing from the run:" in lines
+    run = json.loads(merged.read_text(encoding="utf-8"))
+    assert run["status"] == "failed"
+    assert [m["node_id"] for m in run["missing"]] == ["test_crash.py::test_dies"]
+    assert run["missing"][0]["reason"].endswith(f"crashed while running it; in {a}")
+
+
+def test_a_shard_failing_only_its_own_threshold_does_not_fail_the_merged_run(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(
+        test_shard="import pytest\n\n"
+        "@pytest.mark.llm_dataset('capitals', thresholds=['count >= 3'])\n"
+        "def test_capital(item, scorer):\n    scorer.score('quality', 0.5)\n"
+    )
+    a, b = run_shards(pytester, capsys)  # two items each: each shard fails `count >= 3`
+    assert json.loads(a.read_text(encoding="utf-8"))["status"] == "failed"
+
+    status = main(["merge", str(a), str(b)])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "failed:" not in out
+
+
+# --- prompt versions ----------------------------------------------------------------------------
+
+
+def test_merge_refuses_one_prompt_version_with_two_contents(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(
+        test_m="import pytest\n\n@pytest.mark.parametrize('x', range(4))\n"
+        "def test_m(x, prompt, llm):\n    llm.generate(prompt('g').compile(x=x))\n"
+    )
+    prompt = pytester.path / "prompts" / "g.json"
+    prompt.parent.mkdir()
+    for content, store, selection, output in (
+        ("AAA", "s1", "0 or 1", "c.json"),
+        ("BBB", "s2", "2 or 3", "d.json"),
+    ):
+        prompt.write_text(json.dumps({"type": "text", "prompt": content + " {{x}}"}))
+        pytester.runpytest(
+            "--llm-run-id=ci-2", f"--llm-store={store}", f"--llm-json={output}", "-k", selection
+        ).assert_outcomes(passed=2)
+    c, d = pytester.path / "c.json", pytester.path / "d.json"
+    (first,) = json.loads(c.read_text(encoding="utf-8"))["prompts"]
+    (second,) = json.loads(d.read_text(encoding="utf-8"))["prompts"]
+    assert first["version"] == second["version"] == 1
+    store = pytester.path / "merged"
+    capsys.readouterr()
+
+    status = main(["merge", str(c), str(d), "--store", str(store)])
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: prompt 'g' version 1 has hash {first['hash']!r} in {c} "
+        f"but {second['hash']!r} in {d}; the shards' prompt files differ\n"
+    )
+    assert not store.exists()
