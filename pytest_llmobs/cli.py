@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from pytest_llmobs import __version__
 from pytest_llmobs.exports import EXPORT_FORMAT, dump_run, result_from_run
 from pytest_llmobs.locate import find_store_dir
-from pytest_llmobs.reporting.terminal import summary_lines
+from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
 from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
 
 BAD_INPUT = 2
@@ -81,9 +81,9 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     rows = [("RUN ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED")]
     rows += [
         (
-            r["id"],
-            r["name"],
-            r["model"] or "-",
+            _cell(r["id"]),
+            _cell(r["name"]),
+            _cell(r["model"] or "-"),
             r["status"],
             str(r["items"]),
             _when(r["started_at"]),
@@ -96,6 +96,12 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
         print("  ".join(cells).rstrip(), file=out)
     print(f"store: {store.path} ({_size(store.size_bytes())})", file=out)
     return 0
+
+
+def _cell(text: str) -> str:
+    """``text`` for one table cell: a newline, tab or other control character is shown
+    escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _size(count: int) -> str:
@@ -162,6 +168,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
             print(line, file=out)
     else:
         print(f"run {run['id']}  name {run['name']!r}  -> {run['status']}", file=out)
+    for line in missing_lines(run.get("missing") or []):
+        print(line, file=out)
     items = run.get("items") or []
     print(f"items ({len(items)}):", file=out)
     for item in items:
@@ -237,7 +245,6 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.merge import MergeError, merge_files, summary_header
-    from pytest_llmobs.xdist import missing_lines
 
     store_dir = Path(args.store) if args.store else None
     output = _writable(args.output) if args.output else None  # before anything is stored

@@ -128,7 +128,7 @@ class SessionHooks:
         from pytest_llmobs.reporting.terminal import write_summary
 
         write_summary(terminalreporter, state.result)
-        from pytest_llmobs.xdist import missing_lines
+        from pytest_llmobs.reporting.terminal import missing_lines
 
         for line in missing_lines(state.result.missing):
             terminalreporter.write_line(line, yellow=True)

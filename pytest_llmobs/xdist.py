@@ -90,13 +90,3 @@ def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
     """Keep the prompt versions a worker registered in the controller's store."""
     for prompt in data.get("prompts") or []:
         state.store.import_prompt_version(prompt)
-
-
-def missing_lines(missing: Sequence[dict[str, str]]) -> list[str]:
-    """The terminal lines naming collected items that have no result in the run."""
-    if not missing:
-        return []
-    count = len(missing)
-    lines = [f"{count} collected item{'s' if count != 1 else ''} missing from the run:"]
-    lines += [f"  {entry['node_id']}  ({entry['reason']})" for entry in missing]
-    return lines

@@ -178,3 +178,34 @@ def test_counts_below_their_minimum_are_usage_errors(
 ) -> None:
     assert run_main(recorded, *args) == (2, "", f"llmobs: error: {message}\n")
     assert not (recorded / "x.html").exists()
+
+
+def test_show_lists_missing_items_up_to_a_limit(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    later = "".join(f"def test_later_{index:02}():\n    pass\n\n" for index in range(23))
+    pytester.makepyfile(test_stop="def test_first():\n    assert False\n\n" + later)
+    pytester.runpytest("-x").assert_outcomes(failed=1)
+
+    done = llmobs(pytester.path, "show", "latest")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = lines.index("23 collected items missing from the run:")
+    assert lines[start + 1] == "  test_stop.py::test_later_00  (not run: stopping after 1 failures)"
+    assert lines[start + 20].startswith("  test_stop.py::test_later_19  (")
+    assert lines[start + 21] == "  ... and 3 more ('llmobs export RUN' lists them all)"
+    assert lines[start + 22] == "items (1):"
+
+
+def test_runs_shows_a_name_with_a_newline_escaped(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    pytester.runpytest("--llm-run-name=nightly\nrerun\tB").assert_outcomes(passed=1)
+
+    done = llmobs(pytester.path, "runs")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3  # the header, the run, the store
+    assert lines[1].split()[1] == "nightly\\nrerun\\tB"
+    assert lines[1].split()[3:5] == ["passed", "1"]

@@ -217,6 +217,51 @@ def test_expand_all_opens_every_shown_item(browser: Chrome, report: Path) -> Non
     assert not error_span.is_displayed()
 
 
+LABELS_SUITE = """\
+import pytest
+
+VALUES = ["<script>x</script>", "a label far longer than the room for one"]
+VALUES += [f"value number {i:02}" for i in range(20)]
+
+@pytest.mark.parametrize("value", VALUES)
+def test_label(value, scorer):
+    scorer.score("kind", value)
+"""
+"""A categorical score with markup, a long value and more values than a chart has bars."""
+
+
+def test_category_labels_fit_their_chart(
+    browser: Chrome, pytester: pytest.Pytester, report: Path
+) -> None:
+    pytester.makepyfile(test_labels=LABELS_SUITE)
+    pytester.runpytest("--llm-report=labels.html", "test_labels.py").assert_outcomes(passed=22)
+
+    for page in (report, pytester.path / "labels.html"):  # the suite's hostile label, and these
+        open_page(browser, page)
+        drawn = browser.execute_script(  # every text right-aligned in a chart: labels, ticks
+            "return Array.from(document.querySelectorAll('svg.chart text[text-anchor=end]'))"
+            ".map(function (t) { var box = t.getBBox();"
+            " return [t.textContent, box.x, box.x + box.width,"
+            " t.ownerSVGElement.viewBox.baseVal.width]; });"
+        )
+        assert drawn
+        for text, left, right, width in drawn:
+            assert left >= 0, f"{text!r} starts {-left:.0f} px left of its chart"
+            assert right <= width, f"{text!r} ends {right - width:.0f} px right of its chart"
+        labels = browser.execute_script(
+            "return Array.from(document.querySelectorAll('svg.chart text.cat')).map("
+            "function (t) { return [t.textContent,"
+            " t.parentNode.querySelector('title').textContent]; });"
+        )
+        for text, full in labels:
+            assert text == full or (text.endswith("…") and full.startswith(text[:-1])), text
+    shown = dict(labels)
+    assert shown["<script>x</script>"] == "<script>x</script>"
+    assert shown["a label far longer …"] == "a label far longer than the room for one"
+    assert shown["other (11 values)"] == "other (11 values)"
+    assert severe(browser) == []
+
+
 def test_missing_browser_skips_locally_but_fails_in_ci() -> None:
     problem = "/usr/bin/chromium not installed"
 

@@ -647,3 +647,52 @@ def test_cli_report_rejects_a_json_file_that_is_no_export(
     assert capsys.readouterr().err == (
         f"llmobs: error: {other}: not a run export (expected format 'pytest-llmobs/run')\n"
     )
+
+
+# --- missing items ------------------------------------------------------------------------------
+
+
+def test_report_lists_the_items_a_stopped_session_never_ran(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_stop="def test_a():\n    assert False\n\ndef test_b():\n    pass\n\n"
+        "def test_c():\n    pass\n"
+    )
+
+    result = pytester.runpytest("-x", "--llm-report=r.html")
+
+    result.assert_outcomes(failed=1)
+    run = runs.latest()
+    missing = [entry["node_id"] for entry in run["missing"]]
+    assert missing == ["test_stop.py::test_b", "test_stop.py::test_c"]
+    page = (pytester.path / "r.html").read_text(encoding="utf-8")
+    assert '<span class="badge failed">2 missing</span>' in page
+    assert '<a href="#missing">Missing</a>' in page
+    text = " ".join(" ".join(parse(page).text).split())
+    assert "2 collected items missing from the run (no result arrived)." in text
+    for entry in run["missing"]:
+        assert f"{entry['node_id']} {entry['reason']}" in text
+    assert render_html(run) == page  # as `llmobs report` writes it later
+
+
+def test_a_long_missing_list_is_cut_with_a_count_of_the_rest() -> None:
+    run = _synthetic_run(1, failed=set())
+    run["missing"] = [
+        {"node_id": f"test_big.py::test_lost[{index}]", "reason": "no result arrived"}
+        for index in range(503)
+    ]
+
+    page = render_html(run)
+
+    assert page.count("test_big.py::test_lost[") == 500
+    assert "test_big.py::test_lost[499]" in page and "test_big.py::test_lost[500]" not in page
+    text = " ".join(" ".join(parse(page).text).split())
+    assert "503 collected items missing from the run" in text
+    assert "… and 3 more: llmobs export RUN lists them all." in text
+
+
+def test_a_run_without_missing_items_has_no_missing_section(suite_run: dict[str, Any]) -> None:
+    page = render_html(suite_run)
+
+    assert 'id="missing"' not in page and "missing</span>" not in page

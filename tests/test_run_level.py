@@ -439,3 +439,29 @@ def test_stored_boolean_interval_holds_the_share(flags: list[bool]) -> None:
     assert low is not None and high is not None
     assert 0.0 <= low <= mean.value <= high <= 1.0
     assert mean.value == statistics.fmean(map(float, flags))
+
+
+# --- the terminal summary of categorical scores -------------------------------------------------
+
+
+def test_a_categorical_score_with_many_values_is_capped_in_the_summary(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_free="import pytest\n\n@pytest.mark.parametrize('i', range(300))\n"
+        "def test_free(i, scorer):\n"
+        "    scorer.score('free_text', ('common' if i < 5 else f'answer number {i} ') + 'x' * 50)\n"
+        "    scorer.score('tone', 'curt' if i % 3 else 'friendly')\n"
+    )
+
+    result = pytester.runpytest("-p", "no:randomly", "--llm-report=r.html")
+
+    result.assert_outcomes(passed=300)
+    (line,) = (line for line in result.outlines if line.startswith("  free_text "))
+    assert len(line) < 500
+    assert line.startswith("  free_text  common" + "x" * 25 + "…: 5, answer number 10 ")
+    assert line.endswith(", other (285 values): 285  n=300")
+    assert line.count(": 1,") == 10  # 11 shown values and "other": the chart's 12 bars
+    page = (pytester.path / "r.html").read_text(encoding="utf-8")
+    assert "other (285 values): 285</title>" in page
+    result.stdout.fnmatch_lines(["  tone       curt: 200, friendly: 100  n=300"])

@@ -23,6 +23,9 @@ from pytest_llmobs.reporting.html_text import OUTCOMES, duration, esc, number, t
 
 __all__ = ["MAX_TRACES", "render_html", "write_html"]
 
+MISSING_SHOWN = 500
+"""Missing items listed by name; a longer list ends with a count of the rest."""
+
 _STATUSES = ("passed", "failed", "interrupted", "running")
 
 
@@ -36,6 +39,7 @@ def render_html(run: Mapping[str, Any], *, max_traces: int = MAX_TRACES) -> str:
         _thresholds(run),
         comparison_section(run.get("comparison")),
         scores_section(run),
+        _missing(run),
         items_section(list(run.get("items") or []), max_traces=max_traces),
     ]
     return (
@@ -92,7 +96,13 @@ def _header(run: Mapping[str, Any]) -> str:
     nav = [("summary", "Run"), ("thresholds", "Thresholds")]
     if run.get("comparison"):
         nav.append(("comparison", "Comparison"))
-    nav += [("scores", "Scores"), ("items", "Items")]
+    missing = _missing_entries(run)
+    if missing:
+        chips.append(f'<span class="badge failed">{len(missing)} missing</span>')
+    nav.append(("scores", "Scores"))
+    if missing:
+        nav.append(("missing", "Missing"))
+    nav.append(("items", "Items"))
     return (
         f'<header class="run {esc(css)}"><div class="title"><h1>{esc(run.get("name") or "")}</h1>'
         f'<span class="badge big {esc(css)}" id="run-status">{esc(status)}</span></div>'
@@ -157,6 +167,36 @@ def _summary(run: Mapping[str, Any]) -> str:
         parts.extend(f'<div class="errmsg">{esc(error)}</div>' for error in errors)
     parts.append("</section>")
     return "".join(parts)
+
+
+def _missing_entries(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [entry for entry in run.get("missing") or [] if isinstance(entry, Mapping)]
+
+
+def _missing(run: Mapping[str, Any]) -> str:
+    """Collected items with no result (a crashed xdist worker, a session stopped by ``-x``):
+    what the terminal summary lists, the first `MISSING_SHOWN` of them."""
+    missing = _missing_entries(run)
+    if not missing:
+        return ""
+    count = len(missing)
+    rows = [
+        f'<tr><td class="mono">{esc(entry.get("node_id", ""))}</td>'
+        f"<td>{esc(entry.get('reason', ''))}</td></tr>"
+        for entry in missing[:MISSING_SHOWN]
+    ]
+    more = (
+        f'<p class="muted">… and {count - MISSING_SHOWN:,} more: <code>llmobs export RUN</code> '
+        "lists them all.</p>"
+        if count > MISSING_SHOWN
+        else ""
+    )
+    return (
+        f'<section id="missing"><h2>Missing</h2><p class="errors"><b>{count:,} collected '
+        f"item{'s' if count != 1 else ''} missing from the run</b> (no result arrived).</p>"
+        "<table><thead><tr><th>test</th><th>why</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{more}</section>"
+    )
 
 
 def _param(value: object) -> str:

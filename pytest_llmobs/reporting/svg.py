@@ -12,8 +12,26 @@ from collections.abc import Sequence
 from pytest_llmobs.reporting.html_text import compact, esc, number, short
 
 _WIDTH = 300
-_BAR_ROWS = 12
+BAR_ROWS = 12
 """Most categories drawn as their own bar; the rest are summed into one "other" bar."""
+_BAR_CHART_WIDTH = 340
+_LABEL_CHARS = 20
+"""Longest category label drawn whole; a longer one is cut with "…" (its tooltip has it all)."""
+_LABEL_WIDTH = 150
+"""Room for a label right-aligned 6 px before its bar: `_LABEL_CHARS` of the 11 px monospace
+tick font (about 6.6 px per character) fit with a margin."""
+
+
+def top_categories(
+    counts: Sequence[tuple[str, int]], *, rows: int = BAR_ROWS
+) -> list[tuple[str, int]]:
+    """``(value, count)`` pairs, largest first; beyond ``rows`` pairs, the smallest are summed
+    into one ``("other (N values)", total)`` pair (the HTML charts and the terminal agree)."""
+    ordered = sorted(counts, key=lambda pair: (-pair[1], pair[0]))
+    if len(ordered) <= rows:
+        return ordered
+    rest = ordered[rows - 1 :]
+    return [*ordered[: rows - 1], (f"other ({len(rest)} values)", sum(c for _, c in rest))]
 
 
 def _svg(width: int, height: int, label: str, body: str) -> str:
@@ -86,29 +104,23 @@ def histogram(values: Sequence[float], *, label: str) -> str:
 
 def bar_chart(counts: Sequence[tuple[str, int]], *, label: str) -> str:
     """Horizontal bars, one per category (largest first), the count at each bar's end."""
-    ordered = sorted(counts, key=lambda pair: (-pair[1], pair[0]))
-    if len(ordered) > _BAR_ROWS:
-        rest = ordered[_BAR_ROWS - 1 :]
-        ordered = [
-            *ordered[: _BAR_ROWS - 1],
-            (f"other ({len(rest)} values)", sum(c for _, c in rest)),
-        ]
-    row, label_w, count_w = 20, 110, 34
+    ordered = top_categories(counts)
+    row, label_w, count_w = 20, _LABEL_WIDTH, 34
     height = max(row * len(ordered) + 8, 28)
-    plot_w = _WIDTH - label_w - count_w
+    plot_w = _BAR_CHART_WIDTH - label_w - count_w
     peak = max((c for _, c in ordered), default=0)
     parts = []
     for i, (name, count) in enumerate(ordered):
         y = 4 + i * row
         bar_w = plot_w * count / peak if peak else 0
         parts.append(
-            f'<text class="tick" x="{label_w - 6}" y="{y + 13}" text-anchor="end">'
-            f"{esc(short(name, 18))}</text>"
+            f'<g><title>{esc(name)}</title><text class="tick cat" x="{label_w - 6}" y="{y + 13}"'
+            f' text-anchor="end">{esc(short(name, _LABEL_CHARS))}</text></g>'
             f'<rect class="bar" x="{label_w}" y="{y + 2}" width="{max(bar_w, 1):.1f}"'
             f' height="{row - 6}"><title>{esc(name)}: {count}</title></rect>'
             f'<text class="tick" x="{label_w + bar_w + 4:.1f}" y="{y + 13}">{count}</text>'
         )
-    return _svg(_WIDTH, height, label, "".join(parts))
+    return _svg(_BAR_CHART_WIDTH, height, label, "".join(parts))
 
 
 def interval_mark(

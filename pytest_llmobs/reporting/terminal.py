@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate
@@ -10,6 +10,9 @@ from pytest_llmobs.run import RunResult
 from pytest_llmobs.thresholds import ThresholdResult
 
 WriteLine = Callable[..., None]
+
+MISSING_SHOWN = 20
+"""Missing items listed by name in text output; a longer list ends with a count of the rest."""
 
 
 def _marks(encoding: str | None) -> tuple[str, str]:
@@ -65,7 +68,7 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
             )
         elif f"counts_{name}" in group:
             counts = group[f"counts_{name}"]
-            shown = ", ".join(f"{k}: {int(v)}" for k, v in counts.extra.items())
+            shown = _category_counts(counts.extra)
             lines.append(f"  {name:<{width}}  {shown}  n={counts.n}")
         else:
             suffix = "" if name == "label" else f"_{name}"
@@ -89,6 +92,22 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
         count = int(group["generations"].value)
         lines.append(f"  generations {count}{latency}{tokens}")
     return lines
+
+
+CATEGORY_CHARS = 32
+"""Longest categorical value shown whole in the summary; longer ones are cut with "…"."""
+
+
+def _category_counts(counts: Mapping[str, float]) -> str:
+    """``value: count`` pairs in the stored order; with more values than the HTML chart has
+    bars, its top values and one "other (N values)" count, as the chart shows them."""
+    from pytest_llmobs.reporting.html_text import short
+    from pytest_llmobs.reporting.svg import BAR_ROWS, top_categories
+
+    pairs = [(str(k), int(v)) for k, v in counts.items()]
+    if len(pairs) > BAR_ROWS:
+        pairs = top_categories(pairs)
+    return ", ".join(f"{short(k, CATEGORY_CHARS)}: {v}" for k, v in pairs)
 
 
 def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
@@ -137,6 +156,19 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
         )
     if result.baseline_saved:
         lines.append(f"saved as baseline {result.baseline_saved!r}")
+    return lines
+
+
+def missing_lines(missing: Sequence[Mapping[str, str]], *, limit: int = MISSING_SHOWN) -> list[str]:
+    """The lines naming collected items that have no result in the run (a crashed xdist
+    worker, a session stopped by ``-x``), the first ``limit`` of them."""
+    if not missing:
+        return []
+    count = len(missing)
+    lines = [f"{count} collected item{'s' if count != 1 else ''} missing from the run:"]
+    lines += [f"  {entry['node_id']}  ({entry['reason']})" for entry in missing[:limit]]
+    if count > limit:
+        lines.append(f"  ... and {count - limit} more ('llmobs export RUN' lists them all)")
     return lines
 
 
