@@ -297,7 +297,15 @@ class RunRecorder:
                         f"run evaluator {name!r} failed on {where}: {type(exc).__name__}: {exc}"
                     )
                     continue
+                where = "the run" if group == ALL_ITEMS else f"dataset {group!r}"
                 for key, value in values.items():
+                    if key in aggregates[group]:  # a built-in one, or another evaluator's
+                        errors.append(
+                            f"run evaluator {name!r} returned {key!r}, which {where} already "
+                            "has (computed from the items, or by another run evaluator); "
+                            f"name it differently, e.g. 'run_{key}'"
+                        )
+                        continue
                     aggregates[group][key] = Aggregate(key, value, len(items))
         return errors
 

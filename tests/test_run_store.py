@@ -501,3 +501,48 @@ def test_latest_is_not_a_run_id(pytester: pytest.Pytester, runs: Runs, reserved:
         ]
     )
     assert not runs.db().exists()  # refused before any store was opened
+
+
+def test_a_run_evaluator_cannot_replace_an_aggregate_the_items_gave(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makeconftest(
+        dedent(
+            """\
+            import pytest_llmobs
+
+            @pytest_llmobs.run_evaluator
+            def pass_rate(items):
+                return 0.0
+
+            def pytest_llmobs_register_evaluators(registry, config):
+                registry.add_run(pass_rate)
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_capitals=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", thresholds=["pass_rate >= 0.5"])
+            def test_capital(item, llm):
+                llm.generate(item.input)
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=len(capitals))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the clash is an error, said once a group
+    result.stdout.fnmatch_lines(
+        [
+            "  ERROR run evaluator 'pass_rate' returned 'pass_rate', which dataset 'capitals' "
+            "already has (computed from the items, or by another run evaluator); name it "
+            "differently, e.g. 'run_pass_rate'"
+        ]
+    )
+    run = runs.latest()
+    assert runs.aggregates(run, "capitals")["pass_rate"]["value"] == 1.0  # the items' own value
+    assert [t["passed"] for t in run["thresholds"]] == [True]
