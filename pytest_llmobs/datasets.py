@@ -211,24 +211,51 @@ def _read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+class _NotStrictJSON(ValueError):
+    """JSON that Python's parser accepts but other tools reject (NaN, a key given twice)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotStrictJSON(f"{name} is not a JSON number; write null or a string")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise _NotStrictJSON(f"key {twice!r} appears twice in one object")
+    return value
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, refusing what exports could not carry on: NaN/Infinity (invalid JSON to
+    every strict reader) and a key given twice (all but the last value would be lost)."""
+    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+
+
 def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
     raws = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = _loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+        except _NotStrictJSON as exc:
+            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
         raws.append(_from_object(value, _line(path, lineno)))
     return raws
 
 
 def _parse_json(text: str, path: Path) -> list[_Raw]:
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
+    except _NotStrictJSON as exc:
+        raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
     entries = value.get("items") if isinstance(value, dict) else value
     if not isinstance(entries, list):
         got = "an object without an 'items' list" if isinstance(value, dict) else _json_type(value)
@@ -283,10 +310,12 @@ def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
     metadata: Any = {}
     if cells.get("metadata", "").strip():
         try:
-            metadata = json.loads(cells["metadata"])
+            metadata = _loads(cells["metadata"])
         except json.JSONDecodeError as exc:
             message = f"invalid JSON in 'metadata' column ({exc.msg})"
             raise DatasetError(f"{loc.prefix}: {message}") from exc
+        except _NotStrictJSON as exc:
+            raise DatasetError(f"{loc.prefix}: invalid JSON in 'metadata' column ({exc})") from exc
     extra = {column: cell for column, cell in cells.items() if column not in _KEYS}
     if isinstance(metadata, dict) and (clash := sorted(extra.keys() & metadata.keys())):
         raise DatasetError(f"{loc.prefix}: column {clash[0]!r} is also a key in 'metadata'")

@@ -255,6 +255,30 @@ def test_error_invalid_json_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"input": "a", "expected_output": NaN}', "NaN is not a JSON number"),
+        ('{"input": "a", "metadata": {"w": Infinity}}', "Infinity is not a JSON number"),
+        ('{"input": "a", "metadata": {"w": -Infinity}}', "-Infinity is not a JSON number"),
+        ('{"input": "x", "input": "y"}', "key 'input' appears twice in one object"),
+    ],
+)
+def test_error_json_other_tools_reject(tmp_path: Path, line: str, problem: str) -> None:
+    jsonl = write(tmp_path / "d.jsonl", '{"input": "fine"}\n' + line + "\n")
+    assert load_error(jsonl).startswith(f"{jsonl}:2: invalid JSON ({problem}")
+    whole = write(tmp_path / "d.json", f"[{line}]")
+    assert load_error(whole).startswith(f"{whole}: invalid JSON ({problem}")
+
+
+def test_error_csv_metadata_with_nan(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", 'input,metadata\na,"{""w"": NaN}"\n')
+    assert load_error(path) == (
+        f"{path}:2: invalid JSON in 'metadata' column "
+        "(NaN is not a JSON number; write null or a string)"
+    )
+
+
 def test_error_non_object_line(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '{"input": "a"}\n["b"]\n')
     assert load_error(path) == f"{path}:2: {EXPECTED_OBJECT}, got list"
