@@ -6,6 +6,9 @@ Names:
 - for each numeric or boolean score ``s``: ``mean_s`` (with ``.ci_low``/``.ci_high``: Wilson for
   boolean scores, a seeded bootstrap for numeric ones), ``std_s``, ``min_s``, ``max_s``,
   ``p50_s`` (the median), ``p95_s``;
+- with repeats (``--llm-repeat``) the intervals of ``pass_rate`` and ``mean_s`` come from a
+  bootstrap over the items, each item's repeats averaged first: running an item again adds no
+  new item, so it must not narrow the interval as if it did;
 - for each categorical score ``s``: ``counts_s`` whose fields count each value
   (``counts_user_feedback.positive``);
 - for ``label`` scores (predicted vs expected): ``accuracy``, ``precision_macro``,
@@ -18,9 +21,10 @@ Names:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +83,9 @@ class ItemSummary:
     """(score name, expected, predicted) for every ``label`` score."""
     generations: Sequence[tuple[float | None, int, int, float | None]] = ()
     """(latency ms, input tokens, output tokens, cost) for every generation."""
+    case: str | None = None
+    """The test case the item is a repeat of (its node id without the repeat part); None: its
+    own case."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ItemSummary:
@@ -97,9 +104,30 @@ class ItemSummary:
         )
         # Tuples, not lists: a run keeps one summary per item, and the garbage collector stops
         # tracking tuples of plain values, so a long session's collections do not revisit them.
+        node_id = item.get("node_id")
+        repeat = item.get("repeat")
+        case = None if node_id is None else strip_repeat_id(str(node_id), int(repeat or 0))
         return cls(
-            item.get("dataset"), str(item["outcome"]), tuple(scores), tuple(labels), generations
+            item.get("dataset"),
+            str(item["outcome"]),
+            tuple(scores),
+            tuple(labels),
+            generations,
+            case,
         )
+
+
+def strip_repeat_id(node_id: str, repeat: int) -> str:
+    """``test_x[france-r1]`` → ``test_x[france]``; a node id without that part is unchanged."""
+    head, bracket, params = node_id.partition("[")
+    if not bracket or not params.endswith("]"):
+        return node_id
+    parts = params[:-1].split("-")
+    marker = f"r{repeat}"
+    if marker not in parts:
+        return node_id
+    del parts[len(parts) - 1 - parts[::-1].index(marker)]
+    return f"{head}[{'-'.join(parts)}]" if parts else head
 
 
 COUNTS_PREFIX = "counts_"
@@ -136,18 +164,26 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 
 
 def numeric_aggregates(
-    score: str, values: Sequence[float], *, boolean: bool = False
+    score: str,
+    values: Sequence[float],
+    *,
+    boolean: bool = False,
+    case_means: Sequence[float] | None = None,
 ) -> list[Aggregate]:
-    """mean (with a 95% interval), std (sample), min, max, p50 and p95 of one score's values."""
+    """mean (with a 95% interval), std (sample), min, max, p50 and p95 of one score's values.
+
+    ``case_means``: with repeats, the mean of each test case's values; the interval is then a
+    bootstrap over them (the cases are the independent samples, not the repeats)."""
     n = len(values)
     ordered = sorted(values)
     mean = math.fsum(ordered) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in ordered) / (n - 1)) if n > 1 else 0.0
-    interval = (
-        wilson_interval(round(math.fsum(ordered)), n)
-        if boolean
-        else bootstrap_mean_interval(ordered)
-    )
+    if case_means is not None:
+        interval = bootstrap_mean_interval(case_means)
+    elif boolean:
+        interval = wilson_interval(round(math.fsum(ordered)), n)
+    else:
+        interval = bootstrap_mean_interval(ordered)
     return [
         Aggregate(f"mean_{score}", mean, n, {"ci_low": interval.low, "ci_high": interval.high}),
         Aggregate(f"std_{score}", std, n),
@@ -161,10 +197,15 @@ def numeric_aggregates(
 def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
     """The aggregates of one group of items, keyed by name."""
     result: dict[str, Aggregate] = {"count": Aggregate("count", float(len(items)), len(items))}
+    repeated = _repeated(items)
     counted = [i for i in items if i.outcome in COUNTED_OUTCOMES]
     if counted:
         passed = sum(1 for i in counted if i.outcome == "passed")
-        interval = wilson_interval(passed, len(counted))
+        interval = (
+            bootstrap_mean_interval(_case_means(counted, lambda i: [float(i.outcome == "passed")]))
+            if repeated
+            else wilson_interval(passed, len(counted))
+        )
         result["pass_rate"] = Aggregate(
             "pass_rate",
             passed / len(counted),
@@ -187,7 +228,12 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
             labels[name][0].append(expected)
             labels[name][1].append(predicted)
     for name in sorted(numeric):
-        for aggregate in numeric_aggregates(name, numeric[name], boolean=name not in not_boolean):
+        case_means = (
+            _case_means(items, functools.partial(_score_values, name=name)) if repeated else None
+        )
+        for aggregate in numeric_aggregates(
+            name, numeric[name], boolean=name not in not_boolean, case_means=case_means
+        ):
             result[aggregate.name] = aggregate
     for name in sorted(labels):
         for aggregate in label_aggregates(name, *labels[name]):
@@ -204,6 +250,26 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
             {k: float(v) for k, v in sorted(counts.items())},
         )
     return result
+
+
+def _repeated(items: Sequence[ItemSummary]) -> bool:
+    """Whether some test case ran more than once in ``items`` (``--llm-repeat``)."""
+    cases = [item.case for item in items if item.case is not None]
+    return len(set(cases)) < len(cases)
+
+
+def _score_values(item: ItemSummary, name: str) -> list[float]:
+    return [float(v) for n, t, v in item.scores if n == name and t != "CATEGORICAL"]
+
+
+def _case_means(
+    items: Sequence[ItemSummary], values_of: Callable[[ItemSummary], list[float]]
+) -> list[float]:
+    """The mean of each test case's values, over its repeats (cases without values left out)."""
+    by_case: dict[object, list[float]] = defaultdict(list)
+    for item in items:
+        by_case[item.case if item.case is not None else id(item)].extend(values_of(item))
+    return [math.fsum(values) / len(values) for values in by_case.values() if values]
 
 
 def label_aggregates(name: str, expected: list[str], predicted: list[str]) -> list[Aggregate]:

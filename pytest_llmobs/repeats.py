@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmobs.aggregates import ALL_ITEMS, LABEL_EXPECTED, Aggregate
+from pytest_llmobs.aggregates import ALL_ITEMS, LABEL_EXPECTED, Aggregate, strip_repeat_id
 
 REPEAT_ARGNAME = "_llmobs_repeat"
 """The hidden parametrized argument holding the repeat index."""
@@ -42,19 +42,6 @@ def parametrize_repeats(metafunc: pytest.Metafunc, count: int) -> None:
 def repeat_index(item: pytest.Item) -> int:
     callspec = getattr(item, "callspec", None)
     return int(callspec.params.get(REPEAT_ARGNAME, 0)) if callspec is not None else 0
-
-
-def strip_repeat_id(node_id: str, repeat: int) -> str:
-    """``test_x[france-r1]`` → ``test_x[france]``; a node id without that part is unchanged."""
-    head, bracket, params = node_id.partition("[")
-    if not bracket or not params.endswith("]"):
-        return node_id
-    parts = params[:-1].split("-")
-    marker = f"r{repeat}"
-    if marker not in parts:
-        return node_id
-    del parts[len(parts) - 1 - parts[::-1].index(marker)]
-    return f"{head}[{'-'.join(parts)}]" if parts else head
 
 
 def verdict_of(outcome: str) -> bool | None:

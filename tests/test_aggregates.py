@@ -24,6 +24,7 @@ from pytest_llmobs.aggregates import (
     numeric_aggregates,
     percentile,
 )
+from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval, wilson_interval
 
 if TYPE_CHECKING:
     from conftest import Runs
@@ -102,6 +103,35 @@ def test_std_of_one_value_is_zero() -> None:
 
 def item(dataset: str | None, outcome: str, *scores: tuple[str, str, Any]) -> ItemSummary:
     return ItemSummary(dataset, outcome, scores)
+
+
+def test_repeats_do_not_narrow_intervals_without_new_items() -> None:
+    verdicts = [True, False, False, True, False]  # five items, each run three times alike
+
+    def summary(index: int, passed: bool, repeat: int) -> ItemSummary:
+        outcome = "passed" if passed else "failed"
+        score = ("accuracy", "BOOLEAN", passed)
+        node = f"test_x.py::test_x[q{index}-r{repeat}]"
+        return ItemSummary.from_item(
+            {
+                "node_id": node,
+                "repeat": repeat,
+                "dataset": "qa",
+                "outcome": outcome,
+                "trace": {"scores": [{"name": score[0], "data_type": score[1], "value": passed}]},
+            }
+        )
+
+    once = group_aggregates([summary(i, v, 0) for i, v in enumerate(verdicts)])
+    thrice = group_aggregates([summary(i, v, r) for r in range(3) for i, v in enumerate(verdicts)])
+
+    per_item = bootstrap_mean_interval([float(v) for v in verdicts])
+    for name in ("pass_rate", "mean_accuracy"):
+        assert thrice[name].value == once[name].value == 0.4
+        assert thrice[name].n == 15  # every value is still counted
+        low, high = thrice[name].field("ci_low"), thrice[name].field("ci_high")
+        assert (low, high) == (per_item.low, per_item.high)  # resampled by item, not by repeat
+    assert once["pass_rate"].field("ci_low") == wilson_interval(2, 5).low  # no repeats: as before
 
 
 def test_group_counts_outcomes_and_pass_rate_ignores_skipped() -> None:

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.aggregates import LABEL_EXPECTED, strip_repeat_id
 from pytest_llmobs.compare.model import FlippedItem
-from pytest_llmobs.repeats import strip_repeat_id, verdict_of
+from pytest_llmobs.repeats import verdict_of
 
 Key = tuple[Any, ...]
 
