@@ -100,6 +100,25 @@ def _schema_number(value: object, path: Path | None) -> int:
         ) from None
 
 
+def _summary_so_far(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts, dataset versions and aggregates of a run that never stored its summary (killed,
+    or still running), from the items it stored."""
+    from pytest_llmobs.aggregates import ItemSummary, aggregates_to_dict, compute_aggregates
+
+    counts: dict[str, int] = {}
+    datasets: dict[str, str] = {}
+    for item in items:
+        outcome = str(item["outcome"])
+        counts[outcome] = counts.get(outcome, 0) + 1
+        datasets.update(item.get("datasets") or {})
+    aggregates = compute_aggregates(ItemSummary.from_item(item) for item in items)
+    return {
+        "counts": dict(sorted(counts.items())),
+        "datasets": dict(sorted(datasets.items())),
+        "aggregates": aggregates_to_dict(aggregates) if items else {},
+    }
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -455,6 +474,8 @@ class Store:
         run["ended_at"] = ended_at
         run.update(json.loads(summary) if summary else {})
         run["items"] = list(self.iter_items(run_id))
+        if not summary:  # killed or still going: its figures so far, from its items
+            run.update(_summary_so_far(run["items"]))
         return run
 
     def iter_items(self, run_id: str) -> Iterator[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import sys
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
@@ -356,6 +357,12 @@ def test_hard_crash_keeps_finished_items_and_the_run_reads_as_interrupted(
         o for o in run["items"][0]["trace"]["observations"] if o["type"] == "generation"
     ]
     assert generation["output"] == "Paris"
+    # it never stored a summary: its figures so far come from its items
+    assert run["counts"] == {"passed": 2}
+    assert runs.aggregates(run, "*")["pass_rate"]["value"] == 1.0
+    shown = pytester.run(sys.executable, "-m", "pytest_llmobs.cli", "show", "latest")
+    shown.stdout.fnmatch_lines([f"run {listed['id']}  name *  model mock-llm-v1  -> interrupted"])
+    shown.stdout.fnmatch_lines(["all tests: 2 items  pass rate 100.0% (2/2)"])
 
 
 def test_xfail_keeps_its_reason_and_a_strict_xpass_its_failure(
