@@ -393,9 +393,15 @@ def _report_path(
     if not _text(config, ini_name):
         return None
     path = resolve(ini_name)
+    flag = "--llm-" + ini_name.removeprefix("llm_")
     if path.is_dir():
-        flag = "--llm-" + ini_name.removeprefix("llm_")
         raise pytest.UsageError(f"{flag}: {str(path)!r} is a directory; expected a file path")
+    # said now, not after an hour of tests: a file where a directory of the path should be
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise pytest.UsageError(
+            f"{flag}: cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory"
+        )
     return path
 
 

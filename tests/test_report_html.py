@@ -177,15 +177,27 @@ def test_report_path_that_is_a_directory_is_a_usage_error(pytester: pytest.Pytes
     )
 
 
-def test_unwritable_report_is_named_in_the_summary(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("flag", ["--llm-report", "--llm-json"])
+def test_an_unwritable_report_path_is_a_usage_error_before_any_test_runs(
+    pytester: pytest.Pytester, flag: str
+) -> None:
     pytester.makefile(".txt", blocker="a file where a directory should be")
     pytester.makepyfile("def test_one():\n    pass\n")
 
-    result = pytester.runpytest("--llm-report=blocker.txt/report.html")
+    result = pytester.runpytest(f"{flag}=blocker.txt/sub/report.out")
 
-    result.assert_outcomes(passed=1)
-    target = pytester.path / "blocker.txt" / "report.html"
-    result.stdout.fnmatch_lines([f"llmobs: could not write the HTML report to {target}: *"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    target, blocker = (
+        pytester.path / "blocker.txt" / "sub" / "report.out",
+        pytester.path / "blocker.txt",
+    )
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {flag}: cannot write {str(target)!r}: "
+            f"{str(blocker)!r} is a file, not a directory"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*test_one*")
 
 
 def test_no_report_is_written_unless_asked(pytester: pytest.Pytester) -> None:
