@@ -16,7 +16,8 @@ Contract checks (``validate=True``):
 A request that breaks the contract is answered 400 and recorded in ``violations``; the
 ``fake_langfuse`` fixture (import ``fake_langfuse_fixture`` into a test module to use it) fails
 the test if any was recorded. Faults are scripted per test:
-`FakeLangfuse.fail` (any status, optionally with ``Retry-After``), `delay` (client timeouts),
+`FakeLangfuse.fail` (any status, optionally with ``Retry-After``; a ``bytes`` body is sent as it
+is, e.g. an HTML page answered 200 by a web server at a wrong URL), `delay` (client timeouts),
 `max_body_bytes` (413), `reject_events` (207 with per-event errors) and `heal`.
 
 Without ``LLMOBS_CONTRACTS_DIR`` the fixture skips, except under CI (``CI`` set), where it fails.
@@ -229,8 +230,11 @@ class FakeLangfuse:
         retry_after: float | None = None,
         body: Any = None,
         method: str | None = None,
+        content_type: str | None = None,
     ) -> None:
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         fault = Fault(path, status, times, 0.0, headers, body, method)
         with self.lock:
             self.faults.append(fault)
@@ -610,7 +614,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake: make it loud
             fake._violation(f"fake server crashed on {self.command} {self.path}: {exc!r}")
             status, extra, payload = 500, {}, {"message": "fake server error"}
-        data = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(payload, bytes):  # a scripted raw answer
+            data = payload
+        else:
+            data = b"" if payload is None else json.dumps(payload).encode()
         events = 0
         if self.path.startswith("/api/public/ingestion") and body:
             try:
@@ -626,7 +633,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             for key, value in extra.items():
                 self.send_header(key, value)
-            self.send_header("Content-Type", "application/json")
+            if "Content-Type" not in extra:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -218,15 +218,19 @@ def phoenix_server_fixture(
 @dataclass
 class FailingProxy:
     """Forwards to ``target``, except requests whose path starts with a prefix in ``failing``:
-    those get ``status`` (an outage, or one endpoint refusing)."""
+    those get ``status`` (an outage, one endpoint refusing, or a 200 that is no API answer) with
+    the text ``proxy says no``, or with ``echo`` a JSON error repeating the request's
+    ``Authorization`` header, as some servers do."""
 
     target: str
     failing: dict[str, int] = field(default_factory=dict)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     url: str = ""
+    echo: bool = False
 
-    def fail(self, prefix: str = "/", status: int = 503) -> None:
+    def fail(self, prefix: str = "/", status: int = 503, *, echo: bool = False) -> None:
         self.failing[prefix] = status
+        self.echo = echo
 
     def heal(self) -> None:
         self.failing.clear()
@@ -257,6 +261,10 @@ class FailingProxy:
                     )
                     status, content = answer.status_code, answer.content
                     content_type = answer.headers.get("content-type", "application/json")
+                elif proxy.echo:
+                    auth = self.headers.get("Authorization", "")
+                    message = {"message": f"invalid credentials (header {auth})"}
+                    content, content_type = json.dumps(message).encode(), "application/json"
                 else:
                     content, content_type = b"proxy says no", "text/plain"
                 proxy.seen.append((self.command, self.path.split("?")[0], status))

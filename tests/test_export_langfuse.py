@@ -310,6 +310,61 @@ def test_pending_resends_only_what_failed(
         assert_uploaded(runs.latest(), fake_langfuse, store)
 
 
+@pytest.mark.parametrize(
+    ("path", "content_type", "body", "expected"),
+    [
+        (
+            "/api/public/v2/datasets",
+            "text/html",
+            b"<html><body>Welcome to nginx!</body></html>",
+            "JSON (got text/html: <html><body>Welcome to nginx!</body></html>)",
+        ),
+        ("/api/public/v2/datasets", "application/json", b"{not json", "JSON (got *: {not json)"),
+        (
+            "/api/public/v2/datasets",
+            "application/json",
+            b'["a list"]',
+            'a JSON dataset object (got JSON list: [[]"a list"])',
+        ),
+        ("/api/public/v2/prompts", "text/html", b"<p>hi</p>", "JSON (got text/html: <p>hi</p>)"),
+        ("/api/public/ingestion", "text/html", b"<p>hi</p>", "JSON (got text/html: <p>hi</p>)"),
+    ],
+)
+def test_a_success_that_is_no_api_answer_is_an_upload_error_and_stays_pending(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    content_type: str,
+    body: bytes,
+    expected: str,
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.fail(path, 200, body=body, content_type=content_type, times=None)
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == 1  # the failing test, not the upload
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): *",
+            f"*first error: * {fake_langfuse.url}{path}*: HTTP 200 answer is not {expected}",
+        ]
+    )
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "--store", store_dir]) == 1  # the command says the same
+    out = capsys.readouterr().out
+    assert f"{path}" in out and "HTTP 200 answer is not" in out
+
+    fake_langfuse.heal()
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    capsys.readouterr()
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
 def test_strict_upload_fails_the_session(
     suite: pytest.Pytester, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -474,6 +529,84 @@ def test_upload_from_the_controller_with_xdist(
     assert fake_langfuse.count("POST", "/api/public/v2/datasets") == 1
     with runs.open() as store:
         assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
+@pytest.mark.parametrize("mistake", ["wrong public key", "wrong base URL"])
+def test_a_run_refused_for_a_wrong_key_or_url_is_sent_by_pending_once_it_is_fixed(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mistake: str,
+) -> None:
+    from phoenix_server import free_port
+
+    wrong = (
+        {"LANGFUSE_PUBLIC_KEY": "pk-lf-TYPO"}
+        if mistake == "wrong public key"
+        else {"LANGFUSE_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    use_server(monkeypatch, fake_langfuse, **wrong)
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.stdout.fnmatch_lines(["*: sent nothing", "*NOT SENT (pending; retry*"])
+    capsys.readouterr()
+    wrong_target = f"langfuse {wrong.get('LANGFUSE_BASE_URL', fake_langfuse.url)} project#*"
+    store_dir = str(runs.directory / ".llmobs")
+
+    use_server(monkeypatch, fake_langfuse)  # fixed
+    fake_langfuse.requests.clear()
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any("sent 1 prompts, 1 datasets, 3 dataset items, 4 traces" in line for line in out)
+    pytest.LineMatcher(out).fnmatch_lines(
+        [f"  was pending for {wrong_target}, which received none of it: uploaded here instead"]
+    )
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert capsys.readouterr().out == "langfuse: nothing pending\n"
+
+
+def test_a_run_partly_sent_to_another_project_stays_pending_there_and_is_listed(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.fail("/api/public/ingestion", 503, times=None)  # the scores are not sent
+    suite.runpytest("--llm-upload=langfuse").stdout.fnmatch_lines(["*NOT SENT*: 10 scores"])
+    run_id = runs.latest()["id"]
+    store_dir = str(runs.directory / ".llmobs")
+    capsys.readouterr()
+    with FakeLangfuse(public_key="pk-lf-other", spec_dir=contracts_dir()) as other:
+        use_server(monkeypatch, other)
+        assert llmobs(["upload", "--pending", "--store", store_dir]) == 1
+        assert capsys.readouterr().out == (
+            f"langfuse: run {run_id} is still pending for langfuse {fake_langfuse.url} "
+            f"project#{LangfuseConfig.from_env(fake_langfuse.env()).state_target[-12:]}, which "
+            "holds part of it: not sent to the configured target. Send all of it here with "
+            f"`llmobs upload {run_id} --to langfuse`, or configure that target again and run "
+            "`llmobs upload --pending --to langfuse`\n"
+        )
+        assert other.requests == []
+
+        assert llmobs(["upload", run_id, "--store", store_dir]) == 0
+        assert "no longer pending there" in capsys.readouterr().out
+        with runs.open() as store:
+            assert_uploaded(runs.latest(), other, store)
+        assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+        assert capsys.readouterr().out == "langfuse: nothing pending\n"
+        assert not other.violations, other.violations
+
+    use_server(monkeypatch, fake_langfuse)  # back to the first project: what it holds is kept
+    fake_langfuse.heal()
+    fake_langfuse.requests.clear()
+    assert llmobs(["upload", run_id, "--pending", "--store", store_dir]) == 0
+    assert "sent 10 scores" in capsys.readouterr().out
+    assert {r.path for r in fake_langfuse.requests} == {"/api/public/ingestion"}
 
 
 # --- configuration and secrets -------------------------------------------------------------------

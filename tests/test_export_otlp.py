@@ -8,6 +8,7 @@ import contextlib
 import gzip
 import http.server
 import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -96,12 +97,16 @@ class Received:
 
 @dataclass
 class OtlpReceiver:
-    """Records every export; refuses bodies over ``max_bytes`` (413), rejects spans, or answers
-    every request with ``down`` (an outage)."""
+    """Records every export; refuses bodies over ``max_bytes`` (413), rejects spans, answers
+    every request with ``down`` (an outage), with ``echo`` (that status and a JSON error
+    repeating the request's headers, as some servers do) or with ``answer`` (status, content
+    type, body: e.g. a web server's HTML page)."""
 
     max_bytes: int | None = None
     reject_spans: int = 0
     down: int | None = None
+    echo: int | None = None
+    answer: tuple[int, str, bytes] | None = None
     received: list[Received] = field(default_factory=list)
     refused: int = 0
     url: str = ""
@@ -128,6 +133,15 @@ class OtlpReceiver:
                 if receiver.down is not None:
                     self._answer(receiver.down, b"down")
                     return
+                if receiver.echo is not None:
+                    shown = ("Authorization", "X-Honeycomb-Team", "X-Team")
+                    echoed = {k: self.headers[k] for k in shown if k in self.headers}
+                    self._answer(receiver.echo, json.dumps(echoed).encode(), "application/json")
+                    return
+                if receiver.answer is not None:
+                    status, content_type, content = receiver.answer
+                    self._answer(status, content, content_type)
+                    return
                 if receiver.max_bytes is not None and len(body) > receiver.max_bytes:
                     receiver.refused += 1
                     self._answer(413, b"too large")
@@ -142,9 +156,11 @@ class OtlpReceiver:
                     answer.partial_success.error_message = "no thanks"
                 self._answer(200, answer.SerializeToString())
 
-            def _answer(self, status: int, content: bytes) -> None:
+            def _answer(
+                self, status: int, content: bytes, content_type: str = "application/x-protobuf"
+            ) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
@@ -338,6 +354,126 @@ def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
     assert len(receiver.spans()) == 8
     assert llmobs([*upload, "--pending"]) == 0
     assert "otlp: nothing pending" in capsys.readouterr().out
+
+
+SECRETS = ("OTLPSECRETTOKEN", "honeycomb-key-0042")
+
+
+def test_credentials_a_server_repeats_are_hidden_in_output_and_store(
+    suite: pytest.Pytester, runs: Runs, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        f"Authorization=Bearer%20{SECRETS[0]},x-honeycomb-team={SECRETS[1]},x-team=llm",
+    )
+    receiver.echo = 400  # {"Authorization": "Bearer OTLPSECRETTOKEN", ...}
+    result = suite.runpytest("--llm-upload=otlp")
+    result.stdout.fnmatch_lines(
+        [
+            f"*first error: POST {receiver.url}/v1/traces: HTTP 400 *"
+            '{"Authorization": "***", "X-Honeycomb-Team": "***", "X-Team": "llm"}'
+        ]
+    )
+    store_bytes = b"".join(p.read_bytes() for p in (runs.directory / ".llmobs").glob("llmobs.db*"))
+    for secret in SECRETS:
+        assert secret not in str(result.stdout) + str(result.stderr)
+        assert secret.encode() not in store_bytes
+    with contextlib.closing(sqlite3.connect(runs.db())) as db:
+        details = {r[0] for r in db.execute("SELECT detail FROM upload_state WHERE kind = 'trace'")}
+    assert len(details) == 1 and '"Authorization": "***"' in details.pop()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/html", b"<html><body>Welcome to nginx!</body></html>"), ("application/json", b"{no")],
+)
+def test_a_success_that_is_no_otlp_answer_is_an_upload_error_and_stays_pending(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content_type: str,
+    body: bytes,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    receiver.answer = (200, content_type, body)
+    result = suite.runpytest("--llm-upload=otlp")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces, 8 observations, "
+            "10 scores",
+            f"*first error: POST {receiver.url}/v1/traces: HTTP 200 answer is not an OTLP answer "
+            f"(protobuf or JSON) (got {content_type}: {body.decode()})",
+        ]
+    )
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+    receiver.answer = None
+    receiver.received.clear()
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
+    assert "sent 4 traces, 8 observations, 10 scores" in capsys.readouterr().out
+    assert len(receiver.spans()) == 8
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        (
+            "x-team=llm,Authorization=Bearer \u00c4TOKEN",
+            "header 'Authorization' has a non-ASCII character in its value (HTTP header values "
+            "must be ASCII)",
+        ),
+        (
+            "api-key=abc%0Adef",
+            "header 'api-key' has a control character in its value (a line break, e.g. from %0A "
+            "or %0D, cannot be sent)",
+        ),
+    ],
+)
+def test_a_header_http_cannot_carry_is_a_configuration_error(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    headers: str,
+    problem: str,
+) -> None:
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", headers)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"llmobs: error: OTEL_EXPORTER_OTLP_HEADERS: {problem}\n"
+    assert "TOKEN" not in captured.err and "def" not in captured.err
+    assert receiver.received == []  # not sent, not retried
+
+    result = suite.runpytest("--llm-upload=otlp")  # the session reports it in one line
+    assert result.ret == 1  # test_plain_fails
+    result.stdout.fnmatch_lines([f"*first error: not sent: OTEL_EXPORTER_OTLP_HEADERS: {problem}"])
+    assert receiver.received == []
+
+
+def test_strict_upload_says_the_upload_failed_the_session(
+    suite: pytest.Pytester, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    suite.makepyfile(test_suite="def test_ok(llm): llm.generate('hi')")
+    receiver.down = 503
+    result = suite.runpytest("--llm-upload=otlp", "--llm-upload-strict")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (pending*): 1 traces, 2 observations",
+            f"--llm-upload-strict: the upload to otlp {receiver.url}/v1/traces did not deliver "
+            "everything (NOT SENT above): the session fails (exit status 1)",
+        ]
+    )
+    assert "--llm-upload-strict" not in str(suite.runpytest("--llm-upload=otlp").stdout)
 
 
 # --- configuration -------------------------------------------------------------------------------

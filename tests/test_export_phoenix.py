@@ -534,6 +534,106 @@ def test_api_key_is_sent_as_a_bearer_token(
         server.stop()
 
 
+@pytest.mark.phoenix
+def test_a_score_named_note_is_sent_renamed_and_does_not_hold_back_the_others(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = use_phoenix(monkeypatch, phoenix_server.url)
+    pytester.makepyfile(
+        """
+        def test_n(scorer):
+            scorer.score("note", "see ticket")
+            scorer.score("helpfulness", 0.8)
+            scorer.score("resolved", True)
+        """
+    )
+    result = pytester.runpytest("--llm-upload=phoenix")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "upload to phoenix *: run *: sent 1 traces, 1 observations, 3 scores",
+            "  1 score(s) named 'note' sent as span annotation 'llmobs.note' (Phoenix reserves "
+            "'note' for span notes)",
+        ]
+    )
+    assert "NOT SENT" not in str(result.stdout)
+    run = runs.latest()
+    (item,) = run["items"]
+    root = item["trace"]["observations"][0]["id"]
+
+    def annotations() -> dict[str, dict[str, Any]] | None:
+        found = {a["name"]: a for a in phoenix_server.span_annotations(project, [root])}
+        return found if len(found) >= 3 else None
+
+    found = wait_for(annotations, what="3 span annotations")
+    assert set(found) == {"llmobs.note", "helpfulness", "resolved"}
+    assert found["llmobs.note"]["result"]["label"] == "see ticket"
+    store_dir = str(runs.directory / ".llmobs")
+    capsys.readouterr()
+    assert llmobs(["upload", "--pending", "--to", "phoenix", "--store", store_dir]) == 0
+    assert capsys.readouterr().out == "phoenix: nothing pending\n"
+
+
+def test_credentials_a_server_repeats_are_hidden_in_output_and_store(
+    suite: pytest.Pytester,
+    runs: Runs,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = "PHXSECRETKEY42"
+    suite.runpytest().assert_outcomes(passed=3, failed=2)
+    with FailingProxy(f"http://127.0.0.1:{free_port()}").running() as proxy:
+        use_phoenix(monkeypatch, proxy.url)
+        monkeypatch.setenv("PHOENIX_API_KEY", secret)
+        proxy.fail("/", 400, echo=True)  # {"message": "invalid credentials (header Bearer ...)"}
+        store_dir = str(runs.directory / ".llmobs")
+        assert llmobs(["upload", "latest", "--to", "phoenix", "--store", store_dir]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"first error: POST {proxy.url}/v1/datasets/upload: HTTP 400 "
+        '{"message": "invalid credentials (header ***)"}'
+    ) in out
+    assert secret not in out
+    store_bytes = b"".join(p.read_bytes() for p in (runs.directory / ".llmobs").glob("llmobs.db*"))
+    assert secret.encode() not in store_bytes
+    assert b"invalid credentials (header ***)" in store_bytes
+
+
+def test_a_success_that_is_no_api_answer_is_an_upload_error_and_stays_pending(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makefile(".jsonl", **{"datasets/capitals": jsonl(ITEMS[:1])})
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm_dataset("capitals")
+        def test_capital(item, llm, scorer):
+            llm.generate(item.input)
+            scorer.score("fine", True)
+        """
+    )
+    with FailingProxy(f"http://127.0.0.1:{free_port()}").running() as proxy:
+        use_phoenix(monkeypatch, proxy.url, project="nowhere")
+        proxy.fail("/", 200)  # "proxy says no" as text/plain: no Phoenix answer
+        result = pytester.runpytest("--llm-upload=phoenix")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to phoenix {proxy.url}: run *: sent nothing",
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, "
+            "1 dataset items, 1 traces, 2 observations, 1 scores, 1 run items, 1 experiments",
+            f"*first error: POST {proxy.url}/v1/datasets/upload: HTTP 200 answer is not JSON "
+            "(got text/plain: proxy says no)",
+        ]
+    )
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+
+
 # --- without a server ----------------------------------------------------------------------------
 
 

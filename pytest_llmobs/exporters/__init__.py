@@ -7,7 +7,8 @@ only when used, so httpx and protobuf load only for an upload.
 
 Errors::
 
-    ExportError            the exporter cannot start: missing keys, a missing extra, bad value
+    ExportError            the exporter cannot start: missing keys, a missing extra
+     └─ ConfigError        a configuration value is malformed (``llmobs upload`` exits 2)
     (everything else)      is counted in the `ExportReport`: never raised for one failed request
 """
 
@@ -28,6 +29,11 @@ KINDS = ("prompts", "datasets", "dataset items", "traces", "observations", "scor
 
 class ExportError(Exception):
     """An exporter cannot run at all (configuration, missing dependency)."""
+
+
+class ConfigError(ExportError):
+    """A configuration value is malformed (bad input, not a missing setting): the message names
+    the variable and the entry, never a value that may be secret."""
 
 
 @dataclass

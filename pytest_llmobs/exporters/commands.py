@@ -1,7 +1,8 @@
 """``llmobs upload [RUN] --to langfuse [--pending] [--legacy]``: ship stored runs later.
 
 Exit status 0 when everything reached the target, 1 when something is still pending (listed per
-kind with the first error), so CI can retry with ``--pending``.
+kind with the first error, or pending for another server or project of the target), so CI can
+retry with ``--pending``; 2 when a configuration value is malformed (`ConfigError`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any, TextIO
 
 from pytest_llmobs.exporters import (
     EXPORTERS,
+    ConfigError,
     ExporterOptions,
     ExportError,
     create_exporter,
@@ -63,15 +66,19 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(f"--to: {exc}") from None
     store = open_store(args.store)
     reports = []
+    elsewhere: list[str] = []
     for target in targets:
         options = ExporterOptions(
             store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy
         )
         try:
             exporter = create_exporter(target, options)
+            check_configuration(exporter)
             if args.run is None and args.pending:
                 run_ids = pending_runs(exporter, store)
-                if not run_ids:
+                stranded = runs_pending_elsewhere(exporter, store)
+                elsewhere.extend(_elsewhere_line(target, *entry) for entry in stranded)
+                if not run_ids and not stranded:
                     print(f"{target}: nothing pending", file=out)
             else:
                 run_ids = [store.resolve_run(args.run or "latest")]
@@ -85,7 +92,37 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
         for report in reports:
             for line in report.lines():
                 print(line, file=out)
-    return 0 if all(r.ok for r in reports) else 1
+    for line in elsewhere:
+        print(line, file=sys.stderr if args.json else out)
+    return 0 if all(r.ok for r in reports) and not elsewhere else 1
+
+
+def check_configuration(exporter: Any) -> None:
+    """Raise the exporter's `ConfigError` (a malformed value: exit 2) before anything is sent;
+    a missing setting is left to the upload, which reports the run pending."""
+    configuration = getattr(exporter, "configuration", None)
+    if configuration is None:
+        return
+    try:
+        configuration()
+    except ConfigError:
+        raise
+    except ExportError:
+        pass
+
+
+def runs_pending_elsewhere(exporter: Any, store: Any) -> list[tuple[str, str]]:
+    """(run, target) for runs partly delivered to another server or project of the exporter."""
+    finder = getattr(exporter, "pending_elsewhere", None)
+    return list(finder(store)) if finder is not None else []
+
+
+def _elsewhere_line(name: str, run_id: str, target: str) -> str:
+    return (
+        f"{name}: run {run_id} is still pending for {target}, which holds part of it: not sent "
+        f"to the configured target. Send all of it here with `llmobs upload {run_id} --to "
+        f"{name}`, or configure that target again and run `llmobs upload --pending --to {name}`"
+    )
 
 
 def pending_runs(exporter: Any, store: Any) -> list[str]:

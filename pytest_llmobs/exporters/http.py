@@ -2,26 +2,30 @@
 jitter, ``Retry-After`` honoured, and a circuit that stops hammering a server that is down.
 
 httpx's own ``retries=`` covers connection errors only; 429 and 5xx answers are retried here.
-Credentials go into the ``Authorization`` header only and are scrubbed from every message.
+Credentials (the Basic-auth pair and every configured header value, e.g. a bearer token) are
+scrubbed from every message: a server that echoes the request in its error shows ``***``.
 
 Errors::
 
     HttpError                 a request failed for good: host, method, path and status
      ├─ PayloadTooLarge       413: the caller splits the batch and sends the halves
      ├─ AuthError             401/403: the keys are wrong; nothing else is sent
+     ├─ MalformedAnswer       a 2xx answer that is not what the API sends (an HTML page, broken
+     │                        JSON, JSON without the expected fields): not retried
      └─ Unavailable           retries exhausted on 429/5xx/timeouts, or the circuit is open
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from pytest_llmobs import __version__
 from pytest_llmobs.providers.retry import backoff_delay, parse_retry_after
@@ -115,12 +119,47 @@ class Unavailable(HttpError):
     """The server kept failing (429/5xx/timeouts) or an earlier request found it down."""
 
 
+class MalformedAnswer(HttpError):
+    """A successful status with an answer the API never sends: usually a wrong base URL (a web
+    server's HTML page) or a proxy in the way."""
+
+
+Expect = Literal["json", "otlp"]
+"""What a successful answer must be: ``json`` (a JSON body, or none) or ``otlp`` (none, JSON, or
+a protobuf body: not text, an HTML page or broken JSON)."""
+
+
 @dataclass
 class Response:
     status: int
     body: Any
     """Parsed JSON, or the text when the answer is not JSON."""
     headers: Mapping[str, str]
+    where: str = ""
+    """``METHOD scheme://host/path`` of the request, for messages."""
+    excerpt: str = ""
+    """The start of the answer's text, credentials scrubbed, for messages."""
+
+    def json_object(self, expected: str = "a JSON object") -> Mapping[str, Any]:
+        """The body when it is a JSON object; `MalformedAnswer` naming the URL otherwise."""
+        if isinstance(self.body, Mapping):
+            return self.body
+        raise self.malformed(expected)
+
+    def malformed(self, expected: str) -> MalformedAnswer:
+        """The error for an answer that is not ``expected`` (e.g. ``a JSON object with "id"``)."""
+        if self.body is None:
+            got = "an empty answer"
+        elif isinstance(self.body, str):
+            kind = self.headers.get("content-type", "").split(";")[0].strip() or "text"
+            got = f"{kind}: {self.excerpt}" if self.excerpt else kind
+        else:
+            got = f"JSON {type(self.body).__name__}: {self.excerpt}"
+        return MalformedAnswer(
+            f"{self.where}: HTTP {self.status} answer is not {expected} (got {got})",
+            status=self.status,
+            body=self.body,
+        )
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
@@ -170,12 +209,30 @@ class HttpSender:
             self._client.close()
             self._client = None
 
+    def secrets(self) -> list[str]:
+        """What must never be shown: the Basic-auth pair and its encoding, and every configured
+        header value (whole, and the credential after an auth scheme such as ``Bearer``), also
+        in the forms a server may echo them (URL-encoded, JSON-escaped)."""
+        found = [s for s in self.auth or () if s]
+        if self.auth:
+            found.append(base64.b64encode(":".join(self.auth).encode()).decode())
+        for value in self.headers.values():
+            value = value.strip()
+            found.append(value)
+            scheme, _, credential = value.partition(" ")
+            if credential.strip() and scheme.isalpha():
+                found.append(credential.strip())
+                if scheme.lower() == "basic":
+                    found.extend(_basic_parts(credential.strip()))
+        variants = set()
+        for secret in found:
+            if len(secret) >= MIN_SECRET_CHARS:
+                variants |= {secret, quote(secret, safe=""), json.dumps(secret)[1:-1]}
+        return sorted(variants, key=len, reverse=True)
+
     def scrub(self, text: str) -> str:
         """``text`` with the credentials replaced by ``***``."""
-        secrets = [s for s in self.auth or () if s]
-        if self.auth:
-            secrets.append(base64.b64encode(":".join(self.auth).encode()).decode())
-        for secret in sorted(secrets, key=len, reverse=True):
+        for secret in self.secrets():
             text = text.replace(secret, "***")
         return text
 
@@ -191,9 +248,11 @@ class HttpSender:
         headers: Mapping[str, str] | None = None,
         ok_statuses: Sequence[int] = (200, 201, 202, 204, 207),
         accept_statuses: Sequence[int] = (),
+        expect: Expect | None = None,
     ) -> Response:
         """Send with retries; return the answer for ``ok_statuses`` and ``accept_statuses``
-        (e.g. 404 on a lookup), raise an `HttpError` subclass otherwise."""
+        (e.g. 404 on a lookup), raise an `HttpError` subclass otherwise. With ``expect``, an
+        ``ok_statuses`` answer that is not of that kind raises `MalformedAnswer`."""
         if self._down is not None:
             raise Unavailable(f"not sent: {self._down}")
         body = json_body if json_body is not None else content
@@ -220,7 +279,16 @@ class HttpSender:
             else:
                 status = answer.status_code
                 if status in ok_statuses or status in accept_statuses:
-                    return Response(status, _parse(answer), dict(answer.headers))
+                    response = Response(
+                        status,
+                        _parse(answer),
+                        dict(answer.headers),
+                        where=where,
+                        excerpt=self._excerpt(answer),
+                    )
+                    if status in ok_statuses and expect is not None:
+                        _check(response, answer, expect)
+                    return response
                 message = f"{where}: HTTP {status}{self._detail(answer)}"
                 if status == 413:
                     raise PayloadTooLarge(self.scrub(message), status=status)
@@ -249,8 +317,64 @@ class HttpSender:
         )
 
     def _detail(self, answer: httpx.Response) -> str:
-        text = answer.text.strip().replace("\n", " ")
-        return f" {self.scrub(text[:200])}" if text else ""
+        text = self._excerpt(answer)
+        return f" {text}" if text else ""
+
+    def _excerpt(self, answer: httpx.Response) -> str:
+        """The first 200 characters of the answer on one line, credentials scrubbed (scrubbed
+        whole first, so a secret cut at the edge cannot leak its start)."""
+        try:
+            text = answer.text
+        except Exception:  # an undecodable body: say nothing of it
+            return ""
+        text = " ".join(self.scrub(text[:2000]).split())
+        return text[:200]
+
+
+MIN_SECRET_CHARS = 4
+"""Configured header values shorter than this are not scrubbed (``x-only: 1`` would turn every
+``1`` of a message into ``***``); no credential is that short."""
+
+
+def _basic_parts(credential: str) -> list[str]:
+    """The user and password inside a Basic credential (a server may echo them decoded)."""
+    try:
+        user, _, password = base64.b64decode(credential, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return []
+    return [user, password, f"{user}:{password}"]
+
+
+def _check(response: Response, answer: httpx.Response, expect: Expect) -> None:
+    """Raise `MalformedAnswer` when a successful answer is not what ``expect`` says."""
+    if not isinstance(response.body, str):
+        return  # parsed JSON, or no body
+    content_type = answer.headers.get("content-type", "").lower()
+    if expect == "json":
+        raise response.malformed("JSON")
+    binary = not content_type or "protobuf" in content_type or "octet-stream" in content_type
+    if not binary or response.body.lstrip().startswith("<"):  # text, HTML, or broken JSON
+        raise response.malformed("an OTLP answer (protobuf or JSON)")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` cannot be sent as an HTTP header (never showing the value), or
+    ``None``: a name must be a token, a value printable ASCII."""
+    if not name or any(c not in _TOKEN_CHARS for c in name):
+        return "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+    if any(ord(c) > 0x7E for c in value):
+        return "has a non-ASCII character in its value (HTTP header values must be ASCII)"
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        return (
+            "has a control character in its value (a line break, e.g. from %0A or %0D, "
+            "cannot be sent)"
+        )
+    return None
+
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 
 
 def _is_transport_error(exc: Exception) -> bool:

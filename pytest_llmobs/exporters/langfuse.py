@@ -26,8 +26,14 @@ from urllib.parse import quote
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, langfuse_send
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import encode_json, fit_json
-from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
-from pytest_llmobs.exporters.state import Ledger, note_not_started, note_started, pending_for
+from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender, Response
+from pytest_llmobs.exporters.state import (
+    Ledger,
+    note_not_started,
+    note_started,
+    pending_elsewhere,
+    pending_for,
+)
 from pytest_llmobs.store import Store
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
@@ -99,8 +105,16 @@ class LangfuseExporter:
         self.options = options
 
     def pending_runs(self, store: Store) -> list[str]:
-        """Runs whose last upload to this project left something unsent."""
+        """Runs whose last upload to this project left something unsent, and runs pending at
+        another server or project that received none of them."""
         return pending_for(
+            store, self.name, [LangfuseConfig.from_env(self.options.environ).state_target]
+        )
+
+    def pending_elsewhere(self, store: Store) -> list[tuple[str, str]]:
+        """(run, target) for runs partly delivered to another server or project (another
+        public key) and still pending there."""
+        return pending_elsewhere(
             store, self.name, [LangfuseConfig.from_env(self.options.environ).state_target]
         )
 
@@ -123,7 +137,9 @@ class LangfuseExporter:
             _count_all(report, report.failed, inventory, legacy=self.options.legacy)
             note_not_started(self.options.store, self.name, str(run["id"]))
             return report
-        options = note_started(self.options, self.name, str(run["id"]))
+        options = note_started(
+            self.options, self.name, str(run["id"]), target=config.state_target, report=report
+        )
         upload = Upload(run, inventory, config, options, http, report)
         try:
             upload.execute()
@@ -199,15 +215,16 @@ class Upload(Ledger):
         self.options = options
         self.report = report
         self.store = options.store if options.store is not None else Store(None)
+        self.sender = HttpSender(
+            base_url=config.base_url, auth=(config.public_key, config.secret_key), options=http
+        )
         super().__init__(
             self.store,
             config.state_target,
             str(run["id"]),
             report,
             pending_only=options.pending_only,
-        )
-        self.sender = HttpSender(
-            base_url=config.base_url, auth=(config.public_key, config.secret_key), options=http
+            scrub=self.sender.scrub,
         )
         self.release = config.release or (run.get("environment") or {}).get("git_commit")
         self.prompt_versions: dict[tuple[str, int], int] = {}
@@ -261,13 +278,17 @@ class Upload(Ledger):
         """The server's version number for the stored one, creating it when the server's latest
         version is lower; ``None`` (recorded as failed) on a conflicting history."""
         path = f"/api/public/v2/prompts/{quote(name, safe='')}"
-        exact = self.sender.request("GET", path, params={"version": version}, accept_statuses=[404])
-        if exact.status == 200 and payloads.same_prompt(exact.body, stored):
+        exact = self.sender.request(
+            "GET", path, params={"version": version}, accept_statuses=[404], expect="json"
+        )
+        if exact.status == 200 and payloads.same_prompt(exact.json_object(PROMPT), stored):
             return version
-        latest = self.sender.request("GET", path, params={"label": "latest"}, accept_statuses=[404])
+        latest = self.sender.request(
+            "GET", path, params={"label": "latest"}, accept_statuses=[404], expect="json"
+        )
         latest_version = 0
-        if latest.status == 200 and isinstance(latest.body, Mapping):
-            latest_version = int(latest.body.get("version") or 0)
+        if latest.status == 200:
+            latest_version = _version(latest, required=False)
             if payloads.same_prompt(latest.body, stored):
                 return latest_version
         if latest_version >= version:
@@ -281,10 +302,12 @@ class Upload(Ledger):
             )
             return None
         created = self.sender.request(
-            "POST", "/api/public/v2/prompts", json_body=_body(payloads.prompt_body(stored))
+            "POST",
+            "/api/public/v2/prompts",
+            json_body=_body(payloads.prompt_body(stored)),
+            expect="json",
         )
-        body = created.body if isinstance(created.body, Mapping) else {}
-        return int(body.get("version") or latest_version + 1)
+        return _version(created, required=True)
 
     def datasets(self) -> None:
         for name in self.inv.datasets:
@@ -295,12 +318,12 @@ class Upload(Ledger):
             body = payloads.dataset_body(name, self.inv.datasets[name])
             try:
                 answer = self.sender.request(
-                    "POST", "/api/public/v2/datasets", json_body=_body(body)
+                    "POST", "/api/public/v2/datasets", json_body=_body(body), expect="json"
                 )
+                remote_id = _dataset_id(answer)
             except HttpError as exc:
                 self.failed("dataset", "datasets", [name], str(exc))
                 continue
-            remote_id = str((answer.body or {}).get("id") or name)
             self.dataset_ids[name] = remote_id
             self.done("dataset", "datasets", [name], remote_id=remote_id)
 
@@ -319,7 +342,9 @@ class Upload(Ledger):
             body, encoded, cut = fit_json(body)
             self.report.truncated_fields += cut
             try:
-                self.sender.request("POST", "/api/public/dataset-items", json_body=encoded.encode())
+                self.sender.request(
+                    "POST", "/api/public/dataset-items", json_body=encoded.encode(), expect="json"
+                )
             except HttpError as exc:
                 self.failed("dataset_item", "dataset items", [key], str(exc))
                 continue
@@ -395,3 +420,25 @@ class Upload(Ledger):
 
 def _body(value: Any) -> bytes:
     return encode_json(value).encode()
+
+
+PROMPT = "a JSON prompt object"
+
+
+def _version(answer: Response, *, required: bool) -> int:
+    """A prompt answer's version number (`MalformedAnswer` when it is not a prompt object, or
+    has no positive integer ``version`` when ``required``; else 0 for a missing one)."""
+    version = answer.json_object(PROMPT).get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        return version
+    if version is None and not required:
+        return 0
+    raise answer.malformed('a JSON prompt object with a "version" number')
+
+
+def _dataset_id(answer: Response) -> str:
+    """The id in a dataset answer (`MalformedAnswer` when it is not a dataset object)."""
+    remote_id = answer.json_object("a JSON dataset object").get("id")
+    if not isinstance(remote_id, str) or not remote_id:
+        raise answer.malformed('a JSON dataset object with an "id"')
+    return remote_id

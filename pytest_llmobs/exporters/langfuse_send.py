@@ -67,6 +67,7 @@ def _post_spans(
             content=batch.encode(upload.run, options),
             content_type="application/x-protobuf",
             headers={"x-langfuse-ingestion-version": "4"},
+            expect="otlp",
         )
     except PayloadTooLarge as exc:
         parts = halves(batch.spans)
@@ -174,8 +175,9 @@ def send_events(upload: Upload, events: list[Event]) -> dict[str, bool]:
 def _post_events(upload: Upload, batch: list[Event], outcome: dict[str, bool]) -> None:
     try:
         answer = upload.sender.request(
-            "POST", INGESTION, json_body=json_batch([e.encoded for e in batch])
+            "POST", INGESTION, json_body=json_batch([e.encoded for e in batch]), expect="json"
         )
+        body = answer.json_object('a JSON object with "successes" and "errors"')
     except PayloadTooLarge as exc:
         parts = halves(batch)
         if not parts:
@@ -186,7 +188,6 @@ def _post_events(upload: Upload, batch: list[Event], outcome: dict[str, bool]) -
     except HttpError as exc:
         _mark(upload, {e.key for e in batch}, str(exc), outcome)
         return
-    body = answer.body if isinstance(answer.body, Mapping) else {}
     errors = {str(e.get("id")): e for e in body.get("errors") or [] if isinstance(e, Mapping)}
     successes = {str(s.get("id")) for s in body.get("successes") or [] if isinstance(s, Mapping)}
     where = f"POST {upload.sender.host}{INGESTION}"
@@ -256,7 +257,9 @@ def dataset_run_items(upload: Upload) -> None:
             metadata={"run_id": upload.run.get("id"), "model": upload.run.get("model")},
         )
         try:
-            upload.sender.request("POST", DATASET_RUN_ITEMS, json_body=encode_json(body).encode())
+            upload.sender.request(
+                "POST", DATASET_RUN_ITEMS, json_body=encode_json(body).encode(), expect="json"
+            )
         except HttpError as exc:
             upload.failed("run_item", "run items", [trace_id], str(exc))
             continue

@@ -29,11 +29,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pytest_llmobs import env_pairs
-from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
+from pytest_llmobs.exporters import ConfigError, ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters.batching import encode_json
-from pytest_llmobs.exporters.http import HttpOptions, HttpSender
+from pytest_llmobs.exporters.http import HttpOptions, HttpSender, header_problem
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
-from pytest_llmobs.exporters.state import Ledger, note_not_started, note_started, pending_for
+from pytest_llmobs.exporters.state import (
+    Ledger,
+    note_not_started,
+    note_started,
+    pending_elsewhere,
+    pending_for,
+)
 from pytest_llmobs.store import Store
 
 if TYPE_CHECKING:
@@ -50,8 +56,19 @@ EVALUATION_EVENT = "gen_ai.evaluation.result"
 
 def parse_pairs(value: str, variable: str) -> dict[str, str]:
     """``k=v,k2=v2`` (the OpenTelemetry list format) → a dict, values URL-decoded; a malformed
-    entry raises `ExportError` naming the variable (never its values: they may be secrets)."""
-    return env_pairs.parse_pairs(value, variable, ExportError)
+    entry raises `ConfigError` naming the variable (never its values: they may be secrets)."""
+    return env_pairs.parse_pairs(value, variable, ConfigError)
+
+
+def parse_headers(value: str, variable: str) -> dict[str, str]:
+    """`parse_pairs`, then each header checked for HTTP: a `ConfigError` names the variable and
+    the header (never its value) when a name is not a token or a value is not printable ASCII."""
+    headers = parse_pairs(value, variable)
+    for name, header_value in headers.items():
+        problem = header_problem(name, header_value)
+        if problem is not None:
+            raise ConfigError(f"{variable}: header {name!r} {problem}")
+    return headers
 
 
 def traces_url(environ: Mapping[str, str]) -> str:
@@ -101,7 +118,7 @@ class OtlpConfig:
                 "at the collector's OTLP/HTTP port, usually 4318)"
             )
         variable, raw_headers = _signal(environ, "HEADERS")
-        headers = parse_pairs(raw_headers, variable) if raw_headers else {}
+        headers = parse_headers(raw_headers, variable) if raw_headers else {}
         variable, compression = _signal(environ, "COMPRESSION")
         if compression not in ("", "none", "gzip"):
             raise ExportError(f"{variable}={compression!r}: expected 'gzip' or 'none'")
@@ -275,9 +292,14 @@ class OtlpExporter:
     def __init__(self, options: ExporterOptions) -> None:
         self.options = options
 
+    def configuration(self) -> OtlpConfig:
+        return OtlpConfig.from_env(self.options.environ)
+
     def pending_runs(self, store: Store) -> list[str]:
-        config = OtlpConfig.from_env(self.options.environ)
-        return pending_for(store, self.name, [state_target(config)])
+        return pending_for(store, self.name, [state_target(self.configuration())])
+
+    def pending_elsewhere(self, store: Store) -> list[tuple[str, str]]:
+        return pending_elsewhere(store, self.name, [state_target(self.configuration())])
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         from pytest_llmobs.exporters.otlp_spans import SpanOptions, require_otel
@@ -293,20 +315,27 @@ class OtlpExporter:
         except ExportError as exc:
             note_not_started(self.options.store, self.name, str(run["id"]))
             return _not_sent(run, items, target, exc)
-        options = note_started(self.options, self.name, str(run["id"]))
         report = ExportReport(target=target, run_id=str(run["id"]))
+        options = note_started(
+            self.options, self.name, str(run["id"]), target=state_target(config), report=report
+        )
         if config.timeout is not None and options.http is None:
             http = dataclasses.replace(http, timeout=config.timeout)
         store = options.store if options.store is not None else Store(None)
+        sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
         ledger = Ledger(
-            store, state_target(config), str(run["id"]), report, pending_only=options.pending_only
+            store,
+            state_target(config),
+            str(run["id"]),
+            report,
+            pending_only=options.pending_only,
+            scrub=sender.scrub,
         )
         span_options = SpanOptions(
             resource_attributes=dict(config.resource),
             span_hook=genai_attributes,
             release=(run.get("environment") or {}).get("git_commit"),
         )
-        sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
         send = TraceSend(sender, config.path, run, span_options, report, config.compression)
         ledger.state.begin()
         try:

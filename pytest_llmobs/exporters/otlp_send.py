@@ -61,7 +61,12 @@ class TraceSend:
             headers["Content-Encoding"] = "gzip"
         try:
             answer = self.sender.request(
-                "POST", self.path, content=body, content_type=PROTOBUF, headers=headers
+                "POST",
+                self.path,
+                content=body,
+                content_type=PROTOBUF,
+                headers=headers,
+                expect="otlp",
             )
         except PayloadTooLarge as exc:
             parts = halves(batch.spans)

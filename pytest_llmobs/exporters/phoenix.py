@@ -27,18 +27,30 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
+from pytest_llmobs.exporters import ConfigError, ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
 from pytest_llmobs.exporters.batching import encode_json
-from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender
+from pytest_llmobs.exporters.http import (
+    HttpError,
+    HttpOptions,
+    HttpSender,
+    Response,
+    header_problem,
+)
 from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
-from pytest_llmobs.exporters.state import Ledger, note_not_started, note_started, pending_for
+from pytest_llmobs.exporters.phoenix_annotations import send_annotations
+from pytest_llmobs.exporters.state import (
+    Ledger,
+    note_not_started,
+    note_started,
+    pending_elsewhere,
+    pending_for,
+)
 from pytest_llmobs.store import Store
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:6006"
 DEFAULT_PROJECT = "pytest-llmobs"
-ANNOTATIONS_PER_REQUEST = 100
 
 
 @dataclass(frozen=True)
@@ -60,9 +72,13 @@ class PhoenixConfig:
                 f"PHOENIX_COLLECTOR_ENDPOINT={endpoint!r} is not an http(s) URL, "
                 f"e.g. {DEFAULT_ENDPOINT}"
             )
+        api_key = environ.get("PHOENIX_API_KEY") or None
+        problem = header_problem("Authorization", f"Bearer {api_key}") if api_key else None
+        if problem is not None:
+            raise ConfigError(f"PHOENIX_API_KEY {problem.replace(' in its value', '')}")
         return cls(
             endpoint=endpoint,
-            api_key=environ.get("PHOENIX_API_KEY") or None,
+            api_key=api_key,
             project=environ.get("PHOENIX_PROJECT_NAME") or None,
         )
 
@@ -97,12 +113,24 @@ class PhoenixExporter:
     def __init__(self, options: ExporterOptions) -> None:
         self.options = options
 
+    def configuration(self) -> PhoenixConfig:
+        return PhoenixConfig.from_env(self.options.environ)
+
     def pending_runs(self, store: Store) -> list[str]:
         """Runs whose last upload to this server (in the project each run maps to) left
-        something unsent, oldest first."""
-        config = PhoenixConfig.from_env(self.options.environ)
+        something unsent, then runs pending at another server or project that received none
+        of them; oldest first."""
+        return pending_for(store, self.name, self._targets(store))
+
+    def pending_elsewhere(self, store: Store) -> list[tuple[str, str]]:
+        """(run, target) for runs partly delivered to another server or project and still
+        pending there."""
+        return pending_elsewhere(store, self.name, self._targets(store))
+
+    def _targets(self, store: Store) -> list[str]:
+        config = self.configuration()
         targets = {config.state_target(project_name(r, config.project)) for r in store.list_runs()}
-        return pending_for(store, self.name, sorted(targets))
+        return sorted(targets)
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         from pytest_llmobs.exporters.otlp_spans import require_otel
@@ -121,7 +149,10 @@ class PhoenixExporter:
             inventory.count_all(report, report.failed)
             note_not_started(self.options.store, self.name, str(run["id"]))
             return report
-        options = note_started(self.options, self.name, str(run["id"]))
+        target = config.state_target(project_name(run, config.project))
+        options = note_started(
+            self.options, self.name, str(run["id"]), target=target, report=report
+        )
         upload = Upload(run, inventory, store, config, http, options, report)
         try:
             upload.execute()
@@ -206,14 +237,15 @@ class Upload:
         self.store = store
         self.report = report
         self.project = project_name(run, config.project)
+        self.sender = HttpSender(base_url=config.endpoint, headers=config.headers, options=http)
         self.ledger = Ledger(
             store,
             config.state_target(self.project),
             str(run["id"]),
             report,
             pending_only=options.pending_only,
+            scrub=self.sender.scrub,
         )
-        self.sender = HttpSender(base_url=config.endpoint, headers=config.headers, options=http)
 
     def execute(self) -> None:
         self.report.notes.append(f"Phoenix project {self.project!r}")
@@ -225,7 +257,7 @@ class Upload:
             items = [i for i in self.dataset_items if i["dataset"] == dataset.name]
             if items:
                 self.experiment(dataset, items)
-        self.annotations()
+        send_annotations(self.ledger, self.sender, self.items)
         self.ledger.state.finish(complete=self.report.ok)
 
     # --- steps --------------------------------------------------------------------------------
@@ -245,8 +277,9 @@ class Upload:
                     "/v1/datasets/upload",
                     params={"sync": "true"},
                     json_body=encode_json(body).encode(),
+                    expect="json",
                 )
-                data = _data(answer.body)
+                data = _data(answer, ("dataset_id", "version_id"))
                 dataset.remote_id = str(data["dataset_id"])
                 dataset.version_id = str(data["version_id"])
                 remote = f"{dataset.remote_id} {dataset.version_id}"
@@ -256,8 +289,10 @@ class Upload:
                 "GET",
                 f"/v1/datasets/{quote(dataset.remote_id, safe='')}/examples",
                 params={"version_id": dataset.version_id or ""},
+                expect="json",
             )
-            for example in _data(listed.body).get("examples") or []:
+            listed_examples = _records(listed, _data(listed, ()).get("examples"), ("id", "node_id"))
+            for example in listed_examples:
                 dataset.node_ids[str(example["id"])] = str(example["node_id"])
         except (HttpError, KeyError, TypeError) as exc:
             ledger.failed("dataset", "datasets", [name], _message(exc, f"dataset {name!r}"))
@@ -311,25 +346,33 @@ class Upload:
             params: dict[str, str | int] = {"limit": 100}
             if cursor:
                 params["cursor"] = cursor
-            listed = self.sender.request("GET", path, params=params)
-            for experiment in _list(listed.body):
+            listed = self.sender.request("GET", path, params=params, expect="json")
+            for experiment in _list(listed, ("id",)):
                 if rest.is_experiment_of(experiment, self.run):
                     return str(experiment["id"])
-            cursor = listed.body.get("next_cursor") if isinstance(listed.body, Mapping) else None
+            cursor = listed.json_object().get("next_cursor")
             if not cursor:
                 break
         repetitions = max(int(i.get("repeat") or 0) for i in items) + 1
         body = rest.experiment_body(self.run, dataset.name, str(dataset.version_id), repetitions)
-        created = self.sender.request("POST", path, json_body=encode_json(body).encode())
-        return str(_data(created.body)["id"])
+        created = self.sender.request(
+            "POST", path, json_body=encode_json(body).encode(), expect="json"
+        )
+        return str(_data(created, ("id",))["id"])
 
     def existing_runs(self, experiment_id: str) -> dict[tuple[str, int], str]:
         """The experiment's runs on the server: (example node id, repetition) → run id."""
-        listed = self.sender.request("GET", f"/v1/experiments/{quote(experiment_id, safe='')}/runs")
-        return {
-            (str(r["dataset_example_id"]), int(r["repetition_number"])): str(r["id"])
-            for r in _list(listed.body)
-        }
+        listed = self.sender.request(
+            "GET", f"/v1/experiments/{quote(experiment_id, safe='')}/runs", expect="json"
+        )
+        runs = _list(listed, ("dataset_example_id", "repetition_number", "id"))
+        try:
+            return {
+                (str(r["dataset_example_id"]), int(r["repetition_number"])): str(r["id"])
+                for r in runs
+            }
+        except (TypeError, ValueError):
+            raise listed.malformed("a list of experiment runs with repetition numbers") from None
 
     def experiment_run(
         self, dataset: _Dataset, item: dict[str, Any], existing: dict[tuple[str, int], str]
@@ -357,8 +400,9 @@ class Upload:
                     "POST",
                     f"/v1/experiments/{quote(str(dataset.experiment_id), safe='')}/runs",
                     json_body=encode_json(body).encode(),
+                    expect="json",
                 )
-                run_id = str(_data(answer.body)["id"])
+                run_id = str(_data(answer, ("id",))["id"])
             except (HttpError, KeyError, TypeError) as exc:
                 ledger.failed("run_item", "run items", [trace_id], _message(exc, "run"))
                 return
@@ -379,55 +423,40 @@ class Upload:
                     "POST",
                     "/v1/experiment_evaluations",
                     json_body=encode_json(bodies[key]).encode(),
+                    expect="json",
                 )
             except HttpError as exc:
                 self.ledger.failed("evaluation", "evaluations", [key], str(exc))
                 continue
             self.ledger.done("evaluation", "evaluations", [key])
 
-    def annotations(self) -> None:
-        """Every score as a span annotation on the span it judges (the root for trace scores);
-        queued by Phoenix until the span is ingested."""
-        ledger = self.ledger
-        sent_traces = ledger.state.sent("trace")
-        entries: dict[str, dict[str, Any]] = {}
-        for item in self.items:
-            trace = item["trace"]
-            for score in trace.get("scores") or []:
-                span_id = score.get("observation_id") or trace["observations"][0]["id"]
-                if trace["id"] in sent_traces:
-                    entries[str(score["id"])] = rest.span_annotation(score, str(span_id))
-                else:
-                    message = f"score {score['id']}: its trace {trace['id']} was not sent"
-                    ledger.failed("score", "scores", [str(score["id"])], message)
-        todo = ledger.todo("score", "scores", list(entries))
-        for start in range(0, len(todo), ANNOTATIONS_PER_REQUEST):
-            keys = todo[start : start + ANNOTATIONS_PER_REQUEST]
-            body = {"data": [entries[k] for k in keys]}
-            try:
-                self.sender.request(
-                    "POST", "/v1/span_annotations", json_body=encode_json(body).encode()
-                )
-            except HttpError as exc:
-                ledger.failed("score", "scores", keys, str(exc))
-                continue
-            ledger.done("score", "scores", keys)
 
-
-def _data(body: Any) -> Mapping[str, Any]:
-    """The ``data`` object of a Phoenix answer (``KeyError`` when the answer has none)."""
-    data = body.get("data") if isinstance(body, Mapping) else None
-    if not isinstance(data, Mapping):
-        raise KeyError("data")
+def _data(answer: Response, fields: tuple[str, ...]) -> Mapping[str, Any]:
+    """The ``data`` object of a Phoenix answer, with ``fields`` (`MalformedAnswer` naming the
+    URL when it has none)."""
+    data = answer.json_object().get("data")
+    if not isinstance(data, Mapping) or any(data.get(f) is None for f in fields):
+        wanted = ", ".join(f'"{f}"' for f in fields)
+        holding = f" holding {wanted}" if wanted else ""
+        raise answer.malformed(f'a JSON object with "data"{holding}')
     return data
 
 
-def _list(body: Any) -> list[Mapping[str, Any]]:
-    data = body.get("data") if isinstance(body, Mapping) else None
-    return [d for d in data or [] if isinstance(d, Mapping)]
+def _list(answer: Response, fields: tuple[str, ...]) -> list[Mapping[str, Any]]:
+    """The ``data`` list of a Phoenix answer, each entry an object with ``fields``."""
+    return _records(answer, answer.json_object().get("data"), fields)
+
+
+def _records(answer: Response, value: Any, fields: tuple[str, ...]) -> list[Mapping[str, Any]]:
+    entries = [] if value is None else value
+    if not isinstance(entries, list) or not all(
+        isinstance(e, Mapping) and all(e.get(f) is not None for f in fields) for e in entries
+    ):
+        raise answer.malformed(f"a JSON list of objects with {', '.join(fields)}")
+    return entries
 
 
 def _message(exc: Exception, what: str) -> str:
     if isinstance(exc, HttpError):
         return str(exc)
-    return f"{what}: unexpected answer from Phoenix (missing {exc})"
+    return f"{what}: unexpected answer from Phoenix ({type(exc).__name__}: {exc})"

@@ -13,7 +13,10 @@ Mappings:
   result, shown by the ``outcome`` evaluation), linked to its trace by trace id;
 - a score is an experiment evaluation on its run (dataset items) and a span annotation on the span
   it judges (every test, identified by the score id so uploads upsert): NUMERIC → score, BOOLEAN →
-  score 1/0 + label true/false, CATEGORICAL → label, the comment → explanation.
+  score 1/0 + label true/false, CATEGORICAL → label, the comment → explanation. Phoenix reserves
+  the annotation name ``note`` for its span notes (free text, no score), so a score named ``note``
+  becomes the span annotation ``llmobs.note`` (`RESERVED_ANNOTATION_NAMES`); its experiment
+  evaluation keeps the name.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ OUTCOME_EVALUATION = "outcome"
 """The evaluation every experiment run gets: label passed/failed/error, score 1/0."""
 
 PromptLookup = Callable[[str, int], "Mapping[str, Any] | None"]
+
+RESERVED_ANNOTATION_NAMES = {"note": "llmobs.note"}
+"""Span annotation names Phoenix refuses (400), and the name such a score is sent under."""
 
 
 # --- OpenInference span attributes ---------------------------------------------------------------
@@ -281,9 +287,10 @@ def score_metadata(score: Mapping[str, Any]) -> dict[str, Any]:
 
 def span_annotation(score: Mapping[str, Any], span_id: str) -> dict[str, Any]:
     """One entry of ``POST /v1/span_annotations``; the score id is the upsert identifier."""
+    name = str(score["name"])
     return {
         "span_id": span_id,
-        "name": str(score["name"]),
+        "name": RESERVED_ANNOTATION_NAMES.get(name, name),
         "annotator_kind": annotator_kind(score),
         "result": _result(score),
         "metadata": score_metadata(score),

@@ -2,7 +2,9 @@
 
 An upload never changes the outcome of the tests: what was not sent is listed (per kind, with the
 first error's host and status) and kept pending in the store for ``llmobs upload --pending``.
-Only ``--llm-upload-strict`` turns an incomplete upload into a failed session.
+Only ``--llm-upload-strict`` turns an incomplete upload into a failed session, and the summary
+then says so in a line of its own. An exporter's unexpected exception is reported like a failed
+upload: it never ends the session with a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from pytest_llmobs.session import SessionState
 
 REPORTS_KEY = pytest.StashKey[list[ExportReport]]()
+STRICT_KEY = pytest.StashKey[str]()
+"""The line saying that ``--llm-upload-strict`` failed the session, when it did."""
 
 
 def upload_after_session(state: SessionState, session: pytest.Session) -> None:
@@ -40,10 +44,23 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
             report.failed["run"] = 1
             report.error(f"not sent: {exc}")
             note_not_started(state.store, target, report.run_id)
+        except Exception as exc:  # a bug in an exporter: report it, keep the session's outcome
+            report = ExportReport(target=target, run_id=str(run["id"]))
+            report.failed["run"] = 1
+            report.error(f"upload stopped by an unexpected {type(exc).__name__} (a bug: report it)")
         reports.append(report)
-    failed = any(not r.ok for r in reports)
-    if failed and settings.upload_strict and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    failed = [r for r in reports if not r.ok]
+    if failed and settings.upload_strict:
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            verdict = "the session fails (exit status 1)"
+        else:
+            verdict = "the session fails for that too"
+        where = ", ".join(r.target for r in failed)
+        session.config.stash[STRICT_KEY] = (
+            f"--llm-upload-strict: the upload to {where} did not deliver everything "
+            f"(NOT SENT above): {verdict}"
+        )
 
 
 def write_upload_summary(terminalreporter: Any) -> None:
@@ -52,3 +69,6 @@ def write_upload_summary(terminalreporter: Any) -> None:
     for report in reports:
         for line in report.lines():
             terminalreporter.write_line(line, red=not report.ok)
+    strict = terminalreporter.config.stash.get(STRICT_KEY, None)
+    if strict is not None:
+        terminalreporter.write_line(strict, red=True, bold=True)

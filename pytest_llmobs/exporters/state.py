@@ -6,6 +6,12 @@ without a row was never confirmed. A ``run`` row marks that an upload of the run
 and whether everything got through, so ``llmobs upload --pending`` finds the runs with something
 left to send.
 
+A target is a server (and project, for Langfuse the hash of the public key). A run pending at a
+target that received none of it (a wrong key or base URL, say) is not tied to that target: the
+next upload to another target of the same exporter takes it over (`pending_for`, `note_started`).
+A run partly delivered to another target stays pending there (`pending_elsewhere`) until it is
+sent there, or sent in full to another target.
+
 The table lives beside the store's schema (created on first use), so it needs no migration.
 """
 
@@ -146,14 +152,35 @@ def note_not_started(store: Store | None, exporter: str, run_id: str) -> None:
         UploadState(store, unconfigured_target(exporter), run_id).finish(complete=False)
 
 
-def note_started(options: ExporterOptions, exporter: str, run_id: str) -> ExporterOptions:
-    """An upload of ``run_id`` began with a configuration: from now on its server's state says
-    what is pending, not the unconfigured entry. Returns the options to upload it with: a run
-    whose last upload never started had all of it reported pending, so all of it is sent, even
-    what the server holds from an earlier upload."""
+def note_started(
+    options: ExporterOptions, exporter: str, run_id: str, *, target: str, report: ExportReport
+) -> ExporterOptions:
+    """An upload of ``run_id`` to ``target`` began with a configuration: from now on that
+    target's state says what is pending, not the unconfigured entry, nor the entry of another
+    target of ``exporter`` that received none of the run, nor (when all of the run is sent, not
+    only what is pending) that of a target holding part of it; each noted in ``report``. The
+    objects such a target holds stay recorded, so it never gets them twice. Returns the
+    options to upload it with: a run whose last upload never started had all of it reported
+    pending, so all of it is sent, even what the server holds from an earlier upload."""
     if options.store is None:
         return options
-    waiting = _connection(options.store).execute(
+    db = _connection(options.store)
+    for other, delivered in _stranded(options.store, exporter, [target], run_id=run_id):
+        if not delivered:
+            db.execute("DELETE FROM upload_state WHERE target = ? AND run_id = ?", (other, run_id))
+            report.notes.append(
+                f"was pending for {other}, which received none of it: uploaded here instead"
+            )
+        elif not options.pending_only:  # all of it, here: no longer pending there
+            db.execute(
+                "DELETE FROM upload_state WHERE target = ? AND run_id = ? AND kind = ?",
+                (other, run_id, RUN_KIND),
+            )
+            report.notes.append(
+                f"was pending for {other}, which holds part of it: uploaded here in full, "
+                "no longer pending there"
+            )
+    waiting = db.execute(
         "DELETE FROM upload_state WHERE target = ? AND run_id = ?",
         (unconfigured_target(exporter), run_id),
     )
@@ -162,11 +189,67 @@ def note_started(options: ExporterOptions, exporter: str, run_id: str) -> Export
 
 def pending_for(store: Store, exporter: str, targets: Iterable[str]) -> list[str]:
     """Runs with something unsent at any of ``targets`` (servers of ``exporter``), then those
-    whose upload never started for want of a configuration; each once, oldest first."""
+    whose upload never started for want of a configuration, then those pending at another
+    server of ``exporter`` that received none of them; each once, oldest first."""
+    targets = list(targets)
     pending: list[str] = []
     for target in [*targets, unconfigured_target(exporter)]:
         pending.extend(r for r in runs_with_pending(store, target) if r not in pending)
+    for run_id, _, delivered in _stranded_runs(store, exporter, targets):
+        if not delivered and run_id not in pending:
+            pending.append(run_id)
     return pending
+
+
+def pending_elsewhere(store: Store, exporter: str, targets: Iterable[str]) -> list[tuple[str, str]]:
+    """(run, target) for runs with something unsent at another server of ``exporter`` that
+    holds part of them already: they stay pending there, oldest first."""
+    stranded = _stranded_runs(store, exporter, list(targets))
+    return [(run_id, target) for run_id, target, delivered in stranded if delivered]
+
+
+def _stranded_runs(store: Store, exporter: str, targets: list[str]) -> list[tuple[str, str, bool]]:
+    """(run, target, whether that target holds any of it) for each run with something unsent
+    at a target of ``exporter`` other than ``targets`` and the unconfigured entry."""
+    return [
+        (run_id, target, delivered)
+        for run_id in _runs_pending_anywhere(store, exporter)
+        for target, delivered in _stranded(store, exporter, targets, run_id=run_id)
+    ]
+
+
+def _runs_pending_anywhere(store: Store, exporter: str) -> list[str]:
+    rows = _connection(store).execute(
+        "SELECT run_id FROM upload_state WHERE substr(target, 1, ?) = ? AND kind = ?"
+        " AND status != ? GROUP BY run_id ORDER BY min(updated_at)",
+        (len(exporter) + 1, f"{exporter} ", RUN_KIND, SENT),
+    )
+    return [str(r[0]) for r in rows]
+
+
+def _stranded(
+    store: Store, exporter: str, targets: list[str], *, run_id: str
+) -> list[tuple[str, bool]]:
+    """(target, whether it holds any of the run) for targets of ``exporter`` other than
+    ``targets`` (and the unconfigured entry) where ``run_id`` has something unsent."""
+    db = _connection(store)
+    skip = {*targets, unconfigured_target(exporter)}
+    rows = db.execute(
+        "SELECT target FROM upload_state WHERE run_id = ? AND kind = ? AND status != ?"
+        " AND substr(target, 1, ?) = ? ORDER BY updated_at",
+        (run_id, RUN_KIND, SENT, len(exporter) + 1, f"{exporter} "),
+    )
+    found = []
+    for (target,) in rows.fetchall():
+        if target in skip:
+            continue
+        delivered = db.execute(
+            "SELECT 1 FROM upload_state WHERE target = ? AND run_id = ? AND kind != ?"
+            " AND status = ? LIMIT 1",
+            (target, run_id, RUN_KIND, SENT),
+        ).fetchone()
+        found.append((str(target), delivered is not None))
+    return found
 
 
 def runs_with_pending(store: Store, target: str) -> list[str]:
@@ -184,11 +267,21 @@ class Ledger:
     """Counts into the report and records each object's outcome in the upload state."""
 
     def __init__(
-        self, store: Store, target: str, run_id: str, report: ExportReport, *, pending_only: bool
+        self,
+        store: Store,
+        target: str,
+        run_id: str,
+        report: ExportReport,
+        *,
+        pending_only: bool,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self.state = UploadState(store, target, run_id)
         self.report = report
         self.pending_only = pending_only
+        self.scrub = scrub or (lambda text: text)
+        """Hides credentials in messages (`HttpSender.scrub`): every error passes through it
+        before it is shown or stored."""
 
     def done(
         self,
@@ -205,6 +298,7 @@ class Ledger:
     def failed(
         self, kind: str, label: str, keys: list[str], message: str, *, weight: int | None = None
     ) -> None:
+        message = self.scrub(message)
         self.state.record(kind, keys, FAILED, detail=message[:500])
         self.report.count(self.report.failed, label, len(keys) if weight is None else weight)
         self.report.error(message)
