@@ -49,6 +49,19 @@ def test_fit_json_cuts_the_largest_field_only() -> None:
     assert json.loads(encoded) == fitted
 
 
+def test_fit_json_shares_the_budget_between_large_fields() -> None:
+    big = {"input": "i" * 6000, "output": "o" * 6000, "metadata": {"blob": "m" * 6000}}
+    event = {"id": "e1", "body": {**big, "name": "span"}}
+
+    fitted, encoded, cut = fit_json(event, max_bytes=3000)
+
+    assert cut == 3 and len(encoded.encode()) <= 3000
+    body = fitted["body"]
+    kept = [len(body["input"]), len(body["output"]), len(body["metadata"]["blob"])]
+    assert min(kept) > 700 and max(kept) - min(kept) <= 2  # each about a third, none starved
+    assert body["name"] == "span"
+
+
 def test_fit_json_cuts_a_large_structure_as_json_text() -> None:
     event = {"body": {"output": [{"k": "v" * 10} for _ in range(2000)], "name": "n"}}
     fitted, encoded, cut = fit_json(event, max_bytes=5000)

@@ -18,6 +18,7 @@ from pytest_llmobs.exporters.otlp_spans import (
     SpanOptions,
     SpanSource,
     export_request,
+    fit_attributes,
     plain_attributes,
     span_batches,
     trace_spans,
@@ -212,6 +213,22 @@ def test_an_oversized_value_is_truncated_with_a_marker() -> None:
     assert output.startswith('"xxx') and output.endswith(" chars]")
     cut = int(output.rsplit("…[truncated ", 1)[1].split()[0])
     assert len(output) - len(f"…[truncated {cut} chars]") + cut == len(json.dumps("x" * 3_000_000))
+
+
+def test_large_attributes_share_the_span_budget() -> None:
+    attrs: dict[str, Any] = {
+        "langfuse.observation.input": "i" * 60_000,
+        "langfuse.observation.output": "o" * 60_000,
+        "langfuse.observation.metadata.blob": "m" * 60_000,
+        "gen_ai.request.model": "mock-llm-v1",
+    }
+
+    cut = fit_attributes(attrs, max_bytes=30_000)
+
+    assert cut == 3
+    kept = [len(attrs[k]) for k in list(attrs)[:3]]
+    assert min(kept) > 9_000 and max(kept) - min(kept) <= 2  # a third each, none starved
+    assert attrs["gen_ai.request.model"] == "mock-llm-v1"
 
 
 def test_batches_stay_under_the_byte_limit() -> None:

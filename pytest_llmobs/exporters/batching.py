@@ -42,45 +42,63 @@ def encode_json(value: Any) -> str:
 def fit_json(
     event: dict[str, Any], max_bytes: int = EVENT_MAX_BYTES
 ) -> tuple[dict[str, Any], str, int]:
-    """``event`` encoded as JSON; while it is over ``max_bytes``, its largest field value is
-    replaced by its JSON text truncated with a marker. Returns event, encoding, fields cut."""
+    """``event`` encoded as JSON; while it is over ``max_bytes``, its largest field values are
+    replaced by their JSON text truncated with a marker, all to one common size (an input,
+    output and metadata of 2 MB each keep a third of the budget each, not 64 bytes, 64 bytes and
+    the rest). Returns event, encoding, fields cut."""
     encoded = encode_json(event)
-    cut_fields = 0
+    cut_paths: set[tuple[Any, ...]] = set()
     while len(encoded.encode()) > max_bytes:
-        path, size = _largest_leaf(event)
-        if path is None or size <= _MIN_KEEP:
+        units = [(path, size) for path, size in _cut_units(event) if size > _MIN_KEEP]
+        if not units:
             break  # nothing left to cut: the caller sends it and the server decides
         excess = len(encoded.encode()) - max_bytes
-        parent, key = _resolve(event, path)
-        value = parent[key]
-        text = value if isinstance(value, str) else encode_json(value)
-        target = max(_MIN_KEEP, len(text.encode()) - excess - 64)
-        parent[key], _ = truncate_text(text, target)
-        cut_fields += 1
+        cap = common_cap([size for _, size in units], excess)
+        for path, size in units:
+            if size <= cap:
+                continue
+            parent, key = _resolve(event, path)
+            value = parent[key]
+            text = value if isinstance(value, str) else encode_json(value)
+            parent[key], _ = truncate_text(text, cap)
+            cut_paths.add(path)
         encoded = encode_json(event)
-    return event, encoded, cut_fields
+    return event, encoded, len(cut_paths)
 
 
-def _largest_leaf(value: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...] | None, int]:
-    """The path of the largest string or scalar-encoded value under ``value`` (containers whose
-    children are all small count as one value, so a huge list of short strings gets cut too)."""
-    best: tuple[tuple[Any, ...] | None, int] = (None, 0)
+_MARKER_ROOM = 64
+"""Bytes a cut field may grow by beyond its cap: the marker and JSON quoting."""
+
+
+def common_cap(sizes: list[int], excess: int) -> int:
+    """The largest size to which cutting every value over it saves at least ``excess`` bytes
+    (plus room for each marker); never below `_MIN_KEEP`."""
+    low, high = _MIN_KEEP, max(sizes)
+    while low < high:  # the largest cap that still saves enough
+        middle = (low + high + 1) // 2
+        over = [size for size in sizes if size > middle]
+        if sum(size - middle for size in over) >= excess + _MARKER_ROOM * len(over):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _cut_units(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], int]]:
+    """(path, encoded size) of each value that may be cut: strings and scalars, and containers
+    whose children are all small (a huge list of short strings is cut as a whole)."""
     children: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         children = value.items()
     elif isinstance(value, list):
         children = enumerate(value)
     else:
-        return (path, len(encode_json(value).encode())) if path else (None, 0)
-    total = 0
-    for key, child in children:
-        found = _largest_leaf(child, (*path, key))
-        total += found[1]
-        if found[1] > best[1]:
-            best = found
-    if path and best[1] * 4 < total:  # many small children: cut the container as a whole
-        return path, total
-    return best
+        return [(path, len(encode_json(value).encode()))] if path else []
+    units = [unit for key, child in children for unit in _cut_units(child, (*path, key))]
+    total = sum(size for _, size in units)
+    if path and units and max(size for _, size in units) * 4 < total:
+        return [(path, total)]
+    return units
 
 
 def _resolve(root: Any, path: tuple[Any, ...]) -> tuple[Any, Any]:

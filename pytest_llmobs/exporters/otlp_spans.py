@@ -25,6 +25,7 @@ from pytest_llmobs.exporters import ExportError
 from pytest_llmobs.exporters.batching import (
     BATCH_MAX_BYTES,
     EVENT_MAX_BYTES,
+    common_cap,
     encode_json,
     truncate_text,
 )
@@ -219,22 +220,24 @@ def fit_attributes(attrs: dict[str, AttributeValue], max_bytes: int) -> int:
         return len(key) + 16
 
     total = sum(size(k, v) for k, v in attrs.items())
-    cut = 0
+    cut: set[str] = set()
     while total > budget:
-        key = max(
-            (k for k, v in attrs.items() if isinstance(v, str)),
-            key=lambda k: len(str(attrs[k])),
-            default=None,
-        )
-        value = attrs.get(key) if key is not None else None
-        if key is None or not isinstance(value, str) or len(value) <= 64:
+        # the long strings, all cut to one common size (see batching.fit_json)
+        lengths = {
+            k: len(v.encode()) for k, v in attrs.items() if isinstance(v, str) and len(v) > 64
+        }
+        if not lengths:
             break
-        before = size(key, value)
-        target = max(64, len(value.encode()) - (total - budget) - 64)
-        attrs[key], _ = truncate_text(value, target)
-        total += size(key, attrs[key]) - before
-        cut += 1
-    return cut
+        cap = common_cap(list(lengths.values()), total - budget)
+        for key, length in lengths.items():
+            value = attrs[key]
+            if length <= cap or not isinstance(value, str):
+                continue
+            before = size(key, value)
+            attrs[key], _ = truncate_text(value, cap)
+            total += size(key, attrs[key]) - before
+            cut.add(key)
+    return len(cut)
 
 
 def unix_nanos(seconds: Any) -> int:
