@@ -417,6 +417,27 @@ def test_rate_limit_honours_retry_after_and_timeouts_are_retried(
         assert_uploaded(run, fake_langfuse, store)
 
 
+def test_a_retry_after_longer_than_a_minute_is_not_waited_for(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    fake_langfuse.fail("/api/public/v2/datasets", 429, retry_after=3600)
+    waits: list[float] = []
+    with runs.open() as store:
+        options = ExporterOptions(
+            store=store, environ=fake_langfuse.env(), http=HttpOptions(sleep=waits.append)
+        )
+        report = create_exporter("langfuse", options).export(runs.latest())
+    assert not report.ok and waits == []  # said at once, not after minutes of silence
+    assert any(
+        "the server asks to wait 3600 s before retrying, more than the 60 s an upload waits; "
+        "not retried" in line
+        for line in report.lines()
+    ), report.lines()
+    assert fake_langfuse.count("POST", "/api/public/v2/datasets") == 1
+
+
 def test_too_large_batches_are_split(
     suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

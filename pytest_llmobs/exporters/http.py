@@ -46,7 +46,8 @@ class HttpOptions:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     retry_after_max: float = 60.0
-    """Longest ``Retry-After`` honoured; a longer one is capped to this."""
+    """Longest ``Retry-After`` waited for; a server asking for longer is not retried (what it
+    did not take stays pending for ``llmobs upload --pending``)."""
     sleep: Callable[[float], None] = time.sleep
     transport: Any = None
     """An ``httpx.BaseTransport`` (tests plug ``httpx.MockTransport``)."""
@@ -299,6 +300,13 @@ class HttpSender:
                     raise HttpError(self.scrub(message), status=status, body=_parse(answer))
                 last = message
                 wait = retry_after_seconds(answer.headers.get("Retry-After"))
+                longest = self.options.retry_after_max
+                if wait is not None and wait > longest:  # minutes of silence would not help
+                    self._down = (
+                        f"{self.scrub(last)}: the server asks to wait {wait:.0f} s before "
+                        f"retrying, more than the {longest:.0f} s an upload waits; not retried"
+                    )
+                    raise Unavailable(self._down)
             if attempt == attempts:
                 break
             self.options.sleep(self._delay(attempt, wait))
