@@ -4,13 +4,17 @@ The labels file is CSV with a ``label`` column and a key column: ``item_id`` (or
 dataset item id) or ``node_id`` (the pytest node id). For boolean and numeric scores, human
 labels are pass/fail (``1/0``, ``true/false``, ``yes/no``, ``pass/fail``, ``good/bad``,
 ``correct/incorrect``); for categorical scores they are compared as strings. For a numeric score
-the report includes the threshold on the score that best matches the labels (highest accuracy,
-then highest kappa, then the lowest such threshold).
+the report includes the threshold ``score >= t`` that best matches the labels (highest accuracy,
+then highest kappa, then the lowest such threshold). The candidates are every score seen (the
+lowest passes every item) and one just above the highest, which fails every item: the highest
+score plus a step one digit finer than the scores' spread, rounded to that step (``1.01`` for
+scores from 0.1 to 1.0, ``51`` for 3 to 50).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +227,7 @@ def _best_threshold(truth: list[bool], values: list[float]) -> float:
     from sklearn.metrics import cohen_kappa_score
 
     best: tuple[float, float, float] | None = None
-    for candidate in sorted(set(values)):
+    for candidate in [*sorted(set(values)), _above(values)]:
         predicted = [v >= candidate for v in values]
         accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
         kappa = (
@@ -236,3 +240,15 @@ def _best_threshold(truth: list[bool], values: list[float]) -> float:
             best = key
     assert best is not None
     return -best[2]
+
+
+def _above(values: list[float]) -> float:
+    """A round threshold just above ``max(values)``, so that every value falls below it.
+
+    >>> _above([0.1, 0.5, 1.0]), _above([3.0, 50.0]), _above([0.0])
+    (1.01, 51.0, 0.1)
+    """
+    top = max(values)
+    spread = top - min(values) or abs(top) or 1.0
+    exponent = math.floor(math.log10(spread)) - 1
+    return round(top + 10.0**exponent, max(-exponent, 0))

@@ -160,3 +160,50 @@ def test_non_binary_label_and_unknown_score_are_clear(project: Path) -> None:
     assert "llmobs: error: odd.csv:2: label 'maybe' is not pass/fail; use one of" in odd.stderr
     unknown = llmobs(project, "calibrate", "graded", "--labels", "labels.csv", "--score", "nope")
     assert "has a score 'nope'" in unknown.stderr and "quality, tone, verdict" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("human", "threshold", "verdict"),
+    [
+        pytest.param("fail", 0.96, "fail", id="all-fail: just above the highest score"),
+        pytest.param("pass", 0.2, "pass", id="all-pass: the lowest score"),
+    ],
+)
+def test_one_class_of_labels_gets_a_threshold_classifying_every_item_so(
+    project: Path, human: str, threshold: float, verdict: str
+) -> None:
+    (project / "one.csv").write_text(
+        "item_id,label\n" + "".join(f"{i},{human}\n" for i, _, _, _ in ROWS)
+    )
+
+    done = llmobs(
+        project, "calibrate", "graded", "--labels", "one.csv", "--score", "quality",
+        "--format", "json",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["threshold"] == threshold
+    assert report["accuracy"] == 1.0
+    assert report["confusion"] == {human: {verdict: len(ROWS)}}
+    text = llmobs(project, "calibrate", "graded", "--labels", "one.csv", "--score", "quality")
+    assert f"best threshold: quality >= {threshold:g}" in text.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("values", "above"),
+    [
+        ([0.1, 0.5, 1.0], 1.01),
+        ([0.2, 0.95], 0.96),
+        ([3.0, 50.0], 51.0),
+        ([0.0], 0.1),
+        ([-2.0], -1.9),
+    ],
+)
+def test_the_threshold_above_every_score_is_a_round_number_just_above_the_highest(
+    values: list[float], above: float
+) -> None:
+    from pytest_llmobs.calibration import _above
+
+    assert _above(values) == above
+    assert _above(values) > max(values)
