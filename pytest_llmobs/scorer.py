@@ -235,8 +235,8 @@ class Scorer:
 
         return self.record(
             similarity.similarity(
-                str(output),
-                str(reference),
+                output,
+                reference,
                 threshold=threshold,
                 corpus=corpus_texts(corpus),
                 backend=backend,
@@ -259,7 +259,7 @@ class Scorer:
 
         return self.record(
             groundedness.groundedness(
-                str(answer), context, threshold=threshold, min_support=min_support
+                answer, context, threshold=threshold, min_support=min_support
             ),
             name=name,
         )

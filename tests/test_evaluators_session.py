@@ -782,3 +782,185 @@ def test_a_rubric_in_the_prompts_dir_overrides_the_built_in_one(
     assert (judge["prompt_name"], judge["prompt_version"]) == ("judge/correctness", 1)
     assert judge["input"][0] == strict["prompt"][0]
     assert judge["model_parameters"] == {"temperature": 0}
+
+
+ECHO_JUDGE = """\
+    from pytest_llmobs.providers import ModelResponse
+
+    class Echo:
+        \"\"\"A judge that answers whatever follows 'ECHO:' in its prompt.\"\"\"
+
+        model = "echo-judge"
+        options = {}
+
+        def complete(self, messages, **params):
+            answer = messages[-1]["content"].split("ECHO:", 1)[-1].strip()
+            return ModelResponse(text=answer, model=self.model)
+
+        async def acomplete(self, messages, **params):
+            return self.complete(messages, **params)
+
+    def pytest_llmobs_register_models(registry, config):
+        registry.register("echo-judge", lambda spec: Echo())
+    """
+
+
+def echo_rubric(pytester: pytest.Pytester, name: str, config: dict[str, Any]) -> str:
+    """Write ``prompts/judge/<name>.json``, a rubric the echo judge answers with its output."""
+    rubric = {"type": "text", "prompt": "ECHO:{{output}}", "config": config}
+    pytester.makefile(".json", **{f"prompts/judge/{name}": json.dumps(rubric)})
+    return str(pytester.path / "prompts" / "judge" / f"{name}.json")
+
+
+@pytest.mark.parametrize(
+    ("config", "shown"),
+    [
+        pytest.param({"scale": [3, 3]}, "config 'scale' [3, 3]", id="empty-scale"),
+        pytest.param({"scale": [5]}, "config 'scale' [5]", id="one-bound"),
+        pytest.param({"scale": "1-5"}, "config 'scale' '1-5'", id="string"),
+        pytest.param({"scale": [1, "5"]}, "config 'scale' [1, '5']", id="string-bound"),
+    ],
+)
+def test_a_bad_rubric_scale_fails_the_test_naming_the_rubric_file_before_the_judge_is_asked(
+    pytester: pytest.Pytester, runs: Runs, config: dict[str, Any], shown: str
+) -> None:
+    pytester.makeconftest(dedent(ECHO_JUDGE))
+    path = echo_rubric(pytester, "bad", config)
+    pytester.makepyfile(
+        test_judged='def test_judged(scorer):\n    scorer.llm_judge("judge/bad", "Score: 3")\n'
+    )
+
+    result = pytester.runpytest("--llm-judge-model=echo-judge")
+
+    result.assert_outcomes(failed=1)
+    error = (
+        f"pytest_llmobs.evaluators.judge.JudgeError: llm_judge 'judge/bad' ({path}): {shown} is "
+        "not valid; expected [low, high], two numbers with low < high, e.g. [1, 5]"
+    )
+    result.stdout.fnmatch_lines(["E   *" + exact(error)])
+    (item,) = runs.latest()["items"]
+    assert generations(item) == []  # caught before the judge was asked
+
+
+def test_a_bad_rubric_threshold_fails_the_test_naming_the_rubric_file(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(dedent(ECHO_JUDGE))
+    path = echo_rubric(pytester, "bad", {"scale": [1, 5], "threshold": 4})
+    pytester.makepyfile(
+        test_judged='def test_judged(scorer):\n    scorer.llm_judge("judge/bad", "Score: 3")\n'
+    )
+
+    result = pytester.runpytest("--llm-judge-model=echo-judge")
+
+    result.assert_outcomes(failed=1)
+    error = (
+        f"pytest_llmobs.evaluators.judge.JudgeError: llm_judge 'judge/bad' ({path}): config "
+        "'threshold' 4 is not valid; expected a number from 0 to 1 (compared with the score "
+        "mapped to 0..1)"
+    )
+    result.stdout.fnmatch_lines(["E   *" + exact(error)])
+
+
+def test_a_judge_answer_with_a_zero_denominator_fails_the_test_and_marks_the_judge_generation(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeconftest(dedent(ECHO_JUDGE))
+    echo_rubric(pytester, "echo", {"scale": [1, 5]})
+    pytester.makepyfile(
+        test_judged='def test_judged(scorer):\n    scorer.llm_judge("judge/echo", "Score: 0/0")\n'
+    )
+
+    result = pytester.runpytest("--llm-judge-model=echo-judge")
+
+    result.assert_outcomes(failed=1)
+    detail = (
+        "judge score 0/0 in the answer 'Score: 0/0': the denominator must be above the rubric's "
+        "lowest score 1; expected 'Score: <number>' on the rubric's scale 1..5"
+    )
+    error = f"pytest_llmobs.evaluators.judge.JudgeError: llm_judge 'judge/echo': {detail}"
+    result.stdout.fnmatch_lines(["E   *" + exact(error)])
+    (item,) = runs.latest()["items"]
+    (judge,) = generations(item)
+    assert (judge["level"], judge["status_message"]) == ("ERROR", f"JudgeError: {detail}")
+    assert item["trace"]["scores"] == []
+
+
+def test_the_last_score_line_of_a_judge_answer_wins_over_a_score_in_its_reasoning(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeconftest(dedent(ECHO_JUDGE))
+    echo_rubric(pytester, "echo", {"scale": [1, 5]})
+    pytester.makepyfile(
+        test_judged=dedent(
+            """\
+            def test_reasoning_first(scorer):
+                answer = "Reasoning: this deserves score: 2 at most.\\nScore: 5"
+                assert scorer.llm_judge("judge/echo", answer) == 1.0
+
+            def test_denominator_of_the_scale(scorer):
+                assert scorer.llm_judge("judge/echo", "Score: 4/5") == 0.75
+                assert scorer.llm_judge("judge/echo", "Score: 4") == 0.75
+            """
+        )
+    )
+
+    result = pytester.runpytest("--llm-judge-model=echo-judge")
+
+    result.assert_outcomes(passed=2)
+    stored = runs.items(runs.latest())
+    reasoning_first = stored["test_judged.py::test_reasoning_first"]["trace"]["scores"]
+    assert [(s["name"], s["value"], s["comment"]) for s in reasoning_first] == [
+        ("judge_echo", 1.0, "this deserves score: 2 at most.")
+    ]
+
+
+NUMPY_CONFTEST = """\
+    import numpy as np
+    import pytest_llmobs
+
+    @pytest_llmobs.evaluator(threshold=0.5)
+    def half(output):
+        return np.float32(0.5)
+
+    @pytest_llmobs.evaluator
+    def truthy(output):
+        return np.bool_(bool(output))
+
+    @pytest_llmobs.evaluator
+    def words(output):
+        return np.int64(len(output.split()))
+
+    def pytest_llmobs_register_evaluators(registry, config):
+        registry.add(half)
+        registry.add(truthy)
+        registry.add(words)
+    """
+
+
+def test_custom_evaluators_may_return_numpy_scalars(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makeconftest(dedent(NUMPY_CONFTEST))
+    pytester.makepyfile(
+        test_numpy=dedent(
+            """\
+            def test_numpy(scorer):
+                assert scorer.half("x") == 0.5
+                assert scorer.truthy("x")
+                assert not scorer.truthy("")
+                assert scorer.words("two words") == 2
+            """
+        )
+    )
+
+    result = pytester.runpytest(*xdist_args)
+
+    result.assert_outcomes(passed=1)
+    (item,) = runs.latest()["items"]
+    assert [(s["name"], s["value"], s["data_type"]) for s in item["trace"]["scores"]] == [
+        ("half", 0.5, "NUMERIC"),
+        ("truthy", True, "BOOLEAN"),
+        ("truthy", False, "BOOLEAN"),
+        ("words", 2, "NUMERIC"),
+    ]

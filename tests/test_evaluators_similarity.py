@@ -337,6 +337,106 @@ def test_embedding_backend_with_wrong_shape_is_an_error() -> None:
         backend.similarities([("a", "b")])
 
 
+def test_embedding_backend_with_vectors_of_different_lengths_is_an_error_naming_it() -> None:
+    backend = EmbeddingBackend(lambda texts: [[1.0] * len(t) for t in texts], name="ragged")
+
+    with pytest.raises(ValueError) as caught:
+        backend.similarities([("a", "bb")])
+
+    assert str(caught.value) == (
+        "embedding backend 'ragged' returned vectors of different lengths [1, 2] for 2 texts; "
+        "expected one vector per text, all of one length"
+    )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_embedding_backend_with_a_non_finite_vector_is_an_error_naming_it(bad: float) -> None:
+    backend = EmbeddingBackend(
+        lambda texts: [[bad, 1.0] if t == "b" else [1.0, 0.0] for t in texts], name="nan"
+    )
+
+    with pytest.raises(ValueError) as caught:
+        similarity("a", "b", backend=backend)
+
+    assert str(caught.value) == (
+        "embedding backend 'nan' returned a vector with NaN or infinity for 'b'; "
+        "expected finite numbers"
+    )
+
+
+class NanBackend:
+    name = "nan-scores"
+
+    def similarities(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return [float("nan")] * len(pairs)
+
+
+def test_a_backend_score_that_is_no_number_is_an_error_naming_the_backend() -> None:
+    with pytest.raises(ValueError) as caught:
+        similarity("a", "b", backend=NanBackend())
+
+    assert str(caught.value) == (
+        "similarity backend 'nan-scores' gave nan for 'a' and 'b'; expected a number from 0 to 1"
+    )
+
+
+# --- a corpus weighs terms, it does not hide the ones it lacks ----------------------------------
+
+EUROPE = ["Paris is the capital of France.", "Rome is the capital of Italy."]
+
+
+def test_texts_the_corpus_never_saw_still_match() -> None:
+    without = value(similarity("Tokyo Japan", "Japan Tokyo"))
+    with_corpus = value(similarity("Tokyo Japan", "Japan Tokyo", corpus=EUROPE))
+
+    assert without == pytest.approx(0.75, abs=0.01)
+    assert with_corpus >= without  # the character n-grams match fully, the words in part
+    assert value(similarity("Kyoto temple", "Lima", corpus=EUROPE)) == 0.0
+
+
+def test_a_corpus_lowers_the_weight_of_its_common_words() -> None:
+    # "capital" is in every corpus text: sharing it says less than sharing "France"
+    shared_common = value(similarity("capital Berlin", "capital Oslo", corpus=EUROPE))
+    shared_rare = value(similarity("France Berlin", "France Oslo", corpus=EUROPE))
+
+    assert 0.0 < shared_common < shared_rare
+
+
+def test_in_corpus_terms_weigh_as_scikit_learn_tfidf_fitted_on_the_corpus() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    backend = TfidfBackend(EUROPE, analyzers=("word",), word_ngram_range=(1, 1))
+    pair = ("Paris capital", "Rome is the capital")
+    reference = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b").fit(EUROPE)
+    left, right = reference.transform(list(pair))
+
+    assert backend.similarities([pair]) == [pytest.approx(left.multiply(right).sum())]
+
+
+def test_unseen_terms_get_the_idf_of_a_term_in_no_corpus_text() -> None:
+    import math
+
+    backend = TfidfBackend(EUROPE, analyzers=("word",), word_ngram_range=(1, 1))
+    # "capital" is in both corpus texts: idf ln(3/3) + 1 = 1; "tokyo" in none: ln(3/1) + 1
+    capital, tokyo = 1.0, math.log(3) + 1
+
+    (score,) = backend.similarities([("capital tokyo", "capital")])
+
+    assert score == pytest.approx(capital / math.hypot(capital, tokyo))
+
+
+def test_a_none_output_scores_zero_in_a_batch_without_disturbing_the_others() -> None:
+    results = similarity_many([(None, "None"), ("Paris", "Paris"), (None, "x")], corpus=EUROPE)
+
+    assert [(r.value, r.passed, r.reason) for r in results] == [
+        (0.0, False, "output is None, not text"),
+        (1.0, True, ""),
+        (0.0, False, "output is None, not text"),
+    ]
+    assert not similarity(None, "None")
+    assert not groundedness(None, "None")
+
+
 # --- groundedness -------------------------------------------------------------------------------
 
 CONTEXT = (

@@ -617,7 +617,7 @@ def test_label_failure_carries_the_expected_label() -> None:
 def test_label_converts_non_strings() -> None:
     assert label(1, "1").value == "1"
     assert label("ネガティブ", "ネガティブ")
-    assert label(None, "none").reason == "expected label 'none', got 'None'"
+    assert label(True, "True")
 
 
 def test_label_result_is_frozen_and_slotted() -> None:
@@ -633,3 +633,39 @@ def test_label_result_is_frozen_and_slotted() -> None:
         "reason",
         "expected",
     ]
+
+
+NONE_CASES = [
+    pytest.param(lambda: exact_match(None, "None"), False, id="exact_match"),
+    pytest.param(lambda: exact_match(None, "none", case_sensitive=False), False, id="exact-fold"),
+    pytest.param(lambda: contains(None, "none"), False, id="contains"),
+    pytest.param(lambda: contains_all(None, ["no", "ne"]), 0.0, id="contains_all"),
+    pytest.param(lambda: contains_any(None, ["None"]), False, id="contains_any"),
+    pytest.param(lambda: regex(None, "None"), False, id="regex"),
+    pytest.param(lambda: regex(None, ".*", fullmatch=True), False, id="regex-anything"),
+    pytest.param(lambda: fuzzy(None, "None"), 0.0, id="fuzzy"),
+    pytest.param(lambda: fuzzy(None, "none", method="partial_ratio"), 0.0, id="fuzzy-partial"),
+    pytest.param(lambda: char_length(None, max=10), 0, id="char_length"),
+    pytest.param(lambda: word_count(None, max=10), 0, id="word_count"),
+    pytest.param(lambda: json_valid(None), False, id="json_valid"),
+    pytest.param(lambda: matches_schema(None, City), False, id="matches_schema"),
+]
+
+
+@pytest.mark.parametrize(("evaluate", "value"), NONE_CASES)
+def test_a_none_output_fails_every_text_evaluator_and_never_matches_the_text_none(
+    evaluate: Any, value: object
+) -> None:
+    result = evaluate()
+
+    assert not result
+    assert (result.value, type(result.value)) == (value, type(value))
+    assert result.reason == "output is None, not text"
+
+
+def test_a_none_prediction_is_recorded_as_no_label_and_never_matches_the_label_none() -> None:
+    result = label(None, "None")
+
+    assert not result
+    assert (result.value, result.expected) == ("(none)", "None")
+    assert result.reason == "output is None, not text"

@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from pytest_llmobs.evaluators.judge import JudgeError, llm_judge, parse_judgement
+from pytest_llmobs.evaluators.judge import (
+    JudgeError,
+    llm_judge,
+    parse_judgement,
+    rubric_settings,
+)
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import BUILTIN_PROMPTS_DIR, PromptRegistry
 from pytest_llmobs.providers import ModelResponse, default_registry
@@ -61,6 +66,24 @@ RUBRICS = ["judge/correctness", "judge/groundedness", "judge/relevance"]
         ),
         pytest.param("SCORE: 5\nREASONING: perfect", (1.0, 5.0), 1.0, "perfect", id="upper-case"),
         pytest.param("Score: 0", (0.0, 1.0), 0.0, "", id="zero-is-a-score"),
+        pytest.param(
+            "Reasoning: this deserves score: 2 at most.\nScore: 5",
+            (1.0, 5.0),
+            1.0,
+            "this deserves score: 2 at most.",
+            id="a-score-in-the-reasoning-is-not-the-score-line",
+        ),
+        pytest.param(
+            "Score: 4\nReasoning: better than score: 2",
+            (1.0, 5.0),
+            0.75,
+            "better than score: 2",
+            id="a-score-in-a-later-reasoning-is-not-the-score-line",
+        ),
+        pytest.param("Score: 2\n**Score:** 4", (1.0, 5.0), 0.75, "", id="the-last-score-line"),
+        pytest.param("I'd say score: 2, final score: 4", (1.0, 5.0), 0.75, "", id="no-line"),
+        pytest.param("Score: 4/5", (1.0, 5.0), 0.75, "", id="denominator-is-the-scale-top"),
+        pytest.param("Score: 8/10", (0.0, 1.0), 0.8, "", id="denominator-replaces-the-top"),
     ],
 )
 def test_parse_judgement(
@@ -76,12 +99,26 @@ def test_parse_judgement(
     ("answer", "scale", "message"),
     [
         ("Score: 7", (0.0, 1.0), "judge score 7 is outside the rubric's scale 0..1"),
-        ("Score: 6/5", (0.0, 1.0), "judge score 6 is outside the rubric's scale 0..5"),
+        ("Score: 6/5", (0.0, 1.0), "judge score 6/5 is outside the scale it names, 0..5"),
+        ("Score: 6/5", (1.0, 5.0), "judge score 6/5 is outside the scale it names, 1..5"),
+        ('{"score": NaN}', (0.0, 1.0), "judge score nan is not a finite number"),
+        (
+            "Score: 0/0",
+            (1.0, 5.0),
+            "judge score 0/0 in the answer 'Score: 0/0': the denominator must be above the "
+            "rubric's lowest score 1; expected 'Score: <number>' on the rubric's scale 1..5",
+        ),
+        (
+            "Score: 3/1",
+            (1.0, 5.0),
+            "judge score 3/1 in the answer 'Score: 3/1': the denominator must be above the "
+            "rubric's lowest score 1; expected 'Score: <number>' on the rubric's scale 1..5",
+        ),
         ('{"score": 0}', (1.0, 5.0), "judge score 0 is outside the rubric's scale 1..5"),
         ("Score: -0.5", (0.0, 1.0), "judge score -0.5 is outside the rubric's scale 0..1"),
     ],
 )
-def test_a_score_outside_the_scale_is_an_error(
+def test_a_score_outside_the_scale_or_not_a_number_is_an_error(
     answer: str, scale: tuple[float, float], message: str
 ) -> None:
     with pytest.raises(JudgeError) as caught:
@@ -118,6 +155,45 @@ def test_a_long_answer_without_a_score_is_shortened_in_the_error() -> None:
 
     shown = repr(answer[:197] + "...")
     assert f"no score in the judge's answer {shown};" in str(caught.value)
+
+
+def test_an_x_over_n_score_agrees_with_the_bare_score_on_the_rubric_scale() -> None:
+    for score in range(1, 6):
+        bare = parse_judgement(f"Score: {score}", scale=(1.0, 5.0))
+        assert parse_judgement(f"Score: {score}/5", scale=(1.0, 5.0)) == bare
+
+
+@pytest.mark.parametrize(
+    ("config", "threshold", "message"),
+    [
+        ({"scale": [3, 3]}, None, "r: config 'scale' [3, 3] is not valid; "),
+        ({"scale": [5, 1]}, None, "r: config 'scale' [5, 1] is not valid; "),
+        ({"scale": [5]}, None, "r: config 'scale' [5] is not valid; "),
+        ({"scale": "1-5"}, None, "r: config 'scale' '1-5' is not valid; "),
+        ({"scale": [True, 5]}, None, "r: config 'scale' [True, 5] is not valid; "),
+        ({"scale": [0, float("inf")]}, None, "r: config 'scale' [0, inf] is not valid; "),
+        ({"threshold": "high"}, None, "r: config 'threshold' 'high' is not valid; "),
+        ({}, 1.5, "r: threshold=1.5 is not valid; "),
+    ],
+)
+def test_a_bad_rubric_config_is_a_judge_error_saying_what_is_expected(
+    config: dict[str, Any], threshold: float | None, message: str
+) -> None:
+    with pytest.raises(JudgeError) as caught:
+        rubric_settings(config, where="r", threshold=threshold)
+
+    expected = (
+        "expected [low, high], two numbers with low < high, e.g. [1, 5]"
+        if "scale" in message
+        else "expected a number from 0 to 1 (compared with the score mapped to 0..1)"
+    )
+    assert str(caught.value) == message + expected
+
+
+def test_rubric_settings_defaults_and_the_threshold_argument() -> None:
+    assert rubric_settings({}, where="r") == ((0.0, 1.0), 0.5)
+    assert rubric_settings({"scale": [1, 5], "threshold": 0.7}, where="r") == ((1.0, 5.0), 0.7)
+    assert rubric_settings({"threshold": 0.7}, where="r", threshold=0.2) == ((0.0, 1.0), 0.2)
 
 
 # --- the mock judge through llm_judge -----------------------------------------------------------

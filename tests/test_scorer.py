@@ -432,3 +432,78 @@ def test_to_messages_normalises_inputs() -> None:
     compiled = Prompt(name="p", version=1, type="text", template="x").compile()
     assert to_messages(compiled) == [{"role": "user", "content": "x"}]
     assert repr(llm_for()) == "LLM(model='mock-llm-v1')"
+
+
+@pytest.mark.parametrize(
+    ("returned", "value", "data_type", "passed"),
+    [
+        pytest.param("float32", 0.5, "NUMERIC", True, id="float32"),
+        pytest.param("float64-low", 0.25, "NUMERIC", False, id="float64-below-threshold"),
+        pytest.param("int64", 3, "NUMERIC", True, id="int64"),
+        pytest.param("bool-true", True, "BOOLEAN", True, id="bool_-true"),
+        pytest.param("bool-false", False, "BOOLEAN", False, id="bool_-false"),
+    ],
+)
+def test_a_custom_evaluator_may_return_numpy_scalars(
+    root: Observation, returned: str, value: object, data_type: str, passed: bool
+) -> None:
+    import numpy as np
+
+    values: dict[str, Any] = {
+        "float32": np.float32(0.5),
+        "float64-low": np.float64(0.25),
+        "int64": np.int64(3),
+        "bool-true": np.bool_(True),
+        "bool-false": np.bool_(False),
+    }
+
+    @pytest_llmobs.evaluator(threshold=0.4)
+    def numpy_valued(output: str) -> Any:
+        return values[output]
+
+    result = numpy_valued(returned)
+
+    assert (result.value, type(result.value), result.passed) == (value, type(value), passed)
+    (score,) = root.trace.scores
+    assert (score.value, score.data_type) == (value, data_type)
+
+
+def test_a_custom_evaluator_returning_a_numpy_array_is_still_rejected() -> None:
+    import numpy as np
+
+    from pytest_llmobs.evaluators.custom import EvaluatorError
+
+    @pytest_llmobs.evaluator
+    def vector(output: str) -> Any:
+        return np.array([0.5])
+
+    with pytest.raises(EvaluatorError) as caught:
+        vector("x")
+
+    assert str(caught.value) == (
+        "evaluator 'vector' returned ndarray array([0.5]); "
+        "expected bool, int, float (numpy scalars too), str or EvalResult"
+    )
+
+
+def test_scorer_text_evaluators_fail_a_none_output(root: Observation, scorer: Scorer) -> None:
+    results = [
+        scorer.exact_match(None, "None"),
+        scorer.contains(None, "none"),
+        scorer.fuzzy(None, "None"),
+        scorer.label(None, "None"),
+        scorer.similarity(None, "None"),
+        scorer.groundedness(None, "None"),
+    ]
+
+    assert not any(results)
+    recorded = [(s.name, s.value, s.comment) for s in root.trace.scores]
+    reason = "output is None, not text"
+    assert recorded == [
+        ("exact_match", False, reason),
+        ("contains", False, reason),
+        ("fuzzy", 0.0, reason),
+        ("label", "(none)", reason),
+        ("similarity", 0.0, reason),
+        ("groundedness", 0.0, reason),
+    ]

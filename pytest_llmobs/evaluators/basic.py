@@ -7,6 +7,19 @@ from collections.abc import Iterable
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.normalize import normalize
 
+NONE_OUTPUT = "output is None, not text"
+"""The reason of every text evaluator's verdict on a ``None`` output (say, a tool-call-only
+answer): it fails, and never matches the text ``"None"``."""
+
+
+def none_output(evaluator: str, value: float | bool | str = False) -> EvalResult:
+    """The failed result of ``evaluator`` on a ``None`` output, with ``value`` (False, 0 or 0.0).
+
+    >>> none_output("contains")
+    <contains FAILED value=False: output is None, not text>
+    """
+    return EvalResult(evaluator, value, False, NONE_OUTPUT)
+
 
 def shorten(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to about ``limit`` characters for reasons and assertion messages.
@@ -75,7 +88,11 @@ def exact_match(
     >>> bool(exact_match(" Bogotá! ", "bogota", case_sensitive=False, ignore_punctuation=True,
     ...                  unicode=True))
     True
+
+    A ``None`` output fails (it is not the text ``"None"``).
     """
+    if output is None:
+        return none_output("exact_match")
     options = {
         "case": not case_sensitive,
         "whitespace": normalize_whitespace,
@@ -107,6 +124,8 @@ def char_length(text: object, *, min: int | None = None, max: int | None = None)
     >>> char_length("hello", max=3)
     <char_length FAILED value=5: length 5 outside [, 3]>
     """
+    if text is None:
+        return none_output("char_length", 0)
     length = len(str(text))
     reason = check_bounds(length, min, max, what="length", evaluator="char_length")
     return EvalResult("char_length", length, not reason, reason)

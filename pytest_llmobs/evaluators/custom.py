@@ -45,8 +45,27 @@ class EvaluatorError(ValueError):
     """An evaluator returned something that cannot become a score or an aggregate."""
 
 
+_NP_BOOLS = frozenset({"bool_", "bool"})  # numpy 1 and numpy 2 spellings
+
+
+def _builtin(value: Any) -> Any:
+    """``value`` with numpy (and other `numbers.Real`) scalars turned into bool, int or float,
+    as ``scorer.score`` accepts them; anything else unchanged."""
+    kind = type(value)
+    if kind.__module__ == "numpy" and kind.__name__ in _NP_BOOLS:
+        return bool(value)
+    if isinstance(value, numbers.Real) and kind not in (bool, int, float):  # np.float64 too
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+    return value
+
+
 def to_result(name: str, value: Any, threshold: float | None = None) -> EvalResult:
-    """Turn an evaluator's return value into an `EvalResult` named ``name``."""
+    """Turn an evaluator's return value into an `EvalResult` named ``name``.
+
+    numpy scalars count as the matching builtin: ``np.float32(0.5)`` as ``0.5``,
+    ``np.bool_(True)`` as ``True``.
+    """
+    value = _builtin(value)
     if isinstance(value, EvalResult):
         return (
             value
@@ -66,7 +85,7 @@ def to_result(name: str, value: Any, threshold: float | None = None) -> EvalResu
         return EvalResult(name, value, True, "")
     raise EvaluatorError(
         f"evaluator {name!r} returned {type(value).__name__} {value!r}; "
-        "expected bool, int, float, str or EvalResult"
+        "expected bool, int, float (numpy scalars too), str or EvalResult"
     )
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from rapidfuzz import fuzz
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import shorten
+from pytest_llmobs.evaluators.basic import none_output, shorten
 
 FuzzyMethod = Literal["ratio", "partial_ratio", "token_set_ratio", "token_sort_ratio"]
 
@@ -60,6 +60,8 @@ def fuzzy(
         raise TypeError(f"fuzzy: threshold must be a number in [0, 1], got {threshold!r}")
     if math.isnan(threshold) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"fuzzy: threshold must be in [0, 1], got {threshold!r}")
+    if output is None:
+        return none_output("fuzzy", 0.0)
     got, want = str(output), str(expected)
     if not case_sensitive:
         got, want = got.casefold(), want.casefold()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from rapidfuzz import fuzz
 
 from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.basic import none_output
 from pytest_llmobs.evaluators.similarity import shorten
 
 PARTIAL_RATIO_SUPPORT = 90.0
@@ -78,6 +79,8 @@ def groundedness(
     """
     _check_share("threshold", threshold)
     _check_share("min_support", min_support)
+    if answer is None:
+        return none_output("groundedness", 0.0)
     text = str(answer)
     source = context if isinstance(context, str) else "\n".join(context)
     sentences = split_sentences(text)

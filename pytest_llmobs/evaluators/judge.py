@@ -2,16 +2,27 @@
 
 Rubrics are prompts like any other (versioned in the store, linked from the judge's generation).
 Built-in rubrics live under ``judge/`` (``judge/correctness``, ``judge/groundedness``,
-``judge/relevance``); a file of the same name in the prompts directory overrides one. The judge
-must answer with a ``Score: <number>`` line (and optionally ``Reasoning: ...``) or a JSON object
-``{"score": ..., "reasoning": ...}``; the score is mapped from the rubric's ``scale`` to 0..1.
-An answer with no score is an error recorded on the judge's generation, never a silent 0.
+``judge/relevance``); a file of the same name in the prompts directory overrides one. The
+rubric's ``config`` may set ``scale`` (``[low, high]``, two numbers with ``low < high``; default
+``[0, 1]``) and ``threshold`` (0..1, on the mapped score; default 0.5); a bad value is a
+`JudgeError` naming the rubric file before the judge is asked.
+
+The judge must answer with a ``Score: <number>`` line (and optionally ``Reasoning: ...``) or a
+JSON object ``{"score": ..., "reasoning": ...}``; the score is mapped from the rubric's scale to
+0..1. The last line that starts with ``Score:`` wins (a "score: 2" inside the reasoning does not);
+without such a line, the last ``score:`` anywhere. An explicit denominator, ``Score: 4/5``, names
+the top of the scale the judge used: the score is mapped from ``low..N`` (``low`` from the rubric),
+so on a ``[1, 5]`` rubric ``Score: 4/5`` and ``Score: 4`` both give 0.75, and on ``[0, 1]``
+``Score: 8/10`` gives 0.8. An answer with no usable score is an error recorded on the judge's
+generation, never a silent 0.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.evaluators.base import EvalResult
@@ -20,37 +31,68 @@ if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM
     from pytest_llmobs.prompts import PromptRegistry
 
-_SCORE = re.compile(
-    r"\bscore\b\s*[:=]\s*\**\s*(?P<value>[-+]?\d+(?:\.\d+)?)(?:\s*/\s*(?P<outof>\d+(?:\.\d+)?))?",
-    re.IGNORECASE,
-)
+_NUMBER = r"[-+]?\d+(?:\.\d+)?"
+_SCORE_TAIL = rf"[*_ \t]*[:=][*_ \t]*(?P<value>{_NUMBER})(?:[ \t]*/[ \t]*(?P<outof>{_NUMBER}))?"
+_SCORE_LINE = re.compile(r"^[ \t>#*_-]*score\b" + _SCORE_TAIL, re.IGNORECASE | re.MULTILINE)
+"""``Score: 4`` at the start of a line (after markdown such as ``**``, ``#`` or ``-``)."""
+_SCORE_ANYWHERE = re.compile(r"\bscore\b" + _SCORE_TAIL, re.IGNORECASE)
 _REASONING = re.compile(r"\breasoning\b\s*[:=]\s*(?P<text>.+)", re.IGNORECASE | re.DOTALL)
 _JSON_DECODER = json.JSONDecoder()
+_SCALE_HELP = "expected [low, high], two numbers with low < high, e.g. [1, 5]"
 
 
 class JudgeError(ValueError):
-    """The judge's answer holds no usable score."""
+    """The judge's answer holds no usable score, or the rubric's config is not valid."""
+
+
+def _shown(answer: str) -> str:
+    return repr(answer if len(answer) <= 200 else answer[:197] + "...")
 
 
 def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> tuple[float, str]:
-    """The score (mapped from ``scale`` to 0..1) and the reasoning in a judge's answer."""
+    """The score (mapped from ``scale`` to 0..1) and the reasoning in a judge's answer.
+
+    The score comes from a JSON object with a numeric ``score``, else from the last line that
+    starts with ``Score:``, else from the last ``score:`` anywhere; ``Score: x/N`` is read on the
+    scale ``low..N`` (see the module docstring).
+
+    >>> parse_judgement("Reasoning: at most score: 2, I thought.\\nScore: 5", scale=(1, 5))
+    (1.0, 'at most score: 2, I thought.')
+    >>> parse_judgement("Score: 4/5", scale=(1, 5)) == parse_judgement("Score: 4", scale=(1, 5))
+    True
+    """
+    if not scale[0] < scale[1]:
+        raise JudgeError(f"scale {scale!r} is not valid; {_SCALE_HELP}")
     score: float | None = None
     reasoning = ""
+    whose = "the rubric's scale"
+    written = ""
     data = _json_judgement(answer)
     if data is not None:
         score = float(data["score"])
+        written = f"{data['score']!r}"
         reasoning = str(data.get("reasoning", data.get("reason", "")))
     if score is None:
-        match = _SCORE.search(answer)
-        if match is None:
-            shown = answer if len(answer) <= 200 else answer[:197] + "..."
+        matches = list(_SCORE_LINE.finditer(answer)) or list(_SCORE_ANYWHERE.finditer(answer))
+        if not matches:
             raise JudgeError(
-                f"no score in the judge's answer {shown!r}; expected a line 'Score: <number>' "
-                "or a JSON object with a numeric 'score'"
+                f"no score in the judge's answer {_shown(answer)}; expected a line "
+                "'Score: <number>' or a JSON object with a numeric 'score'"
             )
+        match = matches[-1]
         score = float(match.group("value"))
+        written = match.group("value")
         if match.group("outof"):
-            scale = (0.0, float(match.group("outof")))
+            top = float(match.group("outof"))
+            written += "/" + match.group("outof")
+            if not top > scale[0]:
+                raise JudgeError(
+                    f"judge score {written} in the answer {_shown(answer)}: the denominator must "
+                    f"be above the rubric's lowest score {scale[0]:g}; expected 'Score: <number>' "
+                    f"on the rubric's scale {scale[0]:g}..{scale[1]:g}"
+                )
+            scale = (scale[0], top)
+            whose = "the scale it names,"
         reasons = _REASONING.search(answer)
         if reasons is None:
             reasoning = answer[match.end() :].strip()
@@ -58,8 +100,10 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
             end = match.start() if match.start() > reasons.start() else len(answer)
             reasoning = answer[reasons.start("text") : end].strip()
     low, high = scale
+    if not math.isfinite(score):
+        raise JudgeError(f"judge score {written} is not a finite number")
     if not low <= score <= high:
-        raise JudgeError(f"judge score {score:g} is outside the rubric's scale {low:g}..{high:g}")
+        raise JudgeError(f"judge score {written} is outside {whose} {low:g}..{high:g}")
     return (score - low) / (high - low), reasoning
 
 
@@ -74,6 +118,40 @@ def _json_judgement(answer: str) -> dict[str, Any] | None:
         if isinstance(score, (int, float)) and not isinstance(score, bool):
             return data  # type: ignore[no-any-return]
     return None
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float when it is a finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def rubric_settings(
+    config: Mapping[str, Any], *, where: str, threshold: float | None = None
+) -> tuple[tuple[float, float], float]:
+    """The rubric's ``scale`` and the threshold (``threshold``, else the rubric's), checked.
+
+    ``where`` names the rubric (and its file) in the `JudgeError` a bad value raises.
+
+    >>> rubric_settings({"scale": [1, 5]}, where="rubric")
+    ((1.0, 5.0), 0.5)
+    """
+    raw_scale = config.get("scale", [0, 1])
+    bounds = [_number(v) for v in raw_scale] if isinstance(raw_scale, (list, tuple)) else [None]
+    low, high = bounds if len(bounds) == 2 else (None, None)
+    if low is None or high is None or not low < high:
+        raise JudgeError(f"{where}: config 'scale' {raw_scale!r} is not valid; {_SCALE_HELP}")
+    given = threshold is not None
+    raw_limit: object = threshold if given else config.get("threshold", 0.5)
+    limit = _number(raw_limit)
+    if limit is None or not 0.0 <= limit <= 1.0:
+        source = "threshold=" if given else "config 'threshold' "
+        raise JudgeError(
+            f"{where}: {source}{raw_limit!r} is not valid; expected a number from 0 to 1 "
+            "(compared with the score mapped to 0..1)"
+        )
+    return (low, high), limit
 
 
 def llm_judge(
@@ -93,11 +171,10 @@ def llm_judge(
     from pytest_llmobs.tracing import current_observation
 
     template = prompts.get(rubric)
+    path = prompts.find_file(rubric)
+    where = f"llm_judge {rubric!r}" + (f" ({path})" if path is not None else "")
+    scale, limit = rubric_settings(template.config, where=where, threshold=threshold)
     compiled = template.compile(output=output, **variables)
-    config = template.config
-    raw_scale = config.get("scale", (0, 1))
-    scale = (float(raw_scale[0]), float(raw_scale[1]))
-    limit = float(threshold if threshold is not None else config.get("threshold", 0.5))
     answer = llm.generate(compiled, name=f"llm_judge:{rubric}")
     try:
         value, reasoning = parse_judgement(answer.text, scale=scale)

@@ -11,11 +11,17 @@ Backends implement `SimilarityBackend` (a ``name`` and a batched ``similarities(
 
 Fitting and caching. Without a corpus, TF-IDF is fitted on the texts being compared (one pair for
 `similarity`, all pairs at once for `similarity_many`). With ``corpus=`` (say, the dataset's texts)
-it is fitted on the corpus *once* and later texts are transformed with that vocabulary (words the
-corpus never saw are ignored; character n-grams still match them). `cached_tfidf` keeps the fitted
-backends of the last few corpora in an LRU keyed by the corpus tuple, so calling
-``similarity(output, expected, corpus=dataset_texts)`` once per test fits once per dataset and
-scores exactly like one ``similarity_many`` call. scikit-learn and numpy load on first use.
+the IDF weights are fitted on the corpus *once*; the compared texts keep every word and character
+n-gram of their own, and a term the corpus never saw weighs as much as a term in no corpus text
+(the highest IDF), so ``"Tokyo Japan"`` and ``"Japan Tokyo"`` still match under a corpus about
+Europe. `cached_tfidf` keeps the fitted backends of the last few corpora in an LRU keyed by the
+corpus tuple, so calling ``similarity(output, expected, corpus=dataset_texts)`` once per test fits
+once per dataset and scores like one ``similarity_many`` call (to the last bit of a float).
+scikit-learn, scipy and numpy load on first use.
+
+A ``None`` output (say, a tool-call-only answer) scores 0.0 and fails: it is not the text
+``"None"``. A backend that gives a score that is not a finite number, or an `EmbeddingBackend`
+whose vectors are not finite or not all of one length, is a ``ValueError`` naming the backend.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import numbers
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.basic import none_output
 
 ANALYZERS = ("word", "char", "char_wb")
 """Analyzers `TfidfBackend` accepts: words, character n-grams, character n-grams inside words."""
@@ -64,7 +74,7 @@ def _scores(
     scores = [1.0 if a == b else 0.0 if not a or not b else None for a, b in stripped]
     todo = [i for i, score in enumerate(scores) if score is None]
     for i, value in zip(todo, model([pairs[i] for i in todo]) if todo else [], strict=True):
-        scores[i] = 0.0 if math.isnan(value) else min(max(value, 0.0), 1.0)
+        scores[i] = value if math.isnan(value) else min(max(value, 0.0), 1.0)  # NaN: reported
     return [score for score in scores if score is not None]
 
 
@@ -81,6 +91,42 @@ def _learnt(method: Callable[[Sequence[str]], Any], texts: Sequence[str]) -> Any
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _CorpusWeights:
+    """One analyzer's IDF weights fitted on a corpus, for texts with terms the corpus lacks."""
+
+    analyze: Callable[[str], list[str]]
+    idf: dict[str, float]
+    unseen: float
+    """The IDF of a term in no corpus text: ``ln(1 + n) + 1``, as scikit-learn's smooth IDF."""
+
+    def matrix(self, texts: Sequence[str]) -> Any:
+        """L2-normalised sublinear TF-IDF rows of ``texts`` over their own terms (None if none)."""
+        import numpy as np
+
+        sparse = importlib.import_module("scipy.sparse")
+        vocabulary: dict[str, int] = {}
+        indices: list[int] = []
+        counts: list[int] = []
+        indptr = [0]
+        for text in texts:
+            counted = Counter(self.analyze(text))
+            indices.extend(vocabulary.setdefault(term, len(vocabulary)) for term in counted)
+            counts.extend(counted.values())
+            indptr.append(len(indices))
+        if not vocabulary:
+            return None
+        idf = np.fromiter(
+            (self.idf.get(term, self.unseen) for term in vocabulary), float, len(vocabulary)
+        )
+        columns = np.asarray(indices, dtype=np.int64)
+        data = (1.0 + np.log(np.asarray(counts, dtype=np.float64))) * idf[columns]
+        rows = np.repeat(np.arange(len(texts)), np.diff(indptr))
+        norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=len(texts)))
+        data /= norms[rows]
+        return sparse.csr_matrix((data, columns, indptr), shape=(len(texts), len(vocabulary)))
+
+
 class TfidfBackend:
     """Cosine similarity of TF-IDF vectors, averaged over the configured analyzers.
 
@@ -91,7 +137,8 @@ class TfidfBackend:
     1
 
     ``fit_count`` counts fits: a corpus is fitted once, lazily or by `fit`; without a corpus each
-    ``similarities`` call fits once on the texts it was given.
+    ``similarities`` call fits once on the texts it was given. A corpus sets the IDF weights only:
+    terms it never saw still count, at the highest IDF.
     """
 
     name = "tfidf"
@@ -120,14 +167,14 @@ class TfidfBackend:
         self.word_ngram_range = word_ngram_range
         self.fit_count = 0
         self.corpus = tuple(corpus) if corpus else None  # fitted on lazily; None: on each batch
-        self._vectorizers: list[Any] | None = None
+        self._weights: list[_CorpusWeights] | None = None
 
     def fit(self, corpus: Sequence[str]) -> TfidfBackend:
-        """Fit the vocabulary and IDF weights on ``corpus`` now; returns ``self``."""
+        """Fit the IDF weights on ``corpus`` now; returns ``self``."""
         texts = tuple(corpus)
         if not texts:
             raise ValueError("cannot fit a TfidfBackend on an empty corpus")
-        self._vectorizers = [_learnt(self._vectorizer(a).fit, texts) for a in self.analyzers]
+        self._weights = [self._fit_weights(a, texts) for a in self.analyzers]
         self.corpus = texts
         self.fit_count += 1
         return self
@@ -135,7 +182,7 @@ class TfidfBackend:
     def use_corpus(self, corpus: Sequence[str]) -> TfidfBackend:
         """Fit on ``corpus`` unless already fitted on an equal one; returns ``self``."""
         texts = tuple(corpus)
-        if self._vectorizers is None or texts != self.corpus:
+        if self._weights is None or texts != self.corpus:
             self.fit(texts)
         return self
 
@@ -171,12 +218,28 @@ class TfidfBackend:
             **({"token_pattern": _WORD_TOKEN} if word else {}),
         )
 
+    def _fit_weights(self, analyzer: str, corpus: tuple[str, ...]) -> _CorpusWeights:
+        vectorizer = self._vectorizer(analyzer)
+        fitted = _learnt(vectorizer.fit, corpus) is not None
+        idf = (
+            dict(
+                zip(
+                    vectorizer.get_feature_names_out().tolist(),
+                    vectorizer.idf_.tolist(),
+                    strict=True,
+                )
+            )
+            if fitted
+            else {}
+        )
+        return _CorpusWeights(vectorizer.build_analyzer(), idf, math.log(1 + len(corpus)) + 1)
+
     def _matrices(self, texts: list[str]) -> list[Any]:
         """L2-normalised TF-IDF rows of ``texts`` per analyzer; None where nothing was learnt."""
-        if self._vectorizers is None and self.corpus is not None:
+        if self._weights is None and self.corpus is not None:
             self.fit(self.corpus)
-        if self._vectorizers is not None:
-            return [None if v is None else v.transform(texts) for v in self._vectorizers]
+        if self._weights is not None:
+            return [weights.matrix(texts) for weights in self._weights]
         self.fit_count += 1
         return [_learnt(self._vectorizer(a).fit_transform, texts) for a in self.analyzers]
 
@@ -203,11 +266,31 @@ class EmbeddingBackend:
         import numpy as np
 
         index = {text: i for i, text in enumerate(dict.fromkeys(t for pair in pairs for t in pair))}
-        vectors = np.asarray(self.embed(list(index)), dtype=np.float64)
+        embedded = self.embed(list(index))
+        try:
+            vectors = np.asarray(embedded, dtype=np.float64)
+        except (TypeError, ValueError) as error:  # ragged, or not numbers
+            lengths = sorted({len(v) for v in embedded if hasattr(v, "__len__")})
+            what = (
+                f"vectors of different lengths {lengths}"
+                if len(lengths) > 1
+                else f"something that is not one vector of numbers per text ({error})"
+            )
+            raise ValueError(
+                f"embedding backend {self.name!r} returned {what} for {len(index)} texts; "
+                "expected one vector per text, all of one length"
+            ) from None
         if vectors.ndim != 2 or vectors.shape[0] != len(index):
             raise ValueError(
                 f"embedding backend {self.name!r} returned an array of shape "
                 f"{vectors.shape!r} for {len(index)} texts; expected one vector per text"
+            )
+        if not np.isfinite(vectors).all():
+            bad = [text for text, row in index.items() if not np.isfinite(vectors[row]).all()]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ValueError(
+                f"embedding backend {self.name!r} returned a vector with NaN or infinity for "
+                f"{shorten(bad[0])}{more}; expected finite numbers"
             )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         units = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
@@ -258,14 +341,35 @@ def similarity_many(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
-    texts = [(str(output), str(reference)) for output, reference in pairs]
+    given = list(pairs)
+    shown = [(str(output), str(reference)) for output, reference in given]
+    texts = [pair for pair, (output, _) in zip(shown, given, strict=True) if output is not None]
     corpus_texts = tuple(corpus) if corpus is not None else ()
     if backend is None:
         backend = cached_tfidf(corpus_texts) if corpus_texts else TfidfBackend()
     elif corpus_texts and isinstance(backend, TfidfBackend):
         backend.use_corpus(corpus_texts)  # other backends have no use for a corpus
+    scored = backend.similarities(texts) if texts else []
+    if len(scored) != len(texts):
+        raise ValueError(
+            f"similarity backend {backend.name!r} gave {len(scored)} scores for {len(texts)} "
+            "pairs; expected one score per pair"
+        )
+    values = iter(scored)
     results = []
-    for (output, reference), value in zip(texts, backend.similarities(texts), strict=True):
+    for (output, reference), (original, _) in zip(shown, given, strict=True):
+        if original is None:
+            results.append(none_output("similarity", 0.0))
+            continue
+        value = next(values)
+        if isinstance(value, bool) or not (
+            isinstance(value, numbers.Real) and math.isfinite(value)
+        ):
+            raise ValueError(
+                f"similarity backend {backend.name!r} gave {value!r} for {shorten(output)} and "
+                f"{shorten(reference)}; expected a number from 0 to 1"
+            )
+        value = float(value)
         passed = value >= threshold
         reason = (
             ""

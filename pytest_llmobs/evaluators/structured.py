@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import shorten
+from pytest_llmobs.evaluators.basic import NONE_OUTPUT, none_output, shorten
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 _SHOWN_ERRORS = 3
+NO_LABEL = "(none)"
+"""The label recorded for a ``None`` prediction (say, a tool-call-only answer)."""
 _JSONSCHEMA_MISSING = (
     "matches_schema with a JSON Schema dict needs jsonschema: pip install 'pytest-llmobs[schema]'"
 )
@@ -76,6 +78,8 @@ def json_valid(output: object) -> EvalResult:
     >>> print(json_valid("[1, 2] [3]").reason)
     invalid JSON at line 1:8: Extra data in '[1, 2] [3]'
     """
+    if output is None:
+        return none_output("json_valid")
     text = _as_text(output)
     try:
         _parse(text)
@@ -172,6 +176,8 @@ def matches_schema(output: object, schema: type[BaseModel] | Mapping[str, Any]) 
             f" got {shorten(schema)}"
         )
     json_text: str | None = None
+    if output is None:
+        return none_output("matches_schema")
     if isinstance(output, (dict, list)):
         data: Any = output
     else:
@@ -208,7 +214,10 @@ def label(predicted: object, expected: object) -> LabelResult:
     >>> result.value, result.expected, result.reason
     ('positive', 'negative', "expected label 'negative', got 'positive'")
     """
-    got, want = str(predicted).strip(), str(expected).strip()
+    want = str(expected).strip()
+    if predicted is None:  # recorded as NO_LABEL, so it never counts as a right "None"
+        return LabelResult("label", NO_LABEL, False, NONE_OUTPUT, expected=want)
+    got = str(predicted).strip()
     passed = got == want
     reason = "" if passed else f"expected label {shorten(want)}, got {shorten(got)}"
     return LabelResult("label", got, passed, reason, expected=want)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import check_bounds, shorten, shorten_all
+from pytest_llmobs.evaluators.basic import check_bounds, none_output, shorten, shorten_all
 
 _WORD = re.compile(r"\w+")
 
@@ -42,6 +42,8 @@ def contains(output: object, needle: object, *, case_sensitive: bool = False) ->
     text, wanted = str(output), str(needle)
     if not wanted:
         raise ValueError("contains: needle is empty; it would match every output")
+    if output is None:
+        return none_output("contains")
     passed = _fold(wanted, case_sensitive) in _fold(text, case_sensitive)
     reason = (
         "" if passed else f"{shorten(wanted)} not found{_in(case_sensitive)} in {shorten(text)}"
@@ -58,6 +60,8 @@ def contains_all(
     "missing 1 of 3 (case-insensitive): 'oslo' in 'Paris, Rome'"
     """
     wanted = _needles("contains_all", needles)
+    if output is None:
+        return none_output("contains_all", 0.0)
     text = _fold(str(output), case_sensitive)
     missing = [n for n in wanted if _fold(n, case_sensitive) not in text]
     share = 1.0 - len(missing) / len(wanted)
@@ -79,6 +83,8 @@ def contains_any(
     <contains_any passed value=True>
     """
     wanted = _needles("contains_any", needles)
+    if output is None:
+        return none_output("contains_any")
     text = _fold(str(output), case_sensitive)
     passed = any(_fold(n, case_sensitive) in text for n in wanted)
     reason = (
@@ -106,6 +112,8 @@ def regex(
         compiled = re.compile(pattern, flags)
     except re.error as error:
         raise ValueError(f"regex: invalid pattern {source!r}: {error}") from error
+    if output is None:
+        return none_output("regex")
     text = str(output)
     found = compiled.fullmatch(text) if fullmatch else compiled.search(text)
     passed = found is not None
@@ -123,6 +131,8 @@ def word_count(text: object, *, min: int | None = None, max: int | None = None) 
     >>> word_count("Paris is the capital.", min=5)
     <word_count FAILED value=4: word count 4 outside [5, ]>
     """
+    if text is None:
+        return none_output("word_count", 0)
     count = sum(1 for _ in _WORD.finditer(str(text)))
     reason = check_bounds(count, min, max, what="word count", evaluator="word_count")
     return EvalResult("word_count", count, not reason, reason)
