@@ -44,7 +44,12 @@ class Row:
     """``ok`` / ``MISSED`` against the target, ``-`` for a reference figure, or `NA`."""
 
     def cells(self) -> tuple[str, ...]:
-        ratio = NA if self.verdict == NA else ("-" if self.ratio is None else f"{self.ratio:.2f}x")
+        if self.verdict == NA:
+            ratio = NA
+        elif self.ratio is None:
+            ratio = "-"
+        else:  # 3 decimals below 2x: 1.052x must not read as a 1.05x that missed 1.05x
+            ratio = f"{self.ratio:.3f}x" if self.ratio < 2 else f"{self.ratio:.2f}x"
         return (self.benchmark, self.measured, self.baseline, ratio, self.target, self.verdict)
 
     def to_dict(self) -> dict[str, Any]:
