@@ -742,3 +742,31 @@ def test_the_fake_server_rejects_requests_that_break_the_contract(
     assert len(fake_langfuse.violations) == 2
     assert "datasetName" in fake_langfuse.violations[0]
     fake_langfuse.violations.clear()
+
+
+def test_an_exporter_bug_is_reported_as_a_failed_upload_not_a_crash(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.makeconftest(
+        dedent(
+            """\
+            from pytest_llmobs.exporters.langfuse import LangfuseExporter
+
+            def broken(self, run):  # a bug inside the exporter, injected
+                raise KeyError("observations")
+
+            LangfuseExporter.export = broken
+            """
+        )
+    )
+
+    result = suite.runpytest("--llm-upload=langfuse")
+
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == 1  # the failing test, not the upload
+    result.stdout.fnmatch_lines(
+        ["*upload stopped by an unexpected KeyError: 'observations' (a bug: report it)"]
+    )
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+    assert len(runs.latest()["items"]) == 4  # the run is stored whatever the upload did

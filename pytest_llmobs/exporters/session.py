@@ -47,7 +47,10 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
         except Exception as exc:  # a bug in an exporter: report it, keep the session's outcome
             report = ExportReport(target=target, run_id=str(run["id"]))
             report.failed["run"] = 1
-            report.error(f"upload stopped by an unexpected {type(exc).__name__} (a bug: report it)")
+            detail = " ".join(str(exc).split())[:200]
+            report.error(
+                f"upload stopped by an unexpected {type(exc).__name__}: {detail} (a bug: report it)"
+            )
         reports.append(report)
     failed = [r for r in reports if not r.ok]
     if failed and settings.upload_strict:
