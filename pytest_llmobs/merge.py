@@ -287,7 +287,10 @@ def merge_shards(
         ended_at=max(ends) if ends else None,
     )
     notes = [f"shard {s.label} did not finish (status {s.run['status']})" for s in unfinished]
-    notes += [f"shard {label} failed: {why}" for label, why in failures.items()]
+    failed_shards = [f"shard {label} failed: {why}" for label, why in failures.items()]
+    if failed_shards:  # stored too: a later `llmobs show` or report says why the run failed
+        store.update_run(run_id, summary={"errors": [*result.errors, *failed_shards]})
+    notes += failed_shards
     dropped = _dropped_aggregates(shards, result)
     if dropped:
         notes.append("not recomputed (run evaluators need the suite's code): " + ", ".join(dropped))

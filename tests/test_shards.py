@@ -3,6 +3,7 @@ exports into the run an unsharded session records."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from textwrap import dedent
@@ -426,7 +427,13 @@ def test_a_shard_with_a_collection_error_fails_the_merged_run(
         out.splitlines()
     )
     assert out.splitlines()[1].endswith("-> failed")
-    assert json.loads(merged.read_text(encoding="utf-8"))["status"] == "failed"
+    run = json.loads(merged.read_text(encoding="utf-8"))
+    assert run["status"] == "failed"
+    why = f"shard {two} failed: its session failed with no items (a collection error?)"
+    assert run["errors"] == [why]  # stored with the run: a later report says why it failed
+    capsys.readouterr()
+    assert main(["report", str(merged), "-o", str(pytester.path / "r.html")]) == 0
+    assert html.escape(why) in (pytester.path / "r.html").read_text(encoding="utf-8")
 
 
 def test_a_shard_with_a_crashed_worker_fails_the_merged_run_and_keeps_its_missing_list(
