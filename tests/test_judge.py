@@ -84,6 +84,13 @@ RUBRICS = ["judge/correctness", "judge/groundedness", "judge/relevance"]
         pytest.param("I'd say score: 2, final score: 4", (1.0, 5.0), 0.75, "", id="no-line"),
         pytest.param("Score: 4/5", (1.0, 5.0), 0.75, "", id="denominator-is-the-scale-top"),
         pytest.param("Score: 8/10", (0.0, 1.0), 0.8, "", id="denominator-replaces-the-top"),
+        pytest.param(
+            '{"score": "4", "reasoning": "quoted"}',
+            (1.0, 5.0),
+            0.75,
+            "quoted",
+            id="json-score-as-a-numeric-string",
+        ),
     ],
 )
 def test_parse_judgement(

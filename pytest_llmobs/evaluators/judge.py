@@ -38,6 +38,7 @@ _SCORE_LINE = re.compile(r"^[ \t>#*_-]*score\b" + _SCORE_TAIL, re.IGNORECASE | r
 _SCORE_ANYWHERE = re.compile(r"\bscore\b" + _SCORE_TAIL, re.IGNORECASE)
 _REASONING = re.compile(r"\breasoning\b\s*[:=]\s*(?P<text>.+)", re.IGNORECASE | re.DOTALL)
 _JSON_DECODER = json.JSONDecoder()
+_QUOTED_NUMBER = re.compile(_NUMBER)
 _SCALE_HELP = "expected [low, high], two numbers with low < high, e.g. [1, 5]"
 
 
@@ -108,13 +109,16 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
 
 
 def _json_judgement(answer: str) -> dict[str, Any] | None:
-    """The first JSON object in ``answer`` with a numeric ``score`` (text around it is ignored)."""
+    """The first JSON object in ``answer`` with a numeric ``score`` (text around it is ignored;
+    a number in quotes, ``"4"``, counts: models often quote them)."""
     for brace in re.finditer(r"\{", answer):
         try:
             data, _ = _JSON_DECODER.raw_decode(answer, brace.start())
         except json.JSONDecodeError:
             continue
         score = data.get("score") if isinstance(data, dict) else None
+        if isinstance(score, str) and _QUOTED_NUMBER.fullmatch(score.strip()):
+            return {**data, "score": float(score)}
         if isinstance(score, (int, float)) and not isinstance(score, bool):
             return data  # type: ignore[no-any-return]
     return None
