@@ -18,6 +18,7 @@ from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.basic import char_length, exact_match, shorten
 from pytest_llmobs.evaluators.fuzzy import fuzzy
 from pytest_llmobs.evaluators.normalize import normalize
+from pytest_llmobs.evaluators.similarity import similarity, similarity_many
 from pytest_llmobs.evaluators.structured import LabelResult, json_valid, label, matches_schema
 from pytest_llmobs.evaluators.text import contains, contains_all, contains_any, regex, word_count
 
@@ -669,3 +670,30 @@ def test_a_none_prediction_is_recorded_as_no_label_and_never_matches_the_label_n
     assert not result
     assert (result.value, result.expected) == ("(none)", "None")
     assert result.reason == "output is None, not text"
+
+
+@pytest.mark.parametrize(
+    ("evaluate", "value"),
+    [
+        pytest.param(lambda: exact_match("None", None), False, id="exact_match"),
+        pytest.param(lambda: exact_match("none", None, case_sensitive=False), False, id="fold"),
+        pytest.param(lambda: fuzzy("None", None), 0.0, id="fuzzy"),
+        pytest.param(lambda: similarity("None", None), 0.0, id="similarity"),
+        pytest.param(lambda: similarity_many([("Paris", None)])[0], 0.0, id="similarity_many"),
+    ],
+)
+def test_a_none_expected_fails_saying_there_is_nothing_to_compare_with(
+    evaluate: Any, value: object
+) -> None:
+    result = evaluate()
+
+    assert not result
+    assert (result.value, type(result.value)) == (value, type(value))
+    assert result.reason == "expected is None: the item has no expected output to compare with"
+
+
+def test_a_none_reference_leaves_the_other_pairs_of_a_batch_alone() -> None:
+    first, missing, last = similarity_many([("Paris", "Paris"), ("Paris", None), ("a", "a")])
+
+    assert (first.value, first.passed, last.value, last.passed) == (1.0, True, 1.0, True)
+    assert not missing and missing.value == 0.0

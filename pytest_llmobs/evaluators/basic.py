@@ -21,6 +21,20 @@ def none_output(evaluator: str, value: float | bool | str = False) -> EvalResult
     return EvalResult(evaluator, value, False, NONE_OUTPUT)
 
 
+NONE_EXPECTED = "expected is None: the item has no expected output to compare with"
+"""The reason of a comparing evaluator's verdict when the expected text is ``None`` (a dataset
+item without ``expected_output``): it fails, rather than compare with the text ``"None"``."""
+
+
+def none_expected(evaluator: str, value: float | bool = False) -> EvalResult:
+    """The failed result of ``evaluator`` when there is nothing to compare with.
+
+    >>> none_expected("fuzzy", 0.0).reason
+    'expected is None: the item has no expected output to compare with'
+    """
+    return EvalResult(evaluator, value, False, NONE_EXPECTED)
+
+
 def shorten(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to about ``limit`` characters for reasons and assertion messages.
 
@@ -89,10 +103,13 @@ def exact_match(
     ...                  unicode=True))
     True
 
-    A ``None`` output fails (it is not the text ``"None"``).
+    A ``None`` output fails (it is not the text ``"None"``), and so does a ``None`` expected
+    (an item without an expected output).
     """
     if output is None:
         return none_output("exact_match")
+    if expected is None:
+        return none_expected("exact_match")
     options = {
         "case": not case_sensitive,
         "whitespace": normalize_whitespace,

@@ -9,7 +9,7 @@ from typing import Literal
 from rapidfuzz import fuzz
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import none_output, shorten
+from pytest_llmobs.evaluators.basic import none_expected, none_output, shorten
 
 FuzzyMethod = Literal["ratio", "partial_ratio", "token_set_ratio", "token_sort_ratio"]
 
@@ -62,6 +62,8 @@ def fuzzy(
         raise ValueError(f"fuzzy: threshold must be in [0, 1], got {threshold!r}")
     if output is None:
         return none_output("fuzzy", 0.0)
+    if expected is None:
+        return none_expected("fuzzy", 0.0)
     got, want = str(output), str(expected)
     if not case_sensitive:
         got, want = got.casefold(), want.casefold()

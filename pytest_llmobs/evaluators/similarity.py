@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import none_output
+from pytest_llmobs.evaluators.basic import none_expected, none_output
 
 ANALYZERS = ("word", "char", "char_wb")
 """Analyzers `TfidfBackend` accepts: words, character n-grams, character n-grams inside words."""
@@ -343,7 +343,11 @@ def similarity_many(
         raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
     given = list(pairs)
     shown = [(str(output), str(reference)) for output, reference in given]
-    texts = [pair for pair, (output, _) in zip(shown, given, strict=True) if output is not None]
+    texts = [
+        pair
+        for pair, (output, reference) in zip(shown, given, strict=True)
+        if output is not None and reference is not None
+    ]
     corpus_texts = tuple(corpus) if corpus is not None else ()
     if backend is None:
         backend = cached_tfidf(corpus_texts) if corpus_texts else TfidfBackend()
@@ -357,9 +361,12 @@ def similarity_many(
         )
     values = iter(scored)
     results = []
-    for (output, reference), (original, _) in zip(shown, given, strict=True):
+    for (output, reference), (original, original_reference) in zip(shown, given, strict=True):
         if original is None:
             results.append(none_output("similarity", 0.0))
+            continue
+        if original_reference is None:
+            results.append(none_expected("similarity", 0.0))
             continue
         value = next(values)
         if isinstance(value, bool) or not (
