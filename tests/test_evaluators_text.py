@@ -680,6 +680,7 @@ def test_a_none_prediction_is_recorded_as_no_label_and_never_matches_the_label_n
         pytest.param(lambda: fuzzy("None", None), 0.0, id="fuzzy"),
         pytest.param(lambda: similarity("None", None), 0.0, id="similarity"),
         pytest.param(lambda: similarity_many([("Paris", None)])[0], 0.0, id="similarity_many"),
+        pytest.param(lambda: contains("None", None), False, id="contains"),
     ],
 )
 def test_a_none_expected_fails_saying_there_is_nothing_to_compare_with(
@@ -697,3 +698,10 @@ def test_a_none_reference_leaves_the_other_pairs_of_a_batch_alone() -> None:
 
     assert (first.value, first.passed, last.value, last.passed) == (1.0, True, 1.0, True)
     assert not missing and missing.value == 0.0
+
+
+def test_a_none_expected_label_is_no_label_not_the_label_none() -> None:
+    result = label("None", None)
+
+    assert not result
+    assert (result.value, result.expected) == ("None", "(none)")

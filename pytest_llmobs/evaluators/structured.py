@@ -214,7 +214,8 @@ def label(predicted: object, expected: object) -> LabelResult:
     >>> result.value, result.expected, result.reason
     ('positive', 'negative', "expected label 'negative', got 'positive'")
     """
-    want = str(expected).strip()
+    # a missing label on either side is NO_LABEL, never the label "None"
+    want = NO_LABEL if expected is None else str(expected).strip()
     if predicted is None:  # recorded as NO_LABEL, so it never counts as a right "None"
         return LabelResult("label", NO_LABEL, False, NONE_OUTPUT, expected=want)
     got = str(predicted).strip()

@@ -6,7 +6,13 @@ import re
 from collections.abc import Iterable
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import check_bounds, none_output, shorten, shorten_all
+from pytest_llmobs.evaluators.basic import (
+    check_bounds,
+    none_expected,
+    none_output,
+    shorten,
+    shorten_all,
+)
 
 _WORD = re.compile(r"\w+")
 
@@ -44,6 +50,8 @@ def contains(output: object, needle: object, *, case_sensitive: bool = False) ->
         raise ValueError("contains: needle is empty; it would match every output")
     if output is None:
         return none_output("contains")
+    if needle is None:  # say, an item's missing expected_output: not the text "None"
+        return none_expected("contains")
     passed = _fold(wanted, case_sensitive) in _fold(text, case_sensitive)
     reason = (
         "" if passed else f"{shorten(wanted)} not found{_in(case_sensitive)} in {shorten(text)}"
