@@ -253,8 +253,7 @@ class Store:
 
     def begin_run(self, header: Mapping[str, Any]) -> None:
         """Insert a run in status ``running``; ``header`` holds id, name, model, started_at."""
-        if self.governance is not None:
-            header = self.governance.value(dict(header))
+        header = self._governed(header)
         with self._transaction():
             self._db.execute(
                 "INSERT INTO runs (id, name, model, status, started_at, pid, header)"
@@ -308,8 +307,7 @@ class Store:
         self, run_id: str, *, status: str, ended_at: float, summary: Mapping[str, Any]
     ) -> None:
         """Record the run's final status and its summary (datasets, prompts, aggregates...)."""
-        if self.governance is not None:
-            summary = self.governance.value(dict(summary))
+        summary = self._governed(summary)
         with self._transaction():
             self._db.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
@@ -320,8 +318,8 @@ class Store:
         self, run_id: str, *, status: str | None = None, summary: Mapping[str, Any] | None = None
     ) -> None:
         """Change a finished run's status and/or merge ``summary`` keys into its summary."""
-        if self.governance is not None and summary is not None:
-            summary = self.governance.value(dict(summary))
+        if summary is not None:
+            summary = self._governed(summary)
         with self._transaction():
             row = self._db.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -526,12 +524,13 @@ class Store:
             ).rowcount
         return bool(added)
 
-    def _governed(self, prompt_data: Mapping[str, Any]) -> dict[str, Any]:
-        """A prompt version's template and config as stored: masked like everything else (the
-        version keeps the hash of its real content, which the prompt file is compared by)."""
+    def _governed(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A record of the store's own (a run header or summary, a prompt version's template
+        and config) as it is written: through the store's policy, when it has one. A prompt
+        version keeps the hash of its real content, which the prompt file is compared by."""
         if self.governance is None:
-            return dict(prompt_data)
-        governed: dict[str, Any] = self.governance.value(dict(prompt_data))
+            return dict(record)
+        governed: dict[str, Any] = self.governance.value(dict(record))
         return governed
 
     def _set_label(self, name: str, label: str, version: int) -> None:
