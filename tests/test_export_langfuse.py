@@ -24,7 +24,7 @@ from fake_langfuse import (
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import EXPORTERS, ExporterOptions, ExportError, create_exporter
 from pytest_llmobs.exporters.http import HttpOptions
-from pytest_llmobs.exporters.langfuse import DEFAULT_BASE_URL, LangfuseConfig
+from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
 from pytest_llmobs.exporters.langfuse_payloads import dataset_item_id
 from pytest_llmobs.exporters.otlp_spans import unix_nanos
 from pytest_llmobs.store import Store

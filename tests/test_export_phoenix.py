@@ -30,12 +30,8 @@ from phoenix_server import (
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
-from pytest_llmobs.exporters.phoenix import (
-    DEFAULT_ENDPOINT,
-    PhoenixConfig,
-    _Inventory,
-    project_name,
-)
+from pytest_llmobs.exporters.phoenix import _Inventory
+from pytest_llmobs.exporters.phoenix_config import DEFAULT_ENDPOINT, PhoenixConfig, project_name
 from pytest_llmobs.run import default_run_name
 from pytest_llmobs.store import Store
 
