@@ -304,9 +304,14 @@ def _csv_header(row: list[str], loc: _Loc) -> list[str]:
 
 
 def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
-    if len(row) > len(header):
-        raise DatasetError(f"{loc.prefix}: row has {len(row)} cells but the header {len(header)}")
-    cells = dict.fromkeys(header, "") | dict(zip(header, row, strict=False))
+    if len(row) != len(header):
+        # A short row is as likely a lost separator (every later cell one column off) as
+        # cells left out, so it is refused like a long one rather than padded.
+        hint = "; an empty cell still needs its comma" if len(row) < len(header) else ""
+        raise DatasetError(
+            f"{loc.prefix}: row has {len(row)} cells but the header {len(header)}{hint}"
+        )
+    cells = dict(zip(header, row, strict=True))
     metadata: Any = {}
     if cells.get("metadata", "").strip():
         try:

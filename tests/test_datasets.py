@@ -393,6 +393,14 @@ def test_error_csv_row_too_long(tmp_path: Path) -> None:
     assert load_error(path) == f"{path}:2: row has 3 cells but the header 2"
 
 
+def test_error_csv_row_too_short(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "id,input,expected_output\nq1,a,b\nq2,a\n")
+    expected = f"{path}:3: row has 2 cells but the header 3; an empty cell still needs its comma"
+    assert load_error(path) == expected
+    path.write_text("id,input,expected_output\nq1,a,\n")  # an empty last cell is fine
+    assert [item.expected_output for item in load_dataset_file(path)] == [None]
+
+
 def test_error_not_found_lists_available(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "beta.jsonl", [{"input": 1}])
     write(tmp_path / "alpha.csv", "input\nx\n")
