@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +143,7 @@ class Scorer:
     def contains_all(
         self,
         output: object,
-        needles: Iterable[object],
+        needles: Iterable[object] | None,
         *,
         case_sensitive: bool = False,
         name: str | None = None,
@@ -155,7 +156,7 @@ class Scorer:
     def contains_any(
         self,
         output: object,
-        needles: Iterable[object],
+        needles: Iterable[object] | None,
         *,
         case_sensitive: bool = False,
         name: str | None = None,
@@ -168,7 +169,7 @@ class Scorer:
     def regex(
         self,
         output: object,
-        pattern: str,
+        pattern: str | re.Pattern[str] | None,
         *,
         flags: int = 0,
         fullmatch: bool = False,

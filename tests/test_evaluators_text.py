@@ -681,6 +681,11 @@ def test_a_none_prediction_is_recorded_as_no_label_and_never_matches_the_label_n
         pytest.param(lambda: similarity("None", None), 0.0, id="similarity"),
         pytest.param(lambda: similarity_many([("Paris", None)])[0], 0.0, id="similarity_many"),
         pytest.param(lambda: contains("None", None), False, id="contains"),
+        pytest.param(lambda: contains_all("None", None), 0.0, id="contains_all"),
+        pytest.param(lambda: contains_all("None x", ["x", None]), 0.0, id="contains_all-one"),
+        pytest.param(lambda: contains_any("None", None), False, id="contains_any"),
+        pytest.param(lambda: contains_any("None", ["y", None]), False, id="contains_any-one"),
+        pytest.param(lambda: regex("None", None), False, id="regex"),
     ],
 )
 def test_a_none_expected_fails_saying_there_is_nothing_to_compare_with(
@@ -705,3 +710,10 @@ def test_a_none_expected_label_is_no_label_not_the_label_none() -> None:
 
     assert not result
     assert (result.value, result.expected) == ("None", "(none)")
+
+
+def test_regex_names_a_pattern_that_is_not_text() -> None:
+    with pytest.raises(
+        TypeError, match=r"^regex: pattern must be a string or re.Pattern, got int 5$"
+    ):
+        regex("5", 5)  # type: ignore[arg-type]

@@ -17,16 +17,22 @@ from pytest_llmobs.evaluators.basic import (
 _WORD = re.compile(r"\w+")
 
 
-def _needles(name: str, needles: Iterable[object]) -> list[str]:
+def _needles(name: str, needles: Iterable[object] | None) -> list[str] | None:
+    """The needles as strings; None when there are none to look for (``needles`` or one of
+    them is ``None``, say an item's missing metadata): the caller fails with `none_expected`."""
     if isinstance(needles, (str, bytes)):
         raise TypeError(
             f"{name}: needles must be an iterable of strings, not the string {shorten(needles)};"
             " use contains() for a single needle"
         )
-    found = [str(n) for n in needles]
-    if not found:
+    if needles is None:
+        return None
+    given = list(needles)
+    if not given:
         raise ValueError(f"{name}: needles is empty; give at least one string to look for")
-    return found
+    if any(n is None for n in given):
+        return None
+    return [str(n) for n in given]
 
 
 def _fold(text: str, case_sensitive: bool) -> str:
@@ -60,9 +66,11 @@ def contains(output: object, needle: object, *, case_sensitive: bool = False) ->
 
 
 def contains_all(
-    output: object, needles: Iterable[object], *, case_sensitive: bool = False
+    output: object, needles: Iterable[object] | None, *, case_sensitive: bool = False
 ) -> EvalResult:
     """The share of ``needles`` found in ``output`` (NUMERIC, 0..1); passes when all are.
+
+    ``None`` needles (or a ``None`` among them) fail: there is nothing to look for.
 
     >>> contains_all("Paris, Rome", ["paris", "rome", "oslo"]).reason
     "missing 1 of 3 (case-insensitive): 'oslo' in 'Paris, Rome'"
@@ -70,6 +78,8 @@ def contains_all(
     wanted = _needles("contains_all", needles)
     if output is None:
         return none_output("contains_all", 0.0)
+    if wanted is None:
+        return none_expected("contains_all", 0.0)
     text = _fold(str(output), case_sensitive)
     missing = [n for n in wanted if _fold(n, case_sensitive) not in text]
     share = 1.0 - len(missing) / len(wanted)
@@ -83,9 +93,11 @@ def contains_all(
 
 
 def contains_any(
-    output: object, needles: Iterable[object], *, case_sensitive: bool = False
+    output: object, needles: Iterable[object] | None, *, case_sensitive: bool = False
 ) -> EvalResult:
     """Whether at least one of ``needles`` occurs in ``output`` (BOOLEAN value).
+
+    ``None`` needles (or a ``None`` among them) fail: there is nothing to look for.
 
     >>> contains_any("It is Rome.", ["Paris", "Rome"])
     <contains_any passed value=True>
@@ -93,6 +105,8 @@ def contains_any(
     wanted = _needles("contains_any", needles)
     if output is None:
         return none_output("contains_any")
+    if wanted is None:
+        return none_expected("contains_any")
     text = _fold(str(output), case_sensitive)
     passed = any(_fold(n, case_sensitive) in text for n in wanted)
     reason = (
@@ -104,17 +118,27 @@ def contains_any(
 
 
 def regex(
-    output: object, pattern: str | re.Pattern[str], *, flags: int = 0, fullmatch: bool = False
+    output: object,
+    pattern: str | re.Pattern[str] | None,
+    *,
+    flags: int = 0,
+    fullmatch: bool = False,
 ) -> EvalResult:
     """Whether ``pattern`` matches ``output`` (BOOLEAN value): anywhere, or the whole text.
 
-    An invalid pattern raises ``ValueError`` naming the pattern and the ``re`` error.
+    An invalid pattern raises ``ValueError`` naming the pattern and the ``re`` error, a pattern
+    that is not text a ``TypeError``; a ``None`` pattern fails (nothing to match).
 
     >>> regex("Order #1234 shipped", "#[0-9]+")
     <regex passed value=True>
     >>> regex("Order #1234 shipped", "#[0-9]+", fullmatch=True).reason
     "pattern '#[0-9]+' did not fully match 'Order #1234 shipped'"
     """
+    if pattern is not None and not isinstance(pattern, (str, re.Pattern)):
+        got = f"{type(pattern).__name__} {shorten(pattern)}"
+        raise TypeError(f"regex: pattern must be a string or re.Pattern, got {got}")
+    if pattern is None:
+        return none_output("regex") if output is None else none_expected("regex")
     source = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
     try:
         compiled = re.compile(pattern, flags)
