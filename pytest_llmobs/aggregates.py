@@ -216,7 +216,9 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
     not_boolean: set[str] = set()  # a Wilson interval only when every value is a boolean
     categorical: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     labels: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
-    for item in items:
+    # Scores and labels of skipped and xfailed items stay out, as they do of the pass rate:
+    # a known failure marked xfail must not pull mean_accuracy under its gate.
+    for item in counted:
         for name, data_type, value in item.scores:
             if data_type == "CATEGORICAL":
                 categorical[name][str(value)] += 1
@@ -229,7 +231,7 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
             labels[name][1].append(predicted)
     for name in sorted(numeric):
         case_means = (
-            _case_means(items, functools.partial(_score_values, name=name)) if repeated else None
+            _case_means(counted, functools.partial(_score_values, name=name)) if repeated else None
         )
         for aggregate in numeric_aggregates(
             name, numeric[name], boolean=name not in not_boolean, case_means=case_means

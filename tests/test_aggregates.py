@@ -149,6 +149,21 @@ def test_group_counts_outcomes_and_pass_rate_ignores_skipped() -> None:
     assert (named["pass_rate"].value, named["pass_rate"].n) == (0.5, 4)
 
 
+def test_scores_of_skipped_and_xfailed_items_stay_out_like_their_pass_rate() -> None:
+    items = [
+        item("qa", "passed", ("accuracy", "NUMERIC", 1.0), ("tone", "CATEGORICAL", "kind")),
+        item("qa", "failed", ("accuracy", "NUMERIC", 0.5)),
+        item("qa", "xfailed", ("accuracy", "NUMERIC", 0.0), ("tone", "CATEGORICAL", "rude")),
+        item("qa", "skipped", ("accuracy", "NUMERIC", 0.0)),
+    ]
+
+    named = group_aggregates(items)
+
+    assert (named["mean_accuracy"].value, named["mean_accuracy"].n) == (0.75, 2)
+    assert named["counts_tone"].extra == {"kind": 1.0}
+    assert named["count"].value == 4.0  # the items themselves are all counted
+
+
 def test_group_of_only_skipped_items_has_no_pass_rate() -> None:
     named = group_aggregates([item("qa", "skipped")])
 
