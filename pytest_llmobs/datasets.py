@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pytest_llmobs.serialize import has_lone_surrogate
+
 EXTENSIONS = (".jsonl", ".json", ".csv")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _KEYS = ("id", "input", "expected_output", "metadata")
@@ -234,6 +236,28 @@ def _loads(text: str) -> Any:
     return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 
 
+def _may_escape_a_surrogate(text: str) -> bool:
+    """Whether JSON ``text`` has a ``\\uD800``-``\\uDFFF`` escape (a lone one decodes to a
+    string UTF-8 cannot store; the file's own bytes, valid UTF-8, cannot hold one)."""
+    return "\\ud" in text or "\\uD" in text
+
+
+def _refuse_lone_surrogates(value: object, loc: _Loc) -> None:
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            raise DatasetError(
+                f"{loc.prefix}: a \\u escape gives half of a UTF-16 surrogate pair in "
+                f"{value[:60]!r}; write the character itself, or both halves of the pair"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key, loc)
+            _refuse_lone_surrogates(item, loc)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_lone_surrogates(item, loc)
+
+
 def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
     raws = []
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -245,6 +269,8 @@ def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
         except _NotStrictJSON as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
+        if _may_escape_a_surrogate(line):
+            _refuse_lone_surrogates(value, _line(path, lineno))
         raws.append(_from_object(value, _line(path, lineno)))
     return raws
 
@@ -261,10 +287,13 @@ def _parse_json(text: str, path: Path) -> list[_Raw]:
         got = "an object without an 'items' list" if isinstance(value, dict) else _json_type(value)
         expected = "expected a list of items or an object with an 'items' list"
         raise DatasetError(f"{path}: {expected}, got {got}")
-    return [
-        _from_object(entry, _Loc(f"{path}: item {index}", f"item {index}"))
-        for index, entry in enumerate(entries, start=1)
+    locations = [
+        _Loc(f"{path}: item {index}", f"item {index}") for index in range(1, len(entries) + 1)
     ]
+    if _may_escape_a_surrogate(text):
+        for entry, loc in zip(entries, locations, strict=True):
+            _refuse_lone_surrogates(entry, loc)
+    return [_from_object(entry, loc) for entry, loc in zip(entries, locations, strict=True)]
 
 
 def _parse_csv(text: str, path: Path) -> list[_Raw]:
@@ -316,6 +345,8 @@ def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
     if cells.get("metadata", "").strip():
         try:
             metadata = _loads(cells["metadata"])
+            if _may_escape_a_surrogate(cells["metadata"]):
+                _refuse_lone_surrogates(metadata, loc)
         except json.JSONDecodeError as exc:
             message = f"invalid JSON in 'metadata' column ({exc.msg})"
             raise DatasetError(f"{loc.prefix}: {message}") from exc

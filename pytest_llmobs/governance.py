@@ -21,6 +21,7 @@ from pytest_llmobs.redaction import (
     RedactMode,
     Redactor,
 )
+from pytest_llmobs.serialize import without_lone_surrogates
 
 DEFAULT_MAX_FIELD_CHARS = 100_000
 TRUNCATION_MARKER = "…[truncated, {length} chars]"
@@ -61,8 +62,10 @@ def sampled(trace_id: str, rate: float) -> bool:
 
 
 def truncate(value: Any, limit: int) -> Any:
-    """Strings over ``limit`` characters cut with a marker giving the original length."""
+    """Strings over ``limit`` characters cut with a marker giving the original length (and
+    lone surrogates replaced: UTF-8 cannot carry them)."""
     if isinstance(value, str):
+        value = without_lone_surrogates(value)
         if len(value) <= limit:
             return value
         return value[:limit] + TRUNCATION_MARKER.format(length=len(value))
@@ -113,6 +116,8 @@ class Governance:
 
     def _text(self, value: str) -> str:
         masked = self.redactor.text(value)
+        if not masked.isascii():
+            masked = without_lone_surrogates(masked)
         limit = self.max_field_chars
         return masked if len(masked) <= limit else truncate(masked, limit)  # long text is rare
 

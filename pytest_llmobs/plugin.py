@@ -13,6 +13,8 @@ from pytest_llmobs.markers import MARKER, MARKER_HELP, read_marker
 from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 
 PAYLOAD_ATTRIBUTE = "llmobs_item"
+GOVERNED_ATTRIBUTE = "llmobs_governed"
+"""Set on a report whose payload a worker already governed (redacted, cut, made UTF-8-safe)."""
 """Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
 
 _RECORD_KEY = pytest.StashKey[Any]()
@@ -104,7 +106,7 @@ class SessionHooks:
             return
         state = self.state
         if state is not None and state.recorder is not None and state.started:
-            state.recorder.add_item(payload)
+            state.recorder.add_item(payload, governed=getattr(report, GOVERNED_ATTRIBUTE, False))
             # Stored: pytest keeps every report until the session ends, and a payload held on
             # each would grow a long session's memory by kilobytes per test.
             delattr(report, PAYLOAD_ATTRIBUTE)
@@ -290,10 +292,25 @@ def pytest_runtest_makereport(
         record.observe_report(report, call)
         if report.when == "teardown":
             payload = record.finish()
+            if hasattr(item.config, "workerinput"):
+                # xdist cannot send a string UTF-8 cannot carry, and governing here spares
+                # the controller, which writes every worker's items, that work
+                payload = _governed_on_worker(item.config, report, payload)
             setattr(report, PAYLOAD_ATTRIBUTE, payload)
             del item.stash[_RECORD_KEY]
             _add_junit_properties(item, report, payload)
     return report
+
+
+def _governed_on_worker(config: pytest.Config, report: pytest.TestReport, payload: Any) -> Any:
+    from pytest_llmobs.stash import built_state
+
+    state = built_state(config)
+    governance = state.store.governance if state is not None else None
+    if governance is None:
+        return payload
+    setattr(report, GOVERNED_ATTRIBUTE, True)
+    return governance.item(payload)
 
 
 def _add_junit_properties(item: pytest.Item, report: pytest.TestReport, payload: Any) -> None:

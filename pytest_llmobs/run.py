@@ -170,10 +170,11 @@ class RunRecorder:
     def begin(self) -> None:
         self.store.begin_run(self.header)
 
-    def add_item(self, item: Mapping[str, Any]) -> None:
-        """Store one finished item and remember what aggregation needs of it."""
+    def add_item(self, item: Mapping[str, Any], *, governed: bool = False) -> None:
+        """Store one finished item and remember what aggregation needs of it (``governed``: an
+        xdist worker has already applied the store's governance to it)."""
         seq = len(self._summaries)
-        if self.store.governance is not None:  # aggregates see what is stored, masked
+        if not governed and self.store.governance is not None:  # aggregates see it masked
             item = self.store.governance.item(item)
         self.store.write_item(self.run_id, seq, item, governed=True)
         summary = ItemSummary.from_item(item)

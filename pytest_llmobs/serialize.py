@@ -7,12 +7,26 @@ import datetime as dt
 import enum
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
 _MAX_DEPTH = 32
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a surrogate code point (half of a UTF-16 pair, say an emoji cut
+    in two), which UTF-8, and so SQLite, JSON files and HTTP bodies, cannot carry."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each surrogate code point replaced by U+FFFD, as UTF-8 decoders do."""
+    return _SURROGATE.sub(REPLACEMENT_CHARACTER, text) if not text.isascii() else text
 
 
 def snapshot(value: Any) -> Any:

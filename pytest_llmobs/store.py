@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmobs.serialize import has_lone_surrogate, without_lone_surrogates
+
 if TYPE_CHECKING:
     from pytest_llmobs.governance import Governance
 
@@ -120,7 +122,10 @@ def _summary_so_far(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if has_lone_surrogate(text):  # SQLite stores UTF-8, which has no lone surrogates
+        return without_lone_surrogates(text)
+    return text
 
 
 class Store:

@@ -497,3 +497,22 @@ def test_jsonl_and_json_agree(tmp_path: Path, items: list[dict[str, Any]]) -> No
     assert [item.to_dict() for item in jsonl] == [item.to_dict() for item in json_file]
     assert [item.input for item in jsonl] == [item["input"] for item in items]
     assert len({item.id for item in jsonl}) == len(items)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("d.jsonl", '{"input": "ok"}\n{"input": "cut \\ud83d"}\n', ":2:"),
+        ("d.json", '[{"input": "ok"}, {"input": "x", "metadata": {"k": "\\udc00"}}]', ": item 2:"),
+        ("d.csv", 'input,metadata\nx,"{""k"": ""\\ud800""}"\n', ":2:"),
+    ],
+)
+def test_error_lone_surrogate_escape(tmp_path: Path, name: str, text: str, where: str) -> None:
+    path = write(tmp_path / name, text)
+    message = load_error(path)
+    assert message.startswith(f"{path}{where} a \\u escape gives half of a UTF-16 surrogate pair")
+
+
+def test_a_surrogate_pair_escape_is_one_character(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"input": "smile \\ud83d\\ude00"}\n')
+    assert [item.input for item in load_dataset_file(path)] == ["smile \U0001f600"]

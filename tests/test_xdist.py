@@ -334,3 +334,32 @@ def test_concurrent_processes_agree_on_prompt_versions(tmp_path: Path) -> None:
         assert store.prompt_index("p")[0] == sorted(agreed.values())
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_lone_surrogate_is_stored_as_a_replacement_character_and_nothing_is_lost(
+    pytester: pytest.Pytester, runs: Runs, workers: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_cut=r"""
+        def test_a(scorer):
+            scorer.score("fine", 1.0)
+
+        def test_cut(scorer, llm):  # say, an emoji a model's answer cut in half
+            scorer.label("bad \ud83d", "x", name="intent")
+            scorer.score("note", "half \udc00 of a pair")
+
+        def test_c(scorer):
+            scorer.score("fine", 0.0)
+        """
+    )
+
+    result = pytester.runpytest_subprocess(MODEL, "-p", "no:cacheprovider", *workers)
+
+    result.assert_outcomes(passed=3)
+    assert "INTERNALERROR" not in result.stdout.str()
+    items = runs.items(runs.latest())
+    assert len(items) == 3
+    scores = {s["name"]: s for s in items["test_cut.py::test_cut"]["trace"]["scores"]}
+    assert scores["note"]["value"] == "half \ufffd of a pair"
+    assert "\ufffd" in json.dumps(scores["intent"], ensure_ascii=False)
