@@ -133,6 +133,55 @@ def strip_repeat_id(node_id: str, repeat: int) -> str:
 COUNTS_PREFIX = "counts_"
 """Prefix of a categorical score's aggregate, whose fields are the values seen and their counts."""
 
+NUMERIC_PREFIXES = ("mean_", "std_", "min_", "max_", "p50_", "p95_")
+"""Prefixes of a numeric or boolean score's aggregates (`numeric_aggregates`)."""
+
+LABEL_METRICS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_micro",
+    "recall_micro",
+    "f1_micro",
+    "confusion",
+)
+"""Aggregates of a ``label`` score (`label_aggregates`), suffixed ``_<name>`` unless ``label``."""
+
+GENERATION_AGGREGATES = frozenset(
+    {
+        "generations",
+        "mean_latency_ms",
+        "p50_latency_ms",
+        "p95_latency_ms",
+        "max_latency_ms",
+        "total_input_tokens",
+        "total_output_tokens",
+        "total_tokens",
+        "total_cost",
+    }
+)
+"""Names `generation_aggregates` may give."""
+
+BUILTIN_AGGREGATES = frozenset({"count", "pass_rate"}) | GENERATION_AGGREGATES
+"""Aggregates every run may have whatever its scores: a score's aggregate must not take one."""
+
+
+def score_aggregate_names(name: str, kind: str) -> list[str]:
+    """The aggregate names a score ``name`` of ``kind`` gives: ``"number"`` (numeric or
+    boolean), ``"string"`` (categorical) or ``"label"``.
+
+    >>> score_aggregate_names("quality", "string")
+    ['counts_quality']
+    """
+    if kind == "number":
+        return [f"{prefix}{name}" for prefix in NUMERIC_PREFIXES]
+    if kind == "string":
+        return [f"{COUNTS_PREFIX}{name}"]
+    suffix = "" if name == "label" else f"_{name}"
+    return [f"{metric}{suffix}" for metric in LABEL_METRICS]
+
+
 LABEL_EXPECTED = "label_expected"
 """Score metadata key that marks a ``label`` score and holds the expected label."""
 

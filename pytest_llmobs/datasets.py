@@ -5,6 +5,7 @@ have an ``input`` and optionally an ``id`` (derived from the content when absent
 ``expected_output`` (Langfuse's ``expectedOutput`` too) and a ``metadata`` object. ``version``
 hashes the items, so the same items in the same order give the same version in any format.
 Problems raise a one-line :class:`DatasetError` naming the file and line or item when known.
+Blank CSV lines are skipped; a CSV row whose cells hold only spaces is kept like any other.
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ def _parse_csv(text: str, path: Path) -> list[_Raw]:
     try:
         for row in reader:
             lineno, end = end + 1, reader.line_num
-            if not any(cell.strip() for cell in row):
+            if not any(row):  # a blank line; a cell of spaces is content, as in JSONL
                 continue
             if header is None:
                 header = _csv_header(row, _line(path, lineno))
@@ -382,7 +383,10 @@ def _from_object(value: object, loc: _Loc) -> _Raw:
     if isinstance(item_id, int) and not isinstance(item_id, bool):
         item_id = str(item_id)
     elif item_id is not None and not (isinstance(item_id, str) and item_id.strip()):
-        got = "an empty string" if isinstance(item_id, str) else _json_type(item_id)
+        if isinstance(item_id, str):
+            got = f"the blank string {item_id!r}" if item_id else "an empty string"
+        else:
+            got = _json_type(item_id)
         raise DatasetError(f"{loc.prefix}: 'id' must be a non-empty string or integer, got {got}")
     content = {
         "input": fields["input"],

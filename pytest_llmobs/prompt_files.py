@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pytest_llmobs.prompts import PromptError
+from pytest_llmobs.prompts import PromptError, malformed_placeholder
 
 _UNION_BRANCHES = frozenset({"str", "list[ChatMessage]"})
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+"""Roles a chat prompt's messages may have."""
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class _NotStrict(ValueError):
+    """What Python's JSON and YAML readers accept but loses data: a key given twice, NaN."""
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str = Field(min_length=1)
     content: str
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, role: str) -> str:
+        if role not in CHAT_ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(CHAT_ROLES)}")
+        return role
 
 
 class PromptFile(BaseModel):
@@ -33,9 +49,18 @@ class PromptFile(BaseModel):
 
     @field_validator("labels")
     @classmethod
-    def _no_latest(cls, labels: list[str]) -> list[str]:
+    def _valid_labels(cls, labels: list[str]) -> list[str]:
         if "latest" in labels:
             raise ValueError("'latest' is maintained automatically and cannot be set in a file")
+        for label in labels:
+            if not _LABEL.fullmatch(label):
+                raise ValueError(
+                    f"label {label!r} is not valid; expected letters, digits, '.', '_' or '-',"
+                    " starting with a letter or digit"
+                )
+        twice = next((label for label in labels if labels.count(label) > 1), None)
+        if twice is not None:
+            raise ValueError(f"label {twice!r} is given twice")
         return labels
 
     def check_shape(self) -> None:
@@ -43,6 +68,17 @@ class PromptFile(BaseModel):
             raise ValueError("a 'text' prompt needs 'prompt' to be a string")
         if self.type == "chat" and isinstance(self.prompt, str):
             raise ValueError("a 'chat' prompt needs 'prompt' to be a list of {role, content}")
+        if self.type == "chat" and not self.prompt:
+            raise ValueError("a 'chat' prompt needs at least one message in 'prompt'")
+        texts = [self.prompt] if isinstance(self.prompt, str) else [m.content for m in self.prompt]
+        for index, text in enumerate(texts):
+            bad = malformed_placeholder(text)
+            if bad is not None:
+                where = "" if isinstance(self.prompt, str) else f" (message {index})"
+                raise ValueError(
+                    f"prompt: malformed placeholder {bad!r}{where}; expected {{{{name}}}} with"
+                    " letters, digits, '_' or '.' inside"
+                )
 
 
 def content_of(spec: PromptFile) -> dict[str, Any]:
@@ -54,29 +90,75 @@ def content_of(spec: PromptFile) -> dict[str, Any]:
 
 def _read_prompt_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except (OSError, UnicodeDecodeError) as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc})") from None
     suffix = path.suffix
+    kind = suffix.lstrip(".").upper()
     try:
         if suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
         elif suffix == ".toml":
             data = _load_toml(text)
         else:
             data = _load_yaml(path, text)
     except json.JSONDecodeError as exc:
         raise PromptError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+    except _NotStrict as exc:
+        raise PromptError(f"{path}: invalid {kind} ({exc})") from None
     except PromptError:
         raise
     except Exception as exc:
-        raise PromptError(f"{path}: invalid {suffix.lstrip('.').upper()} ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)  # YAML errors: where, and what
+        if mark is not None:
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise PromptError(
+                f"{path}:{mark.line + 1}:{mark.column + 1}: invalid {kind} ({problem})"
+            ) from None
+        detail = " ".join(str(exc).split())
+        raise PromptError(f"{path}: invalid {kind} ({detail})") from None
     if not isinstance(data, dict):
         raise PromptError(
             f"{path}: expected an object with 'type', 'prompt', 'config', 'labels'; "
             f"got {type(data).__name__}"
         )
+    where = _non_finite(data)
+    if where is not None:
+        raise PromptError(
+            f"{path}: {where} is not a finite number; JSON has no NaN or Infinity, so the stored"
+            " version could not be read back by other tools"
+        )
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotStrict(f"{name} is not a JSON number; write null or a string")
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise _NotStrict(f"key {twice!r} appears twice in one object; all but the last is lost")
+    return value
+
+
+def _non_finite(value: object, path: str = "") -> str | None:
+    """The dotted path of the first NaN or infinite float in ``value``, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(file)"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _load_toml(text: str) -> Any:
@@ -99,7 +181,25 @@ def _load_yaml(path: Path, text: str) -> Any:
         raise PromptError(
             f"{path}: reading YAML prompts needs PyYAML: pip install pyyaml"
         ) from None
-    return yaml.safe_load(text)
+
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+        """PyYAML's safe loader, refusing a key given twice (it would keep the last)."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise _NotStrict(
+                        f"key {key!r} appears twice in one mapping (line {line}); all but the"
+                        " last is lost"
+                    )
+                seen.add(key)
+            mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+            return mapping
+
+    return yaml.load(text, Loader=UniqueKeyLoader)
 
 
 def parse_prompt_file(path: Path) -> PromptFile:
@@ -113,7 +213,8 @@ def parse_prompt_file(path: Path) -> PromptFile:
         # without the branch names pydantic puts in the location.
         first = max(exc.errors(), key=lambda error: len(error["loc"]))
         where = ".".join(str(p) for p in first["loc"] if p not in _UNION_BRANCHES) or "(file)"
-        raise PromptError(f"{path}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")  # our validators' own messages
+        raise PromptError(f"{path}: {where}: {message}") from None
     except ValueError as exc:
         raise PromptError(f"{path}: {exc}") from None
     return spec

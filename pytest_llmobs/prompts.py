@@ -29,6 +29,27 @@ _VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
+def malformed_placeholder(text: str) -> str | None:
+    """The first ``{{`` in ``text`` that does not open a ``{{name}}`` placeholder (shown with
+    what follows, up to its ``}}``), else None.
+
+    >>> malformed_placeholder("Hi {{name}}, {{user-name}}!")
+    '{{user-name}}'
+    """
+    start = text.find("{{")
+    while start != -1:
+        match = _VARIABLE.match(text, start)
+        if match is None:
+            end = text.find("}}", start + 2)
+            opened_again = text.find("{{", start + 2)
+            if end == -1 or (opened_again != -1 and opened_again < end):  # never closed
+                stop = start + 30 if opened_again == -1 else min(opened_again, start + 30)
+                return text[start:stop].split("\n", 1)[0]
+            return text[start : end + 2][:60]
+        start = text.find("{{", match.end())
+    return None
+
+
 class PromptError(ValueError):
     """A prompt file is missing or malformed, or a version/label does not exist."""
 
@@ -72,14 +93,23 @@ class Prompt:
         return list(seen)
 
     def compile(self, **variables: Any) -> CompiledPrompt:
-        """Fill ``{{variables}}``; a variable the template uses but was not given is an error."""
-        missing = [v for v in self.variables if v not in variables]
+        """Fill ``{{variables}}``; a variable the template uses but was not given, and a ``None``
+        value (it would read "None"), are errors. Others are ignored, as Langfuse's ``compile``
+        does, so one dict of variables can serve several prompts."""
+        known = self.variables
+        missing = [v for v in known if v not in variables]
         if missing:
             given = ", ".join(sorted(variables)) or "(none)"
             names = ", ".join(map(repr, missing))
             raise PromptVariableError(
                 f"prompt {self.name!r} version {self.version} is missing variable"
                 f"{'s' if len(missing) > 1 else ''} {names}; given: {given}"
+            )
+        empty = [v for v in known if variables[v] is None]
+        if empty:
+            raise PromptVariableError(
+                f"prompt {self.name!r} version {self.version}: variable {empty[0]!r} is None;"
+                " pass text (a missing value would be filled in as 'None')"
             )
 
         def fill(text: str) -> str:
@@ -195,7 +225,23 @@ class PromptRegistry:
         return sorted(names)
 
     def get(self, name: str, *, version: int | None = None, label: str | None = None) -> Prompt:
-        """The file's current version, or a stored version selected by number or label."""
+        """The file's current version, or a stored version selected by number or label.
+
+        ``version`` is an int from 1, ``label`` a non-empty string (`TypeError`/`PromptError`
+        otherwise)."""
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise TypeError(
+                f"prompt {name!r}: version must be an int (1, 2, ...), got "
+                f"{type(version).__name__} {version!r}"
+            )
+        if version is not None and version < 1:
+            raise PromptError(f"prompt {name!r}: version must be 1 or more, got {version!r}")
+        if label is not None and not isinstance(label, str):
+            raise TypeError(
+                f"prompt {name!r}: label must be a string, got {type(label).__name__} {label!r}"
+            )
+        if label is not None and not label.strip():
+            raise PromptError(f"prompt {name!r}: label must be a non-empty string, got {label!r}")
         if version is not None and label is not None:
             raise PromptError(f"prompt {name!r}: pass version= or label=, not both")
         current = self._load_current(name)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.aggregates import BUILTIN_AGGREGATES, LABEL_EXPECTED, score_aggregate_names
 from pytest_llmobs.evaluators import EvalResult, basic, text
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
-from pytest_llmobs.tracing import Observation, Score, Trace, current_trace
+from pytest_llmobs.tracing import (
+    Observation,
+    Score,
+    ScoreError,
+    Trace,
+    classify_score_value,
+    current_trace,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -23,6 +31,45 @@ if TYPE_CHECKING:
 
 class NoActiveTraceError(RuntimeError):
     """A score was recorded with no trace to hold it."""
+
+
+_KIND_OF_TYPE = {"BOOLEAN": "number", "NUMERIC": "number", "CATEGORICAL": "string"}
+_KIND_SHOWN = {"number": "a number (or bool)", "string": "a string", "label": "a label"}
+
+
+def score_kind(name: str, value: object, metadata: Mapping[str, Any] | None = None) -> str:
+    """How the run aggregates the score: ``"number"`` (numeric or boolean), ``"string"``
+    (categorical, counted) or ``"label"`` (a ``label`` score: classification metrics)."""
+    if metadata is not None and LABEL_EXPECTED in metadata:
+        return "label"
+    return _KIND_OF_TYPE[classify_score_value(name, value)[1]]
+
+
+def check_score(name: object, kind: str, comment: object = None) -> None:
+    """Refuse, with a one-line `ScoreError`, what a score must not be recorded with: a name
+    that is not a non-empty string, holds control characters, or whose aggregates would take
+    the name of a built-in aggregate (``mean_latency_ms`` of generations); a comment that is
+    not a string or None. ``kind`` is `score_kind`'s.
+    """
+    if not isinstance(name, str) or not name:
+        raise ScoreError(f"score name must be a non-empty string; got {name!r}")
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise ScoreError(
+            f"score name {name!r} holds a control or invisible character; "
+            "expected printable text (it names aggregates and thresholds)"
+        )
+    clash = [a for a in score_aggregate_names(name, kind) if a in BUILTIN_AGGREGATES]
+    if clash:
+        raise ScoreError(
+            f"score {name!r}: its aggregate{'s' * (len(clash) > 1)} {', '.join(clash)} would "
+            "take the names of the run's own aggregates (from generations, count, pass_rate); "
+            "use another score name"
+        )
+    if comment is not None and not isinstance(comment, str):
+        raise ScoreError(
+            f"score {name!r}: comment must be a str or None; got {type(comment).__name__} "
+            f"{basic.shorten(comment)}"
+        )
 
 
 class Scorer:
@@ -47,6 +94,9 @@ class Scorer:
         self._registry = registry or EvaluatorRegistry()
         self._on_prompt = on_prompt
         """Told of each rubric prompt used, so the test's record lists its version."""
+        self._kinds: dict[str, str] = {}
+        """Each score name's kind so far (see `score_kind`): the run aggregates one name one way,
+        so a name recorded as a number and later as a string would lose values."""
 
     def __getattr__(self, name: str) -> Callable[..., EvalResult]:
         registered = self.__dict__.get("_registry")
@@ -84,9 +134,27 @@ class Scorer:
         source: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Score:
-        """Record a score: bool → BOOLEAN, int/float → NUMERIC (finite), str → CATEGORICAL."""
+        """Record a score: bool → BOOLEAN, int/float → NUMERIC (finite), str → CATEGORICAL.
+
+        ``comment`` is a string or None. A `ScoreError` refuses a bad value, a name with control
+        characters or whose aggregates would take a built-in aggregate's name (``latency_ms``),
+        and a name recorded before with another kind in this session (a number, then a string).
+        """
+        if not isinstance(name, str) or not name:
+            raise ScoreError(f"score name must be a non-empty string; got {name!r}")
+        kind = score_kind(name, value, metadata)
+        before = self._kinds.get(name)
+        # A name is checked once per kind (most tests score the same names); a comment each time.
+        if before != kind or (comment is not None and not isinstance(comment, str)):
+            check_score(name, kind, comment)
+        if before is not None and before != kind:
+            raise ScoreError(
+                f"score {name!r} is {_KIND_SHOWN[kind]} ({basic.shorten(value, 40)}) but was "
+                f"recorded as {_KIND_SHOWN[before]} before in this session; one name must keep "
+                "one kind, so record this one under another name"
+            )
         trace = observation.trace if observation is not None else self._trace(name)
-        return trace.add_score(
+        score = trace.add_score(
             name,
             value,
             comment=comment,
@@ -94,6 +162,8 @@ class Scorer:
             metadata=metadata,
             observation_id=observation.id if observation is not None else None,
         )
+        self._kinds[name] = kind
+        return score
 
     def record(self, result: EvalResult, *, name: str | None = None) -> EvalResult:
         """Record an evaluator's result as a score named ``name`` (default: the evaluator's)."""
@@ -248,7 +318,7 @@ class Scorer:
     def groundedness(
         self,
         answer: object,
-        context: str | Sequence[str],
+        context: str | Sequence[str] | None,
         *,
         threshold: float = 0.8,
         min_support: float = 0.6,

@@ -368,3 +368,22 @@ def test_session_stores_aggregates_per_dataset_and_for_the_whole_run(
             "n": len(rows),
             "extra": dict(sorted(tones.items())),
         }
+
+
+def test_the_names_scores_are_checked_against_are_the_names_aggregation_gives() -> None:
+    from pytest_llmobs.aggregates import (
+        BUILTIN_AGGREGATES,
+        GENERATION_AGGREGATES,
+        generation_aggregates,
+        label_aggregates,
+        score_aggregate_names,
+    )
+
+    generated = {a.name for a in generation_aggregates([(1.0, 2, 3, 0.5), (2.0, 1, 1, 0.1)])}
+    assert generated == GENERATION_AGGREGATES
+    item = ItemSummary(None, "passed", [("s", "NUMERIC", 1.0), ("c", "CATEGORICAL", "x")])
+    named = set(group_aggregates([item])) - BUILTIN_AGGREGATES
+    assert named == set(score_aggregate_names("s", "number") + score_aggregate_names("c", "string"))
+    for name in ("label", "intent"):
+        given = {a.name for a in label_aggregates(name, ["a", "b"], ["a", "a"])}
+        assert given == set(score_aggregate_names(name, "label"))

@@ -516,3 +516,21 @@ def test_error_lone_surrogate_escape(tmp_path: Path, name: str, text: str, where
 def test_a_surrogate_pair_escape_is_one_character(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '{"input": "smile \\ud83d\\ude00"}\n')
     assert [item.input for item in load_dataset_file(path)] == ["smile \U0001f600"]
+
+
+def test_a_csv_row_of_spaces_is_an_item_like_the_same_input_in_jsonl(tmp_path: Path) -> None:
+    csv_items = load_dataset_file(write(tmp_path / "one.csv", 'input\n"  "\nreal\n\n'))
+    jsonl_items = load_dataset_file(
+        write(tmp_path / "one.jsonl", '{"input":"  "}\n{"input":"real"}\n')
+    )
+    assert [i.input for i in csv_items] == [i.input for i in jsonl_items] == ["  ", "real"]
+    assert csv_items.version == jsonl_items.version
+
+
+def test_a_csv_row_of_blank_cells_is_an_error_as_its_blank_id_is_in_jsonl(tmp_path: Path) -> None:
+    path = write(tmp_path / "two.csv", 'id,input\na,x\n" "," "\n,\nb,y\n')
+    with pytest.raises(DatasetError) as caught:
+        load_dataset_file(path)
+    assert str(caught.value) == (
+        f"{path}:3: 'id' must be a non-empty string or integer, got the blank string ' '"
+    )

@@ -457,7 +457,6 @@ def test_json_valid(output: object) -> None:
         ("[1, -Infinity]", "invalid JSON: -Infinity is not allowed in JSON"),
         ("[" * 100_000 + "]" * 100_000, "invalid JSON: nested too deeply to parse in '[[[["),
         ('Here it is:\n```json\n{"a": 1}\n```', "invalid JSON at line 1:1: Expecting value"),
-        ({"a": 1}, "invalid JSON at line 1:2: Expecting property name enclosed in double quotes"),
     ],
 )
 def test_json_invalid(output: object, reason: str) -> None:

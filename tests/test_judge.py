@@ -409,3 +409,35 @@ def test_an_unparsable_judge_answer_raises_and_marks_the_judge_generation(
     assert generation.status_message == f"JudgeError: {detail}"
     assert generation.output == "looks fine to me"
     assert root.trace.scores == []  # never a silent 0
+
+
+@pytest.mark.parametrize(
+    ("output", "reference", "reason"),
+    [
+        (None, "None", "output is None, not text"),
+        ("Paris", None, "expected is None: the item has no expected output to compare with"),
+    ],
+)
+def test_a_none_output_or_reference_fails_without_asking_the_judge(
+    root: Observation,
+    prompts: PromptRegistry,
+    output: str | None,
+    reference: str | None,
+    reason: str,
+) -> None:
+    result = llm_judge(
+        "judge/correctness",
+        output,
+        llm=judge_llm(),
+        prompts=prompts,
+        input="What did the tool return?",
+        reference=reference,
+    )
+
+    assert (result.name, result.value, result.passed, result.reason) == (
+        "judge_correctness",
+        0.0,
+        False,
+        reason,
+    )
+    assert judge_generations(root) == []

@@ -166,8 +166,14 @@ def test_prompts_in_subdirectories_are_found(prompts_dir: Path, stores: list[Sto
 
 def test_compile_fills_every_occurrence_and_ignores_extras() -> None:
     prompt = Prompt(name="p", version=1, type="text", template="{{a}}-{{ a }}-{{b}}")
-    assert prompt.compile(a=1, b=None, unused="x").text == "1-1-None"
+    assert prompt.compile(a=1, b="x", unused="y").text == "1-1-x"
     assert prompt.compile(a=1, b=2).variables == {"a": 1, "b": 2}
+
+
+def test_compile_refuses_none_rather_than_filling_in_the_text_none() -> None:
+    prompt = Prompt(name="p", version=1, type="text", template="Hi {{name}}")
+    with pytest.raises(PromptVariableError, match=r"variable 'name' is None"):
+        prompt.compile(name=None)
 
 
 def test_compile_does_not_expand_placeholders_inside_values() -> None:
@@ -404,7 +410,7 @@ def test_invalid_toml_names_the_file(prompts_dir: Path, stores: list[Store]) -> 
             ": a 'text' prompt needs 'prompt' to be a string",
         ),
         ({"prompt": "x", "temperature": 0.1}, ": temperature: Extra inputs are not permitted"),
-        ({"prompt": "x", "labels": ["latest"]}, ": labels: Value error, 'latest' is maintained"),
+        ({"prompt": "x", "labels": ["latest"]}, ": labels: 'latest' is maintained"),
         ({"config": {}}, ": prompt: Field required"),
         ({"prompt": 42}, ": prompt: Input should be a valid string"),
         (
@@ -446,3 +452,126 @@ def test_prompt_to_dict_round_trips_through_json(prompts_dir: Path, stores: list
     assert data["prompt"] == QA_CHAT["prompt"]
     assert data["config"] == QA_CHAT["config"]
     assert sorted(data["labels"]) == ["latest", "production"]
+
+
+# --- malformed prompt files and arguments --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "shown"),
+    [
+        ("Hello {{user-name}}!", "'{{user-name}}'"),
+        ("Hi {{ first name }}", "'{{ first name }}'"),
+        ("Hi {{name}", "'{{name}'"),
+        ("Hi {{name} and {{other}}", "'{{name} and '"),
+        ("{{ }}", "'{{ }}'"),
+    ],
+)
+def test_a_malformed_placeholder_is_an_error_naming_the_file(
+    prompts_dir: Path, stores: list[Store], template: str, shown: str
+) -> None:
+    path = write_json(prompts_dir, "bad", {"prompt": f"ok {{{{a}}}} {template}"})
+    assert error_for(prompts_dir, stores, "bad") == (
+        f"{path}: prompt: malformed placeholder {shown}; expected {{{{name}}}} with letters,"
+        " digits, '_' or '.' inside"
+    )
+
+
+def test_a_malformed_placeholder_in_a_chat_message_names_the_message(
+    prompts_dir: Path, stores: list[Store]
+) -> None:
+    messages = [{"role": "system", "content": "ok"}, {"role": "user", "content": "{{a-b}}"}]
+    write_json(prompts_dir, "bad", {"type": "chat", "prompt": messages})
+    assert "malformed placeholder '{{a-b}}' (message 1)" in error_for(prompts_dir, stores, "bad")
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        (
+            "dup.json",
+            '{"prompt": "first {{a}}", "prompt": "second {{b}}"}',
+            ": invalid JSON (key 'prompt' appears twice in one object; all but the last is lost)",
+        ),
+        (
+            "dup.yaml",
+            'prompt: "hi"\nprompt: "dup"\n',
+            ": invalid YAML (key 'prompt' appears twice in one mapping (line 2); all but the last",
+        ),
+        (
+            "dup.json",
+            '{"prompt": "x", "config": {"temperature": NaN}}',
+            ": invalid JSON (NaN is not a JSON number; write null or a string)",
+        ),
+        (
+            "dup.yaml",
+            "prompt: x\nconfig:\n  temperature: .nan\n",
+            ": config.temperature is not a finite number; JSON has no NaN or Infinity",
+        ),
+        (
+            "dup.toml",
+            'prompt = "x"\n[config]\ntop = [1.0, inf]\n',
+            ": config.top.1 is not a finite number",
+        ),
+        ("dup.yaml", "prompt: [unclosed\n", ":2:1: invalid YAML (expected ',' or ']', but got"),
+        (
+            "dup.json",
+            '{"prompt": "Hi", "labels": ["prod", "prod"]}',
+            ": labels: label 'prod' is given twice",
+        ),
+        (
+            "dup.json",
+            '{"prompt": "Hi", "labels": [""]}',
+            ": labels: label '' is not valid; expected letters, digits, '.', '_' or '-', starting",
+        ),
+        ("dup.json", '{"prompt": "Hi", "labels": ["with space"]}', ": labels: label 'with space'"),
+        (
+            "dup.json",
+            '{"type": "chat", "prompt": []}',
+            ": a 'chat' prompt needs at least one message in 'prompt'",
+        ),
+        (
+            "dup.json",
+            '{"type": "chat", "prompt": [{"role": "banana", "content": "hi"}]}',
+            ": prompt.0.role: unknown role 'banana'; expected one of system, developer, user,",
+        ),
+    ],
+)
+def test_prompt_files_are_read_as_strictly_as_datasets(
+    prompts_dir: Path, stores: list[Store], file: str, text: str, expected: str
+) -> None:
+    path = prompts_dir / file
+    path.write_text(text, encoding="utf-8")
+    message = error_for(prompts_dir, stores, "dup")
+    assert message.startswith(f"{path}{expected}")
+    assert "\n" not in message
+
+
+def test_a_json_prompt_with_a_byte_order_mark_loads(prompts_dir: Path, stores: list[Store]) -> None:
+    (prompts_dir / "bom.json").write_bytes(b'\xef\xbb\xbf{"prompt": "hi {{name}}"}')
+    loaded = session(prompts_dir, None, stores).get("bom")
+    assert loaded.compile(name="Ann").text == "hi Ann"
+
+
+@pytest.mark.parametrize(
+    ("selector", "error", "message"),
+    [
+        ({"version": True}, TypeError, "version must be an int (1, 2, ...), got bool True"),
+        ({"version": "1"}, TypeError, "version must be an int (1, 2, ...), got str '1'"),
+        ({"version": 1.0}, TypeError, "version must be an int (1, 2, ...), got float 1.0"),
+        ({"version": 0}, PromptError, "version must be 1 or more, got 0"),
+        ({"label": ""}, PromptError, "label must be a non-empty string, got ''"),
+        ({"label": 3}, TypeError, "label must be a string, got int 3"),
+    ],
+)
+def test_a_version_or_label_of_the_wrong_kind_is_an_error_naming_the_argument(
+    prompts_dir: Path,
+    stores: list[Store],
+    selector: dict[str, Any],
+    error: type[Exception],
+    message: str,
+) -> None:
+    write_json(prompts_dir, "p", {"prompt": "Hello {{name}}"})
+    with pytest.raises(error) as caught:
+        session(prompts_dir, None, stores).get("p", **selector)
+    assert str(caught.value) == f"prompt 'p': {message}"

@@ -507,3 +507,96 @@ def test_scorer_text_evaluators_fail_a_none_output(root: Observation, scorer: Sc
         ("similarity", 0.0, reason),
         ("groundedness", 0.0, reason),
     ]
+
+
+# --- what a score may be recorded with -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("comment", "shown"),
+    [(123, "int 123"), ({"checked": "2026-01-01"}, "dict {'checked': '2026-01-01'}")],
+)
+def test_a_comment_that_is_not_text_is_refused_at_record_time(
+    root: Observation, scorer: Scorer, comment: object, shown: str
+) -> None:
+    with pytest.raises(ScoreError) as caught:
+        scorer.score("x", 1, comment)  # type: ignore[arg-type]
+    assert str(caught.value) == f"score 'x': comment must be a str or None; got {shown}"
+    assert root.trace.scores == []
+
+
+def test_a_custom_evaluator_reason_that_is_not_text_is_refused(root: Observation) -> None:
+    @pytest_llmobs.evaluator
+    def odd(output: str) -> EvalResult:
+        return EvalResult("odd", 1.0, True, 7)  # type: ignore[arg-type]
+
+    with pytest.raises(ScoreError, match=r"comment must be a str or None; got int 7"):
+        odd("x")
+    assert root.trace.scores == []
+
+
+def test_a_score_whose_aggregates_take_a_built_in_aggregate_name_is_refused(
+    root: Observation, scorer: Scorer
+) -> None:
+    with pytest.raises(ScoreError) as caught:
+        scorer.score("latency_ms", 5000.0)
+    assert str(caught.value) == (
+        "score 'latency_ms': its aggregates mean_latency_ms, max_latency_ms, p50_latency_ms,"
+        " p95_latency_ms would take the names of the run's own aggregates (from generations,"
+        " count, pass_rate); use another score name"
+    )
+    assert root.trace.scores == []
+    scorer.score("latency_ms", "slow")  # a categorical one gives counts_latency_ms: no clash
+    assert [s.name for s in root.trace.scores] == ["latency_ms"]
+
+
+def test_a_score_name_keeps_one_kind_in_a_session(root: Observation, scorer: Scorer) -> None:
+    scorer.score("quality", 0.2)
+    scorer.score("quality", True)  # booleans aggregate as numbers: the same kind
+    with pytest.raises(ScoreError) as caught:
+        scorer.score("quality", "excellent")
+    assert str(caught.value) == (
+        "score 'quality' is a string ('excellent') but was recorded as a number (or bool) before"
+        " in this session; one name must keep one kind, so record this one under another name"
+    )
+    scorer.label("positive", "positive", name="sentiment")
+    with pytest.raises(ScoreError, match=r"'sentiment' is a string .* recorded as a label"):
+        scorer.score("sentiment", "positive")
+    assert [s.name for s in root.trace.scores] == ["quality", "quality", "sentiment"]
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "zero\u200bwidth", "bell\x07"])
+def test_a_score_name_with_control_characters_is_refused(
+    root: Observation, scorer: Scorer, name: str
+) -> None:
+    with pytest.raises(ScoreError, match=r"holds a control or invisible character") as caught:
+        scorer.score(name, 1.0)
+    assert "\n" not in str(caught.value)
+    assert root.trace.scores == []
+
+
+def test_a_bad_comment_fails_its_test_and_the_session_records_the_others(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nllm_model = mock-llm-v1\n")
+    pytester.makepyfile(
+        test_c=dedent(
+            """\
+            import datetime
+
+            def test_a(scorer):
+                scorer.score("y", 1, comment={"checked": datetime.date(2026, 1, 1)})
+
+            def test_b(scorer):
+                scorer.score("z", 1)
+            """
+        )
+    )
+    result = pytester.runpytest("--llm-json=out.json")
+    result.assert_outcomes(failed=1, passed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*ScoreError: score 'y': comment must be a str or None; got dict*"]
+    )
+    stored = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    assert "mean_z" in {a["name"] for a in stored["aggregates"]["*"]}

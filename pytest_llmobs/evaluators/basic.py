@@ -35,6 +35,24 @@ def none_expected(evaluator: str, value: float | bool = False) -> EvalResult:
     return EvalResult(evaluator, value, False, NONE_EXPECTED)
 
 
+def as_text(evaluator: str, value: object, what: str = "output") -> str:
+    """``value`` as text: bytes decoded as UTF-8 (never ``str()``'s ``"b'...'"``), anything else
+    through ``str()``. Bytes that are not UTF-8 are a ``ValueError`` naming ``evaluator``.
+
+    >>> as_text("contains", b"Bogot\\xc3\\xa1")
+    'Bogotá'
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{evaluator}: {what} is {type(value).__name__} but not UTF-8 text "
+                f"(byte {error.start}: {error.reason}); decode it yourself"
+            ) from None
+    return str(value)
+
+
 def shorten(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to about ``limit`` characters for reasons and assertion messages.
 
@@ -64,11 +82,16 @@ def shorten_all(values: Iterable[object], *, limit: int = 40, most: int = 10) ->
 def check_bounds(count: int, min: int | None, max: int | None, *, what: str, evaluator: str) -> str:
     """``""`` when ``min <= count <= max`` (either bound optional), else the failure reason.
 
-    Raises ``ValueError`` when ``min > max``.
+    Raises ``TypeError`` when a bound is not an int, ``ValueError`` when ``min > max``.
 
     >>> check_bounds(5, 6, None, what="length", evaluator="char_length")
     'length 5 outside [6, ]'
     """
+    for bound, given in (("min", min), ("max", max)):
+        if given is not None and (isinstance(given, bool) or not isinstance(given, int)):
+            raise TypeError(
+                f"{evaluator}: {bound} must be an int or None, got {type(given).__name__} {given!r}"
+            )
     if min is not None and max is not None and min > max:
         raise ValueError(f"{evaluator}: min={min!r} is greater than max={max!r}")
     if (min is not None and count < min) or (max is not None and count > max):
@@ -116,6 +139,7 @@ def exact_match(
         "punctuation": ignore_punctuation,
         "unicode": unicode,
     }
+    output, expected = as_text("exact_match", output), as_text("exact_match", expected, "expected")
     got, want = normalize(output, **options), normalize(expected, **options)
     if strip:
         got, want = got.strip(), want.strip()
@@ -143,6 +167,6 @@ def char_length(text: object, *, min: int | None = None, max: int | None = None)
     """
     if text is None:
         return none_output("char_length", 0)
-    length = len(str(text))
+    length = len(as_text("char_length", text, "text"))
     reason = check_bounds(length, min, max, what="length", evaluator="char_length")
     return EvalResult("char_length", length, not reason, reason)

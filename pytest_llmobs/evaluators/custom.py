@@ -34,6 +34,8 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
+import pytest
+
 from pytest_llmobs.evaluators.base import EvalResult
 
 ItemFunction = Callable[..., Any]
@@ -89,6 +91,28 @@ def to_result(name: str, value: Any, threshold: float | None = None) -> EvalResu
     )
 
 
+def _checked_threshold(name: str, threshold: object) -> float | None:
+    """``threshold`` when None or a finite number; else a one-line error naming the evaluator."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(
+            f"evaluator {name!r}: threshold must be a number or None, got "
+            f"{type(threshold).__name__} {threshold!r}"
+        )
+    if not math.isfinite(threshold):
+        raise ValueError(
+            f"evaluator {name!r}: threshold must be a finite number, got {threshold!r}"
+        )
+    return float(threshold)
+
+
+def _builtin_scorer_names() -> frozenset[str]:
+    from pytest_llmobs.scorer import Scorer
+
+    return frozenset(n for n in dir(Scorer) if not n.startswith("_"))
+
+
 class Evaluator:
     """An item evaluator: calling it returns an `EvalResult` and records its score."""
 
@@ -97,7 +121,7 @@ class Evaluator:
     ) -> None:
         self.function = function
         self.name = name or function.__name__
-        self.threshold = threshold
+        self.threshold = _checked_threshold(self.name, threshold)
         functools.update_wrapper(self, function)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> EvalResult:
@@ -110,6 +134,9 @@ class Evaluator:
         result = self.evaluate(*args, **kwargs)
         trace = current_trace()
         if trace is not None:
+            from pytest_llmobs.scorer import check_score, score_kind
+
+            check_score(result.name, score_kind(result.name, result.value), result.reason or None)
             trace.add_score(
                 result.name, result.value, comment=result.reason or None, source=self.name
             )
@@ -197,6 +224,13 @@ class EvaluatorRegistry:
             )
         else:
             wrapped = Evaluator(item_evaluator, name=name)
+        if wrapped.name in _builtin_scorer_names():
+            # a usage error: pytest shows its one line, not an internal error's traceback
+            raise pytest.UsageError(
+                f"evaluator {wrapped.name!r} is named like the built-in scorer.{wrapped.name}, "
+                "which scorer.<name> would call instead; register it under another name "
+                "(registry.add(..., name=...))"
+            )
         self.item[wrapped.name] = wrapped
 
     def add_run(self, evaluator: RunEvaluator | RunFunction, *, name: str | None = None) -> None:

@@ -9,7 +9,7 @@ from typing import Literal
 from rapidfuzz import fuzz
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import none_expected, none_output, shorten
+from pytest_llmobs.evaluators.basic import as_text, none_expected, none_output, shorten
 
 FuzzyMethod = Literal["ratio", "partial_ratio", "token_set_ratio", "token_sort_ratio"]
 
@@ -64,7 +64,7 @@ def fuzzy(
         return none_output("fuzzy", 0.0)
     if expected is None:
         return none_expected("fuzzy", 0.0)
-    got, want = str(output), str(expected)
+    got, want = as_text("fuzzy", output), as_text("fuzzy", expected, "expected")
     if not case_sensitive:
         got, want = got.casefold(), want.casefold()
     value = _similarity(method, got, want)

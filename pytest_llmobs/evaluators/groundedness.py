@@ -11,12 +11,12 @@ appears in the context verbatim (rapidfuzz ``partial_ratio`` >= 90)::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rapidfuzz import fuzz
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import none_output
+from pytest_llmobs.evaluators.basic import as_text, none_expected, none_output
 from pytest_llmobs.evaluators.similarity import shorten
 
 PARTIAL_RATIO_SUPPORT = 90.0
@@ -61,7 +61,7 @@ def _check_share(label: str, value: float) -> None:
 
 def groundedness(
     answer: object,
-    context: str | Sequence[str],
+    context: str | Sequence[str] | None,
     *,
     threshold: float = 0.8,
     min_support: float = 0.6,
@@ -71,7 +71,8 @@ def groundedness(
     A sentence is supported when at least ``min_support`` of its content words occur in the
     context, when it (nearly) appears in it verbatim, or when it has no content words. Passes when
     the share is at least ``threshold``; ``reason`` quotes every unsupported sentence, even when
-    the result passes. An empty answer or context scores 0.0 and fails.
+    the result passes. An empty answer or context scores 0.0 and fails, and so does a ``None``
+    context (or a ``None`` in the list).
 
     >>> result = groundedness("Paris is in France. It has 90 moons.", ["Paris is in France."])
     >>> result.value, result.passed, result.reason
@@ -81,8 +82,21 @@ def groundedness(
     _check_share("min_support", min_support)
     if answer is None:
         return none_output("groundedness", 0.0)
-    text = str(answer)
-    source = context if isinstance(context, str) else "\n".join(context)
+    text = as_text("groundedness", answer, "answer")
+    if isinstance(context, (str, bytes, bytearray, memoryview)):
+        source = as_text("groundedness", context, "context")
+    elif isinstance(context, Iterable):
+        parts = list(context)
+        if any(part is None for part in parts):  # an item without context: not the text "None"
+            return none_expected("groundedness", 0.0)
+        source = "\n".join(as_text("groundedness", part, "context") for part in parts)
+    elif context is None:
+        return none_expected("groundedness", 0.0)
+    else:
+        raise TypeError(
+            "groundedness: context must be a string or a list of strings, got "
+            f"{type(context).__name__} {repr(context)[:60]}"
+        )
     sentences = split_sentences(text)
     if not sentences:
         return EvalResult("groundedness", 0.0, False, "empty answer")

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.evaluators.basic import none_expected, none_output
 
 if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM
@@ -170,6 +171,8 @@ def llm_judge(
     """Ask ``llm`` to grade ``output`` with the rubric prompt ``rubric``.
 
     ``variables`` fill the rubric's other placeholders (``input``, ``reference``, ``context``...).
+    A ``None`` output or ``reference`` fails without asking the judge (reasons as in
+    `none_output` and `none_expected`); another ``None`` variable is a `PromptVariableError`.
     The judge call is recorded as its own generation, linked to the rubric's prompt version.
     """
     from pytest_llmobs.tracing import current_observation
@@ -178,6 +181,13 @@ def llm_judge(
     path = prompts.find_file(rubric)
     where = f"llm_judge {rubric!r}" + (f" ({path})" if path is not None else "")
     scale, limit = rubric_settings(template.config, where=where, threshold=threshold)
+    name = "judge_" + rubric.rsplit("/", 1)[-1]
+    # Like the other evaluators: nothing to grade, or nothing to grade against, fails without
+    # asking the judge (which would read the text "None").
+    if output is None:
+        return none_output(name, 0.0)
+    if "reference" in variables and variables["reference"] is None:
+        return none_expected(name, 0.0)
     compiled = template.compile(output=output, **variables)
     answer = llm.generate(compiled, name=f"llm_judge:{rubric}")
     try:
@@ -187,7 +197,6 @@ def llm_judge(
         if generation is not None:
             generation.fail(f"JudgeError: {exc}")
         raise JudgeError(f"llm_judge {rubric!r}: {exc}") from None
-    name = "judge_" + rubric.rsplit("/", 1)[-1]
     passed = value >= limit
     reason = reasoning if passed else f"judge score {value:.2f} < {limit:g}: {reasoning}"
     return EvalResult(name, value, passed, reason)

@@ -84,7 +84,8 @@ def classification_metrics(
     """(metrics, confusion counts) for label predictions.
 
     Metrics: accuracy, precision/recall/F1 macro and micro. Confusion counts are keyed
-    ``"<expected>-><predicted>"`` and include zero cells for every label pair seen.
+    `confusion_key` ``"<expected>-><predicted>"`` and include zero cells for every label pair
+    seen.
     """
     if len(expected) != len(predicted) or not expected:
         raise ValueError("classification_metrics needs equally long, non-empty label lists")
@@ -101,5 +102,22 @@ def classification_metrics(
         metrics[f"f1_{average}"] = float(f1)
     # Counted here: sklearn's confusion_matrix warns when every label is the same one.
     pairs = Counter(zip(expected, predicted, strict=True))
-    confusion = {f"{want}->{got}": float(pairs[(want, got)]) for want in labels for got in labels}
+    confusion = {
+        confusion_key(want, got): float(pairs[(want, got)]) for want in labels for got in labels
+    }
     return metrics, confusion
+
+
+def _escape_label(label: str) -> str:
+    return label.replace("\\", "\\\\").replace("->", "-\\>")
+
+
+def confusion_key(expected: str, predicted: str) -> str:
+    """The confusion cell of a pair: ``"<expected>-><predicted>"``, where a ``->`` inside a label
+    is written ``-\\>`` (and a backslash ``\\\\``), so the first ``->`` always separates the
+    two and no two pairs share a cell.
+
+    >>> confusion_key("pos", "neg"), confusion_key("a->b", "c")
+    ('pos->neg', 'a-\\\\>b->c')
+    """
+    return f"{_escape_label(expected)}->{_escape_label(predicted)}"

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import none_expected, none_output
+from pytest_llmobs.evaluators.basic import as_text, none_expected, none_output
 
 ANALYZERS = ("word", "char", "char_wb")
 """Analyzers `TfidfBackend` accepts: words, character n-grams, character n-grams inside words."""
@@ -342,7 +342,10 @@ def similarity_many(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
     given = list(pairs)
-    shown = [(str(output), str(reference)) for output, reference in given]
+    shown = [
+        (as_text("similarity", output), as_text("similarity", reference, "reference"))
+        for output, reference in given
+    ]
     texts = [
         pair
         for pair, (output, reference) in zip(shown, given, strict=True)

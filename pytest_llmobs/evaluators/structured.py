@@ -6,10 +6,17 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import NONE_OUTPUT, none_output, shorten
+from pytest_llmobs.evaluators.basic import (
+    NONE_EXPECTED,
+    NONE_OUTPUT,
+    as_text,
+    none_output,
+    shorten,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -44,10 +51,16 @@ def _unfence(text: str) -> tuple[str, int]:
     return text[inner : end - 3], inner
 
 
-def _as_text(output: object) -> str:
-    return (
-        output.decode("utf-8", "replace") if isinstance(output, (bytes, bytearray)) else str(output)
-    )
+_PARSED_JSON = (dict, list, int, float)
+"""Output types `json_valid` and `matches_schema` take as JSON already parsed (bool is an int)."""
+
+
+def _big_int(digits: str) -> int | Decimal:
+    """An integer of more digits than ``int()`` takes (Python's limit, 4300): a Decimal."""
+    try:
+        return int(digits)
+    except ValueError:
+        return Decimal(digits)
 
 
 def _parse(text: str) -> tuple[Any, str]:
@@ -57,7 +70,14 @@ def _parse(text: str) -> tuple[Any, str]:
     """
     body, offset = _unfence(text)
     try:
-        return json.loads(body, parse_constant=_reject_constant), body
+        try:
+            return json.loads(body, parse_constant=_reject_constant), body
+        except ValueError as error:
+            if isinstance(error, (json.JSONDecodeError, _InvalidJSON)):
+                raise
+            # an integer beyond Python's int() digit limit is still JSON: parse it again (only
+            # then: a parse_int of our own takes json's fast path away)
+            return json.loads(body, parse_constant=_reject_constant, parse_int=_big_int), body
     except json.JSONDecodeError as error:
         at = offset + error.pos
         line = text.count("\n", 0, at) + 1
@@ -70,8 +90,12 @@ def _parse(text: str) -> tuple[Any, str]:
 def json_valid(output: object) -> EvalResult:
     """Whether ``output`` is valid JSON (BOOLEAN value); the reason gives the error's line:col.
 
-    Text wrapped in a Markdown fence (```json ... ```) is judged by what is inside the fence.
-    ``NaN`` and ``Infinity``, which Python accepts but JSON does not, fail.
+    A string is JSON text: wrapped in a Markdown fence (```json ... ```) it is judged by what is
+    inside the fence. ``NaN`` and ``Infinity``, which Python accepts but JSON does not, fail.
+    An already parsed value (dict, list, int, float, bool) passes when ``json.dumps`` can write
+    it as strict JSON (no NaN; keys strings, numbers or bools). ``None`` fails like every
+    evaluator's missing output; bytes are a ``TypeError``; other objects are judged by their
+    ``str()`` (an `LLMResult` by its text).
 
     >>> json_valid('```json\\n{"city": "Paris"}\\n```')
     <json_valid passed value=True>
@@ -80,7 +104,14 @@ def json_valid(output: object) -> EvalResult:
     """
     if output is None:
         return none_output("json_valid")
-    text = _as_text(output)
+    if isinstance(output, _PARSED_JSON):
+        try:
+            json.dumps(output, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as error:
+            reason = f"not encodable as JSON: {error} in {shorten(output)}"
+            return EvalResult("json_valid", False, False, reason)
+        return EvalResult("json_valid", True, True)
+    text = as_text("json_valid", output)
     try:
         _parse(text)
     except _InvalidJSON as error:
@@ -181,7 +212,7 @@ def matches_schema(output: object, schema: type[BaseModel] | Mapping[str, Any]) 
     if isinstance(output, (dict, list)):
         data: Any = output
     else:
-        text = _as_text(output)
+        text = as_text("matches_schema", output)
         try:
             data, json_text = _parse(text)
         except _InvalidJSON as error:
@@ -204,21 +235,35 @@ class LabelResult(EvalResult):
     expected: str
 
 
+def _label_text(value: object, what: str) -> str:
+    text = as_text("label", value, what).strip()
+    if text == NO_LABEL:
+        raise ValueError(
+            f"label: {what} label {NO_LABEL!r} is reserved for a missing (None) label;"
+            " use another label text"
+        )
+    return text
+
+
 def label(predicted: object, expected: object) -> LabelResult:
     """The predicted label (CATEGORICAL value); passes when it equals ``expected``.
 
     Both are compared as stripped strings, case-sensitively. The result is a `LabelResult`
-    whose ``expected`` attribute holds the reference label.
+    whose ``expected`` attribute holds the reference label. A ``None`` on either side fails
+    and is recorded as ``"(none)"``, so that label is reserved: given as text it is a
+    ``ValueError``.
 
     >>> result = label(" positive\\n", "negative")
     >>> result.value, result.expected, result.reason
     ('positive', 'negative', "expected label 'negative', got 'positive'")
     """
     # a missing label on either side is NO_LABEL, never the label "None"
-    want = NO_LABEL if expected is None else str(expected).strip()
+    want = NO_LABEL if expected is None else _label_text(expected, "expected")
     if predicted is None:  # recorded as NO_LABEL, so it never counts as a right "None"
         return LabelResult("label", NO_LABEL, False, NONE_OUTPUT, expected=want)
-    got = str(predicted).strip()
+    got = _label_text(predicted, "predicted")
+    if expected is None:
+        return LabelResult("label", got, False, NONE_EXPECTED, expected=want)
     passed = got == want
     reason = "" if passed else f"expected label {shorten(want)}, got {shorten(got)}"
     return LabelResult("label", got, passed, reason, expected=want)

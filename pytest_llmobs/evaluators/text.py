@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.basic import (
+    as_text,
     check_bounds,
     none_expected,
     none_output,
@@ -30,9 +31,12 @@ def _needles(name: str, needles: Iterable[object] | None) -> list[str] | None:
     given = list(needles)
     if not given:
         raise ValueError(f"{name}: needles is empty; give at least one string to look for")
-    if any(n is None for n in given):
+    texts = [as_text(name, n, "needle") for n in given if n is not None]
+    if "" in texts:
+        raise ValueError(f"{name}: a needle is empty; it would match every output")
+    if len(texts) < len(given):
         return None
-    return [str(n) for n in given]
+    return texts
 
 
 def _fold(text: str, case_sensitive: bool) -> str:
@@ -46,18 +50,24 @@ def _in(case_sensitive: bool) -> str:
 def contains(output: object, needle: object, *, case_sensitive: bool = False) -> EvalResult:
     """Whether ``needle`` occurs in ``output`` (BOOLEAN value); case-insensitive by default.
 
-    An empty needle is a ``ValueError``: it would be found in every output.
+    An empty needle is a ``ValueError``: it would be found in every output. A list of needles
+    is a ``TypeError`` (use `contains_all` or `contains_any`), and so are bytes.
 
     >>> contains("The capital is Paris.", "paris")
     <contains passed value=True>
     """
-    text, wanted = str(output), str(needle)
-    if not wanted:
+    if isinstance(needle, (list, tuple, set, frozenset, dict)):
+        raise TypeError(
+            f"contains: needle must be a string, got {type(needle).__name__} "
+            f"{shorten(needle)}; use contains_all() or contains_any() for several needles"
+        )
+    if needle is not None and not as_text("contains", needle, "needle"):
         raise ValueError("contains: needle is empty; it would match every output")
     if output is None:
         return none_output("contains")
     if needle is None:  # say, an item's missing expected_output: not the text "None"
         return none_expected("contains")
+    text, wanted = as_text("contains", output), as_text("contains", needle, "needle")
     passed = _fold(wanted, case_sensitive) in _fold(text, case_sensitive)
     reason = (
         "" if passed else f"{shorten(wanted)} not found{_in(case_sensitive)} in {shorten(text)}"
@@ -70,7 +80,8 @@ def contains_all(
 ) -> EvalResult:
     """The share of ``needles`` found in ``output`` (NUMERIC, 0..1); passes when all are.
 
-    ``None`` needles (or a ``None`` among them) fail: there is nothing to look for.
+    ``None`` needles (or a ``None`` among them) fail: there is nothing to look for. An empty
+    needle is a ``ValueError``: it would be found in every output.
 
     >>> contains_all("Paris, Rome", ["paris", "rome", "oslo"]).reason
     "missing 1 of 3 (case-insensitive): 'oslo' in 'Paris, Rome'"
@@ -80,12 +91,13 @@ def contains_all(
         return none_output("contains_all", 0.0)
     if wanted is None:
         return none_expected("contains_all", 0.0)
-    text = _fold(str(output), case_sensitive)
+    shown = as_text("contains_all", output)
+    text = _fold(shown, case_sensitive)
     missing = [n for n in wanted if _fold(n, case_sensitive) not in text]
     share = 1.0 - len(missing) / len(wanted)
     reason = (
         f"missing {len(missing)} of {len(wanted)}{_in(case_sensitive)}: {shorten_all(missing)}"
-        f" in {shorten(str(output))}"
+        f" in {shorten(shown)}"
         if missing
         else ""
     )
@@ -97,7 +109,8 @@ def contains_any(
 ) -> EvalResult:
     """Whether at least one of ``needles`` occurs in ``output`` (BOOLEAN value).
 
-    ``None`` needles (or a ``None`` among them) fail: there is nothing to look for.
+    ``None`` needles (or a ``None`` among them) fail: there is nothing to look for. An empty
+    needle is a ``ValueError``: it would be found in every output.
 
     >>> contains_any("It is Rome.", ["Paris", "Rome"])
     <contains_any passed value=True>
@@ -107,12 +120,13 @@ def contains_any(
         return none_output("contains_any")
     if wanted is None:
         return none_expected("contains_any")
-    text = _fold(str(output), case_sensitive)
+    shown = as_text("contains_any", output)
+    text = _fold(shown, case_sensitive)
     passed = any(_fold(n, case_sensitive) in text for n in wanted)
     reason = (
         ""
         if passed
-        else f"none of {shorten_all(wanted)} found{_in(case_sensitive)} in {shorten(str(output))}"
+        else f"none of {shorten_all(wanted)} found{_in(case_sensitive)} in {shorten(shown)}"
     )
     return EvalResult("contains_any", passed, passed, reason)
 
@@ -126,8 +140,9 @@ def regex(
 ) -> EvalResult:
     """Whether ``pattern`` matches ``output`` (BOOLEAN value): anywhere, or the whole text.
 
-    An invalid pattern raises ``ValueError`` naming the pattern and the ``re`` error, a pattern
-    that is not text a ``TypeError``; a ``None`` pattern fails (nothing to match).
+    An invalid or empty pattern raises ``ValueError`` naming the pattern (and the ``re`` error),
+    as do ``flags`` with an already compiled pattern; a pattern that is not text is a
+    ``TypeError``; a ``None`` pattern fails (nothing to match).
 
     >>> regex("Order #1234 shipped", "#[0-9]+")
     <regex passed value=True>
@@ -139,14 +154,26 @@ def regex(
         raise TypeError(f"regex: pattern must be a string or re.Pattern, got {got}")
     if pattern is None:
         return none_output("regex") if output is None else none_expected("regex")
-    source = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
-    try:
-        compiled = re.compile(pattern, flags)
-    except re.error as error:
-        raise ValueError(f"regex: invalid pattern {source!r}: {error}") from error
+    if isinstance(pattern, re.Pattern):
+        if not isinstance(pattern.pattern, str):
+            raise TypeError(f"regex: pattern must match text, got the bytes pattern {pattern!r}")
+        if flags:  # re.compile refuses flags with a compiled pattern
+            raise ValueError(
+                f"regex: flags={flags!r} cannot be added to the compiled pattern "
+                f"{pattern.pattern!r}; compile it with the flags, or pass the pattern as a string"
+            )
+        source, compiled = pattern.pattern, pattern
+    else:
+        source = pattern
+        try:
+            compiled = re.compile(pattern, flags)
+        except re.error as error:
+            raise ValueError(f"regex: invalid pattern {source!r}: {error}") from error
+    if not source:
+        raise ValueError("regex: pattern is empty; it would match every output")
     if output is None:
         return none_output("regex")
-    text = str(output)
+    text = as_text("regex", output)
     found = compiled.fullmatch(text) if fullmatch else compiled.search(text)
     passed = found is not None
     how = "fully match" if fullmatch else "match"
@@ -165,6 +192,6 @@ def word_count(text: object, *, min: int | None = None, max: int | None = None) 
     """
     if text is None:
         return none_output("word_count", 0)
-    count = sum(1 for _ in _WORD.finditer(str(text)))
+    count = sum(1 for _ in _WORD.finditer(as_text("word_count", text, "text")))
     reason = check_bounds(count, min, max, what="word count", evaluator="word_count")
     return EvalResult("word_count", count, not reason, reason)

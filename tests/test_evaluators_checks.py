@@ -1,0 +1,202 @@
+"""Evaluators refuse what would give a wrong verdict: empty needles and patterns, a list as one
+needle, bad bounds and flags, reserved labels, shadowed or NaN-threshold custom evaluators; and
+treat bytes and parsed JSON the same way everywhere."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import pytest_llmobs
+from pytest_llmobs.evaluators import EvalResult
+from pytest_llmobs.evaluators.basic import char_length, exact_match
+from pytest_llmobs.evaluators.custom import EvaluatorRegistry
+from pytest_llmobs.evaluators.fuzzy import fuzzy
+from pytest_llmobs.evaluators.groundedness import groundedness
+from pytest_llmobs.evaluators.run_level import classification_metrics
+from pytest_llmobs.evaluators.structured import json_valid, label, matches_schema
+from pytest_llmobs.evaluators.text import contains, contains_all, contains_any, regex, word_count
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: contains_all("abc", [""]), "contains_all: a needle is empty"),
+        (lambda: contains_any("abc", ["", "zzz"]), "contains_any: a needle is empty"),
+        (lambda: contains_all("abc", ["a", None, ""]), "contains_all: a needle is empty"),
+        (lambda: regex("abc", ""), "regex: pattern is empty"),
+        (lambda: regex("abc", re.compile("")), "regex: pattern is empty"),
+    ],
+)
+def test_an_empty_needle_or_pattern_is_an_error(
+    call: Callable[[], EvalResult], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_list_given_to_contains_is_an_error_pointing_at_contains_all() -> None:
+    with pytest.raises(TypeError) as caught:
+        contains("x ['a', 'b']", ["a", "b"])
+    assert str(caught.value) == (
+        "contains: needle must be a string, got list ['a', 'b']; use contains_all() or"
+        " contains_any() for several needles"
+    )
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, ["a"], [1, 2], True, 0, 1.5, {"nested": [None]}])
+def test_json_valid_passes_an_already_parsed_json_value(value: object) -> None:
+    assert json_valid(value) == EvalResult("json_valid", True, True)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"a": float("nan")}, "not encodable as JSON: Out of range float values"),
+        ([{1, 2}], "not encodable as JSON: Object of type set is not JSON serializable"),
+    ],
+)
+def test_json_valid_fails_a_parsed_value_json_cannot_write(value: object, reason: str) -> None:
+    result = json_valid(value)
+    assert not result.passed
+    assert result.reason.startswith(reason)
+
+
+def test_json_valid_gives_a_verdict_on_an_integer_longer_than_pythons_limit() -> None:
+    assert json_valid("1" + "0" * 5000).passed
+    assert json_valid('{"n": 1' + "0" * 5000 + "}").passed
+    assert not json_valid('{"n": 1' + "0" * 5000).passed
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: exact_match(b"Paris", "Paris"), True),
+        (lambda: exact_match("Paris", bytearray(b"Paris")), True),
+        (lambda: contains(b"Rome", "b'"), False),
+        (lambda: contains(b"Bogot\xc3\xa1", "bogotá"), True),
+        (lambda: contains_all(b"a b", [b"a", "b"]), True),
+        (lambda: contains_any(b"x", ["b'"]), False),
+        (lambda: regex(b"abc", "^abc$"), True),
+        (lambda: char_length(b"abc", max=3), True),
+        (lambda: word_count(b"two words", min=2, max=2), True),
+        (lambda: fuzzy(b"Paris", "Paris", threshold=1.0), True),
+        (lambda: json_valid(b'{"bytes": true}'), True),
+        (lambda: groundedness(b"Paris is in France.", [b"Paris is in France."]), True),
+        (lambda: label(b"pos", "pos"), True),
+    ],
+)
+def test_bytes_are_read_as_utf8_text_by_every_evaluator(
+    call: Callable[[], EvalResult], expected: bool
+) -> None:
+    assert call().passed is expected
+
+
+def test_bytes_that_are_not_utf8_are_an_error_naming_the_evaluator() -> None:
+    with pytest.raises(
+        ValueError, match=r"^exact_match: output is bytes but not UTF-8 text \(byte 0"
+    ):
+        exact_match(b"\xff", "x")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: regex("ABC", re.compile("abc"), flags=re.I),
+            ValueError,
+            "regex: flags=re.IGNORECASE cannot be added to the compiled pattern 'abc'",
+        ),
+        (
+            lambda: char_length("abc", min="2"),
+            TypeError,
+            "char_length: min must be an int or None, got str '2'",
+        ),
+        (
+            lambda: word_count("abc", max=2.5),
+            TypeError,
+            "word_count: max must be an int or None, got float 2.5",
+        ),
+        (
+            lambda: groundedness("Paris.", 42),
+            TypeError,
+            "groundedness: context must be a string or a list of strings, got int 42",
+        ),
+    ],
+)
+def test_bad_arguments_are_errors_naming_the_evaluator(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        call()
+    assert str(caught.value).startswith(message)
+
+
+def test_groundedness_without_context_fails_like_a_missing_expected_output() -> None:
+    for context in (None, ["Paris is in France.", None]):
+        result = groundedness("Paris.", context)
+        assert (result.value, result.passed) == (0.0, False)
+        assert result.reason.startswith("expected is None")
+
+
+def test_a_missing_expected_label_never_passes_and_the_none_label_is_reserved() -> None:
+    result = label("positive", None)
+    assert (result.passed, result.expected) == (False, "(none)")
+    assert result.reason.startswith("expected is None")
+    with pytest.raises(ValueError, match=r"predicted label '\(none\)' is reserved"):
+        label("(none)", None)
+    with pytest.raises(ValueError, match=r"expected label '\(none\)' is reserved"):
+        label("x", " (none) ")
+
+
+def test_confusion_cells_of_labels_holding_arrows_do_not_collide() -> None:
+    expected, predicted = ["a", "a->b", "x\\", "x"], ["b->c", "c", "y", "\\y"]
+    _, confusion = classification_metrics(expected, predicted)
+    assert sum(confusion.values()) == len(expected)
+    assert len(confusion) == len(set(expected) | set(predicted)) ** 2
+    assert confusion["a->b-\\>c"] == confusion["a-\\>b->c"] == 1.0
+    assert confusion["x\\\\->y"] == confusion["x->\\\\y"] == 1.0
+    for key in confusion:  # the first "->" separates expected from predicted
+        want = key.split("->", 1)[0]
+        assert "->" not in want
+
+
+def test_plain_labels_keep_the_readable_confusion_keys() -> None:
+    _, confusion = classification_metrics(["pos", "neg"], ["neg", "neg"])
+    assert confusion == {"neg->neg": 1.0, "neg->pos": 0.0, "pos->neg": 1.0, "pos->pos": 0.0}
+
+
+@pytest.mark.parametrize("name", ["exact_match", "score", "record", "llm_judge", "label"])
+def test_a_custom_evaluator_named_like_a_built_in_is_refused(name: str) -> None:
+    registry = EvaluatorRegistry()
+    with pytest.raises(pytest.UsageError) as caught:
+        registry.add(lambda output: True, name=name)
+    assert str(caught.value) == (
+        f"evaluator {name!r} is named like the built-in scorer.{name}, which scorer.<name> would"
+        " call instead; register it under another name (registry.add(..., name=...))"
+    )
+    assert registry.item == {}
+
+
+@pytest.mark.parametrize(
+    ("threshold", "error", "message"),
+    [
+        (float("nan"), ValueError, "threshold must be a finite number, got nan"),
+        (float("inf"), ValueError, "threshold must be a finite number, got inf"),
+        ("0.5", TypeError, "threshold must be a number or None, got str '0.5'"),
+        (True, TypeError, "threshold must be a number or None, got bool True"),
+    ],
+)
+def test_a_custom_evaluator_threshold_must_be_a_finite_number(
+    threshold: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        pytest_llmobs.evaluator(threshold=threshold)(lambda output: 0.9)
+    assert str(caught.value) == f"evaluator '<lambda>': {message}"
+
+
+def test_matches_schema_reads_bytes_as_text() -> None:
+    assert matches_schema(b'{"a": 1}', {"type": "object"})
