@@ -211,6 +211,12 @@ class Trace:
         if not isinstance(name, str) or not name:
             raise ScoreError(f"score name must be a non-empty string; got {name!r}")
         checked, data_type = classify_score_value(name, value)
+        for field, given in (("comment", comment), ("source", source)):
+            if given is not None and not isinstance(given, str):
+                raise ScoreError(
+                    f"score {name!r}: {field} must be a str or None; got "
+                    f"{type(given).__name__} {given!r:.80}"
+                )
         occurrence = sum(1 for s in self.scores if s.name == name)
         score = Score(
             id=derived_id(self.id, observation_id or "", name, occurrence),

@@ -1047,3 +1047,14 @@ def test_finish_closes_open_observations() -> None:
     assert first.end_time is not None and second.end_time is not None
     assert trace.end_time is not None
     assert trace.root is first
+
+
+@pytest.mark.parametrize(
+    "details", [{"comment": 123}, {"comment": {"when": "x"}}, {"source": ["human"]}]
+)
+def test_a_score_comment_or_source_that_is_not_text_is_refused(details: Any) -> None:
+    trace = Trace("t")
+    field = next(iter(details))
+    with pytest.raises(ScoreError, match=rf"^score 'q': {field} must be a str or None; got "):
+        trace.add_score("q", 1.0, **details)
+    assert trace.scores == []
