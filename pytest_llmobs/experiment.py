@@ -33,6 +33,7 @@ not pass, ``passed`` otherwise. An evaluator returning ``None`` records no score
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -245,6 +246,11 @@ def _check_limits(
         raise ValueError(f"name must be a non-empty string; got {name!r}")
     if not callable(task):
         raise TypeError(f"task must be a function of the dataset item; got {task!r}")
+    if inspect.isgeneratorfunction(task) or inspect.isasyncgenfunction(task):
+        raise TypeError(
+            f"task must return the output, not yield it; {task!r} is a generator function "
+            "(collect what it yields in the task and return that)"
+        )
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
         raise TypeError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
     if max_concurrency < 1:
@@ -264,11 +270,15 @@ def _open_store(store: str | os.PathLike[str] | None) -> Store:
 
     if store is None:
         return Store(None, governance=Governance())
+    if not isinstance(store, (str, os.PathLike)):
+        raise TypeError(
+            f"store must be a directory path, a Store or None; got {type(store).__name__} {store!r}"
+        )
     return Store.in_directory(Path(store).resolve(), governance=Governance())
 
 
 def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[..., Any]]]:
-    if callable(functions) or not isinstance(functions, Iterable):
+    if callable(functions) or not isinstance(functions, Iterable) or isinstance(functions, str):
         raise TypeError(
             f"{argument} must be a list of functions or a mapping {{name: function}}; "
             f"got {functions!r}"

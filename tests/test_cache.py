@@ -519,3 +519,16 @@ def test_without_a_key_only_read_mode_starts(
     replay.assert_outcomes(failed=1, deselected=3)  # a miss, named; nothing was called
     replay.stdout.fnmatch_lines(["*CacheMissError: llm cache miss (--llm-cache=read)*"])
     assert openai_env.request_count == 0
+
+
+def test_an_entry_whose_text_is_not_a_string_is_a_clear_error(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    path = cache.path_for(cache_key("m", MESSAGES, {}))
+    path.parent.mkdir(parents=True)
+    path.write_text('{"response": {"text": null, "model": "m"}}')  # never replayed as "None"
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("m", MESSAGES, {})
+    assert str(excinfo.value) == (
+        f"llm cache: {str(path)!r} is not a valid cache entry (TypeError: text and model must be"
+        " strings); delete it or record it again with --llm-cache=write"
+    )

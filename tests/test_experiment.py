@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
@@ -567,6 +568,14 @@ def test_under_trio_arun_experiment_says_to_use_a_thread_and_that_works() -> Non
     assert items == len(CAPITALS)
 
 
+def _yielding(item: DatasetItem) -> Iterator[str]:
+    yield "Paris"
+
+
+async def _yielding_async(item: DatasetItem) -> AsyncIterator[str]:
+    yield "Paris"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
@@ -595,6 +604,10 @@ def test_under_trio_arun_experiment_says_to_use_a_thread_and_that_works() -> Non
             "thresholds must be a list of expressions; got the string 'mean_exact >= 0.7'",
         ),
         ({"evaluators": None}, TypeError, "evaluators must be a list of functions or a mapping"),
+        ({"evaluators": "exact"}, TypeError, "evaluators must be a list of functions or a mapping"),
+        ({"store": 3}, TypeError, "store must be a directory path, a Store or None; got int 3"),
+        ({"task": _yielding}, TypeError, "task must return the output, not yield it"),
+        ({"task": _yielding_async}, TypeError, "task must return the output, not yield it"),
         ({"run_evaluators": exact}, TypeError, "run_evaluators must be a list of functions"),
         ({"timeout_s": "5"}, ValueError, "timeout_s must be a number > 0, or None; got '5'"),
         # their scores would be pooled under one name

@@ -174,9 +174,11 @@ class ResponseCache:
                 isinstance(tool_calls, list) and all(isinstance(c, dict) for c in tool_calls)
             ):
                 raise TypeError(f"tool_calls is {type(tool_calls).__name__}, not a list of objects")
+            if not isinstance(answer["text"], str) or not isinstance(answer["model"], str):
+                raise TypeError("text and model must be strings")
             return ModelResponse(
-                text=str(answer["text"]),
-                model=str(answer["model"]),
+                text=answer["text"],
+                model=answer["model"],
                 usage=Usage(input=int(usage.get("input", 0)), output=int(usage.get("output", 0))),
                 latency_ms=0.0,  # the replay's own latency is measured by the caller
                 cost=None if answer.get("cost") is None else float(answer["cost"]),
