@@ -3,8 +3,12 @@
 A reference (``--llm-baseline=REF``, ``llmobs compare REF ...``) resolves in this order:
 
 1. an existing file: a run exported by ``llmobs export`` (validated here, at the edge);
-2. a saved baseline name (``llmobs baseline save NAME [RUN]``, ``--llm-save-baseline=NAME``);
-3. a run id, unique id prefix, run name or ``latest`` (`Store.resolve_run`).
+2. a saved baseline name, a run id, a run name, a unique run id prefix or ``latest``
+   (`Store.resolve_run`, as every ``llmobs`` command reads a RUN).
+
+A baseline name cannot read as a stored run (its id, an id prefix or its name), and a run id
+(``--llm-run-id``) or run name (``--llm-run-name``) cannot be a saved baseline's name, so a
+word names one run wherever it is given.
 
 A reference that looks like a file (ends in ``.json`` or holds a path separator) but does not
 exist is reported as a missing file; anything else unknown lists the saved baselines and recent
@@ -29,27 +33,27 @@ class BaselineError(ValueError):
     """A baseline reference does not resolve, or its file is missing or malformed."""
 
 
-def load_export(path: Path) -> dict[str, Any]:
+def load_export(path: Path, what: str = "baseline") -> dict[str, Any]:
     """Read and validate a run exported by ``llmobs export``; problems raise `BaselineError`
     naming the file and what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BaselineError(f"baseline file {str(path)!r} does not exist") from None
+        raise BaselineError(f"{what} file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"baseline file {str(path)!r} cannot be read: {exc}") from None
+        raise BaselineError(f"{what} file {str(path)!r} cannot be read: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BaselineError(f"baseline file {str(path)!r} is not valid JSON: {exc}") from None
+        raise BaselineError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise BaselineError(
-            f"baseline file {str(path)!r} is not a pytest-llmobs run export "
+            f"{what} file {str(path)!r} is not a pytest-llmobs run export "
             f"(expected \"format\": {EXPORT_FORMAT!r}; write one with 'llmobs export RUN -o FILE')"
         )
     problem = export_problem(data)
     if problem is not None:
-        raise BaselineError(f"baseline file {str(path)!r} is not a valid run export: {problem}")
+        raise BaselineError(f"{what} file {str(path)!r} is not a valid run export: {problem}")
     return data
 
 
@@ -77,7 +81,7 @@ def resolve_baseline(
     reference in errors (``run`` for the run a baseline is compared with)."""
     candidate = path if path is not None else Path(ref)
     if candidate.is_file():
-        return Baseline(load_export(candidate), "file", ref)
+        return Baseline(load_export(candidate, what), "file", ref)
     if _looks_like_a_file(ref):
         if candidate.is_dir():
             raise BaselineError(
@@ -86,14 +90,14 @@ def resolve_baseline(
             )
         raise BaselineError(f"{what} file {str(candidate)!r} does not exist")
     if store is not None:
-        saved = store.get_baseline(ref)
+        saved = store.get_baseline(ref) if ref.strip() else None
         if saved is not None:
             return Baseline(store.load_run(saved), "saved baseline", ref)
         try:
             run_id = store.resolve_run(ref)
         except StoreError as exc:
             # 'latest' names no baseline: when the store has no runs, say that.
-            if ref == "latest" or "ambiguous" in str(exc):
+            if ref == "latest" or "ambiguous" in str(exc) or not ref.strip():
                 raise BaselineError(str(exc)) from None
         else:
             return Baseline(store.load_run(run_id), "run", ref)
@@ -129,6 +133,11 @@ def check_name(name: str) -> str:
     reads as a run where a RUN is accepted (``latest``, a run id or id prefix)."""
     if not name.strip() or name != name.strip():
         raise BaselineError(f"a baseline name must be non-empty without outer spaces; got {name!r}")
+    if not name.isprintable():
+        raise BaselineError(
+            f"baseline name {name!r} holds a control character (newline, tab...); "
+            "use printable characters only"
+        )
     if _looks_like_a_file(name):
         raise BaselineError(
             f"baseline name {name!r} would read as a file path; use a name without '/' or '.json'"
@@ -138,16 +147,31 @@ def check_name(name: str) -> str:
     return name
 
 
-def save_baseline(store: Store, name: str, run_ref: str = "latest") -> str:
-    """Save the run ``run_ref`` as baseline ``name``; returns the run id."""
-    check_name(name)
-    if store.has_run(name):
+def check_no_clash(store: Store, name: str) -> str:
+    """``name`` when no stored run reads as it: a baseline named like a run's id, a prefix of
+    one or a run's name would make the same word mean two runs."""
+    clash = store.run_clash(name)
+    if clash is not None:
         raise BaselineError(
-            f"baseline name {name!r} is reserved: it is the id of a stored run; pick another name"
+            f"baseline name {name!r} is {clash}; a baseline name must not read as a run "
+            "(its id, an id prefix or its name); pick another name"
         )
+    return name
+
+
+def save_baseline(store: Store, name: str, run_ref: str = "latest", *, force: bool = False) -> str:
+    """Save the run ``run_ref`` as baseline ``name``; returns the run id. A run that did not
+    pass is refused unless ``force`` (as ``--llm-save-baseline`` saves passed runs only)."""
+    check_no_clash(store, check_name(name))
     try:
         run_id = store.resolve_run(run_ref)
+        status = store.load_run(run_id)["status"] if not force else "passed"
     except StoreError as exc:
         raise BaselineError(str(exc)) from None
+    if status != "passed":
+        raise BaselineError(
+            f"run {run_id} did not pass (status {status}); a baseline is a run that passed: "
+            "pass --force to save it anyway"
+        )
     store.save_baseline(name, run_id)
     return run_id

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_llmobs import __version__
-from pytest_llmobs.exports import EXPORT_FORMAT, dump_run, result_from_run
+from pytest_llmobs.exports import dump_run, result_from_run
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
 from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
@@ -49,15 +50,32 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def open_store(option: str | None) -> Store:
+_OPENED: list[Path] = []
+"""The store files a command opened, to name in an SQLite error met while reading them."""
+
+
+def open_store(option: str | None, *, read_only: bool = False) -> Store:
+    """The store of ``--store DIR`` (or found as pytest finds it); ``read_only`` for commands
+    that only read: a file that is not a store is then refused, not given the schema."""
     directory = Path(option) if option else find_store_dir(Path.cwd())
+    if option and directory.is_file():
+        hint = (
+            f" (give its directory, {str(directory.parent)!r})"
+            if directory.name == STORE_FILENAME
+            else ""
+        )
+        raise CliError(
+            f"--store {option}: is a file; expected the store directory holding {STORE_FILENAME}"
+            + hint
+        )
     path = directory / STORE_FILENAME
     if not path.is_file():
         raise CliError(
             f"no llmobs store at {path}; run pytest with the plugin first, or pass --store DIR"
         )
+    _OPENED.append(path)
     try:
-        return Store(path)
+        return Store(path, read_only=read_only)
     except StoreError as exc:
         raise CliError(str(exc)) from None
 
@@ -73,7 +91,7 @@ def check_count(value: int, option: str, *, minimum: int = 0) -> int:
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit is not None:
         check_count(args.limit, "--limit", minimum=1)
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     runs = store.list_runs(limit=args.limit)
     if not runs:
         print(f"no runs in {store.path}", file=out)
@@ -90,18 +108,29 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
         )
         for r in runs
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip(), file=out)
+    print_table(rows, out)
     print(f"store: {store.path} ({_size(store.size_bytes())})", file=out)
     return 0
 
 
+def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Rows as columns padded to their widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip(), file=out)
+
+
+CELL_WIDTH = 48
+"""The widest a name is shown in a table; longer ones end in '…' (`llmobs show` has it all)."""
+
+
 def _cell(text: str) -> str:
     """``text`` for one table cell: a newline, tab or other control character is shown
-    escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row."""
-    return text if text.isprintable() else repr(text)[1:-1]
+    escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row;
+    past `CELL_WIDTH` characters it is cut, ending in '…'."""
+    shown = text if text.isprintable() else repr(text)[1:-1]
+    return shown if len(shown) <= CELL_WIDTH else shown[: CELL_WIDTH - 1] + "…"
 
 
 def _size(count: int) -> str:
@@ -151,7 +180,7 @@ def _item_line(item: dict[str, Any]) -> str:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     try:
         run = store.load_run(store.resolve_run(args.run))
     except StoreError as exc:
@@ -171,18 +200,36 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     for line in missing_lines(run.get("missing") or []):
         print(line, file=out)
     items = run.get("items") or []
+    if run.get("ended_at") is None:  # killed, crashed or still going: it stored no summary
+        print(
+            f"run {run['status']} before it finished: the items it had not run yet are not "
+            f"known (its {len(items)} stored item(s) are listed)",
+            file=out,
+        )
     print(f"items ({len(items)}):", file=out)
     for item in items:
         print(_item_line(item), file=out)
     return 0
 
 
-def _writable(value: str) -> Path:
-    """``-o``'s path, its directory created; a directory or an unwritable place is a
-    `CliError` (raised before the command does anything that cannot be undone)."""
+def check_output(value: str) -> Path:
+    """``-o``'s path when a file can be written there: a directory, or a place under a file,
+    is a `CliError`. Nothing is created yet (the command may still fail)."""
     path = Path(value)
     if path.is_dir():
         raise CliError(f"-o {value}: is a directory; give a file name")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CliError(f"-o {value}: {parent} is a file, not a directory")
+            break
+    return path
+
+
+def _writable(value: str) -> Path:
+    """``-o``'s path, its directory created; a directory or an unwritable place is a
+    `CliError` (raised before the command does anything that cannot be undone)."""
+    path = check_output(value)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -191,7 +238,7 @@ def _writable(value: str) -> Path:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     try:
         run = store.load_run(store.resolve_run(args.run))
     except StoreError as exc:
@@ -206,26 +253,12 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
-    """A stored run, or a run exported to a JSON file (``llmobs export``, ``--llm-json``)."""
-    source = Path(args.run)
-    if source.suffix == ".json" and source.is_file():
-        try:
-            run = json.loads(source.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CliError(f"{source}: not a readable run export ({exc})") from None
-        if not isinstance(run, dict) or run.get("format") != EXPORT_FORMAT:
-            raise CliError(f"{source}: not a run export (expected format {EXPORT_FORMAT!r})")
-        from pytest_llmobs.export_schema import export_problem
+    """A stored run, or a run exported to a JSON file (``llmobs export``, ``--llm-json``),
+    read as ``compare`` and ``rescore`` read a RUN."""
+    from pytest_llmobs.compare.commands import _resolve, _store
 
-        problem = export_problem(run)
-        if problem is not None:
-            raise CliError(f"{source}: not a valid run export: {problem}")
-        return run
-    store = open_store(args.store)
-    try:
-        return store.load_run(store.resolve_run(args.run))
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+    run: dict[str, Any] = _resolve(args.run, _store(args.store, [args.run]), "run").run
+    return run
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
@@ -247,7 +280,8 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.merge import MergeError, merge_files, summary_header
 
     store_dir = Path(args.store) if args.store else None
-    output = _writable(args.output) if args.output else None  # before anything is stored
+    if args.output:
+        check_output(args.output)  # before anything is stored
     try:
         merged = merge_files(
             [Path(f) for f in args.files], thresholds=args.threshold, store_dir=store_dir
@@ -262,8 +296,8 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     for line in [*missing_lines(merged.result.missing), *merged.notes]:
         print(line, file=out)
-    if output is not None:
-        output.write_text(dump_run(merged.run) + "\n", encoding="utf-8")
+    if args.output:
+        _writable(args.output).write_text(dump_run(merged.run) + "\n", encoding="utf-8")
         print(f"wrote merged run {merged.result.run_id} to {args.output}", file=out)
     return 0 if merged.result.status == "passed" else 1
 
@@ -271,7 +305,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.calibration import CalibrationError, calibrate
 
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     try:
         run = store.load_run(store.resolve_run(args.run))
         report = calibrate(run["items"], Path(args.labels), args.score)
@@ -384,12 +418,20 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if getattr(args, "output", None):
             # Every command's -o (also those registered by other modules) is checked before
             # the command does any work: a bad path is a wrong command (2), not a regression (1).
-            _writable(args.output)
+            check_output(args.output)
         status = int(args.handler(args, stream))
         stream.flush()  # here, not at exit: a reader that went away is handled below
         return status
     except CliError as exc:
         print(f"llmobs: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except StoreError as exc:
+        print(f"llmobs: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except sqlite3.DatabaseError as exc:
+        # a damaged page shows only when it is read: the same error as a damaged header
+        where = _OPENED[-1] if _OPENED else "the store"
+        print(f"llmobs: error: {Store.unusable_error(where, exc)}", file=sys.stderr)
         return BAD_INPUT
     except BrokenPipeError:
         # The reader stopped early (`llmobs runs | head`): stop quietly, as shell tools do.
@@ -400,4 +442,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m pytest_llmobs.cli`: run the imported module's main, so that the commands of
+    # other modules raise the `CliError` it catches (not one of this `__main__` copy)
+    from pytest_llmobs.cli import main as _main
+
+    sys.exit(_main())

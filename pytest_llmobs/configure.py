@@ -112,6 +112,8 @@ def build_state(config: pytest.Config) -> SessionState:
             run_evaluators=dict(evaluators.run),
         )
         recorder.name = settings.run_name or default_run_name(settings.model, recorder.started_at)
+        if not config.option.collectonly:
+            _refuse_name_clashes(settings, store, recorder)
     return SessionState(
         settings=settings,
         run_id=run_id,
@@ -156,6 +158,34 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
             )
         except (BaselineError, StoreError) as exc:
             problem = f"--llm-baseline: {exc}"
+    if problem is not None:
+        store.close()
+        raise pytest.UsageError(problem)
+
+
+def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder) -> None:
+    """A word names one run wherever a RUN is read: this run's id is no saved baseline's name,
+    and the baseline it saves reads as no stored run nor as this one. (A run name may be a
+    baseline's: the baseline comes first wherever a RUN is read.)"""
+    from pytest_llmobs.baselines import BaselineError, check_no_clash
+
+    problem = None
+    if settings.run_id and store.get_baseline(settings.run_id) is not None:
+        problem = (
+            f"--llm-run-id: {settings.run_id!r} is the name of a saved baseline in {store.path}; "
+            "a run id must not be one (the same word would name two runs); pick another id"
+        )
+    name = settings.save_baseline
+    if problem is None and name:
+        try:
+            check_no_clash(store, name)
+            if name in (recorder.run_id, recorder.name) or recorder.run_id.startswith(name):
+                raise BaselineError(
+                    f"baseline name {name!r} is this run's id, a prefix of it or its name; a "
+                    "baseline name must not read as a run; pick another name"
+                )
+        except BaselineError as exc:
+            problem = f"--llm-save-baseline: {exc}"
     if problem is not None:
         store.close()
         raise pytest.UsageError(problem)

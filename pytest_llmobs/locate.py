@@ -3,12 +3,15 @@
 pytest's rootdir is the directory of the first ini file found walking up from the current
 directory (``pytest.ini``, ``.pytest.ini``, ``pyproject.toml`` with a pytest table, ``tox.ini``
 with ``[pytest]``, ``setup.cfg`` with ``[tool:pytest]``); the store is ``llm_store`` from that
-file (relative to it) or ``<rootdir>/.llmobs``.
+file (relative to it) or ``<rootdir>/.llmobs``. A ``--llm-store DIR`` in that file's ``addopts``
+or in ``PYTEST_ADDOPTS`` wins, relative to the current directory, as pytest reads it.
 """
 
 from __future__ import annotations
 
 import configparser
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,12 +62,41 @@ def pytest_ini_options(directory: Path) -> dict[str, Any] | None:
     return None
 
 
+def store_option(addopts: object) -> str | None:
+    """The last ``--llm-store DIR`` (or ``--llm-store=DIR``) of an ``addopts`` value (a string,
+    or a list of arguments in pyproject.toml), or ``None``; after ``--llm-no-store``, ``""``."""
+    if isinstance(addopts, str):
+        try:
+            args = shlex.split(addopts)
+        except ValueError:
+            return None
+    elif isinstance(addopts, list):
+        args = [str(arg) for arg in addopts]
+    else:
+        return None
+    found = None
+    for index, arg in enumerate(args):
+        if arg.startswith("--llm-store="):
+            found = arg.split("=", 1)[1]
+        elif arg == "--llm-store" and index + 1 < len(args):
+            found = args[index + 1]
+        elif arg == "--llm-no-store":
+            return ""
+    return found
+
+
 def find_store_dir(start: Path) -> Path:
     """The store directory pytest would use when run from ``start``."""
     start = start.resolve()
+    from_env = store_option(os.environ.get("PYTEST_ADDOPTS", ""))
+    if from_env:
+        return (start / from_env).resolve()
     for directory in (start, *start.parents):
         options = pytest_ini_options(directory)
         if options is not None:
+            in_addopts = store_option(options.get("addopts"))
+            if in_addopts:
+                return (start / in_addopts).resolve()
             configured = options.get("llm_store")
             return (
                 (directory / str(configured)).resolve()

@@ -50,6 +50,13 @@ def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
         raise pytest.UsageError(
             f"{prefix}: thresholds must be strings like 'mean_accuracy >= 0.9'; got {thresholds!r}"
         )
+    from pytest_llmobs.thresholds import ThresholdError, parse_threshold
+
+    for expression in thresholds:
+        try:
+            parse_threshold(expression, dataset=args[0], source=f"{MARKER} marker")
+        except ThresholdError as exc:
+            raise pytest.UsageError(f"{where}: {exc}") from None
     limit = mark.kwargs.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise pytest.UsageError(f"{prefix}: limit must be a positive integer; got {limit!r}")

@@ -80,7 +80,15 @@ class SessionHooks:
 
         state = session_state(session.config)
         if state.recorder is not None:
-            state.recorder.begin()
+            from pytest_llmobs.store import StoreError
+
+            try:
+                state.recorder.begin()
+            except StoreError as exc:  # a damaged store: said before any test runs
+                raise pytest.UsageError(
+                    f"--llm-store: {exc}; no test was run: move the store away (or pass "
+                    "--llm-store=DIR or --llm-no-store)"
+                ) from None
             state.started = True
 
     def pytest_collection_modifyitems(self) -> None:

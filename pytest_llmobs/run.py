@@ -165,6 +165,11 @@ class RunRecorder:
             "started_at": self.started_at,
             "environment": self.environment,
             "plugin_version": __version__,
+            # the session's own gates, so that a killed run (no summary) still has them
+            "declared_thresholds": [
+                {"expression": t.expression, "dataset": t.dataset, "source": t.source}
+                for t in self.thresholds
+            ],
         }
 
     def begin(self) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -102,10 +103,14 @@ def _schema_number(value: object, path: Path | None) -> int:
         ) from None
 
 
-def _summary_so_far(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts, dataset versions and aggregates of a run that never stored its summary (killed,
-    or still running), from the items it stored."""
+def _summary_so_far(
+    items: Sequence[Mapping[str, Any]], declared: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """Counts, dataset versions, aggregates and threshold verdicts of a run that never stored
+    its summary (killed, or still running), from the items it stored; its thresholds are those
+    its header declared (options, ini) and those its items' markers carry."""
     from pytest_llmobs.aggregates import ItemSummary, aggregates_to_dict, compute_aggregates
+    from pytest_llmobs.thresholds import Threshold, ThresholdError, evaluate, parse_threshold
 
     counts: dict[str, int] = {}
     datasets: dict[str, str] = {}
@@ -114,10 +119,21 @@ def _summary_so_far(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         counts[outcome] = counts.get(outcome, 0) + 1
         datasets.update(item.get("datasets") or {})
     aggregates = compute_aggregates(ItemSummary.from_item(item) for item in items)
+    written = [(t.get("expression"), t.get("dataset"), t.get("source", "")) for t in declared]
+    for item in items:
+        written += [
+            (e, item.get("dataset"), "llm_dataset marker") for e in item.get("thresholds") or []
+        ]
+    thresholds: dict[tuple[str | None, str, str, float], Threshold] = {}
+    for expression, dataset, source in written:
+        with contextlib.suppress(ThresholdError, TypeError):  # checked when it was recorded
+            parsed = parse_threshold(str(expression), dataset=dataset, source=str(source))
+            thresholds.setdefault(parsed.key, parsed)
     return {
         "counts": dict(sorted(counts.items())),
         "datasets": dict(sorted(datasets.items())),
         "aggregates": aggregates_to_dict(aggregates) if items else {},
+        "thresholds": [v.to_dict() for v in evaluate(list(thresholds.values()), aggregates)],
     }
 
 
@@ -131,11 +147,20 @@ def _dumps(value: Any) -> str:
 class Store:
     """A SQLite store at ``path`` (``None`` keeps everything in memory for ``--llm-no-store``)."""
 
-    def __init__(self, path: Path | None, *, governance: Governance | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        governance: Governance | None = None,
+        read_only: bool = False,
+    ) -> None:
         self.path = path
         self.governance = governance
         """Redaction, sampling and size limits applied to everything written (None: as given)."""
-        if path is not None:
+        self.read_only = read_only
+        """Opened to be read (``llmobs runs``, ``show``...): a file that holds no store is an
+        error, not a new store, and nothing is created or switched (WAL) in it."""
+        if path is not None and not read_only:
             if path.parent.exists() and not path.parent.is_dir():
                 raise StoreError(f"{path.parent} is a file; the store needs a directory")
             try:
@@ -154,7 +179,10 @@ class Store:
             self.registered_prompts: dict[tuple[str, int], str] = {}
             """(name, version) → hash of every prompt version this connection registered."""
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._prepare(on_disk=path is not None)
+            if read_only:
+                self._check_readable()
+            else:
+                self._prepare(on_disk=path is not None)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StoreError(f"{target}: not a usable llmobs store ({exc})") from None
@@ -179,6 +207,34 @@ class Store:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(random.uniform(0.005, 0.05))
+
+    def _check_readable(self) -> None:
+        """A store opened to be read must already be one; an older schema is brought up to
+        date (a real store, upgraded as pytest would), nothing else is written."""
+        self._refuse_a_foreign_database()
+        tables = {
+            row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if "meta" not in tables:
+            empty = self.path is not None and self.path.stat().st_size == 0
+            raise StoreError(
+                f"{self.path}: not an llmobs store ({'an empty file' if empty else 'no runs table'}"
+                "); run pytest with the plugin to create one, or pass --store DIR"
+            )
+        if not self._schema_is_current():
+            self._migrate()
+
+    def unusable(self, exc: sqlite3.Error) -> StoreError:
+        """The one-line error for an SQLite error met while using the store (a damaged page
+        shows only when it is read)."""
+        return self.unusable_error(self.path or "the in-memory store", exc)
+
+    @staticmethod
+    def unusable_error(where: object, exc: sqlite3.Error) -> StoreError:
+        """`unusable` for the store at ``where``."""
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreError(f"{where}: cannot use the llmobs store ({exc})")
+        return StoreError(f"{where}: not a usable llmobs store ({exc})")
 
     @classmethod
     def in_directory(cls, directory: Path, *, governance: Governance | None = None) -> Store:
@@ -258,20 +314,25 @@ class Store:
 
     def begin_run(self, header: Mapping[str, Any]) -> None:
         """Insert a run in status ``running``; ``header`` holds id, name, model, started_at."""
-        header = self._governed(header)
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO runs (id, name, model, status, started_at, pid, header)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                (
-                    header["id"],
-                    header["name"],
-                    header.get("model"),
-                    header["started_at"],
-                    os.getpid(),
-                    _dumps(dict(header)),
-                ),
-            )
+        header = {**self._governed(header), "process": _process_identity(os.getpid())}
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO runs (id, name, model, status, started_at, pid, header)"
+                    " VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                    (
+                        header["id"],
+                        header["name"],
+                        header.get("model"),
+                        header["started_at"],
+                        os.getpid(),
+                        _dumps(dict(header)),
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise  # a run id already stored: the caller's mistake, not a damaged store
+        except sqlite3.DatabaseError as exc:
+            raise self.unusable(exc) from None
 
     def write_item(
         self, run_id: str, seq: int, item: Mapping[str, Any], *, governed: bool = False
@@ -420,7 +481,7 @@ class Store:
                     "id": run_id,
                     "name": name,
                     "model": model,
-                    "status": _effective_status(status, pid),
+                    "status": self._effective_status(run_id, status, pid),
                     "started_at": started,
                     "ended_at": ended,
                     "items": count,
@@ -428,8 +489,24 @@ class Store:
             )
         return runs
 
+    def _effective_status(self, run_id: str, status: str, pid: int | None) -> str:
+        if status != "running" or pid is None:
+            return status
+        row = self._db.execute(
+            "SELECT json_extract(header, '$.process') FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        process = json.loads(row[0]) if row is not None and row[0] else None
+        return _effective_status(status, pid, process)
+
     def resolve_run(self, ref: str) -> str:
-        """Resolve a run id, unique id prefix, run name (newest) or ``latest`` to a run id."""
+        """Resolve ``latest``, a saved baseline name, a run id, a run name (its newest run) or
+        a unique run id prefix, in that order, to a run id. Baseline names come first so that a
+        name means the same run wherever a run is accepted (`baselines.check_name` keeps new
+        names from clashing with stored runs)."""
+        if not ref.strip():
+            raise StoreError(
+                "empty run reference: expected a run id, a run name, a saved baseline or 'latest'"
+            )
         if ref == "latest":
             row = self._db.execute(
                 "SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
@@ -437,6 +514,9 @@ class Store:
             if row is None:
                 raise StoreError(f"no runs in {self.path or 'the in-memory store'}")
             return str(row[0])
+        saved = self.get_baseline(ref)
+        if saved is not None:
+            return saved
         if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone():
             return ref
         row = self._db.execute(
@@ -454,12 +534,33 @@ class Store:
         if len(prefixed) == 1:
             return str(prefixed[0])
         if len(prefixed) > 1:
-            raise StoreError(f"run {ref!r} is ambiguous: matches {', '.join(sorted(prefixed))}")
+            shown = sorted(prefixed)
+            more = f" and {len(shown) - _LISTED} more" if len(shown) > _LISTED else ""
+            raise StoreError(
+                f"run {ref!r} is ambiguous: it is a prefix of {len(shown)} run ids "
+                f"({', '.join(shown[:_LISTED])}{more}); give more of the id"
+            )
         recent = ", ".join(r["name"] for r in self.list_runs(limit=5)) or "(none)"
+        saved = ", ".join(b["name"] for b in self.list_baselines()[:_LISTED]) or "(none)"
         raise StoreError(
             f"no run {ref!r} in {self.path or 'the in-memory store'}: expected a run id, a run "
-            f"name or 'latest'; recent runs: {recent}"
+            f"name, a saved baseline or 'latest'; recent runs: {recent}; saved baselines: {saved}"
         )
+
+    def run_clash(self, name: str) -> str | None:
+        """How ``name`` would read as a stored run where a RUN is accepted (its id, a prefix of
+        ids, or a run's name), or ``None``: a baseline name must not."""
+        if self.has_run(name):
+            return "the id of a stored run"
+        row = self._db.execute("SELECT 1 FROM runs WHERE name = ? LIMIT 1", (name,)).fetchone()
+        if row is not None:
+            return "the name of a stored run"
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 1", (_like_prefix(name),)
+        ).fetchone()
+        if row is not None:
+            return f"a prefix of the stored run id {row[0]!r}"
+        return None
 
     def has_run(self, run_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -473,12 +574,12 @@ class Store:
             raise StoreError(f"no run {run_id!r} in {self.path or 'the in-memory store'}")
         header, status, ended_at, pid, summary = row
         run: dict[str, Any] = json.loads(header)
-        run["status"] = _effective_status(status, pid)
+        run["status"] = _effective_status(status, pid, run.get("process"))
         run["ended_at"] = ended_at
         run.update(json.loads(summary) if summary else {})
         run["items"] = list(self.iter_items(run_id))
         if not summary:  # killed or still going: its figures so far, from its items
-            run.update(_summary_so_far(run["items"]))
+            run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
         return run
 
     def iter_items(self, run_id: str) -> Iterator[dict[str, Any]]:
@@ -643,9 +744,30 @@ def _like_prefix(ref: str) -> str:
     return escaped + "%"
 
 
-def _effective_status(status: str, pid: int | None) -> str:
-    """A run still marked ``running`` whose process is gone was interrupted (crash, kill)."""
-    if status != "running" or pid is None or pid == os.getpid():
+_LISTED = 10
+"""How many names an error lists before saying how many more there are."""
+
+
+def _process_identity(pid: int) -> dict[str, Any]:
+    """What tells process ``pid`` apart from a later one given the same pid: the host, its
+    boot and the process's start time (Linux's /proc; elsewhere the host only)."""
+    identity: dict[str, Any] = {"host": socket.gethostname()}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        identity["boot"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        identity["start"] = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+    return identity
+
+
+def _effective_status(status: str, pid: int | None, recorded: Any = None) -> str:
+    """A run still marked ``running`` whose process is gone was interrupted (crash, kill). A
+    live process with the run's pid is another one when its start time (or the boot) differs
+    from the one recorded; a run recorded on another host is taken as running."""
+    if status != "running" or pid is None:
+        return status
+    if isinstance(recorded, dict) and recorded.get("host") not in (None, socket.gethostname()):
+        return status  # another machine's process: nothing here can tell
+    if pid == os.getpid():
         return status
     try:
         os.kill(pid, 0)
@@ -653,4 +775,8 @@ def _effective_status(status: str, pid: int | None) -> str:
         return "interrupted"
     except OSError:
         return status
+    if isinstance(recorded, dict) and "start" in recorded:
+        now = _process_identity(pid)
+        if now.get("boot") != recorded.get("boot") or now.get("start") != recorded["start"]:
+            return "interrupted"  # the pid was reused by a process started since
     return status

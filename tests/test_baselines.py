@@ -291,7 +291,6 @@ def test_cli_baseline_save_of_an_unknown_run_fails(
         pytest.param("latest", RESERVED, id="latest"),
         pytest.param("2026", RESERVED, id="digits"),
         pytest.param("20261127T204433-3f9a1c", RESERVED, id="generated-id"),
-        pytest.param("ci-7", "it is the id of a stored run", id="stored-id"),
     ],
 )
 def test_cli_baseline_save_refuses_names_that_read_as_a_run(
@@ -305,6 +304,93 @@ def test_cli_baseline_save_refuses_names_that_read_as_a_run(
         f"llmobs: error: baseline name {name!r} is reserved: {why}; pick another name\n"
     )
     assert llmobs(project.path, "baseline", "list")[1].startswith("no saved baselines")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        pytest.param("ci-7", "the id of a stored run", id="stored-id"),
+        pytest.param("ci", "a prefix of the stored run id 'ci-7'", id="id-prefix"),
+        pytest.param("good", "the name of a stored run", id="run-name"),
+    ],
+)
+def test_cli_baseline_save_refuses_names_of_stored_runs(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str], name: str, why: str
+) -> None:
+    project.runpytest("--llm-run-id=ci-7", "--llm-run-name=good").assert_outcomes(passed=4)
+
+    assert llmobs(project.path, "baseline", "save", name) == (2, "")
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: baseline name {name!r} is {why}; a baseline name must not read as a "
+        "run (its id, an id prefix or its name); pick another name\n"
+    )
+    assert llmobs(project.path, "baseline", "list")[1].startswith("no saved baselines")
+
+
+def test_a_run_id_cannot_be_a_saved_baseline_name(project: pytest.Pytester, runs: Runs) -> None:
+    project.runpytest("--llm-run-name=good").assert_outcomes(passed=4)
+    assert llmobs(project.path, "baseline", "save", "nightly")[0] == 0
+
+    result = project.runpytest("--llm-run-id=nightly")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-run-id: 'nightly' is the name of a saved baseline*"])
+    assert [r["name"] for r in runs.list()] == ["good"]
+
+
+def test_save_baseline_option_refuses_a_name_of_this_or_a_stored_run(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    project.runpytest("--llm-run-name=good").assert_outcomes(passed=4)
+
+    clash = project.runpytest("--llm-save-baseline=good")
+    own = project.runpytest("--llm-run-name=mine", "--llm-save-baseline=mine")
+
+    assert clash.ret == own.ret == USAGE_ERROR
+    clash.stderr.fnmatch_lines(["ERROR: --llm-save-baseline: baseline name 'good' is the name of*"])
+    own.stderr.fnmatch_lines(["ERROR: --llm-save-baseline: baseline name 'mine' is this run's*"])
+    assert [r["name"] for r in runs.list()] == ["good"]
+
+
+def test_every_command_reads_a_baseline_name_as_its_run(project: pytest.Pytester) -> None:
+    project.runpytest("--llm-run-name=first", "--llm-save-baseline=main").assert_outcomes(passed=4)
+    project.runpytest("--llm-run-name=second").assert_outcomes(passed=4)
+
+    code, shown = llmobs(project.path, "show", "main")
+    exported = json.loads(llmobs(project.path, "export", "main")[1])
+
+    assert code == 0
+    assert "name 'first'" in shown
+    assert exported["name"] == "first"
+
+
+def test_baseline_save_refuses_a_run_that_did_not_pass_unless_forced(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.runpytest("--llm-model=mock-llm-v1?accuracy=0", "--llm-run-name=bad")
+    capsys.readouterr()
+
+    refused = llmobs(project.path, "baseline", "save", "main", "bad")
+    message = capsys.readouterr().err
+    forced = llmobs(project.path, "baseline", "save", "main", "bad", "--force")
+
+    assert refused == (2, "")
+    assert message.startswith("llmobs: error: run ")
+    assert "did not pass (status failed); a baseline is a run that passed: pass --force" in message
+    assert forced[0] == 0
+    assert "saved (--force)" in forced[1]
+
+
+def test_baseline_names_with_control_characters_are_refused(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.runpytest().assert_outcomes(passed=4)
+    capsys.readouterr()
+
+    assert llmobs(project.path, "baseline", "save", "two\nlines") == (2, "")
+
+    assert "holds a control character" in capsys.readouterr().err
 
 
 def test_a_directory_as_baseline_file_is_named_as_one(

@@ -18,7 +18,10 @@ from pytest_llmobs.cli import main
 def llmobs(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest_llmobs.cli", *args],
-        cwd=cwd, capture_output=True, text=True, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -26,17 +29,24 @@ def llmobs(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def recorded(pytester: pytest.Pytester) -> Path:
     """A project with two stored runs: 'first' and 'second'."""
     pytester.makeini("[pytest]\n")
-    pytester.makefile(".jsonl", **{"datasets/qa": dedent("""\
+    pytester.makefile(
+        ".jsonl",
+        **{
+            "datasets/qa": dedent("""\
         {"id": "fr", "input": "What is the capital of France?", "expected_output": "Paris"}
         {"id": "jp", "input": "What is the capital of Japan?", "expected_output": "Tokyo"}
-    """)})
-    pytester.makepyfile(test_qa=dedent("""\
+    """)
+        },
+    )
+    pytester.makepyfile(
+        test_qa=dedent("""\
         import pytest
 
         @pytest.mark.llm_dataset("qa")
         def test_qa(item, llm, scorer):
             assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
-    """))
+    """)
+    )
     pytester.runpytest("--llm-run-name=first").assert_outcomes(passed=2)
     pytester.runpytest("--llm-run-name=second").assert_outcomes(passed=2)
     return pytester.path
@@ -125,7 +135,8 @@ def test_report_of_a_damaged_export_names_the_field(recorded: Path) -> None:
 
     assert done.returncode == 2
     assert done.stderr == (
-        "llmobs: error: runs/latest.json: not a valid run export: items.0.outcome: Input should "
+        "llmobs: error: run file 'runs/latest.json' is not a valid run export: items.0.outcome: "
+        "Input should "
         "be 'passed', 'failed', 'error' or 'skipped'\n"
     )
     assert not (recorded / "report.html").exists()
@@ -209,3 +220,208 @@ def test_runs_shows_a_name_with_a_newline_escaped(pytester: pytest.Pytester) -> 
     assert len(lines) == 3  # the header, the run, the store
     assert lines[1].split()[1] == "nightly\\nrerun\\tB"
     assert lines[1].split()[3:5] == ["passed", "1"]
+
+
+# --- damaged stores, partial runs, names --------------------------------------------------------
+
+
+def _damage_pages(db: Path) -> None:
+    """Overwrite pages in the middle of a store, its header left intact."""
+    pages = db.stat().st_size // 4096
+    with db.open("r+b") as f:  # pages 1-3 (schema, meta, runs) kept: the store opens
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096 * (pages - 3))
+
+
+@pytest.fixture
+def damaged(pytester: pytest.Pytester, recorded: Path) -> Path:
+    for _ in range(3):  # enough pages that the damage hits the runs and items
+        pytester.runpytest("--llm-run-name=more").assert_outcomes(passed=2)
+    _damage_pages(recorded / ".llmobs" / "llmobs.db")
+    return recorded
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "latest"], ["prune", "--keep-last", "1"]])
+def test_a_damaged_page_is_a_one_line_usage_error(damaged: Path, command: list[str]) -> None:
+    code, _, err = run_main(damaged, *command)
+
+    assert code == 2
+    db = damaged / ".llmobs" / "llmobs.db"
+    assert err == (
+        f"llmobs: error: {db}: not a usable llmobs store (database disk image is malformed)\n"
+    )
+
+
+def test_pytest_on_a_damaged_store_is_a_usage_error_naming_it(
+    pytester: pytest.Pytester, damaged: Path
+) -> None:
+    result = pytester.runpytest()
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    db = damaged / ".llmobs" / "llmobs.db"
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --llm-store: {db}: not a usable llmobs store (*malformed)*"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_read_only_commands_leave_a_file_that_is_no_store_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "llmobs.db").write_bytes(b"")
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["runs", "--store", str(tmp_path)], out)
+
+    assert code == 2
+    assert "llmobs.db: not an llmobs store (an empty file)" in err.getvalue()
+    assert (tmp_path / "llmobs.db").stat().st_size == 0
+
+
+def test_store_option_naming_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("hi")
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["runs", "--store", str(tmp_path / "afile")], out)
+
+    assert code == 2
+    assert err.getvalue() == (
+        f"llmobs: error: --store {tmp_path / 'afile'}: is a file; expected the store directory "
+        "holding llmobs.db\n"
+    )
+
+
+def test_empty_and_ambiguous_run_refs(pytester: pytest.Pytester, recorded: Path) -> None:
+    for i in range(12):
+        pytester.runpytest(f"--llm-run-id=ci-{i:02d}").assert_outcomes(passed=2)
+
+    empty = run_main(recorded, "show", "")
+    ambiguous = run_main(recorded, "show", "ci")
+
+    assert empty[0] == ambiguous[0] == 2
+    assert empty[2] == (
+        "llmobs: error: empty run reference: expected a run id, a run name, a saved baseline or "
+        "'latest'\n"
+    )
+    assert "is a prefix of 12 run ids (ci-00, ci-01" in ambiguous[2]
+    assert "ci-09 and 2 more); give more of the id" in ambiguous[2]
+
+
+def test_a_failed_export_creates_no_directory(recorded: Path) -> None:
+    code, _, err = run_main(recorded, "export", "nosuch", "-o", str(recorded / "new/deeper/x.json"))
+
+    assert code == 2
+    assert "no run 'nosuch'" in err and "saved baselines: (none)" in err
+    assert not (recorded / "new").exists()
+
+
+def test_report_reads_an_export_without_a_json_suffix(recorded: Path) -> None:
+    assert run_main(recorded, "export", "first", "-o", str(recorded / "run.export"))[0] == 0
+
+    code, out, err = run_main(recorded, "report", str(recorded / "run.export"), "-o", "r.html")
+
+    assert code == 0, err
+    assert out.startswith("wrote the HTML report of run ")
+
+
+def test_store_given_in_addopts_is_found(pytester: pytest.Pytester, recorded: Path) -> None:
+    pytester.makeini("[pytest]\naddopts = --llm-store=runs-store\n")
+    pytester.runpytest("--llm-run-name=third").assert_outcomes(passed=2)
+
+    done = llmobs(recorded, "show", "latest")
+
+    assert done.returncode == 0, done.stderr
+    assert "name 'third'" in done.stdout
+
+
+def test_a_long_run_name_does_not_widen_every_row(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    pytester.runpytest(f"--llm-run-name={'x' * 3000}").assert_outcomes(passed=2)
+
+    code, out, _ = run_main(recorded, "runs")
+
+    assert code == 0
+    rows = out.splitlines()[:-1]
+    assert max(len(row) for row in rows) < 140
+    assert "x" * 47 + "…" in rows[1]
+
+
+def test_compare_refuses_an_infinite_max_drop_and_names_its_own_option(recorded: Path) -> None:
+    from pytest_llmobs.compare.commands import _cli_wording
+    from pytest_llmobs.compare.render import gate_line
+
+    infinite = run_main(recorded, "compare", "first", "second", "--max-drop", "inf")
+
+    assert infinite[0] == 2
+    assert infinite[2] == "llmobs: error: --max-drop: inf is not a finite number >= 0\n"
+    regressed = type("Regressed", (), {"regressions": [1, 2], "max_drop": 0.0})()
+    assert _cli_wording(gate_line(regressed)) == (  # type: ignore[arg-type]
+        "2 significant regression(s) beyond --max-drop 0: gate fails (exit status 1)"
+    )
+
+
+def _kill_mid_run(store_dir: Path, run_id: str) -> None:
+    """Make ``run_id`` read as a run whose process died before it finished."""
+    import sqlite3
+
+    db = sqlite3.connect(store_dir / "llmobs.db")
+    with db:
+        db.execute(
+            "UPDATE runs SET status = 'running', summary = NULL, ended_at = NULL, pid = ?"
+            " WHERE id = ?",
+            (2**22 + 12345, run_id),
+        )
+    db.close()
+
+
+def test_a_killed_run_passes_no_gate_and_keeps_its_thresholds(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    pytester.makepyfile(
+        test_qa=dedent("""\
+        import pytest
+
+        @pytest.mark.llm_dataset("qa", thresholds=["pass_rate >= 0.5"])
+        def test_qa(item, llm, scorer):
+            assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+    """)
+    )
+    pytester.runpytest("--llm-run-id=killed", "--llm-threshold=mean_exact_match >= 0.5")
+    _kill_mid_run(recorded / ".llmobs", "killed")
+
+    rescored = run_main(recorded, "rescore", "killed")
+    compared = run_main(recorded, "compare", "first", "killed")
+    saved = run_main(recorded, "baseline", "save", "fromkilled", "killed")
+    shown = run_main(recorded, "show", "killed")
+
+    assert rescored[0] == 1, rescored[2]
+    assert "run killed is incomplete: interrupted" in rescored[1]
+    assert "pass_rate >= 0.5" in rescored[1] and "mean_exact_match >= 0.5" in rescored[1]
+    assert (
+        rescored[1].splitlines()[-1].endswith("the run is incomplete: not a pass (exit status 1)")
+    )
+    assert compared[0] == 1
+    assert compared[1].splitlines()[-1] == (
+        "gate fails (exit status 1): a run it compares is incomplete"
+    )
+    assert saved[0] == 2 and "did not pass (status interrupted)" in saved[2]
+    assert "run interrupted before it finished: the items it had not run yet" in shown[1]
+
+
+def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
+    with db:  # 'second' was recorded by a process; pid 1 (alive, started long before) now has it
+        db.execute(
+            "UPDATE runs SET status = 'running', summary = NULL, pid = 1 WHERE name = 'second'"
+        )
+    db.close()
+
+    code, out, _ = run_main(recorded, "runs")
+
+    assert code == 0
+    assert out.splitlines()[1].split()[3] == "interrupted"

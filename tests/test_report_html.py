@@ -657,7 +657,8 @@ def test_cli_report_rejects_a_json_file_that_is_no_export(
 
     assert code == 2
     assert capsys.readouterr().err == (
-        f"llmobs: error: {other}: not a run export (expected format 'pytest-llmobs/run')\n"
+        f"llmobs: error: run file {str(other)!r} is not a pytest-llmobs run export (expected "
+        "\"format\": 'pytest-llmobs/run'; write one with 'llmobs export RUN -o FILE')\n"
     )
 
 

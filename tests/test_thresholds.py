@@ -432,19 +432,20 @@ def test_malformed_threshold_in_the_ini_file_is_a_usage_error(pytester: pytest.P
     )
 
 
-def test_malformed_threshold_in_the_marker_is_a_collection_error(
-    pytester: pytest.Pytester,
+def test_malformed_threshold_in_the_marker_is_a_usage_error_and_stores_no_run(
+    pytester: pytest.Pytester, runs: Runs
 ) -> None:
     graded_suite(pytester, ["mean_quality => 0.9"])
 
     result = pytester.runpytest()
 
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
         [
             glob.escape(
-                "test_graded.py::test_graded: invalid threshold 'mean_quality => 0.9' "
+                "ERROR: test_graded.py::test_graded: invalid threshold 'mean_quality => 0.9' "
                 f"(from llm_dataset marker): {SYNTAX}"
             )
         ]
     )
+    assert runs.list() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,6 +20,11 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     save = actions.add_parser("save", parents=[common], help="save a run as baseline NAME")
     save.add_argument("name", metavar="NAME")
     save.add_argument("run", metavar="RUN", nargs="?", default="latest", help="default: latest")
+    save.add_argument(
+        "--force",
+        action="store_true",
+        help="save a run that did not pass (failed, interrupted, still running)",
+    )
     save.set_defaults(handler=cmd_baseline_save)
     listing = actions.add_parser("list", parents=[common], help="list saved baselines")
     listing.set_defaults(handler=cmd_baseline_list)
@@ -56,7 +62,7 @@ def _store(option: str | None, refs: list[str]) -> Store | None:
     from pytest_llmobs.cli import CliError, open_store
 
     try:
-        return open_store(option)
+        return open_store(option, read_only=True)
     except CliError:
         if all(Path(ref).is_file() for ref in refs):
             return None
@@ -79,18 +85,22 @@ def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
 
     store = open_store(args.store)
     try:
-        run_id = save_baseline(store, args.name, args.run)
+        run_id = save_baseline(store, args.name, args.run, force=args.force)
     except BaselineError as exc:
         raise CliError(str(exc)) from None
     run = store.load_run(run_id)
     print(f"saved baseline {args.name!r}: run {run_id} ({run.get('name')!r})", file=out)
+    if run["status"] != "passed":
+        print(
+            f"note: run {run_id} did not pass (status {run['status']}); saved (--force)", file=out
+        )
     return 0
 
 
 def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import open_store
+    from pytest_llmobs.cli import _cell, open_store, print_table
 
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     saved = store.list_baselines()
     if not saved:
         print(f"no saved baselines in {store.path}", file=out)
@@ -98,26 +108,52 @@ def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
     rows = [("NAME", "RUN ID", "RUN NAME", "SAVED")]
     rows += [
         (
-            b["name"],
-            b["run_id"],
-            b["run_name"] or "-",
+            _cell(b["name"]),
+            _cell(b["run_id"]),
+            _cell(b["run_name"] or "-"),
             dt.datetime.fromtimestamp(b["saved_at"]).strftime("%Y-%m-%d %H:%M:%S"),
         )
         for b in saved
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    print_table(rows, out)
     return 0
 
 
+INCOMPLETE = ("interrupted", "running")
+"""Statuses of a run that did not run all its items: no gate passes on it."""
+
+
+def status_note(run: dict[str, Any], role: str = "") -> tuple[str | None, bool]:
+    """A line on ``run``'s status when it did not finish, and whether the run is incomplete."""
+    status = str(run.get("status", "unknown"))
+    if status == "passed":
+        return None, False
+    items = len(run.get("items") or [])
+    if status in INCOMPLETE:
+        why = "still running" if status == "running" else "interrupted (Ctrl-C, killed or crashed)"
+        return (
+            f"{role + ' ' if role else ''}run {run.get('id')} is incomplete: {why}, "
+            f"{items} item(s) stored; a partial run passes no gate",
+            True,
+        )
+    return None, False  # failed, but complete: what it scored is what it is
+
+
+def _cli_wording(text: str) -> str:
+    """The comparison text as the CLI states it: its option is --max-drop, and no session
+    fails, the command does (exit status 1)."""
+    return text.replace("--llm-max-drop", "--max-drop").replace(
+        "session fails", "gate fails (exit status 1)"
+    )
+
+
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import CliError
+    from pytest_llmobs.cli import CliError, _writable
     from pytest_llmobs.compare.core import compare_runs, run_info
     from pytest_llmobs.compare.render import comparison_lines, markdown
 
-    if not args.max_drop >= 0:
-        raise CliError(f"--max-drop must be a number >= 0; got {args.max_drop!r}")
+    if not (args.max_drop >= 0 and math.isfinite(args.max_drop)):
+        raise CliError(f"--max-drop: {args.max_drop!r} is not a finite number >= 0")
     store = _store(args.store, [args.baseline, args.current])
     baseline = _resolve(args.baseline, store, "baseline")
     current = _resolve(args.current, store, "run")
@@ -135,13 +171,20 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         text = markdown(comparison).rstrip("\n")
     else:
         text = "\n".join(comparison_lines(comparison, full=True))
+    notes = [status_note(baseline.run, "baseline"), status_note(current.run, "compared")]
+    incomplete = any(partial for _, partial in notes)
+    passed = comparison.gate_passed and not incomplete
+    if args.format != "json":
+        text = "\n".join([_cli_wording(text), *(line for line, _ in notes if line)])
+        if incomplete:
+            text += "\ngate fails (exit status 1): a run it compares is incomplete"
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
-        verdict = "passed" if comparison.gate_passed else "regression"
+        _writable(args.output).write_text(text + "\n", encoding="utf-8")
+        verdict = "passed" if passed else "incomplete run" if incomplete else "regression"
         print(f"wrote the comparison ({verdict}) to {args.output}", file=out)
     else:
         print(text, file=out)
-    return 0 if comparison.gate_passed else 1
+    return 0 if passed else 1
 
 
 def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
@@ -168,12 +211,22 @@ def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(f"run {run['id']} has no thresholds; give some with --threshold EXPR")
     verdicts = evaluate(thresholds, run_aggregates(run))
     print(f"run {run['id']}  name {run.get('name')!r}  model {run.get('model')}", file=out)
+    note, incomplete = status_note(run)
+    if note is not None:
+        print(note, file=out)
     marks = ("✓", "✗") if (out.encoding or "utf-8").lower().startswith("utf") else ("PASS", "FAIL")
     for verdict in verdicts:
         print(threshold_line(verdict, marks), file=out)
     failed = sum(not v.passed for v in verdicts)
     if failed:
         print(f"{failed} of {len(verdicts)} threshold(s) failed", file=out)
+        return 1
+    if incomplete:
+        print(
+            f"all {len(verdicts)} threshold(s) passed on the items stored, but the run is "
+            "incomplete: not a pass (exit status 1)",
+            file=out,
+        )
         return 1
     print(f"all {len(verdicts)} threshold(s) passed", file=out)
     return 0
