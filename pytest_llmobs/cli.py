@@ -293,7 +293,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     for line in summary_lines(result_from_run(merged.run, store_path), encoding=out.encoding):
         if line == "not stored (--llm-no-store)":
             line = "not stored (--store DIR keeps it)"
-        print(line, file=out)
+        print(line.replace(": session fails", ": merged run fails (exit status 1)"), file=out)
     for line in [*missing_lines(merged.result.missing), *merged.notes]:
         print(line, file=out)
     if args.output:
