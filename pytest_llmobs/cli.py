@@ -333,11 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(handler=cmd_runs)
 
     show = commands.add_parser("show", parents=[common], help="summary and items of one run")
-    show.add_argument("run", metavar="RUN", help="run id, run name, or 'latest'")
+    show.add_argument("run", metavar="RUN", help="run id or name, saved baseline, or 'latest'")
     show.set_defaults(handler=cmd_show)
 
     export = commands.add_parser("export", parents=[common], help="write a run as JSON")
-    export.add_argument("run", metavar="RUN", help="run id, run name, or 'latest'")
+    export.add_argument("run", metavar="RUN", help="run id or name, saved baseline, or 'latest'")
     export.add_argument("--format", choices=["json"], default="json", help="export format")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     export.set_defaults(handler=cmd_export)
@@ -346,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report", parents=[common], help="write a self-contained HTML report of a run"
     )
     report.add_argument(
-        "run", metavar="RUN", help="run id, run name, 'latest', or a run exported as JSON"
+        "run",
+        metavar="RUN",
+        help="run id or name, saved baseline, 'latest', or a run exported as JSON",
     )
     report.add_argument(
         "-o", "--output", metavar="FILE", help="where to write (default llmobs-report-<run>.html)"
@@ -373,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="agreement of an automated score with human labels (accuracy, kappa, threshold)",
     )
-    calibrate.add_argument("run", metavar="RUN", help="run id, run name, or 'latest'")
+    calibrate.add_argument(
+        "run", metavar="RUN", help="run id, run name, saved baseline, or 'latest'"
+    )
     calibrate.add_argument(
         "--labels",
         required=True,

@@ -55,7 +55,7 @@ class PromptError(ValueError):
 
 
 class PromptVariableError(PromptError, KeyError):
-    """Compiling a prompt lacked a variable its template uses."""
+    """Compiling a prompt lacked a variable its template uses, or was given ``None`` for one."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])

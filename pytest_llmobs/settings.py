@@ -477,7 +477,7 @@ def _call_settings(config: pytest.Config, resolve: Callable[[str], Path]) -> dic
     except ValueError:
         modes = ", ".join(m.value for m in CacheMode)
         raise pytest.UsageError(
-            f"{mode!r} is not a valid llm_cache mode. Valid modes: {modes}."
+            f"--llm-cache: {mode!r} is not a valid mode. Valid modes: {modes}."
         ) from None
     prices = config.getoption("llm_prices") is not None or bool(config.getini("llm_prices"))
     return {

@@ -59,7 +59,9 @@ def derived_id(*parts: object, length: int = 32) -> str:
 
 
 class ScoreError(ValueError):
-    """A score value is of the wrong type or not finite."""
+    """A score cannot be recorded as given: a value of the wrong type or not finite, a bad
+    name, comment or source; the scorer also raises it for a name whose aggregates clash with
+    the run's own, or a name recorded with another kind before."""
 
 
 _NP_BOOLS = frozenset({"bool_", "bool"})  # numpy 1 and numpy 2 spellings

@@ -487,7 +487,10 @@ def test_a_bad_cache_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--llm-cache=replay")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: 'replay' is not a valid llm_cache mode. Valid modes: off, read, write, readwrite."]
+        [
+            "ERROR: --llm-cache: 'replay' is not a valid mode."
+            " Valid modes: off, read, write, readwrite."
+        ]
     )
 
 
