@@ -167,6 +167,8 @@ def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder
     """A word names one run wherever a RUN is read: this run's id is no saved baseline's name,
     and the baseline it saves reads as no stored run nor as this one. (A run name may be a
     baseline's: the baseline comes first wherever a RUN is read.)"""
+    if not settings.run_id and not settings.save_baseline:
+        return  # the common case: nothing to check, and no import of the baseline machinery
     from pytest_llmobs.baselines import BaselineError, check_no_clash
 
     problem = None

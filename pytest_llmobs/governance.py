@@ -65,7 +65,8 @@ def truncate(value: Any, limit: int) -> Any:
     """Strings over ``limit`` characters cut with a marker giving the original length (and
     lone surrogates replaced: UTF-8 cannot carry them)."""
     if isinstance(value, str):
-        value = without_lone_surrogates(value)
+        if not value.isascii():  # the common all-ASCII text skips the call
+            value = without_lone_surrogates(value)
         if len(value) <= limit:
             return value
         return value[:limit] + TRUNCATION_MARKER.format(length=len(value))
