@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pytest_llmobs.serialize import has_lone_surrogate
+from pytest_llmobs.strict_json import NotStrictJSON, loads
 
 EXTENSIONS = (".jsonl", ".json", ".csv")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -214,29 +215,6 @@ def _read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-class _NotStrictJSON(ValueError):
-    """JSON that Python's parser accepts but other tools reject (NaN, a key given twice)."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NotStrictJSON(f"{name} is not a JSON number; write null or a string")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value = dict(pairs)
-    if len(value) < len(pairs):
-        keys = [key for key, _ in pairs]
-        twice = next(key for key in keys if keys.count(key) > 1)
-        raise _NotStrictJSON(f"key {twice!r} appears twice in one object")
-    return value
-
-
-def _loads(text: str) -> Any:
-    """``json.loads``, refusing what exports could not carry on: NaN/Infinity (invalid JSON to
-    every strict reader) and a key given twice (all but the last value would be lost)."""
-    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
-
-
 def _may_escape_a_surrogate(text: str) -> bool:
     """Whether JSON ``text`` has a ``\\uD800``-``\\uDFFF`` escape (a lone one decodes to a
     string UTF-8 cannot store; the file's own bytes, valid UTF-8, cannot hold one)."""
@@ -265,10 +243,10 @@ def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
         if not line.strip():
             continue
         try:
-            value = _loads(line)
+            value = loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-        except _NotStrictJSON as exc:
+        except NotStrictJSON as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
         if _may_escape_a_surrogate(line):
             _refuse_lone_surrogates(value, _line(path, lineno))
@@ -278,10 +256,10 @@ def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
 
 def _parse_json(text: str, path: Path) -> list[_Raw]:
     try:
-        value = _loads(text)
+        value = loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
-    except _NotStrictJSON as exc:
+    except NotStrictJSON as exc:
         raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
     entries = value.get("items") if isinstance(value, dict) else value
     if not isinstance(entries, list):
@@ -345,13 +323,13 @@ def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
     metadata: Any = {}
     if cells.get("metadata", "").strip():
         try:
-            metadata = _loads(cells["metadata"])
+            metadata = loads(cells["metadata"])
             if _may_escape_a_surrogate(cells["metadata"]):
                 _refuse_lone_surrogates(metadata, loc)
         except json.JSONDecodeError as exc:
             message = f"invalid JSON in 'metadata' column ({exc.msg})"
             raise DatasetError(f"{loc.prefix}: {message}") from exc
-        except _NotStrictJSON as exc:
+        except NotStrictJSON as exc:
             raise DatasetError(f"{loc.prefix}: invalid JSON in 'metadata' column ({exc})") from exc
     extra = {column: cell for column, cell in cells.items() if column not in _KEYS}
     if isinstance(metadata, dict) and (clash := sorted(extra.keys() & metadata.keys())):

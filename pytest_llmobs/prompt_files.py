@@ -12,15 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pytest_llmobs.prompts import PromptError, malformed_placeholder
+from pytest_llmobs.strict_json import NotStrictJSON, loads
 
 _UNION_BRANCHES = frozenset({"str", "list[ChatMessage]"})
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 """Roles a chat prompt's messages may have."""
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class _NotStrict(ValueError):
-    """What Python's JSON and YAML readers accept but loses data: a key given twice, NaN."""
 
 
 class ChatMessage(BaseModel):
@@ -97,14 +94,14 @@ def _read_prompt_file(path: Path) -> dict[str, Any]:
     kind = suffix.lstrip(".").upper()
     try:
         if suffix == ".json":
-            data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+            data = loads(text)
         elif suffix == ".toml":
             data = _load_toml(text)
         else:
             data = _load_yaml(path, text)
     except json.JSONDecodeError as exc:
         raise PromptError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
-    except _NotStrict as exc:
+    except NotStrictJSON as exc:
         raise PromptError(f"{path}: invalid {kind} ({exc})") from None
     except PromptError:
         raise
@@ -129,19 +126,6 @@ def _read_prompt_file(path: Path) -> dict[str, Any]:
             " version could not be read back by other tools"
         )
     return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NotStrict(f"{name} is not a JSON number; write null or a string")
-
-
-def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    value = dict(pairs)
-    if len(value) < len(pairs):
-        keys = [key for key, _ in pairs]
-        twice = next(key for key in keys if keys.count(key) > 1)
-        raise _NotStrict(f"key {twice!r} appears twice in one object; all but the last is lost")
-    return value
 
 
 def _non_finite(value: object, path: str = "") -> str | None:
@@ -191,7 +175,7 @@ def _load_yaml(path: Path, text: str) -> Any:
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
                     line = key_node.start_mark.line + 1
-                    raise _NotStrict(
+                    raise NotStrictJSON(
                         f"key {key!r} appears twice in one mapping (line {line}); all but the"
                         " last is lost"
                     )

@@ -1,0 +1,30 @@
+"""JSON read as strictly as other tools will read what the plugin writes from it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class NotStrictJSON(ValueError):
+    """What Python's JSON reader accepts but loses data or other tools reject: ``NaN`` or
+    ``Infinity``, a key given twice."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NotStrictJSON(f"{name} is not a JSON number; write null or a string")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise NotStrictJSON(f"key {twice!r} appears twice in one object; all but the last is lost")
+    return value
+
+
+def loads(text: str) -> Any:
+    """``json.loads``, raising `NotStrictJSON` for NaN/Infinity (invalid JSON to every strict
+    reader) and for a key given twice (all but the last value would be lost)."""
+    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
