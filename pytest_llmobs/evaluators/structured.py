@@ -94,8 +94,8 @@ def json_valid(output: object) -> EvalResult:
     inside the fence. ``NaN`` and ``Infinity``, which Python accepts but JSON does not, fail.
     An already parsed value (dict, list, int, float, bool) passes when ``json.dumps`` can write
     it as strict JSON (no NaN; keys strings, numbers or bools). ``None`` fails like every
-    evaluator's missing output; bytes are a ``TypeError``; other objects are judged by their
-    ``str()`` (an `LLMResult` by its text).
+    evaluator's missing output; bytes are read as UTF-8 JSON text; other objects are judged by
+    their ``str()`` (an `LLMResult` by its text).
 
     >>> json_valid('```json\\n{"city": "Paris"}\\n```')
     <json_valid passed value=True>

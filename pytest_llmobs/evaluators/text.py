@@ -51,7 +51,7 @@ def contains(output: object, needle: object, *, case_sensitive: bool = False) ->
     """Whether ``needle`` occurs in ``output`` (BOOLEAN value); case-insensitive by default.
 
     An empty needle is a ``ValueError``: it would be found in every output. A list of needles
-    is a ``TypeError`` (use `contains_all` or `contains_any`), and so are bytes.
+    is a ``TypeError`` (use `contains_all` or `contains_any`). Bytes are read as UTF-8 text.
 
     >>> contains("The capital is Paris.", "paris")
     <contains passed value=True>
@@ -61,13 +61,14 @@ def contains(output: object, needle: object, *, case_sensitive: bool = False) ->
             f"contains: needle must be a string, got {type(needle).__name__} "
             f"{shorten(needle)}; use contains_all() or contains_any() for several needles"
         )
-    if needle is not None and not as_text("contains", needle, "needle"):
+    wanted = None if needle is None else as_text("contains", needle, "needle")
+    if wanted == "":
         raise ValueError("contains: needle is empty; it would match every output")
     if output is None:
         return none_output("contains")
-    if needle is None:  # say, an item's missing expected_output: not the text "None"
+    if wanted is None:  # say, an item's missing expected_output: not the text "None"
         return none_expected("contains")
-    text, wanted = as_text("contains", output), as_text("contains", needle, "needle")
+    text = as_text("contains", output)
     passed = _fold(wanted, case_sensitive) in _fold(text, case_sensitive)
     reason = (
         "" if passed else f"{shorten(wanted)} not found{_in(case_sensitive)} in {shorten(text)}"
