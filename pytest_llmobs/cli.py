@@ -277,6 +277,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.compare.commands import cli_wording
     from pytest_llmobs.merge import MergeError, merge_files, summary_header
 
     store_dir = Path(args.store) if args.store else None
@@ -293,7 +294,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     for line in summary_lines(result_from_run(merged.run, store_path), encoding=out.encoding):
         if line == "not stored (--llm-no-store)":
             line = "not stored (--store DIR keeps it)"
-        print(line.replace(": session fails", ": merged run fails (exit status 1)"), file=out)
+        print(cli_wording(line), file=out)
     for line in [*missing_lines(merged.result.missing), *merged.notes]:
         print(line, file=out)
     if args.output:

@@ -348,7 +348,7 @@ def test_a_long_run_name_does_not_widen_every_row(
 
 
 def test_compare_refuses_an_infinite_max_drop_and_names_its_own_option(recorded: Path) -> None:
-    from pytest_llmobs.compare.commands import _cli_wording
+    from pytest_llmobs.compare.commands import cli_wording
     from pytest_llmobs.compare.render import gate_line
 
     infinite = run_main(recorded, "compare", "first", "second", "--max-drop", "inf")
@@ -356,7 +356,7 @@ def test_compare_refuses_an_infinite_max_drop_and_names_its_own_option(recorded:
     assert infinite[0] == 2
     assert infinite[2] == "llmobs: error: --max-drop: inf is not a finite number >= 0\n"
     regressed = type("Regressed", (), {"regressions": [1, 2], "max_drop": 0.0})()
-    assert _cli_wording(gate_line(regressed)) == (  # type: ignore[arg-type]
+    assert cli_wording(gate_line(regressed)) == (  # type: ignore[arg-type]
         "2 significant regression(s) beyond --max-drop 0: gate fails (exit status 1)"
     )
 

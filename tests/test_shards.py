@@ -149,7 +149,7 @@ def test_merge_gates_on_thresholds_and_exits_1_when_one_fails(
     assert "not stored (--store DIR keeps it)" in passing
     assert status == 1
     assert "capitals: mean_quality > 0.9  observed 0.500 (n=4)" in failing
-    assert "1 of 1 threshold(s) failed: merged run fails (exit status 1)" in failing
+    assert "1 of 1 threshold(s) failed: gate fails (exit status 1)" in failing
 
 
 def test_merge_evaluates_a_gate_the_shards_already_have_once(

@@ -139,7 +139,7 @@ def status_note(run: dict[str, Any], role: str = "") -> tuple[str | None, bool]:
     return None, False  # failed, but complete: what it scored is what it is
 
 
-def _cli_wording(text: str) -> str:
+def cli_wording(text: str) -> str:
     """The comparison text as the CLI states it: its option is --max-drop, and no session
     fails, the command does (exit status 1)."""
     return text.replace("--llm-max-drop", "--max-drop").replace(
@@ -175,7 +175,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     incomplete = any(partial for _, partial in notes)
     passed = comparison.gate_passed and not incomplete
     if args.format != "json":
-        text = "\n".join([_cli_wording(text), *(line for line, _ in notes if line)])
+        text = "\n".join([cli_wording(text), *(line for line, _ in notes if line)])
         if incomplete:
             text += "\ngate fails (exit status 1): a run it compares is incomplete"
     if args.output:
