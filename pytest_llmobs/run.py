@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import platform
 import secrets
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,7 @@ from pytest_llmobs.aggregates import (
 )
 from pytest_llmobs.evaluators.custom import RunEvaluator
 from pytest_llmobs.repeats import RepeatTracker
-from pytest_llmobs.store import Store
+from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, ThresholdResult, evaluate, parse_threshold
 
 RUN_STATUSES = ("running", "passed", "failed", "interrupted")
@@ -124,6 +125,10 @@ class RunResult:
         return all(t.passed for t in self.thresholds) and not self.errors
 
 
+_STORE_FAILURES = (sqlite3.DatabaseError, StoreError, OSError)
+"""What a store that breaks while the session runs raises (a full disk, a damaged file)."""
+
+
 @dataclass
 class RunRecorder:
     """Collects items of one run, writing each to the store as it arrives."""
@@ -147,6 +152,10 @@ class RunRecorder:
     _expected: dict[str, str] = field(default_factory=dict)
     """Collected node ids (in order) → why no result arrived, if none does."""
     _received: set[str] = field(default_factory=set)
+    store_failure: str | None = None
+    """Why the store refused to write, if it did (the first error): the session goes on, the
+    run's figures come from every item, and the run fails saying what was not stored."""
+    _unstored: int = 0
 
     def __post_init__(self) -> None:
         unique: dict[tuple[str | None, str, str, float], Threshold] = {}
@@ -181,7 +190,11 @@ class RunRecorder:
         seq = len(self._summaries)
         if not governed and self.store.governance is not None:  # aggregates see it masked
             item = self.store.governance.item(item)
-        self.store.write_item(self.run_id, seq, item, governed=True)
+        try:
+            self.store.write_item(self.run_id, seq, item, governed=True)
+        except _STORE_FAILURES as exc:  # a full disk, a file damaged while the session runs
+            self._unstored += 1
+            self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
         summary = ItemSummary.from_item(item)
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
@@ -239,32 +252,41 @@ class RunRecorder:
         aggregates = compute_aggregates(self._summaries)
         self.repeats.add_aggregates(aggregates)
         repeats = self.repeats.summary()
-        errors = self._run_evaluators(aggregates)
+        # run evaluators read the stored items, which are incomplete when the store failed
+        errors = self._run_evaluators(aggregates) if self.store_failure is None else []
         verdicts = evaluate(self.thresholds, aggregates)
+        prompts = [
+            {"name": n, "version": v, "hash": h} for (n, v), h in sorted(self._prompts.items())
+        ]
+        if self.store_failure is not None:
+            errors = [*errors, self._store_failure_line()]
         if interrupted:
             status = "interrupted"
         elif tests_failed or errors or not all(v.passed for v in verdicts):
             status = "failed"
         else:
             status = "passed"
-        prompts = [
-            {"name": n, "version": v, "hash": h} for (n, v), h in sorted(self._prompts.items())
-        ]
-        self.store.finish_run(
-            self.run_id,
-            status=status,
-            ended_at=time.time() if ended_at is None else ended_at,
-            summary={
-                "datasets": dict(sorted(self._datasets.items())),
-                "prompts": prompts,
-                "counts": dict(sorted(self._counts.items())),
-                "aggregates": aggregates_to_dict(aggregates),
-                "thresholds": [v.to_dict() for v in verdicts],
-                "errors": errors,
-                **({"repeats": repeats} if repeats else {}),
-                **({"missing": missing} if missing else {}),
-            },
-        )
+        try:
+            self.store.finish_run(
+                self.run_id,
+                status=status,
+                ended_at=time.time() if ended_at is None else ended_at,
+                summary={
+                    "datasets": dict(sorted(self._datasets.items())),
+                    "prompts": prompts,
+                    "counts": dict(sorted(self._counts.items())),
+                    "aggregates": aggregates_to_dict(aggregates),
+                    "thresholds": [v.to_dict() for v in verdicts],
+                    "errors": errors,
+                    **({"repeats": repeats} if repeats else {}),
+                    **({"missing": missing} if missing else {}),
+                },
+            )
+        except _STORE_FAILURES as exc:
+            if self.store_failure is None:  # the summary is the first thing it refused
+                self.store_failure = f"{self.store.path}: {exc}"
+                errors = [*errors, self._store_failure_line()]
+                status = "interrupted" if interrupted else "failed"
         return RunResult(
             run_id=self.run_id,
             status=status,
@@ -279,6 +301,14 @@ class RunRecorder:
             errors=errors,
             repeats=repeats,
             missing=missing,
+        )
+
+    def _store_failure_line(self) -> str:
+        stored = len(self._summaries) - self._unstored
+        return (
+            f"the store failed ({self.store_failure}): {stored} of {len(self._summaries)} items "
+            "stored; the figures above count them all"
+            + ("; run evaluators were not run" if self.run_evaluators else "")
         )
 
     def _run_evaluators(self, aggregates: dict[str, dict[str, Aggregate]]) -> list[str]:

@@ -553,3 +553,39 @@ def test_a_run_evaluator_cannot_replace_an_aggregate_the_items_gave(
     run = runs.latest()
     assert runs.aggregates(run, "capitals")["pass_rate"]["value"] == 1.0  # the items' own value
     assert [t["passed"] for t in run["thresholds"]] == [True]
+
+
+def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    # the second test makes the store unusable for items, as a damaged file or a full disk would
+    pytester.makepyfile(
+        test_break="""
+        import sqlite3
+
+        def test_first(scorer):
+            scorer.score("accuracy", 1.0)
+
+        def test_breaks_the_store(scorer, request):
+            db = request.config.rootpath / ".llmobs" / "llmobs.db"
+            with sqlite3.connect(db) as connection:
+                connection.execute("ALTER TABLE items RENAME TO items_gone")
+            scorer.score("accuracy", 0.5)
+
+        def test_after(scorer):
+            scorer.score("accuracy", 0.0)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("--llm-model=mock-llm-v1", "-p", "no:cacheprovider")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*accuracy  mean 0.500*n=3*",
+            "*ERROR the store failed (*llmobs.db: no such table: items): 1 of 3 items stored;"
+            " the figures above count them all",
+        ]
+    )

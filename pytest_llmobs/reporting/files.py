@@ -7,6 +7,7 @@ file is asked for. Both are built from the stored run, so they hold exactly what
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,10 @@ class ReportFiles:
             run = state.store.load_run(result.run_id)
         except StoreError as exc:
             self.lines.append((f"llmobs: cannot write reports: {exc}", True))
+            return
+        except sqlite3.DatabaseError as exc:  # the store broke during the session
+            problem = state.store.unusable(exc)
+            self.lines.append((f"llmobs: cannot write reports: {problem}", True))
             return
         for label, path, write in wanted:
             try:
