@@ -144,9 +144,7 @@ class Scorer:
             raise ScoreError(f"score name must be a non-empty string; got {name!r}")
         kind = score_kind(name, value, metadata)
         before = self._kinds.get(name)
-        # A name is checked once per kind (most tests score the same names); a comment each time.
-        if before != kind or (comment is not None and not isinstance(comment, str)):
-            check_score(name, kind, comment)
+        # the name itself, and the comment, are checked by Trace.add_score (every way in)
         if before is not None and before != kind:
             raise ScoreError(
                 f"score {name!r} is {_KIND_SHOWN[kind]} ({basic.shorten(value, 40)}) but was "

@@ -60,8 +60,9 @@ def derived_id(*parts: object, length: int = 32) -> str:
 
 class ScoreError(ValueError):
     """A score cannot be recorded as given: a value of the wrong type or not finite, a bad
-    name, comment or source; the scorer also raises it for a name whose aggregates clash with
-    the run's own, or a name recorded with another kind before."""
+    name (control characters, or aggregates that would take the run's own aggregate names), a
+    comment or source that is not text; the scorer also raises it for a name recorded with
+    another kind before."""
 
 
 _NP_BOOLS = frozenset({"bool_", "bool"})  # numpy 1 and numpy 2 spellings
@@ -146,6 +147,10 @@ class Score:
         }
 
 
+_CHECKED_SCORE_SHAPES: set[tuple[str, str, tuple[str, ...]]] = set()
+"""(name, data type, metadata keys) of scores whose name `scorer.check_score` accepted."""
+
+
 class Trace:
     """One unit of work (one pytest test): its observations, scores and trace attributes."""
 
@@ -219,6 +224,12 @@ class Trace:
                     f"score {name!r}: {field} must be a str or None; got "
                     f"{type(given).__name__} {given!r:.80}"
                 )
+        shape = (name, data_type, tuple(sorted(metadata)) if metadata else ())
+        if shape not in _CHECKED_SCORE_SHAPES:  # each name and kind is checked once
+            from pytest_llmobs.scorer import check_score, score_kind
+
+            check_score(name, score_kind(name, checked, metadata))
+            _CHECKED_SCORE_SHAPES.add(shape)
         occurrence = sum(1 for s in self.scores if s.name == name)
         score = Score(
             id=derived_id(self.id, observation_id or "", name, occurrence),

@@ -1058,3 +1058,12 @@ def test_a_score_comment_or_source_that_is_not_text_is_refused(details: Any) -> 
     with pytest.raises(ScoreError, match=rf"^score 'q': {field} must be a str or None; got "):
         trace.add_score("q", 1.0, **details)
     assert trace.scores == []
+
+
+def test_every_way_of_scoring_checks_the_name_against_the_runs_own_aggregates() -> None:
+    trace = Trace("t")
+    with pytest.raises(ScoreError, match=r"^score 'latency_ms': its aggregates mean_latency_ms"):
+        trace.add_score("latency_ms", 5000)  # span.score() and run_experiment come this way
+    with pytest.raises(ScoreError, match=r"holds a control or invisible character"):
+        trace.add_score("two\nlines", 1.0)
+    assert trace.scores == []
