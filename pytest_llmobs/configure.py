@@ -110,6 +110,7 @@ def build_state(config: pytest.Config) -> SessionState:
             thresholds=thresholds,
             run_id=run_id,
             run_evaluators=dict(evaluators.run),
+            outlive_store_failures=True,
         )
         recorder.name = settings.run_name or default_run_name(settings.model, recorder.started_at)
         if not config.option.collectonly:

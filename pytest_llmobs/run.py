@@ -152,6 +152,9 @@ class RunRecorder:
     _expected: dict[str, str] = field(default_factory=dict)
     """Collected node ids (in order) → why no result arrived, if none does."""
     _received: set[str] = field(default_factory=set)
+    outlive_store_failures: bool = False
+    """Go on when the store refuses an item (a pytest session: the tests are running anyway),
+    instead of raising (``run_experiment``: the caller sees the failure)."""
     store_failure: str | None = None
     """Why the store refused to write, if it did (the first error): the session goes on, the
     run's figures come from every item, and the run fails saying what was not stored."""
@@ -193,6 +196,8 @@ class RunRecorder:
         try:
             self.store.write_item(self.run_id, seq, item, governed=True)
         except _STORE_FAILURES as exc:  # a full disk, a file damaged while the session runs
+            if not self.outlive_store_failures:
+                raise
             self._unstored += 1
             self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
         summary = ItemSummary.from_item(item)
