@@ -99,9 +99,9 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     rows = [("RUN ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED")]
     rows += [
         (
-            _cell(r["id"]),
-            _cell(r["name"]),
-            _cell(r["model"] or "-"),
+            table_cell(r["id"]),
+            table_cell(r["name"]),
+            table_cell(r["model"] or "-"),
             r["status"],
             str(r["items"]),
             _when(r["started_at"]),
@@ -125,7 +125,7 @@ CELL_WIDTH = 48
 """The widest a name is shown in a table; longer ones end in '…' (`llmobs show` has it all)."""
 
 
-def _cell(text: str) -> str:
+def table_cell(text: str) -> str:
     """``text`` for one table cell: a newline, tab or other control character is shown
     escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row;
     past `CELL_WIDTH` characters it is cut, ending in '…'."""
@@ -226,7 +226,7 @@ def check_output(value: str) -> Path:
     return path
 
 
-def _writable(value: str) -> Path:
+def writable_output(value: str) -> Path:
     """``-o``'s path, its directory created; a directory or an unwritable place is a
     `CliError` (raised before the command does anything that cannot be undone)."""
     path = check_output(value)
@@ -245,7 +245,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     text = dump_run(run)
     if args.output:
-        _writable(args.output).write_text(text + "\n", encoding="utf-8")
+        writable_output(args.output).write_text(text + "\n", encoding="utf-8")
         print(f"wrote run {run['id']} ({len(run['items'])} items) to {args.output}", file=out)
     else:
         print(text, file=out)
@@ -266,7 +266,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
     check_count(args.max_traces, "--max-traces")
     run = _load_for_report(args)
-    path = _writable(args.output or f"llmobs-report-{run['id']}.html")
+    path = writable_output(args.output or f"llmobs-report-{run['id']}.html")
     try:
         write_html(run, path, max_traces=args.max_traces)
     except OSError as exc:
@@ -298,7 +298,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     for line in [*missing_lines(merged.result.missing), *merged.notes]:
         print(line, file=out)
     if args.output:
-        _writable(args.output).write_text(dump_run(merged.run) + "\n", encoding="utf-8")
+        writable_output(args.output).write_text(dump_run(merged.run) + "\n", encoding="utf-8")
         print(f"wrote merged run {merged.result.run_id} to {args.output}", file=out)
     return 0 if merged.result.status == "passed" else 1
 

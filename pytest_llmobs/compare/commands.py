@@ -98,7 +98,7 @@ def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import _cell, open_store, print_table
+    from pytest_llmobs.cli import open_store, print_table, table_cell
 
     store = open_store(args.store, read_only=True)
     saved = store.list_baselines()
@@ -108,9 +108,9 @@ def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
     rows = [("NAME", "RUN ID", "RUN NAME", "SAVED")]
     rows += [
         (
-            _cell(b["name"]),
-            _cell(b["run_id"]),
-            _cell(b["run_name"] or "-"),
+            table_cell(b["name"]),
+            table_cell(b["run_id"]),
+            table_cell(b["run_name"] or "-"),
             dt.datetime.fromtimestamp(b["saved_at"]).strftime("%Y-%m-%d %H:%M:%S"),
         )
         for b in saved
@@ -148,7 +148,7 @@ def cli_wording(text: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import CliError, _writable
+    from pytest_llmobs.cli import CliError, writable_output
     from pytest_llmobs.compare.core import compare_runs, run_info
     from pytest_llmobs.compare.render import comparison_lines, markdown
 
@@ -179,7 +179,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         if incomplete:
             text += "\ngate fails (exit status 1): a run it compares is incomplete"
     if args.output:
-        _writable(args.output).write_text(text + "\n", encoding="utf-8")
+        writable_output(args.output).write_text(text + "\n", encoding="utf-8")
         verdict = "passed" if passed else "incomplete run" if incomplete else "regression"
         print(f"wrote the comparison ({verdict}) to {args.output}", file=out)
     else:
