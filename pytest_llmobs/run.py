@@ -288,6 +288,8 @@ class RunRecorder:
                 },
             )
         except _STORE_FAILURES as exc:
+            if not self.outlive_store_failures:
+                raise
             if self.store_failure is None:  # the summary is the first thing it refused
                 self.store_failure = f"{self.store.path}: {exc}"
                 errors = [*errors, self._store_failure_line()]
