@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langfuse import Langfuse
 
-NA = "n/a (pip install langfuse opentelemetry-sdk)"
+NA = (
+    "n/a (pip install langfuse opentelemetry-sdk)"
+    if sys.version_info >= (3, 11)
+    else "n/a (Langfuse 5 needs Python 3.11+)"
+)
 """What a column shows when a comparison SDK is not installed."""
 
 
