@@ -248,7 +248,7 @@ def load_error(path: Path) -> str:
 
 
 def test_error_invalid_json_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.jsonl", '{"input": "a"}\n\n{"input": "b",}\n')
+    path = write(tmp_path / "d.jsonl", '{"input": "a"}\n\n{input: "b"}\n')
     assert (
         load_error(path)
         == f"{path}:3: invalid JSON (Expecting property name enclosed in double quotes)"
@@ -353,7 +353,7 @@ def test_error_csv_without_input_column(tmp_path: Path) -> None:
 def test_error_csv_invalid_metadata_json(tmp_path: Path) -> None:
     path = write(
         tmp_path / "d.csv",
-        'input,metadata\n"two\nlines",{}\nb,"{""a"": 1,}"\n',
+        'input,metadata\n"two\nlines",{}\nb,"{a: 1}"\n',
     )
     assert load_error(path) == (
         f"{path}:4: invalid JSON in 'metadata' column "

@@ -449,8 +449,8 @@ def test_json_valid(output: object) -> None:
             "invalid JSON at line 3:14: Expecting value in",
         ),
         (
-            '```json\n{"city": "Paris",}\n```',
-            "invalid JSON at line 2:18: Expecting property name enclosed in double quotes",
+            '```json\n{"city": "Paris", country: "France"}\n```',
+            "invalid JSON at line 2:19: Expecting property name enclosed in double quotes",
         ),
         ('{"a": 1} {"b": 2}', "invalid JSON at line 1:10: Extra data"),
         ("[NaN]", "invalid JSON: NaN is not allowed in JSON in '[NaN]'"),
