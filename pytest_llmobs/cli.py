@@ -8,6 +8,7 @@ RUN is a run id (or a unique prefix of one), a run name (the newest run of that 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -52,6 +53,8 @@ def _when(timestamp: float | None) -> str:
 
 _OPENED: list[Path] = []
 """The store files a command opened, to name in an SQLite error met while reading them."""
+_STORES: list[Store] = []
+"""The stores a command opened, closed when it ends (Python 3.13 warns of an unclosed one)."""
 
 
 def open_store(option: str | None, *, read_only: bool = False) -> Store:
@@ -75,9 +78,11 @@ def open_store(option: str | None, *, read_only: bool = False) -> Store:
         )
     _OPENED.append(path)
     try:
-        return Store(path, read_only=read_only)
+        store = Store(path, read_only=read_only)
     except StoreError as exc:
         raise CliError(str(exc)) from None
+    _STORES.append(store)
+    return store
 
 
 def check_count(value: int, option: str, *, minimum: int = 0) -> int:
@@ -419,6 +424,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``llmobs`` console script."""
     args = build_parser().parse_args(argv)
     stream = out or sys.stdout
+    _OPENED.clear()
     try:
         if getattr(args, "output", None):
             # Every command's -o (also those registered by other modules) is checked before
@@ -444,6 +450,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if stream is sys.stdout:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return PIPE_CLOSED
+    finally:
+        while _STORES:
+            with contextlib.suppress(sqlite3.Error):  # the command's own outcome stands
+                _STORES.pop().close()
 
 
 if __name__ == "__main__":  # pragma: no cover

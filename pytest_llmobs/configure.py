@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import pytest
 
@@ -90,42 +91,55 @@ def build_state(config: pytest.Config) -> SessionState:
         )
     except StoreError as exc:
         raise pytest.UsageError(f"--llm-store: {exc}") from None
-    if not is_xdist_worker(config):
-        _resolve_baseline(config, settings, store)
-    run_id = _run_id(config, settings.run_id)
-    recorder = None
-    if not is_xdist_worker(config):
-        if settings.run_id and store.has_run(run_id) and not config.option.collectonly:
-            raise pytest.UsageError(
-                f"--llm-run-id: run {run_id!r} is already in {store.path or 'the store'}; "
-                "each shard records its part in its own store, and 'llmobs merge' combines "
-                "their exports"
+    with _closed_on_error(store):  # a usage error found after opening it
+        if not is_xdist_worker(config):
+            _resolve_baseline(config, settings, store)
+        run_id = _run_id(config, settings.run_id)
+        recorder = None
+        if not is_xdist_worker(config):
+            if settings.run_id and store.has_run(run_id) and not config.option.collectonly:
+                raise pytest.UsageError(
+                    f"--llm-run-id: run {run_id!r} is already in {store.path or 'the store'}; "
+                    "each shard records its part in its own store, and 'llmobs merge' combines "
+                    "their exports"
+                )
+            recorder = RunRecorder(
+                store=store,
+                name="",
+                model=settings.model,
+                params=dict(provider.options),
+                environment=environment(settings.rootdir),
+                thresholds=thresholds,
+                run_id=run_id,
+                run_evaluators=dict(evaluators.run),
+                outlive_store_failures=True,
             )
-        recorder = RunRecorder(
-            store=store,
-            name="",
-            model=settings.model,
-            params=dict(provider.options),
-            environment=environment(settings.rootdir),
-            thresholds=thresholds,
+            recorder.name = settings.run_name or default_run_name(
+                settings.model, recorder.started_at
+            )
+            if not config.option.collectonly:
+                _refuse_name_clashes(settings, store, recorder)
+        return SessionState(
+            settings=settings,
             run_id=run_id,
-            run_evaluators=dict(evaluators.run),
-            outlive_store_failures=True,
+            provider=provider,
+            store=store,
+            recorder=recorder,
+            prompts=PromptRegistry(settings.prompts_dir, store),
+            llm=LLM(provider, **calls),
+            judge=LLM(judge, **calls),
+            evaluators=evaluators,
         )
-        recorder.name = settings.run_name or default_run_name(settings.model, recorder.started_at)
-        if not config.option.collectonly:
-            _refuse_name_clashes(settings, store, recorder)
-    return SessionState(
-        settings=settings,
-        run_id=run_id,
-        provider=provider,
-        store=store,
-        recorder=recorder,
-        prompts=PromptRegistry(settings.prompts_dir, store),
-        llm=LLM(provider, **calls),
-        judge=LLM(judge, **calls),
-        evaluators=evaluators,
-    )
+
+
+@contextlib.contextmanager
+def _closed_on_error(store: Store) -> Iterator[None]:
+    """Close ``store`` when the block raises (Python 3.13 warns of a connection left open)."""
+    try:
+        yield
+    except BaseException:
+        store.close()
+        raise
 
 
 def _replaying(settings: Settings) -> contextlib.AbstractContextManager[None]:

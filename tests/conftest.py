@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import sqlite3
+import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +134,50 @@ def xdist_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """Run a behaviour test without xdist and with two xdist workers."""
     args: tuple[str, ...] = request.param
     return args
+
+
+_opened_stores: list[tuple[Any, str]] | None = None
+"""While a test runs: the connection of every `Store` it opened, and where it was opened."""
+_open_store = Store.__init__
+
+
+def _watched_open(self: Store, *args: Any, **kwargs: Any) -> None:
+    _open_store(self, *args, **kwargs)
+    if _opened_stores is not None:
+        caller = next(
+            (
+                f
+                for f in reversed(traceback.extract_stack(limit=12)[:-1])
+                if "pytest_llmobs" not in f.filename
+            ),
+            None,
+        )
+        _opened_stores.append((self._db, f"{caller.filename}:{caller.lineno}" if caller else "?"))
+
+
+Store.__init__ = _watched_open  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _stores_are_closed() -> Iterator[None]:
+    """Every store a test opens (the plugin's, the CLI's, an exporter's scratch store, the
+    test's own) is closed by the end of the test: Python 3.13 warns of a connection collected
+    unclosed, which fails whatever test the collection happens in."""
+    global _opened_stores
+    _opened_stores = opened = []
+    try:
+        yield
+    finally:
+        _opened_stores = None
+    for thread in threading.enumerate():
+        if thread.name == "llmobs-store-close":  # `Store.close(wait=False)`
+            thread.join()
+    left_open = []
+    for db, where in opened:
+        try:
+            db.execute("SELECT 1")
+        except sqlite3.ProgrammingError:
+            continue  # closed
+        left_open.append(where)
+        db.close()
+    assert not left_open, f"stores opened and never closed, at: {left_open}"

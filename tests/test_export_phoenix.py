@@ -9,6 +9,7 @@ without a server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -704,7 +705,8 @@ def test_a_dataset_missing_from_the_store_is_rebuilt_from_the_run_items() -> Non
 
     run = {"id": "r", "datasets": {"d": "v1"}, "items": [item(0), item(1)]}
     report = ExportReport(target="phoenix", run_id="r")
-    inventory = _Inventory.of(run, Store(None), report)
+    with contextlib.closing(Store(None)) as store:
+        inventory = _Inventory.of(run, store, report)
     (example,) = inventory.datasets["d"].examples
     assert (example["id"], example["input"], example["expected_output"]) == ("a", "q", "x")
     assert report.notes == [

@@ -3,6 +3,7 @@ retention."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -413,5 +414,6 @@ def test_run_experiment_masks_what_it_stores_by_default(tmp_path: Path) -> None:
     assert all(leaks(f.read_bytes()) == [] for f in files)
     from pytest_llmobs.store import Store
 
-    stored = Store(tmp_path / "store" / "llmobs.db").load_run(result.run_id)
+    with contextlib.closing(Store(tmp_path / "store" / "llmobs.db")) as store:
+        stored = store.load_run(result.run_id)
     assert "mailed <EMAIL>" in json.dumps(stored)

@@ -568,8 +568,10 @@ def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_sessio
 
         def test_breaks_the_store(scorer, request):
             db = request.config.rootpath / ".llmobs" / "llmobs.db"
-            with sqlite3.connect(db) as connection:
+            connection = sqlite3.connect(db)
+            with connection:  # (commits; closing is separate)
                 connection.execute("ALTER TABLE items RENAME TO items_gone")
+            connection.close()
             scorer.score("accuracy", 0.5)
 
         def test_after(scorer):

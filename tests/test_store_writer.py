@@ -124,9 +124,10 @@ class FailingStore(Store):
 
 
 def test_run_experiment_raises_a_store_failure_and_keeps_the_items_written_before_it(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     store = FailingStore(tmp_path / "llmobs.db", good=3)
+    request.addfinalizer(store.close)
     items = [{"id": f"q{n}", "input": f"question {n}", "expected_output": "x"} for n in range(8)]
 
     async def task(item: Any) -> str:

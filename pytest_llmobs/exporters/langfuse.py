@@ -32,6 +32,7 @@ from pytest_llmobs.exporters.state import (
     note_started,
     pending_elsewhere,
     pending_for,
+    state_store,
 )
 from pytest_llmobs.store import Store
 
@@ -91,13 +92,14 @@ class LangfuseExporter:
         options = note_started(
             self.options, self.name, str(run["id"]), target=config.state_target, report=report
         )
-        upload = Upload(run, inventory, config, options, http, report)
-        try:
-            upload.execute()
-        finally:
-            upload.sender.close()
-            report.requests = upload.sender.requests
-            report.bytes_sent = upload.sender.bytes_sent
+        with state_store(options.store) as store:
+            upload = Upload(run, inventory, config, options, http, report, store)
+            try:
+                upload.execute()
+            finally:
+                upload.sender.close()
+                report.requests = upload.sender.requests
+                report.bytes_sent = upload.sender.bytes_sent
         return report
 
 
@@ -159,13 +161,14 @@ class Upload(Ledger):
         options: ExporterOptions,
         http: HttpOptions,
         report: ExportReport,
+        store: Store,
     ) -> None:
         self.run = run
         self.inv = inventory
         self.config = config
         self.options = options
         self.report = report
-        self.store = options.store if options.store is not None else Store(None)
+        self.store = store
         self.sender = HttpSender(
             base_url=config.base_url, auth=(config.public_key, config.secret_key), options=http
         )

@@ -39,6 +39,7 @@ from pytest_llmobs.exporters.state import (
     note_started,
     pending_elsewhere,
     pending_for,
+    state_store,
 )
 from pytest_llmobs.store import Store
 
@@ -321,31 +322,31 @@ class OtlpExporter:
         )
         if config.timeout is not None and options.http is None:
             http = dataclasses.replace(http, timeout=config.timeout)
-        store = options.store if options.store is not None else Store(None)
-        sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
-        ledger = Ledger(
-            store,
-            state_target(config),
-            str(run["id"]),
-            report,
-            pending_only=options.pending_only,
-            scrub=sender.scrub,
-        )
-        span_options = SpanOptions(
-            resource_attributes=dict(config.resource),
-            span_hook=genai_attributes,
-            release=(run.get("environment") or {}).get("git_commit"),
-        )
-        send = TraceSend(sender, config.path, run, span_options, report, config.compression)
-        ledger.state.begin()
-        try:
-            send_traces(ledger, send, items, add_events=add_evaluation_events)
-        finally:
-            sender.close()
-            report.requests = sender.requests
-            report.bytes_sent = sender.bytes_sent
-        ledger.state.finish(complete=report.ok)
-        return report
+        with state_store(options.store) as store:
+            sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
+            ledger = Ledger(
+                store,
+                state_target(config),
+                str(run["id"]),
+                report,
+                pending_only=options.pending_only,
+                scrub=sender.scrub,
+            )
+            span_options = SpanOptions(
+                resource_attributes=dict(config.resource),
+                span_hook=genai_attributes,
+                release=(run.get("environment") or {}).get("git_commit"),
+            )
+            send = TraceSend(sender, config.path, run, span_options, report, config.compression)
+            ledger.state.begin()
+            try:
+                send_traces(ledger, send, items, add_events=add_evaluation_events)
+            finally:
+                sender.close()
+                report.requests = sender.requests
+                report.bytes_sent = sender.bytes_sent
+            ledger.state.finish(complete=report.ok)
+            return report
 
 
 def state_target(config: OtlpConfig) -> str:

@@ -46,6 +46,7 @@ from pytest_llmobs.exporters.state import (
     note_started,
     pending_elsewhere,
     pending_for,
+    state_store,
 )
 from pytest_llmobs.store import Store
 
@@ -78,12 +79,16 @@ class PhoenixExporter:
         return sorted(targets)
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
-        from pytest_llmobs.exporters.otlp_spans import require_otel
-
         environ = self.options.environ
         display = (environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         report = ExportReport(target=f"phoenix {display}", run_id=str(run["id"]))
-        store = self.options.store if self.options.store is not None else Store(None)
+        with state_store(self.options.store) as store:
+            return self._export(run, store, report)
+
+    def _export(self, run: Mapping[str, Any], store: Store, report: ExportReport) -> ExportReport:
+        from pytest_llmobs.exporters.otlp_spans import require_otel
+
+        environ = self.options.environ
         inventory = _Inventory.of(run, store, report)
         try:
             config = PhoenixConfig.from_env(environ)

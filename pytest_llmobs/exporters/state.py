@@ -17,9 +17,10 @@ The table lives beside the store's schema (created on first use), so it needs no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,6 +46,22 @@ CREATE TABLE IF NOT EXISTS upload_state (
 SENT = "sent"
 FAILED = "failed"
 RUN_KIND = "run"
+
+
+@contextlib.contextmanager
+def state_store(store: Store | None) -> Iterator[Store]:
+    """Where an upload keeps its state: ``store``, or without one (a run read from an export
+    file) an in-memory store for this upload only, closed after it."""
+    if store is not None:
+        yield store
+        return
+    from pytest_llmobs.store import Store
+
+    scratch = Store(None)
+    try:
+        yield scratch
+    finally:
+        scratch.close()
 
 
 def _connection(store: Store) -> sqlite3.Connection:
