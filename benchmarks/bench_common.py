@@ -25,12 +25,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langfuse import Langfuse
 
-NA = (
-    "n/a (pip install langfuse opentelemetry-sdk)"
-    if sys.version_info >= (3, 11)
-    else "n/a (Langfuse 5 needs Python 3.11+)"
-)
+NA = "n/a (pip install langfuse opentelemetry-sdk)"
 """What a column shows when a comparison SDK is not installed."""
+NA_LANGFUSE = NA if sys.version_info >= (3, 11) else "n/a (Langfuse 5 needs Python 3.11+)"
+"""The same for Langfuse's columns: on Python 3.10 no installing helps."""
 
 
 # --- rows and verdicts ------------------------------------------------------------------------
@@ -49,8 +47,8 @@ class Row:
     """``ok`` / ``MISSED`` against the target, ``-`` for a reference figure, or `NA`."""
 
     def cells(self) -> tuple[str, ...]:
-        if self.verdict == NA:
-            ratio = NA
+        if self.verdict.startswith("n/a"):
+            ratio = self.verdict
         elif self.ratio is None:
             ratio = "-"
         else:  # 3 decimals below 2x: 1.052x must not read as a 1.05x that missed 1.05x
@@ -112,9 +110,9 @@ def verdict(value: float, op: str, limit: float) -> str:
     return "ok" if checks[op](value, limit) else "MISSED"
 
 
-def not_installed_row(benchmark: str, target: str) -> Row:
-    """A row whose comparison SDK is missing."""
-    return Row(benchmark, NA, NA, None, target, NA)
+def not_installed_row(benchmark: str, target: str, missing: str = NA) -> Row:
+    """A row whose comparison SDK is missing (``missing``: what its columns say)."""
+    return Row(benchmark, missing, missing, None, target, missing)
 
 
 # --- timing and tables ------------------------------------------------------------------------

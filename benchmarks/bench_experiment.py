@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import (
-    NA,
+    NA_LANGFUSE,
     Row,
     Section,
     collector,
@@ -136,7 +136,7 @@ def run(quick: bool = False) -> Section:
         section.say(f"langfuse exporter server: {received} requests received")
         section.figures["langfuse_requests"] = received
     else:
-        section.say(f"langfuse: {NA}")
+        section.say(f"langfuse: {NA_LANGFUSE}")
     section.say(
         f"{'backend':<7} {'task':<5} {'ideal s':>7} {'direct s':>8} {'ours s':>7} "
         f"{'langfuse s':>10}"
@@ -163,7 +163,7 @@ def run(quick: bool = False) -> Section:
         lf = theirs.get((t.backend, t.kind))
         name = f"langfuse run_experiment {t.backend} {t.kind} / ideal"
         if lf is None:
-            section.rows.append(not_installed_row(name, LANGFUSE_REFERENCE[t.kind]))
+            section.rows.append(not_installed_row(name, LANGFUSE_REFERENCE[t.kind], NA_LANGFUSE))
         else:
             section.rows.append(
                 Row(

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench_common import (
     NA,
+    NA_LANGFUSE,
     Row,
     Section,
     collector,
@@ -213,9 +214,11 @@ def run(quick: bool = False) -> Section:
             )
         )
     else:
-        section.say(f"langfuse: {NA}")
+        section.say(f"langfuse: {NA_LANGFUSE}")
         section.rows.append(
-            not_installed_row("span: langfuse @observe / ours", f">= {TARGET_LANGFUSE:g}x")
+            not_installed_row(
+                "span: langfuse @observe / ours", f">= {TARGET_LANGFUSE:g}x", NA_LANGFUSE
+            )
         )
     if "otel" in per_span:
         otel_us = per_span["otel"]
