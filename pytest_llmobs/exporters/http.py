@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 from pytest_llmobs import __version__
@@ -32,6 +32,8 @@ from pytest_llmobs.providers.retry import backoff_delay, parse_retry_after
 
 if TYPE_CHECKING:
     import httpx
+
+    from pytest_llmobs.exporters import ExportReport
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -400,3 +402,22 @@ def _parse(answer: httpx.Response) -> Any:
         return answer.json()
     except ValueError:
         return answer.text
+
+
+class UploadSteps(Protocol):
+    """One upload's steps, sent through one `HttpSender`."""
+
+    sender: HttpSender
+
+    def execute(self) -> None: ...
+
+
+def execute_upload(upload: UploadSteps, report: ExportReport) -> None:
+    """Run ``upload``'s steps; then (also after a step raised) close its connections and note
+    its requests and bytes on ``report``."""
+    try:
+        upload.execute()
+    finally:
+        upload.sender.close()
+        report.requests = upload.sender.requests
+        report.bytes_sent = upload.sender.bytes_sent

@@ -24,7 +24,13 @@ from urllib.parse import quote
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, langfuse_send
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import encode_json, fit_json
-from pytest_llmobs.exporters.http import HttpError, HttpOptions, HttpSender, Response
+from pytest_llmobs.exporters.http import (
+    HttpError,
+    HttpOptions,
+    HttpSender,
+    Response,
+    execute_upload,
+)
 from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
 from pytest_llmobs.exporters.state import (
     Ledger,
@@ -93,13 +99,7 @@ class LangfuseExporter:
             self.options, self.name, str(run["id"]), target=config.state_target, report=report
         )
         with state_store(options.store) as store:
-            upload = Upload(run, inventory, config, options, http, report, store)
-            try:
-                upload.execute()
-            finally:
-                upload.sender.close()
-                report.requests = upload.sender.requests
-                report.bytes_sent = upload.sender.bytes_sent
+            execute_upload(Upload(run, inventory, config, options, http, report, store), report)
         return report
 
 

@@ -35,6 +35,7 @@ from pytest_llmobs.exporters.http import (
     HttpOptions,
     HttpSender,
     Response,
+    execute_upload,
 )
 from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
@@ -103,13 +104,7 @@ class PhoenixExporter:
         options = note_started(
             self.options, self.name, str(run["id"]), target=target, report=report
         )
-        upload = Upload(run, inventory, store, config, http, options, report)
-        try:
-            upload.execute()
-        finally:
-            upload.sender.close()
-            report.requests = upload.sender.requests
-            report.bytes_sent = upload.sender.bytes_sent
+        execute_upload(Upload(run, inventory, store, config, http, options, report), report)
         return report
 
 
