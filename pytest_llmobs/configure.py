@@ -174,7 +174,6 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
         except (BaselineError, StoreError) as exc:
             problem = f"--llm-baseline: {exc}"
     if problem is not None:
-        store.close()
         raise pytest.UsageError(problem)
 
 
@@ -204,7 +203,6 @@ def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder
         except BaselineError as exc:
             problem = f"--llm-save-baseline: {exc}"
     if problem is not None:
-        store.close()
         raise pytest.UsageError(problem)
 
 
