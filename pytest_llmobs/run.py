@@ -25,6 +25,7 @@ from pytest_llmobs.aggregates import (
 )
 from pytest_llmobs.evaluators.custom import RunEvaluator
 from pytest_llmobs.repeats import RepeatTracker
+from pytest_llmobs.score_kinds import ScoreKinds
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, ThresholdResult, evaluate, parse_threshold
 
@@ -149,6 +150,7 @@ class RunRecorder:
     _seen_expressions: set[tuple[str | None, str]] = field(default_factory=set)
     run_evaluators: dict[str, RunEvaluator] = field(default_factory=dict)
     repeats: RepeatTracker = field(default_factory=RepeatTracker)
+    score_kinds: ScoreKinds = field(default_factory=ScoreKinds)
     _expected: dict[str, str] = field(default_factory=dict)
     """Collected node ids (in order) → why no result arrived, if none does."""
     _received: set[str] = field(default_factory=set)
@@ -193,6 +195,11 @@ class RunRecorder:
         seq = len(self._summaries)
         if not governed and self.store.governance is not None:  # aggregates see it masked
             item = self.store.governance.item(item)
+        counted = item
+        clash = self.score_kinds.check(item)
+        if clash is not None:  # (items from xdist workers, or scores that passed no scorer)
+            item = clash.failed(item)
+            counted = clash.without_scores(item)
         try:
             self.store.write_item(self.run_id, seq, item, governed=True)
         except _STORE_FAILURES as exc:  # a full disk, a file damaged while the session runs
@@ -200,11 +207,11 @@ class RunRecorder:
                 raise
             self._unstored += 1
             self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
-        summary = ItemSummary.from_item(item)
+        summary = ItemSummary.from_item(counted)
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
         self._datasets.update(item.get("datasets") or {})
-        self.repeats.add(item)
+        self.repeats.add(counted)
         self._received.add(str(item["node_id"]))
         for prompt in item.get("prompts") or []:
             self._prompts[(prompt["name"], int(prompt["version"]))] = prompt.get("hash", "")
@@ -259,6 +266,7 @@ class RunRecorder:
         repeats = self.repeats.summary()
         # run evaluators read the stored items, which are incomplete when the store failed
         errors = self._run_evaluators(aggregates) if self.store_failure is None else []
+        errors = [*self.score_kinds.errors(), *errors]
         verdicts = evaluate(self.thresholds, aggregates)
         prompts = [
             {"name": n, "version": v, "hash": h} for (n, v), h in sorted(self._prompts.items())

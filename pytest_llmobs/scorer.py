@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmobs.aggregates import BUILTIN_AGGREGATES, LABEL_EXPECTED, score_aggregate_names
 from pytest_llmobs.evaluators import EvalResult, basic, text
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
+from pytest_llmobs.score_kinds import KIND_OF_TYPE, KIND_SHOWN
 from pytest_llmobs.tracing import (
     Observation,
     Score,
@@ -33,16 +34,12 @@ class NoActiveTraceError(RuntimeError):
     """A score was recorded with no trace to hold it."""
 
 
-_KIND_OF_TYPE = {"BOOLEAN": "number", "NUMERIC": "number", "CATEGORICAL": "string"}
-_KIND_SHOWN = {"number": "a number (or bool)", "string": "a string", "label": "a label"}
-
-
 def score_kind(name: str, value: object, metadata: Mapping[str, Any] | None = None) -> str:
     """How the run aggregates the score: ``"number"`` (numeric or boolean), ``"string"``
     (categorical, counted) or ``"label"`` (a ``label`` score: classification metrics)."""
     if metadata is not None and LABEL_EXPECTED in metadata:
         return "label"
-    return _KIND_OF_TYPE[classify_score_value(name, value)[1]]
+    return KIND_OF_TYPE[classify_score_value(name, value)[1]]
 
 
 def check_score(name: object, kind: str, comment: object = None) -> None:
@@ -147,8 +144,8 @@ class Scorer:
         # the name itself, and the comment, are checked by Trace.add_score (every way in)
         if before is not None and before != kind:
             raise ScoreError(
-                f"score {name!r} is {_KIND_SHOWN[kind]} ({basic.shorten(value, 40)}) but was "
-                f"recorded as {_KIND_SHOWN[before]} before in this session; one name must keep "
+                f"score {name!r} is {KIND_SHOWN[kind]} ({basic.shorten(value, 40)}) but was "
+                f"recorded as {KIND_SHOWN[before]} before in this session; one name must keep "
                 "one kind, so record this one under another name"
             )
         trace = observation.trace if observation is not None else self._trace(name)

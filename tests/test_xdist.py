@@ -363,3 +363,56 @@ def test_a_lone_surrogate_is_stored_as_a_replacement_character_and_nothing_is_lo
     scores = {s["name"]: s for s in items["test_cut.py::test_cut"]["trace"]["scores"]}
     assert scores["note"]["value"] == "half \ufffd of a pair"
     assert "\ufffd" in json.dumps(scores["intent"], ensure_ascii=False)
+
+
+KIND_CLASH_SUITE = """\
+    import os
+    import pytest
+
+    @pytest.mark.xdist_group("numbers")
+    def test_number(scorer):
+        scorer.score("quality", 0.8)
+        scorer.score("worker", os.environ["PYTEST_XDIST_WORKER"])
+
+    @pytest.mark.xdist_group("words")
+    def test_word(scorer):
+        scorer.score("quality", "good")
+        scorer.score("worker", os.environ["PYTEST_XDIST_WORKER"])
+    """
+
+
+def test_a_score_name_keeps_one_kind_across_workers(pytester: pytest.Pytester, runs: Runs) -> None:
+    """Each worker's scorer sees one kind of 'quality'; the controller sees both. The run fails
+    as the serial one does (one of the two items failed, one kind aggregated), and keeps every
+    score it received."""
+    pytester.makepyfile(test_kinds=dedent(KIND_CLASH_SUITE))
+
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider"
+    )
+
+    result.assert_outcomes(passed=2)  # each worker's scorer accepted its own kind
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["*ERROR score 'quality' was * first (test_kinds.py::test_*) and * in 1 item (*)*"]
+    )
+    run = runs.latest()
+    items = runs.items(run)
+    workers = {
+        score["value"]
+        for item in items.values()
+        for score in item["trace"]["scores"]
+        if score["name"] == "worker"
+    }
+    assert len(workers) == 2, "the two tests ran on one worker: the clash was not across them"
+    outcomes = sorted(item["outcome"] for item in items.values())
+    assert outcomes == ["failed", "passed"]
+    (failed,) = [item for item in items.values() if item["outcome"] == "failed"]
+    assert "one name must keep one kind in a run" in failed["error"]
+    assert [s["name"] for s in failed["trace"]["scores"]] == ["quality", "worker"]  # kept
+    aggregates = runs.aggregates(run, "*")
+    assert aggregates["pass_rate"]["value"] == 0.5
+    assert ("mean_quality" in aggregates) != ("counts_quality" in aggregates)
+    kept = aggregates.get("mean_quality") or aggregates["counts_quality"]
+    assert kept["n"] == 1
+    assert run["status"] == "failed"

@@ -1,0 +1,109 @@
+"""One score name, one kind, across a whole run.
+
+A run aggregates each score name one way: numbers and booleans into means, strings into counts,
+``label`` scores into classification metrics. ``scorer.score`` refuses a name that changes kind
+within one process, but the items of an xdist run come from several processes, and scores added
+with ``Trace.add_score`` or returned by ``run_experiment`` evaluators pass no scorer. So the run
+checks every item as it arrives (`ScoreKinds`): an item whose score has another kind than the
+run's first score of that name counts as failed, and that score stays out of the aggregates, as
+it would have if the scorer had refused it; the item is stored with all its scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.evaluators.basic import shorten
+
+KIND_OF_TYPE = {"BOOLEAN": "number", "NUMERIC": "number", "CATEGORICAL": "string"}
+"""A score's kind by its data type (a ``label`` score is told by its metadata)."""
+KIND_SHOWN = {"number": "a number (or bool)", "string": "a string", "label": "a label"}
+
+
+def kind_of_stored(score: Mapping[str, Any]) -> str:
+    """The kind of a score as a run item holds it (a dict with ``data_type`` and ``metadata``)."""
+    if (score.get("metadata") or {}).get(LABEL_EXPECTED) is not None:
+        return "label"
+    return KIND_OF_TYPE.get(str(score.get("data_type")), "number")
+
+
+@dataclass(frozen=True, slots=True)
+class KindClash:
+    """The scores of one item whose kind differs from the run's."""
+
+    names: frozenset[str]
+    reason: str
+    """One line for the item's error."""
+
+    def failed(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The item as stored: failed (unless it already failed or errored), with the reason."""
+        stored = dict(item)
+        if stored.get("outcome") == "passed":
+            stored["outcome"] = "failed"
+        if not stored.get("error"):
+            stored["error"] = self.reason
+        return stored
+
+    def without_scores(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The item as the aggregates count it: without the clashing scores."""
+        trace = dict(item.get("trace") or {})
+        trace["scores"] = [s for s in trace.get("scores", []) if s.get("name") not in self.names]
+        return {**item, "trace": trace}
+
+
+@dataclass
+class ScoreKinds:
+    """The kind each score name first arrived with in a run, and the items that broke it."""
+
+    _first: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Score name → (kind, node id of the item that first recorded it)."""
+    _broken: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Score name → node id → kind, of the items whose score of that name had another kind."""
+
+    def check(self, item: Mapping[str, Any]) -> KindClash | None:
+        """Note the kinds of ``item``'s scores; the clash, if one has another kind than before.
+
+        Checking an item again gives the same answer (`run_experiment` checks each item as it
+        ends, so that its result says it failed, and the store's thread checks it again)."""
+        node_id = str(item.get("node_id"))
+        names: set[str] = set()
+        reasons: list[str] = []
+        for score in (item.get("trace") or {}).get("scores", []):
+            name, kind = str(score.get("name")), kind_of_stored(score)
+            first = self._first.setdefault(name, (kind, node_id))
+            if first[0] == kind:
+                continue
+            if name not in names:
+                self._broken.setdefault(name, {})[node_id] = kind
+                where = "this item" if first[1] == node_id else first[1]
+                reasons.append(
+                    f"score {name!r} is {KIND_SHOWN[kind]} ({shorten(score.get('value'), 40)}) but "
+                    f"{KIND_SHOWN[first[0]]} in {where}"
+                )
+            names.add(name)
+        if not names:
+            return None
+        reason = "; ".join(reasons) + (
+            "; one name must keep one kind in a run, so record it under another name"
+        )
+        return KindClash(frozenset(names), reason)
+
+    def errors(self) -> list[str]:
+        """One run error per score name that changed kind."""
+        lines = []
+        for name, broken in self._broken.items():
+            kind, first = self._first[name]
+            others = " or ".join(KIND_SHOWN[k] for k in sorted(set(broken.values())))
+            node_ids = list(broken)
+            count = len(node_ids)
+            items = f"{count} item{'s' * (count > 1)} ({', '.join(node_ids[:3])}"
+            items += ", ...)" if count > 3 else ")"
+            lines.append(
+                f"score {name!r} was {KIND_SHOWN[kind]} first ({first}) and {others} in "
+                f"{items}: one name must keep one kind, so those items count as failed and those "
+                "scores stay out of the aggregates; record them under another name"
+            )
+        return lines
