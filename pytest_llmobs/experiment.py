@@ -33,6 +33,7 @@ not pass, ``passed`` otherwise. An evaluator returning ``None`` records no score
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ from pytest_llmobs.experiment_runner import (
     ExperimentItem,
     ExperimentRunner,
     ItemEvaluator,
+    ItemInterrupted,
     wants_llm,
 )
 from pytest_llmobs.llm import LLM
@@ -67,6 +69,12 @@ __all__ = ["ExperimentItem", "ExperimentResult", "arun_experiment", "run_experim
 DEFAULT_STORE = ".llmobs"
 _DATASET_SUFFIXES = (".jsonl", ".json", ".csv")
 THRESHOLD_SOURCE = "run_experiment"
+
+_loop_of_our_own: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "llmobs_loop_of_our_own", default=False
+)
+"""Set by `run_experiment`, whose `asyncio.run` carries an `ItemInterrupted` out of the loop
+and raises the ``KeyboardInterrupt`` (or ``SystemExit``) there."""
 
 EvaluatorsArg = Sequence[Callable[..., Any]] | Mapping[str, Callable[..., Any]]
 DatasetArg = Dataset | str | os.PathLike[str] | Iterable[Mapping[str, Any] | DatasetItem]
@@ -159,23 +167,29 @@ def run_experiment(
             "run_experiment() cannot start an event loop inside the running one; "
             "use 'await pytest_llmobs.arun_experiment(...)' here (same arguments)"
         )
-    return asyncio.run(
-        arun_experiment(
-            name=name,
-            dataset=dataset,
-            task=task,
-            evaluators=evaluators,
-            run_evaluators=run_evaluators,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            retries=retries,
-            model=model,
-            store=store,
-            thresholds=thresholds,
-            datasets_dir=datasets_dir,
-            dataset_name=dataset_name,
+    token = _loop_of_our_own.set(True)
+    try:
+        return asyncio.run(
+            arun_experiment(
+                name=name,
+                dataset=dataset,
+                task=task,
+                evaluators=evaluators,
+                run_evaluators=run_evaluators,
+                max_concurrency=max_concurrency,
+                timeout_s=timeout_s,
+                retries=retries,
+                model=model,
+                store=store,
+                thresholds=thresholds,
+                datasets_dir=datasets_dir,
+                dataset_name=dataset_name,
+            )
         )
-    )
+    except ItemInterrupted as stop:
+        raise stop.original from None
+    finally:
+        _loop_of_our_own.reset(token)
 
 
 async def arun_experiment(
@@ -232,6 +246,10 @@ async def arun_experiment(
         )
         runner = ExperimentRunner(recorder, data, task, item_evaluators, llm, timeout_s, retries)
         return ExperimentResult(*await runner.run(max_concurrency, Path.cwd()))
+    except ItemInterrupted as stop:
+        if _loop_of_our_own.get():
+            raise
+        raise stop.original from None  # (in the caller's own task: theirs to handle)
     finally:
         if llm is not None and (model is None or isinstance(model, str)):  # resolved here
             close_provider(llm.provider)  # its kept-alive connections (sync tasks' client)

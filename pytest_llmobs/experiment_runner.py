@@ -226,6 +226,12 @@ class ExperimentRunner:
         )
 
     async def _item(self, item: DatasetItem, semaphore: asyncio.Semaphore) -> ExperimentItem:
+        try:
+            return await self._run_item(item, semaphore)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raise ItemInterrupted(exc) from None
+
+    async def _run_item(self, item: DatasetItem, semaphore: asyncio.Semaphore) -> ExperimentItem:
         if self.whole_item_in_thread:
             done: _Done = await self._in_thread(self._run_in_thread, item)
             record, output, scored, attempts, errors, started = done
@@ -420,6 +426,17 @@ def _evaluate_sync(
         except Exception as exc:
             outcomes[index] = exc
     return outcomes
+
+
+class ItemInterrupted(Exception):
+    """A ``KeyboardInterrupt`` or ``SystemExit`` that a task or an evaluator raised, carried as
+    an ordinary exception to the end of the run. Raised in an asyncio task as itself it leaves
+    the event loop at once, and asyncio then logs "Task exception was never retrieved" for the
+    task that awaited it."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__} in an item")
+        self.original = original
 
 
 class TaskTimeout(TimeoutError):

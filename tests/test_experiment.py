@@ -629,3 +629,64 @@ def test_bad_arguments_are_refused_before_anything_runs(
 
     assert message in str(raised.value)
     assert not (tmp_path / ".llmobs").exists()
+
+
+def _interrupting_task(kind: str) -> Any:
+    def check(item: DatasetItem) -> None:
+        if item.id == "q3":
+            raise KeyboardInterrupt
+
+    if kind == "sync":
+        return lambda item: check(item) or item.input
+
+    async def task(item: DatasetItem) -> Any:
+        await asyncio.sleep(0)
+        check(item)
+        return item.input
+
+    return task
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_ctrl_c_in_a_task_stops_run_experiment_without_asyncio_noise(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A KeyboardInterrupt raised in a task reaches the caller as itself, the run is stored as
+    interrupted, and asyncio logs no "Task exception was never retrieved" for it."""
+    import gc
+
+    with pytest.raises(KeyboardInterrupt):
+        pytest_llmobs.run_experiment(
+            name="stopped",
+            dataset=[{"id": f"q{i}", "input": "x"} for i in range(10)],
+            task=_interrupting_task(kind),
+            store=tmp_path,
+            max_concurrency=2,
+        )
+    gc.collect()  # asyncio logs a task's unretrieved exception when the task is collected
+
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    store = Store.in_directory(tmp_path)
+    try:
+        (run,) = store.list_runs()
+    finally:
+        store.close()
+    assert run["status"] == "interrupted"
+    assert run["items"] < 10
+
+
+def test_ctrl_c_in_a_task_reaches_an_async_caller_as_itself(tmp_path: Path) -> None:
+    async def main() -> str:
+        try:
+            await pytest_llmobs.arun_experiment(
+                name="stopped",
+                dataset=[{"id": f"q{i}", "input": "x"} for i in range(10)],
+                task=_interrupting_task("sync"),
+                store=tmp_path,
+                max_concurrency=2,
+            )
+        except KeyboardInterrupt:
+            return "caught in the caller's task"
+        return "not raised"
+
+    assert asyncio.run(main()) == "caught in the caller's task"
