@@ -231,9 +231,19 @@ class RunRecorder:
             self.thresholds.append(threshold)
 
     def expect(self, node_ids: Iterable[str], reason: str = NO_RESULT) -> None:
-        """Declare collected items; those that never arrive are listed as ``missing``."""
+        """Declare collected items; those that never arrive are listed as ``missing``, also
+        by a run killed before its summary (the store keeps the list)."""
+        known = len(self._expected)
         for node_id in node_ids:
             self._expected.setdefault(node_id, reason)
+        if len(self._expected) == known:
+            return  # (every xdist worker reports the same collection)
+        try:
+            self.store.expect_items(self.run_id, list(self._expected))
+        except _STORE_FAILURES as exc:
+            if not self.outlive_store_failures:
+                raise
+            self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
 
     def expect_nothing(self) -> None:
         """Forget the declared items: a session stopped by a usage error ran none of them, and

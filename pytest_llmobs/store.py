@@ -23,8 +23,10 @@ from pytest_llmobs.serialize import has_lone_surrogate, without_lone_surrogates
 if TYPE_CHECKING:
     from pytest_llmobs.governance import Governance
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_FILENAME = "llmobs.db"
+KILLED_BEFORE_IT = "no result arrived before the session died (killed or crashed)"
+"""Why a collected item of a run that never stored its summary has no result."""
 _OPEN_TIMEOUT_S = 30.0
 """How long opening a store retries while other processes hold it (as SQLite's busy timeout)."""
 
@@ -84,6 +86,12 @@ CREATE TABLE IF NOT EXISTS baselines (
     name TEXT PRIMARY KEY,
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     saved_at REAL NOT NULL
+)
+""",
+    3: """
+CREATE TABLE IF NOT EXISTS expected_items (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    node_ids TEXT NOT NULL
 )
 """,
 }
@@ -427,6 +435,7 @@ class Store:
 
     def _delete_run(self, run_id: str) -> None:
         self._db.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM expected_items WHERE run_id = ?", (run_id,))
         self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         with contextlib.suppress(sqlite3.OperationalError):  # no uploads yet: no table
             self._db.execute("DELETE FROM upload_state WHERE run_id = ?", (run_id,))
@@ -580,7 +589,31 @@ class Store:
         run["items"] = list(self.iter_items(run_id))
         if not summary:  # killed or still going: its figures so far, from its items
             run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
+            if run["status"] == "interrupted":
+                run["missing"] = self._never_run(run_id, run["items"])
         return run
+
+    def expect_items(self, run_id: str, node_ids: Sequence[str]) -> None:
+        """Note the items a run collected, so that a run killed before its summary still says
+        which of them it never ran (`load_run`)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO expected_items (run_id, node_ids) VALUES (?, ?)",
+                (run_id, _dumps(list(node_ids))),
+            )
+
+    def _never_run(self, run_id: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+        row = self._db.execute(
+            "SELECT node_ids FROM expected_items WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return []
+        stored = {item.get("node_id") for item in items}
+        return [
+            {"node_id": node_id, "reason": KILLED_BEFORE_IT}
+            for node_id in json.loads(row[0])
+            if node_id not in stored
+        ]
 
     def iter_items(self, run_id: str) -> Iterator[dict[str, Any]]:
         for (data,) in self._db.execute(

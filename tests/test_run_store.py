@@ -17,7 +17,7 @@ from git_repo import git
 from pytest_llmobs import __version__
 from pytest_llmobs.datasets import load_dataset
 from pytest_llmobs.run import git_environment
-from pytest_llmobs.store import Store
+from pytest_llmobs.store import KILLED_BEFORE_IT, Store
 from pytest_llmobs.tracing import derived_id
 
 if TYPE_CHECKING:
@@ -360,9 +360,21 @@ def test_hard_crash_keeps_finished_items_and_the_run_reads_as_interrupted(
     # it never stored a summary: its figures so far come from its items
     assert run["counts"] == {"passed": 2}
     assert runs.aggregates(run, "*")["pass_rate"]["value"] == 1.0
+    # the collected items it never ran (the store kept the list when collection ended)
+    assert run["missing"] == [
+        {"node_id": f"test_crash.py::{name}", "reason": KILLED_BEFORE_IT}
+        for name in ("test_three", "test_four")
+    ]
     shown = pytester.run(sys.executable, "-m", "pytest_llmobs.cli", "show", "latest")
     shown.stdout.fnmatch_lines([f"run {listed['id']}  name *  model mock-llm-v1  -> interrupted"])
-    shown.stdout.fnmatch_lines(["all tests: 2 items  pass rate 100.0% (2/2)"])
+    shown.stdout.fnmatch_lines(
+        [
+            "all tests: 2 items  pass rate 100.0% (2/2)",
+            "2 collected items missing from the run:",
+            f"  test_crash.py::test_three  ({KILLED_BEFORE_IT})",
+            f"  test_crash.py::test_four  ({KILLED_BEFORE_IT})",
+        ]
+    )
 
 
 def test_xfail_keeps_its_reason_and_a_strict_xpass_its_failure(
