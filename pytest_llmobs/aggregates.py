@@ -92,7 +92,10 @@ class ItemSummary:
         trace = item.get("trace") or {}
         scores, labels = [], []
         for score in trace.get("scores", []):
-            expected = (score.get("metadata") or {}).get(LABEL_EXPECTED)
+            metadata = score.get("metadata") or {}
+            if metadata.get(KIND_CLASH):
+                continue
+            expected = metadata.get(LABEL_EXPECTED)
             if expected is not None:
                 labels.append((score["name"], str(expected), str(score["value"])))
             else:
@@ -184,6 +187,9 @@ def score_aggregate_names(name: str, kind: str) -> list[str]:
 
 LABEL_EXPECTED = "label_expected"
 """Score metadata key that marks a ``label`` score and holds the expected label."""
+KIND_CLASH = "llmobs_kind_clash"
+"""Score metadata key that marks a score whose kind differs from the run's first score of that
+name (see `pytest_llmobs.score_kinds`): stored, but left out of every aggregate."""
 
 
 def _generation_figures(

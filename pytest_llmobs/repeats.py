@@ -25,7 +25,13 @@ from typing import Any
 
 import pytest
 
-from pytest_llmobs.aggregates import ALL_ITEMS, LABEL_EXPECTED, Aggregate, strip_repeat_id
+from pytest_llmobs.aggregates import (
+    ALL_ITEMS,
+    KIND_CLASH,
+    LABEL_EXPECTED,
+    Aggregate,
+    strip_repeat_id,
+)
 
 REPEAT_ARGNAME = "_llmobs_repeat"
 """The hidden parametrized argument holding the repeat index."""
@@ -59,7 +65,8 @@ def item_scores(item: Mapping[str, Any]) -> dict[str, list[float]]:
     for score in (item.get("trace") or {}).get("scores", []):
         if score.get("data_type") == "CATEGORICAL":
             continue
-        if (score.get("metadata") or {}).get(LABEL_EXPECTED) is not None:
+        metadata = score.get("metadata") or {}
+        if metadata.get(LABEL_EXPECTED) is not None or metadata.get(KIND_CLASH):
             continue
         value = score.get("value")
         if isinstance(value, bool | int | float):

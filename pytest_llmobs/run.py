@@ -195,11 +195,9 @@ class RunRecorder:
         seq = len(self._summaries)
         if not governed and self.store.governance is not None:  # aggregates see it masked
             item = self.store.governance.item(item)
-        counted = item
         clash = self.score_kinds.check(item)
         if clash is not None:  # (items from xdist workers, or scores that passed no scorer)
             item = clash.failed(item)
-            counted = clash.without_scores(item)
         try:
             self.store.write_item(self.run_id, seq, item, governed=True)
         except _STORE_FAILURES as exc:  # a full disk, a file damaged while the session runs
@@ -207,11 +205,11 @@ class RunRecorder:
                 raise
             self._unstored += 1
             self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
-        summary = ItemSummary.from_item(counted)
+        summary = ItemSummary.from_item(item)
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
         self._datasets.update(item.get("datasets") or {})
-        self.repeats.add(counted)
+        self.repeats.add(item)
         self._received.add(str(item["node_id"]))
         for prompt in item.get("prompts") or []:
             self._prompts[(prompt["name"], int(prompt["version"]))] = prompt.get("hash", "")

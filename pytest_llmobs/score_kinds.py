@@ -6,7 +6,9 @@ within one process, but the items of an xdist run come from several processes, a
 with ``Trace.add_score`` or returned by ``run_experiment`` evaluators pass no scorer. So the run
 checks every item as it arrives (`ScoreKinds`): an item whose score has another kind than the
 run's first score of that name counts as failed, and that score stays out of the aggregates, as
-it would have if the scorer had refused it; the item is stored with all its scores.
+it would have if the scorer had refused it. The item is stored with all its scores, the clashing
+ones marked (`KIND_CLASH` in their metadata), so every later reading of the stored items (a
+killed run's figures so far, a comparison) leaves them out too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.aggregates import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.evaluators.basic import shorten
 
 KIND_OF_TYPE = {"BOOLEAN": "number", "NUMERIC": "number", "CATEGORICAL": "string"}
@@ -34,24 +36,37 @@ def kind_of_stored(score: Mapping[str, Any]) -> str:
 class KindClash:
     """The scores of one item whose kind differs from the run's."""
 
-    names: frozenset[str]
+    kinds: Mapping[str, str]
+    """Name of each clashing score → the kind the run keeps for that name."""
     reason: str
     """One line for the item's error."""
 
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.kinds)
+
     def failed(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """The item as stored: failed (unless it already failed or errored), with the reason."""
+        """The item as stored: failed (unless it already failed or errored) with the reason, its
+        clashing scores marked so that no aggregate counts them."""
         stored = dict(item)
         if stored.get("outcome") == "passed":
             stored["outcome"] = "failed"
         if not stored.get("error"):
             stored["error"] = self.reason
+        trace = dict(stored.get("trace") or {})
+        trace["scores"] = [self._marked(score) for score in trace.get("scores", [])]
+        stored["trace"] = trace
         return stored
 
-    def without_scores(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """The item as the aggregates count it: without the clashing scores."""
-        trace = dict(item.get("trace") or {})
-        trace["scores"] = [s for s in trace.get("scores", []) if s.get("name") not in self.names]
-        return {**item, "trace": trace}
+    def _marked(self, score: Mapping[str, Any]) -> Mapping[str, Any]:
+        kept = self.kinds.get(str(score.get("name")))
+        if kept is None or kept == kind_of_stored(score) or _clashed(score):
+            return score
+        return {**score, "metadata": {**(score.get("metadata") or {}), KIND_CLASH: True}}
+
+
+def _clashed(score: Mapping[str, Any]) -> bool:
+    return bool((score.get("metadata") or {}).get(KIND_CLASH))
 
 
 @dataclass
@@ -66,30 +81,32 @@ class ScoreKinds:
     def check(self, item: Mapping[str, Any]) -> KindClash | None:
         """Note the kinds of ``item``'s scores; the clash, if one has another kind than before.
 
-        Checking an item again gives the same answer (`run_experiment` checks each item as it
-        ends, so that its result says it failed, and the store's thread checks it again)."""
+        An item that `KindClash.failed` returned passes (`run_experiment` checks each item as
+        it ends, so that its result says it failed, and the recorder checks it again)."""
         node_id = str(item.get("node_id"))
-        names: set[str] = set()
+        kinds: dict[str, str] = {}
         reasons: list[str] = []
         for score in (item.get("trace") or {}).get("scores", []):
+            if _clashed(score):
+                continue  # (checked before: run_experiment checks each item twice)
             name, kind = str(score.get("name")), kind_of_stored(score)
             first = self._first.setdefault(name, (kind, node_id))
             if first[0] == kind:
                 continue
-            if name not in names:
+            if name not in kinds:
                 self._broken.setdefault(name, {})[node_id] = kind
                 where = "this item" if first[1] == node_id else first[1]
                 reasons.append(
                     f"score {name!r} is {KIND_SHOWN[kind]} ({shorten(score.get('value'), 40)}) but "
                     f"{KIND_SHOWN[first[0]]} in {where}"
                 )
-            names.add(name)
-        if not names:
+            kinds[name] = first[0]
+        if not kinds:
             return None
         reason = "; ".join(reasons) + (
             "; one name must keep one kind in a run, so record it under another name"
         )
-        return KindClash(frozenset(names), reason)
+        return KindClash(kinds, reason)
 
     def errors(self) -> list[str]:
         """One run error per score name that changed kind."""

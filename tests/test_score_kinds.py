@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_llmobs import run_experiment
-from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.aggregates import KIND_CLASH, LABEL_EXPECTED, ItemSummary
+from pytest_llmobs.repeats import item_scores
 from pytest_llmobs.score_kinds import ScoreKinds
 
 
@@ -41,17 +42,33 @@ def test_the_first_kind_of_a_name_holds_and_a_later_kind_clashes() -> None:
 def test_a_clashing_item_is_stored_failed_with_every_score_and_counted_without_the_clash() -> None:
     kinds = ScoreKinds()
     kinds.check(item("t[1]", ("q", "CATEGORICAL", "good")))
-    given = item("t[2]", ("q", "NUMERIC", 1.0), ("other", "NUMERIC", 2.0))
+    given = item("t[2]", ("q", "CATEGORICAL", "fine"), ("q", "NUMERIC", 1.0), ("o", "NUMERIC", 2.0))
 
     clash = kinds.check(given)
     assert clash is not None
-    stored, counted = clash.failed(given), clash.without_scores(clash.failed(given))
+    stored = clash.failed(given)
 
     assert given["outcome"] == "passed"  # the caller's item is not changed
+    assert given["trace"]["scores"][1]["metadata"] == {}
     assert stored["outcome"] == "failed"
     assert stored["error"] == clash.reason
-    assert [s["name"] for s in stored["trace"]["scores"]] == ["q", "other"]
-    assert [s["name"] for s in counted["trace"]["scores"]] == ["other"]
+    assert [(s["name"], s["value"]) for s in stored["trace"]["scores"]] == [
+        ("q", "fine"),
+        ("q", 1.0),
+        ("o", 2.0),
+    ]
+    assert [s["metadata"].get(KIND_CLASH, False) for s in stored["trace"]["scores"]] == [
+        False,
+        True,
+        False,
+    ]
+    # every reader of the stored item leaves the marked score out
+    assert ItemSummary.from_item(stored).scores == (
+        ("q", "CATEGORICAL", "fine"),
+        ("o", "NUMERIC", 2.0),
+    )
+    assert item_scores(stored) == {"o": [2.0]}
+    assert kinds.check(stored) is None  # checked again (run_experiment): nothing new
 
 
 def test_an_item_that_already_failed_keeps_its_own_outcome_and_error() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmobs.aggregates import ItemSummary, compute_aggregates
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.store import STORE_FILENAME, Store
 
@@ -416,3 +417,6 @@ def test_a_score_name_keeps_one_kind_across_workers(pytester: pytest.Pytester, r
     kept = aggregates.get("mean_quality") or aggregates["counts_quality"]
     assert kept["n"] == 1
     assert run["status"] == "failed"
+    # what reads the stored items again (a killed run's figures, a comparison) agrees
+    recomputed = compute_aggregates(ItemSummary.from_item(i) for i in items.values())["*"]
+    assert {name: a.to_dict() for name, a in recomputed.items()} == aggregates
