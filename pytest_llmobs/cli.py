@@ -206,11 +206,20 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     items = run.get("items") or []
     if run.get("ended_at") is None:  # killed, crashed or still going: it stored no summary
-        print(
-            f"run {run['status']} before it finished: the items it had not run yet are not "
-            f"known (its {len(items)} stored item(s) are listed)",
-            file=out,
-        )
+        if "missing" in run:  # it stored what it collected (see Store.expect_items)
+            never_run = len(run["missing"])
+            rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
+            print(
+                f"run {run['status']} before it finished: its {len(items)} stored item(s) are "
+                f"listed, {rest}",
+                file=out,
+            )
+        else:
+            print(
+                f"run {run['status']} before it finished: the items it had not run yet are not "
+                f"known (its {len(items)} stored item(s) are listed)",
+                file=out,
+            )
     print(f"items ({len(items)}):", file=out)
     for item in items:
         print(_item_line(item), file=out)

@@ -589,8 +589,9 @@ class Store:
         run["items"] = list(self.iter_items(run_id))
         if not summary:  # killed or still going: its figures so far, from its items
             run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
-            if run["status"] == "interrupted":
-                run["missing"] = self._never_run(run_id, run["items"])
+            never_run = self._never_run(run_id, run["items"])
+            if never_run is not None and run["status"] == "interrupted":
+                run["missing"] = never_run  # (no key: the run did not say what it collected)
         return run
 
     def expect_items(self, run_id: str, node_ids: Sequence[str]) -> None:
@@ -602,12 +603,15 @@ class Store:
                 (run_id, _dumps(list(node_ids))),
             )
 
-    def _never_run(self, run_id: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    def _never_run(
+        self, run_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, str]] | None:
+        """The collected items of ``run_id`` with no stored result; None: it stored no list."""
         row = self._db.execute(
             "SELECT node_ids FROM expected_items WHERE run_id = ?", (run_id,)
         ).fetchone()
         if row is None:
-            return []
+            return None
         stored = {item.get("node_id") for item in items}
         return [
             {"node_id": node_id, "reason": KILLED_BEFORE_IT}

@@ -406,7 +406,10 @@ def test_a_killed_run_passes_no_gate_and_keeps_its_thresholds(
         "gate fails (exit status 1): a run it compares is incomplete"
     )
     assert saved[0] == 2 and "did not pass (status interrupted)" in saved[2]
-    assert "run interrupted before it finished: the items it had not run yet" in shown[1]
+    assert (
+        "run interrupted before it finished: its 2 stored item(s) are listed, it ran every one"
+        in (shown[1])
+    )
 
 
 def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(

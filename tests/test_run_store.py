@@ -373,6 +373,8 @@ def test_hard_crash_keeps_finished_items_and_the_run_reads_as_interrupted(
             "2 collected items missing from the run:",
             f"  test_crash.py::test_three  ({KILLED_BEFORE_IT})",
             f"  test_crash.py::test_four  ({KILLED_BEFORE_IT})",
+            "run interrupted before it finished: its 2 stored item(s) are listed, the 2 it never "
+            "ran above",
         ]
     )
 
