@@ -21,15 +21,16 @@ code); they are reported as dropped.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS
+from pytest_llmobs.aggregates import ALL_ITEMS, score_aggregate_names
 from pytest_llmobs.export_schema import export_problem
 from pytest_llmobs.exports import EXPORT_FORMAT
 from pytest_llmobs.run import RunRecorder, RunResult
+from pytest_llmobs.score_kinds import KIND_SHOWN
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, ThresholdError, parse_threshold
 
@@ -224,14 +225,23 @@ def _thresholds(shards: Sequence[Shard], extra: Sequence[str]) -> list[Threshold
     return found
 
 
-def _dropped_aggregates(shards: Sequence[Shard], result: RunResult) -> list[str]:
-    """Names of aggregates the shards had (run evaluators') that the merge cannot recompute."""
+def _dropped_aggregates(
+    shards: Sequence[Shard], result: RunResult, clashing: Iterable[str] = ()
+) -> list[str]:
+    """Names of aggregates the shards had (run evaluators') that the merge cannot recompute;
+    not those of ``clashing`` score names, which the merged run leaves out on purpose."""
+    left_out = {
+        aggregate
+        for name in clashing
+        for kind in KIND_SHOWN
+        for aggregate in score_aggregate_names(name, kind)
+    }
     dropped: set[str] = set()
     for shard in shards:
         for group, entries in (shard.run.get("aggregates") or {}).items():
             known = result.aggregates.get(group if group in result.aggregates else ALL_ITEMS, {})
             dropped.update(str(a["name"]) for a in entries if a["name"] not in known)
-    return sorted(dropped)
+    return sorted(dropped - left_out)
 
 
 def check_compatible(shards: Sequence[Shard]) -> None:
@@ -291,7 +301,7 @@ def merge_shards(
     if failed_shards:  # stored too: a later `llmobs show` or report says why the run failed
         store.update_run(run_id, summary={"errors": [*result.errors, *failed_shards]})
     notes += failed_shards
-    dropped = _dropped_aggregates(shards, result)
+    dropped = _dropped_aggregates(shards, result, recorder.score_kinds.clashing)
     if dropped:
         notes.append("not recomputed (run evaluators need the suite's code): " + ", ".join(dropped))
     return MergeOutcome(result, store.load_run(run_id), list(shards), notes)

@@ -108,6 +108,11 @@ class ScoreKinds:
         )
         return KindClash(kinds, reason)
 
+    @property
+    def clashing(self) -> frozenset[str]:
+        """The score names that came with more than one kind."""
+        return frozenset(self._broken)
+
     def errors(self) -> list[str]:
         """One run error per score name that changed kind."""
         lines = []

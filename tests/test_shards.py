@@ -529,3 +529,37 @@ def test_merge_refuses_one_prompt_version_with_two_contents(
         f"but {second['hash']!r} in {d}; the shards' prompt files differ\n"
     )
     assert not store.exists()
+
+
+KIND_SHARD = """\
+import pytest
+
+@pytest.mark.llm_dataset('capitals')
+def test_capital(item, scorer):
+    # the first half's shard scores a number, the other's a word
+    scorer.score('quality', 0.5 if item.id in ('france', 'japan') else 'good')
+"""
+
+
+def test_merge_fails_a_score_name_the_shards_recorded_with_two_kinds(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each shard's scorer saw one kind; the merge sees both, as an xdist controller would."""
+    pytester.makepyfile(test_shard=KIND_SHARD)
+    a, b = run_shards(pytester, capsys)
+
+    status = main(["merge", str(a), str(b), "--store", str(pytester.path / "merged")])
+
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "ERROR score 'quality' was a number (or bool) first (" in out
+    assert "not recomputed" not in out  # the words were left out on purpose, not lost
+    merged = runs.latest("merged")
+    words = len(capitals) - 2
+    assert merged["counts"] == {"failed": words, "passed": 2}
+    aggregates = runs.aggregates(merged, "*")
+    assert aggregates["mean_quality"]["n"] == 2
+    assert "counts_quality" not in aggregates
