@@ -41,10 +41,6 @@ class KindClash:
     reason: str
     """One line for the item's error."""
 
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset(self.kinds)
-
     def failed(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The item as stored: failed (unless it already failed or errored) with the reason, its
         clashing scores marked so that no aggregate counts them."""

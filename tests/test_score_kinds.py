@@ -32,7 +32,7 @@ def test_the_first_kind_of_a_name_holds_and_a_later_kind_clashes() -> None:
     clash = kinds.check(item("t[3]", ("q", "CATEGORICAL", "good"), ("ok", "BOOLEAN", True)))
 
     assert clash is not None
-    assert clash.names == {"q"}
+    assert clash.kinds == {"q": "number"}  # the kind the run keeps for 'q'
     assert clash.reason == (
         "score 'q' is a string ('good') but a number (or bool) in t[1]; one name must keep one "
         "kind in a run, so record it under another name"
