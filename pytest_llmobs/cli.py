@@ -24,7 +24,7 @@ from pytest_llmobs import __version__
 from pytest_llmobs.exports import dump_run, result_from_run
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
-from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
+from pytest_llmobs.store import STORE_FILENAME, Store, StoreError, recorded_elsewhere
 
 BAD_INPUT = 2
 """Exit status of a `CliError` (as argparse's usage errors): 1 stays what a gate, a comparison or
@@ -206,24 +206,36 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     items = run.get("items") or []
     if run.get("ended_at") is None:  # killed, crashed or still going: it stored no summary
-        if "missing" in run:  # it stored what it collected (see Store.expect_items)
-            never_run = len(run["missing"])
-            rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
-            print(
-                f"run {run['status']} before it finished: its {len(items)} stored item(s) are "
-                f"listed, {rest}",
-                file=out,
-            )
-        else:
-            print(
-                f"run {run['status']} before it finished: the items it had not run yet are not "
-                f"known (its {len(items)} stored item(s) are listed)",
-                file=out,
-            )
+        for line in _unfinished_lines(run, len(items)):
+            print(line, file=out)
     print(f"items ({len(items)}):", file=out)
     for item in items:
         print(_item_line(item), file=out)
     return 0
+
+
+def _unfinished_lines(run: dict[str, Any], stored: int) -> list[str]:
+    """What `llmobs show` says of a run that stored no summary (killed, crashed, still going)."""
+    lines = []
+    host = recorded_elsewhere(run.get("process"))
+    if run["status"] == "running" and host is not None:
+        lines.append(
+            f"run recorded on host {host!r}: this machine cannot tell whether that session still "
+            "goes or died, so it reads as running until it stores its summary"
+        )
+    if "missing" in run:  # it stored what it collected (see Store.expect_items)
+        never_run = len(run["missing"])
+        rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
+        lines.append(
+            f"run {run['status']} before it finished: its {stored} stored item(s) are listed, "
+            f"{rest}"
+        )
+    else:
+        lines.append(
+            f"run {run['status']} before it finished: the items it had not run yet are not "
+            f"known (its {stored} stored item(s) are listed)"
+        )
+    return lines
 
 
 def check_output(value: str) -> Path:

@@ -797,13 +797,20 @@ def _process_identity(pid: int) -> dict[str, Any]:
     return identity
 
 
+def recorded_elsewhere(process: Any) -> str | None:
+    """The host a run's process identity (its header's ``process``) names, when that is not
+    this machine: whether such a run still goes, nothing here can tell."""
+    host = process.get("host") if isinstance(process, dict) else None
+    return str(host) if host is not None and host != socket.gethostname() else None
+
+
 def _effective_status(status: str, pid: int | None, recorded: Any = None) -> str:
     """A run still marked ``running`` whose process is gone was interrupted (crash, kill). A
     live process with the run's pid is another one when its start time (or the boot) differs
     from the one recorded; a run recorded on another host is taken as running."""
     if status != "running" or pid is None:
         return status
-    if isinstance(recorded, dict) and recorded.get("host") not in (None, socket.gethostname()):
+    if recorded_elsewhere(recorded) is not None:
         return status  # another machine's process: nothing here can tell
     if pid == os.getpid():
         return status

@@ -412,6 +412,34 @@ def test_a_killed_run_passes_no_gate_and_keeps_its_thresholds(
     )
 
 
+def test_a_run_recorded_on_another_host_reads_as_running_and_show_says_why(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    """A store copied from a CI machine: its dead pid means nothing here, so the run is not
+    declared interrupted; `show` names the host instead of leaving "running" unexplained."""
+    import sqlite3
+
+    db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
+    with db:  # its process (a pid no process here has) died on a machine named ci-runner-7
+        db.execute(
+            "UPDATE runs SET status = 'running', summary = NULL, ended_at = NULL, pid = ?,"
+            " header = json_set(header, '$.process.host', 'ci-runner-7') WHERE name = 'second'",
+            (2**22 + 12345,),
+        )
+    db.close()
+
+    listed = run_main(recorded, "runs")
+    shown = run_main(recorded, "show", "second")
+
+    assert listed[1].splitlines()[1].split()[1:4] == ["second", "mock-llm-v1", "running"]
+    assert shown[0] == 0
+    assert (
+        "run recorded on host 'ci-runner-7': this machine cannot tell whether that session still "
+        "goes or died, so it reads as running until it stores its summary"
+    ) in shown[1].splitlines()
+    assert "run running before it finished: its 2 stored item(s) are listed" not in shown[1]
+
+
 def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(
     pytester: pytest.Pytester, recorded: Path
 ) -> None:
