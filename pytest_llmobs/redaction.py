@@ -211,15 +211,46 @@ _MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=]")
 """Every built-in pattern needs a digit, ``@``, ``:`` or ``=`` unless it starts with one of
 `_SECRET_PREFIXES`: text without any of them is returned unscanned (most text in a run)."""
 _SECRET_PREFIXES = ("k-", "Bearer", "AKIA", "ASIA", "xox")
+_DIGIT = re.compile(r"\d")  # the digits the patterns' ``\d`` match, Unicode ones included
 _MEMO_LIMIT = 65_536
 
 
 def _might_hold_builtin_match(text: str) -> bool:
-    return (
-        _MIGHT_HOLD_BUILTIN_MATCH.search(text) is not None
-        or any(prefix in text for prefix in _SECRET_PREFIXES)
-        or ("gh" in text and "_" in text)  # GitHub tokens: gh[pousr]_...
+    return _MIGHT_HOLD_BUILTIN_MATCH.search(text) is not None or _might_hold_secret_token(text)
+
+
+def _might_hold_secret_token(text: str) -> bool:
+    return any(prefix in text for prefix in _SECRET_PREFIXES) or (
+        "gh" in text and "_" in text  # GitHub tokens: gh[pousr]_...
     )
+
+
+_NEEDS: dict[Masker, Callable[[str, int], bool]] = {
+    mask_secrets: lambda text, _: "=" in text or ":" in text or _might_hold_secret_token(text),
+    mask_emails: lambda text, _: "@" in text,
+    mask_ibans: lambda _, digits: digits >= 2,  # the check digits after the country code
+    mask_cards: lambda _, digits: digits >= 13,
+    mask_ips: lambda text, digits: (digits >= 4 and "." in text) or text.count(":") >= 2,
+    mask_phones: lambda _, digits: digits >= 9,  # fewer are never masked as a phone number
+    mask_long_numbers: lambda _, digits: digits >= 6,
+    mask_long_tokens: lambda text, digits: digits >= 1 and len(text) >= 32,
+}
+"""What a built-in masker's pattern cannot match without, given the text and its number of
+digits: a masker whose need fails is not run (most text has a digit or a colon, and few
+digits). Placeholders hold no digit, ``@``, ``.``, ``:`` or ``=``, so masking never adds what
+a later masker needs."""
+
+
+def _mask_builtin(maskers: tuple[Masker, ...], text: str) -> str:
+    if not _might_hold_builtin_match(text):
+        return text
+    digits = len(_DIGIT.findall(text))
+    for masker in maskers:
+        if _NEEDS[masker](text, digits):
+            masked = masker(text)
+            if masked != text:
+                text, digits = masked, len(_DIGIT.findall(masked))
+    return text
 
 
 class Redactor:
@@ -251,10 +282,7 @@ class Redactor:
         masked = memo.get(value)
         if masked is not None:
             return masked
-        masked = value
-        if self.builtin and _might_hold_builtin_match(masked):
-            for masker in self.builtin:
-                masked = masker(masked)
+        masked = _mask_builtin(self.builtin, value) if self.builtin else value
         for masker in self.custom:
             masked = masker(masked)
         if len(memo) >= _MEMO_LIMIT:
