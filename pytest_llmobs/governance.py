@@ -125,12 +125,14 @@ class Governance:
     def _mapping(self, value: dict[Any, Any], identifiers: frozenset[str]) -> dict[Any, Any]:
         """``identifiers``: the keys whose values are kept unmasked in this mapping."""
         governed = {}
+        limit = self.max_field_chars
         for key, item in value.items():
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
                 governed[key] = item
-            elif key in identifiers:
-                governed[key] = truncate(item, self.max_field_chars)
+            elif key in identifiers:  # most are short ASCII ids and names: kept without a call
+                short = kind is str and len(item) <= limit and item.isascii()
+                governed[key] = item if short else truncate(item, limit)
             elif kind is str:
                 governed[key] = self._text(item)
             elif identifiers is IDENTIFIER_KEYS:  # a record's field: its own identifiers

@@ -145,8 +145,12 @@ def _summary_so_far(
     }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every write (`json.dumps` with options builds a new one per call)."""
+
+
 def _dumps(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(value)
     if has_lone_surrogate(text):  # SQLite stores UTF-8, which has no lone surrogates
         return without_lone_surrogates(text)
     return text

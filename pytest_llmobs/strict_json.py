@@ -24,7 +24,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+"""One decoder for every call: ``json.loads`` with options builds one per call (per line of a
+JSONL dataset)."""
+
+
 def loads(text: str) -> Any:
     """``json.loads``, raising `NotStrictJSON` for NaN/Infinity (invalid JSON to every strict
     reader) and for a key given twice (all but the last value would be lost)."""
-    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    if text.startswith("\ufeff"):  # as json.loads says it (JSONDecoder.decode does not check)
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
