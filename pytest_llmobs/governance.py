@@ -91,9 +91,8 @@ class Governance:
 
     def value(self, value: Any) -> Any:
         """A redacted, size-limited copy of JSON-like ``value`` (a record of the plugin's: a run
-        header or summary, an item, a dataset item), in one walk."""
-        if not self.redactor.active:
-            return truncate(value, self.max_field_chars)
+        header or summary, an item, a dataset item), in one walk; the same walk without
+        redaction (faster than `truncate`, which calls itself for every number)."""
         return self._walk(value, IDENTIFIER_KEYS)
 
     def _walk(self, value: Any, identifiers: frozenset[str]) -> Any:
