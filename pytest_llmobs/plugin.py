@@ -13,9 +13,9 @@ from pytest_llmobs.markers import MARKER, MARKER_HELP, read_marker
 from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 
 PAYLOAD_ATTRIBUTE = "llmobs_item"
+"""Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
 GOVERNED_ATTRIBUTE = "llmobs_governed"
 """Set on a report whose payload a worker already governed (redacted, cut, made UTF-8-safe)."""
-"""Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
 
 _RECORD_KEY = pytest.StashKey[Any]()
 
