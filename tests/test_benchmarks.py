@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 NUMBER = r"\d+\.\d+"
@@ -67,3 +71,31 @@ def test_xdist_speedup_prints_both_wall_times_and_the_speedup() -> None:
     assert re.search(rf"^-n 4\s+{NUMBER}\s+{NUMBER}$", output, re.MULTILINE), output
     assert re.search(rf"^speed-up: {NUMBER}x \(serial / -n 4\)$", output, re.MULTILINE), output
     assert "runs stored: 2, items per run: [16], complete: True" in output
+
+
+# --- per-test cost in instructions ------------------------------------------------------------
+
+
+def test_per_test_instructions_prints_a_count_per_variant_and_the_projected_ratio() -> None:
+    if shutil.which("valgrind") is None:
+        reason = "per_test_instructions.py counts with valgrind (apt-get install valgrind)"
+        if os.environ.get("CI"):  # .ci/run installs it
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    output = run_script("per_test_instructions.py", "--quick")
+
+    assert "2 and 8 items per variant, under valgrind --tool=callgrind" in output
+    rows = {
+        match["variant"]: match
+        for match in re.finditer(
+            rf"^(?P<variant>plain|plugin)\s+\| (?P<per_test>{NUMBER})\s+\| (?P<extra>[+-]{NUMBER})"
+            rf"\s+\| (?P<fixed>\d+)\s+\| (?P<ratio>{NUMBER})x$",
+            output,
+            re.MULTILINE,
+        )
+    }
+    assert set(rows) == {"plain", "plugin"}, output
+    assert float(rows["plain"]["extra"]) == 0.0 and rows["plain"]["ratio"] == "1.000"
+    # the plugin records a trace and stores it: it can only add instructions to each test
+    assert float(rows["plugin"]["per_test"]) > float(rows["plain"]["per_test"]) > 0
+    assert float(rows["plugin"]["ratio"]) > 1.0
