@@ -77,6 +77,8 @@ def truncate(value: Any, limit: int) -> Any:
     return value
 
 
+_TEXTS_LIMIT = 65_536
+"""Governed texts kept per `Governance` (then forgotten all at once, as the redactor's memo)."""
 _PAYLOAD_FIELDS = ("input", "output", "metadata", "model_parameters")
 _SCALARS = frozenset({bool, int, float})
 
@@ -88,6 +90,9 @@ class Governance:
     redactor: Redactor = field(default_factory=lambda: Redactor("default"))
     trace_sample: float = 1.0
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    _texts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Each string's governed text (masked, UTF-8-safe, cut): the same questions, answers and
+    names recur in every item of a run."""
 
     def value(self, value: Any) -> Any:
         """A redacted, size-limited copy of JSON-like ``value`` (a record of the plugin's: a run
@@ -115,16 +120,23 @@ class Governance:
         return value
 
     def _text(self, value: str) -> str:
-        masked = self.redactor.text(value)
-        if not masked.isascii():
-            masked = without_lone_surrogates(masked)
-        limit = self.max_field_chars
-        return masked if len(masked) <= limit else truncate(masked, limit)  # long text is rare
+        governed = self._texts.get(value)
+        if governed is None:
+            masked = self.redactor.text(value)
+            if not masked.isascii():
+                masked = without_lone_surrogates(masked)
+            limit = self.max_field_chars
+            governed = masked if len(masked) <= limit else truncate(masked, limit)  # rare
+            if len(self._texts) >= _TEXTS_LIMIT:
+                self._texts.clear()
+            self._texts[value] = governed
+        return governed
 
     def _mapping(self, value: dict[Any, Any], identifiers: frozenset[str]) -> dict[Any, Any]:
         """``identifiers``: the keys whose values are kept unmasked in this mapping."""
         governed = {}
         limit = self.max_field_chars
+        texts = self._texts
         for key, item in value.items():
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
@@ -132,8 +144,8 @@ class Governance:
             elif key in identifiers:  # most are short ASCII ids and names: kept without a call
                 short = kind is str and len(item) <= limit and item.isascii()
                 governed[key] = item if short else truncate(item, limit)
-            elif kind is str:
-                governed[key] = self._text(item)
+            elif kind is str:  # a text seen before: no call either
+                governed[key] = texts.get(item) or self._text(item)
             elif identifiers is IDENTIFIER_KEYS:  # a record's field: its own identifiers
                 governed[key] = self._walk(item, IDENTIFIERS_WITHIN.get(key, IDENTIFIER_KEYS))
             else:  # inside user data every key is the user's
@@ -146,7 +158,8 @@ class Governance:
         trace = governed.get("trace")
         if isinstance(trace, Mapping) and not self._keeps_payload(governed, trace):
             governed["trace"] = _without_payloads(trace)
-        return dict(self.value(governed))
+        copy: dict[str, Any] = self.value(governed)  # (a new dict: the walk copies)
+        return copy
 
     def items(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Governed copies of dataset items (each a new dict: the given ones are not changed)."""
