@@ -131,13 +131,18 @@ def instructions(directory: Path, args: Sequence[str], items: int) -> int:
 def warm_up(directory: Path, args: Sequence[str]) -> None:
     """One run without valgrind, which writes the bytecode caches (as pip does at install)."""
     shutil.rmtree(directory / ".llmobs", ignore_errors=True)
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=directory,
         env=pytest_env(),
         capture_output=True,
-        check=True,
+        text=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"pytest in {directory} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
 
 
 def count(variants: Sequence[Variant], items: int, scratch: Path) -> list[Count]:
