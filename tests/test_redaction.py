@@ -70,6 +70,24 @@ def test_off_changes_nothing_and_nested_values_are_masked() -> None:
     assert value["user"] == "jane@example.com"  # the caller's object is not altered
 
 
+@pytest.mark.parametrize("mode", REDACT_MODES)
+def test_every_mode_cuts_long_text_and_replaces_lone_surrogates(mode: str) -> None:
+    long = "x" * 150
+    value = {
+        "node_id": "test_q.py::test_q[" + "y" * 150 + "]",  # an identifier: cut, never masked
+        "output": [long, ("half \ud83d", 2.5)],
+        "metadata": {"note": long, "n": None},
+    }
+    governed = Governance(Redactor(mode), max_field_chars=100).value(value)  # type: ignore[arg-type]
+
+    cut = "x" * 100 + "…[truncated, 150 chars]"
+    assert governed == {
+        "node_id": "test_q.py::test_q[" + "y" * 82 + "…[truncated, 169 chars]",
+        "output": [cut, ["half \ufffd", 2.5]],
+        "metadata": {"note": cut, "n": None},
+    }
+
+
 def test_custom_masker_runs_after_built_ins() -> None:
     redactor = Redactor("default", extra=[lambda text: text.replace("ACME-", "<CUSTOMER>-")])
     assert redactor.text("ACME-42 wrote from a@b.io") == "<CUSTOMER>-42 wrote from <EMAIL>"
