@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_common import format_table
-from bench_per_test import PLAIN_TEST, PLUGIN_TEST, make_suite, pytest_env
+from bench_per_test import PLAIN_TEST, PLUGIN_TEST, make_suite, pytest_env, runner
 
 PROJECTED_ITEMS = 2_000
 """The size of the per-test row's suites."""
@@ -128,23 +128,6 @@ def instructions(directory: Path, args: Sequence[str], items: int) -> int:
     return int(found.group(1))
 
 
-def warm_up(directory: Path, args: Sequence[str]) -> None:
-    """One run without valgrind, which writes the bytecode caches (as pip does at install)."""
-    shutil.rmtree(directory / ".llmobs", ignore_errors=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=directory,
-        env=pytest_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"pytest in {directory} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-        )
-
-
 def count(variants: Sequence[Variant], items: int, scratch: Path) -> list[Count]:
     """Run every variant at ``items // 4`` and ``items`` items, on every CPU at once."""
     small = max(items // 4, 1)
@@ -152,7 +135,8 @@ def count(variants: Sequence[Variant], items: int, scratch: Path) -> list[Count]
     for index, variant in enumerate(variants):
         for size in (small, items):
             directory = make_suite(scratch / f"v{index}-{size}", variant.test_code, size)
-            warm_up(directory, variant.args)
+            # one run without valgrind writes the bytecode caches (as pip does at install)
+            runner(directory, list(variant.args), size)()
             jobs.append((variant, size, directory))
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         totals = list(pool.map(lambda job: instructions(job[2], job[0].args, job[1]), jobs))
