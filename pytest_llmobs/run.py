@@ -201,10 +201,9 @@ class RunRecorder:
         try:
             self.store.write_item(self.run_id, seq, item, governed=True)
         except _STORE_FAILURES as exc:  # a full disk, a file damaged while the session runs
-            if not self.outlive_store_failures:
+            if not self._outlived(exc):
                 raise
             self._unstored += 1
-            self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
         summary = ItemSummary.from_item(item)
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
@@ -239,9 +238,16 @@ class RunRecorder:
         try:
             self.store.expect_items(self.run_id, list(self._expected))
         except _STORE_FAILURES as exc:
-            if not self.outlive_store_failures:
+            if not self._outlived(exc):
                 raise
-            self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
+
+    def _outlived(self, exc: Exception) -> bool:
+        """Whether to go on after the store refused a write (a pytest session), remembering
+        the first refusal as the run's failure; ``False``: the caller raises it."""
+        if not self.outlive_store_failures:
+            return False
+        self.store_failure = self.store_failure or f"{self.store.path}: {exc}"
+        return True
 
     def expect_nothing(self) -> None:
         """Forget the declared items: a session stopped by a usage error ran none of them, and
@@ -304,10 +310,10 @@ class RunRecorder:
                 },
             )
         except _STORE_FAILURES as exc:
-            if not self.outlive_store_failures:
+            first = self.store_failure is None  # the summary is the first thing it refused
+            if not self._outlived(exc):
                 raise
-            if self.store_failure is None:  # the summary is the first thing it refused
-                self.store_failure = f"{self.store.path}: {exc}"
+            if first:
                 errors = [*errors, self._store_failure_line()]
                 status = "interrupted" if interrupted else "failed"
         return RunResult(

@@ -605,3 +605,46 @@ def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_sessio
             " the figures above count them all",
         ]
     )
+
+
+def test_a_store_that_refuses_only_the_summary_fails_the_run_saying_so(
+    pytester: pytest.Pytester,
+) -> None:
+    # every item is stored; the store breaks as the session ends, before the run's summary
+    pytester.makeconftest(
+        """
+        import sqlite3
+
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(session):
+            db = session.config.rootpath / ".llmobs" / "llmobs.db"
+            connection = sqlite3.connect(db)
+            with connection:
+                connection.execute("ALTER TABLE runs RENAME TO runs_gone")
+            connection.close()
+        """
+    )
+    pytester.makepyfile(
+        test_ok="""
+        def test_one(scorer):
+            scorer.score("accuracy", 1.0)
+
+        def test_two(scorer):
+            scorer.score("accuracy", 0.5)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("--llm-model=mock-llm-v1", "-p", "no:cacheprovider")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*accuracy  mean 0.750*n=2*",
+            "*ERROR the store failed (*llmobs.db: no such table: runs): 2 of 2 items stored;"
+            " the figures above count them all",
+        ]
+    )
