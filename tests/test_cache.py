@@ -157,6 +157,47 @@ def test_a_corrupt_entry_is_a_clear_error(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (
+            '"usage": {"input": 1e999}',
+            "ValueError: usage.input is inf; expected a whole number >= 0",
+        ),
+        ('"usage": {"output": -3}', "ValueError: usage.output is -3; expected a whole number >= 0"),
+        ('"usage": {"input": "12"}', "ValueError: usage.input is str '12', not a number"),
+        ('"cost": NaN', "ValueError: cost is nan; expected a finite number >= 0"),
+        ('"cost": -5', "ValueError: cost is -5; expected a finite number >= 0"),
+    ],
+)
+def test_an_entry_with_impossible_figures_is_a_clear_error(
+    tmp_path: Path, response: str, reason: str
+) -> None:
+    # replayed as they were, they would give negative totals or a JSON export with NaN in it
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    path = cache.path_for(cache_key("m", MESSAGES, {}))
+    path.parent.mkdir(parents=True)
+    path.write_text('{"response": {"text": "Paris", "model": "m", ' + response + "}}")
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("m", MESSAGES, {})
+    assert str(excinfo.value) == (
+        f"llm cache: {str(path)!r} is not a valid cache entry ({reason}); "
+        "delete it or record it again with --llm-cache=write"
+    )
+
+
+def test_an_entry_nested_too_deep_to_read_is_a_clear_error(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    path = cache.path_for(cache_key("m", MESSAGES, {}))
+    path.parent.mkdir(parents=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("m", MESSAGES, {})
+    assert str(excinfo.value).startswith(
+        f"llm cache: {str(path)!r} is not a valid cache entry (RecursionError: "
+    )
+
+
 def test_an_entry_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path, CacheMode.READ)
     path = cache.path_for(cache_key("m", MESSAGES, {}))

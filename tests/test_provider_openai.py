@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from fake_openai import (
@@ -278,10 +278,36 @@ def test_malformed_json_is_a_clear_error_and_not_retried(
 
     assert str(excinfo.value) == (
         f"openai:gpt-4o-mini: malformed response (host {fake_openai.host}): expected chat "
-        "completion JSON with choices[0].message (JSONDecodeError); body starts "
+        "completion JSON with choices[0].message (JSONDecodeError: Expecting value: line 1 "
+        "column 15 (char 14)); body starts "
         "'{\"choices\": [ this is not json'"
     )
     assert fake_openai.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("usage", "reason"),
+    [
+        ('{"prompt_tokens": 1e999}', "usage.prompt_tokens is inf; expected a whole number >= 0"),
+        ('{"completion_tokens": -50}', "usage.completion_tokens is -50; expected a whole"),
+        ('{"prompt_tokens": "12"}', "usage.prompt_tokens is str '12', not a number"),
+    ],
+)
+def test_impossible_token_counts_are_a_malformed_response(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, usage: str, reason: str
+) -> None:
+    # (an infinite count crashed with OverflowError; a negative one made the run's totals negative)
+    fake_openai.queue(
+        malformed('{"choices": [{"message": {"content": "Paris"}}], "usage": ' + usage + "}")
+    )
+
+    with pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+
+    assert str(excinfo.value).startswith(
+        f"openai:gpt-4o-mini: malformed response (host {fake_openai.host}): expected chat "
+        f"completion JSON with choices[0].message (ValueError: {reason}"
+    )
 
 
 def test_an_error_body_with_a_success_status_says_what_the_server_said(
@@ -505,6 +531,52 @@ def test_a_base_url_that_is_not_http_is_shown_back_without_credentials(
     assert str(excinfo.value) == (
         f"OPENAI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1; got {shown}"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("http://127.0.0.1:99999/v1", "'http://127.0.0.1:99999/v1' (Port out of range 0-65535)"),
+        ("http://127.0.0.1:abc/v1", "'http://127.0.0.1:abc/v1' (Port could not be cast"),
+        ("http://[::1/v1", "'http://[::1/v1' (Invalid IPv6 URL)"),
+    ],
+)
+def test_a_base_url_with_a_bad_port_or_host_is_a_config_error(value: str, shown: str) -> None:
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": value}
+    with pytest.raises(ConfigError) as excinfo:  # (was a ValueError from urllib: INTERNALERROR)
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    assert str(excinfo.value).startswith(
+        f"OPENAI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1; got {shown}"
+    )
+
+
+def test_credentials_in_the_base_url_are_refused_unshown() -> None:
+    # httpx would send them as Basic auth in place of the key, and a 401 may quote them back
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": "http://me:s3cret@127.0.0.1:8000/v1"}
+    with pytest.raises(ConfigError) as excinfo:
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    assert str(excinfo.value) == (
+        "OPENAI_BASE_URL holds credentials (user:password@ before the host): they would be "
+        "sent as Basic auth in place of the key; put the key in OPENAI_API_KEY, or the header "
+        "in LLMOBS_OPENAI_HEADERS (e.g. Authorization=Basic%20...); got "
+        "'http://***@127.0.0.1:8000/v1'"
+    )
+
+
+def test_base_url_query_values_are_scrubbed_from_errors(fake_openai: FakeOpenAI) -> None:
+    secret = "QUERYSECRET123/+="
+    base_url = f"{fake_openai.url}?subscription-key={quote(secret, safe='')}&api-version=v1"
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": base_url}
+    echoed = f"/v1/chat/completions?subscription-key={quote(secret, safe='')}"
+    fake_openai.queue(error(400, f"bad request to {echoed} (decoded: {secret})"))
+    provider = OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+
+    with contextlib.closing(provider), pytest.raises(ProviderError) as excinfo:
+        provider.complete([{"role": "user", "content": "hi"}])
+
+    message = str(excinfo.value)
+    assert message.endswith("?subscription-key=*** (decoded: ***)")
+    assert "QUERYSECRET123" not in message
 
 
 def test_a_base_url_naming_the_endpoint_is_a_config_error() -> None:

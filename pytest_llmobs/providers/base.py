@@ -8,6 +8,7 @@ Exception hierarchy::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -29,6 +30,30 @@ class Usage:
 
     def to_dict(self) -> dict[str, int]:
         return {"input": self.input, "output": self.output, "total": self.total}
+
+
+def token_count(value: object, name: str) -> int:
+    """A token count read from a server's answer or a cache file: a whole number >= 0
+    (``None`` is 0); anything else raises `ValueError` naming ``name``."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is {type(value).__name__} {value!r:.40}, not a number")
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        raise ValueError(f"{name} is {value!r}; expected a whole number >= 0")
+    return int(value)
+
+
+def cost_value(value: object, name: str) -> float | None:
+    """A cost in USD read from a cache file: ``None`` or a finite number >= 0; anything else
+    raises `ValueError` naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is {type(value).__name__} {value!r:.40}, not a number")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} is {value!r}; expected a finite number >= 0")
+    return float(value)
 
 
 @dataclass(slots=True)

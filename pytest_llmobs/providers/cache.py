@@ -34,7 +34,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_llmobs.providers.base import Message, ModelResponse, Provider, ProviderError, Usage
+from pytest_llmobs.providers.base import (
+    Message,
+    ModelResponse,
+    Provider,
+    ProviderError,
+    Usage,
+    cost_value,
+    token_count,
+)
 
 __all__ = [
     "CacheError",
@@ -179,13 +187,16 @@ class ResponseCache:
             return ModelResponse(
                 text=answer["text"],
                 model=answer["model"],
-                usage=Usage(input=int(usage.get("input", 0)), output=int(usage.get("output", 0))),
+                usage=Usage(
+                    input=token_count(usage.get("input"), "usage.input"),
+                    output=token_count(usage.get("output"), "usage.output"),
+                ),
                 latency_ms=0.0,  # the replay's own latency is measured by the caller
-                cost=None if answer.get("cost") is None else float(answer["cost"]),
+                cost=cost_value(answer.get("cost"), "cost"),
                 metadata={**metadata, "recorded_latency_ms": answer.get("latency_ms")},
                 tool_calls=tool_calls,
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise CacheError(
                 f"llm cache: {str(path)!r} is not a valid cache entry ({type(exc).__name__}: "
                 f"{exc}); delete it or record it again with --llm-cache=write"

@@ -47,6 +47,7 @@ from pytest_llmobs.providers.base import (
     ProviderError,
     UnknownModelError,
     Usage,
+    token_count,
 )
 from pytest_llmobs.providers.client_pool import current_pool
 from pytest_llmobs.providers.pricing import PriceError, PriceTable
@@ -303,6 +304,16 @@ class OpenAIProvider:
         self._url_params = tuple(parse_qsl(parts.query, keep_blank_values=True)) or None
         """The base URL's query (Azure's ``api-version``): httpx would append the request's
         path after it, so it is sent as the parameters of each call instead."""
+        self._query_values = tuple(
+            _Secret(value)
+            for value in {
+                *(value for _, value in self._url_params or ()),
+                *(pair.partition("=")[2] for pair in parts.query.split("&")),  # as sent
+            }
+            if len(value) >= _SCRUBBED_MIN_CHARS
+        )
+        """The query's values (a gateway's ``subscription-key``, a ``sig``): kept out of
+        messages, which may quote the URL called."""
         self._key_header = "api-key" if (parts.hostname or "").endswith(_AZURE_HOSTS) else ""
         self._scope = {
             header: value
@@ -352,10 +363,24 @@ class OpenAIProvider:
                 "(a local OpenAI-compatible server without auth accepts any value)"
             )
         base_url = environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
-        parts = urlsplit(base_url)
+        try:
+            parts = urlsplit(base_url)
+            parts.port  # noqa: B018 (a port out of range or not a number raises ValueError)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{BASE_URL_ENV} must be an http(s) URL such as {DEFAULT_BASE_URL}; got "
+                f"{_shown_bad_url(base_url)} ({exc})"
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
                 f"{BASE_URL_ENV} must be an http(s) URL such as {DEFAULT_BASE_URL}; got "
+                f"{_shown_bad_url(base_url)}"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"{BASE_URL_ENV} holds credentials (user:password@ before the host): they would "
+                f"be sent as Basic auth in place of the key; put the key in {API_KEY_ENV}, or "
+                f"the header in {HEADERS_ENV} (e.g. Authorization=Basic%20...); got "
                 f"{_shown_bad_url(base_url)}"
             )
         if parts.path.rstrip("/").endswith("/chat/completions"):
@@ -544,7 +569,10 @@ class OpenAIProvider:
 
     def _scrub(self, text: str) -> str:
         """``text`` for a message: without our secrets, nor anything that looks like a key."""
-        return _KEY_LIKE.sub(lambda m: m.group(1) + "***", self._without_secrets(text))
+        text = self._without_secrets(text)
+        for secret in self._query_values:
+            text = text.replace(secret.reveal(), "***")
+        return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
 
     def _without_secrets(self, text: str) -> str:
         """``text`` with the key and the extra headers' values masked (answers too: a model
@@ -603,8 +631,8 @@ class OpenAIProvider:
             if tool_calls is not None and not isinstance(tool_calls, list):
                 raise TypeError("tool_calls is not a list")
             usage = data.get("usage") or {}
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
+            input_tokens = token_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+            output_tokens = token_count(usage.get("completion_tokens"), "usage.completion_tokens")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             message = _error_message(response)
             if message is not None:  # some gateways send their errors with a success status
@@ -614,7 +642,7 @@ class OpenAIProvider:
             preview = " ".join(response.text[:80].split())
             raise self._error(
                 "malformed response",
-                f"expected chat completion JSON with choices[0].message ({type(exc).__name__}); "
+                f"expected chat completion JSON with choices[0].message ({_reason(exc)}); "
                 f"body starts {preview!r}",
                 status=status,
             ) from None
@@ -638,6 +666,11 @@ class OpenAIProvider:
         """The tool calls as sent, with the key masked wherever the server echoed it."""
         masked: list[dict[str, Any]] = json.loads(self._without_secrets(json.dumps(calls)))
         return masked
+
+
+def _reason(exc: Exception) -> str:
+    """Why a success answer could not be read, shortly: ``KeyError: 'choices'``."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:80]}"
 
 
 def _error_detail(response: httpx.Response) -> str:
