@@ -114,7 +114,14 @@ class ExperimentResult:
 
     @property
     def passed(self) -> bool:
-        """Every threshold passed and no run evaluator failed."""
+        """The run passed (``status == "passed"``): no item failed or errored, every threshold
+        passed, no run evaluator failed and the run was not interrupted (what a pytest session
+        would exit 0 for)."""
+        return self.run.status == "passed"
+
+    @property
+    def thresholds_passed(self) -> bool:
+        """Every threshold passed and no run evaluator failed, whatever the items' outcomes."""
         return self.run.thresholds_passed
 
     def summary(self) -> str:

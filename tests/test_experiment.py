@@ -235,6 +235,8 @@ def test_a_failing_evaluator_errors_its_item_and_the_rest_goes_on(tmp_path: Path
         ["france", "italy", "spain"], ("passed", None)
     )
     assert result.run.counts == {"error": 1, "passed": 3}
+    # a script's `sys.exit(0 if result.passed else 1)` fails, as the pytest session would
+    assert (result.status, result.passed, result.thresholds_passed) == ("failed", False, True)
 
 
 # --- concurrency and nesting --------------------------------------------------------------------
