@@ -314,8 +314,23 @@ def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
     return resolve
 
 
+def _refuse_empty_values(config: pytest.Config) -> None:
+    """An option given an empty value (``--llm-model=$MODEL`` with ``MODEL`` unset) is a
+    usage error: falling back to the default would run, or write, something else than meant."""
+    for spec in OPTIONS:
+        if spec.action not in ("store", "append"):
+            continue
+        given = config.getoption(spec.ini)
+        values = given if isinstance(given, list) else [given]
+        if any(isinstance(value, str) and not value.strip() for value in values):
+            raise pytest.UsageError(
+                f"{spec.flag} is empty (an unset variable?); expected {spec.metavar}: {spec.help}"
+            )
+
+
 def read_settings(config: pytest.Config) -> Settings:
     """Build `Settings` from ``config``; a bad value raises `pytest.UsageError`."""
+    _refuse_empty_values(config)
     model = config.getoption("llm_model") or str(config.getini("llm_model") or DEFAULT_MODEL)
     model = model.strip()
     if not model:

@@ -343,6 +343,35 @@ def test_unknown_model_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert not (pytester.path / ".llmobs").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (
+            "--llm-model=",
+            "--llm-model is empty (an unset variable?); expected MODEL: model to run*",
+        ),
+        ("--llm-model=  ", "--llm-model is empty (an unset variable?); expected MODEL: *"),
+        ("--llm-store=", "--llm-store is empty (an unset variable?); expected DIR: directory of*"),
+        ("--llm-cache-dir=", "--llm-cache-dir is empty (an unset variable?); expected DIR: *"),
+        ("--llm-threshold=", "--llm-threshold is empty (an unset variable?); expected EXPR: *"),
+        ("--llm-run-id=", "--llm-run-id is empty (an unset variable?); expected ID: *"),
+    ],
+)
+def test_an_empty_option_value_is_a_usage_error(
+    pytester: pytest.Pytester, option: str, expected: str
+) -> None:
+    # `--llm-model=$MODEL` with MODEL unset ran the mock; `--llm-store=` wrote ./llmobs.db
+    pytester.makepyfile("def test_nothing(llm):\n    llm.generate('hi')\n")
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1", option)
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {expected}"])
+    assert sorted(p.name for p in pytester.path.iterdir()) == [
+        "test_an_empty_option_value_is_a_usage_error.py"
+    ]
+
+
 def test_collect_only_checks_a_named_model_without_opening_the_store(
     pytester: pytest.Pytester,
 ) -> None:
