@@ -310,6 +310,31 @@ def test_impossible_token_counts_are_a_malformed_response(
     )
 
 
+def test_content_parts_are_read_as_their_joined_text(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (stored as the Python repr of the list before)
+    parts = '[{"type": "text", "text": "Par"}, {"type": "text", "text": "is"}]'
+    fake_openai.queue(malformed('{"choices": [{"message": {"content": ' + parts + "}}]}"))
+
+    assert provider.complete(ask("hi")).text == "Paris"
+
+
+def test_a_redirect_says_where_to(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
+    fake_openai.queue(
+        error(301, headers={"Location": "https://gateway.example/v1/chat/completions"})
+    )
+
+    with pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+
+    assert str(excinfo.value) == (
+        f"openai:gpt-4o-mini: 301 Moved Permanently (host {fake_openai.host}): redirected to "
+        "https://gateway.example/v1/chat/completions; set OPENAI_BASE_URL to the URL the API "
+        "answers at"
+    )
+
+
 def test_an_error_body_with_a_success_status_says_what_the_server_said(
     fake_openai: FakeOpenAI, provider: OpenAIProvider
 ) -> None:

@@ -172,6 +172,7 @@ class ResponseCache:
 
     @staticmethod
     def _response(path: Path, text: str) -> ModelResponse:
+        __tracebackhide__ = True
         try:
             data = json.loads(text)
             answer = data["response"]

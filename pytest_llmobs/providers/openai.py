@@ -624,7 +624,7 @@ class OpenAIProvider:
             data = response.json()
             choice = data["choices"][0]
             message = choice["message"]
-            text = message.get("content")
+            text = _content_text(message.get("content"))
             if text is None:
                 text = message.get("refusal") or ""
             tool_calls = message.get("tool_calls") or None
@@ -668,13 +668,28 @@ class OpenAIProvider:
         return masked
 
 
+def _content_text(content: Any) -> Any:
+    """A message's content as text: some servers answer with a list of content parts
+    (``[{"type": "text", "text": ...}]``), whose texts are joined."""
+    if isinstance(content, list):
+        texts = [part.get("text") if isinstance(part, dict) else None for part in content]
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("content is a list but not of text parts")
+        return "".join(str(text) for text in texts)
+    return content
+
+
 def _reason(exc: Exception) -> str:
     """Why a success answer could not be read, shortly: ``KeyError: 'choices'``."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:80]}"
 
 
 def _error_detail(response: httpx.Response) -> str:
-    """The server's error message (OpenAI's ``{"error": {"message": ...}}``) or body text."""
+    """The server's error message (OpenAI's ``{"error": {"message": ...}}``) or body text; for
+    a redirect, where to (an http:// base URL sent to https:// is the usual cause)."""
+    location = response.headers.get("location") if response.is_redirect else None
+    if location:
+        return f"redirected to {location}; set {BASE_URL_ENV} to the URL the API answers at"
     return _error_message(response) or response.text
 
 
