@@ -198,6 +198,21 @@ def test_an_entry_nested_too_deep_to_read_is_a_clear_error(tmp_path: Path) -> No
     )
 
 
+def test_a_request_part_whose_repr_changes_every_run_cannot_be_keyed() -> None:
+    class Options:  # no __repr__: "<...Options object at 0x7f...>", another in every process
+        pass
+
+    assert cache_key("m", MESSAGES, {}, ("a", 1)) == cache_key("m", MESSAGES, {}, ["a", 1])
+    with pytest.raises(CacheError) as excinfo:
+        cache_key("m", MESSAGES, {}, {"options": Options()})
+    message = str(excinfo.value)
+    assert message.startswith("llm cache: cannot key a request holding <")
+    assert message.endswith(
+        "(Options): its repr holds a memory address, so no later run could replay it; pass "
+        "JSON data (str, numbers, lists, dicts) as call parameters and cache_key_extra"
+    )
+
+
 def test_an_entry_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path, CacheMode.READ)
     path = cache.path_for(cache_key("m", MESSAGES, {}))

@@ -28,6 +28,7 @@ import enum
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -102,10 +103,26 @@ def model_identity(provider: Provider) -> str:
     return f"{provider.model}?{options}" if provider.options else provider.model
 
 
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_stable_repr
     )
+
+
+def _stable_repr(value: Any) -> str:
+    """How a request part JSON cannot hold enters the key: its repr, unless that changes from
+    one run to the next (a memory address), which would make the entry impossible to replay."""
+    text = repr(value)
+    if _MEMORY_ADDRESS.search(text):
+        raise CacheError(
+            f"llm cache: cannot key a request holding {text:.60} ({type(value).__name__}): its "
+            "repr holds a memory address, so no later run could replay it; pass JSON data "
+            "(str, numbers, lists, dicts) as call parameters and cache_key_extra"
+        )
+    return text
 
 
 def cache_key(
