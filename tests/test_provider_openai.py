@@ -103,6 +103,15 @@ def ask(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}]
 
 
+def failure_from_spec(env: dict[str, str]) -> str:
+    """The message of the error a call of ``OpenAIProvider.from_spec("gpt-4o-mini", env=env)``
+    raises (the server's queued reply must be an error)."""
+    provider = OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    with contextlib.closing(provider), pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+    return str(excinfo.value)
+
+
 # --- answers, parameters, usage, cost -----------------------------------------------------------
 
 
@@ -545,6 +554,13 @@ def test_base_url_must_be_http() -> None:
         ("me:s3cret@gateway.local/v1", "'***@gateway.local/v1' (no http:// or https:// in front)"),
         ("ftp://gateway.local/v1", "'ftp://gateway.local/v1'"),
         ("htp://u:pw@gateway.local/v1?api-key=Q5", "'htp://***@gateway.local/v1?***'"),
+        # (these three were urllib's ValueError: an INTERNALERROR)
+        ("http://127.0.0.1:99999/v1", "'http://127.0.0.1:99999/v1' (Port out of range 0-65535)"),
+        (
+            "http://127.0.0.1:abc/v1",
+            "'http://127.0.0.1:abc/v1' (Port could not be cast to integer value as 'abc')",
+        ),
+        ("http://[::1/v1", "'http://[::1/v1' (Invalid IPv6 URL)"),
     ],
 )
 def test_a_base_url_that_is_not_http_is_shown_back_without_credentials(
@@ -554,23 +570,6 @@ def test_a_base_url_that_is_not_http_is_shown_back_without_credentials(
     with pytest.raises(ConfigError) as excinfo:
         OpenAIProvider.from_spec("gpt-4o-mini", env=env)
     assert str(excinfo.value) == (
-        f"OPENAI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1; got {shown}"
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "shown"),
-    [
-        ("http://127.0.0.1:99999/v1", "'http://127.0.0.1:99999/v1' (Port out of range 0-65535)"),
-        ("http://127.0.0.1:abc/v1", "'http://127.0.0.1:abc/v1' (Port could not be cast"),
-        ("http://[::1/v1", "'http://[::1/v1' (Invalid IPv6 URL)"),
-    ],
-)
-def test_a_base_url_with_a_bad_port_or_host_is_a_config_error(value: str, shown: str) -> None:
-    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": value}
-    with pytest.raises(ConfigError) as excinfo:  # (was a ValueError from urllib: INTERNALERROR)
-        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
-    assert str(excinfo.value).startswith(
         f"OPENAI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1; got {shown}"
     )
 
@@ -594,12 +593,9 @@ def test_base_url_query_values_are_scrubbed_from_errors(fake_openai: FakeOpenAI)
     env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": base_url}
     echoed = f"/v1/chat/completions?subscription-key={quote(secret, safe='')}"
     fake_openai.queue(error(400, f"bad request to {echoed} (decoded: {secret})"))
-    provider = OpenAIProvider.from_spec("gpt-4o-mini", env=env)
 
-    with contextlib.closing(provider), pytest.raises(ProviderError) as excinfo:
-        provider.complete([{"role": "user", "content": "hi"}])
+    message = failure_from_spec(env)
 
-    message = str(excinfo.value)
     assert message.endswith("?subscription-key=*** (decoded: ***)")
     assert "QUERYSECRET123" not in message
 
@@ -754,12 +750,9 @@ def test_extra_header_values_are_scrubbed_from_errors(fake_openai: FakeOpenAI) -
         "LLMOBS_OPENAI_HEADERS": f"Authorization=Bearer%20{token},X-Sub=sub-0a1b2c3d",
     }
     fake_openai.queue(error(401, f"token {token} expired; subscription sub-0a1b2c3d unknown"))
-    provider = OpenAIProvider.from_spec("gpt-4o-mini", env=env)
 
-    with contextlib.closing(provider), pytest.raises(ProviderError) as excinfo:
-        provider.complete([{"role": "user", "content": "hi"}])
+    message = failure_from_spec(env)
 
-    message = str(excinfo.value)
     assert message.endswith("token *** expired; subscription *** unknown")
     assert token not in message and "sub-0a1b2c3d" not in message
 
