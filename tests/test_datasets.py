@@ -261,6 +261,9 @@ def test_error_invalid_json_line(tmp_path: Path) -> None:
         ('{"input": "a", "expected_output": NaN}', "NaN is not a JSON number"),
         ('{"input": "a", "metadata": {"w": Infinity}}', "Infinity is not a JSON number"),
         ('{"input": "a", "metadata": {"w": -Infinity}}', "-Infinity is not a JSON number"),
+        # read as Infinity, stored and exported as Infinity: JSON no other reader accepts
+        ('{"input": "a", "expected_output": 1e400}', "1e400 is too large for a number (it"),
+        ('{"input": "a", "metadata": {"w": [-2e308]}}', "-2e308 is too large for a number"),
         ('{"input": "x", "input": "y"}', "key 'input' appears twice in one object; all but"),
     ],
 )
