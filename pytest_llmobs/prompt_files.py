@@ -119,27 +119,37 @@ def _read_prompt_file(path: Path) -> dict[str, Any]:
             f"{path}: expected an object with 'type', 'prompt', 'config', 'labels'; "
             f"got {type(data).__name__}"
         )
-    where = _non_finite(data)
-    if where is not None:
-        raise PromptError(
-            f"{path}: {where} is not a finite number; JSON has no NaN or Infinity, so the stored"
-            " version could not be read back by other tools"
-        )
+    unstorable = _not_json(data)
+    if unstorable is not None:
+        raise PromptError(f"{path}: {unstorable}")
     return data
 
 
-def _non_finite(value: object, path: str = "") -> str | None:
-    """The dotted path of the first NaN or infinite float in ``value``, else None."""
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _not_json(value: object, path: str = "") -> str | None:
+    """What keeps ``value`` (read from TOML or YAML) from being stored as JSON, at its dotted
+    path: a NaN or infinite float, or a value JSON has no type for (a TOML or YAML date)."""
+    where = path or "(file)"
     if isinstance(value, float) and not math.isfinite(value):
-        return path or "(file)"
+        return (
+            f"{where} is not a finite number; JSON has no NaN or Infinity, so the stored"
+            " version could not be read back by other tools"
+        )
     if isinstance(value, dict):
         items: Any = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
-    else:
+    elif isinstance(value, _JSON_SCALARS):
         return None
+    else:
+        return (
+            f"{where} is a {type(value).__name__} ({str(value)[:40]}); JSON has no such type, "
+            "so the prompt could not be stored: quote it to make it a string"
+        )
     for key, item in items:
-        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        found = _not_json(item, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found
     return None

@@ -513,6 +513,22 @@ def test_a_malformed_placeholder_in_a_chat_message_names_the_message(
             'prompt = "x"\n[config]\ntop = [1.0, inf]\n',
             ": config.top.1 is not a finite number",
         ),
+        (  # (a TypeError from json.dumps, with no file named, before)
+            "dup.toml",
+            'prompt = "x"\n[config]\nsince = 1979-05-27\n',
+            ": config.since is a date (1979-05-27); JSON has no such type, so the prompt could "
+            "not be stored: quote it to make it a string",
+        ),
+        (
+            "dup.yaml",
+            "prompt: x\nconfig:\n  at: [2020-01-01 10:00:00]\n",
+            ": config.at.0 is a datetime (2020-01-01 10:00:00); JSON has no such type",
+        ),
+        (
+            "dup.json",
+            '{"prompt": "x", "config": {"t": 1e400}}',
+            ": invalid JSON (1e400 is too large for a number (it reads as Infinity); write a",
+        ),
         ("dup.yaml", "prompt: [unclosed\n", ":2:1: invalid YAML (expected ',' or ']', but got"),
         (
             "dup.json",
