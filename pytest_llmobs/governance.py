@@ -20,6 +20,7 @@ from pytest_llmobs.redaction import (
     Masker,
     RedactMode,
     Redactor,
+    masker_name,
 )
 from pytest_llmobs.serialize import without_lone_surrogates
 
@@ -48,6 +49,23 @@ def load_masker(reference: str) -> Masker:
         raise GovernanceError(f"masker {reference!r} is not callable")
     masker: Masker = target
     return masker
+
+
+def _try_masker(masker: Masker) -> None:
+    """Call ``masker`` once before the session: one that cannot take a string, or gives back
+    something else, is a usage error now rather than texts stored as `MASKING_FAILED` later."""
+    try:
+        masked = masker("llmobs masker check: hello")
+    except Exception as exc:
+        raise GovernanceError(
+            f"masker {masker_name(masker)} raised {type(exc).__name__} ({exc}) on a test "
+            "string; expected a function str -> str"
+        ) from None
+    if not isinstance(masked, str):
+        raise GovernanceError(
+            f"masker {masker_name(masker)} returned {type(masked).__name__} for a test "
+            "string; expected a function str -> str"
+        )
 
 
 def sampled(trace_id: str, rate: float) -> bool:
@@ -202,6 +220,15 @@ def build_governance(
         raise GovernanceError(
             f"--llm-max-field-chars: {max_field_chars!r} is too small; expected >= 100"
         )
-    custom = [load_masker(reference) for reference in maskers] + list(extra)
+    custom = [load_masker(reference) for reference in maskers]
+    for masker in extra:
+        if not callable(masker):
+            raise GovernanceError(
+                f"pytest_llmobs_register_maskers returned {masker!r:.60} "
+                f"({type(masker).__name__}), which is not callable; expected functions str -> str"
+            )
+        custom.append(masker)
+    for masker in custom:
+        _try_masker(masker)
     mode_checked: RedactMode = mode
     return Governance(Redactor(mode_checked, custom), trace_sample, max_field_chars)

@@ -213,6 +213,15 @@ _MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=]")
 _SECRET_PREFIXES = ("k-", "Bearer", "AKIA", "ASIA", "xox")
 _DIGIT = re.compile(r"\d")  # the digits the patterns' ``\d`` match, Unicode ones included
 _MEMO_LIMIT = 65_536
+MASKING_FAILED = "<MASKING FAILED>"
+"""What a text becomes when a custom masker raised on it or returned something not a string:
+stored unmasked it could leak what the masker was there to hide."""
+
+
+def masker_name(masker: Masker) -> str:
+    """``module:qualname`` of a masker, as ``--llm-redact-maskers`` names one."""
+    module = getattr(masker, "__module__", None) or "?"
+    return f"{module}:{getattr(masker, '__qualname__', type(masker).__name__)}"
 
 
 def _might_hold_builtin_match(text: str) -> bool:
@@ -272,6 +281,10 @@ class Redactor:
         self.custom: tuple[Masker, ...] = tuple(extra)
         self.maskers: tuple[Masker, ...] = (*self.builtin, *self.custom)
         self._memo: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        """Custom masker name → the first error it gave (the run then fails, saying so)."""
+        self.failed_texts = 0
+        """How many distinct texts were stored as `MASKING_FAILED`."""
 
     @property
     def active(self) -> bool:
@@ -284,8 +297,22 @@ class Redactor:
             return masked
         masked = _mask_builtin(self.builtin, value) if self.builtin else value
         for masker in self.custom:
-            masked = masker(masked)
+            masked = self._custom(masker, masked)
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[value] = masked
+        return masked
+
+    def _custom(self, masker: Masker, text: str) -> str:
+        """``masker(text)``; `MASKING_FAILED` (remembered) when it raises or returns no str."""
+        if text == MASKING_FAILED:
+            return text
+        try:
+            masked = masker(text)
+            if not isinstance(masked, str):
+                raise TypeError(f"returned {type(masked).__name__}, not str")
+        except Exception as exc:
+            self.failures.setdefault(masker_name(masker), f"{type(exc).__name__}: {exc}"[:200])
+            self.failed_texts += 1
+            return MASKING_FAILED
         return masked

@@ -24,6 +24,7 @@ from pytest_llmobs.aggregates import (
     compute_aggregates,
 )
 from pytest_llmobs.evaluators.custom import RunEvaluator
+from pytest_llmobs.redaction import MASKING_FAILED
 from pytest_llmobs.repeats import RepeatTracker
 from pytest_llmobs.score_kinds import ScoreKinds
 from pytest_llmobs.store import Store, StoreError
@@ -287,6 +288,7 @@ class RunRecorder:
         ]
         if self.store_failure is not None:
             errors = [*errors, self._store_failure_line()]
+        errors = [*errors, *self._masking_failures()]
         if interrupted:
             status = "interrupted"
         elif tests_failed or errors or not all(v.passed for v in verdicts):
@@ -331,6 +333,18 @@ class RunRecorder:
             repeats=repeats,
             missing=missing,
         )
+
+    def _masking_failures(self) -> list[str]:
+        """A line per custom masker that failed: what it hid is stored as a placeholder."""
+        governance = self.store.governance
+        if governance is None or not governance.redactor.failures:
+            return []
+        redactor = governance.redactor
+        return [
+            f"masker {name} failed ({error}): {redactor.failed_texts} text(s) stored as "
+            f"{MASKING_FAILED} instead"
+            for name, error in redactor.failures.items()
+        ]
 
     def _store_failure_line(self) -> str:
         stored = len(self._summaries) - self._unstored

@@ -284,6 +284,75 @@ def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs)
     assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == "<CUSTOMER> on <CODENAME>"
 
 
+def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (an INTERNALERROR after the first test before, and that test's item was lost)
+    pytester.makepyfile(
+        mymaskers=(
+            "def picky(text):\n"
+            "    if 'Falcon' in text:\n"
+            "        raise ValueError('cannot mask Falcon')\n"
+            "    return text\n"
+        )
+    )
+    pytester.makepyfile(
+        test_raw=(
+            "def test_one(scorer):\n    scorer.score('n', 'Project Falcon')\n\n"
+            "def test_two(scorer):\n    scorer.score('n', 'Project Eagle')\n"
+        )
+    )
+    pytester.syspathinsert()
+
+    result = pytester.runpytest("--llm-redact-maskers=mymaskers:picky")
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR masker mymaskers:picky failed (ValueError: cannot mask Falcon): 1 text(s) "
+            "stored as <MASKING FAILED> instead"
+        ]
+    )
+    run = runs.latest()
+    assert run["status"] == "failed"
+    values = [item["trace"]["scores"][0]["value"] for item in run["items"]]
+    assert values == ["<MASKING FAILED>", "Project Eagle"]
+
+
+@pytest.mark.parametrize(
+    ("conftest", "message"),
+    [
+        (
+            "def none(text):\n    return None\n\n"
+            "def pytest_llmobs_register_maskers(config):\n    return [none]\n",
+            "ERROR: masker conftest:none returned NoneType for a test string; expected a "
+            "function str -> str",
+        ),
+        (
+            "def two(text, other):\n    return text\n\n"
+            "def pytest_llmobs_register_maskers(config):\n    return [two]\n",
+            "ERROR: masker conftest:two raised TypeError (*missing 1 required positional "
+            "argument: 'other') on a test string; expected a function str -> str",
+        ),
+        (
+            "def pytest_llmobs_register_maskers(config):\n    return ['not a function']\n",
+            "ERROR: pytest_llmobs_register_maskers returned 'not a function' (str), which is not "
+            "callable; expected functions str -> str",
+        ),
+    ],
+)
+def test_a_masker_that_cannot_mask_is_a_usage_error(
+    pytester: pytest.Pytester, conftest: str, message: str
+) -> None:
+    pytester.makeconftest(conftest)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert not (pytester.path / ".llmobs").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -403,7 +472,9 @@ def test_run_experiment_masks_what_it_stores_by_default(tmp_path: Path) -> None:
 
     items = [{"id": "a", "input": f"contact {PII['email']}", "expected_output": "ok"}]
     result = run_experiment(
-        name="masked", dataset=items, task=lambda item: f"mailed {PII['email']}",
+        name="masked",
+        dataset=items,
+        task=lambda item: f"mailed {PII['email']}",
         store=tmp_path / "store",
     )
     for thread in threading.enumerate():  # the store closes (checkpoints its WAL) in the back
