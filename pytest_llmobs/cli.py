@@ -244,10 +244,16 @@ def check_output(value: str) -> Path:
     path = Path(value)
     if path.is_dir():
         raise CliError(f"-o {value}: is a directory; give a file name")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise CliError(f"-o {value}: the file is not writable")
+        return path
     for parent in path.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise CliError(f"-o {value}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise CliError(f"-o {value}: cannot create a file in {parent} (not writable)")
             break
     return path
 
@@ -263,6 +269,15 @@ def writable_output(value: str) -> Path:
     return path
 
 
+def write_output(value: str, text: str) -> None:
+    """Write ``-o``'s file; a failure (a full disk) is a `CliError`, not a traceback."""
+    path = writable_output(value)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args.store, read_only=True)
     try:
@@ -271,7 +286,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     text = dump_run(run)
     if args.output:
-        writable_output(args.output).write_text(text + "\n", encoding="utf-8")
+        write_output(args.output, text + "\n")
         print(f"wrote run {run['id']} ({len(run['items'])} items) to {args.output}", file=out)
     else:
         print(text, file=out)
@@ -324,7 +339,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     for line in [*missing_lines(merged.result.missing), *merged.notes]:
         print(line, file=out)
     if args.output:
-        writable_output(args.output).write_text(dump_run(merged.run) + "\n", encoding="utf-8")
+        write_output(args.output, dump_run(merged.run) + "\n")
         print(f"wrote merged run {merged.result.run_id} to {args.output}", file=out)
     return 0 if merged.result.status == "passed" else 1
 
@@ -471,6 +486,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if stream is sys.stdout:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return PIPE_CLOSED
+    except OSError as exc:  # (stdout on a full disk, say): one line, not a traceback
+        print(f"llmobs: error: {exc}", file=sys.stderr)
+        if stream is sys.stdout:  # what could not be written is dropped, not retried at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BAD_INPUT
     finally:
         while _STORES:
             with contextlib.suppress(sqlite3.Error):  # the command's own outcome stands

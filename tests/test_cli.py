@@ -158,6 +158,38 @@ def test_compare_to_a_directory_is_a_usage_error(recorded: Path, tmp_path: Path)
     )
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize(
+    "command",
+    [("export", "first"), ("compare", "first", "second"), ("merge", "shard.json")],
+)
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(
+    recorded: Path, command: tuple[str, ...]
+) -> None:
+    # /dev/full accepts the open and fails the write, as a full disk does
+    assert llmobs(recorded, "export", "first", "-o", "shard.json").returncode == 0
+
+    done = llmobs(recorded, *command, "-o", "/dev/full")
+
+    assert done.returncode == 2
+    assert done.stderr == "llmobs: error: cannot write /dev/full: No space left on device\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_stdout_on_a_full_disk_is_one_line_not_a_traceback(recorded: Path) -> None:
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_llmobs.cli", "export", "first"],
+            cwd=recorded,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr == "llmobs: error: [Errno 28] No space left on device\n"
+
+
 def test_compare_creates_the_directory_of_its_output(recorded: Path) -> None:
     target = recorded / "missing" / "parent" / "x.json"
 

@@ -148,7 +148,7 @@ def cli_wording(text: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import CliError, writable_output
+    from pytest_llmobs.cli import CliError, write_output
     from pytest_llmobs.compare.core import compare_runs, run_info
     from pytest_llmobs.compare.render import comparison_lines, markdown
 
@@ -179,7 +179,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         if incomplete:
             text += "\ngate fails (exit status 1): a run it compares is incomplete"
     if args.output:
-        writable_output(args.output).write_text(text + "\n", encoding="utf-8")
+        write_output(args.output, text + "\n")
         verdict = "passed" if passed else "incomplete run" if incomplete else "regression"
         print(f"wrote the comparison ({verdict}) to {args.output}", file=out)
     else:
