@@ -221,6 +221,30 @@ def _may_escape_a_surrogate(text: str) -> bool:
     return "\\ud" in text or "\\uD" in text
 
 
+_MAX_NESTING = 100
+"""Deepest nesting of lists and objects an item may have: each level costs the walks that
+govern and store it a few stack frames, and a thousand levels overflow Python's stack."""
+
+
+def _refuse_deep_nesting(value: object, text: str, where: str) -> None:
+    """A `DatasetError` when ``value`` (parsed from ``text``) nests deeper than `_MAX_NESTING`;
+    most texts hold too few brackets to, and are not walked."""
+    if text.count("[") + text.count("{") <= _MAX_NESTING:
+        return
+    level = [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        if depth > _MAX_NESTING:
+            raise DatasetError(
+                f"{where}: lists and objects nested more than {_MAX_NESTING} levels deep; "
+                "flatten the item or store that part as a string"
+            )
+        if isinstance(node, dict):
+            level.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            level.extend((child, depth + 1) for child in node)
+
+
 def _refuse_lone_surrogates(value: object, loc: _Loc) -> None:
     if isinstance(value, str):
         if has_lone_surrogate(value):
@@ -248,6 +272,7 @@ def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
         except NotStrictJSON as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
+        _refuse_deep_nesting(value, line, f"{path}:{lineno}")
         if _may_escape_a_surrogate(line):
             _refuse_lone_surrogates(value, _line(path, lineno))
         raws.append(_from_object(value, _line(path, lineno)))
@@ -261,6 +286,7 @@ def _parse_json(text: str, path: Path) -> list[_Raw]:
         raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
     except NotStrictJSON as exc:
         raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
+    _refuse_deep_nesting(value, text, str(path))
     entries = value.get("items") if isinstance(value, dict) else value
     if not isinstance(entries, list):
         got = "an object without an 'items' list" if isinstance(value, dict) else _json_type(value)
@@ -324,6 +350,7 @@ def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
     if cells.get("metadata", "").strip():
         try:
             metadata = loads(cells["metadata"])
+            _refuse_deep_nesting(metadata, cells["metadata"], loc.prefix)
             if _may_escape_a_surrogate(cells["metadata"]):
                 _refuse_lone_surrogates(metadata, loc)
         except json.JSONDecodeError as exc:

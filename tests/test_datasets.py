@@ -274,6 +274,20 @@ def test_error_json_other_tools_reject(tmp_path: Path, line: str, problem: str) 
     assert load_error(whole).startswith(f"{whole}: invalid JSON ({problem}")
 
 
+def test_error_nesting_too_deep_to_store(tmp_path: Path) -> None:
+    # (a RecursionError traceback while the snapshot was governed, naming no file, before)
+    deep = "[" * 101 + "1" + "]" * 101
+    jsonl = write(tmp_path / "d.jsonl", f'{{"input": "fine"}}\n{{"input": {deep}}}\n')
+    assert load_error(jsonl) == (
+        f"{jsonl}:2: lists and objects nested more than 100 levels deep; flatten the item or "
+        "store that part as a string"
+    )
+    csv = write(tmp_path / "d.csv", 'input,metadata\na,"{""w"": ' + deep + '}"\n')
+    assert load_error(csv).startswith(f"{csv}:2: lists and objects nested more than 100")
+    many = "[" + ",".join(["[[1]]"] * 200) + "]"  # many brackets, little depth: loads
+    assert load_dataset_file(write(tmp_path / "ok.jsonl", f'{{"input": {many}}}\n')).items
+
+
 def test_error_csv_metadata_with_nan(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", 'input,metadata\na,"{""w"": NaN}"\n')
     assert load_error(path) == (
