@@ -32,13 +32,18 @@ class Usage:
         return {"input": self.input, "output": self.output, "total": self.total}
 
 
+def _number(value: object, name: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is {type(value).__name__} {value!r:.40}, not a number")
+    return value
+
+
 def token_count(value: object, name: str) -> int:
     """A token count read from a server's answer or a cache file: a whole number >= 0
     (``None`` is 0); anything else raises `ValueError` naming ``name``."""
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} is {type(value).__name__} {value!r:.40}, not a number")
+    value = _number(value, name)
     if not math.isfinite(value) or value < 0 or value != int(value):
         raise ValueError(f"{name} is {value!r}; expected a whole number >= 0")
     return int(value)
@@ -49,8 +54,7 @@ def cost_value(value: object, name: str) -> float | None:
     raises `ValueError` naming ``name``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} is {type(value).__name__} {value!r:.40}, not a number")
+    value = _number(value, name)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} is {value!r}; expected a finite number >= 0")
     return float(value)
