@@ -569,15 +569,13 @@ class OpenAIProvider:
 
     def _scrub(self, text: str) -> str:
         """``text`` for a message: without our secrets, nor anything that looks like a key."""
-        text = self._without_secrets(text)
-        for secret in self._query_values:
-            text = text.replace(secret.reveal(), "***")
+        text = self._without_secrets(text, self._query_values)
         return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
 
-    def _without_secrets(self, text: str) -> str:
-        """``text`` with the key and the extra headers' values masked (answers too: a model
-        that repeats the key must not get it into a run)."""
-        for secret in (self._key, *self._extra.values()):
+    def _without_secrets(self, text: str, more: tuple[_Secret, ...] = ()) -> str:
+        """``text`` with the key, the extra headers' values and ``more`` masked (answers too: a
+        model that repeats the key must not get it into a run)."""
+        for secret in (self._key, *self._extra.values(), *more):
             value = secret.reveal()
             # the whole value, and the credentials of a "<scheme> <credentials>" value alone
             for part in (value, value.rpartition(" ")[2]):
