@@ -283,8 +283,8 @@ class Redactor:
         self._memo: dict[str, str] = {}
         self.failures: dict[str, str] = {}
         """Custom masker name → the first error it gave (the run then fails, saying so)."""
-        self.failed_texts = 0
-        """How many distinct texts were stored as `MASKING_FAILED`."""
+        self.failed_texts: dict[str, int] = {}
+        """Custom masker name → how many distinct texts it left as `MASKING_FAILED`."""
 
     @property
     def active(self) -> bool:
@@ -312,7 +312,8 @@ class Redactor:
             if not isinstance(masked, str):
                 raise TypeError(f"returned {type(masked).__name__}, not str")
         except Exception as exc:
-            self.failures.setdefault(masker_name(masker), f"{type(exc).__name__}: {exc}"[:200])
-            self.failed_texts += 1
+            name = masker_name(masker)
+            self.failures.setdefault(name, f"{type(exc).__name__}: {exc}"[:200])
+            self.failed_texts[name] = self.failed_texts.get(name, 0) + 1
             return MASKING_FAILED
         return masked

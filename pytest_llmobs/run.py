@@ -341,7 +341,7 @@ class RunRecorder:
             return []
         redactor = governance.redactor
         return [
-            f"masker {name} failed ({error}): {redactor.failed_texts} text(s) stored as "
+            f"masker {name} failed ({error}): {redactor.failed_texts[name]} text(s) stored as "
             f"{MASKING_FAILED} instead"
             for name, error in redactor.failures.items()
         ]
