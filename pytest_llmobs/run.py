@@ -161,7 +161,10 @@ class RunRecorder:
     store_failure: str | None = None
     """Why the store refused to write, if it did (the first error): the session goes on, the
     run's figures come from every item, and the run fails saying what was not stored."""
-    _unstored: int = 0
+    _refused: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    """``(seq, item)`` of each item the store refused: kept, so that the reports lose none."""
+    _finished: dict[str, Any] | None = None
+    """The status, end time and summary `finish` gave the store (and `update_run` changed)."""
 
     def __post_init__(self) -> None:
         unique: dict[tuple[str | None, str, str, float], Threshold] = {}
@@ -204,7 +207,7 @@ class RunRecorder:
         except _STORE_FAILURES as exc:  # a full disk, a file damaged while the session runs
             if not self._outlived(exc):
                 raise
-            self._unstored += 1
+            self._refused.append((seq, dict(item)))
         summary = ItemSummary.from_item(item)
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
@@ -295,22 +298,19 @@ class RunRecorder:
             status = "failed"
         else:
             status = "passed"
+        ended_at = time.time() if ended_at is None else ended_at
+        summary = {
+            "datasets": dict(sorted(self._datasets.items())),
+            "prompts": prompts,
+            "counts": dict(sorted(self._counts.items())),
+            "aggregates": aggregates_to_dict(aggregates),
+            "thresholds": [v.to_dict() for v in verdicts],
+            "errors": errors,
+            **({"repeats": repeats} if repeats else {}),
+            **({"missing": missing} if missing else {}),
+        }
         try:
-            self.store.finish_run(
-                self.run_id,
-                status=status,
-                ended_at=time.time() if ended_at is None else ended_at,
-                summary={
-                    "datasets": dict(sorted(self._datasets.items())),
-                    "prompts": prompts,
-                    "counts": dict(sorted(self._counts.items())),
-                    "aggregates": aggregates_to_dict(aggregates),
-                    "thresholds": [v.to_dict() for v in verdicts],
-                    "errors": errors,
-                    **({"repeats": repeats} if repeats else {}),
-                    **({"missing": missing} if missing else {}),
-                },
-            )
+            self.store.finish_run(self.run_id, status=status, ended_at=ended_at, summary=summary)
         except _STORE_FAILURES as exc:
             first = self.store_failure is None  # the summary is the first thing it refused
             if not self._outlived(exc):
@@ -318,6 +318,8 @@ class RunRecorder:
             if first:
                 errors = [*errors, self._store_failure_line()]
                 status = "interrupted" if interrupted else "failed"
+                summary["errors"] = errors
+        self._finished = {"status": status, "ended_at": ended_at, **summary}
         return RunResult(
             run_id=self.run_id,
             status=status,
@@ -346,8 +348,66 @@ class RunRecorder:
             for name, error in redactor.failures.items()
         ]
 
+    def update_run(
+        self, *, status: str | None = None, summary: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """`Store.update_run` for the finished run, kept in memory too (see `load_run`).
+
+        Returns the line to add to the run's errors when this is the first write the store
+        refuses (a session goes on; other callers get the exception)."""
+        assert self._finished is not None, "update_run before finish"
+        self._finished.update(summary or {})
+        if status is not None:
+            self._finished["status"] = status
+        first = self.store_failure is None
+        try:
+            self.store.update_run(self.run_id, status=status, summary=summary)
+        except _STORE_FAILURES as exc:
+            if not self._outlived(exc):
+                raise
+            if first:
+                line = self._store_failure_line()
+                self._finished["errors"] = [*self._finished.get("errors", []), line]
+                if self._finished["status"] == "passed":
+                    self._finished["status"] = "failed"
+                return line
+        return None
+
+    @property
+    def status(self) -> str:
+        """The finished run's status, as last written (or refused by the store)."""
+        assert self._finished is not None, "status before finish"
+        return str(self._finished["status"])
+
+    def load_run(self) -> dict[str, Any]:
+        """The finished run as `Store.load_run` gives it. When the store failed during the
+        session, it is rebuilt from the items the store kept, those it refused (kept here) and
+        the summary as computed, so that the comparison, the reports and the upload lose no
+        item; the items the store kept but cannot give back are said in the run's errors."""
+        if self.store_failure is None:
+            return self.store.load_run(self.run_id)
+        assert self._finished is not None, "load_run before finish"
+        try:
+            stored = list(self.store.item_rows(self.run_id))
+            unreadable = ""
+        except _STORE_FAILURES as exc:
+            stored = []
+            unreadable = f" ({exc})"
+        items = [item for _, item in sorted([*stored, *self._refused], key=lambda row: row[0])]
+        governance = self.store.governance
+        header = self.header if governance is None else governance.value(self.header)
+        run: dict[str, Any] = {**header, **self._finished, "items": items}
+        lost = len(self._summaries) - len(items)
+        if lost:
+            run["errors"] = [
+                *run.get("errors", []),
+                f"this copy of the run holds {len(items)} of its {len(self._summaries)} items: "
+                f"the store cannot give back the {lost} it kept{unreadable}",
+            ]
+        return run
+
     def _store_failure_line(self) -> str:
-        stored = len(self._summaries) - self._unstored
+        stored = len(self._summaries) - len(self._refused)
         return (
             f"the store failed ({self.store_failure}): {stored} of {len(self._summaries)} items "
             "stored; the figures above count them all"

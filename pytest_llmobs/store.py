@@ -625,10 +625,15 @@ class Store:
         ]
 
     def iter_items(self, run_id: str) -> Iterator[dict[str, Any]]:
-        for (data,) in self._db.execute(
-            "SELECT data FROM items WHERE run_id = ? ORDER BY seq", (run_id,)
+        for _, item in self.item_rows(run_id):
+            yield item
+
+    def item_rows(self, run_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(seq, item)`` for each stored item of ``run_id``, in the order they finished."""
+        for seq, data in self._db.execute(
+            "SELECT seq, data FROM items WHERE run_id = ? ORDER BY seq", (run_id,)
         ):
-            yield json.loads(data)
+            yield seq, json.loads(data)
 
     # --- prompts ----------------------------------------------------------------------------
 

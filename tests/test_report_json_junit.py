@@ -84,6 +84,86 @@ def test_json_and_report_are_written_for_a_failed_run(pytester: pytest.Pytester)
     assert written["items"][0]["outcome"] == "failed"
 
 
+def test_a_report_that_cannot_be_written_fails_the_session(pytester: pytest.Pytester) -> None:
+    # the place checked at start-up is taken while the tests run
+    pytester.makepyfile(
+        """
+        import shutil
+
+        def test_one(request):
+            taken = request.config.rootpath / "taken"
+            shutil.rmtree(taken, ignore_errors=True)
+            taken.write_text("a file, not a directory", encoding="utf-8")
+        """
+    )
+
+    result = pytester.runpytest("--llm-json=taken/run.json", "--llm-report=run.html")
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # a CI job must not pass without it
+    result.stdout.fnmatch_lines(
+        [
+            "llmobs: HTML report written to *run.html",
+            "llmobs: could not write the JSON run to *taken/run.json: *",
+            "llmobs: a report was not written: the session fails",
+        ]
+    )
+
+
+STORE_REFUSING_ITEMS = """\
+    import os
+    import sqlite3
+
+    def test_first(scorer):
+        scorer.score("accuracy", 1.0)
+
+    def test_fills_the_store(scorer, request):
+        if os.environ.get("FILL_THE_STORE"):  # every later item is refused, as on a full disk
+            db = sqlite3.connect(request.config.rootpath / ".llmobs" / "llmobs.db")
+            with db:
+                db.execute(
+                    "CREATE TRIGGER full BEFORE INSERT ON items"
+                    " BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+                )
+            db.close()
+        scorer.score("accuracy", 0.5)
+
+    def test_after(scorer):
+        scorer.score("accuracy", 0.0)
+    """
+
+
+def test_reports_and_the_comparison_hold_the_items_a_failing_store_refused(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_store=dedent(STORE_REFUSING_ITEMS))
+    args = ("--llm-model=mock-llm-v1", "-p", "no:cacheprovider")
+    baseline = pytester.runpytest_subprocess(*args, "--llm-json=baseline.json")
+    baseline.assert_outcomes(passed=3)
+    monkeypatch.setenv("FILL_THE_STORE", "1")
+
+    result = pytester.runpytest_subprocess(
+        *args, "--llm-json=run.json", "--llm-report=run.html", "--llm-baseline=baseline.json"
+    )
+
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    written = json.loads((pytester.path / "run.json").read_text("utf-8"))
+    assert [item["node_id"] for item in written["items"]] == [
+        "test_store.py::test_first",
+        "test_store.py::test_fills_the_store",
+        "test_store.py::test_after",
+    ]
+    assert written["status"] == "failed"
+    assert written["errors"] == [
+        f"the store failed ({pytester.path / '.llmobs' / 'llmobs.db'}: database or disk is "
+        "full): 1 of 3 items stored; the figures above count them all"
+    ]
+    assert written["comparison"]["matched"] == 3
+    assert "test_store.py::test_after" in (pytester.path / "run.html").read_text("utf-8")
+
+
 # --- JUnit properties ----------------------------------------------------------------------------
 
 

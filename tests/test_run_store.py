@@ -593,7 +593,9 @@ def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_sessio
         """
     )
 
-    result = pytester.runpytest_subprocess("--llm-model=mock-llm-v1", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--llm-model=mock-llm-v1", "-p", "no:cacheprovider", "--llm-json=run.json"
+    )
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
@@ -604,6 +606,16 @@ def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_sessio
             "*ERROR the store failed (*llmobs.db: no such table: items): 1 of 3 items stored;"
             " the figures above count them all",
         ]
+    )
+    # the file holds the items the store refused, and says which it cannot give back
+    written = json.loads((pytester.path / "run.json").read_text("utf-8"))
+    assert [item["node_id"].split("::")[1] for item in written["items"]] == [
+        "test_breaks_the_store",
+        "test_after",
+    ]
+    assert written["errors"][1] == (
+        "this copy of the run holds 2 of its 3 items: the store cannot give back the 1 it kept "
+        "(no such table: items)"
     )
 
 

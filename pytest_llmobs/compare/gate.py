@@ -21,6 +21,8 @@ def conclude(
     """Finish the verdict of ``result``; True when the plugin fails the session (a threshold or a
     regression, as ``--llm-fail-on`` selects, or a run evaluator error)."""
     settings = state.settings
+    recorder = state.recorder
+    assert recorder is not None, "conclude without a recorder"
     result.fail_on = tuple(sorted(settings.fail_on))
     baseline = config.stash.get(BASELINE_KEY, None)
     summary: dict[str, Any] = {}
@@ -29,7 +31,7 @@ def conclude(
 
         comparison = compare_runs(
             baseline.run,
-            state.store.load_run(result.run_id),
+            recorder.load_run(),
             baseline_info=run_info(baseline.run, source=baseline.source, ref=baseline.ref),
             store=state.store,
             max_drop=settings.max_drop,
@@ -56,7 +58,11 @@ def conclude(
     if set(result.fail_on) != set(FAIL_POLICIES):  # readers assume the default otherwise
         summary["fail_on"] = list(result.fail_on)
     if status != result.status or summary:
-        state.store.update_run(result.run_id, status=status, summary=summary)
+        store_failure = recorder.update_run(status=status, summary=summary)
+        if store_failure is not None:  # the first write the store refused: the run fails
+            result.errors.append(store_failure)
+            fails = True
+        status = recorder.status
         result.status = status
     if settings.save_baseline and status == "passed":
         state.store.save_baseline(settings.save_baseline, result.run_id)

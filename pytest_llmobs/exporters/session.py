@@ -31,7 +31,7 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
     settings = state.settings
     if not settings.upload or state.result is None or state.recorder is None:
         return
-    run = state.store.load_run(state.result.run_id)
+    run = state.recorder.load_run()
     reports = session.config.stash.setdefault(REPORTS_KEY, [])
     for target in settings.upload:
         options = ExporterOptions(

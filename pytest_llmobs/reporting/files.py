@@ -2,7 +2,9 @@
 
 Registered only in the process that records the run (never on xdist workers), and only when a
 file is asked for. Both are built from the stored run, so they hold exactly what
-``llmobs export`` and ``llmobs report`` would give for it later.
+``llmobs export`` and ``llmobs report`` would give for it later (from the items kept in memory
+too, when the store failed during the session). A file that cannot be written fails the session:
+a CI job must not go green without the artifact it was asked for.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ReportFiles:
         self.config = config
         self.lines: list[tuple[str, bool]] = []
         """(line, is an error) pairs for the terminal summary."""
+        self.failed = False
+        """A requested file was not written."""
 
     @pytest.hookimpl(trylast=True)
     def pytest_llmobs_run_finished(self, result: RunResult, config: pytest.Config) -> None:
@@ -43,22 +47,32 @@ class ReportFiles:
             wanted.append(("HTML report", settings.report_html, write_html))
         if settings.report_json is not None:
             wanted.append(("JSON run", settings.report_json, write_json))
+        assert state.recorder is not None, "a run finished without a recorder"
         try:
-            run = state.store.load_run(result.run_id)
+            run = state.recorder.load_run()
         except StoreError as exc:
-            self.lines.append((f"llmobs: cannot write reports: {exc}", True))
+            self._error(f"llmobs: cannot write reports: {exc}")
             return
-        except sqlite3.DatabaseError as exc:  # the store broke during the session
-            problem = state.store.unusable(exc)
-            self.lines.append((f"llmobs: cannot write reports: {problem}", True))
+        except sqlite3.DatabaseError as exc:  # the store broke as the session ended
+            self._error(f"llmobs: cannot write reports: {state.store.unusable(exc)}")
             return
         for label, path, write in wanted:
             try:
                 write(run, path)
             except OSError as exc:
-                self.lines.append((f"llmobs: could not write the {label} to {path}: {exc}", True))
+                self._error(f"llmobs: could not write the {label} to {path}: {exc}")
             else:
                 self.lines.append((f"llmobs: {label} written to {path}", False))
+
+    def _error(self, line: str) -> None:
+        self.lines.append((line, True))
+        self.failed = True
+
+    @pytest.hookimpl(trylast=True)  # after the session's hooks, which write the files
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.lines.append(("llmobs: a report was not written: the session fails", True))
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
