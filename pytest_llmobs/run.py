@@ -161,6 +161,9 @@ class RunRecorder:
     store_failure: str | None = None
     """Why the store refused to write, if it did (the first error): the session goes on, the
     run's figures come from every item, and the run fails saying what was not stored."""
+    failures: list[str] = field(default_factory=list)
+    """What failed the session outside any test (an xdist worker that never started, say):
+    each line is one of the run's errors, and the run fails."""
     _refused: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     """``(seq, item)`` of each item the store refused: kept, so that the reports lose none."""
     _finished: dict[str, Any] | None = None
@@ -284,7 +287,7 @@ class RunRecorder:
         repeats = self.repeats.summary()
         # run evaluators read the stored items, which are incomplete when the store failed
         errors = self._run_evaluators(aggregates) if self.store_failure is None else []
-        errors = [*self.score_kinds.errors(), *errors]
+        errors = [*self.failures, *self.score_kinds.errors(), *errors]
         verdicts = evaluate(self.thresholds, aggregates)
         prompts = [
             {"name": n, "version": v, "hash": h} for (n, v), h in sorted(self._prompts.items())

@@ -13,7 +13,10 @@ How a ``pytest -n 4`` session becomes one experiment run:
   (an in-memory store with ``--llm-no-store``, or a worker on another host). Workers that share
   the controller's store file register versions in it directly: each registration is one
   ``BEGIN IMMEDIATE`` transaction on a WAL database with a 30 s busy timeout, so concurrent
-  workers agree on every version number;
+  workers agree on every version number. The custom maskers that failed on a worker's texts
+  go in ``workeroutput`` too, so that the run fails as a serial one would;
+- a worker that goes down before collecting (a usage error on the worker, say) fails the run
+  with its reason: a session whose every worker died collected nothing, which is no pass;
 - lost items: the controller learns every collected node id from
   `pytest_xdist_node_collection_finished`; a test whose worker crashed is reported by xdist as
   failed (`pytest_handlecrashitem`) and has no item; the run lists such ids as ``missing``
@@ -41,6 +44,12 @@ class XdistHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.collected_on: set[str] = set()
+        """The workers that reported their collection."""
+        self.down_early: dict[str, list[str]] = {}
+        """Why workers went down before collecting → their ids (xdist replaces each, up to
+        its limit, so one mistake usually takes down several)."""
+        self._failure_lines: list[str] = []
 
     @property
     def state(self) -> SessionState:
@@ -52,6 +61,7 @@ class XdistHooks:
         node.workerinput[WORKER_RUN_ID] = self.state.run_id
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        self.collected_on.add(_worker_id(node))
         if self.state.recorder is not None:
             self.state.recorder.expect(ids)
 
@@ -62,6 +72,22 @@ class XdistHooks:
             self.state.recorder.note_lost(crashitem, f"{worker} crashed while running it")
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
+        recorder = self.state.recorder
+        if error is not None and recorder is not None and _worker_id(node) not in self.collected_on:
+            # (a worker that fails at start-up, on a usage error say, runs none of the tests:
+            # with every worker down the session collected nothing, which is no pass)
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            self.down_early.setdefault(lines[-1] if lines else "no reason given", []).append(
+                _worker_id(node)
+            )
+            for line in self._failure_lines:
+                recorder.failures.remove(line)
+            self._failure_lines = [
+                f"xdist worker{'s' if len(ids) > 1 else ''} {', '.join(ids)} went down before "
+                f"collecting: {why}"
+                for why, ids in self.down_early.items()
+            ]
+            recorder.failures.extend(self._failure_lines)
         output = getattr(node, "workeroutput", None) or {}
         data = output.get(WORKER_OUTPUT)
         if isinstance(data, dict):
@@ -76,17 +102,35 @@ class XdistHooks:
             config.workeroutput[WORKER_OUTPUT] = worker_output(state)  # type: ignore[attr-defined]
 
 
+def _worker_id(node: Any) -> str:
+    return str(getattr(getattr(node, "gateway", None), "id", "?"))
+
+
 def worker_output(state: SessionState) -> dict[str, Any]:
-    """A worker's run-wide data, as plain builtins: the prompt versions it registered."""
+    """A worker's run-wide data, as plain builtins: the prompt versions it registered and its
+    maskers' failures (name → [first error, texts left masked as a placeholder])."""
     prompts = []
     for name, version in sorted(state.store.registered_prompts):
         stored = state.store.get_prompt(name, version=version)
         if stored is not None:
             prompts.append(stored)
-    return {"prompts": prompts}
+    failures = {}
+    if state.store.governance is not None:
+        redactor = state.store.governance.redactor
+        failures = {
+            name: [error, redactor.failed_texts[name]] for name, error in redactor.failures.items()
+        }
+    return {"prompts": prompts, "masking_failures": failures}
 
 
 def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
-    """Keep the prompt versions a worker registered in the controller's store."""
+    """Keep the prompt versions a worker registered in the controller's store, and count its
+    maskers' failures as the controller's own."""
     for prompt in data.get("prompts") or []:
         state.store.import_prompt_version(prompt)
+    failures = data.get("masking_failures") or {}
+    if failures and state.store.governance is not None:
+        redactor = state.store.governance.redactor
+        for name, (error, texts) in failures.items():
+            redactor.failures.setdefault(name, error)
+            redactor.failed_texts[name] = redactor.failed_texts.get(name, 0) + texts

@@ -285,7 +285,7 @@ def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs)
 
 
 def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
-    pytester: pytest.Pytester, runs: Runs
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:
     # (an INTERNALERROR after the first test before, and that test's item was lost)
     pytester.makepyfile(
@@ -302,9 +302,9 @@ def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
             "def test_two(scorer):\n    scorer.score('n', 'Project Eagle')\n"
         )
     )
-    pytester.syspathinsert()
+    pytester.makeini("[pytest]\npythonpath = .\n")  # (xdist's workers import it too)
 
-    result = pytester.runpytest("--llm-redact-maskers=mymaskers:picky")
+    result = pytester.runpytest("--llm-redact-maskers=mymaskers:picky", *xdist_args)
 
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -316,8 +316,11 @@ def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
     )
     run = runs.latest()
     assert run["status"] == "failed"
-    values = [item["trace"]["scores"][0]["value"] for item in run["items"]]
-    assert values == ["<MASKING FAILED>", "Project Eagle"]
+    values = {item["node_id"]: item["trace"]["scores"][0]["value"] for item in run["items"]}
+    assert values == {
+        "test_raw.py::test_one": "<MASKING FAILED>",
+        "test_raw.py::test_two": "Project Eagle",
+    }
 
 
 @pytest.mark.parametrize(

@@ -212,6 +212,39 @@ def test_crashed_worker_keeps_finished_items_and_lists_the_lost_test(
     assert runs.aggregates(run, "*")["mean_kept"]["n"] == 3
 
 
+def test_workers_that_never_start_fail_the_run_saying_why(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before, the run had 0 items and status "passed": `latest` named a green run)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_sessionstart(session):
+            if hasattr(session.config, "workerinput"):
+                raise pytest.UsageError("no model server on this worker")
+        """
+    )
+    pytester.makepyfile("def test_one(scorer):\n    scorer.score('kept', True)\n")
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.re_match_lines(
+        [
+            r"  ERROR xdist workers (gw\d+, )+gw\d+ went down before collecting: "
+            r"pytest.UsageError: no model server on this worker"
+        ]
+    )
+    run = runs.latest()
+    assert run["status"] == "failed"
+    assert run["items"] == []
+    (error,) = run["errors"]
+    assert error.endswith(
+        "went down before collecting: pytest.UsageError: no model server on this worker"
+    )
+
+
 def test_tests_not_run_after_x_are_listed_as_missing(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:
