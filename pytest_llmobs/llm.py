@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.prompts import CompiledPrompt, Prompt
 from pytest_llmobs.providers import Message, Provider, Usage
-from pytest_llmobs.providers.cache import ResponseCache
+from pytest_llmobs.providers.cache import CacheWriteError, ResponseCache
 from pytest_llmobs.providers.calls import ModelCaller
 from pytest_llmobs.providers.pricing import PriceTable
 from pytest_llmobs.providers.retry import RetryPolicy
@@ -198,6 +198,11 @@ class LLM:
             tool_calls=tool_calls,
         )
 
+    def _failed(self, observation: Observation, started: float, exc: BaseException) -> None:
+        if isinstance(exc, CacheWriteError):  # answered, not cached: keep what was paid for
+            self._finish(observation, started, exc.response)
+        observation.fail(exc)
+
     def generate(
         self,
         prompt: PromptInput,
@@ -226,7 +231,7 @@ class LLM:
             answer = self.caller.complete(messages, call_params, observation.metadata, extra)
             return self._finish(observation, started, answer)
         except BaseException as exc:
-            observation.fail(exc)
+            self._failed(observation, started, exc)
             raise
         finally:
             _restore(token, parent)
@@ -253,7 +258,7 @@ class LLM:
             answer = await self.caller.acomplete(messages, call_params, observation.metadata, extra)
             return self._finish(observation, started, answer)
         except BaseException as exc:
-            observation.fail(exc)
+            self._failed(observation, started, exc)
             raise
         finally:
             _restore(token, parent)

@@ -31,6 +31,7 @@ from pytest_llmobs.providers.cache import (
     CacheError,
     CacheMissError,
     CacheMode,
+    CacheWriteError,
     ResponseCache,
     cache_key,
 )
@@ -345,6 +346,26 @@ def test_read_mode_miss_errors_the_generation(
     assert generation.level == "ERROR"
     assert generation.metadata["cache"] == "miss"
     assert fake_openai.request_count == 0
+
+
+def test_an_answer_the_cache_cannot_keep_errors_the_test_but_is_recorded(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    # (before, the paid answer was lost: the generation had no output, usage or cost)
+    fake_openai.queue(answer("Paris", prompt_tokens=9, completion_tokens=1))
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache's directory should be", encoding="utf-8")
+    llm = LLM(model, cache=ResponseCache(blocked, CacheMode.WRITE))
+
+    with pytest.raises(CacheWriteError, match=r"cannot write .*; the answer is recorded in the "):
+        llm.generate(MESSAGES)
+
+    (generation,) = (o for o in root.trace.observations if o.type == "generation")
+    assert generation.output == "Paris"
+    assert generation.usage == {"input": 9, "output": 1, "total": 10}
+    assert generation.level == "ERROR"
+    assert generation.status_message.startswith("CacheWriteError: llm cache: cannot write")
+    assert fake_openai.request_count == 1
 
 
 def test_readwrite_calls_once_then_replays(

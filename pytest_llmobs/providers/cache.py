@@ -93,6 +93,15 @@ class CacheMissError(CacheError):
     """``--llm-cache=read`` and the request was never recorded."""
 
 
+class CacheWriteError(CacheError):
+    """The model answered but its answer could not be written to the cache. The answer travels
+    with the error, so that the generation still records what was paid for."""
+
+    def __init__(self, message: str, response: ModelResponse) -> None:
+        super().__init__(message)
+        self.response = response
+
+
 def model_identity(provider: Provider) -> str:
     """What identifies ``provider``'s answers in a cache key: ``cache_identity`` when the
     provider has one (no secrets, no transport options), else its model and options."""
@@ -266,5 +275,9 @@ class ResponseCache:
                 Path(temp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise CacheError(f"llm cache: cannot write {str(path)!r}: {exc}") from None
+            raise CacheWriteError(
+                f"llm cache: cannot write {str(path)!r}: {exc}; the answer is recorded in the "
+                "trace, not in the cache",
+                response,
+            ) from None
         return path
