@@ -325,6 +325,27 @@ def test_metrics_the_current_run_lacks_are_listed_and_the_gate_says_so() -> None
     )
 
 
+def test_a_boolean_score_named_after_latency_or_cost_regresses_when_it_turns_false() -> None:
+    # true is a pass whatever the name: before, mean_latency_ok going 1 -> 0.33 was an improvement
+    names = [f"i{k}" for k in range(12)]
+
+    def items(ok: Any) -> list[dict[str, Any]]:
+        return [
+            item(f"t.py::t[{n}]", "passed", dataset="d", latency_ok=ok(k), cost_usd=float(k))
+            for k, n in enumerate(names)
+        ]
+
+    baseline = run("a", items(lambda k: True))
+    current = run("b", items(lambda k: k % 3 == 0))
+
+    rows = {(m.group, m.name): m for m in compare_runs(baseline, current).metrics}
+
+    latency_ok = rows[("d", "mean_latency_ok")]
+    assert (latency_ok.verdict, latency_ok.fails_gate) == ("regression", True)
+    assert latency_ok.higher_is_better is True
+    assert rows[("d", "mean_cost_usd")].higher_is_better is False  # a number: lower is better
+
+
 def test_regression_message_shows_the_paired_delta_when_unmatched_items_move_the_mean() -> None:
     names = [f"i{k}" for k in range(12)]
     baseline = run("a", [item(f"t.py::t[{n}]", "passed", dataset="d", ok=True) for n in names])

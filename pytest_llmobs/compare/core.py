@@ -62,11 +62,18 @@ def _group_metrics(
         row = MetricComparison(group, name, old, new, delta, higher_is_better(name), "not tested")
         if name in tested:
             metric = PASS_RATE if name == PASS_RATE else name.removeprefix("mean_")
-            baseline_values, current_values, binary = paired_values(pairs, metric)
-            if baseline_values:
-                row.test = paired_test(baseline_values, current_values, binary=binary, seed=seed)
+            values = paired_values(pairs, metric)
+            if values.baseline:
+                row.higher_is_better = higher_is_better(name, pass_fail=values.boolean)
+                row.test = paired_test(
+                    values.baseline, values.current, binary=values.binary, seed=seed
+                )
                 row.verdict, row.fails_gate = judge(
-                    row.test, name=name, delta=row.test.interval.estimate, max_drop=max_drop
+                    row.test,
+                    name=name,
+                    delta=row.test.interval.estimate,
+                    max_drop=max_drop,
+                    pass_fail=values.boolean,
                 )
         rows.append(row)
     return rows

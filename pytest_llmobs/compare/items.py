@@ -11,7 +11,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_llmobs.aggregates import LABEL_EXPECTED, strip_repeat_id
 from pytest_llmobs.compare.model import FlippedItem
@@ -131,11 +131,18 @@ def match(baseline: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, 
 PASS_RATE = "pass_rate"
 
 
-def paired_values(
-    pairs: Iterable[tuple[Case, Case]], metric: str
-) -> tuple[list[float], list[float], bool]:
+class PairedValues(NamedTuple):
+    baseline: list[float]
+    current: list[float]
+    boolean: bool
+    """Pass/fail values (the pass rate, a BOOLEAN score): true, or a higher share, is better."""
+    binary: bool
+    """Boolean with one repeat per item: McNemar's test applies."""
+
+
+def paired_values(pairs: Iterable[tuple[Case, Case]], metric: str) -> PairedValues:
     """Per-item (baseline, current) values of ``metric`` (``pass_rate`` or a score name), each
-    item's repeats averaged; and whether they are binary with one repeat per item (McNemar)."""
+    item's repeats averaged."""
     grouped: dict[Key, tuple[list[float], list[float]]] = {}
     boolean = True
     for before, after in pairs:
@@ -154,7 +161,8 @@ def paired_values(
     baseline = [math.fsum(b) / len(b) for b, _ in grouped.values()]
     current = [math.fsum(c) / len(c) for _, c in grouped.values()]
     single = all(len(b) == 1 for b, _ in grouped.values())
-    return baseline, current, boolean and single and bool(grouped)
+    boolean = boolean and bool(grouped)
+    return PairedValues(baseline, current, boolean, boolean and single)
 
 
 def output_of(item: Mapping[str, Any]) -> Any:

@@ -34,14 +34,18 @@ change significant: with 4, all moving the same way happens by chance 1 time in 
 percentile bootstrap already excludes 0 (it cannot see that so few items carry the change)."""
 
 LOWER_IS_BETTER = ("latency", "cost", "tokens")
-"""An aggregate whose name contains one of these gets better as it goes down."""
+"""An aggregate whose name contains one of these gets better as it goes down (unless it is the
+share of a pass/fail score, such as ``mean_latency_ok``: true is a pass whatever the name)."""
 
 Verdict = Literal["regression", "improvement", "no significant change", "not tested"]
 VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "no significant change", "not tested")
 
 
-def higher_is_better(name: str) -> bool:
-    """Direction of an aggregate: lower is better for latency, cost and token counts."""
+def higher_is_better(name: str, *, pass_fail: bool = False) -> bool:
+    """Direction of an aggregate: lower is better for latency, cost and token counts, except
+    for the share of ``pass_fail`` values (a BOOLEAN score, the pass rate): true is a pass."""
+    if pass_fail:
+        return True
     lowered = name.lower()
     return not any(word in lowered for word in LOWER_IS_BETTER)
 
@@ -206,9 +210,10 @@ def interval_untrusted(test: PairedTest) -> bool:
 
 
 def judge(
-    test: PairedTest, *, name: str, delta: float, max_drop: float = 0.0
+    test: PairedTest, *, name: str, delta: float, max_drop: float = 0.0, pass_fail: bool = False
 ) -> tuple[Verdict, bool]:
-    """(verdict, fails the gate) for aggregate ``name`` changed by ``delta``.
+    """(verdict, fails the gate) for aggregate ``name`` changed by ``delta`` (``pass_fail``: a
+    share of pass/fail values; see `higher_is_better`).
 
     A significant change in the worse direction is a ``regression``; it fails the gate only
     when it is also larger than ``max_drop`` (absolute, on the aggregate's scale).
@@ -216,8 +221,8 @@ def judge(
     change = significant_change(test)
     if change == 0:
         return "no significant change", False
-    better = change > 0 if higher_is_better(name) else change < 0
-    if better:
+    higher = higher_is_better(name, pass_fail=pass_fail)
+    if change > 0 if higher else change < 0:
         return "improvement", False
-    worse_by = -delta if higher_is_better(name) else delta
+    worse_by = -delta if higher else delta
     return "regression", worse_by > max_drop
