@@ -299,35 +299,29 @@ def pytest_runtest_makereport(
     if record is not None:
         record.observe_report(report, call)
         if report.when == "teardown":
+            from pytest_llmobs.stash import built_state
+
             payload = record.finish()
-            if hasattr(item.config, "workerinput"):
+            state = built_state(item.config)
+            junit = state is not None and state.settings.junit_properties
+            if junit or hasattr(item.config, "workerinput"):
                 # xdist cannot send a string UTF-8 cannot carry, and governing here spares
-                # the controller, which writes every worker's items, that work
-                payload = _governed_on_worker(item.config, report, payload)
+                # the controller, which writes every worker's items, that work; JUnit
+                # properties must be as masked as the store
+                payload = _governed_here(state, report, payload)
             setattr(report, PAYLOAD_ATTRIBUTE, payload)
             del item.stash[_RECORD_KEY]
-            _add_junit_properties(item, report, payload)
+            if junit:
+                from pytest_llmobs.reporting.junit import junit_properties
+
+                # (junitxml reads the teardown report's; xdist carries them to the controller)
+                report.user_properties.extend(junit_properties(payload))
     return report
 
 
-def _governed_on_worker(config: pytest.Config, report: pytest.TestReport, payload: Any) -> Any:
-    from pytest_llmobs.stash import built_state
-
-    state = built_state(config)
+def _governed_here(state: Any, report: pytest.TestReport, payload: Any) -> Any:
     governance = state.store.governance if state is not None else None
     if governance is None:
         return payload
     setattr(report, GOVERNED_ATTRIBUTE, True)
     return governance.item(payload)
-
-
-def _add_junit_properties(item: pytest.Item, report: pytest.TestReport, payload: Any) -> None:
-    """With ``--junitxml``, the test's scores become its JUnit properties (junitxml reads the
-    teardown report's ``user_properties``; xdist carries them to the controller)."""
-    from pytest_llmobs.stash import built_state
-
-    state = built_state(item.config)
-    if state is not None and state.settings.junit_properties:
-        from pytest_llmobs.reporting.junit import junit_properties
-
-        report.user_properties.extend(junit_properties(payload))

@@ -212,6 +212,23 @@ def test_scores_become_junit_properties(
     ]
 
 
+def test_junit_properties_are_masked_as_the_store_is(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    # (before, a serial session wrote the raw e-mail address into junit.xml)
+    pytester.makepyfile(
+        test_masked="def test_one(scorer):\n    scorer.score('fb', 'mail carol@example.com')\n"
+    )
+
+    result = pytester.runpytest("--junitxml=junit.xml", *xdist_args)
+
+    result.assert_outcomes(passed=1)
+    properties = dict(case_properties(pytester.path / "junit.xml")["test_masked.test_one"])
+    assert properties["llmobs.score.fb"] == "mail <EMAIL>"
+    (item,) = runs.latest()["items"]
+    assert item["trace"]["scores"][0]["value"] == "mail <EMAIL>"
+
+
 def test_junit_properties_sit_next_to_record_property(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\njunit_family = xunit1\n")
     pytester.makepyfile(
