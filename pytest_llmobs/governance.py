@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_llmobs.aggregates import LABEL_EXPECTED
 from pytest_llmobs.redaction import (
     IDENTIFIER_KEYS,
     IDENTIFIERS_WITHIN,
@@ -177,7 +178,22 @@ class Governance:
         if isinstance(trace, Mapping) and not self._keeps_payload(governed, trace):
             governed["trace"] = _without_payloads(trace)
         copy: dict[str, Any] = self.value(governed)  # (a new dict: the walk copies)
+        scores = trace.get("scores") if isinstance(trace, Mapping) else None
+        if scores:
+            self._keep_labels(scores, copy["trace"]["scores"])
         return copy
+
+    def _keep_labels(self, scores: Sequence[Any], governed: Sequence[Any]) -> None:
+        """A ``label`` score's predicted and expected labels are the classes the run's accuracy,
+        F1 and confusion matrix count: masked, two different labels could become one
+        (``<EMAIL>``) and a wrong prediction a right one, so they are kept (cut to size)."""
+        for score, copy in zip(scores, governed, strict=True):
+            metadata = score.get("metadata") if isinstance(score, Mapping) else None
+            if isinstance(metadata, Mapping) and LABEL_EXPECTED in metadata:
+                copy["value"] = truncate(score.get("value"), self.max_field_chars)
+                copy["metadata"][LABEL_EXPECTED] = truncate(
+                    metadata[LABEL_EXPECTED], self.max_field_chars
+                )
 
     def items(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Governed copies of dataset items (each a new dict: the given ones are not changed)."""

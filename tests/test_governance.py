@@ -267,6 +267,43 @@ def test_identifier_named_keys_in_user_data_are_masked(
     assert snapshot["metadata"] == {"model": "<EMAIL>"}
 
 
+def test_label_scores_keep_their_classes_so_accuracy_stays_right(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    # (before, both labels of a wrong prediction became <EMAIL>: accuracy 1.0 instead of 1/3)
+    pytester.makepyfile(
+        test_route=dedent(
+            """\
+            import pytest
+
+            CASES = [("alice@acme.test", "bob@acme.test"), ("carol@acme.test", "dave@acme.test"),
+                     ("erin@acme.test", "erin@acme.test")]
+
+            @pytest.mark.parametrize("predicted, expected", CASES)
+            def test_route(scorer, predicted, expected):
+                scorer.label(predicted, expected, name="route")
+                scorer.score("note", f"routed to {predicted}")
+            """
+        )
+    )
+
+    result = pytester.runpytest("--llm-threshold=accuracy_route >= 0.9", *xdist_args)
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    run = runs.latest()
+    assert runs.aggregates(run, "*")["accuracy_route"]["value"] == pytest.approx(1 / 3)
+    scores = {
+        item["node_id"].partition("[")[2]: {s["name"]: s for s in item["trace"]["scores"]}
+        for item in run["items"]
+    }
+    route = scores["alice@acme.test-bob@acme.test]"]["route"]
+    assert (route["value"], route["metadata"]["label_expected"]) == (
+        "alice@acme.test",
+        "bob@acme.test",
+    )
+    assert scores["alice@acme.test-bob@acme.test]"]["note"]["value"] == "routed to <EMAIL>"
+
+
 def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs) -> None:
     pytester.makepyfile(
         mymaskers="def customer_ids(text):\n    return text.replace('CUST-42', '<CUSTOMER>')\n"
