@@ -28,12 +28,16 @@ RedactMode = Literal["off", "default", "strict"]
 REDACT_MODES: tuple[RedactMode, ...] = ("off", "default", "strict")
 
 _SECRET_PAIR = re.compile(
-    r"(?i)\b(password|passwd|pwd|api[_-]?key|secret|token|access[_-]?token|client[_-]?secret)"
+    # a secret's name, alone or ending a longer one (DB_PASSWORD, GITHUB_TOKEN, the _SECRET of
+    # AWS_SECRET_ACCESS_KEY): "_" and "-" may come before it, a letter or digit may not
+    r"(?i)(?<![A-Za-z0-9])"
+    r"((?:password|passwd|pwd|api[_-]?key|secret|token|access[_-]?token|client[_-]?secret)"
+    r"(?:[_-](?:access[_-])?key)?)"
     r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"  # a JSON key's closing quote too
 )
 _SECRET_TOKENS = re.compile(
     r"\b(?:sk|pk|rk)-(?:lf-|proj-|live-|test-)?[A-Za-z0-9_\-]{16,}"
-    r"|\bBearer\s+[A-Za-z0-9._~+/\-]{12,}=*"
+    r"|\b(?i:bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*"  # (auth schemes ignore case)
     r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"
     r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b"
     r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
@@ -210,7 +214,7 @@ metadata, is masked like any other free text."""
 _MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=]")
 """Every built-in pattern needs a digit, ``@``, ``:`` or ``=`` unless it starts with one of
 `_SECRET_PREFIXES`: text without any of them is returned unscanned (most text in a run)."""
-_SECRET_PREFIXES = ("k-", "Bearer", "AKIA", "ASIA", "xox")
+_SECRET_PREFIXES = ("k-", "Bearer", "bearer", "BEARER", "AKIA", "ASIA", "xox")
 _DIGIT = re.compile(r"\d")  # the digits the patterns' ``\d`` match, Unicode ones included
 _MEMO_LIMIT = 65_536
 MASKING_FAILED = "<MASKING FAILED>"

@@ -28,6 +28,12 @@ PII = {
     "api_key_quoted": ("api_key: 'xyz-123'", "api_key: <SECRET>", "xyz-123"),
     "password_json": ('{"password":"hunter2"}', '"password":<SECRET>', "hunter2"),
     "token_json": ('{"token": "xyz987"}', '"token": <SECRET>', "xyz987"),
+    "env_password": ("DB_PASSWORD=hunter2", "DB_PASSWORD=<SECRET>", "hunter2"),
+    "env_token": ("export GITHUB_TOKEN=abc123def456", "GITHUB_TOKEN=<SECRET>", "abc123"),
+    "env_aws": ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI", "_KEY=<SECRET>", "wJalr"),
+    "env_api_key": ("OPENAI_API_KEY: abcd1234", "OPENAI_API_KEY: <SECRET>", "abcd1234"),
+    "bearer_lowercase": ("authorization: bearer eyJhbGciOiJIUzI1", "<SECRET>", "eyJhbGci"),
+    "bearer_capitals": ("BEARER abcdefghijklmnop", "<SECRET>", "abcdefghijklmnop"),
 }
 
 
@@ -46,6 +52,7 @@ def test_each_kind_is_masked(kind: str) -> None:
         "IBAN DE00 3704 0044 0532 0130 00 fails mod 97",
         "version 1.2.3.4.5 and 999.1.1.1",
         '{"max_tokens": 100, "token_count": 7}',
+        "max_tokens=256 tokenizer=bert num_tokens: 12 secretary=Ann",
         "local server 127.0.0.1:8080 and ::1 and 0.0.0.0",
         "tests/test_a.py::test_dead failed; test_b.py::beef too",
         "dates 2026-11-27 20:44:33 and 12:30",
