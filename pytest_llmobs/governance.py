@@ -152,23 +152,31 @@ class Governance:
         return governed
 
     def _mapping(self, value: dict[Any, Any], identifiers: frozenset[str]) -> dict[Any, Any]:
-        """``identifiers``: the keys whose values are kept unmasked in this mapping."""
+        """``identifiers``: the keys whose values are kept unmasked in this mapping. Outside
+        the plugin's own records the keys are the user's data too (``{"ann@x.org": "vip"}``),
+        and are masked like values."""
         governed = {}
         limit = self.max_field_chars
         texts = self._texts
+        user_keys = identifiers is not IDENTIFIER_KEYS
         for key, item in value.items():
+            name = key
+            if user_keys and type(key) is str:
+                name = texts.get(key) or self._text(key)
+                if name in governed:  # two keys masked alike (<EMAIL>): both values are kept
+                    name = _distinct(name, governed)
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
-                governed[key] = item
+                governed[name] = item
             elif key in identifiers:  # most are short ASCII ids and names: kept without a call
                 short = kind is str and len(item) <= limit and item.isascii()
-                governed[key] = item if short else truncate(item, limit)
+                governed[name] = item if short else truncate(item, limit)
             elif kind is str:  # a text seen before: no call either
-                governed[key] = texts.get(item) or self._text(item)
+                governed[name] = texts.get(item) or self._text(item)
             elif identifiers is IDENTIFIER_KEYS:  # a record's field: its own identifiers
-                governed[key] = self._walk(item, IDENTIFIERS_WITHIN.get(key, IDENTIFIER_KEYS))
+                governed[name] = self._walk(item, IDENTIFIERS_WITHIN.get(key, IDENTIFIER_KEYS))
             else:  # inside user data every key is the user's
-                governed[key] = self._walk(item, NO_IDENTIFIERS)
+                governed[name] = self._walk(item, NO_IDENTIFIERS)
         return governed
 
     def item(self, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,6 +211,14 @@ class Governance:
         if item.get("outcome") in ("failed", "error"):
             return True  # failures are always kept in full
         return sampled(str(trace.get("id", "")), self.trace_sample)
+
+
+def _distinct(name: str, taken: Mapping[Any, Any]) -> str:
+    """``name (2)``, ``name (3)``...: the first not in ``taken``."""
+    number = 2
+    while f"{name} ({number})" in taken:
+        number += 1
+    return f"{name} ({number})"
 
 
 def _without_payloads(trace: Mapping[str, Any]) -> dict[str, Any]:

@@ -267,6 +267,34 @@ def test_identifier_named_keys_in_user_data_are_masked(
     assert snapshot["metadata"] == {"model": "<EMAIL>"}
 
 
+def test_keys_of_user_data_are_masked_and_kept_apart(pytester: pytest.Pytester, runs: Runs) -> None:
+    # (before, a dict keyed by e-mail addresses, as @observe returns one, was stored as it was)
+    pytester.makepyfile(
+        test_keys=dedent(
+            """\
+            from pytest_llmobs import observe, start_span
+
+            @observe
+            def lookup(users):
+                return {user: "ok" for user in users}
+
+            def test_keys():
+                with start_span("s", metadata={"ann@example.com": {"bob@example.com": 2}}) as span:
+                    span.update(input={"carol@example.com": "vip", "dave@example.com": "new"})
+                lookup(["erin@example.com"])
+            """
+        )
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    spans = {o["name"]: o for o in item["trace"]["observations"]}
+    assert spans["s"]["input"] == {"<EMAIL>": "vip", "<EMAIL> (2)": "new"}
+    assert spans["s"]["metadata"] == {"<EMAIL>": {"<EMAIL>": 2}}
+    assert spans["lookup"]["output"] == {"<EMAIL>": "ok"}
+    assert "example.com" not in json.dumps(item)
+
+
 def test_label_scores_keep_their_classes_so_accuracy_stays_right(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:
