@@ -16,7 +16,9 @@ Names:
   ``"<expected>-><predicted>"``), suffixed ``_<name>`` for a label score not named ``label``;
 - from generations: ``mean_latency_ms``, ``p50_latency_ms``, ``p95_latency_ms``,
   ``max_latency_ms``, ``generations``, ``total_input_tokens``, ``total_output_tokens``,
-  ``total_tokens`` and ``total_cost`` (when costs are known).
+  ``total_tokens`` and ``total_cost`` (when costs are known), over the generations of the model
+  under test; the judge model's calls (``llm_judge``) are counted apart, in
+  ``judge_generations``, ``judge_total_tokens`` and ``judge_total_cost``.
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ class Aggregate:
         )
 
 
+GenerationFigures = tuple[float | None, int, int, float | None]
+"""A generation's latency in ms (None: unknown), input and output tokens, and cost (None)."""
+
+JUDGE_GENERATION_PREFIX = "llm_judge:"
+"""Names an ``llm_judge`` call's generation (``llm_judge:<rubric>``): an evaluator's call, kept
+out of the figures of the model under test."""
+
+
 @dataclass(slots=True)
 class ItemSummary:
     """What aggregation needs from one run item (kept in memory; traces are not)."""
@@ -81,11 +91,14 @@ class ItemSummary:
     """(name, data_type, value) for every score of the item's trace."""
     labels: Sequence[tuple[str, str, str]] = ()
     """(score name, expected, predicted) for every ``label`` score."""
-    generations: Sequence[tuple[float | None, int, int, float | None]] = ()
-    """(latency ms, input tokens, output tokens, cost) for every generation."""
+    generations: Sequence[GenerationFigures] = ()
+    """(latency ms, input tokens, output tokens, cost) for every generation of the model under
+    test."""
     case: str | None = None
     """The test case the item is a repeat of (its node id without the repeat part); None: its
     own case."""
+    judge_generations: Sequence[GenerationFigures] = ()
+    """The same figures for the judge model's generations (``llm_judge``)."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ItemSummary:
@@ -100,11 +113,13 @@ class ItemSummary:
                 labels.append((score["name"], str(expected), str(score["value"])))
             else:
                 scores.append((score["name"], score["data_type"], score["value"]))
-        generations = tuple(
-            _generation_figures(o)
-            for o in trace.get("observations", [])
-            if o.get("type") == "generation"
-        )
+        generations: list[GenerationFigures] = []
+        judged: list[GenerationFigures] = []
+        for observation in trace.get("observations", []):
+            if observation.get("type") == "generation":
+                name = observation.get("name")
+                judge = isinstance(name, str) and name.startswith(JUDGE_GENERATION_PREFIX)
+                (judged if judge else generations).append(_generation_figures(observation))
         # Tuples, not lists: a run keeps one summary per item, and the garbage collector stops
         # tracking tuples of plain values, so a long session's collections do not revisit them.
         node_id = item.get("node_id")
@@ -115,8 +130,9 @@ class ItemSummary:
             str(item["outcome"]),
             tuple(scores),
             tuple(labels),
-            generations,
+            tuple(generations),
             case,
+            tuple(judged),
         )
 
 
@@ -162,9 +178,12 @@ GENERATION_AGGREGATES = frozenset(
         "total_output_tokens",
         "total_tokens",
         "total_cost",
+        "judge_generations",
+        "judge_total_tokens",
+        "judge_total_cost",
     }
 )
-"""Names `generation_aggregates` may give."""
+"""Names `generation_aggregates` and `judge_aggregates` may give."""
 
 BUILTIN_AGGREGATES = frozenset({"count", "pass_rate"}) | GENERATION_AGGREGATES
 """Aggregates every run may have whatever its scores: a score's aggregate must not take one."""
@@ -194,7 +213,7 @@ name (see `pytest_llmobs.score_kinds`): stored, but left out of every aggregate.
 
 def _generation_figures(
     observation: Mapping[str, Any],
-) -> tuple[float | None, int, int, float | None]:
+) -> GenerationFigures:
     latency = (observation.get("metadata") or {}).get("latency_ms")
     if latency is None and observation.get("end_time") is not None:
         latency = (observation["end_time"] - observation["start_time"]) * 1000.0
@@ -297,6 +316,8 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
             result[aggregate.name] = aggregate
     for aggregate in generation_aggregates(g for item in items for g in item.generations):
         result[aggregate.name] = aggregate
+    for aggregate in judge_aggregates(g for item in items for g in item.judge_generations):
+        result[aggregate.name] = aggregate
     for name in sorted(categorical):
         counts = categorical[name]
         total = sum(counts.values())
@@ -339,8 +360,26 @@ def label_aggregates(name: str, expected: list[str], predicted: list[str]) -> li
     ]
 
 
+def judge_aggregates(
+    generations: Iterable[GenerationFigures],
+) -> list[Aggregate]:
+    """The judge model's calls, apart from the model under test's: their count, tokens, cost."""
+    figures = list(generations)
+    if not figures:
+        return []
+    n = len(figures)
+    result = [
+        Aggregate("judge_generations", float(n), n),
+        Aggregate("judge_total_tokens", float(sum(f[1] + f[2] for f in figures)), n),
+    ]
+    costs = [f[3] for f in figures if f[3] is not None]
+    if costs:
+        result.append(Aggregate("judge_total_cost", math.fsum(costs), len(costs)))
+    return result
+
+
 def generation_aggregates(
-    generations: Iterable[tuple[float | None, int, int, float | None]],
+    generations: Iterable[GenerationFigures],
 ) -> list[Aggregate]:
     """Latency percentiles and token (and cost) totals over generations."""
     figures = list(generations)

@@ -155,7 +155,7 @@ class Governance:
         """``identifiers``: the keys whose values are kept unmasked in this mapping. Outside
         the plugin's own records the keys are the user's data too (``{"ann@x.org": "vip"}``),
         and are masked like values."""
-        governed = {}
+        governed: dict[Any, Any] = {}
         limit = self.max_field_chars
         texts = self._texts
         user_keys = identifiers is not IDENTIFIER_KEYS

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.serialize import snapshot
@@ -100,7 +101,7 @@ class TestRecord:
             generations = [  # the answer under test, not an evaluator's judge call
                 o
                 for o in self.trace.observations
-                if o.type == "generation" and not o.name.startswith("llm_judge:")
+                if o.type == "generation" and not o.name.startswith(JUDGE_GENERATION_PREFIX)
             ]
             if generations:
                 self.root.output = generations[-1].output

@@ -375,11 +375,13 @@ def test_the_names_scores_are_checked_against_are_the_names_aggregation_gives() 
         BUILTIN_AGGREGATES,
         GENERATION_AGGREGATES,
         generation_aggregates,
+        judge_aggregates,
         label_aggregates,
         score_aggregate_names,
     )
 
-    generated = {a.name for a in generation_aggregates([(1.0, 2, 3, 0.5), (2.0, 1, 1, 0.1)])}
+    figures = [(1.0, 2, 3, 0.5), (2.0, 1, 1, 0.1)]
+    generated = {a.name for a in [*generation_aggregates(figures), *judge_aggregates(figures)]}
     assert generated == GENERATION_AGGREGATES
     item = ItemSummary(None, "passed", [("s", "NUMERIC", 1.0), ("c", "CATEGORICAL", "x")])
     named = set(group_aggregates([item])) - BUILTIN_AGGREGATES

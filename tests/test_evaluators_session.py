@@ -667,6 +667,30 @@ def test_the_judge_model_is_its_own_model(
     assert runs.latest()["model"] == "mock-llm-v1"
 
 
+def test_the_judges_calls_are_counted_apart_from_the_model_under_test(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before, a slow judge failed the model's latency gate and its tokens joined the model's)
+    pytester.makepyfile(test_judged=dedent(JUDGED_SUITE))
+
+    result = pytester.runpytest(
+        "--llm-judge-model=mock-llm-v1?latency_ms=50", "--llm-threshold=p95_latency_ms < 40"
+    )
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    (item,) = runs.latest()["items"]
+    by_name = {g["name"]: g for g in generations(item)}
+    answer, judge = by_name["answer"], by_name["llm_judge:judge/correctness"]
+    aggregates = runs.aggregates(runs.latest(), "*")
+    assert aggregates["generations"]["value"] == 1
+    assert aggregates["p95_latency_ms"]["value"] == pytest.approx(answer["metadata"]["latency_ms"])
+    assert aggregates["total_tokens"]["value"] == answer["usage"]["total"]
+    assert aggregates["judge_generations"]["value"] == 1
+    assert aggregates["judge_total_tokens"]["value"] == judge["usage"]["total"]
+    result.stdout.fnmatch_lines([f"  judge calls 1  tokens {judge['usage']['total']}"])
+
+
 def test_without_a_judge_model_the_run_model_judges(pytester: pytest.Pytester, runs: Runs) -> None:
     pytester.makepyfile(test_judged=dedent(JUDGED_SUITE))
 

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.basic import none_expected, none_output
 
@@ -189,7 +190,7 @@ def llm_judge(
     if "reference" in variables and variables["reference"] is None:
         return none_expected(name, 0.0)
     compiled = template.compile(output=output, **variables)
-    answer = llm.generate(compiled, name=f"llm_judge:{rubric}")
+    answer = llm.generate(compiled, name=f"{JUDGE_GENERATION_PREFIX}{rubric}")
     try:
         value, reasoning = parse_judgement(answer.text, scale=scale)
     except JudgeError as exc:

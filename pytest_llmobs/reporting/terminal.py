@@ -91,6 +91,11 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
         )
         count = int(group["generations"].value)
         lines.append(f"  generations {count}{latency}{tokens}")
+    if "judge_generations" in group:
+        lines.append(
+            f"  judge calls {int(group['judge_generations'].value)}"
+            f"  tokens {int(group['judge_total_tokens'].value)}"
+        )
     return lines
 
 
