@@ -443,8 +443,9 @@ def _baseline(config: pytest.Config) -> tuple[str | None, Path | None]:
 
 
 def parse_fail_on(value: str) -> frozenset[str]:
-    """``threshold,regression`` → the set of policies; ``none`` → the empty set."""
-    names = [part.strip() for part in value.split(",") if part.strip()]
+    """``threshold,regression`` → the set of policies; ``none`` → the empty set (in any case,
+    as ``--llm-cache`` and ``--llm-redact`` take theirs)."""
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
     if names == ["none"]:
         return frozenset()
     unknown = [n for n in names if n not in FAIL_POLICIES]
@@ -540,7 +541,7 @@ def _governance_settings(config: pytest.Config) -> dict[str, Any]:
     maskers = [str(m) for m in config.getini("llm_redact_maskers") if str(m).strip()]
     maskers += list(config.getoption("llm_redact_maskers") or [])
     return {
-        "redact": (_text(config, "llm_redact") or "default").strip(),
+        "redact": (_text(config, "llm_redact") or "default").strip().lower(),
         "redact_maskers": tuple(maskers),
         "trace_sample": float(number("llm_trace_sample", float, 1.0)),
         "max_field_chars": int(number("llm_max_field_chars", int, 100_000)),

@@ -21,6 +21,7 @@ import pytest_llmobs.compare.render  # noqa: F401
 from pytest_llmobs import cli
 from pytest_llmobs.compare.stats import paired_bootstrap_interval
 from pytest_llmobs.providers.capitals import CAPITALS
+from pytest_llmobs.settings import parse_fail_on
 
 if TYPE_CHECKING:
     from conftest import Runs
@@ -286,6 +287,19 @@ def test_fail_on_in_the_ini_file(suite: pytest.Pytester) -> None:
     result = suite.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: 'bogus' is not a valid --llm-fail-on policy. *"])
+
+
+@pytest.mark.parametrize(
+    ("value", "policies"),
+    [
+        ("THRESHOLD", {"threshold"}),
+        ("Threshold, Regression", {"threshold", "regression"}),
+        ("NONE", set()),
+    ],
+)
+def test_fail_on_policies_are_read_in_any_case(value: str, policies: set[str]) -> None:
+    # as --llm-cache=READ and --llm-redact=STRICT are (before, only lower case was a policy)
+    assert parse_fail_on(value) == policies
 
 
 def test_max_drop_tolerates_a_significant_drop_within_it(

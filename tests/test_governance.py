@@ -148,7 +148,7 @@ def test_redact_off_keeps_values_and_strict_masks_more(
     assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == (
         "order 12345678 from jane@example.com"
     )
-    pytester.runpytest("--llm-redact=strict").assert_outcomes(passed=1)
+    pytester.runpytest("--llm-redact=Strict").assert_outcomes(passed=1)  # any case, as --llm-cache
     assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == (
         "order <NUMBER> from <EMAIL>"
     )
