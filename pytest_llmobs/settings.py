@@ -336,6 +336,11 @@ def read_settings(config: pytest.Config) -> Settings:
     if not model:
         raise pytest.UsageError("--llm-model is empty; expected a model such as mock-llm-v1")
     run_name = config.getoption("llm_run_name") or (config.getini("llm_run_name") or None)
+    if run_name is not None and run_name.strip().lower() == "latest":
+        raise pytest.UsageError(
+            f"--llm-run-name: {run_name!r} is reserved: `llmobs show latest` names the newest "
+            "run, so no run could be found by this name; pick another, e.g. 'nightly'"
+        )
     resolve = _path_getter(config)
     # --llm-store on the command line beats llm_no_store in the ini file; --llm-no-store wins.
     no_store = bool(config.getoption("llm_no_store")) or (

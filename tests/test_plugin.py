@@ -147,6 +147,16 @@ def test_run_name_comes_from_cli_then_ini(
     assert runs.latest()["name"] == expected
 
 
+@pytest.mark.parametrize("args", [["--llm-run-name=latest"], ["-o", "llm_run_name=Latest"]])
+def test_a_run_cannot_be_named_latest(pytester: pytest.Pytester, args: list[str]) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest(*args)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-run-name: '*atest' is reserved: *"])
+
+
 def test_default_run_name_is_the_model_name_and_start_time(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
