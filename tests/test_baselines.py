@@ -274,6 +274,11 @@ def test_cli_baseline_save_and_list(project: pytest.Pytester, runs: Runs) -> Non
     assert rows == [["NAME", "RUN", "ID"], ["main", first, "first"], ["nightly", second, "second"]]
     project.runpytest("--llm-baseline=main").assert_outcomes(passed=4)
     assert compared_with(runs) == first
+    # saving a name again moves it, and says which run it named before
+    assert llmobs(project.path, "baseline", "save", "main", "second") == (
+        0,
+        f"saved baseline 'main': run {second} ('second'), replacing run {first}\n",
+    )
 
 
 def test_cli_baseline_save_of_an_unknown_run_fails(

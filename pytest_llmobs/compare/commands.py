@@ -84,12 +84,14 @@ def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.cli import CliError, open_store
 
     store = open_store(args.store)
+    previous = store.get_baseline(args.name)
     try:
         run_id = save_baseline(store, args.name, args.run, force=args.force)
     except BaselineError as exc:
         raise CliError(str(exc)) from None
     run = store.load_run(run_id)
-    print(f"saved baseline {args.name!r}: run {run_id} ({run.get('name')!r})", file=out)
+    replacing = f", replacing run {previous}" if previous not in (None, run_id) else ""
+    print(f"saved baseline {args.name!r}: run {run_id} ({run.get('name')!r}){replacing}", file=out)
     if run["status"] != "passed":
         print(
             f"note: run {run_id} did not pass (status {run['status']}); saved (--force)", file=out
