@@ -14,6 +14,8 @@ MARKER_HELP = (
     "that dataset's aggregates"
 )
 _KEYWORDS = ("argname", "thresholds", "limit", "repeat")
+_TAKEN_ARGNAMES = frozenset({"llm", "prompt", "scorer", "dataset", "request"})
+"""The plugin's fixtures and pytest's ``request``: an item under one of these names hides it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,11 @@ def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
     argname = mark.kwargs.get("argname", "item")
     if not isinstance(argname, str) or not argname.isidentifier():
         raise pytest.UsageError(f"{prefix}: argname must be an identifier; got {argname!r}")
+    if argname in _TAKEN_ARGNAMES:
+        raise pytest.UsageError(
+            f"{prefix}: argname {argname!r} is the name of a fixture the test may need, which "
+            "the item would hide; pick another, e.g. 'case'"
+        )
     thresholds = mark.kwargs.get("thresholds") or ()
     if isinstance(thresholds, str):
         thresholds = (thresholds,)

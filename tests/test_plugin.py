@@ -689,6 +689,34 @@ def test_marker_limit_and_argname(
     assert [item["item_id"] for item in runs.latest()["items"]] == [c["id"] for c in capitals[:2]]
 
 
+def test_marker_argname_naming_a_fixture_is_a_usage_error(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    # (before, the test's `scorer` was silently the dataset item)
+    pytester.makepyfile(
+        test_hidden=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", argname="scorer")
+            def test_capital(scorer):
+                scorer.score("accuracy", 1.0)
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: test_hidden.py::test_capital: @pytest.mark.llm_dataset: argname 'scorer' is "
+            "the name of a fixture the test may need, which the item would hide; pick another, "
+            "e.g. 'case'"
+        ]
+    )
+
+
 def test_marker_unknown_keyword_is_a_usage_error(
     pytester: pytest.Pytester, capitals: list[dict[str, Any]]
 ) -> None:
