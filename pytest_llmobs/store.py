@@ -156,6 +156,14 @@ def _dumps(value: Any) -> str:
     return text
 
 
+class _CannotOpen(Exception):
+    """SQLite refused the file: ``message`` is the store's one-line error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class Store:
     """A SQLite store at ``path`` (``None`` keeps everything in memory for ``--llm-no-store``)."""
 
@@ -179,25 +187,41 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {path.parent}: {exc}") from None
+        self.registered_prompts: dict[tuple[str, int], str] = {}
+        """(name, version) → hash of every prompt version this connection registered."""
         target = str(path) if path is not None else ":memory:"
+        try:
+            self._open(target, uri=False)
+        except _CannotOpen as cannot:
+            if not (read_only and path is not None):
+                raise StoreError(cannot.message) from None
+            # A store on a read-only file system (a mounted CI artifact): SQLite cannot make
+            # the shared-memory file a WAL database is read with, and nothing can write there,
+            # so the file is read as immutable.
+            immutable = f"{path.resolve().as_uri()}?immutable=1"
+            try:
+                self._open(immutable, uri=True)
+            except _CannotOpen:
+                raise StoreError(cannot.message) from None
+
+    def _open(self, target: str, *, uri: bool) -> None:
         try:
             # One thread uses a store at a time; `close(wait=False)` hands it to another.
             self._db = sqlite3.connect(
-                target, timeout=30.0, isolation_level=None, check_same_thread=False
+                target, timeout=30.0, isolation_level=None, check_same_thread=False, uri=uri
             )
         except sqlite3.Error as exc:
             raise StoreError(f"{target}: cannot open the store ({exc})") from None
         try:
-            self.registered_prompts: dict[tuple[str, int], str] = {}
-            """(name, version) → hash of every prompt version this connection registered."""
             self._db.execute("PRAGMA foreign_keys = ON")
-            if read_only:
+            if self.read_only:
                 self._check_readable()
             else:
-                self._prepare(on_disk=path is not None)
+                self._prepare(on_disk=self.path is not None)
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"{target}: not a usable llmobs store ({exc})") from None
+            where = self.path if self.path is not None else target
+            raise _CannotOpen(f"{where}: not a usable llmobs store ({exc})") from None
         except StoreError:
             self._db.close()
             raise

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
 
@@ -102,6 +104,47 @@ def test_store_option_and_missing_store(recorded: Path, tmp_path: Path) -> None:
     assert "no llmobs store at" in missing.stderr and "--store DIR" in missing.stderr
     explicit = llmobs(elsewhere, "runs", "--store", str(recorded / ".llmobs"))
     assert explicit.returncode == 0 and "second" in explicit.stdout
+
+
+@pytest.fixture
+def read_only_copy(recorded: Path, tmp_path: Path) -> Iterator[Path]:
+    """The recorded store's directory, mounted read-only (as a CI artifact may be)."""
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    bind = ["mount", "--bind", str(recorded / ".llmobs"), str(mount)]
+    remount = ["mount", "-o", "remount,bind,ro", str(mount)]
+    done = subprocess.run(bind, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = f"needs a read-only bind mount (root with CAP_SYS_ADMIN): {done.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    try:
+        subprocess.run(remount, capture_output=True, text=True, check=True)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+
+
+def test_a_store_on_a_read_only_file_system_can_be_read(read_only_copy: Path) -> None:
+    # (before: "not a usable llmobs store (unable to open database file)")
+    assert not os.access(read_only_copy, os.W_OK) or _cannot_create_in(read_only_copy)
+
+    runs = llmobs(read_only_copy, "runs", "--store", str(read_only_copy))
+    shown = llmobs(read_only_copy, "show", "first", "--store", str(read_only_copy))
+
+    assert runs.returncode == 0, runs.stderr
+    assert [line.split()[1] for line in runs.stdout.splitlines()[1:3]] == ["second", "first"]
+    assert shown.returncode == 0, shown.stderr
+    assert "name 'first'" in shown.stdout
+
+
+def _cannot_create_in(directory: Path) -> bool:
+    try:
+        (directory / "probe").touch()
+    except OSError:
+        return True
+    return False
 
 
 def test_store_found_from_a_subdirectory_via_ini(recorded: Path) -> None:
