@@ -22,7 +22,12 @@ from fake_langfuse import (
 )
 
 from pytest_llmobs.cli import main as llmobs
-from pytest_llmobs.exporters import EXPORTERS, ExporterOptions, ExportError, create_exporter
+from pytest_llmobs.exporters import (
+    EXPORTERS,
+    ConfigError,
+    ExporterOptions,
+    create_exporter,
+)
 from pytest_llmobs.exporters.http import HttpOptions
 from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
 from pytest_llmobs.exporters.langfuse_payloads import dataset_item_id
@@ -674,8 +679,128 @@ def test_config_precedence_and_no_keys_in_repr() -> None:
     assert config.base_url == "http://langfuse.internal:3000"
     assert "sk-SECRET" not in repr(config) and "pk-1" not in repr(config)
     assert "pk-1" not in config.state_target
-    with pytest.raises(ExportError, match="LANGFUSE_TRACING_ENVIRONMENT='Prod!'"):
+    with pytest.raises(ConfigError, match="LANGFUSE_TRACING_ENVIRONMENT='Prod!'"):
         LangfuseConfig.from_env({**keys, "LANGFUSE_TRACING_ENVIRONMENT": "Prod!"})
+
+
+URL_EXAMPLE = f"expected an http(s) URL, e.g. {DEFAULT_BASE_URL}"
+CREDENTIALS = (
+    "holds credentials (user:password@ before the host): they would be sent as Basic auth and "
+    "shown with the URL; put the project's keys in LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
+)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "error"),
+    [
+        (
+            "LANGFUSE_BASE_URL",
+            "http://127.0.0.1:99999",
+            "LANGFUSE_BASE_URL='http://127.0.0.1:99999' is not a valid URL (Port out of range "
+            f"0-65535); {URL_EXAMPLE}",
+        ),
+        (
+            "LANGFUSE_BASE_URL",
+            "http://127.0.0.1:80x",
+            "LANGFUSE_BASE_URL='http://127.0.0.1:80x' is not a valid URL (Port could not be cast "
+            f"to integer value as '80x'); {URL_EXAMPLE}",
+        ),
+        (
+            "LANGFUSE_BASE_URL",
+            "http://[::1",
+            f"LANGFUSE_BASE_URL='http://[::1' is not a valid URL (Invalid IPv6 URL); {URL_EXAMPLE}",
+        ),
+        (
+            "LANGFUSE_BASE_URL",
+            "http://user:pw-hush-41@{host}",
+            f"LANGFUSE_BASE_URL {CREDENTIALS}; got 'http://***@{{host}}'",
+        ),
+        (
+            "LANGFUSE_HOST",
+            "http://user:pw-hush-41@{host}/",
+            f"LANGFUSE_HOST {CREDENTIALS}; got 'http://***@{{host}}/'",
+        ),
+        (
+            "LANGFUSE_BASE_URL",
+            "http://{host}/?token=hush-42",
+            "LANGFUSE_BASE_URL='http://{host}/?***' has a query (?...): expected the server's "
+            f"base URL without one, e.g. {DEFAULT_BASE_URL}",
+        ),
+        (
+            "LANGFUSE_TRACING_ENVIRONMENT",
+            "Prod!",
+            "LANGFUSE_TRACING_ENVIRONMENT='Prod!': expected lowercase letters, digits, '-' or '_' "
+            "(at most 40, not starting with 'langfuse')",
+        ),
+    ],
+)
+def test_a_malformed_setting_is_a_configuration_error_and_sends_nothing(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    error: str,
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    capsys.readouterr()
+    host = fake_langfuse.url.removeprefix("http://")
+    if variable == "LANGFUSE_HOST":
+        monkeypatch.delenv("LANGFUSE_BASE_URL")
+    monkeypatch.setenv(variable, value.format(host=host))
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "langfuse", "--store", store_dir]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"llmobs: error: {error.format(host=host)}\n")
+    assert "hush" not in captured.err
+    assert fake_langfuse.requests == []
+
+
+def test_credentials_in_the_base_url_are_refused_and_never_shown_or_stored(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    host = fake_langfuse.url.removeprefix("http://")
+    monkeypatch.setenv("LANGFUSE_BASE_URL", f"http://admin:pw-hush-43@{host}")
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to langfuse {fake_langfuse.url}: run *: sent nothing",
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 prompts, *",
+            f"*first error: not sent: LANGFUSE_BASE_URL {CREDENTIALS}; got 'http://***@{host}'",
+        ]
+    )
+    assert "hush" not in str(result.stdout) + str(result.stderr)
+    assert fake_langfuse.requests == []
+    store_bytes = b"".join(p.read_bytes() for p in (runs.directory / ".llmobs").glob("llmobs.db*"))
+    assert b"hush" not in store_bytes
+
+
+def test_a_malformed_setting_of_a_later_target_sends_nothing_to_an_earlier_one(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    capsys.readouterr()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=abc%0Adef")
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "langfuse,otlp", "--store", store_dir]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "llmobs: error: OTEL_EXPORTER_OTLP_HEADERS: header 'api-key' has a control character in "
+        "its value (a line break, e.g. from %0A or %0D, cannot be sent)\n"
+    )
+    assert captured.out == ""
+    assert fake_langfuse.requests == []
 
 
 SECRET = "sk-lf-VERY-SECRET-0000"

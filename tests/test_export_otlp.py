@@ -99,13 +99,15 @@ class Received:
 class OtlpReceiver:
     """Records every export; refuses bodies over ``max_bytes`` (413), rejects spans, answers
     every request with ``down`` (an outage), with ``echo`` (that status and a JSON error
-    repeating the request's headers, as some servers do) or with ``answer`` (status, content
-    type, body: e.g. a web server's HTML page)."""
+    repeating the request's headers, as some servers do), with ``echo_path`` (that status and a
+    text error repeating the path and query) or with ``answer`` (status, content type, body:
+    e.g. a web server's HTML page)."""
 
     max_bytes: int | None = None
     reject_spans: int = 0
     down: int | None = None
     echo: int | None = None
+    echo_path: int | None = None
     answer: tuple[int, str, bytes] | None = None
     received: list[Received] = field(default_factory=list)
     refused: int = 0
@@ -137,6 +139,11 @@ class OtlpReceiver:
                     shown = ("Authorization", "X-Honeycomb-Team", "X-Team")
                     echoed = {k: self.headers[k] for k in shown if k in self.headers}
                     self._answer(receiver.echo, json.dumps(echoed).encode(), "application/json")
+                    return
+                if receiver.echo_path is not None:
+                    self._answer(
+                        receiver.echo_path, f"no route for {self.path}".encode(), "text/plain"
+                    )
                     return
                 if receiver.answer is not None:
                     status, content_type, content = receiver.answer
@@ -418,6 +425,106 @@ def test_a_success_that_is_no_otlp_answer_is_an_upload_error_and_stays_pending(
     assert len(receiver.spans()) == 8
 
 
+def partial_success_answer(rejected: int, message: str) -> bytes:
+    answer = ExportTraceServiceResponse()
+    answer.partial_success.rejected_spans = rejected
+    answer.partial_success.error_message = message
+    return answer.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("rejected", "message"),
+    [(200, "quota"), (3, "spans dropped: quota exceeded for this project; " * 3)],
+    ids=["count over 127", "message over 127 characters"],
+)
+def test_a_protobuf_partial_success_is_read_from_the_answers_bytes(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    rejected: int,
+    message: str,
+) -> None:
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    body = partial_success_answer(rejected, message)
+    assert any(byte >= 0x80 for byte in body)  # not UTF-8 text: lost when decoded as text
+    receiver.answer = (200, "application/x-protobuf", body)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 1
+    out = capsys.readouterr().out
+    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces" in out
+    assert f"first error: POST {receiver.url}/v1/traces: {rejected} span(s) rejected: " in out
+    assert message.strip() in out
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "sent"),
+    [
+        ("application/x-protobuf", partial_success_answer(200, "quota " * 40)[:-9], False),
+        ("application/x-protobuf", b"\x0a\xff", False),
+        ("", b"OK", True),
+    ],
+    ids=["truncated partial success", "broken partial success", "no protobuf"],
+)
+def test_an_undecodable_answer_counts_as_sent_unless_it_starts_as_a_partial_success(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content_type: str,
+    body: bytes,
+    sent: bool,
+) -> None:
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    receiver.answer = (200, content_type, body)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == (0 if sent else 1)
+    out = capsys.readouterr().out
+    if sent:
+        assert "sent 4 traces, 8 observations, 10 scores" in out
+    else:
+        assert (
+            f"first error: POST {receiver.url}/v1/traces: the answer starts as a partial success "
+            f"but is not a valid ExportTraceServiceResponse ({len(body)} bytes): spans may be "
+            "rejected"
+        ) in out
+
+
+QUERY_SECRET = "QUERYSECRET-7781"
+
+
+def test_a_token_in_the_endpoints_query_is_sent_but_never_shown_or_stored(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    endpoint = f"{receiver.url}/v1/traces?api_key={QUERY_SECRET}&team=a"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    result = suite.runpytest("--llm-upload=otlp")
+    result.stdout.fnmatch_lines([f"upload to otlp {receiver.url}/v1/traces: run *: sent 4 traces*"])
+    assert {r.path for r in receiver.received} == {f"/v1/traces?api_key={QUERY_SECRET}&team=a"}
+
+    capsys.readouterr()
+    receiver.echo_path = 400  # "no route for /v1/traces?api_key=..."
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir, "--json"]) == 1
+    out = capsys.readouterr().out
+    (report,) = json.loads(out)
+    assert report["target"] == f"otlp {receiver.url}/v1/traces"
+    assert report["first_error"] == (
+        f"POST {receiver.url}/v1/traces: HTTP 400 no route for /v1/traces?api_key=***&team=a"
+    )
+    store_bytes = b"".join(p.read_bytes() for p in (runs.directory / ".llmobs").glob("llmobs.db*"))
+    assert QUERY_SECRET not in str(result.stdout) + out
+    assert QUERY_SECRET.encode() not in store_bytes
+
+
 @pytest.mark.parametrize(
     ("headers", "problem"),
     [
@@ -456,6 +563,140 @@ def test_a_header_http_cannot_carry_is_a_configuration_error(
     assert result.ret == 1  # test_plain_fails
     result.stdout.fnmatch_lines([f"*first error: not sent: OTEL_EXPORTER_OTLP_HEADERS: {problem}"])
     assert receiver.received == []
+
+
+ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+URL_EXAMPLE = "expected an http(s) URL, e.g. http://localhost:4318"
+CREDENTIALS = (
+    "holds credentials (user:password@ before the host): they would be sent as Basic auth and "
+    "shown with the URL; put them in a header in OTEL_EXPORTER_OTLP_HEADERS "
+    "(e.g. Authorization=Basic%20...)"
+)
+TIMEOUT = "expected milliseconds > 0, e.g. 10000"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "error"),
+    [
+        (
+            ENDPOINT,
+            "http://127.0.0.1:99999",
+            f"{ENDPOINT}='http://127.0.0.1:99999' is not a valid URL (Port out of range "
+            f"0-65535); {URL_EXAMPLE}",
+        ),
+        (
+            ENDPOINT,
+            "http://127.0.0.1:80x",
+            f"{ENDPOINT}='http://127.0.0.1:80x' is not a valid URL (Port could not be cast to "
+            f"integer value as '80x'); {URL_EXAMPLE}",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://[::1",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://[::1' is not a valid URL (Invalid IPv6 "
+            f"URL); {URL_EXAMPLE}",
+        ),
+        (
+            ENDPOINT,
+            "http://admin:pw-SECRET-9@127.0.0.1:4318",
+            f"{ENDPOINT} {CREDENTIALS}; got 'http://***@127.0.0.1:4318'",
+        ),
+        *(
+            (
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                value,
+                f"OTEL_EXPORTER_OTLP_TIMEOUT={value!r}: {TIMEOUT}",
+            )
+            for value in ("-5", "nan", "inf", "1e400", "0")
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "brotli",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION='brotli': expected 'gzip' or 'none'",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL='grpc': only 'http/protobuf' is supported (point the "
+            "endpoint at the collector's OTLP/HTTP port, usually 4318)",
+        ),
+        ("LLMOBS_UPLOAD_TIMEOUT", "-3", "LLMOBS_UPLOAD_TIMEOUT='-3': expected seconds > 0"),
+    ],
+)
+def test_a_malformed_setting_is_a_configuration_error_and_sends_nothing(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    error: str,
+) -> None:
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    capsys.readouterr()
+    monkeypatch.setenv(ENDPOINT, receiver.url)
+    monkeypatch.setenv(variable, value)
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"llmobs: error: {error}\n")
+    assert "SECRET" not in captured.err
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            "http://127.0.0.1:99999",
+            f"{ENDPOINT}='http://127.0.0.1:99999' is not a valid URL (Port out of range "
+            f"0-65535); {URL_EXAMPLE}",
+        ),
+        ("http://admin:pw-SECRET-9@{host}", f"{ENDPOINT} {CREDENTIALS}; got 'http://***@{{host}}'"),
+    ],
+)
+def test_a_malformed_endpoint_is_reported_by_the_session_in_one_line(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    error: str,
+) -> None:
+    host = receiver.url.removeprefix("http://")
+    monkeypatch.setenv(ENDPOINT, value.format(host=host))
+    result = suite.runpytest("--llm-upload=otlp")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "upload to otlp: run *: sent nothing",
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces, *",
+            f"*first error: not sent: {error.format(host=host)}",
+        ]
+    )
+    output = str(result.stdout) + str(result.stderr)
+    assert "SECRET" not in output and "Traceback" not in output
+    assert receiver.received == []
+    with contextlib.closing(sqlite3.connect(runs.db())) as db:
+        assert "SECRET" not in str(db.execute("SELECT * FROM upload_state").fetchall())
+
+
+def test_a_run_not_stored_is_not_called_pending_when_its_upload_fails(
+    suite: pytest.Pytester, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENDPOINT, receiver.url)
+    receiver.down = 503
+    result = suite.runpytest("--llm-no-store", "--llm-upload=otlp")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*NOT SENT (the run was not stored (--llm-no-store), so it cannot be retried): "
+            "4 traces, 8 observations, 10 scores",
+            f"*first error: POST {receiver.url}/v1/traces: HTTP 503 down after 2 attempt(s)",
+        ]
+    )
+    assert "--pending" not in str(result.stdout)
 
 
 def test_strict_upload_says_the_upload_failed_the_session(

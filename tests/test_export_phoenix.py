@@ -652,6 +652,82 @@ def test_phoenix_down_is_reported_and_does_not_fail_the_tests(
     assert pytester.runpytest("--llm-upload=phoenix", "--llm-upload-strict").ret == 1
 
 
+URL_EXAMPLE = f"expected an http(s) URL, e.g. {DEFAULT_ENDPOINT}"
+CREDENTIALS = (
+    "PHOENIX_COLLECTOR_ENDPOINT holds credentials (user:password@ before the host): they would "
+    "be sent as Basic auth and shown with the URL; put the API key in PHOENIX_API_KEY (sent as "
+    "a bearer token)"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            "http://127.0.0.1:99999",
+            "PHOENIX_COLLECTOR_ENDPOINT='http://127.0.0.1:99999' is not a valid URL (Port out of "
+            f"range 0-65535); {URL_EXAMPLE}",
+        ),
+        (
+            "http://127.0.0.1:80x",
+            "PHOENIX_COLLECTOR_ENDPOINT='http://127.0.0.1:80x' is not a valid URL (Port could not "
+            f"be cast to integer value as '80x'); {URL_EXAMPLE}",
+        ),
+        (
+            "http://[::1",
+            "PHOENIX_COLLECTOR_ENDPOINT='http://[::1' is not a valid URL (Invalid IPv6 URL); "
+            f"{URL_EXAMPLE}",
+        ),
+        ("http://admin:pw-hush-51@{host}", f"{CREDENTIALS}; got 'http://***@{{host}}'"),
+        (
+            "http://{host}?api_key=hush-52",
+            "PHOENIX_COLLECTOR_ENDPOINT='http://{host}?***' has a query (?...): expected the "
+            f"server's base URL without one, e.g. {DEFAULT_ENDPOINT}",
+        ),
+    ],
+)
+def test_a_malformed_endpoint_is_a_configuration_error_and_sends_nothing(
+    suite: pytest.Pytester,
+    runs: Runs,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+    error: str,
+) -> None:
+    suite.runpytest().assert_outcomes(passed=3, failed=2)
+    capsys.readouterr()
+    with FailingProxy(f"http://127.0.0.1:{free_port()}").running() as proxy:
+        host = proxy.url.removeprefix("http://")
+        use_phoenix(monkeypatch, value.format(host=host), project="nowhere")
+        store_dir = str(runs.directory / ".llmobs")
+        assert llmobs(["upload", "latest", "--to", "phoenix", "--store", store_dir]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"llmobs: error: {error.format(host=host)}\n")
+    assert "hush" not in captured.err
+    assert proxy.seen == []
+
+
+def test_credentials_in_the_endpoint_are_refused_and_never_shown_or_stored(
+    suite: pytest.Pytester, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FailingProxy(f"http://127.0.0.1:{free_port()}").running() as proxy:
+        host = proxy.url.removeprefix("http://")
+        use_phoenix(monkeypatch, f"http://admin:pw-hush-53@{host}", project="nowhere")
+        result = suite.runpytest("--llm-upload=phoenix")
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            f"upload to phoenix {proxy.url}: run *: sent nothing",
+            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, *",
+            f"*first error: not sent: {CREDENTIALS}; got 'http://***@{host}'",
+        ]
+    )
+    assert "hush" not in str(result.stdout) + str(result.stderr)
+    assert proxy.seen == []
+    store_bytes = b"".join(p.read_bytes() for p in (runs.directory / ".llmobs").glob("llmobs.db*"))
+    assert b"hush" not in store_bytes
+
+
 def test_config_from_env() -> None:
     assert PhoenixConfig.from_env({}).endpoint == DEFAULT_ENDPOINT
     otlp_style = {"PHOENIX_COLLECTOR_ENDPOINT": "http://phoenix.internal:6006/v1/traces"}

@@ -53,6 +53,9 @@ class ExportReport:
     requests: int = 0
     bytes_sent: int = 0
     notes: list[str] = field(default_factory=list)
+    stored: bool = True
+    """Whether the run is in a store, so that what was not sent can be sent later (not after
+    ``--llm-no-store``)."""
 
     def count(self, bucket: dict[str, int], kind: str, n: int = 1) -> None:
         if n:
@@ -85,13 +88,16 @@ class ExportReport:
         if self.truncated_fields:
             lines.append(f"  truncated {self.truncated_fields} oversized field(s) (marked …)")
         if not self.ok:
-            lines.append(
-                f"  NOT SENT (pending; retry with `llmobs upload --pending`): {counts(self.failed)}"
-            )
+            lines.append(f"  NOT SENT ({self._retry_hint()}): {counts(self.failed)}")
             if self.first_error:
                 lines.append(f"  first error: {self.first_error}")
         lines.extend(f"  {note}" for note in self.notes)
         return lines
+
+    def _retry_hint(self) -> str:
+        if self.stored:
+            return "pending; retry with `llmobs upload --pending`"
+        return "the run was not stored (--llm-no-store), so it cannot be retried"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,8 @@
 
 Exit status 0 when everything reached the target, 1 when something is still pending (listed per
 kind with the first error, or pending for another server or project of the target), so CI can
-retry with ``--pending``; 2 when a configuration value is malformed (`ConfigError`).
+retry with ``--pending``; 2 when a configuration value is malformed (`ConfigError`): every
+target's configuration is checked, and the runs to send found, before anything is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pytest_llmobs.exporters import (
     create_exporter,
     parse_targets,
 )
+from pytest_llmobs.exporters.http import HttpOptions
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -65,27 +67,26 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
     except ExportError as exc:
         raise CliError(f"--to: {exc}") from None
     store = open_store(args.store)
-    reports = []
-    elsewhere: list[str] = []
-    for target in targets:
-        options = ExporterOptions(
-            store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy
-        )
-        try:
-            exporter = create_exporter(target, options)
+    options = ExporterOptions(
+        store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy
+    )
+    try:  # everything checked first: a malformed value or an unknown run sends nothing anywhere
+        exporters = [create_exporter(target, options) for target in targets]
+        for exporter in exporters:
             check_configuration(exporter)
-            if args.run is None and args.pending:
-                run_ids = pending_runs(exporter, store)
-                stranded = runs_pending_elsewhere(exporter, store)
-                elsewhere.extend(_elsewhere_line(target, *entry) for entry in stranded)
-                if not run_ids and not stranded:
-                    print(f"{target}: nothing pending", file=out)
-            else:
-                run_ids = [store.resolve_run(args.run or "latest")]
-        except (ExportError, StoreError) as exc:
-            raise CliError(str(exc)) from None
-        for run_id in run_ids:
-            reports.append(exporter.export(store.load_run(run_id)))
+        HttpOptions.from_env(os.environ)
+        plans = [
+            _runs_to_send(args, target, exporter, store, out)
+            for target, exporter in zip(targets, exporters, strict=True)
+        ]
+    except (ExportError, StoreError) as exc:
+        raise CliError(str(exc)) from None
+    reports = [
+        exporter.export(store.load_run(run_id))
+        for exporter, (run_ids, _) in zip(exporters, plans, strict=True)
+        for run_id in run_ids
+    ]
+    elsewhere = [line for _, lines in plans for line in lines]
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2), file=out)
     else:
@@ -95,6 +96,19 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
     for line in elsewhere:
         print(line, file=sys.stderr if args.json else out)
     return 0 if all(r.ok for r in reports) and not elsewhere else 1
+
+
+def _runs_to_send(
+    args: argparse.Namespace, target: str, exporter: Any, store: Any, out: TextIO
+) -> tuple[list[str], list[str]]:
+    """(the run ids to upload to ``target``, lines about runs pending elsewhere)."""
+    if args.run is not None or not args.pending:
+        return [store.resolve_run(args.run or "latest")], []
+    run_ids = pending_runs(exporter, store)
+    stranded = runs_pending_elsewhere(exporter, store)
+    if not run_ids and not stranded:
+        print(f"{target}: nothing pending", file=out)
+    return run_ids, [_elsewhere_line(target, *entry) for entry in stranded]
 
 
 def check_configuration(exporter: Any) -> None:

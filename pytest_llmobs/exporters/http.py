@@ -2,8 +2,9 @@
 jitter, ``Retry-After`` honoured, and a circuit that stops hammering a server that is down.
 
 httpx's own ``retries=`` covers connection errors only; 429 and 5xx answers are retried here.
-Credentials (the Basic-auth pair and every configured header value, e.g. a bearer token) are
-scrubbed from every message: a server that echoes the request in its error shows ``***``.
+Credentials (the Basic-auth pair, every configured header value, e.g. a bearer token, and the
+``hidden`` values, e.g. an endpoint query's) are scrubbed from every message: a server that echoes
+the request in its error shows ``***``. Messages name the request's path without its query.
 
 Errors::
 
@@ -88,9 +89,9 @@ class _Setting:
             or value < self.least
             or (value == self.least and not self.inclusive)
         ):
-            from pytest_llmobs.exporters import ExportError
+            from pytest_llmobs.exporters import ConfigError
 
-            raise ExportError(f"{self.variable}={raw!r}: expected {self.expected}")
+            raise ConfigError(f"{self.variable}={raw!r}: expected {self.expected}")
         return value
 
 
@@ -139,9 +140,11 @@ class Response:
     """Parsed JSON, or the text when the answer is not JSON."""
     headers: Mapping[str, str]
     where: str = ""
-    """``METHOD scheme://host/path`` of the request, for messages."""
+    """``METHOD scheme://host/path`` of the request (no query), for messages."""
     excerpt: str = ""
     """The start of the answer's text, credentials scrubbed, for messages."""
+    content: bytes = field(default=b"", repr=False)
+    """The answer's bytes as received (a protobuf answer does not survive decoding as text)."""
 
     def json_object(self, expected: str = "a JSON object") -> Mapping[str, Any]:
         """The body when it is a JSON object; `MalformedAnswer` naming the URL otherwise."""
@@ -182,6 +185,8 @@ class HttpSender:
     auth: tuple[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     options: HttpOptions = field(default_factory=HttpOptions)
+    hidden: Sequence[str] = ()
+    """More values never to show, e.g. those of the endpoint's query (``?api_key=...``)."""
     requests: int = 0
     bytes_sent: int = 0
     _client: httpx.Client | None = None
@@ -214,9 +219,9 @@ class HttpSender:
 
     def secrets(self) -> list[str]:
         """What must never be shown: the Basic-auth pair and its encoding, and every configured
-        header value (whole, and the credential after an auth scheme such as ``Bearer``), also
-        in the forms a server may echo them (URL-encoded, JSON-escaped)."""
-        found = [s for s in self.auth or () if s]
+        header value (whole, and the credential after an auth scheme such as ``Bearer``), and the
+        ``hidden`` values, also in the forms a server may echo them (URL-encoded, JSON-escaped)."""
+        found = [s for s in self.auth or () if s] + list(self.hidden)
         if self.auth:
             found.append(base64.b64encode(":".join(self.auth).encode()).decode())
         for value in self.headers.values():
@@ -264,7 +269,7 @@ class HttpSender:
             send_headers["Content-Type"] = "application/json"
         elif content_type:
             send_headers["Content-Type"] = content_type
-        where = f"{method} {self.host}{path}"
+        where = f"{method} {self.host}{path.partition('?')[0]}"  # a query may hold a token
         attempts = max(1, self.options.max_attempts)
         last = ""
         for attempt in range(1, attempts + 1):
@@ -288,6 +293,7 @@ class HttpSender:
                         dict(answer.headers),
                         where=where,
                         excerpt=self._excerpt(answer),
+                        content=answer.content,
                     )
                     if status in ok_statuses and expect is not None:
                         _check(response, answer, expect)

@@ -31,7 +31,7 @@ from pytest_llmobs.exporters.http import (
     Response,
     execute_upload,
 )
-from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
+from pytest_llmobs.exporters.langfuse_config import LangfuseConfig, display_base_url
 from pytest_llmobs.exporters.state import (
     Ledger,
     note_not_started,
@@ -62,6 +62,10 @@ class LangfuseExporter:
     def __init__(self, options: ExporterOptions) -> None:
         self.options = options
 
+    def configuration(self) -> LangfuseConfig:
+        """The settings; a malformed one raises `ConfigError`, missing keys `ExportError`."""
+        return LangfuseConfig.from_env(self.options.environ)
+
     def pending_runs(self, store: Store) -> list[str]:
         """Runs whose last upload to this project left something unsent, and runs pending at
         another server or project that received none of them."""
@@ -78,10 +82,7 @@ class LangfuseExporter:
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         environ = self.options.environ
-        display = (
-            environ.get("LANGFUSE_BASE_URL") or environ.get("LANGFUSE_HOST") or DEFAULT_BASE_URL
-        ).rstrip("/")
-        report = ExportReport(target=f"langfuse {display}", run_id=str(run["id"]))
+        report = ExportReport(target=f"langfuse {display_base_url(environ)}", run_id=str(run["id"]))
         inventory = _inventory(run, self.options.store)
         try:
             config = LangfuseConfig.from_env(environ)

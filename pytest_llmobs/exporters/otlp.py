@@ -13,9 +13,12 @@ Configuration is the OpenTelemetry SDK's environment:
   base URL: ``/v1/traces`` is appended); one of them is required;
 - ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` or ``OTEL_EXPORTER_OTLP_HEADERS``: ``k=v,k2=v2`` with
   URL-encoded values (``Authorization=Bearer%20abc``);
-- ``OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`` (``gzip`` or ``none``), ``..._TIMEOUT`` (ms),
-  ``..._PROTOCOL`` (only ``http/protobuf``);
+- ``OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`` (``gzip`` or ``none``), ``..._TIMEOUT`` (ms,
+  > 0), ``..._PROTOCOL`` (only ``http/protobuf``);
 - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,...``) for the resource.
+
+A malformed value is a `ConfigError` naming the variable: among them an endpoint holding
+``user:password@`` (credentials go in a header). A query in the endpoint is sent, but never shown.
 
 The sending itself (`otlp_send`) is shared with the Phoenix exporter, which speaks OTLP too.
 """
@@ -23,10 +26,11 @@ The sending itself (`otlp_send`) is shared with the Phoenix exporter, which spea
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pytest_llmobs import env_pairs
 from pytest_llmobs.exporters import ConfigError, ExporterOptions, ExportError, ExportReport
@@ -41,6 +45,7 @@ from pytest_llmobs.exporters.state import (
     pending_for,
     state_store,
 )
+from pytest_llmobs.exporters.urls import checked_url, display_url, query_values
 from pytest_llmobs.store import Store
 
 if TYPE_CHECKING:
@@ -76,20 +81,23 @@ def traces_url(environ: Mapping[str, str]) -> str:
     """The traces endpoint: the signal-specific variable as it is, else base URL + /v1/traces."""
     specific = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-    if specific:
-        url, variable, given = specific, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", specific
-    elif base:
-        url, variable, given = base.rstrip("/") + TRACES_PATH, "OTEL_EXPORTER_OTLP_ENDPOINT", base
-    else:
+    if not specific and not base:
         raise ExportError(
             "OTEL_EXPORTER_OTLP_ENDPOINT not set: export the collector's OTLP/HTTP base URL, "
             "e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 (/v1/traces is appended), "
             "or the full URL in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
         )
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ExportError(f"{variable}={given!r} is not an http(s) URL, e.g. http://localhost:4318")
-    return url
+    variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if specific else "OTEL_EXPORTER_OTLP_ENDPOINT"
+    parts = checked_url(
+        variable,
+        specific or base,
+        example="http://localhost:4318",
+        credentials="put them in a header in OTEL_EXPORTER_OTLP_HEADERS "
+        "(e.g. Authorization=Basic%20...)",
+    )
+    if specific:
+        return specific
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + TRACES_PATH))
 
 
 def _signal(environ: Mapping[str, str], name: str) -> tuple[str, str]:
@@ -99,6 +107,19 @@ def _signal(environ: Mapping[str, str], name: str) -> tuple[str, str]:
         if value:
             return variable, value
     return "", ""
+
+
+def parse_timeout(variable: str, raw: str) -> float | None:
+    """``..._TIMEOUT`` (milliseconds, > 0 and finite) as seconds; ``None`` when not set."""
+    if not raw:
+        return None
+    try:
+        millis = float(raw)
+    except ValueError:
+        millis = math.nan
+    if not math.isfinite(millis) or millis <= 0:
+        raise ConfigError(f"{variable}={raw!r}: expected milliseconds > 0, e.g. 10000")
+    return millis / 1000
 
 
 @dataclass(frozen=True)
@@ -111,10 +132,11 @@ class OtlpConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OtlpConfig:
-        url = traces_url(environ)
+        """Read the SDK's variables: a malformed value raises `ConfigError`, a missing
+        endpoint `ExportError`."""
         variable, protocol = _signal(environ, "PROTOCOL")
         if protocol and protocol != "http/protobuf":
-            raise ExportError(
+            raise ConfigError(
                 f"{variable}={protocol!r}: only 'http/protobuf' is supported (point the endpoint "
                 "at the collector's OTLP/HTTP port, usually 4318)"
             )
@@ -122,22 +144,15 @@ class OtlpConfig:
         headers = parse_headers(raw_headers, variable) if raw_headers else {}
         variable, compression = _signal(environ, "COMPRESSION")
         if compression not in ("", "none", "gzip"):
-            raise ExportError(f"{variable}={compression!r}: expected 'gzip' or 'none'")
-        variable, raw_timeout = _signal(environ, "TIMEOUT")
-        timeout = None
-        if raw_timeout:
-            try:
-                timeout = float(raw_timeout) / 1000
-            except ValueError:
-                raise ExportError(
-                    f"{variable}={raw_timeout!r} is not a number of milliseconds"
-                ) from None
+            raise ConfigError(f"{variable}={compression!r}: expected 'gzip' or 'none'")
+        timeout = parse_timeout(*_signal(environ, "TIMEOUT"))
+        resource = resource_from_env(environ)
         return cls(
-            url=url,
+            url=traces_url(environ),
             headers=headers,
             compression=compression if compression == "gzip" else None,
             timeout=timeout,
-            resource=resource_from_env(environ),
+            resource=resource,
         )
 
     @property
@@ -153,9 +168,7 @@ class OtlpConfig:
     @property
     def display(self) -> str:
         """The endpoint without credentials or query (for reports and the upload state)."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + parts.path
+        return display_url(self.url)
 
 
 def resource_from_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -323,7 +336,12 @@ class OtlpExporter:
         if config.timeout is not None and options.http is None:
             http = dataclasses.replace(http, timeout=config.timeout)
         with state_store(options.store) as store:
-            sender = HttpSender(base_url=config.base_url, headers=config.headers, options=http)
+            sender = HttpSender(
+                base_url=config.base_url,
+                headers=config.headers,
+                options=http,
+                hidden=query_values(config.url),
+            )
             ledger = Ledger(
                 store,
                 state_target(config),

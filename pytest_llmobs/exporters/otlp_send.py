@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.exporters import ExportReport
 from pytest_llmobs.exporters.batching import halves
-from pytest_llmobs.exporters.http import HttpError, HttpSender, PayloadTooLarge
+from pytest_llmobs.exporters.http import HttpError, HttpSender, PayloadTooLarge, Response
 from pytest_llmobs.exporters.state import Ledger
 
 if TYPE_CHECKING:
@@ -78,10 +78,9 @@ class TraceSend:
         except HttpError as exc:
             self._mark(batch.trace_ids, str(exc))
             return
-        rejected, message = partial_success(answer.body)
-        if rejected:
-            where = f"POST {self.sender.host}{self.path}"
-            self._mark(batch.trace_ids, f"{where}: {rejected} span(s) rejected: {message}")
+        rejected = rejection(answer)
+        if rejected is not None:
+            self._mark(batch.trace_ids, self.sender.scrub(f"{answer.where}: {rejected}"))
             return
         for trace_id in batch.trace_ids:
             self.outcome.setdefault(trace_id, True)
@@ -92,26 +91,54 @@ class TraceSend:
             self.errors.setdefault(trace_id, message)
 
 
-def partial_success(body: Any) -> tuple[int, str]:
-    """(rejected spans, message) from an OTLP answer: JSON ``partialSuccess``, or a protobuf
-    ``ExportTraceServiceResponse`` when the shared sender handed its bytes over as text."""
-    if isinstance(body, Mapping):
-        partial = body.get("partialSuccess") or {}
-        if isinstance(partial, Mapping):
-            return int(partial.get("rejectedSpans") or 0), str(partial.get("errorMessage") or "")
-        return 0, ""
-    if not isinstance(body, str) or not body:
-        return 0, ""
+PARTIAL_SUCCESS_TAG = 0x0A
+"""The first byte of a protobuf ``ExportTraceServiceResponse`` that has a ``partial_success``
+(field 1, length-delimited)."""
+
+
+def rejection(answer: Response) -> str | None:
+    """Why an OTLP 2xx answer means that spans did not get through, or ``None`` when it
+    accepted them all.
+
+    A protobuf ``ExportTraceServiceResponse`` is read from the answer's bytes, a JSON one from
+    its ``partialSuccess``. An answer that cannot be decoded counts as accepted, unless it
+    plainly starts as a ``partial_success`` (protobuf) or has a ``partialSuccess`` whose count is
+    not a number (JSON): then the spans may have been rejected, so they are not counted as sent.
+    """
+    content_type = answer.headers.get("content-type", "").lower()
+    if isinstance(answer.body, Mapping) and "protobuf" not in content_type:
+        return _json_rejection(answer.body)
+    if not answer.content:
+        return None
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceResponse,
     )
 
     try:
-        answer = ExportTraceServiceResponse.FromString(body.encode("utf-8", "surrogateescape"))
-    except Exception:  # protobuf's DecodeError, or text that was never protobuf
-        return 0, ""  # not decodable: a 2xx answer counts as accepted
-    partial = answer.partial_success
-    return int(partial.rejected_spans), str(partial.error_message)
+        decoded = ExportTraceServiceResponse.FromString(answer.content)
+    except Exception:  # protobuf's DecodeError (google.protobuf has no type stubs here)
+        if answer.content[0] != PARTIAL_SUCCESS_TAG:
+            return None  # not protobuf at all (e.g. a bare "OK"): a 2xx answer is an accept
+        return (
+            f"the answer starts as a partial success but is not a valid "
+            f"ExportTraceServiceResponse ({len(answer.content)} bytes): spans may be rejected"
+        )
+    partial = decoded.partial_success
+    if partial.rejected_spans:
+        return f"{partial.rejected_spans} span(s) rejected: {partial.error_message}"
+    return None
+
+
+def _json_rejection(body: Mapping[str, Any]) -> str | None:
+    partial = body.get("partialSuccess") or {}
+    if not isinstance(partial, Mapping):
+        return None
+    message = str(partial.get("errorMessage") or "")
+    try:
+        rejected = int(partial.get("rejectedSpans") or 0)
+    except (TypeError, ValueError):
+        return f"partialSuccess.rejectedSpans is not a number: spans may be rejected: {message}"
+    return f"{rejected} span(s) rejected: {message}" if rejected else None
 
 
 def send_traces(

@@ -40,7 +40,7 @@ from pytest_llmobs.exporters.http import (
 from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
 from pytest_llmobs.exporters.phoenix_annotations import send_annotations
-from pytest_llmobs.exporters.phoenix_config import DEFAULT_ENDPOINT, PhoenixConfig, project_name
+from pytest_llmobs.exporters.phoenix_config import PhoenixConfig, display_endpoint, project_name
 from pytest_llmobs.exporters.state import (
     Ledger,
     note_not_started,
@@ -81,8 +81,7 @@ class PhoenixExporter:
 
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         environ = self.options.environ
-        display = (environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-        report = ExportReport(target=f"phoenix {display}", run_id=str(run["id"]))
+        report = ExportReport(target=f"phoenix {display_endpoint(environ)}", run_id=str(run["id"]))
         with state_store(self.options.store) as store:
             return self._export(run, store, report)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from pytest_llmobs.exporters import ConfigError, ExportError
+from pytest_llmobs.exporters import ConfigError
 from pytest_llmobs.exporters.http import header_problem
 from pytest_llmobs.exporters.otlp import TRACES_PATH
+from pytest_llmobs.exporters.urls import checked_url, display_url, refuse_query
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:6006"
 DEFAULT_PROJECT = "pytest-llmobs"
@@ -24,16 +24,7 @@ class PhoenixConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PhoenixConfig:
-        endpoint = (environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT).strip()
-        endpoint = endpoint.rstrip("/")
-        if endpoint.endswith(TRACES_PATH):  # the OTLP URL some setups give: keep the base
-            endpoint = endpoint[: -len(TRACES_PATH)]
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ExportError(
-                f"PHOENIX_COLLECTOR_ENDPOINT={endpoint!r} is not an http(s) URL, "
-                f"e.g. {DEFAULT_ENDPOINT}"
-            )
+        endpoint = endpoint_from_env(environ)
         api_key = environ.get("PHOENIX_API_KEY") or None
         problem = header_problem("Authorization", f"Bearer {api_key}") if api_key else None
         if problem is not None:
@@ -50,6 +41,29 @@ class PhoenixConfig:
 
     def state_target(self, project: str) -> str:
         return f"phoenix {self.endpoint} project {project}"
+
+
+def endpoint_from_env(environ: Mapping[str, str]) -> str:
+    """``PHOENIX_COLLECTOR_ENDPOINT`` (its OTLP URL, ``.../v1/traces``, gives the base); a
+    `ConfigError` when it does not parse, is not http(s), holds credentials or a query."""
+    given = (environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT).strip()
+    parts = checked_url(
+        "PHOENIX_COLLECTOR_ENDPOINT",
+        given,
+        example=DEFAULT_ENDPOINT,
+        credentials="put the API key in PHOENIX_API_KEY (sent as a bearer token)",
+    )
+    refuse_query("PHOENIX_COLLECTOR_ENDPOINT", given, parts, example=DEFAULT_ENDPOINT)
+    endpoint = given.rstrip("/")
+    if endpoint.endswith(TRACES_PATH):  # the OTLP URL some setups give: keep the base
+        endpoint = endpoint[: -len(TRACES_PATH)]
+    return endpoint
+
+
+def display_endpoint(environ: Mapping[str, str]) -> str:
+    """The endpoint for a report, also when it is malformed: no credentials, no query."""
+    given = environ.get("PHOENIX_COLLECTOR_ENDPOINT") or DEFAULT_ENDPOINT
+    return display_url(given.strip()).rstrip("/")
 
 
 def project_name(run: Mapping[str, Any], configured: str | None) -> str:

@@ -1,7 +1,8 @@
 """``--llm-upload``: ship the finished, stored run from the controller, and say what happened.
 
 An upload never changes the outcome of the tests: what was not sent is listed (per kind, with the
-first error's host and status) and kept pending in the store for ``llmobs upload --pending``.
+first error's host and status) and kept pending in the store for ``llmobs upload --pending``
+(after ``--llm-no-store`` there is no store: the summary says that it cannot be retried).
 Only ``--llm-upload-strict`` turns an incomplete upload into a failed session, and the summary
 then says so in a line of its own. An exporter's unexpected exception is reported like a failed
 upload: it never ends the session with a traceback.
@@ -51,6 +52,7 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
             report.error(
                 f"upload stopped by an unexpected {type(exc).__name__}: {detail} (a bug: report it)"
             )
+        report.stored = state.store.path is not None  # --llm-no-store: kept in memory only
         reports.append(report)
     failed = [r for r in reports if not r.ok]
     if failed and settings.upload_strict:
