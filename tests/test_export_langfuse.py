@@ -538,12 +538,48 @@ def test_a_conflicting_prompt_history_is_reported_not_overwritten(
     result = suite.runpytest("--llm-upload=langfuse")
     result.stdout.fnmatch_lines(
         [
-            "*NOT SENT*: 1 prompts",
+            "*NOT SENT*: 1 prompts, 3 traces, 6 observations",  # (linked, they would name v1)
             "*first error: prompt 'qa' version 1: the server already has "
             "versions up to 2 with other content; not created*",
         ]
     )
     assert len(fake_langfuse.prompts["qa"]) == 2
+
+
+def test_traces_wait_for_their_prompt_and_are_linked_once_it_is_sent(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before, the traces went out linked to local version 1, which the server lacked, and
+    # --pending then created the prompt without ever linking them)
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)
+    store_dir = str(runs.directory / ".llmobs")
+    fake_langfuse._create_prompt({"name": "qa", "type": "text", "prompt": "another"})
+
+    assert llmobs(["upload", "--store", store_dir]) == 1
+
+    out = capsys.readouterr().out
+    assert (
+        "NOT SENT (pending; retry with `llmobs upload --pending`): 1 prompts, 3 traces, 6 " in out
+    )
+    linked = [
+        s
+        for s in fake_langfuse.spans.values()
+        if "langfuse.observation.prompt.name" in s.attributes
+    ]
+    assert linked == []  # the plain test's trace went; none names a prompt version
+    fake_langfuse.heal()
+    fake_langfuse.prompts["qa"].clear()  # the conflicting history was reconciled
+
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+
+    assert "sent 1 prompts, 3 traces" in capsys.readouterr().out
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
 
 
 def test_upload_from_the_controller_with_xdist(

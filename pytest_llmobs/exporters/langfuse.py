@@ -216,7 +216,8 @@ class Upload(Ledger):
             if stored is None:
                 self.report.count(self.report.skipped, "prompts")
                 self.report.notes.append(
-                    f"prompt {name!r} version {version} is not in the store: not uploaded"
+                    f"prompt {name!r} version {version} is not in the store: not uploaded; its "
+                    "generations are sent without a prompt link"
                 )
                 continue
             try:
@@ -321,21 +322,39 @@ class Upload(Ledger):
         ready = []
         for trace_id in todo:
             item = by_trace[trace_id]
+            waits_for = None
             if item.get("dataset") and item.get("item_id") is not None:
                 key = payloads.dataset_item_id(item["dataset"], str(item["item_id"]))
                 if key not in sent_items:
-                    self.failed(
-                        kind,
-                        label,
-                        [trace_id],
-                        f"trace {trace_id} not sent: its dataset item was not",
-                        weight=observations[trace_id] if kind == "trace" else None,
-                    )
-                    if kind == "trace":
-                        self.report.count(self.report.failed, "traces")
-                    continue
+                    waits_for = "its dataset item was not"
+            if waits_for is None and kind == "trace":
+                waits_for = self._unsynced_prompt(item)
+            if waits_for is not None:
+                self.failed(
+                    kind,
+                    label,
+                    [trace_id],
+                    f"trace {trace_id} not sent: {waits_for}",
+                    weight=observations[trace_id] if kind == "trace" else None,
+                )
+                if kind == "trace":
+                    self.report.count(self.report.failed, "traces")
+                continue
             ready.append(item)
         return ready
+
+    def _unsynced_prompt(self, item: Mapping[str, Any]) -> str | None:
+        """Why a trace must wait: a generation links a stored prompt version the server has
+        no number for yet (sent now, the link would name the server's version of the same
+        number, another prompt, or none). It goes once the prompt does (``--pending``)."""
+        for obs in item["trace"]["observations"]:
+            name, version = obs.get("prompt_name"), obs.get("prompt_version")
+            if not name or version is None:
+                continue
+            key = (str(name), int(version))
+            if self.inv.prompts.get(key) is not None and key not in self.prompt_versions:
+                return f"its prompt {name!r} version {version} was not"
+        return None
 
     def record_traces(self, counts: Mapping[str, int], outcome: Mapping[str, bool]) -> None:
         """Record traces (and their observations) as sent when every request carrying them

@@ -112,6 +112,9 @@ def experiment_attributes(
         remote = upload.prompt_versions.get((str(name), int(version)))
         if remote is not None:
             attrs["langfuse.observation.prompt.version"] = remote
+        else:  # a version not on the server (not in this store): no link, not a wrong one
+            attrs["langfuse.observation.prompt.name"] = None
+            attrs["langfuse.observation.prompt.version"] = None
     if not is_root:
         return attrs
     run = upload.run
@@ -226,7 +229,7 @@ def legacy_traces(upload: Upload) -> None:
         for obs in item["trace"]["observations"]:
             version = obs.get("prompt_version")
             if obs.get("prompt_name") and version is not None:
-                version = upload.prompt_versions.get((obs["prompt_name"], int(version)), version)
+                version = upload.prompt_versions.get((obs["prompt_name"], int(version)))
             raw.append(
                 payloads.legacy_observation_event(
                     obs, environment=environment, prompt_version=version
