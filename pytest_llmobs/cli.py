@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_llmobs import __version__
-from pytest_llmobs.exports import dump_run, result_from_run
+from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
 from pytest_llmobs.store import STORE_FILENAME, Store, StoreError, recorded_elsewhere
@@ -281,7 +281,7 @@ def write_output(value: str, text: str) -> None:
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args.store, read_only=True)
     try:
-        run = store.load_run(store.resolve_run(args.run))
+        run = with_snapshots(store.load_run(store.resolve_run(args.run)), store)
     except StoreError as exc:
         raise CliError(str(exc)) from None
     text = dump_run(run)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_llmobs.aggregates import ALL_ITEMS, score_aggregate_names
 from pytest_llmobs.export_schema import export_problem
-from pytest_llmobs.exports import EXPORT_FORMAT
+from pytest_llmobs.exports import EXPORT_FORMAT, import_snapshots, with_snapshots
 from pytest_llmobs.run import RunRecorder, RunResult
 from pytest_llmobs.score_kinds import KIND_SHOWN
 from pytest_llmobs.store import Store, StoreError
@@ -280,6 +280,8 @@ def merge_shards(
         started_at=float(first.run.get("started_at") or 0.0),
     )
     recorder.begin()
+    for shard in shards:  # (check_compatible made sure they agree on versions and contents)
+        import_snapshots(shard.run, store)
     for item in items:
         recorder.add_item(item)
     for shard in shards:
@@ -304,7 +306,7 @@ def merge_shards(
     dropped = _dropped_aggregates(shards, result, recorder.score_kinds.clashing)
     if dropped:
         notes.append("not recomputed (run evaluators need the suite's code): " + ", ".join(dropped))
-    return MergeOutcome(result, store.load_run(run_id), list(shards), notes)
+    return MergeOutcome(result, with_snapshots(store.load_run(run_id), store), list(shards), notes)
 
 
 def merge_files(

@@ -53,7 +53,11 @@ def test_json_option_writes_the_run_in_the_export_format(
     path = pytester.path / "artifacts" / "run.json"
     result.stdout.fnmatch_lines([f"llmobs: JSON run written to {path}"])
     written = json.loads(path.read_text(encoding="utf-8"))
+    snapshots = written.pop("snapshots")
     assert written == json.loads(json.dumps(export_run(runs.latest())))
+    (dataset,) = snapshots["datasets"]  # what a merge or upload where the store is not needs
+    assert (dataset["name"], dataset["version"]) == ("capitals", written["datasets"]["capitals"])
+    assert [i["id"] for i in dataset["items"]] == [c["id"] for c in capitals]
     assert written["format"] == "pytest-llmobs/run"
     assert written["status"] == "passed"
     assert len(written["items"]) == len(capitals) + 2

@@ -497,6 +497,47 @@ def test_a_shard_failing_only_its_own_threshold_does_not_fail_the_merged_run(
 # --- prompt versions ----------------------------------------------------------------------------
 
 
+def test_the_merged_store_gets_the_shards_prompt_versions_and_dataset_snapshots(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before, an upload from the merged store linked generations to prompt versions it did
+    # not have and sent dataset items without their metadata)
+    pytester.makepyfile(
+        test_m="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
+        "def test_m(item, prompt, llm):\n    llm.generate(prompt('g').compile(q=item.input))\n"
+    )
+    pytester.makefile(".json", **{"prompts/g": json.dumps({"type": "text", "prompt": "Q: {{q}}"})})
+    for store, selection, output in (
+        ("s1", FIRST_HALF, "c.json"),
+        ("s2", f"not ({FIRST_HALF})", "d.json"),
+    ):
+        result = pytester.runpytest(
+            "--llm-run-id=ci-3", f"--llm-store={store}", f"--llm-json={output}", "-k", selection
+        )
+        assert result.ret == pytest.ExitCode.OK
+    c, d = pytester.path / "c.json", pytester.path / "d.json"
+    capsys.readouterr()
+
+    status = main(["merge", str(c), str(d), "--store", "merged", "-o", "merged.json"])
+
+    assert status == 0, capsys.readouterr().err
+    merged = runs.latest("merged")
+    with runs.open("merged") as store:
+        (link,) = merged["prompts"]
+        stored = store.get_prompt("g", version=1)
+        assert stored is not None and (stored["hash"], stored["prompt"]) == (
+            link["hash"],
+            "Q: {{q}}",
+        )
+        snapshot = store.get_dataset("capitals", merged["datasets"]["capitals"])
+    assert snapshot is not None and [i["id"] for i in snapshot] == [c["id"] for c in capitals]
+    exported = json.loads((pytester.path / "merged.json").read_text(encoding="utf-8"))
+    assert [p["hash"] for p in exported["snapshots"]["prompts"]] == [link["hash"]]
+
+
 def test_merge_refuses_one_prompt_version_with_two_contents(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:

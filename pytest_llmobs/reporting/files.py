@@ -9,6 +9,7 @@ a CI job must not go green without the artifact it was asked for.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmobs.exports import with_snapshots
 from pytest_llmobs.stash import session_state
 from pytest_llmobs.store import StoreError
 
@@ -56,6 +58,9 @@ class ReportFiles:
         except sqlite3.DatabaseError as exc:  # the store broke as the session ended
             self._error(f"llmobs: cannot write reports: {state.store.unusable(exc)}")
             return
+        if settings.report_json is not None:  # what a merge or an upload elsewhere needs
+            with contextlib.suppress(StoreError, sqlite3.DatabaseError):  # (a broken store)
+                run = with_snapshots(run, state.store)
         for label, path, write in wanted:
             try:
                 write(run, path)
