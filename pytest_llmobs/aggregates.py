@@ -360,27 +360,27 @@ def label_aggregates(name: str, expected: list[str], predicted: list[str]) -> li
     ]
 
 
-def judge_aggregates(
-    generations: Iterable[GenerationFigures],
-) -> list[Aggregate]:
+def judge_aggregates(generations: Iterable[GenerationFigures]) -> list[Aggregate]:
     """The judge model's calls, apart from the model under test's: their count, tokens, cost."""
     figures = list(generations)
     if not figures:
         return []
     n = len(figures)
-    result = [
+    tokens = float(sum(f[1] + f[2] for f in figures))
+    return [
         Aggregate("judge_generations", float(n), n),
-        Aggregate("judge_total_tokens", float(sum(f[1] + f[2] for f in figures)), n),
+        Aggregate("judge_total_tokens", tokens, n),
+        *_total_cost("judge_total_cost", figures),
     ]
+
+
+def _total_cost(name: str, figures: Sequence[GenerationFigures]) -> list[Aggregate]:
+    """The summed cost of the generations whose cost is known (none: no aggregate)."""
     costs = [f[3] for f in figures if f[3] is not None]
-    if costs:
-        result.append(Aggregate("judge_total_cost", math.fsum(costs), len(costs)))
-    return result
+    return [Aggregate(name, math.fsum(costs), len(costs))] if costs else []
 
 
-def generation_aggregates(
-    generations: Iterable[GenerationFigures],
-) -> list[Aggregate]:
+def generation_aggregates(generations: Iterable[GenerationFigures]) -> list[Aggregate]:
     """Latency percentiles and token (and cost) totals over generations."""
     figures = list(generations)
     if not figures:
@@ -403,10 +403,7 @@ def generation_aggregates(
         Aggregate("total_output_tokens", float(tokens_out), n),
         Aggregate("total_tokens", float(tokens_in + tokens_out), n),
     ]
-    costs = [f[3] for f in figures if f[3] is not None]
-    if costs:
-        result.append(Aggregate("total_cost", math.fsum(costs), len(costs)))
-    return result
+    return [*result, *_total_cost("total_cost", figures)]
 
 
 def compute_aggregates(items: Iterable[ItemSummary]) -> dict[str, dict[str, Aggregate]]:
