@@ -220,8 +220,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         with activate(record.root):
             return (yield)
+    except BaseException as stop:  # Ctrl-C or `pytest.exit` in the test: no teardown report
+        _keep_unfinished(item, state, record, stop)
+        raise
     finally:
         state.current_record = None
+
+
+def _keep_unfinished(item: pytest.Item, state: Any, record: Any, stop: BaseException) -> None:
+    """Store the test the session stopped in, as an error with what it recorded so far (the
+    generations it paid for), instead of losing it."""
+    finished = item.stash.get(_RECORD_KEY, None) is not record
+    if finished:
+        return  # its teardown report carried it
+    del item.stash[_RECORD_KEY]
+    record.phases["teardown"] = "failed"  # never ran: an error, not a failure of the test
+    record.error = record.error or f"{type(stop).__name__}: the session stopped while it ran"
+    payload = record.finish()
+    if state.recorder is not None and state.started:
+        state.recorder.add_item(payload)
 
 
 def _dataset_link(item: pytest.Item, state: Any) -> dict[str, Any]:

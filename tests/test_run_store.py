@@ -298,7 +298,8 @@ def test_keyboard_interrupt_keeps_finished_items_and_marks_the_run_interrupted(
             def test_two():
                 pass
 
-            def test_three():
+            def test_three(llm):
+                llm.generate("What is the capital of France?")
                 raise KeyboardInterrupt
 
             def test_four():
@@ -312,12 +313,22 @@ def test_keyboard_interrupt_keeps_finished_items_and_marks_the_run_interrupted(
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["run *  -> interrupted"])
     (listed,) = runs.list()
-    assert (listed["status"], listed["items"]) == ("interrupted", 2)
+    assert (listed["status"], listed["items"]) == ("interrupted", 3)
     run = runs.load(listed["id"])
     assert run["status"] == "interrupted"
     assert run["ended_at"] is not None
-    assert node_ids(run) == ["test_interrupt.py::test_one", "test_interrupt.py::test_two"]
-    assert run["counts"] == {"passed": 2}
+    assert node_ids(run) == [
+        "test_interrupt.py::test_one",
+        "test_interrupt.py::test_two",
+        "test_interrupt.py::test_three",
+    ]
+    assert run["counts"] == {"passed": 2, "error": 1}
+    # the test the session stopped in keeps what it recorded (before, it was lost)
+    stopped = run["items"][2]
+    assert stopped["error"] == "KeyboardInterrupt: the session stopped while it ran"
+    (generation,) = [o for o in stopped["trace"]["observations"] if o["type"] == "generation"]
+    assert generation["output"] == "Paris"
+    assert [m["node_id"] for m in run["missing"]] == ["test_interrupt.py::test_four"]
 
 
 def test_hard_crash_keeps_finished_items_and_the_run_reads_as_interrupted(
