@@ -9,8 +9,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_llmobs.exports import EXPORT_VERSION
+from pytest_llmobs.settings import RUN_ID_PATTERN
 
 _LENIENT_KEYS = ConfigDict(extra="allow", strict=True)
+RUN_ID = f"^{RUN_ID_PATTERN.pattern}$"
+"""A run id as ``--llm-run-id`` takes one (the plugin's own ids match it too)."""
 """Unknown keys pass (newer writers may add some); known ones must have their JSON type."""
 
 _SCORE_VALUES: dict[str, tuple[type, ...]] = {
@@ -120,7 +123,7 @@ class ExportedRun(BaseModel):
     model_config = _LENIENT_KEYS
     format: Literal["pytest-llmobs/run"]
     format_version: int = Field(ge=1, le=EXPORT_VERSION)
-    id: str = Field(min_length=1)
+    id: str = Field(pattern=RUN_ID)
     name: str = ""
     model: str | None = None
     status: str = "unknown"
@@ -134,6 +137,13 @@ class ExportedRun(BaseModel):
     prompts: list[_Prompt] = Field(default_factory=list)
     thresholds: list[_StoredThreshold] = Field(default_factory=list)
     missing: list[_Missing] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> ExportedRun:
+        started, ended = self.started_at, self.ended_at
+        if started is not None and ended is not None and ended < started:
+            raise ValueError(f"ended_at {ended!r} is before started_at {started!r}")
+        return self
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -272,6 +272,10 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         run["thresholds"] = [{"expression": "nonsense", "source": "llm_dataset marker"}]
     elif edit == "usage-text":
         item["trace"]["observations"].append({"type": "generation", "usage": {"input": "many"}})
+    elif edit == "id-a-path":
+        run["id"] = "../../etc/x"
+    elif edit == "ended-before-started":
+        run["ended_at"] = run["started_at"] - 60
     elif edit == "latency-text":
         observations = item["trace"]["observations"]
         observations.append({"type": "span", "metadata": {"latency_ms": "user's own"}})
@@ -298,6 +302,8 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         # read by the aggregates, after the items are stored
         ("usage-text", "items.0.trace.observations.1.usage.input: Input should be a valid int"),
         ("latency-text", "observations.2: Value error, a generation's metadata.latency_ms must"),
+        ("id-a-path", "id: String should match pattern '^[A-Za-z0-9_.:-]{1,128}$'"),
+        ("ended-before-started", "Value error, ended_at "),
     ],
 )
 def test_a_damaged_shard_is_named_and_nothing_is_stored(
