@@ -344,7 +344,7 @@ def read_settings(config: pytest.Config) -> Settings:
     resolve = _path_getter(config)
     # --llm-store on the command line beats llm_no_store in the ini file; --llm-no-store wins.
     no_store = bool(config.getoption("llm_no_store")) or (
-        config.getoption("llm_store") is None and bool(config.getini("llm_no_store"))
+        config.getoption("llm_store") is None and _ini_flag(config, "llm_no_store")
     )
     store_dir = None if no_store else resolve("llm_store")
     thresholds = tuple(
@@ -423,6 +423,27 @@ def _report_path(
             f"{flag}: cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory"
         )
     return path
+
+
+def _ini_flag(config: pytest.Config, ini_name: str) -> bool:
+    """A yes/no ini key; a value pytest cannot read as one is a usage error naming the key
+    (pytest's own says only "invalid truth value 'maybe'")."""
+    try:
+        return bool(config.getini(ini_name))
+    except (ValueError, pytest.UsageError):  # (pytest 9 raises the latter, older ones the former)
+        raw = config.inicfg.get(ini_name)
+        raise pytest.UsageError(
+            f"{ini_name} in {config.inipath or 'the ini file'}: {raw!r} is not a yes/no value; "
+            "expected true or false"
+        ) from None
+
+
+def _where(config: pytest.Config, ini_name: str) -> str:
+    """How to name an option in an error: its flag when given on the command line, else the
+    ini key and file."""
+    if config.getoption(ini_name) is not None:
+        return "--" + ini_name.replace("_", "-")
+    return f"{ini_name} in {config.inipath or 'the ini file'}"
 
 
 def _text(config: pytest.Config, ini_name: str) -> str | None:
@@ -519,7 +540,7 @@ def _upload_settings(config: pytest.Config) -> dict[str, Any]:
         raise pytest.UsageError(f"--llm-upload: {exc}") from None
 
     def flag(name: str) -> bool:
-        return bool(config.getoption(name)) or bool(config.getini(name))
+        return bool(config.getoption(name)) or _ini_flag(config, name)
 
     return {
         "upload": targets,
@@ -538,10 +559,8 @@ def _governance_settings(config: pytest.Config) -> dict[str, Any]:
         try:
             return kind(raw)
         except ValueError:
-            flag = "--" + name.replace("_", "-")
-            raise pytest.UsageError(
-                f"{flag}: {raw!r} is not a{'n integer' if kind is int else ' number'}"
-            ) from None
+            expected = "an integer" if kind is int else "a number"
+            raise pytest.UsageError(f"{_where(config, name)}: {raw!r} is not {expected}") from None
 
     maskers = [str(m) for m in config.getini("llm_redact_maskers") if str(m).strip()]
     maskers += list(config.getoption("llm_redact_maskers") or [])

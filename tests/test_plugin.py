@@ -420,6 +420,27 @@ def test_collect_only_without_a_named_model_imports_no_provider(
     result.stdout.fnmatch_lines(["model providers loaded: []"])
 
 
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        ("llm_no_store = maybe", "llm_no_store in *tox.ini: 'maybe' is not a yes/no value; *"),
+        ("llm_upload_strict = perhaps", "llm_upload_strict in *tox.ini: 'perhaps' is not a *"),
+        ("llm_trace_sample = lots", "llm_trace_sample in *tox.ini: 'lots' is not a number"),
+    ],
+)
+def test_a_bad_ini_value_is_named_by_its_key_and_file(
+    pytester: pytest.Pytester, ini: str, message: str
+) -> None:
+    # (before: "invalid truth value 'maybe'" naming nothing, or the command-line flag)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
 def test_unknown_model_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
