@@ -15,7 +15,7 @@ from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.serialize import snapshot
-from pytest_llmobs.tracing import Observation, Trace, derived_id
+from pytest_llmobs.tracing import Observation, Trace, derived_id, pending_attributes
 
 _MAX_ERROR_CHARS = 4000
 
@@ -42,6 +42,7 @@ class TestRecord:
         self.repeat = repeat
         self.thresholds = thresholds
         self.trace = Trace(node_id, id=derived_id(run_id, node_id, repeat))
+        pending_attributes(self.trace)  # a session fixture's propagate_attributes block
         self.root = Observation(self.trace, name, input=snapshot(item.input) if item else None)
         if item is not None:
             self.root.metadata.update(
@@ -56,6 +57,9 @@ class TestRecord:
         self.skip_reason: str | None = None
         self.duration = 0.0
         self.started_at = time.time()
+        self.teardown_from: int | None = None
+        """How many observations the trace had when the test body ended: those after are
+        its fixtures' teardown, never the answer under test."""
 
     def use_prompt(self, prompt: Prompt) -> None:
         self.prompts[(prompt.name, prompt.version)] = prompt.hash
@@ -66,6 +70,8 @@ class TestRecord:
     def observe_report(self, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
         """Note one phase's outcome and, for the first failure, its message."""
         self.duration += report.duration
+        if report.when == "call":
+            self.teardown_from = len(self.trace.observations)
         if hasattr(report, "wasxfail"):
             self.phases[report.when] = "skipped" if report.skipped else "passed"
             if report.skipped and self.skip_reason is None:
@@ -98,9 +104,9 @@ class TestRecord:
         if self.error is not None:
             self.root.fail(self.error)
         if self.root.output is None:
-            generations = [  # the answer under test, not an evaluator's judge call
+            generations = [  # the answer under test: not a judge's call, not a teardown's
                 o
-                for o in self.trace.observations
+                for o in self.trace.observations[: self.teardown_from]
                 if o.type == "generation" and not o.name.startswith(JUDGE_GENERATION_PREFIX)
             ]
             if generations:

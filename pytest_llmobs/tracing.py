@@ -340,7 +340,7 @@ class Observation:
         if output is not None:
             self.output = snapshot(output)
         if metadata:
-            for key, value in metadata.items():
+            for key, value in _mapping("metadata", metadata).items():
                 self.metadata[key] = snapshot(value)
         for key, value in generation.items():
             if key not in _UPDATABLE:
@@ -371,7 +371,10 @@ class Observation:
         """Mark the observation as errored with the exception's message."""
         self.level = "ERROR"
         if isinstance(error, BaseException):
-            message = str(error)
+            try:
+                message = str(error)
+            except Exception:  # the error's own __str__ is broken: tracing must not raise
+                message = "<str() of the exception failed>"
             kind = type(error).__name__
             self.status_message = f"{kind}: {message}" if message else kind
         else:
@@ -474,6 +477,14 @@ class _StandaloneTraces:
 _standalone = _StandaloneTraces()
 
 
+def pending_attributes(trace: Trace) -> None:
+    """Give ``trace`` (just started by a runner: a test's, an experiment item's) the trace
+    attributes of the `propagate_attributes` blocks it starts inside."""
+    pending = _pending_attributes.get()
+    if pending:
+        trace.propagate(**pending)
+
+
 def open_observation(
     name: str,
     *,
@@ -488,9 +499,7 @@ def open_observation(
             parent.trace, name, type=type, parent_id=parent.id, input=input, metadata=metadata
         )
     trace = Trace(name)
-    pending = _pending_attributes.get()
-    if pending:
-        trace.propagate(**pending)
+    pending_attributes(trace)
     return Observation(trace, name, type=type, input=input, metadata=metadata)
 
 
@@ -509,6 +518,11 @@ def _restore(token: Any, parent: Observation | None) -> None:
         _current.reset(token)
     except ValueError:  # closed in another context than it was opened in
         _current.set(parent)
+    restored = _current.get()
+    if restored is not None and restored.trace.end_time is not None:
+        # a span a fixture held past its test closed: the observation it was opened under
+        # belongs to a finished trace, so what follows goes to the test running now
+        _current.set(None)
 
 
 @contextmanager
@@ -562,6 +576,11 @@ def propagate_attributes(
     """Set trace attributes on the current trace, and on traces started inside the block."""
     if isinstance(tags, str):
         raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
+    if metadata is not None:
+        _mapping("metadata", metadata)
+    for field, given in (("user_id", user_id), ("session_id", session_id)):
+        if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
+            raise TypeError(f"{field} must be a string, not {type(given).__name__} {given!r:.60}")
     attributes: dict[str, Any] = {
         k: v
         for k, v in {
@@ -586,6 +605,16 @@ def propagate_attributes(
         yield
     finally:
         _pending_attributes.reset(token)
+
+
+def _mapping(field: str, value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping; a clear `TypeError` naming ``field`` otherwise."""
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{field} must be a mapping such as {{'team': 'support'}}, not "
+            f"{type(value).__name__} {value!r:.60}"
+        )
+    return value
 
 
 def _generator_output(items: list[Any]) -> Any:

@@ -937,6 +937,97 @@ def test_propagate_attributes_sets_user_session_and_tags_on_the_trace(
     assert (other["user_id"], other["session_id"], other["tags"]) == (None, None, [])
 
 
+def test_a_session_fixtures_propagate_attributes_reach_every_test(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before, only the first test's trace, started before the fixture, got them)
+    pytester.makeconftest(
+        dedent(
+            """\
+            import pytest
+            from pytest_llmobs import propagate_attributes
+
+            @pytest.fixture(scope="session", autouse=True)
+            def nightly():
+                with propagate_attributes(session_id="ci-run-42", tags=["nightly"]):
+                    yield
+            """
+        )
+    )
+    pytester.makepyfile("def test_1():\n    pass\n\ndef test_2():\n    pass\n")
+
+    pytester.runpytest().assert_outcomes(passed=2)
+
+    traces = [item["trace"] for item in runs.latest()["items"]]
+    assert [(t["session_id"], t["tags"]) for t in traces] == [("ci-run-42", ["nightly"])] * 2
+
+
+def test_a_fixtures_teardown_generation_is_not_the_tests_output(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before, the audit-log call made in teardown became the output the reports show)
+    pytester.makepyfile(
+        test_out=dedent(
+            """\
+            import pytest
+
+            @pytest.fixture
+            def conversation(llm):
+                yield []
+                llm.generate("Summarize the conversation for the audit log")
+
+            def test_capital(llm, conversation):
+                assert llm.generate("What is the capital of France?").text == "Paris"
+            """
+        )
+    )
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    root = item["trace"]["observations"][0]
+    assert root["output"] == "Paris"
+    assert len([o for o in item["trace"]["observations"] if o["type"] == "generation"]) == 2
+
+
+def test_a_generation_after_a_module_fixtures_span_closes_is_kept(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before, it went to the first test's finished trace: lost)
+    pytester.makepyfile(
+        test_held=dedent(
+            """\
+            import pytest
+            from pytest_llmobs import start_span
+
+            @pytest.fixture(scope="session")
+            def audit(llm):
+                yield
+                llm.generate("audit after the module")
+
+            @pytest.fixture(scope="module")
+            def resource(audit):
+                with start_span("resource"):
+                    yield
+
+            def test_1(resource):
+                pass
+
+            def test_2(resource):
+                pass
+            """
+        )
+    )
+
+    pytester.runpytest().assert_outcomes(passed=2)
+
+    items = runs.items(runs.latest())
+    last = items["test_held.py::test_2"]["trace"]["observations"]
+    assert [o["input"] for o in last if o["type"] == "generation"] == [
+        [{"role": "user", "content": "audit after the module"}]
+    ]
+
+
 def test_failing_test_root_observation_is_an_error_with_the_assertion_message(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:

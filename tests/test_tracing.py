@@ -721,6 +721,58 @@ def test_propagate_attributes_rejects_a_string_for_tags() -> None:
         pass
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: propagate_attributes(metadata="team=support"),  # type: ignore[arg-type]
+            "metadata must be a mapping such as {'team': 'support'}, not str 'team=support'",
+        ),
+        (
+            lambda: propagate_attributes(user_id=["a", "b"]),  # type: ignore[arg-type]
+            "user_id must be a string, not list ['a', 'b']",
+        ),
+    ],
+)
+def test_propagate_attributes_names_a_value_of_the_wrong_type(call: Any, message: str) -> None:
+    # (before: a ValueError from dict.update, or the list stored as the string "['a', 'b']")
+    with pytest.raises(TypeError, match=re.escape(message)), call():
+        pass
+
+
+def test_update_names_metadata_that_is_not_a_mapping(root: Observation) -> None:
+    with (
+        start_span("s") as span,
+        pytest.raises(TypeError, match=r"^metadata must be a mapping such as .*, not str 'x'$"),
+    ):
+        span.update(metadata="x")  # type: ignore[arg-type]
+
+
+def test_an_exception_whose_str_fails_reaches_the_caller_as_itself(root: Observation) -> None:
+    # (before, tracing's str(error) raised instead, so pytest.raises(Weird) failed)
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("__str__ broke")
+
+    with pytest.raises(Weird), start_span("s") as span:
+        raise Weird
+    assert span.status_message == "Weird: <str() of the exception failed>"
+
+
+def test_a_span_closed_after_its_trace_ended_hands_back_to_the_running_trace() -> None:
+    # a fixture's span opened in one test and closed in a later one
+    first, second = Observation(Trace("t1"), "t1"), Observation(Trace("t2"), "t2")
+    with activate(first):
+        held = start_span("held")
+        held.__enter__()
+    first.trace.finish()
+    with activate(second):
+        held.__exit__(None, None, None)
+        with start_span("after") as after:
+            pass
+    assert after.trace is second.trace  # (before: the finished first trace, so it was lost)
+
+
 def test_propagate_attributes_are_isolated_between_asyncio_tasks(
     finished: list[dict[str, Any]],
 ) -> None:
