@@ -86,14 +86,19 @@ class CalibrationReport:
         if self.unmatched_labels:
             lines.append(
                 f"{len(self.unmatched_labels)} label(s) match no item: "
-                + ", ".join(self.unmatched_labels[:10])
+                + _first_ten(self.unmatched_labels)
             )
         if self.unlabelled_items:
             lines.append(
                 f"{len(self.unlabelled_items)} scored item(s) have no label: "
-                + ", ".join(self.unlabelled_items[:10])
+                + _first_ten(self.unlabelled_items)
             )
         return lines
+
+
+def _first_ten(names: list[str]) -> str:
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return ", ".join(names[:10]) + more
 
 
 def read_labels(path: Path) -> tuple[str, list[HumanLabel]]:

@@ -204,6 +204,16 @@ class Store:
             except _CannotOpen:
                 raise StoreError(cannot.message) from None
 
+    def _not_writable(self) -> bool:
+        """Whether the store's file or directory is read-only to this process (a read-only
+        mount, another user's files), which SQLite reports as an unusable database."""
+        path = self.path
+        if path is None or self.read_only:
+            return False
+        return not os.access(path.parent, os.W_OK) or (
+            path.exists() and not os.access(path, os.W_OK)
+        )
+
     def _open(self, target: str, *, uri: bool) -> None:
         try:
             # One thread uses a store at a time; `close(wait=False)` hands it to another.
@@ -221,6 +231,11 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             where = self.path if self.path is not None else target
+            if self._not_writable():  # a healthy store this process may not write
+                raise _CannotOpen(
+                    f"{where}: the store is read-only here ({exc}); pass --store (or "
+                    "--llm-store) a directory you can write"
+                ) from None
             raise _CannotOpen(f"{where}: not a usable llmobs store ({exc})") from None
         except StoreError:
             self._db.close()

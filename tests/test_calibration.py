@@ -11,7 +11,7 @@ from textwrap import dedent
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from pytest_llmobs.calibration import CalibrationError, read_labels
+from pytest_llmobs.calibration import CalibrationError, CalibrationReport, read_labels
 
 # item id, automated quality score, whether the test passes, human verdict
 ROWS = [
@@ -106,6 +106,15 @@ def test_boolean_score_text_report(project: Path) -> None:
     assert lines[0] == "calibration of score 'verdict' (BOOLEAN) against 8 human labels"
     assert lines[1] == f"accuracy {accuracy:.3f}  Cohen's kappa {kappa:.3f}"
     assert "1 label(s) match no item: zz" in lines
+
+
+def test_long_lists_of_unmatched_names_say_how_many_more() -> None:
+    report = CalibrationReport(
+        "verdict", "BOOLEAN", 1, 1.0, 1.0, {}, unlabelled_items=[f"i{k}" for k in range(13)]
+    )
+    assert report.lines()[-1] == (
+        "13 scored item(s) have no label: i0, i1, i2, i3, i4, i5, i6, i7, i8, i9 and 3 more"
+    )
 
 
 def test_categorical_score_compares_strings(project: Path) -> None:

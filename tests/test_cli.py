@@ -139,6 +139,16 @@ def test_a_store_on_a_read_only_file_system_can_be_read(read_only_copy: Path) ->
     assert "name 'first'" in shown.stdout
 
 
+def test_writing_to_a_read_only_store_says_it_is_read_only(read_only_copy: Path) -> None:
+    # (before: "not a usable llmobs store", as if the healthy store were damaged)
+    done = llmobs(read_only_copy, "prune", "--keep-last", "1", "--store", str(read_only_copy))
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"llmobs: error: {read_only_copy / 'llmobs.db'}: the store is read-only here ("
+    )
+
+
 def _cannot_create_in(directory: Path) -> bool:
     try:
         (directory / "probe").touch()

@@ -346,6 +346,20 @@ def test_a_boolean_score_named_after_latency_or_cost_regresses_when_it_turns_fal
     assert rows[("d", "mean_cost_usd")].higher_is_better is False  # a number: lower is better
 
 
+def test_the_gate_line_says_why_matched_items_tested_nothing() -> None:
+    # (before: "Matched 1 case(s)" and then "no matched items")
+    skipped = run("a", [item("t.py::t[x]", "skipped", dataset="d")])
+    again = run("b", [item("t.py::t[x]", "skipped", dataset="d")])
+
+    comparison = compare_runs(skipped, again)
+
+    assert comparison.matched == 1
+    assert gate_line(comparison) == (
+        "no metric could be tested (none of the 1 matched item(s) passed or failed in both "
+        "runs): the gate checked nothing"
+    )
+
+
 def test_regression_message_shows_the_paired_delta_when_unmatched_items_move_the_mean() -> None:
     names = [f"i{k}" for k in range(12)]
     baseline = run("a", [item(f"t.py::t[{n}]", "passed", dataset="d", ok=True) for n in names])

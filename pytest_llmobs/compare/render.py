@@ -84,7 +84,12 @@ def gate_line(comparison: Comparison, *, enforced: bool = True) -> str:
         else ""
     )
     if not tested:
-        return "no metric could be tested (no matched items): the gate checked nothing" + missing
+        why = (
+            "no matched items"
+            if not comparison.matched
+            else f"none of the {comparison.matched} matched item(s) passed or failed in both runs"
+        )
+        return f"no metric could be tested ({why}): the gate checked nothing" + missing
     if within or better:
         parts = ([f"{better} improvement(s)"] if better else []) + (
             [f"{within} regression(s) within --llm-max-drop {comparison.max_drop:g}"]
