@@ -68,6 +68,7 @@ def test_parse_threshold_default_dataset_applies_only_when_none_is_written() -> 
         ">= 0.9",
         "mean_accuracy",
         "",
+        "mean_accuracy >= \u0660.\u0669",  # Arabic-Indic digits, which float() reads
     ],
 )
 def test_parse_threshold_rejects_malformed_expressions(expression: str) -> None:
