@@ -65,7 +65,7 @@ prompt version, unsent."""
 
 PromptInput = str | CompiledPrompt | Sequence[Mapping[str, str]]
 
-_ANSWER_METADATA = ("finish_reason", "response_id")
+_ANSWER_METADATA = ("finish_reason", "response_id", "usage_reported")
 """What a provider says of its answer that the generation keeps in its metadata."""
 
 

@@ -319,6 +319,23 @@ def test_impossible_token_counts_are_a_malformed_response(
     )
 
 
+def test_an_answer_without_usage_has_an_unknown_cost_and_says_so(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (before: 0 tokens priced as a cost of $0.00, as if the call had been free)
+    fake_openai.queue(malformed('{"choices": [{"message": {"content": "Paris"}}]}'))
+
+    answer = provider.complete(ask("hi"))
+
+    assert (answer.text, answer.usage.total, answer.cost) == ("Paris", 0, None)
+    assert answer.metadata["usage_reported"] is False
+    fake_openai.queue(
+        malformed('{"choices": [{"message": {"content": "Paris"}}], "usage": {"prompt_tokens": 9}}')
+    )
+    counted = provider.complete(ask("hi"))
+    assert counted.cost is not None and "usage_reported" not in counted.metadata
+
+
 def test_content_parts_are_read_as_their_joined_text(
     fake_openai: FakeOpenAI, provider: OpenAIProvider
 ) -> None:

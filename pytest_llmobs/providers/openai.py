@@ -629,6 +629,7 @@ class OpenAIProvider:
             if tool_calls is not None and not isinstance(tool_calls, list):
                 raise TypeError("tool_calls is not a list")
             usage = data.get("usage") or {}
+            reported = bool(usage)
             input_tokens = token_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
             output_tokens = token_count(usage.get("completion_tokens"), "usage.completion_tokens")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -652,10 +653,12 @@ class OpenAIProvider:
             model=model,
             usage=usage_,
             latency_ms=latency,
-            cost=self.prices.price(model, self._model, usage=usage_),
+            # no usage in the answer: the counts are unknown, and so is the cost (not $0)
+            cost=self.prices.price(model, self._model, usage=usage_) if reported else None,
             metadata={
                 "finish_reason": choice.get("finish_reason"),
                 "response_id": data.get("id"),
+                **({} if reported else {"usage_reported": False}),
             },
             tool_calls=None if tool_calls is None else self._calls_without_secrets(tool_calls),
         )
