@@ -430,11 +430,9 @@ def _ini_flag(config: pytest.Config, ini_name: str) -> bool:
     (pytest's own says only "invalid truth value 'maybe'")."""
     try:
         return bool(config.getini(ini_name))
-    except (ValueError, pytest.UsageError):  # (pytest 9 raises the latter, older ones the former)
-        raw = config.inicfg.get(ini_name)
+    except (ValueError, pytest.UsageError) as exc:  # (pytest 9 raises the latter)
         raise pytest.UsageError(
-            f"{ini_name} in {config.inipath or 'the ini file'}: {raw!r} is not a yes/no value; "
-            "expected true or false"
+            f"{ini_name} in {config.inipath or 'the ini file'}: {exc}; expected true or false"
         ) from None
 
 

@@ -423,8 +423,8 @@ def test_collect_only_without_a_named_model_imports_no_provider(
 @pytest.mark.parametrize(
     ("ini", "message"),
     [
-        ("llm_no_store = maybe", "llm_no_store in *tox.ini: 'maybe' is not a yes/no value; *"),
-        ("llm_upload_strict = perhaps", "llm_upload_strict in *tox.ini: 'perhaps' is not a *"),
+        ("llm_no_store = maybe", "llm_no_store in *tox.ini: invalid truth value 'maybe'; *"),
+        ("llm_upload_strict = perhaps", "llm_upload_strict in *tox.ini: *'perhaps'; expected *"),
         ("llm_trace_sample = lots", "llm_trace_sample in *tox.ini: 'lots' is not a number"),
     ],
 )
