@@ -19,7 +19,6 @@ from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate, ItemSummary, compute_
 from pytest_llmobs.evaluators.run_level import (
     BOOTSTRAP_RESAMPLES,
     Z_95,
-    Interval,
     bootstrap_mean_interval,
     classification_metrics,
     wilson_interval,
@@ -152,17 +151,19 @@ def test_bootstrap_width_is_about_the_normal_one() -> None:
     assert interval.high - interval.low == pytest.approx(2 * half, rel=0.15)
 
 
-def test_equal_values_in_0_1_get_the_wilson_interval_of_their_share() -> None:
-    # (before, two items graded 1.0 gave [1, 1]: a ci_low gate passed that a boolean one failed)
-    assert bootstrap_mean_interval([1.0, 1.0]) == wilson_interval(2, 2)
-    assert bootstrap_mean_interval([1.0, 1.0]).low == pytest.approx(0.3424, abs=1e-4)
-    assert bootstrap_mean_interval([0.25] * 8) == wilson_interval(2, 8)
-    narrower = bootstrap_mean_interval([0.25] * 80)
-    assert narrower.low > bootstrap_mean_interval([0.25] * 8).low  # more items, more evidence
+def test_bootstrap_of_equal_values_is_that_value() -> None:
+    assert bootstrap_mean_interval([0.25] * 7) == bootstrap_mean_interval([0.25])
+    assert (bootstrap_mean_interval([0.25]).low, bootstrap_mean_interval([0.25]).high) == (
+        0.25,
+        0.25,
+    )
 
 
-def test_equal_values_outside_0_1_keep_a_zero_width_interval() -> None:
-    assert bootstrap_mean_interval([250.0] * 3) == Interval(250.0, 250.0, "bootstrap")
+def test_a_lower_value_never_raises_the_interval_above_that_of_all_perfect_ones() -> None:
+    # a gate on ci_low must not pass a worse run that it fails for a perfect one
+    perfect = bootstrap_mean_interval([1.0] * 10)
+    for worst in (0.999, 0.99, 0.9, 0.5):
+        assert bootstrap_mean_interval([worst] + [1.0] * 9).low <= perfect.low
 
 
 def test_bootstrap_of_no_values_is_an_error() -> None:
@@ -182,8 +183,7 @@ def test_bootstrap_holds_the_mean(values: list[float]) -> None:
     interval = bootstrap_mean_interval(values)
 
     assert interval.low - slack <= mean <= interval.high + slack
-    if min(values) < max(values) or not 0 <= values[0] <= 1:  # (else: Wilson, wider)
-        assert min(values) - slack <= interval.low <= interval.high <= max(values) + slack
+    assert min(values) - slack <= interval.low <= interval.high <= max(values) + slack
 
 
 # --- classification metrics ---------------------------------------------------------------------

@@ -30,9 +30,8 @@ class Interval:
     method: str
 
 
-def wilson_interval(successes: float, n: int, z: float = Z_95) -> Interval:
-    """The Wilson score interval for a proportion of ``successes`` out of ``n`` (a sum of values
-    in 0..1 too: their variance is at most a proportion's, so the interval is on the safe side)."""
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> Interval:
+    """The Wilson score interval for a proportion of ``successes`` out of ``n``."""
     if n <= 0:
         raise ValueError("wilson_interval needs n >= 1")
     if not 0 <= successes <= n:
@@ -57,19 +56,13 @@ def bootstrap_mean_interval(
     """Percentile bootstrap interval of the mean, deterministic for a given ``seed``.
 
     Resampling runs over the sorted values, so the same values in any order give the same
-    interval. One value, or all equal, leaves the bootstrap nothing to resample: its interval
-    would have no width, as if a single item proved its value. For values in 0..1 (a share, a
-    judge's grade) the Wilson interval of the same share is given instead, the interval a
-    boolean score with that evidence gets; other values keep the zero-width interval.
+    interval.
     """
     n = len(values)
     if n == 0:
         raise ValueError("bootstrap_mean_interval needs at least one value")
     if min(values) == max(values):  # one value, or all equal: every resample has that mean
-        value = float(values[0])
-        if 0.0 <= value <= 1.0:
-            return wilson_interval(value * n, n)
-        return Interval(value, value, "bootstrap")
+        return Interval(float(values[0]), float(values[0]), "bootstrap")
     import numpy as np
 
     data = np.sort(np.asarray(values, dtype=float))
