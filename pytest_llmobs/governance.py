@@ -159,12 +159,13 @@ class Governance:
         limit = self.max_field_chars
         texts = self._texts
         user_keys = identifiers is not IDENTIFIER_KEYS
+        clashes: dict[str, int] = {}
         for key, item in value.items():
             name = key
             if user_keys and type(key) is str:
                 name = texts.get(key) or self._text(key)
                 if name in governed:  # two keys masked alike (<EMAIL>): both values are kept
-                    name = _distinct(name, governed)
+                    name = _distinct(name, governed, clashes)
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
                 governed[name] = item
@@ -213,11 +214,13 @@ class Governance:
         return sampled(str(trace.get("id", "")), self.trace_sample)
 
 
-def _distinct(name: str, taken: Mapping[Any, Any]) -> str:
-    """``name (2)``, ``name (3)``...: the first not in ``taken``."""
-    number = 2
+def _distinct(name: str, taken: Mapping[Any, Any], clashes: dict[str, int]) -> str:
+    """``name (2)``, ``name (3)``...: the first not in ``taken``. ``clashes`` remembers the
+    last number given per name, so that n keys masked alike cost n steps, not n²."""
+    number = clashes.get(name, 1) + 1
     while f"{name} ({number})" in taken:
         number += 1
+    clashes[name] = number
     return f"{name} ({number})"
 
 

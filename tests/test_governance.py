@@ -295,6 +295,19 @@ def test_keys_of_user_data_are_masked_and_kept_apart(pytester: pytest.Pytester, 
     assert "example.com" not in json.dumps(item)
 
 
+def test_keys_masked_alike_keep_every_value_also_beside_a_literal_numbered_key() -> None:
+    from pytest_llmobs.governance import build_governance
+
+    output = {f"user{k}@example.com": k for k in range(500)}
+    output["<EMAIL> (3)"] = "literal"
+    item = {"trace": {"observations": [{"output": output}]}}
+
+    governed = build_governance(mode="default").item(item)["trace"]["observations"][0]["output"]
+
+    assert sorted(governed.values(), key=str) == sorted(output.values(), key=str)
+    assert governed["<EMAIL> (3)"] == 2 and governed["<EMAIL> (4)"] == 3
+
+
 def test_label_scores_keep_their_classes_so_accuracy_stays_right(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:
