@@ -117,6 +117,26 @@ class _StoredThreshold(BaseModel):
     source: str = ""
 
 
+class _PromptSnapshot(BaseModel):
+    model_config = _LENIENT_KEYS
+    name: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    hash: str = Field(min_length=1)
+
+
+class _DatasetSnapshot(BaseModel):
+    model_config = _LENIENT_KEYS
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    items: list[dict[str, Any]]
+
+
+class _Snapshots(BaseModel):
+    model_config = _LENIENT_KEYS
+    prompts: list[_PromptSnapshot] = Field(default_factory=list)
+    datasets: list[_DatasetSnapshot] = Field(default_factory=list)
+
+
 class ExportedRun(BaseModel):
     """The parts of an ``llmobs export`` file that comparison and merging read."""
 
@@ -137,6 +157,7 @@ class ExportedRun(BaseModel):
     prompts: list[_Prompt] = Field(default_factory=list)
     thresholds: list[_StoredThreshold] = Field(default_factory=list)
     missing: list[_Missing] = Field(default_factory=list)
+    snapshots: _Snapshots | None = None
 
     @model_validator(mode="after")
     def _ends_after_it_starts(self) -> ExportedRun:

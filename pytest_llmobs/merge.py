@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_llmobs.aggregates import ALL_ITEMS, score_aggregate_names
 from pytest_llmobs.export_schema import export_problem
-from pytest_llmobs.exports import EXPORT_FORMAT, import_snapshots, with_snapshots
+from pytest_llmobs.exports import EXPORT_FORMAT, SNAPSHOTS, import_snapshots, with_snapshots
 from pytest_llmobs.run import RunRecorder, RunResult
 from pytest_llmobs.score_kinds import KIND_SHOWN
 from pytest_llmobs.store import Store, StoreError
@@ -253,6 +253,21 @@ def check_compatible(shards: Sequence[Shard]) -> None:
     _prompt_versions(shards)
 
 
+def _snapshots_fit(shards: Sequence[Shard], store: Store) -> None:
+    """`MergeError` when the store already has a prompt version a shard carries with other
+    content: the merged run would be linked to the store's content under the shard's hash."""
+    for shard in shards:
+        for prompt in (shard.run.get(SNAPSHOTS) or {}).get("prompts") or []:
+            name, version = str(prompt["name"]), int(prompt["version"])
+            kept = store.get_prompt(name, version=version)
+            if kept is not None and kept.get("hash") != prompt["hash"]:
+                raise MergeError(
+                    f"cannot merge into {store.path}: prompt {name!r} version {version} there "
+                    f"has hash {kept.get('hash')!r}, but {shard.label} used {prompt['hash']!r}; "
+                    "store the merged run in another --store"
+                )
+
+
 def merge_shards(
     shards: Sequence[Shard], *, thresholds: Sequence[str] = (), store: Store
 ) -> MergeOutcome:
@@ -279,9 +294,10 @@ def merge_shards(
         run_id=run_id,
         started_at=float(first.run.get("started_at") or 0.0),
     )
-    recorder.begin()
-    for shard in shards:  # (check_compatible made sure they agree on versions and contents)
+    _snapshots_fit(shards, store)
+    for shard in shards:  # before the run: a store that refuses them keeps no half-run
         import_snapshots(shard.run, store)
+    recorder.begin()
     for item in items:
         recorder.add_item(item)
     for shard in shards:

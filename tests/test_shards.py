@@ -274,6 +274,8 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         item["trace"]["observations"].append({"type": "generation", "usage": {"input": "many"}})
     elif edit == "id-a-path":
         run["id"] = "../../etc/x"
+    elif edit == "snapshot-prompt-without-hash":
+        run["snapshots"] = {"prompts": [{"name": "qa", "version": 1}], "datasets": []}
     elif edit == "ended-before-started":
         run["ended_at"] = run["started_at"] - 60
     elif edit == "latency-text":
@@ -304,6 +306,8 @@ def _edited(run: dict[str, Any], edit: str) -> dict[str, Any]:
         ("latency-text", "observations.2: Value error, a generation's metadata.latency_ms must"),
         ("id-a-path", "id: String should match pattern '^[A-Za-z0-9_.:-]{1,128}$'"),
         ("ended-before-started", "Value error, ended_at "),
+        # (imported before the run is stored: a KeyError traceback and a 0-item run before)
+        ("snapshot-prompt-without-hash", "snapshots.prompts.0.hash: Field required"),
     ],
 )
 def test_a_damaged_shard_is_named_and_nothing_is_stored(
@@ -542,6 +546,39 @@ def test_the_merged_store_gets_the_shards_prompt_versions_and_dataset_snapshots(
     assert snapshot is not None and [i["id"] for i in snapshot] == [c["id"] for c in capitals]
     exported = json.loads((pytester.path / "merged.json").read_text(encoding="utf-8"))
     assert [p["hash"] for p in exported["snapshots"]["prompts"]] == [link["hash"]]
+
+
+def test_merge_refuses_a_store_whose_prompt_version_has_other_content(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before, the store's own content stayed and the merged run was linked to it)
+    pytester.makepyfile(
+        test_m="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
+        "def test_m(item, prompt, llm):\n    llm.generate(prompt('g').compile(q=item.input))\n"
+    )
+    prompt = pytester.path / "prompts" / "g.json"
+    prompt.parent.mkdir()
+    for content, args in (
+        ("CI {{q}}", ["--llm-run-id=ci-4", "--llm-json=shard.json"]),
+        ("LOCAL {{q}}", []),
+    ):
+        prompt.write_text(json.dumps({"type": "text", "prompt": content}))
+        store = "ci" if content.startswith("CI") else "local"
+        pytester.runpytest(f"--llm-store={store}", *args).assert_outcomes(passed=len(capitals))
+    capsys.readouterr()
+
+    status = main(["merge", str(pytester.path / "shard.json"), "--store", "local"])
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmobs: error: cannot merge into ")
+    assert (
+        "prompt 'g' version 1 there has hash " in err and "store the merged run in another" in err
+    )
+    assert "ci-4" not in [r["id"] for r in runs.list("local")]
 
 
 def test_merge_refuses_one_prompt_version_with_two_contents(
