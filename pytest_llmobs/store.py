@@ -197,7 +197,15 @@ class Store:
                 raise StoreError(cannot.message) from None
             # A store on a read-only file system (a mounted CI artifact): SQLite cannot make
             # the shared-memory file a WAL database is read with, and nothing can write there,
-            # so the file is read as immutable.
+            # so the file is read as immutable, which ignores the write-ahead log: refused
+            # when the log still holds changes (a killed session's), not read without them.
+            wal = path.with_name(path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreError(
+                    f"{path}: on a read-only file system with changes still in its write-ahead "
+                    f"log ({wal}), which SQLite cannot read there; copy the store's directory "
+                    "somewhere writable and read that"
+                ) from None
             immutable = f"{path.resolve().as_uri()}?immutable=1"
             try:
                 self._open(immutable, uri=True)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from textwrap import dedent
 import pytest
 
 from pytest_llmobs.cli import main
+from pytest_llmobs.store import Store
 
 
 def llmobs(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,9 +111,13 @@ def test_store_option_and_missing_store(recorded: Path, tmp_path: Path) -> None:
 @pytest.fixture
 def read_only_copy(recorded: Path, tmp_path: Path) -> Iterator[Path]:
     """The recorded store's directory, mounted read-only (as a CI artifact may be)."""
-    mount = tmp_path / "read-only"
+    yield from mounted_read_only(recorded / ".llmobs", tmp_path / "read-only")
+
+
+def mounted_read_only(source: Path, mount: Path) -> Iterator[Path]:
+    """``source`` bind-mounted read-only at ``mount``; skips (fails under CI) where it cannot."""
     mount.mkdir()
-    bind = ["mount", "--bind", str(recorded / ".llmobs"), str(mount)]
+    bind = ["mount", "--bind", str(source), str(mount)]
     remount = ["mount", "-o", "remount,bind,ro", str(mount)]
     done = subprocess.run(bind, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -146,6 +152,33 @@ def test_writing_to_a_read_only_store_says_it_is_read_only(read_only_copy: Path)
     assert done.returncode == 2
     assert done.stderr.startswith(
         f"llmobs: error: {read_only_copy / 'llmobs.db'}: the store is read-only here ("
+    )
+
+
+def test_a_read_only_store_with_an_unmerged_write_ahead_log_says_so(tmp_path: Path) -> None:
+    # (before: read as immutable, which skips the log: "not an llmobs store", or old data)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    writer = Store(tmp_path / "live" / "llmobs.db")
+    writer._db.execute("PRAGMA wal_autocheckpoint = 0")  # keep every change in the log
+    writer.begin_run({"id": "r1", "name": "r1", "model": "m", "started_at": 0.0})
+    for suffix in ("", "-wal"):  # copied while the writer is alive, as from a killed session
+        name = "llmobs.db" + suffix
+        shutil.copyfile(tmp_path / "live" / name, copied / name)
+    writer.close()
+    assert (copied / "llmobs.db-wal").stat().st_size > 0
+    mounted = mounted_read_only(copied, tmp_path / "mount")
+    mount = next(mounted)
+    try:
+        done = llmobs(tmp_path, "runs", "--store", str(mount))
+    finally:
+        mounted.close()  # (unmounts)
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"llmobs: error: {mount / 'llmobs.db'}: on a read-only file system with changes still in "
+        f"its write-ahead log ({mount / 'llmobs.db-wal'}), which SQLite cannot read there; copy "
+        "the store's directory somewhere writable and read that\n"
     )
 
 
