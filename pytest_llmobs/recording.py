@@ -70,8 +70,8 @@ class TestRecord:
     def observe_report(self, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
         """Note one phase's outcome and, for the first failure, its message."""
         self.duration += report.duration
-        if report.when == "call":
-            self.teardown_from = len(self.trace.observations)
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.teardown_from = len(self.trace.observations)  # (no body runs after a bad setup)
         if hasattr(report, "wasxfail"):
             self.phases[report.when] = "skipped" if report.skipped else "passed"
             if report.skipped and self.skip_reason is None:

@@ -398,8 +398,10 @@ class RunRecorder:
             unreadable = f" ({exc})"
         items = [item for _, item in sorted([*stored, *self._refused], key=lambda row: row[0])]
         governance = self.store.governance
-        header = self.header if governance is None else governance.value(self.header)
-        run: dict[str, Any] = {**header, **self._finished, "items": items}
+        header, finished = self.header, self._finished
+        if governance is not None:  # as the store writes them
+            header, finished = governance.value(header), governance.value(finished)
+        run: dict[str, Any] = {**header, **finished, "items": items}
         lost = len(self._summaries) - len(items)
         if lost:
             run["errors"] = [

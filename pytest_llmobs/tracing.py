@@ -193,13 +193,12 @@ class Trace:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Set trace-level attributes; tags accumulate and metadata merges."""
+        check_attributes(user_id=user_id, session_id=session_id, tags=tags, metadata=metadata)
         if user_id is not None:
             self.user_id = str(user_id)
         if session_id is not None:
             self.session_id = str(session_id)
         if tags:
-            if isinstance(tags, str):
-                raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
             self.tags.extend(t for t in map(str, tags) if t not in self.tags)
         if metadata:
             self.metadata.update(metadata)
@@ -574,13 +573,7 @@ def propagate_attributes(
     metadata: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
     """Set trace attributes on the current trace, and on traces started inside the block."""
-    if isinstance(tags, str):
-        raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
-    if metadata is not None:
-        _mapping("metadata", metadata)
-    for field, given in (("user_id", user_id), ("session_id", session_id)):
-        if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
-            raise TypeError(f"{field} must be a string, not {type(given).__name__} {given!r:.60}")
+    check_attributes(user_id=user_id, session_id=session_id, tags=tags, metadata=metadata)
     attributes: dict[str, Any] = {
         k: v
         for k, v in {
@@ -605,6 +598,22 @@ def propagate_attributes(
         yield
     finally:
         _pending_attributes.reset(token)
+
+
+def check_attributes(
+    *, user_id: Any = None, session_id: Any = None, tags: Any = None, metadata: Any = None
+) -> None:
+    """`TypeError` naming a trace attribute of the wrong type (a list as ``user_id`` would be
+    stored as its repr, a string as ``tags`` as its letters)."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
+    if metadata is not None:
+        _mapping("metadata", metadata)
+    for field, given in (("user_id", user_id), ("session_id", session_id)):
+        if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
+            raise TypeError(
+                f"{field} must be a string (or an int), not {type(given).__name__} {given!r:.60}"
+            )
 
 
 def _mapping(field: str, value: Any) -> Mapping[str, Any]:

@@ -990,6 +990,35 @@ def test_a_fixtures_teardown_generation_is_not_the_tests_output(
     assert len([o for o in item["trace"]["observations"] if o["type"] == "generation"]) == 2
 
 
+def test_after_a_failed_setup_a_teardown_generation_is_not_the_output(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_setup=dedent(
+            """\
+            import pytest
+
+            @pytest.fixture
+            def audit(llm):
+                yield
+                llm.generate("audit after the test")
+
+            @pytest.fixture
+            def broken(audit):
+                raise RuntimeError("no database")
+
+            def test_never_runs(broken):
+                pass
+            """
+        )
+    )
+
+    pytester.runpytest().assert_outcomes(errors=1)
+
+    (item,) = runs.latest()["items"]
+    assert item["trace"]["observations"][0]["output"] is None
+
+
 def test_a_generation_after_a_module_fixtures_span_closes_is_kept(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:

@@ -630,6 +630,25 @@ def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_sessio
     )
 
 
+def test_the_run_rebuilt_after_a_store_failure_is_masked_as_the_store_would_mask_it() -> None:
+    from pytest_llmobs.governance import build_governance
+    from pytest_llmobs.run import RunRecorder
+
+    store = Store(None, governance=build_governance(mode="default"))
+    recorder = RunRecorder(store=store, name="r", model="m", outlive_store_failures=True)
+    recorder.begin()
+    store._db.execute("DROP TABLE items")  # every item is refused from now on
+    recorder.add_item({"node_id": "t.py::t", "outcome": "passed", "trace": {"scores": []}})
+    recorder.failures.append("worker gw0 went down: ask ann@example.com")
+    recorder.finish(interrupted=False, tests_failed=False)
+
+    run = recorder.load_run()
+    store.close()
+
+    assert [item["node_id"] for item in run["items"]] == ["t.py::t"]
+    assert run["errors"][0] == "worker gw0 went down: ask <EMAIL>"  # (before: in clear)
+
+
 def test_a_store_that_refuses_only_the_summary_fails_the_run_saying_so(
     pytester: pytest.Pytester,
 ) -> None:

@@ -730,7 +730,7 @@ def test_propagate_attributes_rejects_a_string_for_tags() -> None:
         ),
         (
             lambda: propagate_attributes(user_id=["a", "b"]),  # type: ignore[arg-type]
-            "user_id must be a string, not list ['a', 'b']",
+            "user_id must be a string (or an int), not list ['a', 'b']",
         ),
     ],
 )
