@@ -506,6 +506,21 @@ def test_a_shard_failing_only_its_own_threshold_does_not_fail_the_merged_run(
 
 # --- prompt versions ----------------------------------------------------------------------------
 
+PROMPTED_SUITE = """\
+import pytest
+
+@pytest.mark.llm_dataset('capitals')
+def test_m(item, prompt, llm):
+    llm.generate(prompt('g').compile(q=item.input))
+"""
+"""Each item asks through prompt ``g`` (``prompts/g.json``, written by the test)."""
+
+
+def write_prompt(pytester: pytest.Pytester, template: str) -> None:
+    path = pytester.path / "prompts" / "g.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"type": "text", "prompt": template}), encoding="utf-8")
+
 
 def test_the_merged_store_gets_the_shards_prompt_versions_and_dataset_snapshots(
     pytester: pytest.Pytester,
@@ -515,11 +530,8 @@ def test_the_merged_store_gets_the_shards_prompt_versions_and_dataset_snapshots(
 ) -> None:
     # (before, an upload from the merged store linked generations to prompt versions it did
     # not have and sent dataset items without their metadata)
-    pytester.makepyfile(
-        test_m="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
-        "def test_m(item, prompt, llm):\n    llm.generate(prompt('g').compile(q=item.input))\n"
-    )
-    pytester.makefile(".json", **{"prompts/g": json.dumps({"type": "text", "prompt": "Q: {{q}}"})})
+    pytester.makepyfile(test_m=PROMPTED_SUITE)
+    write_prompt(pytester, "Q: {{q}}")
     for store, selection, output in (
         ("s1", FIRST_HALF, "c.json"),
         ("s2", f"not ({FIRST_HALF})", "d.json"),
@@ -555,18 +567,12 @@ def test_merge_refuses_a_store_whose_prompt_version_has_other_content(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # (before, the store's own content stayed and the merged run was linked to it)
-    pytester.makepyfile(
-        test_m="import pytest\n\n@pytest.mark.llm_dataset('capitals')\n"
-        "def test_m(item, prompt, llm):\n    llm.generate(prompt('g').compile(q=item.input))\n"
-    )
-    prompt = pytester.path / "prompts" / "g.json"
-    prompt.parent.mkdir()
-    for content, args in (
-        ("CI {{q}}", ["--llm-run-id=ci-4", "--llm-json=shard.json"]),
-        ("LOCAL {{q}}", []),
+    pytester.makepyfile(test_m=PROMPTED_SUITE)
+    for content, store, args in (
+        ("CI {{q}}", "ci", ["--llm-run-id=ci-4", "--llm-json=shard.json"]),
+        ("LOCAL {{q}}", "local", []),
     ):
-        prompt.write_text(json.dumps({"type": "text", "prompt": content}))
-        store = "ci" if content.startswith("CI") else "local"
+        write_prompt(pytester, content)
         pytester.runpytest(f"--llm-store={store}", *args).assert_outcomes(passed=len(capitals))
     capsys.readouterr()
 
