@@ -159,12 +159,13 @@ class Governance:
         limit = self.max_field_chars
         texts = self._texts
         user_keys = identifiers is not IDENTIFIER_KEYS
-        clashes: dict[str, int] = {}
+        clashes: dict[str, int] | None = None  # (made on the first clash: most maps have none)
         for key, item in value.items():
             name = key
             if user_keys and type(key) is str:
                 name = texts.get(key) or self._text(key)
                 if name in governed:  # two keys masked alike (<EMAIL>): both values are kept
+                    clashes = {} if clashes is None else clashes
                     name = _distinct(name, governed, clashes)
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
