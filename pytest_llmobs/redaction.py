@@ -316,8 +316,12 @@ class Redactor:
             if not isinstance(masked, str):
                 raise TypeError(f"returned {type(masked).__name__}, not str")
         except Exception as exc:
-            name = masker_name(masker)
-            self.failures.setdefault(name, f"{type(exc).__name__}: {exc}"[:200])
-            self.failed_texts[name] = self.failed_texts.get(name, 0) + 1
+            self.note_failure(masker_name(masker), f"{type(exc).__name__}: {exc}"[:200])
             return MASKING_FAILED
         return masked
+
+    def note_failure(self, name: str, error: str, texts: int = 1) -> None:
+        """Count ``texts`` left as `MASKING_FAILED` by the custom masker ``name``, keeping its
+        first ``error`` (also those an xdist worker's redactor counted)."""
+        self.failures.setdefault(name, error)
+        self.failed_texts[name] = self.failed_texts.get(name, 0) + texts

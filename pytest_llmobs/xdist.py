@@ -49,7 +49,6 @@ class XdistHooks:
         self.down_early: dict[str, list[str]] = {}
         """Why workers went down before collecting → their ids (xdist replaces each, up to
         its limit, so one mistake usually takes down several)."""
-        self._failure_lines: list[str] = []
 
     @property
     def state(self) -> SessionState:
@@ -72,34 +71,34 @@ class XdistHooks:
             self.state.recorder.note_lost(crashitem, f"{worker} crashed while running it")
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        recorder = self.state.recorder
-        if error is not None and recorder is not None and _worker_id(node) not in self.collected_on:
+        if error is not None and _worker_id(node) not in self.collected_on:
             # (a worker that fails at start-up, on a usage error say, runs none of the tests:
             # with every worker down the session collected nothing, which is no pass)
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             self.down_early.setdefault(lines[-1] if lines else "no reason given", []).append(
                 _worker_id(node)
             )
-            for line in self._failure_lines:
-                recorder.failures.remove(line)
-            self._failure_lines = [
-                f"xdist worker{'s' if len(ids) > 1 else ''} {', '.join(ids)} went down before "
-                f"collecting: {why}"
-                for why, ids in self.down_early.items()
-            ]
-            recorder.failures.extend(self._failure_lines)
         output = getattr(node, "workeroutput", None) or {}
         data = output.get(WORKER_OUTPUT)
         if isinstance(data, dict):
             merge_worker_output(self.state, data)
 
-    # --- worker -------------------------------------------------------------------------------
+    # --- both -------------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)  # the controller's before the run is finished with them
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         config = session.config
         state = built_state(config)
-        if is_xdist_worker(config) and state is not None:
+        if state is None:
+            return
+        if is_xdist_worker(config):
             config.workeroutput[WORKER_OUTPUT] = worker_output(state)  # type: ignore[attr-defined]
+        elif state.recorder is not None:  # (every worker is down by now)
+            state.recorder.failures.extend(
+                f"xdist worker{'s' if len(ids) > 1 else ''} {', '.join(ids)} went down before "
+                f"collecting: {why}"
+                for why, ids in self.down_early.items()
+            )
 
 
 def _worker_id(node: Any) -> str:
@@ -132,5 +131,4 @@ def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
     if failures and state.store.governance is not None:
         redactor = state.store.governance.redactor
         for name, (error, texts) in failures.items():
-            redactor.failures.setdefault(name, error)
-            redactor.failed_texts[name] = redactor.failed_texts.get(name, 0) + texts
+            redactor.note_failure(name, error, texts)
