@@ -312,17 +312,12 @@ class RunRecorder:
             **({"repeats": repeats} if repeats else {}),
             **({"missing": missing} if missing else {}),
         }
+        self._finished = {"status": status, "ended_at": ended_at, **summary}
         try:
             self.store.finish_run(self.run_id, status=status, ended_at=ended_at, summary=summary)
         except _STORE_FAILURES as exc:
-            first = self.store_failure is None  # the summary is the first thing it refused
-            if not self._outlived(exc):
-                raise
-            if first:
-                errors = [*errors, self._store_failure_line()]
-                status = "interrupted" if interrupted else "failed"
-                summary["errors"] = errors
-        self._finished = {"status": status, "ended_at": ended_at, **summary}
+            self._after_refusal(exc)
+        status, errors = self.status, self._finished["errors"]
         return RunResult(
             run_id=self.run_id,
             status=status,
@@ -362,19 +357,27 @@ class RunRecorder:
         self._finished.update(summary or {})
         if status is not None:
             self._finished["status"] = status
-        first = self.store_failure is None
         try:
             self.store.update_run(self.run_id, status=status, summary=summary)
         except _STORE_FAILURES as exc:
-            if not self._outlived(exc):
-                raise
-            if first:
-                line = self._store_failure_line()
-                self._finished["errors"] = [*self._finished.get("errors", []), line]
-                if self._finished["status"] == "passed":
-                    self._finished["status"] = "failed"
-                return line
+            return self._after_refusal(exc)
         return None
+
+    def _after_refusal(self, exc: Exception) -> str | None:
+        """The store refused a write of the finished run: ``exc`` is raised again unless the
+        session outlives it. The first refusal adds its line to the run's errors and fails a
+        run that passed; returns that line (None: the store had failed before)."""
+        assert self._finished is not None, "a refused write before finish"
+        first = self.store_failure is None
+        if not self._outlived(exc):
+            raise exc
+        if not first:
+            return None
+        line = self._store_failure_line()
+        self._finished["errors"] = [*self._finished.get("errors", []), line]
+        if self._finished["status"] == "passed":
+            self._finished["status"] = "failed"
+        return line
 
     @property
     def status(self) -> str:
