@@ -28,7 +28,12 @@ from typing import Any
 
 from pytest_llmobs.aggregates import ALL_ITEMS, score_aggregate_names
 from pytest_llmobs.export_schema import export_problem
-from pytest_llmobs.exports import EXPORT_FORMAT, SNAPSHOTS, import_snapshots, with_snapshots
+from pytest_llmobs.exports import (
+    EXPORT_FORMAT,
+    conflicting_prompts,
+    import_snapshots,
+    with_snapshots,
+)
 from pytest_llmobs.run import RunRecorder, RunResult
 from pytest_llmobs.score_kinds import KIND_SHOWN
 from pytest_llmobs.store import Store, StoreError
@@ -257,15 +262,12 @@ def _snapshots_fit(shards: Sequence[Shard], store: Store) -> None:
     """`MergeError` when the store already has a prompt version a shard carries with other
     content: the merged run would be linked to the store's content under the shard's hash."""
     for shard in shards:
-        for prompt in (shard.run.get(SNAPSHOTS) or {}).get("prompts") or []:
-            name, version = str(prompt["name"]), int(prompt["version"])
-            kept = store.get_prompt(name, version=version)
-            if kept is not None and kept.get("hash") != prompt["hash"]:
-                raise MergeError(
-                    f"cannot merge into {store.path}: prompt {name!r} version {version} there "
-                    f"has hash {kept.get('hash')!r}, but {shard.label} used {prompt['hash']!r}; "
-                    "store the merged run in another --store"
-                )
+        for name, version, kept, used in conflicting_prompts(shard.run, store):
+            raise MergeError(
+                f"cannot merge into {store.path}: prompt {name!r} version {version} there "
+                f"has hash {kept!r}, but {shard.label} used {used!r}; "
+                "store the merged run in another --store"
+            )
 
 
 def merge_shards(
