@@ -16,7 +16,8 @@ Names:
   ``"<expected>-><predicted>"``), suffixed ``_<name>`` for a label score not named ``label``;
 - from generations: ``mean_latency_ms``, ``p50_latency_ms``, ``p95_latency_ms``,
   ``max_latency_ms``, ``generations``, ``total_input_tokens``, ``total_output_tokens``,
-  ``total_tokens`` and ``total_cost`` (when costs are known), over the generations of the model
+  ``total_tokens`` (over the generations whose answer reported usage; their ``n`` counts them)
+  and ``total_cost`` (over those whose cost is known), over the generations of the model
   under test; the judge model's calls (``llm_judge``) are counted apart, in
   ``judge_generations``, ``judge_total_tokens`` and ``judge_total_cost``.
 """
@@ -73,8 +74,9 @@ class Aggregate:
         )
 
 
-GenerationFigures = tuple[float | None, int, int, float | None]
-"""A generation's latency in ms (None: unknown), input and output tokens, and cost (None)."""
+GenerationFigures = tuple[float | None, int | None, int | None, float | None]
+"""A generation's latency in ms, input and output tokens, and cost; None where unknown (tokens:
+the server's answer held no usage)."""
 
 JUDGE_GENERATION_PREFIX = "llm_judge:"
 """Names an ``llm_judge`` call's generation (``llm_judge:<rubric>``): an evaluator's call, kept
@@ -219,10 +221,14 @@ def _generation_figures(
         latency = (observation["end_time"] - observation["start_time"]) * 1000.0
     usage = observation.get("usage") or {}
     cost = observation.get("cost")
+    if (observation.get("metadata") or {}).get("usage_reported") is False:
+        tokens_in = tokens_out = None  # unknown, not 0: totals and their gates leave it out
+    else:
+        tokens_in, tokens_out = int(usage.get("input", 0) or 0), int(usage.get("output", 0) or 0)
     return (
         None if latency is None else float(latency),
-        int(usage.get("input", 0) or 0),
-        int(usage.get("output", 0) or 0),
+        tokens_in,
+        tokens_out,
         None if cost is None else float(cost),
     )
 
@@ -366,12 +372,18 @@ def judge_aggregates(generations: Iterable[GenerationFigures]) -> list[Aggregate
     if not figures:
         return []
     n = len(figures)
-    tokens = float(sum(f[1] + f[2] for f in figures))
+    counted = _counted(figures)
+    tokens = [Aggregate("judge_total_tokens", float(sum(i + o for i, o in counted)), len(counted))]
     return [
         Aggregate("judge_generations", float(n), n),
-        Aggregate("judge_total_tokens", tokens, n),
+        *(tokens if counted else []),
         *_total_cost("judge_total_cost", figures),
     ]
+
+
+def _counted(figures: Sequence[GenerationFigures]) -> list[tuple[int, int]]:
+    """(input, output) tokens of the generations whose usage is known."""
+    return [(f[1], f[2]) for f in figures if f[1] is not None and f[2] is not None]
 
 
 def _total_cost(name: str, figures: Sequence[GenerationFigures]) -> list[Aggregate]:
@@ -396,13 +408,16 @@ def generation_aggregates(generations: Iterable[GenerationFigures]) -> list[Aggr
             Aggregate("p95_latency_ms", percentile(latencies, 95), m),
             Aggregate("max_latency_ms", latencies[-1], m),
         ]
-    tokens_in = sum(f[1] for f in figures)
-    tokens_out = sum(f[2] for f in figures)
-    result += [
-        Aggregate("total_input_tokens", float(tokens_in), n),
-        Aggregate("total_output_tokens", float(tokens_out), n),
-        Aggregate("total_tokens", float(tokens_in + tokens_out), n),
-    ]
+    counted = _counted(figures)
+    if counted:  # n: the generations whose usage is known
+        tokens_in = sum(i for i, _ in counted)
+        tokens_out = sum(o for _, o in counted)
+        m = len(counted)
+        result += [
+            Aggregate("total_input_tokens", float(tokens_in), m),
+            Aggregate("total_output_tokens", float(tokens_out), m),
+            Aggregate("total_tokens", float(tokens_in + tokens_out), m),
+        ]
     return [*result, *_total_cost("total_cost", figures)]
 
 

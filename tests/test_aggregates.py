@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pytest_llmobs.aggregates import (
     ALL_ITEMS,
     Aggregate,
+    GenerationFigures,
     ItemSummary,
     aggregates_from_dict,
     aggregates_to_dict,
@@ -389,3 +390,19 @@ def test_the_names_scores_are_checked_against_are_the_names_aggregation_gives() 
     for name in ("label", "intent"):
         given = {a.name for a in label_aggregates(name, ["a", "b"], ["a", "a"])}
         assert given == set(score_aggregate_names(name, "label"))
+
+
+def test_generations_without_reported_usage_stay_out_of_the_token_totals() -> None:
+    from pytest_llmobs.aggregates import generation_aggregates, judge_aggregates
+
+    unknown: GenerationFigures = (1.0, None, None, None)
+    counted = {a.name: a for a in generation_aggregates([(1.0, 2, 3, 0.5), unknown])}
+    assert (counted["total_tokens"].value, counted["total_tokens"].n) == (5.0, 1)
+    assert counted["generations"].n == 2
+    assert "total_tokens" not in {a.name for a in generation_aggregates([unknown])}
+    assert "judge_total_tokens" not in {a.name for a in judge_aggregates([unknown])}
+    stored = {"type": "generation", "usage": {}, "metadata": {"usage_reported": False}}
+    (figures,) = ItemSummary.from_item(
+        {"outcome": "passed", "trace": {"observations": [stored]}}
+    ).generations
+    assert figures[1:3] == (None, None)

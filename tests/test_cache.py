@@ -22,6 +22,7 @@ from fake_openai import (
     answer,
     closed_url,
     fake_openai,
+    malformed,
     openai_env,
 )
 
@@ -299,6 +300,20 @@ def test_write_then_read_replays_without_calling_the_server(
     assert written["cache"] == "write"
     assert hit["cache"] == "hit"
     assert hit["cache_key"] == written["cache_key"]
+
+
+def test_an_answer_without_usage_replays_as_unreported(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    # (before: the replay said usage.reported True and the cost stayed unknown: a contradiction)
+    fake_openai.queue(malformed('{"choices": [{"message": {"content": "Paris"}}]}'))
+    recorded = LLM(model, cache=ResponseCache(tmp_path, CacheMode.WRITE)).generate(MESSAGES)
+
+    replayed = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READ)).generate(MESSAGES)
+
+    assert recorded.usage.reported is False
+    assert (replayed.usage, replayed.cost) == (recorded.usage, None)
+    assert generation_metadata(root)[1]["usage_reported"] is False
 
 
 def test_tool_calls_reach_the_result_and_the_generation_and_are_replayed(

@@ -329,11 +329,13 @@ def test_an_answer_without_usage_has_an_unknown_cost_and_says_so(
 
     assert (answer.text, answer.usage.total, answer.cost) == ("Paris", 0, None)
     assert answer.metadata["usage_reported"] is False
+    assert answer.usage.reported is False
     fake_openai.queue(
         malformed('{"choices": [{"message": {"content": "Paris"}}], "usage": {"prompt_tokens": 9}}')
     )
     counted = provider.complete(ask("hi"))
     assert counted.cost is not None and "usage_reported" not in counted.metadata
+    assert counted.usage.reported is True
 
 
 def test_content_parts_are_read_as_their_joined_text(
@@ -899,6 +901,27 @@ def test_a_suite_records_usage_cost_and_prices_from_a_file(
         assert generation["usage"] == {"input": 10, "output": 2, "total": 12}
         assert generation["cost"] == pytest.approx((10 * 100 + 2 * 1000) / 1e6)
         assert "attempts" not in generation["metadata"]
+
+
+def test_answers_without_usage_leave_the_token_totals_out_not_zero(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI
+) -> None:
+    # (before: the run's total_tokens counted them as 0, so 'total_tokens <= 20' passed)
+    def respond(request: RecordedRequest) -> Reply:
+        if "Peru" in str(request.messages[-1]["content"]):
+            return malformed('{"choices": [{"message": {"content": "capital:Peru"}}]}')
+        return capital_responder()(request)
+
+    openai_env.respond_with(respond)
+    pytester.makepyfile(dedent(SUITE))
+
+    result = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-threshold=total_tokens <= 30")
+
+    result.assert_outcomes(passed=3)
+    totals = runs.aggregates(runs.latest(), "*")
+    assert (totals["total_tokens"]["value"], totals["total_tokens"]["n"]) == (24.0, 2)
+    assert totals["generations"]["n"] == 3
+    result.stdout.fnmatch_lines(["*generations 3 *tokens 20 in / 4 out (usage reported by 2 of 3)"])
 
 
 def test_a_generation_records_the_model_that_answered_and_why_it_stopped(

@@ -278,6 +278,28 @@ def test_summary_lists_datasets_prompts_thresholds_and_counts(
     assert "No managed prompt was used." in text
 
 
+def test_token_totals_say_how_many_answers_reported_usage(suite_run: dict[str, Any]) -> None:
+    def summary(run: dict[str, Any]) -> str:
+        return " ".join(" ".join(parse(render_html(run)).text).split())
+
+    everyone = {**suite_run, "aggregates": {g: list(a) for g, a in suite_run["aggregates"].items()}}
+    tokens = ("total_input_tokens", "total_output_tokens", "total_tokens")
+    for group, entries in everyone["aggregates"].items():
+        everyone["aggregates"][group] = [
+            {**a, "n": a["n"] - 1} if a["name"] in tokens else a for a in entries
+        ]
+    assert "tokens 28 in / 4 out · usage reported by 3 of 4" in summary(everyone)
+    nobody = {
+        **suite_run,
+        "aggregates": {
+            g: [a for a in entries if a["name"] not in tokens]
+            for g, entries in suite_run["aggregates"].items()
+        },
+    }
+    assert "tokens unknown (no answer reported usage)" in summary(nobody)
+    assert "usage reported by" not in summary(suite_run)
+
+
 def test_scores_get_a_chart_each_per_dataset(suite_run: dict[str, Any]) -> None:
     page = render_html(suite_run)
 

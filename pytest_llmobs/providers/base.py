@@ -23,6 +23,8 @@ class Usage:
 
     input: int = 0
     output: int = 0
+    reported: bool = True
+    """False when the server's answer held no usage: the counts are then unknown, not 0."""
 
     @property
     def total(self) -> int:

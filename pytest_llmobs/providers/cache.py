@@ -217,6 +217,7 @@ class ResponseCache:
                 usage=Usage(
                     input=token_count(usage.get("input"), "usage.input"),
                     output=token_count(usage.get("output"), "usage.output"),
+                    reported=metadata.get("usage_reported") is not False,
                 ),
                 latency_ms=0.0,  # the replay's own latency is measured by the caller
                 cost=cost_value(answer.get("cost"), "cost"),

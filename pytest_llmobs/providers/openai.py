@@ -647,7 +647,7 @@ class OpenAIProvider:
             ) from None
         latency = (time.perf_counter() - started) * 1000.0
         model = str(data.get("model") or self._model)
-        usage_ = Usage(input=input_tokens, output=output_tokens)
+        usage_ = Usage(input=input_tokens, output=output_tokens, reported=reported)
         return ModelResponse(
             text=self._without_secrets(str(text)),
             model=model,

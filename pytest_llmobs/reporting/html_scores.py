@@ -234,10 +234,16 @@ def _generation_line(aggregates: Mapping[str, Mapping[str, Any]]) -> str:
             f"latency p50 {number(value('p50_latency_ms'), digits=1)} ms,"
             f" p95 {number(value('p95_latency_ms'), digits=1)} ms"
         )
-    bits.append(
-        f"tokens {number(value('total_input_tokens'))} in /"
-        f" {number(value('total_output_tokens'))} out"
-    )
+    counted = aggregates.get("total_input_tokens")
+    if counted is None:
+        bits.append("tokens unknown (no answer reported usage)")
+    else:
+        bits.append(
+            f"tokens {number(value('total_input_tokens'))} in /"
+            f" {number(value('total_output_tokens'))} out"
+        )
+        if counted.get("n") != value("generations"):
+            bits.append(f"usage reported by {counted.get('n')} of {number(value('generations'))}")
     if value("total_cost"):
         bits.append(f"cost {number(value('total_cost'), digits=4)}")
     return f'<p class="muted">{esc(" · ".join(bits))}</p>'

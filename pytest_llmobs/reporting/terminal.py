@@ -85,22 +85,34 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
                 f"  latency p50 {group['p50_latency_ms'].value:.1f} ms"
                 f"  p95 {group['p95_latency_ms'].value:.1f} ms"
             )
-        tokens = (
-            f"  tokens {int(group['total_input_tokens'].value)} in"
-            f" / {int(group['total_output_tokens'].value)} out"
-        )
         count = int(group["generations"].value)
+        tokens = _UNKNOWN_TOKENS
+        if "total_input_tokens" in group:
+            tokens = (
+                f"  tokens {int(group['total_input_tokens'].value)} in"
+                f" / {int(group['total_output_tokens'].value)} out"
+            ) + _reported_by(group["total_input_tokens"].n, count)
         lines.append(f"  generations {count}{latency}{tokens}")
     if "judge_generations" in group:
-        lines.append(
-            f"  judge calls {int(group['judge_generations'].value)}"
-            f"  tokens {int(group['judge_total_tokens'].value)}"
-        )
+        count = int(group["judge_generations"].value)
+        tokens = _UNKNOWN_TOKENS
+        if "judge_total_tokens" in group:
+            judged = group["judge_total_tokens"]
+            tokens = f"  tokens {int(judged.value)}" + _reported_by(judged.n, count)
+        lines.append(f"  judge calls {count}{tokens}")
     return lines
 
 
 CATEGORY_CHARS = 32
 """Longest categorical value shown whole in the summary; longer ones are cut with "…"."""
+
+
+_UNKNOWN_TOKENS = "  tokens unknown (no answer reported usage)"
+
+
+def _reported_by(counted: int, generations: int) -> str:
+    """Says how many answers the token totals cover, when some held no usage."""
+    return "" if counted == generations else f" (usage reported by {counted} of {generations})"
 
 
 def _category_counts(counts: Mapping[str, float]) -> str:
