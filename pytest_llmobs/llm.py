@@ -182,7 +182,8 @@ class LLM:
             value = answer.metadata.get(key)
             if value is not None:
                 observation.metadata[key] = value
-        observation.usage = answer.usage.to_dict()
+        # unreported usage is unknown: no counts go to the store or an upload as 0s
+        observation.usage = answer.usage.to_dict() if answer.usage.reported else None
         observation.cost = answer.cost
         latency = answer.latency_ms or (time.perf_counter() - started) * 1000.0
         observation.metadata["latency_ms"] = latency

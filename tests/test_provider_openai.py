@@ -918,7 +918,11 @@ def test_answers_without_usage_leave_the_token_totals_out_not_zero(
     result = pytester.runpytest("--llm-model=gpt-4o-mini", "--llm-threshold=total_tokens <= 30")
 
     result.assert_outcomes(passed=3)
-    totals = runs.aggregates(runs.latest(), "*")
+    run = runs.latest()
+    totals = runs.aggregates(run, "*")
+    usages = {i["node_id"].split("[")[1]: generations(i)[0]["usage"] for i in run["items"]}
+    assert usages["Peru]"] is None  # not 0s: uploads send no counts for it
+    assert usages["France]"] == {"input": 10, "output": 2, "total": 12}
     assert (totals["total_tokens"]["value"], totals["total_tokens"]["n"]) == (24.0, 2)
     assert totals["generations"]["n"] == 3
     result.stdout.fnmatch_lines(["*generations 3 *tokens 20 in / 4 out (usage reported by 2 of 3)"])
