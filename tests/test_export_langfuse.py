@@ -763,6 +763,12 @@ CREDENTIALS = (
             f"base URL without one, e.g. {DEFAULT_BASE_URL}",
         ),
         (
+            "LANGFUSE_BASE_URL",
+            "http://{host}/#eu",
+            "LANGFUSE_BASE_URL='http://{host}/#eu' has a fragment (#...): expected the server's "
+            f"base URL without one, e.g. {DEFAULT_BASE_URL}",
+        ),
+        (
             "LANGFUSE_TRACING_ENVIRONMENT",
             "Prod!",
             "LANGFUSE_TRACING_ENVIRONMENT='Prod!': expected lowercase letters, digits, '-' or '_' "

@@ -38,13 +38,14 @@ def checked_url(variable: str, value: str, *, example: str, credentials: str) ->
 
 
 def refuse_query(variable: str, value: str, parts: SplitResult, *, example: str) -> None:
-    """`ConfigError` when a base URL has a query: the API's paths are appended to the URL, so
-    a query there would break every request."""
-    if parts.query:
-        raise ConfigError(
-            f"{variable}={shown_url(value)} has a query (?...): expected the server's base URL "
-            f"without one, e.g. {example}"
-        )
+    """`ConfigError` when a base URL has a query or a fragment: the API's paths are appended to
+    the URL, so either would break every request (after ``#`` they would not even be sent)."""
+    for found, what in ((parts.query, "a query (?...)"), (parts.fragment, "a fragment (#...)")):
+        if found:
+            raise ConfigError(
+                f"{variable}={shown_url(value)} has {what}: expected the server's base URL "
+                f"without one, e.g. {example}"
+            )
 
 
 def shown_url(value: str) -> str:
