@@ -23,7 +23,7 @@ from pytest_llmobs.redaction import (
     Redactor,
     masker_name,
 )
-from pytest_llmobs.serialize import without_lone_surrogates
+from pytest_llmobs.serialize import int_text, stored_int_bound, without_lone_surrogates
 
 DEFAULT_MAX_FIELD_CHARS = 100_000
 TRUNCATION_MARKER = "…[truncated, {length} chars]"
@@ -109,6 +109,8 @@ class Governance:
     redactor: Redactor = field(default_factory=lambda: Redactor("default"))
     trace_sample: float = 1.0
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    _int_bound: int = field(default_factory=stored_int_bound, init=False, repr=False, compare=False)
+    """Integers this long are stored as text: JSON readers refuse them (Python's: 4,300 digits)."""
     _texts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Each string's governed text (masked, UTF-8-safe, cut): the same questions, answers and
     names recur in every item of a run."""
@@ -127,6 +129,8 @@ class Governance:
             return self._mapping(value, identifiers)
         if kind is list or kind is tuple:
             return [self._walk(item, identifiers) for item in value]
+        if kind is int and not -self._int_bound < value < self._int_bound:
+            return self._text(int_text(value))
         if value is None or kind in _SCALARS:
             return value
         # subclasses and other mappings: the slower checks, only for what the fast ones miss
@@ -170,6 +174,8 @@ class Governance:
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
                 governed[name] = item
+                if kind is int and not -self._int_bound < item < self._int_bound:
+                    governed[name] = self._text(int_text(item))
             elif key in identifiers:  # most are short ASCII ids and names: kept without a call
                 short = kind is str and len(item) <= limit and item.isascii()
                 governed[name] = item if short else truncate(item, limit)

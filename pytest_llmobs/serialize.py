@@ -8,6 +8,7 @@ import enum
 import math
 import numbers
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
@@ -27,6 +28,51 @@ def has_lone_surrogate(text: str) -> bool:
 def without_lone_surrogates(text: str) -> str:
     """``text`` with each surrogate code point replaced by U+FFFD, as UTF-8 decoders do."""
     return _SURROGATE.sub(REPLACEMENT_CHARACTER, text) if not text.isascii() else text
+
+
+_CHUNK_DIGITS = 500
+"""Below the lowest limit Python lets one set on ``str(int)`` (640 digits)."""
+
+
+def int_text(value: int) -> str:
+    """The decimal digits of ``value``, however long: ``str()`` refuses integers longer than
+    ``sys.get_int_max_str_digits()`` (4,300 digits by default), and so do JSON encoders."""
+    try:
+        return str(value)
+    except ValueError:
+        pass
+    sign, rest = ("-", -value) if value < 0 else ("", value)
+    chunks = []
+    while rest:
+        rest, chunk = divmod(rest, 10**_CHUNK_DIGITS)
+        chunks.append(chunk)
+    head, *tail = reversed(chunks)
+    return sign + str(head) + "".join(f"{chunk:0{_CHUNK_DIGITS}d}" for chunk in tail)
+
+
+DEFAULT_INT_DIGITS = 4300
+"""Python's default limit on the digits ``str(int)`` and ``json.loads`` accept."""
+
+
+def stored_int_bound() -> int:
+    """Integers at or beyond this size (in absolute value) are stored as their decimal text:
+    longer than a reader with Python's default limit (or this process's lower one) accepts."""
+    limit: int = getattr(sys, "get_int_max_str_digits", lambda: 0)() or DEFAULT_INT_DIGITS
+    digits: int = min(limit, DEFAULT_INT_DIGITS)
+    bound: int = 10**digits
+    return bound
+
+
+def huge_ints_as_text(value: Any, bound: int | None = None) -> Any:
+    """``value`` (JSON-like) with integers of more digits than readers accept as their text."""
+    bound = stored_int_bound() if bound is None else bound
+    if type(value) is int:
+        return int_text(value) if not -bound < value < bound else value
+    if isinstance(value, Mapping):
+        return {key: huge_ints_as_text(item, bound) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [huge_ints_as_text(item, bound) for item in value]
+    return value
 
 
 def snapshot(value: Any) -> Any:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pytest_llmobs.serialize import jsonable, snapshot, snapshot_arguments
+from pytest_llmobs.serialize import int_text, jsonable, snapshot, snapshot_arguments
 
 if TYPE_CHECKING:
     from pytest_llmobs.prompts import Prompt
@@ -82,7 +82,15 @@ def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDat
         except OverflowError:
             number = math.inf
         if not math.isfinite(number):
-            raise ScoreError(f"score {name!r}: value must be a finite number; got {value!r}")
+            shown = (
+                f"an integer of {len(int_text(int(value)))} digits"
+                if isinstance(value, numbers.Integral)
+                else repr(value)
+            )
+            raise ScoreError(
+                f"score {name!r}: value must be a finite number (at most about 1.8e308); "
+                f"got {shown}"
+            )
         return (int(value) if isinstance(value, numbers.Integral) else number), "NUMERIC"
     if isinstance(value, str):
         return value, "CATEGORICAL"

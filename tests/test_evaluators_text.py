@@ -431,6 +431,9 @@ def test_fuzzy_ratio_is_symmetric(a: str, b: str, case: bool) -> None:
         '```\n{"city": "Paris"}\n```',
         b'{"bytes": true}',
         1.5,
+        # JSON numbers have no length limit; Python's printing of them has
+        pytest.param(10**5000, id="int-5001-digits"),
+        pytest.param([{"n": -(10**5000)}], id="list-int-5001-digits"),
     ],
 )
 def test_json_valid(output: object) -> None:
@@ -463,6 +466,13 @@ def test_json_invalid(output: object, reason: str) -> None:
     result = json_valid(output)
     assert result.value is False
     assert result.reason.startswith(reason)
+
+
+def test_json_invalid_beside_a_long_integer_is_shown_shortly() -> None:
+    result = json_valid([10**5000, float("nan")])
+    assert result.value is False
+    assert result.reason.startswith("not encodable as JSON: Out of range float values")
+    assert len(result.reason) < 200
 
 
 def test_json_valid_a_megabyte(fast: Any) -> None:

@@ -308,6 +308,33 @@ def test_keys_masked_alike_keep_every_value_also_beside_a_literal_numbered_key()
     assert governed["<EMAIL> (3)"] == 2 and governed["<EMAIL> (4)"] == 3
 
 
+def test_integers_too_long_for_json_readers_are_stored_as_their_digits(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: an INTERNALERROR at the store, and the session's run was lost)
+    pytester.makepyfile(
+        """
+        from pytest_llmobs import observe, start_span
+
+        @observe
+        def factorial_of_2000():
+            return 10**5000
+
+        def test_big(scorer):
+            factorial_of_2000()
+            with start_span("s", metadata={"sizes": [1, 10**4400]}):
+                pass
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1", "-n", "0")
+
+    result.assert_outcomes(passed=1)
+    spans = {o["name"]: o for o in runs.latest()["items"][0]["trace"]["observations"]}
+    assert spans["factorial_of_2000"]["output"] == "1" + "0" * 5000
+    assert spans["s"]["metadata"]["sizes"] == [1, "1" + "0" * 4400]
+
+
 def test_label_scores_keep_their_classes_so_accuracy_stays_right(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:

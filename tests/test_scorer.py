@@ -126,6 +126,17 @@ def test_invalid_score_values_are_rejected(
     assert root.trace.scores == []
 
 
+def test_an_integer_too_large_for_a_score_is_named_by_its_size(
+    root: Observation, scorer: Scorer
+) -> None:
+    with pytest.raises(ScoreError) as caught:
+        scorer.score("big", 10**5000)
+    assert str(caught.value) == (
+        "score 'big': value must be a finite number (at most about 1.8e308); "
+        "got an integer of 5001 digits"
+    )
+
+
 # --- exact_match ---------------------------------------------------------------------------------
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import enum
 import json
 import math
+import sys
 
-from pytest_llmobs.serialize import jsonable
+import pytest
+
+from pytest_llmobs.serialize import huge_ints_as_text, int_text, jsonable
 
 
 class Accessor(str):
@@ -63,3 +66,30 @@ def test_deep_nesting_is_cut_with_a_marker() -> None:
     text = json.dumps(jsonable(deep))
 
     assert "<truncated at depth 32>" in text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 7, -42, 10**5000, -(10**5000) + 1, 3**20000, 10**4300 - 1],
+    ids=["0", "7", "-42", "10^5000", "-10^5000+1", "3^20000", "10^4300-1"],
+)
+def test_int_text_gives_every_digit_of_any_integer(value: int) -> None:
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        expected = str(value)
+    finally:
+        sys.set_int_max_str_digits(limit)
+    assert int_text(value) == expected
+
+
+def test_integers_readers_refuse_become_text_and_others_stay_numbers() -> None:
+    # (before: one such integer in a span crashed the session with an INTERNALERROR)
+    value = {"n": 10**4300, "m": [10**4300 - 1, -(10**5000)], "k": 5, "b": True}
+
+    converted = huge_ints_as_text(value)
+
+    assert converted["n"] == "1" + "0" * 4300
+    assert converted["m"][0] == 10**4300 - 1 and converted["m"][1] == "-1" + "0" * 5000
+    assert (converted["k"], converted["b"]) == (5, True)
+    assert json.loads(json.dumps(converted)) == converted

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.normalize import normalize
+from pytest_llmobs.serialize import huge_ints_as_text
 
 NONE_OUTPUT = "output is None, not text"
 """The reason of every text evaluator's verdict on a ``None`` output (say, a tool-call-only
@@ -61,7 +62,10 @@ def shorten(value: object, limit: int = 80) -> str:
     """
     if isinstance(value, str) and len(value) > limit:
         value = value[:limit]  # never repr a megabyte only to throw it away
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except ValueError:  # an integer longer than Python prints (4,300 digits), or holding one
+        shown = repr(huge_ints_as_text(value))
     if len(shown) <= limit:
         return shown
     quote = shown[0] if isinstance(value, str) else ""

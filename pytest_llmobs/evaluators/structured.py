@@ -17,6 +17,7 @@ from pytest_llmobs.evaluators.basic import (
     none_output,
     shorten,
 )
+from pytest_llmobs.serialize import huge_ints_as_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -105,8 +106,8 @@ def json_valid(output: object) -> EvalResult:
     if output is None:
         return none_output("json_valid")
     if isinstance(output, _PARSED_JSON):
-        try:
-            json.dumps(output, allow_nan=False)
+        try:  # JSON numbers have no length limit: only Python refuses to print long integers
+            json.dumps(huge_ints_as_text(output), allow_nan=False)
         except (TypeError, ValueError, RecursionError) as error:
             reason = f"not encodable as JSON: {error} in {shorten(output)}"
             return EvalResult("json_valid", False, False, reason)
