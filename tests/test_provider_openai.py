@@ -297,8 +297,13 @@ def test_malformed_json_is_a_clear_error_and_not_retried(
 @pytest.mark.parametrize(
     ("usage", "reason"),
     [
-        ('{"prompt_tokens": 1e999}', "usage.prompt_tokens is inf; expected a whole number >= 0"),
+        (
+            '{"prompt_tokens": 1e999}',
+            "usage.prompt_tokens is inf; expected a whole number from 0 to 2**53",
+        ),
         ('{"completion_tokens": -50}', "usage.completion_tokens is -50; expected a whole"),
+        # (1e30 passed as a whole number and priced at 1.5e23 USD)
+        ('{"prompt_tokens": 1e30}', "usage.prompt_tokens is 1e+30; expected a whole number from"),
         ('{"prompt_tokens": "12"}', "usage.prompt_tokens is str '12', not a number"),
     ],
 )
@@ -346,6 +351,17 @@ def test_content_parts_are_read_as_their_joined_text(
     fake_openai.queue(malformed('{"choices": [{"message": {"content": ' + parts + "}}]}"))
 
     assert provider.complete(ask("hi")).text == "Paris"
+
+
+@pytest.mark.parametrize(("content", "kind"), [('{"a": 1}', "dict"), ("42", "int")])
+def test_content_that_is_not_text_is_a_malformed_response(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, content: str, kind: str
+) -> None:
+    # (read as the Python repr "{'a': 1}" before, and the test went on with it)
+    fake_openai.queue(malformed('{"choices": [{"message": {"content": ' + content + "}}]}"))
+
+    with pytest.raises(ProviderError, match=rf"\(TypeError: content is {kind}, not text\)"):
+        provider.complete(ask("hi"))
 
 
 def test_a_redirect_says_where_to(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
@@ -955,6 +971,25 @@ def test_a_model_repeating_the_key_does_not_get_it_into_the_run(
     reply = provider.complete(ask("What is my key?"))
 
     assert reply.text == "Your key is ***, keep it safe. sk-not-ours-1234"  # only our key
+
+
+def test_a_server_echoing_the_key_in_its_names_and_ids_does_not_get_it_into_the_run(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (before: only the text and tool calls were scrubbed; model, id and finish_reason were kept)
+    body = {
+        "id": f"chatcmpl-{FAKE_API_KEY}",
+        "model": f"gw/{FAKE_API_KEY}",
+        "choices": [{"message": {"content": "Paris"}, "finish_reason": FAKE_API_KEY}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
+    fake_openai.queue(malformed(json.dumps(body)))
+
+    reply = provider.complete(ask("hi"))
+
+    assert FAKE_API_KEY not in repr((reply.model, reply.metadata))
+    assert (reply.model, reply.metadata["response_id"]) == ("gw/***", "chatcmpl-***")
+    assert reply.metadata["finish_reason"] == "***"
 
 
 def test_prices_from_the_environment(

@@ -40,14 +40,18 @@ def _number(value: object, name: str) -> int | float:
     return value
 
 
+MAX_TOKEN_COUNT = 2**53
+"""Counts beyond this cannot be told apart as JSON numbers (doubles): not a real count."""
+
+
 def token_count(value: object, name: str) -> int:
-    """A token count read from a server's answer or a cache file: a whole number >= 0
-    (``None`` is 0); anything else raises `ValueError` naming ``name``."""
+    """A token count read from a server's answer or a cache file: a whole number from 0 to
+    `MAX_TOKEN_COUNT` (``None`` is 0); anything else raises `ValueError` naming ``name``."""
     if value is None:
         return 0
     value = _number(value, name)
-    if not math.isfinite(value) or value < 0 or value != int(value):
-        raise ValueError(f"{name} is {value!r}; expected a whole number >= 0")
+    if not math.isfinite(value) or not 0 <= value <= MAX_TOKEN_COUNT or value != int(value):
+        raise ValueError(f"{name} is {value!r}; expected a whole number from 0 to 2**53")
     return int(value)
 
 

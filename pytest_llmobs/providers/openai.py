@@ -646,7 +646,8 @@ class OpenAIProvider:
                 status=status,
             ) from None
         latency = (time.perf_counter() - started) * 1000.0
-        model = str(data.get("model") or self._model)
+        # everything the server names is scrubbed: a gateway may echo the key anywhere
+        model = self._without_secrets(str(data.get("model") or self._model))
         usage_ = Usage(input=input_tokens, output=output_tokens, reported=reported)
         return ModelResponse(
             text=self._without_secrets(str(text)),
@@ -656,12 +657,16 @@ class OpenAIProvider:
             # no usage in the answer: the counts are unknown, and so is the cost (not $0)
             cost=self.prices.price(model, self._model, usage=usage_) if reported else None,
             metadata={
-                "finish_reason": choice.get("finish_reason"),
-                "response_id": data.get("id"),
+                "finish_reason": self._echoed(choice.get("finish_reason")),
+                "response_id": self._echoed(data.get("id")),
                 **({} if reported else {"usage_reported": False}),
             },
             tool_calls=None if tool_calls is None else self._calls_without_secrets(tool_calls),
         )
+
+    def _echoed(self, value: object) -> str | None:
+        """A name or id from the answer, as text without the key (``None`` stays ``None``)."""
+        return None if value is None else self._without_secrets(str(value))
 
     def _calls_without_secrets(self, calls: list[Any]) -> list[dict[str, Any]]:
         """The tool calls as sent, with the key masked wherever the server echoed it."""
@@ -677,6 +682,8 @@ def _content_text(content: Any) -> Any:
         if not all(isinstance(text, str) for text in texts):
             raise TypeError("content is a list but not of text parts")
         return "".join(str(text) for text in texts)
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"content is {type(content).__name__}, not text")
     return content
 
 
