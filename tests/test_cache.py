@@ -166,7 +166,10 @@ def test_a_corrupt_entry_is_a_clear_error(tmp_path: Path) -> None:
             '"usage": {"input": 1e999}',
             "ValueError: usage.input is inf; expected a whole number from 0 to 2**53",
         ),
-        ('"usage": {"output": -3}', "ValueError: usage.output is -3; expected a whole number from 0 to 2**53"),
+        (
+            '"usage": {"output": -3}',
+            "ValueError: usage.output is -3; expected a whole number from 0 to 2**53",
+        ),
         ('"usage": {"input": "12"}', "ValueError: usage.input is str '12', not a number"),
         ('"cost": NaN', "ValueError: cost is nan; expected a finite number >= 0"),
         ('"cost": -5', "ValueError: cost is -5; expected a finite number >= 0"),
