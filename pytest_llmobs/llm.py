@@ -13,6 +13,7 @@ from pytest_llmobs.providers.cache import CacheWriteError, ResponseCache
 from pytest_llmobs.providers.calls import ModelCaller
 from pytest_llmobs.providers.pricing import PriceTable
 from pytest_llmobs.providers.retry import RetryPolicy
+from pytest_llmobs.serialize import jsonable, snapshot
 from pytest_llmobs.tracing import (
     Observation,
     _current,
@@ -63,7 +64,7 @@ often uses; pass them to ``llm.generate`` to send them). Other keys are applicat
 judge rubric's ``scale`` and ``threshold``, a Langfuse config's own fields): they stay in the
 prompt version, unsent."""
 
-PromptInput = str | CompiledPrompt | Sequence[Mapping[str, str]]
+PromptInput = str | CompiledPrompt | Sequence[Mapping[str, Any]]
 
 _ANSWER_METADATA = ("finish_reason", "response_id", "usage_reported")
 """What a provider says of its answer that the generation keeps in its metadata."""
@@ -90,19 +91,45 @@ class LLMResult:
         return self.text
 
 
+_CALL_FIELDS = frozenset({"tool_calls", "function_call"})
+"""An assistant message holding one of these calls tools and may have no content."""
+
+
 def to_messages(prompt: PromptInput) -> list[Message]:
-    """Normalise a string, a compiled prompt or a list of chat messages to chat messages."""
+    """Normalise a string, a compiled prompt or a list of chat messages to chat messages.
+
+    A message keeps every field it was given (``name``, an assistant's ``tool_calls``, a tool
+    result's ``tool_call_id``...), copied so that later changes to it are not recorded; its
+    ``content`` may be text, a list of content parts (text, images) or, on an assistant message
+    that calls tools, ``None``. Other content values are sent as their text."""
     if isinstance(prompt, CompiledPrompt):
         return prompt.messages
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     messages: list[Message] = []
     for index, message in enumerate(prompt):
-        if not isinstance(message, Mapping) or "content" not in message or "role" not in message:
+        calls = isinstance(message, Mapping) and not _CALL_FIELDS.isdisjoint(message.keys())
+        if (
+            not isinstance(message, Mapping)
+            or "role" not in message
+            or not ("content" in message or calls)
+        ):
             raise TypeError(
-                f"message {index}: expected a mapping with 'role' and 'content'; got {message!r}"
+                f"message {index}: expected a mapping with 'role' and 'content' (or 'tool_calls' "
+                f"on an assistant message); got {message!r:.200}"
             )
-        messages.append({"role": str(message["role"]), "content": str(message["content"])})
+        content = message.get("content")
+        if isinstance(content, list):
+            content = jsonable(content)
+        elif content is not None and not isinstance(content, str):
+            content = str(content)
+        elif content is None and not calls:
+            raise TypeError(
+                f"message {index}: 'content' is None; only an assistant message with "
+                "'tool_calls' may have no content"
+            )
+        rest = {k: snapshot(v) for k, v in message.items() if k not in ("role", "content")}
+        messages.append({"role": str(message["role"]), "content": content, **rest})
     return messages
 
 

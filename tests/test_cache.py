@@ -319,6 +319,37 @@ def test_an_answer_without_usage_replays_as_unreported(
     assert generation_metadata(root)[1]["usage_reported"] is False
 
 
+def test_a_tool_round_trip_and_content_parts_are_sent_as_given(
+    fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    # (before: every message was cut to role and str(content): tool_calls, tool_call_id and
+    # name were dropped, None became "None" and content parts their Python repr)
+    fake_openai.queue(
+        answer("", finish_reason="tool_calls", tool_calls=[("get_weather", '{"city": "Paris"}')])
+    )
+    fake_openai.queue(answer("Sunny in Paris."))
+    llm = LLM(model)
+    called = llm.generate(MESSAGES)
+    conversation = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": called.tool_calls},
+        {"role": "tool", "tool_call_id": "call_0", "name": "get_weather", "content": "sunny"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "And this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+    ]
+
+    assert llm.generate(conversation).text == "Sunny in Paris."
+
+    assert fake_openai.requests[1].json["messages"] == conversation
+    _, second = (o for o in root.trace.observations if o.type == "generation")
+    assert second.input == conversation
+
+
 def test_tool_calls_reach_the_result_and_the_generation_and_are_replayed(
     tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
 ) -> None:

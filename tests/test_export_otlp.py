@@ -226,6 +226,18 @@ def assert_genai(attrs: dict[str, Any], obs: dict[str, Any]) -> None:
 # --- delivery ------------------------------------------------------------------------------------
 
 
+def test_an_assistant_message_calling_tools_has_an_empty_text_part() -> None:
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+    ]
+    assert genai_messages(messages, "user") == [
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}]},
+        {"role": "assistant", "parts": [{"type": "text", "content": ""}]},
+    ]
+
+
 def test_upload_sends_every_span_with_genai_attributes_and_evaluation_events(
     suite: pytest.Pytester,
     runs: Runs,

@@ -125,6 +125,15 @@ def test_question_is_the_last_user_message() -> None:
     assert MockLLM.from_spec("mock-llm-v1").complete(messages).text == "Oslo"
 
 
+def test_content_parts_are_read_by_their_text() -> None:
+    parts = [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "text", "text": "What is the capital of Norway?"},
+    ]
+    messages: list[Message] = [{"role": "user", "content": parts}]
+    assert MockLLM.from_spec("mock-llm-v1").complete(messages).text == "Oslo"
+
+
 @pytest.mark.parametrize(
     ("messages", "expected"),
     [

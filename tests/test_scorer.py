@@ -434,6 +434,8 @@ def test_generate_rejects_bad_prompts(root: Observation) -> None:
         llm.generate(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="message 0: expected a mapping with 'role' and 'content'"):
         llm.generate([{"text": "hi"}])
+    with pytest.raises(TypeError, match="message 0: 'content' is None; only an assistant"):
+        llm.generate([{"role": "user", "content": None}])
     assert generations(root.trace) == []
 
 
@@ -442,6 +444,11 @@ def test_to_messages_normalises_inputs() -> None:
     assert to_messages([{"role": "system", "content": "s"}]) == [{"role": "system", "content": "s"}]
     compiled = Prompt(name="p", version=1, type="text", template="x").compile()
     assert to_messages(compiled) == [{"role": "user", "content": "x"}]
+    assert to_messages([{"role": "user", "content": 42}]) == [{"role": "user", "content": "42"}]
+    given = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    copied = to_messages(given)
+    given[0]["content"][0]["text"] = "changed later"  # type: ignore[index]
+    assert copied == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert repr(llm_for()) == "LLM(model='mock-llm-v1')"
 
 

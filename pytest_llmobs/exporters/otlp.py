@@ -184,6 +184,9 @@ def resource_from_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _text(value: Any) -> str:
+    """A message's content as text (none, as an assistant's tool calls have: empty)."""
+    if value is None:
+        return ""
     return value if isinstance(value, str) else encode_json(value)
 
 

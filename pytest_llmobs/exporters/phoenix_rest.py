@@ -63,7 +63,7 @@ def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, 
         content = message["content"]
         attrs[f"{prefix}.{index}.message.role"] = str(message["role"])
         attrs[f"{prefix}.{index}.message.content"] = (
-            content if isinstance(content, str) else encode_json(content)
+            content if isinstance(content, str) else "" if content is None else encode_json(content)
         )
 
 

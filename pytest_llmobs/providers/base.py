@@ -13,8 +13,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-Message = dict[str, str]
-"""A chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``."""
+Message = dict[str, Any]
+"""A chat message: ``{"role": "system"|"user"|"assistant"|"tool", "content": "..."}``; content
+may also be a list of content parts or, on an assistant message with ``tool_calls``, ``None``,
+and a message may hold other fields of the Chat Completions API (``name``, ``tool_call_id``)."""
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of a message: its content, or the texts of its content parts joined."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
 
 
 @dataclass(slots=True, frozen=True)

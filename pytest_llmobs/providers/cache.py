@@ -42,6 +42,7 @@ from pytest_llmobs.providers.base import (
     ProviderError,
     Usage,
     cost_value,
+    message_text,
     token_count,
 )
 
@@ -143,9 +144,7 @@ def cache_key(
 
 
 def _preview(messages: list[Message]) -> str:
-    text = next(
-        (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
-    )
+    text = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
     text = " ".join(text.split())
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
 

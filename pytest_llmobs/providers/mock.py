@@ -28,6 +28,7 @@ from pytest_llmobs.providers.base import (
     ProviderError,
     UnknownModelError,
     Usage,
+    message_text,
 )
 from pytest_llmobs.providers.capitals import CAPITALS
 from pytest_llmobs.providers.mock_judge import judge_answer, judge_sections
@@ -312,7 +313,7 @@ class MockLLM:
         text = f"Mock answer: {restated}. {tail}"
         for m in messages:
             if m.get("role") == "system":
-                found = _SUPPORT_AGENT.search(str(m.get("content", "")))
+                found = _SUPPORT_AGENT.search(message_text(m))
                 if found:
                     return f"Thank you for contacting {found.group(1)}. {text}"
         return text
@@ -320,9 +321,7 @@ class MockLLM:
 
 def _question_of(messages: list[Message]) -> str:
     """The last user message, narrowed to its ``Question:`` part or stripped of context."""
-    content = next(
-        (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
-    )
+    content = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
     marker = _QUESTION_LINE.search(content)
     if marker is not None:
         return _CONTEXT_TAG.sub(" ", content[marker.end() :]).strip()

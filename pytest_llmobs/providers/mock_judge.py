@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pytest_llmobs.providers.base import Message
+from pytest_llmobs.providers.base import Message, message_text
 
 _HEADER = re.compile(r"^(INPUT|OUTPUT|REFERENCE|CONTEXT):[ \t]*$", re.MULTILINE)
 _WORD = re.compile(r"\w+")
@@ -35,7 +35,7 @@ def _content_words(text: str) -> list[str]:
 
 def judge_sections(messages: Sequence[Message]) -> dict[str, str] | None:
     """The sections of a judge prompt, or ``None`` when the messages are not one."""
-    text = "\n".join(str(m.get("content", "")) for m in messages)
+    text = "\n".join(message_text(m) for m in messages)
     if "score" not in text.lower():
         return None
     headers = list(_HEADER.finditer(text))
