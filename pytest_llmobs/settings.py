@@ -7,7 +7,9 @@ defaults, to pytest's rootdir.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,7 +424,24 @@ def _report_path(
         raise pytest.UsageError(
             f"{flag}: cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory"
         )
+    problem = _unwritable(path)
+    if problem is not None:
+        raise pytest.UsageError(f"{flag}: cannot write {str(path)!r}: {problem}")
     return path
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written, found by doing it (a scratch file beside it; the
+    missing directories are made, as writing the report would), or ``None``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({str(path.parent)!r})"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    return None
 
 
 def _ini_flag(config: pytest.Config, ini_name: str) -> bool:

@@ -200,6 +200,25 @@ def test_an_unwritable_report_path_is_a_usage_error_before_any_test_runs(
     result.stdout.no_fnmatch_line("*test_one*")
 
 
+@pytest.mark.parametrize("flag", ["--llm-report", "--llm-json"])
+def test_a_directory_that_refuses_files_is_a_usage_error_before_any_test_runs(
+    pytester: pytest.Pytester, flag: str
+) -> None:
+    # (before: the suite ran, then the report failed at the end; /sys refuses new files even to
+    # root, as a directory without write permission does to a user)
+    if not Path("/sys").is_dir():
+        pytest.skip("needs Linux's /sys, a directory where no file can be created")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest(f"{flag}=/sys/report.out")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {flag}: cannot write '/sys/report.out': Permission denied ('/sys')"]
+    )
+    result.stdout.no_fnmatch_line("*test_one*")
+
+
 def test_no_report_is_written_unless_asked(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_one():\n    pass\n")
 
