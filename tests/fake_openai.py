@@ -13,12 +13,15 @@ of the last user message with token usage)::
 
 Replies: `answer` (200 with usage), `error` (any status; ``retry_after=`` sets ``Retry-After``),
 `slow` (holds the response until `FakeOpenAI.release` or close, then sends another reply),
-`malformed` (200 with a body that is not a chat completion) and `drop` (closes the connection
-without answering). `closed_url` gives a base URL where nothing listens (connection refused).
+`malformed` (200 with a body that is not a chat completion), `trickle` (an answer sent a byte
+at a time, a gateway that never stalls long enough for a read timeout) and `drop` (closes the
+connection without answering). `closed_url` gives a base URL where nothing listens (connection
+refused).
 A request with ``"stream": true`` gets its `answer` as server-sent events, one chunk a word, as the
 real API sends them (the usage chunk only with ``stream_options.include_usage``); `broken_stream`
 sends some chunks and then an error event.
-Nothing here sleeps: a held reply waits on an event, `wait_for_requests` on a condition.
+Nothing here sleeps: a held reply waits on an event, `wait_for_requests` on a condition (a
+trickled one paces its bytes by the same event's timeout).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "openai_env",
     "openai_sdk_loaded",
     "slow",
+    "trickle",
 ]
 
 FAKE_API_KEY = "sk-fake-LEAKCHECK-7f3a9c2e1b"
@@ -65,7 +69,7 @@ _HOLD_LIMIT = 60.0
 class Reply:
     """What the server does with one request (build it with `answer`, `error`, ...)."""
 
-    kind: Literal["answer", "error", "malformed", "slow", "drop", "broken_stream"]
+    kind: Literal["answer", "error", "malformed", "slow", "drop", "broken_stream", "trickle"]
     status: int = 200
     text: str = ""
     prompt_tokens: int | None = None
@@ -123,6 +127,17 @@ def malformed(body: str = '{"choices": [ this is not json') -> Reply:
 def slow(then: Reply | None = None) -> Reply:
     """Hold the response until `FakeOpenAI.release` (or close), then send ``then``."""
     return Reply("slow", then=then, hold=threading.Event())
+
+
+_TRICKLE_PACE = 0.02
+"""Seconds between the bytes of a `trickle` reply: far below any read timeout a test sets."""
+
+
+def trickle(text: str = "slowly") -> Reply:
+    """A 200 answer of ``text`` sent one byte every `_TRICKLE_PACE` seconds (the rest at once on
+    `FakeOpenAI.release`): each read gets a byte long before a read timeout, the whole answer
+    takes seconds."""
+    return Reply("trickle", text=text, hold=threading.Event())
 
 
 def drop() -> Reply:
@@ -295,6 +310,12 @@ class _Handler(BaseHTTPRequestHandler):
             assert reply.hold is not None
             reply.hold.wait(_HOLD_LIMIT)
             reply = reply.then or echo(request)
+        if reply.kind == "trickle":
+            assert reply.hold is not None
+            self._trickle(
+                json.dumps(_completion(answer(reply.text), request, 0)).encode(), reply.hold
+            )
+            return
         if reply.kind == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -321,6 +342,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {"Content-Type": "application/json", **reply.headers}
         self._write(200, json.dumps(completion).encode(), headers)
+
+    def _trickle(self, body: bytes, released: threading.Event) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for index in range(len(body)):
+            if released.wait(_TRICKLE_PACE):
+                self.wfile.write(body[index:])
+                break
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
+        self.wfile.flush()
 
     def _write(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
         self.send_response(status)

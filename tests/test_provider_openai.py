@@ -34,6 +34,7 @@ from fake_openai import (
     malformed,
     openai_env,
     slow,
+    trickle,
 )
 
 import pytest_llmobs
@@ -266,6 +267,32 @@ def test_a_slow_response_times_out_and_is_retried(fake_openai: FakeOpenAI, waits
     )
     assert second["status"] == 200
     assert fake_openai.request_count == 2
+
+
+@pytest.mark.parametrize("way", ["sync", "async"])
+def test_an_answer_trickling_past_the_timeout_times_out_and_is_retried(
+    fake_openai: FakeOpenAI, waits: Waits, way: str
+) -> None:
+    # (before: httpx's timeout bounds each read, and a byte every 20 ms never trips it: the
+    # call took as long as the server liked)
+    model = make_provider(fake_openai.url, waits, timeout=1.0)
+    fake_openai.queue(trickle("x " * 200), answer("second try"))
+    try:
+        if way == "sync":
+            response = model.complete(ask("hi"))
+        else:
+            response = asyncio.run(model.acomplete(ask("hi")))
+    finally:
+        fake_openai.release()
+        model.close()
+
+    assert response.text == "second try"
+    first, second = response.metadata["attempts"]
+    assert first["error"] == (
+        f"openai:gpt-4o-mini: timeout (no whole answer within timeout=1 s) "
+        f"(host {fake_openai.host})"
+    )
+    assert second["status"] == 200
 
 
 def test_a_dropped_connection_is_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:

@@ -13,10 +13,11 @@ gateways). Configuration comes from the environment and the model string::
     openai:gpt-4o-mini?timeout=30&connect_timeout=5&max_retries=4&backoff=0.5
 
 Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and connection errors
-are retried; ``Retry-After`` is honoured) with explicit connect/read timeouts. The attempts ride
-on ``ModelResponse.metadata["attempts"]``, or on the final `CallError`. The API key lives in a
-`_Secret` and is sent per request; it is never part of a message, repr or recorded value, and
-anything the server echoes back is scrubbed of it. The extra headers' values are kept the same way.
+are retried; ``Retry-After`` is honoured) with a connect timeout and a deadline for the whole
+answer. The attempts ride on ``ModelResponse.metadata["attempts"]``, or on the final
+`CallError`. The API key lives in a `_Secret` and is sent per request; it is never part of a
+message, repr or recorded value, and anything the server echoes back is scrubbed of it. The
+extra headers' values are kept the same way.
 
 httpx is imported on first use, so resolving a model string stays cheap.
 """
@@ -286,7 +287,8 @@ class OpenAIProvider:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``timeout`` bounds reads and writes, ``connect_timeout`` connecting (seconds).
+        """``timeout`` bounds each attempt, from sending the request to the whole answer (and
+        so each read and write), ``connect_timeout`` connecting (seconds).
         ``organization`` and ``project`` go in OpenAI's ``OpenAI-Organization`` and
         ``OpenAI-Project`` headers (for keys that belong to several). ``headers`` go with every
         call, after (and over) those; an ``Authorization`` or ``api-key`` among them replaces
@@ -541,10 +543,19 @@ class OpenAIProvider:
 
         client = self._sync_client()
         started = time.perf_counter()
+        deadline = started + self._timeout[0]
         try:
-            response = client.post(
-                "/chat/completions", json=body, headers=self._headers(), params=self._url_params
-            )
+            with client.stream(
+                "POST",
+                "/chat/completions",
+                json=body,
+                headers=self._headers(),
+                params=self._url_params,
+            ) as streamed:
+                raw = b"".join(_within(streamed.iter_raw(), deadline))
+                response = _whole(streamed, raw)
+        except _Overdue:
+            raise self._overdue() from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         except TypeError:  # httpx's json.dumps of the body, before anything is sent
@@ -555,15 +566,35 @@ class OpenAIProvider:
         import httpx
 
         started = time.perf_counter()
+        deadline = started + self._timeout[0]
         try:
-            response = await client.post(
-                "/chat/completions", json=body, headers=self._headers(), params=self._url_params
-            )
+            async with client.stream(
+                "POST",
+                "/chat/completions",
+                json=body,
+                headers=self._headers(),
+                params=self._url_params,
+            ) as streamed:
+                chunks = []
+                async for chunk in streamed.aiter_raw():
+                    chunks.append(chunk)
+                    if time.perf_counter() > deadline:
+                        raise _Overdue
+                response = _whole(streamed, b"".join(chunks))
+        except _Overdue:
+            raise self._overdue() from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         except TypeError:  # httpx's json.dumps of the body, before anything is sent
             raise ValueError(_unsendable(body)) from None
         return self._parse(response, started)
+
+    def _overdue(self) -> _AttemptError:
+        """A server still sending when the attempt's time is up (httpx bounds each read only:
+        an answer trickling a byte at a time would never time out)."""
+        return self._error(
+            f"timeout (no whole answer within timeout={self._timeout[0]:g} s)", retryable=True
+        )
 
     # --- errors and responses -----------------------------------------------------------------
 
@@ -672,6 +703,31 @@ class OpenAIProvider:
         """The tool calls as sent, with the key masked wherever the server echoed it."""
         masked: list[dict[str, Any]] = json.loads(self._without_secrets(json.dumps(calls)))
         return masked
+
+
+class _Overdue(Exception):
+    """An attempt's answer was still arriving when its time was up."""
+
+
+def _within(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
+    """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `_Overdue`."""
+    for chunk in chunks:
+        yield chunk
+        if time.perf_counter() > deadline:
+            raise _Overdue
+
+
+def _whole(streamed: httpx.Response, raw: bytes) -> httpx.Response:
+    """A response read in full from ``streamed``'s status, headers and (still encoded) body."""
+    import httpx
+
+    return httpx.Response(
+        streamed.status_code,
+        headers=streamed.headers,
+        content=raw,
+        request=streamed.request,
+        extensions=streamed.extensions,
+    )
 
 
 def _content_text(content: Any) -> Any:
