@@ -592,6 +592,26 @@ def test_cache_dir_on_the_command_line_is_relative_to_the_invocation_dir(
     assert not (pytester.path / "llm-cache").exists()
 
 
+def test_a_cache_dir_that_is_a_file_is_a_usage_error_before_any_test_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    # (before: every test that called the model errored with the same message)
+    pytester.makefile(".txt", notadir="")
+    pytester.makepyfile(dedent(SUITE))
+
+    result = pytester.runpytest(
+        "--llm-model=mock-llm-v1", "--llm-cache=write", "--llm-cache-dir=notadir.txt"
+    )
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --llm-cache-dir: {str(pytester.path / 'notadir.txt')!r} is a file; "
+            "expected the cache's directory"
+        ]
+    )
+
+
 def test_the_mock_model_records_and_replays_too(pytester: pytest.Pytester, runs: Runs) -> None:
     pytester.makepyfile(
         dedent(

@@ -239,6 +239,7 @@ class ResponseCache:
         response: ModelResponse,
     ) -> Path:
         """Write the entry for ``key`` atomically; returns its path."""
+        __tracebackhide__ = True
         path = self.path_for(key)
         entry = {
             "format": FORMAT_VERSION,

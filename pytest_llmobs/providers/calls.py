@@ -141,6 +141,7 @@ class ModelCaller:
         params: dict[str, Any],
         metadata: dict[str, Any],
     ) -> ModelResponse:
+        __tracebackhide__ = True  # a cache that cannot be written shows the test's call
         _note_attempts(metadata, attempts or answer.metadata.get("attempts"))
         self._priced(answer)
         key, _, extra = lookup
@@ -161,7 +162,8 @@ def session_calls(
 ) -> dict[str, Any]:
     """The ``retry``, ``cache`` and ``prices`` arguments of the session's `LLM` objects.
 
-    Raises `ConfigError` for an unreadable price file (``--llm-prices`` or ``LLMOBS_PRICES``).
+    Raises `ConfigError` for an unreadable price file (``--llm-prices`` or ``LLMOBS_PRICES``)
+    or a cache directory that is a file.
     """
     try:
         prices = PriceTable.default(path=prices_path)
@@ -169,6 +171,10 @@ def session_calls(
         raise ConfigError(str(exc)) from None
     cache = None
     if cache_mode is not CacheMode.OFF and cache_dir is not None:
+        if cache_dir.exists() and not cache_dir.is_dir():  # said now, not by every test
+            raise ConfigError(
+                f"--llm-cache-dir: {str(cache_dir)!r} is a file; expected the cache's directory"
+            )
         cache = ResponseCache(cache_dir, cache_mode)
     return {"retry": RetryPolicy(max_retries=max_retries), "cache": cache, "prices": prices}
 
