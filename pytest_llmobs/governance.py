@@ -162,6 +162,7 @@ class Governance:
         governed: dict[Any, Any] = {}
         limit = self.max_field_chars
         texts = self._texts
+        bound = self._int_bound
         user_keys = identifiers is not IDENTIFIER_KEYS
         clashes: dict[str, int] | None = None  # (made on the first clash: most maps have none)
         for key, item in value.items():
@@ -174,7 +175,7 @@ class Governance:
             kind = type(item)
             if item is None or kind in _SCALARS:  # most leaves: no call at all
                 governed[name] = item
-                if kind is int and not -self._int_bound < item < self._int_bound:
+                if kind is int and not -bound < item < bound:
                     governed[name] = self._text(int_text(item))
             elif key in identifiers:  # most are short ASCII ids and names: kept without a call
                 short = kind is str and len(item) <= limit and item.isascii()
