@@ -16,9 +16,9 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from pytest_llmobs import __version__
 from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
@@ -43,6 +43,33 @@ DESCRIPTION = (
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status `BAD_INPUT` (2)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with its newlines and other control characters escaped (``\\n``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser (and that of each subcommand), whose refusal of an option or argument
+    is a `CliError`: one ``llmobs: error:`` line naming the subcommand and its ``--help``, as
+    every other bad input is, not argparse's usage line and ``llmobs export: error:`` line."""
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        """As argparse's, but an argument no parser knows is refused by the subcommand's own
+        parser, which argparse leaves to the top one: the line names the subcommand."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("llmobs").strip()
+        where = f"{command}: " if command else ""
+        helping = f"llmobs {command} --help" if command else "llmobs --help"
+        raise CliError(f"{where}{one_line(message)} (see '{helping}')")
 
 
 def _when(timestamp: float | None) -> str:
@@ -177,11 +204,27 @@ def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+REASON_WIDTH = 120
+"""The most of a failed item's error `llmobs show` prints on its line (`llmobs export` and
+`llmobs report` have it all)."""
+
+
+def short_reason(error: str, width: int = REASON_WIDTH) -> str:
+    """An item's error as pytest's short summary shows it: its first line (an assertion's
+    explanation follows on the next ones), cut at ``width`` characters, ending in '…'."""
+    first = one_line(error.strip().splitlines()[0].strip()) if error.strip() else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
 def _item_line(item: dict[str, Any]) -> str:
     scores = ", ".join(
         f"{s['name']}={s['value']}" for s in (item.get("trace") or {}).get("scores", [])
     )
-    return f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
+    line = f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
+    error = item.get("error")
+    if item["outcome"] in ("failed", "error") and isinstance(error, str) and error.strip():
+        line += f" - {short_reason(error)}"  # as pytest's "FAILED node - reason"
+    return line
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
@@ -362,9 +405,10 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmobs", description=DESCRIPTION)
+    # (the subcommands' parsers are of the same class: add_subparsers makes them so)
+    parser = Parser(prog="llmobs", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--store", metavar="DIR", help="store directory (default: as pytest finds it)"
     )
@@ -458,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``llmobs`` console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # (--help and --version exit 0 here)
+    except CliError as exc:
+        print(f"llmobs: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
     stream = out or sys.stdout
     _OPENED.clear()
     try:

@@ -6,9 +6,12 @@ order, aggregates are recomputed from every item, and thresholds are evaluated o
 whole run (the shards' own verdicts only saw their part). Each item's data is kept as stored.
 
 Refused, with the files named: a file that is not a valid export (checked, threshold
-expressions included, before anything is stored), shards of different runs or models, a dataset
-at different versions, a prompt version with different content (hashes), and the same item
-(node id and repeat) with different results in two shards.
+expressions included, before anything is stored), one file given twice (by any path), two
+files holding the same shard (the same items with the same results: a copy, or one shard
+exported twice), shards of different runs or models, a dataset at different versions, a prompt
+version with different content (hashes), and the same item (node id and repeat) with different
+results in two shards. An item in two files with the same results (a merged run merged again
+with one of its shards) is kept once, and a note says how many were.
 
 A shard whose session failed for a reason its items do not show (a collection error, a crashed
 xdist worker: collected items missing) fails the merged run, with a note naming the shard and
@@ -121,10 +124,51 @@ def _same(shards: Sequence[Shard], key: str, what: str) -> None:
             )
 
 
-def _items(shards: Sequence[Shard]) -> list[dict[str, Any]]:
-    """Every item once, in file order; the same item with different data is refused."""
+def distinct_files(paths: Sequence[Path]) -> None:
+    """`MergeError` when one file is given twice: by the same path, or by two (``./a.json``
+    and ``a.json``, a symbolic or a hard link). A file that cannot be read is left to
+    `load_shard`, which names it."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        earlier = seen.get((info.st_dev, info.st_ino))
+        if earlier is None:
+            seen[(info.st_dev, info.st_ino)] = path
+            continue
+        how = "is given twice" if str(earlier) == str(path) else f"is the same file as {earlier}"
+        raise MergeError(f"cannot merge: {path} {how}; give each shard's export once")
+
+
+def _distinct_shards(shards: Sequence[Shard]) -> None:
+    """`MergeError` when two files hold the same shard: the same items with the same results
+    (a copy of one export, or one shard exported twice). Merged, they would pass for two
+    shards, and hide that the run lacks the other's items."""
+    seen: dict[str, Shard] = {}
+    for shard in shards:
+        items = shard.run["items"]
+        content = sorted(json.dumps(i, sort_keys=True) for i in items) if items else shard.run
+        key = json.dumps(content, sort_keys=True)
+        earlier = seen.get(key)
+        if earlier is None:
+            seen[key] = shard
+            continue
+        count = len(items)
+        what = f"the same {count} item{'s' if count != 1 else ''} with the same results"
+        raise MergeError(
+            f"cannot merge: {shard.label} holds the same shard as {earlier.label} "
+            f"({what if items else 'the same export'}); give each shard's export once"
+        )
+
+
+def _items(shards: Sequence[Shard]) -> tuple[list[dict[str, Any]], int]:
+    """Every item once, in file order, and how many items were in more than one file with the
+    same results (kept once); the same item with different data is refused."""
     seen: dict[tuple[str, int], tuple[str, Shard]] = {}
     items = []
+    again = 0
     for shard in shards:
         for item in shard.run["items"]:
             key = (str(item["node_id"]), int(item.get("repeat") or 0))
@@ -139,7 +183,9 @@ def _items(shards: Sequence[Shard]) -> list[dict[str, Any]]:
                     f"cannot merge: item {key[0]!r}{repeat} is in {earlier[1].label} and in "
                     f"{shard.label} with different results; shards must not run the same tests"
                 )
-    return items
+            else:
+                again += 1
+    return items, again
 
 
 def _dataset_versions(shards: Sequence[Shard]) -> None:
@@ -251,9 +297,10 @@ def _dropped_aggregates(
 
 def check_compatible(shards: Sequence[Shard]) -> None:
     """Raise `MergeError` unless the shards are parts of one run: the same run id and model,
-    each dataset at one version, each prompt version with one content."""
+    no shard twice, each dataset at one version, each prompt version with one content."""
     _same(shards, "id", "run id")
     _same(shards, "model", "model")
+    _distinct_shards(shards)
     _dataset_versions(shards)
     _prompt_versions(shards)
 
@@ -277,7 +324,7 @@ def merge_shards(
     if not shards:
         raise MergeError("nothing to merge: give the shard exports written by 'llmobs export'")
     check_compatible(shards)
-    items = _items(shards)
+    items, again = _items(shards)
     checks = _thresholds(shards, thresholds)
     run_id = str(shards[0].run["id"])
     if store.has_run(run_id):
@@ -306,7 +353,7 @@ def merge_shards(
         for entry in shard.run.get("missing") or []:
             recorder.note_lost(str(entry["node_id"]), f"{entry['reason']}; in {shard.label}")
     unfinished = [s for s in shards if s.run.get("status") in ("interrupted", "running")]
-    failures: dict[str, str] = {}  # label -> why; a shard given twice is named once
+    failures: dict[str, str] = {}  # label -> why
     for shard in shards:
         why = shard_failure(shard)
         if why is not None and shard not in unfinished:
@@ -321,6 +368,9 @@ def merge_shards(
     if failed_shards:  # stored too: a later `llmobs show` or report says why the run failed
         store.update_run(run_id, summary={"errors": [*result.errors, *failed_shards]})
     notes += failed_shards
+    if again:
+        were = "item was" if again == 1 else "items were"
+        notes.append(f"{again} {were} in more than one file with the same results: counted once")
     dropped = _dropped_aggregates(shards, result, recorder.score_kinds.clashing)
     if dropped:
         notes.append("not recomputed (run evaluators need the suite's code): " + ", ".join(dropped))
@@ -331,6 +381,7 @@ def merge_files(
     paths: Sequence[Path], *, thresholds: Sequence[str] = (), store_dir: Path | None = None
 ) -> MergeOutcome:
     """Load and merge shard exports; with ``store_dir`` the merged run is stored there too."""
+    distinct_files(paths)  # before reading: a file given twice is named, not read twice
     shards = [load_shard(path) for path in paths]
     if shards:
         check_compatible(shards)  # before the store is created: a refusal leaves nothing behind

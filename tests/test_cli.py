@@ -12,10 +12,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
 
-from pytest_llmobs.cli import main
+from pytest_llmobs import run_experiment
+from pytest_llmobs.cli import REASON_WIDTH, main
 from pytest_llmobs.store import Store
 
 
@@ -307,6 +309,128 @@ def test_counts_below_their_minimum_are_usage_errors(
 ) -> None:
     assert run_main(recorded, *args) == (2, "", f"llmobs: error: {message}\n")
     assert not (recorded / "x.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "helping"),
+    [
+        pytest.param(
+            ["export", "latest", "--format", "csv"],
+            "export: argument --format: invalid choice: 'csv'",
+            "llmobs export --help",
+            id="choice",
+        ),
+        pytest.param(
+            ["runs", "--limit", "x"],
+            "runs: argument --limit: invalid int value: 'x'",
+            "llmobs runs --help",
+            id="int",
+        ),
+        pytest.param(  # (argparse refuses it in the top parser, naming no command)
+            ["runs", "--bogus"],
+            "runs: unrecognized arguments: --bogus",
+            "llmobs runs --help",
+            id="unknown",
+        ),
+        pytest.param(
+            ["runs", "a\nb"],
+            "runs: unrecognized arguments: a\\nb",
+            "llmobs runs --help",
+            id="newline",
+        ),
+        pytest.param(
+            ["baseline", "save"],
+            "baseline save: the following arguments are required: NAME",
+            "llmobs baseline save --help",
+            id="nested",
+        ),
+        pytest.param(
+            ["nosuch"], "argument COMMAND: invalid choice: 'nosuch'", "llmobs --help", id="command"
+        ),
+        pytest.param(
+            [], "the following arguments are required: COMMAND", "llmobs --help", id="no-command"
+        ),
+    ],
+)
+def test_a_bad_option_is_one_error_line_naming_the_command(
+    tmp_path: Path, args: list[str], message: str, helping: str
+) -> None:
+    done = llmobs(tmp_path, *args)
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"llmobs: error: {message}")
+    assert done.stderr.endswith(f" (see '{helping}')\n")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_help_is_still_argparse_own(tmp_path: Path) -> None:
+    done = llmobs(tmp_path, "export", "--help")
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("usage: llmobs export [-h] [--store DIR] [--format {json}]")
+    assert "export format" in done.stdout and "error" not in done.stdout
+
+
+def test_show_gives_the_reason_of_failed_and_errored_items(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_bad=dedent("""\
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("fixture broke")
+
+        def test_setup(broken):
+            pass
+
+        def test_assert(scorer):
+            scorer.score("quality", 0.25)
+            assert "x" * 3 == "y"
+
+        def test_long():
+            raise ValueError("z" * 300)
+
+        def test_ok():
+            pass
+    """)
+    )
+    pytester.runpytest().assert_outcomes(passed=1, failed=2, errors=1)
+
+    done = llmobs(pytester.path, "show", "latest")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    long_reason = "ValueError: " + "z" * (REASON_WIDTH - len("ValueError: ") - 1) + "…"
+    assert lines[lines.index("items (4):") + 1 :] == [
+        "  error    test_bad.py::test_setup - RuntimeError: fixture broke",
+        # the first line, as pytest's short summary: the assertion's explanation follows
+        "  failed   test_bad.py::test_assert  [quality=0.25] - AssertionError: assert 'xxx' == 'y'",
+        f"  failed   test_bad.py::test_long - {long_reason}",
+        "  passed   test_bad.py::test_ok",
+    ]
+
+
+def test_show_gives_the_error_of_an_experiment_task(tmp_path: Path) -> None:
+    def task(item: Any) -> str:
+        if item.id == "bad":
+            raise ValueError("the task broke\nat its second line")
+        return "yes"
+
+    run_experiment(
+        name="broken",
+        dataset=[{"id": "bad", "input": "a"}, {"id": "good", "input": "b"}],
+        task=task,
+        store=tmp_path / ".llmobs",
+    )
+
+    code, out, err = run_main(tmp_path, "show", "broken")
+
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-2:] == [
+        "  error    task[bad] - ValueError: the task broke",
+        "  passed   task[good]",
+    ]
 
 
 def test_show_lists_missing_items_up_to_a_limit(pytester: pytest.Pytester) -> None:

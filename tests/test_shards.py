@@ -210,18 +210,78 @@ def test_merge_refuses_the_same_item_with_different_results(
     )
 
 
-def test_merge_keeps_identical_duplicates_once(
+@pytest.mark.parametrize("spelling", ["same", "dot", "absolute", "symlink", "hardlink"])
+def test_merge_refuses_a_file_given_twice(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    spelling: str,
+) -> None:
+    pytester.makepyfile(test_shard=dedent(SUITE))
+    a, _ = run_shards(pytester, capsys)
+    again = {
+        "same": "a.json",
+        "dot": "./a.json",
+        "absolute": str(a),
+        "symlink": "link.json",
+        "hardlink": "hard.json",
+    }[spelling]
+    if spelling == "symlink":
+        (pytester.path / again).symlink_to(a)
+    elif spelling == "hardlink":
+        (pytester.path / again).hardlink_to(a)
+    store = pytester.path / "merged-store"
+
+    status = main(["merge", "a.json", "b.json", again, "--store", str(store)])
+
+    shown = Path(again)  # as argparse's argument becomes a Path: './a.json' is 'a.json'
+    how = "is given twice" if str(shown) == "a.json" else "is the same file as a.json"
+    assert (status, capsys.readouterr().err) == (
+        2,
+        f"llmobs: error: cannot merge: {shown} {how}; give each shard's export once\n",
+    )
+    assert not store.exists()
+
+
+def test_merge_refuses_two_files_holding_the_same_shard(
     pytester: pytest.Pytester,
     capitals: list[dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytester.makepyfile(test_shard=dedent(SUITE))
     a, b = run_shards(pytester, capsys)
+    copy = pytester.path / "downloaded" / "a.json"  # one CI artifact fetched twice, say
+    copy.parent.mkdir()
+    export(str(pytester.path / "shard-a"), "ci-42.1", copy, capsys)  # exported again
+    count = len(json.loads(a.read_text(encoding="utf-8"))["items"])
 
-    main(["merge", str(a), str(b), str(a), "-o", str(pytester.path / "m.json")])
+    assert main(["merge", str(a), str(b), str(copy)]) == 2
 
-    assert capsys.readouterr().out.startswith(
-        f"merged 3 shards of run ci-42.1: {len(capitals)} items"
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: {copy} holds the same shard as {a} (the same {count} "
+        "items with the same results); give each shard's export once\n"
+    )
+
+
+def test_merge_keeps_an_item_in_two_files_once_and_says_so(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    quality_shards: tuple[Path, Path],
+) -> None:
+    a, b = quality_shards
+    merged = pytester.path / "merged.json"
+    assert main(["merge", str(a), str(b), "-o", str(merged)]) == 0
+    capsys.readouterr()
+    count = len(json.loads(b.read_text(encoding="utf-8"))["items"])
+
+    status = main(["merge", str(merged), str(b)])  # a merged run merged again with a shard
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.startswith(f"merged 2 shards of run ci-42.1: {len(capitals)} items\n")
+    assert f"{count} items were in more than one file with the same results: counted once" in (
+        out.splitlines()
     )
 
 
@@ -471,11 +531,11 @@ def test_a_shard_with_a_crashed_worker_fails_the_merged_run_and_keeps_its_missin
     merged = pytester.path / "merged.json"
     capsys.readouterr()
 
-    status = main(["merge", str(a), str(b), str(a), "-o", str(merged)])
+    status = main(["merge", str(a), str(b), "-o", str(merged)])
 
     lines = capsys.readouterr().out.splitlines()
     assert status == 1
-    assert lines[0] == "merged 3 shards of run ci-3: 3 items"  # the repeated file once
+    assert lines[0] == "merged 2 shards of run ci-3: 3 items"
     assert lines.count(f"shard {a} failed: 1 collected item missing") == 1
     assert "1 collected item missing from the run:" in lines
     run = json.loads(merged.read_text(encoding="utf-8"))
