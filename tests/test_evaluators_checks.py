@@ -1,6 +1,6 @@
 """Evaluators refuse what would give a wrong verdict: empty needles and patterns, a list as one
-needle, bad bounds and flags, reserved labels, shadowed or NaN-threshold custom evaluators; and
-treat bytes and parsed JSON the same way everywhere."""
+needle, bad bounds and flags, reserved labels, shadowed, NaN-threshold or misnamed custom
+evaluators; and treat bytes and parsed JSON the same way everywhere."""
 
 from __future__ import annotations
 
@@ -196,6 +196,67 @@ def test_a_custom_evaluator_threshold_must_be_a_finite_number(
     with pytest.raises(error) as caught:
         pytest_llmobs.evaluator(threshold=threshold)(lambda output: 0.9)
     assert str(caught.value) == f"evaluator '<lambda>': {message}"
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        (
+            lambda: pytest_llmobs.evaluator(name=7)(lambda output: 0.9),
+            "evaluator '<lambda>': name must be a string or None, got int 7",
+        ),
+        (
+            lambda: pytest_llmobs.run_evaluator(name=b"rate")(lambda items: 0.9),
+            "run evaluator '<lambda>': name must be a string or None, got bytes b'rate'",
+        ),
+        (
+            lambda: pytest_llmobs.evaluator("politeness"),
+            "@pytest_llmobs.evaluator decorates a function, got str 'politeness'; to name it, "
+            "write @pytest_llmobs.evaluator(name='politeness')",
+        ),
+        (
+            lambda: pytest_llmobs.run_evaluator(3),
+            "@pytest_llmobs.run_evaluator decorates a function, got int 3",
+        ),
+    ],
+)
+def test_a_bad_custom_evaluator_name_or_function_is_refused_when_decorated(
+    decorate: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        decorate()
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("register", "message"),
+    [
+        (
+            lambda registry: registry.add(lambda output: True, name=7),
+            "evaluator '<lambda>': name must be a string or None, got int 7",
+        ),
+        (
+            lambda registry: registry.add_run(lambda items: 1.0, name=7),
+            "run evaluator '<lambda>': name must be a string or None, got int 7",
+        ),
+        (
+            lambda registry: registry.add("politeness"),
+            "registry.add: expected an evaluator or a function, got str 'politeness'",
+        ),
+        (
+            lambda registry: registry.add_run(None),
+            "registry.add_run: expected a run evaluator or a function, got NoneType None",
+        ),
+    ],
+)
+def test_a_bad_registration_is_a_usage_error(
+    register: Callable[[EvaluatorRegistry], None], message: str
+) -> None:
+    registry = EvaluatorRegistry()
+    with pytest.raises(pytest.UsageError) as caught:
+        register(registry)
+    assert str(caught.value) == message
+    assert (registry.item, registry.run) == ({}, {})
 
 
 def test_matches_schema_reads_bytes_as_text() -> None:

@@ -444,6 +444,54 @@ def test_a_run_evaluator_that_raises_fails_the_session_naming_it_and_the_group(
     assert "refusal_rate" not in runs.aggregates(run, "capitals")
 
 
+@pytest.mark.parametrize(
+    ("registration", "error"),
+    [
+        pytest.param(
+            "registry.add(pol, name=3)",
+            "evaluator 'pol': name must be a string or None, got int 3",
+            id="registered-under-a-number",
+        ),
+        pytest.param(
+            'registry.add("politeness")',
+            "registry.add: expected an evaluator or a function, got str 'politeness'",
+            id="not-a-function",
+        ),
+        pytest.param(
+            "registry.add(pol, name='exact_match')",
+            "evaluator 'exact_match' is named like the built-in scorer.exact_match, which "
+            "scorer.<name> would call instead; register it under another name "
+            "(registry.add(..., name=...))",
+            id="built-in-name",
+        ),
+    ],
+)
+def test_a_bad_registration_in_a_conftest_is_a_one_line_usage_error(
+    pytester: pytest.Pytester, registration: str, error: str
+) -> None:
+    pytester.makeconftest(
+        dedent(
+            f"""\
+            import pytest_llmobs
+
+            @pytest_llmobs.evaluator
+            def pol(output):
+                return 1.0
+
+            def pytest_llmobs_register_evaluators(registry, config):
+                {registration}
+            """
+        )
+    )
+    pytester.makepyfile(test_polite='def test_polite(scorer):\n    scorer.pol("Please.")\n')
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    assert [line for line in result.stderr.lines if line.strip()] == [f"ERROR: {error}"]
+    assert "Traceback" not in result.stdout.str()
+
+
 # --- thresholds on run-level aggregates ---------------------------------------------------------
 
 
@@ -903,6 +951,27 @@ def test_a_judge_answer_with_a_zero_denominator_fails_the_test_and_marks_the_jud
         "lowest score 1; expected 'Score: <number>' on the rubric's scale 1..5"
     )
     error = f"pytest_llmobs.evaluators.judge.JudgeError: llm_judge 'judge/echo': {detail}"
+    result.stdout.fnmatch_lines(["E   *" + exact(error)])
+    (item,) = runs.latest()["items"]
+    (judge,) = generations(item)
+    assert (judge["level"], judge["status_message"]) == ("ERROR", f"JudgeError: {detail}")
+    assert item["trace"]["scores"] == []
+
+
+def test_a_judge_score_outside_the_rubric_scale_fails_the_test_showing_the_answer(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeconftest(dedent(ECHO_JUDGE))
+    echo_rubric(pytester, "r15", {"scale": [1, 5]})
+    pytester.makepyfile(
+        test_judged='def test_judged(scorer):\n    scorer.llm_judge("judge/r15", "Score: 9")\n'
+    )
+
+    result = pytester.runpytest("--llm-judge-model=echo-judge")
+
+    result.assert_outcomes(failed=1)
+    detail = "judge score 9 in the answer 'Score: 9' is outside the rubric's scale 1..5"
+    error = f"pytest_llmobs.evaluators.judge.JudgeError: llm_judge 'judge/r15': {detail}"
     result.stdout.fnmatch_lines(["E   *" + exact(error)])
     (item,) = runs.latest()["items"]
     (judge,) = generations(item)

@@ -105,10 +105,27 @@ def test_parse_judgement(
 @pytest.mark.parametrize(
     ("answer", "scale", "message"),
     [
-        ("Score: 7", (0.0, 1.0), "judge score 7 is outside the rubric's scale 0..1"),
-        ("Score: 6/5", (0.0, 1.0), "judge score 6/5 is outside the scale it names, 0..5"),
-        ("Score: 6/5", (1.0, 5.0), "judge score 6/5 is outside the scale it names, 1..5"),
-        ('{"score": NaN}', (0.0, 1.0), "judge score nan is not a finite number"),
+        (
+            "Score: 7",
+            (0.0, 1.0),
+            "judge score 7 in the answer 'Score: 7' is outside the rubric's scale 0..1",
+        ),
+        (
+            "Score: 6/5",
+            (0.0, 1.0),
+            "judge score 6/5 in the answer 'Score: 6/5' is outside the scale it names, 0..5",
+        ),
+        (
+            "Score: 6/5",
+            (1.0, 5.0),
+            "judge score 6/5 in the answer 'Score: 6/5' is outside the scale it names, 1..5",
+        ),
+        (
+            '{"score": NaN}',
+            (0.0, 1.0),
+            """judge score nan in the answer '{"score": NaN}' is not a finite number; """
+            "expected a number on the rubric's scale 0..1",
+        ),
         (
             "Score: 0/0",
             (1.0, 5.0),
@@ -121,8 +138,16 @@ def test_parse_judgement(
             "judge score 3/1 in the answer 'Score: 3/1': the denominator must be above the "
             "rubric's lowest score 1; expected 'Score: <number>' on the rubric's scale 1..5",
         ),
-        ('{"score": 0}', (1.0, 5.0), "judge score 0 is outside the rubric's scale 1..5"),
-        ("Score: -0.5", (0.0, 1.0), "judge score -0.5 is outside the rubric's scale 0..1"),
+        (
+            '{"score": 0}',
+            (1.0, 5.0),
+            """judge score 0 in the answer '{"score": 0}' is outside the rubric's scale 1..5""",
+        ),
+        (
+            "Score: -0.5",
+            (0.0, 1.0),
+            "judge score -0.5 in the answer 'Score: -0.5' is outside the rubric's scale 0..1",
+        ),
     ],
 )
 def test_a_score_outside_the_scale_or_not_a_number_is_an_error(
@@ -162,6 +187,18 @@ def test_a_long_answer_without_a_score_is_shortened_in_the_error() -> None:
 
     shown = repr(answer[:197] + "...")
     assert f"no score in the judge's answer {shown};" in str(caught.value)
+
+
+def test_a_long_answer_with_a_score_outside_the_scale_is_shortened_in_the_error() -> None:
+    answer = "This output is reasonable. " * 40 + "\nScore: 9"
+
+    with pytest.raises(JudgeError) as caught:
+        parse_judgement(answer, scale=(1.0, 5.0))
+
+    shown = repr(answer[:197] + "...")
+    assert str(caught.value) == (
+        f"judge score 9 in the answer {shown} is outside the rubric's scale 1..5"
+    )
 
 
 def test_an_x_over_n_score_agrees_with_the_bare_score_on_the_rubric_scale() -> None:
@@ -409,6 +446,44 @@ def test_an_unparsable_judge_answer_raises_and_marks_the_judge_generation(
     assert generation.status_message == f"JudgeError: {detail}"
     assert generation.output == "looks fine to me"
     assert root.trace.scores == []  # never a silent 0
+
+
+class Overshoots:
+    """A provider whose judge answers above a 1..5 scale."""
+
+    model = "overshoots"
+    options: ClassVar[dict[str, Any]] = {}
+
+    def complete(self, messages: list[dict[str, str]], **params: Any) -> ModelResponse:
+        return ModelResponse(text="Score: 9\nReasoning: flawless", model=self.model)
+
+    async def acomplete(self, messages: list[dict[str, str]], **params: Any) -> ModelResponse:
+        return self.complete(messages, **params)
+
+
+def test_a_judge_score_outside_the_rubric_scale_raises_showing_the_answer(
+    tmp_path: Path, root: Observation, prompts: PromptRegistry
+) -> None:
+    rubric = tmp_path / "prompts" / "judge" / "r15.json"
+    rubric.parent.mkdir(parents=True)
+    rubric.write_text(
+        json.dumps({"type": "text", "prompt": "Grade: {{output}}", "config": {"scale": [1, 5]}}),
+        encoding="utf-8",
+    )
+    scorer = Scorer(judge=LLM(Overshoots()), prompts=prompts)
+
+    with pytest.raises(JudgeError) as caught:
+        scorer.llm_judge("judge/r15", "x")
+
+    detail = (
+        "judge score 9 in the answer 'Score: 9\\nReasoning: flawless' is outside the rubric's "
+        "scale 1..5"
+    )
+    assert str(caught.value) == f"llm_judge 'judge/r15': {detail}"
+    (generation,) = judge_generations(root)
+    assert generation.level == "ERROR"
+    assert generation.status_message == f"JudgeError: {detail}"
+    assert root.trace.scores == []
 
 
 @pytest.mark.parametrize(

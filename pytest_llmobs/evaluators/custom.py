@@ -41,6 +41,7 @@ from pytest_llmobs.evaluators.base import EvalResult
 ItemFunction = Callable[..., Any]
 RunFunction = Callable[[list[dict[str, Any]]], Any]
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E")
 
 
 class EvaluatorError(ValueError):
@@ -107,6 +108,54 @@ def _checked_threshold(name: str, threshold: object) -> float | None:
     return float(threshold)
 
 
+def _function_name(function: Callable[..., Any]) -> str:
+    name = getattr(function, "__name__", None)
+    return name if isinstance(name, str) else type(function).__name__
+
+
+def _checked_name(name: object, function: Callable[..., Any], what: str) -> str:
+    """``name``, or the function's name when None or empty; a one-line error if not a string."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(
+            f"{what} {_function_name(function)!r}: name must be a string or None, got "
+            f"{type(name).__name__} {name!r}"
+        )
+    if not name and not isinstance(getattr(function, "__name__", None), str):
+        raise TypeError(f"{what} {function!r} has no __name__; pass name=")
+    return name or _function_name(function)
+
+
+def _checked_function(function: object, decorator: str) -> None:
+    """A `TypeError` unless ``function`` can be called: ``@evaluator("politeness")`` would
+    otherwise fail later with an obscure error."""
+    if callable(function):
+        return
+    hint = (
+        f"; to name it, write @pytest_llmobs.{decorator}(name={function!r})"
+        if isinstance(function, str)
+        else ""
+    )
+    raise TypeError(
+        f"@pytest_llmobs.{decorator} decorates a function, got {type(function).__name__} "
+        f"{function!r}{hint}"
+    )
+
+
+def _registered(make: Callable[[], E], method: str, value: object) -> E:
+    """``make()``, its bad arguments (and a ``value`` that is no function) as usage errors:
+    raised in the registration hook, pytest shows their one line."""
+    if not callable(value):
+        kind = "a run evaluator" if method == "add_run" else "an evaluator"
+        raise pytest.UsageError(
+            f"registry.{method}: expected {kind} or a function, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    try:
+        return make()
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def _builtin_scorer_names() -> frozenset[str]:
     from pytest_llmobs.scorer import Scorer
 
@@ -120,7 +169,7 @@ class Evaluator:
         self, function: ItemFunction, *, name: str | None = None, threshold: float | None = None
     ) -> None:
         self.function = function
-        self.name = name or function.__name__
+        self.name = _checked_name(name, function, "evaluator")
         self.threshold = _checked_threshold(self.name, threshold)
         functools.update_wrapper(self, function)
 
@@ -151,7 +200,7 @@ class RunEvaluator:
 
     def __init__(self, function: RunFunction, *, name: str | None = None) -> None:
         self.function = function
-        self.name = name or function.__name__
+        self.name = _checked_name(name, function, "run evaluator")
         functools.update_wrapper(self, function)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, float]:
@@ -187,6 +236,7 @@ def evaluator(
 ) -> Evaluator | Callable[[F], Evaluator]:
     """Make a function an item evaluator (see the module docstring)."""
     if function is not None:
+        _checked_function(function, "evaluator")
         return Evaluator(function, name=name, threshold=threshold)
     return lambda fn: Evaluator(fn, name=name, threshold=threshold)
 
@@ -200,6 +250,7 @@ def run_evaluator(
 ) -> RunEvaluator | Callable[[F], RunEvaluator]:
     """Make a function a run-level evaluator (see the module docstring)."""
     if function is not None:
+        _checked_function(function, "run_evaluator")
         return RunEvaluator(function, name=name)
     return lambda fn: RunEvaluator(fn, name=name)
 
@@ -215,15 +266,19 @@ class EvaluatorRegistry:
     def add(self, item_evaluator: Evaluator | ItemFunction, *, name: str | None = None) -> None:
         """Register an item evaluator; ``scorer.<name>(...)`` then calls it."""
         if isinstance(item_evaluator, Evaluator):  # renamed: its scores carry the new name too
+            given = item_evaluator
             wrapped = (
-                item_evaluator
-                if name is None or name == item_evaluator.name
-                else Evaluator(
-                    item_evaluator.function, name=name, threshold=item_evaluator.threshold
+                given
+                if name is None or name == given.name
+                else _registered(
+                    lambda: Evaluator(given.function, name=name, threshold=given.threshold),
+                    "add",
+                    given,
                 )
             )
         else:
-            wrapped = Evaluator(item_evaluator, name=name)
+            function = item_evaluator
+            wrapped = _registered(lambda: Evaluator(function, name=name), "add", function)
         if wrapped.name in _builtin_scorer_names():
             # a usage error: pytest shows its one line, not an internal error's traceback
             raise pytest.UsageError(
@@ -236,11 +291,13 @@ class EvaluatorRegistry:
     def add_run(self, evaluator: RunEvaluator | RunFunction, *, name: str | None = None) -> None:
         """Register a run evaluator, computed per dataset and for the whole run."""
         if isinstance(evaluator, RunEvaluator):  # renamed: a single value takes the new name
+            given = evaluator
             wrapped = (
-                evaluator
-                if name is None or name == evaluator.name
-                else RunEvaluator(evaluator.function, name=name)
+                given
+                if name is None or name == given.name
+                else _registered(lambda: RunEvaluator(given.function, name=name), "add_run", given)
             )
         else:
-            wrapped = RunEvaluator(evaluator, name=name)
+            function = evaluator
+            wrapped = _registered(lambda: RunEvaluator(function, name=name), "add_run", function)
         self.run[wrapped.name] = wrapped

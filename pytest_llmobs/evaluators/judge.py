@@ -104,9 +104,15 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
             reasoning = answer[reasons.start("text") : end].strip()
     low, high = scale
     if not math.isfinite(score):
-        raise JudgeError(f"judge score {written} is not a finite number")
+        raise JudgeError(
+            f"judge score {written} in the answer {_shown(answer)} is not a finite number; "
+            f"expected a number on the rubric's scale {low:g}..{high:g}"
+        )
     if not low <= score <= high:
-        raise JudgeError(f"judge score {written} is outside {whose} {low:g}..{high:g}")
+        raise JudgeError(
+            f"judge score {written} in the answer {_shown(answer)} is outside {whose} "
+            f"{low:g}..{high:g}"
+        )
     return (score - low) / (high - low), reasoning
 
 
