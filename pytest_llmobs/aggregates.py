@@ -221,8 +221,9 @@ def _generation_figures(
         latency = (observation["end_time"] - observation["start_time"]) * 1000.0
     usage = observation.get("usage") or {}
     cost = observation.get("cost")
-    if (observation.get("metadata") or {}).get("usage_reported") is False:
-        tokens_in = tokens_out = None  # unknown, not 0: totals and their gates leave it out
+    unreported = (observation.get("metadata") or {}).get("usage_reported") is False
+    if not usage or unreported:  # unknown, not 0 (however recorded): totals leave it out
+        tokens_in = tokens_out = None
     else:
         tokens_in, tokens_out = int(usage.get("input", 0) or 0), int(usage.get("output", 0) or 0)
     return (

@@ -401,8 +401,12 @@ def test_generations_without_reported_usage_stay_out_of_the_token_totals() -> No
     assert counted["generations"].n == 2
     assert "total_tokens" not in {a.name for a in generation_aggregates([unknown])}
     assert "judge_total_tokens" not in {a.name for a in judge_aggregates([unknown])}
-    stored = {"type": "generation", "usage": {}, "metadata": {"usage_reported": False}}
-    (figures,) = ItemSummary.from_item(
-        {"outcome": "passed", "trace": {"observations": [stored]}}
-    ).generations
-    assert figures[1:3] == (None, None)
+    # flagged by the provider (0s stored before the flag), or recorded without usage at all
+    # (the OpenAI SDK's streams, LangChain, a hand-made generation)
+    flagged = {"usage": {"input": 0, "output": 0}, "metadata": {"usage_reported": False}}
+    for stored in (flagged, {"usage": None}, {}):
+        observation = {"type": "generation", **stored}
+        (figures,) = ItemSummary.from_item(
+            {"outcome": "passed", "trace": {"observations": [observation]}}
+        ).generations
+        assert figures[1:3] == (None, None), stored
