@@ -7,7 +7,6 @@ defaults, to pytest's rootdir.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -431,16 +430,17 @@ def _report_path(
 
 
 def _unwritable(path: Path) -> str | None:
-    """Why ``path`` cannot be written, found by doing it (a scratch file beside it; the
-    missing directories are made, as writing the report would), or ``None``."""
+    """Why ``path`` cannot be written, found by doing it: a scratch file in the nearest
+    directory that exists (where the report's missing directories would be made; nothing is
+    left behind, and nothing is made for a session that writes no report), or ``None``."""
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.is_dir()), None)
+    if existing is None:
+        return None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        return f"{exc.strerror or exc} ({str(path.parent)!r})"
-    if path.exists() and not os.access(path, os.W_OK):
-        return "the file is read-only"
+        return f"{exc.strerror or exc} ({str(existing)!r})"
     return None
 
 

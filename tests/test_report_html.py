@@ -219,6 +219,18 @@ def test_a_directory_that_refuses_files_is_a_usage_error_before_any_test_runs(
     result.stdout.no_fnmatch_line("*test_one*")
 
 
+def test_checking_report_paths_leaves_nothing_behind(pytester: pytest.Pytester) -> None:
+    # (before: the check made the reports' directories, even for a session that writes none)
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest("--co", "--llm-json=out/deep/run.json", "--llm-report=rep/x.html")
+
+    assert result.ret == pytest.ExitCode.OK
+    assert sorted(p.name for p in pytester.path.iterdir()) == [
+        "test_checking_report_paths_leaves_nothing_behind.py"
+    ]
+
+
 def test_no_report_is_written_unless_asked(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_one():\n    pass\n")
 
