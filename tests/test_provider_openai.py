@@ -967,6 +967,9 @@ def test_answers_without_usage_leave_the_token_totals_out_not_zero(
     assert usages["Peru]"] is None  # not 0s: uploads send no counts for it
     assert usages["France]"] == {"input": 10, "output": 2, "total": 12}
     assert (totals["total_tokens"]["value"], totals["total_tokens"]["n"]) == (24.0, 2)
+    (peru,) = (i for i in run["items"] if "Peru" in i["node_id"])
+    assert generations(peru)[0]["cost"] is None  # (the session's price table made it $0)
+    assert totals["total_cost"]["n"] == 2
     assert totals["generations"]["n"] == 3
     result.stdout.fnmatch_lines(["*generations 3 *tokens 20 in / 4 out (usage reported by 2 of 3)"])
 

@@ -126,7 +126,7 @@ class ModelCaller:
         return key, hit, extra
 
     def _priced(self, answer: ModelResponse) -> ModelResponse:
-        if self.prices is not None:
+        if self.prices is not None and answer.usage.reported:  # unknown usage: unknown cost
             cost = self.prices.price(answer.model, self.provider.model, usage=answer.usage)
             if cost is not None:
                 answer.cost = cost
