@@ -647,6 +647,20 @@ def test_a_killed_run_passes_no_gate_and_keeps_its_thresholds(
     assert compared[1].splitlines()[-1] == (
         "gate fails (exit status 1): a run it compares is incomplete"
     )
+    # (before: JSON said "verdict": "passed" and markdown opened with ✅ while exiting 1)
+    as_json = run_main(recorded, "compare", "first", "killed", "--format", "json")
+    assert as_json[0] == 1
+    verdict = json.loads(as_json[1])
+    assert verdict["verdict"] == "incomplete run"
+    assert verdict["incomplete"] == [
+        "compared run killed is incomplete: interrupted (Ctrl-C, killed or crashed), 2 item(s) "
+        "stored; a partial run passes no gate"
+    ]
+    as_markdown = run_main(recorded, "compare", "first", "killed", "--format", "markdown")
+    assert as_markdown[0] == 1
+    assert as_markdown[1].splitlines()[2] == (
+        "❌ **gate fails (exit status 1): a run it compares is incomplete**"
+    )
     assert saved[0] == 2 and "did not pass (status interrupted)" in saved[2]
     assert (
         "run interrupted before it finished: its 2 stored item(s) are listed, it ran every one"

@@ -167,22 +167,24 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         store=store,
         max_drop=args.max_drop,
     )
-    if args.format == "json":
-        text = json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False)
-    elif args.format == "markdown":
-        text = markdown(comparison).rstrip("\n")
-    else:
-        text = "\n".join(comparison_lines(comparison, full=True))
     notes = [status_note(baseline.run, "baseline"), status_note(current.run, "compared")]
-    incomplete = any(partial for _, partial in notes)
-    passed = comparison.gate_passed and not incomplete
-    if args.format != "json":
-        text = "\n".join([cli_wording(text), *(line for line, _ in notes if line)])
-        if incomplete:
+    partial = [line for line, incomplete in notes if incomplete and line]
+    passed = comparison.gate_passed and not partial
+    if args.format == "json":  # every format states the verdict the exit status gives
+        data = comparison.to_dict()
+        if partial:
+            data.update(verdict="incomplete run", incomplete=partial)
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    elif args.format == "markdown":
+        text = cli_wording(markdown(comparison, incomplete=partial).rstrip("\n"))
+    else:
+        text = cli_wording("\n".join(comparison_lines(comparison, full=True)))
+        if partial:
+            text += "\n" + "\n".join(partial)
             text += "\ngate fails (exit status 1): a run it compares is incomplete"
     if args.output:
         write_output(args.output, text + "\n")
-        verdict = "passed" if passed else "incomplete run" if incomplete else "regression"
+        verdict = "passed" if passed else "incomplete run" if partial else "regression"
         print(f"wrote the comparison ({verdict}) to {args.output}", file=out)
     else:
         print(text, file=out)

@@ -4,6 +4,7 @@ comment)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pytest_llmobs.compare.model import Comparison, MetricComparison, fmt, fmt_p, group_label
@@ -229,16 +230,24 @@ def _metric_rows(comparison: Comparison, rows: list[MetricComparison]) -> list[s
     return lines
 
 
-def markdown(comparison: Comparison, *, enforced: bool = True) -> str:
-    """A pull-request comment: verdict, metric table, what changed, flipped items."""
+def markdown(
+    comparison: Comparison, *, enforced: bool = True, incomplete: Sequence[str] = ()
+) -> str:
+    """A pull-request comment: verdict, metric table, what changed, flipped items.
+    ``incomplete``: why a compared run is incomplete, which fails the gate whatever it holds."""
     base, cur = comparison.baseline, comparison.current
     failing = comparison.regressions
-    head = "❌" if failing else "✅"
+    head = "❌" if failing or incomplete else "✅"
+    verdict = gate_line(comparison, enforced=enforced)
+    if incomplete:
+        verdict = "gate fails (exit status 1): a run it compares is incomplete"
     out = [
         f"## llmobs comparison: {_cell(cur.label)} vs baseline {_cell(base.label)}",
         "",
-        f"{head} **{gate_line(comparison, enforced=enforced)}**",
+        f"{head} **{verdict}**",
         "",
+        *(f"- {_inline(line)}" for line in incomplete),
+        *([""] if incomplete else []),
         f"Models: baseline `{base.model}`, current `{cur.model}`. Matched {comparison.matched} "
         f"case(s); only in baseline: {len(comparison.only_in_baseline)}; only in current: "
         f"{len(comparison.only_in_current)}.",
