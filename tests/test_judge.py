@@ -160,6 +160,25 @@ def test_a_score_outside_the_scale_or_not_a_number_is_an_error(
 
 
 @pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("Score: 1e2", "judge score 1e2 in the answer 'Score: 1e2' is outside the rubric's"),
+        ("Score: 1e999", "judge score 1e999 in the answer 'Score: 1e999' is not a finite number"),
+        ('{"score": ' + "9" * 400 + "}", "judge score 99999"),
+    ],
+    ids=["exponent", "overflowing-exponent", "400-digit-json-score"],
+)
+def test_a_score_written_with_an_exponent_or_too_large_is_out_of_scale(
+    answer: str, message: str
+) -> None:
+    # (before: "1e2" and "1e999" were read as 1, a full mark; the long integer an OverflowError)
+    with pytest.raises(JudgeError) as caught:
+        parse_judgement(answer)
+    assert str(caught.value).startswith(message)
+    assert parse_judgement("Score: 5e-1") == (0.5, "")
+
+
+@pytest.mark.parametrize(
     "answer",
     [
         "looks fine to me",

@@ -132,6 +132,14 @@ def test_content_parts_are_read_by_their_text() -> None:
     ]
     messages: list[Message] = [{"role": "user", "content": parts}]
     assert MockLLM.from_spec("mock-llm-v1").complete(messages).text == "Oslo"
+    text = "Context: Zorblat is the capital of Quux.\nQuestion: What is the capital of Quux?"
+    as_text = MockLLM.from_spec("mock-llm-v1").complete([{"role": "user", "content": text}])
+    as_parts = MockLLM.from_spec("mock-llm-v1").complete(
+        [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    )
+    # (before: the context line and the token count were read from the parts' Python repr)
+    assert (as_parts.text, as_parts.usage) == (as_text.text, as_text.usage)
+    assert as_parts.metadata["mock"]["kind"] == "context"
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import none_expected, none_output
+from pytest_llmobs.evaluators.basic import none_expected, none_output, shorten
 
 if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM
     from pytest_llmobs.prompts import PromptRegistry
 
-_NUMBER = r"[-+]?\d+(?:\.\d+)?"
+_NUMBER = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _SCORE_TAIL = rf"[*_ \t]*[:=][*_ \t]*(?P<value>{_NUMBER})(?:[ \t]*/[ \t]*(?P<outof>{_NUMBER}))?"
 _SCORE_LINE = re.compile(r"^[ \t>#*_-]*score\b" + _SCORE_TAIL, re.IGNORECASE | re.MULTILINE)
 """``Score: 4`` at the start of a line (after markdown such as ``**``, ``#`` or ``-``)."""
@@ -72,8 +72,11 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
     written = ""
     data = _json_judgement(answer)
     if data is not None:
-        score = float(data["score"])
-        written = f"{data['score']!r}"
+        try:
+            score = float(data["score"])
+        except OverflowError:  # an integer past any float: outside every scale
+            score = math.inf
+        written = shorten(data["score"], 40)
         reasoning = str(data.get("reasoning", data.get("reason", "")))
     if score is None:
         matches = list(_SCORE_LINE.finditer(answer)) or list(_SCORE_ANYWHERE.finditer(answer))

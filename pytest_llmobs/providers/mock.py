@@ -205,7 +205,7 @@ class MockLLM:
     def _response(
         self, messages: list[Message], text: str, meta: dict[str, Any], start: float
     ) -> ModelResponse:
-        prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
+        prompt_tokens = sum(_count_tokens(message_text(m)) for m in messages)
         return ModelResponse(
             text=text,
             model=MOCK_MODEL_NAME,
@@ -228,7 +228,7 @@ class MockLLM:
         contexts = [
             block
             for m in messages
-            for block in _context_blocks(str(m.get("content", "")))
+            for block in _context_blocks(message_text(m))
             if block.strip()
         ]
         if contexts:
