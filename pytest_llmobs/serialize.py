@@ -94,6 +94,11 @@ def snapshot_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[st
     }
 
 
+def _key(key: Any) -> str:
+    """A mapping key as JSON's text (an integer of any length by its digits)."""
+    return int_text(key) if isinstance(key, int) and not isinstance(key, bool) else str(key)
+
+
 def jsonable(value: Any, _depth: int = 0) -> Any:
     """A JSON-compatible copy of ``value``.
 
@@ -105,7 +110,7 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return value
     if kind is dict and _depth < _MAX_DEPTH:  # the common containers, without ABC checks
         depth = _depth + 1
-        return {str(k): jsonable(v, depth) for k, v in value.items()}
+        return {(k if type(k) is str else _key(k)): jsonable(v, depth) for k, v in value.items()}
     if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
         depth = _depth + 1
         return [jsonable(v, depth) for v in value]
@@ -128,7 +133,7 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return f"<truncated at depth {_MAX_DEPTH}>"
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth) for k, v in value.items()}
+        return {_key(k): jsonable(v, depth) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v, depth) for v in value]
     if isinstance(value, (set, frozenset)):

@@ -83,7 +83,7 @@ def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDat
             number = math.inf
         if not math.isfinite(number):
             shown = (
-                f"an integer of {len(int_text(int(value)))} digits"
+                f"an integer of {len(int_text(abs(int(value))))} digits"
                 if isinstance(value, numbers.Integral)
                 else repr(value)
             )

@@ -600,13 +600,14 @@ def test_a_cache_dir_that_is_a_file_is_a_usage_error_before_any_test_runs(
     pytester.makepyfile(dedent(SUITE))
 
     result = pytester.runpytest(
-        "--llm-model=mock-llm-v1", "--llm-cache=write", "--llm-cache-dir=notadir.txt"
+        "--llm-model=mock-llm-v1", "--llm-cache=write", "--llm-cache-dir=notadir.txt/sub"
     )
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            f"ERROR: --llm-cache-dir: {str(pytester.path / 'notadir.txt')!r} is a file; "
+            f"ERROR: --llm-cache-dir: {str(pytester.path / 'notadir.txt' / 'sub')!r}: "
+            f"{str(pytester.path / 'notadir.txt')!r} is a file; "
             "expected the cache's directory"
         ]
     )

@@ -129,12 +129,13 @@ def test_invalid_score_values_are_rejected(
 def test_an_integer_too_large_for_a_score_is_named_by_its_size(
     root: Observation, scorer: Scorer
 ) -> None:
-    with pytest.raises(ScoreError) as caught:
-        scorer.score("big", 10**5000)
-    assert str(caught.value) == (
-        "score 'big': value must be a finite number (at most about 1.8e308); "
-        "got an integer of 5001 digits"
-    )
+    for value in (10**5000, -(10**5000)):  # (the minus sign was counted as a digit)
+        with pytest.raises(ScoreError) as caught:
+            scorer.score("big", value)
+        assert str(caught.value) == (
+            "score 'big': value must be a finite number (at most about 1.8e308); "
+            "got an integer of 5001 digits"
+        )
 
 
 # --- exact_match ---------------------------------------------------------------------------------

@@ -93,3 +93,12 @@ def test_integers_readers_refuse_become_text_and_others_stay_numbers() -> None:
     assert converted["m"][0] == 10**4300 - 1 and converted["m"][1] == "-1" + "0" * 5000
     assert (converted["k"], converted["b"]) == (5, True)
     assert json.loads(json.dumps(converted)) == converted
+
+
+def test_an_integer_key_too_long_to_print_becomes_its_digits() -> None:
+    # (before: ValueError from str() of the key, and the span's output was lost)
+    assert jsonable({10**5000: "x", 7: "y", True: "z"}) == {
+        "1" + "0" * 5000: "x",
+        "7": "y",
+        "True": "z",
+    }

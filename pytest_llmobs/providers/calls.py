@@ -171,9 +171,12 @@ def session_calls(
         raise ConfigError(str(exc)) from None
     cache = None
     if cache_mode is not CacheMode.OFF and cache_dir is not None:
-        if cache_dir.exists() and not cache_dir.is_dir():  # said now, not by every test
+        # said now, not by every test: a file where the cache's directory (or one above it) goes
+        blocker = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
             raise ConfigError(
-                f"--llm-cache-dir: {str(cache_dir)!r} is a file; expected the cache's directory"
+                f"--llm-cache-dir: {str(cache_dir)!r}: {str(blocker)!r} is a file; expected "
+                "the cache's directory"
             )
         cache = ResponseCache(cache_dir, cache_mode)
     return {"retry": RetryPolicy(max_retries=max_retries), "cache": cache, "prices": prices}

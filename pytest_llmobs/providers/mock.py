@@ -226,10 +226,7 @@ class MockLLM:
         if sections is not None:
             return judge_answer(sections), {"wrong": False, "kind": "judge"}
         contexts = [
-            block
-            for m in messages
-            for block in _context_blocks(message_text(m))
-            if block.strip()
+            block for m in messages for block in _context_blocks(message_text(m)) if block.strip()
         ]
         if contexts:
             text, wrong = self._context_answer(contexts, question, key)
