@@ -226,15 +226,28 @@ def assert_genai(attrs: dict[str, Any], obs: dict[str, Any]) -> None:
 # --- delivery ------------------------------------------------------------------------------------
 
 
-def test_an_assistant_message_calling_tools_has_an_empty_text_part() -> None:
-    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+def test_tool_calls_results_and_content_parts_become_genai_parts() -> None:
+    # (before: one text part each, the tool calls lost and the parts sent as their JSON)
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     messages = [
-        {"role": "user", "content": "hi"},
+        {"role": "user", "content": [{"type": "text", "text": "What?"}, image]},
         {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     ]
     assert genai_messages(messages, "user") == [
-        {"role": "user", "parts": [{"type": "text", "content": "hi"}]},
-        {"role": "assistant", "parts": [{"type": "text", "content": ""}]},
+        {"role": "user", "parts": [{"type": "text", "content": "What?"}, image]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "c1", "name": "f", "arguments": "{}"}],
+        },
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": "c1", "response": "sunny"}],
+        },
+    ]
+    assert genai_messages([1, 2], "user") == [
+        {"role": "user", "parts": [{"type": "text", "content": "[1,2]"}]}
     ]
 
 

@@ -291,6 +291,34 @@ def assert_in_phoenix(
 
 
 @pytest.mark.phoenix
+def test_tool_calls_and_content_parts_become_openinference_message_attributes() -> None:
+    # (before: the tool calls and the tool result's call id were dropped, parts sent as JSON)
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "What?"}, {"type": "image_url"}]},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    attrs: dict[str, Any] = {}
+
+    rest._messages(attrs, "llm.input_messages", messages, "user")
+
+    at = "llm.input_messages"
+    call = f"{at}.1.message.tool_calls.0.tool_call"
+    assert attrs == {
+        f"{at}.0.message.role": "user",
+        f"{at}.0.message.content": "What?",
+        f"{at}.1.message.role": "assistant",
+        f"{at}.1.message.content": "",
+        f"{call}.id": "c1",
+        f"{call}.function.name": "f",
+        f"{call}.function.arguments": "{}",
+        f"{at}.2.message.role": "tool",
+        f"{at}.2.message.content": "sunny",
+        f"{at}.2.message.tool_call_id": "c1",
+    }
+
+
 def test_upload_after_session_sends_everything(
     suite: pytest.Pytester,
     runs: Runs,

@@ -393,6 +393,30 @@ def test_trace_tree_nests_spans_by_parent(suite_run: dict[str, Any]) -> None:
     assert "mock-llm-v1 · 7 → 1 tokens" in tree
 
 
+def test_a_tool_conversation_shows_its_calls_and_call_ids() -> None:
+    # (before: the assistant's message read "null" and the calls and ids were nowhere)
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "get_weather"}}]
+    generation = {
+        "id": "g1",
+        "parent_id": None,
+        "type": "generation",
+        "name": "llm.generate",
+        "start_time": 0.0,
+        "end_time": 1.0,
+        "input": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        "output": "Sunny.",
+    }
+
+    text = " ".join(parse(trace_tree([generation])).text)
+
+    assert "get_weather" in text and "call_1" in text
+    assert "null" not in text
+
+
 def test_trace_tree_survives_orphans_and_cycles() -> None:
     observations = [
         {"id": "a", "parent_id": "b", "name": "first", "start_time": 1.0, "end_time": 2.0},

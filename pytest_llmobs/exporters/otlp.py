@@ -195,11 +195,40 @@ def genai_messages(value: Any, default_role: str) -> list[dict[str, Any]]:
     keep their roles, anything else is one message of ``default_role``."""
     items = value if isinstance(value, list) else [value]
     if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items):
-        items = [{"role": default_role, "content": value}]
-    return [
-        {"role": str(m["role"]), "parts": [{"type": "text", "content": _text(m["content"])}]}
-        for m in items
-    ]
+        return [{"role": default_role, "parts": [{"type": "text", "content": _text(value)}]}]
+    return [{"role": str(m["role"]), "parts": _parts(m)} for m in items]
+
+
+def _parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A chat message's GenAI parts: text, a tool result, tool calls, other content parts."""
+    content = message.get("content")
+    if message.get("role") == "tool" and "tool_call_id" in message:
+        response = {"id": str(message["tool_call_id"]), "response": _text(content)}
+        return [{"type": "tool_call_response", **response}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                parts.append({"type": "text", "content": str(part.get("text", ""))})
+            elif isinstance(part, Mapping):  # an image, audio...: kept as the API gave it
+                parts.append({**part, "type": str(part.get("type", "unknown"))})
+    elif content is not None:
+        parts.append({"type": "text", "content": _text(content)})
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
+        if not isinstance(call, Mapping):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": str(call.get("id", "")),
+                "name": str(function.get("name", "")),
+                "arguments": function.get("arguments"),
+            }
+        )
+    return parts or [{"type": "text", "content": ""}]
 
 
 def genai_attributes(source: SpanSource) -> dict[str, AttributeValue | None]:

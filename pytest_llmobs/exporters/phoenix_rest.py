@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.langfuse_payloads import iso
 from pytest_llmobs.exporters.otlp import score_parts
+from pytest_llmobs.providers.base import message_text
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.otlp_spans import AttributeValue, SpanSource
@@ -57,14 +58,33 @@ def _value(attrs: dict[str, AttributeValue | None], prefix: str, value: Any) -> 
 
 def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, role: str) -> None:
     items = value if isinstance(value, list) else [value]
-    if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items):
+    chat = all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items)
+    if not chat:
         items = [{"role": role, "content": value}]
     for index, message in enumerate(items):
         content = message["content"]
-        attrs[f"{prefix}.{index}.message.role"] = str(message["role"])
-        attrs[f"{prefix}.{index}.message.content"] = (
-            content if isinstance(content, str) else "" if content is None else encode_json(content)
-        )
+        at = f"{prefix}.{index}.message"
+        attrs[f"{at}.role"] = str(message["role"])
+        if isinstance(content, str):
+            attrs[f"{at}.content"] = content
+        elif chat and (isinstance(content, list) or content is None):  # parts: their texts
+            attrs[f"{at}.content"] = message_text(message)
+        else:
+            attrs[f"{at}.content"] = encode_json(content)
+        if "tool_call_id" in message:
+            attrs[f"{at}.tool_call_id"] = str(message["tool_call_id"])
+        calls = message.get("tool_calls")
+        for number, call in enumerate(calls if isinstance(calls, list) else []):
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if not isinstance(function, Mapping):
+                continue
+            at_call = f"{at}.tool_calls.{number}.tool_call"
+            attrs[f"{at_call}.id"] = str(call.get("id", ""))
+            attrs[f"{at_call}.function.name"] = str(function.get("name", ""))
+            arguments = function.get("arguments")
+            attrs[f"{at_call}.function.arguments"] = (
+                arguments if isinstance(arguments, str) else encode_json(arguments)
+            )
 
 
 def prompt_template(stored: Mapping[str, Any]) -> str:

@@ -287,8 +287,8 @@ class OpenAIProvider:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``timeout`` bounds each attempt, from sending the request to the whole answer (and
-        so each read and write), ``connect_timeout`` connecting (seconds).
+        """``timeout`` bounds each read and write, and the whole answer once its headers have
+        arrived; ``connect_timeout`` connecting (seconds).
         ``organization`` and ``project`` go in OpenAI's ``OpenAI-Organization`` and
         ``OpenAI-Project`` headers (for keys that belong to several). ``headers`` go with every
         call, after (and over) those; an ``Authorization`` or ``api-key`` among them replaces

@@ -230,10 +230,13 @@ def _pre(value: object) -> str:
         messages = []
         for message in value:  # type: ignore[attr-defined]
             role = esc(message.get("role", ""))
-            messages.append(
-                f'<div class="msg"><span class="role">{role}</span>'
-                f"<pre>{clipped(as_text(message.get('content')))}</pre></div>"
-            )
+            content = message.get("content")
+            text = "" if content is None else f"<pre>{clipped(as_text(content))}</pre>"
+            # an assistant's tool_calls, a tool result's tool_call_id, a name...
+            fields = {k: v for k, v in message.items() if k not in ("role", "content")}
+            if fields:
+                text += f'<pre class="muted">{clipped(as_text(fields))}</pre>'
+            messages.append(f'<div class="msg"><span class="role">{role}</span>{text}</div>')
         return "".join(messages)
     return f"<pre>{clipped(as_text(value))}</pre>"
 
