@@ -281,7 +281,16 @@ class Store:
                 "); run pytest with the plugin to create one, or pass --store DIR"
             )
         if not self._schema_is_current():
-            self._migrate()
+            try:
+                self._migrate()
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc):
+                    raise
+                raise StoreError(
+                    f"{self.path}: the store was written by an older pytest-llmobs, and reading "
+                    f"it here means upgrading it, which this file system does not allow ({exc}); "
+                    "copy the store's directory somewhere writable and read that"
+                ) from None
 
     def unusable(self, exc: sqlite3.Error) -> StoreError:
         """The one-line error for an SQLite error met while using the store (a damaged page

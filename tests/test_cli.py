@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -182,6 +183,35 @@ def test_a_read_only_store_with_an_unmerged_write_ahead_log_says_so(tmp_path: Pa
         f"its write-ahead log ({mount / 'llmobs.db-wal'}), which SQLite cannot read there; copy "
         "the store's directory somewhere writable and read that\n"
     )
+
+
+def test_an_older_store_on_a_read_only_file_system_says_it_needs_upgrading(
+    recorded: Path, tmp_path: Path
+) -> None:
+    # (before: "not a usable llmobs store (unable to open database file)", as if damaged)
+    copied = tmp_path / "copied"
+    shutil.copytree(recorded / ".llmobs", copied)
+    db = sqlite3.connect(copied / "llmobs.db")
+    with db:  # as a store of schema 2 was: the table schema 3 added is not there yet
+        db.execute("DROP TABLE expected_items")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    db.execute("PRAGMA journal_mode = DELETE")  # a closed store: no write-ahead log left
+    db.close()
+    mounted = mounted_read_only(copied, tmp_path / "mount")
+    mount = next(mounted)
+    try:
+        done = llmobs(tmp_path, "runs", "--store", str(mount))
+    finally:
+        mounted.close()  # (unmounts)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"llmobs: error: {mount / 'llmobs.db'}: the store was written by an older "
+        "pytest-llmobs, and reading it here means upgrading it, which this file system does not "
+        "allow ("
+    )
+    assert done.stderr.endswith("copy the store's directory somewhere writable and read that\n")
+    assert llmobs(tmp_path, "runs", "--store", str(copied)).returncode == 0  # upgraded where it can
 
 
 def _cannot_create_in(directory: Path) -> bool:
@@ -605,7 +635,6 @@ def test_compare_refuses_an_infinite_max_drop_and_names_its_own_option(recorded:
 
 def _kill_mid_run(store_dir: Path, run_id: str) -> None:
     """Make ``run_id`` read as a run whose process died before it finished."""
-    import sqlite3
 
     db = sqlite3.connect(store_dir / "llmobs.db")
     with db:
@@ -673,7 +702,6 @@ def test_a_run_recorded_on_another_host_reads_as_running_and_show_says_why(
 ) -> None:
     """A store copied from a CI machine: its dead pid means nothing here, so the run is not
     declared interrupted; `show` names the host instead of leaving "running" unexplained."""
-    import sqlite3
 
     db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
     with db:  # its process (a pid no process here has) died on a machine named ci-runner-7
@@ -699,7 +727,6 @@ def test_a_run_recorded_on_another_host_reads_as_running_and_show_says_why(
 def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(
     pytester: pytest.Pytester, recorded: Path
 ) -> None:
-    import sqlite3
 
     db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
     with db:  # 'second' was recorded by a process; pid 1 (alive, started long before) now has it
