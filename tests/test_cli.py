@@ -135,6 +135,18 @@ def mounted_read_only(source: Path, mount: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], capture_output=True, check=False)
 
 
+def runs_mounted_read_only(
+    source: Path, tmp_path: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``llmobs runs`` on ``source`` mounted read-only: the mount point and the outcome."""
+    mounted = mounted_read_only(source, tmp_path / "mount")
+    mount = next(mounted)
+    try:
+        return mount, llmobs(tmp_path, "runs", "--store", str(mount))
+    finally:
+        mounted.close()  # (unmounts)
+
+
 def test_a_store_on_a_read_only_file_system_can_be_read(read_only_copy: Path) -> None:
     # (before: "not a usable llmobs store (unable to open database file)")
     assert not os.access(read_only_copy, os.W_OK) or _cannot_create_in(read_only_copy)
@@ -170,12 +182,7 @@ def test_a_read_only_store_with_an_unmerged_write_ahead_log_says_so(tmp_path: Pa
         shutil.copyfile(tmp_path / "live" / name, copied / name)
     writer.close()
     assert (copied / "llmobs.db-wal").stat().st_size > 0
-    mounted = mounted_read_only(copied, tmp_path / "mount")
-    mount = next(mounted)
-    try:
-        done = llmobs(tmp_path, "runs", "--store", str(mount))
-    finally:
-        mounted.close()  # (unmounts)
+    mount, done = runs_mounted_read_only(copied, tmp_path)
 
     assert done.returncode == 2
     assert done.stderr == (
@@ -197,12 +204,7 @@ def test_an_older_store_on_a_read_only_file_system_says_it_needs_upgrading(
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
     db.execute("PRAGMA journal_mode = DELETE")  # a closed store: no write-ahead log left
     db.close()
-    mounted = mounted_read_only(copied, tmp_path / "mount")
-    mount = next(mounted)
-    try:
-        done = llmobs(tmp_path, "runs", "--store", str(mount))
-    finally:
-        mounted.close()  # (unmounts)
+    mount, done = runs_mounted_read_only(copied, tmp_path)
 
     assert done.returncode == 2
     assert done.stderr.startswith(

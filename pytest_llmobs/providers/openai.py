@@ -545,13 +545,7 @@ class OpenAIProvider:
         started = time.perf_counter()
         deadline = started + self._timeout[0]
         try:
-            with client.stream(
-                "POST",
-                "/chat/completions",
-                json=body,
-                headers=self._headers(),
-                params=self._url_params,
-            ) as streamed:
+            with client.stream("POST", **self._request(body)) as streamed:
                 raw = b"".join(_within(streamed.iter_raw(), deadline))
                 response = _whole(streamed, raw)
         except _Overdue:
@@ -568,13 +562,7 @@ class OpenAIProvider:
         started = time.perf_counter()
         deadline = started + self._timeout[0]
         try:
-            async with client.stream(
-                "POST",
-                "/chat/completions",
-                json=body,
-                headers=self._headers(),
-                params=self._url_params,
-            ) as streamed:
+            async with client.stream("POST", **self._request(body)) as streamed:
                 chunks = []
                 async for chunk in streamed.aiter_raw():
                     chunks.append(chunk)
@@ -588,6 +576,15 @@ class OpenAIProvider:
         except TypeError:  # httpx's json.dumps of the body, before anything is sent
             raise ValueError(_unsendable(body)) from None
         return self._parse(response, started)
+
+    def _request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The chat completion request's URL, body, headers and query (key included)."""
+        return {
+            "url": "/chat/completions",
+            "json": body,
+            "headers": self._headers(),
+            "params": self._url_params,
+        }
 
     def _overdue(self) -> _AttemptError:
         """A server still sending when the attempt's time is up (httpx bounds each read only:
