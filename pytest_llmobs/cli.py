@@ -24,7 +24,13 @@ from pytest_llmobs import __version__
 from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
-from pytest_llmobs.store import STORE_FILENAME, Store, StoreError, recorded_elsewhere
+from pytest_llmobs.store import (
+    SCHEMA_VERSION,
+    STORE_FILENAME,
+    Store,
+    StoreError,
+    recorded_elsewhere,
+)
 
 BAD_INPUT = 2
 """Exit status of a `CliError` (as argparse's usage errors): 1 stays what a gate, a comparison or
@@ -109,6 +115,13 @@ def open_store(option: str | None, *, read_only: bool = False) -> Store:
     except StoreError as exc:
         raise CliError(str(exc)) from None
     _STORES.append(store)
+    if store.upgraded_from is not None:  # said: versions that knew only the old one refuse it
+        print(
+            f"llmobs: upgraded the store at {path} from schema {store.upgraded_from} to "
+            f"{SCHEMA_VERSION}; pytest-llmobs versions that read only schema "
+            f"{store.upgraded_from} can no longer open it",
+            file=sys.stderr,
+        )
     return store
 
 

@@ -187,6 +187,8 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {path.parent}: {exc}") from None
+        self.upgraded_from: int | None = None
+        """The schema an older pytest-llmobs wrote this store in, when opening it upgraded it."""
         self.registered_prompts: dict[tuple[str, int], str] = {}
         """(name, version) → hash of every prompt version this connection registered."""
         target = str(path) if path is not None else ":memory:"
@@ -312,6 +314,10 @@ class Store:
         if self._schema_is_current():
             return  # no write transaction: it would wait for a writer (or a closing checkpoint)
         with self._transaction():
+            tables = {
+                row[0]
+                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -319,6 +325,8 @@ class Store:
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 for statement in filter(str.strip, _MIGRATIONS[version].split(";")):
                     self._db.execute(statement)
+            if "runs" in tables and found < SCHEMA_VERSION:
+                self.upgraded_from = found
             if row is None:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)

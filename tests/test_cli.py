@@ -192,10 +192,8 @@ def test_a_read_only_store_with_an_unmerged_write_ahead_log_says_so(tmp_path: Pa
     )
 
 
-def test_an_older_store_on_a_read_only_file_system_says_it_needs_upgrading(
-    recorded: Path, tmp_path: Path
-) -> None:
-    # (before: "not a usable llmobs store (unable to open database file)", as if damaged)
+def schema_2_copy(recorded: Path, tmp_path: Path) -> Path:
+    """A copy of the recorded store as pytest-llmobs wrote it at schema 2."""
     copied = tmp_path / "copied"
     shutil.copytree(recorded / ".llmobs", copied)
     db = sqlite3.connect(copied / "llmobs.db")
@@ -204,6 +202,31 @@ def test_an_older_store_on_a_read_only_file_system_says_it_needs_upgrading(
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
     db.execute("PRAGMA journal_mode = DELETE")  # a closed store: no write-ahead log left
     db.close()
+    return copied
+
+
+def test_a_command_that_upgrades_an_older_store_says_so_once(
+    recorded: Path, tmp_path: Path
+) -> None:
+    # (before: a read-only command upgraded it silently, and the older version then refused it)
+    copied = schema_2_copy(recorded, tmp_path)
+
+    first = llmobs(tmp_path, "runs", "--store", str(copied))
+    again = llmobs(tmp_path, "runs", "--store", str(copied))
+
+    assert first.returncode == 0 and "second" in first.stdout
+    assert first.stderr == (
+        f"llmobs: upgraded the store at {copied / 'llmobs.db'} from schema 2 to 3; "
+        "pytest-llmobs versions that read only schema 2 can no longer open it\n"
+    )
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def test_an_older_store_on_a_read_only_file_system_says_it_needs_upgrading(
+    recorded: Path, tmp_path: Path
+) -> None:
+    # (before: "not a usable llmobs store (unable to open database file)", as if damaged)
+    copied = schema_2_copy(recorded, tmp_path)
     mount, done = runs_mounted_read_only(copied, tmp_path)
 
     assert done.returncode == 2
