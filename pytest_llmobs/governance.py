@@ -100,6 +100,8 @@ _TEXTS_LIMIT = 65_536
 """Governed texts kept per `Governance` (then forgotten all at once, as the redactor's memo)."""
 _PAYLOAD_FIELDS = ("input", "output", "metadata", "model_parameters")
 _SCALARS = frozenset({bool, int, float})
+SECRET = "<SECRET>"
+"""What a value under a secret-naming key of user data is stored as."""
 
 
 @dataclass
@@ -111,6 +113,10 @@ class Governance:
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
     _int_bound: int = field(default_factory=stored_int_bound, init=False, repr=False, compare=False)
     """Integers this long are stored as text: JSON readers refuse them (Python's: 4,300 digits)."""
+    _secret_keys: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Whether each key of user data seen so far names a secret."""
     _texts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Each string's governed text (masked, UTF-8-safe, cut): the same questions, answers and
     names recur in every item of a run."""
@@ -142,6 +148,14 @@ class Governance:
             return [self._walk(item, identifiers) for item in value]
         return value
 
+    def _secret_key(self, key: str) -> bool:
+        secret = self._secret_keys.get(key)
+        if secret is None:
+            if len(self._secret_keys) >= _TEXTS_LIMIT:
+                self._secret_keys.clear()
+            secret = self._secret_keys[key] = self.redactor.secret_key(key)
+        return secret
+
     def _text(self, value: str) -> str:
         governed = self._texts.get(value)
         if governed is None:
@@ -167,12 +181,16 @@ class Governance:
         clashes: dict[str, int] | None = None  # (made on the first clash: most maps have none)
         for key, item in value.items():
             name = key
+            kind = type(item)
             if user_keys and type(key) is str:
                 name = texts.get(key) or self._text(key)
                 if name in governed:  # two keys masked alike (<EMAIL>): both values are kept
                     clashes = {} if clashes is None else clashes
                     name = _distinct(name, governed, clashes)
-            kind = type(item)
+                if kind is not dict and kind is not list and self._secret_key(key):
+                    # {"password": "hunter2"}, as password=hunter2 in a text is
+                    governed[name] = item if item is None or kind is bool else SECRET
+                    continue
             if item is None or kind in _SCALARS:  # most leaves: no call at all
                 governed[name] = item
                 if kind is int and not -bound < item < bound:

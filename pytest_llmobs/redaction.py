@@ -76,9 +76,28 @@ def _iban_ok(candidate: str) -> bool:
     return int(number) % 97 == 1
 
 
+_SECRET_NAME = re.compile(
+    r"(?i)(?<![A-Za-z0-9])(?:password|passwd|pwd|api[_-]?key|secret|token|access[_-]?token"
+    r"|client[_-]?secret)(?:[_-](?:access[_-])?key)?$"
+)
+"""A mapping key naming a secret (``password``, ``DB_PASSWORD``, ``api_key``, ``token``), as
+`_SECRET_PAIR` names one in text."""
+
+
+def is_secret_name(key: str) -> bool:
+    """Whether a mapping's ``key`` names a secret, whose value is then masked whole."""
+    return _SECRET_NAME.search(key) is not None
+
+
+def _masked_pair(match: re.Match[str]) -> str:
+    value = match.group(3)
+    quote = value[0] if value[:1] in ("'", '"') else ""  # JSON stays JSON: "token": "<SECRET>"
+    return f"{match.group(1)}{match.group(2)}{quote}<SECRET>{quote}"
+
+
 def mask_secrets(text: str) -> str:
     text = _SECRET_TOKENS.sub("<SECRET>", text)
-    return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}<SECRET>", text)
+    return _SECRET_PAIR.sub(_masked_pair, text)
 
 
 def mask_emails(text: str) -> str:
@@ -293,6 +312,10 @@ class Redactor:
     @property
     def active(self) -> bool:
         return bool(self.maskers)
+
+    def secret_key(self, key: str) -> bool:
+        """Whether the value under ``key`` in user data is masked whole (built-in modes)."""
+        return bool(self.builtin) and is_secret_name(key)
 
     def text(self, value: str) -> str:
         memo = self._memo

@@ -335,6 +335,37 @@ def test_integers_too_long_for_json_readers_are_stored_as_their_digits(
     assert spans["s"]["metadata"]["sizes"] == [1, "1" + "0" * 4400]
 
 
+def test_values_under_keys_naming_a_secret_are_masked_whole(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: {"password": "hunter2"} was stored as it was, e.g. a LangChain tool call's args)
+    pytester.makepyfile(
+        """
+        from pytest_llmobs import start_span
+
+        def test_tool():
+            args = {"password": "hunter2", "DB_PASSWORD": "p4ss", "pin": {"token": 1234}}
+            with start_span("tool", input={**args, "max_tokens": 5, "city": "Paris"}):
+                pass
+        """
+    )
+
+    pytester.runpytest("--llm-model=mock-llm-v1").assert_outcomes(passed=1)
+
+    (span,) = [o for o in runs.latest()["items"][0]["trace"]["observations"] if o["name"] == "tool"]
+    assert span["input"] == {
+        "password": "<SECRET>",
+        "DB_PASSWORD": "<SECRET>",
+        "pin": {"token": "<SECRET>"},
+        "max_tokens": 5,
+        "city": "Paris",
+    }
+    off = pytester.runpytest("--llm-model=mock-llm-v1", "--llm-redact=off")
+    off.assert_outcomes(passed=1)
+    (kept,) = [o for o in runs.latest()["items"][0]["trace"]["observations"] if o["name"] == "tool"]
+    assert kept["input"]["password"] == "hunter2"
+
+
 def test_label_scores_keep_their_classes_so_accuracy_stays_right(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:

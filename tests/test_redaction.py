@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_llmobs.governance import Governance
-from pytest_llmobs.redaction import REDACT_MODES, Redactor
+from pytest_llmobs.redaction import REDACT_MODES, Redactor, is_secret_name
 
 PII = {
     "email": ("write to jane.doe+test@example.co.uk today", "<EMAIL>", "jane.doe"),
@@ -25,9 +27,9 @@ PII = {
     "bearer": ("Authorization: Bearer abc.def-ghi_jkl123", "<SECRET>", "abc.def"),
     "aws": ("AKIAIOSFODNN7EXAMPLE is the key", "<SECRET>", "AKIAIOSFODNN7"),
     "password": ("login with password=hunter2", "password=<SECRET>", "hunter2"),
-    "api_key_quoted": ("api_key: 'xyz-123'", "api_key: <SECRET>", "xyz-123"),
-    "password_json": ('{"password":"hunter2"}', '"password":<SECRET>', "hunter2"),
-    "token_json": ('{"token": "xyz987"}', '"token": <SECRET>', "xyz987"),
+    "api_key_quoted": ("api_key: 'xyz-123'", "api_key: '<SECRET>'", "xyz-123"),
+    "password_json": ('{"password":"hunter2"}', '"password":"<SECRET>"', "hunter2"),
+    "token_json": ('{"token": "xyz987"}', '"token": "<SECRET>"', "xyz987"),
     "env_password": ("DB_PASSWORD=hunter2", "DB_PASSWORD=<SECRET>", "hunter2"),
     "env_token": ("export GITHUB_TOKEN=abc123def456", "GITHUB_TOKEN=<SECRET>", "abc123"),
     "env_aws": ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI", "_KEY=<SECRET>", "wJalr"),
@@ -235,3 +237,30 @@ def test_run_header_and_summary_identifiers_are_kept() -> None:
         **summary,
         "errors": ["evaluator failed for order <NUMBER>"],
     }
+
+
+def test_a_secret_in_json_text_is_masked_and_the_text_stays_json() -> None:
+    # (before: the value's quotes went with it, and a tool call's arguments no longer parsed)
+    arguments = json.dumps({"city": "Paris", "token": "sk-x", "password": "two words"})
+
+    masked = Redactor("default").text(arguments)
+
+    assert json.loads(masked) == {"city": "Paris", "token": "<SECRET>", "password": "<SECRET>"}
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("password", True),
+        ("DB_PASSWORD", True),
+        ("api_key", True),
+        ("session_token", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("max_tokens", False),
+        ("tokens", False),
+        ("token_count", False),
+        ("secretary", False),
+    ],
+)
+def test_keys_that_name_a_secret(key: str, secret: bool) -> None:
+    assert is_secret_name(key) is secret
