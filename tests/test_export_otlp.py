@@ -250,6 +250,15 @@ def test_tool_calls_results_and_content_parts_become_genai_parts() -> None:
         {"role": "user", "parts": [{"type": "text", "content": "[1,2]"}]}
     ]
 
+    # the OpenAI SDK leaves content out of a tool-calling turn; LangChain records name and args
+    langchain_call = {"name": "g", "args": {"x": 1}, "id": "c2", "type": "tool_call"}
+    assert genai_messages([{"role": "assistant", "tool_calls": [langchain_call]}], "user") == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "c2", "name": "g", "arguments": {"x": 1}}],
+        }
+    ]
+
 
 def test_upload_sends_every_span_with_genai_attributes_and_evaluation_events(
     suite: pytest.Pytester,

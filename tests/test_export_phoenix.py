@@ -318,6 +318,18 @@ def test_tool_calls_and_content_parts_become_openinference_message_attributes() 
         f"{at}.2.message.tool_call_id": "c1",
     }
 
+    # the OpenAI SDK leaves content out of a tool-calling turn; LangChain records name and args
+    langchain_call = {"name": "g", "args": {"x": 1}, "id": "c2", "type": "tool_call"}
+    sdk: dict[str, Any] = {}
+    rest._messages(sdk, "m", [{"role": "assistant", "tool_calls": [langchain_call]}], "user")
+    assert sdk == {
+        "m.0.message.role": "assistant",
+        "m.0.message.content": "",
+        "m.0.message.tool_calls.0.tool_call.id": "c2",
+        "m.0.message.tool_calls.0.tool_call.function.name": "g",
+        "m.0.message.tool_calls.0.tool_call.function.arguments": '{"x":1}',
+    }
+
 
 def test_upload_after_session_sends_everything(
     suite: pytest.Pytester,

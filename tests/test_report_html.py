@@ -405,14 +405,16 @@ def test_a_tool_conversation_shows_its_calls_and_call_ids() -> None:
         "end_time": 1.0,
         "input": [
             {"role": "user", "content": "Weather?"},
-            {"role": "assistant", "content": None, "tool_calls": calls},
+            {"role": "assistant", "tool_calls": calls},  # (the OpenAI SDK leaves content out)
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
         ],
         "output": "Sunny.",
     }
 
-    text = " ".join(parse(trace_tree([generation])).text)
+    tree = trace_tree([generation])
+    text = " ".join(parse(tree).text)
 
+    assert tree.count('<span class="role">') == 3  # three turns, not one blob of JSON
     assert "get_weather" in text and "call_1" in text
     assert "null" not in text
 

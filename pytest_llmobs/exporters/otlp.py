@@ -46,6 +46,7 @@ from pytest_llmobs.exporters.state import (
     state_store,
 )
 from pytest_llmobs.exporters.urls import checked_url, display_url, query_values
+from pytest_llmobs.providers.base import is_chat_message, tool_call_fields
 from pytest_llmobs.store import Store
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def genai_messages(value: Any, default_role: str) -> list[dict[str, Any]]:
     """A recorded input/output as GenAI messages (``role`` + text ``parts``): chat message lists
     keep their roles, anything else is one message of ``default_role``."""
     items = value if isinstance(value, list) else [value]
-    if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items):
+    if not all(is_chat_message(m) for m in items):
         return [{"role": default_role, "parts": [{"type": "text", "content": _text(value)}]}]
     return [{"role": str(m["role"]), "parts": _parts(m)} for m in items]
 
@@ -215,19 +216,10 @@ def _parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     elif content is not None:
         parts.append({"type": "text", "content": _text(content)})
     calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else []:
-        if not isinstance(call, Mapping):
-            continue
-        function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
-        parts.append(
-            {
-                "type": "tool_call",
-                "id": str(call.get("id", "")),
-                "name": str(function.get("name", "")),
-                "arguments": function.get("arguments"),
-            }
-        )
+    for fields in map(tool_call_fields, calls if isinstance(calls, list) else []):
+        if fields is not None:
+            call_id, name, arguments = fields
+            parts.append({"type": "tool_call", "id": call_id, "name": name, "arguments": arguments})
     return parts or [{"type": "text", "content": ""}]
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.langfuse_payloads import iso
 from pytest_llmobs.exporters.otlp import score_parts
-from pytest_llmobs.providers.base import message_text
+from pytest_llmobs.providers.base import is_chat_message, message_text, tool_call_fields
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.otlp_spans import AttributeValue, SpanSource
@@ -58,11 +58,11 @@ def _value(attrs: dict[str, AttributeValue | None], prefix: str, value: Any) -> 
 
 def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, role: str) -> None:
     items = value if isinstance(value, list) else [value]
-    chat = all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items)
+    chat = all(is_chat_message(m) for m in items)
     if not chat:
         items = [{"role": role, "content": value}]
     for index, message in enumerate(items):
-        content = message["content"]
+        content = message.get("content")
         at = f"{prefix}.{index}.message"
         attrs[f"{at}.role"] = str(message["role"])
         if isinstance(content, str):
@@ -74,14 +74,12 @@ def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, 
         if "tool_call_id" in message:
             attrs[f"{at}.tool_call_id"] = str(message["tool_call_id"])
         calls = message.get("tool_calls")
-        for number, call in enumerate(calls if isinstance(calls, list) else []):
-            function = call.get("function") if isinstance(call, Mapping) else None
-            if not isinstance(function, Mapping):
-                continue
+        fields = map(tool_call_fields, calls if isinstance(calls, list) else [])
+        for number, call in enumerate(f for f in fields if f is not None):
+            call_id, name, arguments = call
             at_call = f"{at}.tool_calls.{number}.tool_call"
-            attrs[f"{at_call}.id"] = str(call.get("id", ""))
-            attrs[f"{at_call}.function.name"] = str(function.get("name", ""))
-            arguments = function.get("arguments")
+            attrs[f"{at_call}.id"] = call_id
+            attrs[f"{at_call}.function.name"] = name
             attrs[f"{at_call}.function.arguments"] = (
                 arguments if isinstance(arguments, str) else encode_json(arguments)
             )

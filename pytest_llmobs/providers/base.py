@@ -19,6 +19,29 @@ may also be a list of content parts or, on an assistant message with ``tool_call
 and a message may hold other fields of the Chat Completions API (``name``, ``tool_call_id``)."""
 
 
+def is_chat_message(value: object) -> bool:
+    """A chat message as recorded: a role and content, or a tool-calling turn without content
+    (the OpenAI SDK leaves ``content`` out of an assistant message that only calls tools)."""
+    return (
+        isinstance(value, Mapping)
+        and "role" in value
+        and ("content" in value or "tool_calls" in value or "function_call" in value)
+    )
+
+
+def tool_call_fields(call: object) -> tuple[str, str, Any] | None:
+    """``(id, name, arguments)`` of a recorded tool call: OpenAI's shape (``function.name``,
+    ``function.arguments`` as JSON text) or LangChain's (``name``, ``args`` as a mapping)."""
+    if not isinstance(call, Mapping):
+        return None
+    function = call.get("function")
+    if isinstance(function, Mapping):
+        return str(call.get("id", "")), str(function.get("name", "")), function.get("arguments")
+    if "name" in call:
+        return str(call.get("id", "")), str(call["name"]), call.get("args")
+    return None
+
+
 def message_text(message: Mapping[str, Any]) -> str:
     """The text of a message: its content, or the texts of its content parts joined."""
     content = message.get("content")

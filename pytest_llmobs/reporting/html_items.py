@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_llmobs.providers.base import is_chat_message
 from pytest_llmobs.reporting.html_text import (
     OUTCOMES,
     as_text,
@@ -242,11 +243,7 @@ def _pre(value: object) -> str:
 
 
 def _is_messages(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
-    )
+    return isinstance(value, list) and bool(value) and all(is_chat_message(m) for m in value)
 
 
 def _score_table(scores: Sequence[Mapping[str, Any]]) -> str:
