@@ -354,6 +354,45 @@ def test_as_langchain_parameters_bind_and_stop_reach_the_model(mock_llm: LLM) ->
     ]
 
 
+def test_as_langchain_sends_tool_turns_and_image_parts_in_the_chat_format(
+    mock_llm: LLM,
+) -> None:
+    # (before: cut to role and text: tool_calls and tool_call_id dropped, images lost, while
+    # the handler recorded them as sent; OpenAI refuses a tool message without its call id)
+    from langchain_core.messages import ToolMessage
+
+    from pytest_llmobs.integrations.langchain_values import provider_messages
+
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    history = [
+        HumanMessage(content=[{"type": "text", "text": "Weather here?"}, image]),
+        AIMessage(
+            content="", tool_calls=[{"name": "get_weather", "args": {"city": "Oslo"}, "id": "c1"}]
+        ),
+        ToolMessage(content="sunny", tool_call_id="c1", name="get_weather"),
+        HumanMessage(content=[{"type": "text", "text": "And "}, {"type": "text", "text": "now?"}]),
+    ]
+
+    assert provider_messages(history) == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather here?"}, image]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1", "name": "get_weather"},
+        {"role": "user", "content": "And now?"},  # text parts alone: joined, as before
+    ]
+    with pytest.raises(NotImplementedError, match=r"does not support tool calling \(bind_tools\)"):
+        mock_llm.as_langchain().bind_tools([])
+
+
 def test_as_langchain_model_errors_mark_the_handlers_generation() -> None:
     failing = LLM(MockLLM.from_spec("mock-llm-v1?error_rate=1"))
     chain = PROMPT | failing.as_langchain()

@@ -101,6 +101,13 @@ class LLMObsChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self._llm.model, **self.params}
 
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        """Not supported: the model answers text (LangChain's own error names no reason)."""
+        raise NotImplementedError(
+            "llm.as_langchain() does not support tool calling (bind_tools): its answers are "
+            "text; call llm.generate(messages, tools=[...]) to test tool calls"
+        )
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "pytest-llmobs"
@@ -109,7 +116,7 @@ class LLMObsChatModel(BaseChatModel):
 
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         params = {**self.params, **kwargs}
         if stop:
             params["stop"] = stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,9 +75,36 @@ def message_dict(message: BaseMessage) -> dict[str, Any]:
     return data
 
 
-def provider_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    """Messages as the plugin's providers take them: role and text content."""
-    return [{"role": role_of(m), "content": text_of(m)} for m in messages]
+def provider_messages(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    """Messages as the plugin's providers take them (OpenAI's chat format): role and text, or
+    the content parts when some are not text (images), plus an AI message's tool calls, a
+    tool message's ``tool_call_id`` and a ``name`` when set."""
+    return [_provider_message(m) for m in messages]
+
+
+def _provider_message(message: BaseMessage) -> dict[str, Any]:
+    content = message.content
+    parts = isinstance(content, list) and any(
+        not isinstance(block, str) and block.get("type") != "text" for block in content
+    )
+    data: dict[str, Any] = {
+        "role": role_of(message),
+        "content": simplify(content) if parts else text_of(message),
+    }
+    if isinstance(message, AIMessage) and message.tool_calls:
+        data["tool_calls"] = [
+            {
+                "id": call.get("id") or "",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call.get("args") or {})},
+            }
+            for call in message.tool_calls
+        ]
+    if isinstance(message, ToolMessage):
+        data["tool_call_id"] = message.tool_call_id
+    if message.name:
+        data["name"] = message.name
+    return data
 
 
 def simplify(value: Any, _depth: int = 0) -> Any:
