@@ -5,6 +5,7 @@ clients, copies, and a pytest session that stores what they recorded."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from textwrap import dedent
@@ -20,6 +21,7 @@ from fake_openai import (
     closed_url,
     error,
     fake_openai,
+    malformed,
     openai_env,
     openai_sdk_loaded,
 )
@@ -247,6 +249,31 @@ def test_tool_calls_are_the_output(client: OpenAI, fake_openai: FakeOpenAI, stre
         "tool_calls": [{"id": "call_0", "type": "function", "function": function}],
     }
     assert generation.metadata["finish_reason"] == "tool_calls"
+
+
+def test_a_legacy_function_call_is_the_output(client: OpenAI, fake_openai: FakeOpenAI) -> None:
+    # (before: the output was '' and the call was nowhere)
+    function = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    completion = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "function_call",
+                "message": {"role": "assistant", "content": None, "function_call": function},
+            }
+        ],
+    }
+    fake_openai.queue(malformed(json.dumps(completion)))
+
+    _, (generation,) = recorded(
+        lambda: client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    )
+
+    assert generation.output == {"role": "assistant", "content": None, "function_call": function}
 
 
 def test_a_failed_call_is_an_errored_generation_and_the_error_propagates(

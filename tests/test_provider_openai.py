@@ -391,6 +391,19 @@ def test_content_that_is_not_text_is_a_malformed_response(
         provider.complete(ask("hi"))
 
 
+def test_a_legacy_function_call_answer_is_a_tool_call(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (before: text '' and no tool calls: the model's answer to `functions=` was lost)
+    function = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    body = {"choices": [{"message": {"content": None, "function_call": function}}]}
+    fake_openai.queue(malformed(json.dumps(body)))
+
+    reply = provider.complete(ask("hi"), functions=[{"name": "get_weather", "parameters": {}}])
+
+    assert (reply.text, reply.tool_calls) == ("", [{"type": "function", "function": function}])
+
+
 def test_a_redirect_says_where_to(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
     fake_openai.queue(
         error(301, headers={"Location": "https://gateway.example/v1/chat/completions"})

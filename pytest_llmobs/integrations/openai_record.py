@@ -30,13 +30,21 @@ _NOT_PARAMETERS = frozenset(
 _SENTINELS: tuple[type, ...] = tuple({openai.NotGiven, getattr(openai, "Omit", openai.NotGiven)})
 
 
-def _output(content: str | None, tool_calls: list[dict[str, Any]], refusal: str | None) -> Any:
-    """The answer's text, or the assistant message when it calls tools or refuses."""
-    if not tool_calls and refusal is None:
+def _output(
+    content: str | None,
+    tool_calls: list[dict[str, Any]],
+    refusal: str | None,
+    function_call: dict[str, Any] | None = None,
+) -> Any:
+    """The answer's text, or the assistant message when it calls tools (or, with the legacy
+    ``functions``, a function) or refuses."""
+    if not tool_calls and refusal is None and function_call is None:
         return content or ""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    if function_call is not None:
+        message["function_call"] = function_call
     if refusal is not None:
         message["refusal"] = refusal
     return message
@@ -53,6 +61,8 @@ class _StreamedChoice:
     text: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    function_call: dict[str, Any] | None = None
+    """The legacy ``functions`` call, as its name and arguments arrive."""
     finish_reason: str | None = None
 
     def add(self, choice: Any) -> None:
@@ -70,13 +80,19 @@ class _StreamedChoice:
             if call.function is not None:
                 entry["function"]["name"] += call.function.name or ""
                 entry["function"]["arguments"] += call.function.arguments or ""
+        function = getattr(delta, "function_call", None)
+        if function is not None:
+            if self.function_call is None:
+                self.function_call = {"name": "", "arguments": ""}
+            self.function_call["name"] += function.name or ""
+            self.function_call["arguments"] += function.arguments or ""
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
 
     def output(self) -> Any:
         refusal = "".join(self.refusal) if self.refusal else None
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
-        return _output("".join(self.text) or None, calls, refusal)
+        return _output("".join(self.text) or None, calls, refusal, self.function_call)
 
 
 class ChatCall:
@@ -136,7 +152,9 @@ class ChatCall:
         for choice in completion.choices:
             message = choice.message
             calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or ()]
-            outputs.append(_output(message.content, calls, message.refusal))
+            function = getattr(message, "function_call", None)
+            called = None if function is None else function.model_dump(exclude_none=True)
+            outputs.append(_output(message.content, calls, message.refusal, called))
             reasons.append(choice.finish_reason)
         self._close(completion.model, completion.id, outputs, reasons, completion.usage)
 

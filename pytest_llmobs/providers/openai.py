@@ -656,6 +656,10 @@ class OpenAIProvider:
             tool_calls = message.get("tool_calls") or None
             if tool_calls is not None and not isinstance(tool_calls, list):
                 raise TypeError("tool_calls is not a list")
+            function_call = message.get("function_call")
+            if tool_calls is None and isinstance(function_call, dict):
+                # the legacy `functions` answer: one call, as a tool call (without an id)
+                tool_calls = [{"type": "function", "function": function_call}]
             usage = data.get("usage") or {}
             reported = bool(usage)
             input_tokens = token_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
