@@ -119,7 +119,7 @@ def to_messages(prompt: PromptInput) -> list[Message]:
                 f"on an assistant message); got {message!r:.200}"
             )
         content = message.get("content")
-        if isinstance(content, list):
+        if isinstance(content, (list, tuple)):
             content = jsonable(content)
         elif content is not None and not isinstance(content, str):
             content = str(content)

@@ -249,6 +249,14 @@ def test_tool_calls_results_and_content_parts_become_genai_parts() -> None:
     assert genai_messages([1, 2], "user") == [
         {"role": "user", "parts": [{"type": "text", "content": "[1,2]"}]}
     ]
+    assert genai_messages(
+        [{"role": "user", "content": ["bare", {"type": "text", "text": "x"}]}], "user"
+    ) == [
+        {
+            "role": "user",
+            "parts": [{"type": "text", "content": "bare"}, {"type": "text", "content": "x"}],
+        }
+    ]
 
     # the OpenAI SDK leaves content out of a tool-calling turn; LangChain records name and args
     langchain_call = {"name": "g", "args": {"x": 1}, "id": "c2", "type": "tool_call"}

@@ -322,6 +322,11 @@ def test_tool_calls_and_content_parts_become_openinference_message_attributes() 
     langchain_call = {"name": "g", "args": {"x": 1}, "id": "c2", "type": "tool_call"}
     sdk: dict[str, Any] = {}
     rest._messages(sdk, "m", [{"role": "assistant", "tool_calls": [langchain_call]}], "user")
+    bare: dict[str, Any] = {}
+    rest._messages(
+        bare, "m", [{"role": "user", "content": ["bare", {"type": "text", "text": "x"}]}], "user"
+    )
+    assert bare["m.0.message.content"] == "bare x"
     assert sdk == {
         "m.0.message.role": "assistant",
         "m.0.message.content": "",

@@ -450,6 +450,8 @@ def test_to_messages_normalises_inputs() -> None:
     copied = to_messages(given)
     given[0]["content"][0]["text"] = "changed later"  # type: ignore[index]
     assert copied == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    parts = ({"type": "text", "text": "hi"},)  # a tuple of parts: sent as parts, not a repr
+    assert to_messages([{"role": "user", "content": parts}]) == copied
     assert repr(llm_for()) == "LLM(model='mock-llm-v1')"
 
 

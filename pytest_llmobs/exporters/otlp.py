@@ -209,7 +209,9 @@ def _parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if isinstance(content, list):
         for part in content:
-            if isinstance(part, Mapping) and part.get("type") == "text":
+            if isinstance(part, str):  # (LangChain allows bare strings among the parts)
+                parts.append({"type": "text", "content": part})
+            elif isinstance(part, Mapping) and part.get("type") == "text":
                 parts.append({"type": "text", "content": str(part.get("text", ""))})
             elif isinstance(part, Mapping):  # an image, audio...: kept as the API gave it
                 parts.append({**part, "type": str(part.get("type", "unknown"))})

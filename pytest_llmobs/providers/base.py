@@ -48,11 +48,8 @@ def message_text(message: Mapping[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
+        texts = (part.get("text") if isinstance(part, Mapping) else part for part in content)
+        return " ".join(text for text in texts if isinstance(text, str))
     return ""
 
 
