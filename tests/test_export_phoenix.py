@@ -294,8 +294,9 @@ def assert_in_phoenix(
 def test_tool_calls_and_content_parts_become_openinference_message_attributes() -> None:
     # (before: the tool calls and the tool result's call id were dropped, parts sent as JSON)
     calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     messages = [
-        {"role": "user", "content": [{"type": "text", "text": "What?"}, {"type": "image_url"}]},
+        {"role": "user", "content": [{"type": "text", "text": "What?"}, image]},
         {"role": "assistant", "content": None, "tool_calls": calls},
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     ]
@@ -305,9 +306,14 @@ def test_tool_calls_and_content_parts_become_openinference_message_attributes() 
 
     at = "llm.input_messages"
     call = f"{at}.1.message.tool_calls.0.tool_call"
+    contents = f"{at}.0.message.contents.0.message_content"
     assert attrs == {
         f"{at}.0.message.role": "user",
         f"{at}.0.message.content": "What?",
+        f"{contents}.type": "text",
+        f"{contents}.text": "What?",
+        f"{at}.0.message.contents.1.message_content.type": "image",
+        f"{at}.0.message.contents.1.message_content.image.image.url": "data:image/png;base64,AAAA",
         f"{at}.1.message.role": "assistant",
         f"{at}.1.message.content": "",
         f"{call}.id": "c1",

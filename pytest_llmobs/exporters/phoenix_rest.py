@@ -69,6 +69,7 @@ def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, 
             attrs[f"{at}.content"] = content
         elif chat and (isinstance(content, list) or content is None):  # parts: their texts
             attrs[f"{at}.content"] = message_text(message)
+            _contents(attrs, at, content or [])
         else:
             attrs[f"{at}.content"] = encode_json(content)
         if "tool_call_id" in message:
@@ -83,6 +84,18 @@ def _messages(attrs: dict[str, AttributeValue | None], prefix: str, value: Any, 
             attrs[f"{at_call}.function.arguments"] = (
                 arguments if isinstance(arguments, str) else encode_json(arguments)
             )
+
+
+def _contents(attrs: dict[str, AttributeValue | None], at: str, parts: list[Any]) -> None:
+    """A message's text and image parts as OpenInference ``message.contents`` entries."""
+    for index, part in enumerate(p for p in parts if isinstance(p, (str, Mapping))):
+        entry = f"{at}.contents.{index}.message_content"
+        if isinstance(part, str) or part.get("type") == "text":
+            attrs[f"{entry}.type"] = "text"
+            attrs[f"{entry}.text"] = part if isinstance(part, str) else str(part.get("text", ""))
+        elif part.get("type") == "image_url" and isinstance(part.get("image_url"), Mapping):
+            attrs[f"{entry}.type"] = "image"
+            attrs[f"{entry}.image.image.url"] = str(part["image_url"].get("url", ""))
 
 
 def prompt_template(stored: Mapping[str, Any]) -> str:
