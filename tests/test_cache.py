@@ -3,6 +3,7 @@ real HTTP server on 127.0.0.1 that counts what it is asked."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import subprocess
@@ -69,6 +70,30 @@ def test_the_key_covers_model_messages_params_and_extra() -> None:
         cache_key("openai:gpt-4o-mini", MESSAGES, {"temperature": 0}, {"repeat": 1}),
     }
     assert base not in others and len(others) == 4
+
+
+def test_a_whole_number_written_as_a_float_is_the_same_request(tmp_path: Path) -> None:
+    # (before: temperature=0 and temperature=0.0 were two entries: a prompt config moved from
+    # JSON to TOML missed every recorded answer)
+    assert cache_key("m", MESSAGES, {"temperature": 0.0, "stop": [1.0]}) == cache_key(
+        "m", MESSAGES, {"temperature": 0, "stop": [1]}
+    )
+    assert cache_key("m", MESSAGES, {"temperature": 0.5}) != cache_key(
+        "m", MESSAGES, {"temperature": 0}
+    )
+    # an entry recorded under the old key (the float as written) still replays
+    old = ResponseCache(tmp_path, CacheMode.READWRITE)
+    legacy = hashlib.sha256(
+        json.dumps(
+            {"model": "m", "messages": MESSAGES, "params": {"temperature": 0.0}, "extra": None},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+    ).hexdigest()
+    old.store(legacy, "m", MESSAGES, {"temperature": 0.0}, None, response("recorded"))
+    reader = ResponseCache(tmp_path, CacheMode.READ)
+    assert reader.lookup("m", MESSAGES, {"temperature": 0.0})[1].text == "recorded"  # type: ignore[union-attr]
 
 
 def test_the_key_ignores_parameter_order() -> None:

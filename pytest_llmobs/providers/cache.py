@@ -138,9 +138,38 @@ def _stable_repr(value: Any) -> str:
 def cache_key(
     identity: str, messages: list[Message], params: Mapping[str, Any], extra: Any = None
 ) -> str:
-    """The sha256 (hex) of the canonical JSON of one request."""
+    """The sha256 (hex) of the canonical JSON of one request; a whole-number float parameter
+    counts as its integer (``temperature=0.0`` is ``temperature=0``, as the server reads it)."""
+    return _legacy_key(identity, messages, _whole_numbers(dict(params)), extra)
+
+
+def _legacy_key(
+    identity: str, messages: list[Message], params: Mapping[str, Any], extra: Any = None
+) -> str:
+    """The key as versions before number normalising made it: entries they recorded replay."""
     request = {"model": identity, "messages": messages, "params": dict(params), "extra": extra}
     return hashlib.sha256(_canonical(request).encode("utf-8")).hexdigest()
+
+
+def _has_whole_float(value: Any) -> bool:
+    if type(value) is float:
+        return value.is_integer()
+    if isinstance(value, Mapping):
+        return any(_has_whole_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_whole_float(item) for item in value)
+    return False
+
+
+def _whole_numbers(value: Any) -> Any:
+    """``value`` with each finite whole-number float as its int (in dicts and lists)."""
+    if type(value) is float:
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 def _preview(messages: list[Message]) -> str:
@@ -176,6 +205,10 @@ class ResponseCache:
         if not self.mode.reads:
             return key, None
         path = self.path_for(key)
+        if _has_whole_float(params) and not path.exists():  # recorded before keys normalised?
+            legacy = _legacy_key(identity, messages, params, extra)
+            if self.path_for(legacy).exists():
+                key, path = legacy, self.path_for(legacy)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
