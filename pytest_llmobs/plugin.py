@@ -59,6 +59,8 @@ class SessionHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._superseded: set[str] = set()
+        """Node ids whose current attempt pytest-rerunfailures runs again (see logreport)."""
 
     @property
     def state(self) -> Any:
@@ -109,8 +111,19 @@ class SessionHooks:
             state.interrupted = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome: str = report.outcome  # ("rerun" is pytest-rerunfailures' own outcome)
+        if outcome == "rerun":  # it runs the test again: this attempt is not the test's
+            self._superseded.add(report.nodeid)  # result, the last one is
+        # an attempt ends with its teardown (under xdist a worker has already dropped the
+        # payload of one that was superseded)
+        superseded = report.when == "teardown" and report.nodeid in self._superseded
+        if superseded:
+            self._superseded.discard(report.nodeid)
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
         if payload is None:
+            return
+        if superseded:
+            delattr(report, PAYLOAD_ATTRIBUTE)
             return
         state = self.state
         if state is not None and state.recorder is not None and state.started:
@@ -205,26 +218,49 @@ def _stacked_markers(definition: pytest.Function) -> str | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
-    from pytest_llmobs.recording import TestRecord
     from pytest_llmobs.stash import session_state
     from pytest_llmobs.tracing import activate
 
     state = session_state(item.config)
+    record = _new_record(item, state)
+    try:
+        with activate(record.root):
+            return (yield)
+    except BaseException as stop:  # Ctrl-C or `pytest.exit` in the test: no teardown report
+        _keep_unfinished(item, state, item.stash.get(_RECORD_KEY, record), stop)
+        raise
+    finally:
+        state.current_record = None
+
+
+def _new_record(item: pytest.Item, state: Any) -> Any:
+    """The record of one run of ``item``, made the session's current one."""
+    from pytest_llmobs.recording import TestRecord
+
     record = TestRecord(
         run_id=state.run_id, node_id=item.nodeid, name=item.name, **_dataset_link(item, state)
     )
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm._cache_extra)
         record.root.metadata["repeat"] = record.repeat
+    reruns = getattr(item, "execution_count", 1) - 1  # (pytest-rerunfailures counts attempts)
+    if isinstance(reruns, int) and reruns > 0:
+        record.root.metadata["reruns"] = reruns
     state.current_record = record
-    try:
-        with activate(record.root):
-            return (yield)
-    except BaseException as stop:  # Ctrl-C or `pytest.exit` in the test: no teardown report
-        _keep_unfinished(item, state, record, stop)
-        raise
-    finally:
-        state.current_record = None
+    return record
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test run again inside its protocol (pytest-rerunfailures runs every attempt in one)
+    gets a record of its own: the attempt pytest reports last is the item stored."""
+    from pytest_llmobs.stash import built_state
+    from pytest_llmobs.tracing import switch_root
+
+    state = built_state(item.config)
+    if state is None or state.current_record is None or _RECORD_KEY in item.stash:
+        return
+    switch_root(_new_record(item, state).root)
 
 
 def _keep_unfinished(item: pytest.Item, state: Any, record: Any, stop: BaseException) -> None:

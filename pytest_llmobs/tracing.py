@@ -572,6 +572,13 @@ def activate(root: Observation) -> Iterator[Observation]:
         _active.root = previous_root
 
 
+def switch_root(root: Observation) -> None:
+    """Make ``root`` current in place of the one `activate` made, until that ends (a test
+    attempted again within the block)."""
+    _active.root = root
+    _current.set(root)
+
+
 @contextmanager
 def propagate_attributes(
     *,

@@ -1295,3 +1295,65 @@ def test_missing_prompt_fails_the_test_listing_the_available_prompts(
             )
         ]
     )
+
+
+# A plugin that runs a failing test again inside one protocol, as pytest-rerunfailures does:
+# every attempt's three reports are logged, a failure that is retried with outcome "rerun".
+RERUNS_PLUGIN = """
+import pytest
+from _pytest.runner import runtestprotocol
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.execution_count = 0
+    while True:
+        item.execution_count += 1
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        again = item.execution_count < 3 and any(r.failed for r in reports)
+        for report in reports:
+            if again and report.failed:
+                report.outcome = "rerun"
+            item.ihook.pytest_runtest_logreport(report=report)
+        if not again:
+            break
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_rerun_test_is_stored_as_its_last_attempt(
+    pytester: pytest.Pytester, runs: Runs, workers: list[str]
+) -> None:
+    # (before: the first, failed attempt was stored and the retry recorded nothing, so
+    # pass_rate was 0 and a threshold failed a session pytest called green)
+    pytester.makeconftest(RERUNS_PLUGIN)
+    pytester.makepyfile(
+        """
+        import pathlib
+
+        COUNT = pathlib.Path(__file__).parent / "attempts.txt"
+
+        def test_flaky(llm, scorer):
+            attempt = int(COUNT.read_text()) if COUNT.exists() else 0
+            COUNT.write_text(str(attempt + 1))
+            llm.generate(f"attempt {attempt}")
+            scorer.score("attempt", attempt)
+            assert attempt >= 1
+        """
+    )
+
+    result = pytester.runpytest_subprocess(
+        "--llm-model=mock-llm-v1", "--llm-threshold=pass_rate >= 0.9", *workers
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    (item,) = runs.latest()["items"]
+    assert item["outcome"] == "passed"
+    assert [s["value"] for s in item["trace"]["scores"]] == [1]
+    root = item["trace"]["observations"][0]
+    assert root["metadata"]["reruns"] == 1
+    generations = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+    assert [g["input"][0]["content"] for g in generations] == ["attempt 1"]
