@@ -76,8 +76,11 @@ class SessionHooks:
             from pytest_llmobs.configure import check_models
 
             check_models(config)  # a model named for the session: report a bad one here too
-        if option.collectonly or option.showfixtures or option.show_fixtures_per_test:
-            return  # runs no test
+        # --setup-only and --setup-plan run fixtures, not tests: no run either (pytest says
+        # "no tests ran"; a run would store every test as passed)
+        runs_no_test = option.collectonly or option.showfixtures or option.show_fixtures_per_test
+        if runs_no_test or option.setuponly or option.setupplan:
+            return
         from pytest_llmobs.stash import session_state
 
         state = session_state(session.config)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import re
+import sqlite3
 import statistics
 from pathlib import Path
 from textwrap import dedent
@@ -1357,3 +1359,18 @@ def test_a_rerun_test_is_stored_as_its_last_attempt(
     assert root["metadata"]["reruns"] == 1
     generations = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
     assert [g["input"][0]["content"] for g in generations] == ["attempt 1"]
+
+
+@pytest.mark.parametrize("option", ["--setup-only", "--setup-plan"])
+def test_a_session_that_only_sets_up_stores_no_run(pytester: pytest.Pytester, option: str) -> None:
+    # (before: pytest said "no tests ran", and the run stored every test as passed: it became
+    # `latest` and could be saved as a baseline)
+    pytester.makepyfile("def test_one(llm):\n    assert llm.generate('hi').text == 'never'\n")
+
+    result = pytester.runpytest_subprocess("--llm-model=mock-llm-v1", option)
+
+    result.stdout.fnmatch_lines(["*no tests ran*"])
+    store = pytester.path / ".llmobs" / "llmobs.db"
+    if store.exists():
+        with contextlib.closing(sqlite3.connect(store)) as db:
+            assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
