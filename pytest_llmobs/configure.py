@@ -239,7 +239,7 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
         # must go on naming the last run that ran something
         state.store.discard_run(recorder.run_id)
         return
-    stopped = session.shouldfail or session.shouldstop  # -x, --maxfail
+    stopped = session.shouldfail or session.shouldstop or state.stop_reason  # -x, --maxfail
     if interrupted or stopped:
         why = "not run: the session was interrupted" if interrupted else f"not run: {stopped}"
         for entry in recorder.missing:

@@ -110,7 +110,12 @@ class SessionHooks:
         # Collection errors and --stepwise stop the session with `Session.Interrupted` (a
         # KeyboardInterrupt); those runs failed, only Ctrl-C and `pytest.exit` interrupt them.
         state = self.state
-        if state is not None and not isinstance(excinfo.value, pytest.Session.Interrupted):
+        if state is None or isinstance(excinfo.value, pytest.Session.Interrupted):
+            return
+        stopped = _xdist_stop(excinfo.value)
+        if stopped is not None:  # xdist's own stop after -x / --maxfail: a failed run
+            state.stop_reason = stopped
+        else:
             state.interrupted = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -234,6 +239,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         raise
     finally:
         state.current_record = None
+
+
+def _xdist_stop(stop: BaseException) -> str | None:
+    """Why xdist's controller stopped the session when a worker stopped for ``-x`` or
+    ``--maxfail`` (it raises its own `Interrupted`, a KeyboardInterrupt), else ``None``."""
+    kind = type(stop)
+    if kind.__name__ != "Interrupted" or not kind.__module__.startswith("xdist"):
+        return None
+    reason = str(stop)
+    return None if "keyboard-interrupt" in reason else reason
 
 
 def _new_record(item: pytest.Item, state: Any) -> Any:

@@ -36,6 +36,8 @@ class SessionState:
     started: bool = False
     interrupted: bool = False
     """Set when the session was stopped by Ctrl-C (KeyboardInterrupt) or `pytest.exit`."""
+    stop_reason: str | None = None
+    """Why xdist stopped the session early (``stopping after 1 failures``): not an interrupt."""
     marker_errors: list[str] = field(default_factory=list)
     """Misused ``llm_dataset`` markers, reported together as one usage error after collection."""
     markers: dict[int, tuple[Any, Any]] = field(default_factory=dict)

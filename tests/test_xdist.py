@@ -453,3 +453,27 @@ def test_a_score_name_keeps_one_kind_across_workers(pytester: pytest.Pytester, r
     # what reads the stored items again (a killed run's figures, a comparison) agrees
     recomputed = compute_aggregates(ItemSummary.from_item(i) for i in items.values())["*"]
     assert {name: a.to_dict() for name, a in recomputed.items()} == aggregates
+
+
+def test_maxfail_under_xdist_fails_the_run_it_does_not_interrupt_it(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: xdist stops with its own KeyboardInterrupt, read as Ctrl-C: the run was
+    # 'interrupted', so `llmobs rescore` and `compare` refused it as partial)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(12))
+        def test_n(n):
+            assert n != 0
+        """
+    )
+
+    result = pytester.runpytest_subprocess("--llm-model=mock-llm-v1", "-n", "2", "--maxfail=1")
+
+    assert result.ret != pytest.ExitCode.OK  # (xdist itself exits 2 after --maxfail)
+    run = runs.latest()
+    assert run["status"] == "failed"
+    reasons = {entry["reason"] for entry in run.get("missing") or []}
+    assert all(reason.startswith("not run: stopping after") for reason in reasons), reasons
