@@ -121,6 +121,9 @@ class RunResult:
     missing: list[dict[str, str]] = field(default_factory=list)
     """Collected items whose result never arrived: ``{"node_id", "reason"}`` (e.g. an xdist
     worker crashed while running it)."""
+    partial_datasets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Datasets of which only some items ran (``-k``, ``--lf``, ``--deselect``, ``limit=``):
+    name -> (items that ran, items in the dataset). Their gates judged those items only."""
 
     @property
     def thresholds_passed(self) -> bool:
@@ -155,6 +158,8 @@ class RunRecorder:
     _expected: dict[str, str] = field(default_factory=dict)
     """Collected node ids (in order) → why no result arrived, if none does."""
     _received: set[str] = field(default_factory=set)
+    _dataset_items: dict[str, set[str]] = field(default_factory=dict)
+    """The ids of each dataset's items that ran."""
     outlive_store_failures: bool = False
     """Go on when the store refuses an item (a pytest session: the tests are running anyway),
     instead of raising (``run_experiment``: the caller sees the failure)."""
@@ -215,6 +220,9 @@ class RunRecorder:
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
         self._datasets.update(item.get("datasets") or {})
+        dataset, item_id = item.get("dataset"), item.get("item_id")
+        if dataset is not None and item_id is not None:
+            self._dataset_items.setdefault(str(dataset), set()).add(str(item_id))
         self.repeats.add(item)
         self._received.add(str(item["node_id"]))
         for prompt in item.get("prompts") or []:
@@ -332,7 +340,21 @@ class RunRecorder:
             errors=errors,
             repeats=repeats,
             missing=missing,
+            partial_datasets=self._partial_datasets(),
         )
+
+    def _partial_datasets(self) -> dict[str, tuple[int, int]]:
+        """(ran, in the dataset) for each dataset whose snapshot holds items that did not run."""
+        partial = {}
+        for name, ran in sorted(self._dataset_items.items()):
+            version = self._datasets.get(name)
+            try:
+                snapshot = None if version is None else self.store.get_dataset(name, version)
+            except _STORE_FAILURES:
+                snapshot = None
+            if snapshot is not None and len(ran) < len(snapshot):
+                partial[name] = (len(ran), len(snapshot))
+        return partial
 
     def _masking_failures(self) -> list[str]:
         """A line per custom masker that failed: what it hid is stored as a placeholder."""

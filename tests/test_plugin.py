@@ -1374,3 +1374,33 @@ def test_a_session_that_only_sets_up_stores_no_run(pytester: pytest.Pytester, op
     if store.exists():
         with contextlib.closing(sqlite3.connect(store)) as db:
             assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "select", [["-k", "not japan and not peru"], []], ids=["two-deselected", "all-ran"]
+)
+def test_a_dataset_gated_on_part_of_its_items_says_how_many_ran(
+    pytester: pytest.Pytester, select: list[str]
+) -> None:
+    # (before: -k, --lf or --deselect narrowed a dataset's gate to the items that ran, and
+    # nothing but n said so: deselecting the failures turned a failing gate green)
+    countries = ["france", "japan", "peru", "italy"]
+    items = [{"id": c, "input": f"What is the capital of {c.title()}?"} for c in countries]
+    pytester.makefile(".jsonl", **{"datasets/capitals": "\n".join(map(json.dumps, items))})
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm_dataset("capitals")
+        def test_capital(item, llm):
+            llm.generate(item.input)
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1", *select)
+
+    header = next(line for line in result.outlines if line.startswith("dataset 'capitals'"))
+    if select:
+        assert header.endswith("items  pass rate 100.0% (2/2)  (2 of its 4 items ran)")
+    else:
+        assert "of its" not in header

@@ -196,7 +196,11 @@ def _group_header(label: str, result: RunResult, group: str) -> str:
     versioned = f" version {version}" if version else ""
     rate = aggregates.get("pass_rate")
     passed = f"  pass rate {rate.value:.1%} ({round(rate.value * rate.n)}/{rate.n})" if rate else ""
-    return f"{label}{versioned}: {count} item{'s' if count != 1 else ''}{passed}"
+    partial = ""
+    if group in result.partial_datasets:  # its gates judged these items only
+        ran, total = result.partial_datasets[group]
+        partial = f"  ({ran} of its {total} items ran)"
+    return f"{label}{versioned}: {count} item{'s' if count != 1 else ''}{passed}{partial}"
 
 
 def _count(group: Mapping[str, Aggregate]) -> int:
