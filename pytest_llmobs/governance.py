@@ -177,6 +177,7 @@ class Governance:
         limit = self.max_field_chars
         texts = self._texts
         bound = self._int_bound
+        secret_keys = self._secret_keys
         user_keys = identifiers is not IDENTIFIER_KEYS
         clashes: dict[str, int] | None = None  # (made on the first clash: most maps have none)
         for key, item in value.items():
@@ -187,7 +188,10 @@ class Governance:
                 if name in governed:  # two keys masked alike (<EMAIL>): both values are kept
                     clashes = {} if clashes is None else clashes
                     name = _distinct(name, governed, clashes)
-                if kind is not dict and kind is not list and self._secret_key(key):
+                secret = secret_keys.get(key)
+                if secret is None:
+                    secret = self._secret_key(key)
+                if secret and kind is not dict and kind is not list:
                     # {"password": "hunter2"}, as password=hunter2 in a text is
                     governed[name] = item if item is None or kind is bool else SECRET
                     continue

@@ -272,11 +272,13 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test run again inside its protocol (pytest-rerunfailures runs every attempt in one)
     gets a record of its own: the attempt pytest reports last is the item stored."""
+    if _RECORD_KEY in item.stash:  # the first attempt (nearly every test): nothing to do
+        return
     from pytest_llmobs.stash import built_state
     from pytest_llmobs.tracing import switch_root
 
     state = built_state(item.config)
-    if state is None or state.current_record is None or _RECORD_KEY in item.stash:
+    if state is None or state.current_record is None:
         return
     switch_root(_new_record(item, state).root)
 

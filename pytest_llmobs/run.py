@@ -158,7 +158,7 @@ class RunRecorder:
     _expected: dict[str, str] = field(default_factory=dict)
     """Collected node ids (in order) → why no result arrived, if none does."""
     _received: set[str] = field(default_factory=set)
-    _dataset_items: dict[str, set[str]] = field(default_factory=dict)
+    _dataset_items: dict[str, set[Any]] = field(default_factory=dict)
     """The ids of each dataset's items that ran."""
     outlive_store_failures: bool = False
     """Go on when the store refuses an item (a pytest session: the tests are running anyway),
@@ -220,9 +220,12 @@ class RunRecorder:
         self._summaries.append(summary)
         self._counts[summary.outcome] = self._counts.get(summary.outcome, 0) + 1
         self._datasets.update(item.get("datasets") or {})
-        dataset, item_id = item.get("dataset"), item.get("item_id")
-        if dataset is not None and item_id is not None:
-            self._dataset_items.setdefault(str(dataset), set()).add(str(item_id))
+        dataset = summary.dataset
+        if dataset is not None:
+            ran = self._dataset_items.get(dataset)
+            if ran is None:
+                ran = self._dataset_items[dataset] = set()
+            ran.add(item.get("item_id"))
         self.repeats.add(item)
         self._received.add(str(item["node_id"]))
         for prompt in item.get("prompts") or []:
@@ -349,11 +352,11 @@ class RunRecorder:
         for name, ran in sorted(self._dataset_items.items()):
             version = self._datasets.get(name)
             try:
-                snapshot = None if version is None else self.store.get_dataset(name, version)
+                size = None if version is None else self.store.dataset_size(name, version)
             except _STORE_FAILURES:
-                snapshot = None
-            if snapshot is not None and len(ran) < len(snapshot):
-                partial[name] = (len(ran), len(snapshot))
+                size = None
+            if size is not None and len(ran) < size:
+                partial[name] = (len(ran), size)
         return partial
 
     def _masking_failures(self) -> list[str]:

@@ -830,6 +830,18 @@ class Store:
         ).fetchone()
         return row is not None
 
+    def dataset_size(self, name: str, version: str) -> int | None:
+        """How many items the snapshot of ``name`` at ``version`` holds (None: not kept)."""
+        try:  # counted by SQLite, without decoding the snapshot
+            row = self._db.execute(
+                "SELECT json_array_length(data) FROM datasets WHERE name = ? AND version = ?",
+                (name, version),
+            ).fetchone()
+        except sqlite3.OperationalError:  # an SQLite built without its JSON functions
+            items = self.get_dataset(name, version)
+            return None if items is None else len(items)
+        return None if row is None else int(row[0])
+
     def get_dataset(self, name: str, version: str) -> list[dict[str, Any]] | None:
         row = self._db.execute(
             "SELECT data FROM datasets WHERE name = ? AND version = ?", (name, version)
