@@ -151,16 +151,6 @@ def _legacy_key(
     return hashlib.sha256(_canonical(request).encode("utf-8")).hexdigest()
 
 
-def _has_whole_float(value: Any) -> bool:
-    if type(value) is float:
-        return value.is_integer()
-    if isinstance(value, Mapping):
-        return any(_has_whole_float(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_whole_float(item) for item in value)
-    return False
-
-
 def _whole_numbers(value: Any) -> Any:
     """``value`` with each finite whole-number float as its int (in dicts and lists)."""
     if type(value) is float:
@@ -170,6 +160,22 @@ def _whole_numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [_whole_numbers(item) for item in value]
     return value
+
+
+def _read_entry(path: Path) -> str | None:
+    """The text of the cache entry at ``path``; None when there is none."""
+    __tracebackhide__ = True
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheError(f"llm cache: cannot read {str(path)!r}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CacheError(
+            f"llm cache: {str(path)!r} is not a valid cache entry (not UTF-8 text: {exc}); "
+            "delete it or record it again with --llm-cache=write"
+        ) from None
 
 
 def _preview(messages: list[Message]) -> str:
@@ -205,27 +211,21 @@ class ResponseCache:
         if not self.mode.reads:
             return key, None
         path = self.path_for(key)
-        if _has_whole_float(params) and not path.exists():  # recorded before keys normalised?
+        text = _read_entry(path)
+        if text is None:  # recorded before keys normalised numbers (temperature=0.0)?
             legacy = _legacy_key(identity, messages, params, extra)
-            if self.path_for(legacy).exists():
-                key, path = legacy, self.path_for(legacy)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            if legacy != key:
+                text = _read_entry(self.path_for(legacy))
+                if text is not None:
+                    key, path = legacy, self.path_for(legacy)
+        if text is None:
             if self.mode is CacheMode.READ:
                 raise CacheMissError(
                     f"llm cache miss (--llm-cache=read): {identity}, last user message "
                     f"{_preview(messages)!r}, key {key[:16]}; expected {str(path)!r}. "
                     "Record it with --llm-cache=write or --llm-cache=readwrite."
-                ) from None
+                )
             return key, None
-        except OSError as exc:
-            raise CacheError(f"llm cache: cannot read {str(path)!r}: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise CacheError(
-                f"llm cache: {str(path)!r} is not a valid cache entry (not UTF-8 text: {exc}); "
-                "delete it or record it again with --llm-cache=write"
-            ) from None
         return key, self._response(path, text)
 
     @staticmethod
