@@ -106,8 +106,11 @@ def json_valid(output: object) -> EvalResult:
     if output is None:
         return none_output("json_valid")
     if isinstance(output, _PARSED_JSON):
-        try:  # JSON numbers have no length limit: only Python refuses to print long integers
-            json.dumps(huge_ints_as_text(output), allow_nan=False)
+        try:
+            try:
+                json.dumps(output, allow_nan=False)
+            except ValueError:  # JSON numbers have no length limit; Python's printing of
+                json.dumps(huge_ints_as_text(output), allow_nan=False)  # long integers has
         except (TypeError, ValueError, RecursionError) as error:
             reason = f"not encodable as JSON: {error} in {shorten(output)}"
             return EvalResult("json_valid", False, False, reason)
