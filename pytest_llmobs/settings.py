@@ -417,12 +417,7 @@ def _report_path(
     flag = "--llm-" + ini_name.removeprefix("llm_")
     if path.is_dir():
         raise pytest.UsageError(f"{flag}: {str(path)!r} is a directory; expected a file path")
-    # said now, not after an hour of tests: a file where a directory of the path should be
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise pytest.UsageError(
-            f"{flag}: cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory"
-        )
+    # said now, not after an hour of tests
     problem = _unwritable(path)
     if problem is not None:
         raise pytest.UsageError(f"{flag}: cannot write {str(path)!r}: {problem}")
@@ -433,9 +428,11 @@ def _unwritable(path: Path) -> str | None:
     """Why ``path`` cannot be written, found by doing it: a scratch file in the nearest
     directory that exists (where the report's missing directories would be made; nothing is
     left behind, and nothing is made for a session that writes no report), or ``None``."""
-    existing = next((p for p in (path.parent, *path.parent.parents) if p.is_dir()), None)
+    existing = next((p for p in path.parents if p.exists()), None)
     if existing is None:
         return None
+    if not existing.is_dir():  # a file where a directory of the path should be
+        return f"{str(existing)!r} is a file, not a directory"
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
