@@ -261,9 +261,9 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm._cache_extra)
         record.root.metadata["repeat"] = record.repeat
-    reruns = getattr(item, "execution_count", 1) - 1  # (pytest-rerunfailures counts attempts)
-    if isinstance(reruns, int) and reruns > 0:
-        record.root.metadata["reruns"] = reruns
+    attempt = getattr(item, "execution_count", 1)  # (pytest-rerunfailures counts attempts)
+    if isinstance(attempt, int) and attempt > 1:
+        record.root.metadata["reruns"] = attempt - 1
     state.current_record = record
     return record
 
