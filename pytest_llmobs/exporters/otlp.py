@@ -46,7 +46,7 @@ from pytest_llmobs.exporters.state import (
     state_store,
 )
 from pytest_llmobs.exporters.urls import checked_url, display_url, query_values
-from pytest_llmobs.providers.base import is_chat_message, tool_call_fields
+from pytest_llmobs.providers.base import is_chat_message, part_text, tool_call_fields
 from pytest_llmobs.store import Store
 
 if TYPE_CHECKING:
@@ -209,10 +209,9 @@ def _parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if isinstance(content, list):
         for part in content:
-            if isinstance(part, str):  # (LangChain allows bare strings among the parts)
-                parts.append({"type": "text", "content": part})
-            elif isinstance(part, Mapping) and part.get("type") == "text":
-                parts.append({"type": "text", "content": str(part.get("text", ""))})
+            text = part_text(part)  # (LangChain allows bare strings among the parts)
+            if text is not None:
+                parts.append({"type": "text", "content": text})
             elif isinstance(part, Mapping):  # an image, audio...: kept as the API gave it
                 parts.append({**part, "type": str(part.get("type", "unknown"))})
     elif content is not None:

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.langfuse_payloads import iso
 from pytest_llmobs.exporters.otlp import score_parts
-from pytest_llmobs.providers.base import is_chat_message, message_text, tool_call_fields
+from pytest_llmobs.providers.base import (
+    is_chat_message,
+    message_text,
+    part_text,
+    tool_call_fields,
+)
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.otlp_spans import AttributeValue, SpanSource
@@ -90,12 +95,16 @@ def _contents(attrs: dict[str, AttributeValue | None], at: str, parts: list[Any]
     """A message's text and image parts as OpenInference ``message.contents`` entries."""
     for index, part in enumerate(p for p in parts if isinstance(p, (str, Mapping))):
         entry = f"{at}.contents.{index}.message_content"
-        if isinstance(part, str) or part.get("type") == "text":
+        text = part_text(part)
+        if text is not None:
             attrs[f"{entry}.type"] = "text"
-            attrs[f"{entry}.text"] = part if isinstance(part, str) else str(part.get("text", ""))
-        elif part.get("type") == "image_url" and isinstance(part.get("image_url"), Mapping):
+            attrs[f"{entry}.text"] = text
+        elif isinstance(part, Mapping) and part.get("type") == "image_url":
+            image = part.get("image_url")
+            if not isinstance(image, Mapping):
+                continue
             attrs[f"{entry}.type"] = "image"
-            attrs[f"{entry}.image.image.url"] = str(part["image_url"].get("url", ""))
+            attrs[f"{entry}.image.image.url"] = str(image.get("url", ""))
 
 
 def prompt_template(stored: Mapping[str, Any]) -> str:

@@ -42,6 +42,15 @@ def tool_call_fields(call: object) -> tuple[str, str, Any] | None:
     return None
 
 
+def part_text(part: object) -> str | None:
+    """The text of one content part (a bare string or a ``{"type": "text"}`` mapping), else None."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, Mapping) and part.get("type") == "text":
+        return str(part.get("text", ""))
+    return None
+
+
 def message_text(message: Mapping[str, Any]) -> str:
     """The text of a message: its content, or the texts of its content parts joined."""
     content = message.get("content")

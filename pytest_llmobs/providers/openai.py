@@ -34,7 +34,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -563,11 +563,7 @@ class OpenAIProvider:
         deadline = started + self._timeout[0]
         try:
             async with client.stream("POST", **self._request(body)) as streamed:
-                chunks = []
-                async for chunk in streamed.aiter_raw():
-                    chunks.append(chunk)
-                    if time.perf_counter() > deadline:
-                        raise _Overdue
+                chunks = [chunk async for chunk in _awithin(streamed.aiter_raw(), deadline)]
                 response = _whole(streamed, b"".join(chunks))
         except _Overdue:
             raise self._overdue() from None
@@ -713,6 +709,14 @@ class _Overdue(Exception):
 def _within(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
     """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `_Overdue`."""
     for chunk in chunks:
+        yield chunk
+        if time.perf_counter() > deadline:
+            raise _Overdue
+
+
+async def _awithin(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
+    """`_within` for an async stream."""
+    async for chunk in chunks:
         yield chunk
         if time.perf_counter() > deadline:
             raise _Overdue
