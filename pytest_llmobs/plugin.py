@@ -18,6 +18,8 @@ GOVERNED_ATTRIBUTE = "llmobs_governed"
 """Set on a report whose payload a worker already governed (redacted, cut, made UTF-8-safe)."""
 
 _RECORD_KEY = pytest.StashKey[Any]()
+_MISUSE_KEY = pytest.StashKey[str]()
+"""Why a test's ``llm_dataset`` marker cannot apply, kept to fail it at setup on xdist workers."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,9 +98,21 @@ class SessionHooks:
                 ) from None
             state.started = True
 
-    def pytest_collection_modifyitems(self) -> None:
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         state = self.state
-        if state is not None and state.marker_errors:
+        if state is None:
+            return
+        from pytest_llmobs.stash import is_xdist_worker
+
+        for item in items:
+            problem = _unparametrized(item)
+            if problem is None:
+                pass
+            elif is_xdist_worker(self.config):  # a worker cannot end the session: at setup
+                item.stash[_MISUSE_KEY] = problem
+            else:
+                state.marker_errors.append(problem)
+        if state.marker_errors:
             raise pytest.UsageError("\n".join(state.marker_errors))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -191,6 +205,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marker = read_marker(mark, metafunc.definition.nodeid)
     except pytest.UsageError as exc:
         problem = problem or str(exc)
+    if problem is None and marker.argname not in metafunc.fixturenames:
+        problem = (
+            f"{metafunc.definition.nodeid}: @pytest.mark.{MARKER}({marker.name!r}) passes each "
+            f"item as the argument {marker.argname!r}, which the test does not take: add "
+            f"'{marker.argname}' to its parameters (or name yours with argname='...')"
+        )
     if problem is not None:
         if is_xdist_worker(metafunc.config):  # a worker cannot end the session with a usage error
             pytest.fail(problem, pytrace=False)
@@ -210,6 +230,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from pytest_llmobs.repeats import parametrize_repeats
 
         parametrize_repeats(metafunc, repeat)
+
+
+def _unparametrized(item: pytest.Item) -> str | None:
+    """A marked test pytest does not parametrize (a ``unittest.TestCase`` method): said, not
+    run once without its dataset."""
+    import unittest
+
+    cls = getattr(item, "cls", None)
+    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+        return None
+    mark = item.get_closest_marker(MARKER)
+    if mark is None:
+        return None
+    name = repr(mark.args[0]) if mark.args else ""
+    return (
+        f"{item.nodeid}: @pytest.mark.{MARKER}({name}) cannot run this test once per item: "
+        "pytest does not parametrize unittest.TestCase methods; write it as a test function "
+        "or a plain class's method"
+    )
 
 
 def _stacked_markers(definition: pytest.Function) -> str | None:
@@ -272,7 +311,10 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test run again inside its protocol (pytest-rerunfailures runs every attempt in one)
     gets a record of its own: the attempt pytest reports last is the item stored."""
-    if _RECORD_KEY in item.stash:  # the first attempt (nearly every test): nothing to do
+    if _RECORD_KEY in item.stash:  # the first attempt (nearly every test)
+        problem = item.stash.get(_MISUSE_KEY, None)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
         return
     from pytest_llmobs.stash import built_state
     from pytest_llmobs.tracing import switch_root

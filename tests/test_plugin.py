@@ -805,6 +805,85 @@ def test_two_dataset_markers_on_one_test_are_a_usage_error(
     assert "TestOverride" not in result.stderr.str()
 
 
+def test_marked_test_without_the_item_argument_is_a_usage_error_saying_what_to_add(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    # (before, pytest's own "In test_capital: function uses no argument 'item'")
+    pytester.makepyfile(
+        test_noarg=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals")
+            def test_capital(llm):
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            exact(
+                "ERROR: test_noarg.py::test_capital: @pytest.mark.llm_dataset('capitals') passes "
+                "each item as the argument 'item', which the test does not take: add 'item' to "
+                "its parameters (or name yours with argname='...')"
+            )
+        ]
+    )
+
+
+UNITTEST_SUITE = """\
+    import unittest
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals")
+    class TestCapitals(unittest.TestCase):
+        def test_capital(self):
+            pass
+
+    def test_other():
+        pass
+    """
+
+
+def test_marked_unittest_class_is_a_usage_error_not_one_run_without_the_dataset(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(test_unit=dedent(UNITTEST_SUITE))
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            exact(
+                "ERROR: test_unit.py::TestCapitals::test_capital: "
+                "@pytest.mark.llm_dataset('capitals') cannot run this test once per item: pytest "
+                "does not parametrize unittest.TestCase methods; write it as a test function or "
+                "a plain class's method"
+            )
+        ]
+    )
+    assert runs.list() == []
+
+
+def test_marked_unittest_class_under_xdist_errors_that_test_and_runs_the_rest(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(test_unit=dedent(UNITTEST_SUITE))
+
+    result = pytester.runpytest("-n", "2")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*cannot run this test once per item: pytest does not*"])
+    stored = runs.items(runs.latest())
+    assert stored["test_unit.py::TestCapitals::test_capital"]["outcome"] == "error"
+    assert stored["test_unit.py::test_other"]["outcome"] == "passed"
+
+
 def test_marker_unknown_keyword_under_xdist_is_a_collection_error(
     pytester: pytest.Pytester, capitals: list[dict[str, Any]]
 ) -> None:
