@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.aggregates import aggregates_from_dict
-from pytest_llmobs.run import RunResult
+from pytest_llmobs.run import RunResult, partial_datasets_from_dict
 from pytest_llmobs.settings import FAIL_POLICIES
 from pytest_llmobs.thresholds import Threshold, ThresholdResult
 
@@ -108,4 +108,5 @@ def result_from_run(run: Mapping[str, Any], store_path: Path | None = None) -> R
         errors=list(run.get("errors") or []),
         missing=[dict(entry) for entry in run.get("missing") or []],
         fail_on=tuple(run.get("fail_on", FAIL_POLICIES)),  # stored when not the default
+        partial_datasets=partial_datasets_from_dict(run.get("partial_datasets")),
     )

@@ -92,6 +92,24 @@ def environment(directory: Path) -> dict[str, Any]:
     }
 
 
+def partial_datasets_to_dict(partial: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    """``{name: {"ran": r, "items": n}}``: how a run stores its partly run datasets."""
+    return {name: {"ran": ran, "items": size} for name, (ran, size) in partial.items()}
+
+
+def partial_datasets_from_dict(stored: object) -> dict[str, tuple[int, int]]:
+    """The inverse of `partial_datasets_to_dict`; what does not have that shape is left out."""
+    if not isinstance(stored, Mapping):
+        return {}
+    partial = {}
+    for name, entry in stored.items():
+        ran = entry.get("ran") if isinstance(entry, Mapping) else None
+        size = entry.get("items") if isinstance(entry, Mapping) else None
+        if type(ran) is int and type(size) is int:
+            partial[str(name)] = (ran, size)
+    return partial
+
+
 @dataclass(slots=True)
 class RunResult:
     """The verdict of a finished run."""
@@ -313,6 +331,7 @@ class RunRecorder:
         else:
             status = "passed"
         ended_at = time.time() if ended_at is None else ended_at
+        partial = self._partial_datasets()
         summary = {
             "datasets": dict(sorted(self._datasets.items())),
             "prompts": prompts,
@@ -322,6 +341,7 @@ class RunRecorder:
             "errors": errors,
             **({"repeats": repeats} if repeats else {}),
             **({"missing": missing} if missing else {}),
+            **({"partial_datasets": partial_datasets_to_dict(partial)} if partial else {}),
         }
         self._finished = {"status": status, "ended_at": ended_at, **summary}
         try:
@@ -343,7 +363,7 @@ class RunRecorder:
             errors=errors,
             repeats=repeats,
             missing=missing,
-            partial_datasets=self._partial_datasets(),
+            partial_datasets=partial,
         )
 
     def _partial_datasets(self) -> dict[str, tuple[int, int]]:

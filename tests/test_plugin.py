@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import re
 import sqlite3
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmobs.cli import main as cli_main
 from pytest_llmobs.datasets import load_dataset
 from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
@@ -1476,10 +1478,24 @@ def test_a_dataset_gated_on_part_of_its_items_says_how_many_ran(
         """
     )
 
-    result = pytester.runpytest("--llm-model=mock-llm-v1", *select)
+    result = pytester.runpytest("--llm-model=mock-llm-v1", "--llm-report=report.html", *select)
 
     header = next(line for line in result.outlines if line.startswith("dataset 'capitals'"))
+    out = io.StringIO()
+    assert cli_main(["show", "latest", "--store", str(pytester.path / ".llmobs")], out) == 0
+    shown = next(line for line in out.getvalue().splitlines() if line.startswith("dataset "))
+    assert shown == header  # `llmobs show` says it too, from the stored run
+    html = (pytester.path / "report.html").read_text(encoding="utf-8")
+    rescored = io.StringIO()
+    rescore = ["rescore", "latest", "--threshold", "capitals: pass_rate >= 1"]
+    assert cli_main([*rescore, "--store", str(pytester.path / ".llmobs")], rescored) == 0
     if select:
         assert header.endswith("items  pass rate 100.0% (2/2)  (2 of its 4 items ran)")
+        assert '<td class="num">2 (2 of its 4 items ran)</td>' in html
+        assert "dataset 'capitals': 2 of its 4 items ran; its gates judge those only" in (
+            rescored.getvalue().splitlines()
+        )
     else:
         assert "of its" not in header
+        assert "of its" not in html
+        assert "of its" not in rescored.getvalue()

@@ -195,6 +195,7 @@ def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.cli import CliError
     from pytest_llmobs.compare.core import run_aggregates
     from pytest_llmobs.reporting.terminal import threshold_line
+    from pytest_llmobs.run import partial_datasets_from_dict
     from pytest_llmobs.thresholds import ThresholdError, evaluate, parse_threshold
 
     store = _store(args.store, [args.run])
@@ -218,6 +219,10 @@ def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
     note, incomplete = status_note(run)
     if note is not None:
         print(note, file=out)
+    for name, (ran, size) in partial_datasets_from_dict(run.get("partial_datasets")).items():
+        print(
+            f"dataset {name!r}: {ran} of its {size} items ran; its gates judge those only", file=out
+        )
     marks = ("✓", "✗") if (out.encoding or "utf-8").lower().startswith("utf") else ("PASS", "FAIL")
     for verdict in verdicts:
         print(threshold_line(verdict, marks), file=out)

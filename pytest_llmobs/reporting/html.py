@@ -20,6 +20,7 @@ from pytest_llmobs.reporting.html_compare import comparison_section
 from pytest_llmobs.reporting.html_items import MAX_TRACES, items_section
 from pytest_llmobs.reporting.html_scores import scores_section
 from pytest_llmobs.reporting.html_text import OUTCOMES, duration, esc, number, timestamp
+from pytest_llmobs.run import partial_datasets_from_dict
 
 __all__ = ["MAX_TRACES", "render_html", "write_html"]
 
@@ -122,14 +123,18 @@ def _summary(run: Mapping[str, Any]) -> str:
     for item in items:
         if item.get("dataset"):
             per_dataset.setdefault(str(item["dataset"]), []).append(str(item.get("outcome")))
+    partial = partial_datasets_from_dict(run.get("partial_datasets"))
     rows = []
     for name in sorted(set(datasets) | set(per_dataset)):
         outcomes = per_dataset.get(name, [])
         counted = [o for o in outcomes if o in ("passed", "failed", "error")]
         rate = f"{counted.count('passed') / len(counted):.1%}" if counted else "–"
+        ran = ""
+        if name in partial:  # its gates judged these items only
+            ran = f" ({partial[name][0]} of its {partial[name][1]} items ran)"
         rows.append(
             f'<tr><td class="mono">{esc(name)}</td><td class="mono">{esc(datasets.get(name, "–"))}'
-            f'</td><td class="num">{len(outcomes)}</td><td class="num">{rate}</td></tr>'
+            f'</td><td class="num">{len(outcomes)}{ran}</td><td class="num">{rate}</td></tr>'
         )
     dataset_table = (
         '<table><thead><tr><th>dataset</th><th>version</th><th class="num">items</th>'
