@@ -18,6 +18,8 @@ GOVERNED_ATTRIBUTE = "llmobs_governed"
 """Set on a report whose payload a worker already governed (redacted, cut, made UTF-8-safe)."""
 
 _RECORD_KEY = pytest.StashKey[Any]()
+_COPY_KEY = pytest.StashKey[int]()
+"""Which copy of a test collected more than once (``--keep-duplicates``) an item is: 1, 2..."""
 _MISUSE_KEY = pytest.StashKey[str]()
 """Why a test's ``llm_dataset`` marker cannot apply, kept to fail it at setup on xdist workers."""
 
@@ -104,7 +106,12 @@ class SessionHooks:
             return
         from pytest_llmobs.stash import is_xdist_worker
 
+        copies: dict[str, int] = {}
         for item in items:
+            copy = copies.get(item.nodeid, 0)
+            copies[item.nodeid] = copy + 1
+            if copy:  # (--keep-duplicates) the same test again: a trace of its own
+                item.stash[_COPY_KEY] = copy
             problem = _unparametrized(item)
             if problem is None:
                 pass
@@ -295,7 +302,11 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
     from pytest_llmobs.recording import TestRecord
 
     record = TestRecord(
-        run_id=state.run_id, node_id=item.nodeid, name=item.name, **_dataset_link(item, state)
+        run_id=state.run_id,
+        node_id=item.nodeid,
+        name=item.name,
+        copy=item.stash.get(_COPY_KEY, 0),
+        **_dataset_link(item, state),
     )
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm._cache_extra)

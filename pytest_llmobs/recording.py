@@ -35,13 +35,16 @@ class TestRecord:
         dataset_version: str | None = None,
         repeat: int = 0,
         thresholds: tuple[str, ...] = (),
+        copy: int = 0,
     ) -> None:
+        """``copy`` tells apart the runs of a test collected more than once."""
         self.node_id = node_id
         self.item = item
         self.dataset_version = dataset_version
         self.repeat = repeat
         self.thresholds = thresholds
-        self.trace = Trace(node_id, id=derived_id(run_id, node_id, repeat))
+        ids = (run_id, node_id, repeat, copy) if copy else (run_id, node_id, repeat)
+        self.trace = Trace(node_id, id=derived_id(*ids))
         pending_attributes(self.trace)  # a session fixture's propagate_attributes block
         self.root = Observation(self.trace, name, input=snapshot(item.input) if item else None)
         if item is not None:

@@ -1442,6 +1442,26 @@ def test_a_rerun_test_is_stored_as_its_last_attempt(
     assert [g["input"][0]["content"] for g in generations] == ["attempt 1"]
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_test_collected_twice_gets_a_trace_per_run(
+    pytester: pytest.Pytester, runs: Runs, xdist: list[str]
+) -> None:
+    # (before: `pytest a.py a.py --keep-duplicates` stored both runs under one trace id, so an
+    # upload merged them into one trace holding both runs' scores)
+    pytester.makepyfile(test_twice="def test_one(scorer):\n    scorer.score('accuracy', 1.0)\n")
+
+    result = pytester.runpytest(
+        "--llm-model=mock-llm-v1", "test_twice.py", "test_twice.py", "--keep-duplicates", *xdist
+    )
+
+    result.assert_outcomes(passed=2)
+    items = runs.latest()["items"]
+    assert [item["node_id"] for item in items] == ["test_twice.py::test_one"] * 2
+    assert len({item["trace"]["id"] for item in items}) == 2
+    score_ids = [score["id"] for item in items for score in item["trace"]["scores"]]
+    assert len(score_ids) == len(set(score_ids)) == 2
+
+
 @pytest.mark.parametrize("option", ["--setup-only", "--setup-plan"])
 def test_a_session_that_only_sets_up_stores_no_run(pytester: pytest.Pytester, option: str) -> None:
     # (before: pytest said "no tests ran", and the run stored every test as passed: it became
