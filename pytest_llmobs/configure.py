@@ -8,7 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
-from pytest_llmobs.governance import Governance, GovernanceError, build_governance
+from pytest_llmobs.governance import (
+    Governance,
+    GovernanceError,
+    build_governance,
+    checked_maskers,
+)
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
 from pytest_llmobs.providers import ConfigError, Provider, UnknownModelError, default_registry
@@ -77,7 +82,8 @@ def build_state(config: pytest.Config) -> SessionState:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     evaluators = EvaluatorRegistry()
-    config.hook.pytest_llmobs_register_evaluators(registry=evaluators, config=config)
+    hook = config.hook.pytest_llmobs_register_evaluators  # (and for conftests loaded later)
+    hook.call_historic(kwargs={"registry": evaluators, "config": config})
     try:
         thresholds = [parse_threshold(t, source=src) for t, src in settings.thresholds]
     except ThresholdError as exc:
@@ -111,7 +117,7 @@ def build_state(config: pytest.Config) -> SessionState:
                 environment=environment(settings.rootdir),
                 thresholds=thresholds,
                 run_id=run_id,
-                run_evaluators=dict(evaluators.run),
+                run_evaluators=evaluators.run,  # (a conftest loaded later may add some)
                 outlive_store_failures=True,
             )
             recorder.name = settings.run_name or default_run_name(
@@ -208,19 +214,26 @@ def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder
 
 def _governance(config: pytest.Config, settings: Settings) -> Governance:
     """The redaction/sampling/size policy; bad values are usage errors."""
-    extra: list[Masker] = []
-    for maskers in config.hook.pytest_llmobs_register_maskers(config=config):
-        extra.extend(maskers or [])
     try:
-        return build_governance(
+        governance = build_governance(
             mode=settings.redact,
             maskers=settings.redact_maskers,
-            extra=extra,
             trace_sample=settings.trace_sample,
             max_field_chars=settings.max_field_chars,
         )
     except GovernanceError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+    def add(maskers: list[Masker] | None) -> None:
+        try:
+            governance.add_maskers(checked_maskers(maskers or []))
+        except GovernanceError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    # historic: a conftest pytest loads while collecting gets its maskers in before any test
+    hook = config.hook.pytest_llmobs_register_maskers
+    hook.call_historic(result_callback=add, kwargs={"config": config})
+    return governance
 
 
 def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) -> None:

@@ -69,6 +69,21 @@ def _try_masker(masker: Masker) -> None:
         )
 
 
+def checked_maskers(returned: Iterable[object]) -> list[Masker]:
+    """What ``pytest_llmobs_register_maskers`` returned, each masker tried on a test string;
+    anything else raises `GovernanceError`."""
+    checked: list[Masker] = []
+    for masker in returned:
+        if not callable(masker):
+            raise GovernanceError(
+                f"pytest_llmobs_register_maskers returned {masker!r:.60} "
+                f"({type(masker).__name__}), which is not callable; expected functions str -> str"
+            )
+        _try_masker(masker)
+        checked.append(masker)
+    return checked
+
+
 def sampled(trace_id: str, rate: float) -> bool:
     """Whether a trace keeps its full payload: a deterministic choice by trace id."""
     if rate >= 1.0:
@@ -120,6 +135,11 @@ class Governance:
     _texts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Each string's governed text (masked, UTF-8-safe, cut): the same questions, answers and
     names recur in every item of a run."""
+
+    def add_maskers(self, maskers: Iterable[Masker]) -> None:
+        """Apply ``maskers`` to what is stored from now on (a conftest pytest loaded late)."""
+        self.redactor.add(maskers)
+        self._texts.clear()
 
     def value(self, value: Any) -> Any:
         """A redacted, size-limited copy of JSON-like ``value`` (a record of the plugin's: a run
@@ -286,14 +306,8 @@ def build_governance(
             f"--llm-max-field-chars: {max_field_chars!r} is too small; expected >= 100"
         )
     custom = [load_masker(reference) for reference in maskers]
-    for masker in extra:
-        if not callable(masker):
-            raise GovernanceError(
-                f"pytest_llmobs_register_maskers returned {masker!r:.60} "
-                f"({type(masker).__name__}), which is not callable; expected functions str -> str"
-            )
-        custom.append(masker)
     for masker in custom:
         _try_masker(masker)
+    custom += checked_maskers(extra)
     mode_checked: RedactMode = mode
     return Governance(Redactor(mode_checked, custom), trace_sample, max_field_chars)

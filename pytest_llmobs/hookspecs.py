@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 def pytest_llmobs_register_models(registry: ModelRegistry, config: pytest.Config) -> None:
     """Add model providers to ``registry`` before the session's model is resolved.
 
+    The model is resolved when the session starts: implement this in a plugin or in a conftest
+    pytest loads first (the rootdir's, or one in a directory given on the command line).
+
     .. code-block:: python
 
         # conftest.py
@@ -28,9 +31,12 @@ def pytest_llmobs_register_models(registry: ModelRegistry, config: pytest.Config
     """
 
 
-@pytest.hookspec
+@pytest.hookspec(historic=True)
 def pytest_llmobs_register_evaluators(registry: EvaluatorRegistry, config: pytest.Config) -> None:
     """Add item evaluators (``scorer.<name>``) and run evaluators (aggregates) to ``registry``.
+
+    Called when the session starts, and for a conftest pytest loads later (one in a directory
+    below those given on the command line) when it loads it, before its tests run.
 
     .. code-block:: python
 
@@ -52,9 +58,12 @@ def pytest_llmobs_register_evaluators(registry: EvaluatorRegistry, config: pytes
     """
 
 
-@pytest.hookspec
+@pytest.hookspec(historic=True)
 def pytest_llmobs_register_maskers(config: pytest.Config) -> list[Callable[[str], str]] | None:
     """Return extra maskers (``str -> str``) applied after the built-in ones, before storing.
+
+    Called when the session starts, and for a conftest pytest loads later when it loads it:
+    collection loads every conftest of the tests it collects before any test runs.
 
     .. code-block:: python
 

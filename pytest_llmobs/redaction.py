@@ -309,6 +309,12 @@ class Redactor:
         self.failed_texts: dict[str, int] = {}
         """Custom masker name → how many distinct texts it left as `MASKING_FAILED`."""
 
+    def add(self, maskers: Iterable[Masker]) -> None:
+        """Apply ``maskers`` too, after the others (texts masked so far are masked again)."""
+        self.custom = (*self.custom, *maskers)
+        self.maskers = (*self.builtin, *self.custom)
+        self._memo.clear()
+
     @property
     def active(self) -> bool:
         return bool(self.maskers)

@@ -119,12 +119,17 @@ def worker_output(state: SessionState) -> dict[str, Any]:
         failures = {
             name: [error, redactor.failed_texts[name]] for name, error in redactor.failures.items()
         }
-    return {"prompts": prompts, "masking_failures": failures}
+    return {
+        "prompts": prompts,
+        "masking_failures": failures,
+        "run_evaluators": sorted(state.evaluators.run),
+    }
 
 
 def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
-    """Keep the prompt versions a worker registered in the controller's store, and count its
-    maskers' failures as the controller's own."""
+    """Keep the prompt versions a worker registered in the controller's store, count its
+    maskers' failures as the controller's own, and fail the run on run evaluators only the
+    worker knows (a conftest the controller, which collects nothing, never loads)."""
     for prompt in data.get("prompts") or []:
         state.store.import_prompt_version(prompt)
     failures = data.get("masking_failures") or {}
@@ -132,3 +137,13 @@ def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
         redactor = state.store.governance.redactor
         for name, (error, texts) in failures.items():
             redactor.note_failure(name, error, texts)
+    recorder = state.recorder
+    for name in data.get("run_evaluators") or []:
+        problem = (
+            f"run evaluator {name!r} was registered on xdist's workers only (by a conftest below "
+            "the directories given to pytest, which the controller does not load), so it was "
+            "not run: register it in the rootdir's conftest.py or in a plugin"
+        )
+        known = name in state.evaluators.run
+        if not known and recorder is not None and problem not in recorder.failures:
+            recorder.failures.append(problem)

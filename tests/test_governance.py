@@ -420,6 +420,79 @@ def test_custom_maskers_from_ini_and_hook(pytester: pytest.Pytester, runs: Runs)
     assert runs.latest()["items"][0]["trace"]["scores"][0]["value"] == "<CUSTOMER> on <CODENAME>"
 
 
+SUBDIRECTORY_CONFTEST = """\
+import pytest_llmobs
+
+@pytest_llmobs.evaluator
+def politeness(output):
+    return 1.0 if "please" in output.lower() else 0.0
+
+@pytest_llmobs.run_evaluator
+def item_total(items):
+    return float(len(items))
+
+def pytest_llmobs_register_evaluators(registry, config):
+    registry.add(politeness)
+    registry.add_run(item_total)
+
+def pytest_llmobs_register_maskers(config):
+    return [lambda text: text.replace("Project Falcon", "<CODENAME>")]
+"""
+
+
+def test_a_conftest_pytest_loads_while_collecting_registers_its_maskers_and_evaluators(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: hooks in tests/sub/conftest.py ran only with tests/sub on the command line, so a
+    # plain `pytest` stored what its masker hides, in clear)
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        **{
+            "tests/sub/conftest": SUBDIRECTORY_CONFTEST,
+            "tests/sub/test_b": (
+                "def test_b(scorer):\n"
+                "    scorer.score('note', 'about Project Falcon')\n"
+                "    assert scorer.politeness('please') == 1.0\n"
+            ),
+        }
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    run = runs.latest()
+    scores = {s["name"]: s["value"] for s in run["items"][0]["trace"]["scores"]}
+    assert scores == {"note": "about <CODENAME>", "politeness": 1.0}
+    assert runs.aggregates(run, "*")["item_total"]["value"] == 1.0
+
+
+def test_a_run_evaluator_only_xdist_workers_know_fails_the_run_saying_where_to_register_it(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        **{
+            "tests/sub/conftest": SUBDIRECTORY_CONFTEST,
+            "tests/sub/test_b": "def test_b(scorer):\n    scorer.score('note', 'Project Falcon')\n",
+        }
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1", "-n", "2")
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR run evaluator 'item_total' was registered on xdist's workers only (by a "
+            "conftest below the directories given to pytest, which the controller does not "
+            "load), so it was not run: register it in the rootdir's conftest.py or in a plugin"
+        ]
+    )
+    run = runs.latest()
+    assert run["items"][0]["trace"]["scores"][0]["value"] == "<CODENAME>"  # masked on the worker
+
+
 def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:
