@@ -258,6 +258,8 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
         for entry in recorder.missing:
             if entry["reason"] == NO_RESULT:
                 recorder.note_lost(entry["node_id"], why)
+    elif tests_failed and not recorder.failing_count and not recorder.missing:
+        recorder.failures.append(_failure_outside_the_run(session.testsfailed, exitstatus))
     result = recorder.finish(interrupted=interrupted, tests_failed=tests_failed)
     state.result = result
     from pytest_llmobs.compare.gate import conclude
@@ -269,6 +271,16 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
     ):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.hook.pytest_llmobs_run_finished(result=result, config=session.config)
+
+
+def _failure_outside_the_run(failures: int, exitstatus: int) -> str:
+    """Why a run whose stored tests all passed failed: pytest failed the session anyway."""
+    if failures:
+        return (
+            f"pytest counted {failures} failure(s) outside the tests stored in this run (a "
+            "collection error, say): see its summary"
+        )
+    return f"pytest failed the session (exit status {int(exitstatus)}) although no test failed"
 
 
 def close_models(state: SessionState) -> None:

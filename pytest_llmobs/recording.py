@@ -59,6 +59,9 @@ class TestRecord:
         self.error: str | None = None
         self.skip_reason: str | None = None
         self.duration = 0.0
+        self._durations: dict[str, float] = {}
+        """Each phase's duration as last reported."""
+        self._error_phase: str | None = None
         self.started_at = time.time()
         self.teardown_from: int | None = None
         """How many observations the trace had when the test body ended: those after are
@@ -71,24 +74,45 @@ class TestRecord:
         self.datasets[name] = version
 
     def observe_report(self, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
-        """Note one phase's outcome and, for the first failure, its message."""
-        self.duration += report.duration
-        if report.when == "call" or (report.when == "setup" and not report.passed):
+        """Note one phase's outcome and, for the first failure, its message.
+
+        pytest's subtests report each subtest as a "call" of the test, before the test's own
+        call report (which spans them): a failed subtest fails the test, as pytest says, and
+        the phase's last report gives its duration."""
+        when = report.when
+        self.duration += report.duration - self._durations.get(when, 0.0)
+        self._durations[when] = report.duration
+        if when == "call" or (when == "setup" and not report.passed):
             self.teardown_from = len(self.trace.observations)  # (no body runs after a bad setup)
         if hasattr(report, "wasxfail"):
-            self.phases[report.when] = "skipped" if report.skipped else "passed"
+            outcome = "skipped" if report.skipped else "passed"
             if report.skipped and self.skip_reason is None:
                 self.skip_reason = f"xfail: {report.wasxfail}" if report.wasxfail else "xfail"
         else:
-            self.phases[report.when] = report.outcome
-        if report.failed and self.error is None:
+            outcome = report.outcome
+        if self.phases.get(when) != "failed":
+            self.phases[when] = outcome
+        if report.failed:
             # no exception: a strict XPASS, whose report says "[XPASS(strict)] <reason>"
             failure = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)
-            self.error = failure[:_MAX_ERROR_CHARS]
+            self._note_failure(when, failure)
         if report.skipped and self.skip_reason is None:
             longrepr = report.longrepr
             if isinstance(longrepr, tuple) and len(longrepr) == 3:
                 self.skip_reason = str(longrepr[2])
+
+    def _note_failure(self, when: str, failure: str) -> None:
+        """The first failure is the error; a teardown failing after it is added to it (pytest
+        reports both: the test failed, and then its teardown)."""
+        if self.error is None:
+            self.error = failure[:_MAX_ERROR_CHARS]
+            self._error_phase = when
+        elif when != self._error_phase and when == "teardown":
+            teardown = failure.splitlines()[0] if failure.strip() else "(no message)"
+            also = f" (then its teardown failed: {teardown})"[: _MAX_ERROR_CHARS // 2]
+            first, newline, rest = self.error.partition("\n")  # on the line reports show
+            self.error = (first + also + newline + rest)[:_MAX_ERROR_CHARS]
+            self._error_phase = when
 
     @property
     def outcome(self) -> str:
@@ -128,7 +152,7 @@ class TestRecord:
             "expected_output": item.expected_output if item else None,
             "outcome": outcome,
             "error": self.error,
-            "skip_reason": self.skip_reason,
+            "skip_reason": self.skip_reason if outcome in ("skipped", "error") else None,
             "duration": self.duration,
             "started_at": self.started_at,
             "ended_at": self.trace.end_time,

@@ -306,6 +306,11 @@ class RunRecorder:
     def item_count(self) -> int:
         return len(self._summaries)
 
+    @property
+    def failing_count(self) -> int:
+        """How many stored items failed or errored."""
+        return self._counts.get("failed", 0) + self._counts.get("error", 0)
+
     def finish(
         self, *, interrupted: bool, tests_failed: bool, ended_at: float | None = None
     ) -> RunResult:

@@ -1,0 +1,141 @@
+"""A stored test's outcome, error and duration agree with what pytest reports: subtests, a
+teardown failing after the test, and a session pytest fails outside the stored tests."""
+
+from __future__ import annotations
+
+from textwrap import dedent
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Runs
+
+SUBTESTS = """\
+    def test_capitals(subtests, scorer):
+        for country, answer in [("France", "Paris"), ("Peru", "Berlin")]:
+            with subtests.test(msg=country):
+                assert scorer.exact_match(answer, "Paris", name="acc")
+
+    def test_other():
+        pass
+    """
+
+UNITTEST_SUBTESTS = """\
+    import unittest
+
+    class TestNumbers(unittest.TestCase):
+        def test_small(self):
+            for i in range(3):
+                with self.subTest(i=i):
+                    self.assertLess(i, 1)
+    """
+
+
+@pytest.mark.skipif(
+    not hasattr(pytest, "Subtests"), reason="pytest's own subtests fixture came with pytest 9"
+)
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_test_with_a_failed_subtest_is_stored_failed_as_pytest_reports_it(
+    pytester: pytest.Pytester, runs: Runs, xdist: list[str]
+) -> None:
+    # (before: stored passed, the pass rate 100% and a `pass_rate >= 1` gate green, while
+    # pytest said "FAILED ... contains 1 failed subtest")
+    pytester.makepyfile(test_sub=dedent(SUBTESTS))
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1", "--llm-threshold=pass_rate >= 1", *xdist)
+
+    result.stdout.fnmatch_lines(["*FAILED test_sub.py::test_capitals - contains 1 failed subtest*"])
+    result.stdout.fnmatch_lines(["*pass_rate >= 1  observed 0.500 (n=2)*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    items = {item["node_id"]: item for item in runs.latest()["items"]}
+    failed = items["test_sub.py::test_capitals"]
+    assert failed["outcome"] == "failed"
+    assert failed["error"].startswith("AssertionError")
+    assert [s["value"] for s in failed["trace"]["scores"]] == [True, False]
+    assert items["test_sub.py::test_other"]["outcome"] == "passed"
+
+
+def test_unittest_subtest_failures_fail_the_stored_test(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(test_unit=dedent(UNITTEST_SUBTESTS))
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    (item,) = runs.latest()["items"]
+    assert item["outcome"] == "failed"
+    assert item["error"] == "AssertionError: 1 not less than 1"
+
+
+def test_a_subtest_skipped_in_a_passing_test_leaves_it_passed_without_a_skip_reason(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_skip="""
+        import pytest
+
+        def test_some(subtests):
+            with subtests.test(msg="later"):
+                pytest.skip("not yet")
+            with subtests.test(msg="now"):
+                pass
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    assert result.ret == pytest.ExitCode.OK
+    (item,) = runs.latest()["items"]
+    assert (item["outcome"], item["skip_reason"], item["error"]) == ("passed", None, None)
+
+
+def test_a_teardown_failing_after_the_test_failed_is_kept_in_the_error(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: pytest reported the failure and the teardown's error; the item kept the first
+    # only, and "teardown boom" was nowhere in the run)
+    pytester.makepyfile(
+        test_td="""
+        import pytest
+
+        @pytest.fixture
+        def resource():
+            yield
+            raise RuntimeError("teardown boom")
+
+        def test_fails(resource):
+            assert 1 == 2, "wrong sum"
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    result.assert_outcomes(failed=1, errors=1)
+    (item,) = runs.latest()["items"]
+    assert item["outcome"] == "error"
+    first_line = item["error"].splitlines()[0]
+    assert first_line == (
+        "AssertionError: wrong sum (then its teardown failed: RuntimeError: teardown boom)"
+    )
+
+
+def test_a_run_pytest_fails_outside_its_tests_says_why(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: stored "failed", every test passed, every gate green, and no reason anywhere)
+    pytester.makepyfile(test_good="def test_good():\n    pass\n")
+    pytester.makepyfile(test_broken="import nonexistent_module_for_this_test\n")
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1", "--continue-on-collection-errors")
+
+    result.assert_outcomes(passed=1, errors=1)
+    reason = (
+        "pytest counted 1 failure(s) outside the tests stored in this run (a collection error, "
+        "say): see its summary"
+    )
+    result.stdout.fnmatch_lines([f"*ERROR {reason}"])
+    run = runs.latest()
+    assert run["status"] == "failed"
+    assert run["errors"] == [reason]
