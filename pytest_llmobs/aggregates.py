@@ -5,7 +5,9 @@ Names:
 - ``count``, ``pass_rate`` (with a Wilson 95% interval in ``.ci_low``/``.ci_high``);
 - for each numeric or boolean score ``s``: ``mean_s`` (with ``.ci_low``/``.ci_high``: Wilson for
   boolean scores, a seeded bootstrap for numeric ones), ``std_s``, ``min_s``, ``max_s``,
-  ``p50_s`` (the median), ``p95_s``;
+  ``p50_s`` (the median), ``p95_s``, over the counted items, each item's values of ``s``
+  averaged first (``n`` counts items, not values); values however large (finite) aggregate
+  without overflow, a result beyond the float limit (a spread near it) being clamped to it;
 - with repeats (``--llm-repeat``) the intervals of ``pass_rate`` and ``mean_s`` come from a
   bootstrap over the items, each item's repeats averaged first: running an item again adds no
   new item, so it must not narrow the interval as if it did;
@@ -26,12 +28,14 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmobs.evaluators.run_level import (
+    Interval,
     bootstrap_mean_interval,
     classification_metrics,
     wilson_interval,
@@ -241,7 +245,65 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     position = (len(ordered) - 1) * q / 100.0
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    gap = ordered[high] - ordered[low]
+    if math.isinf(gap):  # two values near the float limit, of opposite signs
+        return ordered[low] * (1 - (position - low)) + ordered[high] * (position - low)
+    return ordered[low] + gap * (position - low)
+
+
+LARGEST = sys.float_info.max
+_LARGE = 2.0**400
+"""Above this magnitude, sums of values and of squared deviations could overflow: such values
+are scaled by a power of two first (exact), so that any finite scores aggregate."""
+
+
+def overflow_scale(values: Iterable[float]) -> float:
+    """A power of two bringing every value below 2 when some is beyond `_LARGE`, else 1."""
+    top = max((abs(v) for v in values), default=0.0)
+    return 2.0 ** (math.frexp(top)[1] - 1) if top > _LARGE else 1.0
+
+
+def clamp(value: float) -> float:
+    """``value`` within the finite floats: an aggregate too large to represent (the spread of
+    values near the float limit) is stored as the largest float, never as ``Infinity``, which
+    JSON cannot hold."""
+    return max(-LARGEST, min(LARGEST, value))
+
+
+def mean_of(values: Sequence[float]) -> float:
+    """The mean of finite ``values``, without overflow however large they are."""
+    scale = overflow_scale(values)
+    return clamp(math.fsum(v / scale for v in values) / len(values) * scale)
+
+
+def total_of(values: Sequence[float]) -> float:
+    """The sum of finite ``values``; a sum beyond the float limit is clamped to it."""
+    scale = overflow_scale(values)
+    return clamp(math.fsum(v / scale for v in values) * scale)
+
+
+def std_of(values: Sequence[float], mean: float) -> float:
+    """The sample standard deviation (0 for one value), without overflow."""
+    if len(values) < 2:
+        return 0.0
+    scale = overflow_scale(values)
+    centre = mean / scale
+    squares = math.fsum((v / scale - centre) ** 2 for v in values)
+    return clamp(math.sqrt(squares / (len(values) - 1)) * scale)
+
+
+def _bootstrap(values: Sequence[float]) -> Interval:
+    """`bootstrap_mean_interval` of finite values, however large."""
+    scale = overflow_scale(values)
+    if scale == 1.0:
+        return bootstrap_mean_interval(values)
+    scaled = bootstrap_mean_interval([v / scale for v in values])
+    low, high = min(values), max(values)
+    return Interval(
+        min(high, max(low, scaled.low * scale)),
+        min(high, max(low, scaled.high * scale)),
+        scaled.method,
+    )
 
 
 def numeric_aggregates(
@@ -251,20 +313,23 @@ def numeric_aggregates(
     boolean: bool = False,
     case_means: Sequence[float] | None = None,
 ) -> list[Aggregate]:
-    """mean (with a 95% interval), std (sample), min, max, p50 and p95 of one score's values.
+    """mean (with a 95% interval), std (sample), min, max, p50 and p95 of one score's values
+    (one per item: each item's mean of the score).
 
+    ``boolean``: the values are booleans; the interval is Wilson's when every value is 0 or 1
+    (an item's mean of several booleans may lie between: a bootstrap then).
     ``case_means``: with repeats, the mean of each test case's values; the interval is then a
     bootstrap over them (the cases are the independent samples, not the repeats)."""
     n = len(values)
     ordered = sorted(values)
-    mean = math.fsum(ordered) / n
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in ordered) / (n - 1)) if n > 1 else 0.0
+    mean = mean_of(ordered)
+    std = std_of(ordered, mean)
     if case_means is not None:
-        interval = bootstrap_mean_interval(case_means)
-    elif boolean:
+        interval = _bootstrap(case_means)
+    elif boolean and all(v in (0.0, 1.0) for v in ordered):
         interval = wilson_interval(round(math.fsum(ordered)), n)
     else:
-        interval = bootstrap_mean_interval(ordered)
+        interval = _bootstrap(ordered)
     return [
         Aggregate(f"mean_{score}", mean, n, {"ci_low": interval.low, "ci_high": interval.high}),
         Aggregate(f"std_{score}", std, n),
@@ -299,20 +364,24 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
     labels: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     # Scores and labels of skipped and xfailed items stay out, as they do of the pass rate:
     # a known failure marked xfail must not pull mean_accuracy under its gate.
-    for item in counted:
+    item_means = [_item_means(item) for item in counted]
+    for item, means in zip(counted, item_means, strict=True):
         for name, data_type, value in item.scores:
             if data_type == "CATEGORICAL":
                 categorical[name][str(value)] += 1
-            else:
-                numeric[name].append(float(value))
-                if data_type != "BOOLEAN":
-                    not_boolean.add(name)
+            elif data_type != "BOOLEAN":
+                not_boolean.add(name)
+        for name, mean in means.items():
+            numeric[name].append(mean)
         for name, expected, predicted in item.labels:
             labels[name][0].append(expected)
             labels[name][1].append(predicted)
+    by_item = {id(item): means for item, means in zip(counted, item_means, strict=True)}
     for name in sorted(numeric):
         case_means = (
-            _case_means(counted, functools.partial(_score_values, name=name)) if repeated else None
+            _case_means(counted, functools.partial(_score_mean, by_item=by_item, name=name))
+            if repeated
+            else None
         )
         for aggregate in numeric_aggregates(
             name, numeric[name], boolean=name not in not_boolean, case_means=case_means
@@ -343,8 +412,21 @@ def _repeated(items: Sequence[ItemSummary]) -> bool:
     return len(set(cases)) < len(cases)
 
 
-def _score_values(item: ItemSummary, name: str) -> list[float]:
-    return [float(v) for n, t, v in item.scores if n == name and t != "CATEGORICAL"]
+def _item_means(item: ItemSummary) -> dict[str, float]:
+    """The item's mean of each numeric or boolean score: a test that records one score several
+    times is still one sample, or a single item would look like many and narrow the interval."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for name, data_type, value in item.scores:
+        if data_type != "CATEGORICAL":
+            values[name].append(float(value))
+    return {name: mean_of(v) for name, v in values.items()}
+
+
+def _score_mean(
+    item: ItemSummary, by_item: Mapping[int, Mapping[str, float]], name: str
+) -> list[float]:
+    mean = by_item[id(item)].get(name)
+    return [] if mean is None else [mean]
 
 
 def _case_means(
@@ -354,7 +436,7 @@ def _case_means(
     by_case: dict[object, list[float]] = defaultdict(list)
     for item in items:
         by_case[item.case if item.case is not None else id(item)].extend(values_of(item))
-    return [math.fsum(values) / len(values) for values in by_case.values() if values]
+    return [mean_of(values) for values in by_case.values() if values]
 
 
 def label_aggregates(name: str, expected: list[str], predicted: list[str]) -> list[Aggregate]:
@@ -390,7 +472,7 @@ def _counted(figures: Sequence[GenerationFigures]) -> list[tuple[int, int]]:
 def _total_cost(name: str, figures: Sequence[GenerationFigures]) -> list[Aggregate]:
     """The summed cost of the generations whose cost is known (none: no aggregate)."""
     costs = [f[3] for f in figures if f[3] is not None]
-    return [Aggregate(name, math.fsum(costs), len(costs))] if costs else []
+    return [Aggregate(name, total_of(costs), len(costs))] if costs else []
 
 
 def generation_aggregates(generations: Iterable[GenerationFigures]) -> list[Aggregate]:
@@ -404,7 +486,7 @@ def generation_aggregates(generations: Iterable[GenerationFigures]) -> list[Aggr
     if latencies:
         m = len(latencies)
         result += [
-            Aggregate("mean_latency_ms", math.fsum(latencies) / m, m),
+            Aggregate("mean_latency_ms", mean_of(latencies), m),
             Aggregate("p50_latency_ms", percentile(latencies, 50), m),
             Aggregate("p95_latency_ms", percentile(latencies, 95), m),
             Aggregate("max_latency_ms", latencies[-1], m),

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_llmobs.reporting.printable import printable
+
 _TRUE = frozenset({"1", "true", "yes", "y", "pass", "passed", "good", "correct", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "fail", "failed", "bad", "incorrect", "f"})
 _KEY_COLUMNS = ("item_id", "id", "node_id")
@@ -69,19 +71,22 @@ class CalibrationReport:
             f"calibration of score {self.score!r} ({self.data_type}) against {self.n} human labels"
         ]
         if self.threshold is not None:
-            lines.append(f"best threshold: {self.score} >= {self.threshold:g}")
+            lines.append(f"best threshold: {printable(self.score)} >= {self.threshold:g}")
         lines.append(
             f"accuracy {self.accuracy:.3f}  Cohen's kappa {self.kappa:.3f}"
             + (f"  ROC AUC {self.auc:.3f}" if self.auc is not None else "")
         )
         verdicts = sorted({v for row in self.confusion.values() for v in row})
-        width = max([len("human \\ auto"), *(len(h) for h in self.confusion)])
+        humans = [(printable(h), h) for h in sorted(self.confusion)]
+        width = max([len("human \\ auto"), *(len(shown) for shown, _ in humans)])
         lines.append("confusion (rows: human, columns: automated):")
-        lines.append("  " + "human \\ auto".ljust(width) + "".join(f"  {v:>8}" for v in verdicts))
-        for human in sorted(self.confusion):
+        lines.append(
+            "  " + "human \\ auto".ljust(width) + "".join(f"  {printable(v):>8}" for v in verdicts)
+        )
+        for shown, human in humans:
             row = self.confusion[human]
             lines.append(
-                "  " + human.ljust(width) + "".join(f"  {row.get(v, 0):>8}" for v in verdicts)
+                "  " + shown.ljust(width) + "".join(f"  {row.get(v, 0):>8}" for v in verdicts)
             )
         if self.unmatched_labels:
             lines.append(
@@ -98,7 +103,7 @@ class CalibrationReport:
 
 def _first_ten(names: list[str]) -> str:
     more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-    return ", ".join(names[:10]) + more
+    return ", ".join(printable(name) for name in names[:10]) + more
 
 
 def read_labels(path: Path) -> tuple[str, list[HumanLabel]]:

@@ -233,7 +233,9 @@ def _item_line(item: dict[str, Any]) -> str:
     scores = ", ".join(
         f"{s['name']}={s['value']}" for s in (item.get("trace") or {}).get("scores", [])
     )
-    line = f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
+    line = one_line(
+        f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
+    )
     error = item.get("error")
     if item["outcome"] in ("failed", "error") and isinstance(error, str) and error.strip():
         line += f" - {short_reason(error)}"  # as pytest's "FAILED node - reason"

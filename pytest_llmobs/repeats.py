@@ -17,7 +17,6 @@ majority verdict).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +29,12 @@ from pytest_llmobs.aggregates import (
     KIND_CLASH,
     LABEL_EXPECTED,
     Aggregate,
+    clamp,
+    mean_of,
+    std_of,
     strip_repeat_id,
 )
+from pytest_llmobs.reporting.printable import printable
 
 REPEAT_ARGNAME = "_llmobs_repeat"
 """The hidden parametrized argument holding the repeat index."""
@@ -117,11 +120,7 @@ class RepeatTracker:
             failed = len(verdicts) - passed
             variances = {}
             for name in sorted({n for c in cases for n in c.scores}):
-                means = [
-                    math.fsum(c.scores[name]) / len(c.scores[name])
-                    for c in cases
-                    if c.scores.get(name)
-                ]
+                means = [mean_of(c.scores[name]) for c in cases if c.scores.get(name)]
                 if len(means) > 1:
                     variances[name] = _sample_variance(means)
             rows.append(
@@ -171,12 +170,12 @@ class RepeatTracker:
                     by_score[name].append(variance)
             for name, variances in sorted(by_score.items()):
                 key = f"mean_repeat_variance_{name}"
-                target[key] = Aggregate(key, math.fsum(variances) / len(variances), len(variances))
+                target[key] = Aggregate(key, mean_of(variances), len(variances))
 
 
 def _sample_variance(values: list[float]) -> float:
-    mean = math.fsum(values) / len(values)
-    return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    std = std_of(values, mean_of(values))
+    return clamp(std * std)  # (no overflow for finite scores, however large)
 
 
 def repeat_lines(summary: Mapping[str, Any] | None) -> list[str]:
@@ -198,12 +197,13 @@ def repeat_lines(summary: Mapping[str, Any] | None) -> list[str]:
     if variances:
         lines.append(
             "  score variance across repeats (mean over items): "
-            + ", ".join(f"{n} {math.fsum(v) / len(v):.3f}" for n, v in sorted(variances.items()))
+            + ", ".join(f"{n} {mean_of(v):.3f}" for n, v in sorted(variances.items()))
         )
     flaky.sort(key=lambda r: (-r["flakiness"], r["dataset"], r["item_id"]))
     for row in flaky[:_SHOWN_FLAKY]:
+        item = printable(f"{row['dataset']}/{row['item_id']}")
         lines.append(
-            f"  flaky {row['dataset']}/{row['item_id']}: passed {row['passed']}, failed "
+            f"  flaky {item}: passed {row['passed']}, failed "
             f"{row['failed']} of {row['repeats']} (flakiness {row['flakiness']:.2f})"
         )
     if len(flaky) > _SHOWN_FLAKY:

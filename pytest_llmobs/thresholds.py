@@ -9,7 +9,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS, COUNTS_PREFIX, Aggregate
+from pytest_llmobs.aggregates import (
+    ALL_ITEMS,
+    COUNTS_PREFIX,
+    LABEL_METRICS,
+    NUMERIC_PREFIXES,
+    Aggregate,
+)
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -62,11 +68,21 @@ class ThresholdResult:
     n: int
     passed: bool
     error: str | None = None
-    """Why the threshold could not be evaluated (it then counts as failed)."""
+    """Why the threshold could not be evaluated: it then counts as failed, unless ``passed``
+    (see `evaluated`)."""
+
+    @property
+    def evaluated(self) -> bool:
+        """False for a threshold left unjudged without failing (``passed`` with an ``error``):
+        its dataset's items were all skipped or xfailed, so no aggregate of theirs exists. The
+        stored form (``passed`` true, the reason in ``error``) reads the same in older readers."""
+        return self.error is None or not self.passed
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data; ``"evaluated": false`` only for a threshold not evaluated (absent, as in
+        runs stored before it existed, means evaluated)."""
         t = self.threshold
-        return {
+        data = {
             "expression": t.expression,
             "dataset": t.dataset,
             "aggregate": t.aggregate,
@@ -78,6 +94,7 @@ class ThresholdResult:
             "passed": self.passed,
             "error": self.error,
         }
+        return data if self.evaluated else {**data, "evaluated": False}
 
 
 def parse_threshold(expression: str, *, dataset: str | None = None, source: str = "") -> Threshold:
@@ -135,15 +152,51 @@ def lookup(
     return value, aggregate.n
 
 
+def _uncounted(
+    aggregates: Mapping[str, Mapping[str, Aggregate]], threshold: Threshold
+) -> str | None:
+    """Why ``threshold`` cannot be judged though its name is not a typo: every item of its group
+    was skipped or xfailed (none counted, so no ``pass_rate`` nor score aggregate exists) and it
+    names an aggregate counted items would give. None otherwise."""
+    group = aggregates.get(threshold.group) or {}
+    count = group.get("count")
+    if count is None or count.n == 0 or "pass_rate" in group:
+        return None
+    name = threshold.aggregate.partition(".")[0]
+    if not _counted_items_name(name):
+        return None
+    where = "the run" if threshold.dataset is None else f"dataset {threshold.dataset!r}"
+    return (
+        f"{threshold.expression!r}: not evaluated: no item of {where} was counted "
+        f"({count.n} skipped or xfailed)"
+    )
+
+
+def _counted_items_name(name: str) -> bool:
+    """Whether ``name`` is an aggregate only counted items give: ``pass_rate`` or a score's
+    (`score_aggregate_names`); a name of no such shape is a typo whatever ran."""
+    if name == "pass_rate":
+        return True
+    prefixes = (*NUMERIC_PREFIXES, COUNTS_PREFIX)
+    if any(name.startswith(prefix) and len(name) > len(prefix) for prefix in prefixes):
+        return True
+    return any(name == metric or name.startswith(f"{metric}_") for metric in LABEL_METRICS)
+
+
 def evaluate(
     thresholds: list[Threshold], aggregates: Mapping[str, Mapping[str, Aggregate]]
 ) -> list[ThresholdResult]:
-    """Evaluate every threshold; one naming a missing aggregate fails with an ``error``."""
+    """Evaluate every threshold; one naming a missing aggregate fails with an ``error``, except
+    when its group's items were all skipped or xfailed: not evaluated then, and not failed."""
     results = []
     for threshold in thresholds:
         try:
             observed, n = lookup(aggregates, threshold)
         except ThresholdError as exc:
+            reason = _uncounted(aggregates, threshold)
+            if reason is not None:
+                results.append(ThresholdResult(threshold, None, 0, passed=True, error=reason))
+                continue
             results.append(ThresholdResult(threshold, None, 0, passed=False, error=str(exc)))
             continue
         passed = _OPERATORS[threshold.op](observed, threshold.limit)

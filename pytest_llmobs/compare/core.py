@@ -10,6 +10,7 @@ from pytest_llmobs.aggregates import (
     Aggregate,
     ItemSummary,
     aggregates_from_dict,
+    clamp,
     compute_aggregates,
 )
 from pytest_llmobs.compare.changes import what_changed
@@ -58,7 +59,7 @@ def _group_metrics(
     rows = []
     for name in _ordered(set(before) & set(after), tested):
         old, new = before[name].value, after[name].value
-        delta = new - old
+        delta = clamp(new - old)
         row = MetricComparison(group, name, old, new, delta, higher_is_better(name), "not tested")
         if name in tested:
             metric = PASS_RATE if name == PASS_RATE else name.removeprefix("mean_")

@@ -7,13 +7,12 @@ the test (node id without its repeat part) joins the key.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pytest_llmobs.aggregates import LABEL_EXPECTED, strip_repeat_id
+from pytest_llmobs.aggregates import KIND_CLASH, LABEL_EXPECTED, mean_of, strip_repeat_id
 from pytest_llmobs.compare.model import FlippedItem
 from pytest_llmobs.repeats import verdict_of
 
@@ -32,7 +31,9 @@ class Case:
     item: Mapping[str, Any]
     verdict: bool | None
     scores: dict[str, float]
-    """Mean value of each numeric or boolean score on the item."""
+    """Mean value of each numeric or boolean score on the item; none for an item the
+    aggregates do not count (skipped, xfailed), whose scores stay out of the paired statistics
+    as they stay out of ``mean_<score>``."""
     booleans: frozenset[str]
     """Scores whose every value on the item is a BOOLEAN."""
 
@@ -50,13 +51,14 @@ def _scores(item: Mapping[str, Any]) -> tuple[dict[str, float], frozenset[str]]:
         value = score.get("value")
         if score.get("data_type") == "CATEGORICAL" or not isinstance(value, bool | int | float):
             continue
-        if (score.get("metadata") or {}).get(LABEL_EXPECTED) is not None:
+        metadata = score.get("metadata") or {}
+        if metadata.get(LABEL_EXPECTED) is not None or metadata.get(KIND_CLASH):
             continue
         name = str(score["name"])
         values[name].append(float(value))
         if score.get("data_type") != "BOOLEAN":
             not_boolean.add(name)
-    means = {name: math.fsum(v) / len(v) for name, v in values.items()}
+    means = {name: mean_of(v) for name, v in values.items()}
     return means, frozenset(set(means) - not_boolean)
 
 
@@ -89,14 +91,15 @@ def build_cases(items: Sequence[Mapping[str, Any]], *, detail: int) -> dict[Key,
             label += f" ({test})"
         if repeat:
             label += f"-r{repeat}"
-        scores, booleans = _scores(item)
+        verdict = verdict_of(str(item.get("outcome")))
+        scores, booleans = _scores(item) if verdict is not None else ({}, frozenset())
         cases[key] = Case(
             key,
             item_key,
             label,
             str(item["dataset"]) if dataset else None,
             item,
-            verdict_of(str(item.get("outcome"))),
+            verdict,
             scores,
             booleans,
         )
@@ -158,8 +161,8 @@ def paired_values(pairs: Iterable[tuple[Case, Case]], metric: str) -> PairedValu
         slot = grouped.setdefault(after.item_key, ([], []))
         slot[0].append(b)
         slot[1].append(c)
-    baseline = [math.fsum(b) / len(b) for b, _ in grouped.values()]
-    current = [math.fsum(c) / len(c) for _, c in grouped.values()]
+    baseline = [mean_of(b) for b, _ in grouped.values()]
+    current = [mean_of(c) for _, c in grouped.values()]
     single = all(len(b) == 1 for b, _ in grouped.values())
     boolean = boolean and bool(grouped)
     return PairedValues(baseline, current, boolean, boolean and single)

@@ -4,25 +4,36 @@ comment)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from pytest_llmobs.compare.model import Comparison, MetricComparison, fmt, fmt_p, group_label
+from pytest_llmobs.compare.model import (
+    Change,
+    Comparison,
+    MetricComparison,
+    fmt,
+    fmt_p,
+    group_label,
+)
 from pytest_llmobs.compare.stats import interval_untrusted
+from pytest_llmobs.reporting.printable import printable
 
 SHOWN_FLIPS = 5
 _CELL = 60
 
 
 def short(value: Any, limit: int = _CELL) -> str:
-    """A value on one line: strings quoted, others as JSON, cut at ``limit`` characters."""
+    """A value on one line: strings quoted, others as JSON, control characters escaped, cut at
+    ``limit`` characters."""
     if isinstance(value, float):
         text = f"{value:.4g}"
     elif isinstance(value, str):
         text = repr(value)
     else:
         text = json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -49,8 +60,8 @@ def metric_table(comparison: Comparison, rows: list[MetricComparison]) -> list[s
     for row in rows:
         table.append(
             (
-                group_label(row.group),
-                row.name,
+                printable(group_label(row.group)),
+                printable(row.name),
                 fmt(row.baseline),
                 fmt(row.current),
                 f"{row.delta:+.3f}",
@@ -108,8 +119,8 @@ def comparison_lines(
     metrics, up to `SHOWN_FLIPS` flips and a count of the rest."""
     base, cur = comparison.baseline, comparison.current
     lines = [
-        f"baseline {base.label}  model {base.model}",
-        f"current  {cur.label}  model {cur.model}",
+        f"baseline {printable(base.label)}  model {printable(str(base.model))}",
+        f"current  {printable(cur.label)}  model {printable(str(cur.model))}",
         f"matched {comparison.matched} case(s); only in baseline: "
         f"{len(comparison.only_in_baseline)}; only in current: {len(comparison.only_in_current)}",
     ]
@@ -120,13 +131,13 @@ def comparison_lines(
         if labels:
             shown = labels if full else labels[:10]
             more = f", ... ({len(labels) - len(shown)} more)" if len(shown) < len(labels) else ""
-            lines.append(f"  {title}: {', '.join(shown)}{more}")
+            lines.append(f"  {title}: {', '.join(map(printable, shown))}{more}")
     if comparison.changes:
         lines.append("what changed:")
         for change in comparison.changes:
-            lines.append(f"  {change.describe()}")
+            lines.append(f"  {printable(change.describe())}")
             if change.diff:
-                lines.extend(f"    {line}" for line in change.diff.splitlines())
+                lines.extend(f"    {printable(line)}" for line in change.diff.splitlines())
     else:
         lines.append("what changed: nothing (model, params, prompts, datasets, plugin version)")
     tested = [m for m in comparison.metrics if m.test is not None]
@@ -143,7 +154,9 @@ def comparison_lines(
         lines.append(f"  + {len(others)} other aggregate(s) compared by delta only (not tested)")
     lines.extend(flip_lines(comparison, limit=None if full else SHOWN_FLIPS))
     lines.extend(
-        m.message(comparison.max_drop) for m in comparison.metrics if m.verdict == "regression"
+        printable(m.message(comparison.max_drop))
+        for m in comparison.metrics
+        if m.verdict == "regression"
     )
     lines.append(gate_line(comparison, enforced=enforced))
     return lines
@@ -151,7 +164,9 @@ def comparison_lines(
 
 def missing_metrics(comparison: Comparison) -> str:
     """``mean_accuracy (capitals), pass_rate (all tests)``: what `Comparison.missing` lists."""
-    return ", ".join(f"{name} ({group_label(group)})" for group, name in comparison.missing)
+    return printable(
+        ", ".join(f"{name} ({group_label(group)})" for group, name in comparison.missing)
+    )
 
 
 def flip_counts(comparison: Comparison, arrow: str = "->") -> str:
@@ -180,7 +195,8 @@ def flip_lines(comparison: Comparison, *, limit: int | None) -> list[str]:
             f"{k} {short(v[0], 20)} -> {short(v[1], 20)}" for k, v in flip.scores.items()
         )
         lines.append(
-            f"  {flip.direction.replace('->', ' -> ')}  {flip.label}: input {short(flip.input)}"
+            f"  {flip.direction.replace('->', ' -> ')}  {printable(flip.label)}: "
+            f"input {short(flip.input)}"
             f"  expected {short(flip.expected_output)}"
         )
         lines.append(
@@ -193,12 +209,73 @@ def flip_lines(comparison: Comparison, *, limit: int | None) -> list[str]:
 # --- markdown -----------------------------------------------------------------------------------
 
 
-def _cell(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+# User values (item ids, inputs, outputs, names) end up in a pull-request comment, where raw
+# HTML, a link or an image would render: text gets character references for the HTML
+# characters and backslash escapes for the markdown ones; code spans get a fence that nothing
+# inside can close. Either way control characters are escaped, as on the terminal.
+_TEXT_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        "\\": "\\\\",
+        "`": "\\`",
+        "[": "\\[",
+        "]": "\\]",
+        "|": "\\|",
+    }
+)
+
+
+def _text(value: str) -> str:
+    """``value`` as literal markdown text, also in a table cell."""
+    return printable(value).translate(_TEXT_ESCAPES)
+
+
+def _backticks(text: str) -> int:
+    """The length of the longest run of backticks in ``text``."""
+    return max((len(run) for run in re.findall("`+", text)), default=0)
+
+
+def _code(value: str, *, cell: bool = False) -> str:
+    """``value`` as one code span; ``cell``: in a table cell, where a pipe needs its escape."""
+    text = printable(value)
+    fence = "`" * (_backticks(text) + 1)
+    if text[:1] in ("`", " ") or text[-1:] in ("`", " "):
+        text = f" {text} "  # the padding CommonMark strips, so an edge backtick stays content
+    if cell:
+        # The table splits cells before code spans are read, and any "\|" escapes the pipe:
+        # a backslash before a pipe would otherwise pair with that escape and end the cell.
+        text = re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", text)
+    return f"{fence}{text}{fence}"
 
 
 def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+    """A table row of cells that are already markdown (`_text`, ``_code(cell=True)``)."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _described(change: Change) -> str:
+    """``change.describe()`` with its values as markdown text (not its own ``->``)."""
+
+    def shown(value: Any) -> Any:
+        return None if value is None else _text(str(value))
+
+    escaped = replace(
+        change,
+        name=_text(change.name),
+        baseline=shown(change.baseline),
+        current=shown(change.current),
+        note=_text(change.note),
+    )
+    return escaped.describe()
+
+
+def _diff_block(diff: str) -> list[str]:
+    """A fenced ``diff`` block, indented under its list item, that no line of it can close."""
+    lines = [printable(line) for line in diff.splitlines()]
+    fence = "`" * max([3, *(_backticks(line) + 1 for line in lines)])
+    return ["", f"  {fence}diff", *(f"  {line}" for line in lines), f"  {fence}"]
 
 
 _ICONS = {"regression": "🔴", "improvement": "🟢", "no significant change": "⚪", "not tested": ""}
@@ -215,8 +292,8 @@ def _metric_rows(comparison: Comparison, rows: list[MetricComparison]) -> list[s
         lines.append(
             _row(
                 [
-                    group_label(row.group),
-                    f"`{row.name}`",
+                    _text(group_label(row.group)),
+                    _code(row.name, cell=True),
                     fmt(row.baseline),
                     fmt(row.current),
                     f"{row.delta:+.3f}",
@@ -242,13 +319,14 @@ def markdown(
     if incomplete:
         verdict = "gate fails (exit status 1): a run it compares is incomplete"
     out = [
-        f"## llmobs comparison: {_cell(cur.label)} vs baseline {_cell(base.label)}",
+        f"## llmobs comparison: {_text(cur.label)} vs baseline {_text(base.label)}",
         "",
         f"{head} **{verdict}**",
         "",
-        *(f"- {_inline(line)}" for line in incomplete),
+        *(f"- {_text(line)}" for line in incomplete),
         *([""] if incomplete else []),
-        f"Models: baseline `{base.model}`, current `{cur.model}`. Matched {comparison.matched} "
+        f"Models: baseline {_code(str(base.model))}, current {_code(str(cur.model))}. "
+        f"Matched {comparison.matched} "
         f"case(s); only in baseline: {len(comparison.only_in_baseline)}; only in current: "
         f"{len(comparison.only_in_current)}.",
         "",
@@ -271,9 +349,9 @@ def markdown(
     if not comparison.changes:
         out += ["Nothing: same model, params, prompt versions, dataset versions and plugin.", ""]
     for change in comparison.changes:
-        out.append(f"- {_inline(change.describe())}")
+        out.append(f"- {_described(change)}")
         if change.diff:
-            out += ["", "  ```diff", *(f"  {line}" for line in change.diff.splitlines()), "  ```"]
+            out += _diff_block(change.diff)
     out.append("")
     flips = comparison.flips
     out += [f"### Flipped items ({flip_counts(comparison, '→')})", ""]
@@ -299,13 +377,13 @@ def markdown(
             out.append(
                 _row(
                     [
-                        f"`{flip.label}`",
+                        _code(flip.label, cell=True),
                         flip.direction.replace("->", " → "),
-                        short(flip.input),
-                        short(flip.expected_output),
-                        short(flip.baseline_output),
-                        short(flip.current_output),
-                        scores,
+                        _text(short(flip.input)),
+                        _text(short(flip.expected_output)),
+                        _text(short(flip.baseline_output)),
+                        _text(short(flip.current_output)),
+                        _text(scores),
                     ]
                 )
             )
@@ -318,9 +396,5 @@ def markdown(
             ("only in current", comparison.only_in_current),
         ):
             if labels:
-                out.append(f"- {title} ({len(labels)}): " + ", ".join(f"`{x}`" for x in labels))
+                out.append(f"- {title} ({len(labels)}): " + ", ".join(map(_code, labels)))
     return "\n".join(out) + "\n"
-
-
-def _inline(text: str) -> str:
-    return text.replace("`", "'")

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pytest_llmobs.aggregates import clamp, overflow_scale
+
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
@@ -98,6 +100,17 @@ def paired_bootstrap_interval(
     n = len(differences)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    scale = overflow_scale([*baseline, *current])
+    if scale != 1.0:
+        scaled = paired_bootstrap_interval(
+            [b / scale for b in baseline],
+            [c / scale for c in current],
+            resamples=resamples,
+            seed=seed,
+            confidence=confidence,
+        )
+        low, estimate, high = (clamp(v * scale) for v in (scaled.low, scaled.estimate, scaled.high))
+        return PairedInterval(estimate, low, high, n)
     import numpy as np
 
     estimate = math.fsum(differences.tolist()) / n
@@ -127,7 +140,8 @@ def _differences(baseline: Sequence[float], current: Sequence[float]) -> Any:
         raise ValueError("paired statistics need at least one pair")
     import numpy as np
 
-    return np.asarray(current, dtype=float) - np.asarray(baseline, dtype=float)
+    with np.errstate(over="ignore"):  # values near the float limit: callers scale them first
+        return np.asarray(current, dtype=float) - np.asarray(baseline, dtype=float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +187,7 @@ def paired_test(
     """Bootstrap interval for every metric, plus exact McNemar when ``binary`` (values 0/1, one
     repeat per item)."""
     interval = paired_bootstrap_interval(baseline, current, seed=seed, resamples=resamples)
-    differences = _differences(baseline, current)
+    differences = _differences(baseline, current)  # inf where it overflows: still non-zero
     changed = int((differences != 0).sum())
     if not binary:
         return PairedTest(interval, changed)

@@ -225,7 +225,9 @@ def _thresholds(run: Mapping[str, Any]) -> str:
     for entry in entries:
         passed = bool(entry.get("passed"))
         mark = (
-            '<span class="badge pass">✓ pass</span>'
+            '<span class="badge skipped">– not evaluated</span>'
+            if entry.get("evaluated") is False
+            else '<span class="badge pass">✓ pass</span>'
             if passed
             else '<span class="badge fail">✗ fail</span>'
         )

@@ -9,7 +9,15 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS, LABEL_EXPECTED
+from pytest_llmobs.aggregates import (
+    ALL_ITEMS,
+    COUNTED_OUTCOMES,
+    KIND_CLASH,
+    LABEL_EXPECTED,
+    mean_of,
+    percentile,
+    std_of,
+)
 from pytest_llmobs.reporting.html_text import esc, number, percent
 from pytest_llmobs.reporting.svg import bar_chart, histogram
 
@@ -19,12 +27,14 @@ _CLASSIFICATION = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f
 
 
 class _Score:
-    """The values one score took in one group of items."""
+    """The values one score took in the counted items of one group (as in its aggregates)."""
 
     def __init__(self) -> None:
         self.types: set[str] = set()
         self.values: list[Any] = []
         self.label = False
+        self.item_means: list[float] = []
+        """Each item's mean of its numeric values, which the aggregates count as one sample."""
 
     @property
     def categorical(self) -> bool:
@@ -41,7 +51,7 @@ class _Score:
         return "/".join(sorted(self.types)).lower()
 
     def numbers(self) -> list[float]:
-        return [float(v) for v in self.values if isinstance(v, int | float)]
+        return list(self.item_means)
 
 
 def _groups(items: Sequence[Mapping[str, Any]]) -> dict[str | None, list[Mapping[str, Any]]]:
@@ -53,14 +63,27 @@ def _groups(items: Sequence[Mapping[str, Any]]) -> dict[str | None, list[Mapping
 
 
 def _collect(items: Sequence[Mapping[str, Any]]) -> dict[str, _Score]:
+    """The scores of the items the aggregates count: skipped and xfailed items' scores, and
+    scores left out for changing kind, stay out here as they do there."""
     scores: dict[str, _Score] = defaultdict(_Score)
     for item in items:
+        if str(item.get("outcome")) not in COUNTED_OUTCOMES:
+            continue
+        numbers: dict[str, list[float]] = defaultdict(list)
         for score in (item.get("trace") or {}).get("scores") or []:
-            entry = scores[str(score.get("name"))]
+            metadata = score.get("metadata") or {}
+            if metadata.get(KIND_CLASH):
+                continue
+            name, value = str(score.get("name")), score.get("value")
+            entry = scores[name]
             entry.types.add(str(score.get("data_type") or "NUMERIC"))
-            entry.values.append(score.get("value"))
-            if LABEL_EXPECTED in (score.get("metadata") or {}):
+            entry.values.append(value)
+            if LABEL_EXPECTED in metadata:
                 entry.label = True
+            elif isinstance(value, int | float):
+                numbers[name].append(float(value))
+        for name, values in numbers.items():
+            scores[name].item_means.append(mean_of(values))
     return dict(sorted(scores.items()))
 
 
@@ -129,20 +152,12 @@ def _stats_table(scores: Mapping[str, _Score], aggregates: Mapping[str, Mapping[
         values = sorted(score.numbers())
         if not values:
             continue
-        mean = math.fsum(values) / len(values)
+        mean = mean_of(values)
         extra = (aggregates.get(f"mean_{name}") or {}).get("extra") or {}
         low, high = extra.get("ci_low"), extra.get("ci_high")
         ci = f"{number(low)} – {number(high)}" if low is not None and high is not None else "–"
-        std = (
-            math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-            if len(values) > 1
-            else None
-        )
-        median = (
-            values[len(values) // 2]
-            if len(values) % 2
-            else ((values[len(values) // 2 - 1] + values[len(values) // 2]) / 2)
-        )
+        std = std_of(values, mean) if len(values) > 1 else None
+        median = percentile(values, 50)
         rows.append(
             f'<tr><td class="mono">{esc(name)}</td><td>{esc(score.kind)}</td>'
             f'<td class="num">{len(values)}</td><td class="num">{number(mean)}</td>'
@@ -172,11 +187,15 @@ def _chart(
             caption = f"true {trues} of {len(score.values)} ({percent(trues / len(score.values))})"
     else:
         values = score.numbers()
-        chart = histogram(values, label=f"{name} in {where}: histogram of {len(values)} values")
         mean = aggregates.get(f"mean_{name}")
         caption = f"n={len(values)}"
         if mean is not None:
             caption += f" · mean {number(mean.get('value'))}"
+        if values and math.isinf(max(values) - min(values)):
+            chart, caption = "", f"{caption} · range beyond the float limit, not charted"
+        else:
+            label = f"{name} in {where}: histogram of {len(values)} values"
+            chart = histogram(values, label=label)
     return (
         f'<div class="card"><h4 class="mono">{esc(name)} <span class="muted">{esc(score.kind)}'
         f'</span></h4><div class="caption">{esc(caption)}</div>{chart}</div>'

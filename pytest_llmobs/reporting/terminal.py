@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate
+from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.run import RunResult
 from pytest_llmobs.thresholds import ThresholdResult
 
@@ -124,7 +125,7 @@ def _category_counts(counts: Mapping[str, float]) -> str:
     pairs = [(str(k), int(v)) for k, v in counts.items()]
     if len(pairs) > BAR_ROWS:
         pairs = top_categories(pairs)
-    return ", ".join(f"{short(k, CATEGORY_CHARS)}: {v}" for k, v in pairs)
+    return ", ".join(f"{short(printable(k), CATEGORY_CHARS)}: {v}" for k, v in pairs)
 
 
 def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
@@ -135,6 +136,8 @@ def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
         expression = f"{threshold.dataset}: {expression}"
     if result.error is not None:  # the line already shows the expression the error starts with
         error = result.error.removeprefix(f"{threshold.expression!r}: ")
+        if not result.evaluated:  # every item of its dataset skipped: neither pass nor fail
+            return f"  {'–' if mark == '✓' else '-'} {expression}  {error}"
         return f"  {mark} {expression}  ERROR: {error}"
     return f"  {mark} {expression}  observed {format_number(result.observed)} (n={result.n})"
 
@@ -142,7 +145,10 @@ def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
 def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[str]:
     """The whole summary as lines of text."""
     marks = _marks(encoding)
-    lines = [f"run {result.run_id}  name {result.name!r}  model {result.model}  -> {result.status}"]
+    lines = [
+        f"run {result.run_id}  name {result.name!r}  model {printable(result.model)}"
+        f"  -> {result.status}"
+    ]
     lines.append(
         f"stored in {result.store_path}"
         if result.store_path is not None
@@ -162,7 +168,7 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
     if result.thresholds:
         lines.append("thresholds:")
         lines.extend(threshold_line(t, marks) for t in result.thresholds)
-    lines.extend(f"  ERROR {error}" for error in result.errors)
+    lines.extend(f"  ERROR {printable(error)}" for error in result.errors)
     failed = [t for t in result.thresholds if not t.passed]
     if failed:
         consequence = (
@@ -224,7 +230,8 @@ def write_summary(terminalreporter: Any, result: RunResult) -> None:
         from pytest_llmobs.compare.render import comparison_lines
 
         comparison = result.comparison
-        writer.write_sep("=", f"llmobs comparison vs baseline {comparison.baseline.label}")
+        label = printable(comparison.baseline.label)
+        writer.write_sep("=", f"llmobs comparison vs baseline {label}")
         enforced = "regression" in result.fail_on
         for line in comparison_lines(comparison, enforced=enforced):
             if line.startswith("REGRESSION") or "session fails" in line:
