@@ -300,7 +300,8 @@ def check_output(value: str) -> Path:
     """``-o``'s path when a file can be written there: a directory, or a place under a file,
     is a `CliError`. Nothing is created yet (the command may still fail)."""
     path = Path(value)
-    if path.is_dir():
+    # Path("out/") is "out": a name ending in "/" would otherwise become a file
+    if path.is_dir() or os.path.basename(value) in ("", ".", ".."):
         raise CliError(f"-o {value}: is a directory; give a file name")
     if path.exists():
         if not os.access(path, os.W_OK):

@@ -1,22 +1,47 @@
-"""Finding the store outside pytest the way the plugin finds it inside: the rootdir's ini file.
+"""Finding the store outside pytest the way the plugin finds it inside: pytest's rootdir and
+config file.
 
-pytest's rootdir is the directory of the first ini file found walking up from the current
-directory (``pytest.ini``, ``.pytest.ini``, ``pyproject.toml`` with a pytest table, ``tox.ini``
-with ``[pytest]``, ``setup.cfg`` with ``[tool:pytest]``); the store is ``llm_store`` from that
-file (relative to it) or ``<rootdir>/.llmobs``. A ``--llm-store DIR`` in that file's ``addopts``
-or in ``PYTEST_ADDOPTS`` wins, relative to the current directory, as pytest reads it.
+pytest's config file is the first one found walking up from the current directory, trying in
+each directory, in this order: ``pytest.toml`` and ``.pytest.toml`` (pytest 9), ``pytest.ini``
+and ``.pytest.ini`` (even without ``[pytest]``), ``pyproject.toml`` with a ``[tool.pytest]`` or
+``[tool.pytest.ini_options]`` table, ``tox.ini`` with ``[pytest]``, ``setup.cfg`` with
+``[tool:pytest]``; the rootdir is its directory. Without one, the nearest ``pyproject.toml``
+(even without a pytest table) is the config file, else the rootdir is the nearest directory
+with a ``setup.py``, else the current directory.
+
+The store is, as pytest reads the file's ``addopts`` and then ``PYTEST_ADDOPTS`` (the last one
+wins): a ``--llm-store DIR``, relative to the current directory; else a ``-o llm_store=DIR``,
+else ``llm_store`` in the config file, relative to the file's directory, ``~`` and ``$VARS``
+expanded; else ``<rootdir>/.llmobs``.
 """
 
 from __future__ import annotations
 
-import configparser
 import os
 import shlex
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_llmobs.settings import DEFAULT_STORE_DIR
+import iniconfig
+import pytest
+
+from pytest_llmobs.settings import DEFAULT_STORE_DIR, expand_path
+
+_NATIVE_TOML = int(pytest.version_tuple[0]) >= 9
+"""pytest 9 reads ``pytest.toml``, ``.pytest.toml`` and pyproject's ``[tool.pytest]`` table."""
+
+CONFIG_FILES: tuple[str, ...] = (
+    *(("pytest.toml", ".pytest.toml") if _NATIVE_TOML else ()),
+    "pytest.ini",
+    ".pytest.ini",
+    "pyproject.toml",
+    "tox.ini",
+    "setup.cfg",
+)
+"""The config files pytest looks for in each directory, in its order of precedence."""
 
 
 def _toml(path: Path) -> dict[str, Any]:
@@ -34,73 +59,133 @@ def _toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _ini_section(path: Path, section: str) -> dict[str, str] | None:
-    parser = configparser.ConfigParser(interpolation=None)
+def _ini_section(path: Path, section: str) -> dict[str, Any] | None:
+    """``section`` of an ini file, read by pytest's own parser (iniconfig), or ``None``."""
     try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, OSError, UnicodeDecodeError):
+        parsed = iniconfig.IniConfig(str(path))
+    except (iniconfig.ParseError, OSError, UnicodeDecodeError):
         return None
-    return dict(parser[section]) if parser.has_section(section) else None
+    return dict(parsed[section].items()) if section in parsed else None
 
 
-def pytest_ini_options(directory: Path) -> dict[str, Any] | None:
-    """The pytest options configured by an ini file in ``directory``, or ``None``."""
-    for name, section in (("pytest.ini", "pytest"), (".pytest.ini", "pytest")):
-        if (directory / name).is_file():
-            return _ini_section(directory / name, section) or {}
-    pyproject = directory / "pyproject.toml"
-    if pyproject.is_file():
-        tool = _toml(pyproject).get("tool", {}).get("pytest", {})
-        if isinstance(tool, dict) and tool:
-            options = tool.get("ini_options", tool)
-            return dict(options) if isinstance(options, dict) else {}
-    for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
-        if (directory / name).is_file():
-            found = _ini_section(directory / name, section)
-            if found is not None:
-                return found
+def _tool_pytest(document: dict[str, Any]) -> dict[str, Any] | None:
+    """pyproject's ``[tool.pytest]`` (native TOML values) or ``[tool.pytest.ini_options]``
+    (values as strings, lists kept), or ``None``."""
+    tool = document.get("tool")
+    table = tool.get("pytest") if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        return None
+    native = {key: value for key, value in table.items() if key != "ini_options"}
+    if native and _NATIVE_TOML:
+        return native
+    ini_options = table.get("ini_options")
+    if not isinstance(ini_options, dict):
+        return None
+    return {k: v if isinstance(v, list) else str(v) for k, v in ini_options.items()}
+
+
+def pytest_ini_options(path: Path) -> dict[str, Any] | None:
+    """The pytest options of config file ``path`` (one of `CONFIG_FILES`), or ``None`` when
+    pytest passes the file over (a ``tox.ini`` without ``[pytest]``...)."""
+    name = path.name
+    if name in ("pytest.toml", ".pytest.toml"):
+        table = _toml(path).get("pytest")
+        return dict(table) if isinstance(table, dict) else {}
+    if name in ("pytest.ini", ".pytest.ini"):
+        return _ini_section(path, "pytest") or {}
+    if name == "pyproject.toml":
+        return _tool_pytest(_toml(path))
+    return _ini_section(path, "tool:pytest" if name == "setup.cfg" else "pytest")
+
+
+@dataclass(frozen=True, slots=True)
+class PytestConfig:
+    """Where pytest roots a session started in a directory, and the options of its config file."""
+
+    rootdir: Path
+    inipath: Path | None
+    options: dict[str, Any]
+
+    @property
+    def ini_dir(self) -> Path:
+        """The directory relative ini values are relative to (the plugin's rule)."""
+        return self.inipath.parent if self.inipath else self.rootdir
+
+
+def _config_in(directory: Path) -> PytestConfig | None:
+    for name in CONFIG_FILES:
+        path = directory / name
+        if path.is_file():
+            options = pytest_ini_options(path)
+            if options is not None:
+                return PytestConfig(directory, path, options)
     return None
 
 
-def store_option(addopts: object) -> str | None:
-    """The last ``--llm-store DIR`` (or ``--llm-store=DIR``) of an ``addopts`` value (a string,
-    or a list of arguments in pyproject.toml), or ``None``; after ``--llm-no-store``, ``""``."""
-    if isinstance(addopts, str):
-        try:
-            args = shlex.split(addopts)
-        except ValueError:
-            return None
-    elif isinstance(addopts, list):
-        args = [str(arg) for arg in addopts]
-    else:
-        return None
-    found = None
+def locate_config(start: Path) -> PytestConfig:
+    """pytest's rootdir and config file for a session started in ``start`` with no paths."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        found = _config_in(directory)
+        if found is not None:
+            return found
+    for directory in (start, *start.parents):
+        if (directory / "pyproject.toml").is_file():
+            return PytestConfig(directory, directory / "pyproject.toml", {})
+    for directory in (start, *start.parents):
+        if (directory / "setup.py").is_file():
+            return PytestConfig(directory, None, {})
+    return PytestConfig(start, None, {})
+
+
+def _args(value: object) -> list[str]:
+    """An ``addopts`` value as arguments: a string split as a shell does, or a TOML list."""
+    if isinstance(value, list):
+        return [str(arg) for arg in value]
+    if not isinstance(value, str):
+        return []
+    try:
+        return shlex.split(value)
+    except ValueError:
+        return []
+
+
+def option_values(args: Sequence[str], *names: str) -> list[str]:
+    """Every value given to one of the options ``names`` in ``args``, in order: ``--name V``,
+    ``--name=V``, and for a one-letter ``-n``, ``-nV`` too."""
+    values = []
     for index, arg in enumerate(args):
-        if arg.startswith("--llm-store="):
-            found = arg.split("=", 1)[1]
-        elif arg == "--llm-store" and index + 1 < len(args):
-            found = args[index + 1]
-        elif arg == "--llm-no-store":
-            return ""
+        for name in names:
+            if arg == name and index + 1 < len(args):
+                values.append(args[index + 1])
+            elif arg.startswith(name + "="):
+                values.append(arg[len(name) + 1 :])
+            elif len(name) == 2 and arg.startswith(name) and len(arg) > 2:
+                values.append(arg[2:])
+    return values
+
+
+def ini_override(args: Sequence[str], key: str) -> str | None:
+    """The value of the last ``-o key=VALUE`` (``--override-ini``) in ``args``, or ``None``."""
+    found = None
+    for value in option_values(args, "-o", "--override-ini"):
+        name, sep, rest = value.partition("=")
+        if sep and name == key:
+            found = rest
     return found
 
 
 def find_store_dir(start: Path) -> Path:
     """The store directory pytest would use when run from ``start``."""
     start = start.resolve()
-    from_env = store_option(os.environ.get("PYTEST_ADDOPTS", ""))
-    if from_env:
-        return (start / from_env).resolve()
-    for directory in (start, *start.parents):
-        options = pytest_ini_options(directory)
-        if options is not None:
-            in_addopts = store_option(options.get("addopts"))
-            if in_addopts:
-                return (start / in_addopts).resolve()
-            configured = options.get("llm_store")
-            return (
-                (directory / str(configured)).resolve()
-                if configured
-                else (directory / DEFAULT_STORE_DIR)
-            )
-    return start / DEFAULT_STORE_DIR
+    config = locate_config(start)
+    # pytest puts the file's addopts first, so PYTEST_ADDOPTS' options come later and win
+    args = _args(config.options.get("addopts")) + _args(os.environ.get("PYTEST_ADDOPTS", ""))
+    given = option_values(args, "--llm-store")
+    if given and given[-1] and "--llm-no-store" not in args:
+        return (start / given[-1]).resolve()
+    override = ini_override(args, "llm_store")
+    configured = override if override is not None else config.options.get("llm_store")
+    if configured:
+        return (config.ini_dir / expand_path(str(configured))).resolve()
+    return config.rootdir / DEFAULT_STORE_DIR

@@ -1,12 +1,13 @@
 """Command-line options and their ini twins, read once into a validated `Settings`.
 
 Precedence is command line, then ini, then default. Relative paths given on the command line
-are relative to the invocation directory; in the ini file, to the ini file's directory; the
-defaults, to pytest's rootdir.
+are relative to the invocation directory; in the ini file, to the ini file's directory (``~``
+and ``$VARS`` expanded, as pytest does for ``cache_dir``); the defaults, to pytest's rootdir.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,13 @@ DEFAULT_CACHE_DIR = "llm-cache"
 DEFAULT_STORE_DIR = ".llmobs"
 FAIL_POLICIES = ("threshold", "regression")
 """What may fail the session besides failing tests (``--llm-fail-on``)."""
+INI_UNION_TYPES = tuple(int(part) for part in pytest.version_tuple[:2]) >= (9, 2)
+"""pytest 9.2 takes ``addini(type=str | int)``: a TOML number or any string (an INI value)."""
+
+
+def expand_path(value: str) -> str:
+    """``~`` and ``$VARS`` of a path read from the ini file expanded, as pytest's ``cache_dir``."""
+    return os.path.expandvars(os.path.expanduser(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,8 @@ class OptionSpec:
     metavar: str | None = None
     path: bool = False
     """A directory: relative to the invocation dir (CLI), the ini file or rootdir (default)."""
+    number: type[int] | type[float] | None = None
+    """A number: in native TOML (pytest >= 9.2) it may be written unquoted."""
 
     @property
     def flag(self) -> str:
@@ -123,6 +133,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "(default 0.0)",
         default="0.0",
         metavar="X",
+        number=float,
     ),
     OptionSpec(
         "fail_on",
@@ -136,6 +147,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "run each llm_dataset item N times (ids end in -r0, -r1...; default 1)",
         default="1",
         metavar="N",
+        number=int,
     ),
     OptionSpec(
         "report",
@@ -155,6 +167,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         f"connection error; default {DEFAULT_MAX_RETRIES})",
         default=str(DEFAULT_MAX_RETRIES),
         metavar="N",
+        number=int,
     ),
     OptionSpec(
         "cache",
@@ -217,12 +230,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "share of passing items that keep full span payloads, chosen by trace id (scores and "
         "outcomes are always kept; failures always in full) (default: 1)",
         metavar="SHARE",
+        number=float,
     ),
     OptionSpec(
         "max_field_chars",
         "longest stored text; longer inputs/outputs/attributes are cut with a marker giving "
         "their length (default: 100000)",
         metavar="N",
+        number=int,
     ),
 )
 
@@ -241,6 +256,9 @@ def add_options(parser: pytest.Parser) -> None:
         ini_kwargs: dict[str, Any] = {"default": None if spec.path else spec.default}
         if spec.ini_type is not None:
             ini_kwargs["type"] = spec.ini_type
+        elif spec.number is not None and INI_UNION_TYPES:
+            # `str` first: an INI or -o value stays the text it was, for our own checks
+            ini_kwargs["type"] = str | spec.number
         parser.addini(spec.ini, f"{spec.help} [{spec.flag}]", **ini_kwargs)
 
 
@@ -308,7 +326,7 @@ def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
             return (invocation / str(cli)).resolve()
         value = config.getini(ini_name)
         if value:
-            return (ini_dir / str(value)).resolve()
+            return (ini_dir / expand_path(str(value))).resolve()
         spec = next(s for s in OPTIONS if s.ini == ini_name)
         return (rootdir / str(spec.default)).resolve()
 
@@ -335,12 +353,15 @@ def read_settings(config: pytest.Config) -> Settings:
     model = config.getoption("llm_model") or str(config.getini("llm_model") or DEFAULT_MODEL)
     model = model.strip()
     if not model:
-        raise pytest.UsageError("--llm-model is empty; expected a model such as mock-llm-v1")
+        raise pytest.UsageError(
+            f"{_where(config, 'llm_model')} is empty; expected a model such as mock-llm-v1"
+        )
     run_name = config.getoption("llm_run_name") or (config.getini("llm_run_name") or None)
     if run_name is not None and run_name.strip().lower() == "latest":
         raise pytest.UsageError(
-            f"--llm-run-name: {run_name!r} is reserved: `llmobs show latest` names the newest "
-            "run, so no run could be found by this name; pick another, e.g. 'nightly'"
+            f"{_where(config, 'llm_run_name')}: {run_name!r} is reserved: `llmobs show latest` "
+            "names the newest run, so no run could be found by this name; pick another, e.g. "
+            "'nightly'"
         )
     resolve = _path_getter(config)
     # --llm-store on the command line beats llm_no_store in the ini file; --llm-no-store wins.
@@ -368,9 +389,9 @@ def read_settings(config: pytest.Config) -> Settings:
         baseline=baseline,
         baseline_path=baseline_path,
         save_baseline=_text(config, "llm_save_baseline"),
-        max_drop=_max_drop(_text(config, "llm_max_drop") or "0.0"),
-        fail_on=parse_fail_on(_text(config, "llm_fail_on") or ",".join(FAIL_POLICIES)),
-        repeat=_repeat(_text(config, "llm_repeat") or "1"),
+        max_drop=_max_drop(_text(config, "llm_max_drop") or "0.0", _where(config, "llm_max_drop")),
+        fail_on=_fail_on(config),
+        repeat=_repeat(_text(config, "llm_repeat") or "1", _where(config, "llm_repeat")),
         report_html=_report_path(config, "llm_report", resolve),
         report_json=_report_path(config, "llm_json", resolve),
         # Workers see the controller's options, so their reports carry the properties too.
@@ -410,17 +431,19 @@ def _run_id(config: pytest.Config) -> str | None:
 def _report_path(
     config: pytest.Config, ini_name: str, resolve: Callable[[str], Path]
 ) -> Path | None:
-    """A report file to write (``None`` unless asked for); a directory is a usage error."""
-    if not _text(config, ini_name):
+    """A report file to write (``None`` unless asked for); a directory, or a path ending in
+    ``/`` (which `Path` would silently drop), is a usage error."""
+    text = _text(config, ini_name)
+    if not text:
         return None
     path = resolve(ini_name)
-    flag = "--llm-" + ini_name.removeprefix("llm_")
-    if path.is_dir():
-        raise pytest.UsageError(f"{flag}: {str(path)!r} is a directory; expected a file path")
+    where = _where(config, ini_name)
+    if path.is_dir() or os.path.basename(text) in ("", ".", ".."):
+        raise pytest.UsageError(f"{where}: {str(path)!r} is a directory; expected a file path")
     # said now, not after an hour of tests
     problem = _unwritable(path)
     if problem is not None:
-        raise pytest.UsageError(f"{flag}: cannot write {str(path)!r}: {problem}")
+        raise pytest.UsageError(f"{where}: cannot write {str(path)!r}: {problem}")
     return path
 
 
@@ -448,15 +471,23 @@ def _ini_flag(config: pytest.Config, ini_name: str) -> bool:
         return bool(config.getini(ini_name))
     except (ValueError, pytest.UsageError) as exc:  # (pytest 9 raises the latter)
         raise pytest.UsageError(
-            f"{ini_name} in {config.inipath or 'the ini file'}: {exc}; expected true or false"
+            f"{_ini_where(config, ini_name)}: {exc}; expected true or false"
         ) from None
 
 
 def _where(config: pytest.Config, ini_name: str) -> str:
-    """How to name an option in an error: its flag when given on the command line, else the
-    ini key and file."""
+    """How to name an option in an error: its flag when given on the command line, else where
+    its ini value came from."""
     if config.getoption(ini_name) is not None:
         return "--" + ini_name.replace("_", "-")
+    return _ini_where(config, ini_name)
+
+
+def _ini_where(config: pytest.Config, ini_name: str) -> str:
+    """Where an ini value came from: ``-o KEY`` (``--override-ini``), else the key and file."""
+    overrides = config.getoption("override_ini", None) or []
+    if any(str(o).partition("=")[0] == ini_name for o in overrides):
+        return f"-o {ini_name}"
     return f"{ini_name} in {config.inipath or 'the ini file'}"
 
 
@@ -479,7 +510,19 @@ def _baseline(config: pytest.Config) -> tuple[str | None, Path | None]:
     if not ini:
         return None, None
     ini_dir = Path(config.inipath).parent if config.inipath else Path(config.rootpath)
-    return ini, ini_dir / ini
+    return ini, ini_dir / expand_path(ini)
+
+
+def _fail_on(config: pytest.Config) -> frozenset[str]:
+    value = _text(config, "llm_fail_on")
+    if value is None:
+        return frozenset(FAIL_POLICIES)
+    try:
+        return parse_fail_on(value)
+    except pytest.UsageError as exc:
+        if config.getoption("llm_fail_on") is not None:
+            raise
+        raise pytest.UsageError(f"{exc} (given by {_ini_where(config, 'llm_fail_on')})") from None
 
 
 def parse_fail_on(value: str) -> frozenset[str]:
@@ -497,43 +540,45 @@ def parse_fail_on(value: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _max_drop(value: str) -> float:
+def _max_drop(value: str, where: str) -> float:
     try:
         number = float(value)
     except ValueError:
         number = float("nan")
     if not number >= 0 or number == float("inf"):
         raise pytest.UsageError(
-            f"--llm-max-drop must be a number >= 0 on the aggregate's scale, e.g. 0.02; "
-            f"got {value!r}"
+            f"{where} must be a number >= 0 on the aggregate's scale, e.g. 0.02; got {value!r}"
         )
     return number
 
 
-def _repeat(value: str) -> int:
+def _repeat(value: str, where: str) -> int:
     try:
         count = int(value)
     except ValueError:
         count = 0
     if count < 1:
-        raise pytest.UsageError(f"--llm-repeat must be a positive integer; got {value!r}")
+        raise pytest.UsageError(f"{where} must be a positive integer; got {value!r}")
     return count
 
 
 def _call_settings(config: pytest.Config, resolve: Callable[[str], Path]) -> dict[str, Any]:
     """``--llm-max-retries``, ``--llm-cache``, ``--llm-cache-dir`` and ``--llm-prices``."""
-    raw = config.getoption("llm_max_retries") or config.getini("llm_max_retries")
-    text = str(raw if raw is not None else DEFAULT_MAX_RETRIES).strip()
-    retries = int(text) if text.isdigit() else -1
+    text = _text(config, "llm_max_retries") or str(DEFAULT_MAX_RETRIES)
+    try:
+        retries = int(text)  # (str.isdigit would pass '²', which int refuses)
+    except ValueError:
+        retries = -1
     if retries < 0:
-        raise pytest.UsageError(f"--llm-max-retries must be an integer >= 0; got {text!r}")
+        where = _where(config, "llm_max_retries")
+        raise pytest.UsageError(f"{where} must be an integer >= 0; got {text!r}")
     mode = str(config.getoption("llm_cache") or config.getini("llm_cache") or "off")
     try:
         cache_mode = CacheMode.parse(mode)
     except ValueError:
         modes = ", ".join(m.value for m in CacheMode)
         raise pytest.UsageError(
-            f"--llm-cache: {mode!r} is not a valid mode. Valid modes: {modes}."
+            f"{_where(config, 'llm_cache')}: {mode!r} is not a valid mode. Valid modes: {modes}."
         ) from None
     prices = config.getoption("llm_prices") is not None or bool(config.getini("llm_prices"))
     return {
@@ -551,7 +596,7 @@ def _upload_settings(config: pytest.Config) -> dict[str, Any]:
     try:
         targets = tuple(parse_targets(_text(config, "llm_upload") or ""))
     except ExportError as exc:
-        raise pytest.UsageError(f"--llm-upload: {exc}") from None
+        raise pytest.UsageError(f"{_where(config, 'llm_upload')}: {exc}") from None
 
     def flag(name: str) -> bool:
         return bool(config.getoption(name)) or _ini_flag(config, name)
@@ -578,9 +623,29 @@ def _governance_settings(config: pytest.Config) -> dict[str, Any]:
 
     maskers = [str(m) for m in config.getini("llm_redact_maskers") if str(m).strip()]
     maskers += list(config.getoption("llm_redact_maskers") or [])
-    return {
+    values = {
         "redact": (_text(config, "llm_redact") or "default").strip().lower(),
         "redact_maskers": tuple(maskers),
         "trace_sample": float(number("llm_trace_sample", float, 1.0)),
         "max_field_chars": int(number("llm_max_field_chars", int, 100_000)),
     }
+    _check_governance(config, values)
+    return values
+
+
+def _check_governance(config: pytest.Config, values: dict[str, Any]) -> None:
+    """`build_governance`'s checks, said here where the option's source is known."""
+    from pytest_llmobs.redaction import REDACT_MODES
+
+    problem = None
+    if values["redact"] not in REDACT_MODES:
+        name = "llm_redact"
+        problem = f"{values['redact']!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}"
+    elif not 0.0 <= values["trace_sample"] <= 1.0:
+        name = "llm_trace_sample"
+        problem = f"{values['trace_sample']!r} is not a share; expected 0..1 (e.g. 0.1)"
+    elif values["max_field_chars"] < 100:
+        name = "llm_max_field_chars"
+        problem = f"{values['max_field_chars']!r} is too small; expected >= 100"
+    if problem is not None:
+        raise pytest.UsageError(f"{_where(config, name)}: {problem}")

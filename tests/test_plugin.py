@@ -21,6 +21,7 @@ from pytest_llmobs.datasets import load_dataset
 from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.reporting.terminal import format_number
+from pytest_llmobs.settings import INI_UNION_TYPES
 from pytest_llmobs.settings import OPTIONS as SETTINGS_OPTIONS
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ OPTIONS = [
     (
         spec.flag + (f"={spec.metavar}" if spec.metavar else ""),
         spec.ini,
-        spec.ini_type or "string",
+        spec.ini_type
+        # pytest 9.2 shows a number's `str | int` type (a native TOML number is accepted)
+        or (f"string | {spec.number.__name__}" if spec.number and INI_UNION_TYPES else "string"),
     )
     for spec in SETTINGS_OPTIONS
 ]
@@ -151,14 +154,22 @@ def test_run_name_comes_from_cli_then_ini(
     assert runs.latest()["name"] == expected
 
 
-@pytest.mark.parametrize("args", [["--llm-run-name=latest"], ["-o", "llm_run_name=Latest"]])
-def test_a_run_cannot_be_named_latest(pytester: pytest.Pytester, args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["--llm-run-name=latest"], "--llm-run-name"),
+        (["-o", "llm_run_name=Latest"], "-o llm_run_name"),
+    ],
+)
+def test_a_run_cannot_be_named_latest(
+    pytester: pytest.Pytester, args: list[str], where: str
+) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
     result = pytester.runpytest(*args)
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --llm-run-name: '*atest' is reserved: *"])
+    result.stderr.fnmatch_lines([f"ERROR: {where}: '*atest' is reserved: *"])
 
 
 def test_default_run_name_is_the_model_name_and_start_time(
