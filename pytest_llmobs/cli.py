@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TextIO
 from pytest_llmobs import __version__
 from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
 from pytest_llmobs.locate import find_store_dir
+from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
 from pytest_llmobs.store import (
     SCHEMA_VERSION,
@@ -51,11 +52,6 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status `BAD_INPUT` (2)."""
 
 
-def one_line(text: str) -> str:
-    """``text`` with its newlines and other control characters escaped (``\\n``)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 class Parser(argparse.ArgumentParser):
     """argparse's parser (and that of each subcommand), whose refusal of an option or argument
     is a `CliError`: one ``llmobs: error:`` line naming the subcommand and its ``--help``, as
@@ -75,7 +71,7 @@ class Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("llmobs").strip()
         where = f"{command}: " if command else ""
         helping = f"llmobs {command} --help" if command else "llmobs --help"
-        raise CliError(f"{where}{one_line(message)} (see '{helping}')")
+        raise CliError(f"{where}{printable(message)} (see '{helping}')")
 
 
 def _when(timestamp: float | None) -> str:
@@ -174,7 +170,7 @@ def table_cell(text: str) -> str:
     """``text`` for one table cell: a newline, tab or other control character is shown
     escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row;
     past `CELL_WIDTH` characters it is cut, ending in '…'."""
-    shown = text if text.isprintable() else repr(text)[1:-1]
+    shown = printable(text)
     return shown if len(shown) <= CELL_WIDTH else shown[: CELL_WIDTH - 1] + "…"
 
 
@@ -225,7 +221,7 @@ REASON_WIDTH = 120
 def short_reason(error: str, width: int = REASON_WIDTH) -> str:
     """An item's error as pytest's short summary shows it: its first line (an assertion's
     explanation follows on the next ones), cut at ``width`` characters, ending in '…'."""
-    first = one_line(error.strip().splitlines()[0].strip()) if error.strip() else ""
+    first = printable(error.strip().splitlines()[0].strip()) if error.strip() else ""
     return first if len(first) <= width else first[: width - 1] + "…"
 
 
@@ -233,7 +229,7 @@ def _item_line(item: dict[str, Any]) -> str:
     scores = ", ".join(
         f"{s['name']}={s['value']}" for s in (item.get("trace") or {}).get("scores", [])
     )
-    line = one_line(
+    line = printable(
         f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
     )
     error = item.get("error")
