@@ -232,9 +232,11 @@ def _item_line(item: dict[str, Any]) -> str:
     line = printable(
         f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
     )
-    error = item.get("error")
+    error, skipped = item.get("error"), item.get("skip_reason")
     if item["outcome"] in ("failed", "error") and isinstance(error, str) and error.strip():
         line += f" - {short_reason(error)}"  # as pytest's "FAILED node - reason"
+    elif item["outcome"] == "skipped" and isinstance(skipped, str) and skipped.strip():
+        line += f" - {short_reason(skipped)}"  # "xfail: <reason>" for an xfailed test
     return line
 
 

@@ -426,7 +426,7 @@ def test_help_is_still_argparse_own(tmp_path: Path) -> None:
     assert "export format" in done.stdout and "error" not in done.stdout
 
 
-def test_show_gives_the_reason_of_failed_and_errored_items(pytester: pytest.Pytester) -> None:
+def test_show_gives_the_reason_of_failed_errored_and_skipped_items(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(
         test_bad=dedent("""\
@@ -448,21 +448,30 @@ def test_show_gives_the_reason_of_failed_and_errored_items(pytester: pytest.Pyte
 
         def test_ok():
             pass
+
+        @pytest.mark.xfail(reason="known bad")
+        def test_known():
+            assert False
+
+        def test_later():
+            pytest.skip("needs a key")
     """)
     )
-    pytester.runpytest().assert_outcomes(passed=1, failed=2, errors=1)
+    pytester.runpytest().assert_outcomes(passed=1, failed=2, errors=1, xfailed=1, skipped=1)
 
     done = llmobs(pytester.path, "show", "latest")
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     long_reason = "ValueError: " + "z" * (REASON_WIDTH - len("ValueError: ") - 1) + "…"
-    assert lines[lines.index("items (4):") + 1 :] == [
+    assert lines[lines.index("items (6):") + 1 :] == [
         "  error    test_bad.py::test_setup - RuntimeError: fixture broke",
         # the first line, as pytest's short summary: the assertion's explanation follows
         "  failed   test_bad.py::test_assert  [quality=0.25] - AssertionError: assert 'xxx' == 'y'",
         f"  failed   test_bad.py::test_long - {long_reason}",
         "  passed   test_bad.py::test_ok",
+        "  skipped  test_bad.py::test_known - xfail: known bad",  # (before: no reason at all)
+        "  skipped  test_bad.py::test_later - Skipped: needs a key",
     ]
 
 
