@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pytest_llmobs.serialize import has_lone_surrogate
+from pytest_llmobs.serialize import has_lone_surrogate, safe_repr
 from pytest_llmobs.strict_json import NotStrictJSON, loads
 
 EXTENSIONS = (".jsonl", ".json", ".csv")
@@ -210,9 +210,22 @@ def _read_text(path: Path) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        where = f"byte offset {exc.start}"
-        raise DatasetError(f"{path}: not valid UTF-8 at {where} ({exc.reason})") from exc
+        raise DatasetError(not_utf8(path, data, exc)) from exc
     return text.removeprefix("\ufeff")
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def not_utf8(path: Path, data: bytes, error: UnicodeDecodeError) -> str:
+    """The one-line error for a file (``data``) that is not UTF-8, naming the line of the
+    first undecodable byte: ``d.jsonl:3: not valid UTF-8 (byte offset 25: ...)``."""
+    line = data.count(b"\n", 0, error.start) + 1
+    hint = "it looks like UTF-16; " if data[:2] in _UTF16_BOMS else ""
+    return (
+        f"{path}:{line}: not valid UTF-8 (byte offset {error.start}: {error.reason}); "
+        f"{hint}save the file as UTF-8"
+    )
 
 
 def _may_escape_a_surrogate(text: str) -> bool:
@@ -259,6 +272,57 @@ def _refuse_lone_surrogates(value: object, loc: _Loc) -> None:
     elif isinstance(value, list):
         for item in value:
             _refuse_lone_surrogates(item, loc)
+
+
+_JSON_VALUES = (
+    "expected what a dataset file holds: strings, numbers, booleans, None, lists and dicts "
+    "with string keys"
+)
+
+
+def check_item_values(raw: _Raw) -> None:
+    """A `DatasetError` naming the item and field when an item given in code (not read from a
+    file) holds what a dataset file cannot: a value JSON has no type for (bytes, a set, an
+    object), a key that is not a string, or a string with half of a surrogate pair."""
+    where = raw.loc.prefix
+    if raw.id is not None:
+        if not isinstance(raw.id, str) or not raw.id.strip():
+            got = f"{type(raw.id).__name__} {safe_repr(raw.id):.60}"
+            raise DatasetError(f"{where}: 'id' must be a non-empty string, got {got}")
+        _refuse_unstorable(raw.id, where, "'id'", 0)
+        where = f"{where} (id {raw.id!r:.60})"
+    for name, value in raw.content.items():
+        _refuse_unstorable(value, where, repr(name), 0)
+
+
+def _refuse_unstorable(value: object, where: str, field: str, depth: int) -> None:
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            raise DatasetError(
+                f"{where}: {field} holds half of a UTF-16 surrogate pair in {value[:60]!r}, "
+                "which UTF-8 cannot store; use the character itself, or both halves of the pair"
+            )
+        return
+    if value is None or isinstance(value, (bool, int, float)):
+        return
+    if depth >= _MAX_NESTING:
+        raise DatasetError(
+            f"{where}: {field}: lists and objects nested more than {_MAX_NESTING} levels deep; "
+            "flatten the item or store that part as a string"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                got = f"{type(key).__name__} {safe_repr(key):.60}"
+                raise DatasetError(f"{where}: {field} has the key {got}; {_JSON_VALUES}")
+            _refuse_unstorable(key, where, f"{field} key", depth + 1)
+            _refuse_unstorable(item, where, f"{field}[{key!r}]", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _refuse_unstorable(item, where, f"{field}[{index}]", depth + 1)
+    else:
+        got = f"{type(value).__name__} {safe_repr(value):.60}"
+        raise DatasetError(f"{where}: {field} is {got}; {_JSON_VALUES}")
 
 
 def _parse_jsonl(text: str, path: Path) -> list[_Raw]:

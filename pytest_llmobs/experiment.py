@@ -393,6 +393,7 @@ def dataset_from_items(entries: list[Mapping[str, Any] | DatasetItem], name: str
             raws.append(
                 files._from_object(dict(entry) if isinstance(entry, Mapping) else entry, loc)
             )
+        files.check_item_values(raws[-1])  # what a file could not hold: before the run begins
     if not raws:
         raise files.DatasetError(f"dataset {name!r} has no items")
     items = files._assign_ids(raws, name)

@@ -23,7 +23,13 @@ from pytest_llmobs.redaction import (
     Redactor,
     masker_name,
 )
-from pytest_llmobs.serialize import int_text, stored_int_bound, without_lone_surrogates
+from pytest_llmobs.serialize import (
+    distinct_key,
+    int_text,
+    key_text,
+    stored_int_bound,
+    without_lone_surrogates,
+)
 
 DEFAULT_MAX_FIELD_CHARS = 100_000
 TRUNCATION_MARKER = "…[truncated, {length} chars]"
@@ -203,11 +209,16 @@ class Governance:
         for key, item in value.items():
             name = key
             kind = type(item)
-            if user_keys and type(key) is str:
+            if type(key) is not str:  # (rare: recorded values have text keys already)
+                name = self._text(key_text(key)) if user_keys else key_text(key)
+                if name in governed or name in value:  # 1 beside "1": keep both, as jsonable
+                    clashes = {} if clashes is None else clashes
+                    name = distinct_key(name, governed.keys() | value.keys(), clashes)
+            elif user_keys:
                 name = texts.get(key) or self._text(key)
                 if name in governed:  # two keys masked alike (<EMAIL>): both values are kept
                     clashes = {} if clashes is None else clashes
-                    name = _distinct(name, governed, clashes)
+                    name = distinct_key(name, governed, clashes)
                 secret = secret_keys.get(key)
                 if secret is None:
                     secret = self._secret_key(key)
@@ -262,16 +273,6 @@ class Governance:
         if item.get("outcome") in ("failed", "error"):
             return True  # failures are always kept in full
         return sampled(str(trace.get("id", "")), self.trace_sample)
-
-
-def _distinct(name: str, taken: Mapping[Any, Any], clashes: dict[str, int]) -> str:
-    """``name (2)``, ``name (3)``...: the first not in ``taken``. ``clashes`` remembers the
-    last number given per name, so that n keys masked alike cost n steps, not n²."""
-    number = clashes.get(name, 1) + 1
-    while f"{name} ({number})" in taken:
-        number += 1
-    clashes[name] = number
-    return f"{name} ({number})"
 
 
 def _without_payloads(trace: Mapping[str, Any]) -> dict[str, Any]:

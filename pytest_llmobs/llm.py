@@ -13,11 +13,12 @@ from pytest_llmobs.providers.cache import CacheWriteError, ResponseCache
 from pytest_llmobs.providers.calls import ModelCaller
 from pytest_llmobs.providers.pricing import PriceTable
 from pytest_llmobs.providers.retry import RetryPolicy
-from pytest_llmobs.serialize import jsonable, snapshot
+from pytest_llmobs.serialize import jsonable, safe_repr, snapshot, unrepresentable
 from pytest_llmobs.tracing import (
     Observation,
     _current,
     _restore,
+    check_name,
     close_observation,
     open_observation,
 )
@@ -116,13 +117,13 @@ def to_messages(prompt: PromptInput) -> list[Message]:
         ):
             raise TypeError(
                 f"message {index}: expected a mapping with 'role' and 'content' (or 'tool_calls' "
-                f"on an assistant message); got {message!r:.200}"
+                f"on an assistant message); got {safe_repr(message):.200}"
             )
         content = message.get("content")
         if isinstance(content, (list, tuple)):
             content = jsonable(content)
         elif content is not None and not isinstance(content, str):
-            content = str(content)
+            content = _content_text(content, index)
         elif content is None and not calls:
             raise TypeError(
                 f"message {index}: 'content' is None; only an assistant message with "
@@ -131,6 +132,18 @@ def to_messages(prompt: PromptInput) -> list[Message]:
         rest = {k: snapshot(v) for k, v in message.items() if k not in ("role", "content")}
         messages.append({"role": str(message["role"]), "content": content, **rest})
     return messages
+
+
+def _content_text(content: object, index: int) -> str:
+    """A message's non-text ``content`` as the text sent; a `TypeError` naming the message
+    when its ``str()`` fails (rather than that object's own error)."""
+    try:
+        return str.__str__(str(content))
+    except Exception as exc:
+        problem = unrepresentable(content, exc).removeprefix("<unrepresentable ")[:-1]
+        raise TypeError(
+            f"message {index}: 'content' cannot be turned into text ({problem})"
+        ) from None
 
 
 class LLM:
@@ -163,6 +176,8 @@ class LLM:
         params: dict[str, Any],
         link: CompiledPrompt | Prompt | None,
     ) -> tuple[Observation, list[Message], dict[str, Any], Observation | None]:
+        if name is not None:
+            check_name("generate", name)
         if not isinstance(prompt, (str, CompiledPrompt, Sequence)):
             raise TypeError(
                 "generate() expects a string, a compiled prompt or a list of chat messages; "
@@ -172,7 +187,7 @@ class LLM:
             raise TypeError(
                 "prompt_version= takes the prompt the messages came from: a Prompt "
                 "(prompt(name)) or a CompiledPrompt (.compile(...)); "
-                f"got {type(link).__name__} {link!r:.60}"
+                f"got {type(link).__name__} {safe_repr(link):.60}"
             )
         messages = to_messages(prompt)
         if link is None and isinstance(prompt, CompiledPrompt):

@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pytest_llmobs.datasets import not_utf8
 from pytest_llmobs.prompts import PromptError, malformed_placeholder
+from pytest_llmobs.serialize import has_lone_surrogate
 from pytest_llmobs.strict_json import NotStrictJSON, loads
 
 _UNION_BRANCHES = frozenset({"str", "list[ChatMessage]"})
@@ -87,18 +89,22 @@ def content_of(spec: PromptFile) -> dict[str, Any]:
 
 def _read_prompt_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc})") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise PromptError(not_utf8(path, data, exc)) from None
     suffix = path.suffix
     kind = suffix.lstrip(".").upper()
     try:
         if suffix == ".json":
-            data = loads(text)
+            parsed = loads(text)
         elif suffix == ".toml":
-            data = _load_toml(text)
+            parsed = _load_toml(text)
         else:
-            data = _load_yaml(path, text)
+            parsed = _load_yaml(path, text)
     except json.JSONDecodeError as exc:
         raise PromptError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
     except NotStrictJSON as exc:
@@ -114,24 +120,30 @@ def _read_prompt_file(path: Path) -> dict[str, Any]:
             ) from None
         detail = " ".join(str(exc).split())
         raise PromptError(f"{path}: invalid {kind} ({detail})") from None
-    if not isinstance(data, dict):
+    if not isinstance(parsed, dict):
         raise PromptError(
             f"{path}: expected an object with 'type', 'prompt', 'config', 'labels'; "
-            f"got {type(data).__name__}"
+            f"got {type(parsed).__name__}"
         )
-    unstorable = _not_json(data)
+    unstorable = _not_json(parsed)
     if unstorable is not None:
         raise PromptError(f"{path}: {unstorable}")
-    return data
+    return parsed
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def _not_json(value: object, path: str = "") -> str | None:
-    """What keeps ``value`` (read from TOML or YAML) from being stored as JSON, at its dotted
-    path: a NaN or infinite float, or a value JSON has no type for (a TOML or YAML date)."""
+    """What keeps ``value`` (read from a prompt file) from being stored as JSON, at its dotted
+    path: a NaN or infinite float, a value JSON has no type for (a TOML or YAML date), or a
+    string holding half of a surrogate pair (a ``\\ud83d`` escape), which UTF-8 cannot."""
     where = path or "(file)"
+    if isinstance(value, str) and has_lone_surrogate(value):
+        return (
+            f"{where}: a \\u escape gives half of a UTF-16 surrogate pair in {value[:60]!r}; "
+            "write the character itself, or both halves of the pair"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         return (
             f"{where} is not a finite number; JSON has no NaN or Infinity, so the stored"
@@ -149,6 +161,9 @@ def _not_json(value: object, path: str = "") -> str | None:
             "so the prompt could not be stored: quote it to make it a string"
         )
     for key, item in items:
+        found = _not_json(key, f"{path} (a key)" if path else "(a key)")
+        if found is not None:
+            return found
         found = _not_json(item, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found

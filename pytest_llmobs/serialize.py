@@ -9,7 +9,7 @@ import math
 import numbers
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Container, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -94,52 +94,121 @@ def snapshot_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[st
     }
 
 
-def _key(key: Any) -> str:
-    """A mapping key as JSON's text (an integer of any length by its digits)."""
-    return int_text(key) if isinstance(key, int) and not isinstance(key, bool) else str(key)
+def unrepresentable(value: object, error: Exception) -> str:
+    """The placeholder stored for ``value`` when turning it into text raised ``error``:
+    ``<unrepresentable Opaque: RuntimeError: repr boom>``."""
+    try:
+        message = str(error)
+    except Exception:  # the error's own __str__ is broken too
+        message = ""
+    described = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return f"<unrepresentable {type(value).__name__}: {described}>"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)`` as a plain str, or `unrepresentable`'s placeholder when it raises (or
+    returns something other than a str)."""
+    try:
+        return str.__str__(repr(value))
+    except Exception as exc:
+        return unrepresentable(value, exc)
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as JSON's text (an integer of any length by its digits); never raises."""
+    try:
+        if isinstance(key, str):
+            return str.__str__(key)
+        if isinstance(key, int) and not isinstance(key, bool):
+            return int_text(int.__int__(key))
+        text = str(key)
+        return str.__str__(text)
+    except Exception as exc:
+        return unrepresentable(key, exc)
+
+
+def _mapping(items: Collection[tuple[Any, Any]], depth: int) -> dict[str, Any]:
+    """``items`` (a mapping's ``(key, value)`` pairs) as a dict with text keys. Keys that become
+    the same text (``1`` and ``"1"``) are all kept: a key given as text keeps its name, and a
+    converted one that clashes becomes ``1 (2)``, ``1 (3)``..."""
+    result = {(k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in items}
+    if len(result) == len(items):  # no clash: the usual case
+        return result
+    pairs = [(k, jsonable(v, depth)) for k, v in items]
+    taken = {k for k, _ in pairs if type(k) is str}
+    result = {}
+    clashes: dict[str, int] = {}
+    for key, item in pairs:
+        if type(key) is str:
+            result[key] = item
+            continue
+        name = key_text(key)
+        if name in taken:
+            name = distinct_key(name, taken, clashes)
+        taken.add(name)
+        result[name] = item
+    return result
+
+
+def distinct_key(name: str, taken: Container[str], clashes: dict[str, int]) -> str:
+    """``name (2)``, ``name (3)``...: the first not in ``taken``, for two mapping keys that
+    became the same text. ``clashes`` remembers the last number given per name, so that n keys
+    alike cost n steps, not n²."""
+    number = clashes.get(name, 1) + 1
+    while f"{name} ({number})" in taken:
+        number += 1
+    clashes[name] = number
+    return f"{name} ({number})"
 
 
 def jsonable(value: Any, _depth: int = 0) -> Any:
-    """A JSON-compatible copy of ``value``.
+    """A JSON-compatible copy of ``value``, made of plain builtins only (what xdist can send).
 
-    Builtins pass through; mappings, sequences, sets, dataclasses and pydantic models become
-    dicts and lists; non-finite floats become strings; anything else becomes its ``repr``.
+    Builtins pass through; their subclasses (``numpy.float64``, a str enum) become the plain
+    type; mappings, sequences, sets, dataclasses and pydantic models become dicts and lists;
+    non-finite floats become strings; anything else becomes its ``repr``. Never raises: a value
+    whose conversion fails (a ``__repr__`` that raises) becomes `unrepresentable`'s placeholder.
     """
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return value
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    try:
+        return _converted(value, kind, _depth)
+    except Exception as exc:  # a broken items(), __float__...: tracing must not raise
+        return unrepresentable(value, exc)
+
+
+def _converted(value: Any, kind: type, _depth: int) -> Any:
     if kind is dict and _depth < _MAX_DEPTH:  # the common containers, without ABC checks
-        depth = _depth + 1
-        return {(k if type(k) is str else _key(k)): jsonable(v, depth) for k, v in value.items()}
+        return _mapping(value.items(), _depth + 1)
     if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
         depth = _depth + 1
         return [jsonable(v, depth) for v in value]
     if isinstance(value, str):  # a subclass (LangChain's TextAccessor, a str enum): plain str
         return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return int.__int__(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if type(value).__name__ in ("bool_", "bool"):  # numpy booleans
+    if isinstance(value, float):  # numpy.float64 and other subclasses: a plain float
+        return _plain_float(value)
+    if kind.__name__ in ("bool_", "bool"):  # numpy booleans
         return bool(value)
     if isinstance(value, numbers.Integral):  # numpy integers and friends
-        return int(value)
+        return int.__int__(int(value))
     if isinstance(value, numbers.Real):
-        number = float(value)
-        return number if math.isfinite(number) else str(number)
+        return _plain_float(float(value))
     if _depth >= _MAX_DEPTH:
         return f"<truncated at depth {_MAX_DEPTH}>"
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return {_key(k): jsonable(v, depth) for k, v in value.items()}
+        return _mapping(list(value.items()), depth)
     if isinstance(value, (list, tuple)):
         return [jsonable(v, depth) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted((jsonable(v, depth) for v in value), key=repr)
     if isinstance(value, type):  # a class (e.g. a pydantic response_format), not an instance
-        return repr(value)
+        return safe_repr(value)
     try:  # duck-typed guesses: a method of that name may want arguments or fail
         to_dict = getattr(value, "to_dict", None)
         if callable(to_dict):
@@ -148,16 +217,21 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         if callable(model_dump):
             return jsonable(model_dump(mode="json"), depth)
     except Exception:
-        return repr(value)
+        return safe_repr(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         # field by field: dataclasses.asdict deep-copies, which fails on locks, files, ...
         return {f.name: jsonable(getattr(value, f.name), depth) for f in dataclasses.fields(value)}
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
+        return str.__str__(value.isoformat())
     if isinstance(value, enum.Enum):
         return jsonable(value.value, depth)
     if isinstance(value, PurePath):
-        return str(value)
+        return str.__str__(str(value))
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
-    return repr(value)
+    return safe_repr(value)
+
+
+def _plain_float(value: float) -> float | str:
+    number = float.__float__(value)
+    return number if math.isfinite(number) else str(number)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs.serialize import has_lone_surrogate, without_lone_surrogates
+from pytest_llmobs.serialize import has_lone_surrogate, jsonable, without_lone_surrogates
 
 if TYPE_CHECKING:
     from pytest_llmobs.governance import Governance
@@ -150,7 +150,12 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _dumps(value: Any) -> str:
-    text = _ENCODER.encode(value)
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        # an object JSON has no type for (a Path, a numpy array) or a key it refuses: stored
+        # as tracing records such values, never an error that would end the session
+        text = _ENCODER.encode(jsonable(value))
     if has_lone_surrogate(text):  # SQLite stores UTF-8, which has no lone surrogates
         return without_lone_surrogates(text)
     return text

@@ -20,12 +20,19 @@ import math
 import numbers
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pytest_llmobs.serialize import int_text, jsonable, snapshot, snapshot_arguments
+from pytest_llmobs.serialize import (
+    int_text,
+    jsonable,
+    key_text,
+    safe_repr,
+    snapshot,
+    snapshot_arguments,
+)
 
 if TYPE_CHECKING:
     from pytest_llmobs.prompts import Prompt
@@ -54,7 +61,9 @@ def new_observation_id() -> str:
 
 def derived_id(*parts: object, length: int = 32) -> str:
     """A deterministic hex id derived from ``parts`` (used for trace and score ids)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:length]
+    text = "\x1f".join(map(str, parts))
+    # surrogatepass: an id with a lone surrogate (refused in datasets) must not crash tracing
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
     return digest if digest.strip("0") else "1".rjust(length, "0")
 
 
@@ -85,7 +94,7 @@ def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDat
             shown = (
                 f"an integer of {len(int_text(abs(int(value))))} digits"
                 if isinstance(value, numbers.Integral)
-                else repr(value)
+                else safe_repr(value)
             )
             raise ScoreError(
                 f"score {name!r}: value must be a finite number (at most about 1.8e308); "
@@ -96,7 +105,7 @@ def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDat
         return value, "CATEGORICAL"
     raise ScoreError(
         f"score {name!r}: value must be bool, int, float or str; "
-        f"got {type(value).__name__} {value!r}"
+        f"got {type(value).__name__} {safe_repr(value)}"
     )
 
 
@@ -203,11 +212,11 @@ class Trace:
         """Set trace-level attributes; tags accumulate and metadata merges."""
         check_attributes(user_id=user_id, session_id=session_id, tags=tags, metadata=metadata)
         if user_id is not None:
-            self.user_id = str(user_id)
+            self.user_id = _id_text(user_id)
         if session_id is not None:
-            self.session_id = str(session_id)
+            self.session_id = _id_text(session_id)
         if tags:
-            self.tags.extend(t for t in map(str, tags) if t not in self.tags)
+            self.tags.extend(t for t in map(_id_text, tags) if t not in self.tags)
         if metadata:
             self.metadata.update(metadata)
 
@@ -223,13 +232,13 @@ class Trace:
     ) -> Score:
         """Validate and record a score; its id is derived from the trace, target and name."""
         if not isinstance(name, str) or not name:
-            raise ScoreError(f"score name must be a non-empty string; got {name!r}")
+            raise ScoreError(f"score name must be a non-empty string; got {safe_repr(name)}")
         checked, data_type = classify_score_value(name, value)
         for field, given in (("comment", comment), ("source", source)):
             if given is not None and not isinstance(given, str):
                 raise ScoreError(
                     f"score {name!r}: {field} must be a str or None; got "
-                    f"{type(given).__name__} {given!r:.80}"
+                    f"{type(given).__name__} {safe_repr(given):.80}"
                 )
         shape = (name, data_type, tuple(sorted(metadata)) if metadata else ())
         if shape not in _CHECKED_SCORE_SHAPES:  # each name and kind is checked once
@@ -355,7 +364,7 @@ class Observation:
                     f"update() got an unexpected field {key!r}; "
                     f"expected one of input, output, metadata, {', '.join(sorted(_UPDATABLE))}"
                 )
-            setattr(self, key, value)
+            setattr(self, key, _checked_field(key, value))
         return self
 
     def score(self, name: str, value: object, comment: str | None = None, **kwargs: Any) -> Score:
@@ -422,6 +431,50 @@ class Observation:
         elif self.prompt_name is not None:  # `attach_prompt` on a span: kept, but only then
             data.update(prompt_name=self.prompt_name, prompt_version=self.prompt_version)
         return data
+
+
+_TEXT_FIELDS = frozenset({"model", "prompt_name", "level", "status_message"})
+
+
+def _checked_field(key: str, value: Any) -> Any:
+    """``value`` for the generation field ``key`` of `Observation.update`, as plain builtins;
+    a `TypeError` naming the field when it has the wrong type (at the call, not when stored)."""
+    if key == "name":
+        return check_name("update", value)
+    if value is None:
+        return None
+    if key in _TEXT_FIELDS:
+        if not isinstance(value, str):
+            raise TypeError(f"update: {key} must be a str or None; got {type(value).__name__}")
+        return str.__str__(value)
+    if key == "prompt_version":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"update: prompt_version must be an int or None; got {type(value).__name__}"
+            )
+        return int(value)
+    if key == "cost" and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise TypeError(f"update: cost must be a number or None; got {type(value).__name__}")
+    return jsonable(value)  # usage, model_parameters, cost
+
+
+def check_name(function: str, name: object) -> str:
+    """``name`` as a plain str; a `TypeError` naming ``function`` when it is not a str (a
+    ``Path``, say), raised at the call rather than when the trace is stored."""
+    if not isinstance(name, str):
+        raise TypeError(f"{function}: name must be a str; got {type(name).__name__}")
+    return str.__str__(name)
+
+
+_OBSERVATION_TYPES: tuple[ObservationType, ...] = ("span", "generation", "event")
+
+
+def _check_type(function: str, as_type: object) -> None:
+    if as_type not in _OBSERVATION_TYPES:
+        raise TypeError(
+            f"{function}: as_type must be one of 'span', 'generation', 'event'; "
+            f"got {type(as_type).__name__} {safe_repr(as_type):.60}"
+        )
 
 
 _UPDATABLE = frozenset(
@@ -541,6 +594,8 @@ def start_span(
     metadata: Mapping[str, Any] | None = None,
 ) -> Iterator[Observation]:
     """Open a span (or generation/event) for the ``with`` block; exceptions mark it errored."""
+    name = check_name("start_span", name)
+    _check_type("start_span", as_type)
     parent = _current.get()
     observation = open_observation(
         name,
@@ -625,10 +680,26 @@ def check_attributes(
     if metadata is not None:
         _mapping("metadata", metadata)
     for field, given in (("user_id", user_id), ("session_id", session_id)):
-        if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
+        if given is not None and not _is_id(given):
             raise TypeError(
-                f"{field} must be a string (or an int), not {type(given).__name__} {given!r:.60}"
+                f"{field} must be a string (or an int), not "
+                f"{type(given).__name__} {safe_repr(given):.60}"
             )
+    for index, tag in enumerate(tags if isinstance(tags, Collection) else ()):
+        if not _is_id(tag):
+            raise TypeError(
+                f"tags must be a list of strings; tag {index} is "
+                f"{type(tag).__name__} {safe_repr(tag):.60}"
+            )
+
+
+def _is_id(value: object) -> bool:
+    """Whether ``value`` may be a user or session id or a tag: a str, or an int (its digits)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _id_text(value: object) -> str:
+    return value if type(value) is str else key_text(value)  # (a plain str, never raises)
 
 
 def _mapping(field: str, value: Any) -> Mapping[str, Any]:
@@ -636,7 +707,7 @@ def _mapping(field: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(
             f"{field} must be a mapping such as {{'team': 'support'}}, not "
-            f"{type(value).__name__} {value!r:.60}"
+            f"{type(value).__name__} {safe_repr(value):.60}"
         )
     return value
 
@@ -677,8 +748,17 @@ def observe(
     the observation as errored and propagates.
     """
 
+    if func is not None and not callable(func):  # @observe("answer"): the name as a keyword
+        raise TypeError(
+            "observe: expected a function, or the span's name as name=...; "
+            f"got {type(func).__name__} {safe_repr(func):.60}"
+        )
+    if name is not None:
+        check_name("observe", name)
+    _check_type("observe", as_type)
+
     def decorate(fn: F) -> F:
-        span_name = name or fn.__name__
+        span_name = name or str(getattr(fn, "__name__", None) or type(fn).__name__)
         if inspect.isasyncgenfunction(fn):
             return _wrap_async_generator(fn, span_name, as_type, capture_input, capture_output)
         if inspect.isgeneratorfunction(fn):

@@ -426,7 +426,9 @@ def test_help_is_still_argparse_own(tmp_path: Path) -> None:
     assert "export format" in done.stdout and "error" not in done.stdout
 
 
-def test_show_gives_the_reason_of_failed_errored_and_skipped_items(pytester: pytest.Pytester) -> None:
+def test_show_gives_the_reason_of_failed_errored_and_skipped_items(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(
         test_bad=dedent("""\

@@ -474,8 +474,9 @@ def test_error_empty_file(tmp_path: Path, filename: str, text: str) -> None:
 def test_error_invalid_utf8(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'{"input": "caf\xe9"}\n')
-    assert (
-        load_error(path) == f"{path}: not valid UTF-8 at byte offset 14 (invalid continuation byte)"
+    assert load_error(path) == (
+        f"{path}:1: not valid UTF-8 (byte offset 14: invalid continuation byte); "
+        "save the file as UTF-8"
     )
 
 

@@ -430,7 +430,10 @@ def test_malformed_prompt_files_name_the_file_and_the_problem(
 def test_undecodable_file_names_the_file(prompts_dir: Path, stores: list[Store]) -> None:
     path = prompts_dir / "binary.json"
     path.write_bytes(b"\xff\xfe\x00")
-    assert error_for(prompts_dir, stores, "binary").startswith(f"{path}: cannot read prompt file (")
+    assert error_for(prompts_dir, stores, "binary") == (
+        f"{path}:1: not valid UTF-8 (byte offset 0: invalid start byte); it looks like UTF-16; "
+        "save the file as UTF-8"
+    )
 
 
 def test_malformed_file_is_not_registered(
