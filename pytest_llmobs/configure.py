@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -174,13 +175,26 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
             problem = f"--llm-save-baseline: {exc}"
     if settings.baseline and problem is None:
         try:
-            config.stash[BASELINE_KEY] = resolve_baseline(
-                settings.baseline, store=store, path=settings.baseline_path
-            )
+            baseline = resolve_baseline(settings.baseline, store=store, path=settings.baseline_path)
         except (BaselineError, StoreError) as exc:
             problem = f"--llm-baseline: {exc}"
+        else:
+            problem = _unfinished_baseline(baseline.run)
+            config.stash[BASELINE_KEY] = baseline
     if problem is not None:
         raise pytest.UsageError(problem)
+
+
+def _unfinished_baseline(run: dict[str, Any]) -> str | None:
+    """Why ``run`` cannot be a baseline: interrupted, or still running (another session's, which
+    ``latest`` may name). ``llmobs compare`` refuses such a run too; a gate must not pass on the
+    items it happened to store."""
+    from pytest_llmobs.compare.commands import status_note
+
+    note, incomplete = status_note(run, "baseline")
+    if not incomplete:
+        return None
+    return f"--llm-baseline: {note}; compare against a finished run (its id, or a saved baseline)"
 
 
 def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder) -> None:

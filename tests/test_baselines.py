@@ -3,6 +3,7 @@ saving baselines from a session and from ``llmobs baseline``, and the store's sc
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import sqlite3
@@ -207,6 +208,32 @@ def test_malformed_baseline_file_is_a_one_line_usage_error(
 
 
 # --- saving -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["interrupted", "running"])
+def test_an_unfinished_baseline_is_a_usage_error_as_compare_refuses_it(
+    project: pytest.Pytester, runs: Runs, status: str
+) -> None:
+    # (before: the session compared the items the interrupted or still running run had stored,
+    # passed its gate and exited 0, while `llmobs compare` on the same runs failed)
+    project.runpytest("--llm-run-name=partial").assert_outcomes(passed=4)
+    run_id = runs.latest()["id"]
+    with contextlib.closing(sqlite3.connect(runs.db())) as db, db:
+        db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+
+    result = project.runpytest("--llm-baseline=partial")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    why = "still running" if status == "running" else "interrupted (Ctrl-C, killed or crashed)"
+    result.stderr.fnmatch_lines(
+        [
+            exact(
+                f"ERROR: --llm-baseline: baseline run {run_id} is incomplete: {why}, 4 item(s) "
+                "stored; a partial run passes no gate; compare against a finished run (its id, "
+                "or a saved baseline)"
+            )
+        ]
+    )
 
 
 def test_save_baseline_only_when_the_session_passes(project: pytest.Pytester, runs: Runs) -> None:
