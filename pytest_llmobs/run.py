@@ -316,6 +316,13 @@ class RunRecorder:
     ) -> RunResult:
         """Compute aggregates and verdicts, and mark the run finished in the store."""
         missing = self.missing
+        moved = self.store.moved_away()
+        if moved is not None:
+            self.failures.append(
+                f"the store {self.store.path} {moved} while this run was recorded: its "
+                f"{len(self._summaries)} item(s) went to the old file and are not in the store "
+                "(an --llm-json or --llm-report file keeps them)"
+            )
         aggregates = compute_aggregates(self._summaries)
         self.repeats.add_aggregates(aggregates)
         repeats = self.repeats.summary()

@@ -98,6 +98,14 @@ CREATE TABLE IF NOT EXISTS expected_items (
 """Statements that bring a store from the previous schema version to the key's version."""
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 class StoreError(Exception):
     """The store cannot be opened, or a run reference does not resolve."""
 
@@ -218,6 +226,19 @@ class Store:
                 self._open(immutable, uri=True)
             except _CannotOpen:
                 raise StoreError(cannot.message) from None
+        self._identity = _file_identity(path) if path is not None and not read_only else None
+        """The (device, inode) of the file this connection writes, to tell when the path stops
+        leading to it (see `moved_away`)."""
+
+    def moved_away(self) -> str | None:
+        """Why the store's path no longer leads to the file this connection writes (deleted or
+        replaced since it was opened: SQLite goes on writing the old file), else ``None``."""
+        if self._identity is None or self.path is None:
+            return None
+        now = _file_identity(self.path)
+        if now is None:
+            return "was deleted"
+        return None if now == self._identity else "was replaced by another file"
 
     def _not_writable(self) -> bool:
         """Whether the store's file or directory is read-only to this process (a read-only

@@ -139,3 +139,39 @@ def test_a_run_pytest_fails_outside_its_tests_says_why(
     run = runs.latest()
     assert run["status"] == "failed"
     assert run["errors"] == [reason]
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["deleted", "replaced"])
+def test_a_store_deleted_or_replaced_while_the_session_runs_fails_the_run_saying_so(
+    pytester: pytest.Pytester, replace: bool
+) -> None:
+    # (before: "-> passed", "stored in .llmobs/llmobs.db" and exit 0, with the run in no file)
+    pytester.makepyfile(
+        test_store=f"""
+        import os, sqlite3
+
+        def test_first(scorer):
+            scorer.score("ok", True)
+
+        def test_removes_the_store():
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(".llmobs/llmobs.db" + suffix):
+                    os.remove(".llmobs/llmobs.db" + suffix)
+            if {replace}:
+                sqlite3.connect(".llmobs/llmobs.db").execute("CREATE TABLE other (x)")
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    moved = "was replaced by another file" if replace else "was deleted"
+    store = pytester.path / ".llmobs" / "llmobs.db"
+    result.stdout.fnmatch_lines(
+        [
+            f"*ERROR the store {store} {moved} while this run was recorded: its 2 item(s) went "
+            "to the old file and are not in the store (an --llm-json or --llm-report file keeps "
+            "them)"
+        ]
+    )
