@@ -279,7 +279,15 @@ def _unfinished_lines(run: dict[str, Any], stored: int) -> list[str]:
             f"run recorded on host {host!r}: this machine cannot tell whether that session still "
             "goes or died, so it reads as running until it stores its summary"
         )
-    if "missing" in run:  # it stored what it collected (see Store.expect_items)
+    if run["status"] == "running":
+        pending = run.get("pending")
+        rest = (
+            f"{len(pending)} collected item(s) not run yet"
+            if pending is not None
+            else "the items it has not run yet are not known"
+        )
+        lines.append(f"run still running: its {stored} stored item(s) so far are listed, {rest}")
+    elif "missing" in run:  # it stored what it collected (see Store.expect_items)
         never_run = len(run["missing"])
         rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
         lines.append(

@@ -683,10 +683,10 @@ class Store:
         run["items"] = list(self.iter_items(run_id))
         if not summary:  # killed or still going: its figures so far, from its items
             run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
-            if run["status"] == "interrupted":  # (a run still going has not run them yet)
-                never_run = self._never_run(run_id, run["items"])
-                if never_run is not None:  # (no key: the run did not say what it collected)
-                    run["missing"] = never_run
+            never_run = self._never_run(run_id, run["items"])
+            if never_run is not None:  # (no key: the run did not say what it collected)
+                # a run still going has not run them yet: pending, not missing
+                run["missing" if run["status"] == "interrupted" else "pending"] = never_run
         return run
 
     def expect_items(self, run_id: str, node_ids: Sequence[str]) -> None:

@@ -758,6 +758,11 @@ def test_a_run_recorded_on_another_host_reads_as_running_and_show_says_why(
         "goes or died, so it reads as running until it stores its summary"
     ) in shown[1].splitlines()
     assert "run running before it finished: its 2 stored item(s) are listed" not in shown[1]
+    # (before: "run running before it finished: the items it had not run yet are not known",
+    # though the items it collected are stored)
+    assert (
+        "run still running: its 2 stored item(s) so far are listed, 0 collected item(s) not run yet"
+    ) in shown[1].splitlines()
 
 
 def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(
