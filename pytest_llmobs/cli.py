@@ -208,9 +208,15 @@ def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
         f"{_size(store.size_bytes())}",
         file=out,
     )
-    for run_id in deleted:
+    for run_id in deleted[:PRUNED_SHOWN]:
         print(f"  {run_id}", file=out)
+    if len(deleted) > PRUNED_SHOWN:
+        print(f"  ... and {len(deleted) - PRUNED_SHOWN} more", file=out)
     return 0
+
+
+PRUNED_SHOWN = 20
+"""The most deleted run ids `llmobs prune` lists (a long history could delete thousands)."""
 
 
 REASON_WIDTH = 120

@@ -780,3 +780,20 @@ def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(
 
     assert code == 0
     assert out.splitlines()[1].split()[3] == "interrupted"
+
+
+def test_prune_lists_at_most_twenty_deleted_runs(tmp_path: Path) -> None:
+    # (before: one line per deleted run: 981 lines for a history of 1,000 runs)
+    from pytest_llmobs.experiment import run_experiment
+
+    store = tmp_path / "store"
+    for index in range(23):
+        run_experiment(name=f"r{index}", dataset=[{"id": "a", "input": 1}], task=str, store=store)
+
+    out = io.StringIO()
+    assert main(["prune", "--keep-last", "1", "--store", str(store)], out) == 0
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("deleted 22 run(s); saved baselines kept; store ")
+    assert len(lines) == 1 + 20 + 1
+    assert lines[-1] == "  ... and 2 more"
