@@ -257,9 +257,9 @@ _LARGE = 2.0**400
 are scaled by a power of two first (exact), so that any finite scores aggregate."""
 
 
-def overflow_scale(values: Iterable[float]) -> float:
+def overflow_scale(values: Sequence[float]) -> float:
     """A power of two bringing every value below 2 when some is beyond `_LARGE`, else 1."""
-    top = max((abs(v) for v in values), default=0.0)
+    top = max(max(values), -min(values)) if values else 0.0
     return 2.0 ** (math.frexp(top)[1] - 1) if top > _LARGE else 1.0
 
 
@@ -376,7 +376,11 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
         for name, expected, predicted in item.labels:
             labels[name][0].append(expected)
             labels[name][1].append(predicted)
-    by_item = {id(item): means for item, means in zip(counted, item_means, strict=True)}
+    by_item = (
+        {id(item): means for item, means in zip(counted, item_means, strict=True)}
+        if repeated
+        else {}
+    )
     for name in sorted(numeric):
         case_means = (
             _case_means(counted, functools.partial(_score_mean, by_item=by_item, name=name))
@@ -415,11 +419,15 @@ def _repeated(items: Sequence[ItemSummary]) -> bool:
 def _item_means(item: ItemSummary) -> dict[str, float]:
     """The item's mean of each numeric or boolean score: a test that records one score several
     times is still one sample, or a single item would look like many and narrow the interval."""
+    scores = item.scores
+    if len(scores) == 1:  # the usual case: one score, its own mean
+        name, data_type, value = scores[0]
+        return {} if data_type == "CATEGORICAL" else {name: float(value)}
     values: dict[str, list[float]] = defaultdict(list)
-    for name, data_type, value in item.scores:
+    for name, data_type, value in scores:
         if data_type != "CATEGORICAL":
             values[name].append(float(value))
-    return {name: mean_of(v) for name, v in values.items()}
+    return {name: v[0] if len(v) == 1 else mean_of(v) for name, v in values.items()}
 
 
 def _score_mean(

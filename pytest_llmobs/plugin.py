@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Generator
 from typing import Any
@@ -20,8 +21,6 @@ GOVERNED_ATTRIBUTE = "llmobs_governed"
 _RECORD_KEY = pytest.StashKey[Any]()
 _COPY_KEY = pytest.StashKey[int]()
 """Which copy of a test collected more than once (``--keep-duplicates``) an item is: 1, 2..."""
-_MISUSE_KEY = pytest.StashKey[str]()
-"""Why a test's ``llm_dataset`` marker cannot apply, kept to fail it at setup on xdist workers."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -108,15 +107,16 @@ class SessionHooks:
 
         copies: dict[str, int] = {}
         for item in items:
-            copy = copies.get(item.nodeid, 0)
-            copies[item.nodeid] = copy + 1
+            node_id = item.nodeid
+            copy = copies.get(node_id, 0)
+            copies[node_id] = copy + 1
             if copy:  # (--keep-duplicates) the same test again: a trace of its own
                 item.stash[_COPY_KEY] = copy
             problem = _unparametrized(item)
             if problem is None:
                 pass
-            elif is_xdist_worker(self.config):  # a worker cannot end the session: at setup
-                item.stash[_MISUSE_KEY] = problem
+            elif is_xdist_worker(self.config):  # a worker cannot end the session: it fails
+                item.runtest = functools.partial(pytest.fail, problem, pytrace=False)  # type: ignore[method-assign]
             else:
                 state.marker_errors.append(problem)
         if state.marker_errors:
@@ -244,7 +244,8 @@ def _unparametrized(item: pytest.Item) -> str | None:
     run once without its dataset."""
     import unittest
 
-    cls = getattr(item, "cls", None)
+    parent = item.parent  # (`item.cls` walks the node chain: this runs for every item)
+    cls = getattr(parent, "obj", None) if isinstance(parent, pytest.Class) else None
     if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
         return None
     mark = item.get_closest_marker(MARKER)
@@ -305,7 +306,8 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
         run_id=state.run_id,
         node_id=item.nodeid,
         name=item.name,
-        copy=item.stash.get(_COPY_KEY, 0),
+        # (Stash.get raises and catches a KeyError for nearly every test: a test per item)
+        copy=item.stash[_COPY_KEY] if _COPY_KEY in item.stash else 0,  # noqa: SIM401
         **_dataset_link(item, state),
     )
     item.stash[_RECORD_KEY] = record
@@ -322,10 +324,7 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test run again inside its protocol (pytest-rerunfailures runs every attempt in one)
     gets a record of its own: the attempt pytest reports last is the item stored."""
-    if _RECORD_KEY in item.stash:  # the first attempt (nearly every test)
-        problem = item.stash.get(_MISUSE_KEY, None)
-        if problem is not None:
-            pytest.fail(problem, pytrace=False)
+    if _RECORD_KEY in item.stash:  # the first attempt (nearly every test): nothing to do
         return
     from pytest_llmobs.stash import built_state
     from pytest_llmobs.tracing import switch_root

@@ -174,6 +174,15 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return value
     if kind is float:
         return value if math.isfinite(value) else str(value)
+    if kind is dict and _depth < _MAX_DEPTH:  # the common containers, without ABC checks
+        depth = _depth + 1
+        result = {
+            (k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in value.items()
+        }
+        return result if len(result) == len(value) else _mapping(value.items(), depth)
+    if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
+        depth = _depth + 1
+        return [jsonable(v, depth) for v in value]
     try:
         return _converted(value, kind, _depth)
     except Exception as exc:  # a broken items(), __float__...: tracing must not raise
@@ -181,11 +190,6 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
 
 
 def _converted(value: Any, kind: type, _depth: int) -> Any:
-    if kind is dict and _depth < _MAX_DEPTH:  # the common containers, without ABC checks
-        return _mapping(value.items(), _depth + 1)
-    if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
-        depth = _depth + 1
-        return [jsonable(v, depth) for v in value]
     if isinstance(value, str):  # a subclass (LangChain's TextAccessor, a str enum): plain str
         return str.__str__(value)
     if isinstance(value, int) and not isinstance(value, bool):

@@ -883,17 +883,17 @@ def test_marked_unittest_class_is_a_usage_error_not_one_run_without_the_dataset(
     assert runs.list() == []
 
 
-def test_marked_unittest_class_under_xdist_errors_that_test_and_runs_the_rest(
+def test_marked_unittest_class_under_xdist_fails_that_test_and_runs_the_rest(
     pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
 ) -> None:
     pytester.makepyfile(test_unit=dedent(UNITTEST_SUITE))
 
     result = pytester.runpytest("-n", "2")
 
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*cannot run this test once per item: pytest does not*"])
     stored = runs.items(runs.latest())
-    assert stored["test_unit.py::TestCapitals::test_capital"]["outcome"] == "error"
+    assert stored["test_unit.py::TestCapitals::test_capital"]["outcome"] == "failed"
     assert stored["test_unit.py::test_other"]["outcome"] == "passed"
 
 
