@@ -15,13 +15,19 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pytest_llmobs.serialize import has_lone_surrogate, safe_repr
+from pytest_llmobs.serialize import (
+    has_lone_surrogate,
+    huge_ints_as_text,
+    safe_repr,
+)
+from pytest_llmobs.strict_json import _DECODER as STRICT_DECODER
 from pytest_llmobs.strict_json import NotStrictJSON, loads
 
 EXTENSIONS = (".jsonl", ".json", ".csv")
@@ -55,7 +61,7 @@ class DatasetItem:
         return copy.deepcopy(_content(self))
 
     def __repr__(self) -> str:
-        text = repr(self.input)
+        text = safe_repr(self.input)  # never raises: an int of 5,000 digits has no repr
         if len(text) > 60:
             text = text[:57] + "..."
         return f"DatasetItem({self.id!r}, input={text})"
@@ -193,7 +199,12 @@ def _json_type(value: object) -> str:
 
 
 def _digest(value: object) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    except ValueError:  # an int longer than str() writes (4,300 digits): hashed as its digits
+        text = json.dumps(
+            huge_ints_as_text(value), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
@@ -283,7 +294,8 @@ _JSON_VALUES = (
 def check_item_values(raw: _Raw) -> None:
     """A `DatasetError` naming the item and field when an item given in code (not read from a
     file) holds what a dataset file cannot: a value JSON has no type for (bytes, a set, an
-    object), a key that is not a string, or a string with half of a surrogate pair."""
+    object), NaN or infinity, a key that is not a string, or a string with half of a surrogate
+    pair."""
     where = raw.loc.prefix
     if raw.id is not None:
         if not isinstance(raw.id, str) or not raw.id.strip():
@@ -303,6 +315,11 @@ def _refuse_unstorable(value: object, where: str, field: str, depth: int) -> Non
                 "which UTF-8 cannot store; use the character itself, or both halves of the pair"
             )
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DatasetError(
+            f"{where}: {field} is {value!r}, which a dataset file cannot hold (JSON has no "
+            "NaN or Infinity); use null or a string"
+        )
     if value is None or isinstance(value, (bool, int, float)):
         return
     if depth >= _MAX_NESTING:
@@ -325,13 +342,43 @@ def _refuse_unstorable(value: object, where: str, field: str, depth: int) -> Non
         raise DatasetError(f"{where}: {field} is {got}; {_JSON_VALUES}")
 
 
+def _int_of_any_length(text: str) -> int:
+    """JSON's integer ``text`` as an int, however many digits (``int()`` refuses 4,300+)."""
+    digits = text.lstrip("-")
+    value = 0
+    for start in range(0, len(digits), 500):  # below the lowest limit Python allows (640)
+        chunk = digits[start : start + 500]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return -value if text.startswith("-") else value
+
+
+_ANY_INT_DECODER = json.JSONDecoder(
+    parse_constant=STRICT_DECODER.parse_constant,
+    parse_float=STRICT_DECODER.parse_float,
+    object_pairs_hook=STRICT_DECODER.object_pairs_hook,
+    parse_int=_int_of_any_length,
+)
+"""`loads`' strict decoder, reading integers of any length: slower, so only for a text the
+strict one refused for an integer longer than ``int()`` reads (4,300 digits by default)."""
+
+
+def _loads(text: str) -> Any:
+    """`loads`, with integers longer than Python reads by default kept (stored as digits)."""
+    try:
+        return loads(text)
+    except (json.JSONDecodeError, NotStrictJSON):
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return _ANY_INT_DECODER.decode(text)
+
+
 def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
     raws = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            value = loads(line)
+            value = _loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
         except NotStrictJSON as exc:
@@ -345,7 +392,7 @@ def _parse_jsonl(text: str, path: Path) -> list[_Raw]:
 
 def _parse_json(text: str, path: Path) -> list[_Raw]:
     try:
-        value = loads(text)
+        value = _loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
     except NotStrictJSON as exc:
@@ -413,7 +460,7 @@ def _from_csv_row(header: list[str], row: list[str], loc: _Loc) -> _Raw:
     metadata: Any = {}
     if cells.get("metadata", "").strip():
         try:
-            metadata = loads(cells["metadata"])
+            metadata = _loads(cells["metadata"])
             _refuse_deep_nesting(metadata, cells["metadata"], loc.prefix)
             if _may_escape_a_surrogate(cells["metadata"]):
                 _refuse_lone_surrogates(metadata, loc)

@@ -3,7 +3,8 @@
 ``run_experiment`` records the same run a pytest session would, through a `RunRecorder`: one
 trace per item (a root span named after the task, linked to the dataset item, with its input and
 output; everything the task does nests under it), item evaluators' results as scores,
-aggregates, run evaluators and threshold verdicts, stored in ``./.llmobs`` (``store=``)::
+aggregates, run evaluators and threshold verdicts, stored where a pytest session started here
+would store them and ``llmobs`` looks (``llm_store``, else ``<rootdir>/.llmobs``; ``store=``)::
 
     def exact(output, item):
         return output == item.expected_output
@@ -24,16 +25,21 @@ timeout, otherwise on the loop until one proves slow, then in the pool. A task p
 ``llm`` receives an `LLM` for ``model``.
 Each task attempt may take ``timeout_s``; a failed attempt is retried ``retries`` times (after a
 provider's ``retry_after``), and an item whose task finally fails is recorded with outcome
-``error`` while the experiment goes on. A sync task that overruns its timeout cannot be stopped:
-its item is recorded at once and its thread keeps a slot until it returns. Outcomes mirror
-tests: ``error`` when the task or an evaluator raised, ``failed`` when an evaluator's result did
-not pass, ``passed`` otherwise. An evaluator returning ``None`` records no score.
+``error`` while the experiment goes on; a retried attempt's spans stay in the trace, its scores
+go to the root span's ``retried_scores`` metadata and count nowhere. A sync task that overruns
+its timeout cannot be stopped: its item is recorded at once (its calls still running marked
+``ERROR``, abandoned) and its thread keeps a slot until it returns. Outcomes mirror tests:
+``error`` when the task or an evaluator raised or returned what cannot be a score, ``failed``
+when an evaluator's result did not pass, ``passed`` otherwise. An evaluator is called as
+``(output, item)``, or ``(output)`` when that is all it takes; one returning ``None`` records no
+score.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import enum
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,15 +64,28 @@ from pytest_llmobs.experiment_runner import (
     wants_llm,
 )
 from pytest_llmobs.llm import LLM
+from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.providers import Provider, default_registry
 from pytest_llmobs.providers.calls import close_provider
 from pytest_llmobs.run import RunRecorder, RunResult, new_run_id
+from pytest_llmobs.scorer import check_score
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
+from pytest_llmobs.tracing import ScoreError
 
 __all__ = ["ExperimentItem", "ExperimentResult", "arun_experiment", "run_experiment"]
 
-DEFAULT_STORE = ".llmobs"
+
+class _Default(enum.Enum):
+    STORE = "store"
+
+    def __repr__(self) -> str:
+        return "<the store pytest and the llmobs command use here>"
+
+
+DEFAULT_STORE = _Default.STORE
+"""``store=``'s default: the directory a pytest session started in the current directory
+stores into, and ``llmobs`` reads (``llm_store``, else ``<rootdir>/.llmobs``; see `locate`)."""
 _DATASET_SUFFIXES = (".jsonl", ".json", ".csv")
 THRESHOLD_SOURCE = "run_experiment"
 
@@ -155,7 +174,7 @@ def run_experiment(
     timeout_s: float | None = None,
     retries: int = 0,
     model: str | Provider | LLM | None = None,
-    store: str | os.PathLike[str] | Store | None = DEFAULT_STORE,
+    store: str | os.PathLike[str] | Store | _Default | None = DEFAULT_STORE,
     thresholds: Sequence[str] = (),
     datasets_dir: str | os.PathLike[str] | None = None,
     dataset_name: str | None = None,
@@ -210,7 +229,7 @@ async def arun_experiment(
     timeout_s: float | None = None,
     retries: int = 0,
     model: str | Provider | LLM | None = None,
-    store: str | os.PathLike[str] | Store | None = DEFAULT_STORE,
+    store: str | os.PathLike[str] | Store | _Default | None = DEFAULT_STORE,
     thresholds: Sequence[str] = (),
     datasets_dir: str | os.PathLike[str] | None = None,
     dataset_name: str | None = None,
@@ -234,7 +253,10 @@ async def arun_experiment(
         )
     data = _resolve_dataset(dataset, datasets_dir=datasets_dir, dataset_name=dataset_name)
     checks = [parse_threshold(t, source=THRESHOLD_SOURCE) for t in thresholds]
-    item_evaluators = [ItemEvaluator.of(n, f) for n, f in _named(evaluators, "evaluators")]
+    named = _named(evaluators, "evaluators")
+    for label, _ in named:
+        _check_score_name(label)
+    item_evaluators = [ItemEvaluator.of(n, f) for n, f in named]
     per_run = {
         n: f if isinstance(f, RunEvaluator) else RunEvaluator(f, name=n)
         for n, f in _named(run_evaluators, "run_evaluators")
@@ -288,13 +310,15 @@ def _check_limits(
         raise ValueError(f"retries must be an int >= 0; got {retries!r}")
 
 
-def _open_store(store: str | os.PathLike[str] | None) -> Store:
+def _open_store(store: str | os.PathLike[str] | _Default | None) -> Store:
     """A store with the same default policy as a pytest session: PII and secrets masked, long
     fields cut (pass a `Store` with your own `Governance` to change it)."""
     from pytest_llmobs.governance import Governance
 
     if store is None:
         return Store(None, governance=Governance())
+    if store is DEFAULT_STORE:  # where `llmobs runs` looks: scripts and pytest share one store
+        return Store.in_directory(find_store_dir(Path.cwd()), governance=Governance())
     if not isinstance(store, (str, os.PathLike)):
         raise TypeError(
             f"store must be a directory path, a Store or None; got {type(store).__name__} {store!r}"
@@ -329,6 +353,16 @@ def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[
             )
         named[label] = function
     return pairs
+
+
+def _check_score_name(name: str) -> None:
+    """Refuse an item evaluator's name that its scores could not be recorded under, before any
+    task runs (the same checks as every score: printable, no built-in aggregate's name)."""
+    try:
+        for kind in ("number", "string"):
+            check_score(name, kind)
+    except ScoreError as exc:
+        raise ValueError(f"evaluators: {exc}") from None
 
 
 def _resolve_model(model: str | Provider | LLM | None, *, wanted: bool) -> LLM | None:

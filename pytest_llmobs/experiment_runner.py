@@ -59,16 +59,47 @@ class ItemEvaluator:
     function: Callable[..., Any]
     threshold: float | None
     is_async: bool
+    takes_item: bool = True
+    """Called as ``(output, item)``; else as ``(output)``, like ``scorer.<name>(output)``."""
 
     @classmethod
     def of(cls, name: str, function: Callable[..., Any]) -> ItemEvaluator:
+        """The evaluator ``function`` named ``name``; a `TypeError` when it can be called
+        neither as ``(output, item)`` nor as ``(output)``."""
         threshold = None
         if isinstance(function, Evaluator):  # `@pytest_llmobs.evaluator`: its function, unrecorded
             threshold, function = function.threshold, function.function
-        return cls(name, function, threshold, is_async(function))
+        takes_item = _takes_item(name, function)
+        return cls(name, function, threshold, is_async(function), takes_item)
+
+    def call(self, output: Any, item: DatasetItem) -> Any:
+        """The function's value (or coroutine) for ``output``."""
+        return self.function(output, item) if self.takes_item else self.function(output)
 
     def result(self, value: Any) -> EvalResult | None:
         return None if value is None else to_result(self.name, value, self.threshold)
+
+
+def _takes_item(name: str, function: Callable[..., Any]) -> bool:
+    """Whether ``function`` takes ``(output, item)`` (else it takes ``(output)``)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without one: called as before
+        return True
+    for arguments in (("output", "item"), ("output",)):
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            continue
+        return len(arguments) == 2
+    bare = signature.replace(  # the parameters, without annotations
+        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+        return_annotation=signature.empty,
+    )
+    raise TypeError(
+        f"evaluators: {name!r} takes {bare}; expected (output, item) or (output), "
+        "with any other parameter optional"
+    )
 
 
 class _ItemRecord(TestRecord):
@@ -79,10 +110,43 @@ class _ItemRecord(TestRecord):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.result_outcome = "passed"
+        self.abandoned: tuple[int, str] | None = None
+        """(index of the first observation of a sync attempt left running past its timeout,
+        the status message its observations still open at the end get)."""
 
     @property
     def outcome(self) -> str:
         return self.result_outcome
+
+    def abandon(self, first: int, timeout_s: float) -> None:
+        """Observations from index ``first`` on belong to a thread no one waits for any more."""
+        if self.abandoned is None:
+            self.abandoned = (first, f"abandoned: the task timed out (timeout_s={timeout_s:g})")
+
+    def finish(self) -> dict[str, Any]:
+        """The payload, with the calls an abandoned thread still makes marked as errors (left
+        as they are, they would read as normal, empty answers); the trace ends them."""
+        if self.abandoned is not None:
+            first, why = self.abandoned
+            for observation in self.trace.observations[first:]:
+                if observation.end_time is None and observation is not self.root:
+                    observation.fail(why)
+        return super().finish()
+
+    def set_aside_scores(self, since: int, attempt: int) -> None:
+        """Move the scores a failed ``attempt`` recorded (from index ``since`` on) out of the
+        trace's scores, which the item's result and the aggregates count, into the root span's
+        metadata ``retried_scores``: the attempt's spans stay, its verdicts no longer count."""
+        scores = self.trace.scores
+        moved = scores[since:]
+        del scores[since:]
+        if moved:
+            kept = self.root.metadata.setdefault("retried_scores", [])
+            kept += [
+                {"attempt": attempt, "name": s.name, "value": s.value, "comment": s.comment}
+                | ({"observation_id": s.observation_id} if s.observation_id else {})
+                for s in moved
+            ]
 
 
 class _Slot:
@@ -249,7 +313,7 @@ class ExperimentRunner:
                 started = time.perf_counter()
                 token = _current.set(record.root)
                 try:
-                    (output, scored), attempts, errors = await self._attempts(item, slot)
+                    (output, scored), attempts, errors = await self._attempts(record, item, slot)
                     results = await self._conclude(record, item, output, scored, attempts, errors)
                 finally:
                     _current.reset(token)
@@ -287,12 +351,14 @@ class ExperimentRunner:
         attempt = 0
         while True:
             attempt += 1
+            since = len(record.trace.scores)
             try:
                 output = _not_awaitable(self.task(item, **self.task_kwargs), self.task)
             except Exception as exc:
                 errors.append(_describe(exc))
-                if attempt > self.retries:
+                if attempt > self.retries:  # the last attempt: its scores are the item's
                     return record, None, {}, attempt, errors, started
+                record.set_aside_scores(since, attempt)
                 delay = getattr(exc, "retry_after", None)
                 if isinstance(delay, (int, float)) and delay > 0:
                     time.sleep(min(float(delay), 60.0))
@@ -321,7 +387,7 @@ class ExperimentRunner:
         return results
 
     async def _attempts(
-        self, item: DatasetItem, slot: _Slot
+        self, record: _ItemRecord, item: DatasetItem, slot: _Slot
     ) -> tuple[tuple[Any, _Outcomes], int, list[str]]:
         """((output, evaluated so far), attempts made, the error of each failed attempt)."""
         errors: list[str] = []
@@ -329,12 +395,16 @@ class ExperimentRunner:
         while True:
             attempt += 1
             await slot.take()  # again after a timed-out sync attempt left it to its thread
+            since, opened = len(record.trace.scores), len(record.trace.observations)
             try:
                 return await self._call_task(item, slot), attempt, errors
             except Exception as exc:
                 errors.append(_describe(exc))
-                if attempt > self.retries:
+                if isinstance(exc, TaskTimeout) and not self.task_is_async:
+                    record.abandon(opened, exc.timeout_s)
+                if attempt > self.retries:  # the last attempt: its scores are the item's
                     return (None, {}), attempt, errors
+                record.set_aside_scores(since, attempt)
                 delay = getattr(exc, "retry_after", None)
                 if isinstance(delay, (int, float)) and delay > 0:
                     await asyncio.sleep(min(float(delay), 60.0))
@@ -384,7 +454,7 @@ class ExperimentRunner:
         for index, evaluator in pending:
             if evaluator.is_async:
                 try:
-                    outcomes[index] = evaluator.result(await evaluator.function(output, item))
+                    outcomes[index] = evaluator.result(await evaluator.call(output, item))
                 except Exception as exc:
                     outcomes[index] = exc
             elif index not in outcomes:
@@ -398,16 +468,12 @@ class ExperimentRunner:
         raised: list[str] = []
         for index, evaluator in enumerate(self.evaluators):
             outcome = outcomes[index]
+            if isinstance(outcome, EvalResult):
+                outcome = _add_score(record, outcome, evaluator.name)
             if isinstance(outcome, Exception):
                 raised.append(f"evaluator {evaluator.name!r} raised {_describe(outcome)}")
             elif outcome is not None:
                 results.append(outcome)
-                record.trace.add_score(
-                    outcome.name,
-                    outcome.value,
-                    comment=outcome.reason or None,
-                    source=evaluator.name,
-                )
         not_passed = [r.reason or f"{r.name} did not pass" for r in results if not r.passed]
         if raised:
             record.result_outcome, record.error = "error", "; ".join(raised)
@@ -416,13 +482,25 @@ class ExperimentRunner:
         return results
 
 
+def _add_score(record: _ItemRecord, result: EvalResult, source: str) -> EvalResult | Exception:
+    """``result`` recorded as a score, or what refused it (a `ScoreError`: a reason that is not
+    text...): the item's error, never the run's."""
+    try:
+        record.trace.add_score(
+            result.name, result.value, comment=result.reason or None, source=source
+        )
+    except Exception as exc:
+        return exc
+    return result
+
+
 def _evaluate_sync(
     evaluators: list[tuple[int, ItemEvaluator]], output: Any, item: DatasetItem
 ) -> _Outcomes:
     outcomes: _Outcomes = {}
     for index, evaluator in evaluators:
         try:
-            outcomes[index] = evaluator.result(evaluator.function(output, item))
+            outcomes[index] = evaluator.result(evaluator.call(output, item))
         except Exception as exc:
             outcomes[index] = exc
     return outcomes
@@ -444,6 +522,7 @@ class TaskTimeout(TimeoutError):
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(f"the task took longer than timeout_s={timeout_s:g} s")
+        self.timeout_s = timeout_s
 
 
 def _describe(exc: BaseException) -> str:

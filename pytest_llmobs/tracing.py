@@ -889,6 +889,14 @@ def _wrap_async_generator(
         )
         generator = fn(*args, **kwargs)
         produced: list[Any] = []
+        if capture_out:
+            # left with `break`, it is closed when the loop finalizes it, after the trace ended
+            # (a sync generator closes at once): record what it yielded when the trace ends
+
+            def yielded_so_far() -> None:
+                observation.output = _generator_output(list(produced))
+
+            observation.on_trace_end = yielded_so_far
         to_send: Any = None
         thrown: BaseException | None = None
         try:

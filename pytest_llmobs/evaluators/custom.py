@@ -37,6 +37,7 @@ from typing import Any, TypeVar, overload
 import pytest
 
 from pytest_llmobs.evaluators.base import EvalResult
+from pytest_llmobs.serialize import int_text, safe_repr
 
 ItemFunction = Callable[..., Any]
 RunFunction = Callable[[list[dict[str, Any]]], Any]
@@ -70,26 +71,58 @@ def to_result(name: str, value: Any, threshold: float | None = None) -> EvalResu
     """
     value = _builtin(value)
     if isinstance(value, EvalResult):
-        return (
-            value
-            if value.name == name
-            else EvalResult(name, value.value, value.passed, value.reason)
-        )
+        return _checked_result(name, value)
     if isinstance(value, bool):
         return EvalResult(name, value, value, "" if value else f"{name} is False")
     if isinstance(value, (int, float)):
+        if not _finite(value):
+            raise EvaluatorError(
+                f"evaluator {name!r} returned {_shown(value)}; expected a finite number"
+            )
         number = float(value)
-        if not math.isfinite(number):
-            raise EvaluatorError(f"evaluator {name!r} returned {value!r}; expected a finite number")
         passed = threshold is None or number >= threshold
         reason = "" if passed else f"{name} {number:.3f} < {threshold:g}"
         return EvalResult(name, value, passed, reason)
     if isinstance(value, str):
         return EvalResult(name, value, True, "")
     raise EvaluatorError(
-        f"evaluator {name!r} returned {type(value).__name__} {value!r}; "
+        f"evaluator {name!r} returned {type(value).__name__} {_shown(value)}; "
         "expected bool, int, float (numpy scalars too), str or EvalResult"
     )
+
+
+def _checked_result(name: str, result: EvalResult) -> EvalResult:
+    """``result`` named ``name``, once its value can be recorded as a score (an `EvalResult` is
+    built by the evaluator, so nothing checked it yet) and its verdict is a bool."""
+    value, passed = _builtin(result.value), bool(_builtin(result.passed))
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
+        raise EvaluatorError(
+            f"evaluator {name!r} returned an EvalResult of value {_shown(value)}; "
+            "expected a finite number"
+        )
+    if not isinstance(value, (bool, int, float, str)):
+        raise EvaluatorError(
+            f"evaluator {name!r} returned an EvalResult of value {type(value).__name__} "
+            f"{_shown(value)}; expected bool, int, float or str"
+        )
+    if name == result.name and value is result.value and passed is result.passed:
+        return result
+    return EvalResult(name, value, passed, result.reason)
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)  # an int too large for a float raises
+    except OverflowError:
+        return False
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to one short line; an int of thousands of digits by its length."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of {len(int_text(abs(value)))} digits"
+    shown = safe_repr(value)
+    return shown if len(shown) <= 80 else f"{shown[:77]}..."
 
 
 def _checked_threshold(name: str, threshold: object) -> float | None:
