@@ -122,6 +122,10 @@ def test_a_session_with_huge_scores_finishes_and_every_reader_reads_it(
     result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*max_loss >= 0  observed * (n=4)"])
+    # figures past 1e12 with an exponent, not 309 digits
+    result.stdout.fnmatch_lines(
+        ["  loss  mean 2.5e+154 (95% CI *)  sd 1.468e+308  range -1.798e+308–1.798e+308  n=4"]
+    )
     run = runs.latest()
     assert run["status"] == "passed"
     store = str(pytester.path / ".llmobs")

@@ -29,12 +29,18 @@ def format_number(value: float | None) -> str:
         return "n/a"
     if value == int(value) and abs(value) < 1e12:
         return str(int(value))
-    return f"{value:.3f}"
+    return fixed(value)
+
+
+def fixed(value: float) -> str:
+    """Three decimals, as the summary shows figures; past 1e12, four significant digits with an
+    exponent (a score of 1e300 would otherwise print 300 digits)."""
+    return f"{value:.3f}" if abs(value) < 1e12 else f"{value:.4g}"
 
 
 def _interval(aggregate: Aggregate) -> str:
     low, high = aggregate.field("ci_low"), aggregate.field("ci_high")
-    return "" if low is None or high is None else f" (95% CI {low:.3f}–{high:.3f})"
+    return "" if low is None or high is None else f" (95% CI {fixed(low)}–{fixed(high)})"
 
 
 def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
@@ -57,14 +63,14 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
         if f"mean_{name}" in group:
             mean, std = group[f"mean_{name}"], group.get(f"std_{name}")
             low, high = group.get(f"min_{name}"), group.get(f"max_{name}")
-            spread = f"  sd {std.value:.3f}" if std is not None else ""
+            spread = f"  sd {fixed(std.value)}" if std is not None else ""
             bounds = (
                 f"  range {format_number(low.value)}–{format_number(high.value)}"
                 if low is not None and high is not None
                 else ""
             )
             lines.append(
-                f"  {name:<{width}}  mean {mean.value:.3f}{_interval(mean)}{spread}{bounds}"
+                f"  {name:<{width}}  mean {fixed(mean.value)}{_interval(mean)}{spread}{bounds}"
                 f"  n={mean.n}"
             )
         elif f"counts_{name}" in group:
