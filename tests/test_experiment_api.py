@@ -12,26 +12,18 @@ from textwrap import dedent
 from typing import Any
 
 import pytest
+from test_experiment import load
 
 import pytest_llmobs
 from pytest_llmobs import EvalResult, observe, run_experiment, start_span
 from pytest_llmobs.cli import main
 from pytest_llmobs.datasets import DatasetError, DatasetItem
-from pytest_llmobs.store import Store
 
 ITEMS = [{"id": f"i{n}", "input": n} for n in range(4)]
 
 
 def echo(item: DatasetItem) -> Any:
     return item.input
-
-
-def load(store_dir: Path, run_id: str) -> dict[str, Any]:
-    store = Store.in_directory(store_dir)
-    try:
-        return store.load_run(run_id)
-    finally:
-        store.close()
 
 
 # --- 1. evaluator values that cannot be scores ---------------------------------------------------
