@@ -12,6 +12,7 @@ from typing import Any
 from pytest_llmobs.aggregates import (
     ALL_ITEMS,
     COUNTS_PREFIX,
+    GENERATION_AGGREGATES,
     LABEL_METRICS,
     NUMERIC_PREFIXES,
     Aggregate,
@@ -177,6 +178,8 @@ def _counted_items_name(name: str) -> bool:
     (`score_aggregate_names`); a name of no such shape is a typo whatever ran."""
     if name == "pass_rate":
         return True
+    if name in GENERATION_AGGREGATES:  # from generations, which skipped items count too
+        return False
     prefixes = (*NUMERIC_PREFIXES, COUNTS_PREFIX)
     if any(name.startswith(prefix) and len(name) > len(prefix) for prefix in prefixes):
         return True
