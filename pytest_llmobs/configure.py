@@ -136,6 +136,7 @@ def build_state(config: pytest.Config) -> SessionState:
             llm=LLM(provider, **calls),
             judge=LLM(judge, **calls),
             evaluators=evaluators,
+            governed_at=governance.revision,
         )
 
 

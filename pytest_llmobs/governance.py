@@ -132,6 +132,8 @@ class Governance:
     redactor: Redactor = field(default_factory=lambda: Redactor("default"))
     trace_sample: float = 1.0
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    revision: int = field(default=0, init=False, compare=False)
+    """How many times maskers were added since it was built (see `add_maskers`)."""
     _int_bound: int = field(default_factory=stored_int_bound, init=False, repr=False, compare=False)
     """Integers this long are stored as text: JSON readers refuse them (Python's: 4,300 digits)."""
     _secret_keys: dict[str, bool] = field(
@@ -146,6 +148,7 @@ class Governance:
         """Apply ``maskers`` to what is stored from now on (a conftest pytest loaded late)."""
         self.redactor.add(maskers)
         self._texts.clear()
+        self.revision += 1
 
     def value(self, value: Any) -> Any:
         """A redacted, size-limited copy of JSON-like ``value`` (a record of the plugin's: a run

@@ -124,7 +124,10 @@ class SessionHooks:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         state = self.state
-        if state is not None and state.recorder is not None:  # xdist's controller collects none
+        if state is None:
+            return
+        state.regovern_snapshots()  # (every conftest of the tests is loaded by now)
+        if state.recorder is not None:  # xdist's controller collects none
             state.recorder.expect(item.nodeid for item in session.items)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from pytest_llmobs.providers import Provider
 from pytest_llmobs.recording import TestRecord
 from pytest_llmobs.run import RunRecorder, RunResult
 from pytest_llmobs.settings import Settings
-from pytest_llmobs.store import Store
+from pytest_llmobs.store import Store, StoreError
 
 
 @dataclass
@@ -42,6 +43,8 @@ class SessionState:
     """Misused ``llm_dataset`` markers, reported together as one usage error after collection."""
     markers: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     """``llm_dataset`` marks read once: id(mark) -> (mark, parsed marker)."""
+    governed_at: int = 0
+    """The governance's `revision` the dataset snapshots stored so far were governed at."""
     current_record: TestRecord | None = None
     """The record of the test running now (tests run one at a time in a process)."""
 
@@ -49,6 +52,24 @@ class SessionState:
         """Note that the running test used ``prompt`` (a no-op outside tests)."""
         if self.current_record is not None:
             self.current_record.use_prompt(prompt)
+
+    def regovern_snapshots(self) -> None:
+        """Mask the dataset snapshots stored while collecting again when a conftest pytest
+        loaded later added maskers (a dataset used before that conftest loaded was stored
+        without them)."""
+        governance = self.store.governance
+        if governance is None or governance.revision == self.governed_at:
+            return
+        self.governed_at = governance.revision
+        for name, dataset in self.datasets.items():
+            try:
+                self.store.regovern_dataset(name, dataset.version, dataset.snapshot())
+            except (sqlite3.DatabaseError, StoreError, OSError) as exc:  # a full disk, say
+                if self.recorder is not None:
+                    self.recorder.failures.append(
+                        f"the snapshot of dataset {name!r} could not be masked again with the "
+                        f"maskers a conftest added ({exc}): it may hold what they hide"
+                    )
 
     def dataset(self, name: str) -> Dataset:
         """Load a dataset once per session and keep a snapshot of its version in the store."""

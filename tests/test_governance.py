@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -465,6 +466,32 @@ def test_a_conftest_pytest_loads_while_collecting_registers_its_maskers_and_eval
     scores = {s["name"]: s["value"] for s in run["items"][0]["trace"]["scores"]}
     assert scores == {"note": "about <CODENAME>", "politeness": 1.0}
     assert runs.aggregates(run, "*")["item_total"]["value"] == 1.0
+
+
+def test_a_dataset_stored_before_a_later_conftest_loaded_is_masked_by_its_maskers(
+    pytester: pytest.Pytester,
+) -> None:
+    # (before: tests/a collected first stored the dataset's snapshot in clear; the masker of
+    # tests/sub/conftest.py, loaded afterwards, masked only the items)
+    pytester.makeini("[pytest]\n")
+    pytester.makefile(
+        ".jsonl", **{"datasets/caps": '{"id": "one", "input": "about Project Falcon"}'}
+    )
+    pytester.makepyfile(
+        **{
+            "tests/a/test_a": (
+                "import pytest\n\n@pytest.mark.llm_dataset('caps')\ndef test_a(item):\n    pass\n"
+            ),
+            "tests/sub/conftest": SUBDIRECTORY_CONFTEST,
+            "tests/sub/test_b": "def test_b():\n    pass\n",
+        }
+    )
+
+    pytester.runpytest("--llm-model=mock-llm-v1").assert_outcomes(passed=2)
+
+    with contextlib.closing(sqlite3.connect(pytester.path / ".llmobs" / "llmobs.db")) as db:
+        (snapshot,) = db.execute("SELECT data FROM datasets").fetchone()
+    assert json.loads(snapshot)[0]["input"] == "about <CODENAME>"
 
 
 def test_a_run_evaluator_only_xdist_workers_know_fails_the_run_saying_where_to_register_it(
