@@ -181,7 +181,8 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
             problem = f"--llm-baseline: {exc}"
         else:
             problem = _unfinished_baseline(baseline.run)
-            config.stash[BASELINE_KEY] = baseline
+            if problem is None:
+                config.stash[BASELINE_KEY] = baseline
     if problem is not None:
         raise pytest.UsageError(problem)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pytest_llmobs.aggregates import LABEL_EXPECTED
 from pytest_llmobs.redaction import (
@@ -288,6 +288,17 @@ def _without_payloads(trace: Mapping[str, Any]) -> dict[str, Any]:
     return stripped
 
 
+def option_problem(mode: str, trace_sample: float, max_field_chars: int) -> tuple[str, str] | None:
+    """(the option's ini name, what is wrong) for the first bad governance option, else None."""
+    if mode not in REDACT_MODES:
+        return "llm_redact", f"{mode!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}"
+    if not 0.0 <= trace_sample <= 1.0:
+        return "llm_trace_sample", f"{trace_sample!r} is not a share; expected 0..1 (e.g. 0.1)"
+    if max_field_chars < 100:
+        return "llm_max_field_chars", f"{max_field_chars!r} is too small; expected >= 100"
+    return None
+
+
 def build_governance(
     *,
     mode: str,
@@ -297,21 +308,13 @@ def build_governance(
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
 ) -> Governance:
     """Validate the options and build the policy; bad values raise `GovernanceError`."""
-    if mode not in REDACT_MODES:
-        raise GovernanceError(
-            f"--llm-redact: {mode!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}"
-        )
-    if not 0.0 <= trace_sample <= 1.0:
-        raise GovernanceError(
-            f"--llm-trace-sample: {trace_sample!r} is not a share; expected 0..1 (e.g. 0.1)"
-        )
-    if max_field_chars < 100:
-        raise GovernanceError(
-            f"--llm-max-field-chars: {max_field_chars!r} is too small; expected >= 100"
-        )
+    problem = option_problem(mode, trace_sample, max_field_chars)
+    if problem is not None:
+        ini_name, why = problem
+        raise GovernanceError(f"--{ini_name.replace('_', '-')}: {why}")
     custom = [load_masker(reference) for reference in maskers]
     for masker in custom:
         _try_masker(masker)
     custom += checked_maskers(extra)
-    mode_checked: RedactMode = mode
+    mode_checked = cast("RedactMode", mode)  # (option_problem checked it is one)
     return Governance(Redactor(mode_checked, custom), trace_sample, max_field_chars)

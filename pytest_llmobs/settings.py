@@ -635,17 +635,9 @@ def _governance_settings(config: pytest.Config) -> dict[str, Any]:
 
 def _check_governance(config: pytest.Config, values: dict[str, Any]) -> None:
     """`build_governance`'s checks, said here where the option's source is known."""
-    from pytest_llmobs.redaction import REDACT_MODES
+    from pytest_llmobs.governance import option_problem
 
-    problem = None
-    if values["redact"] not in REDACT_MODES:
-        name = "llm_redact"
-        problem = f"{values['redact']!r} is not a redaction mode; valid: {', '.join(REDACT_MODES)}"
-    elif not 0.0 <= values["trace_sample"] <= 1.0:
-        name = "llm_trace_sample"
-        problem = f"{values['trace_sample']!r} is not a share; expected 0..1 (e.g. 0.1)"
-    elif values["max_field_chars"] < 100:
-        name = "llm_max_field_chars"
-        problem = f"{values['max_field_chars']!r} is too small; expected >= 100"
+    problem = option_problem(values["redact"], values["trace_sample"], values["max_field_chars"])
     if problem is not None:
-        raise pytest.UsageError(f"{_where(config, name)}: {problem}")
+        name, why = problem
+        raise pytest.UsageError(f"{_where(config, name)}: {why}")
