@@ -175,3 +175,36 @@ def test_a_store_deleted_or_replaced_while_the_session_runs_fails_the_run_saying
             "them)"
         ]
     )
+
+
+DUPLICATES = """\
+    import os
+
+    SEEN = set()
+
+    def test_twice(scorer):
+        second = "x" in SEEN
+        SEEN.add("x")
+        scorer.score("ok", not (second and os.environ.get("BREAK_SECOND")))
+    """
+
+
+def test_the_gate_compares_each_copy_of_a_test_collected_twice(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (before: the second copy was dropped from the comparison: its flip was never seen)
+    pytester.makepyfile(test_dup=dedent(DUPLICATES))
+    twice = ["--llm-model=mock-llm-v1", "test_dup.py", "test_dup.py", "--keep-duplicates"]
+    pytester.runpytest_subprocess(*twice, "--llm-run-name=base").assert_outcomes(passed=2)
+
+    monkeypatch.setenv("BREAK_SECOND", "1")
+    result = pytester.runpytest_subprocess(*twice, "--llm-baseline=base")
+
+    result.stdout.fnmatch_lines(
+        [
+            "matched 2 case(s); only in baseline: 0; only in current: 0",
+            "flipped items: 1 pass -> fail, 0 fail -> pass",
+            "  pass -> fail  test_dup.py::test_twice (copy 2): *",
+            "*scores: ok true -> false",
+        ]
+    )

@@ -76,21 +76,27 @@ def _has_duplicates(items: Sequence[Mapping[str, Any]], detail: int) -> bool:
 
 
 def build_cases(items: Sequence[Mapping[str, Any]], *, detail: int) -> dict[Key, Case]:
-    """The run's cases by key, ``detail`` as `_test_of` (a later duplicate is dropped)."""
+    """The run's cases by key, ``detail`` as `_test_of`. A test run twice under one key (a test
+    collected twice with ``--keep-duplicates``) gives a case per copy, matched copy for copy,
+    and its copies form one item, as repeats do."""
     cases: dict[Key, Case] = {}
+    copies: Counter[Key] = Counter()
     for item in items:
         dataset, ident = _base(item)
         repeat = int(item.get("repeat") or 0)
         test = _test_of(item, detail)
         item_key: Key = (dataset, ident, test) if test and dataset else (dataset, ident)
         key = (*item_key, repeat)
-        if key in cases:
-            continue
+        copy = copies[key]
+        copies[key] += 1
         label = f"{dataset}/{ident}" if dataset else ident
         if len(item_key) == 3:
             label += f" ({test})"
         if repeat:
             label += f"-r{repeat}"
+        if copy:  # (the first copy keeps the key a run without duplicates has)
+            key = (*key, f"copy {copy + 1}")
+            label += f" (copy {copy + 1})"
         verdict = verdict_of(str(item.get("outcome")))
         scores, booleans = _scores(item) if verdict is not None else ({}, frozenset())
         cases[key] = Case(
