@@ -528,6 +528,30 @@ def compute_aggregates(items: Iterable[ItemSummary]) -> dict[str, dict[str, Aggr
     return result
 
 
+AGGREGATION = 2
+"""How a run's item aggregates were computed, stored in its summary as ``aggregation``: 2, each
+test's mean of a score is one sample; without it (runs stored before), each recorded value was."""
+
+
+def upgrade_aggregates(run: dict[str, Any]) -> None:
+    """Recompute, in place, the item aggregates of a run stored before `AGGREGATION`, so that
+    it reads (shows, compares, rescores) as a run stored today: a test that recorded a score
+    several times is one sample. Aggregates its items cannot give (a run evaluator's, repeats')
+    stay as stored."""
+    stored = run.get("aggregates")
+    if run.get("aggregation") == AGGREGATION or not stored or not run.get("items"):
+        return
+    fresh = aggregates_to_dict(compute_aggregates(ItemSummary.from_item(i) for i in run["items"]))
+    upgraded: dict[str, list[dict[str, Any]]] = {}
+    for group, entries in stored.items():
+        recomputed = {entry["name"]: entry for entry in fresh.get(group, [])}
+        upgraded[group] = [recomputed.pop(e["name"], e) for e in entries]
+        upgraded[group] += recomputed.values()
+    upgraded.update((group, entries) for group, entries in fresh.items() if group not in stored)
+    run["aggregates"] = upgraded
+    run["aggregation"] = AGGREGATION
+
+
 def aggregates_to_dict(
     aggregates: Mapping[str, Mapping[str, Aggregate]],
 ) -> dict[str, list[dict[str, Any]]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pytest_llmobs.aggregates import upgrade_aggregates
 from pytest_llmobs.export_schema import export_problem
 from pytest_llmobs.exports import EXPORT_FORMAT
 from pytest_llmobs.store import Store, StoreError
@@ -54,6 +55,7 @@ def load_export(path: Path, what: str = "baseline") -> dict[str, Any]:
     problem = export_problem(data)
     if problem is not None:
         raise BaselineError(f"{what} file {str(path)!r} is not a valid run export: {problem}")
+    upgrade_aggregates(data)  # (an export an older version wrote)
     return data
 
 

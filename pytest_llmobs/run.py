@@ -17,6 +17,7 @@ from typing import Any
 
 from pytest_llmobs import __version__
 from pytest_llmobs.aggregates import (
+    AGGREGATION,
     ALL_ITEMS,
     Aggregate,
     ItemSummary,
@@ -349,6 +350,7 @@ class RunRecorder:
             "prompts": prompts,
             "counts": dict(sorted(self._counts.items())),
             "aggregates": aggregates_to_dict(aggregates),
+            "aggregation": AGGREGATION,
             "thresholds": [v.to_dict() for v in verdicts],
             "errors": errors,
             **({"repeats": repeats} if repeats else {}),

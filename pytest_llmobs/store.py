@@ -681,6 +681,10 @@ class Store:
         run["ended_at"] = ended_at
         run.update(json.loads(summary) if summary else {})
         run["items"] = list(self.iter_items(run_id))
+        if summary:  # stored by an older version: its figures as today's code computes them
+            from pytest_llmobs.aggregates import upgrade_aggregates
+
+            upgrade_aggregates(run)
         if not summary:  # killed or still going: its figures so far, from its items
             run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
             never_run = self._never_run(run_id, run["items"])

@@ -5,9 +5,11 @@ aggregated and compared without overflow."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import sqlite3
 import sys
 from io import StringIO
 from textwrap import dedent
@@ -396,3 +398,47 @@ def test_one_item_scoring_thirty_times_does_not_pass_an_interval_gate(
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*mean_acc.ci_low >= 0.85  observed 0.207 (n=1)"])
+
+
+# --- runs stored before per-item aggregation read as today's ------------------------------------
+
+SEVERAL_SCORES = """\
+    import pytest
+
+    @pytest.mark.parametrize("right", [True, False])
+    def test_answer(right, scorer):
+        for _ in range(1 if right else 3):  # a wrong answer records its score three times
+            scorer.score("quality", 1.0 if right else 0.0)
+    """
+
+
+def test_a_run_stored_before_per_item_aggregation_reads_as_a_run_stored_today(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: show, rescore, report and compare used the old per-value mean of such a run,
+    # 0.25 here, while merge and new runs gave the per-item 0.5: two verdicts on one set of items)
+    pytester.makepyfile(test_several=dedent(SEVERAL_SCORES))
+    pytester.runpytest("--llm-model=mock-llm-v1").assert_outcomes(passed=2)
+    run_id = runs.latest()["id"]
+    with contextlib.closing(sqlite3.connect(runs.db())) as db, db:  # as the old version stored it
+        (summary,) = db.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+        old = json.loads(summary)
+        del old["aggregation"]
+        mean = next(a for a in old["aggregates"]["*"] if a["name"] == "mean_quality")
+        mean.update(value=0.25, n=4)
+        db.execute("UPDATE runs SET summary = ? WHERE id = ?", (json.dumps(old), run_id))
+
+    store = str(pytester.path / ".llmobs")
+    out = StringIO()
+    rescore = ["rescore", run_id, "--threshold", "mean_quality >= 0.4", "--store", store]
+    assert cli.main(rescore, out) == 0, out.getvalue()
+    assert "  ✓ mean_quality >= 0.4  observed 0.500 (n=2)" in out.getvalue().splitlines()
+    export = pytester.path / "old.json"
+    assert cli.main(["export", run_id, "-o", str(export), "--store", store], StringIO()) == 0
+    data = json.loads(export.read_text())
+    data.pop("aggregation")  # an export the old version wrote
+    next(a for a in data["aggregates"]["*"] if a["name"] == "mean_quality").update(value=0.25)
+    export.write_text(json.dumps(data))
+    from_file = StringIO()
+    assert cli.main(["rescore", str(export), "--threshold", "mean_quality >= 0.4"], from_file) == 0
+    assert "observed 0.500 (n=2)" in from_file.getvalue()
