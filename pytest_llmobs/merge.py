@@ -24,6 +24,7 @@ code); they are reported as dropped.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +167,15 @@ def _distinct_shards(shards: Sequence[Shard]) -> None:
 def _items(shards: Sequence[Shard]) -> tuple[list[dict[str, Any]], int]:
     """Every item once, in file order, and how many items were in more than one file with the
     same results (kept once); the same item with different data is refused."""
-    seen: dict[tuple[str, int], tuple[str, Shard]] = {}
+    seen: dict[tuple[str, int, int], tuple[str, Shard]] = {}
     items = []
     again = 0
     for shard in shards:
+        copies: Counter[tuple[str, int]] = Counter()  # a test collected twice: two items
         for item in shard.run["items"]:
-            key = (str(item["node_id"]), int(item.get("repeat") or 0))
+            test = (str(item["node_id"]), int(item.get("repeat") or 0))
+            key = (*test, copies[test])
+            copies[test] += 1
             text = json.dumps(item, sort_keys=True)
             earlier = seen.get(key)
             if earlier is None:

@@ -3,6 +3,8 @@ teardown failing after the test, and a session pytest fails outside the stored t
 
 from __future__ import annotations
 
+import io
+import json
 from textwrap import dedent
 from typing import TYPE_CHECKING
 
@@ -208,3 +210,24 @@ def test_the_gate_compares_each_copy_of_a_test_collected_twice(
             "*scores: ok true -> false",
         ]
     )
+
+
+def test_an_export_of_a_test_collected_twice_merges_with_both_copies(
+    pytester: pytest.Pytester,
+) -> None:
+    # (before: "item ... is in dup.json and in dup.json with different results")
+    from pytest_llmobs.cli import main
+
+    pytester.makepyfile(test_dup=dedent(DUPLICATES))
+    twice = ["--llm-model=mock-llm-v1", "test_dup.py", "test_dup.py", "--keep-duplicates"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BREAK_SECOND", "1")  # the copies differ
+        pytester.runpytest_subprocess(*twice, "--llm-json=dup.json").assert_outcomes(passed=2)
+
+    merged = pytester.path / "merged.json"
+    out = io.StringIO()
+    code = main(["merge", str(pytester.path / "dup.json"), "-o", str(merged)], out)
+
+    assert code == 0, out.getvalue()
+    items = json.loads(merged.read_text())["items"]
+    assert [s["value"] for i in items for s in i["trace"]["scores"]] == [True, False]
