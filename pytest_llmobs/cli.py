@@ -312,9 +312,10 @@ def check_output(value: str) -> Path:
     """``-o``'s path when a file can be written there: a directory, or a place under a file,
     is a `CliError`. Nothing is created yet (the command may still fail)."""
     path = Path(value)
-    # Path("out/") is "out": a name ending in "/" would otherwise become a file
-    if path.is_dir() or os.path.basename(value) in ("", ".", ".."):
+    if path.is_dir():
         raise CliError(f"-o {value}: is a directory; give a file name")
+    if os.path.basename(value) in ("", ".", ".."):  # Path("out/") is "out": it would be a file
+        raise CliError(f"-o {value}: names a directory; give a file name")
     if path.exists():
         if not os.access(path, os.W_OK):
             raise CliError(f"-o {value}: the file is not writable")

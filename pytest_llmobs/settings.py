@@ -438,8 +438,10 @@ def _report_path(
         return None
     path = resolve(ini_name)
     where = _where(config, ini_name)
-    if path.is_dir() or os.path.basename(text) in ("", ".", ".."):
+    if path.is_dir():
         raise pytest.UsageError(f"{where}: {str(path)!r} is a directory; expected a file path")
+    if os.path.basename(text) in ("", ".", ".."):
+        raise pytest.UsageError(f"{where}: {text!r} names a directory; expected a file path")
     # said now, not after an hour of tests
     problem = _unwritable(path)
     if problem is not None:

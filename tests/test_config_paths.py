@@ -207,7 +207,7 @@ def test_a_report_path_ending_in_a_slash_is_a_usage_error(
 
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f"ERROR: {flag}: {str(pytester.path / 'newdir')!r} is a directory; expected a file path"]
+        [f"ERROR: {flag}: {name!r} names a directory; expected a file path"]
     )
     assert not (pytester.path / "newdir").exists()
 
@@ -222,7 +222,7 @@ def test_cli_output_ending_in_a_slash_is_a_usage_error(
     code, out, err = llmobs(pytester.path, monkeypatch, command, "latest", "-o", "newout/")
 
     assert (code, out) == (2, "")
-    assert err == "llmobs: error: -o newout/: is a directory; give a file name\n"
+    assert err == "llmobs: error: -o newout/: names a directory; give a file name\n"
     assert not (pytester.path / "newout").exists()
 
 
@@ -248,7 +248,10 @@ def test_cli_output_ending_in_a_slash_is_a_usage_error(
             "llm_fail_on = bogus",
             "'bogus' is not a valid --llm-fail-on policy. * (given by llm_fail_on in {ini})",
         ),
-        ("llm_report = out/", "llm_report in {ini}: * is a directory; expected a file path"),
+        (
+            "llm_report = out/",
+            "llm_report in {ini}: 'out/' names a directory; expected a file path",
+        ),
     ],
 )
 def test_a_bad_ini_value_names_its_key_and_file(
