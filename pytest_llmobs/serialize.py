@@ -127,13 +127,10 @@ def key_text(key: Any) -> str:
         return unrepresentable(key, exc)
 
 
-def _mapping(items: Collection[tuple[Any, Any]], depth: int) -> dict[str, Any]:
-    """``items`` (a mapping's ``(key, value)`` pairs) as a dict with text keys. Keys that become
-    the same text (``1`` and ``"1"``) are all kept: a key given as text keeps its name, and a
-    converted one that clashes becomes ``1 (2)``, ``1 (3)``..."""
-    result = {(k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in items}
-    if len(result) == len(items):  # no clash: the usual case
-        return result
+def _keys_apart(items: Collection[tuple[Any, Any]], depth: int) -> dict[str, Any]:
+    """``items`` (a mapping's ``(key, value)`` pairs) as a dict with text keys, when some keys
+    become the same text (``1`` and ``"1"``): all are kept, a key given as text keeps its name,
+    and a converted one that clashes becomes ``1 (2)``, ``1 (3)``..."""
     pairs = [(k, jsonable(v, depth)) for k, v in items]
     taken = {k for k, _ in pairs if type(k) is str}
     result = {}
@@ -179,7 +176,7 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         result = {
             (k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in value.items()
         }
-        return result if len(result) == len(value) else _mapping(value.items(), depth)
+        return result if len(result) == len(value) else _keys_apart(value.items(), depth)
     if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
         depth = _depth + 1
         return [jsonable(v, depth) for v in value]
@@ -206,7 +203,7 @@ def _converted(value: Any, kind: type, _depth: int) -> Any:
         return f"<truncated at depth {_MAX_DEPTH}>"
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return _mapping(list(value.items()), depth)
+        return jsonable(dict(value), _depth)  # as a plain dict, by jsonable's own branch
     if isinstance(value, (list, tuple)):
         return [jsonable(v, depth) for v in value]
     if isinstance(value, (set, frozenset)):

@@ -841,11 +841,7 @@ class Store:
 
     def record_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
         """Keep a (governed) snapshot of a dataset version (once per content hash)."""
-        rows = (
-            self.governance.items(items)
-            if self.governance is not None
-            else [dict(i) for i in items]
-        )
+        rows = self._governed_rows(items)
         with self._transaction():
             self._db.execute(
                 "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
@@ -853,14 +849,20 @@ class Store:
                 (name, version, _dumps(rows), time.time()),
             )
 
+    def _governed_rows(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Dataset items as stored: governed (masked, cut) when the store has a policy."""
+        if self.governance is None:
+            return [dict(i) for i in items]
+        return self.governance.items(items)
+
     def regovern_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
         """Store the snapshot of ``name`` at ``version`` again, governed by today's policy (a
         masker a conftest added after it was stored)."""
-        rows = self.governance.items(items) if self.governance is not None else items
+        rows = self._governed_rows(items)
         with self._transaction():
             self._db.execute(
                 "UPDATE datasets SET data = ? WHERE name = ? AND version = ?",
-                (_dumps(list(rows)), name, version),
+                (_dumps(rows), name, version),
             )
 
     def has_dataset(self, name: str, version: str) -> bool:
