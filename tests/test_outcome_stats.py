@@ -337,6 +337,29 @@ def test_the_reports_score_table_counts_the_items_the_aggregates_count(
     assert "true 2 of 2 (100.0%)" in page
 
 
+def test_the_reports_boolean_chart_says_values_when_tests_recorded_several(
+    pytester: pytest.Pytester,
+) -> None:
+    write_caps(pytester, ["france", "japan"])
+    pytester.makepyfile(
+        test_caps="""
+        import pytest
+
+        @pytest.mark.llm_dataset("caps")
+        def test_caps(item, scorer):
+            for _ in range(3 if item.id == "france" else 1):
+                scorer.score("acc", item.id == "france")
+        """
+    )
+
+    pytester.runpytest("--llm-report=r.html")
+
+    page = (pytester.path / "r.html").read_text()
+    (row,) = stats_rows(page)
+    assert row[:4] == ["acc", "boolean", "2", "0.500"]  # two items, one sample each
+    assert "true 3 of 4 values (75.0%), 2 items" in page
+
+
 # --- one sample per item -----------------------------------------------------------------------
 
 

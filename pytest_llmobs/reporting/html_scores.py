@@ -183,8 +183,13 @@ def _chart(
         chart = bar_chart(sorted(counts.items()), label=label)
         caption = f"{len(score.values)} values, {len(counts)} distinct"
         if score.boolean:
-            trues = counts.get("true", 0)
-            caption = f"true {trues} of {len(score.values)} ({percent(trues / len(score.values))})"
+            trues, total = counts.get("true", 0), len(score.values)
+            caption = f"true {trues} of {total} ({percent(trues / total)})"
+            items = len(score.item_means)
+            if items != total:  # some tests recorded it more than once: the table counts items
+                caption = (
+                    f"true {trues} of {total} values ({percent(trues / total)}), {items} items"
+                )
     else:
         values = score.numbers()
         mean = aggregates.get(f"mean_{name}")
