@@ -337,6 +337,23 @@ def test_the_reports_score_table_counts_the_items_the_aggregates_count(
     assert "true 2 of 2 (100.0%)" in page
 
 
+def test_the_summary_says_how_many_items_the_pass_rate_leaves_out(
+    pytester: pytest.Pytester,
+) -> None:
+    write_caps(pytester, ["france", "peru", "japan", "spain"])
+    pytester.makepyfile(test_caps=dedent(REPORT_SUITE))
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=2, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "dataset 'caps' version *: 4 items  pass rate 100.0% (2/2)  2 skipped or xfailed",
+            "all tests: 4 items  pass rate 100.0% (2/2)  2 skipped or xfailed",
+        ]
+    )
+
+
 def test_the_reports_boolean_chart_says_values_when_tests_recorded_several(
     pytester: pytest.Pytester,
 ) -> None:

@@ -208,6 +208,9 @@ def _group_header(label: str, result: RunResult, group: str) -> str:
     versioned = f" version {version}" if version else ""
     rate = aggregates.get("pass_rate")
     passed = f"  pass rate {rate.value:.1%} ({round(rate.value * rate.n)}/{rate.n})" if rate else ""
+    uncounted = count - (rate.n if rate else 0)  # outside the pass rate and the scores
+    if uncounted > 0:
+        passed += f"  {uncounted} skipped or xfailed"
     partial = ""
     if group in result.partial_datasets:  # its gates judged these items only
         ran, total = result.partial_datasets[group]
