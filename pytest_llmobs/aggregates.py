@@ -292,8 +292,11 @@ def std_of(values: Sequence[float], mean: float) -> float:
     return clamp(math.sqrt(squares / (len(values) - 1)) * scale)
 
 
-def _bootstrap(values: Sequence[float]) -> Interval:
-    """`bootstrap_mean_interval` of finite values, however large."""
+def _bootstrap(values: Sequence[float]) -> Interval | None:
+    """`bootstrap_mean_interval` of finite values, however large; None for fewer than
+    `MIN_BOOTSTRAP_SAMPLES` (resampling one value says nothing of its spread)."""
+    if len(values) < MIN_BOOTSTRAP_SAMPLES:
+        return None
     scale = overflow_scale(values)
     if scale == 1.0:
         return bootstrap_mean_interval(values)
@@ -304,6 +307,15 @@ def _bootstrap(values: Sequence[float]) -> Interval:
         min(high, max(low, scaled.high * scale)),
         scaled.method,
     )
+
+
+MIN_BOOTSTRAP_SAMPLES = 2
+"""Samples (items, or test cases under repeats) a bootstrap interval needs: from one, every
+resample is that value and the interval would have no width (``ci_low`` = the mean)."""
+
+
+def _interval_fields(interval: Interval | None) -> dict[str, float]:
+    return {} if interval is None else {"ci_low": interval.low, "ci_high": interval.high}
 
 
 def numeric_aggregates(
@@ -324,6 +336,7 @@ def numeric_aggregates(
     ordered = sorted(values)
     mean = mean_of(ordered)
     std = std_of(ordered, mean)
+    interval: Interval | None
     if case_means is not None:
         interval = _bootstrap(case_means)
     elif boolean and all(v in (0.0, 1.0) for v in ordered):
@@ -331,7 +344,7 @@ def numeric_aggregates(
     else:
         interval = _bootstrap(ordered)
     return [
-        Aggregate(f"mean_{score}", mean, n, {"ci_low": interval.low, "ci_high": interval.high}),
+        Aggregate(f"mean_{score}", mean, n, _interval_fields(interval)),
         Aggregate(f"std_{score}", std, n),
         Aggregate(f"min_{score}", ordered[0], n),
         Aggregate(f"max_{score}", ordered[-1], n),
@@ -348,15 +361,12 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
     if counted:
         passed = sum(1 for i in counted if i.outcome == "passed")
         interval = (
-            bootstrap_mean_interval(_case_means(counted, lambda i: [float(i.outcome == "passed")]))
+            _bootstrap(_case_means(counted, lambda i: [float(i.outcome == "passed")]))
             if repeated
             else wilson_interval(passed, len(counted))
         )
         result["pass_rate"] = Aggregate(
-            "pass_rate",
-            passed / len(counted),
-            len(counted),
-            {"ci_low": interval.low, "ci_high": interval.high},
+            "pass_rate", passed / len(counted), len(counted), _interval_fields(interval)
         )
     numeric: dict[str, list[float]] = defaultdict(list)
     not_boolean: set[str] = set()  # a Wilson interval only when every value is a boolean
@@ -528,8 +538,9 @@ def compute_aggregates(items: Iterable[ItemSummary]) -> dict[str, dict[str, Aggr
     return result
 
 
-AGGREGATION = 2
-"""How a run's item aggregates were computed, stored in its summary as ``aggregation``: 2, each
+AGGREGATION = 3
+"""How a run's item aggregates were computed, stored in its summary as ``aggregation``: 3, a
+bootstrap interval needs two samples (before, one sample gave ``ci_low`` = ``ci_high``); 2, each
 test's mean of a score is one sample; without it (runs stored before), each recorded value was."""
 
 

@@ -14,9 +14,12 @@ from pytest_llmobs.aggregates import (
     COUNTS_PREFIX,
     GENERATION_AGGREGATES,
     LABEL_METRICS,
+    MIN_BOOTSTRAP_SAMPLES,
     NUMERIC_PREFIXES,
     Aggregate,
 )
+
+INTERVAL_FIELDS = frozenset({"ci_low", "ci_high"})
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -145,6 +148,11 @@ def lookup(
     value = aggregate.field(field)
     if value is None and name.startswith(COUNTS_PREFIX):
         return 0.0, aggregate.n  # a value no item had: "at most 2 negative" holds with none
+    if value is None and field in INTERVAL_FIELDS and aggregate.n > 0:
+        raise ThresholdError(
+            f"{threshold.expression!r}: aggregate {name!r} has no 95% interval: its bootstrap "
+            f"needs at least {MIN_BOOTSTRAP_SAMPLES} items (test cases under --llm-repeat)"
+        )
     if value is None:
         raise ThresholdError(
             f"{threshold.expression!r}: aggregate {name!r} has no field {field!r}; "

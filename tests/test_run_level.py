@@ -407,6 +407,19 @@ def test_items_without_generations_have_no_latency_or_token_aggregates() -> None
     assert not {n for n in named if "latency" in n or "tokens" in n or n == "generations"}
 
 
+def test_one_numeric_value_or_one_repeated_case_has_no_interval() -> None:
+    one = compute_aggregates([summary(scores=[("s", "NUMERIC", 0.9)])])["qa"]
+    repeats = [
+        ItemSummary("qa", "passed", [("ok", "BOOLEAN", False)], case="t.py::t[a]") for _ in "ab"
+    ]
+    repeated = compute_aggregates(repeats)["qa"]
+
+    assert one["mean_s"].fields() == []
+    assert repeated["mean_ok"].fields() == [] and repeated["pass_rate"].fields() == []
+    two = compute_aggregates([summary(scores=[("s", "NUMERIC", v)]) for v in (0.8, 1.0)])["qa"]
+    assert two["mean_s"].fields() == ["ci_high", "ci_low"]
+
+
 def test_whole_run_group_holds_every_dataset() -> None:
     items = [
         summary("a", scores=[("s", "NUMERIC", 1.0)]),
@@ -431,8 +444,11 @@ def test_stored_numeric_interval_holds_the_mean_and_p50_is_the_median(values: li
     named = compute_aggregates(items)["qa"]
 
     low, high = interval_of(named["mean_s"])
-    assert low is not None and high is not None
-    assert low - slack <= mean <= high + slack
+    if len(values) == 1:  # a bootstrap of one value has no interval
+        assert low is None and high is None
+    else:
+        assert low is not None and high is not None
+        assert low - slack <= mean <= high + slack
     # interpolating between -1e6 and 1e6 loses ~1e-10 to rounding: compare at the values' scale
     assert named["p50_s"].value == pytest.approx(statistics.median(values), rel=1e-12, abs=slack)
 

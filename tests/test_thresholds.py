@@ -176,6 +176,18 @@ def test_unknown_field_fails_listing_the_known_fields() -> None:
     )
 
 
+def test_an_interval_one_item_cannot_give_fails_saying_why() -> None:
+    groups = {ALL_ITEMS: {"mean_sim": Aggregate("mean_sim", 0.9, 1)}}
+
+    (result,) = evaluate([parse_threshold("mean_sim.ci_low >= 0.8")], groups)
+
+    assert not result.passed
+    assert result.error == (
+        "'mean_sim.ci_low >= 0.8': aggregate 'mean_sim' has no 95% interval: its bootstrap "
+        "needs at least 2 items (test cases under --llm-repeat)"
+    )
+
+
 def test_a_categorical_value_no_item_had_counts_zero() -> None:
     # "at most 2 angry answers" holds when there were none
     (at_most,) = evaluate([parse_threshold("capitals: counts_tone.angry <= 2")], aggregates())
