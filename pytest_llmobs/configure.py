@@ -154,7 +154,7 @@ def _replaying(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """With ``--llm-cache=read`` models resolve without API keys: nothing calls them."""
     if settings.cache_mode is not CacheMode.READ:
         return contextlib.nullcontext()
-    from pytest_llmobs.providers.openai import replay_only
+    from pytest_llmobs.providers.openai_config import replay_only
 
     return replay_only()
 

@@ -95,13 +95,13 @@ class ModelRegistry:
 
 def default_registry() -> ModelRegistry:
     """A registry holding the providers that ship with the plugin."""
-    from pytest_llmobs.providers import openai
+    from pytest_llmobs.providers import openai, openai_config
     from pytest_llmobs.providers.mock import MOCK_MODEL_NAME, MockLLM
 
     registry = ModelRegistry()
     registry.register(MOCK_MODEL_NAME, MockLLM.from_spec)
     registry.register_prefix(
-        openai.PREFIX,
+        openai_config.PREFIX,
         openai.OpenAIProvider.from_spec,
         plain=openai.is_openai_model,
         plain_hint=openai.PLAIN_HINT,

@@ -1,0 +1,151 @@
+"""Reading an OpenAI chat completions answer: the whole body within the attempt's deadline,
+then the completion in it (text, tool calls, usage, cost) or the error it holds instead.
+
+`_AnswerReading` is mixed into `OpenAIProvider`.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmobs.providers.base import ModelResponse, Usage, token_count
+from pytest_llmobs.providers.openai_errors import (
+    _error_detail,
+    _error_message,
+    _ErrorReporting,
+    _reason,
+)
+from pytest_llmobs.providers.pricing import PriceTable
+from pytest_llmobs.providers.retry import is_retryable_status, parse_retry_after
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class _Overdue(Exception):
+    """An attempt's answer was still arriving when its time was up."""
+
+
+def _within(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
+    """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `_Overdue`."""
+    for chunk in chunks:
+        yield chunk
+        if time.perf_counter() > deadline:
+            raise _Overdue
+
+
+async def _awithin(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
+    """`_within` for an async stream."""
+    async for chunk in chunks:
+        yield chunk
+        if time.perf_counter() > deadline:
+            raise _Overdue
+
+
+def _whole(streamed: httpx.Response, raw: bytes) -> httpx.Response:
+    """A response read in full from ``streamed``'s status, headers and (still encoded) body."""
+    import httpx
+
+    return httpx.Response(
+        streamed.status_code,
+        headers=streamed.headers,
+        content=raw,
+        request=streamed.request,
+        extensions=streamed.extensions,
+    )
+
+
+def _content_text(content: Any) -> Any:
+    """A message's content as text: some servers answer with a list of content parts
+    (``[{"type": "text", "text": ...}]``), whose texts are joined."""
+    if isinstance(content, list):
+        texts = [part.get("text") if isinstance(part, dict) else None for part in content]
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("content is a list but not of text parts")
+        return "".join(str(text) for text in texts)
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"content is {type(content).__name__}, not text")
+    return content
+
+
+class _AnswerReading(_ErrorReporting):
+    """`OpenAIProvider`'s reading of an answer into a `ModelResponse` (or an `_AttemptError`)."""
+
+    prices: PriceTable
+
+    def _parse(self, response: httpx.Response, started: float) -> ModelResponse:
+        status = response.status_code
+        if not 200 <= status < 300:
+            try:
+                phrase = http.HTTPStatus(status).phrase
+            except ValueError:
+                phrase = response.reason_phrase or "error"
+            raise self._error(
+                f"{status} {phrase}",
+                _error_detail(response),
+                status=status,
+                retryable=is_retryable_status(status),
+                retry_after=parse_retry_after(response.headers),
+            )
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            message = choice["message"]
+            text = _content_text(message.get("content"))
+            if text is None:
+                text = message.get("refusal") or ""
+            tool_calls = message.get("tool_calls") or None
+            if tool_calls is not None and not isinstance(tool_calls, list):
+                raise TypeError("tool_calls is not a list")
+            function_call = message.get("function_call")
+            if tool_calls is None and isinstance(function_call, dict):
+                # the legacy `functions` answer: one call, as a tool call (without an id)
+                tool_calls = [{"type": "function", "function": function_call}]
+            usage = data.get("usage") or {}
+            reported = bool(usage)
+            input_tokens = token_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+            output_tokens = token_count(usage.get("completion_tokens"), "usage.completion_tokens")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            message = _error_message(response)
+            if message is not None:  # some gateways send their errors with a success status
+                raise self._error(
+                    f"{status} with an error instead of a completion", message, status=status
+                ) from None
+            preview = " ".join(response.text[:80].split())
+            raise self._error(
+                "malformed response",
+                f"expected chat completion JSON with choices[0].message ({_reason(exc)}); "
+                f"body starts {preview!r}",
+                status=status,
+            ) from None
+        latency = (time.perf_counter() - started) * 1000.0
+        # everything the server names is scrubbed: a gateway may echo the key anywhere
+        model = self._without_secrets(str(data.get("model") or self._model))
+        usage_ = Usage(input=input_tokens, output=output_tokens, reported=reported)
+        return ModelResponse(
+            text=self._without_secrets(str(text)),
+            model=model,
+            usage=usage_,
+            latency_ms=latency,
+            # no usage in the answer: the counts are unknown, and so is the cost (not $0)
+            cost=self.prices.price(model, self._model, usage=usage_) if reported else None,
+            metadata={
+                "finish_reason": self._echoed(choice.get("finish_reason")),
+                "response_id": self._echoed(data.get("id")),
+                **({} if reported else {"usage_reported": False}),
+            },
+            tool_calls=None if tool_calls is None else self._calls_without_secrets(tool_calls),
+        )
+
+    def _echoed(self, value: object) -> str | None:
+        """A name or id from the answer, as text without the key (``None`` stays ``None``)."""
+        return None if value is None else self._without_secrets(str(value))
+
+    def _calls_without_secrets(self, calls: list[Any]) -> list[dict[str, Any]]:
+        """The tool calls as sent, with the key masked wherever the server echoed it."""
+        masked: list[dict[str, Any]] = json.loads(self._without_secrets(json.dumps(calls)))
+        return masked
