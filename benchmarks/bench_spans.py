@@ -40,7 +40,8 @@ from bench_common import (
 )
 
 from pytest_llmobs import observe
-from pytest_llmobs.tracing import Observation, Trace, activate
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate
 
 Fn = Callable[[str], str]
 TEXT = "What is the capital of France?"

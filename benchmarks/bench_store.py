@@ -63,7 +63,7 @@ def child(items: int, db: Path) -> dict[str, Any]:
     from pytest_llmobs.recording import TestRecord
     from pytest_llmobs.run import RunRecorder
     from pytest_llmobs.store import Store
-    from pytest_llmobs.tracing import Observation
+    from pytest_llmobs.trace_model import Observation
 
     rss_before = rss_mb()
     started = time.perf_counter()

@@ -24,7 +24,8 @@ from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import default_registry
 from pytest_llmobs.providers.cache import CacheMode, ResponseCache
 from pytest_llmobs.providers.capitals import CAPITALS
-from pytest_llmobs.tracing import Observation, Trace, activate
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate
 
 PHRASINGS = (
     "What is the capital of {}?",

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pytest_llmobs.exporters import ExporterOptions, create_exporter
 from pytest_llmobs.exporters.http import HttpOptions
 from pytest_llmobs.store import Store
-from pytest_llmobs.tracing import derived_id
+from pytest_llmobs.trace_model import derived_id
 
 PROMPT = {"type": "text", "prompt": "Answer {{question}} briefly.", "config": {"temperature": 0}}
 

@@ -29,14 +29,14 @@ _EXPORTS = {
     "PromptError": "pytest_llmobs.prompts",
     "PromptVariableError": "pytest_llmobs.prompts",
     "Scorer": "pytest_llmobs.scorer",
-    "Observation": "pytest_llmobs.tracing",
-    "Score": "pytest_llmobs.tracing",
-    "ScoreError": "pytest_llmobs.tracing",
-    "Span": "pytest_llmobs.tracing",
-    "Trace": "pytest_llmobs.tracing",
+    "Observation": "pytest_llmobs.trace_model",
+    "Score": "pytest_llmobs.score_model",
+    "ScoreError": "pytest_llmobs.score_model",
+    "Span": "pytest_llmobs.trace_model",
+    "Trace": "pytest_llmobs.trace_model",
     "current_observation": "pytest_llmobs.tracing",
     "current_trace": "pytest_llmobs.tracing",
-    "observe": "pytest_llmobs.tracing",
+    "observe": "pytest_llmobs.observe_decorator",
     "propagate_attributes": "pytest_llmobs.tracing",
     "start_span": "pytest_llmobs.tracing",
 }
@@ -94,17 +94,14 @@ if TYPE_CHECKING:
         run_experiment,
     )
     from pytest_llmobs.llm import LLM, LLMResult
+    from pytest_llmobs.observe_decorator import observe
     from pytest_llmobs.prompts import CompiledPrompt, Prompt, PromptError, PromptVariableError
+    from pytest_llmobs.score_model import Score, ScoreError
     from pytest_llmobs.scorer import Scorer
+    from pytest_llmobs.trace_model import Observation, Span, Trace
     from pytest_llmobs.tracing import (
-        Observation,
-        Score,
-        ScoreError,
-        Span,
-        Trace,
         current_observation,
         current_trace,
-        observe,
         propagate_attributes,
         start_span,
     )

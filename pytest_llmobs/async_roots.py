@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pytest_llmobs.tracing import Observation, _current, _restore
+from pytest_llmobs.trace_model import Observation
+from pytest_llmobs.tracing import _current, _restore
 
 RootOf = Callable[[], "Observation | None"]
 """Returns the root span of the test running now (``None`` between tests)."""

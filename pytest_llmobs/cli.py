@@ -25,13 +25,9 @@ from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
-from pytest_llmobs.store import (
-    SCHEMA_VERSION,
-    STORE_FILENAME,
-    Store,
-    StoreError,
-    recorded_elsewhere,
-)
+from pytest_llmobs.store import STORE_FILENAME, Store, StoreError
+from pytest_llmobs.store_schema import SCHEMA_VERSION
+from pytest_llmobs.store_unfinished import recorded_elsewhere
 
 BAD_INPUT = 2
 """Exit status of a `CliError` (as argparse's usage errors): 1 stays what a gate, a comparison or

@@ -68,10 +68,10 @@ from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.providers import Provider, default_registry
 from pytest_llmobs.providers.calls import close_provider
 from pytest_llmobs.run import RunRecorder, RunResult, new_run_id
+from pytest_llmobs.score_model import ScoreError
 from pytest_llmobs.scorer import check_score
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
-from pytest_llmobs.tracing import ScoreError
 
 __all__ = ["ExperimentItem", "ExperimentResult", "arun_experiment", "run_experiment"]
 

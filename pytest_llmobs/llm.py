@@ -14,14 +14,9 @@ from pytest_llmobs.providers.calls import ModelCaller
 from pytest_llmobs.providers.pricing import PriceTable
 from pytest_llmobs.providers.retry import RetryPolicy
 from pytest_llmobs.serialize import jsonable, safe_repr, snapshot, unrepresentable
-from pytest_llmobs.tracing import (
-    Observation,
-    _current,
-    _restore,
-    check_name,
-    close_observation,
-    open_observation,
-)
+from pytest_llmobs.trace_checks import check_name
+from pytest_llmobs.trace_model import Observation
+from pytest_llmobs.tracing import _current, _restore, close_observation, open_observation
 
 if TYPE_CHECKING:
     from pytest_llmobs.integrations.langchain_model import LLMObsChatModel

@@ -15,7 +15,8 @@ from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.serialize import snapshot
-from pytest_llmobs.tracing import Observation, Trace, derived_id, pending_attributes
+from pytest_llmobs.trace_model import Observation, Trace, derived_id
+from pytest_llmobs.tracing import pending_attributes
 
 _MAX_ERROR_CHARS = 4000
 

@@ -11,14 +11,9 @@ from pytest_llmobs.aggregates import BUILTIN_AGGREGATES, LABEL_EXPECTED, score_a
 from pytest_llmobs.evaluators import EvalResult, basic, text
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.score_kinds import KIND_OF_TYPE, KIND_SHOWN
-from pytest_llmobs.tracing import (
-    Observation,
-    Score,
-    ScoreError,
-    Trace,
-    classify_score_value,
-    current_trace,
-)
+from pytest_llmobs.score_model import Score, ScoreError, classify_score_value
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import current_trace
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

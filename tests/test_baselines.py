@@ -17,7 +17,8 @@ import pytest
 
 import pytest_llmobs.baselines  # noqa: F401  (loaded once here, not inside the inner sessions)
 from pytest_llmobs import cli
-from pytest_llmobs.store import SCHEMA_VERSION, Store, StoreError
+from pytest_llmobs.store import Store, StoreError
+from pytest_llmobs.store_schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -38,7 +38,8 @@ from pytest_llmobs.providers.cache import (
     cache_key,
 )
 from pytest_llmobs.providers.openai import OpenAIProvider
-from pytest_llmobs.tracing import Observation, Trace, activate
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate
 
 if TYPE_CHECKING:
     from conftest import Runs

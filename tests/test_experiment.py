@@ -26,7 +26,7 @@ from pytest_llmobs import (
 )
 from pytest_llmobs.datasets import DatasetError, DatasetItem, load_dataset
 from pytest_llmobs.store import Store
-from pytest_llmobs.tracing import derived_id
+from pytest_llmobs.trace_model import derived_id
 
 if TYPE_CHECKING:
     from conftest import Runs

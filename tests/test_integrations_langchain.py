@@ -30,7 +30,8 @@ from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import ProviderError
 from pytest_llmobs.providers.cache import CacheMode, ResponseCache
 from pytest_llmobs.providers.mock import MockLLM
-from pytest_llmobs.tracing import Observation, Trace, set_standalone_sink, start_span
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import set_standalone_sink, start_span
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -28,7 +28,8 @@ from fake_openai import (
 from openai import AsyncOpenAI, OpenAI
 
 from pytest_llmobs.integrations.openai import instrument
-from pytest_llmobs.tracing import Observation, start_span
+from pytest_llmobs.trace_model import Observation
+from pytest_llmobs.tracing import start_span
 
 if TYPE_CHECKING:
     from conftest import Runs

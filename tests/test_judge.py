@@ -21,7 +21,8 @@ from pytest_llmobs.prompts import BUILTIN_PROMPTS_DIR, PromptRegistry
 from pytest_llmobs.providers import ModelResponse, default_registry
 from pytest_llmobs.scorer import Scorer
 from pytest_llmobs.store import Store
-from pytest_llmobs.tracing import Observation, Trace, activate
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate
 
 RUBRICS = ["judge/correctness", "judge/groundedness", "judge/relevance"]
 

@@ -17,18 +17,14 @@ import pytest
 from pytest_llmobs import run_experiment
 from pytest_llmobs.datasets import DatasetError, DatasetItem, load_dataset_file
 from pytest_llmobs.governance import Governance
+from pytest_llmobs.observe_decorator import observe
 from pytest_llmobs.prompt_files import parse_prompt_file
 from pytest_llmobs.prompts import PromptError
 from pytest_llmobs.serialize import jsonable
-from pytest_llmobs.store import Store, _dumps
-from pytest_llmobs.tracing import (
-    Observation,
-    Trace,
-    activate,
-    observe,
-    propagate_attributes,
-    start_span,
-)
+from pytest_llmobs.store import Store
+from pytest_llmobs.store_connection import _dumps
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate, propagate_attributes, start_span
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -49,7 +49,8 @@ from pytest_llmobs.providers import (
 from pytest_llmobs.providers.openai import OpenAIProvider
 from pytest_llmobs.providers.pricing import PriceTable
 from pytest_llmobs.providers.retry import CallError, RetryPolicy
-from pytest_llmobs.tracing import Observation, Trace, activate
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -14,7 +14,8 @@ import pytest
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import ProviderError, default_registry
 from pytest_llmobs.providers.retry import CallError, RetryPolicy, backoff_delay, parse_retry_after
-from pytest_llmobs.tracing import Observation, Trace, activate
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -17,8 +17,9 @@ from git_repo import git
 from pytest_llmobs import __version__
 from pytest_llmobs.datasets import load_dataset
 from pytest_llmobs.run import git_environment
-from pytest_llmobs.store import KILLED_BEFORE_IT, Store
-from pytest_llmobs.tracing import derived_id
+from pytest_llmobs.store import Store
+from pytest_llmobs.store_unfinished import KILLED_BEFORE_IT
+from pytest_llmobs.trace_model import derived_id
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -14,18 +14,13 @@ import pytest_llmobs
 from pytest_llmobs import evaluators
 from pytest_llmobs.evaluators import EvalResult
 from pytest_llmobs.llm import LLM, LLMResult, to_messages
+from pytest_llmobs.observe_decorator import observe
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.providers import ProviderError, default_registry
+from pytest_llmobs.score_model import ScoreError
 from pytest_llmobs.scorer import NoActiveTraceError, Scorer
-from pytest_llmobs.tracing import (
-    Observation,
-    ScoreError,
-    Trace,
-    activate,
-    observe,
-    set_standalone_sink,
-    start_span,
-)
+from pytest_llmobs.trace_model import Observation, Trace
+from pytest_llmobs.tracing import activate, set_standalone_sink, start_span
 
 CAPITAL_PROMPT = Prompt(
     name="capital",
@@ -200,7 +195,8 @@ def test_failed_assert_prints_expected_and_actual(pytester: pytest.Pytester) -> 
         dedent(
             """\
             from pytest_llmobs.scorer import Scorer
-            from pytest_llmobs.tracing import Observation, Trace, activate
+            from pytest_llmobs.trace_model import Observation, Trace
+            from pytest_llmobs.tracing import activate
 
             def test_capital():
                 with activate(Observation(Trace("t"), "root")):

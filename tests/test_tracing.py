@@ -22,20 +22,21 @@ import pydantic
 import pytest
 
 import pytest_llmobs
-from pytest_llmobs import tracing
+from pytest_llmobs import trace_model
+from pytest_llmobs.observe_decorator import observe
 from pytest_llmobs.prompts import Prompt
-from pytest_llmobs.tracing import (
+from pytest_llmobs.score_model import ScoreError, classify_score_value
+from pytest_llmobs.trace_model import (
     Observation,
-    ScoreError,
     Trace,
-    activate,
-    classify_score_value,
-    current_observation,
-    current_trace,
     derived_id,
     new_observation_id,
     new_trace_id,
-    observe,
+)
+from pytest_llmobs.tracing import (
+    activate,
+    current_observation,
+    current_trace,
     propagate_attributes,
     set_standalone_sink,
     start_span,
@@ -891,7 +892,7 @@ def test_ids_are_opentelemetry_shaped_and_distinct() -> None:
 
 
 def test_ids_are_never_all_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracing, "_random_bytes", lambda n: bytes(n))
+    monkeypatch.setattr(trace_model, "_random_bytes", lambda n: bytes(n))
     trace_id, observation_id = new_trace_id(), new_observation_id()
     assert TRACE_ID.match(trace_id) and trace_id.strip("0")
     assert OBSERVATION_ID.match(observation_id) and observation_id.strip("0")

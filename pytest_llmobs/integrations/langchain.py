@@ -46,12 +46,8 @@ from pytest_llmobs.integrations.langchain_values import (
     simplify,
     usage_of_result,
 )
-from pytest_llmobs.tracing import (
-    Observation,
-    ObservationType,
-    close_observation,
-    open_observation,
-)
+from pytest_llmobs.trace_model import Observation, ObservationType
+from pytest_llmobs.tracing import close_observation, open_observation
 
 __all__ = ["CallbackHandler"]
 

@@ -36,7 +36,7 @@ from pytest_llmobs.llm import _cache_extra
 
 if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM, LLMResult
-    from pytest_llmobs.tracing import Observation
+    from pytest_llmobs.trace_model import Observation
 
 __all__ = ["LLMObsChatModel"]
 

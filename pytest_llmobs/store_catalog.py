@@ -1,0 +1,249 @@
+"""The runs a store holds, as the commands and reports see them: listing them, resolving a
+run reference, loading a run with its items, the baselines that name runs, and deleting runs
+(retention)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from pytest_llmobs.store_connection import StoreConnection, StoreError
+from pytest_llmobs.store_unfinished import KILLED_BEFORE_IT, _effective_status, _summary_so_far
+
+_LISTED = 10
+"""How many names an error lists before saying how many more there are."""
+
+
+def _like_prefix(ref: str) -> str:
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+class RunCatalog(StoreConnection):
+    """The stored runs: listing, resolving and loading them, baselines, retention."""
+
+    def list_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first, with item counts; a stale ``running`` run reads as interrupted."""
+        query = (
+            "SELECT r.id, r.name, r.model, r.status, r.started_at, r.ended_at, r.pid,"
+            " (SELECT COUNT(*) FROM items i WHERE i.run_id = r.id)"
+            " FROM runs r ORDER BY r.started_at DESC, r.rowid DESC"
+        )
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        runs = []
+        for run_id, name, model, status, started, ended, pid, count in self._db.execute(query):
+            runs.append(
+                {
+                    "id": run_id,
+                    "name": name,
+                    "model": model,
+                    "status": self._effective_status(run_id, status, pid),
+                    "started_at": started,
+                    "ended_at": ended,
+                    "items": count,
+                }
+            )
+        return runs
+
+    def _effective_status(self, run_id: str, status: str, pid: int | None) -> str:
+        if status != "running" or pid is None:
+            return status
+        row = self._db.execute(
+            "SELECT json_extract(header, '$.process') FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        process = json.loads(row[0]) if row is not None and row[0] else None
+        return _effective_status(status, pid, process)
+
+    def resolve_run(self, ref: str) -> str:
+        """Resolve ``latest``, a saved baseline name, a run id, a run name (its newest run) or
+        a unique run id prefix, in that order, to a run id. Baseline names come first so that a
+        name means the same run wherever a run is accepted (`baselines.check_name` keeps new
+        names from clashing with stored runs)."""
+        if not ref.strip():
+            raise StoreError(
+                "empty run reference: expected a run id, a run name, a saved baseline or 'latest'"
+            )
+        if ref == "latest":
+            row = self._db.execute(
+                "SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no runs in {self.path or 'the in-memory store'}")
+            return str(row[0])
+        saved = self.get_baseline(ref)
+        if saved is not None:
+            return saved
+        if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone():
+            return ref
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            (ref,),
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        prefixed = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)
+            )
+        ]
+        if len(prefixed) == 1:
+            return str(prefixed[0])
+        if len(prefixed) > 1:
+            shown = sorted(prefixed)
+            more = f" and {len(shown) - _LISTED} more" if len(shown) > _LISTED else ""
+            raise StoreError(
+                f"run {ref!r} is ambiguous: it is a prefix of {len(shown)} run ids "
+                f"({', '.join(shown[:_LISTED])}{more}); give more of the id"
+            )
+        recent = ", ".join(r["name"] for r in self.list_runs(limit=5)) or "(none)"
+        saved = ", ".join(b["name"] for b in self.list_baselines()[:_LISTED]) or "(none)"
+        raise StoreError(
+            f"no run {ref!r} in {self.path or 'the in-memory store'}: expected a run id, a run "
+            f"name, a saved baseline or 'latest'; recent runs: {recent}; saved baselines: {saved}"
+        )
+
+    def run_clash(self, name: str) -> str | None:
+        """How ``name`` would read as a stored run where a RUN is accepted (its id, a prefix of
+        ids, or a run's name), or ``None``: a baseline name must not."""
+        if self.has_run(name):
+            return "the id of a stored run"
+        row = self._db.execute("SELECT 1 FROM runs WHERE name = ? LIMIT 1", (name,)).fetchone()
+        if row is not None:
+            return "the name of a stored run"
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 1", (_like_prefix(name),)
+        ).fetchone()
+        if row is not None:
+            return f"a prefix of the stored run id {row[0]!r}"
+        return None
+
+    def has_run(self, run_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def load_run(self, run_id: str) -> dict[str, Any]:
+        """The run's header, status, summary and every stored item, as plain data."""
+        row = self._db.execute(
+            "SELECT header, status, ended_at, pid, summary FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path or 'the in-memory store'}")
+        header, status, ended_at, pid, summary = row
+        run: dict[str, Any] = json.loads(header)
+        run["status"] = _effective_status(status, pid, run.get("process"))
+        run["ended_at"] = ended_at
+        run.update(json.loads(summary) if summary else {})
+        run["items"] = list(self.iter_items(run_id))
+        if summary:  # stored by an older version: its figures as today's code computes them
+            from pytest_llmobs.aggregates import upgrade_aggregates
+
+            upgrade_aggregates(run)
+        if not summary:  # killed or still going: its figures so far, from its items
+            run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
+            never_run = self._never_run(run_id, run["items"])
+            if never_run is not None:  # (no key: the run did not say what it collected)
+                # a run still going has not run them yet: pending, not missing
+                run["missing" if run["status"] == "interrupted" else "pending"] = never_run
+        return run
+
+    def _never_run(
+        self, run_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, str]] | None:
+        """The collected items of ``run_id`` with no stored result; None: it stored no list."""
+        row = self._db.execute(
+            "SELECT node_ids FROM expected_items WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        stored = {item.get("node_id") for item in items}
+        return [
+            {"node_id": node_id, "reason": KILLED_BEFORE_IT}
+            for node_id in json.loads(row[0])
+            if node_id not in stored
+        ]
+
+    def iter_items(self, run_id: str) -> Iterator[dict[str, Any]]:
+        for _, item in self.item_rows(run_id):
+            yield item
+
+    def item_rows(self, run_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(seq, item)`` for each stored item of ``run_id``, in the order they finished."""
+        for seq, data in self._db.execute(
+            "SELECT seq, data FROM items WHERE run_id = ? ORDER BY seq", (run_id,)
+        ):
+            yield seq, json.loads(data)
+
+    # --- baselines --------------------------------------------------------------------------
+
+    def save_baseline(self, name: str, run_id: str) -> None:
+        """Point the baseline ``name`` at ``run_id`` (replacing where it pointed before)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO baselines (name, run_id, saved_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id,"
+                " saved_at = excluded.saved_at",
+                (name, run_id, time.time()),
+            )
+
+    def get_baseline(self, name: str) -> str | None:
+        """The run id a saved baseline names, or ``None``."""
+        row = self._db.execute("SELECT run_id FROM baselines WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def list_baselines(self) -> list[dict[str, Any]]:
+        """Saved baselines by name: name, run_id, run name, saved_at."""
+        return [
+            {"name": name, "run_id": run_id, "run_name": run_name, "saved_at": saved_at}
+            for name, run_id, run_name, saved_at in self._db.execute(
+                "SELECT b.name, b.run_id, r.name, b.saved_at FROM baselines b"
+                " LEFT JOIN runs r ON r.id = b.run_id ORDER BY b.name"
+            )
+        ]
+
+    # --- retention --------------------------------------------------------------------------
+
+    def prune(self, *, keep_last: int | None = None, older_than: float | None = None) -> list[str]:
+        """Delete finished runs beyond the newest ``keep_last`` or started before ``older_than``
+        (a Unix time); runs saved as baselines and runs still going are never deleted."""
+        protected = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
+        runs = self.list_runs()
+        doomed = []
+        for index, run in enumerate(runs):
+            too_many = keep_last is not None and index >= keep_last
+            too_old = older_than is not None and run["started_at"] < older_than
+            if (too_many or too_old) and run["id"] not in protected and run["status"] != "running":
+                doomed.append(str(run["id"]))
+        with self._transaction():
+            for run_id in doomed:
+                self._delete_run(run_id)
+        if doomed and self.path is not None:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+            # in WAL mode VACUUM writes the whole compacted database to the WAL: fold it back
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return doomed
+
+    def discard_run(self, run_id: str) -> None:
+        """Delete a run that never ran anything (a session stopped by a usage error), so that
+        ``latest`` keeps naming the last run that did."""
+        with self._transaction():
+            self._delete_run(run_id)
+
+    def _delete_run(self, run_id: str) -> None:
+        self._db.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM expected_items WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        with contextlib.suppress(sqlite3.OperationalError):  # no uploads yet: no table
+            self._db.execute("DELETE FROM upload_state WHERE run_id = ?", (run_id,))
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of the database file and its WAL."""
+        if self.path is None:
+            return 0
+        files = [self.path, self.path.with_name(self.path.name + "-wal")]
+        return sum(f.stat().st_size for f in files if f.exists())

@@ -1,0 +1,168 @@
+"""Prompt versions (numbered per name, moved by labels) and dataset snapshots: the versioned
+content runs refer to, each kept once per content hash."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_llmobs.store_connection import StoreConnection, _dumps
+
+
+class ContentVersions(StoreConnection):
+    """Prompt versions with their labels, and dataset snapshots."""
+
+    # --- prompts ----------------------------------------------------------------------------
+
+    def register_prompt(
+        self, name: str, content_hash: str, data: Mapping[str, Any], labels: Sequence[str]
+    ) -> int:
+        """The version for this content (a new one when the content is new); moves ``labels``."""
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT version FROM prompt_versions WHERE name = ? AND hash = ?",
+                (name, content_hash),
+            ).fetchone()
+            if row is not None:
+                version = int(row[0])
+            else:
+                (latest,) = self._db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM prompt_versions WHERE name = ?", (name,)
+                ).fetchone()
+                version = int(latest) + 1
+                self._db.execute(
+                    "INSERT INTO prompt_versions (name, version, hash, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, version, content_hash, _dumps(self._governed(data)), time.time()),
+                )
+                self._set_label(name, "latest", version)
+            for label in labels:
+                self._set_label(name, label, version)
+        self.registered_prompts[(name, version)] = content_hash
+        return version
+
+    def import_prompt_version(self, prompt: Mapping[str, Any]) -> bool:
+        """Keep a prompt version registered in another store (an xdist worker's), unless this
+        store already has that name and version or that content; True when it was added."""
+        data = {k: v for k, v in prompt.items() if k not in ("name", "version", "hash", "labels")}
+        data = self._governed(data)
+        with self._transaction():
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO prompt_versions (name, version, hash, data, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (prompt["name"], int(prompt["version"]), prompt["hash"], _dumps(data), time.time()),
+            ).rowcount
+        return bool(added)
+
+    def _set_label(self, name: str, label: str, version: int) -> None:
+        self._db.execute(
+            "INSERT INTO prompt_labels (name, label, version) VALUES (?, ?, ?)"
+            " ON CONFLICT (name, label) DO UPDATE SET version = excluded.version",
+            (name, label, version),
+        )
+
+    def get_prompt(
+        self, name: str, *, version: int | None = None, label: str | None = None
+    ) -> dict[str, Any] | None:
+        """A stored prompt version (by number, or by label), with its current labels."""
+        if label is not None:
+            row = self._db.execute(
+                "SELECT version FROM prompt_labels WHERE name = ? AND label = ?", (name, label)
+            ).fetchone()
+            if row is None:
+                return None
+            version = int(row[0])
+        row = self._db.execute(
+            "SELECT version, hash, data FROM prompt_versions WHERE name = ? AND version = ?",
+            (name, version),
+        ).fetchone()
+        if row is None:
+            return None
+        data: dict[str, Any] = json.loads(row[2])
+        data.update(name=name, version=int(row[0]), hash=row[1])
+        data["labels"] = sorted(
+            r[0]
+            for r in self._db.execute(
+                "SELECT label FROM prompt_labels WHERE name = ? AND version = ?", (name, row[0])
+            )
+        )
+        return data
+
+    def prompt_by_hash(self, name: str, content_hash: str) -> dict[str, Any] | None:
+        """The stored prompt version of ``name`` with this content hash, or ``None``."""
+        row = self._db.execute(
+            "SELECT version FROM prompt_versions WHERE name = ? AND hash = ?", (name, content_hash)
+        ).fetchone()
+        return None if row is None else self.get_prompt(name, version=int(row[0]))
+
+    def prompt_index(self, name: str) -> tuple[list[int], dict[str, int]]:
+        """The stored version numbers of ``name`` and where each of its labels points."""
+        versions = [
+            int(r[0])
+            for r in self._db.execute(
+                "SELECT version FROM prompt_versions WHERE name = ? ORDER BY version", (name,)
+            )
+        ]
+        labels = {
+            str(r[0]): int(r[1])
+            for r in self._db.execute(
+                "SELECT label, version FROM prompt_labels WHERE name = ? ORDER BY label", (name,)
+            )
+        }
+        return versions, labels
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def record_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
+        """Keep a (governed) snapshot of a dataset version (once per content hash)."""
+        rows = self._governed_rows(items)
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (name, version, _dumps(rows), time.time()),
+            )
+
+    def _governed_rows(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Dataset items as stored: governed (masked, cut) when the store has a policy."""
+        if self.governance is None:
+            return [dict(i) for i in items]
+        return self.governance.items(items)
+
+    def regovern_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
+        """Store the snapshot of ``name`` at ``version`` again, governed by today's policy (a
+        masker a conftest added after it was stored)."""
+        rows = self._governed_rows(items)
+        with self._transaction():
+            self._db.execute(
+                "UPDATE datasets SET data = ? WHERE name = ? AND version = ?",
+                (_dumps(rows), name, version),
+            )
+
+    def has_dataset(self, name: str, version: str) -> bool:
+        """Whether a snapshot of this dataset version is stored already."""
+        row = self._db.execute(
+            "SELECT 1 FROM datasets WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        return row is not None
+
+    def dataset_size(self, name: str, version: str) -> int | None:
+        """How many items the snapshot of ``name`` at ``version`` holds (None: not kept)."""
+        try:  # counted by SQLite, without decoding the snapshot
+            row = self._db.execute(
+                "SELECT json_array_length(data) FROM datasets WHERE name = ? AND version = ?",
+                (name, version),
+            ).fetchone()
+        except sqlite3.OperationalError:  # an SQLite built without its JSON functions
+            items = self.get_dataset(name, version)
+            return None if items is None else len(items)
+        return None if row is None else int(row[0])
+
+    def get_dataset(self, name: str, version: str) -> list[dict[str, Any]] | None:
+        row = self._db.execute(
+            "SELECT data FROM datasets WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        return None if row is None else list(json.loads(row[0]))

@@ -1,0 +1,114 @@
+"""Checks of what callers pass to the tracing API (names, observation types, generation fields,
+trace attributes): a `TypeError` at the call, rather than when the trace is stored."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmobs.serialize import jsonable, key_text, safe_repr
+
+if TYPE_CHECKING:
+    from pytest_llmobs.trace_model import ObservationType
+
+
+_TEXT_FIELDS = frozenset({"model", "prompt_name", "level", "status_message"})
+
+
+def _checked_field(key: str, value: Any) -> Any:
+    """``value`` for the generation field ``key`` of `Observation.update`, as plain builtins;
+    a `TypeError` naming the field when it has the wrong type (at the call, not when stored)."""
+    if key == "name":
+        return check_name("update", value)
+    if value is None:
+        return None
+    if key in _TEXT_FIELDS:
+        if not isinstance(value, str):
+            raise TypeError(f"update: {key} must be a str or None; got {type(value).__name__}")
+        return str.__str__(value)
+    if key == "prompt_version":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"update: prompt_version must be an int or None; got {type(value).__name__}"
+            )
+        return int(value)
+    if key == "cost" and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise TypeError(f"update: cost must be a number or None; got {type(value).__name__}")
+    return jsonable(value)  # usage, model_parameters, cost
+
+
+def check_name(function: str, name: object) -> str:
+    """``name`` as a plain str; a `TypeError` naming ``function`` when it is not a str (a
+    ``Path``, say), raised at the call rather than when the trace is stored."""
+    if not isinstance(name, str):
+        raise TypeError(f"{function}: name must be a str; got {type(name).__name__}")
+    return str.__str__(name)
+
+
+_OBSERVATION_TYPES: tuple[ObservationType, ...] = ("span", "generation", "event")
+
+
+def _check_type(function: str, as_type: object) -> None:
+    if as_type not in _OBSERVATION_TYPES:
+        raise TypeError(
+            f"{function}: as_type must be one of 'span', 'generation', 'event'; "
+            f"got {type(as_type).__name__} {safe_repr(as_type):.60}"
+        )
+
+
+_UPDATABLE = frozenset(
+    {
+        "model",
+        "model_parameters",
+        "usage",
+        "cost",
+        "prompt_name",
+        "prompt_version",
+        "level",
+        "status_message",
+        "name",
+    }
+)
+
+
+def check_attributes(
+    *, user_id: Any = None, session_id: Any = None, tags: Any = None, metadata: Any = None
+) -> None:
+    """`TypeError` naming a trace attribute of the wrong type (a list as ``user_id`` would be
+    stored as its repr, a string as ``tags`` as its letters)."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
+    if metadata is not None:
+        _mapping("metadata", metadata)
+    for field, given in (("user_id", user_id), ("session_id", session_id)):
+        if given is not None and not _is_id(given):
+            raise TypeError(
+                f"{field} must be a string (or an int), not "
+                f"{type(given).__name__} {safe_repr(given):.60}"
+            )
+    for index, tag in enumerate(tags if isinstance(tags, Collection) else ()):
+        if not _is_id(tag):
+            raise TypeError(
+                f"tags must be a list of strings; tag {index} is "
+                f"{type(tag).__name__} {safe_repr(tag):.60}"
+            )
+
+
+def _is_id(value: object) -> bool:
+    """Whether ``value`` may be a user or session id or a tag: a str, or an int (its digits)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _id_text(value: object) -> str:
+    return value if type(value) is str else key_text(value)  # (a plain str, never raises)
+
+
+def _mapping(field: str, value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping; a clear `TypeError` naming ``field`` otherwise."""
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{field} must be a mapping such as {{'team': 'support'}}, not "
+            f"{type(value).__name__} {safe_repr(value):.60}"
+        )
+    return value
