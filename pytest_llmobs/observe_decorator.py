@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from pytest_llmobs.serialize import safe_repr, snapshot, snapshot_arguments
-from pytest_llmobs.trace_checks import _check_type, check_name
+from pytest_llmobs.trace_checks import check_name, check_type
 from pytest_llmobs.trace_model import Observation, ObservationType
 from pytest_llmobs.tracing import (
     _active,
@@ -66,7 +66,7 @@ def observe(
         )
     if name is not None:
         check_name("observe", name)
-    _check_type("observe", as_type)
+    check_type("observe", as_type)
 
     def decorate(fn: F) -> F:
         span_name = name or str(getattr(fn, "__name__", None) or type(fn).__name__)

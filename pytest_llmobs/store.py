@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.store_catalog import RunCatalog
-from pytest_llmobs.store_connection import StoreError, _dumps
-from pytest_llmobs.store_unfinished import _process_identity
+from pytest_llmobs.store_connection import StoreError, stored_json
+from pytest_llmobs.store_unfinished import process_identity
 from pytest_llmobs.store_versions import ContentVersions
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Store(RunCatalog, ContentVersions):
 
     def begin_run(self, header: Mapping[str, Any]) -> None:
         """Insert a run in status ``running``; ``header`` holds id, name, model, started_at."""
-        header = {**self._governed(header), "process": _process_identity(os.getpid())}
+        header = {**self._governed(header), "process": process_identity(os.getpid())}
         try:
             with self._transaction():
                 self._db.execute(
@@ -55,7 +55,7 @@ class Store(RunCatalog, ContentVersions):
                         header.get("model"),
                         header["started_at"],
                         os.getpid(),
-                        _dumps(dict(header)),
+                        stored_json(dict(header)),
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -83,7 +83,7 @@ class Store(RunCatalog, ContentVersions):
                 item.get("item_id"),
                 item.get("repeat", 0),
                 item["outcome"],
-                _dumps(item),
+                stored_json(item),
             ),
         )
 
@@ -106,7 +106,7 @@ class Store(RunCatalog, ContentVersions):
         with self._transaction():
             self._db.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
-                (status, ended_at, _dumps(dict(summary)), run_id),
+                (status, ended_at, stored_json(dict(summary)), run_id),
             )
 
     def update_run(
@@ -122,7 +122,7 @@ class Store(RunCatalog, ContentVersions):
             merged = {**(json.loads(row[0]) if row[0] else {}), **(summary or {})}
             self._db.execute(
                 "UPDATE runs SET status = COALESCE(?, status), summary = ? WHERE id = ?",
-                (status, _dumps(merged), run_id),
+                (status, stored_json(merged), run_id),
             )
 
     def expect_items(self, run_id: str, node_ids: Sequence[str]) -> None:
@@ -131,5 +131,5 @@ class Store(RunCatalog, ContentVersions):
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO expected_items (run_id, node_ids) VALUES (?, ?)",
-                (run_id, _dumps(list(node_ids))),
+                (run_id, stored_json(list(node_ids))),
             )

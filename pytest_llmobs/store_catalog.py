@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.store_connection import StoreConnection, StoreError
-from pytest_llmobs.store_unfinished import KILLED_BEFORE_IT, _effective_status, _summary_so_far
+from pytest_llmobs.store_unfinished import KILLED_BEFORE_IT, effective_status, summary_so_far
 
 _LISTED = 10
 """How many names an error lists before saying how many more there are."""
@@ -57,7 +57,7 @@ class RunCatalog(StoreConnection):
             "SELECT json_extract(header, '$.process') FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         process = json.loads(row[0]) if row is not None and row[0] else None
-        return _effective_status(status, pid, process)
+        return effective_status(status, pid, process)
 
     def resolve_run(self, ref: str) -> str:
         """Resolve ``latest``, a saved baseline name, a run id, a run name (its newest run) or
@@ -135,7 +135,7 @@ class RunCatalog(StoreConnection):
             raise StoreError(f"no run {run_id!r} in {self.path or 'the in-memory store'}")
         header, status, ended_at, pid, summary = row
         run: dict[str, Any] = json.loads(header)
-        run["status"] = _effective_status(status, pid, run.get("process"))
+        run["status"] = effective_status(status, pid, run.get("process"))
         run["ended_at"] = ended_at
         run.update(json.loads(summary) if summary else {})
         run["items"] = list(self.iter_items(run_id))
@@ -144,7 +144,7 @@ class RunCatalog(StoreConnection):
 
             upgrade_aggregates(run)
         if not summary:  # killed or still going: its figures so far, from its items
-            run.update(_summary_so_far(run["items"], run.get("declared_thresholds") or []))
+            run.update(summary_so_far(run["items"], run.get("declared_thresholds") or []))
             never_run = self._never_run(run_id, run["items"])
             if never_run is not None:  # (no key: the run did not say what it collected)
                 # a run still going has not run them yet: pending, not missing

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.serialize import has_lone_surrogate, jsonable, without_lone_surrogates
-from pytest_llmobs.store_schema import _MIGRATIONS, _SCHEMA, SCHEMA_VERSION
+from pytest_llmobs.store_schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from pytest_llmobs.governance import Governance
@@ -50,7 +50,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 """One encoder for every write (`json.dumps` with options builds a new one per call)."""
 
 
-def _dumps(value: Any) -> str:
+def stored_json(value: Any) -> str:
     try:
         text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
@@ -247,12 +247,12 @@ class StoreConnection:
                 row[0]
                 for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in filter(str.strip, SCHEMA.split(";")):
                 self._db.execute(statement)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             found = 1 if row is None else _schema_number(row[0], self.path)
             for version in range(found + 1, SCHEMA_VERSION + 1):
-                for statement in filter(str.strip, _MIGRATIONS[version].split(";")):
+                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
                     self._db.execute(statement)
             if "runs" in tables and found < SCHEMA_VERSION:
                 self.upgraded_from = found

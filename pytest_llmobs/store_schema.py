@@ -5,7 +5,7 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 3
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 """
 
 
-_MIGRATIONS: dict[int, str] = {
+MIGRATIONS: dict[int, str] = {
     2: """
 CREATE TABLE IF NOT EXISTS baselines (
     name TEXT PRIMARY KEY,

@@ -14,7 +14,7 @@ KILLED_BEFORE_IT = "no result arrived before the session died (killed or crashed
 """Why a collected item of a run that never stored its summary has no result."""
 
 
-def _summary_so_far(
+def summary_so_far(
     items: Sequence[Mapping[str, Any]], declared: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, Any]:
     """Counts, dataset versions, aggregates and threshold verdicts of a run that never stored
@@ -48,7 +48,7 @@ def _summary_so_far(
     }
 
 
-def _process_identity(pid: int) -> dict[str, Any]:
+def process_identity(pid: int) -> dict[str, Any]:
     """What tells process ``pid`` apart from a later one given the same pid: the host, its
     boot and the process's start time (Linux's /proc; elsewhere the host only)."""
     identity: dict[str, Any] = {"host": socket.gethostname()}
@@ -66,7 +66,7 @@ def recorded_elsewhere(process: Any) -> str | None:
     return str(host) if host is not None and host != socket.gethostname() else None
 
 
-def _effective_status(status: str, pid: int | None, recorded: Any = None) -> str:
+def effective_status(status: str, pid: int | None, recorded: Any = None) -> str:
     """A run still marked ``running`` whose process is gone was interrupted (crash, kill). A
     live process with the run's pid is another one when its start time (or the boot) differs
     from the one recorded; a run recorded on another host is taken as running."""
@@ -83,7 +83,7 @@ def _effective_status(status: str, pid: int | None, recorded: Any = None) -> str
     except OSError:
         return status
     if isinstance(recorded, dict) and "start" in recorded:
-        now = _process_identity(pid)
+        now = process_identity(pid)
         if now.get("boot") != recorded.get("boot") or now.get("start") != recorded["start"]:
             return "interrupted"  # the pid was reused by a process started since
     return status

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmobs.store_connection import StoreConnection, _dumps
+from pytest_llmobs.store_connection import StoreConnection, stored_json
 
 
 class ContentVersions(StoreConnection):
@@ -36,7 +36,7 @@ class ContentVersions(StoreConnection):
                 self._db.execute(
                     "INSERT INTO prompt_versions (name, version, hash, data, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (name, version, content_hash, _dumps(self._governed(data)), time.time()),
+                    (name, version, content_hash, stored_json(self._governed(data)), time.time()),
                 )
                 self._set_label(name, "latest", version)
             for label in labels:
@@ -53,7 +53,13 @@ class ContentVersions(StoreConnection):
             added = self._db.execute(
                 "INSERT OR IGNORE INTO prompt_versions (name, version, hash, data, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (prompt["name"], int(prompt["version"]), prompt["hash"], _dumps(data), time.time()),
+                (
+                    prompt["name"],
+                    int(prompt["version"]),
+                    prompt["hash"],
+                    stored_json(data),
+                    time.time(),
+                ),
             ).rowcount
         return bool(added)
 
@@ -123,7 +129,7 @@ class ContentVersions(StoreConnection):
             self._db.execute(
                 "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
                 " VALUES (?, ?, ?, ?)",
-                (name, version, _dumps(rows), time.time()),
+                (name, version, stored_json(rows), time.time()),
             )
 
     def _governed_rows(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -139,7 +145,7 @@ class ContentVersions(StoreConnection):
         with self._transaction():
             self._db.execute(
                 "UPDATE datasets SET data = ? WHERE name = ? AND version = ?",
-                (_dumps(rows), name, version),
+                (stored_json(rows), name, version),
             )
 
     def has_dataset(self, name: str, version: str) -> bool:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 _TEXT_FIELDS = frozenset({"model", "prompt_name", "level", "status_message"})
 
 
-def _checked_field(key: str, value: Any) -> Any:
+def checked_field(key: str, value: Any) -> Any:
     """``value`` for the generation field ``key`` of `Observation.update`, as plain builtins;
     a `TypeError` naming the field when it has the wrong type (at the call, not when stored)."""
     if key == "name":
@@ -49,7 +49,7 @@ def check_name(function: str, name: object) -> str:
 _OBSERVATION_TYPES: tuple[ObservationType, ...] = ("span", "generation", "event")
 
 
-def _check_type(function: str, as_type: object) -> None:
+def check_type(function: str, as_type: object) -> None:
     if as_type not in _OBSERVATION_TYPES:
         raise TypeError(
             f"{function}: as_type must be one of 'span', 'generation', 'event'; "
@@ -57,7 +57,7 @@ def _check_type(function: str, as_type: object) -> None:
         )
 
 
-_UPDATABLE = frozenset(
+UPDATABLE = frozenset(
     {
         "model",
         "model_parameters",
@@ -80,7 +80,7 @@ def check_attributes(
     if isinstance(tags, str):
         raise TypeError(f"tags must be a list of strings, not the string {tags!r}")
     if metadata is not None:
-        _mapping("metadata", metadata)
+        checked_mapping("metadata", metadata)
     for field, given in (("user_id", user_id), ("session_id", session_id)):
         if given is not None and not _is_id(given):
             raise TypeError(
@@ -100,11 +100,11 @@ def _is_id(value: object) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def _id_text(value: object) -> str:
+def id_text(value: object) -> str:
     return value if type(value) is str else key_text(value)  # (a plain str, never raises)
 
 
-def _mapping(field: str, value: Any) -> Mapping[str, Any]:
+def checked_mapping(field: str, value: Any) -> Mapping[str, Any]:
     """``value`` when it is a mapping; a clear `TypeError` naming ``field`` otherwise."""
     if not isinstance(value, Mapping):
         raise TypeError(

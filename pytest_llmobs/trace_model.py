@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pytest_llmobs.score_model import Score, ScoreError, classify_score_value
 from pytest_llmobs.serialize import jsonable, safe_repr, snapshot
 from pytest_llmobs.trace_checks import (
-    _UPDATABLE,
-    _checked_field,
-    _id_text,
-    _mapping,
+    UPDATABLE,
     check_attributes,
+    checked_field,
+    checked_mapping,
+    id_text,
 )
 
 if TYPE_CHECKING:
@@ -102,11 +102,11 @@ class Trace:
         """Set trace-level attributes; tags accumulate and metadata merges."""
         check_attributes(user_id=user_id, session_id=session_id, tags=tags, metadata=metadata)
         if user_id is not None:
-            self.user_id = _id_text(user_id)
+            self.user_id = id_text(user_id)
         if session_id is not None:
-            self.session_id = _id_text(session_id)
+            self.session_id = id_text(session_id)
         if tags:
-            self.tags.extend(t for t in map(_id_text, tags) if t not in self.tags)
+            self.tags.extend(t for t in map(id_text, tags) if t not in self.tags)
         if metadata:
             self.metadata.update(metadata)
 
@@ -246,15 +246,15 @@ class Observation:
         if output is not None:
             self.output = snapshot(output)
         if metadata:
-            for key, value in _mapping("metadata", metadata).items():
+            for key, value in checked_mapping("metadata", metadata).items():
                 self.metadata[key] = snapshot(value)
         for key, value in generation.items():
-            if key not in _UPDATABLE:
+            if key not in UPDATABLE:
                 raise TypeError(
                     f"update() got an unexpected field {key!r}; "
-                    f"expected one of input, output, metadata, {', '.join(sorted(_UPDATABLE))}"
+                    f"expected one of input, output, metadata, {', '.join(sorted(UPDATABLE))}"
                 )
-            setattr(self, key, _checked_field(key, value))
+            setattr(self, key, checked_field(key, value))
         return self
 
     def score(self, name: str, value: object, comment: str | None = None, **kwargs: Any) -> Score:

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from pytest_llmobs.serialize import snapshot
-from pytest_llmobs.trace_checks import _check_type, check_attributes, check_name
+from pytest_llmobs.trace_checks import check_attributes, check_name, check_type
 from pytest_llmobs.trace_model import Observation, ObservationType, Trace
 
 _current: ContextVar[Observation | None] = ContextVar("llmobs_current_observation", default=None)
@@ -128,7 +128,7 @@ def start_span(
 ) -> Iterator[Observation]:
     """Open a span (or generation/event) for the ``with`` block; exceptions mark it errored."""
     name = check_name("start_span", name)
-    _check_type("start_span", as_type)
+    check_type("start_span", as_type)
     parent = _current.get()
     observation = open_observation(
         name,

@@ -22,7 +22,7 @@ from pytest_llmobs.prompt_files import parse_prompt_file
 from pytest_llmobs.prompts import PromptError
 from pytest_llmobs.serialize import jsonable
 from pytest_llmobs.store import Store
-from pytest_llmobs.store_connection import _dumps
+from pytest_llmobs.store_connection import stored_json
 from pytest_llmobs.trace_model import Observation, Trace
 from pytest_llmobs.tracing import activate, propagate_attributes, start_span
 
@@ -318,7 +318,7 @@ def test_a_span_named_by_a_path_fails_only_its_test(
 
 def test_the_store_encodes_what_json_cannot_instead_of_raising() -> None:
     # (before: TypeError: Object of type PosixPath is not JSON serializable)
-    text = _dumps({"name": Path("docs/faq.md"), "keys": {(1, 2): Opaque()}})
+    text = stored_json({"name": Path("docs/faq.md"), "keys": {(1, 2): Opaque()}})
 
     assert json.loads(text) == {"name": "docs/faq.md", "keys": {"(1, 2)": REPR_BOOM}}
 
@@ -413,7 +413,7 @@ def test_governance_keeps_keys_that_read_alike_apart() -> None:
     # (before: 1 and "1" were both kept as keys, and JSON kept only the last)
     governed = Governance().value({"metadata": {1: "int key", "1": "str key"}})
 
-    assert json.loads(_dumps(governed)) == {"metadata": {"1 (2)": "int key", "1": "str key"}}
+    assert json.loads(stored_json(governed)) == {"metadata": {"1 (2)": "int key", "1": "str key"}}
 
 
 def test_keys_that_read_alike_are_all_stored(pytester: pytest.Pytester, runs: Runs) -> None:

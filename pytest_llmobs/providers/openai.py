@@ -15,7 +15,7 @@ gateways). Configuration comes from the environment and the model string::
 Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and connection errors
 are retried; ``Retry-After`` is honoured) with a connect timeout and a deadline for the whole
 answer. The attempts ride on ``ModelResponse.metadata["attempts"]``, or on the final
-`CallError`. The API key lives in a `_Secret` and is sent per request; it is never part of a
+`CallError`. The API key lives in a `Secret` and is sent per request; it is never part of a
 message, repr or recorded value, and anything the server echoes back is scrubbed of it. The
 extra headers' values are kept the same way.
 
@@ -38,8 +38,8 @@ from pytest_llmobs.providers import ConfigError
 from pytest_llmobs.providers.base import Message, ModelResponse, UnknownModelError
 from pytest_llmobs.providers.client_pool import current_pool
 from pytest_llmobs.providers.openai_config import (
-    _AZURE_HOSTS,
     API_KEY_ENV,
+    AZURE_HOSTS,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -47,28 +47,28 @@ from pytest_llmobs.providers.openai_config import (
     ORGANIZATION_ENV,
     PREFIX,
     PROJECT_ENV,
-    _carries_auth,
-    _checked_base_url,
-    _connection_limits,
-    _display_url,
-    _parse_options,
-    _replay_only,
-    _verifying_ssl_context,
+    REPLAY_ONLY,
+    carries_auth,
+    checked_base_url,
+    connection_limits,
+    display_url,
     parse_extra_headers,
+    parse_options,
+    verifying_ssl_context,
 )
 from pytest_llmobs.providers.openai_errors import (
-    _SCRUBBED_MIN_CHARS,
-    _AttemptError,
-    _final_message,
-    _Secret,
-    _unsendable,
+    SCRUBBED_MIN_CHARS,
+    AttemptError,
+    Secret,
+    final_message,
+    unsendable,
 )
 from pytest_llmobs.providers.openai_response import (
-    _AnswerReading,
-    _awithin,
-    _Overdue,
-    _whole,
-    _within,
+    AnswerReading,
+    Overdue,
+    awithin_deadline,
+    whole_response,
+    within_deadline,
 )
 from pytest_llmobs.providers.pricing import PriceError, PriceTable
 from pytest_llmobs.providers.retry import RetryPolicy
@@ -89,7 +89,7 @@ def is_openai_model(name: str) -> bool:
     return bool(_PLAIN.match(name))
 
 
-class OpenAIProvider(_AnswerReading):
+class OpenAIProvider(AnswerReading):
     """A `Provider` for one model behind an OpenAI-compatible chat completions endpoint."""
 
     handles_retries: ClassVar[bool] = True
@@ -124,23 +124,23 @@ class OpenAIProvider(_AnswerReading):
         an ``async_transport`` must survive being closed (MockTransport does).
         """
         self._model = model
-        self._key = _Secret(api_key)
+        self._key = Secret(api_key)
         parts = urlsplit(base_url.strip())
         self._base_url = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
         self._url_params = tuple(parse_qsl(parts.query, keep_blank_values=True)) or None
         """The base URL's query (Azure's ``api-version``): httpx would append the request's
         path after it, so it is sent as the parameters of each call instead."""
         self._query_values = tuple(
-            _Secret(value)
+            Secret(value)
             for value in {
                 *(value for _, value in self._url_params or ()),
                 *(pair.partition("=")[2] for pair in parts.query.split("&")),  # as sent
             }
-            if len(value) >= _SCRUBBED_MIN_CHARS
+            if len(value) >= SCRUBBED_MIN_CHARS
         )
         """The query's values (a gateway's ``subscription-key``, a ``sig``): kept out of
         messages, which may quote the URL called."""
-        self._key_header = "api-key" if (parts.hostname or "").endswith(_AZURE_HOSTS) else ""
+        self._key_header = "api-key" if (parts.hostname or "").endswith(AZURE_HOSTS) else ""
         self._scope = {
             header: value
             for header, value in (
@@ -149,10 +149,10 @@ class OpenAIProvider(_AnswerReading):
             )
             if value
         }
-        self._extra = {name: _Secret(value) for name, value in (headers or {}).items()}
-        self._takes_auth = _carries_auth(self._extra)
+        self._extra = {name: Secret(value) for name, value in (headers or {}).items()}
+        self._takes_auth = carries_auth(self._extra)
         """The extra headers carry the credentials: no key header of ours."""
-        self._shown_url, self.host = _display_url(self._base_url)
+        self._shown_url, self.host = display_url(self._base_url)
         self._timeout = (float(timeout), float(connect_timeout))
         self.retry = retry or RetryPolicy()
         self._retry_overrides: dict[str, Any] = {}
@@ -177,18 +177,18 @@ class OpenAIProvider(_AnswerReading):
             raise UnknownModelError(
                 f"{PREFIX}: no model named in {spec!r}; e.g. openai:gpt-4o-mini"
             )
-        options = _parse_options(model, query)
+        options = parse_options(model, query)
         label = f"{PREFIX}:{model}"
         extra = parse_extra_headers(environ.get(HEADERS_ENV, ""))
         api_key = environ.get(API_KEY_ENV, "").strip()
-        if not api_key and _replay_only.get():
+        if not api_key and REPLAY_ONLY.get():
             pass  # --llm-cache=read answers from the cache or fails: the key would go unused
-        elif not api_key and not _carries_auth(extra):
+        elif not api_key and not carries_auth(extra):
             raise ConfigError(
                 f"{label} needs an API key: set the {API_KEY_ENV} environment variable "
                 "(a local OpenAI-compatible server without auth accepts any value)"
             )
-        base_url = _checked_base_url(environ)
+        base_url = checked_base_url(environ)
         try:
             prices = PriceTable.default(env=environ)
         except PriceError as exc:
@@ -241,7 +241,7 @@ class OpenAIProvider(_AnswerReading):
         __tracebackhide__ = True
         body = self._body(messages, params)
         answer, attempts = self.retry.call(
-            lambda: self._attempt(body), ok_status=200, message=_final_message
+            lambda: self._attempt(body), ok_status=200, message=final_message
         )
         answer.metadata["attempts"] = [a.to_dict() for a in attempts]
         return answer
@@ -257,7 +257,7 @@ class OpenAIProvider(_AnswerReading):
         )
         async with leased as client:
             answer, attempts = await self.retry.acall(
-                lambda: self._aattempt(client, body), ok_status=200, message=_final_message
+                lambda: self._aattempt(client, body), ok_status=200, message=final_message
             )
         answer.metadata["attempts"] = [a.to_dict() for a in attempts]
         return answer
@@ -268,7 +268,7 @@ class OpenAIProvider(_AnswerReading):
         return httpx.AsyncClient(
             base_url=self._base_url,
             timeout=self._httpx_timeout(),
-            limits=_connection_limits(),
+            limits=connection_limits(),
             transport=self._async_transport,
             verify=self._ssl_context(),
             follow_redirects=False,
@@ -294,7 +294,7 @@ class OpenAIProvider(_AnswerReading):
         never do TLS (redirects are not followed), so no CA bundle is loaded for them."""
         if not self._base_url.startswith("https:"):
             return False
-        return _verifying_ssl_context()
+        return verifying_ssl_context()
 
     def _sync_client(self) -> httpx.Client:
         with self._lock:
@@ -304,7 +304,7 @@ class OpenAIProvider(_AnswerReading):
                 self._client = httpx.Client(
                     base_url=self._base_url,
                     timeout=self._httpx_timeout(),
-                    limits=_connection_limits(),
+                    limits=connection_limits(),
                     transport=self._transport,
                     verify=self._ssl_context(),
                     follow_redirects=False,
@@ -344,14 +344,14 @@ class OpenAIProvider(_AnswerReading):
         deadline = started + self._timeout[0]
         try:
             with client.stream("POST", **self._request(body)) as streamed:
-                raw = b"".join(_within(streamed.iter_raw(), deadline))
-                response = _whole(streamed, raw)
-        except _Overdue:
+                raw = b"".join(within_deadline(streamed.iter_raw(), deadline))
+                response = whole_response(streamed, raw)
+        except Overdue:
             raise self._overdue() from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         except TypeError:  # httpx's json.dumps of the body, before anything is sent
-            raise ValueError(_unsendable(body)) from None
+            raise ValueError(unsendable(body)) from None
         return self._parse(response, started)
 
     async def _aattempt(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ModelResponse:
@@ -361,14 +361,14 @@ class OpenAIProvider(_AnswerReading):
         deadline = started + self._timeout[0]
         try:
             async with client.stream("POST", **self._request(body)) as streamed:
-                chunks = [chunk async for chunk in _awithin(streamed.aiter_raw(), deadline)]
-                response = _whole(streamed, b"".join(chunks))
-        except _Overdue:
+                chunks = [chunk async for chunk in awithin_deadline(streamed.aiter_raw(), deadline)]
+                response = whole_response(streamed, b"".join(chunks))
+        except Overdue:
             raise self._overdue() from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         except TypeError:  # httpx's json.dumps of the body, before anything is sent
-            raise ValueError(_unsendable(body)) from None
+            raise ValueError(unsendable(body)) from None
         return self._parse(response, started)
 
     def _request(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +380,7 @@ class OpenAIProvider(_AnswerReading):
             "params": self._url_params,
         }
 
-    def _overdue(self) -> _AttemptError:
+    def _overdue(self) -> AttemptError:
         """A server still sending when the attempt's time is up (httpx bounds each read only:
         an answer trickling a byte at a time would never time out)."""
         return self._error(

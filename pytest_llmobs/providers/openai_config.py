@@ -51,7 +51,7 @@ _KNOWN_OPTIONS = (
     "timeout (seconds > 0), connect_timeout (seconds > 0), max_retries (int >= 0), "
     "backoff (seconds >= 0)"
 )
-_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
 """Azure OpenAI endpoints: they take the key in an ``api-key`` header, not ``Authorization``
 (which they read as a Microsoft Entra token)."""
 _AUTH_HEADERS = frozenset({"authorization", "api-key"})
@@ -62,7 +62,7 @@ _RESERVED_HEADERS = frozenset(
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-def _display_url(url: str) -> tuple[str, str]:
+def display_url(url: str) -> tuple[str, str]:
     """(base URL without credentials or query, host[:port]) for messages and reprs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -93,7 +93,7 @@ def parse_extra_headers(value: str) -> dict[str, str]:
     return headers
 
 
-def _carries_auth(headers: Iterable[str]) -> bool:
+def carries_auth(headers: Iterable[str]) -> bool:
     """Whether extra headers (their names) hold the credentials: then no key header of ours."""
     return any(name.lower() in _AUTH_HEADERS for name in headers)
 
@@ -112,7 +112,7 @@ def _bad_spec(detail: str) -> UnknownModelError:
     return UnknownModelError(f"{PREFIX}: {detail}; known options: {_KNOWN_OPTIONS}")
 
 
-def _parse_options(model: str, query: str) -> dict[str, float | int]:
+def parse_options(model: str, query: str) -> dict[str, float | int]:
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if query else []
     except ValueError:
@@ -135,7 +135,7 @@ def _parse_options(model: str, query: str) -> dict[str, float | int]:
     return options
 
 
-def _checked_base_url(environ: Mapping[str, str]) -> str:
+def checked_base_url(environ: Mapping[str, str]) -> str:
     """``OPENAI_BASE_URL`` (or the default); `ConfigError` unless it is an http(s) API root
     without credentials."""
     base_url = environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
@@ -162,13 +162,13 @@ def _checked_base_url(environ: Mapping[str, str]) -> str:
     if parts.path.rstrip("/").endswith("/chat/completions"):
         raise ConfigError(
             f"{BASE_URL_ENV} is the API's root, not its endpoint: got "
-            f"{_display_url(base_url)[0]}; expected e.g. {DEFAULT_BASE_URL} "
+            f"{display_url(base_url)[0]}; expected e.g. {DEFAULT_BASE_URL} "
             "(calls go to <root>/chat/completions)"
         )
     return base_url
 
 
-_replay_only: ContextVar[bool] = ContextVar("llmobs_openai_replay_only", default=False)
+REPLAY_ONLY: ContextVar[bool] = ContextVar("llmobs_openai_replay_only", default=False)
 
 
 @contextlib.contextmanager
@@ -176,14 +176,14 @@ def replay_only() -> Iterator[None]:
     """Providers resolved in the block may lack ``OPENAI_API_KEY``: the session only replays
     recorded calls (``--llm-cache=read``), so CI needs no key; a call that reaches the server
     anyway fails with a clear error."""
-    token = _replay_only.set(True)
+    token = REPLAY_ONLY.set(True)
     try:
         yield
     finally:
-        _replay_only.reset(token)
+        REPLAY_ONLY.reset(token)
 
 
-def _connection_limits() -> httpx.Limits:
+def connection_limits() -> httpx.Limits:
     """No cap of our own on open or kept-alive connections: the calls a client carries at once
     are bounded by its caller (``max_concurrency``, or one test at a time). httpx's defaults keep
     20 idle connections and close the rest, so 25 calls at a time reconnected 5 of them every
@@ -194,7 +194,7 @@ def _connection_limits() -> httpx.Limits:
 
 
 @functools.cache
-def _verifying_ssl_context() -> Any:
+def verifying_ssl_context() -> Any:
     import httpx
 
     return httpx.create_ssl_context()

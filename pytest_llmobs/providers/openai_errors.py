@@ -1,8 +1,8 @@
 """Failed OpenAI calls as messages, kept free of secrets.
 
-`_AttemptError` is one failed HTTP attempt (its final message names how many there were); the
+`AttemptError` is one failed HTTP attempt (its final message names how many there were); the
 server's own error text, a body JSON cannot hold and an unreadable answer are described here;
-`_Secret` holds the key and header values, and `_ErrorReporting` (mixed into `OpenAIProvider`)
+`Secret` holds the key and header values, and `ErrorReporting` (mixed into `OpenAIProvider`)
 builds the errors with the key and those values masked.
 """
 
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 _KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[\w\-*.]{4,}")
 _DETAIL_CHARS = 200
-_SCRUBBED_MIN_CHARS = 4
+SCRUBBED_MIN_CHARS = 4
 """Shorter header values are not scrubbed from messages (they would mask ordinary words)."""
 
 
-class _Secret:
+class Secret:
     """A string that never shows itself in a repr or str."""
 
     __slots__ = ("_value",)
@@ -42,7 +42,7 @@ class _Secret:
     __str__ = __repr__
 
 
-class _AttemptError(ProviderError):
+class AttemptError(ProviderError):
     """One failed HTTP attempt, with the parts the final message is built from."""
 
     def __init__(self, label: str, summary: str, host: str, detail: str = "", **kw: Any) -> None:
@@ -55,11 +55,11 @@ class _AttemptError(ProviderError):
         return f"{self.label}: {self.summary}{after} (host {self.host}){tail}"
 
 
-def _final_message(error: ProviderError, attempts: int) -> str:
-    return error.render(attempts) if isinstance(error, _AttemptError) else str(error)
+def final_message(error: ProviderError, attempts: int) -> str:
+    return error.render(attempts) if isinstance(error, AttemptError) else str(error)
 
 
-def _unsendable(body: Mapping[str, Any]) -> str:
+def unsendable(body: Mapping[str, Any]) -> str:
     """Which parameter of a request body JSON cannot hold, and what to pass instead."""
     for name, value in body.items():
         try:
@@ -78,21 +78,21 @@ def _unsendable(body: Mapping[str, Any]) -> str:
     return "the request body cannot be sent as JSON"
 
 
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     """Why a success answer could not be read, shortly: ``KeyError: 'choices'``."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:80]}"
 
 
-def _error_detail(response: httpx.Response) -> str:
+def error_detail(response: httpx.Response) -> str:
     """The server's error message (OpenAI's ``{"error": {"message": ...}}``) or body text; for
     a redirect, where to (an http:// base URL sent to https:// is the usual cause)."""
     location = response.headers.get("location") if response.is_redirect else None
     if location:
         return f"redirected to {location}; set {BASE_URL_ENV} to the URL the API answers at"
-    return _error_message(response) or response.text
+    return error_message(response) or response.text
 
 
-def _error_message(response: httpx.Response) -> str | None:
+def error_message(response: httpx.Response) -> str | None:
     """OpenAI's ``{"error": {"message": ...}}`` (or ``{"error": "..."}``) in a JSON body."""
     try:
         data = response.json()
@@ -104,41 +104,41 @@ def _error_message(response: httpx.Response) -> str | None:
     return error if isinstance(error, str) and error else None
 
 
-class _ErrorReporting:
+class ErrorReporting:
     """`OpenAIProvider`'s errors and scrubbing: what it names in a message or passes on from an
     answer goes without its secrets."""
 
     _model: str
     host: str
-    _key: _Secret
-    _extra: dict[str, _Secret]
-    _query_values: tuple[_Secret, ...]
+    _key: Secret
+    _extra: dict[str, Secret]
+    _query_values: tuple[Secret, ...]
 
     def _scrub(self, text: str) -> str:
         """``text`` for a message: without our secrets, nor anything that looks like a key."""
         text = self._without_secrets(text, self._query_values)
         return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
 
-    def _without_secrets(self, text: str, more: tuple[_Secret, ...] = ()) -> str:
+    def _without_secrets(self, text: str, more: tuple[Secret, ...] = ()) -> str:
         """``text`` with the key, the extra headers' values and ``more`` masked (answers too: a
         model that repeats the key must not get it into a run)."""
         for secret in (self._key, *self._extra.values(), *more):
             value = secret.reveal()
             # the whole value, and the credentials of a "<scheme> <credentials>" value alone
             for part in (value, value.rpartition(" ")[2]):
-                if len(part) >= _SCRUBBED_MIN_CHARS and part in text:
+                if len(part) >= SCRUBBED_MIN_CHARS and part in text:
                     text = text.replace(part, "***")
         return text
 
-    def _error(self, summary: str, detail: str = "", **kw: Any) -> _AttemptError:
+    def _error(self, summary: str, detail: str = "", **kw: Any) -> AttemptError:
         detail = " ".join(self._scrub(detail).split())
         if len(detail) > _DETAIL_CHARS:
             detail = detail[: _DETAIL_CHARS - 1] + "…"
-        return _AttemptError(
+        return AttemptError(
             f"{PREFIX}:{self._model}", self._scrub(summary), self.host, detail, **kw
         )
 
-    def _transport_error(self, exc: Exception) -> _AttemptError:
+    def _transport_error(self, exc: Exception) -> AttemptError:
         import httpx
 
         kind = type(exc).__name__

@@ -1,7 +1,7 @@
 """Reading an OpenAI chat completions answer: the whole body within the attempt's deadline,
 then the completion in it (text, tool calls, usage, cost) or the error it holds instead.
 
-`_AnswerReading` is mixed into `OpenAIProvider`.
+`AnswerReading` is mixed into `OpenAIProvider`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.providers.base import ModelResponse, Usage, token_count
 from pytest_llmobs.providers.openai_errors import (
-    _error_detail,
-    _error_message,
-    _ErrorReporting,
-    _reason,
+    ErrorReporting,
+    error_detail,
+    error_message,
+    failure_reason,
 )
 from pytest_llmobs.providers.pricing import PriceTable
 from pytest_llmobs.providers.retry import is_retryable_status, parse_retry_after
@@ -26,27 +26,27 @@ if TYPE_CHECKING:
     import httpx
 
 
-class _Overdue(Exception):
+class Overdue(Exception):
     """An attempt's answer was still arriving when its time was up."""
 
 
-def _within(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
-    """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `_Overdue`."""
+def within_deadline(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
+    """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `Overdue`."""
     for chunk in chunks:
         yield chunk
         if time.perf_counter() > deadline:
-            raise _Overdue
+            raise Overdue
 
 
-async def _awithin(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
-    """`_within` for an async stream."""
+async def awithin_deadline(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
+    """`within_deadline` for an async stream."""
     async for chunk in chunks:
         yield chunk
         if time.perf_counter() > deadline:
-            raise _Overdue
+            raise Overdue
 
 
-def _whole(streamed: httpx.Response, raw: bytes) -> httpx.Response:
+def whole_response(streamed: httpx.Response, raw: bytes) -> httpx.Response:
     """A response read in full from ``streamed``'s status, headers and (still encoded) body."""
     import httpx
 
@@ -72,8 +72,8 @@ def _content_text(content: Any) -> Any:
     return content
 
 
-class _AnswerReading(_ErrorReporting):
-    """`OpenAIProvider`'s reading of an answer into a `ModelResponse` (or an `_AttemptError`)."""
+class AnswerReading(ErrorReporting):
+    """`OpenAIProvider`'s reading of an answer into a `ModelResponse` (or an `AttemptError`)."""
 
     prices: PriceTable
 
@@ -86,7 +86,7 @@ class _AnswerReading(_ErrorReporting):
                 phrase = response.reason_phrase or "error"
             raise self._error(
                 f"{status} {phrase}",
-                _error_detail(response),
+                error_detail(response),
                 status=status,
                 retryable=is_retryable_status(status),
                 retry_after=parse_retry_after(response.headers),
@@ -110,7 +110,7 @@ class _AnswerReading(_ErrorReporting):
             input_tokens = token_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
             output_tokens = token_count(usage.get("completion_tokens"), "usage.completion_tokens")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            message = _error_message(response)
+            message = error_message(response)
             if message is not None:  # some gateways send their errors with a success status
                 raise self._error(
                     f"{status} with an error instead of a completion", message, status=status
@@ -118,7 +118,7 @@ class _AnswerReading(_ErrorReporting):
             preview = " ".join(response.text[:80].split())
             raise self._error(
                 "malformed response",
-                f"expected chat completion JSON with choices[0].message ({_reason(exc)}); "
+                f"expected chat completion JSON with choices[0].message ({failure_reason(exc)}); "
                 f"body starts {preview!r}",
                 status=status,
             ) from None
