@@ -121,8 +121,8 @@ def unknown_message(ref: str, store: Store | None, what: str = "baseline") -> st
 
 
 _RUN_ID_LIKE = re.compile(r"\d{1,8}|\d{8}T\d{0,6}|\d{8}T\d{6}-[0-9a-f]{0,6}", re.IGNORECASE)
-"""A generated run id (``20261127T204433-3f9a1c``, `pytest_llmobs.run.new_run_id`) or a prefix
-of one: where a RUN is accepted, such a name would resolve to a run."""
+"""A generated run id (``20261127T204433-3f9a1c``, `pytest_llmobs.run_environment.new_run_id`)
+or a prefix of one: where a RUN is accepted, such a name would resolve to a run."""
 
 RESERVED = (
     "'latest' and names shaped like a run id or its prefix (e.g. '20261127T204433-3f9a1c', "

@@ -21,15 +21,11 @@ from pytest_llmobs.providers import ConfigError, Provider, UnknownModelError, de
 from pytest_llmobs.providers.cache import CacheMode
 from pytest_llmobs.providers.calls import close_provider, session_calls
 from pytest_llmobs.redaction import Masker
-from pytest_llmobs.run import (
-    NO_RESULT,
-    RunRecorder,
-    default_run_name,
-    environment,
-    new_run_id,
-)
+from pytest_llmobs.run import NO_RESULT, RunRecorder
+from pytest_llmobs.run_environment import default_run_name, environment, new_run_id
 from pytest_llmobs.session import SessionState
-from pytest_llmobs.settings import Settings, read_settings
+from pytest_llmobs.settings import Settings
+from pytest_llmobs.settings_read import read_settings
 from pytest_llmobs.stash import WORKER_RUN_ID, is_xdist_worker
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold

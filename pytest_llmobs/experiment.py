@@ -47,27 +47,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_llmobs.aggregates import Aggregate
+from pytest_llmobs.aggregate_model import Aggregate
+from pytest_llmobs.dataset_checks import check_item_values
+from pytest_llmobs.dataset_files import (
+    Loc,
+    Raw,
+    assign_ids,
+    from_object,
+    load_dataset,
+    load_dataset_file,
+)
 from pytest_llmobs.datasets import (
     Dataset,
     DatasetError,
     DatasetItem,
-    load_dataset,
-    load_dataset_file,
+    check_name,
+    digest,
+    item_content,
 )
 from pytest_llmobs.evaluators.custom import RunEvaluator
-from pytest_llmobs.experiment_runner import (
-    ExperimentItem,
-    ExperimentRunner,
-    ItemEvaluator,
-    ItemInterrupted,
-    wants_llm,
-)
+from pytest_llmobs.experiment_callables import ItemEvaluator, wants_llm
+from pytest_llmobs.experiment_item import ExperimentItem
+from pytest_llmobs.experiment_runner import ExperimentRunner, ItemInterrupted
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.locate import find_store_dir
 from pytest_llmobs.providers import Provider, default_registry
 from pytest_llmobs.providers.calls import close_provider
-from pytest_llmobs.run import RunRecorder, RunResult, new_run_id
+from pytest_llmobs.run import RunRecorder
+from pytest_llmobs.run_environment import new_run_id
+from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.score_model import ScoreError
 from pytest_llmobs.scorer import check_score
 from pytest_llmobs.store import Store
@@ -414,22 +422,18 @@ def _resolve_dataset(
 
 def dataset_from_items(entries: list[Mapping[str, Any] | DatasetItem], name: str) -> Dataset:
     """A dataset from dicts or items, validated, with ids and a version as a file would get."""
-    from pytest_llmobs import datasets as files  # its parsing helpers: the same rules as files
-
-    files._check_name(name)
+    check_name(name)  # dataset files' own helpers below: the same rules as files
     raws = []
     for index, entry in enumerate(entries, start=1):
-        loc = files._Loc(f"dataset {name!r}: item {index}", f"item {index}")
+        loc = Loc(f"dataset {name!r}: item {index}", f"item {index}")
         if isinstance(entry, DatasetItem):
             content = {"input": entry.input, "expected_output": entry.expected_output}
-            raws.append(files._Raw(loc, entry.id, content | {"metadata": dict(entry.metadata)}))
+            raws.append(Raw(loc, entry.id, content | {"metadata": dict(entry.metadata)}))
         else:
-            raws.append(
-                files._from_object(dict(entry) if isinstance(entry, Mapping) else entry, loc)
-            )
-        files.check_item_values(raws[-1])  # what a file could not hold: before the run begins
+            raws.append(from_object(dict(entry) if isinstance(entry, Mapping) else entry, loc))
+        check_item_values(raws[-1])  # what a file could not hold: before the run begins
     if not raws:
-        raise files.DatasetError(f"dataset {name!r} has no items")
-    items = files._assign_ids(raws, name)
-    version = files._digest([files._content(item) for item in items])
+        raise DatasetError(f"dataset {name!r} has no items")
+    items = assign_ids(raws, name)
+    version = digest([item_content(item) for item in items])
     return Dataset(name=name, version=version, path=Path(f"<{name}>"), items=items)

@@ -4,7 +4,7 @@ timeouts and retries, evaluators, and one recorded item (trace, scores, outcome)
 Each item runs in its own asyncio task with its root span current, so whatever the task does
 (also in threads: the context is copied into the pool) nests under it. Sync tasks and sync
 evaluators run in a `ThreadPoolExecutor` of ``max_concurrency`` threads; a thread that overran
-its timeout keeps its slot (a `_Slot` handed to a keeper task) until it returns, so no more than
+its timeout keeps its slot (a `Slot` handed to a keeper task) until it returns, so no more than
 ``max_concurrency`` tasks ever run and a timeout only starts when a thread is free.
 """
 
@@ -13,182 +13,30 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.datasets import Dataset, DatasetItem
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.custom import Evaluator, to_result
+from pytest_llmobs.experiment_callables import ItemEvaluator, is_async, not_awaitable, wants_llm
+from pytest_llmobs.experiment_item import ExperimentItem, ItemRecord, Slot
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers.client_pool import shared_async_clients
-from pytest_llmobs.recording import TestRecord
-from pytest_llmobs.run import RunRecorder, RunResult, environment
+from pytest_llmobs.run import RunRecorder
+from pytest_llmobs.run_environment import environment
+from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.store_writer import StoreWriter
 from pytest_llmobs.tracing import _current
-
-
-@dataclass(slots=True)
-class ExperimentItem:
-    """One dataset item's result: the task's output (the object itself), its scores, outcome."""
-
-    id: str
-    input: Any
-    expected_output: Any
-    output: Any
-    outcome: str
-    """passed | failed (an evaluator did not pass) | error (the task or an evaluator raised)."""
-    error: str | None
-    evaluations: list[EvalResult]
-    attempts: int
-    duration: float
-    trace_id: str
-
-    @property
-    def scores(self) -> dict[str, float | bool | str]:
-        return {r.name: r.value for r in self.evaluations}
-
-
-@dataclass(frozen=True, slots=True)
-class ItemEvaluator:
-    name: str
-    function: Callable[..., Any]
-    threshold: float | None
-    is_async: bool
-    takes_item: bool = True
-    """Called as ``(output, item)``; else as ``(output)``, like ``scorer.<name>(output)``."""
-
-    @classmethod
-    def of(cls, name: str, function: Callable[..., Any]) -> ItemEvaluator:
-        """The evaluator ``function`` named ``name``; a `TypeError` when it can be called
-        neither as ``(output, item)`` nor as ``(output)``."""
-        threshold = None
-        if isinstance(function, Evaluator):  # `@pytest_llmobs.evaluator`: its function, unrecorded
-            threshold, function = function.threshold, function.function
-        takes_item = _takes_item(name, function)
-        return cls(name, function, threshold, is_async(function), takes_item)
-
-    def call(self, output: Any, item: DatasetItem) -> Any:
-        """The function's value (or coroutine) for ``output``."""
-        return self.function(output, item) if self.takes_item else self.function(output)
-
-    def result(self, value: Any) -> EvalResult | None:
-        return None if value is None else to_result(self.name, value, self.threshold)
-
-
-def _takes_item(name: str, function: Callable[..., Any]) -> bool:
-    """Whether ``function`` takes ``(output, item)`` (else it takes ``(output)``)."""
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):  # a builtin without one: called as before
-        return True
-    for arguments in (("output", "item"), ("output",)):
-        try:
-            signature.bind(*arguments)
-        except TypeError:
-            continue
-        return len(arguments) == 2
-    bare = signature.replace(  # the parameters, without annotations
-        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
-        return_annotation=signature.empty,
-    )
-    raise TypeError(
-        f"evaluators: {name!r} takes {bare}; expected (output, item) or (output), "
-        "with any other parameter optional"
-    )
-
-
-class _ItemRecord(TestRecord):
-    """A test record whose outcome the experiment sets (no pytest reports are involved)."""
-
-    __test__ = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.result_outcome = "passed"
-        self.abandoned: tuple[int, str] | None = None
-        """(index of the first observation of a sync attempt left running past its timeout,
-        the status message its observations still open at the end get)."""
-
-    @property
-    def outcome(self) -> str:
-        return self.result_outcome
-
-    def abandon(self, first: int, timeout_s: float) -> None:
-        """Observations from index ``first`` on belong to a thread no one waits for any more."""
-        if self.abandoned is None:
-            self.abandoned = (first, f"abandoned: the task timed out (timeout_s={timeout_s:g})")
-
-    def finish(self) -> dict[str, Any]:
-        """The payload, with the calls an abandoned thread still makes marked as errors (left
-        as they are, they would read as normal, empty answers); the trace ends them."""
-        if self.abandoned is not None:
-            first, why = self.abandoned
-            for observation in self.trace.observations[first:]:
-                if observation.end_time is None and observation is not self.root:
-                    observation.fail(why)
-        return super().finish()
-
-    def set_aside_scores(self, since: int, attempt: int) -> None:
-        """Move the scores a failed ``attempt`` recorded (from index ``since`` on) out of the
-        trace's scores, which the item's result and the aggregates count, into the root span's
-        metadata ``retried_scores``: the attempt's spans stay, its verdicts no longer count."""
-        scores = self.trace.scores
-        moved = scores[since:]
-        del scores[since:]
-        if moved:
-            kept = self.root.metadata.setdefault("retried_scores", [])
-            kept += [
-                {"attempt": attempt, "name": s.name, "value": s.value, "comment": s.comment}
-                | ({"observation_id": s.observation_id} if s.observation_id else {})
-                for s in moved
-            ]
-
-
-class _Slot:
-    """One of the ``max_concurrency`` places; a thread that overran its timeout keeps its own."""
-
-    def __init__(self, semaphore: asyncio.Semaphore, keepers: set[asyncio.Future[None]]) -> None:
-        self.semaphore = semaphore
-        self.keepers = keepers
-        self.held = False
-
-    async def take(self) -> None:
-        if not self.held:
-            await self.semaphore.acquire()
-            self.held = True
-
-    def give_up(self) -> None:
-        if self.held:
-            self.semaphore.release()
-            self.held = False
-
-    def hand_to(self, thread_call: asyncio.Future[Any]) -> None:
-        self.held = False
-        keeper = asyncio.ensure_future(_release_after(thread_call, self.semaphore))
-        self.keepers.add(keeper)
-        keeper.add_done_callback(self.keepers.discard)
-
-
-async def _release_after(thread_call: asyncio.Future[Any], semaphore: asyncio.Semaphore) -> None:
-    try:
-        await asyncio.wait({thread_call})
-        if not thread_call.cancelled():
-            thread_call.exception()  # retrieved: the item already recorded the timeout
-    finally:
-        semaphore.release()
-
 
 SLOW_EVALUATOR_S = 0.02
 SLOW_RUNS = 2
 
 _Outcomes = dict[int, EvalResult | Exception | None]
 """Evaluator index → its result, ``None`` (no score) or the exception it raised."""
-_Done = tuple[_ItemRecord, Any, _Outcomes, int, list[str], float]
+_Done = tuple[ItemRecord, Any, _Outcomes, int, list[str], float]
 """An item run in a thread: (record, output, outcomes, attempts, errors, start time)."""
 
 
@@ -280,8 +128,8 @@ class ExperimentRunner:
         if not store.has_dataset(self.dataset.name, self.dataset.version):
             store.record_dataset(self.dataset.name, self.dataset.version, self.dataset.snapshot())
 
-    def _new_record(self, item: DatasetItem) -> _ItemRecord:
-        return _ItemRecord(
+    def _new_record(self, item: DatasetItem) -> ItemRecord:
+        return ItemRecord(
             run_id=self.recorder.run_id,
             node_id=f"{self.task_name}[{item.id}]",
             name=self.task_name,
@@ -306,7 +154,7 @@ class ExperimentRunner:
                 _current.reset(token)
             record.duration = time.perf_counter() - started
         else:
-            slot = _Slot(semaphore, self.keepers)
+            slot = Slot(semaphore, self.keepers)
             await slot.take()
             try:
                 record = self._new_record(item)
@@ -353,7 +201,7 @@ class ExperimentRunner:
             attempt += 1
             since = len(record.trace.scores)
             try:
-                output = _not_awaitable(self.task(item, **self.task_kwargs), self.task)
+                output = not_awaitable(self.task(item, **self.task_kwargs), self.task)
             except Exception as exc:
                 errors.append(_describe(exc))
                 if attempt > self.retries:  # the last attempt: its scores are the item's
@@ -368,7 +216,7 @@ class ExperimentRunner:
 
     async def _conclude(
         self,
-        record: _ItemRecord,
+        record: ItemRecord,
         item: DatasetItem,
         output: Any,
         scored: _Outcomes,
@@ -387,7 +235,7 @@ class ExperimentRunner:
         return results
 
     async def _attempts(
-        self, record: _ItemRecord, item: DatasetItem, slot: _Slot
+        self, record: ItemRecord, item: DatasetItem, slot: Slot
     ) -> tuple[tuple[Any, _Outcomes], int, list[str]]:
         """((output, evaluated so far), attempts made, the error of each failed attempt)."""
         errors: list[str] = []
@@ -409,7 +257,7 @@ class ExperimentRunner:
                 if isinstance(delay, (int, float)) and delay > 0:
                     await asyncio.sleep(min(float(delay), 60.0))
 
-    async def _call_task(self, item: DatasetItem, slot: _Slot) -> tuple[Any, _Outcomes]:
+    async def _call_task(self, item: DatasetItem, slot: Slot) -> tuple[Any, _Outcomes]:
         """One attempt: the task's output (no evaluator has run yet)."""
         if self.task_is_async:
             call = self.task(item, **self.task_kwargs)
@@ -424,10 +272,10 @@ class ExperimentRunner:
                 raise TaskTimeout(self.timeout_s) from None
         thread_call = self._in_thread(self.task, item, **self.task_kwargs)
         if self.timeout_s is None:
-            return _not_awaitable(await thread_call, self.task), {}
+            return not_awaitable(await thread_call, self.task), {}
         try:
             output = await asyncio.wait_for(asyncio.shield(thread_call), self.timeout_s)
-            return _not_awaitable(output, self.task), {}
+            return not_awaitable(output, self.task), {}
         except asyncio.TimeoutError:
             if thread_call.done():
                 raise  # the task's own timeout, not ours
@@ -439,7 +287,7 @@ class ExperimentRunner:
         return asyncio.get_running_loop().run_in_executor(self.pool, call)
 
     async def _evaluate(
-        self, record: _ItemRecord, output: Any, item: DatasetItem, scored: _Outcomes
+        self, record: ItemRecord, output: Any, item: DatasetItem, scored: _Outcomes
     ) -> list[EvalResult]:
         """Score ``output`` with every evaluator not run yet, record the scores, judge the item.
 
@@ -482,7 +330,7 @@ class ExperimentRunner:
         return results
 
 
-def _add_score(record: _ItemRecord, result: EvalResult, source: str) -> EvalResult | Exception:
+def _add_score(record: ItemRecord, result: EvalResult, source: str) -> EvalResult | Exception:
     """``result`` recorded as a score, or what refused it (a `ScoreError`: a reason that is not
     text...): the item's error, never the run's."""
     try:
@@ -528,35 +376,3 @@ class TaskTimeout(TimeoutError):
 def _describe(exc: BaseException) -> str:
     message = str(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def is_async(function: Callable[..., Any]) -> bool:
-    """Whether calling ``function`` gives a coroutine: an ``async def`` (also behind a
-    ``functools.wraps`` decorator or a partial) or an object with ``async def __call__``."""
-    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        inspect.unwrap(function)
-    ):
-        return True
-    return inspect.iscoroutinefunction(type(function).__call__)  # `async def __call__`
-
-
-def _not_awaitable(output: Any, task: Callable[..., Any]) -> Any:
-    """A sync task's output; one that must be awaited (a decorator hid the coroutine function
-    without ``functools.wraps``) is an error of the item rather than a coroutine as its output."""
-    if inspect.isawaitable(output):
-        if inspect.iscoroutine(output):
-            output.close()  # never to be awaited: no "was never awaited" warning
-        raise TypeError(
-            f"task {task!r} returned {type(output).__name__} {output!r}, which must be awaited; "
-            "make the task (or its decorator's wrapper) 'async def', or keep "
-            "functools.wraps on the wrapper"
-        )
-    return output
-
-
-def wants_llm(task: Callable[..., Any]) -> bool:
-    """Whether ``task`` has a parameter named ``llm`` (it then receives the model's `LLM`)."""
-    try:
-        return "llm" in inspect.signature(task).parameters
-    except (TypeError, ValueError):
-        return False

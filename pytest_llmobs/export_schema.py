@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_llmobs.exports import EXPORT_VERSION
-from pytest_llmobs.settings import RUN_ID_PATTERN
+from pytest_llmobs.settings_read import RUN_ID_PATTERN
 
 _LENIENT_KEYS = ConfigDict(extra="allow", strict=True)
 RUN_ID = f"^{RUN_ID_PATTERN.pattern}$"

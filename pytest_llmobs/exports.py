@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs.aggregates import aggregates_from_dict
-from pytest_llmobs.run import RunResult, partial_datasets_from_dict
+from pytest_llmobs.aggregate_model import aggregates_from_dict
+from pytest_llmobs.run_result import RunResult, partial_datasets_from_dict
 from pytest_llmobs.settings import FAIL_POLICIES
 from pytest_llmobs.thresholds import Threshold, ThresholdResult
 

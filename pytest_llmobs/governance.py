@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from pytest_llmobs.aggregates import LABEL_EXPECTED
+from pytest_llmobs.aggregate_names import LABEL_EXPECTED
 from pytest_llmobs.redaction import (
     IDENTIFIER_KEYS,
     IDENTIFIERS_WITHIN,

@@ -13,7 +13,7 @@ import pytest
 if TYPE_CHECKING:
     from pytest_llmobs.evaluators.custom import EvaluatorRegistry
     from pytest_llmobs.providers import ModelRegistry
-    from pytest_llmobs.run import RunResult
+    from pytest_llmobs.run_result import RunResult
 
 
 @pytest.hookspec

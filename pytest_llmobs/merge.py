@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS, score_aggregate_names
+from pytest_llmobs.aggregate_names import ALL_ITEMS, score_aggregate_names
 from pytest_llmobs.export_schema import export_problem
 from pytest_llmobs.exports import (
     EXPORT_FORMAT,
@@ -38,7 +38,8 @@ from pytest_llmobs.exports import (
     import_snapshots,
     with_snapshots,
 )
-from pytest_llmobs.run import RunRecorder, RunResult
+from pytest_llmobs.run import RunRecorder
+from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.score_kinds import KIND_SHOWN
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, ThresholdError, parse_threshold

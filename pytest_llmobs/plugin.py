@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     if config.option.help:  # `pytest --help` runs no session: open no store, build no state
         return
-    from pytest_llmobs.settings import read_settings
+    from pytest_llmobs.settings_read import read_settings
     from pytest_llmobs.stash import is_xdist_worker
 
     # Option values are checked now, so a typo fails at once; the state (model, store, prompt

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pytest_llmobs.datasets import not_utf8
+from pytest_llmobs.dataset_files import not_utf8
 from pytest_llmobs.prompts import PromptError, malformed_placeholder
 from pytest_llmobs.serialize import has_lone_surrogate
 from pytest_llmobs.strict_json import NotStrictJSON, loads

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
+from pytest_llmobs.aggregate_names import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.serialize import snapshot

@@ -24,17 +24,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmobs.aggregates import (
-    ALL_ITEMS,
-    KIND_CLASH,
-    LABEL_EXPECTED,
-    Aggregate,
-    clamp,
-    mean_of,
-    std_of,
-    strip_repeat_id,
-)
+from pytest_llmobs.aggregate_model import Aggregate, strip_repeat_id
+from pytest_llmobs.aggregate_names import ALL_ITEMS, KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.reporting.printable import printable
+from pytest_llmobs.safe_stats import clamp, mean_of, std_of
 
 REPEAT_ARGNAME = "_llmobs_repeat"
 """The hidden parametrized argument holding the repeat index."""

@@ -3,150 +3,27 @@ computes aggregates and threshold verdicts at the end."""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import platform
-import secrets
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pytest_llmobs import __version__
-from pytest_llmobs.aggregates import (
-    AGGREGATION,
-    ALL_ITEMS,
-    Aggregate,
-    ItemSummary,
-    aggregates_to_dict,
-    compute_aggregates,
-)
+from pytest_llmobs.aggregate_model import Aggregate, ItemSummary, aggregates_to_dict
+from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.aggregates import AGGREGATION, compute_aggregates
 from pytest_llmobs.evaluators.custom import RunEvaluator
 from pytest_llmobs.redaction import MASKING_FAILED
 from pytest_llmobs.repeats import RepeatTracker
+from pytest_llmobs.run_environment import new_run_id
+from pytest_llmobs.run_result import RunResult, partial_datasets_to_dict
 from pytest_llmobs.score_kinds import ScoreKinds
 from pytest_llmobs.store import Store, StoreError
-from pytest_llmobs.thresholds import Threshold, ThresholdResult, evaluate, parse_threshold
+from pytest_llmobs.thresholds import Threshold, evaluate, parse_threshold
 
-RUN_STATUSES = ("running", "passed", "failed", "interrupted")
 NO_RESULT = "no result arrived"
 """Why an expected item is missing when nothing more is known."""
-
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """A sortable, readable run id: ``20261127T204433-3f9a1c``."""
-    stamp = (now or dt.datetime.now()).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def git_environment(directory: Path) -> dict[str, Any]:
-    """Commit, branch and dirty flag of the repository at ``directory``, when there is one.
-
-    One ``git status --porcelain=v2 --branch`` answers all three: a process costs milliseconds
-    at every session start, and under ``run_experiment`` it competes with the first items.
-    """
-    try:
-        done = subprocess.run(
-            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    if done.returncode != 0:
-        return {}  # not a repository (or no git)
-    headers = {}
-    dirty = False
-    for line in done.stdout.splitlines():
-        if line.startswith("# "):
-            name, _, value = line[2:].partition(" ")
-            headers[name] = value
-        elif line:
-            dirty = True  # a changed tracked file
-    commit = headers.get("branch.oid", "(initial)")
-    if commit == "(initial)":
-        return {}  # no commit yet
-    branch = headers.get("branch.head")
-    return {
-        "git_commit": commit,
-        "git_branch": "HEAD" if branch == "(detached)" else branch,  # as rev-parse names it
-        "git_dirty": dirty,
-    }
-
-
-def environment(directory: Path) -> dict[str, Any]:
-    """Where the run happened, without host names."""
-    import pytest
-
-    return {
-        **git_environment(directory),
-        "python": platform.python_version(),
-        "platform": platform.system(),
-        "pytest": pytest.__version__,
-        "plugin_version": __version__,
-    }
-
-
-def partial_datasets_to_dict(partial: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
-    """``{name: {"ran": r, "items": n}}``: how a run stores its partly run datasets."""
-    return {name: {"ran": ran, "items": size} for name, (ran, size) in partial.items()}
-
-
-def partial_datasets_from_dict(stored: object) -> dict[str, tuple[int, int]]:
-    """The inverse of `partial_datasets_to_dict`; what does not have that shape is left out."""
-    if not isinstance(stored, Mapping):
-        return {}
-    partial = {}
-    for name, entry in stored.items():
-        ran = entry.get("ran") if isinstance(entry, Mapping) else None
-        size = entry.get("items") if isinstance(entry, Mapping) else None
-        if type(ran) is int and type(size) is int:
-            partial[str(name)] = (ran, size)
-    return partial
-
-
-@dataclass(slots=True)
-class RunResult:
-    """The verdict of a finished run."""
-
-    run_id: str
-    status: str
-    aggregates: dict[str, dict[str, Aggregate]]
-    thresholds: list[ThresholdResult]
-    counts: dict[str, int]
-    datasets: dict[str, str]
-    prompts: list[dict[str, Any]]
-    store_path: Path | None
-    name: str = ""
-    model: str = ""
-    errors: list[str] = field(default_factory=list)
-    """Run evaluators that raised (the run then fails)."""
-    repeats: dict[str, Any] | None = None
-    """Per-item flakiness when items ran more than once (`pytest_llmobs.repeats`)."""
-    comparison: Any = None
-    """The `pytest_llmobs.compare.Comparison` with the baseline, when one was given."""
-    gate_failed: bool = False
-    """The comparison found a regression beyond ``--llm-max-drop`` (see ``--llm-fail-on``)."""
-    baseline_saved: str | None = None
-    """The name this run was saved under as a baseline (``--llm-save-baseline``)."""
-    fail_on: tuple[str, ...] = ("threshold", "regression")
-    """What fails the session besides failing tests (``--llm-fail-on``)."""
-    missing: list[dict[str, str]] = field(default_factory=list)
-    """Collected items whose result never arrived: ``{"node_id", "reason"}`` (e.g. an xdist
-    worker crashed while running it)."""
-    partial_datasets: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Datasets of which only some items ran (``-k``, ``--lf``, ``--deselect``, ``limit=``):
-    name -> (items that ran, items in the dataset). Their gates judged those items only."""
-
-    @property
-    def thresholds_passed(self) -> bool:
-        return all(t.passed for t in self.thresholds) and not self.errors
 
 
 _STORE_FAILURES = (sqlite3.DatabaseError, StoreError, OSError)
@@ -514,16 +391,3 @@ class RunRecorder:
                         continue
                     aggregates[group][key] = Aggregate(key, value, len(items))
         return errors
-
-
-def default_run_name(model: str, started_at: float) -> str:
-    stamp = dt.datetime.fromtimestamp(started_at).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{model.split('?', 1)[0]}@{stamp}"
-
-
-def parse_thresholds(pairs: Iterable[tuple[str, str]]) -> list[Threshold]:
-    return [parse_threshold(expression, source=source) for expression, source in pairs]
-
-
-def process_id() -> int:
-    return os.getpid()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.aggregates import KIND_CLASH, LABEL_EXPECTED
+from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.evaluators.basic import shorten
 
 KIND_OF_TYPE = {"BOOLEAN": "number", "NUMERIC": "number", "CATEGORICAL": "string"}

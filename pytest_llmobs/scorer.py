@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs.aggregates import BUILTIN_AGGREGATES, LABEL_EXPECTED, score_aggregate_names
+from pytest_llmobs.aggregate_names import BUILTIN_AGGREGATES, LABEL_EXPECTED, score_aggregate_names
 from pytest_llmobs.evaluators import EvalResult, basic, text
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.score_kinds import KIND_OF_TYPE, KIND_SHOWN

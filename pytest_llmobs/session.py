@@ -6,13 +6,15 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.datasets import Dataset, load_dataset
+from pytest_llmobs.dataset_files import load_dataset
+from pytest_llmobs.datasets import Dataset
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import Prompt, PromptRegistry
 from pytest_llmobs.providers import Provider
 from pytest_llmobs.recording import TestRecord
-from pytest_llmobs.run import RunRecorder, RunResult
+from pytest_llmobs.run import RunRecorder
+from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.settings import Settings
 from pytest_llmobs.store import Store, StoreError
 

@@ -20,7 +20,8 @@ def summary_so_far(
     """Counts, dataset versions, aggregates and threshold verdicts of a run that never stored
     its summary (killed, or still running), from the items it stored; its thresholds are those
     its header declared (options, ini) and those its items' markers carry."""
-    from pytest_llmobs.aggregates import ItemSummary, aggregates_to_dict, compute_aggregates
+    from pytest_llmobs.aggregate_model import ItemSummary, aggregates_to_dict
+    from pytest_llmobs.aggregates import compute_aggregates
     from pytest_llmobs.thresholds import Threshold, ThresholdError, evaluate, parse_threshold
 
     counts: dict[str, int] = {}

@@ -9,15 +9,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmobs.aggregates import (
+from pytest_llmobs.aggregate_model import Aggregate
+from pytest_llmobs.aggregate_names import (
     ALL_ITEMS,
     COUNTS_PREFIX,
     GENERATION_AGGREGATES,
     LABEL_METRICS,
-    MIN_BOOTSTRAP_SAMPLES,
     NUMERIC_PREFIXES,
-    Aggregate,
 )
+from pytest_llmobs.aggregates import MIN_BOOTSTRAP_SAMPLES
 
 INTERVAL_FIELDS = frozenset({"ci_low", "ci_high"})
 

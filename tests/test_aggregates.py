@@ -13,19 +13,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_llmobs.aggregates import (
-    ALL_ITEMS,
+from pytest_llmobs.aggregate_model import (
     Aggregate,
     GenerationFigures,
     ItemSummary,
     aggregates_from_dict,
     aggregates_to_dict,
-    compute_aggregates,
-    group_aggregates,
-    numeric_aggregates,
-    percentile,
 )
+from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.aggregates import compute_aggregates, group_aggregates, numeric_aggregates
 from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval, wilson_interval
+from pytest_llmobs.safe_stats import percentile
 
 if TYPE_CHECKING:
     from conftest import Runs
@@ -372,14 +370,13 @@ def test_session_stores_aggregates_per_dataset_and_for_the_whole_run(
 
 
 def test_the_names_scores_are_checked_against_are_the_names_aggregation_gives() -> None:
-    from pytest_llmobs.aggregates import (
+    from pytest_llmobs.aggregate_names import (
         BUILTIN_AGGREGATES,
         GENERATION_AGGREGATES,
-        generation_aggregates,
-        judge_aggregates,
-        label_aggregates,
         score_aggregate_names,
     )
+    from pytest_llmobs.aggregates import label_aggregates
+    from pytest_llmobs.generation_stats import generation_aggregates, judge_aggregates
 
     figures = [(1.0, 2, 3, 0.5), (2.0, 1, 1, 0.1)]
     generated = {a.name for a in [*generation_aggregates(figures), *judge_aggregates(figures)]}
@@ -393,7 +390,7 @@ def test_the_names_scores_are_checked_against_are_the_names_aggregation_gives() 
 
 
 def test_generations_without_reported_usage_stay_out_of_the_token_totals() -> None:
-    from pytest_llmobs.aggregates import generation_aggregates, judge_aggregates
+    from pytest_llmobs.generation_stats import generation_aggregates, judge_aggregates
 
     unknown: GenerationFigures = (1.0, None, None, None)
     counted = {a.name: a for a in generation_aggregates([(1.0, 2, 3, 0.5), unknown])}

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pytest_llmobs import run_experiment
-from pytest_llmobs.cli import REASON_WIDTH, main
+from pytest_llmobs.cli import main
+from pytest_llmobs.cli_commands import REASON_WIDTH
 from pytest_llmobs.store import Store
 
 

@@ -1,4 +1,4 @@
-"""Tests for pytest_llmobs.datasets: loading the three formats, versions, ids and errors."""
+"""Tests for datasets and dataset_files: loading the three formats, versions, ids and errors."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from pytest_llmobs.dataset_files import load_dataset, load_dataset_file
 from pytest_llmobs.datasets import (
     Dataset,
     DatasetError,
     DatasetItem,
     find_dataset_file,
-    load_dataset,
-    load_dataset_file,
 )
 
 ALLOWED = "allowed keys: id, input, expected_output (or expectedOutput), metadata"

@@ -17,7 +17,7 @@ import pytest
 from rapidfuzz import fuzz
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from pytest_llmobs.aggregates import ALL_ITEMS
+from pytest_llmobs.aggregate_names import ALL_ITEMS
 
 if TYPE_CHECKING:
     from conftest import Runs

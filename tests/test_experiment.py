@@ -24,7 +24,8 @@ from pytest_llmobs import (
     run_evaluator,
     run_experiment,
 )
-from pytest_llmobs.datasets import DatasetError, DatasetItem, load_dataset
+from pytest_llmobs.dataset_files import load_dataset
+from pytest_llmobs.datasets import DatasetError, DatasetItem
 from pytest_llmobs.store import Store
 from pytest_llmobs.trace_model import derived_id
 

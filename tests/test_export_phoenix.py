@@ -33,7 +33,7 @@ from pytest_llmobs.exporters import ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
 from pytest_llmobs.exporters.phoenix import _Inventory
 from pytest_llmobs.exporters.phoenix_config import DEFAULT_ENDPOINT, PhoenixConfig, project_name
-from pytest_llmobs.run import default_run_name
+from pytest_llmobs.run_environment import default_run_name
 from pytest_llmobs.store import Store
 
 SUITE = """

@@ -21,7 +21,7 @@ import pytest_llmobs.compare.render  # noqa: F401
 from pytest_llmobs import cli
 from pytest_llmobs.compare.stats import paired_bootstrap_interval
 from pytest_llmobs.providers.capitals import CAPITALS
-from pytest_llmobs.settings import parse_fail_on
+from pytest_llmobs.settings_read import parse_fail_on
 
 if TYPE_CHECKING:
     from conftest import Runs

@@ -168,7 +168,7 @@ def llmobs_cli(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_strict_masking_keeps_identifiers_so_a_default_run_compares_clean(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
-    from pytest_llmobs.datasets import load_dataset
+    from pytest_llmobs.dataset_files import load_dataset
     from pytest_llmobs.redaction import Redactor
 
     # Every identifier below holds what strict masking takes for a number or a token: the

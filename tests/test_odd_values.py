@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from pytest_llmobs import run_experiment
-from pytest_llmobs.datasets import DatasetError, DatasetItem, load_dataset_file
+from pytest_llmobs.dataset_files import load_dataset_file
+from pytest_llmobs.datasets import DatasetError, DatasetItem
 from pytest_llmobs.governance import Governance
 from pytest_llmobs.observe_decorator import observe
 from pytest_llmobs.prompt_files import parse_prompt_file

@@ -18,16 +18,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmobs import cli
-from pytest_llmobs.aggregates import (
-    Aggregate,
-    ItemSummary,
-    group_aggregates,
-    numeric_aggregates,
-    percentile,
-)
+from pytest_llmobs.aggregate_model import Aggregate, ItemSummary
+from pytest_llmobs.aggregates import group_aggregates, numeric_aggregates
 from pytest_llmobs.compare.items import match, paired_values
 from pytest_llmobs.compare.stats import paired_test
 from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval, wilson_interval
+from pytest_llmobs.safe_stats import percentile
 from pytest_llmobs.thresholds import evaluate, parse_threshold
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmobs.cli import main as cli_main
-from pytest_llmobs.datasets import load_dataset
+from pytest_llmobs.dataset_files import load_dataset
 from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.reporting.terminal import format_number
@@ -620,7 +620,7 @@ def test_a_malformed_file_loaded_in_a_test_fails_at_the_tests_line(
     )
     output = result.stdout.str()  # neither the loaders' frames nor the JSON parser's error
     assert "prompt_files.py" not in output and "JSONDecodeError" not in output
-    assert "datasets.py:" not in output
+    assert "datasets.py:" not in output and "dataset_files.py:" not in output
     # the failed tests' arguments name the loaders' directories, not nested functions
     assert f"prompt = <prompt loader for {pytester.path / 'prompts'}>" in output
     assert f"dataset = <dataset loader for {pytester.path / 'datasets'}>" in output

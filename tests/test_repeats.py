@@ -13,7 +13,7 @@ import numpy  # noqa: F401  (numpy loads once per process: here, not in an inner
 import pytest
 
 import pytest_llmobs.compare.gate  # noqa: F401  (loaded once here, not inside inner sessions)
-from pytest_llmobs.aggregates import strip_repeat_id
+from pytest_llmobs.aggregate_model import strip_repeat_id
 from pytest_llmobs.compare.stats import paired_bootstrap_interval
 
 if TYPE_CHECKING:

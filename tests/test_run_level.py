@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate, ItemSummary, compute_aggregates
+from pytest_llmobs.aggregate_model import Aggregate, ItemSummary
+from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.aggregates import compute_aggregates
 from pytest_llmobs.evaluators.run_level import (
     BOOTSTRAP_RESAMPLES,
     Z_95,

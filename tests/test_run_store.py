@@ -15,8 +15,8 @@ import pytest
 from git_repo import git
 
 from pytest_llmobs import __version__
-from pytest_llmobs.datasets import load_dataset
-from pytest_llmobs.run import git_environment
+from pytest_llmobs.dataset_files import load_dataset
+from pytest_llmobs.run_environment import git_environment
 from pytest_llmobs.store import Store
 from pytest_llmobs.store_unfinished import KILLED_BEFORE_IT
 from pytest_llmobs.trace_model import derived_id

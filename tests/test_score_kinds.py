@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_llmobs import run_experiment
-from pytest_llmobs.aggregates import KIND_CLASH, LABEL_EXPECTED, ItemSummary
+from pytest_llmobs.aggregate_model import ItemSummary
+from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.repeats import item_scores
 from pytest_llmobs.score_kinds import ScoreKinds
 

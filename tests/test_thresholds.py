@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate
+from pytest_llmobs.aggregate_model import Aggregate
+from pytest_llmobs.aggregate_names import ALL_ITEMS
 from pytest_llmobs.thresholds import ThresholdError, evaluate, lookup, parse_threshold
 
 if TYPE_CHECKING:

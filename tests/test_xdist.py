@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmobs.aggregates import ItemSummary, compute_aggregates
+from pytest_llmobs.aggregate_model import ItemSummary
+from pytest_llmobs.aggregates import compute_aggregates
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.store import STORE_FILENAME, Store
 

@@ -59,7 +59,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _store(option: str | None, refs: list[str]) -> Store | None:
     """The store; ``None`` when there is none and every reference is an existing file."""
-    from pytest_llmobs.cli import CliError, open_store
+    from pytest_llmobs.cli_common import CliError, open_store
 
     try:
         return open_store(option, read_only=True)
@@ -71,7 +71,7 @@ def _store(option: str | None, refs: list[str]) -> Store | None:
 
 def _resolve(ref: str, store: Store | None, what: str) -> Any:
     from pytest_llmobs.baselines import BaselineError, resolve_baseline
-    from pytest_llmobs.cli import CliError
+    from pytest_llmobs.cli_common import CliError
 
     try:
         return resolve_baseline(ref, store=store, what=what)
@@ -81,7 +81,7 @@ def _resolve(ref: str, store: Store | None, what: str) -> Any:
 
 def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.baselines import BaselineError, save_baseline
-    from pytest_llmobs.cli import CliError, open_store
+    from pytest_llmobs.cli_common import CliError, open_store
 
     store = open_store(args.store)
     previous = store.get_baseline(args.name)
@@ -100,7 +100,8 @@ def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import open_store, print_table, table_cell
+    from pytest_llmobs.cli_common import open_store
+    from pytest_llmobs.cli_output import print_table, table_cell
 
     store = open_store(args.store, read_only=True)
     saved = store.list_baselines()
@@ -150,7 +151,8 @@ def cli_wording(text: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import CliError, write_output
+    from pytest_llmobs.cli_common import CliError
+    from pytest_llmobs.cli_output import write_output
     from pytest_llmobs.compare.core import compare_runs, run_info
     from pytest_llmobs.compare.render import comparison_lines, markdown
 
@@ -192,10 +194,10 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import CliError
+    from pytest_llmobs.cli_common import CliError
     from pytest_llmobs.compare.core import run_aggregates
     from pytest_llmobs.reporting.terminal import threshold_line
-    from pytest_llmobs.run import partial_datasets_from_dict
+    from pytest_llmobs.run_result import partial_datasets_from_dict
     from pytest_llmobs.thresholds import ThresholdError, evaluate, parse_threshold
 
     store = _store(args.store, [args.run])

@@ -5,18 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmobs.aggregates import (
-    ALL_ITEMS,
-    Aggregate,
-    ItemSummary,
-    aggregates_from_dict,
-    clamp,
-    compute_aggregates,
-)
+from pytest_llmobs.aggregate_model import Aggregate, ItemSummary, aggregates_from_dict
+from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.aggregates import compute_aggregates
 from pytest_llmobs.compare.changes import what_changed
 from pytest_llmobs.compare.items import PASS_RATE, Case, flips, match, paired_values
 from pytest_llmobs.compare.model import Comparison, MetricComparison, RunInfo
 from pytest_llmobs.compare.stats import BOOTSTRAP_SEED, higher_is_better, judge, paired_test
+from pytest_llmobs.safe_stats import clamp
 from pytest_llmobs.store import Store
 
 

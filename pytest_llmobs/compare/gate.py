@@ -11,7 +11,7 @@ from pytest_llmobs.settings import FAIL_POLICIES
 from pytest_llmobs.stash import BASELINE_KEY
 
 if TYPE_CHECKING:
-    from pytest_llmobs.run import RunResult
+    from pytest_llmobs.run_result import RunResult
     from pytest_llmobs.session import SessionState
 
 

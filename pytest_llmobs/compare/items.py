@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pytest_llmobs.aggregates import KIND_CLASH, LABEL_EXPECTED, mean_of, strip_repeat_id
+from pytest_llmobs.aggregate_model import strip_repeat_id
+from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.compare.model import FlippedItem
 from pytest_llmobs.repeats import verdict_of
+from pytest_llmobs.safe_stats import mean_of
 
 Key = tuple[Any, ...]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS
+from pytest_llmobs.aggregate_names import ALL_ITEMS
 from pytest_llmobs.compare.stats import PairedTest, Verdict
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pytest_llmobs.aggregates import clamp, overflow_scale
+from pytest_llmobs.safe_stats import clamp, overflow_scale
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0

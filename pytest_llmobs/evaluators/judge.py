@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs.aggregates import JUDGE_GENERATION_PREFIX
+from pytest_llmobs.aggregate_names import JUDGE_GENERATION_PREFIX
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.basic import none_expected, none_output, shorten
 

@@ -59,7 +59,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_llmobs.cli import CliError, open_store
+    from pytest_llmobs.cli_common import CliError, open_store
     from pytest_llmobs.store import StoreError
 
     try:

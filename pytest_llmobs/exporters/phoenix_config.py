@@ -69,7 +69,7 @@ def display_endpoint(environ: Mapping[str, str]) -> str:
 def project_name(run: Mapping[str, Any], configured: str | None) -> str:
     """``PHOENIX_PROJECT_NAME``, else the run's name when someone chose it, else pytest-llmobs
     (``/``, ``?`` and ``#`` become ``-``: Phoenix looks projects up by name in URLs)."""
-    from pytest_llmobs.run import default_run_name
+    from pytest_llmobs.run_environment import default_run_name
 
     name = configured
     if not name and run.get("name") and run.get("started_at") is not None:

@@ -22,7 +22,7 @@ from pytest_llmobs.stash import session_state
 from pytest_llmobs.store import StoreError
 
 if TYPE_CHECKING:
-    from pytest_llmobs.run import RunResult
+    from pytest_llmobs.run_result import RunResult
 
 
 class ReportFiles:

@@ -20,7 +20,7 @@ from pytest_llmobs.reporting.html_compare import comparison_section
 from pytest_llmobs.reporting.html_items import MAX_TRACES, items_section
 from pytest_llmobs.reporting.html_scores import scores_section
 from pytest_llmobs.reporting.html_text import OUTCOMES, duration, esc, number, timestamp
-from pytest_llmobs.run import partial_datasets_from_dict
+from pytest_llmobs.run_result import partial_datasets_from_dict
 
 __all__ = ["MAX_TRACES", "render_html", "write_html"]
 

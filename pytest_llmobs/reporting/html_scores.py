@@ -9,17 +9,10 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmobs.aggregates import (
-    ALL_ITEMS,
-    COUNTED_OUTCOMES,
-    KIND_CLASH,
-    LABEL_EXPECTED,
-    mean_of,
-    percentile,
-    std_of,
-)
+from pytest_llmobs.aggregate_names import ALL_ITEMS, COUNTED_OUTCOMES, KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.reporting.html_text import esc, number, percent
 from pytest_llmobs.reporting.svg import bar_chart, histogram
+from pytest_llmobs.safe_stats import mean_of, percentile, std_of
 
 NO_DATASET = "tests without a dataset"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_llmobs.aggregates import ALL_ITEMS, Aggregate
+from pytest_llmobs.aggregate_model import Aggregate
+from pytest_llmobs.aggregate_names import ALL_ITEMS
 from pytest_llmobs.reporting.printable import printable
-from pytest_llmobs.run import RunResult
+from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.thresholds import ThresholdResult
 
 WriteLine = Callable[..., None]

@@ -1,0 +1,276 @@
+"""The store's own ``llmobs`` subcommands, each ``cmd_*(args, out) -> exit status``: runs,
+prune, show, export, report, merge and calibrate (baseline, compare and rescore are in
+``compare.commands``; upload, in ``exporters.commands``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_llmobs.cli_common import CliError, check_count, open_store
+from pytest_llmobs.cli_output import (
+    check_output,
+    print_table,
+    table_cell,
+    writable_output,
+    write_output,
+)
+from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
+from pytest_llmobs.reporting.printable import printable
+from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
+from pytest_llmobs.store import StoreError
+from pytest_llmobs.store_unfinished import recorded_elsewhere
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    if args.limit is not None:
+        check_count(args.limit, "--limit", minimum=1)
+    store = open_store(args.store, read_only=True)
+    runs = store.list_runs(limit=args.limit)
+    if not runs:
+        print(f"no runs in {store.path}", file=out)
+        return 0
+    rows = [("RUN ID", "NAME", "MODEL", "STATUS", "ITEMS", "STARTED")]
+    rows += [
+        (
+            table_cell(r["id"]),
+            table_cell(r["name"]),
+            table_cell(r["model"] or "-"),
+            r["status"],
+            str(r["items"]),
+            _when(r["started_at"]),
+        )
+        for r in runs
+    ]
+    print_table(rows, out)
+    print(f"store: {store.path} ({_size(store.size_bytes())})", file=out)
+    return 0
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+_AGE = re.compile(r"^(\d+)\s*([dhw])$")
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``2w`` as seconds; anything else raises `CliError`."""
+    match = _AGE.match(text.strip())
+    if match is None:
+        raise CliError(f"--older-than: {text!r} is not an age; expected e.g. 30d, 12h or 2w")
+    return int(match.group(1)) * {"h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+
+
+def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
+    if args.keep_last is None and args.older_than is None:
+        raise CliError("prune needs --keep-last N and/or --older-than AGE")
+    if args.keep_last is not None:
+        check_count(args.keep_last, "--keep-last")
+    store = open_store(args.store)
+    before = store.size_bytes()
+    older = time.time() - parse_age(args.older_than) if args.older_than else None
+    deleted = store.prune(keep_last=args.keep_last, older_than=older)
+    print(
+        f"deleted {len(deleted)} run(s); saved baselines kept; store {_size(before)} -> "
+        f"{_size(store.size_bytes())}",
+        file=out,
+    )
+    for run_id in deleted[:PRUNED_SHOWN]:
+        print(f"  {run_id}", file=out)
+    if len(deleted) > PRUNED_SHOWN:
+        print(f"  ... and {len(deleted) - PRUNED_SHOWN} more", file=out)
+    return 0
+
+
+PRUNED_SHOWN = 20
+"""The most deleted run ids `llmobs prune` lists (a long history could delete thousands)."""
+
+
+REASON_WIDTH = 120
+"""The most of a failed item's error `llmobs show` prints on its line (`llmobs export` and
+`llmobs report` have it all)."""
+
+
+def short_reason(error: str, width: int = REASON_WIDTH) -> str:
+    """An item's error as pytest's short summary shows it: its first line (an assertion's
+    explanation follows on the next ones), cut at ``width`` characters, ending in '…'."""
+    first = printable(error.strip().splitlines()[0].strip()) if error.strip() else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+def _item_line(item: dict[str, Any]) -> str:
+    scores = ", ".join(
+        f"{s['name']}={s['value']}" for s in (item.get("trace") or {}).get("scores", [])
+    )
+    line = printable(
+        f"  {item['outcome']:<8} {item['node_id']}" + (f"  [{scores}]" if scores else "")
+    )
+    error, skipped = item.get("error"), item.get("skip_reason")
+    if item["outcome"] in ("failed", "error") and isinstance(error, str) and error.strip():
+        line += f" - {short_reason(error)}"  # as pytest's "FAILED node - reason"
+    elif item["outcome"] == "skipped" and isinstance(skipped, str) and skipped.strip():
+        line += f" - {short_reason(skipped)}"  # "xfail: <reason>" for an xfailed test
+    return line
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(args.store, read_only=True)
+    try:
+        run = store.load_run(store.resolve_run(args.run))
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    environment = run.get("environment") or {}
+    print(f"started {_when(run.get('started_at'))}, ended {_when(run.get('ended_at'))}", file=out)
+    if environment.get("git_commit"):
+        dirty = " (dirty)" if environment.get("git_dirty") else ""
+        print(f"git {environment['git_commit'][:12]}{dirty}", file=out)
+    for prompt in run.get("prompts") or []:
+        print(f"prompt {prompt['name']} version {prompt['version']}", file=out)
+    if "aggregates" in run:
+        for line in summary_lines(result_from_run(run, store.path), encoding=out.encoding):
+            print(line, file=out)
+    else:
+        print(f"run {run['id']}  name {run['name']!r}  -> {run['status']}", file=out)
+    for line in missing_lines(run.get("missing") or []):
+        print(line, file=out)
+    items = run.get("items") or []
+    if run.get("ended_at") is None:  # killed, crashed or still going: it stored no summary
+        for line in _unfinished_lines(run, len(items)):
+            print(line, file=out)
+    print(f"items ({len(items)}):", file=out)
+    for item in items:
+        print(_item_line(item), file=out)
+    return 0
+
+
+def _unfinished_lines(run: dict[str, Any], stored: int) -> list[str]:
+    """What `llmobs show` says of a run that stored no summary (killed, crashed, still going)."""
+    lines = []
+    host = recorded_elsewhere(run.get("process"))
+    if run["status"] == "running" and host is not None:
+        lines.append(
+            f"run recorded on host {host!r}: this machine cannot tell whether that session still "
+            "goes or died, so it reads as running until it stores its summary"
+        )
+    if run["status"] == "running":
+        pending = run.get("pending")
+        rest = (
+            f"{len(pending)} collected item(s) not run yet"
+            if pending is not None
+            else "the items it has not run yet are not known"
+        )
+        lines.append(f"run still running: its {stored} stored item(s) so far are listed, {rest}")
+    elif "missing" in run:  # it stored what it collected (see Store.expect_items)
+        never_run = len(run["missing"])
+        rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
+        lines.append(
+            f"run {run['status']} before it finished: its {stored} stored item(s) are listed, "
+            f"{rest}"
+        )
+    else:
+        lines.append(
+            f"run {run['status']} before it finished: the items it had not run yet are not "
+            f"known (its {stored} stored item(s) are listed)"
+        )
+    return lines
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(args.store, read_only=True)
+    try:
+        run = with_snapshots(store.load_run(store.resolve_run(args.run)), store)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    text = dump_run(run)
+    if args.output:
+        write_output(args.output, text + "\n")
+        print(f"wrote run {run['id']} ({len(run['items'])} items) to {args.output}", file=out)
+    else:
+        print(text, file=out)
+    return 0
+
+
+def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
+    """A stored run, or a run exported to a JSON file (``llmobs export``, ``--llm-json``),
+    read as ``compare`` and ``rescore`` read a RUN."""
+    from pytest_llmobs.compare.commands import _resolve, _store
+
+    run: dict[str, Any] = _resolve(args.run, _store(args.store, [args.run]), "run").run
+    return run
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.reporting.html import write_html
+
+    check_count(args.max_traces, "--max-traces")
+    run = _load_for_report(args)
+    path = writable_output(args.output or f"llmobs-report-{run['id']}.html")
+    try:
+        write_html(run, path, max_traces=args.max_traces)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc}") from None
+    items = len(run.get("items") or [])
+    print(f"wrote the HTML report of run {run['id']} ({items} items) to {path}", file=out)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.compare.commands import cli_wording
+    from pytest_llmobs.merge import MergeError, merge_files, summary_header
+
+    store_dir = Path(args.store) if args.store else None
+    if args.output:
+        check_output(args.output)  # before anything is stored
+    try:
+        merged = merge_files(
+            [Path(f) for f in args.files], thresholds=args.threshold, store_dir=store_dir
+        )
+    except MergeError as exc:
+        raise CliError(str(exc)) from None
+    print(summary_header(merged), file=out)
+    store_path = merged.result.store_path
+    for line in summary_lines(result_from_run(merged.run, store_path), encoding=out.encoding):
+        if line == "not stored (--llm-no-store)":
+            line = "not stored (--store DIR keeps it)"
+        print(cli_wording(line), file=out)
+    for line in [*missing_lines(merged.result.missing), *merged.notes]:
+        print(line, file=out)
+    if args.output:
+        write_output(args.output, dump_run(merged.run) + "\n")
+        print(f"wrote merged run {merged.result.run_id} to {args.output}", file=out)
+    return 0 if merged.result.status == "passed" else 1
+
+
+def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_llmobs.calibration import CalibrationError, calibrate
+
+    store = open_store(args.store, read_only=True)
+    try:
+        run = store.load_run(store.resolve_run(args.run))
+        report = calibrate(run["items"], Path(args.labels), args.score)
+    except (StoreError, CalibrationError) as exc:
+        raise CliError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2), file=out)
+    else:
+        for line in report.lines():
+            print(line, file=out)
+    return 0

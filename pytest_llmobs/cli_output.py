@@ -1,0 +1,75 @@
+"""How ``llmobs`` subcommands print and write: tables padded to their columns, a cell escaped
+and cut to fit, and the ``-o`` file checked before the command works, then written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pytest_llmobs.cli_common import CliError
+from pytest_llmobs.reporting.printable import printable
+
+
+def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Rows as columns padded to their widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip(), file=out)
+
+
+CELL_WIDTH = 48
+"""The widest a name is shown in a table; longer ones end in '…' (`llmobs show` has it all)."""
+
+
+def table_cell(text: str) -> str:
+    """``text`` for one table cell: a newline, tab or other control character is shown
+    escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row;
+    past `CELL_WIDTH` characters it is cut, ending in '…'."""
+    shown = printable(text)
+    return shown if len(shown) <= CELL_WIDTH else shown[: CELL_WIDTH - 1] + "…"
+
+
+def check_output(value: str) -> Path:
+    """``-o``'s path when a file can be written there: a directory, or a place under a file,
+    is a `CliError`. Nothing is created yet (the command may still fail)."""
+    path = Path(value)
+    if path.is_dir():
+        raise CliError(f"-o {value}: is a directory; give a file name")
+    if os.path.basename(value) in ("", ".", ".."):  # Path("out/") is "out": it would be a file
+        raise CliError(f"-o {value}: names a directory; give a file name")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise CliError(f"-o {value}: the file is not writable")
+        return path
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CliError(f"-o {value}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise CliError(f"-o {value}: cannot create a file in {parent} (not writable)")
+            break
+    return path
+
+
+def writable_output(value: str) -> Path:
+    """``-o``'s path, its directory created; a directory or an unwritable place is a
+    `CliError` (raised before the command does anything that cannot be undone)."""
+    path = check_output(value)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"-o {value}: cannot create its directory ({exc})") from None
+    return path
+
+
+def write_output(value: str, text: str) -> None:
+    """Write ``-o``'s file; a failure (a full disk) is a `CliError`, not a traceback."""
+    path = writable_output(value)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,322 @@
+"""Reading dataset files (``.jsonl``, ``.json``, ``.csv``) into validated items with a version.
+
+Items have an ``input`` and optionally an ``id`` (derived from the content when absent), an
+``expected_output`` (Langfuse's ``expectedOutput`` too) and a ``metadata`` object. Problems raise a
+one-line :class:`DatasetError` naming the file and line or item when known. Blank CSV lines are
+skipped; a CSV row whose cells hold only spaces is kept like any other.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pytest_llmobs.dataset_checks import refuse_deep_nesting, refuse_lone_surrogates
+from pytest_llmobs.datasets import (
+    Dataset,
+    DatasetError,
+    DatasetItem,
+    check_name,
+    digest,
+    find_dataset_file,
+    item_content,
+)
+from pytest_llmobs.strict_json import _DECODER as STRICT_DECODER
+from pytest_llmobs.strict_json import NotStrictJSON, loads
+
+_KEYS = ("id", "input", "expected_output", "metadata")
+_KEY_SET = frozenset(_KEYS)
+_ALIASES = {"expectedOutput": "expected_output"}
+_JSON_TYPES: dict[type, str] = {dict: "object", list: "list", str: "string", bool: "boolean"}
+_JSON_TYPES |= {int: "number", float: "number", type(None): "null"}
+_EXPECTED_OBJECT = (
+    "expected a JSON object with 'input' (and optional 'id', 'expected_output', 'metadata')"
+)
+
+
+def load_dataset(name: str, directory: Path) -> Dataset:
+    """Find dataset ``name`` in ``directory`` and load it."""
+    return load_dataset_file(find_dataset_file(name, directory), name)
+
+
+def load_dataset_file(path: Path, name: str | None = None) -> Dataset:
+    """Load and validate one dataset file; ``name`` defaults to the file name without suffix."""
+    path = Path(path)
+    name = path.stem if name is None else check_name(name)
+    parsers = {".jsonl": _parse_jsonl, ".json": _parse_json, ".csv": _parse_csv}
+    parser = parsers.get(path.suffix.lower())
+    if parser is None:
+        raise DatasetError(
+            f"{path}: unsupported dataset file type {path.suffix!r}; expected .jsonl, .json or .csv"
+        )
+    text = _read_text(path)
+    raws = parser(text, path) if text.strip() else []
+    if not raws:
+        raise DatasetError(f"{path}: dataset has no items")
+    items = assign_ids(raws, name)
+    version = digest([item_content(item) for item in items])
+    return Dataset(name=name, version=version, path=path, items=items)
+
+
+class Loc(NamedTuple):
+    prefix: str  # starts an error message: "data.jsonl:3" or "data.json: item 3"
+    short: str  # points back at an earlier entry: "line 3" or "item 3"
+
+
+class Raw(NamedTuple):
+    loc: Loc
+    id: str | None  # None: to be derived from the content
+    content: dict[str, Any]  # input, expected_output, metadata
+
+
+def _line(path: Path, lineno: int) -> Loc:
+    return Loc(f"{path}:{lineno}", f"line {lineno}")
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read dataset file ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(not_utf8(path, data, exc)) from exc
+    return text.removeprefix("\ufeff")
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def not_utf8(path: Path, data: bytes, error: UnicodeDecodeError) -> str:
+    """The one-line error for a file (``data``) that is not UTF-8, naming the line of the
+    first undecodable byte: ``d.jsonl:3: not valid UTF-8 (byte offset 25: ...)``."""
+    line = data.count(b"\n", 0, error.start) + 1
+    hint = "it looks like UTF-16; " if data[:2] in _UTF16_BOMS else ""
+    return (
+        f"{path}:{line}: not valid UTF-8 (byte offset {error.start}: {error.reason}); "
+        f"{hint}save the file as UTF-8"
+    )
+
+
+def _may_escape_a_surrogate(text: str) -> bool:
+    """Whether JSON ``text`` has a ``\\uD800``-``\\uDFFF`` escape (a lone one decodes to a
+    string UTF-8 cannot store; the file's own bytes, valid UTF-8, cannot hold one)."""
+    return "\\ud" in text or "\\uD" in text
+
+
+def _int_of_any_length(text: str) -> int:
+    """JSON's integer ``text`` as an int, however many digits (``int()`` refuses 4,300+)."""
+    digits = text.lstrip("-")
+    value = 0
+    for start in range(0, len(digits), 500):  # below the lowest limit Python allows (640)
+        chunk = digits[start : start + 500]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return -value if text.startswith("-") else value
+
+
+_ANY_INT_DECODER = json.JSONDecoder(
+    parse_constant=STRICT_DECODER.parse_constant,
+    parse_float=STRICT_DECODER.parse_float,
+    object_pairs_hook=STRICT_DECODER.object_pairs_hook,
+    parse_int=_int_of_any_length,
+)
+"""`loads`' strict decoder, reading integers of any length: slower, so only for a text the
+strict one refused for an integer longer than ``int()`` reads (4,300 digits by default)."""
+
+
+def _loads(text: str) -> Any:
+    """`loads`, with integers longer than Python reads by default kept (stored as digits)."""
+    try:
+        return loads(text)
+    except (json.JSONDecodeError, NotStrictJSON):
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return _ANY_INT_DECODER.decode(text)
+
+
+def _parse_jsonl(text: str, path: Path) -> list[Raw]:
+    raws = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = _loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+        except NotStrictJSON as exc:
+            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
+        refuse_deep_nesting(value, line, f"{path}:{lineno}")
+        if _may_escape_a_surrogate(line):
+            refuse_lone_surrogates(value, _line(path, lineno))
+        raws.append(from_object(value, _line(path, lineno)))
+    return raws
+
+
+def _parse_json(text: str, path: Path) -> list[Raw]:
+    try:
+        value = _loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
+    except NotStrictJSON as exc:
+        raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
+    refuse_deep_nesting(value, text, str(path))
+    entries = value.get("items") if isinstance(value, dict) else value
+    if not isinstance(entries, list):
+        got = "an object without an 'items' list" if isinstance(value, dict) else _json_type(value)
+        expected = "expected a list of items or an object with an 'items' list"
+        raise DatasetError(f"{path}: {expected}, got {got}")
+    locations = [
+        Loc(f"{path}: item {index}", f"item {index}") for index in range(1, len(entries) + 1)
+    ]
+    if _may_escape_a_surrogate(text):
+        for entry, loc in zip(entries, locations, strict=True):
+            refuse_lone_surrogates(entry, loc)
+    return [from_object(entry, loc) for entry, loc in zip(entries, locations, strict=True)]
+
+
+def _parse_csv(text: str, path: Path) -> list[Raw]:
+    # strict: a quote never closed is an error, not a cell that swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    raws = []
+    end = 0  # physical line on which the previous record ended
+    try:
+        for row in reader:
+            lineno, end = end + 1, reader.line_num
+            if not any(row):  # a blank line; a cell of spaces is content, as in JSONL
+                continue
+            if header is None:
+                header = _csv_header(row, _line(path, lineno))
+            else:
+                raws.append(_from_csv_row(header, row, _line(path, lineno)))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):  # the record began after the previous one
+            problem = "a quoted cell opened on this line is never closed"
+            raise DatasetError(f"{path}:{end + 1}: invalid CSV ({problem})") from exc
+        raise DatasetError(f"{path}:{reader.line_num}: invalid CSV ({exc})") from exc
+    return raws
+
+
+def _csv_header(row: list[str], loc: Loc) -> list[str]:
+    header = [_ALIASES.get(cell.strip(), cell.strip()) for cell in row]
+    if "" in header or len(set(header)) < len(header):
+        found = ", ".join(repr(column) for column in header)
+        raise DatasetError(f"{loc.prefix}: CSV header has empty or repeated columns: {found}")
+    if "input" not in header:
+        raise DatasetError(
+            f"{loc.prefix}: CSV header must include an 'input' column "
+            f"(optional: id, expected_output, metadata); found: {', '.join(header)}"
+        )
+    return header
+
+
+def _from_csv_row(header: list[str], row: list[str], loc: Loc) -> Raw:
+    if len(row) != len(header):
+        # A short row is as likely a lost separator (every later cell one column off) as
+        # cells left out, so it is refused like a long one rather than padded.
+        hint = "; an empty cell still needs its comma" if len(row) < len(header) else ""
+        raise DatasetError(
+            f"{loc.prefix}: row has {len(row)} cells but the header {len(header)}{hint}"
+        )
+    cells = dict(zip(header, row, strict=True))
+    metadata: Any = {}
+    if cells.get("metadata", "").strip():
+        try:
+            metadata = _loads(cells["metadata"])
+            refuse_deep_nesting(metadata, cells["metadata"], loc.prefix)
+            if _may_escape_a_surrogate(cells["metadata"]):
+                refuse_lone_surrogates(metadata, loc)
+        except json.JSONDecodeError as exc:
+            message = f"invalid JSON in 'metadata' column ({exc.msg})"
+            raise DatasetError(f"{loc.prefix}: {message}") from exc
+        except NotStrictJSON as exc:
+            raise DatasetError(f"{loc.prefix}: invalid JSON in 'metadata' column ({exc})") from exc
+    extra = {column: cell for column, cell in cells.items() if column not in _KEYS}
+    if isinstance(metadata, dict) and (clash := sorted(extra.keys() & metadata.keys())):
+        raise DatasetError(f"{loc.prefix}: column {clash[0]!r} is also a key in 'metadata'")
+    if not cells["input"]:
+        raise DatasetError(f"{loc.prefix}: empty 'input' cell")
+    entry: dict[str, Any] = {"id": cells.get("id") or None, "input": cells["input"]}
+    entry["expected_output"] = cells.get("expected_output") or None
+    entry["metadata"] = metadata | extra if isinstance(metadata, dict) else metadata
+    return from_object(entry, loc)
+
+
+def from_object(value: object, loc: Loc) -> Raw:
+    if not isinstance(value, dict):
+        raise DatasetError(f"{loc.prefix}: {_EXPECTED_OBJECT}, got {_json_type(value)}")
+    # Most entries use only the canonical keys: nothing to rename or reject.
+    fields = value if value.keys() <= _KEY_SET else _canonical_keys(value, loc)
+    if fields.get("input") is None:
+        present = ", ".join(repr(key) for key in value) or "none"
+        problem = (
+            "'input' must not be null" if "input" in fields else "missing required key 'input'"
+        )
+        raise DatasetError(f"{loc.prefix}: {problem} (keys present: {present})")
+    metadata = {} if fields.get("metadata") is None else fields["metadata"]
+    if not isinstance(metadata, dict):
+        got = _json_type(metadata)
+        raise DatasetError(f"{loc.prefix}: 'metadata' must be a JSON object, got {got}")
+    item_id = fields.get("id")
+    if isinstance(item_id, int) and not isinstance(item_id, bool):
+        item_id = str(item_id)
+    elif item_id is not None and not (isinstance(item_id, str) and item_id.strip()):
+        if isinstance(item_id, str):
+            got = f"the blank string {item_id!r}" if item_id else "an empty string"
+        else:
+            got = _json_type(item_id)
+        raise DatasetError(f"{loc.prefix}: 'id' must be a non-empty string or integer, got {got}")
+    content = {
+        "input": fields["input"],
+        "expected_output": fields.get("expected_output"),
+        "metadata": metadata,
+    }
+    return Raw(loc, item_id, content)
+
+
+def _canonical_keys(value: dict[Any, Any], loc: Loc) -> dict[str, Any]:
+    """``value`` with aliases renamed; unknown keys are an error."""
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _ALIASES.get(str(key), str(key))
+        if name in fields:
+            raise DatasetError(f"{loc.prefix}: both 'expected_output' and 'expectedOutput' given")
+        fields[name] = item
+    unknown = [repr(key) for key in fields if key not in _KEYS]
+    if unknown:
+        raise DatasetError(
+            f"{loc.prefix}: unknown key{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+            "allowed keys: id, input, expected_output (or expectedOutput), metadata"
+        )
+    return fields
+
+
+def assign_ids(raws: list[Raw], dataset: str) -> tuple[DatasetItem, ...]:
+    first_seen: dict[str, Loc] = {}
+    for raw in raws:
+        if raw.id is not None and raw.id in first_seen:
+            first = first_seen[raw.id].short
+            raise DatasetError(f"{raw.loc.prefix}: duplicate id {raw.id!r} (first used at {first})")
+        if raw.id is not None:
+            first_seen[raw.id] = raw.loc
+    taken = set(first_seen)
+    items = []
+    for raw in raws:
+        item_id = raw.id
+        if item_id is None:  # derived from content; identical content gets "-2", "-3", ...
+            base = item_id = digest(raw.content)
+            n = 1
+            while item_id in taken:
+                n += 1
+                item_id = f"{base}-{n}"
+            taken.add(item_id)
+        items.append(DatasetItem(item_id, **raw.content, dataset=dataset))
+    return tuple(items)
