@@ -17,6 +17,9 @@ PAYLOAD_ATTRIBUTE = "llmobs_item"
 """Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
 GOVERNED_ATTRIBUTE = "llmobs_governed"
 """Set on a report whose payload a worker already governed (redacted, cut, made UTF-8-safe)."""
+STARTED_ATTRIBUTE = "llmobs_started"
+"""Attribute of an xdist worker's setup report: the test's `TestRecord.started`, which the
+controller stores should the worker die before the test's teardown report arrives."""
 
 _RECORD_KEY = pytest.StashKey[Any]()
 _COPY_KEY = pytest.StashKey[int]()
@@ -426,7 +429,9 @@ def pytest_runtest_makereport(
     record = item.stash.get(_RECORD_KEY, None)
     if record is not None:
         record.observe_report(report, call)
-        if report.when == "teardown":
+        if report.when == "setup" and hasattr(item.config, "workerinput"):
+            setattr(report, STARTED_ATTRIBUTE, record.started())  # (xdist.XdistHooks.running)
+        elif report.when == "teardown":
             from pytest_llmobs.stash import built_state
 
             payload = record.finish()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_llmobs.aggregate_names import JUDGE_GENERATION_PREFIX
-from pytest_llmobs.datasets import DatasetItem
+from pytest_llmobs.datasets import DatasetItem, item_content
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.serialize import snapshot
 from pytest_llmobs.trace_model import Observation, Trace, derived_id
@@ -40,6 +40,8 @@ class TestRecord:
     ) -> None:
         """``copy`` tells apart the runs of a test collected more than once."""
         self.node_id = node_id
+        self.name = name
+        self.copy = copy
         self.item = item
         self.dataset_version = dataset_version
         self.repeat = repeat
@@ -165,6 +167,42 @@ class TestRecord:
             "datasets": dict(self.datasets),
             "thresholds": list(self.thresholds),
         }
+
+    def started(self) -> dict[str, Any]:
+        """What the controller needs to store this test, as plain builtins, should its xdist
+        worker die while running it (`lost_with_its_worker`)."""
+        item = self.item
+        return {
+            "node_id": self.node_id,
+            "name": self.name,
+            "copy": self.copy,
+            "item": None if item is None else {**item_content(item), "dataset": item.dataset},
+            "dataset_version": self.dataset_version,
+            "repeat": self.repeat,
+            "thresholds": list(self.thresholds),
+            "started_at": self.started_at,
+        }
+
+
+def lost_with_its_worker(started: Mapping[str, Any], run_id: str, reason: str) -> dict[str, Any]:
+    """The payload of a test whose xdist worker died while running it (``started`` is its
+    `TestRecord.started`): failed, as xdist reports it, with its dataset item, so that the run
+    counts it as pytest does; what it recorded went down with the worker."""
+    item = started.get("item")
+    record = TestRecord(
+        run_id=run_id,
+        node_id=str(started["node_id"]),
+        name=str(started["name"]),
+        item=None if item is None else DatasetItem(**item),
+        dataset_version=started.get("dataset_version"),
+        repeat=int(started.get("repeat") or 0),
+        thresholds=tuple(started.get("thresholds") or ()),
+        copy=int(started.get("copy") or 0),
+    )
+    record.started_at = float(started.get("started_at") or record.started_at)
+    record.phases["call"] = "failed"
+    record.error = f"{reason} (its trace and scores were lost with the worker)"
+    return record.finish()
 
 
 def is_payload(value: object) -> bool:

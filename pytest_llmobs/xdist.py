@@ -19,8 +19,11 @@ How a ``pytest -n 4`` session becomes one experiment run:
   with its reason: a session whose every worker died collected nothing, which is no pass;
 - lost items: the controller learns every collected node id from
   `pytest_xdist_node_collection_finished`; a test whose worker crashed is reported by xdist as
-  failed (`pytest_handlecrashitem`) and has no item; the run lists such ids as ``missing``
-  (with the reason), and the worker's finished items stay stored.
+  failed (`pytest_handlecrashitem`): the controller stores it as a failed item from what its
+  setup report carried (`plugin.STARTED_ATTRIBUTE`: its dataset item, repeat, thresholds),
+  so the pass rate counts it as pytest does; its trace went down with the worker. A test
+  whose worker died before its setup report, and the tests never run, are listed as
+  ``missing`` (with the reason). The worker's finished items stay stored.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmobs.plugin import STARTED_ATTRIBUTE
 from pytest_llmobs.stash import WORKER_RUN_ID, built_state, is_xdist_worker, session_state
 
 if TYPE_CHECKING:
@@ -49,6 +53,9 @@ class XdistHooks:
         self.down_early: dict[str, list[str]] = {}
         """Why workers went down before collecting → their ids (xdist replaces each, up to
         its limit, so one mistake usually takes down several)."""
+        self.running: dict[str, Any] = {}
+        """The tests the workers are running (set up, no teardown report yet): node id → its
+        `TestRecord.started`, stored as a failed item if its worker dies."""
 
     @property
     def state(self) -> SessionState:
@@ -64,11 +71,28 @@ class XdistHooks:
         if self.state.recorder is not None:
             self.state.recorder.expect(ids)
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        started = getattr(report, STARTED_ATTRIBUTE, None)
+        if started is not None and not is_xdist_worker(self.config):  # (a worker sends it on)
+            delattr(report, STARTED_ATTRIBUTE)  # (pytest keeps every report to the end)
+            self.running[report.nodeid] = started
+        elif report.when == "teardown":
+            self.running.pop(report.nodeid, None)
+
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
-        if self.state.recorder is not None:
-            gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
-            worker = f"worker {gateway!r}" if gateway else "its worker"
-            self.state.recorder.note_lost(crashitem, f"{worker} crashed while running it")
+        recorder = self.state.recorder
+        started = self.running.pop(crashitem, None)
+        if recorder is None:
+            return
+        gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+        worker = f"worker {gateway!r}" if gateway else "its worker"
+        reason = f"{worker} crashed while running it"
+        if started is None:  # (it died before the test's setup report: nothing to store)
+            recorder.note_lost(crashitem, reason)
+            return
+        from pytest_llmobs.recording import lost_with_its_worker
+
+        recorder.add_item(lost_with_its_worker(started, self.state.run_id, reason))
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         if error is not None and _worker_id(node) not in self.collected_on:

@@ -509,9 +509,11 @@ def test_a_shard_with_a_collection_error_fails_the_merged_run(
 def test_a_shard_with_a_crashed_worker_fails_the_merged_run_and_keeps_its_missing_list(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # (the worker dies in the test's setup; one dying in its body is stored as a failed item)
     pytester.makepyfile(
-        test_crash="import os\n\ndef test_before():\n    pass\n\n"
-        "def test_dies():\n    os._exit(1)\n\ndef test_after():\n    pass\n"
+        test_crash="import os\nimport pytest\n\n@pytest.fixture\ndef dies():\n    os._exit(1)\n\n"
+        "def test_before():\n    pass\n\n"
+        "def test_dies(dies):\n    pass\n\ndef test_after():\n    pass\n"
     )
     pytester.makepyfile(test_other="def test_other():\n    pass\n")
     pytester.runpytest_subprocess(

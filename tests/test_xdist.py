@@ -182,7 +182,7 @@ CRASH_SUITE = """\
     """
 
 
-def test_crashed_worker_keeps_finished_items_and_lists_the_lost_test(
+def test_crashed_worker_keeps_finished_items_and_stores_the_lost_test_as_failed(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
     pytester.makepyfile(test_crash=dedent(CRASH_SUITE))
@@ -190,27 +190,93 @@ def test_crashed_worker_keeps_finished_items_and_lists_the_lost_test(
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=4, failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*replacing crashed worker gw*",
-            "1 collected item missing from the run:",
-            "  test_crash.py::test_dies  (worker 'gw*' crashed while running it)",
-        ]
-    )
+    result.stdout.fnmatch_lines(["*replacing crashed worker gw*", "all tests: 5 items  *(4/5)"])
     (summary,) = runs.list()
     run = runs.latest()
-    assert summary["items"] == 4
-    assert sorted(runs.items(run)) == [
+    assert summary["items"] == 5
+    items = runs.items(run)
+    assert sorted(items) == [
         "test_crash.py::test_before",
+        "test_crash.py::test_dies",
         "test_crash.py::test_one",
         "test_crash.py::test_three",
         "test_crash.py::test_two",
     ]
-    (missing,) = run["missing"]
-    assert missing["node_id"] == "test_crash.py::test_dies"
-    assert re.fullmatch(r"worker 'gw\d+' crashed while running it", missing["reason"])
+    dies = items["test_crash.py::test_dies"]
+    assert dies["outcome"] == "failed"  # as xdist reports it: the pass rate counts it
+    assert re.fullmatch(
+        r"worker 'gw\d+' crashed while running it \(its trace and scores were lost with the "
+        r"worker\)",
+        dies["error"],
+    )
+    assert "missing" not in run  # stored, so not missing
     assert run["status"] == "failed"
     assert runs.aggregates(run, "*")["mean_kept"]["n"] == 3
+
+
+def test_a_dataset_item_lost_with_its_worker_counts_in_its_datasets_pass_rate(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    write_questions(pytester)
+    pytester.makepyfile(
+        test_crash="""
+        import os
+        import pytest
+
+        @pytest.mark.llm_dataset("capitals", thresholds=["pass_rate >= 1"])
+        def test_capital(item, llm):
+            llm.generate(item.input)
+            if item.id == "albania":
+                os._exit(1)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=len(QUESTIONS) - 1, failed=1)
+    run = runs.latest()
+    lost = runs.items(run)["test_crash.py::test_capital[albania]"]
+    assert (lost["dataset"], lost["item_id"], lost["outcome"]) == ("capitals", "albania", "failed")
+    assert (lost["input"], lost["expected_output"]) == ("What is the capital of Albania?", "Tirana")
+    rate = runs.aggregates(run, "capitals")["pass_rate"]
+    assert (rate["value"], rate["n"]) == (pytest.approx(1 - 1 / len(QUESTIONS)), len(QUESTIONS))
+    (threshold,) = run["thresholds"]
+    assert not threshold["passed"]
+
+
+def test_a_worker_dying_before_the_tests_setup_report_lists_it_as_missing(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_crash="""
+        import os
+        import pytest
+
+        @pytest.fixture
+        def dies():
+            os._exit(1)
+
+        def test_before():
+            pass
+
+        def test_dies(dies):
+            pass
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "1 collected item missing from the run:",
+            "  test_crash.py::test_dies  (worker 'gw*' crashed while running it)",
+        ]
+    )
+    run = runs.latest()
+    assert sorted(runs.items(run)) == ["test_crash.py::test_before"]
+    (missing,) = run["missing"]
+    assert re.fullmatch(r"worker 'gw\d+' crashed while running it", missing["reason"])
 
 
 def test_workers_that_never_start_fail_the_run_saying_why(
