@@ -82,6 +82,9 @@ def read_settings(config: pytest.Config) -> Settings:
         + [(t, "--llm-threshold") for t in (config.getoption("llm_threshold") or [])]
     )
     baseline, baseline_path = _baseline(config)
+    report_html = _report_path(config, "llm_report", resolve)
+    report_json = _report_path(config, "llm_json", resolve)
+    _refuse_shared_report_files(config, {"llm_report": report_html, "llm_json": report_json})
     return Settings(
         model=model,
         run_name=run_name,
@@ -100,8 +103,8 @@ def read_settings(config: pytest.Config) -> Settings:
         max_drop=_max_drop(_text(config, "llm_max_drop") or "0.0", _where(config, "llm_max_drop")),
         fail_on=_fail_on(config),
         repeat=_repeat(_text(config, "llm_repeat") or "1", _where(config, "llm_repeat")),
-        report_html=_report_path(config, "llm_report", resolve),
-        report_json=_report_path(config, "llm_json", resolve),
+        report_html=report_html,
+        report_json=report_json,
         # Workers see the controller's options, so their reports carry the properties too.
         junit_properties=bool(getattr(config.option, "xmlpath", None)),
         run_id=_run_id(config),
@@ -155,6 +158,34 @@ def _report_path(
     if problem is not None:
         raise pytest.UsageError(f"{where}: cannot write {str(path)!r}: {problem}")
     return path
+
+
+OTHER_REPORT_FILES = {
+    "xmlpath": "--junitxml",
+    "htmlpath": "--html (pytest-html)",
+    "report_log": "--report-log (pytest-reportlog)",
+}
+"""Files pytest or a common plugin writes when the session ends (option dest → flag)."""
+
+
+def _refuse_shared_report_files(config: pytest.Config, ours: dict[str, Path | None]) -> None:
+    """A usage error when two reports would be written to one file: the last one written
+    would silently replace the other."""
+    taken: dict[Path, str] = {}
+    for dest, flag in OTHER_REPORT_FILES.items():
+        value = getattr(config.option, dest, None)
+        if isinstance(value, str) and value:
+            taken.setdefault(Path(os.path.abspath(value)).resolve(), flag)
+    for ini_name, path in ours.items():
+        if path is None:
+            continue
+        where = _where(config, ini_name)
+        other = taken.setdefault(path.resolve(), where)
+        if other != where:
+            raise pytest.UsageError(
+                f"{where}: {str(path)!r} is also the file {other} writes; expected a file of "
+                "its own (the report written last would replace the other)"
+            )
 
 
 def _unwritable(path: Path) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 from textwrap import dedent
 
@@ -210,6 +211,41 @@ def test_a_report_path_ending_in_a_slash_is_a_usage_error(
         [f"ERROR: {flag}: {name!r} names a directory; expected a file path"]
     )
     assert not (pytester.path / "newdir").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--junitxml=out.xml", "--llm-report=out.xml"],
+            "--llm-report: '{path}' is also the file --junitxml writes",
+        ),
+        (
+            ["--llm-report=out.json", "--llm-json=./out.json"],
+            "--llm-json: '{path}' is also the file --llm-report writes",
+        ),
+        (
+            ["--html=out.html", "--llm-report=out.html"],
+            "--llm-report: '{path}' is also the file --html (pytest-html) writes",
+        ),
+    ],
+)
+def test_two_reports_sharing_one_file_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    # (before: the report written last silently replaced the other, after saying it was written)
+    pytester.makeconftest(  # pytest-html's option, as it declares it
+        "def pytest_addoption(parser):\n    parser.addoption('--html', dest='htmlpath')\n"
+    )
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest(*args)
+
+    assert result.ret == USAGE_ERROR
+    path = pytester.path / args[1].split("=")[1]
+    expected = message.format(path=os.path.normpath(path))
+    result.stderr.fnmatch_lines([f"ERROR: {expected}; expected a file of its own (*)"])
+    assert list(pytester.path.glob("out.*")) == []
 
 
 @pytest.mark.parametrize("command", ["report", "export"])
