@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_llmobs import hookspecs
-from pytest_llmobs.markers import MARKER, MARKER_HELP, read_marker
+from pytest_llmobs.markers import MARKER, MARKER_HELP, parametrize, read_marker, unparametrized
 from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 
 PAYLOAD_ATTRIBUTE = "llmobs_item"
@@ -115,7 +115,7 @@ class SessionHooks:
             copies[node_id] = copy + 1
             if copy:  # (--keep-duplicates) the same test again: a trace of its own
                 item.stash[_COPY_KEY] = copy
-            problem = _unparametrized(item)
+            problem = unparametrized(item)
             if problem is None:
                 pass
             elif is_xdist_worker(self.config):  # a worker cannot end the session: it fails
@@ -206,75 +206,8 @@ class SessionHooks:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     mark = metafunc.definition.get_closest_marker(MARKER)
-    if mark is None:
-        return
-    from pytest_llmobs.datasets import DatasetError
-    from pytest_llmobs.stash import is_xdist_worker, session_state
-    from pytest_llmobs.thresholds import ThresholdError, parse_threshold
-
-    state = session_state(metafunc.config)
-    problem = _stacked_markers(metafunc.definition)
-    try:
-        marker = read_marker(mark, metafunc.definition.nodeid)
-    except pytest.UsageError as exc:
-        problem = problem or str(exc)
-    if problem is None and marker.argname not in metafunc.fixturenames:
-        problem = (
-            f"{metafunc.definition.nodeid}: @pytest.mark.{MARKER}({marker.name!r}) passes each "
-            f"item as the argument {marker.argname!r}, which the test does not take: add "
-            f"'{marker.argname}' to its parameters (or name yours with argname='...')"
-        )
-    if problem is not None:
-        if is_xdist_worker(metafunc.config):  # a worker cannot end the session with a usage error
-            pytest.fail(problem, pytrace=False)
-        state.marker_errors.append(problem)  # raised once collection is over
-        return
-    try:
-        dataset = state.dataset(marker.name).limit(marker.limit)
-        for expression in marker.thresholds:
-            parse_threshold(expression, dataset=marker.name, source="llm_dataset marker")
-    except (DatasetError, ThresholdError) as exc:
-        problem = f"{metafunc.definition.nodeid}: {exc}"
-    if problem is not None:  # failed outside `except`, so no chained tracebacks are shown
-        pytest.fail(problem, pytrace=False)
-    metafunc.parametrize(marker.argname, list(dataset), ids=[item.id for item in dataset])
-    repeat = marker.repeat if marker.repeat is not None else state.settings.repeat
-    if repeat > 1:
-        from pytest_llmobs.repeats import parametrize_repeats
-
-        parametrize_repeats(metafunc, repeat)
-
-
-def _unparametrized(item: pytest.Item) -> str | None:
-    """A marked test pytest does not parametrize (a ``unittest.TestCase`` method): said, not
-    run once without its dataset."""
-    import unittest
-
-    parent = item.parent  # (`item.cls` walks the node chain: this runs for every item)
-    cls = getattr(parent, "obj", None) if isinstance(parent, pytest.Class) else None
-    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
-        return None
-    mark = item.get_closest_marker(MARKER)
-    if mark is None:
-        return None
-    name = repr(mark.args[0]) if mark.args else ""
-    return (
-        f"{item.nodeid}: @pytest.mark.{MARKER}({name}) cannot run this test once per item: "
-        "pytest does not parametrize unittest.TestCase methods; write it as a test function "
-        "or a plain class's method"
-    )
-
-
-def _stacked_markers(definition: pytest.Function) -> str | None:
-    """A test given two datasets would run only the closest one: said, not done silently."""
-    own = [mark for mark in definition.own_markers if mark.name == MARKER]
-    if len(own) < 2:
-        return None
-    names = ", ".join(repr(mark.args[0]) if mark.args else "?" for mark in own)
-    return (
-        f"{definition.nodeid}: @pytest.mark.{MARKER} is given {len(own)} times ({names}); "
-        "a test runs one dataset: write one test per dataset, or merge the datasets"
-    )
+    if mark is not None:
+        parametrize(metafunc, mark)
 
 
 @pytest.hookimpl(wrapper=True)
