@@ -11,16 +11,10 @@ import pytest
 
 from pytest_llmobs import hookspecs
 from pytest_llmobs.markers import MARKER, MARKER_HELP, parametrize, read_marker, unparametrized
+from pytest_llmobs.report_attributes import GOVERNED_ATTRIBUTE, PAYLOAD_ATTRIBUTE, STARTED_ATTRIBUTE
 from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 
-PAYLOAD_ATTRIBUTE = "llmobs_item"
-"""Attribute of the teardown report carrying the finished item (plain builtins; xdist-safe)."""
-GOVERNED_ATTRIBUTE = "llmobs_governed"
-"""Set on a report whose payload a worker already governed (redacted, cut, made UTF-8-safe)."""
-STARTED_ATTRIBUTE = "llmobs_started"
-"""Attribute of an xdist worker's setup report: the test's `TestRecord.started`, which the
-controller stores should the worker die before the test's teardown report arrives."""
-
+_PHASES = frozenset({"setup", "call", "teardown"})
 _RECORD_KEY = pytest.StashKey[Any]()
 _COPY_KEY = pytest.StashKey[int]()
 """Which copy of a test collected more than once (``--keep-duplicates``) an item is: 1, 2..."""
@@ -147,8 +141,10 @@ class SessionHooks:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         outcome: str = report.outcome  # ("rerun" is pytest-rerunfailures' own outcome)
-        if outcome == "rerun":  # it runs the test again: this attempt is not the test's
-            self._superseded.add(report.nodeid)  # result, the last one is
+        if outcome == "rerun" and report.when in _PHASES:  # it runs the test again: this
+            self._superseded.add(report.nodeid)  # attempt is not the test's result, the last is
+        # (xdist's report of a crash rerunfailures reschedules says "rerun" too, with when
+        # "???": that attempt sent no payload, and the next one's must be kept)
         # an attempt ends with its teardown (under xdist a worker has already dropped the
         # payload of one that was superseded)
         superseded = report.when == "teardown" and report.nodeid in self._superseded

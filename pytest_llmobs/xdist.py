@@ -6,8 +6,8 @@ How a ``pytest -n 4`` session becomes one experiment run:
 - controller → worker: the run id travels in ``workerinput`` (`pytest_configure_node`), so
   trace ids derive from the controller's run id on every worker;
 - worker → controller, per test: the finished item rides on its teardown report
-  (``plugin.PAYLOAD_ATTRIBUTE``, plain builtins that xdist serialises), and the controller's
-  `RunRecorder` writes it as it arrives; workers never write runs or items;
+  (``report_attributes.PAYLOAD_ATTRIBUTE``, plain builtins that xdist serialises), and the
+  controller's `RunRecorder` writes it as it arrives; workers never write runs or items;
 - worker → controller, run-wide: the prompt versions a worker registered go in ``workeroutput``
   at its session end; the controller copies them into its own store when that store lacks them
   (an in-memory store with ``--llm-no-store``, or a worker on another host). Workers that share
@@ -20,10 +20,12 @@ How a ``pytest -n 4`` session becomes one experiment run:
 - lost items: the controller learns every collected node id from
   `pytest_xdist_node_collection_finished`; a test whose worker crashed is reported by xdist as
   failed (`pytest_handlecrashitem`): the controller stores it as a failed item from what its
-  setup report carried (`plugin.STARTED_ATTRIBUTE`: its dataset item, repeat, thresholds),
-  so the pass rate counts it as pytest does; its trace went down with the worker. A test
-  whose worker died before its setup report, and the tests never run, are listed as
-  ``missing`` (with the reason). The worker's finished items stay stored.
+  setup report carried (`report_attributes.STARTED_ATTRIBUTE`: its dataset item, repeat,
+  thresholds), so the pass rate counts it as pytest does; its trace went down with the worker.
+  A test whose worker died before its setup report arrived (in a fixture; under
+  pytest-rerunfailures, which sends an attempt's reports when it ends), and the tests never
+  run, are listed as ``missing`` (with the reason); one pytest-rerunfailures runs again counts
+  by its last attempt. The worker's finished items stay stored.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmobs.plugin import STARTED_ATTRIBUTE
+from pytest_llmobs.report_attributes import STARTED_ATTRIBUTE
 from pytest_llmobs.stash import WORKER_RUN_ID, built_state, is_xdist_worker, session_state
 
 if TYPE_CHECKING:
@@ -53,9 +55,10 @@ class XdistHooks:
         self.down_early: dict[str, list[str]] = {}
         """Why workers went down before collecting → their ids (xdist replaces each, up to
         its limit, so one mistake usually takes down several)."""
-        self.running: dict[str, Any] = {}
-        """The tests the workers are running (set up, no teardown report yet): node id → its
-        `TestRecord.started`, stored as a failed item if its worker dies."""
+        self.running: dict[tuple[str, str], Any] = {}
+        """The tests the workers are running (set up, no teardown report yet): (worker, node
+        id) → its `TestRecord.started`, stored as a failed item if its worker dies (a node
+        id alone can run on two workers at once: ``--dist each``, ``--keep-duplicates``)."""
 
     @property
     def state(self) -> SessionState:
@@ -75,14 +78,15 @@ class XdistHooks:
         started = getattr(report, STARTED_ATTRIBUTE, None)
         if started is not None and not is_xdist_worker(self.config):  # (a worker sends it on)
             delattr(report, STARTED_ATTRIBUTE)  # (pytest keeps every report to the end)
-            self.running[report.nodeid] = started
-        elif report.when == "teardown":
-            self.running.pop(report.nodeid, None)
+            self.running[_worker_of(report), report.nodeid] = started
+        elif report.when == "teardown" and self.running:
+            self.running.pop((_worker_of(report), report.nodeid), None)
 
+    @pytest.hookimpl(trylast=True)  # after pytest-rerunfailures decided to run it again or not
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         recorder = self.state.recorder
-        started = self.running.pop(crashitem, None)
-        if recorder is None:
+        started = self.running.pop((_worker_of(report), crashitem), None)
+        if recorder is None or str(report.outcome) == "rerun":  # (the last attempt counts)
             return
         gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
         worker = f"worker {gateway!r}" if gateway else "its worker"
@@ -123,6 +127,11 @@ class XdistHooks:
                 f"collecting: {why}"
                 for why, ids in self.down_early.items()
             )
+
+
+def _worker_of(report: pytest.TestReport) -> str:
+    """The worker a report came from (xdist sets ``report.node`` on the controller)."""
+    return _worker_id(getattr(report, "node", None))
 
 
 def _worker_id(node: Any) -> str:

@@ -279,6 +279,37 @@ def test_a_worker_dying_before_the_tests_setup_report_lists_it_as_missing(
     assert re.fullmatch(r"worker 'gw\d+' crashed while running it", missing["reason"])
 
 
+def test_a_crash_rerunfailures_runs_again_counts_by_its_last_attempt(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytest.importorskip("pytest_rerunfailures", reason="needs pytest-rerunfailures (test extra)")
+    pytester.makepyfile(
+        test_crash="""
+        import os
+        from pathlib import Path
+
+        def test_before(scorer):
+            scorer.score("kept", True)
+
+        def test_dies_once(scorer):
+            marker = Path(__file__).with_name("crashed-once")
+            if not marker.exists():
+                marker.write_text("")
+                os._exit(1)
+            scorer.score("kept", True)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--reruns", "1")
+
+    assert result.parseoutcomes() == {"passed": 2, "rerun": 1}
+    run = runs.latest()
+    # (before: its passing rerun was dropped as superseded and the test listed as missing)
+    assert runs.items(run)["test_crash.py::test_dies_once"]["outcome"] == "passed"
+    assert "missing" not in run
+    assert runs.aggregates(run, "*")["pass_rate"]["value"] == 1
+
+
 def test_workers_that_never_start_fail_the_run_saying_why(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
