@@ -11,6 +11,8 @@ Names:
 - with repeats (``--llm-repeat``) the intervals of ``pass_rate`` and ``mean_s`` come from a
   bootstrap over the items, each item's repeats averaged first: running an item again adds no
   new item, so it must not narrow the interval as if it did;
+- a bootstrap needs `MIN_BOOTSTRAP_SAMPLES` items: from fewer, the aggregate has no
+  ``.ci_low``/``.ci_high`` (Wilson's interval is defined from one);
 - for each categorical score ``s``: ``counts_s`` whose fields count each value
   (``counts_user_feedback.positive``);
 - for ``label`` scores (predicted vs expected): ``accuracy``, ``precision_macro``,

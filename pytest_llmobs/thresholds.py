@@ -19,7 +19,13 @@ from pytest_llmobs.aggregate_names import (
 )
 from pytest_llmobs.aggregates import MIN_BOOTSTRAP_SAMPLES
 
-INTERVAL_FIELDS = frozenset({"ci_low", "ci_high"})
+_INTERVAL_FIELDS = frozenset({"ci_low", "ci_high"})
+
+
+def _has_interval(name: str) -> bool:
+    """Whether aggregate ``name`` carries a 95% interval when it has enough samples."""
+    return name == "pass_rate" or (name.startswith("mean_") and name not in GENERATION_AGGREGATES)
+
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -148,10 +154,10 @@ def lookup(
     value = aggregate.field(field)
     if value is None and name.startswith(COUNTS_PREFIX):
         return 0.0, aggregate.n  # a value no item had: "at most 2 negative" holds with none
-    if value is None and field in INTERVAL_FIELDS and aggregate.n > 0:
+    if value is None and field in _INTERVAL_FIELDS and _has_interval(name):
         raise ThresholdError(
             f"{threshold.expression!r}: aggregate {name!r} has no 95% interval: its bootstrap "
-            f"needs at least {MIN_BOOTSTRAP_SAMPLES} items (test cases under --llm-repeat)"
+            f"needs at least {MIN_BOOTSTRAP_SAMPLES} items (the repeats of one item count once)"
         )
     if value is None:
         raise ThresholdError(

@@ -185,7 +185,12 @@ def test_an_interval_one_item_cannot_give_fails_saying_why() -> None:
     assert not result.passed
     assert result.error == (
         "'mean_sim.ci_low >= 0.8': aggregate 'mean_sim' has no 95% interval: its bootstrap "
-        "needs at least 2 items (test cases under --llm-repeat)"
+        "needs at least 2 items (the repeats of one item count once)"
+    )
+    groups[ALL_ITEMS]["std_sim"] = Aggregate("std_sim", 0.0, 2)
+    (other,) = evaluate([parse_threshold("std_sim.ci_low >= 0")], groups)
+    assert other.error == "'std_sim.ci_low >= 0': aggregate 'std_sim' has no field 'ci_low'; " + (
+        "known: (none)"
     )
 
 
