@@ -51,9 +51,9 @@ from pytest_llmobs.providers.openai_config import (
     carries_auth,
     checked_base_url,
     connection_limits,
-    display_url,
     parse_extra_headers,
     parse_options,
+    shown_url_and_host,
     verifying_ssl_context,
 )
 from pytest_llmobs.providers.openai_errors import (
@@ -152,7 +152,7 @@ class OpenAIProvider(AnswerReading):
         self._extra = {name: Secret(value) for name, value in (headers or {}).items()}
         self._takes_auth = carries_auth(self._extra)
         """The extra headers carry the credentials: no key header of ours."""
-        self._shown_url, self.host = display_url(self._base_url)
+        self._shown_url, self.host = shown_url_and_host(self._base_url)
         self._timeout = (float(timeout), float(connect_timeout))
         self.retry = retry or RetryPolicy()
         self._retry_overrides: dict[str, Any] = {}

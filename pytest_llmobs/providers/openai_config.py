@@ -62,7 +62,7 @@ _RESERVED_HEADERS = frozenset(
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-def display_url(url: str) -> tuple[str, str]:
+def shown_url_and_host(url: str) -> tuple[str, str]:
     """(base URL without credentials or query, host[:port]) for messages and reprs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -162,7 +162,7 @@ def checked_base_url(environ: Mapping[str, str]) -> str:
     if parts.path.rstrip("/").endswith("/chat/completions"):
         raise ConfigError(
             f"{BASE_URL_ENV} is the API's root, not its endpoint: got "
-            f"{display_url(base_url)[0]}; expected e.g. {DEFAULT_BASE_URL} "
+            f"{shown_url_and_host(base_url)[0]}; expected e.g. {DEFAULT_BASE_URL} "
             "(calls go to <root>/chat/completions)"
         )
     return base_url
