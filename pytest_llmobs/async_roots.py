@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pytest_llmobs.trace_model import Observation
-from pytest_llmobs.tracing import _current, _restore
+from pytest_llmobs.tracing import CURRENT_OBSERVATION, restore_observation
 
 RootOf = Callable[[], "Observation | None"]
 """Returns the root span of the test running now (``None`` between tests)."""
@@ -25,12 +25,12 @@ def _current_root(root: Observation | None) -> Iterator[None]:
     if root is None:
         yield
         return
-    parent = _current.get()
-    token = _current.set(root)
+    parent = CURRENT_OBSERVATION.get()
+    token = CURRENT_OBSERVATION.set(root)
     try:
         yield
     finally:
-        _restore(token, parent)
+        restore_observation(token, parent)
 
 
 def coroutine_in_test(function: Callable[..., Any], root_of: RootOf) -> Callable[..., Any]:

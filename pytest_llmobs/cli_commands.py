@@ -211,9 +211,9 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
 def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
     """A stored run, or a run exported to a JSON file (``llmobs export``, ``--llm-json``),
     read as ``compare`` and ``rescore`` read a RUN."""
-    from pytest_llmobs.compare.commands import _resolve, _store
+    from pytest_llmobs.compare.commands import resolve_ref, store_for_refs
 
-    run: dict[str, Any] = _resolve(args.run, _store(args.store, [args.run]), "run").run
+    run: dict[str, Any] = resolve_ref(args.run, store_for_refs(args.store, [args.run]), "run").run
     return run
 
 

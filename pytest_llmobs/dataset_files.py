@@ -24,8 +24,7 @@ from pytest_llmobs.datasets import (
     find_dataset_file,
     item_content,
 )
-from pytest_llmobs.strict_json import _DECODER as STRICT_DECODER
-from pytest_llmobs.strict_json import NotStrictJSON, loads
+from pytest_llmobs.strict_json import STRICT_DECODER, NotStrictJSON, loads
 
 _KEYS = ("id", "input", "expected_output", "metadata")
 _KEY_SET = frozenset(_KEYS)

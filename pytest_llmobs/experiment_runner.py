@@ -29,7 +29,7 @@ from pytest_llmobs.run import RunRecorder
 from pytest_llmobs.run_environment import environment
 from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.store_writer import StoreWriter
-from pytest_llmobs.tracing import _current
+from pytest_llmobs.tracing import CURRENT_OBSERVATION
 
 SLOW_EVALUATOR_S = 0.02
 SLOW_RUNS = 2
@@ -147,11 +147,11 @@ class ExperimentRunner:
         if self.whole_item_in_thread:
             done: _Done = await self._in_thread(self._run_in_thread, item)
             record, output, scored, attempts, errors, started = done
-            token = _current.set(record.root)
+            token = CURRENT_OBSERVATION.set(record.root)
             try:
                 results = await self._conclude(record, item, output, scored, attempts, errors)
             finally:
-                _current.reset(token)
+                CURRENT_OBSERVATION.reset(token)
             record.duration = time.perf_counter() - started
         else:
             slot = Slot(semaphore, self.keepers)
@@ -159,12 +159,12 @@ class ExperimentRunner:
             try:
                 record = self._new_record(item)
                 started = time.perf_counter()
-                token = _current.set(record.root)
+                token = CURRENT_OBSERVATION.set(record.root)
                 try:
                     (output, scored), attempts, errors = await self._attempts(record, item, slot)
                     results = await self._conclude(record, item, output, scored, attempts, errors)
                 finally:
-                    _current.reset(token)
+                    CURRENT_OBSERVATION.reset(token)
                 record.duration = time.perf_counter() - started
             finally:
                 slot.give_up()
@@ -194,7 +194,7 @@ class ExperimentRunner:
         thread, which then takes the next item without waiting for the loop."""
         record = self._new_record(item)
         started = time.perf_counter()
-        _current.set(record.root)  # in this call's own copy of the context
+        CURRENT_OBSERVATION.set(record.root)  # in this call's own copy of the context
         errors: list[str] = []
         attempt = 0
         while True:

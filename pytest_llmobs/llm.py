@@ -16,7 +16,12 @@ from pytest_llmobs.providers.retry import RetryPolicy
 from pytest_llmobs.serialize import jsonable, safe_repr, snapshot, unrepresentable
 from pytest_llmobs.trace_checks import check_name
 from pytest_llmobs.trace_model import Observation
-from pytest_llmobs.tracing import _current, _restore, close_observation, open_observation
+from pytest_llmobs.tracing import (
+    CURRENT_OBSERVATION,
+    close_observation,
+    open_observation,
+    restore_observation,
+)
 
 if TYPE_CHECKING:
     from pytest_llmobs.integrations.langchain_model import LLMObsChatModel
@@ -191,7 +196,7 @@ class LLM:
         if link is not None:
             defaults = {k: v for k, v in link.config.items() if k in GENERATION_PARAMS}
             call_params = {**defaults, **call_params}
-        parent = _current.get()
+        parent = CURRENT_OBSERVATION.get()
         observation = open_observation(
             name or (link.name if link is not None else "llm.generate"),
             type="generation",
@@ -261,18 +266,18 @@ class LLM:
         observation, messages, call_params, parent = self._prepare(
             prompt, name, params, prompt_version
         )
-        token = _current.set(observation)
+        token = CURRENT_OBSERVATION.set(observation)
         started = time.perf_counter()
         __tracebackhide__ = True  # a failed call shows the test's own line
         try:
-            extra = _cache_extra(observation, cache_key_extra)
+            extra = cache_extra(observation, cache_key_extra)
             answer = self.caller.complete(messages, call_params, observation.metadata, extra)
             return self._finish(observation, started, answer)
         except BaseException as exc:
             self._failed(observation, started, exc)
             raise
         finally:
-            _restore(token, parent)
+            restore_observation(token, parent)
             close_observation(observation)
 
     async def agenerate(
@@ -288,18 +293,18 @@ class LLM:
         observation, messages, call_params, parent = self._prepare(
             prompt, name, params, prompt_version
         )
-        token = _current.set(observation)
+        token = CURRENT_OBSERVATION.set(observation)
         started = time.perf_counter()
         __tracebackhide__ = True  # a failed call shows the test's own line
         try:
-            extra = _cache_extra(observation, cache_key_extra)
+            extra = cache_extra(observation, cache_key_extra)
             answer = await self.caller.acomplete(messages, call_params, observation.metadata, extra)
             return self._finish(observation, started, answer)
         except BaseException as exc:
             self._failed(observation, started, exc)
             raise
         finally:
-            _restore(token, parent)
+            restore_observation(token, parent)
             close_observation(observation)
 
     def as_langchain(self, **params: Any) -> LLMObsChatModel:
@@ -321,7 +326,7 @@ class LLM:
         return f"LLM(model={self.model!r})"
 
 
-def _cache_extra(observation: Observation, extra: Any) -> Any:
+def cache_extra(observation: Observation, extra: Any) -> Any:
     """The caller's ``cache_key_extra``, with the test's repeat index (root ``repeat``) if > 0."""
     root = observation.trace.root
     repeat = root.metadata.get("repeat") if root is not None else None

@@ -13,11 +13,11 @@ from pytest_llmobs.serialize import safe_repr, snapshot, snapshot_arguments
 from pytest_llmobs.trace_checks import check_name, check_type
 from pytest_llmobs.trace_model import Observation, ObservationType
 from pytest_llmobs.tracing import (
-    _active,
-    _current,
-    _restore,
+    ACTIVE_TRACE,
+    CURRENT_OBSERVATION,
     close_observation,
     open_observation,
+    restore_observation,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,16 +87,16 @@ def _wrap_function(
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # open_observation/close_observation inlined: this wrapper is the hottest path we have
-        parent = _current.get()
+        parent = CURRENT_OBSERVATION.get()
         input = snapshot_arguments(args, kwargs) if capture_in else None
-        owner = parent or _active.root
+        owner = parent or ACTIVE_TRACE.root
         if owner is not None:
             observation = Observation(
                 owner.trace, span_name, type=as_type, parent_id=owner.id, input=input
             )
         else:
             observation = open_observation(span_name, type=as_type, input=input)
-        token = _current.set(observation)
+        token = CURRENT_OBSERVATION.set(observation)
         try:
             result = fn(*args, **kwargs)
             if capture_out:
@@ -106,9 +106,9 @@ def _wrap_function(
             raise
         finally:
             try:
-                _current.reset(token)
+                CURRENT_OBSERVATION.reset(token)
             except ValueError:  # closed in another context than it was opened in
-                _current.set(parent)
+                CURRENT_OBSERVATION.set(parent)
             if owner is not None:
                 if observation.end_time is None:
                     observation.end_time = time.time()
@@ -124,11 +124,11 @@ def _wrap_coroutine(
 ) -> F:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        parent = _current.get()
+        parent = CURRENT_OBSERVATION.get()
         observation = open_observation(
             span_name, type=as_type, input=snapshot_arguments(args, kwargs) if capture_in else None
         )
-        token = _current.set(observation)
+        token = CURRENT_OBSERVATION.set(observation)
         try:
             result = await fn(*args, **kwargs)
             if capture_out:
@@ -137,7 +137,7 @@ def _wrap_coroutine(
             observation.fail(exc)
             raise
         finally:
-            _restore(token, parent)
+            restore_observation(token, parent)
             close_observation(observation)
         return result
 
@@ -158,8 +158,8 @@ def _wrap_generator(
         thrown: BaseException | None = None
         try:
             while True:
-                parent = _current.get()
-                token = _current.set(observation)
+                parent = CURRENT_OBSERVATION.get()
+                token = CURRENT_OBSERVATION.set(observation)
                 try:
                     if thrown is None:
                         item = generator.send(to_send)
@@ -168,7 +168,7 @@ def _wrap_generator(
                 except StopIteration as stop:
                     return stop.value
                 finally:
-                    _restore(token, parent)
+                    restore_observation(token, parent)
                 produced.append(snapshot(item))
                 try:
                     to_send = yield item
@@ -212,8 +212,8 @@ def _wrap_async_generator(
         thrown: BaseException | None = None
         try:
             while True:
-                parent = _current.get()
-                token = _current.set(observation)
+                parent = CURRENT_OBSERVATION.get()
+                token = CURRENT_OBSERVATION.set(observation)
                 try:
                     if thrown is None:
                         item = await generator.asend(to_send)
@@ -222,7 +222,7 @@ def _wrap_async_generator(
                 except StopAsyncIteration:
                     return
                 finally:
-                    _restore(token, parent)
+                    restore_observation(token, parent)
                 produced.append(snapshot(item))
                 try:
                     to_send = yield item

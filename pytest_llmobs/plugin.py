@@ -246,7 +246,7 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
         **_dataset_link(item, state),
     )
     item.stash[_RECORD_KEY] = record
-    if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm._cache_extra)
+    if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm.cache_extra)
         record.root.metadata["repeat"] = record.repeat
     attempt = getattr(item, "execution_count", 1)  # (pytest-rerunfailures counts attempts)
     if isinstance(attempt, int) and attempt > 1:

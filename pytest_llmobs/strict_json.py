@@ -34,7 +34,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(
+STRICT_DECODER = json.JSONDecoder(
     parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
 )
 """One decoder for every call: ``json.loads`` with options builds one per call (per line of a
@@ -47,4 +47,4 @@ def loads(text: str) -> Any:
     ``Infinity``) and for a key given twice (all but the last value would be lost)."""
     if text.startswith("\ufeff"):  # as json.loads says it (JSONDecoder.decode does not check)
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    return _DECODER.decode(text)
+    return STRICT_DECODER.decode(text)

@@ -20,7 +20,9 @@ from pytest_llmobs.serialize import snapshot
 from pytest_llmobs.trace_checks import check_attributes, check_name, check_type
 from pytest_llmobs.trace_model import Observation, ObservationType, Trace
 
-_current: ContextVar[Observation | None] = ContextVar("llmobs_current_observation", default=None)
+CURRENT_OBSERVATION: ContextVar[Observation | None] = ContextVar(
+    "llmobs_current_observation", default=None
+)
 _pending_attributes: ContextVar[dict[str, Any] | None] = ContextVar(
     "llmobs_pending_attributes", default=None
 )
@@ -35,12 +37,12 @@ class _ActiveTrace:
         self.root: Observation | None = None
 
 
-_active = _ActiveTrace()
+ACTIVE_TRACE = _ActiveTrace()
 
 
 def current_observation() -> Observation | None:
     """The innermost open observation in this context (or the active test's root)."""
-    return _current.get() or _active.root
+    return CURRENT_OBSERVATION.get() or ACTIVE_TRACE.root
 
 
 def current_trace() -> Trace | None:
@@ -86,7 +88,7 @@ def open_observation(
     metadata: Mapping[str, Any] | None = None,
 ) -> Observation:
     """Start an observation under the current one, or as the root of a new trace."""
-    parent = _current.get() or _active.root
+    parent = CURRENT_OBSERVATION.get() or ACTIVE_TRACE.root
     if parent is not None:
         return Observation(
             parent.trace, name, type=type, parent_id=parent.id, input=input, metadata=metadata
@@ -100,22 +102,22 @@ def close_observation(observation: Observation) -> None:
     """End ``observation``; a standalone trace whose root ends is handed to the sink."""
     observation.end()
     trace = observation.trace
-    if observation.parent_id is None and trace.root is observation and _active.root is None:
+    if observation.parent_id is None and trace.root is observation and ACTIVE_TRACE.root is None:
         trace.finish()
         if _standalone.sink is not None:
             _standalone.sink(trace)
 
 
-def _restore(token: Any, parent: Observation | None) -> None:
+def restore_observation(token: Any, parent: Observation | None) -> None:
     try:
-        _current.reset(token)
+        CURRENT_OBSERVATION.reset(token)
     except ValueError:  # closed in another context than it was opened in
-        _current.set(parent)
-    restored = _current.get()
+        CURRENT_OBSERVATION.set(parent)
+    restored = CURRENT_OBSERVATION.get()
     if restored is not None and restored.trace.end_time is not None:
         # a span a fixture held past its test closed: the observation it was opened under
         # belongs to a finished trace, so what follows goes to the test running now
-        _current.set(None)
+        CURRENT_OBSERVATION.set(None)
 
 
 @contextmanager
@@ -129,42 +131,42 @@ def start_span(
     """Open a span (or generation/event) for the ``with`` block; exceptions mark it errored."""
     name = check_name("start_span", name)
     check_type("start_span", as_type)
-    parent = _current.get()
+    parent = CURRENT_OBSERVATION.get()
     observation = open_observation(
         name,
         type=as_type,
         input=snapshot(input),
         metadata={key: snapshot(value) for key, value in metadata.items()} if metadata else None,
     )
-    token = _current.set(observation)
+    token = CURRENT_OBSERVATION.set(observation)
     try:
         yield observation
     except BaseException as exc:
         observation.fail(exc)
         raise
     finally:
-        _restore(token, parent)
+        restore_observation(token, parent)
         close_observation(observation)
 
 
 @contextmanager
 def activate(root: Observation) -> Iterator[Observation]:
     """Make ``root`` the current observation and the fallback for context-less threads."""
-    previous_root = _active.root
-    _active.root = root
-    token = _current.set(root)
+    previous_root = ACTIVE_TRACE.root
+    ACTIVE_TRACE.root = root
+    token = CURRENT_OBSERVATION.set(root)
     try:
         yield root
     finally:
-        _restore(token, None)
-        _active.root = previous_root
+        restore_observation(token, None)
+        ACTIVE_TRACE.root = previous_root
 
 
 def switch_root(root: Observation) -> None:
     """Make ``root`` current in place of the one `activate` made, until that ends (a test
     attempted again within the block)."""
-    _active.root = root
-    _current.set(root)
+    ACTIVE_TRACE.root = root
+    CURRENT_OBSERVATION.set(root)
 
 
 @contextmanager

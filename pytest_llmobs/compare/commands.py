@@ -57,7 +57,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     rescore.set_defaults(handler=cmd_rescore)
 
 
-def _store(option: str | None, refs: list[str]) -> Store | None:
+def store_for_refs(option: str | None, refs: list[str]) -> Store | None:
     """The store; ``None`` when there is none and every reference is an existing file."""
     from pytest_llmobs.cli_common import CliError, open_store
 
@@ -69,7 +69,7 @@ def _store(option: str | None, refs: list[str]) -> Store | None:
         raise
 
 
-def _resolve(ref: str, store: Store | None, what: str) -> Any:
+def resolve_ref(ref: str, store: Store | None, what: str) -> Any:
     from pytest_llmobs.baselines import BaselineError, resolve_baseline
     from pytest_llmobs.cli_common import CliError
 
@@ -158,9 +158,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
     if not (args.max_drop >= 0 and math.isfinite(args.max_drop)):
         raise CliError(f"--max-drop: {args.max_drop!r} is not a finite number >= 0")
-    store = _store(args.store, [args.baseline, args.current])
-    baseline = _resolve(args.baseline, store, "baseline")
-    current = _resolve(args.current, store, "run")
+    store = store_for_refs(args.store, [args.baseline, args.current])
+    baseline = resolve_ref(args.baseline, store, "baseline")
+    current = resolve_ref(args.current, store, "run")
     comparison = compare_runs(
         baseline.run,
         current.run,
@@ -200,8 +200,8 @@ def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.run_result import partial_datasets_from_dict
     from pytest_llmobs.thresholds import ThresholdError, evaluate, parse_threshold
 
-    store = _store(args.store, [args.run])
-    run = _resolve(args.run, store, "run").run
+    store = store_for_refs(args.store, [args.run])
+    run = resolve_ref(args.run, store, "run").run
     try:
         if args.threshold:
             thresholds = [parse_threshold(t, source="--threshold") for t in args.threshold]

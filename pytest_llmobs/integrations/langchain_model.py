@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - exercised with langchain-core hidden f
 
 from pytest_llmobs.integrations.langchain import CallbackHandler
 from pytest_llmobs.integrations.langchain_values import provider_messages
-from pytest_llmobs.llm import _cache_extra
+from pytest_llmobs.llm import cache_extra
 
 if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM, LLMResult
@@ -126,7 +126,7 @@ class LLMObsChatModel(BaseChatModel):
         """Describe the call on the handler's generation; returns the cache key's extra part."""
         generation.model = self._llm.model
         generation.model_parameters = params
-        return _cache_extra(generation, None)
+        return cache_extra(generation, None)
 
     # The `LLM` calls below are `generate`/`agenerate` split in two, so that the generation the
     # handler opened is filled in instead of a second one opened beside it.
