@@ -151,6 +151,8 @@ def group_aggregates(items: Sequence[ItemSummary]) -> dict[str, Aggregate]:
             if repeated
             else None
         )
+        if case_means is not None and len(case_means) == len(numeric[name]):
+            case_means = None  # no test that records it was repeated: its items are its cases
         for aggregate in numeric_aggregates(
             name, numeric[name], boolean=name not in not_boolean, case_means=case_means
         ):

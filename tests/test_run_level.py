@@ -422,6 +422,20 @@ def test_one_numeric_value_or_one_repeated_case_has_no_interval() -> None:
     assert two["mean_s"].fields() == ["ci_high", "ci_low"]
 
 
+def test_a_score_no_repeated_test_records_keeps_its_interval_in_a_repeated_run() -> None:
+    repeats = [
+        ItemSummary("qa", "passed", [("a", "NUMERIC", v)], case="t.py::t[x]") for v in (1, 0)
+    ]
+    plain = ItemSummary("qa", "passed", [("b", "BOOLEAN", True)], case="t.py::u")
+
+    named = compute_aggregates([*repeats, plain])["qa"]
+
+    # (before: --llm-repeat made every score's interval a bootstrap over cases, and a test
+    # it did not repeat lost the Wilson interval it has without the option)
+    assert interval_of(named["mean_b"]) == pytest.approx(wilson(1, 1))
+    assert named["mean_a"].fields() == []  # one case, repeated: no bootstrap from one
+
+
 def test_whole_run_group_holds_every_dataset() -> None:
     items = [
         summary("a", scores=[("s", "NUMERIC", 1.0)]),
