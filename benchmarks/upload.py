@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from pytest_llmobs.exporters import ExporterOptions, create_exporter
-from pytest_llmobs.exporters.http import HttpOptions
+from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.store import Store
 from pytest_llmobs.trace_model import derived_id
 

@@ -22,12 +22,12 @@ from pytest_llmobs.exporters.batching import (
 from pytest_llmobs.exporters.http import (
     AuthError,
     HttpError,
-    HttpOptions,
     HttpSender,
     PayloadTooLarge,
     Unavailable,
     retry_after_seconds,
 )
+from pytest_llmobs.exporters.http_options import HttpOptions
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -28,7 +28,7 @@ from pytest_llmobs.exporters import (
     ExporterOptions,
     create_exporter,
 )
-from pytest_llmobs.exporters.http import HttpOptions
+from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
 from pytest_llmobs.exporters.langfuse_payloads import dataset_item_id
 from pytest_llmobs.exporters.otlp_spans import unix_nanos

@@ -33,7 +33,8 @@ from phoenix_server import (
 
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import ExporterOptions, ExportError, create_exporter, parse_targets
-from pytest_llmobs.exporters.otlp import OtlpConfig, genai_messages, parse_pairs
+from pytest_llmobs.exporters.otlp import genai_messages
+from pytest_llmobs.exporters.otlp_config import OtlpConfig, parse_pairs
 from pytest_llmobs.exporters.otlp_spans import plain_attributes, unix_nanos
 
 SUITE = """

@@ -31,8 +31,8 @@ from phoenix_server import (
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
-from pytest_llmobs.exporters.phoenix import _Inventory
 from pytest_llmobs.exporters.phoenix_config import DEFAULT_ENDPOINT, PhoenixConfig, project_name
+from pytest_llmobs.exporters.phoenix_inventory import Inventory
 from pytest_llmobs.run_environment import default_run_name
 from pytest_llmobs.store import Store
 
@@ -833,7 +833,7 @@ def test_a_dataset_missing_from_the_store_is_rebuilt_from_the_run_items() -> Non
     run = {"id": "r", "datasets": {"d": "v1"}, "items": [item(0), item(1)]}
     report = ExportReport(target="phoenix", run_id="r")
     with contextlib.closing(Store(None)) as store:
-        inventory = _Inventory.of(run, store, report)
+        inventory = Inventory.of(run, store, report)
     (example,) = inventory.datasets["d"].examples
     assert (example["id"], example["input"], example["expected_output"]) == ("a", "q", "x")
     assert report.notes == [

@@ -137,7 +137,7 @@ class ExporterOptions:
     legacy: bool = False
     """Langfuse: traces as ingestion events and ``dataset-run-items`` (older servers)."""
     http: Any = None
-    """`pytest_llmobs.exporters.http.HttpOptions` to override timeouts and retries."""
+    """`pytest_llmobs.exporters.http_options.HttpOptions` to override timeouts and retries."""
 
 
 EXPORTERS: Mapping[str, str] = MappingProxyType(

@@ -22,7 +22,7 @@ from pytest_llmobs.exporters import (
     create_exporter,
     parse_targets,
 )
-from pytest_llmobs.exporters.http import HttpOptions
+from pytest_llmobs.exporters.http_options import HttpOptions
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -17,21 +17,21 @@ Configuration comes from the environment: ``LANGFUSE_PUBLIC_KEY``, ``LANGFUSE_SE
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, langfuse_send
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import encode_json, fit_json
-from pytest_llmobs.exporters.http import (
-    HttpError,
-    HttpOptions,
-    HttpSender,
-    Response,
-    execute_upload,
-)
+from pytest_llmobs.exporters.http import HttpError, HttpSender, Response, execute_upload
+from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.langfuse_config import LangfuseConfig, display_base_url
+from pytest_llmobs.exporters.langfuse_inventory import (
+    Inventory,
+    count_all,
+    item_scores,
+    run_inventory,
+)
 from pytest_llmobs.exporters.state import (
     Ledger,
     note_not_started,
@@ -41,17 +41,6 @@ from pytest_llmobs.exporters.state import (
     state_store,
 )
 from pytest_llmobs.store import Store
-
-
-@dataclass
-class _Inventory:
-    """Everything of one run that Langfuse should hold, by upload-state kind and key."""
-
-    prompts: dict[tuple[str, int], dict[str, Any] | None] = field(default_factory=dict)
-    datasets: dict[str, str | None] = field(default_factory=dict)
-    dataset_items: dict[str, tuple[str, str, dict[str, Any], Any]] = field(default_factory=dict)
-    items: list[dict[str, Any]] = field(default_factory=list)
-    repeats: bool = False
 
 
 class LangfuseExporter:
@@ -83,7 +72,7 @@ class LangfuseExporter:
     def export(self, run: Mapping[str, Any]) -> ExportReport:
         environ = self.options.environ
         report = ExportReport(target=f"langfuse {display_base_url(environ)}", run_id=str(run["id"]))
-        inventory = _inventory(run, self.options.store)
+        inventory = run_inventory(run, self.options.store)
         try:
             config = LangfuseConfig.from_env(environ)
             if not self.options.legacy:
@@ -93,7 +82,7 @@ class LangfuseExporter:
             http = self.options.http or HttpOptions.from_env(environ)
         except ExportError as exc:
             report.error(f"not sent: {exc}")
-            _count_all(report, report.failed, inventory, legacy=self.options.legacy)
+            count_all(report, report.failed, inventory, legacy=self.options.legacy)
             note_not_started(self.options.store, self.name, str(run["id"]))
             return report
         options = note_started(
@@ -104,60 +93,13 @@ class LangfuseExporter:
         return report
 
 
-def _inventory(run: Mapping[str, Any], store: Any) -> _Inventory:
-    inv = _Inventory()
-    items = list(run.get("items") or [])
-    inv.items = [i for i in items if (i.get("trace") or {}).get("observations")]
-    inv.repeats = any(int(i.get("repeat") or 0) for i in items)
-    snapshots: dict[str, dict[str, Any]] = {}
-    for name, version in (run.get("datasets") or {}).items():
-        inv.datasets[name] = version
-        stored = store.get_dataset(name, version) if store is not None else None
-        snapshots[name] = {str(d.get("id")): d for d in stored or []}
-    for item in items:
-        dataset, item_id = item.get("dataset"), item.get("item_id")
-        if not dataset or item_id is None:
-            continue
-        inv.datasets.setdefault(dataset, item.get("dataset_version"))
-        key = payloads.dataset_item_id(dataset, str(item_id))
-        metadata = snapshots.get(dataset, {}).get(str(item_id), {}).get("metadata")
-        inv.dataset_items.setdefault(key, (dataset, str(item_id), item, metadata))
-    wanted = {(p["name"], int(p["version"])) for p in run.get("prompts") or []}
-    for item in inv.items:
-        for obs in item["trace"]["observations"]:
-            if obs.get("prompt_name") and obs.get("prompt_version") is not None:
-                wanted.add((str(obs["prompt_name"]), int(obs["prompt_version"])))
-    for name, version in sorted(wanted):
-        inv.prompts[(name, version)] = (
-            store.get_prompt(name, version=version) if store is not None else None
-        )
-    return inv
-
-
-def _scores(item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return list((item.get("trace") or {}).get("scores") or [])
-
-
-def _count_all(
-    report: ExportReport, bucket: dict[str, int], inv: _Inventory, *, legacy: bool
-) -> None:
-    report.count(bucket, "prompts", sum(1 for p in inv.prompts.values() if p is not None))
-    report.count(bucket, "datasets", len(inv.datasets))
-    report.count(bucket, "dataset items", len(inv.dataset_items))
-    report.count(bucket, "traces", len(inv.items))
-    report.count(bucket, "observations", sum(len(i["trace"]["observations"]) for i in inv.items))
-    report.count(bucket, "scores", sum(len(_scores(i)) for i in inv.items))
-    if legacy:
-        report.count(bucket, "run items", sum(1 for i in inv.items if i.get("dataset")))
-
-
 class Upload(Ledger):
     """One upload of one run: the steps in order, recording every object's outcome."""
 
     def __init__(
         self,
         run: Mapping[str, Any],
-        inventory: _Inventory,
+        inventory: Inventory,
         config: LangfuseConfig,
         options: ExporterOptions,
         http: HttpOptions,
@@ -370,7 +312,7 @@ class Upload(Ledger):
                 self.report.count(self.report.failed, "traces")
 
     def scores(self) -> None:
-        scores = {s["id"]: s for item in self.inv.items for s in _scores(item)}
+        scores = {s["id"]: s for item in self.inv.items for s in item_scores(item)}
         todo = self.todo("score", "scores", list(scores))
         events = [
             langfuse_send.encode_event(

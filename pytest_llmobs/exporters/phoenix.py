@@ -23,24 +23,20 @@ when it was given with ``--llm-run-name``, else ``pytest-llmobs``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
 from pytest_llmobs.exporters.batching import encode_json
-from pytest_llmobs.exporters.http import (
-    HttpError,
-    HttpOptions,
-    HttpSender,
-    Response,
-    execute_upload,
-)
-from pytest_llmobs.exporters.otlp import TRACES_PATH, combine_hooks, genai_attributes
-from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, traced_items
+from pytest_llmobs.exporters.http import HttpError, HttpSender, Response, execute_upload
+from pytest_llmobs.exporters.http_options import HttpOptions
+from pytest_llmobs.exporters.otlp import combine_hooks, genai_attributes
+from pytest_llmobs.exporters.otlp_config import TRACES_PATH
+from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces
 from pytest_llmobs.exporters.phoenix_annotations import send_annotations
 from pytest_llmobs.exporters.phoenix_config import PhoenixConfig, display_endpoint, project_name
+from pytest_llmobs.exporters.phoenix_inventory import Inventory, PhoenixDataset
 from pytest_llmobs.exporters.state import (
     Ledger,
     note_not_started,
@@ -89,7 +85,7 @@ class PhoenixExporter:
         from pytest_llmobs.exporters.otlp_spans import require_otel
 
         environ = self.options.environ
-        inventory = _Inventory.of(run, store, report)
+        inventory = Inventory.of(run, store, report)
         try:
             config = PhoenixConfig.from_env(environ)
             require_otel()
@@ -107,67 +103,13 @@ class PhoenixExporter:
         return report
 
 
-@dataclass
-class _Dataset:
-    name: str
-    version: str | None
-    examples: list[dict[str, Any]]
-    remote_id: str | None = None
-    version_id: str | None = None
-    node_ids: dict[str, str] = field(default_factory=dict)
-    """Item id → the example's node id (what experiment runs refer to)."""
-    experiment_id: str | None = None
-
-
-@dataclass
-class _Inventory:
-    """What of one run Phoenix should hold: traced items, and each dataset's examples."""
-
-    items: list[dict[str, Any]]
-    datasets: dict[str, _Dataset]
-
-    @property
-    def dataset_items(self) -> list[dict[str, Any]]:
-        return [i for i in self.items if i.get("dataset") and i.get("item_id") is not None]
-
-    @classmethod
-    def of(cls, run: Mapping[str, Any], store: Store, report: ExportReport) -> _Inventory:
-        """The run's items and datasets (the stored snapshot of each version the run used)."""
-        inventory = cls(traced_items(run), {})
-        wanted = dict(run.get("datasets") or {})
-        for item in inventory.dataset_items:
-            wanted.setdefault(item["dataset"], item.get("dataset_version"))
-        for name, version in wanted.items():
-            stored = store.get_dataset(name, version) if version else None
-            if stored is None:
-                seen: dict[str, dict[str, Any]] = {}
-                for item in inventory.dataset_items:
-                    if item["dataset"] == name:
-                        seen.setdefault(str(item["item_id"]), {**item, "id": item["item_id"]})
-                stored = list(seen.values())
-                report.notes.append(
-                    f"dataset {name!r} version {version} is not in the store: uploaded the "
-                    f"{len(stored)} item(s) the run used"
-                )
-            inventory.datasets[name] = _Dataset(name, version, [dict(e) for e in stored])
-        return inventory
-
-    def count_all(self, report: ExportReport, bucket: dict[str, int]) -> None:
-        items, count = self.items, report.count
-        count(bucket, "datasets", len(self.datasets))
-        count(bucket, "dataset items", sum(len(d.examples) for d in self.datasets.values()))
-        count(bucket, "traces", len(items))
-        count(bucket, "observations", sum(len(i["trace"]["observations"]) for i in items))
-        count(bucket, "scores", sum(len(i["trace"].get("scores") or []) for i in items))
-
-
 class Upload:
     """One upload of one run to Phoenix: the steps in order, recording every object's outcome."""
 
     def __init__(
         self,
         run: Mapping[str, Any],
-        inventory: _Inventory,
+        inventory: Inventory,
         store: Store,
         config: PhoenixConfig,
         http: HttpOptions,
@@ -206,7 +148,7 @@ class Upload:
 
     # --- steps --------------------------------------------------------------------------------
 
-    def dataset(self, dataset: _Dataset) -> None:
+    def dataset(self, dataset: PhoenixDataset) -> None:
         ledger, name = self.ledger, dataset.name
         known = ledger.state.remote_id("dataset", name)
         examples = len(dataset.examples)
@@ -259,7 +201,7 @@ class Upload:
         send = TraceSend(self.sender, TRACES_PATH, self.run, options, self.report)
         send_traces(self.ledger, send, self.items)
 
-    def experiment(self, dataset: _Dataset, items: list[dict[str, Any]]) -> None:
+    def experiment(self, dataset: PhoenixDataset, items: list[dict[str, Any]]) -> None:
         ledger, key = self.ledger, dataset.name
         weight = len(items)
         if dataset.remote_id is None or dataset.version_id is None:
@@ -282,7 +224,9 @@ class Upload:
         for item in items:
             self.experiment_run(dataset, item, existing)
 
-    def find_or_create_experiment(self, dataset: _Dataset, items: list[dict[str, Any]]) -> str:
+    def find_or_create_experiment(
+        self, dataset: PhoenixDataset, items: list[dict[str, Any]]
+    ) -> str:
         dataset_id = quote(str(dataset.remote_id), safe="")
         path = f"/v1/datasets/{dataset_id}/experiments"
         cursor: str | None = None
@@ -319,7 +263,7 @@ class Upload:
             raise listed.malformed("a list of experiment runs with repetition numbers") from None
 
     def experiment_run(
-        self, dataset: _Dataset, item: dict[str, Any], existing: dict[tuple[str, int], str]
+        self, dataset: PhoenixDataset, item: dict[str, Any], existing: dict[tuple[str, int], str]
     ) -> None:
         ledger, report = self.ledger, self.report
         trace_id = item["trace"]["id"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_llmobs.exporters import ConfigError
 from pytest_llmobs.exporters.http import header_problem
-from pytest_llmobs.exporters.otlp import TRACES_PATH
+from pytest_llmobs.exporters.otlp_config import TRACES_PATH
 from pytest_llmobs.exporters.urls import checked_url, display_url, refuse_query
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:6006"
