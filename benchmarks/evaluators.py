@@ -18,12 +18,8 @@ from dataclasses import dataclass
 
 from pytest_llmobs.evaluators.basic import exact_match
 from pytest_llmobs.evaluators.groundedness import groundedness
-from pytest_llmobs.evaluators.similarity import (
-    cached_tfidf,
-    clear_tfidf_cache,
-    similarity,
-    similarity_many,
-)
+from pytest_llmobs.evaluators.similarity import similarity, similarity_many
+from pytest_llmobs.evaluators.tfidf import cached_tfidf, clear_tfidf_cache
 
 SEED = 20240601
 SYLLABLES = ["ka", "lo", "mi", "ren", "tsu", "va", "dor", "el", "qui", "zan", "bo", "rha"]

@@ -234,7 +234,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.compare.commands import cli_wording
-    from pytest_llmobs.merge import MergeError, merge_files, summary_header
+    from pytest_llmobs.merge import merge_files, summary_header
+    from pytest_llmobs.shard_checks import MergeError
 
     store_dir = Path(args.store) if args.store else None
     if args.output:

@@ -60,8 +60,8 @@ from pytest_llmobs.providers.calls import close_provider
 from pytest_llmobs.run import RunRecorder
 from pytest_llmobs.run_environment import new_run_id
 from pytest_llmobs.run_result import RunResult
+from pytest_llmobs.score_kinds import check_score
 from pytest_llmobs.score_model import ScoreError
-from pytest_llmobs.scorer import check_score
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
 

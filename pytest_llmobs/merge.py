@@ -5,13 +5,12 @@ The merge goes through a `RunRecorder`, as a pytest session does: items are writ
 order, aggregates are recomputed from every item, and thresholds are evaluated once over the
 whole run (the shards' own verdicts only saw their part). Each item's data is kept as stored.
 
-Refused, with the files named: a file that is not a valid export (checked, threshold
-expressions included, before anything is stored), one file given twice (by any path), two
-files holding the same shard (the same items with the same results: a copy, or one shard
-exported twice), shards of different runs or models, a dataset at different versions, a prompt
-version with different content (hashes), and the same item (node id and repeat) with different
-results in two shards. An item in two files with the same results (a merged run merged again
-with one of its shards) is kept once, and a note says how many were.
+Refused, with the files named: what `shard_checks` refuses before anything is stored (a file
+that is not a valid export, threshold expressions included; one file given twice, by any path;
+two files holding the same shard; shards of different runs or models; a dataset at different
+versions; a prompt version with different content), and the same item (node id and repeat)
+with different results in two shards. An item in two files with the same results (a merged run
+merged again with one of its shards) is kept once, and a note says how many were.
 
 A shard whose session failed for a reason its items do not show (a collection error, a crashed
 xdist worker: collected items missing) fails the merged run, with a note naming the shard and
@@ -31,37 +30,23 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.aggregate_names import ALL_ITEMS, score_aggregate_names
-from pytest_llmobs.export_schema import export_problem
-from pytest_llmobs.exports import (
-    EXPORT_FORMAT,
-    conflicting_prompts,
-    import_snapshots,
-    with_snapshots,
-)
+from pytest_llmobs.exports import import_snapshots, with_snapshots
 from pytest_llmobs.run import RunRecorder
 from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.score_kinds import KIND_SHOWN
+from pytest_llmobs.shard_checks import (
+    MergeError,
+    Shard,
+    check_compatible,
+    distinct_files,
+    load_shard,
+    snapshots_fit,
+)
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, ThresholdError, parse_threshold
 
 MERGE_THRESHOLD_SOURCE = "llmobs merge --threshold"
 FAILED_OUTCOMES = frozenset({"failed", "error"})
-
-
-class MergeError(Exception):
-    """The shards cannot be combined into one run; the message names the files."""
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """One exported part of a run."""
-
-    path: Path
-    run: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        return str(self.path)
 
 
 @dataclass(slots=True)
@@ -72,97 +57,6 @@ class MergeOutcome:
     run: dict[str, Any]
     shards: list[Shard]
     notes: list[str] = field(default_factory=list)
-
-
-def load_shard(path: Path) -> Shard:
-    """Read one export; a missing, unreadable or foreign file raises `MergeError`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MergeError(f"{path}: cannot read shard export ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise MergeError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise MergeError(
-            f"{path}: not a run export (expected format {EXPORT_FORMAT!r}, as written by "
-            "'llmobs export')"
-        )
-    problem = export_problem(data) or _threshold_problem(data)
-    if problem is not None:
-        raise MergeError(f"{path}: not a valid run export: {problem}")
-    return Shard(path, data)
-
-
-def _threshold_problem(run: dict[str, Any]) -> str | None:
-    """The first threshold expression of a (schema-valid) export that merging could not parse,
-    as ``field: problem``; None when all parse. Checked here because the recorder parses the
-    items' own (their marker's) while it stores them: too late to store nothing."""
-    places = [
-        (f"thresholds.{n}.expression", str(entry["expression"]))
-        for n, entry in enumerate(run.get("thresholds") or [])
-    ]
-    for index, item in enumerate(run["items"]):  # (the schema made them lists of strings)
-        entries = item.get("thresholds") or []
-        places += ((f"items.{index}.thresholds.{n}", e) for n, e in enumerate(entries))
-    parsed: set[str] = set()  # items repeat their marker's: each spelling is parsed once
-    for where, expression in places:
-        if expression not in parsed:
-            try:
-                parse_threshold(expression)
-            except ThresholdError as exc:
-                return f"{where}: {exc}"
-            parsed.add(expression)
-    return None
-
-
-def _same(shards: Sequence[Shard], key: str, what: str) -> None:
-    first = shards[0]
-    for shard in shards[1:]:
-        if shard.run.get(key) != first.run.get(key):
-            raise MergeError(
-                f"cannot merge: {first.label} has {what} {first.run.get(key)!r} but "
-                f"{shard.label} has {what} {shard.run.get(key)!r}; shards of one run share "
-                "--llm-run-id and the model"
-            )
-
-
-def distinct_files(paths: Sequence[Path]) -> None:
-    """`MergeError` when one file is given twice: by the same path, or by two (``./a.json``
-    and ``a.json``, a symbolic or a hard link). A file that cannot be read is left to
-    `load_shard`, which names it."""
-    seen: dict[tuple[int, int], Path] = {}
-    for path in paths:
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        earlier = seen.get((info.st_dev, info.st_ino))
-        if earlier is None:
-            seen[(info.st_dev, info.st_ino)] = path
-            continue
-        how = "is given twice" if str(earlier) == str(path) else f"is the same file as {earlier}"
-        raise MergeError(f"cannot merge: {path} {how}; give each shard's export once")
-
-
-def _distinct_shards(shards: Sequence[Shard]) -> None:
-    """`MergeError` when two files hold the same shard: the same items with the same results
-    (a copy of one export, or one shard exported twice). Merged, they would pass for two
-    shards, and hide that the run lacks the other's items."""
-    seen: dict[str, Shard] = {}
-    for shard in shards:
-        items = shard.run["items"]
-        content = sorted(json.dumps(i, sort_keys=True) for i in items) if items else shard.run
-        key = json.dumps(content, sort_keys=True)
-        earlier = seen.get(key)
-        if earlier is None:
-            seen[key] = shard
-            continue
-        count = len(items)
-        what = f"the same {count} item{'s' if count != 1 else ''} with the same results"
-        raise MergeError(
-            f"cannot merge: {shard.label} holds the same shard as {earlier.label} "
-            f"({what if items else 'the same export'}); give each shard's export once"
-        )
 
 
 def _items(shards: Sequence[Shard]) -> tuple[list[dict[str, Any]], int]:
@@ -191,39 +85,6 @@ def _items(shards: Sequence[Shard]) -> tuple[list[dict[str, Any]], int]:
             else:
                 again += 1
     return items, again
-
-
-def _dataset_versions(shards: Sequence[Shard]) -> None:
-    versions: dict[str, tuple[str, Shard]] = {}
-    for shard in shards:
-        for name, version in (shard.run.get("datasets") or {}).items():
-            earlier = versions.setdefault(name, (version, shard))
-            if earlier[0] != version:
-                raise MergeError(
-                    f"cannot merge: dataset {name!r} is version {earlier[0]} in "
-                    f"{earlier[1].label} but {version} in {shard.label}"
-                )
-
-
-def _prompt_versions(shards: Sequence[Shard]) -> None:
-    """A prompt version is one content everywhere: the same name and version with two hashes
-    (prompt files edited between shards, each with its own store) is refused."""
-    hashes: dict[tuple[str, int], tuple[str, Shard]] = {}
-    for shard in shards:
-        entries = [*(shard.run.get("prompts") or [])]
-        for item in shard.run["items"]:
-            entries += item.get("prompts") or []
-        for entry in entries:
-            key, digest = (str(entry["name"]), int(entry["version"])), str(entry.get("hash") or "")
-            if not digest:  # written without a hash: nothing to compare
-                continue
-            earlier = hashes.setdefault(key, (digest, shard))
-            if earlier[0] != digest:
-                raise MergeError(
-                    f"cannot merge: prompt {key[0]!r} version {key[1]} has hash {earlier[0]!r} "
-                    f"in {earlier[1].label} but {digest!r} in {shard.label}; the shards' prompt "
-                    "files differ"
-                )
 
 
 def shard_failure(shard: Shard) -> str | None:
@@ -300,28 +161,6 @@ def _dropped_aggregates(
     return sorted(dropped - left_out)
 
 
-def check_compatible(shards: Sequence[Shard]) -> None:
-    """Raise `MergeError` unless the shards are parts of one run: the same run id and model,
-    no shard twice, each dataset at one version, each prompt version with one content."""
-    _same(shards, "id", "run id")
-    _same(shards, "model", "model")
-    _distinct_shards(shards)
-    _dataset_versions(shards)
-    _prompt_versions(shards)
-
-
-def _snapshots_fit(shards: Sequence[Shard], store: Store) -> None:
-    """`MergeError` when the store already has a prompt version a shard carries with other
-    content: the merged run would be linked to the store's content under the shard's hash."""
-    for shard in shards:
-        for name, version, kept, used in conflicting_prompts(shard.run, store):
-            raise MergeError(
-                f"cannot merge into {store.path}: prompt {name!r} version {version} there "
-                f"has hash {kept!r}, but {shard.label} used {used!r}; "
-                "store the merged run in another --store"
-            )
-
-
 def merge_shards(
     shards: Sequence[Shard], *, thresholds: Sequence[str] = (), store: Store
 ) -> MergeOutcome:
@@ -348,7 +187,7 @@ def merge_shards(
         run_id=run_id,
         started_at=float(first.run.get("started_at") or 0.0),
     )
-    _snapshots_fit(shards, store)
+    snapshots_fit(shards, store)
     for shard in shards:  # before the run: a store that refuses them keeps no half-run
         import_snapshots(shard.run, store)
     recorder.begin()

@@ -9,16 +9,27 @@ run's first score of that name counts as failed, and that score stays out of the
 it would have if the scorer had refused it. The item is stored with all its scores, the clashing
 ones marked (`KIND_CLASH` in their metadata), so every later reading of the stored items (a
 killed run's figures so far, a comparison) leaves them out too.
+
+A score's kind as it is recorded is `score_kind`'s; `check_score` refuses, on every way in (the
+scorer, ``Trace.add_score``, evaluators), a name or comment no score may have, a name whose
+aggregates would take a built-in aggregate's name included.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
+from pytest_llmobs.aggregate_names import (
+    BUILTIN_AGGREGATES,
+    KIND_CLASH,
+    LABEL_EXPECTED,
+    score_aggregate_names,
+)
 from pytest_llmobs.evaluators.basic import shorten
+from pytest_llmobs.score_model import ScoreError, classify_score_value
 
 KIND_OF_TYPE = {"BOOLEAN": "number", "NUMERIC": "number", "CATEGORICAL": "string"}
 """A score's kind by its data type (a ``label`` score is told by its metadata)."""
@@ -30,6 +41,41 @@ def kind_of_stored(score: Mapping[str, Any]) -> str:
     if (score.get("metadata") or {}).get(LABEL_EXPECTED) is not None:
         return "label"
     return KIND_OF_TYPE.get(str(score.get("data_type")), "number")
+
+
+def score_kind(name: str, value: object, metadata: Mapping[str, Any] | None = None) -> str:
+    """How the run aggregates the score: ``"number"`` (numeric or boolean), ``"string"``
+    (categorical, counted) or ``"label"`` (a ``label`` score: classification metrics)."""
+    if metadata is not None and LABEL_EXPECTED in metadata:
+        return "label"
+    return KIND_OF_TYPE[classify_score_value(name, value)[1]]
+
+
+def check_score(name: object, kind: str, comment: object = None) -> None:
+    """Refuse, with a one-line `ScoreError`, what a score must not be recorded with: a name
+    that is not a non-empty string, holds control characters, or whose aggregates would take
+    the name of a built-in aggregate (``mean_latency_ms`` of generations); a comment that is
+    not a string or None. ``kind`` is `score_kind`'s.
+    """
+    if not isinstance(name, str) or not name:
+        raise ScoreError(f"score name must be a non-empty string; got {name!r}")
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise ScoreError(
+            f"score name {name!r} holds a control or invisible character; "
+            "expected printable text (it names aggregates and thresholds)"
+        )
+    clash = [a for a in score_aggregate_names(name, kind) if a in BUILTIN_AGGREGATES]
+    if clash:
+        raise ScoreError(
+            f"score {name!r}: its aggregate{'s' * (len(clash) > 1)} {', '.join(clash)} would "
+            "take the names of the run's own aggregates (from generations, count, pass_rate); "
+            "use another score name"
+        )
+    if comment is not None and not isinstance(comment, str):
+        raise ScoreError(
+            f"score {name!r}: comment must be a str or None; got {type(comment).__name__} "
+            f"{shorten(comment)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

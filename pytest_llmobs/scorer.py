@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmobs.aggregate_names import BUILTIN_AGGREGATES, LABEL_EXPECTED, score_aggregate_names
+from pytest_llmobs.aggregate_names import LABEL_EXPECTED
 from pytest_llmobs.evaluators import EvalResult, basic, text
 from pytest_llmobs.evaluators.custom import EvaluatorRegistry
-from pytest_llmobs.score_kinds import KIND_OF_TYPE, KIND_SHOWN
-from pytest_llmobs.score_model import Score, ScoreError, classify_score_value
+from pytest_llmobs.score_kinds import KIND_SHOWN, score_kind
+from pytest_llmobs.score_model import Score, ScoreError
 from pytest_llmobs.trace_model import Observation, Trace
 from pytest_llmobs.tracing import current_trace
 
@@ -27,41 +26,6 @@ if TYPE_CHECKING:
 
 class NoActiveTraceError(RuntimeError):
     """A score was recorded with no trace to hold it."""
-
-
-def score_kind(name: str, value: object, metadata: Mapping[str, Any] | None = None) -> str:
-    """How the run aggregates the score: ``"number"`` (numeric or boolean), ``"string"``
-    (categorical, counted) or ``"label"`` (a ``label`` score: classification metrics)."""
-    if metadata is not None and LABEL_EXPECTED in metadata:
-        return "label"
-    return KIND_OF_TYPE[classify_score_value(name, value)[1]]
-
-
-def check_score(name: object, kind: str, comment: object = None) -> None:
-    """Refuse, with a one-line `ScoreError`, what a score must not be recorded with: a name
-    that is not a non-empty string, holds control characters, or whose aggregates would take
-    the name of a built-in aggregate (``mean_latency_ms`` of generations); a comment that is
-    not a string or None. ``kind`` is `score_kind`'s.
-    """
-    if not isinstance(name, str) or not name:
-        raise ScoreError(f"score name must be a non-empty string; got {name!r}")
-    if any(unicodedata.category(c).startswith("C") for c in name):
-        raise ScoreError(
-            f"score name {name!r} holds a control or invisible character; "
-            "expected printable text (it names aggregates and thresholds)"
-        )
-    clash = [a for a in score_aggregate_names(name, kind) if a in BUILTIN_AGGREGATES]
-    if clash:
-        raise ScoreError(
-            f"score {name!r}: its aggregate{'s' * (len(clash) > 1)} {', '.join(clash)} would "
-            "take the names of the run's own aggregates (from generations, count, pass_rate); "
-            "use another score name"
-        )
-    if comment is not None and not isinstance(comment, str):
-        raise ScoreError(
-            f"score {name!r}: comment must be a str or None; got {type(comment).__name__} "
-            f"{basic.shorten(comment)}"
-        )
 
 
 class Scorer:

@@ -55,7 +55,7 @@ def derived_id(*parts: object, length: int = 32) -> str:
 
 
 _CHECKED_SCORE_SHAPES: set[tuple[str, str, tuple[str, ...]]] = set()
-"""(name, data type, metadata keys) of scores whose name `scorer.check_score` accepted."""
+"""(name, data type, metadata keys) of scores whose name `score_kinds.check_score` accepted."""
 
 
 class Trace:
@@ -132,7 +132,7 @@ class Trace:
                 )
         shape = (name, data_type, tuple(sorted(metadata)) if metadata else ())
         if shape not in _CHECKED_SCORE_SHAPES:  # each name and kind is checked once
-            from pytest_llmobs.scorer import check_score, score_kind
+            from pytest_llmobs.score_kinds import check_score, score_kind
 
             check_score(name, score_kind(name, checked, metadata))
             _CHECKED_SCORE_SHAPES.add(shape)

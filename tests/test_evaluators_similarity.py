@@ -14,12 +14,10 @@ from pytest_llmobs.evaluators.groundedness import groundedness, split_sentences
 from pytest_llmobs.evaluators.similarity import (
     EmbeddingBackend,
     SimilarityBackend,
-    TfidfBackend,
-    cached_tfidf,
-    clear_tfidf_cache,
     similarity,
     similarity_many,
 )
+from pytest_llmobs.evaluators.tfidf import TfidfBackend, cached_tfidf, clear_tfidf_cache
 
 DATASET = [
     ("The capital of France is Paris.", "Paris is the capital of France."),

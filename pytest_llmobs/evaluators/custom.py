@@ -216,7 +216,7 @@ class Evaluator:
         result = self.evaluate(*args, **kwargs)
         trace = current_trace()
         if trace is not None:
-            from pytest_llmobs.scorer import check_score, score_kind
+            from pytest_llmobs.score_kinds import check_score, score_kind
 
             check_score(result.name, score_kind(result.name, result.value), result.reason or None)
             trace.add_score(
