@@ -12,7 +12,6 @@ This module is the entry point: the argument parser and `main`. The subcommands 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sqlite3
 import sys
@@ -29,7 +28,7 @@ from pytest_llmobs.cli_commands import (
     cmd_runs,
     cmd_show,
 )
-from pytest_llmobs.cli_common import OPENED, STORES, CliError
+from pytest_llmobs.cli_common import CliError, OpenedStores
 from pytest_llmobs.cli_output import check_output
 from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.store import Store, StoreError
@@ -175,7 +174,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"llmobs: error: {exc}", file=sys.stderr)
         return BAD_INPUT
     stream = out or sys.stdout
-    OPENED.clear()
+    opened = args.opened = OpenedStores()
     try:
         if getattr(args, "output", None):
             # Every command's -o (also those registered by other modules) is checked before
@@ -192,7 +191,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return BAD_INPUT
     except sqlite3.DatabaseError as exc:
         # a damaged page shows only when it is read: the same error as a damaged header
-        where = OPENED[-1] if OPENED else "the store"
+        where = opened.last_path or "the store"
         print(f"llmobs: error: {Store.unusable_error(where, exc)}", file=sys.stderr)
         return BAD_INPUT
     except BrokenPipeError:
@@ -207,14 +206,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return BAD_INPUT
     finally:
-        while STORES:
-            with contextlib.suppress(sqlite3.Error):  # the command's own outcome stands
-                STORES.pop().close()
+        opened.close_all()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    # `python -m pytest_llmobs.cli`: run the imported module's main, so that the commands of
-    # other modules raise the `CliError` it catches (not one of this `__main__` copy)
-    from pytest_llmobs.cli import main as _main
-
-    sys.exit(_main())
+if __name__ == "__main__":  # pragma: no cover  (`python -m pytest_llmobs.cli`)
+    sys.exit(main())

@@ -37,7 +37,7 @@ def _when(timestamp: float | None) -> str:
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit is not None:
         check_count(args.limit, "--limit", minimum=1)
-    store = open_store(args.store, read_only=True)
+    store = open_store(args, read_only=True)
     runs = store.list_runs(limit=args.limit)
     if not runs:
         print(f"no runs in {store.path}", file=out)
@@ -84,7 +84,7 @@ def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("prune needs --keep-last N and/or --older-than AGE")
     if args.keep_last is not None:
         check_count(args.keep_last, "--keep-last")
-    store = open_store(args.store)
+    store = open_store(args)
     before = store.size_bytes()
     older = time.time() - parse_age(args.older_than) if args.older_than else None
     deleted = store.prune(keep_last=args.keep_last, older_than=older)
@@ -132,7 +132,7 @@ def _item_line(item: dict[str, Any]) -> str:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    store = open_store(args.store, read_only=True)
+    store = open_store(args, read_only=True)
     try:
         run = store.load_run(store.resolve_run(args.run))
     except StoreError as exc:
@@ -194,7 +194,7 @@ def _unfinished_lines(run: dict[str, Any], stored: int) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    store = open_store(args.store, read_only=True)
+    store = open_store(args, read_only=True)
     try:
         run = with_snapshots(store.load_run(store.resolve_run(args.run)), store)
     except StoreError as exc:
@@ -213,7 +213,7 @@ def _load_for_report(args: argparse.Namespace) -> dict[str, Any]:
     read as ``compare`` and ``rescore`` read a RUN."""
     from pytest_llmobs.compare.commands import resolve_ref, store_for_refs
 
-    run: dict[str, Any] = resolve_ref(args.run, store_for_refs(args.store, [args.run]), "run").run
+    run: dict[str, Any] = resolve_ref(args.run, store_for_refs(args, [args.run]), "run").run
     return run
 
 
@@ -263,7 +263,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.calibration import CalibrationError, calibrate
 
-    store = open_store(args.store, read_only=True)
+    store = open_store(args, read_only=True)
     try:
         run = store.load_run(store.resolve_run(args.run))
         report = calibrate(run["items"], Path(args.labels), args.score)

@@ -5,6 +5,9 @@ check of a count option.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -14,48 +17,67 @@ from pytest_llmobs.store_schema import SCHEMA_VERSION
 
 
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit status `BAD_INPUT` (2)."""
+    """A user-facing error: printed as one line, exit status 2 (`cli.BAD_INPUT`)."""
 
 
-OPENED: list[Path] = []
-"""The store files a command opened, to name in an SQLite error met while reading them."""
-STORES: list[Store] = []
-"""The stores a command opened, closed when it ends (Python 3.13 warns of an unclosed one)."""
+class OpenedStores:
+    """The stores one ``llmobs`` command opened: `main` closes them when the command ends (Python
+    3.13 warns of an unclosed one), and names the last one's file in an SQLite error met while
+    reading it."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+        self.stores: list[Store] = []
+
+    @property
+    def last_path(self) -> Path | None:
+        return self.paths[-1] if self.paths else None
+
+    def open(self, option: str | None, *, read_only: bool = False) -> Store:
+        """The store of ``--store DIR`` (or found as pytest finds it); ``read_only`` for
+        commands that only read: a file that is not a store is then refused, not given the
+        schema."""
+        directory = Path(option) if option else find_store_dir(Path.cwd())
+        if option and directory.is_file():
+            hint = (
+                f" (give its directory, {str(directory.parent)!r})"
+                if directory.name == STORE_FILENAME
+                else ""
+            )
+            raise CliError(
+                f"--store {option}: is a file; expected the store directory holding "
+                f"{STORE_FILENAME}" + hint
+            )
+        path = directory / STORE_FILENAME
+        if not path.is_file():
+            raise CliError(
+                f"no llmobs store at {path}; run pytest with the plugin first, or pass --store DIR"
+            )
+        self.paths.append(path)
+        try:
+            store = Store(path, read_only=read_only)
+        except StoreError as exc:
+            raise CliError(str(exc)) from None
+        self.stores.append(store)
+        if store.upgraded_from is not None:  # said: versions that knew only the old one refuse it
+            print(
+                f"llmobs: upgraded the store at {path} from schema {store.upgraded_from} to "
+                f"{SCHEMA_VERSION}; pytest-llmobs versions that read only schema "
+                f"{store.upgraded_from} can no longer open it",
+                file=sys.stderr,
+            )
+        return store
+
+    def close_all(self) -> None:
+        while self.stores:
+            with contextlib.suppress(sqlite3.Error):  # the command's own outcome stands
+                self.stores.pop().close()
 
 
-def open_store(option: str | None, *, read_only: bool = False) -> Store:
-    """The store of ``--store DIR`` (or found as pytest finds it); ``read_only`` for commands
-    that only read: a file that is not a store is then refused, not given the schema."""
-    directory = Path(option) if option else find_store_dir(Path.cwd())
-    if option and directory.is_file():
-        hint = (
-            f" (give its directory, {str(directory.parent)!r})"
-            if directory.name == STORE_FILENAME
-            else ""
-        )
-        raise CliError(
-            f"--store {option}: is a file; expected the store directory holding {STORE_FILENAME}"
-            + hint
-        )
-    path = directory / STORE_FILENAME
-    if not path.is_file():
-        raise CliError(
-            f"no llmobs store at {path}; run pytest with the plugin first, or pass --store DIR"
-        )
-    OPENED.append(path)
-    try:
-        store = Store(path, read_only=read_only)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
-    STORES.append(store)
-    if store.upgraded_from is not None:  # said: versions that knew only the old one refuse it
-        print(
-            f"llmobs: upgraded the store at {path} from schema {store.upgraded_from} to "
-            f"{SCHEMA_VERSION}; pytest-llmobs versions that read only schema "
-            f"{store.upgraded_from} can no longer open it",
-            file=sys.stderr,
-        )
-    return store
+def open_store(args: argparse.Namespace, *, read_only: bool = False) -> Store:
+    """The store of the command's ``--store`` option, opened for `main` to close."""
+    opened: OpenedStores = args.opened
+    return opened.open(args.store, read_only=read_only)
 
 
 def check_count(value: int, option: str, *, minimum: int = 0) -> int:

@@ -57,12 +57,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     rescore.set_defaults(handler=cmd_rescore)
 
 
-def store_for_refs(option: str | None, refs: list[str]) -> Store | None:
+def store_for_refs(args: argparse.Namespace, refs: list[str]) -> Store | None:
     """The store; ``None`` when there is none and every reference is an existing file."""
     from pytest_llmobs.cli_common import CliError, open_store
 
     try:
-        return open_store(option, read_only=True)
+        return open_store(args, read_only=True)
     except CliError:
         if all(Path(ref).is_file() for ref in refs):
             return None
@@ -83,7 +83,7 @@ def cmd_baseline_save(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.baselines import BaselineError, save_baseline
     from pytest_llmobs.cli_common import CliError, open_store
 
-    store = open_store(args.store)
+    store = open_store(args)
     previous = store.get_baseline(args.name)
     try:
         run_id = save_baseline(store, args.name, args.run, force=args.force)
@@ -103,7 +103,7 @@ def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.cli_common import open_store
     from pytest_llmobs.cli_output import print_table, table_cell
 
-    store = open_store(args.store, read_only=True)
+    store = open_store(args, read_only=True)
     saved = store.list_baselines()
     if not saved:
         print(f"no saved baselines in {store.path}", file=out)
@@ -158,7 +158,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
     if not (args.max_drop >= 0 and math.isfinite(args.max_drop)):
         raise CliError(f"--max-drop: {args.max_drop!r} is not a finite number >= 0")
-    store = store_for_refs(args.store, [args.baseline, args.current])
+    store = store_for_refs(args, [args.baseline, args.current])
     baseline = resolve_ref(args.baseline, store, "baseline")
     current = resolve_ref(args.current, store, "run")
     comparison = compare_runs(
@@ -200,7 +200,7 @@ def cmd_rescore(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.run_result import partial_datasets_from_dict
     from pytest_llmobs.thresholds import ThresholdError, evaluate, parse_threshold
 
-    store = store_for_refs(args.store, [args.run])
+    store = store_for_refs(args, [args.run])
     run = resolve_ref(args.run, store, "run").run
     try:
         if args.threshold:

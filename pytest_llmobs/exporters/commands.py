@@ -66,7 +66,7 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
         targets = parse_targets(args.to)
     except ExportError as exc:
         raise CliError(f"--to: {exc}") from None
-    store = open_store(args.store)
+    store = open_store(args)
     options = ExporterOptions(
         store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy
     )
