@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_llmobs.aggregate_names import JUDGE_GENERATION_PREFIX
-from pytest_llmobs.datasets import DatasetItem, item_content
+from pytest_llmobs.datasets import DatasetItem
 from pytest_llmobs.prompts import Prompt
 from pytest_llmobs.serialize import snapshot
 from pytest_llmobs.trace_model import Observation, Trace, derived_id
@@ -172,11 +172,12 @@ class TestRecord:
         """What the controller needs to store this test, as plain builtins, should its xdist
         worker die while running it (`lost_with_its_worker`)."""
         item = self.item
-        return {
+        return {  # (ids only: the controller reads the item from the dataset's snapshot)
             "node_id": self.node_id,
             "name": self.name,
             "copy": self.copy,
-            "item": None if item is None else {**item_content(item), "dataset": item.dataset},
+            "dataset": None if item is None else item.dataset,
+            "item_id": None if item is None else item.id,
             "dataset_version": self.dataset_version,
             "repeat": self.repeat,
             "thresholds": list(self.thresholds),
@@ -184,16 +185,17 @@ class TestRecord:
         }
 
 
-def lost_with_its_worker(started: Mapping[str, Any], run_id: str, reason: str) -> dict[str, Any]:
+def lost_with_its_worker(
+    started: Mapping[str, Any], item: DatasetItem | None, run_id: str, reason: str
+) -> dict[str, Any]:
     """The payload of a test whose xdist worker died while running it (``started`` is its
-    `TestRecord.started`): failed, as xdist reports it, with its dataset item, so that the run
-    counts it as pytest does; what it recorded went down with the worker."""
-    item = started.get("item")
+    `TestRecord.started`, ``item`` its dataset item): failed, as xdist reports it, so that the
+    run counts it as pytest does; what it recorded went down with the worker."""
     record = TestRecord(
         run_id=run_id,
         node_id=str(started["node_id"]),
         name=str(started["name"]),
-        item=None if item is None else DatasetItem(**item),
+        item=item,
         dataset_version=started.get("dataset_version"),
         repeat=int(started.get("repeat") or 0),
         thresholds=tuple(started.get("thresholds") or ()),

@@ -39,6 +39,7 @@ from pytest_llmobs.report_attributes import STARTED_ATTRIBUTE
 from pytest_llmobs.stash import WORKER_RUN_ID, built_state, is_xdist_worker, session_state
 
 if TYPE_CHECKING:
+    from pytest_llmobs.datasets import DatasetItem
     from pytest_llmobs.session import SessionState
 
 WORKER_OUTPUT = "llmobs"
@@ -96,7 +97,8 @@ class XdistHooks:
             return
         from pytest_llmobs.recording import lost_with_its_worker
 
-        recorder.add_item(lost_with_its_worker(started, self.state.run_id, reason))
+        item = _dataset_item(self.state, started)
+        recorder.add_item(lost_with_its_worker(started, item, self.state.run_id, reason))
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         if error is not None and _worker_id(node) not in self.collected_on:
@@ -127,6 +129,34 @@ class XdistHooks:
                 f"collecting: {why}"
                 for why, ids in self.down_early.items()
             )
+
+
+def _dataset_item(state: SessionState, started: dict[str, Any]) -> DatasetItem | None:
+    """The dataset item a lost test ran, from the snapshot of its version the worker stored
+    (or the dataset file, at that version); its ids alone when neither holds it."""
+    name, item_id, version = started["dataset"], started["item_id"], started["dataset_version"]
+    if name is None or item_id is None:
+        return None
+    from pytest_llmobs.datasets import DatasetError, DatasetItem
+
+    rows = state.store.get_dataset(name, version) if version is not None else None
+    if rows is None:  # (an in-memory store of the controller's own: --llm-no-store)
+        try:
+            dataset = state.dataset(name)
+        except DatasetError:
+            dataset = None
+        rows = dataset.snapshot() if dataset is not None and dataset.version == version else []
+    for row in rows:
+        if row.get("id") == item_id:
+            metadata = row.get("metadata")
+            return DatasetItem(
+                id=item_id,
+                input=row.get("input"),
+                expected_output=row.get("expected_output"),
+                metadata=metadata if isinstance(metadata, dict) else {},
+                dataset=name,
+            )
+    return DatasetItem(id=item_id, input=None, dataset=name)
 
 
 def _worker_of(report: pytest.TestReport) -> str:

@@ -214,9 +214,11 @@ def test_crashed_worker_keeps_finished_items_and_stores_the_lost_test_as_failed(
     assert runs.aggregates(run, "*")["mean_kept"]["n"] == 3
 
 
+@pytest.mark.parametrize("store", [[], ["--llm-no-store"]], ids=["store", "no-store"])
 def test_a_dataset_item_lost_with_its_worker_counts_in_its_datasets_pass_rate(
-    pytester: pytest.Pytester, runs: Runs
+    pytester: pytest.Pytester, store: list[str]
 ) -> None:
+    # (its content comes from the snapshot the workers stored, else from the dataset file)
     write_questions(pytester)
     pytester.makepyfile(
         test_crash="""
@@ -231,14 +233,16 @@ def test_a_dataset_item_lost_with_its_worker_counts_in_its_datasets_pass_rate(
         """
     )
 
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--llm-json=run.json", *store
+    )
 
     result.assert_outcomes(passed=len(QUESTIONS) - 1, failed=1)
-    run = runs.latest()
-    lost = runs.items(run)["test_crash.py::test_capital[albania]"]
+    run = json.loads((pytester.path / "run.json").read_text(encoding="utf-8"))
+    (lost,) = [i for i in run["items"] if i["node_id"] == "test_crash.py::test_capital[albania]"]
     assert (lost["dataset"], lost["item_id"], lost["outcome"]) == ("capitals", "albania", "failed")
     assert (lost["input"], lost["expected_output"]) == ("What is the capital of Albania?", "Tirana")
-    rate = runs.aggregates(run, "capitals")["pass_rate"]
+    (rate,) = [a for a in run["aggregates"]["capitals"] if a["name"] == "pass_rate"]
     assert (rate["value"], rate["n"]) == (pytest.approx(1 - 1 / len(QUESTIONS)), len(QUESTIONS))
     (threshold,) = run["thresholds"]
     assert not threshold["passed"]
