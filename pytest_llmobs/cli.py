@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from pytest_llmobs import __version__
 from pytest_llmobs.cli_commands import (
+    RUNS_SHOWN,
     cmd_calibrate,
     cmd_export,
     cmd_merge,
@@ -81,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     runs = commands.add_parser("runs", parents=[common], help="list stored runs, newest first")
-    runs.add_argument("--limit", type=int, default=None, help="show at most N runs")
+    runs.add_argument(
+        "--limit", type=int, default=None, help=f"show at most N runs (default {RUNS_SHOWN})"
+    )
+    runs.add_argument("--all", action="store_true", help="show every run")
     runs.set_defaults(handler=cmd_runs)
 
     show = commands.add_parser("show", parents=[common], help="summary and items of one run")

@@ -34,11 +34,19 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
+RUNS_SHOWN = 50
+"""Runs `llmobs runs` lists without ``--limit`` or ``--all``: the newest."""
+
+
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
-    if args.limit is not None:
-        check_count(args.limit, "--limit", minimum=1)
+    if args.limit is not None and args.all:
+        raise CliError("--limit and --all: give one of them")
+    wanted = RUNS_SHOWN if args.limit is None else args.limit
+    limit = None if args.all else check_count(wanted, "--limit", minimum=1)
     store = open_store(args, read_only=True)
-    runs = store.list_runs(limit=args.limit)
+    runs = store.list_runs(limit=None if limit is None else limit + 1)
+    more = limit is not None and len(runs) > limit
+    runs = runs[:limit]
     if not runs:
         print(f"no runs in {store.path}", file=out)
         return 0
@@ -55,6 +63,8 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
         for r in runs
     ]
     print_table(rows, out)
+    if more:
+        print(f"(the newest {limit} runs; older ones: --limit N or --all)", file=out)
     print(f"store: {store.path} ({_size(store.size_bytes())})", file=out)
     return 0
 

@@ -71,6 +71,27 @@ def test_runs_lists_newest_first(recorded: Path) -> None:
     assert lines[-1].endswith(("KiB)", "MiB)"))
 
 
+def test_runs_shows_the_newest_runs_and_says_when_there_are_more(
+    recorded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (before: every run of the store, a thousand lines after a thousand runs)
+    monkeypatch.setattr("pytest_llmobs.cli_commands.RUNS_SHOWN", 1)
+    out = io.StringIO()
+
+    assert main(["runs", "--store", str(recorded / ".llmobs")], out=out) == 0
+
+    lines = out.getvalue().splitlines()
+    assert [line.split()[1] for line in lines[1:-2]] == ["second"]
+    assert lines[-2] == "(the newest 1 runs; older ones: --limit N or --all)"
+    every = llmobs(recorded, "runs", "--all").stdout.splitlines()
+    assert [line.split()[1] for line in every[1:-1]] == ["second", "first"]
+    both = llmobs(recorded, "runs", "--all", "--limit", "1")
+    assert (both.returncode, both.stderr) == (
+        2,
+        "llmobs: error: --limit and --all: give one of them\n",
+    )
+
+
 def test_show_by_name_and_latest(recorded: Path) -> None:
     by_name = llmobs(recorded, "show", "first")
     assert by_name.returncode == 0, by_name.stderr
