@@ -20,8 +20,9 @@ How a ``pytest -n 4`` session becomes one experiment run:
 - lost items: the controller learns every collected node id from
   `pytest_xdist_node_collection_finished`; a test whose worker crashed is reported by xdist as
   failed (`pytest_handlecrashitem`): the controller stores it as a failed item from what its
-  setup report carried (`report_attributes.STARTED_ATTRIBUTE`: its dataset item, repeat,
-  thresholds), so the pass rate counts it as pytest does; its trace went down with the worker.
+  setup report carried (`report_attributes.STARTED_ATTRIBUTE`: its dataset item's ids, repeat,
+  thresholds) and the dataset's snapshot, so the pass rate counts it as pytest does; its trace
+  went down with the worker.
   A test whose worker died before its setup report arrived (in a fixture; under
   pytest-rerunfailures, which sends an attempt's reports when it ends), and the tests never
   run, are listed as ``missing`` (with the reason); one pytest-rerunfailures runs again counts
@@ -86,12 +87,12 @@ class XdistHooks:
     @pytest.hookimpl(trylast=True)  # after pytest-rerunfailures decided to run it again or not
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         recorder = self.state.recorder
-        started = self.running.pop((_worker_of(report), crashitem), None)
+        worker = _worker_of(report)
+        started = self.running.pop((worker, crashitem), None)
         if recorder is None or str(report.outcome) == "rerun":  # (the last attempt counts)
             return
-        gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
-        worker = f"worker {gateway!r}" if gateway else "its worker"
-        reason = f"{worker} crashed while running it"
+        named = f"worker {worker!r}" if worker != "?" else "its worker"
+        reason = f"{named} crashed while running it"
         if started is None:  # (it died before the test's setup report: nothing to store)
             recorder.note_lost(crashitem, reason)
             return
