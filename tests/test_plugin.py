@@ -269,6 +269,19 @@ def test_store_on_the_command_line_beats_no_store_in_the_ini_file(
     assert [run["items"] for run in runs.list("kept")] == [1]
 
 
+def test_no_store_on_the_command_line_beats_store_in_addopts(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\naddopts = --llm-store=kept\n")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest("--llm-no-store")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["not stored (--llm-no-store)"])
+    assert not (pytester.path / "kept").exists()
+
+
 DIRS_SUITE = """\
     def test_dirs(dataset, prompt):
         assert [item.id for item in dataset("qa")] == ["only"]
