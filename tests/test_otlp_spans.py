@@ -203,6 +203,20 @@ def test_request_bytes_parse_back_as_export_trace_service_request() -> None:
     assert batch.trace_ids == {TRACE_ID}
 
 
+def test_an_integer_beyond_int64_is_sent_as_its_digits() -> None:
+    run = make_run()
+    generation = run["items"][0]["trace"]["observations"][1]
+    generation["model_parameters"] = {"seed": 2**64 - 1, "max_tokens": 2**63 - 1}
+    built = trace_spans(run, run["items"][0], SpanOptions())
+    (batch,) = list(span_batches([built]))
+    parsed = ExportTraceServiceRequest()
+    parsed.ParseFromString(batch.encode(run, SpanOptions()))
+
+    gen = plain_attributes(parsed.resource_spans[0].scope_spans[0].spans[1].attributes)
+    assert gen["gen_ai.request.seed"] == str(2**64 - 1)  # int_value holds int64 only
+    assert gen["gen_ai.request.max_tokens"] == 2**63 - 1
+
+
 def test_an_oversized_value_is_truncated_with_a_marker() -> None:
     run = make_run(output="x" * 3_000_000)
     built = trace_spans(run, run["items"][0], SpanOptions(max_span_bytes=100_000))

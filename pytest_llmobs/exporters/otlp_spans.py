@@ -300,7 +300,9 @@ def any_value(value: AttributeValue) -> AnyValue:
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
     if isinstance(value, int):
-        return AnyValue(int_value=value)
+        if -(2**63) <= value < 2**63:
+            return AnyValue(int_value=value)
+        return AnyValue(string_value=str(value))  # (a seed of 2**64 - 1: int_value is int64)
     if isinstance(value, float):
         return AnyValue(double_value=value)
     return AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=str(v)) for v in value]))
