@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmobs.aggregate_names import JUDGE_GENERATION_PREFIX, KIND_CLASH, LABEL_EXPECTED
+from pytest_llmobs.providers.base import cost_value, token_count
 
 
 @dataclass(slots=True)
@@ -117,22 +119,51 @@ def strip_repeat_id(node_id: str, repeat: int) -> str:
 def _generation_figures(
     observation: Mapping[str, Any],
 ) -> GenerationFigures:
-    latency = (observation.get("metadata") or {}).get("latency_ms")
+    latency = _latency((observation.get("metadata") or {}).get("latency_ms"))
     if latency is None and observation.get("end_time") is not None:
         latency = (observation["end_time"] - observation["start_time"]) * 1000.0
     usage = observation.get("usage") or {}
     cost = observation.get("cost")
     unreported = (observation.get("metadata") or {}).get("usage_reported") is False
-    if not usage or unreported:  # unknown, not 0 (however recorded): totals leave it out
-        tokens_in = tokens_out = None
-    else:
-        tokens_in, tokens_out = int(usage.get("input", 0) or 0), int(usage.get("output", 0) or 0)
+    tokens_in = tokens_out = None  # unknown, not 0 (however recorded): totals leave it out
+    if usage and not unreported:
+        tokens_in, tokens_out = _count(usage.get("input")), _count(usage.get("output"))
+        if tokens_in is None or tokens_out is None:
+            tokens_in = tokens_out = None
     return (
-        None if latency is None else float(latency),
+        latency,
         tokens_in,
         tokens_out,
-        None if cost is None else float(cost),
+        _cost(cost),
     )
+
+
+def _latency(value: object) -> float | None:
+    """The latency a provider measured (``metadata.latency_ms``); None for anything else a
+    test may have put under that key ("fast"), so the span's own times count instead."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            latency = float(value)
+        except OverflowError:
+            return None
+        return latency if math.isfinite(latency) and latency >= 0 else None
+    return None
+
+
+def _count(value: object) -> int | None:
+    """A stored token count, or None (unknown) for what is not one: `Observation.update`
+    refuses such counts, but a run recorded by an older version may hold one."""
+    try:
+        return token_count(value, "usage")
+    except ValueError:
+        return None
+
+
+def _cost(value: object) -> float | None:
+    try:
+        return cost_value(value, "cost")
+    except ValueError:
+        return None
 
 
 def aggregates_to_dict(

@@ -1,5 +1,6 @@
 """Checks of what callers pass to the tracing API (names, observation types, generation fields,
-trace attributes): a `TypeError` at the call, rather than when the trace is stored."""
+trace attributes): a `TypeError` (a `ValueError` for a number out of range) at the call,
+rather than when the trace is stored."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numbers
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmobs.providers.base import cost_value, token_count
 from pytest_llmobs.serialize import jsonable, key_text, safe_repr
 
 if TYPE_CHECKING:
@@ -33,9 +35,28 @@ def checked_field(key: str, value: Any) -> Any:
                 f"update: prompt_version must be an int or None; got {type(value).__name__}"
             )
         return int(value)
-    if key == "cost" and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise TypeError(f"update: cost must be a number or None; got {type(value).__name__}")
-    return jsonable(value)  # usage, model_parameters, cost
+    if key == "cost":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"update: cost must be a number or None; got {type(value).__name__}")
+        return cost_value(value, "update: cost")
+    if key == "usage":
+        return _usage(value)
+    return jsonable(value)  # model_parameters
+
+
+def _usage(value: object) -> dict[str, int]:
+    """Token counts by kind (``{"input": 7, "output": 1}``), each a whole number from 0 to
+    2**53 as Langfuse's ``usageDetails`` (``None`` counts 0); the aggregates sum them."""
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"update: usage must be a mapping of token counts or None; got {type(value).__name__}"
+        )
+    usage: dict[str, int] = {}
+    for kind, count in value.items():
+        if not isinstance(kind, str):
+            raise TypeError(f"update: usage keys must be str; got {type(kind).__name__}")
+        usage[str.__str__(kind)] = token_count(count, f"update: usage[{kind!r}]")
+    return usage
 
 
 def check_name(function: str, name: object) -> str:

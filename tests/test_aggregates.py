@@ -407,3 +407,28 @@ def test_generations_without_reported_usage_stay_out_of_the_token_totals() -> No
             {"outcome": "passed", "trace": {"observations": [observation]}}
         ).generations
         assert figures[1:3] == (None, None), stored
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"usage": {"input": "n/a", "output": 3}},
+        {"usage": {"input": math.inf, "output": 3}},
+        {"usage": {"input": 2**64, "output": 3}, "cost": 10**400},
+        {"metadata": {"latency_ms": "fast"}, "cost": "free"},
+        {"metadata": {"latency_ms": math.nan}, "cost": -1.0},
+    ],
+)
+def test_stored_figures_that_are_not_counts_are_unknown_not_a_crash(
+    stored: dict[str, Any],
+) -> None:
+    """`Observation.update` refuses these; a run recorded before it did (or a hand-made item)
+    still aggregates, with the odd figure left out."""
+    observation = {"type": "generation", "start_time": 10.0, "end_time": 10.25, **stored}
+    (figures,) = ItemSummary.from_item(
+        {"outcome": "passed", "trace": {"observations": [observation]}}
+    ).generations
+    latency, tokens_in, tokens_out, cost = figures
+    assert (tokens_in, tokens_out) == (None, None)
+    assert cost is None
+    assert latency == 250.0  # the span's own times, when the recorded latency is not one

@@ -580,6 +580,52 @@ def test_update_sets_generation_fields(root: Observation) -> None:
     assert data["cost"] == 0.5
 
 
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"usage": {"input": "n/a"}}, ValueError, "usage['input'] is str 'n/a', not a number"),
+        (
+            {"usage": {"input": math.inf}},
+            ValueError,
+            "usage['input'] is inf; expected a whole number from 0 to 2**53",
+        ),
+        (
+            {"usage": {"output": 2**64}},
+            ValueError,
+            "usage['output'] is 18446744073709551616; expected a whole number from 0 to 2**53",
+        ),
+        (
+            {"usage": {"input": 1.5}},
+            ValueError,
+            "usage['input'] is 1.5; expected a whole number from 0 to 2**53",
+        ),
+        ({"usage": [3]}, TypeError, "usage must be a mapping of token counts or None; got list"),
+        ({"usage": {1: 3}}, TypeError, "usage keys must be str; got int"),
+        ({"cost": math.nan}, ValueError, "cost is nan; expected a finite number >= 0"),
+        ({"cost": -0.5}, ValueError, "cost is -0.5; expected a finite number >= 0"),
+        (
+            {"cost": 10**400},
+            ValueError,
+            "cost is an integer of 1329 bits; expected a finite number >= 0",
+        ),
+    ],
+)
+def test_update_refuses_usage_and_cost_the_aggregates_cannot_sum(
+    root: Observation, fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with start_span("gen", as_type="generation") as generation, pytest.raises(error) as caught:
+        generation.update(**fields)
+    assert str(caught.value) == f"update: {message}"
+    assert (generation.usage, generation.cost) == (None, None)
+
+
+def test_update_keeps_whole_token_counts_as_ints(root: Observation) -> None:
+    with start_span("gen", as_type="generation") as generation:
+        generation.update(usage={"input": 7.0, "output": None, "cached": 2}, cost=1)
+    assert generation.to_dict()["usage"] == {"input": 7, "output": 0, "cached": 2}
+    assert generation.cost == 1.0
+
+
 def test_attach_prompt_accepts_an_uncompiled_prompt_and_a_span_keeps_the_link(
     root: Observation,
 ) -> None:

@@ -85,8 +85,18 @@ def _number(value: object, name: str) -> int | float:
     return value
 
 
+def _shown(value: int | float) -> str:
+    """A number for an error message; an integer of hundreds of digits by its size."""
+    if isinstance(value, int) and abs(value) > 10**20:
+        return f"an integer of {abs(value).bit_length()} bits"
+    return repr(value)
+
+
 MAX_TOKEN_COUNT = 2**53
 """Counts beyond this cannot be told apart as JSON numbers (doubles): not a real count."""
+
+MAX_COST = 2**1023
+"""An integer cost beyond this has no float (``float(10**400)`` raises `OverflowError`)."""
 
 
 def token_count(value: object, name: str) -> int:
@@ -95,8 +105,9 @@ def token_count(value: object, name: str) -> int:
     if value is None:
         return 0
     value = _number(value, name)
-    if not math.isfinite(value) or not 0 <= value <= MAX_TOKEN_COUNT or value != int(value):
-        raise ValueError(f"{name} is {value!r}; expected a whole number from 0 to 2**53")
+    # the range first: math.isfinite(2**2000) raises OverflowError
+    if not 0 <= value <= MAX_TOKEN_COUNT or not math.isfinite(value) or value != int(value):
+        raise ValueError(f"{name} is {_shown(value)}; expected a whole number from 0 to 2**53")
     return int(value)
 
 
@@ -106,8 +117,8 @@ def cost_value(value: object, name: str) -> float | None:
     if value is None:
         return None
     value = _number(value, name)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} is {value!r}; expected a finite number >= 0")
+    if value < 0 or (isinstance(value, int) and value > MAX_COST) or not math.isfinite(value):
+        raise ValueError(f"{name} is {_shown(value)}; expected a finite number >= 0")
     return float(value)
 
 
