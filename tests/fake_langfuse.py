@@ -317,6 +317,13 @@ class FakeLangfuse:
         if problem is not None:
             return 400, {}, {"message": problem}
         data = json.loads(body) if body else None
+        if method == "POST" and path in POSTGRES_PATHS and _holds_nul(data):
+            # Postgres (jsonb and text) refuses U+0000; the server answers a bare 500
+            return (
+                500,
+                {},
+                {"message": "Internal Server Error", "error": "An unknown error occurred"},
+            )
         return self._route(method, path, query, data)
 
     def _violation(self, message: str) -> str:
@@ -562,6 +569,27 @@ class FakeLangfuse:
         if not found:
             return 404, {"message": f"prompt {name!r} not found for {dict(query)}"}
         return 200, found[0]
+
+
+POSTGRES_PATHS = frozenset(
+    {
+        "/api/public/v2/datasets",
+        "/api/public/dataset-items",
+        "/api/public/dataset-run-items",
+        "/api/public/v2/prompts",
+    }
+)
+"""Bodies the real server keeps in Postgres rather than ClickHouse."""
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def otlp_json(message: dict[str, Any]) -> dict[str, Any]:

@@ -485,6 +485,81 @@ def test_an_oversized_field_is_truncated_with_a_marker(
     assert len(output.encode()) < 1_000_000
 
 
+def test_nul_which_postgres_refuses_reaches_langfuse_as_the_replacement_character(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real server keeps dataset items and prompts in Postgres, which refuses U+0000 with
+    a bare 500 (the fake answers so too): sent as it is, one NUL kept the whole run pending."""
+    use_server(monkeypatch, fake_langfuse)
+    items = [
+        {"id": "nul", "input": "Capital of\u0000France?", "expected_output": {"a\u0000": "P"}},
+        {"id": "plain", "input": "Capital of Peru?", "expected_output": "Lima"},
+    ]
+    pytester.makefile(".jsonl", **{"datasets/caps": "\n".join(json.dumps(i) for i in items)})
+    pytester.makefile(".json", **{"prompts/qa": json.dumps({"prompt": "Q\u0000: {{q}}"})})
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm_dataset("caps")
+        def test_cap(item, llm, prompt):
+            llm.generate(prompt("qa").compile(q=item.input))
+        """
+    )
+    result = pytester.runpytest("--llm-upload=langfuse")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*sent 1 prompts, 1 datasets, 2 dataset items, 2 traces, *"])
+    uploaded = fake_langfuse.dataset_items[dataset_item_id("caps", "nul")]
+    assert (uploaded["input"], uploaded["expectedOutput"]) == (
+        "Capital of\ufffdFrance?",
+        {"a\ufffd": "P"},
+    )
+    (version,) = fake_langfuse.prompts["qa"]
+    assert version["prompt"] == "Q\ufffd: {{q}}"
+    (stored,) = runs.latest()["items"][:1]
+    assert stored["input"] == "Capital of\u0000France?"  # the store keeps the text as it was
+
+    # the server's version is recognised as the stored one: no second version, no conflict
+    assert llmobs(["upload", "latest", "--store", str(runs.directory / ".llmobs")]) == 0
+    assert len(fake_langfuse.prompts["qa"]) == 1
+
+
+def test_a_cut_dataset_item_leaves_the_traces_expected_output_whole(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fitting the dataset item under the event limit cut the run's own value in place, so the
+    trace's attribute was cut twice and its marker counted only the second cut."""
+    use_server(monkeypatch, fake_langfuse)
+    big = {"id": "big", "input": "x" * 600_000, "expected_output": {"answer": "y" * 600_000}}
+    pytester.makefile(".jsonl", **{"datasets/big": json.dumps(big)})
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm_dataset("big")
+        def test_big(item):
+            pass
+        """
+    )
+    result = pytester.runpytest("--llm-upload=langfuse", "--llm-max-field-chars=5000000")
+    result.assert_outcomes(passed=1)
+    (root,) = [s for s in fake_langfuse.spans.values() if s.parent_id is None]
+    attrs = root.attributes
+    experiment = attrs["langfuse.experiment.item.expected_output"]
+    assert experiment == attrs["langfuse.observation.metadata.expected_output"]
+    kept = len(experiment) - len(experiment[experiment.index("…[truncated ") :])
+    cut = int(experiment.rsplit("…[truncated ", 1)[1].split(" ")[0])
+    assert kept + cut == len(json.dumps(big["expected_output"], separators=(",", ":")))
+    uploaded = fake_langfuse.dataset_items[dataset_item_id("big", "big")]
+    assert "…[truncated " in json.dumps(uploaded, ensure_ascii=False)  # fitted under 1 MB
+
+
 def test_legacy_mode_sends_ingestion_events_and_run_items(
     suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

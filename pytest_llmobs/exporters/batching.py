@@ -48,6 +48,10 @@ def fit_json(
     the rest). Returns event, encoding, fields cut."""
     encoded = encode_json(event)
     cut_paths: set[tuple[Any, ...]] = set()
+    if len(encoded.encode()) > max_bytes:
+        # cut a copy: the event's values may be the run's own (an item's expected output,
+        # which the trace's attributes send in full too)
+        event = json.loads(encoded)
     while len(encoded.encode()) > max_bytes:
         units = [(path, size) for path, size in _cut_units(event) if size > _MIN_KEEP]
         if not units:

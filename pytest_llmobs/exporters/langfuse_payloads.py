@@ -92,12 +92,30 @@ def score_event(score: Mapping[str, Any], *, environment: str | None) -> dict[st
     }
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with every U+0000 in its texts (keys too) replaced by U+FFFD.
+
+    Langfuse keeps dataset items, datasets, prompts and (on servers without OTLP) traces in
+    Postgres, whose ``jsonb`` and text columns cannot hold U+0000: a body holding one is refused
+    with a bare HTTP 500, which reads as an outage and keeps the whole upload pending.
+    """
+    kind = type(value)
+    if kind is str:
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if kind is dict:
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [without_nul(v) for v in value]
+    return value
+
+
 def dataset_body(name: str, version: str | None) -> dict[str, Any]:
-    return {
+    body = {
         "name": name,
         "description": "Uploaded by pytest-llmobs",
         "metadata": {"source": "pytest-llmobs", "version": version},
     }
+    return without_nul(body)  # type: ignore[no-any-return]
 
 
 def dataset_item_body(
@@ -111,7 +129,7 @@ def dataset_item_body(
     }
     if metadata:
         body["metadata"] = metadata
-    return body
+    return without_nul(body)  # type: ignore[no-any-return]
 
 
 def prompt_body(stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,18 +148,20 @@ def prompt_body(stored: Mapping[str, Any]) -> dict[str, Any]:
         body["prompt"] = [
             {"role": str(m["role"]), "content": str(m["content"])} for m in stored["prompt"]
         ]
-    return body
+    return without_nul(body)  # type: ignore[no-any-return]
 
 
 def same_prompt(server: Any, stored: Mapping[str, Any]) -> bool:
-    """Whether a server's prompt version has the stored version's type, template and config."""
+    """Whether a server's prompt version has the stored version's type, template and config
+    (as uploaded: see `without_nul`)."""
     if not isinstance(server, Mapping) or server.get("type") != (stored.get("type") or "text"):
         return False
-    remote, local = server.get("prompt"), stored.get("prompt")
+    remote, local = server.get("prompt"), without_nul(stored.get("prompt"))
     if isinstance(remote, list) and isinstance(local, list):
         remote = [(m.get("role"), m.get("content")) for m in remote if isinstance(m, Mapping)]
         local = [(m.get("role"), m.get("content")) for m in local]
-    return bool(remote == local and (server.get("config") or {}) == (stored.get("config") or {}))
+    config = without_nul(stored.get("config") or {})
+    return bool(remote == local and (server.get("config") or {}) == config)
 
 
 def _map_value(value: Any) -> Any:

@@ -161,7 +161,7 @@ class Event:
 
 def encode_event(upload: Upload, event: dict[str, Any], key: str) -> Event:
     """Encode once (truncating an oversized field with a marker) and remember the size."""
-    event, encoded, cut = fit_json(event)
+    event, encoded, cut = fit_json(payloads.without_nul(event))
     upload.report.truncated_fields += cut
     return Event(event["id"], event["type"], encoded, len(encoded.encode()), key)
 
