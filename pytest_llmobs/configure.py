@@ -31,6 +31,15 @@ from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
 
+def run_id_taken(run_id: str, store: Store) -> str:
+    """The usage error of a ``--llm-run-id`` the store already holds."""
+    return (
+        f"--llm-run-id: run {run_id!r} is already in {store.path or 'the store'}; "
+        "each shard records its part in its own store, and 'llmobs merge' combines "
+        "their exports"
+    )
+
+
 def _run_id(config: pytest.Config, given: str | None) -> str:
     """The controller's run id on an xdist worker; elsewhere ``--llm-run-id`` or a new one."""
     workerinput = getattr(config, "workerinput", None) or {}
@@ -101,11 +110,7 @@ def build_state(config: pytest.Config) -> SessionState:
         recorder = None
         if not is_xdist_worker(config):
             if settings.run_id and store.has_run(run_id) and not config.option.collectonly:
-                raise pytest.UsageError(
-                    f"--llm-run-id: run {run_id!r} is already in {store.path or 'the store'}; "
-                    "each shard records its part in its own store, and 'llmobs merge' combines "
-                    "their exports"
-                )
+                raise pytest.UsageError(run_id_taken(run_id, store))
             recorder = RunRecorder(
                 store=store,
                 name="",

@@ -85,10 +85,17 @@ class SessionHooks:
 
         state = session_state(session.config)
         if state.recorder is not None:
+            import sqlite3
+
             from pytest_llmobs.store import StoreError
 
             try:
                 state.recorder.begin()
+            except sqlite3.IntegrityError:  # another session took the id since it was checked
+                from pytest_llmobs.configure import run_id_taken
+
+                recorder = state.recorder
+                raise pytest.UsageError(run_id_taken(recorder.run_id, recorder.store)) from None
             except StoreError as exc:  # a damaged store: said before any test runs
                 raise pytest.UsageError(
                     f"--llm-store: {exc}; no test was run: move the store away (or pass "

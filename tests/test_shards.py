@@ -468,6 +468,33 @@ def test_run_id_already_in_the_store_is_a_usage_error(
     assert [r["id"] for r in runs.list()] == ["ci-7"]
 
 
+def test_a_run_id_another_session_takes_after_the_check_is_a_usage_error(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    """Two sessions started together: both checked the id before either stored it."""
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_llmobs.store import Store
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionstart(session):
+            store = Store.in_directory(session.config.rootpath / ".llmobs")
+            store.begin_run({"id": "ci-8", "name": "other", "model": "m", "started_at": 1.0})
+            store.close()
+            Store.has_run = lambda self, run_id: False  # as when checked before the insert
+        """
+    )
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest("--llm-run-id=ci-8")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --llm-run-id: run 'ci-8' is already in {runs.db()}; *"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert [r["name"] for r in runs.list()] == ["other"]
+
+
 # --- shards whose session failed outside their items ------------------------------------------
 
 
