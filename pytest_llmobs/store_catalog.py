@@ -50,6 +50,13 @@ class RunCatalog(StoreConnection):
             )
         return runs
 
+    def run_status(self, run_id: str) -> str:
+        """The stored run's status (a stale ``running`` one reads as interrupted)."""
+        row = self._db.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path}")
+        return self._effective_status(run_id, row[0], row[1])
+
     def _effective_status(self, run_id: str, status: str, pid: int | None) -> str:
         if status != "running" or pid is None:
             return status

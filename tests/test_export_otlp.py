@@ -8,6 +8,7 @@ import contextlib
 import gzip
 import http.server
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -374,6 +375,38 @@ def test_pending_resends_only_the_traces_that_failed(
     assert len(receiver.spans()) == 8
     assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 0
     assert "otlp: nothing pending" in capsys.readouterr().out
+
+
+def test_a_run_still_running_is_not_uploaded_in_part(
+    suite: pytest.Pytester,
+    runs: Runs,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Sent while its session ran, the items finished later were never pending: lost."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    receiver.reject_spans = 1
+    suite.runpytest("--llm-upload=otlp").stdout.fnmatch_lines(["*NOT SENT*"])
+    receiver.reject_spans = 0
+    receiver.received.clear()
+    run_id = runs.latest()["id"]
+    with sqlite3.connect(runs.db()) as db:  # as while its session (this process) runs
+        db.execute(
+            "UPDATE runs SET status = 'running', pid = ? WHERE id = ?", (os.getpid(), run_id)
+        )
+    store_dir = str(runs.directory / ".llmobs")
+
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"llmobs: error: run {run_id} is still running: upload it once its session has ended "
+        "(a session with --llm-upload uploads its run when it ends)"
+    )
+    assert llmobs(["upload", "--pending", "--to", "otlp", "--store", store_dir]) == 1
+    assert f"otlp: run {run_id} is still running: not sent until its session ends" in (
+        capsys.readouterr().out
+    )
+    assert not receiver.received
 
 
 def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(

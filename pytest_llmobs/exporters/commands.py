@@ -103,12 +103,23 @@ def _runs_to_send(
 ) -> tuple[list[str], list[str]]:
     """(the run ids to upload to ``target``, lines about runs pending elsewhere)."""
     if args.run is not None or not args.pending:
-        return [store.resolve_run(args.run or "latest")], []
+        run_id = store.resolve_run(args.run or "latest")
+        if store.run_status(run_id) == "running":
+            raise ExportError(
+                f"run {run_id} is still running: upload it once its session has ended (a "
+                "session with --llm-upload uploads its run when it ends)"
+            )
+        return [run_id], []
     run_ids = pending_runs(exporter, store)
+    running = [r for r in run_ids if store.run_status(r) == "running"]
     stranded = runs_pending_elsewhere(exporter, store)
     if not run_ids and not stranded:
         print(f"{target}: nothing pending", file=out)
-    return run_ids, [_elsewhere_line(target, *entry) for entry in stranded]
+    lines = [_elsewhere_line(target, *entry) for entry in stranded]
+    lines += [
+        f"{target}: run {r} is still running: not sent until its session ends" for r in running
+    ]
+    return [r for r in run_ids if r not in running], lines
 
 
 def check_configuration(exporter: Any) -> None:
