@@ -192,7 +192,7 @@ def _unfinished_baseline(run: dict[str, Any]) -> str | None:
     """Why ``run`` cannot be a baseline: interrupted, or still running (another session's, which
     ``latest`` may name). ``llmobs compare`` refuses such a run too; a gate must not pass on the
     items it happened to store."""
-    from pytest_llmobs.compare.commands import status_note
+    from pytest_llmobs.compare.model import status_note
 
     note, incomplete = status_note(run, "baseline")
     if not incomplete:

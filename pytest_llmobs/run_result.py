@@ -54,6 +54,8 @@ class RunResult:
     """The comparison found a regression beyond ``--llm-max-drop`` (see ``--llm-fail-on``)."""
     baseline_saved: str | None = None
     """The name this run was saved under as a baseline (``--llm-save-baseline``)."""
+    baseline_not_saved: str | None = None
+    """Why ``--llm-save-baseline`` saved nothing (the session did not pass)."""
     fail_on: tuple[str, ...] = ("threshold", "regression")
     """What fails the session besides failing tests (``--llm-fail-on``)."""
     missing: list[dict[str, str]] = field(default_factory=list)

@@ -244,9 +244,50 @@ def test_save_baseline_only_when_the_session_passes(project: pytest.Pytester, ru
     result = project.runpytest("--llm-save-baseline=main", "--llm-threshold=pass_rate > 1")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert "saved as baseline" not in result.stdout.str()
+    failed = runs.latest()["id"]
+    result.stdout.fnmatch_lines(
+        [
+            "not saved as baseline 'main': the session did not pass (run status failed); "
+            f"`llmobs baseline save main {failed} --force` saves it anyway"
+        ]
+    )
     with runs.open() as store:
         assert store.get_baseline("main") == good
+
+
+def test_an_interrupted_session_compares_as_incomplete_and_saves_no_baseline(
+    project: pytest.Pytester, runs: Runs
+) -> None:
+    """The stored comparison said "passed" while `llmobs compare` said "incomplete run"."""
+    project.runpytest("--llm-save-baseline=main").assert_outcomes(passed=4)
+    project.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_runtest_logreport(report):
+            if report.when == "teardown" and report.nodeid.endswith("[japan]"):
+                pytest.exit("stopping for the day")
+        """
+    )
+
+    result = project.runpytest("--llm-baseline=main", "--llm-save-baseline=next")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    run = runs.latest()
+    note = (
+        f"compared run {run['id']} is incomplete: interrupted (Ctrl-C, killed or crashed), "
+        "2 item(s) stored; a partial run passes no gate"
+    )
+    result.stdout.fnmatch_lines(
+        ["not saved as baseline 'next': *", exact(note), "session fails: a run it compares is *"]
+    )
+    assert run["status"] == "interrupted"
+    assert (run["comparison"]["verdict"], run["comparison"]["incomplete"]) == (
+        "incomplete run",
+        [note],
+    )
+    assert llmobs(project.path, "compare", "main", run["id"], "--format", "json")[0] == 1
 
 
 @pytest.mark.parametrize(

@@ -685,7 +685,7 @@ def test_compare_refuses_an_infinite_max_drop_and_names_its_own_option(recorded:
 
     assert infinite[0] == 2
     assert infinite[2] == "llmobs: error: --max-drop: inf is not a finite number >= 0\n"
-    regressed = type("Regressed", (), {"regressions": [1, 2], "max_drop": 0.0})()
+    regressed = type("Regressed", (), {"regressions": [1, 2], "max_drop": 0.0, "incomplete": []})()
     assert cli_wording(gate_line(regressed)) == (  # type: ignore[arg-type]
         "2 significant regression(s) beyond --max-drop 0: gate fails (exit status 1)"
     )

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, TextIO
 
+from pytest_llmobs.compare.model import status_note
 from pytest_llmobs.store import Store
 
 
@@ -122,26 +123,6 @@ def cmd_baseline_list(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-INCOMPLETE = ("interrupted", "running")
-"""Statuses of a run that did not run all its items: no gate passes on it."""
-
-
-def status_note(run: dict[str, Any], role: str = "") -> tuple[str | None, bool]:
-    """A line on ``run``'s status when it did not finish, and whether the run is incomplete."""
-    status = str(run.get("status", "unknown"))
-    if status == "passed":
-        return None, False
-    items = len(run.get("items") or [])
-    if status in INCOMPLETE:
-        why = "still running" if status == "running" else "interrupted (Ctrl-C, killed or crashed)"
-        return (
-            f"{role + ' ' if role else ''}run {run.get('id')} is incomplete: {why}, "
-            f"{items} item(s) stored; a partial run passes no gate",
-            True,
-        )
-    return None, False  # failed, but complete: what it scored is what it is
-
-
 def cli_wording(text: str) -> str:
     """The comparison text as the CLI states it: its option is --max-drop, and no session
     fails, the command does (exit status 1)."""
@@ -171,19 +152,14 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     )
     notes = [status_note(baseline.run, "baseline"), status_note(current.run, "compared")]
     partial = [line for line, incomplete in notes if incomplete and line]
+    comparison.incomplete = partial
     passed = comparison.gate_passed and not partial
     if args.format == "json":  # every format states the verdict the exit status gives
-        data = comparison.to_dict()
-        if partial:
-            data.update(verdict="incomplete run", incomplete=partial)
-        text = json.dumps(data, indent=2, ensure_ascii=False)
+        text = json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False)
     elif args.format == "markdown":
-        text = cli_wording(markdown(comparison, incomplete=partial).rstrip("\n"))
+        text = cli_wording(markdown(comparison).rstrip("\n"))
     else:
         text = cli_wording("\n".join(comparison_lines(comparison, full=True)))
-        if partial:
-            text += "\n" + "\n".join(partial)
-            text += "\ngate fails (exit status 1): a run it compares is incomplete"
     if args.output:
         write_output(args.output, text + "\n")
         verdict = "passed" if passed else "incomplete run" if partial else "regression"

@@ -29,9 +29,10 @@ def conclude(
     if baseline is not None:
         from pytest_llmobs.compare.core import compare_runs, run_info
 
+        current = recorder.load_run()
         comparison = compare_runs(
             baseline.run,
-            recorder.load_run(),
+            current,
             baseline_info=run_info(baseline.run, source=baseline.source, ref=baseline.ref),
             store=state.store,
             max_drop=settings.max_drop,
@@ -50,7 +51,11 @@ def conclude(
     elif status == "failed" and thresholds_failed and not (fails or tests_failed or result.missing):
         status = "passed"  # failed on thresholds only, which --llm-fail-on does not enforce
     if result.comparison is not None:
+        from pytest_llmobs.compare.model import status_note
+
         result.comparison.current.status = status
+        note, incomplete = status_note({**current, "status": status}, "compared")
+        result.comparison.incomplete = [note] if incomplete and note else []
         summary["comparison"] = {
             **result.comparison.to_dict(),
             "enforced": "regression" in settings.fail_on,  # for readers: does it fail runs?
@@ -67,4 +72,10 @@ def conclude(
     if settings.save_baseline and status == "passed":
         state.store.save_baseline(settings.save_baseline, result.run_id)
         result.baseline_saved = settings.save_baseline
+    elif settings.save_baseline:
+        result.baseline_not_saved = (
+            f"not saved as baseline {settings.save_baseline!r}: the session did not pass (run "
+            f"status {status}); `llmobs baseline save {settings.save_baseline} {result.run_id} "
+            "--force` saves it anyway"
+        )
     return fails

@@ -204,9 +204,10 @@ class Comparison:
     - ``max_drop``: the tolerance the gate used;
     - ``missing``: tested metrics of the baseline the current run does not have.
 
-    ``to_dict()`` gives plain JSON-able data: the keys above plus ``verdict`` (``regression``
-    when the gate fails, else ``passed``), ``regressions`` (how many fail the gate) and
-    ``unmatched`` (``{"only_in_baseline": [...], "only_in_current": [...]}``); metric rows are
+    ``to_dict()`` gives plain JSON-able data: the keys above plus ``verdict`` (``incomplete
+    run`` when a compared run is, ``regression`` when the gate fails, else ``passed``),
+    ``regressions`` (how many fail the gate), ``unmatched`` (``{"only_in_baseline": [...],
+    "only_in_current": [...]}``) and, for an incomplete run, ``incomplete``; metric rows are
     flat (``group``, ``name``, ``baseline``, ``current``, ``delta``, ``ci_low``, ``ci_high``,
     ``p_value``, ``n``, ``verdict``, ``fails_gate``...). The run summary stores it under
     ``"comparison"``.
@@ -224,6 +225,9 @@ class Comparison:
     missing: list[tuple[str, str]] = field(default_factory=list)
     """(group, name) of tested metrics (``pass_rate``, ``mean_<score>``) the baseline has and
     the current run lacks: a score renamed or no longer recorded, which nothing could test."""
+    incomplete: list[str] = field(default_factory=list)
+    """Why a compared run is incomplete (`status_note`): no gate passes on such a comparison,
+    whatever its metrics say."""
 
     @property
     def regressions(self) -> list[MetricComparison]:
@@ -238,7 +242,13 @@ class Comparison:
         return {
             "baseline": self.baseline.to_dict(),
             "current": self.current.to_dict(),
-            "verdict": "passed" if self.gate_passed else "regression",
+            "verdict": (
+                "incomplete run"
+                if self.incomplete
+                else "passed"
+                if self.gate_passed
+                else "regression"
+            ),
             "regressions": len(self.regressions),
             "max_drop": self.max_drop,
             "matched": self.matched,
@@ -250,4 +260,24 @@ class Comparison:
                 "only_in_current": list(self.only_in_current),
             },
             "missing_metrics": [{"group": g, "name": n} for g, n in self.missing],
-        }
+        } | ({"incomplete": list(self.incomplete)} if self.incomplete else {})
+
+
+INCOMPLETE = ("interrupted", "running")
+"""Statuses of a run that did not run all its items: no gate passes on it."""
+
+
+def status_note(run: dict[str, Any], role: str = "") -> tuple[str | None, bool]:
+    """A line on ``run``'s status when it did not finish, and whether the run is incomplete."""
+    status = str(run.get("status", "unknown"))
+    if status == "passed":
+        return None, False
+    items = len(run.get("items") or [])
+    if status in INCOMPLETE:
+        why = "still running" if status == "running" else "interrupted (Ctrl-C, killed or crashed)"
+        return (
+            f"{role + ' ' if role else ''}run {run.get('id')} is incomplete: {why}, "
+            f"{items} item(s) stored; a partial run passes no gate",
+            True,
+        )
+    return None, False  # failed, but complete: what it scored is what it is

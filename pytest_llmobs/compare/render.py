@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -80,6 +79,8 @@ def metric_table(comparison: Comparison, rows: list[MetricComparison]) -> list[s
 def gate_line(comparison: Comparison, *, enforced: bool = True) -> str:
     """The conclusion: regressions that fail the gate, or that nothing significant changed."""
     failing = comparison.regressions
+    if comparison.incomplete:
+        return "session fails: a run it compares is incomplete"
     if failing:
         tail = "session fails" if enforced else "not failing the session (--llm-fail-on)"
         return (
@@ -158,6 +159,7 @@ def comparison_lines(
         for m in comparison.metrics
         if m.verdict == "regression"
     )
+    lines.extend(printable(note) for note in comparison.incomplete)
     lines.append(gate_line(comparison, enforced=enforced))
     return lines
 
@@ -307,17 +309,11 @@ def _metric_rows(comparison: Comparison, rows: list[MetricComparison]) -> list[s
     return lines
 
 
-def markdown(
-    comparison: Comparison, *, enforced: bool = True, incomplete: Sequence[str] = ()
-) -> str:
-    """A pull-request comment: verdict, metric table, what changed, flipped items.
-    ``incomplete``: why a compared run is incomplete, which fails the gate whatever it holds."""
-    base, cur = comparison.baseline, comparison.current
-    failing = comparison.regressions
-    head = "❌" if failing or incomplete else "✅"
+def markdown(comparison: Comparison, *, enforced: bool = True) -> str:
+    """A pull-request comment: verdict, metric table, what changed, flipped items."""
+    base, cur, incomplete = comparison.baseline, comparison.current, comparison.incomplete
+    head = "❌" if comparison.regressions or incomplete else "✅"
     verdict = gate_line(comparison, enforced=enforced)
-    if incomplete:
-        verdict = "gate fails (exit status 1): a run it compares is incomplete"
     out = [
         f"## llmobs comparison: {_text(cur.label)} vs baseline {_text(base.label)}",
         "",

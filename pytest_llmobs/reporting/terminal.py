@@ -186,6 +186,8 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
         )
     if result.baseline_saved:
         lines.append(f"saved as baseline {result.baseline_saved!r}")
+    elif result.baseline_not_saved:
+        lines.append(printable(result.baseline_not_saved))
     return lines
 
 
