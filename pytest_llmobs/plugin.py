@@ -287,6 +287,7 @@ def _keep_unfinished(item: pytest.Item, state: Any, record: Any, stop: BaseExcep
     record.phases["teardown"] = "failed"  # never ran: an error, not a failure of the test
     record.error = record.error or f"{type(stop).__name__}: the session stopped while it ran"
     payload = record.finish()
+    payload["stopped"] = True  # (no verdict: see repeats.item_verdict)
     if state.recorder is not None and state.started:
         state.recorder.add_item(payload)
 

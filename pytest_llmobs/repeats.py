@@ -55,6 +55,15 @@ def verdict_of(outcome: str) -> bool | None:
     return None
 
 
+def item_verdict(item: Mapping[str, Any]) -> bool | None:
+    """`verdict_of` a run item's outcome; None for the test a stopped session broke off
+    (``"stopped"``): Ctrl-C or `pytest.exit` says nothing of the model, so it is no repeat's
+    verdict and no flip."""
+    if item.get("stopped"):
+        return None
+    return verdict_of(str(item.get("outcome")))
+
+
 def item_scores(item: Mapping[str, Any]) -> dict[str, list[float]]:
     """Numeric and boolean score values of one run item by name (label scores excluded)."""
     values: dict[str, list[float]] = defaultdict(list)
@@ -93,7 +102,7 @@ class RepeatTracker:
         self._cases.setdefault(key, []).append(
             _Case(
                 repeat,
-                verdict_of(str(item["outcome"])),
+                item_verdict(item),
                 {name: tuple(values) for name, values in item_scores(item).items()},
             )
         )

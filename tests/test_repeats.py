@@ -228,3 +228,41 @@ def test_comparison_averages_repeats_per_item_and_resamples_items(
 )
 def test_strip_repeat_id(node_id: str, repeat: int, expected: str) -> None:
     assert strip_repeat_id(node_id, repeat) == expected
+
+
+def test_a_repeat_the_session_stopped_in_is_no_verdict_on_the_model(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C (here `pytest.exit`) in a repeat made its item flaky and a pass -> fail flip;
+    the stopped test is kept, as an error, but tells nothing of the model."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_capitals=dedent(
+            """\
+            import os
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", repeat=3, thresholds=["flaky_rate <= 0"])
+            def test_capital(item, llm, scorer, request):
+                assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+                if request.node.name == os.environ.get("STOP_IN"):
+                    pytest.exit("stopping for the day")
+            """
+        )
+    )
+    pytester.runpytest("--llm-save-baseline=main").assert_outcomes(passed=3 * len(capitals))
+    last = runs.latest()["items"][-1]
+    monkeypatch.setenv("STOP_IN", f"test_capital[{last['item_id']}-r2]")
+
+    result = pytester.runpytest("--llm-baseline=main")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    run = runs.latest()
+    (stopped,) = [i for i in run["items"] if i["outcome"] == "error"]
+    assert (stopped["item_id"], stopped["repeat"], stopped["stopped"]) == (last["item_id"], 2, True)
+    result.stdout.fnmatch_lines(["*flaky_rate <= 0  observed 0 (n=*)"])
+    assert "flaky capitals/" not in result.stdout.str()
+    assert run["comparison"]["flips"] == []

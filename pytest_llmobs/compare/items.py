@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from pytest_llmobs.aggregate_model import strip_repeat_id
 from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.compare.model import FlippedItem
-from pytest_llmobs.repeats import verdict_of
+from pytest_llmobs.repeats import item_verdict
 from pytest_llmobs.safe_stats import mean_of
 
 Key = tuple[Any, ...]
@@ -99,7 +99,7 @@ def build_cases(items: Sequence[Mapping[str, Any]], *, detail: int) -> dict[Key,
         if copy:  # (the first copy keeps the key a run without duplicates has)
             key = (*key, f"copy {copy + 1}")
             label += f" (copy {copy + 1})"
-        verdict = verdict_of(str(item.get("outcome")))
+        verdict = item_verdict(item)
         scores, booleans = _scores(item) if verdict is not None else ({}, frozenset())
         cases[key] = Case(
             key,
@@ -204,6 +204,8 @@ def flips(pairs: Iterable[tuple[Case, Case]]) -> list[FlippedItem]:
     inputs, outputs and scores."""
     flipped = []
     for before, after in pairs:
+        if before.item.get("stopped") or after.item.get("stopped"):
+            continue  # broken off by Ctrl-C: no verdict either way (`repeats.item_verdict`)
         old_pass, new_pass = passes(before), passes(after)
         if old_pass and new_pass is None:
             direction = "pass->skipped"
