@@ -17,7 +17,7 @@ from pytest_llmobs.evaluators.custom import RunEvaluator
 from pytest_llmobs.redaction import MASKING_FAILED
 from pytest_llmobs.repeats import RepeatTracker
 from pytest_llmobs.run_environment import new_run_id
-from pytest_llmobs.run_result import RunResult, partial_datasets_to_dict
+from pytest_llmobs.run_result import RunResult, partial_datasets, partial_datasets_to_dict
 from pytest_llmobs.score_kinds import ScoreKinds
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, evaluate, parse_threshold
@@ -259,16 +259,14 @@ class RunRecorder:
 
     def _partial_datasets(self) -> dict[str, tuple[int, int]]:
         """(ran, in the dataset) for each dataset whose snapshot holds items that did not run."""
-        partial = {}
-        for name, ran in sorted(self._dataset_items.items()):
-            version = self._datasets.get(name)
+
+        def size_of(name: str, version: str) -> int | None:
             try:
-                size = None if version is None else self.store.dataset_size(name, version)
+                return self.store.dataset_size(name, version)
             except _STORE_FAILURES:
-                size = None
-            if size is not None and len(ran) < size:
-                partial[name] = (len(ran), size)
-        return partial
+                return None
+
+        return partial_datasets(self._dataset_items, self._datasets, size_of)
 
     def _masking_failures(self) -> list[str]:
         """A line per custom masker that failed: what it hid is stored as a placeholder."""

@@ -3,13 +3,30 @@ datasets."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.aggregate_model import Aggregate
 from pytest_llmobs.thresholds import ThresholdResult
+
+
+def partial_datasets(
+    ran: Mapping[str, Collection[object]],
+    versions: Mapping[str, str],
+    size_of: Callable[[str, str], int | None],
+) -> dict[str, tuple[int, int]]:
+    """(ran, in the dataset) for each dataset whose snapshot holds items that did not run:
+    ``ran`` maps a dataset to the ids of its items that ran, ``versions`` to the version they
+    ran at, ``size_of(name, version)`` gives its snapshot's size (None: not kept)."""
+    partial = {}
+    for name, ids in sorted(ran.items()):
+        version = versions.get(name)
+        size = None if version is None else size_of(name, version)
+        if size is not None and len(ids) < size:
+            partial[name] = (len(ids), size)
+    return partial
 
 
 def partial_datasets_to_dict(partial: Mapping[str, tuple[int, int]]) -> dict[str, Any]:

@@ -152,11 +152,28 @@ class RunCatalog(StoreConnection):
             upgrade_aggregates(run)
         if not summary:  # killed or still going: its figures so far, from its items
             run.update(summary_so_far(run["items"], run.get("declared_thresholds") or []))
+            partial = self._partial_so_far(run["items"], run["datasets"])
+            if partial:
+                run["partial_datasets"] = partial
             never_run = self._never_run(run_id, run["items"])
             if never_run is not None:  # (no key: the run did not say what it collected)
                 # a run still going has not run them yet: pending, not missing
                 run["missing" if run["status"] == "interrupted" else "pending"] = never_run
         return run
+
+    def _partial_so_far(
+        self, items: Sequence[Mapping[str, Any]], versions: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The datasets of which a run that stored no summary ran only some items so far."""
+        from pytest_llmobs.run_result import partial_datasets, partial_datasets_to_dict
+
+        ran: dict[str, set[object]] = {}
+        for item in items:
+            if item.get("dataset") is not None:
+                ran.setdefault(str(item["dataset"]), set()).add(item.get("item_id"))
+        # (a `Store` is also its `ContentVersions`, which count a snapshot's items)
+        size_of = getattr(self, "dataset_size", lambda name, version: None)
+        return partial_datasets_to_dict(partial_datasets(ran, versions, size_of))
 
     def _never_run(
         self, run_id: str, items: Sequence[Mapping[str, Any]]

@@ -755,6 +755,24 @@ def test_a_killed_run_passes_no_gate_and_keeps_its_thresholds(
     )
 
 
+def test_a_killed_run_says_which_datasets_it_ran_only_in_part(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    """A Ctrl-C run said "(1 of its 2 items ran)" everywhere; a killed one said it nowhere."""
+    pytester.runpytest("--llm-run-id=killed").assert_outcomes(passed=2)
+    _kill_mid_run(recorded / ".llmobs", "killed")
+    with sqlite3.connect(recorded / ".llmobs" / "llmobs.db") as db:  # jp never finished
+        db.execute("DELETE FROM items WHERE run_id = 'killed' AND item_id = 'jp'")
+
+    shown = run_main(recorded, "show", "killed")
+    rescored = run_main(recorded, "rescore", "killed", "--threshold", "pass_rate >= 1")
+    exported = run_main(recorded, "export", "killed")
+
+    assert "(1 of its 2 items ran)" in shown[1]
+    assert "dataset 'qa': 1 of its 2 items ran; its gates judge those only" in rescored[1]
+    assert json.loads(exported[1])["partial_datasets"] == {"qa": {"ran": 1, "items": 2}}
+
+
 def test_a_run_recorded_on_another_host_reads_as_running_and_show_says_why(
     pytester: pytest.Pytester, recorded: Path
 ) -> None:
