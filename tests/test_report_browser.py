@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy  # noqa: F401  (loaded once here: in-process sessions must not import it anew)
 import pytest
-from test_report_html import SUITE_OUTCOMES, write_suite
+from test_report_html import SUITE_OUTCOMES, write_hidden_suite, write_suite
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
@@ -215,6 +215,44 @@ def test_expand_all_opens_every_shown_item(browser: Chrome, report: Path) -> Non
     assert error_span.text in ("test_crashes", "explode")
     click(browser, browser.find_element(By.ID, "f-collapse"))
     assert not error_span.is_displayed()
+
+
+def test_control_and_bidi_characters_show_as_escapes(
+    browser: Chrome, pytester: pytest.Pytester
+) -> None:
+    # (before: the page read "expected Paris, output Paris" for a NUL item scored false, and
+    # a right-to-left override reordered the text after it)
+    from selenium.webdriver.common.by import By
+
+    write_hidden_suite(pytester)
+    pytester.runpytest("--llm-report=hidden.html").assert_outcomes(passed=2)
+    open_page(browser, pytester.path / "hidden.html")
+
+    item = browser.find_element(By.CSS_SELECTOR, '.item[data-search*="[nul]"]')
+    click(browser, item.find_element(By.TAG_NAME, "summary"))
+    facts = item.find_element(By.CSS_SELECTOR, ".item-body > dl.kv")
+    shown = dict(
+        zip(
+            [dt.text for dt in facts.find_elements(By.TAG_NAME, "dt")],
+            [dd.text for dd in facts.find_elements(By.TAG_NAME, "dd")],
+            strict=True,
+        )
+    )
+    assert shown["expected"] == "Par\\x00is"
+    assert shown["output"] == "Paris"
+    mark = facts.find_element(By.CSS_SELECTOR, "pre .esc")
+    assert mark.is_displayed() and mark.text == "\\x00"
+    assert "accuracy=false" in item.find_element(By.CSS_SELECTOR, ".chips").text
+    bidi = browser.find_element(By.CSS_SELECTOR, '.item[data-search*="[bidi]"]')
+    click(browser, bidi.find_element(By.TAG_NAME, "summary"))
+    assert "Capital of Italy? \\u202eenoR\\u202c \\u2066x\\u2069" in bidi.text
+    raw = browser.execute_script(  # what the browser holds, text and attributes alike
+        "return /[\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u061c"
+        "\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufffd]/"
+        ".test(document.documentElement.outerHTML + document.title);"
+    )
+    assert raw is False
+    assert severe(browser) == []
 
 
 LABELS_SUITE = """\

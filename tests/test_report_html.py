@@ -22,6 +22,7 @@ from pytest_llmobs.exports import dump_run
 from pytest_llmobs.reporting.html import render_html
 from pytest_llmobs.reporting.html_assets import JS
 from pytest_llmobs.reporting.html_items import trace_tree
+from pytest_llmobs.reporting.html_text import esc, marked, short
 from pytest_llmobs.reporting.svg import histogram_bins
 
 if TYPE_CHECKING:
@@ -294,6 +295,80 @@ def test_untrusted_text_is_escaped_everywhere(suite_run: dict[str, Any]) -> None
         if tag == "details" and "test_hostile_output" in (attrs.get("data-search") or "")
     )
     assert "verdict=<script>alert('owned')</script>" in (hostile["data-search"] or "")
+
+
+HIDDEN_ITEMS = [
+    {"id": "nul", "input": "What is the capital of France?", "expected_output": "Par\u0000is"},
+    {
+        "id": "bidi",
+        "input": "Capital of Italy? \u202eenoR\u202c \u2066x\u2069",
+        "expected_output": "Rome",
+    },
+]
+"""Items whose text the HTML parser would drop (NUL) or display reordered (bidi controls)."""
+
+HIDDEN_SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("hidden")
+    def test_answer(item, llm, scorer):
+        answer = llm.generate(item.input)
+        scorer.exact_match(answer.text, item.expected_output, name="accuracy")
+        scorer.score("label", "a\\x1fb\\x85c")
+    """
+
+RAW_HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""Characters that must never reach the page as they are."""
+
+
+def write_hidden_suite(pytester: pytest.Pytester) -> None:
+    """`HIDDEN_SUITE` as ``test_hidden.py``, over the dataset ``hidden`` of `HIDDEN_ITEMS`."""
+    lines = "".join(json.dumps(item) + "\n" for item in HIDDEN_ITEMS)
+    pytester.makefile(".jsonl", **{"datasets/hidden": lines})
+    pytester.makepyfile(test_hidden=dedent(HIDDEN_SUITE))
+
+
+def test_control_and_bidi_characters_are_shown_as_escapes(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: the raw NUL went into the page and the browser dropped it, so the item read
+    # "expected Paris, output Paris" next to accuracy=false; bidi overrides went in raw too)
+    write_hidden_suite(pytester)
+    pytester.runpytest("--llm-report=r.html").assert_outcomes(passed=2)
+
+    page = (pytester.path / "r.html").read_text(encoding="utf-8")
+
+    assert RAW_HIDDEN.findall(page) == []
+    assert '<dt>expected</dt><dd><pre>Par<span class="esc">\\x00</span>is</pre></dd>' in page
+    assert "<dt>output</dt><dd><pre>Paris</pre></dd>" in page
+    assert (
+        'Capital of Italy? <span class="esc">\\u202e</span>enoR<span class="esc">\\u202c</span>'
+        ' <span class="esc">\\u2066</span>x<span class="esc">\\u2069</span>'
+    ) in page
+    assert 'expected_output=Par<span class="esc">\\x00</span>is' in page  # the root's metadata
+    # attributes, chips and chart labels hold no markup: the escape as plain text
+    parsed = parse(page)
+    search = [a["data-search"] or "" for t, a in parsed.tags if "data-search" in a]
+    assert any("par\\x00is" in s for s in search)
+    assert any("\\u202eenor\\u202c" in s for s in search)
+    assert 'title="label=a\\x1fb\\x85c">label=a\\x1fb\\x85c</span>' in page
+    assert "<title>a\\x1fb\\x85c: 2</title>" in page
+    assert render_html(runs.latest()) == page  # `llmobs report` shows the same
+
+
+def test_escaping_keeps_layout_characters_and_marks_only_in_element_content() -> None:
+    text = "<a>\t\r\n\x00\x1b\x7f\x85\u200f\u202e\u2069 👩\u200d💻 é\u00a0x"
+
+    assert esc(text) == (
+        "&lt;a&gt;\t\r\n\\x00\\x1b\\x7f\\x85\\u200f\\u202e\\u2069 👩\u200d💻 é\u00a0x"
+    )
+    assert marked(text) == (
+        '&lt;a&gt;\t\r\n<span class="esc">\\x00\\x1b\\x7f\\x85\\u200f\\u202e\\u2069</span>'
+        " 👩\u200d💻 é\u00a0x"
+    )
+    assert short("a\x1f b \x0b\n c", 40) == "a\x1f b \x0b c"  # esc shows what short keeps
 
 
 def test_summary_lists_datasets_prompts_thresholds_and_counts(

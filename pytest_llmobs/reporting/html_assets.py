@@ -132,6 +132,8 @@ pre { margin: 0; padding: 6px 8px; background: var(--soft); border: 1px solid va
   border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; max-height: 18em;
   overflow: auto; }
 .cut { display: block; color: var(--warn); font-style: italic; }
+.esc { font-family: var(--mono); color: var(--err); background: var(--err-bg);
+  border: 1px solid #ffd8b5; border-radius: 3px; padding: 0 2px; }
 .msg { margin-bottom: 4px; }
 .role { font: 600 11px var(--mono); text-transform: uppercase; color: var(--muted); }
 ul.tree, ul.tree ul { list-style: none; margin: 0; padding: 0; }

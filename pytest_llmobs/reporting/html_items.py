@@ -18,6 +18,7 @@ from pytest_llmobs.reporting.html_text import (
     clipped,
     duration,
     esc,
+    marked,
     number,
     score_value,
     short,
@@ -135,13 +136,13 @@ def _row(item: Mapping[str, Any]) -> str:
     if item.get("dataset"):
         repeat = f" · repeat {item['repeat']}" if item.get("repeat") else ""
         place = (
-            f'<span class="mono">{esc(item.get("item_id") or "")}{esc(repeat)}</span>'
-            f'<span class="place-set">{esc(item["dataset"])}</span>'
+            f'<span class="mono">{marked(item.get("item_id") or "")}{esc(repeat)}</span>'
+            f'<span class="place-set">{marked(item["dataset"])}</span>'
         )
     chips = "".join(_chip(s) for s in _scores(item))
     return (
         f'<span><span class="badge {esc(outcome)}">{esc(outcome)}</span></span>'
-        f'<span class="nodeid mono">{esc(item.get("node_id", ""))}</span>'
+        f'<span class="nodeid mono">{marked(item.get("node_id", ""))}</span>'
         f'<span class="place">{place}</span>'
         f'<span class="chips">{chips}</span>'
         f'<span class="num">{duration(_float(item.get("duration")))}</span>'
@@ -169,7 +170,7 @@ def _item_body(item: Mapping[str, Any]) -> str:
     if item.get("error"):
         parts.append(f'<div class="errmsg">{clipped(str(item["error"]))}</div>')
     if item.get("skip_reason"):
-        parts.append(f'<p class="skipmsg">skipped: {esc(item["skip_reason"])}</p>')
+        parts.append(f'<p class="skipmsg">skipped: {marked(item["skip_reason"])}</p>')
     trace = item.get("trace") or {}
     facts: list[tuple[str, str]] = []
     if item.get("input") is not None:
@@ -185,7 +186,7 @@ def _item_body(item: Mapping[str, Any]) -> str:
             facts.append((key.replace("_", " "), f'<span class="mono">{esc(trace[key])}</span>'))
     if trace.get("tags"):
         facts.append(
-            ("tags", "".join(f'<span class="chip">{esc(t)}</span> ' for t in trace["tags"]))
+            ("tags", "".join(f'<span class="chip">{marked(t)}</span> ' for t in trace["tags"]))
         )
     if trace.get("metadata"):
         facts.append(("metadata", _flat(trace["metadata"])))
@@ -222,7 +223,7 @@ def _flat(value: object) -> str:
         and sum(len(str(k)) + len(str(v)) for k, v in value.items()) < 160
     ):
         text = " · ".join(f"{k}={score_value(v)}" for k, v in value.items())
-        return f'<span class="mono">{esc(text)}</span>'
+        return f'<span class="mono">{marked(text)}</span>'
     return _pre(value)
 
 
@@ -326,7 +327,7 @@ def _observation(
         )
     summary = (
         f'<span class="kind {esc(kind)}">{esc(kind)}</span>'
-        f'<span class="obs-name">{esc(observation.get("name") or "(unnamed)")}</span>'
+        f'<span class="obs-name">{marked(observation.get("name") or "(unnamed)")}</span>'
         f'<span class="obs-meta">{esc(" · ".join(meta))}</span>'
         f'{timeline}<span class="dur">{duration(seconds)}</span>'
     )

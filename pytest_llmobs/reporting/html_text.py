@@ -2,7 +2,9 @@
 
 Everything that reaches the page from a run (test ids, inputs, outputs, score values, error
 messages) is untrusted text: it goes through `esc`, which escapes quotes as well, so the result
-is safe both between tags and inside attribute values.
+is safe both between tags and inside attribute values. Control characters and bidi controls are
+shown as escapes (``\\x00``, ``\\u202e``), as on the terminal: the HTML parser drops a NUL, and a
+bidi override would make the text around it read in another order.
 """
 
 from __future__ import annotations
@@ -11,16 +13,39 @@ import datetime as dt
 import html
 import json
 import math
+import re
+
+from pytest_llmobs.reporting.printable import printable
 
 MAX_TEXT_CHARS = 20_000
 """Longest value shown in full in a trace; longer ones are cut, with a note saying so."""
 
 OUTCOMES = ("passed", "failed", "error", "skipped")
 
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+"
+)
+"""C0 and C1 control characters but tab, newline and carriage return (layout the page keeps),
+and the bidi controls (Unicode's Bidi_Control property)."""
+
+_BLANKS = re.compile(r"[^\S\x0b\x0c\x1c-\x1f\x85]+")
+"""Whitespace that `short` folds into one space: not the control characters Python also counts
+as whitespace, which `esc` shows as escapes instead."""
+
 
 def esc(value: object) -> str:
-    """``value`` as text, escaped for HTML content and (double- or single-quoted) attributes."""
-    return html.escape(value if isinstance(value, str) else str(value), quote=True)
+    """``value`` as text, escaped for HTML content and (double- or single-quoted) attributes,
+    each control or bidi control character written as its escape (``\\x00``, ``\\u202e``)."""
+    text = value if isinstance(value, str) else str(value)
+    return html.escape(_HIDDEN.sub(lambda m: printable(m.group()), text), quote=True)
+
+
+def marked(value: object) -> str:
+    """``value`` escaped as `esc` does, for element content only (not attributes, ``<title>``
+    or SVG): the escapes of control and bidi control characters are set apart in a
+    ``<span class="esc">``, so they cannot be mistaken for a backslash typed in the text."""
+    text = html.escape(value if isinstance(value, str) else str(value), quote=True)
+    return _HIDDEN.sub(lambda m: f'<span class="esc">{printable(m.group())}</span>', text)
 
 
 def number(value: object, *, digits: int = 3) -> str:
@@ -91,14 +116,15 @@ def as_text(value: object) -> str:
 
 
 def clipped(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    """``text`` escaped, cut at ``limit`` characters with a visible note when longer."""
+    """``text`` escaped as `marked` does, cut at ``limit`` characters with a visible note when
+    longer."""
     if len(text) <= limit:
-        return esc(text)
+        return marked(text)
     hidden = len(text) - limit
-    return f'{esc(text[:limit])}<span class="cut">… {hidden:,} more characters not shown</span>'
+    return f'{marked(text[:limit])}<span class="cut">… {hidden:,} more characters not shown</span>'
 
 
 def short(text: str, limit: int) -> str:
     """``text`` on one line, at most ``limit`` characters (not escaped)."""
-    flat = " ".join(text.split())
+    flat = _BLANKS.sub(" ", text).strip(" ")
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
