@@ -18,6 +18,7 @@ _EXPORTS = {
     "evaluator": "pytest_llmobs.evaluators.custom",
     "run_evaluator": "pytest_llmobs.evaluators.custom",
     "EvaluatorRegistry": "pytest_llmobs.evaluators.custom",
+    "JudgeError": "pytest_llmobs.evaluators.judge",
     "ExperimentItem": "pytest_llmobs.experiment",
     "ExperimentResult": "pytest_llmobs.experiment",
     "arun_experiment": "pytest_llmobs.experiment",
@@ -28,6 +29,8 @@ _EXPORTS = {
     "Prompt": "pytest_llmobs.prompts",
     "PromptError": "pytest_llmobs.prompts",
     "PromptVariableError": "pytest_llmobs.prompts",
+    "Provider": "pytest_llmobs.providers.base",
+    "ProviderError": "pytest_llmobs.providers.base",
     "Scorer": "pytest_llmobs.scorer",
     "Observation": "pytest_llmobs.trace_model",
     "Score": "pytest_llmobs.score_model",
@@ -51,11 +54,14 @@ __all__ = [
     "EvaluatorRegistry",
     "ExperimentItem",
     "ExperimentResult",
+    "JudgeError",
     "LLMResult",
     "Observation",
     "Prompt",
     "PromptError",
     "PromptVariableError",
+    "Provider",
+    "ProviderError",
     "Score",
     "ScoreError",
     "Scorer",
@@ -87,6 +93,7 @@ if TYPE_CHECKING:
     from pytest_llmobs.datasets import Dataset, DatasetError, DatasetItem
     from pytest_llmobs.evaluators import EvalResult
     from pytest_llmobs.evaluators.custom import EvaluatorRegistry, evaluator, run_evaluator
+    from pytest_llmobs.evaluators.judge import JudgeError
     from pytest_llmobs.experiment import (
         ExperimentItem,
         ExperimentResult,
@@ -96,6 +103,7 @@ if TYPE_CHECKING:
     from pytest_llmobs.llm import LLM, LLMResult
     from pytest_llmobs.observe_decorator import observe
     from pytest_llmobs.prompts import CompiledPrompt, Prompt, PromptError, PromptVariableError
+    from pytest_llmobs.providers.base import Provider, ProviderError
     from pytest_llmobs.score_model import Score, ScoreError
     from pytest_llmobs.scorer import Scorer
     from pytest_llmobs.trace_model import Observation, Span, Trace

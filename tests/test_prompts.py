@@ -67,6 +67,12 @@ def session(directory: Path, store_path: Path | None, stores: list[Store]) -> Pr
 
 
 def test_public_names_are_reexported() -> None:
+    from pytest_llmobs.evaluators.judge import JudgeError
+    from pytest_llmobs.providers.base import Provider, ProviderError
+
+    # (the errors and the protocol the README and docs name, importable where the rest is)
+    assert (pytest_llmobs.JudgeError, pytest_llmobs.ProviderError) == (JudgeError, ProviderError)
+    assert pytest_llmobs.Provider is Provider
     assert pytest_llmobs.Prompt is Prompt
     assert pytest_llmobs.CompiledPrompt is CompiledPrompt
     assert pytest_llmobs.PromptError is PromptError
