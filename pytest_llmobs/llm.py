@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.prompts import CompiledPrompt, Prompt
 from pytest_llmobs.providers import Message, Provider, Usage
+from pytest_llmobs.providers.base import CHAT_ROLES
 from pytest_llmobs.providers.cache import CacheWriteError, ResponseCache
 from pytest_llmobs.providers.calls import ModelCaller
 from pytest_llmobs.providers.pricing import PriceTable
@@ -108,6 +109,8 @@ def to_messages(prompt: PromptInput) -> list[Message]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     messages: list[Message] = []
+    if not prompt:
+        raise ValueError("generate() got no messages; expected a string or at least one message")
     for index, message in enumerate(prompt):
         calls = isinstance(message, Mapping) and not _CALL_FIELDS.isdisjoint(message.keys())
         if (
@@ -118,6 +121,12 @@ def to_messages(prompt: PromptInput) -> list[Message]:
             raise TypeError(
                 f"message {index}: expected a mapping with 'role' and 'content' (or 'tool_calls' "
                 f"on an assistant message); got {safe_repr(message):.200}"
+            )
+        role = message["role"]
+        if role not in CHAT_ROLES:  # (a mock answers any role; a real server refuses it)
+            raise ValueError(
+                f"message {index}: unknown role {safe_repr(role):.60}; expected one of "
+                f"{', '.join(CHAT_ROLES)}"
             )
         content = message.get("content")
         if isinstance(content, (list, tuple)):

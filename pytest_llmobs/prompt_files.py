@@ -13,12 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pytest_llmobs.dataset_files import not_utf8
 from pytest_llmobs.prompts import PromptError, malformed_placeholder
+from pytest_llmobs.providers.base import CHAT_ROLES
 from pytest_llmobs.serialize import has_lone_surrogate
 from pytest_llmobs.strict_json import NotStrictJSON, loads
 
 _UNION_BRANCHES = frozenset({"str", "list[ChatMessage]"})
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-"""Roles a chat prompt's messages may have."""
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 

@@ -433,6 +433,15 @@ def test_generate_rejects_bad_prompts(root: Observation) -> None:
         llm.generate([{"text": "hi"}])
     with pytest.raises(TypeError, match="message 0: 'content' is None; only an assistant"):
         llm.generate([{"role": "user", "content": None}])
+    # the mock answered these; a real server refuses them
+    with pytest.raises(ValueError) as caught:
+        llm.generate([{"role": "system", "content": "s"}, {"role": "User", "content": "hi"}])
+    assert str(caught.value) == (
+        "message 1: unknown role 'User'; expected one of system, developer, user, assistant, "
+        "tool, function"
+    )
+    with pytest.raises(ValueError, match=r"^generate\(\) got no messages; expected a string or"):
+        llm.generate([])
     assert generations(root.trace) == []
 
 

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+"""The roles of the Chat Completions API: what a chat message (a prompt file's too) may have."""
+
 Message = dict[str, Any]
 """A chat message: ``{"role": "system"|"user"|"assistant"|"tool", "content": "..."}``; content
 may also be a list of content parts or, on an assistant message with ``tool_calls``, ``None``,
