@@ -49,6 +49,8 @@ class RunRecorder:
     _seen_thresholds: set[tuple[str | None, str, str, float]] = field(default_factory=set)
     _seen_expressions: set[tuple[str | None, str]] = field(default_factory=set)
     run_evaluators: dict[str, RunEvaluator] = field(default_factory=dict)
+    evaluated: dict[str, list[str]] = field(default_factory=dict)
+    """The aggregates the run evaluators gave, by group (shown apart in the summary)."""
     repeats: RepeatTracker = field(default_factory=RepeatTracker)
     score_kinds: ScoreKinds = field(default_factory=ScoreKinds)
     _expected: dict[str, str] = field(default_factory=dict)
@@ -233,6 +235,7 @@ class RunRecorder:
             **({"repeats": repeats} if repeats else {}),
             **({"missing": missing} if missing else {}),
             **({"partial_datasets": partial_datasets_to_dict(partial)} if partial else {}),
+            **({"run_evaluator_aggregates": self.evaluated} if self.evaluated else {}),
         }
         self._finished = {"status": status, "ended_at": ended_at, **summary}
         try:
@@ -255,6 +258,7 @@ class RunRecorder:
             repeats=repeats,
             missing=missing,
             partial_datasets=partial,
+            run_evaluator_aggregates=self.evaluated,
         )
 
     def _partial_datasets(self) -> dict[str, tuple[int, int]]:
@@ -388,4 +392,5 @@ class RunRecorder:
                         )
                         continue
                     aggregates[group][key] = Aggregate(key, value, len(items))
+                    self.evaluated.setdefault(group, []).append(key)
         return errors

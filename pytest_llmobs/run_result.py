@@ -81,6 +81,8 @@ class RunResult:
     partial_datasets: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Datasets of which only some items ran (``-k``, ``--lf``, ``--deselect``, ``limit=``):
     name -> (items that ran, items in the dataset). Their gates judged those items only."""
+    run_evaluator_aggregates: dict[str, list[str]] = field(default_factory=dict)
+    """The aggregates run evaluators gave, by group."""
 
     @property
     def thresholds_passed(self) -> bool:

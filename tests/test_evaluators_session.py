@@ -383,6 +383,22 @@ def test_run_evaluators_add_aggregates_that_thresholds_name_and_the_hook_sees_th
         "capitals: one_word_rate >= 1": (True, 1.0),
         "one_word_rate >= 1": (False, pytest.approx(len(answers) / len(everything))),
     }
+    # shown apart from the scores: they were in the export and the report only
+    result.stdout.fnmatch_lines(
+        [
+            "dataset 'capitals'*",
+            "  mean_answer_chars  * n=4  (run evaluator)",
+            "  answers            4  n=4  (run evaluator)",
+            "  one_word_rate      1  n=4  (run evaluator)",
+            "all tests*",
+            "  one_word_rate      0.800  n=5  (run evaluator)",
+        ]
+    )
+    assert run["run_evaluator_aggregates"]["capitals"] == [
+        "mean_answer_chars",
+        "answers",
+        "one_word_rate",
+    ]
     finished = (pytester.path / "finished.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in finished] == [  # called once, on the controller
         {

@@ -164,11 +164,11 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
     datasets = sorted(g for g in result.aggregates if g != ALL_ITEMS)
     for dataset in datasets:
         lines.append(_group_header(f"dataset {dataset!r}", result, dataset))
-        lines.extend(score_lines(result.aggregates[dataset]))
+        lines.extend(_group_lines(result, dataset))
     whole = result.aggregates.get(ALL_ITEMS, {})
     lines.append(_group_header("all tests", result, ALL_ITEMS))
     if len(datasets) != 1 or _count(whole) != _count(result.aggregates[datasets[0]]):
-        lines.extend(score_lines(whole))
+        lines.extend(_group_lines(result, ALL_ITEMS))
     from pytest_llmobs.repeats import repeat_lines
 
     lines.extend(repeat_lines(result.repeats))
@@ -219,6 +219,20 @@ def _group_header(label: str, result: RunResult, group: str) -> str:
         ran, total = result.partial_datasets[group]
         partial = f"  ({ran} of its {total} items ran)"
     return f"{label}{versioned}: {count} item{'s' if count != 1 else ''}{passed}{partial}"
+
+
+def _group_lines(result: RunResult, group: str) -> list[str]:
+    """The scores of ``group``, then the aggregates its run evaluators gave (apart: a
+    ``mean_answer_chars`` of theirs is no score ``answer_chars``)."""
+    aggregates = result.aggregates.get(group, {})
+    names = [n for n in result.run_evaluator_aggregates.get(group, []) if n in aggregates]
+    width = max((len(printable(n)) for n in names), default=0)
+    scores = {k: v for k, v in aggregates.items() if k not in names}
+    return score_lines(scores) + [
+        f"  {printable(n):<{width}}  {format_number(aggregates[n].value)}  n={aggregates[n].n}"
+        "  (run evaluator)"
+        for n in names
+    ]
 
 
 def _count(group: Mapping[str, Aggregate]) -> int:
