@@ -22,6 +22,21 @@ from pytest_llmobs.aggregates import MIN_BOOTSTRAP_SAMPLES
 _INTERVAL_FIELDS = frozenset({"ci_low", "ci_high"})
 
 
+def _unscored(name: str, group: Mapping[str, Any]) -> str:
+    """`` (no item recorded a score 'accuracy')`` when ``name`` is an aggregate of a score of
+    which the group has none (a run stopped before any item scored, or a misspelt name)."""
+    prefix = next((p for p in (*NUMERIC_PREFIXES, COUNTS_PREFIX) if name.startswith(p)), None)
+    score = name.removeprefix(prefix) if prefix else ""
+    if not score:
+        return ""
+    shapes = [*NUMERIC_PREFIXES, COUNTS_PREFIX]
+    if any(f"{p}{score}" in group for p in shapes) or any(
+        f"{m}_{score}" in group for m in LABEL_METRICS
+    ):
+        return ""  # recorded, of another kind (mean_ of a categorical score, say)
+    return f" (no item recorded a score {score!r})"
+
+
 def _has_interval(name: str) -> bool:
     """Whether aggregate ``name`` carries a 95% interval when it has enough samples."""
     return name == "pass_rate" or (name.startswith("mean_") and name not in GENERATION_AGGREGATES)
@@ -146,8 +161,8 @@ def lookup(
     aggregate = group.get(name)
     if aggregate is None:
         raise ThresholdError(
-            f"{threshold.expression!r}: no aggregate {name!r} for {label}; "
-            f"known: {', '.join(sorted(group))}"
+            f"{threshold.expression!r}: no aggregate {name!r} for {label}{_unscored(name, group)}"
+            f"; known: {', '.join(sorted(group))}"
         )
     if not field:
         return aggregate.value, aggregate.n

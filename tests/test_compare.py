@@ -615,7 +615,9 @@ def test_rescore_defaults_to_the_runs_own_thresholds_and_reports_unknown_aggrega
 
     code, text = llmobs(recorded, "rescore", "good", "--threshold", "capitals: mean_acc >= 0.5")
     assert code == 1
-    assert "ERROR: no aggregate 'mean_acc' for dataset 'capitals'; known: " in text
+    assert (
+        "ERROR: no aggregate 'mean_acc' for dataset 'capitals' (no item recorded a score " in text
+    )
 
     code, _ = llmobs(recorded, "rescore", "good", "--threshold", "mean_accuracy >>= 1")
     assert code == 2

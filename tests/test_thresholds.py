@@ -144,7 +144,16 @@ def test_unknown_aggregate_fails_listing_the_known_ones() -> None:
     assert not result.passed
     assert (result.observed, result.n) == (None, 0)
     assert result.error == (
-        "'capitals: mean_acc >= 0.9': no aggregate 'mean_acc' for dataset 'capitals'; "
+        "'capitals: mean_acc >= 0.9': no aggregate 'mean_acc' for dataset 'capitals' (no item "
+        "recorded a score 'acc'); known: count, counts_tone, mean_accuracy, pass_rate"
+    )
+
+
+def test_an_aggregate_of_a_score_recorded_as_another_kind_is_only_unknown() -> None:
+    (result,) = evaluate([parse_threshold("capitals: mean_tone >= 0.9")], aggregates())
+
+    assert result.error == (  # (tone is categorical: counts_tone, no mean)
+        "'capitals: mean_tone >= 0.9': no aggregate 'mean_tone' for dataset 'capitals'; "
         "known: count, counts_tone, mean_accuracy, pass_rate"
     )
 
@@ -154,7 +163,8 @@ def test_unknown_aggregate_of_the_whole_run_fails_listing_the_known_ones() -> No
 
     assert not result.passed
     assert result.error == (
-        "'mean_accuracy >= 0.9': no aggregate 'mean_accuracy' for the run; known: count, pass_rate"
+        "'mean_accuracy >= 0.9': no aggregate 'mean_accuracy' for the run (no item recorded a "
+        "score 'accuracy'); known: count, pass_rate"
     )
 
 
@@ -365,7 +375,7 @@ def test_threshold_on_a_missing_aggregate_fails_the_session_listing_known_aggreg
     result.stdout.fnmatch_lines(
         [
             "  ✗ graded: mean_qualty >= 0.5  ERROR: no aggregate 'mean_qualty' for dataset "
-            f"'graded'; known: {known}",
+            f"'graded' (no item recorded a score 'qualty'); known: {known}",
             "1 of 1 threshold(s) failed: session fails",
         ],
         consecutive=True,
@@ -373,8 +383,8 @@ def test_threshold_on_a_missing_aggregate_fails_the_session_listing_known_aggreg
     (stored,) = runs.latest()["thresholds"]
     assert stored["passed"] is False
     assert stored["error"] == (
-        f"'graded: mean_qualty >= 0.5': no aggregate 'mean_qualty' for dataset 'graded'; "
-        f"known: {known}"
+        f"'graded: mean_qualty >= 0.5': no aggregate 'mean_qualty' for dataset 'graded' (no item "
+        f"recorded a score 'qualty'); known: {known}"
     )
 
 
