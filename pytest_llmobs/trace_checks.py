@@ -38,7 +38,7 @@ def checked_field(key: str, value: Any) -> Any:
     if key == "cost":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"update: cost must be a number or None; got {type(value).__name__}")
-        return cost_value(value, "update: cost")
+        return cost_value(_plain_number(value), "update: cost")
     if key == "usage":
         return _usage(value)
     return jsonable(value)  # model_parameters
@@ -55,8 +55,17 @@ def _usage(value: object) -> dict[str, int]:
     for kind, count in value.items():
         if not isinstance(kind, str):
             raise TypeError(f"update: usage keys must be str; got {type(kind).__name__}")
-        usage[str.__str__(kind)] = token_count(count, f"update: usage[{kind!r}]")
+        usage[str.__str__(kind)] = token_count(_plain_number(count), f"update: usage[{kind!r}]")
     return usage
+
+
+def _plain_number(value: object) -> object:
+    """A numpy (or other) integer or real as Python's own; anything else as it is."""
+    if isinstance(value, bool) or type(value) in (int, float):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else value
 
 
 def check_name(function: str, name: object) -> str:
