@@ -13,7 +13,16 @@ from collections.abc import Collection, Container, Mapping
 from pathlib import PurePath
 from typing import Any
 
-_MAX_DEPTH = 32
+MAX_DEPTH = 100
+"""Deepest nesting kept of a recorded value (a dataset item may nest as deep); deeper values
+become a marker. The walks that govern and store a value cost a few stack frames per level."""
+_TRACKED_FROM = 8
+"""Depth from which `jsonable` remembers the containers it is inside (records of the plugin's
+own are shallower and pay nothing for it): one met again is a cycle, not nesting."""
+_MAX_VALUES = 1_000
+"""Containers converted in one subtree below `_TRACKED_FROM` at most: an object graph sharing
+its nodes (``a = [b, b]; b = [c, c]``...) would otherwise be copied once per path, 2**depth
+times."""
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT_CHARACTER = "\ufffd"
@@ -127,11 +136,13 @@ def key_text(key: Any) -> str:
         return unrepresentable(key, exc)
 
 
-def _keys_apart(items: Collection[tuple[Any, Any]], depth: int) -> dict[str, Any]:
+def _keys_apart(
+    items: Collection[tuple[Any, Any]], depth: int, deep: _Deep | None = None
+) -> dict[str, Any]:
     """``items`` (a mapping's ``(key, value)`` pairs) as a dict with text keys, when some keys
     become the same text (``1`` and ``"1"``): all are kept, a key given as text keeps its name,
     and a converted one that clashes becomes ``1 (2)``, ``1 (3)``..."""
-    pairs = [(k, jsonable(v, depth)) for k, v in items]
+    pairs = [(k, jsonable(v, depth, deep)) for k, v in items]
     taken = {k for k, _ in pairs if type(k) is str}
     result = {}
     clashes: dict[str, int] = {}
@@ -158,26 +169,40 @@ def distinct_key(name: str, taken: Container[str], clashes: dict[str, int]) -> s
     return f"{name} ({number})"
 
 
-def jsonable(value: Any, _depth: int = 0) -> Any:
+class _Deep:
+    """What `jsonable` remembers below `_TRACKED_FROM`: the containers it is inside, and how
+    many more it may convert."""
+
+    __slots__ = ("inside", "left")
+
+    def __init__(self) -> None:
+        self.inside: set[int] = set()
+        self.left = _MAX_VALUES
+
+
+def jsonable(value: Any, _depth: int = 0, _deep: _Deep | None = None) -> Any:
     """A JSON-compatible copy of ``value``, made of plain builtins only (what xdist can send).
 
     Builtins pass through; their subclasses (``numpy.float64``, a str enum) become the plain
     type; mappings, sequences, sets, dataclasses and pydantic models become dicts and lists;
     non-finite floats become strings; anything else becomes its ``repr``. Never raises: a value
-    whose conversion fails (a ``__repr__`` that raises) becomes `unrepresentable`'s placeholder.
+    whose conversion fails (a ``__repr__`` that raises) becomes `unrepresentable`'s placeholder;
+    a container inside itself becomes ``<cycle: dict>``, nesting deeper than `MAX_DEPTH` a marker.
     """
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
         return value if math.isfinite(value) else str(value)
-    if kind is dict and _depth < _MAX_DEPTH:  # the common containers, without ABC checks
+    if _depth >= _TRACKED_FROM:  # (one `_Deep` per subtree from there: shallower is free)
+        return _tracked(value, kind, _depth, _Deep() if _deep is None else _deep)
+    if kind is dict:  # the common containers, without ABC checks
         depth = _depth + 1
         result = {
             (k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in value.items()
         }
         return result if len(result) == len(value) else _keys_apart(value.items(), depth)
-    if (kind is list or kind is tuple) and _depth < _MAX_DEPTH:
+    if kind is list or kind is tuple:
         depth = _depth + 1
         return [jsonable(v, depth) for v in value]
     try:
@@ -186,7 +211,34 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return unrepresentable(value, exc)
 
 
-def _converted(value: Any, kind: type, _depth: int) -> Any:
+def _tracked(value: Any, kind: type, _depth: int, deep: _Deep) -> Any:
+    """`jsonable` of a value nested `_TRACKED_FROM` levels deep or more."""
+    mark = id(value)
+    if mark in deep.inside:
+        return f"<cycle: {kind.__name__}>"
+    deep.left -= 1
+    if deep.left < 0:
+        return f"<truncated: more than {_MAX_VALUES:,} values>"
+    deep.inside.add(mark)
+    try:
+        if kind is dict and _depth < MAX_DEPTH:
+            depth = _depth + 1
+            result = {
+                (k if type(k) is str else key_text(k)): jsonable(v, depth, deep)
+                for k, v in value.items()
+            }
+            return result if len(result) == len(value) else _keys_apart(value.items(), depth, deep)
+        if (kind is list or kind is tuple) and _depth < MAX_DEPTH:
+            depth = _depth + 1
+            return [jsonable(v, depth, deep) for v in value]
+        return _converted(value, kind, _depth, deep)
+    except Exception as exc:
+        return unrepresentable(value, exc)
+    finally:
+        deep.inside.discard(mark)
+
+
+def _converted(value: Any, kind: type, _depth: int, deep: _Deep | None = None) -> Any:
     if isinstance(value, str):  # a subclass (LangChain's TextAccessor, a str enum): plain str
         return str.__str__(value)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -199,33 +251,35 @@ def _converted(value: Any, kind: type, _depth: int) -> Any:
         return int.__int__(int(value))
     if isinstance(value, numbers.Real):
         return _plain_float(float(value))
-    if _depth >= _MAX_DEPTH:
-        return f"<truncated at depth {_MAX_DEPTH}>"
+    if _depth >= MAX_DEPTH:
+        return f"<truncated at depth {MAX_DEPTH}>"
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return jsonable(dict(value), _depth)  # as a plain dict, by jsonable's own branch
+        return jsonable(dict(value), _depth, deep)  # as a plain dict, by jsonable's own branch
     if isinstance(value, (list, tuple)):
-        return [jsonable(v, depth) for v in value]
+        return [jsonable(v, depth, deep) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((jsonable(v, depth) for v in value), key=repr)
+        return sorted((jsonable(v, depth, deep) for v in value), key=repr)
     if isinstance(value, type):  # a class (e.g. a pydantic response_format), not an instance
         return safe_repr(value)
     try:  # duck-typed guesses: a method of that name may want arguments or fail
         to_dict = getattr(value, "to_dict", None)
         if callable(to_dict):
-            return jsonable(to_dict(), depth)
+            return jsonable(to_dict(), depth, deep)
         model_dump = getattr(value, "model_dump", None)
         if callable(model_dump):
-            return jsonable(model_dump(mode="json"), depth)
+            return jsonable(model_dump(mode="json"), depth, deep)
     except Exception:
         return safe_repr(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         # field by field: dataclasses.asdict deep-copies, which fails on locks, files, ...
-        return {f.name: jsonable(getattr(value, f.name), depth) for f in dataclasses.fields(value)}
+        return {
+            f.name: jsonable(getattr(value, f.name), depth, deep) for f in dataclasses.fields(value)
+        }
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return str.__str__(value.isoformat())
     if isinstance(value, enum.Enum):
-        return jsonable(value.value, depth)
+        return jsonable(value.value, depth, deep)
     if isinstance(value, PurePath):
         return str.__str__(str(value))
     if isinstance(value, (bytes, bytearray)):

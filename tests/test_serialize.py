@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import math
@@ -58,14 +59,48 @@ def test_non_finite_floats_and_unknown_objects_are_described() -> None:
 def test_deep_nesting_is_cut_with_a_marker() -> None:
     deep: list[object] = []
     cursor = deep
-    for _ in range(40):
+    for _ in range(120):
         inner: list[object] = []
         cursor.append(inner)
         cursor = inner
 
     text = json.dumps(jsonable(deep))
 
-    assert "<truncated at depth 32>" in text
+    assert "<truncated at depth 100>" in text
+    assert text.count("[") == 100  # as deep as a dataset item may nest (it was cut at 32)
+
+
+@dataclasses.dataclass
+class Node:
+    name: str
+    parent: Node | None = None
+    children: list[Node] = dataclasses.field(default_factory=list)
+
+
+def test_a_cycle_ends_in_a_marker_and_takes_no_time() -> None:
+    """Two references back to itself made 2**32 copies: a test recording one never ended."""
+    loop: dict[str, object] = {}
+    loop["left"] = loop["right"] = loop
+    root = Node("root")
+    root.children.append(Node("child", parent=root))
+
+    converted = jsonable({"loop": loop, "tree": root})
+
+    loop_text, tree_text = json.dumps(converted["loop"]), json.dumps(converted["tree"])
+    assert '"<cycle: dict>"' in loop_text and len(loop_text) < 100_000
+    assert tree_text.startswith('{"name": "root", "parent": null, "children": [{"name": "child"')
+    assert '"<cycle: list>"' in tree_text  # (the root's children, met again under the child)
+
+
+def test_a_graph_sharing_its_nodes_is_cut_not_copied_per_path() -> None:
+    shared: object = "leaf"
+    for _ in range(40):
+        shared = [shared, shared]  # 2**40 paths to the leaf
+
+    text = json.dumps(jsonable(shared))
+
+    assert "<truncated: more than 1,000 values>" in text
+    assert len(text) < 5_000_000
 
 
 @pytest.mark.parametrize(
