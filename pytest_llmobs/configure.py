@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from pytest_llmobs.governance import (
     GovernanceError,
     build_governance,
     checked_maskers,
+    load_masker,
 )
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.prompts import PromptRegistry
@@ -24,17 +26,17 @@ from pytest_llmobs.redaction import Masker
 from pytest_llmobs.run import NO_RESULT, RunRecorder
 from pytest_llmobs.run_environment import default_run_name, environment, new_run_id
 from pytest_llmobs.session import SessionState
-from pytest_llmobs.settings import Settings
-from pytest_llmobs.settings_read import read_settings
+from pytest_llmobs.settings import OPTIONS, Settings
+from pytest_llmobs.settings_read import ini_where, read_settings, where
 from pytest_llmobs.stash import WORKER_RUN_ID, is_xdist_worker
 from pytest_llmobs.store import Store, StoreError
-from pytest_llmobs.thresholds import ThresholdError, parse_threshold
+from pytest_llmobs.thresholds import Threshold, ThresholdError, parse_threshold
 
 
-def run_id_taken(run_id: str, store: Store) -> str:
-    """The usage error of a ``--llm-run-id`` the store already holds."""
+def run_id_taken(run_id: str, store: Store, source: str = "--llm-run-id") -> str:
+    """The usage error of a run id (given by ``source``) the store already holds."""
     return (
-        f"--llm-run-id: run {run_id!r} is already in {store.path or 'the store'}; "
+        f"{source}: run {run_id!r} is already in {store.path or 'the store'}; "
         "each shard records its part in its own store, and 'llmobs merge' combines "
         "their exports"
     )
@@ -54,11 +56,11 @@ def resolve_models(config: pytest.Config, settings: Settings) -> tuple[Provider,
         try:
             provider = registry.resolve(settings.model)
         except (UnknownModelError, ConfigError) as exc:
-            raise pytest.UsageError(_about("--llm-model", exc)) from None
+            raise pytest.UsageError(_about(where(config, "llm_model"), exc)) from None
         try:
             judge = registry.resolve(settings.judge_model) if settings.judge_model else provider
         except (UnknownModelError, ConfigError) as exc:
-            raise pytest.UsageError(_about("--llm-judge-model", exc)) from None
+            raise pytest.UsageError(_about(where(config, "llm_judge_model"), exc)) from None
     return provider, judge
 
 
@@ -86,14 +88,11 @@ def build_state(config: pytest.Config) -> SessionState:
             prices_path=settings.prices_path,
         )
     except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(_from_where(config, str(exc))) from None
     evaluators = EvaluatorRegistry()
     hook = config.hook.pytest_llmobs_register_evaluators  # (and for conftests loaded later)
     hook.call_historic(kwargs={"registry": evaluators, "config": config})
-    try:
-        thresholds = [parse_threshold(t, source=src) for t, src in settings.thresholds]
-    except ThresholdError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    thresholds = _thresholds(config, settings)
     governance = _governance(config, settings)
     try:
         store = (
@@ -102,7 +101,7 @@ def build_state(config: pytest.Config) -> SessionState:
             else Store(None, governance=governance)
         )
     except StoreError as exc:
-        raise pytest.UsageError(f"--llm-store: {exc}") from None
+        raise pytest.UsageError(f"{where(config, 'llm_store')}: {exc}") from None
     with _closed_on_error(store):  # a usage error found after opening it
         if not is_xdist_worker(config):
             _resolve_baseline(config, settings, store)
@@ -110,7 +109,7 @@ def build_state(config: pytest.Config) -> SessionState:
         recorder = None
         if not is_xdist_worker(config):
             if settings.run_id and store.has_run(run_id) and not config.option.collectonly:
-                raise pytest.UsageError(run_id_taken(run_id, store))
+                raise pytest.UsageError(run_id_taken(run_id, store, where(config, "llm_run_id")))
             recorder = RunRecorder(
                 store=store,
                 name="",
@@ -126,7 +125,7 @@ def build_state(config: pytest.Config) -> SessionState:
                 settings.model, recorder.started_at
             )
             if not config.option.collectonly:
-                _refuse_name_clashes(settings, store, recorder)
+                _refuse_name_clashes(config, settings, store, recorder)
         return SessionState(
             settings=settings,
             run_id=run_id,
@@ -139,6 +138,28 @@ def build_state(config: pytest.Config) -> SessionState:
             evaluators=evaluators,
             governed_at=governance.revision,
         )
+
+
+def _from_where(config: pytest.Config, message: str) -> str:
+    """``message`` of a module that knows an option by its flag (``--llm-prices: ...``) naming
+    where the value came from instead (``llm_prices in /path/pytest.ini: ...``)."""
+    flag, sep, rest = message.partition(": ")
+    spec = next((spec for spec in OPTIONS if spec.flag == flag), None)
+    return f"{where(config, spec.ini)}: {rest}" if spec is not None and sep else message
+
+
+def _thresholds(config: pytest.Config, settings: Settings) -> list[Threshold]:
+    """The option's thresholds; a malformed one is a usage error naming where it was given.
+    (The run keeps the short source, ``ini llm_threshold``: a path would not travel.)"""
+    thresholds = []
+    for expression, source in settings.thresholds:
+        told = source if source.startswith("--") else ini_where(config, "llm_threshold")
+        try:
+            threshold = parse_threshold(expression, source=told)
+        except ThresholdError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        thresholds.append(dataclasses.replace(threshold, source=source))
+    return thresholds
 
 
 @contextlib.contextmanager
@@ -174,21 +195,22 @@ def _resolve_baseline(config: pytest.Config, settings: Settings, store: Store) -
                 raise BaselineError("cannot save a baseline with --llm-no-store")
             check_name(settings.save_baseline)
         except BaselineError as exc:
-            problem = f"--llm-save-baseline: {exc}"
+            problem = f"{where(config, 'llm_save_baseline')}: {exc}"
     if settings.baseline and problem is None:
+        source = where(config, "llm_baseline")
         try:
             baseline = resolve_baseline(settings.baseline, store=store, path=settings.baseline_path)
         except (BaselineError, StoreError) as exc:
-            problem = f"--llm-baseline: {exc}"
+            problem = f"{source}: {exc}"
         else:
-            problem = _unfinished_baseline(baseline.run)
+            problem = _unfinished_baseline(baseline.run, source)
             if problem is None:
                 config.stash[BASELINE_KEY] = baseline
     if problem is not None:
         raise pytest.UsageError(problem)
 
 
-def _unfinished_baseline(run: dict[str, Any]) -> str | None:
+def _unfinished_baseline(run: dict[str, Any], source: str) -> str | None:
     """Why ``run`` cannot be a baseline: interrupted, or still running (another session's, which
     ``latest`` may name). ``llmobs compare`` refuses such a run too; a gate must not pass on the
     items it happened to store."""
@@ -197,10 +219,12 @@ def _unfinished_baseline(run: dict[str, Any]) -> str | None:
     note, incomplete = status_note(run, "baseline")
     if not incomplete:
         return None
-    return f"--llm-baseline: {note}; compare against a finished run (its id, or a saved baseline)"
+    return f"{source}: {note}; compare against a finished run (its id, or a saved baseline)"
 
 
-def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder) -> None:
+def _refuse_name_clashes(
+    config: pytest.Config, settings: Settings, store: Store, recorder: RunRecorder
+) -> None:
     """A word names one run wherever a RUN is read: this run's id is no saved baseline's name,
     and the baseline it saves reads as no stored run nor as this one. (A run name may be a
     baseline's: the baseline comes first wherever a RUN is read.)"""
@@ -211,7 +235,8 @@ def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder
     problem = None
     if settings.run_id and store.get_baseline(settings.run_id) is not None:
         problem = (
-            f"--llm-run-id: {settings.run_id!r} is the name of a saved baseline in {store.path}; "
+            f"{where(config, 'llm_run_id')}: {settings.run_id!r} is the name of a saved baseline "
+            f"in {store.path}; "
             "a run id must not be one (the same word would name two runs); pick another id"
         )
     name = settings.save_baseline
@@ -224,7 +249,7 @@ def _refuse_name_clashes(settings: Settings, store: Store, recorder: RunRecorder
                     "baseline name must not read as a run; pick another name"
                 )
         except BaselineError as exc:
-            problem = f"--llm-save-baseline: {exc}"
+            problem = f"{where(config, 'llm_save_baseline')}: {exc}"
     if problem is not None:
         raise pytest.UsageError(problem)
 
@@ -234,7 +259,7 @@ def _governance(config: pytest.Config, settings: Settings) -> Governance:
     try:
         governance = build_governance(
             mode=settings.redact,
-            maskers=settings.redact_maskers,
+            extra=_maskers(config, settings.redact_maskers),
             trace_sample=settings.trace_sample,
             max_field_chars=settings.max_field_chars,
         )
@@ -251,6 +276,21 @@ def _governance(config: pytest.Config, settings: Settings) -> Governance:
     hook = config.hook.pytest_llmobs_register_maskers
     hook.call_historic(result_callback=add, kwargs={"config": config})
     return governance
+
+
+def _maskers(config: pytest.Config, references: Sequence[str]) -> list[Masker]:
+    """The ``--llm-redact-maskers`` imported and tried; a bad one is a usage error (naming the
+    ini key and file, or ``-o``, when it was given there)."""
+    given = config.getoption("llm_redact_maskers") or []
+    maskers = []
+    for reference in references:
+        try:
+            maskers += checked_maskers([load_masker(reference)])
+        except GovernanceError as exc:
+            if reference in given:  # as typed on the command line: the reference says which
+                raise pytest.UsageError(str(exc)) from None
+            raise pytest.UsageError(f"{ini_where(config, 'llm_redact_maskers')}: {exc}") from None
+    return maskers
 
 
 def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) -> None:

@@ -104,7 +104,8 @@ def find_dataset_file(name: str, directory: Path) -> Path:
     check_name(name)
     directory = Path(directory).absolute()
     if not directory.is_dir():
-        raise DatasetError(f"dataset {name!r} not found: directory {directory} does not exist")
+        problem = "is a file, not a directory" if directory.exists() else "does not exist"
+        raise DatasetError(f"dataset {name!r} not found: directory {directory} {problem}")
     found = [directory / f"{name}{ext}" for ext in EXTENSIONS]
     found = [path for path in found if path.is_file()]
     if len(found) > 1:

@@ -93,9 +93,12 @@ class SessionHooks:
                 state.recorder.begin()
             except sqlite3.IntegrityError:  # another session took the id since it was checked
                 from pytest_llmobs.configure import run_id_taken
+                from pytest_llmobs.settings_read import where
 
-                recorder = state.recorder
-                raise pytest.UsageError(run_id_taken(recorder.run_id, recorder.store)) from None
+                taken = run_id_taken(
+                    state.recorder.run_id, state.recorder.store, where(config, "llm_run_id")
+                )
+                raise pytest.UsageError(taken) from None
             except StoreError as exc:  # a damaged store: said before any test runs
                 raise pytest.UsageError(
                     f"--llm-store: {exc}; no test was run: move the store away (or pass "

@@ -62,12 +62,12 @@ def read_settings(config: pytest.Config) -> Settings:
     model = model.strip()
     if not model:
         raise pytest.UsageError(
-            f"{_where(config, 'llm_model')} is empty; expected a model such as mock-llm-v1"
+            f"{where(config, 'llm_model')} is empty; expected a model such as mock-llm-v1"
         )
     run_name = config.getoption("llm_run_name") or (config.getini("llm_run_name") or None)
     if run_name is not None and run_name.strip().lower() == "latest":
         raise pytest.UsageError(
-            f"{_where(config, 'llm_run_name')}: {run_name!r} is reserved: `llmobs show latest` "
+            f"{where(config, 'llm_run_name')}: {run_name!r} is reserved: `llmobs show latest` "
             "names the newest run, so no run could be found by this name; pick another, e.g. "
             "'nightly'"
         )
@@ -90,8 +90,8 @@ def read_settings(config: pytest.Config) -> Settings:
         run_name=run_name,
         store_dir=store_dir,
         thresholds=thresholds,
-        datasets_dir=resolve("llm_datasets_dir"),
-        prompts_dir=resolve("llm_prompts_dir"),
+        datasets_dir=_directory(config, "llm_datasets_dir", resolve),
+        prompts_dir=_directory(config, "llm_prompts_dir", resolve),
         rootdir=Path(config.rootpath),
         **_call_settings(config, resolve),
         judge_model=(
@@ -100,9 +100,9 @@ def read_settings(config: pytest.Config) -> Settings:
         baseline=baseline,
         baseline_path=baseline_path,
         save_baseline=_text(config, "llm_save_baseline"),
-        max_drop=_max_drop(_text(config, "llm_max_drop") or "0.0", _where(config, "llm_max_drop")),
+        max_drop=_max_drop(_text(config, "llm_max_drop") or "0.0", where(config, "llm_max_drop")),
         fail_on=_fail_on(config),
-        repeat=_repeat(_text(config, "llm_repeat") or "1", _where(config, "llm_repeat")),
+        repeat=_repeat(_text(config, "llm_repeat") or "1", where(config, "llm_repeat")),
         report_html=report_html,
         report_json=report_json,
         # Workers see the controller's options, so their reports carry the properties too.
@@ -136,7 +136,18 @@ def _run_id(config: pytest.Config) -> str | None:
     if cli is not None:
         return check_run_id(str(cli), "--llm-run-id")
     ini = str(config.getini("llm_run_id") or "").strip()
-    return check_run_id(ini, "llm_run_id") if ini else None
+    return check_run_id(ini, ini_where(config, "llm_run_id")) if ini else None
+
+
+def _directory(config: pytest.Config, ini_name: str, resolve: Callable[[str], Path]) -> Path:
+    """A directory option's path; a file given there is a usage error (a missing directory is
+    not, nor a file where the default would be: the suite may use none)."""
+    path = resolve(ini_name)
+    if _text(config, ini_name) and path.exists() and not path.is_dir():
+        raise pytest.UsageError(
+            f"{where(config, ini_name)}: {str(path)!r} is a file, not a directory"
+        )
+    return path
 
 
 def _report_path(
@@ -148,15 +159,15 @@ def _report_path(
     if not text:
         return None
     path = resolve(ini_name)
-    where = _where(config, ini_name)
+    origin = where(config, ini_name)
     if path.is_dir():
-        raise pytest.UsageError(f"{where}: {str(path)!r} is a directory; expected a file path")
+        raise pytest.UsageError(f"{origin}: {str(path)!r} is a directory; expected a file path")
     if os.path.basename(text) in ("", ".", ".."):
-        raise pytest.UsageError(f"{where}: {text!r} names a directory; expected a file path")
+        raise pytest.UsageError(f"{origin}: {text!r} names a directory; expected a file path")
     # said now, not after an hour of tests
     problem = _unwritable(path)
     if problem is not None:
-        raise pytest.UsageError(f"{where}: cannot write {str(path)!r}: {problem}")
+        raise pytest.UsageError(f"{origin}: cannot write {str(path)!r}: {problem}")
     return path
 
 
@@ -179,11 +190,11 @@ def _refuse_shared_report_files(config: pytest.Config, ours: dict[str, Path | No
     for ini_name, path in ours.items():
         if path is None:
             continue
-        where = _where(config, ini_name)
-        other = taken.setdefault(path.resolve(), where)
-        if other != where:
+        origin = where(config, ini_name)
+        other = taken.setdefault(path.resolve(), origin)
+        if other != origin:
             raise pytest.UsageError(
-                f"{where}: {str(path)!r} is also the file {other} writes; expected a file of "
+                f"{origin}: {str(path)!r} is also the file {other} writes; expected a file of "
                 "its own (the report written last would replace the other)"
             )
 
@@ -212,19 +223,22 @@ def _ini_flag(config: pytest.Config, ini_name: str) -> bool:
         return bool(config.getini(ini_name))
     except (ValueError, pytest.UsageError) as exc:  # (pytest 9 raises the latter)
         raise pytest.UsageError(
-            f"{_ini_where(config, ini_name)}: {exc}; expected true or false"
+            f"{ini_where(config, ini_name)}: {exc}; expected true or false"
         ) from None
 
 
-def _where(config: pytest.Config, ini_name: str) -> str:
-    """How to name an option in an error: its flag when given on the command line, else where
-    its ini value came from."""
-    if config.getoption(ini_name) is not None:
-        return "--" + ini_name.replace("_", "-")
-    return _ini_where(config, ini_name)
+def where(config: pytest.Config, ini_name: str) -> str:
+    """How to name an option in an error: its flag when given on the command line or not at
+    all (its default), else where its ini value came from."""
+    spec = next(s for s in OPTIONS if s.ini == ini_name)
+    source = ini_where(config, ini_name)
+    unset = config.getini(ini_name) in (None, "", [], spec.default)
+    if config.getoption(ini_name) is not None or (unset and not source.startswith("-o ")):
+        return spec.flag
+    return source
 
 
-def _ini_where(config: pytest.Config, ini_name: str) -> str:
+def ini_where(config: pytest.Config, ini_name: str) -> str:
     """Where an ini value came from: ``-o KEY`` (``--override-ini``), else the key and file."""
     overrides = config.getoption("override_ini", None) or []
     if any(str(o).partition("=")[0] == ini_name for o in overrides):
@@ -263,7 +277,7 @@ def _fail_on(config: pytest.Config) -> frozenset[str]:
     except pytest.UsageError as exc:
         if config.getoption("llm_fail_on") is not None:
             raise
-        raise pytest.UsageError(f"{exc} (given by {_ini_where(config, 'llm_fail_on')})") from None
+        raise pytest.UsageError(f"{exc} (given by {ini_where(config, 'llm_fail_on')})") from None
 
 
 def parse_fail_on(value: str) -> frozenset[str]:
@@ -311,15 +325,15 @@ def _call_settings(config: pytest.Config, resolve: Callable[[str], Path]) -> dic
     except ValueError:
         retries = -1
     if retries < 0:
-        where = _where(config, "llm_max_retries")
-        raise pytest.UsageError(f"{where} must be an integer >= 0; got {text!r}")
+        origin = where(config, "llm_max_retries")
+        raise pytest.UsageError(f"{origin} must be an integer >= 0; got {text!r}")
     mode = str(config.getoption("llm_cache") or config.getini("llm_cache") or "off")
     try:
         cache_mode = CacheMode.parse(mode)
     except ValueError:
         modes = ", ".join(m.value for m in CacheMode)
         raise pytest.UsageError(
-            f"{_where(config, 'llm_cache')}: {mode!r} is not a valid mode. Valid modes: {modes}."
+            f"{where(config, 'llm_cache')}: {mode!r} is not a valid mode. Valid modes: {modes}."
         ) from None
     prices = config.getoption("llm_prices") is not None or bool(config.getini("llm_prices"))
     return {
@@ -337,7 +351,7 @@ def _upload_settings(config: pytest.Config) -> dict[str, Any]:
     try:
         targets = tuple(parse_targets(_text(config, "llm_upload") or ""))
     except ExportError as exc:
-        raise pytest.UsageError(f"{_where(config, 'llm_upload')}: {exc}") from None
+        raise pytest.UsageError(f"{where(config, 'llm_upload')}: {exc}") from None
 
     def flag(name: str) -> bool:
         return bool(config.getoption(name)) or _ini_flag(config, name)
@@ -360,7 +374,7 @@ def _governance_settings(config: pytest.Config) -> dict[str, Any]:
             return kind(raw)
         except ValueError:
             expected = "an integer" if kind is int else "a number"
-            raise pytest.UsageError(f"{_where(config, name)}: {raw!r} is not {expected}") from None
+            raise pytest.UsageError(f"{where(config, name)}: {raw!r} is not {expected}") from None
 
     maskers = [str(m) for m in config.getini("llm_redact_maskers") if str(m).strip()]
     maskers += list(config.getoption("llm_redact_maskers") or [])
@@ -381,4 +395,4 @@ def _check_governance(config: pytest.Config, values: dict[str, Any]) -> None:
     problem = option_problem(values["redact"], values["trace_sample"], values["max_field_chars"])
     if problem is not None:
         name, why = problem
-        raise pytest.UsageError(f"{_where(config, name)}: {why}")
+        raise pytest.UsageError(f"{where(config, name)}: {why}")

@@ -598,3 +598,29 @@ def test_deleting_a_run_drops_its_baseline(tmp_path: Path) -> None:
         assert store.get_baseline("main") is None
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("llm_baseline = good", "llm_baseline in {ini}: baseline run * is incomplete: *"),
+        ("llm_save_baseline = good", "llm_save_baseline in {ini}: baseline name 'good' is the *"),
+        ("llm_run_id = nightly", "llm_run_id in {ini}: 'nightly' is the name of a saved baseline*"),
+        ("llm_run_id = first", "llm_run_id in {ini}: run 'first' is already in *"),
+    ],
+)
+def test_a_clash_with_the_store_names_the_ini_key_and_file(
+    project: pytest.Pytester, runs: Runs, line: str, message: str
+) -> None:
+    # (before: the flag was named, as if the value had been given on the command line)
+    project.runpytest("--llm-run-name=good", "--llm-run-id=first").assert_outcomes(passed=4)
+    assert llmobs(project.path, "baseline", "save", "nightly")[0] == 0
+    with contextlib.closing(sqlite3.connect(runs.db())) as db, db:
+        db.execute("UPDATE runs SET status = 'interrupted' WHERE id = 'first'")
+    ini = project.makeini(f"[pytest]\n{line}\n")
+
+    result = project.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: " + message.format(ini=ini)])
+    assert [r["id"] for r in runs.list()] == ["first"]

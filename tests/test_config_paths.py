@@ -288,6 +288,21 @@ def test_cli_output_ending_in_a_slash_is_a_usage_error(
             "llm_report = out/",
             "llm_report in {ini}: 'out/' names a directory; expected a file path",
         ),
+        ("llm_model = gpt4", "llm_model in {ini}: unknown model 'gpt4'; known models: *"),
+        ("llm_judge_model = nope", "llm_judge_model in {ini}: unknown model 'nope'; *"),
+        ("llm_prices = prices.json", "llm_prices in {ini}: cannot read '*prices.json': *"),
+        ("llm_baseline = main", "llm_baseline in {ini}: unknown baseline 'main': *"),
+        ("llm_save_baseline = latest", "llm_save_baseline in {ini}: * 'latest' is reserved: *"),
+        ("llm_store = tox.ini", "llm_store in {ini}: {ini} is a file; the store needs a directory"),
+        ("llm_run_id = a b", "llm_run_id in {ini}: invalid run id 'a b'; *"),
+        ("llm_threshold = p >= x", "invalid threshold 'p >= x' (from llm_threshold in {ini}): *"),
+        ("llm_redact_maskers = nomod:f", "llm_redact_maskers in {ini}: masker 'nomod:f' cannot *"),
+        ("llm_datasets_dir = tox.ini", "llm_datasets_dir in {ini}: '{ini}' is a file, not a *"),
+        ("llm_prompts_dir = tox.ini", "llm_prompts_dir in {ini}: '{ini}' is a file, not a *"),
+        (
+            "llm_cache = read\nllm_cache_dir = tox.ini",
+            "llm_cache_dir in {ini}: *'{ini}' is a file; expected the cache's directory",
+        ),
     ],
 )
 def test_a_bad_ini_value_names_its_key_and_file(
@@ -311,6 +326,30 @@ def test_a_bad_override_ini_value_names_the_override(pytester: pytest.Pytester) 
 
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: -o llm_repeat must be a positive integer; got 'zero'"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-o", "llm_model=nope"], "-o llm_model: unknown model 'nope'; known models: *"),
+        (["-o", "llm_prices=x.json"], "-o llm_prices: cannot read '*x.json': *"),
+        (["-o", "llm_threshold=p >= x"], "invalid threshold 'p >= x' (from -o llm_threshold): *"),
+        (["--llm-model=nope"], "--llm-model: unknown model 'nope'; known models: *"),
+        (["--llm-prices=x.json"], "--llm-prices: cannot read '*x.json': *"),
+        (["--llm-run-id=a b"], "--llm-run-id: invalid run id 'a b'; *"),
+    ],
+)
+def test_a_bad_override_or_flag_value_names_it(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    # (before: -o llm_model=... and -o llm_prices=... were said to be --llm-model, --llm-prices)
+    pytester.makeini("[pytest]\nllm_model = mock-llm-v1\nllm_run_id = ci-1\n")
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    result = pytester.runpytest(*args)
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: " + message])
 
 
 # --- 6. numbers in native TOML --------------------------------------------------------------

@@ -768,14 +768,14 @@ def test_without_a_judge_model_the_run_model_judges(pytester: pytest.Pytester, r
 
 
 @pytest.mark.parametrize(
-    ("ini", "args"),
+    ("ini", "args", "where"),
     [
-        pytest.param(None, ["--llm-judge-model=no-such-judge"], id="option"),
-        pytest.param("no-such-judge", [], id="ini"),
+        pytest.param(None, ["--llm-judge-model=no-such-judge"], "--llm-judge-model", id="option"),
+        pytest.param("no-such-judge", [], "llm_judge_model in *tox.ini", id="ini"),
     ],
 )
 def test_unknown_judge_model_is_a_usage_error(
-    pytester: pytest.Pytester, ini: str | None, args: list[str]
+    pytester: pytest.Pytester, ini: str | None, args: list[str], where: str
 ) -> None:
     if ini is not None:
         pytester.makeini(f"[pytest]\nllm_judge_model = {ini}\n")
@@ -785,7 +785,7 @@ def test_unknown_judge_model_is_a_usage_error(
 
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: --llm-judge-model: unknown model 'no-such-judge'; known models: mock-llm-v1*"]
+        [f"ERROR: {where}: unknown model 'no-such-judge'; known models: mock-llm-v1*"]
     )
     assert not (pytester.path / ".llmobs").exists()
 

@@ -1543,3 +1543,32 @@ def test_a_dataset_gated_on_part_of_its_items_says_how_many_ran(
         assert "of its" not in header
         assert "of its" not in html
         assert "of its" not in rescored.getvalue()
+
+
+def test_a_datasets_directory_that_is_a_file_is_said_to_be_one(pytester: pytest.Pytester) -> None:
+    # (before: "directory .../datasets does not exist", of a path that exists)
+    (pytester.path / "datasets").write_text("", encoding="utf-8")
+    pytester.makepyfile(
+        test_file_dir=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals")
+            def test_capital(item):
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    directory = (pytester.path / "datasets").resolve()
+    result.stdout.fnmatch_lines(
+        [
+            exact(
+                f"test_file_dir.py::test_capital: dataset 'capitals' not found: directory "
+                f"{directory} is a file, not a directory"
+            )
+        ]
+    )

@@ -447,7 +447,7 @@ def test_invalid_run_id_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytest
     result = pytester.runpytest()
 
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: llm_run_id: invalid run id 'a b'; *"])
+    result.stderr.fnmatch_lines(["ERROR: llm_run_id in *tox.ini: invalid run id 'a b'; *"])
 
 
 def test_run_id_already_in_the_store_is_a_usage_error(

@@ -446,7 +446,7 @@ def test_malformed_threshold_on_the_command_line_is_a_usage_error(
 
 
 def test_malformed_threshold_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nllm_threshold = pass_rate >= most\n")
+    ini = pytester.makeini("[pytest]\nllm_threshold = pass_rate >= most\n")
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
     result = pytester.runpytest()
@@ -455,7 +455,8 @@ def test_malformed_threshold_in_the_ini_file_is_a_usage_error(pytester: pytest.P
     result.stderr.fnmatch_lines(
         [
             glob.escape(
-                f"ERROR: invalid threshold 'pass_rate >= most' (from ini llm_threshold): {SYNTAX}"
+                f"ERROR: invalid threshold 'pass_rate >= most' (from llm_threshold in {ini}): "
+                f"{SYNTAX}"
             )
         ]
     )
