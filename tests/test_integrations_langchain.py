@@ -392,6 +392,8 @@ def test_as_langchain_sends_tool_turns_and_image_parts_in_the_chat_format(
     ]
     with pytest.raises(NotImplementedError, match=r"does not support tool calling \(bind_tools\)"):
         mock_llm.as_langchain().bind_tools([])
+    with pytest.raises(NotImplementedError, match=r"does not support structured output \(with_"):
+        mock_llm.as_langchain().with_structured_output(dict)
 
 
 def test_as_langchain_model_errors_mark_the_handlers_generation() -> None:

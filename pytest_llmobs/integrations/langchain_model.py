@@ -108,6 +108,14 @@ class LLMObsChatModel(BaseChatModel):
             "text; call llm.generate(messages, tools=[...]) to test tool calls"
         )
 
+    def with_structured_output(self, schema: Any = None, **kwargs: Any) -> Any:
+        """Not supported either (LangChain's default would call `bind_tools`)."""
+        raise NotImplementedError(
+            "llm.as_langchain() does not support structured output (with_structured_output): "
+            "its answers are text; call llm.generate(messages, response_format=...) to test "
+            "structured answers"
+        )
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "pytest-llmobs"
