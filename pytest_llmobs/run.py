@@ -356,7 +356,7 @@ class RunRecorder:
         stored = len(self._summaries) - len(self._refused)
         return (
             f"the store failed ({self.store_failure}): {stored} of {len(self._summaries)} items "
-            "stored; the figures above count them all"
+            "stored; the run's figures count them all"
             + ("; run evaluators were not run" if self.run_evaluators else "")
         )
 

@@ -162,7 +162,7 @@ def test_reports_and_the_comparison_hold_the_items_a_failing_store_refused(
     assert written["status"] == "failed"
     assert written["errors"] == [
         f"the store failed ({pytester.path / '.llmobs' / 'llmobs.db'}: database or disk is "
-        "full): 1 of 3 items stored; the figures above count them all"
+        "full): 1 of 3 items stored; the run's figures count them all"
     ]
     assert written["comparison"]["matched"] == 3
     assert "test_store.py::test_after" in (pytester.path / "run.html").read_text("utf-8")

@@ -616,7 +616,7 @@ def test_a_store_that_breaks_mid_session_fails_the_run_without_losing_the_sessio
         [
             "*accuracy  mean 0.500*n=3*",
             "*ERROR the store failed (*llmobs.db: no such table: items): 1 of 3 items stored;"
-            " the figures above count them all",
+            " the run's figures count them all",
         ]
     )
     # the file holds the items the store refused, and says which it cannot give back
@@ -688,6 +688,6 @@ def test_a_store_that_refuses_only_the_summary_fails_the_run_saying_so(
         [
             "*accuracy  mean 0.750*n=2*",
             "*ERROR the store failed (*llmobs.db: no such table: runs): 2 of 2 items stored;"
-            " the figures above count them all",
+            " the run's figures count them all",
         ]
     )
