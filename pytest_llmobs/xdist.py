@@ -130,6 +130,11 @@ class XdistHooks:
                 f"collecting: {why}"
                 for why, ids in self.down_early.items()
             )
+            if state.interrupted:  # (not "not run", which the others that had no result read)
+                for worker, node_id in self.running:
+                    state.recorder.note_lost(
+                        node_id, f"no result: the session was interrupted while {worker} ran it"
+                    )
 
 
 def _dataset_item(state: SessionState, started: dict[str, Any]) -> DatasetItem | None:

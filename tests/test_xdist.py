@@ -283,6 +283,38 @@ def test_a_worker_dying_before_the_tests_setup_report_lists_it_as_missing(
     assert re.fullmatch(r"worker 'gw\d+' crashed while running it", missing["reason"])
 
 
+def test_ctrl_c_under_xdist_says_which_tests_were_running_not_that_they_never_ran(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeconftest(
+        """
+        import os
+        import pytest
+
+        @pytest.hookimpl(trylast=True)  # (after the plugin noted that it runs)
+        def pytest_runtest_logreport(report):
+            on_controller = not os.environ.get("PYTEST_XDIST_WORKER")
+            if on_controller and report.when == "setup" and report.nodeid.endswith("test_slow"):
+                raise KeyboardInterrupt  # Ctrl-C while a worker runs test_slow
+        """
+    )
+    pytester.makepyfile(
+        test_stop="""
+        def test_slow():
+            pass  # (its later reports are never read: the controller stops on its setup)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-n", "1", "-p", "no:cacheprovider")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    (missing,) = runs.latest()["missing"]
+    assert missing == {
+        "node_id": "test_stop.py::test_slow",
+        "reason": "no result: the session was interrupted while gw0 ran it",
+    }
+
+
 def test_a_crash_rescheduled_for_a_rerun_does_not_drop_the_next_attempt(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
