@@ -48,7 +48,8 @@ def classify_score_value(name: str, value: object) -> tuple[ScoreValue, ScoreDat
                 f"score {name!r}: value must be a finite number (at most about 1.8e308); "
                 f"got {shown}"
             )
-        return (int(value) if isinstance(value, numbers.Integral) else number), "NUMERIC"
+        # (-0.0 + 0.0 is 0.0: a signed zero read "-0.0" here, "0" there, "-0.000" in a CI)
+        return (int(value) if isinstance(value, numbers.Integral) else number + 0.0), "NUMERIC"
     if isinstance(value, str):
         return value, "CATEGORICAL"
     raise ScoreError(

@@ -967,6 +967,7 @@ def test_derived_ids_are_deterministic_hex() -> None:
         (np.int64(7), 7, "NUMERIC"),
         ("good", "good", "CATEGORICAL"),
         ("", "", "CATEGORICAL"),
+        (-0.0, 0.0, "NUMERIC"),  # (read "-0.0", "0" and "-0.000–-0.000" in three outputs)
     ],
 )
 def test_classify_score_value(value: object, expected: object, data_type: str) -> None:
@@ -974,6 +975,7 @@ def test_classify_score_value(value: object, expected: object, data_type: str) -
     assert kind == data_type
     assert checked == expected
     assert type(checked) is type(expected)
+    assert str(checked) == str(expected)
 
 
 FINITE = "score 'quality': value must be a finite number (at most about 1.8e308)"
