@@ -128,7 +128,9 @@ def key_text(key: Any) -> str:
     try:
         if isinstance(key, str):
             return str.__str__(key)
-        if isinstance(key, int) and not isinstance(key, bool):
+        if isinstance(key, bool) or key is None:  # as json.dumps writes them
+            return "null" if key is None else "true" if key else "false"
+        if isinstance(key, int):
             return int_text(int.__int__(key))
         text = str(key)
         return str.__str__(text)

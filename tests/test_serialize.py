@@ -135,5 +135,11 @@ def test_an_integer_key_too_long_to_print_becomes_its_digits() -> None:
     assert jsonable({10**5000: "x", 7: "y", True: "z"}) == {
         "1" + "0" * 5000: "x",
         "7": "y",
-        "True": "z",
+        "true": "z",
     }
+
+
+def test_keys_none_true_and_false_read_as_json_writes_them() -> None:
+    assert jsonable({None: 1, True: 2, False: 3}) == json.loads(
+        json.dumps({None: 1, True: 2, False: 3})
+    )
