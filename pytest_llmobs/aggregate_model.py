@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmobs.aggregate_names import JUDGE_GENERATION_PREFIX, KIND_CLASH, LABEL_EXPECTED
-from pytest_llmobs.providers.base import cost_value, token_count
+from pytest_llmobs.providers.base import MAX_TOKEN_COUNT, cost_value, token_count
 
 
 @dataclass(slots=True)
@@ -141,6 +141,8 @@ def _generation_figures(
 def _latency(value: object) -> float | None:
     """The latency a provider measured (``metadata.latency_ms``); None for anything else a
     test may have put under that key ("fast"), so the span's own times count instead."""
+    if type(value) is float:  # (what the providers record: no call for it)
+        return value if 0.0 <= value < math.inf else None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             latency = float(value)
@@ -153,6 +155,8 @@ def _latency(value: object) -> float | None:
 def _count(value: object) -> int | None:
     """A stored token count, or None (unknown) for what is not one: `Observation.update`
     refuses such counts, but a run recorded by an older version may hold one."""
+    if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:  # (the common case, at once)
+        return value
     try:
         return token_count(value, "usage")
     except ValueError:
@@ -160,6 +164,8 @@ def _count(value: object) -> int | None:
 
 
 def _cost(value: object) -> float | None:
+    if value is None or (type(value) is float and 0.0 <= value < math.inf):
+        return value
     try:
         return cost_value(value, "cost")
     except ValueError:
