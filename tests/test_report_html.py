@@ -702,6 +702,18 @@ def test_comparison_shows_deltas_intervals_and_what_changed() -> None:
     assert "future field something new" in text  # unknown keys are still shown
 
 
+def test_an_incomplete_comparison_reads_as_a_failed_gate_saying_why() -> None:
+    note = "compared run x is incomplete: interrupted (Ctrl-C, killed or crashed), 2 item(s) stored"
+    comparison = {**COMPARISON, "verdict": "incomplete run", "regressions": 0, "incomplete": [note]}
+    run = {**_synthetic_run(1, failed=set()), "comparison": comparison}
+
+    page = render_html(run)
+    text = " ".join(" ".join(parse(page).text).split())
+
+    assert '<span class="badge regressed">incomplete run</span>' in page
+    assert f"verdict incomplete run incomplete {note} regressions 0 fail the gate" in text
+
+
 def test_comparison_p_values_read_as_in_the_terminal() -> None:
     """A significant p-value is ``p=1.2e-04`` (as ``McNemar p=1.2e-04`` in the terminal), not
     ``p=0.000``."""

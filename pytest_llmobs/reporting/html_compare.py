@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.compare.model import fmt_p
-from pytest_llmobs.reporting.html_text import as_text, clipped, esc, number, short
+from pytest_llmobs.reporting.html_text import as_text, clipped, esc, marked, number, short
 from pytest_llmobs.reporting.svg import interval_mark
 
 _MAX_ROWS = 500
 
-_BAD = frozenset({"regressed", "regression", "worse", "fail", "failed", "degraded", "lost"})
+_BAD = frozenset(
+    {"regressed", "regression", "worse", "fail", "failed", "degraded", "lost", "incomplete run"}
+)
 _GOOD = frozenset({"improved", "improvement", "better", "pass", "passed", "gained", "fixed"})
 
 
@@ -71,6 +73,9 @@ def _headline(comparison: Mapping[str, Any]) -> str:
     if verdict is not None:
         css = verdict_class(verdict)
         pairs.append(("verdict", f'<span class="badge {css}">{esc(verdict)}</span>'))
+    incomplete = comparison.get("incomplete")
+    if isinstance(incomplete, list) and incomplete:  # why no gate passes on it
+        pairs.append(("incomplete", "<br>".join(marked(str(note)) for note in incomplete)))
     regressions = comparison.get("regressions")
     if isinstance(regressions, int) and not isinstance(regressions, bool):
         if comparison.get("enforced") is False:  # --llm-fail-on left regressions out
