@@ -80,6 +80,11 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    """The public names too (loaded lazily, so not in the module's dict), for completion."""
+    return sorted({*globals(), *__all__})
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

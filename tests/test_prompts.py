@@ -73,6 +73,7 @@ def test_public_names_are_reexported() -> None:
     # (the errors and the protocol the README and docs name, importable where the rest is)
     assert (pytest_llmobs.JudgeError, pytest_llmobs.ProviderError) == (JudgeError, ProviderError)
     assert pytest_llmobs.Provider is Provider
+    assert set(pytest_llmobs.__all__) <= set(dir(pytest_llmobs))  # (completion in notebooks)
     assert pytest_llmobs.Prompt is Prompt
     assert pytest_llmobs.CompiledPrompt is CompiledPrompt
     assert pytest_llmobs.PromptError is PromptError
