@@ -153,7 +153,7 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
     """The whole summary as lines of text."""
     marks = _marks(encoding)
     lines = [
-        f"run {result.run_id}  name {result.name!r}  model {printable(result.model) or "(none)"}"
+        f"run {result.run_id}  name {result.name!r}  model {printable(result.model) or '(none)'}"
         f"  -> {result.status}"
     ]
     lines.append(
