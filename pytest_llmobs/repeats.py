@@ -27,7 +27,7 @@ import pytest
 from pytest_llmobs.aggregate_model import Aggregate, strip_repeat_id
 from pytest_llmobs.aggregate_names import ALL_ITEMS, KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.reporting.printable import printable
-from pytest_llmobs.safe_stats import clamp, mean_of, std_of
+from pytest_llmobs.safe_stats import mean_of, variance_of
 
 REPEAT_ARGNAME = "_llmobs_repeat"
 """The hidden parametrized argument holding the repeat index."""
@@ -99,11 +99,15 @@ class RepeatTracker:
             return
         repeat = int(item.get("repeat") or 0)
         key = (str(dataset), str(item_id), strip_repeat_id(str(item["node_id"]), repeat))
+        verdict = item_verdict(item)
         self._cases.setdefault(key, []).append(
             _Case(
                 repeat,
-                item_verdict(item),
-                {name: tuple(values) for name, values in item_scores(item).items()},
+                verdict,
+                # (a skipped or xfailed repeat's scores stay out, as of the score's aggregates)
+                {name: tuple(values) for name, values in item_scores(item).items()}
+                if verdict is not None
+                else {},
             )
         )
 
@@ -176,8 +180,7 @@ class RepeatTracker:
 
 
 def _sample_variance(values: list[float]) -> float:
-    std = std_of(values, mean_of(values))
-    return clamp(std * std)  # (no overflow for finite scores, however large)
+    return variance_of(values, mean_of(values))
 
 
 def repeat_lines(summary: Mapping[str, Any] | None) -> list[str]:

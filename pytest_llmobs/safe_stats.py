@@ -41,15 +41,29 @@ def clamp(value: float) -> float:
 
 
 def mean_of(values: Sequence[float]) -> float:
-    """The mean of finite ``values``, without overflow however large they are."""
+    """The mean of finite ``values``, without overflow however large they are, and never
+    outside their range: the division rounds a second time, and nine scores of 0.9 averaged
+    0.8999999999999999, which failed ``mean >= 0.9`` beside ``min >= 0.9``."""
     scale = overflow_scale(values)
-    return clamp(math.fsum(v / scale for v in values) / len(values) * scale)
+    mean = clamp(math.fsum(v / scale for v in values) / len(values) * scale)
+    return min(max(mean, min(values)), max(values))
 
 
 def total_of(values: Sequence[float]) -> float:
     """The sum of finite ``values``; a sum beyond the float limit is clamped to it."""
     scale = overflow_scale(values)
     return clamp(math.fsum(v / scale for v in values) * scale)
+
+
+def variance_of(values: Sequence[float], mean: float) -> float:
+    """The sample variance (0 for one value), without overflow; not `std_of` squared, which
+    rounds twice (the variance of 1 and 0 read 0.5000000000000001)."""
+    if len(values) < 2:
+        return 0.0
+    scale = overflow_scale(values)
+    centre = mean / scale
+    squares = math.fsum((v / scale - centre) ** 2 for v in values)
+    return clamp(squares / (len(values) - 1) * scale * scale)
 
 
 def std_of(values: Sequence[float], mean: float) -> float:

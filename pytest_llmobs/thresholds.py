@@ -22,6 +22,11 @@ from pytest_llmobs.aggregates import MIN_BOOTSTRAP_SAMPLES
 _INTERVAL_FIELDS = frozenset({"ci_low", "ci_high"})
 
 
+def holds(threshold: Threshold, value: float) -> bool:
+    """Whether ``value`` meets ``threshold``'s comparison."""
+    return _OPERATORS[threshold.op](value, threshold.limit)
+
+
 def _unscored(name: str, group: Mapping[str, Any]) -> str:
     """`` (no item recorded a score 'accuracy')`` when ``name`` is an aggregate of a score of
     which the group has none (a run stopped before any item scored, or a misspelt name)."""
@@ -231,6 +236,6 @@ def evaluate(
                 continue
             results.append(ThresholdResult(threshold, None, 0, passed=False, error=str(exc)))
             continue
-        passed = _OPERATORS[threshold.op](observed, threshold.limit)
+        passed = holds(threshold, observed)
         results.append(ThresholdResult(threshold, observed, n, passed))
     return results

@@ -22,7 +22,7 @@ from pytest_llmobs.aggregate_model import (
 )
 from pytest_llmobs.aggregate_names import ALL_ITEMS
 from pytest_llmobs.aggregates import compute_aggregates, group_aggregates, numeric_aggregates
-from pytest_llmobs.evaluators.run_level import bootstrap_mean_interval, wilson_interval
+from pytest_llmobs.evaluators.run_level import wilson_interval
 from pytest_llmobs.safe_stats import percentile
 
 if TYPE_CHECKING:
@@ -124,13 +124,13 @@ def test_repeats_do_not_narrow_intervals_without_new_items() -> None:
     once = group_aggregates([summary(i, v, 0) for i, v in enumerate(verdicts)])
     thrice = group_aggregates([summary(i, v, r) for r in range(3) for i, v in enumerate(verdicts)])
 
-    per_item = bootstrap_mean_interval([float(v) for v in verdicts])
+    per_item = wilson_interval(2, 5)  # over the five items, whatever their repeats
     for name in ("pass_rate", "mean_accuracy"):
         assert thrice[name].value == once[name].value == 0.4
         assert thrice[name].n == 15  # every value is still counted
-        low, high = thrice[name].field("ci_low"), thrice[name].field("ci_high")
-        assert (low, high) == (per_item.low, per_item.high)  # resampled by item, not by repeat
-    assert once["pass_rate"].field("ci_low") == wilson_interval(2, 5).low  # no repeats: as before
+        for run in (once, thrice):
+            low, high = run[name].field("ci_low"), run[name].field("ci_high")
+            assert (low, high) == (per_item.low, per_item.high)
 
 
 def test_group_counts_outcomes_and_pass_rate_ignores_skipped() -> None:
@@ -432,3 +432,21 @@ def test_stored_figures_that_are_not_counts_are_unknown_not_a_crash(
     assert (tokens_in, tokens_out) == (None, None)
     assert cost is None
     assert latency == 250.0  # the span's own times, when the recorded latency is not one
+
+
+@pytest.mark.parametrize(("value", "count"), [(0.9, 9), (0.7, 3), (0.7, 6), (0.1, 43), (0.2, 6)])
+def test_the_mean_of_equal_scores_is_that_score_and_their_spread_is_zero(
+    value: float, count: int
+) -> None:
+    """fsum(values) / n rounded nine 0.9s to 0.8999999999999999: `mean >= 0.9` failed beside
+    `min >= 0.9`, outside its own interval."""
+    named = {a.name: a for a in numeric_aggregates("q", [value] * count)}
+
+    assert named["mean_q"].value == value
+    assert named["std_q"].value == 0.0
+
+
+def test_a_variance_is_not_a_rounded_square() -> None:
+    from pytest_llmobs.safe_stats import variance_of
+
+    assert variance_of([1.0, 0.0], 0.5) == 0.5  # (std squared gave 0.5000000000000001)

@@ -266,3 +266,30 @@ def test_a_repeat_the_session_stopped_in_is_no_verdict_on_the_model(
     result.stdout.fnmatch_lines(["*flaky_rate <= 0  observed 0 (n=*)"])
     assert "flaky capitals/" not in result.stdout.str()
     assert run["comparison"]["flips"] == []
+
+
+def test_a_skipped_or_xfailed_repeats_scores_stay_out_of_the_repeat_variance(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_capitals=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", repeat=2)
+            def test_capital(item, scorer, request):
+                if request.node.name.endswith("-r1]"):
+                    scorer.score("q", 0.0)
+                    pytest.xfail("a known failure")
+                scorer.score("q", 1.0)
+            """
+        )
+    )
+
+    pytester.runpytest()
+
+    group = runs.aggregates(runs.latest(), "capitals")
+    assert group["mean_q"]["value"] == 1.0  # the xfailed repeats' scores stay out, as here
+    # no item has two counted repeats: no variance (it was 0.5, from the xfailed ones)
+    assert "mean_repeat_variance_q" not in group

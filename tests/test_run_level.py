@@ -409,7 +409,7 @@ def test_items_without_generations_have_no_latency_or_token_aggregates() -> None
     assert not {n for n in named if "latency" in n or "tokens" in n or n == "generations"}
 
 
-def test_one_numeric_value_or_one_repeated_case_has_no_interval() -> None:
+def test_one_numeric_value_has_no_interval_one_repeated_boolean_case_has_wilsons() -> None:
     one = compute_aggregates([summary(scores=[("s", "NUMERIC", 0.9)])])["qa"]
     repeats = [
         ItemSummary("qa", "passed", [("ok", "BOOLEAN", False)], case="t.py::t[a]") for _ in "ab"
@@ -417,7 +417,9 @@ def test_one_numeric_value_or_one_repeated_case_has_no_interval() -> None:
     repeated = compute_aggregates(repeats)["qa"]
 
     assert one["mean_s"].fields() == []
-    assert repeated["mean_ok"].fields() == [] and repeated["pass_rate"].fields() == []
+    # one case, as without repeats: Wilson's interval from one item
+    assert interval_of(repeated["mean_ok"]) == pytest.approx(wilson(0, 1))
+    assert interval_of(repeated["pass_rate"]) == pytest.approx(wilson(1, 1))
     two = compute_aggregates([summary(scores=[("s", "NUMERIC", v)]) for v in (0.8, 1.0)])["qa"]
     assert two["mean_s"].fields() == ["ci_high", "ci_low"]
 

@@ -479,3 +479,15 @@ def test_malformed_threshold_in_the_marker_is_a_usage_error_and_stores_no_run(
         ]
     )
     assert runs.list() == []
+
+
+def test_a_verdict_the_rounded_figure_would_contradict_shows_every_digit() -> None:
+    from pytest_llmobs.reporting.terminal import threshold_line
+    from pytest_llmobs.thresholds import ThresholdResult
+
+    threshold = parse_threshold("labs: f1_macro >= 0.548")
+    failed = ThresholdResult(threshold, 0.5476, 8, passed=False)
+    clear = ThresholdResult(threshold, 0.3, 8, passed=False)
+
+    assert threshold_line(failed, ("✓", "✗")).endswith("observed 0.5476 (n=8)")  # not 0.548
+    assert threshold_line(clear, ("✓", "✗")).endswith("observed 0.300 (n=8)")

@@ -30,8 +30,9 @@ class Interval:
     method: str
 
 
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> Interval:
-    """The Wilson score interval for a proportion of ``successes`` out of ``n``."""
+def wilson_interval(successes: float, n: int, z: float = Z_95) -> Interval:
+    """The Wilson score interval for a proportion of ``successes`` out of ``n`` (a share of a
+    success counts: an item whose repeats passed half the time adds 0.5)."""
     if n <= 0:
         raise ValueError("wilson_interval needs n >= 1")
     if not 0 <= successes <= n:

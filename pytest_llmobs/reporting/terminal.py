@@ -9,7 +9,7 @@ from pytest_llmobs.aggregate_model import Aggregate
 from pytest_llmobs.aggregate_names import ALL_ITEMS
 from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.run_result import RunResult
-from pytest_llmobs.thresholds import ThresholdResult
+from pytest_llmobs.thresholds import ThresholdResult, holds
 
 WriteLine = Callable[..., None]
 
@@ -146,7 +146,18 @@ def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
         if not result.evaluated:  # every item of its dataset skipped: neither pass nor fail
             return f"  {'–' if mark == '✓' else '-'} {expression}  {error}"
         return f"  {mark} {expression}  ERROR: {error}"
-    return f"  {mark} {expression}  observed {format_number(result.observed)} (n={result.n})"
+    shown = format_number(result.observed)
+    if result.observed is not None and _reads_otherwise(result, shown):
+        shown = repr(result.observed)  # 0.5476 shown as 0.548 failing `>= 0.548`: every digit
+    return f"  {mark} {expression}  observed {shown} (n={result.n})"
+
+
+def _reads_otherwise(result: ThresholdResult, shown: str) -> bool:
+    """Whether the rounded figure shown would meet the threshold the other way."""
+    try:
+        return holds(result.threshold, float(shown)) != result.passed
+    except ValueError:
+        return False
 
 
 def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[str]:
