@@ -109,6 +109,7 @@ def result_from_run(run: Mapping[str, Any], store_path: Path | None = None) -> R
         missing=[dict(entry) for entry in run.get("missing") or []],
         fail_on=tuple(run.get("fail_on", FAIL_POLICIES)),  # stored when not the default
         partial_datasets=partial_datasets_from_dict(run.get("partial_datasets")),
+        repeats=run.get("repeats") if isinstance(run.get("repeats"), dict) else None,
         run_evaluator_aggregates={
             str(group): [str(name) for name in names]
             for group, names in (run.get("run_evaluator_aggregates") or {}).items()

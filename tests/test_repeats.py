@@ -293,3 +293,20 @@ def test_a_skipped_or_xfailed_repeats_scores_stay_out_of_the_repeat_variance(
     assert group["mean_q"]["value"] == 1.0  # the xfailed repeats' scores stay out, as here
     # no item has two counted repeats: no variance (it was 0.5, from the xfailed ones)
     assert "mean_repeat_variance_q" not in group
+
+
+def test_llmobs_show_lists_the_repeats_as_the_session_did(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    from io import StringIO
+
+    from pytest_llmobs import cli
+
+    suite(pytester)
+    session = pytester.runpytest("--llm-repeat=2")
+    out = StringIO()
+
+    assert cli.main(["show", "latest", "--store", str(pytester.path / ".llmobs")], out) == 0
+
+    repeats = [line for line in session.stdout.lines if line.startswith("repeats:")]
+    assert repeats and repeats[0] in out.getvalue().splitlines()  # (show left it out)
