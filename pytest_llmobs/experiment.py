@@ -4,7 +4,9 @@
 trace per item (a root span named after the task, linked to the dataset item, with its input and
 output; everything the task does nests under it), item evaluators' results as scores,
 aggregates, run evaluators and threshold verdicts, stored where a pytest session started here
-would store them and ``llmobs`` looks (``llm_store``, else ``<rootdir>/.llmobs``; ``store=``)::
+would store them and ``llmobs`` looks (``llm_store``, else ``<rootdir>/.llmobs``; ``store=``),
+under the project's redaction policy, with its ``llm_model``, ``llm_datasets_dir`` and
+``llm_max_retries`` as defaults (`experiment_config`)::
 
     def exact(output, item):
         return output == item.expected_output
@@ -40,28 +42,38 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
-import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.aggregate_model import Aggregate
 from pytest_llmobs.evaluators.custom import RunEvaluator
+from pytest_llmobs.experiment_args import (
+    EvaluatorsArg,
+    check_datasets_dir,
+    check_limits,
+    check_model,
+    check_run_evaluator,
+    check_score_name,
+    check_task_signature,
+    check_thresholds,
+    named,
+)
 from pytest_llmobs.experiment_callables import ItemEvaluator, wants_llm
+from pytest_llmobs.experiment_config import ProjectConfig, resolve_model
 from pytest_llmobs.experiment_dataset import DatasetArg, resolve_dataset
-from pytest_llmobs.experiment_item import ExperimentItem
-from pytest_llmobs.experiment_runner import ExperimentRunner, ItemInterrupted
+from pytest_llmobs.experiment_item import ExperimentItem, ItemInterrupted
+from pytest_llmobs.experiment_runner import ExperimentRunner
+from pytest_llmobs.governance import Governance
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.locate import find_store_dir
-from pytest_llmobs.providers import Provider, default_registry
+from pytest_llmobs.providers import Provider
 from pytest_llmobs.providers.calls import close_provider
 from pytest_llmobs.run import RunRecorder
 from pytest_llmobs.run_environment import new_run_id
 from pytest_llmobs.run_result import RunResult
-from pytest_llmobs.score_kinds import check_score
-from pytest_llmobs.score_model import ScoreError
 from pytest_llmobs.store import Store
 from pytest_llmobs.thresholds import ThresholdResult, parse_threshold
 
@@ -85,8 +97,6 @@ _loop_of_our_own: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 """Set by `run_experiment`, whose `asyncio.run` carries an `ItemInterrupted` out of the loop
 and raises the ``KeyboardInterrupt`` (or ``SystemExit``) there."""
-
-EvaluatorsArg = Sequence[Callable[..., Any]] | Mapping[str, Callable[..., Any]]
 
 
 # --- what an experiment returns -----------------------------------------------------------------
@@ -235,29 +245,38 @@ async def arun_experiment(
             "call run_experiment(...) in a worker thread instead, e.g. "
             "await trio.to_thread.run_sync(lambda: run_experiment(...))"
         ) from None
-    _check_limits(name, task, max_concurrency, timeout_s, retries)
-    if isinstance(thresholds, str):
-        raise TypeError(
-            f"thresholds must be a list of expressions; got the string {thresholds!r} "
-            f"(write thresholds=[{thresholds!r}])"
+    check_limits(name, task, max_concurrency, timeout_s, retries)
+    check_model(model)
+    check_datasets_dir(datasets_dir)
+    expressions = check_thresholds(thresholds)
+    project = ProjectConfig(Path.cwd())
+    data = resolve_dataset(
+        dataset,
+        datasets_dir=project.datasets_dir() if datasets_dir is None else Path(datasets_dir),
+        dataset_name=dataset_name,
+    )
+    checks = [parse_threshold(t, source=THRESHOLD_SOURCE) for t in expressions]
+    named_evaluators = named(evaluators, "evaluators")
+    for label, _ in named_evaluators:
+        check_score_name(label)
+    item_evaluators = [ItemEvaluator.of(n, f) for n, f in named_evaluators]
+    per_run = {}
+    for label, function in named(run_evaluators, "run_evaluators"):
+        check_run_evaluator(label, function)
+        per_run[label] = (
+            function if isinstance(function, RunEvaluator) else RunEvaluator(function, name=label)
         )
-    data = resolve_dataset(dataset, datasets_dir=datasets_dir, dataset_name=dataset_name)
-    checks = [parse_threshold(t, source=THRESHOLD_SOURCE) for t in thresholds]
-    named = _named(evaluators, "evaluators")
-    for label, _ in named:
-        _check_score_name(label)
-    item_evaluators = [ItemEvaluator.of(n, f) for n, f in named]
-    per_run = {
-        n: f if isinstance(f, RunEvaluator) else RunEvaluator(f, name=n)
-        for n, f in _named(run_evaluators, "run_evaluators")
-    }
-    llm = _resolve_model(model, wanted=wants_llm(task))
-    opened = store if isinstance(store, Store) else _open_store(store)
+    check_task_signature(task, wants_llm(task))
+    # the project's policy, unless the Store given keeps its own: said before any task runs
+    governance = None if isinstance(store, Store) else project.governance()
+    llm, model_text = resolve_model(model, project, wanted=wants_llm(task))
+    opened: Store | None = None
     try:
+        opened = store if isinstance(store, Store) else _open_store(store, governance)
         recorder = RunRecorder(
             store=opened,
             name=name,
-            model=model.strip() if isinstance(model, str) else (llm.model if llm else ""),
+            model=model_text,
             params=dict(llm.provider.options) if llm is not None else {},
             thresholds=checks,
             run_id=new_run_id(),
@@ -272,98 +291,21 @@ async def arun_experiment(
     finally:
         if llm is not None and (model is None or isinstance(model, str)):  # resolved here
             close_provider(llm.provider)  # its kept-alive connections (sync tasks' client)
-        if opened is not store:
+        if opened is not None and opened is not store:
             opened.close(wait=False)  # results are stored; the checkpoint need not delay them
 
 
-def _check_limits(
-    name: str, task: object, max_concurrency: int, timeout_s: float | None, retries: int
-) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"name must be a non-empty string; got {name!r}")
-    if not callable(task):
-        raise TypeError(f"task must be a function of the dataset item; got {task!r}")
-    if inspect.isgeneratorfunction(task) or inspect.isasyncgenfunction(task):
-        raise TypeError(
-            f"task must return the output, not yield it; {task!r} is a generator function "
-            "(collect what it yields in the task and return that)"
-        )
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise TypeError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be >= 1; got {max_concurrency}")
-    if timeout_s is not None and (
-        isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0
-    ):
-        raise ValueError(f"timeout_s must be a number > 0, or None; got {timeout_s!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an int >= 0; got {retries!r}")
-
-
-def _open_store(store: str | os.PathLike[str] | _Default | None) -> Store:
-    """A store with the same default policy as a pytest session: PII and secrets masked, long
-    fields cut (pass a `Store` with your own `Governance` to change it)."""
-    from pytest_llmobs.governance import Governance
-
+def _open_store(
+    store: str | os.PathLike[str] | _Default | None, governance: Governance | None
+) -> Store:
+    """The store ``store`` names, under the project's policy (`ProjectConfig.governance`: what a
+    pytest session here would mask, cut and sample; pass a `Store` of your own to change it)."""
     if store is None:
-        return Store(None, governance=Governance())
+        return Store(None, governance=governance)
     if store is DEFAULT_STORE:  # where `llmobs runs` looks: scripts and pytest share one store
-        return Store.in_directory(find_store_dir(Path.cwd()), governance=Governance())
+        return Store.in_directory(find_store_dir(Path.cwd()), governance=governance)
     if not isinstance(store, (str, os.PathLike)):
         raise TypeError(
             f"store must be a directory path, a Store or None; got {type(store).__name__} {store!r}"
         )
-    return Store.in_directory(Path(store).resolve(), governance=Governance())
-
-
-def _named(functions: EvaluatorsArg, argument: str) -> list[tuple[str, Callable[..., Any]]]:
-    if callable(functions) or not isinstance(functions, Iterable) or isinstance(functions, str):
-        raise TypeError(
-            f"{argument} must be a list of functions or a mapping {{name: function}}; "
-            f"got {functions!r}"
-        )
-    if isinstance(functions, Mapping):
-        pairs = [(str(k), v) for k, v in functions.items()]
-    else:
-        pairs = [
-            (str(getattr(f, "name", None) or getattr(f, "__name__", "")), f) for f in functions
-        ]
-    named: dict[str, Callable[..., Any]] = {}
-    for label, function in pairs:
-        if not callable(function):
-            raise TypeError(f"{argument}: {function!r} is not callable")
-        if not label or label == "<lambda>":
-            raise ValueError(
-                f"{argument}: {function!r} has no usable name; pass a mapping {{name: function}}"
-            )
-        if label in named:  # their scores would be pooled as one
-            raise ValueError(
-                f"{argument}: {named[label]!r} and {function!r} are both named {label!r}; "
-                "pass a mapping {name: function} to tell them apart"
-            )
-        named[label] = function
-    return pairs
-
-
-def _check_score_name(name: str) -> None:
-    """Refuse an item evaluator's name that its scores could not be recorded under, before any
-    task runs (the same checks as every score: printable, no built-in aggregate's name)."""
-    try:
-        for kind in ("number", "string"):
-            check_score(name, kind)
-    except ScoreError as exc:
-        raise ValueError(f"evaluators: {exc}") from None
-
-
-def _resolve_model(model: str | Provider | LLM | None, *, wanted: bool) -> LLM | None:
-    if isinstance(model, LLM):
-        return model
-    if isinstance(model, str):
-        return LLM(default_registry().resolve(model))
-    if model is not None:
-        return LLM(model)
-    if wanted:
-        from pytest_llmobs.settings import DEFAULT_MODEL
-
-        return LLM(default_registry().resolve(DEFAULT_MODEL))
-    return None
+    return Store.in_directory(Path(store).resolve(), governance=governance)

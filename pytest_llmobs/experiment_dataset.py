@@ -3,6 +3,7 @@ items given in code, which are checked as a file's would be."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -40,7 +41,7 @@ def resolve_dataset(
     """The `Dataset` ``run_experiment`` runs: given, named (under ``datasets_dir``), read
     from a file, or built from items given in code."""
     if isinstance(dataset, Dataset):
-        return dataset
+        return checked_dataset(dataset)
     if isinstance(dataset, (str, os.PathLike)):
         path = Path(dataset)
         names_a_file = (
@@ -83,3 +84,16 @@ def dataset_from_items(entries: list[Mapping[str, Any] | DatasetItem], name: str
     items = assign_ids(raws, name)
     version = digest([item_content(item) for item in items])
     return Dataset(name=name, version=version, path=Path(f"<{name}>"), items=items)
+
+
+def checked_dataset(dataset: Dataset) -> Dataset:
+    """A `Dataset` given whole, checked as items given in code are (its name, values a file could
+    not hold, duplicate ids, no items), with its items carrying its name (the run stores them
+    under it); its version is kept."""
+    checked = dataset_from_items(list(dataset.items), dataset.name)
+    if not isinstance(dataset.version, str) or not dataset.version.strip():
+        raise DatasetError(
+            f"dataset {dataset.name!r}: version {dataset.version!r} is not a version; expected a "
+            "non-empty string (a file's dataset has the digest of its content)"
+        )
+    return dataclasses.replace(dataset, items=checked.items)

@@ -112,3 +112,40 @@ async def _release_after(thread_call: asyncio.Future[Any], semaphore: asyncio.Se
             thread_call.exception()  # retrieved: the item already recorded the timeout
     finally:
         semaphore.release()
+
+
+def add_score(record: ItemRecord, result: EvalResult, source: str) -> EvalResult | Exception:
+    """``result`` recorded as a score, or what refused it (a `ScoreError`: a reason that is not
+    text...): the item's error, never the run's."""
+    try:
+        record.trace.add_score(
+            result.name, result.value, comment=result.reason or None, source=source
+        )
+    except Exception as exc:
+        return exc
+    return result
+
+
+class ItemInterrupted(Exception):
+    """A ``KeyboardInterrupt`` or ``SystemExit`` that a task or an evaluator raised, carried as
+    an ordinary exception to the end of the run. Raised in an asyncio task as itself it leaves
+    the event loop at once, and asyncio then logs "Task exception was never retrieved" for the
+    task that awaited it."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__} in an item")
+        self.original = original
+
+
+class TaskTimeout(TimeoutError):
+    """One attempt of the task took longer than ``timeout_s``."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the task took longer than timeout_s={timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` (the type alone when the message is empty), as an item's error."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -22,7 +22,15 @@ from typing import Any
 from pytest_llmobs.datasets import Dataset, DatasetItem
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.experiment_callables import ItemEvaluator, is_async, not_awaitable, wants_llm
-from pytest_llmobs.experiment_item import ExperimentItem, ItemRecord, Slot
+from pytest_llmobs.experiment_item import (
+    ExperimentItem,
+    ItemInterrupted,
+    ItemRecord,
+    Slot,
+    TaskTimeout,
+    add_score,
+    describe,
+)
 from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers.client_pool import shared_async_clients
 from pytest_llmobs.run import RunRecorder
@@ -34,7 +42,7 @@ from pytest_llmobs.tracing import CURRENT_OBSERVATION
 SLOW_EVALUATOR_S = 0.02
 SLOW_RUNS = 2
 
-_Outcomes = dict[int, EvalResult | Exception | None]
+_Outcomes = dict[int, EvalResult | BaseException | None]
 """Evaluator index → its result, ``None`` (no score) or the exception it raised."""
 _Done = tuple[ItemRecord, Any, _Outcomes, int, list[str], float]
 """An item run in a thread: (record, output, outcomes, attempts, errors, start time)."""
@@ -71,6 +79,12 @@ class ExperimentRunner:
         self.slow: set[int] = set()
         self.slow_runs: dict[int, int] = {}
         """Sync evaluators (by index) found slow: they run in the pool, not on the loop."""
+        self.interrupted: BaseException | None = None
+        """The first ``KeyboardInterrupt`` or ``SystemExit`` an item raised: no item starts after
+        it (checked in the pool's threads too, which take queued items at once)."""
+        self.cancelling = False
+        """The run cancels its items (it stops, or its caller cancelled it): a `CancelledError`
+        is then the run's, otherwise the item's own (an inner call the task cancelled)."""
 
     async def run(
         self, max_concurrency: int, environment_dir: Path
@@ -101,8 +115,12 @@ class ExperimentRunner:
                     writer.start()  # and the store's thread after them, while they wait
             await asyncio.sleep(0)
             writer.start()  # (fewer items than max_concurrency)
-            items = list(await asyncio.gather(*tasks))
+            gathered = asyncio.gather(*tasks)
+            gathered.add_done_callback(_retrieved)
+            # shielded: a cancellation of the run reaches the items below, flagged as the run's
+            items = list(await asyncio.shield(gathered))
         finally:
+            self.cancelling = True
             for running in tasks:  # after a failure (or Ctrl-C) stop the rest, keep what ended
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,7 +159,20 @@ class ExperimentRunner:
         try:
             return await self._run_item(item, semaphore)
         except (KeyboardInterrupt, SystemExit) as exc:
+            self.interrupted = self.interrupted or exc
             raise ItemInterrupted(exc) from None
+
+    def _refuse_if_interrupted(self) -> None:
+        if self.interrupted is not None:
+            raise ItemInterrupted(self.interrupted)
+
+    def _own_cancellation(self) -> bool:
+        """Whether a `CancelledError` caught in an item is the run's (not the item's own)."""
+        if self.cancelling:
+            return True
+        current = asyncio.current_task()
+        cancelling = getattr(current, "cancelling", None)  # (Python 3.11+)
+        return bool(cancelling()) if cancelling is not None else False
 
     async def _run_item(self, item: DatasetItem, semaphore: asyncio.Semaphore) -> ExperimentItem:
         if self.whole_item_in_thread:
@@ -157,6 +188,7 @@ class ExperimentRunner:
             slot = Slot(semaphore, self.keepers)
             await slot.take()
             try:
+                self._refuse_if_interrupted()
                 record = self._new_record(item)
                 started = time.perf_counter()
                 token = CURRENT_OBSERVATION.set(record.root)
@@ -202,8 +234,8 @@ class ExperimentRunner:
             since = len(record.trace.scores)
             try:
                 output = not_awaitable(self.task(item, **self.task_kwargs), self.task)
-            except Exception as exc:
-                errors.append(_describe(exc))
+            except (Exception, asyncio.CancelledError) as exc:  # (a thread's: never the run's)
+                errors.append(describe(exc))
                 if attempt > self.retries:  # the last attempt: its scores are the item's
                     return record, None, {}, attempt, errors, started
                 record.set_aside_scores(since, attempt)
@@ -245,9 +277,12 @@ class ExperimentRunner:
             await slot.take()  # again after a timed-out sync attempt left it to its thread
             since, opened = len(record.trace.scores), len(record.trace.observations)
             try:
+                self._refuse_if_interrupted()
                 return await self._call_task(item, slot), attempt, errors
-            except Exception as exc:
-                errors.append(_describe(exc))
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and self._own_cancellation():
+                    raise
+                errors.append(describe(exc))
                 if isinstance(exc, TaskTimeout) and not self.task_is_async:
                     record.abandon(opened, exc.timeout_s)
                 if attempt > self.retries:  # the last attempt: its scores are the item's
@@ -283,8 +318,19 @@ class ExperimentRunner:
             raise TaskTimeout(self.timeout_s) from None
 
     def _in_thread(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, self._guarded, function, *args, **kwargs)
         return asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+    def _guarded(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """In a pool thread: ``function``, unless an item was interrupted; an interruption it
+        raises is noted at once, before the thread takes the next queued call."""
+        self._refuse_if_interrupted()
+        try:
+            return function(*args, **kwargs)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.interrupted = self.interrupted or exc
+            raise
 
     async def _evaluate(
         self, record: ItemRecord, output: Any, item: DatasetItem, scored: _Outcomes
@@ -303,7 +349,9 @@ class ExperimentRunner:
             if evaluator.is_async:
                 try:
                     outcomes[index] = evaluator.result(await evaluator.call(output, item))
-                except Exception as exc:
+                except (Exception, asyncio.CancelledError) as exc:
+                    if isinstance(exc, asyncio.CancelledError) and self._own_cancellation():
+                        raise
                     outcomes[index] = exc
             elif index not in outcomes:
                 started = time.perf_counter()
@@ -317,9 +365,9 @@ class ExperimentRunner:
         for index, evaluator in enumerate(self.evaluators):
             outcome = outcomes[index]
             if isinstance(outcome, EvalResult):
-                outcome = _add_score(record, outcome, evaluator.name)
-            if isinstance(outcome, Exception):
-                raised.append(f"evaluator {evaluator.name!r} raised {_describe(outcome)}")
+                outcome = add_score(record, outcome, evaluator.name)
+            if isinstance(outcome, BaseException):
+                raised.append(f"evaluator {evaluator.name!r} raised {describe(outcome)}")
             elif outcome is not None:
                 results.append(outcome)
         not_passed = [r.reason or f"{r.name} did not pass" for r in results if not r.passed]
@@ -330,18 +378,6 @@ class ExperimentRunner:
         return results
 
 
-def _add_score(record: ItemRecord, result: EvalResult, source: str) -> EvalResult | Exception:
-    """``result`` recorded as a score, or what refused it (a `ScoreError`: a reason that is not
-    text...): the item's error, never the run's."""
-    try:
-        record.trace.add_score(
-            result.name, result.value, comment=result.reason or None, source=source
-        )
-    except Exception as exc:
-        return exc
-    return result
-
-
 def _evaluate_sync(
     evaluators: list[tuple[int, ItemEvaluator]], output: Any, item: DatasetItem
 ) -> _Outcomes:
@@ -349,30 +385,12 @@ def _evaluate_sync(
     for index, evaluator in evaluators:
         try:
             outcomes[index] = evaluator.result(evaluator.call(output, item))
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # (sync: never the run's)
             outcomes[index] = exc
     return outcomes
 
 
-class ItemInterrupted(Exception):
-    """A ``KeyboardInterrupt`` or ``SystemExit`` that a task or an evaluator raised, carried as
-    an ordinary exception to the end of the run. Raised in an asyncio task as itself it leaves
-    the event loop at once, and asyncio then logs "Task exception was never retrieved" for the
-    task that awaited it."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(f"{type(original).__name__} in an item")
-        self.original = original
-
-
-class TaskTimeout(TimeoutError):
-    """One attempt of the task took longer than ``timeout_s``."""
-
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__(f"the task took longer than timeout_s={timeout_s:g} s")
-        self.timeout_s = timeout_s
-
-
-def _describe(exc: BaseException) -> str:
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+def _retrieved(gathered: asyncio.Future[Any]) -> None:
+    """Mark the items' failure as seen when the run was cancelled first (no asyncio warning)."""
+    if not gathered.cancelled():
+        gathered.exception()

@@ -9,7 +9,8 @@ and ``.pytest.ini`` (even without ``[pytest]``), ``pyproject.toml`` with a ``[to
 (even without a pytest table) is the config file, else the rootdir is the nearest directory
 with a ``setup.py``, else the current directory.
 
-The store is, as pytest reads the file's ``addopts`` and then ``PYTEST_ADDOPTS`` (the last one
+`project_option` reads any option so (what `run_experiment` follows besides the store). The
+store is, as pytest reads the file's ``addopts`` and then ``PYTEST_ADDOPTS`` (the last one
 wins): a ``--llm-store DIR``, relative to the current directory; else a ``-o llm_store=DIR``,
 else ``llm_store`` in the config file, relative to the file's directory, ``~`` and ``$VARS``
 expanded; else ``<rootdir>/.llmobs``.
@@ -175,12 +176,70 @@ def ini_override(args: Sequence[str], key: str) -> str | None:
     return found
 
 
+def session_args(config: PytestConfig) -> list[str]:
+    """The arguments pytest adds to every session: the file's ``addopts``, then
+    ``PYTEST_ADDOPTS`` (whose options come later, and so win)."""
+    return _args(config.options.get("addopts")) + _args(os.environ.get("PYTEST_ADDOPTS", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectOption:
+    """An option's value as a session started in ``start`` reads it, and where it came from."""
+
+    values: tuple[str, ...]
+    """One value; several for a list option (an ini line list, a repeated flag)."""
+    source: str
+    """How an error names it: ``--llm-model in PYTEST_ADDOPTS``, ``-o llm_model in addopts``,
+    or ``llm_model in /path/pytest.ini``."""
+    base: Path
+    """What a relative path is relative to: the current directory for a flag, else the
+    config file's directory."""
+
+    @property
+    def value(self) -> str:
+        return self.values[-1]
+
+
+def project_option(
+    start: Path, config: PytestConfig, ini_name: str, *, flag: str | None = None
+) -> ProjectOption | None:
+    """``ini_name`` (or its ``flag``) as pytest would read it: the ``flag``'s values in
+    `session_args`, else the last ``-o ini_name=V`` there, else the config file's value; ``None``
+    when unset or empty. (A list option whose flag adds to the file's lines: look the two up
+    apart.)"""
+    args = session_args(config)
+    env = _args(os.environ.get("PYTEST_ADDOPTS", ""))
+    given = [v for v in option_values(args, flag) if v.strip()] if flag else []
+    if flag and given:
+        return ProjectOption(tuple(given), _given_in(flag, bool(option_values(env, flag))), start)
+    override = ini_override(args, ini_name)
+    if override is not None:
+        values = _lines(override)
+        source = _given_in(f"-o {ini_name}", ini_override(env, ini_name) is not None)
+    else:
+        values = _lines(config.options.get(ini_name))
+        source = f"{ini_name} in {config.inipath}"
+    return ProjectOption(values, source, config.ini_dir) if values else None
+
+
+def _given_in(option: str, in_environment: bool) -> str:
+    """``option`` and where it was given: ``PYTEST_ADDOPTS``, else the config file's ``addopts``."""
+    return f"{option} in {'PYTEST_ADDOPTS' if in_environment else 'addopts'}"
+
+
+def _lines(value: object) -> tuple[str, ...]:
+    """An ini value's non-empty lines (a TOML list: its items), stripped."""
+    if value is None:
+        return ()
+    lines = [str(v) for v in value] if isinstance(value, list) else str(value).splitlines()
+    return tuple(line.strip() for line in lines if line.strip())
+
+
 def find_store_dir(start: Path) -> Path:
     """The store directory pytest would use when run from ``start``."""
     start = start.resolve()
     config = locate_config(start)
-    # pytest puts the file's addopts first, so PYTEST_ADDOPTS' options come later and win
-    args = _args(config.options.get("addopts")) + _args(os.environ.get("PYTEST_ADDOPTS", ""))
+    args = session_args(config)
     given = option_values(args, "--llm-store")
     if given and given[-1] and "--llm-no-store" not in args:
         return (start / given[-1]).resolve()

@@ -693,3 +693,178 @@ def test_ctrl_c_in_a_task_reaches_an_async_caller_as_itself(tmp_path: Path) -> N
         return "not raised"
 
     assert asyncio.run(main()) == "caught in the caller's task"
+
+
+@pytest.mark.parametrize("timeout_s", [None, 10.0], ids=["whole-item-in-thread", "timeout"])
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_a_sync_task_starts_no_further_item(
+    tmp_path: Path, timeout_s: float | None, exc: type[BaseException]
+) -> None:
+    started: list[str] = []
+
+    def task(item: DatasetItem) -> str:
+        started.append(item.id)
+        if item.id == "q3":
+            raise exc
+        return "ok"
+
+    with pytest.raises(exc):
+        run_experiment(
+            name="stopped",
+            dataset=[{"id": f"q{i}", "input": i} for i in range(10)],
+            task=task,
+            max_concurrency=1,
+            timeout_s=timeout_s,
+            store=tmp_path,
+        )
+
+    assert started == ["q0", "q1", "q2", "q3"]
+
+
+async def _cancels_an_inner_call(item: DatasetItem) -> str:
+    if item.id == "q1":
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        inner.cancel()
+        return await inner  # the task's own cancelled call: CancelledError
+    return "ok"
+
+
+def test_a_cancelled_error_of_one_item_is_that_items_error(tmp_path: Path) -> None:
+    async def evaluator_cancelled(output: str, item: DatasetItem) -> bool:
+        if item.id == "q2":
+            raise asyncio.CancelledError
+        return True
+
+    result = run_experiment(
+        name="cancel",
+        dataset=[{"id": f"q{i}", "input": i} for i in range(4)],
+        task=_cancels_an_inner_call,
+        evaluators=[evaluator_cancelled],
+        store=tmp_path,
+    )
+
+    assert result.status == "failed"
+    assert [(i.outcome, i.error) for i in result.items] == [
+        ("passed", None),
+        ("error", "CancelledError"),
+        ("error", "evaluator 'evaluator_cancelled' raised CancelledError"),
+        ("passed", None),
+    ]
+
+
+def test_cancelling_arun_experiment_cancels_its_items_and_stores_the_run_interrupted(
+    tmp_path: Path,
+) -> None:
+    started: list[str] = []
+
+    async def slow(item: DatasetItem) -> str:
+        started.append(item.id)
+        await asyncio.sleep(10)
+        return "late"
+
+    async def main() -> None:
+        run = asyncio.ensure_future(
+            arun_experiment(
+                name="cancelled",
+                dataset=[{"id": f"q{i}", "input": i} for i in range(4)],
+                task=slow,
+                store=tmp_path,
+            )
+        )
+        while len(started) < 4:
+            await asyncio.sleep(0.01)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(main())
+
+    store = Store.in_directory(tmp_path)
+    try:
+        (run,) = store.list_runs()
+    finally:
+        store.close()
+    assert run["status"] == "interrupted"
+    assert run["items"] == 0
+
+
+def test_a_dataset_object_is_checked_as_items_given_in_code_are(tmp_path: Path) -> None:
+    from pytest_llmobs.datasets import Dataset
+
+    def dataset(name: str, *items: DatasetItem) -> Dataset:
+        return Dataset(name=name, version="v1", path=Path(f"{name}.jsonl"), items=items)
+
+    result = run_experiment(
+        name="hand",
+        dataset=dataset("hand", DatasetItem("a", "q1"), DatasetItem("b", "q2")),
+        task=lambda item: item.input,
+        store=tmp_path,
+    )
+    assert set(result.aggregates) == {"hand", "*"}
+    stored = load(tmp_path, result.run_id)["items"]
+    assert [(item["dataset"], item["dataset_version"]) for item in stored] == [("hand", "v1")] * 2
+    for bad, message in [
+        (
+            dataset("hand", DatasetItem("a", "q1"), DatasetItem("a", "q2")),
+            "dataset 'hand': item 2: duplicate id 'a' (first used at item 1)",
+        ),
+        (dataset("empty"), "dataset 'empty' has no items"),
+        (dataset("", DatasetItem("a", "q1")), "invalid dataset name ''"),
+        (dataset("nan", DatasetItem("a", float("nan"))), "dataset 'nan': item 1"),
+    ]:
+        with pytest.raises(DatasetError) as raised:
+            run_experiment(name="bad", dataset=bad, task=lambda item: "x", store=None)
+        assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"model": 5}, TypeError, "model must be a model string"),
+        ({"thresholds": None}, TypeError, "thresholds must be a list of expressions"),
+        ({"thresholds": [0.9]}, TypeError, "thresholds: 0.9 is not an expression"),
+        ({"dataset": "caps", "datasets_dir": 5}, TypeError, "datasets_dir must be a directory"),
+        ({"timeout_s": 10**400}, ValueError, "got an integer of 401 digits"),
+        ({"name": "latest"}, ValueError, "name 'latest' is reserved"),
+        ({"name": " Latest "}, ValueError, "is reserved"),
+        ({"task": lambda item, other: "x"}, TypeError, "takes (item, other); expected (item)"),
+        ({"task": lambda: "x"}, TypeError, "task '<lambda>' takes (); expected"),
+        ({"run_evaluators": {"r": lambda: 1}}, TypeError, "run_evaluators: 'r' takes ()"),
+        ({"run_evaluators": {"r": run_evaluator(name="r")(lambda: 1)}}, TypeError, "takes ()"),
+        ({"run_evaluators": {"r": _cancels_an_inner_call}}, TypeError, "'r' is async"),
+    ],
+    ids=lambda value: None,
+)
+def test_more_bad_arguments_are_refused_before_any_task_runs(
+    tmp_path: Path, kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    calls: list[str] = []
+
+    def task(item: DatasetItem) -> str:
+        calls.append(item.id)
+        return "x"
+
+    arguments: dict[str, Any] = {"name": "bad", "dataset": CAPITALS, "task": task, **kwargs}
+    with pytest.raises(error) as raised:
+        run_experiment(store=tmp_path, **arguments)
+
+    assert message in str(raised.value)
+    assert calls == []
+    assert not (tmp_path / "llmobs.db").exists()
+
+
+def test_a_provider_or_llm_records_the_model_string_the_same_string_would() -> None:
+    from pytest_llmobs.providers.mock import MockLLM
+
+    spec = "mock-llm-v1?accuracy=0.5&seed=3"
+    models = [spec, MockLLM.from_spec(spec), pytest_llmobs.LLM(MockLLM.from_spec(spec))]
+
+    recorded = [
+        run_experiment(name="m", dataset=CAPITALS, task=answer, model=m, store=None).run.model
+        for m in models
+    ]
+
+    assert recorded == [spec, spec, spec]
+    plain = run_experiment(name="m", dataset=CAPITALS, task=answer, model=MockLLM(), store=None)
+    assert plain.run.model == "mock-llm-v1"

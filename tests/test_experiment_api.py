@@ -399,3 +399,194 @@ def test_a_sync_model_call_cut_off_by_the_timeout_is_stored_as_abandoned(tmp_pat
         "abandoned: the task timed out (timeout_s=0.05)",
         None,
     )
+
+
+# --- 7. the project's configuration: governance, model, datasets, retries -----------------------
+
+MASKING_INI = """\
+[pytest]
+pythonpath = src
+llm_redact = strict
+llm_redact_maskers = exp_masking_pkg.masking:customer_ids
+"""
+
+
+def _masking_project(root: Path) -> None:
+    package = root / "src" / "exp_masking_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "masking.py").write_text(
+        "import re\n\n"
+        "def customer_ids(text):\n    return re.sub(r'CUST-\\d+', '<CUSTOMER>', text)\n"
+    )
+
+
+def _stored_input(root: Path, store_dir: str = ".llmobs") -> Any:
+    from conftest import Runs
+
+    (item,) = Runs(root).latest(store_dir)["items"]
+    return item["input"]
+
+
+def test_the_config_files_redaction_applies_to_experiments_as_to_pytest(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _masking_project(pytester.path)
+    pytester.makeini(MASKING_INI)
+    text = "customer CUST-4242 account 12345678"
+    pytester.mkdir("datasets").joinpath("pii.jsonl").write_text(
+        json.dumps({"id": "a", "input": text}) + "\n"
+    )
+    pytester.makepyfile(
+        test_pii="""
+        import pytest
+
+        @pytest.mark.llm_dataset("pii")
+        def test_pii(item):
+            pass
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    from_pytest = _stored_input(pytester.path)
+    monkeypatch.chdir(pytester.mkdir("scripts"))  # the masker is found by the ini's pythonpath
+
+    run_experiment(name="pii", dataset=[{"id": "a", "input": text}], task=echo)
+
+    assert _stored_input(pytester.path) == from_pytest == "customer <CUSTOMER> account <NUMBER>"
+
+
+def test_a_store_given_as_a_path_follows_the_project_policy_a_store_object_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_llmobs.governance import Governance
+    from pytest_llmobs.redaction import Redactor
+    from pytest_llmobs.store import Store
+
+    _masking_project(tmp_path)
+    (tmp_path / "pytest.ini").write_text(MASKING_INI)
+    monkeypatch.chdir(tmp_path)
+    items = [{"id": "a", "input": "CUST-1 ann@example.org"}]
+
+    run_experiment(name="path", dataset=items, task=echo, store="elsewhere")
+    own = Store.in_directory(tmp_path / "own", governance=Governance(Redactor("off")))
+    try:
+        run_experiment(name="own", dataset=items, task=echo, store=own)
+    finally:
+        own.close()
+
+    assert _stored_input(tmp_path, "elsewhere") == "<CUSTOMER> <EMAIL>"
+    assert _stored_input(tmp_path, "own") == "CUST-1 ann@example.org"
+
+
+@pytest.mark.parametrize(
+    ("ini", "addopts", "message"),
+    [
+        (
+            "llm_redact = strikt",
+            "",
+            "llm_redact in {ini}: 'strikt' is not a redaction mode; valid: off, default, strict",
+        ),
+        (
+            "llm_redact_maskers = no_such_pkg.m:f",
+            "",
+            "llm_redact_maskers in {ini}: masker 'no_such_pkg.m:f' cannot be imported",
+        ),
+        ("llm_max_field_chars = 5", "", "llm_max_field_chars in {ini}: 5 is too small"),
+        ("llm_trace_sample = half", "", "llm_trace_sample in {ini}: 'half' is not a number"),
+        ("", "--llm-redact=none", "--llm-redact in PYTEST_ADDOPTS: 'none' is not a redaction"),
+        ("addopts = -o llm_max_retries=-1", "", "-o llm_max_retries in addopts must be an integer"),
+    ],
+    ids=["redact", "masker", "max-field-chars", "trace-sample", "flag", "max-retries"],
+)
+def test_a_bad_project_option_is_refused_naming_it_before_any_task_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ini: str, addopts: str, message: str
+) -> None:
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
+    calls: list[str] = []
+
+    def task(item: DatasetItem, llm: pytest_llmobs.LLM) -> str:
+        calls.append(item.id)
+        return "x"
+
+    with pytest.raises(ValueError) as raised:
+        run_experiment(name="bad", dataset=ITEMS, task=task)
+
+    assert message.format(ini=tmp_path / "pytest.ini") in str(raised.value)
+    assert calls == []
+    assert not (tmp_path / ".llmobs").exists()
+
+
+def test_model_and_datasets_dir_default_to_the_config_files_from_a_subdirectory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nllm_model = mock-llm-v1?accuracy=0.0\nllm_datasets_dir = data\n"
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "caps.jsonl").write_text(
+        '{"id": "fr", "input": "What is the capital of France?", "expected_output": "Paris"}\n'
+    )
+    (tmp_path / "scripts").mkdir()
+    monkeypatch.chdir(tmp_path / "scripts")
+
+    def task(item: DatasetItem, llm: pytest_llmobs.LLM) -> str:
+        return llm.generate(item.input).text
+
+    result = run_experiment(name="caps", dataset="caps", task=task, store=None)
+    explicit = run_experiment(
+        name="caps",
+        dataset="caps",
+        task=task,
+        model="mock-llm-v1",
+        store=None,
+        datasets_dir=tmp_path / "data",
+    )
+
+    assert result.run.model == "mock-llm-v1?accuracy=0.0"
+    assert result.items[0].output != "Paris"  # accuracy 0: always wrong
+    assert explicit.run.model == "mock-llm-v1"
+    assert explicit.items[0].output == "Paris"
+
+
+class _FailsOnce:
+    """A custom provider whose first call to each prompt fails with a retryable error."""
+
+    model = "flaky"
+
+    def __init__(self) -> None:
+        self.options: dict[str, Any] = {}
+        self.seen: set[str] = set()
+
+    def _answer(self, messages: list[Any]) -> Any:
+        from pytest_llmobs.providers.base import ModelResponse, ProviderError
+
+        prompt = str(messages[-1]["content"])
+        if prompt not in self.seen:
+            self.seen.add(prompt)
+            raise ProviderError("503 busy", status=503, retryable=True, retry_after=0.0)
+        return ModelResponse(text="ok", model=self.model)
+
+    def complete(self, messages: list[Any], **params: Any) -> Any:
+        return self._answer(messages)
+
+    async def acomplete(self, messages: list[Any], **params: Any) -> Any:
+        return self._answer(messages)
+
+
+@pytest.mark.parametrize("retries", [None, "0"])
+def test_model_errors_are_retried_as_the_llm_fixture_retries_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retries: str | None
+) -> None:
+    if retries is not None:
+        (tmp_path / "pytest.ini").write_text(f"[pytest]\nllm_max_retries = {retries}\n")
+    monkeypatch.chdir(tmp_path)
+
+    def task(item: DatasetItem, llm: pytest_llmobs.LLM) -> str:
+        return llm.generate(f"q{item.input}").text
+
+    result = run_experiment(name="r", dataset=ITEMS, task=task, model=_FailsOnce(), store=None)
+
+    outcomes = {i.outcome for i in result.items}
+    assert outcomes == ({"passed"} if retries is None else {"error"})
