@@ -391,10 +391,12 @@ def test_a_run_still_running_is_not_uploaded_in_part(
     receiver.reject_spans = 0
     receiver.received.clear()
     run_id = runs.latest()["id"]
-    with sqlite3.connect(runs.db()) as db:  # as while its session (this process) runs
+    db = sqlite3.connect(runs.db())
+    with db:  # as while its session (this process) runs
         db.execute(
             "UPDATE runs SET status = 'running', pid = ? WHERE id = ?", (os.getpid(), run_id)
         )
+    db.close()  # (a connection's `with` commits; it does not close)
     store_dir = str(runs.directory / ".llmobs")
 
     assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 2
