@@ -12,10 +12,13 @@ This module is the entry point: the argument parser and `main`. The subcommands 
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
+import io
 import os
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
 from pytest_llmobs import __version__
@@ -29,7 +32,7 @@ from pytest_llmobs.cli_commands import (
     cmd_runs,
     cmd_show,
 )
-from pytest_llmobs.cli_common import CliError, OpenedStores
+from pytest_llmobs.cli_common import DIRECTORY, FILE, CliError, OpenedStores, nonempty
 from pytest_llmobs.cli_output import check_output
 from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.store import Store, StoreError
@@ -77,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = Parser(add_help=False)
     common.add_argument(
-        "--store", metavar="DIR", help="store directory (default: as pytest finds it)"
+        "--store",
+        metavar="DIR",
+        type=DIRECTORY,
+        help="store directory (default: as pytest finds it)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -95,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", parents=[common], help="write a run as JSON")
     export.add_argument("run", metavar="RUN", help="run id or name, saved baseline, or 'latest'")
     export.add_argument("--format", choices=["json"], default="json", help="export format")
-    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", type=FILE, help="write to FILE instead of stdout"
+    )
     export.set_defaults(handler=cmd_export)
 
     report = commands.add_parser(
@@ -107,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run id or name, saved baseline, 'latest', or a run exported as JSON",
     )
     report.add_argument(
-        "-o", "--output", metavar="FILE", help="where to write (default llmobs-report-<run>.html)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=FILE,
+        help="where to write (default llmobs-report-<run>.html)",
     )
     report.add_argument(
         "--max-traces",
@@ -123,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "prune", parents=[common], help="delete old runs (never saved baselines)"
     )
     prune.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs")
-    prune.add_argument("--older-than", metavar="AGE", help="delete runs older than e.g. 30d")
+    prune.add_argument(
+        "--older-than",
+        metavar="AGE",
+        type=nonempty("an age such as 30d, 12h or 2w"),
+        help="delete runs older than e.g. 30d",
+    )
     prune.set_defaults(handler=cmd_prune)
 
     calibrate = commands.add_parser(
@@ -138,9 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels",
         required=True,
         metavar="CSV",
+        type=FILE,
         help="CSV with 'label' and 'item_id' (or 'id' or 'node_id') columns",
     )
-    calibrate.add_argument("--score", required=True, metavar="NAME", help="the score to check")
+    calibrate.add_argument(
+        "--score",
+        required=True,
+        metavar="NAME",
+        type=nonempty("a score name"),
+        help="the score to check",
+    )
+    calibrate.add_argument(
+        "--dataset",
+        metavar="NAME",
+        type=nonempty("a dataset name"),
+        help="only this dataset's items (an item id in several datasets needs it or a "
+        "'dataset' column in the labels)",
+    )
     calibrate.add_argument("--format", choices=["text", "json"], default="text")
     calibrate.set_defaults(handler=cmd_calibrate)
 
@@ -150,8 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Combine shard exports of one run into one run, recompute its aggregates "
         "and thresholds, print its summary; exit status 1 unless the merged run passed.",
     )
-    merge.add_argument("files", nargs="+", metavar="FILE", help="exports from 'llmobs export'")
-    merge.add_argument("-o", "--output", metavar="FILE", help="write the merged run as JSON")
+    merge.add_argument(
+        "files", nargs="+", metavar="FILE", type=FILE, help="exports from 'llmobs export'"
+    )
+    merge.add_argument(
+        "-o", "--output", metavar="FILE", type=FILE, help="write the merged run as JSON"
+    )
     merge.add_argument(
         "--threshold",
         action="append",
@@ -159,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EXPR",
         help="another quality gate '[dataset:] aggregate op number' (repeatable)",
     )
-    merge.add_argument("--store", metavar="DIR", help="also store the merged run in DIR")
+    merge.add_argument(
+        "--store", metavar="DIR", type=DIRECTORY, help="also store the merged run in DIR"
+    )
     merge.set_defaults(handler=cmd_merge)
     from pytest_llmobs.compare.commands import add_commands
 
@@ -172,6 +209,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``llmobs`` console script."""
+    streams = [sys.stderr] if out is not None else [sys.stdout, sys.stderr]
+    with contextlib.ExitStack() as undo:
+        for stream in streams:
+            undo.enter_context(_never_unencodable(stream))
+        return _main(argv, out)
+
+
+PLAIN = {"–": "-", "—": "-", "…": "...", "→": "->", "✓": "v", "✗": "x", "✅": "[ok]", "❌": "[x]"}
+PLAIN |= {"⚠": "[!]", "\ufe0f": ""}  # (⚠️ is the sign and an emoji selector)
+"""The ASCII an output stream gets for a mark of ours its encoding lacks (cp437, ascii)."""
+
+
+def _escape(error: UnicodeError) -> tuple[str | bytes, int]:
+    """The encoding error handler of `_never_unencodable`: an undecodable byte read into a
+    name (a surrogate) is written back as it was, a mark of ours as `PLAIN` ASCII, anything
+    else as a backslash escape (``\\u0416``)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    try:
+        return codecs.lookup_error("surrogateescape")(error)
+    except UnicodeError:
+        text = error.object[error.start : error.end]
+        escaped = (PLAIN.get(c, c.encode("ascii", "backslashreplace").decode()) for c in text)
+        return "".join(escaped), error.end
+
+
+codecs.register_error("llmobs.escape", _escape)
+
+
+@contextlib.contextmanager
+def _never_unencodable(stream: TextIO) -> Iterator[None]:
+    """Write what ``stream``'s encoding lacks (a run name in another script, '✓' or '✅' under
+    cp1252, ascii or latin-1) as plain ASCII or a backslash escape (`_escape`), not a
+    UnicodeEncodeError: its traceback and exit status 1 would read as a failed gate. ``-o``
+    files are UTF-8 and need none of it."""
+    errors = getattr(stream, "errors", None)
+    if not isinstance(stream, io.TextIOWrapper) or errors not in ("strict", "surrogateescape"):
+        yield
+        return
+    try:
+        stream.reconfigure(errors="llmobs.escape")
+    except (ValueError, io.UnsupportedOperation):  # (a closed stream, say)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, io.UnsupportedOperation, OSError):
+            stream.reconfigure(errors=errors)
+
+
+def _input_files(args: argparse.Namespace) -> list[str]:
+    """The files the command reads, which its ``-o`` must not overwrite: merge's shards, and
+    a RUN (compare's A and B, report's RUN) given as an export file."""
+    files = [
+        *getattr(args, "files", []),
+        getattr(args, "baseline", ""),
+        getattr(args, "current", ""),
+    ]
+    if args.command == "report":
+        files.append(args.run)
+    return [name for name in files if name]
+
+
+def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
     try:
         args = build_parser().parse_args(argv)  # (--help and --version exit 0 here)
     except CliError as exc:
@@ -183,7 +285,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if getattr(args, "output", None):
             # Every command's -o (also those registered by other modules) is checked before
             # the command does any work: a bad path is a wrong command (2), not a regression (1).
-            check_output(args.output)
+            check_output(args.output, _input_files(args))
         status = int(args.handler(args, stream))
         stream.flush()  # here, not at exit: a reader that went away is handled below
         return status

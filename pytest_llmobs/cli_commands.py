@@ -44,7 +44,9 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     wanted = RUNS_SHOWN if args.limit is None else args.limit
     limit = None if args.all else check_count(wanted, "--limit", minimum=1)
     store = open_store(args, read_only=True)
-    runs = store.list_runs(limit=None if limit is None else limit + 1)
+    # (one more than shown tells whether there are more; a limit past SQLite's integers is all)
+    fetch = None if limit is None or limit >= 2**62 else limit + 1
+    runs = store.list_runs(limit=fetch)
     more = limit is not None and len(runs) > limit
     runs = runs[:limit]
     if not runs:
@@ -86,7 +88,8 @@ def parse_age(text: str) -> float:
     match = _AGE.match(text.strip())
     if match is None:
         raise CliError(f"--older-than: {text!r} is not an age; expected e.g. 30d, 12h or 2w")
-    return int(match.group(1)) * {"h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    seconds = int(match.group(1)) * {"h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    return float(min(seconds, 2**53))  # (older than 285 million years: no run; still a float)
 
 
 def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
@@ -141,12 +144,24 @@ def _item_line(item: dict[str, Any]) -> str:
     return line
 
 
+def stored_run_id(store: Any, ref: str, command: str) -> str:
+    """The id of the stored run ``ref`` names; a `CliError` when none does, which says so of
+    an export file: ``command`` reads runs from the store only."""
+    try:
+        return str(store.resolve_run(ref))
+    except StoreError as exc:
+        if ref.strip() and Path(ref).is_file():
+            raise CliError(
+                f"{ref}: is a file; 'llmobs {command}' reads runs from the store (a run id, a "
+                "run name, a saved baseline or 'latest'); compare, rescore and report read "
+                "export files"
+            ) from None
+        raise CliError(str(exc)) from None
+
+
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args, read_only=True)
-    try:
-        run = store.load_run(store.resolve_run(args.run))
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+    run = store.load_run(stored_run_id(store, args.run, "show"))
     environment = run.get("environment") or {}
     print(f"started {_when(run.get('started_at'))}, ended {_when(run.get('ended_at'))}", file=out)
     if environment.get("git_commit"):
@@ -205,8 +220,9 @@ def _unfinished_lines(run: dict[str, Any], stored: int) -> list[str]:
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args, read_only=True)
+    run_id = stored_run_id(store, args.run, "export")
     try:
-        run = with_snapshots(store.load_run(store.resolve_run(args.run)), store)
+        run = with_snapshots(store.load_run(run_id), store)
     except StoreError as exc:
         raise CliError(str(exc)) from None
     text = dump_run(run)
@@ -274,9 +290,10 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.calibration import CalibrationError, calibrate
 
     store = open_store(args, read_only=True)
+    run_id = stored_run_id(store, args.run, "calibrate")
     try:
-        run = store.load_run(store.resolve_run(args.run))
-        report = calibrate(run["items"], Path(args.labels), args.score)
+        run = store.load_run(run_id)
+        report = calibrate(run["items"], Path(args.labels), args.score, args.dataset)
     except (StoreError, CalibrationError) as exc:
         raise CliError(str(exc)) from None
     if args.format == "json":

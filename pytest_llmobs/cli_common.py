@@ -1,6 +1,6 @@
 """What every ``llmobs`` subcommand shares: `CliError` (a wrong command, exit status 2), the
 store it opens (`open_store`; `main` closes them, and names them in an SQLite error), and the
-check of a count option.
+checks of an option's value (`nonempty`, `check_count`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_llmobs.locate import find_store_dir
@@ -86,3 +87,25 @@ def check_count(value: int, option: str, *, minimum: int = 0) -> int:
         why = "negative" if value < 0 else "too small"
         raise CliError(f"{option}: {value} is {why}; expected N >= {minimum}")
     return value
+
+
+def nonempty(expected: str) -> Callable[[str], str]:
+    """An argparse ``type=`` refusing an empty (or blank) value, which an unset ``$VARIABLE``
+    gives (``--store "$STORE"``): silently read as "not given" it would, say, prune the default
+    store. ``expected`` says what the option takes."""
+
+    def check(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is empty (an unset variable?); expected {expected}"
+            )
+        return value
+
+    check.__name__ = expected  # (what argparse would name in an "invalid ... value" message)
+    return check
+
+
+FILE = nonempty("a file name")
+DIRECTORY = nonempty("a directory")
+"""The ``type=`` of every option naming a file or a directory: an empty one (an unset variable)
+is a usage error, not "not given" (a default store, stdout)."""

@@ -1,5 +1,6 @@
 """How ``llmobs`` subcommands print and write: tables padded to their columns, a cell escaped
-and cut to fit, and the ``-o`` file checked before the command works, then written.
+and cut to fit, and the ``-o`` file checked before the command works (never the store's database
+nor a file the command reads), then written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TextIO
 
 from pytest_llmobs.cli_common import CliError
 from pytest_llmobs.reporting.printable import printable
+from pytest_llmobs.store import STORE_FILENAME
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -33,14 +35,34 @@ def table_cell(text: str) -> str:
     return shown if len(shown) <= CELL_WIDTH else shown[: CELL_WIDTH - 1] + "…"
 
 
-def check_output(value: str) -> Path:
-    """``-o``'s path when a file can be written there: a directory, or a place under a file,
-    is a `CliError`. Nothing is created yet (the command may still fail)."""
+STORE_FILES = tuple(STORE_FILENAME + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+"""A store's database and the files SQLite keeps beside it: never an ``-o`` file."""
+
+
+def check_output(value: str, inputs: Sequence[str] = ()) -> Path:
+    """``-o``'s path when a file can be written there: a directory, a place under a file, a
+    store's database (writing there would lose every run) or one of the command's ``inputs``
+    (files it reads) is a `CliError`. Nothing is created yet (the command may still fail)."""
     path = Path(value)
     if path.is_dir():
         raise CliError(f"-o {value}: is a directory; give a file name")
     if os.path.basename(value) in ("", ".", ".."):  # Path("out/") is "out": it would be a file
         raise CliError(f"-o {value}: names a directory; give a file name")
+    try:  # (through symlinks, and `..`: what would really be overwritten)
+        target = path.resolve()
+    except (OSError, RuntimeError):  # (a symlink loop: then no store's file either)
+        target = path.absolute()
+    if target.name in STORE_FILES and (target.parent / STORE_FILENAME).is_file():
+        raise CliError(
+            f"-o {value}: is {target}, part of the llmobs store in {target.parent}; writing "
+            "there would destroy its runs; give another file name"
+        )
+    for source in inputs:
+        if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise CliError(
+                f"-o {value}: is also an input of the command ({source}); writing there would "
+                "replace it; give another file name"
+            )
     if path.exists():
         if not os.access(path, os.W_OK):
             raise CliError(f"-o {value}: the file is not writable")

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
+from conftest import Runs
 from sklearn.metrics import cohen_kappa_score
 
-from pytest_llmobs.calibration import CalibrationError, CalibrationReport, read_labels
+from pytest_llmobs.calibration import CalibrationError, CalibrationReport, calibrate, read_labels
 
 # item id, automated quality score, whether the test passes, human verdict
 ROWS = [
@@ -216,3 +218,273 @@ def test_the_threshold_above_every_score_is_a_round_number_just_above_the_highes
 
     assert _above(values) == above
     assert _above(values) > max(values)
+
+
+# Per (dataset item, repeat): the numeric score q, the boolean ok and the categorical tone. The
+# first repeat's q orders the items against the human labels; their means agree with them.
+REPEATED = {
+    "1": ([0.3, 0.9, 0.9], [True, True, True], ["good", "good", "bad"]),
+    "2": ([0.8, 0.1, 0.1], [False, False, False], ["bad", "bad", "bad"]),
+    "3": ([0.6, 0.6, 0.6], [True, False, True], ["good", "bad", "meh"]),
+    "4": ([0.2, 0.5, 0.2], [False, True, False], ["meh", "meh", "meh"]),
+}
+HUMAN = {"1": "pass", "2": "fail", "3": "pass", "4": "fail"}
+HUMAN_CSV = "item_id,label\n" + "".join(f"{i},{h}\n" for i, h in HUMAN.items())
+
+
+@pytest.fixture
+def mixed(pytester: pytest.Pytester, runs: Runs) -> list[dict[str, Any]]:
+    """A run with repeats (dataset a), an item id shared by datasets a and b, a score recorded
+    twice by one test (dataset c) and a dataset item scored by two tests (score both)."""
+    pytester.makeini("[pytest]\n")
+    for name, ids in {"a": REPEATED, "b": ["1", "2"], "c": ["x", "y"]}.items():
+        lines = [json.dumps({"id": i, "input": f"{name} {i}"}) for i in ids]
+        pytester.makefile(".jsonl", **{f"datasets/{name}": "\n".join(lines)})
+    pytester.makepyfile(
+        test_mixed=dedent(f"""\
+        import pytest
+
+        REPEATED = {REPEATED!r}
+
+        @pytest.mark.llm_dataset("a", repeat=3)
+        def test_rep(item, scorer, request):
+            r = request.node.callspec.params["_llmobs_repeat"]
+            q, ok, tone = REPEATED[item.id]
+            scorer.score("q", q[r])
+            scorer.score("ok", ok[r])
+            scorer.score("tone", tone[r])
+
+        @pytest.mark.llm_dataset("b")
+        def test_b(item, scorer):
+            scorer.score("q", 0.5)
+
+        @pytest.mark.llm_dataset("c")
+        def test_c(item, scorer):
+            scorer.score("judge", 0.1 if item.id == "x" else 0.3)
+            if item.id == "x":
+                scorer.score("judge", 0.9)  # a second opinion: x's mean is 0.5
+            scorer.score("both", 1.0)
+
+        @pytest.mark.llm_dataset("c")
+        def test_c2(item, scorer):
+            scorer.score("both", 0.0)
+    """)
+    )
+    pytester.runpytest().assert_outcomes(passed=18)
+    return list(runs.latest()["items"])
+
+
+def write_labels(directory: Path, text: str, name: str = "labels.csv") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def test_repeats_are_averaged_per_item(mixed: list[dict[str, Any]], tmp_path: Path) -> None:
+    labels = write_labels(tmp_path, HUMAN_CSV)
+
+    report = calibrate(mixed, labels, "q", dataset="a")
+
+    # means 0.7, 0.333, 0.6, 0.3 (the first repeat alone, 0.3 0.8 0.6 0.2, gave AUC 0.5)
+    assert (report.n, report.threshold, report.auc, report.accuracy) == (4, 0.6, 1.0, 1.0)
+    assert report.averaged_items == 4
+    assert report.unlabelled_items == []
+    assert report.lines()[0] == (
+        "calibration of score 'q' (NUMERIC) of dataset a against 4 human labels"
+    )
+    assert report.lines()[-1] == (
+        "4 item(s) have several values (repeats, or the score recorded more than once): "
+        "each is compared by its mean"
+    )
+
+
+def test_node_ids_label_a_repeated_test_case_not_one_repeat(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    cases = write_labels(
+        tmp_path,
+        "node_id,label\n"
+        + "".join(f"test_mixed.py::test_rep[{i}],{h}\n" for i, h in HUMAN.items()),
+    )
+    report = calibrate(mixed, cases, "q")
+    assert (report.n, report.threshold, report.auc) == (4, 0.6, 1.0)
+    assert report.unlabelled_items == ["test_mixed.py::test_b[1]", "test_mixed.py::test_b[2]"]
+
+    one_repeat = write_labels(tmp_path, "node_id,label\ntest_mixed.py::test_rep[1-r0],pass\n")
+    with pytest.raises(CalibrationError) as error:
+        calibrate(mixed, one_repeat, "q")
+    assert str(error.value) == (
+        f"{one_repeat}:2: node_id 'test_mixed.py::test_rep[1-r0]' is one repeat of "
+        "'test_mixed.py::test_rep[1]'; label the test case by that node id (the mean of its "
+        "repeats is compared)"
+    )
+
+
+def test_a_score_recorded_twice_is_compared_by_its_mean(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    labels = write_labels(tmp_path, "item_id,label\nx,pass\ny,fail\n")
+
+    report = calibrate(mixed, labels, "judge")
+
+    # x: 0.1 then 0.9, mean 0.5 (as mean_judge counts it), above y's 0.3: the first value
+    # alone (0.1) put x below y, AUC 0
+    assert (report.threshold, report.auc, report.accuracy, report.averaged_items) == (
+        0.5,
+        1.0,
+        1.0,
+        1,
+    )
+
+
+def test_an_item_id_in_two_datasets_needs_the_dataset(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    plain = write_labels(tmp_path, HUMAN_CSV)
+    with pytest.raises(CalibrationError) as error:
+        calibrate(mixed, plain, "q")
+    assert str(error.value) == (
+        f"{plain}:2: item_id '1' is in datasets a, b of the run; add a 'dataset' column to "
+        "the labels or pass --dataset NAME"
+    )
+
+    with_dataset = write_labels(
+        tmp_path,
+        "dataset,item_id,label,notes\n"
+        + "".join(f"a,{i},{h},\n" for i, h in HUMAN.items())
+        + "b,1,pass,only b/1\nzz,1,pass,\n",
+        "with_dataset.csv",
+    )
+    report = calibrate(mixed, with_dataset, "q")
+    assert report.n == 5
+    assert report.unmatched_labels == ["zz/1"]
+    assert report.unlabelled_items == ["b/2"]  # every scored item of the run is accounted for
+    assert report.lines()[-2:] == [
+        "1 label(s) match no item: zz/1",
+        "1 scored item(s) have no label: b/2",
+    ]
+
+    with pytest.raises(CalibrationError, match=r"^--dataset 'nope': the run has no such "):
+        calibrate(mixed, plain, "q", dataset="nope")
+
+    twice = write_labels(tmp_path, "dataset,item_id,label\n,1,pass\na,1,fail\n", "twice.csv")
+    with pytest.raises(CalibrationError) as error:
+        calibrate(mixed, twice, "q", dataset="a")
+    assert str(error.value) == (
+        f"{twice}:3: a second label for item_id '1' (the first is on line 2); give one label "
+        "per item"
+    )
+
+
+def test_an_item_id_scored_by_two_test_cases_is_ambiguous(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    labels = write_labels(tmp_path, "item_id,label\nx,pass\n")
+    with pytest.raises(CalibrationError) as error:
+        calibrate(mixed, labels, "both")
+    assert str(error.value) == (
+        f"{labels}:2: item_id 'x' is scored by 2 test cases (test_mixed.py::test_c[x], "
+        "test_mixed.py::test_c2[x]); label them by node_id"
+    )
+
+
+def test_boolean_repeats_that_disagree_get_a_threshold_on_their_share_of_true(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    labels = write_labels(tmp_path, HUMAN_CSV)
+
+    report = calibrate(mixed, labels, "ok")
+
+    # shares of true: 1, 0, 2/3, 1/3; the majority (>= 2/3 of three) matches every label
+    assert report.data_type == "BOOLEAN"
+    assert report.threshold == pytest.approx(2 / 3)
+    assert (report.accuracy, report.auc) == (1.0, 1.0)
+    assert report.disagreeing_items == ["3", "4"]
+    assert (
+        "2 item(s) have values that disagree (their share of true values is compared with the "
+        "best threshold): 3, 4"
+    ) in report.lines()
+
+
+def test_categorical_repeats_compare_their_most_common_value_and_leave_ties_out(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    labels = write_labels(tmp_path, "item_id,label\n1,good\n2,bad\n3,good\n4,bad\n")
+
+    report = calibrate(mixed, labels, "tone")
+
+    assert report.n == 3  # item 3: good, bad and meh tie
+    assert report.confusion == {"good": {"good": 1}, "bad": {"bad": 1, "meh": 1}}
+    assert report.disagreeing_items == ["1", "3"]
+    assert report.tied_items == ["3"]
+    assert "1 labelled item(s) left out, their most common values tie: 3" in report.lines()
+
+
+def test_dataset_option_on_the_command_line(
+    mixed: list[dict[str, Any]], pytester: pytest.Pytester
+) -> None:
+    write_labels(pytester.path, HUMAN_CSV)
+    args = ["calibrate", "latest", "--labels", "labels.csv", "--score", "q"]
+
+    ambiguous = llmobs(pytester.path, *args)
+    picked = llmobs(pytester.path, *args, "--dataset", "a", "--format", "json")
+
+    assert ambiguous.returncode == 2
+    assert "labels.csv:2: item_id '1' is in datasets a, b of the run" in ambiguous.stderr
+    assert picked.returncode == 0, picked.stderr
+    assert json.loads(picked.stdout)["dataset"] == "a"
+    assert json.loads(picked.stdout)["auc"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            'item_id,label\n1,pass\n"2,pass\n3,fail\n',
+            "labels.csv:3: invalid CSV (a quoted cell opened on this line is never closed)",
+            id="unclosed quote",
+        ),
+        pytest.param(
+            "item_id,label\n1,pass,extra\n",
+            "labels.csv:2: row has 3 cells but the header 2",
+            id="extra cell",
+        ),
+        pytest.param(
+            "item_id,label,notes\n1,pass\n",
+            "labels.csv:2: row has 2 cells but the header 3; an empty cell still needs its comma",
+            id="missing cell",
+        ),
+        pytest.param(
+            "item_id,label,label\n1,pass,fail\n",
+            "labels.csv:1: CSV header has empty or repeated columns: 'item_id', 'label', 'label'",
+            id="repeated column",
+        ),
+        pytest.param(
+            'item_id,label\n1,"a\nlabel"\n\n2,pass,\n',
+            "labels.csv:5: row has 3 cells but the header 2",
+            id="line numbers after a quoted line break and a blank line",
+        ),
+        pytest.param(
+            "dataset,item_id,label\na,1,pass\nb,1,pass\na,1,fail\n",
+            "labels.csv:4: a second label for item_id 'a/1' (the first is on line 2); "
+            "give one label per item",
+            id="a second label in one dataset",
+        ),
+    ],
+)
+def test_labels_files_are_read_as_strictly_as_dataset_files(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(content)
+    with pytest.raises(CalibrationError) as error:
+        read_labels(path)
+    assert str(error.value) == f"{tmp_path}/{message}"
+
+
+def test_labels_file_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"\xef\xbb\xbfitem_id,label\n1,pass\n2,\xff\n")
+    with pytest.raises(CalibrationError) as error:
+        read_labels(path)
+    assert str(error.value).startswith(f"{path}:3: not valid UTF-8 (byte offset ")

@@ -761,8 +761,10 @@ def test_a_killed_run_says_which_datasets_it_ran_only_in_part(
     """A Ctrl-C run said "(1 of its 2 items ran)" everywhere; a killed one said it nowhere."""
     pytester.runpytest("--llm-run-id=killed").assert_outcomes(passed=2)
     _kill_mid_run(recorded / ".llmobs", "killed")
-    with sqlite3.connect(recorded / ".llmobs" / "llmobs.db") as db:  # jp never finished
+    db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
+    with db:  # jp never finished
         db.execute("DELETE FROM items WHERE run_id = 'killed' AND item_id = 'jp'")
+    db.close()  # (a connection's `with` commits; it does not close)
 
     shown = run_main(recorded, "show", "killed")
     rescored = run_main(recorded, "rescore", "killed", "--threshold", "pass_rate >= 1")
@@ -837,3 +839,201 @@ def test_prune_lists_at_most_twenty_deleted_runs(tmp_path: Path) -> None:
     assert lines[0].startswith("deleted 22 run(s); saved baselines kept; store ")
     assert len(lines) == 1 + 20 + 1
     assert lines[-1] == "  ... and 2 more"
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        pytest.param(["export", "latest"], ".llmobs/llmobs.db", id="export"),
+        pytest.param(["report", "latest"], "sub/../.llmobs/llmobs.db-wal", id="report-relative"),
+        pytest.param(["compare", "first", "second"], "link.json", id="compare-symlink"),
+        pytest.param(["merge", "shard.json"], ".llmobs/llmobs.db-shm", id="merge"),
+    ],
+)
+def test_an_output_naming_the_store_database_is_refused(
+    recorded: Path, command: list[str], target: str
+) -> None:
+    # (before: the store's database was overwritten, every run lost, and the command said "wrote")
+    assert run_main(recorded, "export", "first", "-o", "shard.json")[0] == 0
+    (recorded / "sub").mkdir()
+    (recorded / "link.json").symlink_to(recorded / ".llmobs" / "llmobs.db")
+    database = recorded / ".llmobs" / "llmobs.db"
+    before = database.read_bytes()
+
+    code, out, err = run_main(recorded, *command, "-o", target)
+
+    assert (code, out) == (2, "")
+    store = recorded / ".llmobs"
+    resolved = store / Path(target).name.replace("link.json", "llmobs.db")
+    assert err == (
+        f"llmobs: error: -o {target}: is {resolved}, part of the llmobs store in {store}; "
+        "writing there would destroy its runs; give another file name\n"
+    )
+    assert database.read_bytes() == before
+    assert run_main(recorded, "runs")[1].count("\n") == 4  # header, 2 runs, store line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["merge", "shard.json", "other.json", "-o", "./other.json"], id="merge"),
+        pytest.param(["compare", "shard.json", "latest", "-o", "shard.json"], id="compare"),
+        pytest.param(["report", "shard.json", "-o", "shard.json"], id="report"),
+    ],
+)
+def test_an_output_that_is_one_of_the_inputs_is_refused(recorded: Path, command: list[str]) -> None:
+    assert run_main(recorded, "export", "first", "-o", "shard.json")[0] == 0
+    assert run_main(recorded, "export", "second", "-o", "other.json")[0] == 0
+    shard = (recorded / "shard.json").read_text(encoding="utf-8")
+
+    code, out, err = run_main(recorded, *command)
+
+    output, source = command[-1], next(c for c in command[1:-2] if Path(c).samefile(command[-1]))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"llmobs: error: -o {output}: is also an input of the command ({source}); writing there "
+        "would replace it; give another file name\n"
+    )
+    assert (recorded / "shard.json").read_text(encoding="utf-8") == shard
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["prune", "--keep-last", "0", "--store", ""],
+            "prune: argument --store: '' is empty (an unset variable?); expected a directory",
+            id="store",
+        ),
+        pytest.param(
+            ["prune", "--older-than", ""],
+            "prune: argument --older-than: '' is empty (an unset variable?); expected an age "
+            "such as 30d, 12h or 2w",
+            id="older-than",
+        ),
+        pytest.param(
+            ["upload", "nosuch", "--to", ""],
+            "upload: argument --to: '' names no target (an unset variable?); expected one or "
+            "more of langfuse, otlp, phoenix, comma-separated",
+            id="to",
+        ),
+        pytest.param(
+            ["upload", "--to", ","],
+            "upload: argument --to: ',' names no target; expected one or more of langfuse, "
+            "otlp, phoenix, comma-separated",
+            id="to-comma",
+        ),
+        pytest.param(
+            ["export", "latest", "-o", ""],
+            "export: argument -o/--output: '' is empty (an unset variable?); expected a file name",
+            id="export-o",
+        ),
+        pytest.param(
+            ["report", "latest", "-o", " "],
+            "report: argument -o/--output: ' ' is empty (an unset variable?); expected a file name",
+            id="report-o",
+        ),
+        pytest.param(
+            ["calibrate", "latest", "--labels", "", "--score", "x"],
+            "calibrate: argument --labels: '' is empty (an unset variable?); expected a file name",
+            id="labels",
+        ),
+        pytest.param(
+            ["merge", "", "--store", "x"],
+            "merge: argument FILE: '' is empty (an unset variable?); expected a file name",
+            id="merge-file",
+        ),
+    ],
+)
+def test_an_empty_option_value_is_a_usage_error(
+    recorded: Path, args: list[str], message: str
+) -> None:
+    # (before: the default store pruned, nothing uploaded with exit 0, the export on stdout...)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(args, out)
+
+    assert (code, out.getvalue()) == (2, "")
+    command = args[0]
+    assert err.getvalue() == f"llmobs: error: {message} (see 'llmobs {command} --help')\n"
+    assert run_main(recorded, "runs")[1].count("\n") == 4  # nothing pruned
+
+
+@pytest.mark.parametrize("encoding", ["cp437", "cp1252", "ascii", "latin-1"])
+def test_output_in_an_encoding_without_our_marks_is_written_not_a_traceback(
+    recorded: Path, encoding: str
+) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_llmobs.cli", *args],
+            cwd=recorded,
+            env=env,
+            capture_output=True,
+            text=True,
+            encoding=encoding,
+            check=False,
+        )
+
+    assert run("export", "first", "-o", "shard.json").returncode == 0
+    shown = run("show", "latest")
+    compared = run("compare", "first", "second", "--format", "markdown")
+    merged = run("merge", "shard.json")
+    written = run("compare", "first", "second", "--format", "markdown", "-o", "c.md")
+
+    for done in (shown, compared, merged, written):
+        assert (done.returncode, done.stderr) == (0, "")
+    assert "✅" not in compared.stdout and "**no significant change" in compared.stdout
+    assert "pass rate" in shown.stdout and "merged 1 shard" in merged.stdout
+    assert (recorded / "c.md").read_text(encoding="utf-8").splitlines()[2].startswith("✅ **")
+
+
+def test_a_huge_runs_limit_lists_every_run(recorded: Path) -> None:
+    # (before: SQLite's integer overflow read as "not a usable llmobs store")
+    code, out, err = run_main(recorded, "runs", "--limit", str(2**63 - 1))
+
+    assert (code, err) == (0, "")
+    assert out.count("\n") == 4 and "older ones" not in out
+    assert run_main(recorded, "prune", "--older-than", "9" * 400 + "d")[:2] == (
+        0,
+        "deleted 0 run(s); saved baselines kept; store "
+        + out.rsplit("(", 1)[1].split(")")[0]
+        + " -> "
+        + out.rsplit("(", 1)[1].split(")")[0]
+        + "\n",
+    )
+
+
+def test_a_comparison_that_tested_nothing_says_so_when_written(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    pytester.runpytest("test_other.py", "--llm-run-name=other").assert_outcomes(passed=1)
+
+    code, out, err = run_main(
+        recorded, "compare", "first", "other", "--format", "json", "-o", "c.json"
+    )
+
+    assert (code, err) == (0, "")  # (README: a gate that checked nothing does not fail)
+    assert out == "wrote the comparison (nothing tested) to c.json\n"
+    data = json.loads((recorded / "c.json").read_text(encoding="utf-8"))
+    assert (data["verdict"], data["tested"]) == ("nothing tested", 0)
+
+
+@pytest.mark.parametrize("command", [["show"], ["export"], ["calibrate", "--labels", "l.csv"]])
+def test_a_store_command_given_an_export_file_says_which_commands_read_files(
+    recorded: Path, command: list[str]
+) -> None:
+    assert run_main(recorded, "export", "first", "-o", "merged.json")[0] == 0
+    (recorded / "l.csv").write_text("item_id,label\nfr,1\n", encoding="utf-8")
+    extra = ["--score", "x"] if command[0] == "calibrate" else []
+
+    code, out, err = run_main(recorded, command[0], "merged.json", *command[1:], *extra)
+
+    assert (code, out) == (2, "")
+    assert err == (
+        f"llmobs: error: merged.json: is a file; 'llmobs {command[0]}' reads runs from the "
+        "store (a run id, a run name, a saved baseline or 'latest'); compare, rescore and report "
+        "read export files\n"
+    )

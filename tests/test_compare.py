@@ -23,7 +23,7 @@ from pytest_llmobs.compare.stats import (
     MIN_CHANGED,
     higher_is_better,
     judge,
-    mcnemar_exact_p,
+    mcnemar_mid_p,
     paired_bootstrap_interval,
     paired_test,
 )
@@ -34,13 +34,14 @@ if TYPE_CHECKING:
 
 
 def binomial_mcnemar(losses: int, wins: int) -> float:
-    """Two-sided exact McNemar from the binomial distribution, written out with math.comb."""
+    """Two-sided McNemar mid-p from the binomial distribution, written out with math.comb:
+    twice P(X < k) plus P(X = k), k the rarer count."""
     n = losses + wins
     if n == 0:
         return 1.0
     k = min(losses, wins)
-    tail = sum(math.comb(n, i) * 0.5**n for i in range(k + 1))
-    return min(1.0, 2 * tail)
+    below = sum(math.comb(n, i) * 0.5**n for i in range(k))
+    return min(1.0, 2 * below + math.comb(n, k) * 0.5**n)
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -48,22 +49,22 @@ def binomial_mcnemar(losses: int, wins: int) -> float:
 
 @pytest.mark.parametrize("losses", [0, 1, 2, 5, 6, 9, 17, 40])
 @pytest.mark.parametrize("wins", [0, 1, 3, 8, 40])
-def test_mcnemar_exact_p_matches_the_binomial_distribution(losses: int, wins: int) -> None:
-    assert mcnemar_exact_p(losses, wins) == pytest.approx(binomial_mcnemar(losses, wins), rel=1e-12)
-    assert mcnemar_exact_p(losses, wins) == mcnemar_exact_p(wins, losses)
+def test_mcnemar_mid_p_matches_the_binomial_distribution(losses: int, wins: int) -> None:
+    assert mcnemar_mid_p(losses, wins) == pytest.approx(binomial_mcnemar(losses, wins), rel=1e-12)
+    assert mcnemar_mid_p(losses, wins) == mcnemar_mid_p(wins, losses)
 
 
-def test_mcnemar_exact_p_stays_exact_for_many_discordant_pairs() -> None:
+def test_mcnemar_mid_p_stays_exact_for_many_discordant_pairs() -> None:
     # 0.5**2000 underflows a float; the exact integers do not.
-    p = mcnemar_exact_p(1050, 950)
-    tail = sum(math.comb(2000, i) for i in range(951))
-    assert p == pytest.approx(min(1.0, 2 * tail / 2**2000), rel=1e-12)
-    assert mcnemar_exact_p(6, 0) == pytest.approx(2 / 2**6)
+    p = mcnemar_mid_p(1050, 950)
+    below = sum(math.comb(2000, i) for i in range(950))
+    assert p == pytest.approx(min(1.0, (2 * below + math.comb(2000, 950)) / 2**2000), rel=1e-12)
+    assert mcnemar_mid_p(6, 0) == pytest.approx(1 / 2**6)
 
 
 def test_mcnemar_rejects_negative_counts() -> None:
     with pytest.raises(ValueError, match="counts >= 0"):
-        mcnemar_exact_p(-1, 2)
+        mcnemar_mid_p(-1, 2)
 
 
 def test_bootstrap_is_deterministic_for_a_seed_and_order_free() -> None:
@@ -377,7 +378,7 @@ def test_regression_message_shows_the_paired_delta_when_unmatched_items_move_the
     assert row.message() == (
         f"REGRESSION d: mean_ok 1.000 -> {4 / 13:.3f} (delta {4 / 13 - 1:+.3f}, paired delta "
         f"{-8 / 12:+.3f}, 95% CI {row.test.interval.low:+.3f}..{row.test.interval.high:+.3f}, "
-        f"McNemar p={p:.3f}, n=12)"
+        f"McNemar mid-p={p:.3f}, n=12)"
     )
 
 
@@ -622,3 +623,42 @@ def test_rescore_defaults_to_the_runs_own_thresholds_and_reports_unknown_aggrega
     code, _ = llmobs(recorded, "rescore", "good", "--threshold", "mean_accuracy >>= 1")
     assert code == 2
     assert "invalid threshold 'mean_accuracy >>= 1'" in capsys.readouterr().err
+
+
+def test_a_comparison_that_tested_nothing_says_so_in_json_and_markdown() -> None:
+    from pytest_llmobs.compare.render import markdown
+
+    baseline = run("a", [item("t.py::t[x]", "passed", dataset="d", ok=True)])
+    current = run("b", [item("t.py::t[y]", "passed", dataset="d", ok=True)])
+
+    comparison = compare_runs(baseline, current)
+
+    assert comparison.matched == 0 and comparison.gate_passed  # (exit status 0 stays)
+    data = comparison.to_dict()
+    assert (data["verdict"], data["tested"]) == ("nothing tested", 0)
+    head = markdown(comparison).splitlines()[2]
+    assert head.startswith("⚠️ **no metric could be tested (no matched items)")
+    tested = compare_runs(baseline, baseline)
+    assert tested.to_dict()["verdict"] == "passed" and tested.tested > 0
+    assert markdown(tested).splitlines()[2].startswith("✅ ")
+
+
+@pytest.mark.parametrize(
+    ("losses", "wins", "verdict"),
+    [
+        (4, 0, "no significant change"),  # mid-p 0.0625 (the interval excludes 0)
+        (6, 1, "no significant change"),  # mid-p 0.070 (so does this one's)
+        (5, 0, "regression"),  # mid-p 0.031 (the exact test's p 0.0625 read beside a regression)
+        (7, 1, "regression"),  # mid-p 0.039
+    ],
+)
+def test_mcnemar_decides_a_pass_fail_change(losses: int, wins: int, verdict: str) -> None:
+    same = 30
+    baseline = [1.0] * losses + [0.0] * wins + [1.0] * same
+    current = [0.0] * losses + [1.0] * wins + [1.0] * same
+    test = paired_test(baseline, current, binary=True)
+
+    got, fails = judge(test, name="pass_rate", delta=(wins - losses) / len(baseline))
+
+    assert (got, fails) == (verdict, verdict == "regression")
+    assert (test.p_value < 0.05) == (verdict == "regression")  # the verdict agrees with its p

@@ -58,12 +58,13 @@ def exact(line: str) -> str:
 
 
 def mcnemar(losses: int, wins: int) -> float:
-    """Exact two-sided McNemar p-value, straight from the binomial distribution."""
+    """Two-sided McNemar mid-p value, straight from the binomial distribution."""
     n = losses + wins
     if n == 0:
         return 1.0
-    tail: float = sum(math.comb(n, k) for k in range(min(losses, wins) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    rarer = min(losses, wins)
+    below: float = sum(math.comb(n, k) for k in range(rarer)) / 2**n
+    return min(1.0, 2 * below + math.comb(n, rarer) / 2**n)
 
 
 def p_text(p: float) -> str:
@@ -117,7 +118,7 @@ def test_degraded_model_against_a_saved_baseline_fails_naming_metric_and_interva
     old, new = sum(before.values()) / len(items), sum(after.values()) / len(items)
     details = (
         f"(delta {new - old:+.3f}, 95% CI {interval.low:+.3f}..{interval.high:+.3f}, "
-        f"McNemar p={p_text(mcnemar(losses, wins))}, n={len(items)})"
+        f"McNemar mid-p={p_text(mcnemar(losses, wins))}, n={len(items)})"
     )
     result.stdout.fnmatch_lines(
         [

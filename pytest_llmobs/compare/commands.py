@@ -16,6 +16,8 @@ from pytest_llmobs.store import Store
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register the commands on the ``llmobs`` subparsers."""
+    from pytest_llmobs.cli_common import FILE
+
     baseline = commands.add_parser("baseline", help="save or list named baselines")
     actions = baseline.add_subparsers(dest="action", required=True, metavar="ACTION")
     save = actions.add_parser("save", parents=[common], help="save a run as baseline NAME")
@@ -41,7 +43,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--max-drop", type=float, default=0.0, metavar="X", help="tolerated drop (default 0.0)"
     )
     compare.add_argument("--format", choices=["text", "json", "markdown"], default="text")
-    compare.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    compare.add_argument(
+        "-o", "--output", metavar="FILE", type=FILE, help="write to FILE instead of stdout"
+    )
     compare.set_defaults(handler=cmd_compare)
 
     rescore = commands.add_parser(
@@ -162,8 +166,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         text = cli_wording("\n".join(comparison_lines(comparison, full=True)))
     if args.output:
         write_output(args.output, text + "\n")
-        verdict = "passed" if passed else "incomplete run" if partial else "regression"
-        print(f"wrote the comparison ({verdict}) to {args.output}", file=out)
+        print(f"wrote the comparison ({comparison.verdict}) to {args.output}", file=out)
     else:
         print(text, file=out)
     return 0 if passed else 1

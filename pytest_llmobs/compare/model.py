@@ -86,7 +86,7 @@ class MetricComparison:
         if self.test is not None:
             details.append(f"95% CI {self.test.interval.low:+.3f}..{self.test.interval.high:+.3f}")
             if self.test.p_value is not None:
-                details.append(f"McNemar p={fmt_p(self.test.p_value)}")
+                details.append(f"McNemar mid-p={fmt_p(self.test.p_value)}")
             details.append(f"n={self.test.n}")
         if tolerance is not None and self.verdict == "regression" and not self.fails_gate:
             details.append(f"within --llm-max-drop {tolerance:g}")
@@ -205,7 +205,8 @@ class Comparison:
     - ``missing``: tested metrics of the baseline the current run does not have.
 
     ``to_dict()`` gives plain JSON-able data: the keys above plus ``verdict`` (``incomplete
-    run`` when a compared run is, ``regression`` when the gate fails, else ``passed``),
+    run`` when a compared run is, ``regression`` when the gate fails, ``nothing tested`` when no
+    metric could be tested, else ``passed``), ``tested`` (how many metrics were),
     ``regressions`` (how many fail the gate), ``unmatched`` (``{"only_in_baseline": [...],
     "only_in_current": [...]}``) and, for an incomplete run, ``incomplete``; metric rows are
     flat (``group``, ``name``, ``baseline``, ``current``, ``delta``, ``ci_low``, ``ci_high``,
@@ -238,17 +239,27 @@ class Comparison:
     def gate_passed(self) -> bool:
         return not self.regressions
 
+    @property
+    def tested(self) -> int:
+        """Metrics the paired statistics tested: with none (no matched items, say) the gate
+        checked nothing, which passes it (exit status 0) but is no pass to report."""
+        return sum(m.test is not None for m in self.metrics)
+
+    @property
+    def verdict(self) -> str:
+        """``incomplete run``, ``regression``, ``nothing tested`` or ``passed``."""
+        if self.incomplete:
+            return "incomplete run"
+        if not self.gate_passed:
+            return "regression"
+        return "passed" if self.tested else "nothing tested"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "baseline": self.baseline.to_dict(),
             "current": self.current.to_dict(),
-            "verdict": (
-                "incomplete run"
-                if self.incomplete
-                else "passed"
-                if self.gate_passed
-                else "regression"
-            ),
+            "verdict": self.verdict,
+            "tested": self.tested,
             "regressions": len(self.regressions),
             "max_drop": self.max_drop,
             "matched": self.matched,

@@ -50,7 +50,9 @@ def _verdict(row: MetricComparison, max_drop: float) -> str:
     if row.verdict == "regression" and not row.fails_gate:
         return f"regression (within max drop {max_drop:g})"
     if row.test is not None and interval_untrusted(row.test):
-        return f"{row.verdict} (only {row.test.changed} item(s) changed)"
+        p, changed = row.test.p_value, row.test.changed  # (the interval alone excludes 0)
+        why = f"mid-p {fmt_p(p)}" if p is not None else f"only {changed} item(s) changed"
+        return f"{row.verdict} ({why})"
     return row.verdict
 
 
@@ -312,7 +314,7 @@ def _metric_rows(comparison: Comparison, rows: list[MetricComparison]) -> list[s
 def markdown(comparison: Comparison, *, enforced: bool = True) -> str:
     """A pull-request comment: verdict, metric table, what changed, flipped items."""
     base, cur, incomplete = comparison.baseline, comparison.current, comparison.incomplete
-    head = "❌" if comparison.regressions or incomplete else "✅"
+    head = "❌" if comparison.regressions or incomplete else "✅" if comparison.tested else "⚠️"
     verdict = gate_line(comparison, enforced=enforced)
     out = [
         f"## llmobs comparison: {_text(cur.label)} vs baseline {_text(base.label)}",

@@ -44,6 +44,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--to",
         default="langfuse",
         metavar="TARGETS",
+        type=upload_targets,
         help=f"comma-separated targets: {', '.join(EXPORTERS)} (default langfuse)",
     )
     upload.add_argument(
@@ -58,14 +59,27 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     upload.set_defaults(handler=cmd_upload)
 
 
+def upload_targets(value: str) -> list[str]:
+    """``--to``'s targets (an argparse ``type=``): an unknown one, or none (an empty value, an
+    unset variable, a lone comma), is a usage error, not an upload that sends nothing."""
+    try:
+        targets = parse_targets(value)
+    except ExportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not targets:
+        unset = "" if value.strip() else " (an unset variable?)"
+        raise argparse.ArgumentTypeError(
+            f"{value!r} names no target{unset}; expected one or more of "
+            f"{', '.join(EXPORTERS)}, comma-separated"
+        )
+    return targets
+
+
 def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.cli_common import CliError, open_store
     from pytest_llmobs.store import StoreError
 
-    try:
-        targets = parse_targets(args.to)
-    except ExportError as exc:
-        raise CliError(f"--to: {exc}") from None
+    targets = args.to if isinstance(args.to, list) else upload_targets(args.to)
     store = open_store(args)
     options = ExporterOptions(
         store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy

@@ -43,7 +43,8 @@ def comparison_section(comparison: object) -> str:
         return ""
     known = {
         "baseline", "current", "verdict", "regressions", "matched", "max_drop",
-        "metrics", "changes", "flips", "flipped", "unmatched", "enforced",
+        "metrics", "changes", "flips", "flipped", "unmatched", "enforced", "tested",
+        "incomplete",
     }  # fmt: skip
     parts = ['<section id="comparison"><h2>Comparison with baseline</h2>', _headline(comparison)]
     metrics = comparison.get("metrics")
