@@ -148,9 +148,11 @@ class ExperimentResult:
         from pytest_llmobs.reporting.terminal import summary_lines
 
         lines = [
-            "not stored (store=None)" if line == "not stored (--llm-no-store)" else line
+            "not stored (store=None)"
+            if line == "not stored (--llm-no-store)"
+            else line.replace("failed: session fails", "failed: the run did not pass")
             for line in summary_lines(self.run)
-        ]
+        ]  # (no session here: `passed` is false)
         errored = [i for i in self.items if i.outcome == "error"]
         if errored:
             lines.append(f"{len(errored)} item(s) errored:")

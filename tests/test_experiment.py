@@ -110,6 +110,8 @@ def test_items_become_traces_scores_and_aggregates_in_the_store(tmp_path: Path, 
         ("capitals: pass_rate >= 0.9", False),
     ]
     assert not result.passed and result.status == "failed"
+    # (no session ended: it said "session fails")
+    assert "1 of 2 threshold(s) failed: the run did not pass" in result.summary().splitlines()
 
     stored = load(tmp_path / "store", result.run_id)
     assert stored["name"] == "capitals"
