@@ -288,13 +288,18 @@ def test_ctrl_c_under_xdist_says_which_tests_were_running_not_that_they_never_ra
 ) -> None:
     pytester.makeconftest(
         """
-        import os
         import pytest
+
+        ON_CONTROLLER = []
+
+        def pytest_configure(config):
+            # (not PYTEST_XDIST_WORKER: this session may itself run in an outer xdist worker)
+            if not hasattr(config, "workerinput"):
+                ON_CONTROLLER.append(True)
 
         @pytest.hookimpl(trylast=True)  # (after the plugin noted that it runs)
         def pytest_runtest_logreport(report):
-            on_controller = not os.environ.get("PYTEST_XDIST_WORKER")
-            if on_controller and report.when == "setup" and report.nodeid.endswith("test_slow"):
+            if ON_CONTROLLER and report.when == "setup" and report.nodeid.endswith("test_slow"):
                 raise KeyboardInterrupt  # Ctrl-C while a worker runs test_slow
         """
     )
