@@ -35,7 +35,7 @@ from pytest_llmobs.calibration_labels import (
     binary_label,
     read_labels,
 )
-from pytest_llmobs.repeats import item_scores
+from pytest_llmobs.repeats import item_scores, item_verdict
 from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.safe_stats import mean_of
 
@@ -173,8 +173,8 @@ def _cases(
             if entry.get("name") == score and not (entry.get("metadata") or {}).get(KIND_CLASH)
         ]
         item_id = None if item.get("item_id") is None else str(item["item_id"])
-        if not entries or (item_id is None and key != "node_id"):
-            continue
+        if not entries or (item_id is None and key != "node_id") or item_verdict(item) is None:
+            continue  # (skipped, xfailed, stopped: out of the aggregates, and out of here)
         values = item_scores(item).get(score)
         categories = [str(e["value"]) for e in entries if e.get("data_type") == "CATEGORICAL"]
         if not values and not categories:

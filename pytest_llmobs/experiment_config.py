@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ from pytest_llmobs.providers.calls import close_provider
 from pytest_llmobs.providers.retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from pytest_llmobs.redaction import Masker
 from pytest_llmobs.settings import DEFAULT_MODEL, expand_path
+
+_SYS_PATH = threading.Lock()
+"""Held while a config file's ``pythonpath`` is on ``sys.path`` for an import."""
 
 
 class ProjectConfig:
@@ -147,14 +151,15 @@ class ProjectConfig:
             for value in option.values:
                 with contextlib.suppress(ValueError):  # (unbalanced quotes: pytest refuses them)
                     paths += [str((option.base / p).resolve()) for p in shlex.split(value)]
-        added = [path for path in dict.fromkeys(paths) if path not in sys.path]
-        sys.path[:0] = added
-        try:
-            yield
-        finally:
-            for path in added:
-                with contextlib.suppress(ValueError):
-                    sys.path.remove(path)
+        with _SYS_PATH:  # (runs in threads at once: one adds, the other must not remove it)
+            added = [path for path in dict.fromkeys(paths) if path not in sys.path]
+            sys.path[:0] = added
+            try:
+                yield
+            finally:
+                for path in added:
+                    with contextlib.suppress(ValueError):
+                        sys.path.remove(path)
 
 
 def resolve_model(

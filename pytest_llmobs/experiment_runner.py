@@ -280,6 +280,8 @@ class ExperimentRunner:
                 self._refuse_if_interrupted()
                 return await self._call_task(item, slot), attempt, errors
             except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, ItemInterrupted):  # another item's Ctrl-C: no attempt
+                    raise
                 if isinstance(exc, asyncio.CancelledError) and self._own_cancellation():
                     raise
                 errors.append(describe(exc))

@@ -20,9 +20,9 @@ _TRACKED_FROM = 8
 """Depth from which `jsonable` remembers the containers it is inside (records of the plugin's
 own are shallower and pay nothing for it): one met again is a cycle, not nesting."""
 _MAX_VALUES = 1_000
-"""Containers converted in one subtree below `_TRACKED_FROM` at most: an object graph sharing
-its nodes (``a = [b, b]; b = [c, c]``...) would otherwise be copied once per path, 2**depth
-times."""
+"""Containers met again (shared) in one subtree below `_TRACKED_FROM` at most: an object graph
+sharing its nodes (``a = [b, b]; b = [c, c]``...) would otherwise be copied once per path,
+2**depth times. Containers met once, however many, cost nothing."""
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT_CHARACTER = "\ufffd"
@@ -175,10 +175,11 @@ class _Deep:
     """What `jsonable` remembers below `_TRACKED_FROM`: the containers it is inside, and how
     many more it may convert."""
 
-    __slots__ = ("inside", "left")
+    __slots__ = ("inside", "left", "seen")
 
     def __init__(self) -> None:
         self.inside: set[int] = set()
+        self.seen: dict[int, object] = {}  # (the object kept: an id is unique while it lives)
         self.left = _MAX_VALUES
 
 
@@ -218,9 +219,12 @@ def _tracked(value: Any, kind: type, _depth: int, deep: _Deep) -> Any:
     mark = id(value)
     if mark in deep.inside:
         return f"<cycle: {kind.__name__}>"
-    deep.left -= 1
-    if deep.left < 0:
-        return f"<truncated: more than {_MAX_VALUES:,} values>"
+    if mark not in deep.seen:
+        deep.seen[mark] = value
+    elif not isinstance(value, (str, int, float)):  # a container met again: a shared node
+        deep.left -= 1
+        if deep.left < 0:
+            return f"<truncated: more than {_MAX_VALUES:,} shared values>"
     deep.inside.add(mark)
     try:
         if kind is dict and _depth < MAX_DEPTH:

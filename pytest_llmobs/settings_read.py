@@ -232,7 +232,7 @@ def where(config: pytest.Config, ini_name: str) -> str:
     all (its default), else where its ini value came from."""
     spec = next(s for s in OPTIONS if s.ini == ini_name)
     source = ini_where(config, ini_name)
-    unset = config.getini(ini_name) in (None, "", [], spec.default)
+    unset = config.getini(ini_name) in (None, "", [], spec.default)  # (inicfg is deprecated)
     if config.getoption(ini_name) is not None or (unset and not source.startswith("-o ")):
         return spec.flag
     return source

@@ -12,7 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.store_connection import StoreConnection, StoreError
-from pytest_llmobs.store_unfinished import KILLED_BEFORE_IT, effective_status, summary_so_far
+from pytest_llmobs.store_unfinished import (
+    KILLED_BEFORE_IT,
+    effective_status,
+    recorded_elsewhere,
+    summary_so_far,
+)
 
 _LISTED = 10
 """How many names an error lists before saying how many more there are."""
@@ -50,12 +55,19 @@ class RunCatalog(StoreConnection):
             )
         return runs
 
-    def run_status(self, run_id: str) -> str:
-        """The stored run's status (a stale ``running`` one reads as interrupted)."""
-        row = self._db.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+    def running_here(self, run_id: str) -> bool:
+        """Whether the run is still going, in a live process of this machine. (A run recorded on
+        another machine that stored no summary reads as running for good: a CI job killed on a
+        timeout, say. Nothing here can tell, so it does not count.)"""
+        row = self._db.execute(
+            "SELECT status, pid, json_extract(header, '$.process') FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path}")
-        return self._effective_status(run_id, row[0], row[1])
+        process = json.loads(row[2]) if row[2] else None
+        status = effective_status(row[0], row[1], process)
+        return status == "running" and recorded_elsewhere(process) is None
 
     def _effective_status(self, run_id: str, status: str, pid: int | None) -> str:
         if status != "running" or pid is None:

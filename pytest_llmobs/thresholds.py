@@ -30,6 +30,8 @@ def holds(threshold: Threshold, value: float) -> bool:
 def _unscored(name: str, group: Mapping[str, Any]) -> str:
     """`` (no item recorded a score 'accuracy')`` when ``name`` is an aggregate of a score of
     which the group has none (a run stopped before any item scored, or a misspelt name)."""
+    if name in GENERATION_AGGREGATES:
+        return " (no generation was recorded)"
     prefix = next((p for p in (*NUMERIC_PREFIXES, COUNTS_PREFIX) if name.startswith(p)), None)
     score = name.removeprefix(prefix) if prefix else ""
     if not score:

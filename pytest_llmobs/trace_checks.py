@@ -44,18 +44,24 @@ def checked_field(key: str, value: Any) -> Any:
     return jsonable(value)  # model_parameters
 
 
-def _usage(value: object) -> dict[str, int]:
-    """Token counts by kind (``{"input": 7, "output": 1}``), each a whole number from 0 to
-    2**53 as Langfuse's ``usageDetails`` (``None`` counts 0); the aggregates sum them."""
-    if not isinstance(value, Mapping):
+COUNTED_USAGE = ("input", "output", "total")
+"""The token counts the run's totals sum: whole numbers from 0 to 2**53 when given."""
+
+
+def _usage(value: object) -> dict[str, Any]:
+    """Token counts by kind (``{"input": 7, "output": 1}``), as plain data (an SDK's usage
+    object becomes its dict). The counts the totals sum (`COUNTED_USAGE`) must be whole
+    numbers from 0 to 2**53 (``None`` counts 0); other keys (an SDK's
+    ``prompt_tokens_details``) are kept as they are."""
+    usage = jsonable(value)
+    if not isinstance(usage, dict):
         raise TypeError(
             f"update: usage must be a mapping of token counts or None; got {type(value).__name__}"
         )
-    usage: dict[str, int] = {}
-    for kind, count in value.items():
-        if not isinstance(kind, str):
-            raise TypeError(f"update: usage keys must be str; got {type(kind).__name__}")
-        usage[str.__str__(kind)] = token_count(_plain_number(count), f"update: usage[{kind!r}]")
+    for kind in COUNTED_USAGE:
+        if kind in usage:
+            count = value[kind] if isinstance(value, Mapping) and kind in value else usage[kind]
+            usage[kind] = token_count(_plain_number(count), f"update: usage[{kind!r}]")
     return usage
 
 

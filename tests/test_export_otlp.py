@@ -410,6 +410,19 @@ def test_a_run_still_running_is_not_uploaded_in_part(
     )
     assert not receiver.received
 
+    # recorded on another machine (a CI job's store, the job killed): nothing here can tell
+    # whether it goes on, and it would never be sent
+    db = sqlite3.connect(runs.db())
+    with db:
+        db.execute(
+            "UPDATE runs SET header = json_set(header, '$.process.host', 'ci-runner-7')"
+            " WHERE id = ?",
+            (run_id,),
+        )
+    db.close()
+    assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 0
+    assert receiver.spans()
+
 
 def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
     suite: pytest.Pytester,

@@ -99,8 +99,20 @@ def test_a_graph_sharing_its_nodes_is_cut_not_copied_per_path() -> None:
 
     text = json.dumps(jsonable(shared))
 
-    assert "<truncated: more than 1,000 values>" in text
+    assert "<truncated: more than 1,000 shared values>" in text
     assert len(text) < 5_000_000
+
+
+def test_many_containers_deep_down_are_kept_when_none_is_shared() -> None:
+    import numpy as np
+
+    deep: dict[str, object] = {"rows": [{"n": i, "x": np.float64(i)} for i in range(1_500)]}
+    for _ in range(9):
+        deep = {"x": deep}
+
+    text = json.dumps(jsonable(deep))
+
+    assert "truncated" not in text and text.count('"n"') == 1_500
 
 
 @pytest.mark.parametrize(

@@ -491,3 +491,9 @@ def test_a_verdict_the_rounded_figure_would_contradict_shows_every_digit() -> No
 
     assert threshold_line(failed, ("✓", "✗")).endswith("observed 0.5476 (n=8)")  # not 0.548
     assert threshold_line(clear, ("✓", "✗")).endswith("observed 0.300 (n=8)")
+
+
+def test_a_threshold_on_a_generation_figure_of_a_run_without_generations_says_so() -> None:
+    (result,) = evaluate([parse_threshold("mean_latency_ms <= 500")], aggregates())
+
+    assert result.error is not None and "(no generation was recorded)" in result.error

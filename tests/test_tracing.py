@@ -600,7 +600,6 @@ def test_update_sets_generation_fields(root: Observation) -> None:
             "usage['input'] is 1.5; expected a whole number from 0 to 2**53",
         ),
         ({"usage": [3]}, TypeError, "usage must be a mapping of token counts or None; got list"),
-        ({"usage": {1: 3}}, TypeError, "usage keys must be str; got int"),
         ({"cost": math.nan}, ValueError, "cost is nan; expected a finite number >= 0"),
         ({"cost": -0.5}, ValueError, "cost is -0.5; expected a finite number >= 0"),
         (
@@ -617,6 +616,24 @@ def test_update_refuses_usage_and_cost_the_aggregates_cannot_sum(
         generation.update(**fields)
     assert str(caught.value) == f"update: {message}"
     assert (generation.usage, generation.cost) == (None, None)
+
+
+def test_update_keeps_an_sdks_usage_shape_and_checks_only_the_counts_totals_sum(
+    root: Observation,
+) -> None:
+    class Usage(pydantic.BaseModel):  # as an SDK's response.usage
+        input: int
+        output: int
+        prompt_tokens_details: dict[str, int]
+
+    given = Usage(input=7, output=1, prompt_tokens_details={"cached_tokens": 3})
+    with start_span("gen", as_type="generation") as generation:
+        generation.update(usage=given)
+    assert generation.usage == {
+        "input": 7,
+        "output": 1,
+        "prompt_tokens_details": {"cached_tokens": 3},
+    }
 
 
 def test_update_keeps_whole_token_counts_as_ints(root: Observation) -> None:

@@ -118,14 +118,14 @@ def _runs_to_send(
     """(the run ids to upload to ``target``, lines about runs pending elsewhere)."""
     if args.run is not None or not args.pending:
         run_id = store.resolve_run(args.run or "latest")
-        if store.run_status(run_id) == "running":
+        if store.running_here(run_id):
             raise ExportError(
                 f"run {run_id} is still running: upload it once its session has ended (a "
                 "session with --llm-upload uploads its run when it ends)"
             )
         return [run_id], []
     run_ids = pending_runs(exporter, store)
-    running = [r for r in run_ids if store.run_status(r) == "running"]
+    running = [r for r in run_ids if store.running_here(r)]
     stranded = runs_pending_elsewhere(exporter, store)
     if not run_ids and not stranded:
         print(f"{target}: nothing pending", file=out)
