@@ -488,3 +488,27 @@ def test_labels_file_not_utf8_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError) as error:
         read_labels(path)
     assert str(error.value).startswith(f"{path}:3: not valid UTF-8 (byte offset ")
+
+
+def test_a_skipped_xfailed_or_stopped_item_is_left_out_as_the_aggregates_leave_it(
+    mixed: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    labels = write_labels(tmp_path, HUMAN_CSV)
+    one = next(i["item_id"] for i in mixed if i["dataset"] == "a")
+    theirs = [i for i in mixed if i["dataset"] == "a" and i["item_id"] == one]
+    others = [i for i in mixed if i not in theirs]
+
+    kept = calibrate(mixed, labels, "q", dataset="a")
+    xfailed = calibrate(
+        [*others, *({**i, "outcome": "skipped"} for i in theirs)], labels, "q", dataset="a"
+    )  # (an xfail is stored as skipped)
+    stopped = calibrate(
+        [*others, *({**i, "outcome": "error", "stopped": True} for i in theirs)],
+        labels,
+        "q",
+        dataset="a",
+    )
+
+    assert kept.n == 4 and one not in kept.unmatched_labels
+    for report in (xfailed, stopped):  # its label now matches no item counted
+        assert (report.n, report.unmatched_labels) == (3, [one])
