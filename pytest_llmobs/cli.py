@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser(
         "prune", parents=[common], help="delete old runs (never saved baselines)"
     )
-    prune.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs")
+    prune.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N finished runs")
     prune.add_argument(
         "--older-than",
         metavar="AGE",

@@ -244,15 +244,17 @@ class RunCatalog(StoreConnection):
     # --- retention --------------------------------------------------------------------------
 
     def prune(self, *, keep_last: int | None = None, older_than: float | None = None) -> list[str]:
-        """Delete finished runs beyond the newest ``keep_last`` or started before ``older_than``
-        (a Unix time); runs saved as baselines and runs still going are never deleted."""
+        """Delete finished runs beyond the newest ``keep_last`` finished ones or started before
+        ``older_than`` (a Unix time); runs saved as baselines and runs still going are never
+        deleted."""
         protected = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
-        runs = self.list_runs()
+        # (a run still going is kept, and not counted: it took the place of the newest finished)
+        finished = [run for run in self.list_runs() if run["status"] != "running"]
         doomed = []
-        for index, run in enumerate(runs):
+        for index, run in enumerate(finished):
             too_many = keep_last is not None and index >= keep_last
             too_old = older_than is not None and run["started_at"] < older_than
-            if (too_many or too_old) and run["id"] not in protected and run["status"] != "running":
+            if (too_many or too_old) and run["id"] not in protected:
                 doomed.append(str(run["id"]))
         with self._transaction():
             for run_id in doomed:

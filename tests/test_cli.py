@@ -841,6 +841,42 @@ def test_prune_lists_at_most_twenty_deleted_runs(tmp_path: Path) -> None:
     assert lines[-1] == "  ... and 2 more"
 
 
+def test_prune_keep_last_counts_finished_runs_and_keeps_a_running_one(recorded: Path) -> None:
+    """A session going on took the place of the newest finished run: `--keep-last 1` during a
+    session deleted the one run it was meant to keep."""
+    runs = [line.split()[0] for line in run_main(recorded, "runs")[1].splitlines()[1:3]]
+    newest = runs[0]
+    db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
+    with db:
+        db.execute(
+            "INSERT INTO runs (id, name, model, status, started_at, pid, header)"
+            " VALUES ('going', 'going', 'm', 'running', 4e9, ?, ?)",
+            (os.getpid(), json.dumps({"id": "going", "name": "going", "started_at": 4e9})),
+        )
+    db.close()
+
+    code, out, _ = run_main(recorded, "prune", "--keep-last", "1")
+
+    assert code == 0 and out.startswith("deleted 1 run(s)")
+    left = [line.split()[0] for line in run_main(recorded, "runs")[1].splitlines()[1:]]
+    assert left[:2] == ["going", newest]
+
+
+def test_upload_legacy_without_langfuse_and_an_export_file_are_usage_errors(
+    recorded: Path,
+) -> None:
+    export = recorded / "run.json"
+    assert run_main(recorded, "export", "latest", "-o", str(export))[0] == 0
+
+    legacy = run_main(recorded, "upload", "latest", "--to", "otlp", "--legacy")
+    from_file = run_main(recorded, "upload", str(export), "--to", "otlp")
+
+    assert legacy[0] == 2 and legacy[2].strip() == (
+        "llmobs: error: --legacy: applies to --to langfuse only (older self-hosted servers)"
+    )
+    assert from_file[0] == 2 and "'llmobs upload' reads runs from the store" in from_file[2]
+
+
 @pytest.mark.parametrize(
     ("command", "target"),
     [

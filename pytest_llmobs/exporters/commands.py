@@ -80,6 +80,8 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.store import StoreError
 
     targets = args.to if isinstance(args.to, list) else upload_targets(args.to)
+    if args.legacy and "langfuse" not in targets:  # (it would be ignored without a word)
+        raise CliError("--legacy: applies to --to langfuse only (older self-hosted servers)")
     store = open_store(args)
     options = ExporterOptions(
         store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy
@@ -117,7 +119,9 @@ def _runs_to_send(
 ) -> tuple[list[str], list[str]]:
     """(the run ids to upload to ``target``, lines about runs pending elsewhere)."""
     if args.run is not None or not args.pending:
-        run_id = store.resolve_run(args.run or "latest")
+        from pytest_llmobs.cli_commands import stored_run_id
+
+        run_id = stored_run_id(store, args.run or "latest", "upload")
         if store.running_here(run_id):
             raise ExportError(
                 f"run {run_id} is still running: upload it once its session has ended (a "
