@@ -14,6 +14,7 @@ from pytest_llmobs.llm import LLM
 from pytest_llmobs.providers import Provider
 from pytest_llmobs.score_kinds import check_score
 from pytest_llmobs.score_model import ScoreError
+from pytest_llmobs.serialize import int_text
 
 EvaluatorsArg = Sequence[Callable[..., Any]] | Mapping[str, Callable[..., Any]]
 
@@ -42,7 +43,9 @@ def check_limits(
         raise ValueError(f"max_concurrency must be >= 1; got {max_concurrency}")
     if timeout_s is not None and not _positive(timeout_s):
         shown = (
-            f"an integer of {len(str(timeout_s))} digits" if _huge(timeout_s) else repr(timeout_s)
+            f"an integer of {len(int_text(abs(int(timeout_s))))} digits"
+            if _huge(timeout_s)
+            else repr(timeout_s)
         )
         raise ValueError(f"timeout_s must be a number > 0, or None; got {shown}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

@@ -828,6 +828,7 @@ def test_a_dataset_object_is_checked_as_items_given_in_code_are(tmp_path: Path) 
         ({"thresholds": [0.9]}, TypeError, "thresholds: 0.9 is not an expression"),
         ({"dataset": "caps", "datasets_dir": 5}, TypeError, "datasets_dir must be a directory"),
         ({"timeout_s": 10**400}, ValueError, "got an integer of 401 digits"),
+        ({"timeout_s": 10**5000}, ValueError, "got an integer of 5001 digits"),  # (str() fails)
         ({"name": "latest"}, ValueError, "name 'latest' is reserved"),
         ({"name": " Latest "}, ValueError, "is reserved"),
         ({"task": lambda item, other: "x"}, TypeError, "takes (item, other); expected (item)"),
