@@ -11,7 +11,8 @@ datasets directory and retries.
 - ``llm_model``: the model when ``model=`` is not given;
 - ``llm_datasets_dir``: where a dataset's name is looked up when ``datasets_dir=`` is not given
   (relative to the config file's directory; default ``<rootdir>/datasets``);
-- ``llm_max_retries``: retries of a model call after a retryable error (the ``llm`` fixture's).
+- ``llm_max_retries``, ``llm_prices`` (over ``LLMOBS_PRICES``), ``llm_cache`` and
+  ``llm_cache_dir``: a model call's retries, cost and record/replay, as the ``llm`` fixture's.
 
 A bad value raises `GovernanceError` (a `ValueError`) or `ValueError` naming the key and where it
 was given (``llm_redact in /project/pytest.ini: ...``).
@@ -49,10 +50,12 @@ from pytest_llmobs.providers import (
     UnknownModelError,
     default_registry,
 )
-from pytest_llmobs.providers.calls import close_provider
+from pytest_llmobs.providers.cache import CacheMode
+from pytest_llmobs.providers.calls import close_provider, session_calls
+from pytest_llmobs.providers.openai_config import replay_only
 from pytest_llmobs.providers.retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from pytest_llmobs.redaction import Masker
-from pytest_llmobs.settings import DEFAULT_MODEL, expand_path
+from pytest_llmobs.settings import DEFAULT_CACHE_DIR, DEFAULT_MODEL, expand_path
 
 _SYS_PATH = threading.Lock()
 """Held while a config file's ``pythonpath`` is on ``sys.path`` for an import."""
@@ -77,9 +80,14 @@ class ProjectConfig:
         return (option.value, option.source) if option else (DEFAULT_MODEL, None)
 
     def datasets_dir(self) -> Path:
-        option = self.option("datasets_dir")
+        return self._path("datasets_dir") or self.config.rootdir / "datasets"
+
+    def _path(self, name: str) -> Path | None:
+        """A path option, resolved as the plugin resolves it (a file's value expanded, relative
+        to the file's directory; a flag's relative to the current one); ``None`` when unset."""
+        option = self.option(name)
         if option is None:
-            return self.config.rootdir / "datasets"
+            return None
         value = option.value if option.source.startswith("--") else expand_path(option.value)
         return (option.base / value).resolve()
 
@@ -95,6 +103,30 @@ class ProjectConfig:
         if retries < 0:
             raise ValueError(f"{option.source} must be an integer >= 0; got {option.value!r}")
         return RetryPolicy(max_retries=retries)
+
+    def calls(self) -> dict[str, Any]:
+        """The ``retry``, ``cache`` and ``prices`` an `LLM` gets, as the ``llm`` fixture's: a
+        bad value raises `ValueError` (`ConfigError`) naming it and where it was given."""
+        option = self.option("cache")
+        try:
+            mode = CacheMode.parse(option.value if option else "off")
+        except ValueError:
+            assert option is not None  # ("off" parses)
+            modes = ", ".join(m.value for m in CacheMode)
+            raise ValueError(
+                f"{option.source}: {option.value!r} is not a valid mode. Valid modes: {modes}."
+            ) from None
+        try:
+            return session_calls(
+                max_retries=self.retry().max_retries,
+                cache_mode=mode,
+                cache_dir=self._path("cache_dir") or self.config.rootdir / DEFAULT_CACHE_DIR,
+                prices_path=self._path("prices"),
+            )
+        except ConfigError as exc:  # (it names the flag: say where the value was given)
+            flag, sep, rest = str(exc).partition(": ")
+            option = self.option(flag.removeprefix("--llm-").replace("-", "_")) if sep else None
+            raise ConfigError(f"{option.source}: {rest}" if option else str(exc)) from None
 
     def governance(self) -> Governance:
         """The policy a pytest session here would store under; a bad option raises
@@ -170,21 +202,25 @@ def resolve_model(
     ``model``, a task that takes ``llm`` gets the project's ``llm_model``."""
     if isinstance(model, LLM):
         return model, model_string(model.provider)
-    if isinstance(model, str):
-        return LLM(default_registry().resolve(model), retry=project.retry()), model.strip()
-    if model is not None:
-        return LLM(model, retry=project.retry()), model_string(model)
-    if not wanted:
+    if model is not None and not isinstance(model, str):
+        return LLM(model, **project.calls()), model_string(model)
+    if model is None and not wanted:
         return None, ""
-    spec, source = project.model()
-    retry = project.retry()
-    try:
-        provider = default_registry().resolve(spec)
-    except (UnknownModelError, ConfigError) as exc:
-        if source is None or getattr(exc, "names_its_setting", False):
-            raise
-        raise type(exc)(f"{source}: {exc}") from None
-    return LLM(provider, retry=retry), spec
+    calls = project.calls()
+    # (a run that only replays recorded calls resolves a model without its API key, as
+    # --llm-cache=read does)
+    replaying = calls["cache"] is not None and calls["cache"].mode is CacheMode.READ
+    with replay_only() if replaying else contextlib.nullcontext():
+        if model is not None:
+            return LLM(default_registry().resolve(model), **calls), model.strip()
+        spec, source = project.model()
+        try:
+            provider = default_registry().resolve(spec)
+        except (UnknownModelError, ConfigError) as exc:
+            if source is None or getattr(exc, "names_its_setting", False):
+                raise
+            raise type(exc)(f"{source}: {exc}") from None
+    return LLM(provider, **calls), spec
 
 
 def model_string(provider: Provider) -> str:

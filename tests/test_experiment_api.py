@@ -590,3 +590,106 @@ def test_model_errors_are_retried_as_the_llm_fixture_retries_them(
 
     outcomes = {i.outcome for i in result.items}
     assert outcomes == ({"passed"} if retries is None else {"error"})
+
+
+def _generation(root: Path) -> dict[str, Any]:
+    from conftest import Runs
+
+    (item,) = Runs(root).latest()["items"]
+    (generation,) = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+    return dict(generation)
+
+
+def test_model_calls_are_priced_as_the_llm_fixture_prices_them(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("prices.json").write_text(
+        json.dumps({"mock-llm-v1": {"input": 1_000_000, "output": 2_000_000}})
+    )
+    pytester.makeini("[pytest]\nllm_prices = prices.json\n")
+    question = "What is the capital of France?"
+    pytester.mkdir("datasets").joinpath("caps.jsonl").write_text(
+        json.dumps({"id": "fr", "input": question}) + "\n"
+    )
+    pytester.makepyfile(
+        test_caps="""
+        import pytest
+
+        @pytest.mark.llm_dataset("caps")
+        def test_caps(item, llm):
+            llm.generate(item.input)
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    from_pytest = _generation(pytester.path)
+
+    def task(item: DatasetItem, llm: pytest_llmobs.LLM) -> str:
+        return llm.generate(item.input).text
+
+    run_experiment(name="caps", dataset=[{"id": "fr", "input": question}], task=task)
+    from_script = _generation(pytester.path)
+
+    usage = from_pytest["usage"]
+    assert from_pytest["cost"] == usage["input"] * 1.0 + usage["output"] * 2.0 > 0
+    assert from_script["cost"] == from_pytest["cost"]
+
+
+def test_the_config_files_cache_records_and_replays_experiment_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def task(item: DatasetItem, llm: pytest_llmobs.LLM) -> str:
+        return llm.generate(f"What is the capital of {item.input}?").text
+
+    def run(mode: str, countries: list[str]) -> list[Any]:
+        (tmp_path / "pytest.ini").write_text(f"[pytest]\nllm_cache = {mode}\n")
+        items = [{"id": c, "input": c} for c in countries]
+        result = run_experiment(name="c", dataset=items, task=task, store=None)
+        return [(i.outcome, i.output, i.error) for i in result.items]
+
+    recorded = run("write", ["France"])
+    replayed = run("read", ["France", "Peru"])
+
+    assert recorded == [("passed", "Paris", None)]
+    assert len(list((tmp_path / "llm-cache").rglob("*.json"))) == 1
+    assert replayed[0] == ("passed", "Paris", None)
+    assert replayed[1][0] == "error"
+    assert "cache miss" in str(replayed[1][2]).lower()
+
+
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        ("llm_cache = sometimes", "llm_cache in {ini}: 'sometimes' is not a valid mode"),
+        ("llm_prices = nowhere.json", "llm_prices in {ini}: cannot read"),
+    ],
+    ids=["cache-mode", "prices"],
+)
+def test_a_bad_cache_mode_or_price_file_is_refused_naming_where_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ini: str, message: str
+) -> None:
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(ValueError) as raised:
+        run_experiment(name="bad", dataset=ITEMS, task=echo, model="mock-llm-v1", store=None)
+
+    assert str(raised.value).startswith(message.format(ini=tmp_path / "pytest.ini"))
+
+
+def test_replaying_from_the_cache_an_openai_model_needs_no_api_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_cache = read\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    def task(item: DatasetItem, llm: pytest_llmobs.LLM) -> str:
+        return llm.generate(str(item.input)).text
+
+    result = run_experiment(
+        name="r", dataset=ITEMS[:1], task=task, model="openai:gpt-4o-mini", store=None
+    )
+
+    (item,) = result.items
+    assert item.outcome == "error"
+    assert str(item.error).startswith("CacheMissError: llm cache miss (--llm-cache=read)")
