@@ -42,7 +42,16 @@ ACTIVE_TRACE = _ActiveTrace()
 
 def current_observation() -> Observation | None:
     """The innermost open observation in this context (or the active test's root)."""
-    return CURRENT_OBSERVATION.get() or ACTIVE_TRACE.root
+    return _live(CURRENT_OBSERVATION.get()) or ACTIVE_TRACE.root
+
+
+def _live(observation: Observation | None) -> Observation | None:
+    """``observation``, unless its trace has ended while a test runs: an asyncio task that
+    outlived its test (a module-scoped loop runs it on) records into the test running now, as
+    a thread does, instead of into a trace already stored."""
+    if observation is not None and observation.trace.end_time is not None:
+        return ACTIVE_TRACE.root or observation
+    return observation
 
 
 def current_trace() -> Trace | None:
@@ -88,7 +97,7 @@ def open_observation(
     metadata: Mapping[str, Any] | None = None,
 ) -> Observation:
     """Start an observation under the current one, or as the root of a new trace."""
-    parent = CURRENT_OBSERVATION.get() or ACTIVE_TRACE.root
+    parent = _live(CURRENT_OBSERVATION.get()) or ACTIVE_TRACE.root
     if parent is not None:
         return Observation(
             parent.trace, name, type=type, parent_id=parent.id, input=input, metadata=metadata

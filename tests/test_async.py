@@ -165,6 +165,49 @@ def test_failing_async_test_marks_its_root_span(pytester: pytest.Pytester, runs:
     assert root["output"] == "Paris"  # the last generation's output
 
 
+OUTLIVING_TASK = """\
+    import asyncio
+
+    import pytest
+    from pytest_llmobs import start_span
+
+    pytestmark = pytest.mark.asyncio(loop_scope="module")
+    RELEASE = []
+    TASKS = []
+
+    async def test_one(llm):
+        RELEASE.append(asyncio.Event())
+
+        async def background():
+            await RELEASE[0].wait()  # still waiting when test_one ends
+            with start_span("late"):
+                await llm.agenerate("What is the capital of Kenya?")
+
+        TASKS.append(asyncio.create_task(background()))
+
+    async def test_two(llm):
+        RELEASE[0].set()
+        await TASKS[0]
+    """
+
+
+def test_a_task_that_outlives_its_test_records_into_the_test_running_then(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_outliving=dedent(OUTLIVING_TASK))
+
+    pytester.runpytest().assert_outcomes(passed=2)
+
+    items = runs.items(runs.latest())
+    assert tree(items["test_outliving.py::test_one"]) == [("test_one", None, None)]
+    assert [(name, parent) for name, parent, _ in tree(items["test_outliving.py::test_two"])] == [
+        ("test_two", None),
+        ("late", "test_two"),  # as a thread that outlives its test does
+        ("llm.generate", "late"),
+    ]
+
+
 TRIO_SUITE = """\
     import pytest
 
