@@ -48,6 +48,12 @@ GENERATION_AGGREGATES = frozenset(
 )
 """Names `generation_aggregates` and `judge_aggregates` may give."""
 
+FLAKY_AGGREGATES = ("flaky_items", "flaky_rate")
+"""The flakiness aggregates of a group whose items ran more than once (`repeats`)."""
+
+REPEAT_VARIANCE_PREFIX = "mean_repeat_variance_"
+"""Prefix of a score's variance across an item's repeats, averaged over items (`repeats`)."""
+
 BUILTIN_AGGREGATES = frozenset({"count", "pass_rate"}) | GENERATION_AGGREGATES
 """Aggregates every run may have whatever its scores: a score's aggregate must not take one."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,19 +42,6 @@ def with_snapshots(run: Mapping[str, Any], store: Store) -> dict[str, Any]:
             datasets.append({"name": name, "version": version, "items": items})
     snapshots = {"prompts": [p for p in prompts if p is not None], "datasets": datasets}
     return {**run, SNAPSHOTS: snapshots}
-
-
-def conflicting_prompts(
-    run: Mapping[str, Any], store: Store
-) -> Iterator[tuple[str, int, str | None, str]]:
-    """``(name, version, hash in store, hash in run)`` of each prompt version the exported
-    ``run`` carries that ``store`` keeps with other content: importing the run there would link
-    it to the store's content under the run's hash."""
-    for prompt in (run.get(SNAPSHOTS) or {}).get("prompts") or []:
-        name, version = str(prompt["name"]), int(prompt["version"])
-        kept = store.get_prompt(name, version=version)
-        if kept is not None and kept.get("hash") != prompt["hash"]:
-            yield name, version, kept.get("hash"), str(prompt["hash"])
 
 
 def import_snapshots(run: Mapping[str, Any], store: Store) -> None:

@@ -8,6 +8,7 @@ only ever see governed data. The objects the user's test code holds are never ch
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -33,6 +34,8 @@ from pytest_llmobs.serialize import (
 
 DEFAULT_MAX_FIELD_CHARS = 100_000
 TRUNCATION_MARKER = "…[truncated, {length} chars]"
+_CUT_BEFORE = re.compile(r"…\[truncated, [0-9]+ chars\]")
+"""`TRUNCATION_MARKER` as a text cut before ends with it."""
 
 
 class GovernanceError(ValueError):
@@ -107,8 +110,8 @@ def truncate(value: Any, limit: int) -> Any:
     if isinstance(value, str):
         if not value.isascii():  # the common all-ASCII text skips the call
             value = without_lone_surrogates(value)
-        if len(value) <= limit:
-            return value
+        if len(value) <= limit or _CUT_BEFORE.fullmatch(value, limit):
+            return value  # (a record governed again, as `llmobs merge` does: keep its length)
         return value[:limit] + TRUNCATION_MARKER.format(length=len(value))
     if isinstance(value, Mapping):
         return {key: truncate(item, limit) for key, item in value.items()}

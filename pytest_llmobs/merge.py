@@ -9,28 +9,37 @@ Refused, with the files named: what `shard_checks` refuses before anything is st
 that is not a valid export, threshold expressions included; one file given twice, by any path;
 two files holding the same shard; shards of different runs or models; a dataset at different
 versions; a prompt version with different content), and the same item (node id and repeat)
-with different results in two shards. An item in two files with the same results (a merged run
-merged again with one of its shards) is kept once, and a note says how many were.
+with different results in two shards (or recorded twice: a retried shard). An item in two files
+with the same results (a merged run merged again with one of its shards) is kept once, and a
+note says how many were.
+
+Prompt versions are numbered per store: one content numbered differently by two shards (or by
+the store given) gets one number (`shard_checks.prompt_numbers`), and the items' links are
+rewritten to it, with a note. What the merge stores passes through the project's data
+governance (`experiment_config.ProjectConfig`: redaction, sampling, size limits), as a pytest
+session started in the current directory would store it.
 
 A shard whose session failed for a reason its items do not show (a collection error, a crashed
 xdist worker: collected items missing) fails the merged run, with a note naming the shard and
 why; its missing items stay listed in the merged run. A shard that failed only on its own
 thresholds does not: they are evaluated again over the whole run.
 Aggregates that run evaluators added in the shards are not recomputed (they need the suite's
-code); they are reported as dropped.
+code); they are reported as dropped, and the shards' thresholds on them are not evaluated (nor
+failed; their line gives the shards' own verdicts). A ``--threshold`` on one is refused.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_llmobs.aggregate_names import ALL_ITEMS, score_aggregate_names
-from pytest_llmobs.exports import import_snapshots, with_snapshots
+from pytest_llmobs.exports import SNAPSHOTS, import_snapshots, with_snapshots
+from pytest_llmobs.reporting.terminal import format_number
 from pytest_llmobs.run import RunRecorder
 from pytest_llmobs.run_result import RunResult
 from pytest_llmobs.score_kinds import KIND_SHOWN
@@ -40,7 +49,9 @@ from pytest_llmobs.shard_checks import (
     check_compatible,
     distinct_files,
     load_shard,
-    snapshots_fit,
+    prompt_numbers,
+    renumbered,
+    same_but_ids_and_times,
 )
 from pytest_llmobs.store import Store, StoreError
 from pytest_llmobs.thresholds import Threshold, ThresholdError, parse_threshold
@@ -78,6 +89,12 @@ def _items(shards: Sequence[Shard]) -> tuple[list[dict[str, Any]], int]:
                 items.append(item)
             elif earlier[0] != text:
                 repeat = f" (repeat {key[1]})" if key[1] else ""
+                if same_but_ids_and_times(json.loads(earlier[0]), item):
+                    raise MergeError(
+                        f"cannot merge: item {key[0]!r}{repeat} is recorded twice, in "
+                        f"{earlier[1].label} and in {shard.label} (the same results in "
+                        "different traces: a retried shard? keep one export)"
+                    )
                 raise MergeError(
                     f"cannot merge: item {key[0]!r}{repeat} is in {earlier[1].label} and in "
                     f"{shard.label} with different results; shards must not run the same tests"
@@ -116,30 +133,98 @@ def shard_failure(shard: Shard) -> str | None:
 
 
 def _thresholds(shards: Sequence[Shard], extra: Sequence[str]) -> list[Threshold]:
-    """The shards' stored thresholds (each once), then ``extra``; a bad one raises."""
+    """The shards' stored thresholds (each once), then ``extra``; a bad one raises. A shard's
+    on a run evaluator's aggregate is not judged (`Threshold.unjudged`); ``extra``'s is refused."""
     found: list[Threshold] = []
-    seen: set[tuple[str | None, str, str, float]] = set()
+    verdicts: dict[tuple[str | None, str, str, float], list[tuple[str, Mapping[str, Any]]]] = {}
+    evaluators = {
+        str(name)
+        for shard in shards
+        for names in (shard.run.get("run_evaluator_aggregates") or {}).values()
+        for name in names
+    }
 
     def add(threshold: Threshold) -> None:
-        if threshold.key not in seen:
-            seen.add(threshold.key)
+        if threshold.key not in verdicts:
+            verdicts[threshold.key] = []
             found.append(threshold)
 
     try:
         for shard in shards:
             for entry in shard.run.get("thresholds") or []:
-                add(
-                    parse_threshold(
-                        str(entry["expression"]),
-                        dataset=entry.get("dataset"),
-                        source=str(entry.get("source") or shard.label),
-                    )
+                threshold = parse_threshold(
+                    str(entry["expression"]),
+                    dataset=entry.get("dataset"),
+                    source=str(entry.get("source") or shard.label),
                 )
+                add(threshold)
+                verdicts[threshold.key].append((shard.label, entry))
         for expression in extra:
-            add(parse_threshold(expression, source=MERGE_THRESHOLD_SOURCE))
+            threshold = parse_threshold(expression, source=MERGE_THRESHOLD_SOURCE)
+            name = threshold.aggregate.partition(".")[0]
+            if name in evaluators:
+                raise MergeError(
+                    f"--threshold {expression!r}: {name!r} is a run evaluator's aggregate in the "
+                    "shards, which llmobs merge does not recompute (run evaluators need the "
+                    "suite's code); --threshold gates the aggregates merge computes from the items"
+                )
+            add(threshold)
     except ThresholdError as exc:
         raise MergeError(str(exc)) from None
-    return found
+    return [
+        replace(t, unjudged=_not_recomputed(t, verdicts[t.key]))
+        if t.aggregate.partition(".")[0] in evaluators
+        else t
+        for t in found
+    ]
+
+
+def _not_recomputed(threshold: Threshold, verdicts: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """Why the merge leaves a threshold on a run evaluator's aggregate unjudged, with what each
+    shard's session found over its own items (failed ones first)."""
+    name = threshold.aggregate.partition(".")[0]
+    why = (
+        f"{name!r} is a run evaluator's aggregate, which llmobs merge does not recompute (run "
+        "evaluators need the suite's code)"
+    )
+    found: dict[str, list[str]] = {}
+    for label, entry in verdicts:
+        observed = entry.get("observed")
+        if entry.get("evaluated") is False:
+            verdict = "not evaluated"
+        elif entry.get("passed"):
+            verdict = "passed"
+        else:
+            verdict = (
+                "failed" if observed is None else f"failed (observed {format_number(observed)})"
+            )
+        found.setdefault(verdict, []).append(label)
+    if not found:
+        return why
+    order = sorted(found, key=lambda verdict: (not verdict.startswith("failed"), verdict))
+    said = [f"{verdict} in {_some(found[verdict])}" for verdict in order]
+    return f"{why}; each shard's session judged its own items: {', '.join(said)}"
+
+
+def _some(labels: Sequence[str], shown: int = 3) -> str:
+    more = len(labels) - shown
+    return ", ".join(labels[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _import_snapshots(shards: Sequence[Shard], store: Store) -> None:
+    """Keep the shards' prompt versions and dataset snapshots in ``store``; a prompt version it
+    ends up keeping with other content (another process writing it meanwhile) raises."""
+    for shard in shards:
+        import_snapshots(shard.run, store)
+        for prompt in (shard.run.get(SNAPSHOTS) or {}).get("prompts") or []:
+            name, version = str(prompt["name"]), int(prompt["version"])
+            kept = store.get_prompt(name, version=version)
+            if kept is None or kept["hash"] != prompt["hash"]:
+                raise MergeError(
+                    f"cannot merge into {store.path}: prompt {name!r} version {version} of "
+                    f"{shard.label} (hash {prompt['hash']!r}) could not be kept there; "
+                    "was the store written meanwhile?"
+                )
 
 
 def _dropped_aggregates(
@@ -168,6 +253,11 @@ def merge_shards(
     if not shards:
         raise MergeError("nothing to merge: give the shard exports written by 'llmobs export'")
     check_compatible(shards)
+    changes, renumbering = prompt_numbers(shards, store)
+    shards = [
+        Shard(shard.path, renumbered(shard.run, changed))
+        for shard, changed in zip(shards, changes, strict=True)
+    ]
     items, again = _items(shards)
     checks = _thresholds(shards, thresholds)
     run_id = str(shards[0].run["id"])
@@ -187,9 +277,7 @@ def merge_shards(
         run_id=run_id,
         started_at=float(first.run.get("started_at") or 0.0),
     )
-    snapshots_fit(shards, store)
-    for shard in shards:  # before the run: a store that refuses them keeps no half-run
-        import_snapshots(shard.run, store)
+    _import_snapshots(shards, store)  # before the run: a store that refuses them keeps no half-run
     recorder.begin()
     for item in items:
         recorder.add_item(item)
@@ -209,9 +297,10 @@ def merge_shards(
     )
     notes = [f"shard {s.label} did not finish (status {s.run['status']})" for s in unfinished]
     failed_shards = [f"shard {label} failed: {why}" for label, why in failures.items()]
-    if failed_shards:  # stored too: a later `llmobs show` or report says why the run failed
-        store.update_run(run_id, summary={"errors": [*result.errors, *failed_shards]})
-    notes += failed_shards
+    if failed_shards:  # among the run's errors (the summary shows them once), and stored
+        result = replace(result, errors=[*result.errors, *failed_shards])
+        store.update_run(run_id, summary={"errors": result.errors})
+    notes += renumbering
     if again:
         were = "item was" if again == 1 else "items were"
         notes.append(f"{again} {were} in more than one file with the same results: counted once")
@@ -224,13 +313,25 @@ def merge_shards(
 def merge_files(
     paths: Sequence[Path], *, thresholds: Sequence[str] = (), store_dir: Path | None = None
 ) -> MergeOutcome:
-    """Load and merge shard exports; with ``store_dir`` the merged run is stored there too."""
+    """Load and merge shard exports; with ``store_dir`` the merged run is stored there too.
+    What is stored (in ``store_dir`` or in memory, for the summary and ``-o``) is governed by
+    the policy a pytest session started in the current directory has."""
     distinct_files(paths)  # before reading: a file given twice is named, not read twice
     shards = [load_shard(path) for path in paths]
     if shards:
         check_compatible(shards)  # before the store is created: a refusal leaves nothing behind
+    from pytest_llmobs.experiment_config import ProjectConfig
+
+    try:  # the policy every write to a store goes through, as a session started here has it
+        governance = ProjectConfig(Path.cwd()).governance()
+    except ValueError as exc:  # (GovernanceError: a bad llm_redact, a masker not importable)
+        raise MergeError(f"cannot merge: {exc}") from None
     try:
-        store = Store.in_directory(store_dir) if store_dir is not None else Store(None)
+        store = (
+            Store.in_directory(store_dir, governance=governance)
+            if store_dir is not None
+            else Store(None, governance=governance)
+        )
     except StoreError as exc:
         raise MergeError(f"--store: {exc}") from None
     try:

@@ -25,7 +25,12 @@ from typing import Any
 import pytest
 
 from pytest_llmobs.aggregate_model import Aggregate, strip_repeat_id
-from pytest_llmobs.aggregate_names import ALL_ITEMS, KIND_CLASH, LABEL_EXPECTED
+from pytest_llmobs.aggregate_names import (
+    ALL_ITEMS,
+    KIND_CLASH,
+    LABEL_EXPECTED,
+    REPEAT_VARIANCE_PREFIX,
+)
 from pytest_llmobs.reporting.printable import printable
 from pytest_llmobs.safe_stats import mean_of, variance_of
 
@@ -56,9 +61,9 @@ def verdict_of(outcome: str) -> bool | None:
 
 
 def item_verdict(item: Mapping[str, Any]) -> bool | None:
-    """`verdict_of` a run item's outcome; None for the test a stopped session broke off
-    (``"stopped"``): Ctrl-C or `pytest.exit` says nothing of the model, so it is no repeat's
-    verdict and no flip."""
+    """`verdict_of` a run item's outcome; None for the test a stopped session broke off, or
+    whose xdist worker crashed (``"stopped"``): Ctrl-C, `pytest.exit` or a dead worker says
+    nothing of the model, so it is no repeat's verdict and no flip."""
     if item.get("stopped"):
         return None
     return verdict_of(str(item.get("outcome")))
@@ -175,7 +180,7 @@ class RepeatTracker:
                 for name, variance in row["variance"].items():
                     by_score[name].append(variance)
             for name, variances in sorted(by_score.items()):
-                key = f"mean_repeat_variance_{name}"
+                key = f"{REPEAT_VARIANCE_PREFIX}{name}"
                 target[key] = Aggregate(key, mean_of(variances), len(variances))
 
 

@@ -1,6 +1,6 @@
 """Shard exports read and checked before a merge: each file once, each a valid run export
-(`load_shard`), all parts of one run (`check_compatible`), none at odds with the store
-(`snapshots_fit`); a refusal is a `MergeError` naming the files.
+(`load_shard`), all parts of one run (`check_compatible`); a refusal is a `MergeError` naming
+the files. `prompt_numbers` gives each prompt content one version number in the merged run.
 
 Parts of one run share the run id and the model, hold no shard twice (the same items with the
 same results: a copy, or one shard exported twice), have each dataset at one version and each
@@ -10,13 +10,13 @@ prompt version with one content (hash).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.export_schema import export_problem
-from pytest_llmobs.exports import EXPORT_FORMAT, conflicting_prompts
+from pytest_llmobs.exports import EXPORT_FORMAT, SNAPSHOTS
 from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
 if TYPE_CHECKING:
@@ -142,18 +142,25 @@ def _dataset_versions(shards: Sequence[Shard]) -> None:
                 )
 
 
+def shard_prompts(shard: Shard) -> list[tuple[str, int, str]]:
+    """``(name, version, hash)`` of each prompt version ``shard`` names (its run's list, its
+    items', its snapshots), in that order; those written without a hash are left out."""
+    run = shard.run
+    entries = [*(run.get("prompts") or [])]
+    for item in run["items"]:
+        entries += item.get("prompts") or []
+    entries += (run.get(SNAPSHOTS) or {}).get("prompts") or []
+    found = [(str(e["name"]), int(e["version"]), str(e.get("hash") or "")) for e in entries]
+    return [entry for entry in found if entry[2]]
+
+
 def _prompt_versions(shards: Sequence[Shard]) -> None:
     """A prompt version is one content everywhere: the same name and version with two hashes
     (prompt files edited between shards, each with its own store) is refused."""
     hashes: dict[tuple[str, int], tuple[str, Shard]] = {}
     for shard in shards:
-        entries = [*(shard.run.get("prompts") or [])]
-        for item in shard.run["items"]:
-            entries += item.get("prompts") or []
-        for entry in entries:
-            key, digest = (str(entry["name"]), int(entry["version"])), str(entry.get("hash") or "")
-            if not digest:  # written without a hash: nothing to compare
-                continue
+        for name, version, digest in shard_prompts(shard):
+            key = (name, version)
             earlier = hashes.setdefault(key, (digest, shard))
             if earlier[0] != digest:
                 raise MergeError(
@@ -173,13 +180,141 @@ def check_compatible(shards: Sequence[Shard]) -> None:
     _prompt_versions(shards)
 
 
-def snapshots_fit(shards: Sequence[Shard], store: Store) -> None:
-    """`MergeError` when the store already has a prompt version a shard carries with other
-    content: the merged run would be linked to the store's content under the shard's hash."""
-    for shard in shards:
-        for name, version, kept, used in conflicting_prompts(shard.run, store):
-            raise MergeError(
-                f"cannot merge into {store.path}: prompt {name!r} version {version} there "
-                f"has hash {kept!r}, but {shard.label} used {used!r}; "
-                "store the merged run in another --store"
+def prompt_numbers(
+    shards: Sequence[Shard], store: Store
+) -> tuple[list[dict[tuple[str, int], int]], list[str]]:
+    """The merged run's number for each prompt version the shards name: one per content.
+
+    Each shard numbered its prompt versions in its own store, so one content (name and hash)
+    can have two numbers (a store that had seen an older version, another that started empty),
+    and ``store`` can keep it under a third. The merged run gives it the number ``store`` keeps
+    it under, else the lowest of the shards' numbers that ``store`` does not use for other
+    content, else a new one. Returns, per shard, ``(name, version) -> new version`` for the
+    numbers that change, and a note for each. Run after `check_compatible` (a number of one
+    name has one content across the shards)."""
+    where = str(store.path or "the store")
+    found = [shard_prompts(shard) for shard in shards]
+    numbers: dict[str, dict[str, set[int]]] = {}  # name -> hash -> the shards' numbers
+    for entries in found:
+        for name, version, digest in entries:
+            numbers.setdefault(name, {}).setdefault(digest, set()).add(version)
+    stored: dict[str, dict[int, str]] = {}  # name -> the store's numbers -> hash
+    chosen: dict[tuple[str, str], int] = {}
+    for name, contents in sorted(numbers.items()):
+        kept = stored[name] = store.prompt_hashes(name)  # (an in-memory store: none)
+        kept_as = {digest: version for version, digest in kept.items()}
+        fresh = max([*kept, *(n for taken in contents.values() for n in taken)]) + 1
+        for digest, taken in sorted(contents.items(), key=lambda entry: min(entry[1])):
+            free = sorted(n for n in taken if n not in kept)
+            if digest in kept_as:
+                chosen[name, digest] = kept_as[digest]
+            elif free:  # (the shards give each number to one content: see _prompt_versions)
+                chosen[name, digest] = free[0]
+            else:
+                chosen[name, digest] = fresh
+                fresh += 1
+    changes: list[dict[tuple[str, int], int]] = []
+    notes: list[str] = []
+    for shard, entries in zip(shards, found, strict=True):
+        changed: dict[tuple[str, int], int] = {}
+        for name, version, digest in entries:
+            number = chosen[name, digest]
+            if number == version or (name, version) in changed:
+                continue
+            changed[name, version] = number
+            if stored[name].get(number) == digest:
+                why = f"as {where} numbers that content"
+            elif version in stored[name]:
+                why = f"{where} has other content as version {version}"
+            else:
+                why = "the shards' stores numbered that content differently"
+            notes.append(
+                f"prompt {name!r} version {version} of {shard.label} is version {number} of "
+                f"the merged run ({why})"
             )
+        changes.append(changed)
+    return changes, notes
+
+
+def renumbered(run: Mapping[str, Any], changed: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+    """``run`` with its prompt links (the prompt lists, the observations' ``prompt_version``,
+    its snapshots) moved to the merged run's numbers (`prompt_numbers`)."""
+    if not changed:
+        return dict(run)
+
+    def links(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {**e, "version": changed.get((str(e["name"]), int(e["version"])), e["version"])}
+            for e in entries
+        ]
+
+    def observation(entry: Mapping[str, Any]) -> dict[str, Any]:
+        key = (entry.get("prompt_name"), entry.get("prompt_version"))
+        if isinstance(key[1], bool) or key not in changed:  # (True would pass for 1)
+            return dict(entry)
+        return {**entry, "prompt_version": changed[key]}  # type: ignore[index]
+
+    items = []
+    for item in run["items"]:
+        copy = dict(item)
+        if item.get("prompts"):
+            copy["prompts"] = links(item["prompts"])
+        trace = item.get("trace") or {}
+        if trace.get("observations"):
+            observations = [observation(o) for o in trace["observations"]]
+            copy["trace"] = {**trace, "observations": observations}
+        items.append(copy)
+    moved = {**run, "items": items}
+    if run.get("prompts"):
+        moved["prompts"] = links(run["prompts"])
+    snapshots = run.get(SNAPSHOTS)
+    if snapshots:
+        moved[SNAPSHOTS] = {**snapshots, "prompts": links(snapshots.get("prompts") or [])}
+    return moved
+
+
+def same_but_ids_and_times(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Whether two records of one item differ only in what a new session changes: trace,
+    observation and score ids, times and latencies (a shard retried, both exports kept)."""
+    return _without_ids_and_times(first) == _without_ids_and_times(second)
+
+
+_ITEM_TIMES = {"started_at": None, "ended_at": None, "duration": None}
+
+
+def _without_ids_and_times(item: Mapping[str, Any]) -> dict[str, Any]:
+    """``item`` with its ids replaced by positions (an observation's, its parent's, a score's
+    target: the shape stays compared) and its times and latencies by None."""
+    trace = item.get("trace") or {}
+    observations = trace.get("observations") or []
+    position = {o.get("id"): n for n, o in enumerate(observations)}
+
+    def observation(entry: Mapping[str, Any]) -> dict[str, Any]:
+        metadata = entry.get("metadata")
+        if isinstance(metadata, Mapping) and entry.get("type") == "generation":
+            metadata = {**metadata, "latency_ms": None}
+        return {
+            **entry,
+            "id": position.get(entry.get("id")),
+            "parent_id": position.get(entry.get("parent_id")),
+            "trace_id": None,
+            "start_time": None,
+            "end_time": None,
+            "metadata": metadata,
+        }
+
+    def score(entry: Mapping[str, Any]) -> dict[str, Any]:
+        target = position.get(entry.get("observation_id"))
+        return {**entry, "id": None, "trace_id": None, "observation_id": target, "timestamp": None}
+
+    untimed = {"id": None, "start_time": None, "end_time": None}
+    return {
+        **item,
+        **_ITEM_TIMES,
+        "trace": {
+            **trace,
+            **untimed,
+            "observations": [observation(o) for o in observations],
+            "scores": [score(s) for s in trace.get("scores") or []],
+        },
+    }

@@ -104,6 +104,15 @@ class ContentVersions(StoreConnection):
         ).fetchone()
         return None if row is None else self.get_prompt(name, version=int(row[0]))
 
+    def prompt_hashes(self, name: str) -> dict[int, str]:
+        """The stored versions of ``name``: version number -> content hash."""
+        return {
+            int(r[0]): str(r[1])
+            for r in self._db.execute(
+                "SELECT version, hash FROM prompt_versions WHERE name = ? ORDER BY version", (name,)
+            )
+        }
+
     def prompt_index(self, name: str) -> tuple[list[int], dict[str, int]]:
         """The stored version numbers of ``name`` and where each of its labels points."""
         versions = [

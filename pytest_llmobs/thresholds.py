@@ -13,9 +13,11 @@ from pytest_llmobs.aggregate_model import Aggregate
 from pytest_llmobs.aggregate_names import (
     ALL_ITEMS,
     COUNTS_PREFIX,
+    FLAKY_AGGREGATES,
     GENERATION_AGGREGATES,
     LABEL_METRICS,
     NUMERIC_PREFIXES,
+    REPEAT_VARIANCE_PREFIX,
 )
 from pytest_llmobs.aggregates import MIN_BOOTSTRAP_SAMPLES
 
@@ -32,6 +34,8 @@ def _unscored(name: str, group: Mapping[str, Any]) -> str:
     which the group has none (a run stopped before any item scored, or a misspelt name)."""
     if name in GENERATION_AGGREGATES:
         return " (no generation was recorded)"
+    if name in FLAKY_AGGREGATES or name.startswith(REPEAT_VARIANCE_PREFIX):
+        return _unrepeated(name, group)
     prefix = next((p for p in (*NUMERIC_PREFIXES, COUNTS_PREFIX) if name.startswith(p)), None)
     score = name.removeprefix(prefix) if prefix else ""
     if not score:
@@ -42,6 +46,15 @@ def _unscored(name: str, group: Mapping[str, Any]) -> str:
     ):
         return ""  # recorded, of another kind (mean_ of a categorical score, say)
     return f" (no item recorded a score {score!r})"
+
+
+def _unrepeated(name: str, group: Mapping[str, Any]) -> str:
+    """Why a repeat aggregate (`repeats`) is missing: no item ran more than once, or (one of
+    ``mean_repeat_variance_<score>``) no repeated item recorded the score in two repeats."""
+    if not any(flaky in group for flaky in FLAKY_AGGREGATES):
+        return " (it exists only with --llm-repeat / repeat=: no item ran more than once)"
+    score = name.removeprefix(REPEAT_VARIANCE_PREFIX)
+    return f" (no item recorded a score {score!r} in two of its repeats)"
 
 
 def _has_interval(name: str) -> bool:
@@ -79,6 +92,9 @@ class Threshold:
     op: str
     limit: float
     source: str = ""
+    unjudged: str | None = None
+    """Why this run cannot judge it (``llmobs merge``: a run evaluator's aggregate, which the
+    merge does not recompute): `evaluate` says so, and it neither passes nor fails."""
 
     @property
     def group(self) -> str:
@@ -226,9 +242,14 @@ def evaluate(
     thresholds: list[Threshold], aggregates: Mapping[str, Mapping[str, Aggregate]]
 ) -> list[ThresholdResult]:
     """Evaluate every threshold; one naming a missing aggregate fails with an ``error``, except
-    when its group's items were all skipped or xfailed: not evaluated then, and not failed."""
+    when its group's items were all skipped or xfailed: not evaluated then, and not failed (nor
+    is one the run cannot judge: `Threshold.unjudged`)."""
     results = []
     for threshold in thresholds:
+        if threshold.unjudged is not None:
+            unjudged = f"{threshold.expression!r}: not evaluated: {threshold.unjudged}"
+            results.append(ThresholdResult(threshold, None, 0, passed=True, error=unjudged))
+            continue
         try:
             observed, n = lookup(aggregates, threshold)
         except ThresholdError as exc:

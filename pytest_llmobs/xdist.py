@@ -22,7 +22,9 @@ How a ``pytest -n 4`` session becomes one experiment run:
   failed (`pytest_handlecrashitem`): the controller stores it as a failed item from what its
   setup report carried (`report_attributes.STARTED_ATTRIBUTE`: its dataset item's ids, repeat,
   thresholds) and the dataset's snapshot, so the pass rate counts it as pytest does; its trace
-  went down with the worker.
+  went down with the worker. It is marked ``"stopped"``, as the test a Ctrl-C broke off: a
+  worker's death says nothing of the model, so it is no repeat's verdict (flakiness) and no
+  flip against a baseline.
   A test whose worker died before its setup report arrived (in a fixture; under
   pytest-rerunfailures, which sends an attempt's reports when it ends), and the tests never
   run, are listed as ``missing`` (with the reason); one pytest-rerunfailures runs again counts
@@ -99,7 +101,9 @@ class XdistHooks:
         from pytest_llmobs.recording import lost_with_its_worker
 
         item = _dataset_item(self.state, started)
-        recorder.add_item(lost_with_its_worker(started, item, self.state.run_id, reason))
+        payload = lost_with_its_worker(started, item, self.state.run_id, reason)
+        payload["stopped"] = True  # (failed, but no verdict on the model: repeats.item_verdict)
+        recorder.add_item(payload)
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         if error is not None and _worker_id(node) not in self.collected_on:

@@ -679,6 +679,17 @@ def test_long_fields_are_truncated_with_their_length(pytester: pytest.Pytester, 
     assert big["output"] == "y" * 50
 
 
+@pytest.mark.parametrize("mode", ["off", "default", "strict"])
+def test_a_text_cut_before_keeps_its_length_when_governed_again(mode: str) -> None:
+    from pytest_llmobs.governance import build_governance
+
+    governance = build_governance(mode=mode, max_field_chars=100)
+    once = governance.value({"output": "x" * 250})
+
+    assert once == {"output": "x" * 100 + "…[truncated, 250 chars]"}
+    assert governance.value(once) == once  # (llmobs merge governs shards' records again)
+
+
 def test_prune_keeps_baselines_and_reports_size(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n")
     pytester.makepyfile("def test_x(scorer):\n    scorer.score('ok', True)\n")

@@ -268,6 +268,39 @@ def test_a_repeat_the_session_stopped_in_is_no_verdict_on_the_model(
     assert run["comparison"]["flips"] == []
 
 
+def test_a_repeat_lost_with_its_xdist_worker_is_failed_but_no_verdict_on_the_model(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    """A crashed worker made its item flaky (passed 2, failed 1 of 3) and failed
+    ``flaky_rate <= 0``: its test stays a failed item (pytest's outcome, the pass rate), but a
+    dead worker says no more of the model than a Ctrl-C does."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_capitals=dedent(
+            """\
+            import os
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", repeat=3, thresholds=["flaky_rate <= 0"])
+            def test_capital(item, llm, scorer, request):
+                assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+                if request.node.name == "test_capital[france-r1]":
+                    os._exit(1)  # the worker dies (the OOM killer, a C extension's segfault)
+            """
+        )
+    )
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=3 * len(capitals) - 1, failed=1)
+    run = runs.latest()
+    (lost,) = [i for i in run["items"] if i["outcome"] == "failed"]
+    assert (lost["item_id"], lost["repeat"], lost["stopped"]) == ("france", 1, True)
+    assert runs.aggregates(run, "capitals")["pass_rate"]["n"] == 3 * len(capitals)
+    result.stdout.fnmatch_lines(["*capitals: flaky_rate <= 0  observed 0 (n=*)"])
+    assert "flaky capitals/france" not in result.stdout.str()
+
+
 def test_a_skipped_or_xfailed_repeats_scores_stay_out_of_the_repeat_variance(
     pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
 ) -> None:

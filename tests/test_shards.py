@@ -520,13 +520,12 @@ def test_a_shard_with_a_collection_error_fails_the_merged_run(
 
     out = capsys.readouterr().out
     assert status == 1
-    assert f"shard {two} failed: its session failed with no items (a collection error?)" in (
-        out.splitlines()
-    )
+    why = f"shard {two} failed: its session failed with no items (a collection error?)"
+    assert f"  ERROR {why}" in out.splitlines()
+    assert out.count(f"shard {two} failed") == 1  # (it was a note too: said twice)
     assert out.splitlines()[1].endswith("-> failed")
     run = json.loads(merged.read_text(encoding="utf-8"))
     assert run["status"] == "failed"
-    why = f"shard {two} failed: its session failed with no items (a collection error?)"
     assert run["errors"] == [why]  # stored with the run: a later report says why it failed
     capsys.readouterr()
     assert main(["report", str(merged), "-o", str(pytester.path / "r.html")]) == 0
@@ -565,7 +564,8 @@ def test_a_shard_with_a_crashed_worker_fails_the_merged_run_and_keeps_its_missin
     lines = capsys.readouterr().out.splitlines()
     assert status == 1
     assert lines[0] == "merged 2 shards of run ci-3: 3 items"
-    assert lines.count(f"shard {a} failed: 1 collected item missing") == 1
+    assert lines.count(f"  ERROR shard {a} failed: 1 collected item missing") == 1
+    assert sum(f"shard {a} failed" in line for line in lines) == 1  # (not a note as well)
     assert "1 collected item missing from the run:" in lines
     run = json.loads(merged.read_text(encoding="utf-8"))
     assert run["status"] == "failed"
@@ -649,13 +649,24 @@ def test_the_merged_store_gets_the_shards_prompt_versions_and_dataset_snapshots(
     assert [p["hash"] for p in exported["snapshots"]["prompts"]] == [link["hash"]]
 
 
-def test_merge_refuses_a_store_whose_prompt_version_has_other_content(
+def prompt_links(run: dict[str, Any]) -> set[tuple[str, int]]:
+    """(prompt name, version) of every generation of the run's items."""
+    return {
+        (o["prompt_name"], o["prompt_version"])
+        for item in run["items"]
+        for o in item["trace"]["observations"]
+        if o.get("prompt_name")
+    }
+
+
+def test_merge_into_a_store_with_other_content_under_the_shards_number_gives_it_another(
     pytester: pytest.Pytester,
     runs: Runs,
     capitals: list[dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # (before, the store's own content stayed and the merged run was linked to it)
+    # (before, the store's own content stayed and the merged run was linked to it; then the
+    # merge was refused: one content numbered otherwise by another store is no conflict)
     pytester.makepyfile(test_m=PROMPTED_SUITE)
     for content, store, args in (
         ("CI {{q}}", "ci", ["--llm-run-id=ci-4", "--llm-json=shard.json"]),
@@ -663,17 +674,87 @@ def test_merge_refuses_a_store_whose_prompt_version_has_other_content(
     ):
         write_prompt(pytester, content)
         pytester.runpytest(f"--llm-store={store}", *args).assert_outcomes(passed=len(capitals))
+    shard = pytester.path / "shard.json"
     capsys.readouterr()
 
-    status = main(["merge", str(pytester.path / "shard.json"), "--store", "local"])
+    status = main(["merge", str(shard), "--store", "local", "-o", "merged.json"])
 
-    assert status == 2
-    err = capsys.readouterr().err
-    assert err.startswith("llmobs: error: cannot merge into ")
+    out = capsys.readouterr().out
+    assert status == 0, out
     assert (
-        "prompt 'g' version 1 there has hash " in err and "store the merged run in another" in err
+        f"prompt 'g' version 1 of {shard} is version 2 of the merged run "
+        "(local/llmobs.db has other content as version 1)"
+    ) in out.splitlines()
+    merged = runs.load("ci-4", "local")
+    (link,) = merged["prompts"]
+    assert (link["version"], prompt_links(merged)) == (2, {("g", 2)})
+    with runs.open("local") as store:
+        kept = [store.get_prompt("g", version=v) for v in (1, 2)]
+    assert [(p or {}).get("prompt") for p in kept] == ["LOCAL {{q}}", "CI {{q}}"]
+    assert (kept[1] or {}).get("hash") == link["hash"]
+    exported = json.loads((pytester.path / "merged.json").read_text(encoding="utf-8"))
+    assert [(p["version"], p["prompt"]) for p in exported["snapshots"]["prompts"]] == [
+        (2, "CI {{q}}")
+    ]
+
+
+@pytest.mark.parametrize("target", ["memory", "fresh-store", "store-numbering-it-3"])
+def test_one_prompt_content_numbered_differently_by_two_shards_gets_one_number(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    target: str,
+) -> None:
+    # (before: the merged run listed the prompt as v1 and v2 with one hash, one snapshot was
+    # kept, and one shard's generations linked to a version that existed nowhere)
+    pytester.makepyfile(test_m=PROMPTED_SUITE)
+    write_prompt(pytester, "Old: {{q}}")  # shard 1's store (a CI cache) had an older version
+    pytester.runpytest("--llm-store=s1", "-k", FIRST_HALF).assert_outcomes(passed=2)
+    if target == "store-numbering-it-3":  # the target store saw two older versions first
+        for template in ("Older: {{q}}", "Old: {{q}}", "Q: {{q}}"):
+            write_prompt(pytester, template)
+            pytester.runpytest("--llm-store=target", "-k", FIRST_HALF).assert_outcomes(passed=2)
+    write_prompt(pytester, "Q: {{q}}")
+    for store, selection, output in (
+        ("s1", FIRST_HALF, "c.json"),  # version 2 there
+        ("s2", f"not ({FIRST_HALF})", "d.json"),  # version 1 in a new store
+    ):
+        pytester.runpytest(
+            "--llm-run-id=ci-6", f"--llm-store={store}", f"--llm-json={output}", "-k", selection
+        ).assert_outcomes(passed=2)
+    c, d = pytester.path / "c.json", pytester.path / "d.json"
+    assert [p["version"] for p in json.loads(c.read_text(encoding="utf-8"))["prompts"]] == [2]
+    assert [p["version"] for p in json.loads(d.read_text(encoding="utf-8"))["prompts"]] == [1]
+    store = [] if target == "memory" else ["--store", "target"]
+    capsys.readouterr()
+
+    status = main(["merge", str(c), str(d), "-o", "merged.json", *store])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    merged = json.loads((pytester.path / "merged.json").read_text(encoding="utf-8"))
+    number = 3 if target == "store-numbering-it-3" else 1
+    (link,) = merged["prompts"]
+    assert link["version"] == number
+    assert prompt_links(merged) == {("g", number)}
+    for item in merged["items"]:
+        assert [p["version"] for p in item["prompts"]] == [number]
+    assert [(p["version"], p["prompt"]) for p in merged["snapshots"]["prompts"]] == [
+        (number, "Q: {{q}}")
+    ]
+    renumbered = (
+        f"prompt 'g' version 2 of {c} is version 1 of the merged run (the shards' stores "
+        "numbered that content differently)"
+        if number == 1
+        else f"prompt 'g' version 1 of {d} is version 3 of the merged run (as "
+        "target/llmobs.db numbers that content)"
     )
-    assert "ci-4" not in [r["id"] for r in runs.list("local")]
+    assert renumbered in out.splitlines()
+    if target != "memory":
+        with runs.open("target") as kept:
+            assert kept.prompt_hashes("g")[number] == link["hash"]
+            assert len(kept.prompt_hashes("g")) == number
 
 
 def test_merge_refuses_one_prompt_version_with_two_contents(
@@ -742,3 +823,144 @@ def test_merge_fails_a_score_name_the_shards_recorded_with_two_kinds(
     aggregates = runs.aggregates(merged, "*")
     assert aggregates["mean_quality"]["n"] == 2
     assert "counts_quality" not in aggregates
+
+
+# --- run evaluators, governance, retried shards -------------------------------------------------
+
+SHORT_RATE = """\
+import pytest_llmobs
+
+@pytest_llmobs.run_evaluator
+def short_rate(items):
+    short = [len(str(i["trace"]["observations"][0]["output"] or "")) < 6 for i in items]
+    return sum(short) / max(len(short), 1)
+
+def pytest_llmobs_register_evaluators(registry, config):
+    registry.add_run(short_rate)
+"""
+"""A run evaluator: the share of items whose root span's output is under 6 characters."""
+
+
+def test_a_shard_threshold_on_a_run_evaluators_aggregate_is_not_evaluated_by_the_merge(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before: "ERROR: no aggregate 'short_rate' ... known: ..." failed every merge)
+    pytester.makeini(QUIET_INI + "llm_threshold = short_rate >= 0.5\n")
+    pytester.makeconftest(SHORT_RATE)
+    pytester.makepyfile(
+        test_s="def test_a(llm):\n    llm.generate('What is the capital of France?')\n"
+    )
+    pytester.makepyfile(test_t="def test_b():\n    pass\n")  # (its root span has no output)
+    for store, test, output in (("s1", "test_s.py", "c.json"), ("s2", "test_t.py", "d.json")):
+        pytester.runpytest(
+            "--llm-run-id=ci-8", f"--llm-store={store}", f"--llm-json={output}", test
+        )
+    c, d = pytester.path / "c.json", pytester.path / "d.json"
+    assert [t["passed"] for t in json.loads(c.read_text(encoding="utf-8"))["thresholds"]] == [True]
+    capsys.readouterr()
+
+    status = main(["merge", str(c), str(d), "--store", "merged"])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert (
+        "  – short_rate >= 0.5  not evaluated: 'short_rate' is a run evaluator's aggregate, "
+        "which llmobs merge does not recompute (run evaluators need the suite's code); each "
+        f"shard's session judged its own items: passed in {c}, {d}"
+    ) in out.splitlines()
+    assert "threshold(s) failed" not in out
+    (stored,) = runs.load("ci-8", "merged")["thresholds"]
+    assert (stored["passed"], stored["evaluated"]) == (True, False)
+
+
+def test_a_merge_threshold_on_a_run_evaluators_aggregate_is_refused(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makeconftest(SHORT_RATE)
+    pytester.makepyfile(
+        test_s="def test_a(llm):\n    llm.generate('What is the capital of France?')\n"
+    )
+    pytester.runpytest("--llm-run-id=ci-8", "--llm-json=c.json").assert_outcomes(passed=1)
+    capsys.readouterr()
+
+    status = main(["merge", "c.json", "--threshold", "short_rate >= 0.5"])
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "llmobs: error: --threshold 'short_rate >= 0.5': 'short_rate' is a run evaluator's "
+        "aggregate in the shards, which llmobs merge does not recompute (run evaluators need the "
+        "suite's code); --threshold gates the aggregates merge computes from the items\n"
+    )
+
+
+MAILS = """\
+from pytest_llmobs import start_span
+
+def test_{name}():
+    with start_span("s") as span:
+        span.update(output="mail {name}@example.com, order 12345678")
+"""
+
+
+@pytest.mark.parametrize("where", [["--store", "merged"], ["-o", "merged.json"]])
+def test_the_merge_applies_the_projects_redaction_to_what_it_stores(
+    pytester: pytest.Pytester, runs: Runs, capsys: pytest.CaptureFixture[str], where: list[str]
+) -> None:
+    # (before: a shard recorded with --llm-redact=off kept its addresses in the merged store)
+    pytester.makeini(QUIET_INI + "llm_redact = strict\n")
+    pytester.makepyfile(test_a=MAILS.format(name="ann"), test_b=MAILS.format(name="bob"))
+    for store, test, extra in (("s1", "test_a.py", []), ("s2", "test_b.py", ["--llm-redact=off"])):
+        pytester.runpytest(
+            "--llm-run-id=ci-9", f"--llm-store={store}", f"--llm-json={store}.json", test, *extra
+        ).assert_outcomes(passed=1)
+    assert "bob@example.com" in (pytester.path / "s2.json").read_text(encoding="utf-8")
+    capsys.readouterr()
+
+    assert main(["merge", "s1.json", "s2.json", *where]) == 0
+
+    if where[0] == "--store":
+        merged = runs.load("ci-9", "merged")
+    else:
+        merged = json.loads((pytester.path / "merged.json").read_text(encoding="utf-8"))
+    spans = [o for i in merged["items"] for o in i["trace"]["observations"] if o["name"] == "s"]
+    outputs = [span["output"] for span in spans]
+    assert outputs == ["mail <EMAIL>, order <NUMBER>"] * 2
+
+
+def test_a_bad_redaction_setting_is_a_usage_error_before_anything_is_stored(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    pytester.runpytest("--llm-run-id=ci-9", "--llm-json=s1.json").assert_outcomes(passed=1)
+    pytester.makeini(QUIET_INI + "llm_redact = strictest\n")
+    capsys.readouterr()
+
+    status = main(["merge", "s1.json", "--store", "merged"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("llmobs: error: cannot merge: llm_redact in ")
+    assert "'strictest' is not a redaction mode" in err
+    assert not (pytester.path / "merged").exists()
+
+
+def test_a_retried_shard_is_refused_as_recorded_twice(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (before: "... with different results; shards must not run the same tests")
+    pytester.makepyfile(test_shard=dedent(SUITE))
+    a, b = run_shards(pytester, capsys)
+    pytester.runpytest(MODEL, "--llm-run-id=ci-42.1", "--llm-store=retry", "-k", FIRST_HALF)
+    retry = pytester.path / "retry.json"
+    export(str(pytester.path / "retry"), "ci-42.1", retry, capsys)
+    first = json.loads(a.read_text(encoding="utf-8"))["items"][0]["node_id"]
+
+    assert main(["merge", str(a), str(retry), str(b)]) == 2
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: item {first!r} is recorded twice, in {a} and in {retry} "
+        "(the same results in different traces: a retried shard? keep one export)\n"
+    )

@@ -497,3 +497,47 @@ def test_a_threshold_on_a_generation_figure_of_a_run_without_generations_says_so
     (result,) = evaluate([parse_threshold("mean_latency_ms <= 500")], aggregates())
 
     assert result.error is not None and "(no generation was recorded)" in result.error
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["capitals: mean_repeat_variance_accuracy <= 0.1", "flaky_rate <= 0", "flaky_items == 0"],
+)
+def test_a_repeat_aggregate_in_a_run_without_repeats_says_it_needs_repeats(
+    expression: str,
+) -> None:
+    # (before: "(no item recorded a score 'repeat_variance_accuracy')", or no hint at all)
+    (result,) = evaluate([parse_threshold(expression)], aggregates())
+
+    assert not result.passed
+    assert result.error is not None
+    assert "(it exists only with --llm-repeat / repeat=: no item ran more than once)" in (
+        result.error
+    )
+    assert "a score 'repeat_variance" not in result.error
+
+
+def test_a_repeat_variance_of_a_score_no_repeat_recorded_twice_says_so() -> None:
+    groups = aggregates()
+    groups["capitals"]["flaky_rate"] = Aggregate("flaky_rate", 0.0, 4)
+
+    (result,) = evaluate([parse_threshold("capitals: mean_repeat_variance_tone <= 1")], groups)
+
+    assert result.error is not None
+    assert "(no item recorded a score 'tone' in two of its repeats)" in result.error
+
+
+def test_a_threshold_the_run_cannot_judge_is_not_evaluated_and_does_not_fail() -> None:
+    from dataclasses import replace
+
+    from pytest_llmobs.reporting.terminal import threshold_line
+
+    threshold = replace(parse_threshold("short_rate >= 0.5"), unjudged="a run evaluator's")
+
+    (result,) = evaluate([threshold], aggregates())
+
+    assert (result.passed, result.evaluated, result.observed) == (True, False, None)
+    assert result.to_dict()["evaluated"] is False
+    assert threshold_line(result, ("✓", "✗")) == (
+        "  – short_rate >= 0.5  not evaluated: a run evaluator's"
+    )
