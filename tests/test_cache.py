@@ -56,6 +56,19 @@ def response(text: str = "Paris") -> ModelResponse:
     )
 
 
+def write_entry(cache: ResponseCache, answer_json: str) -> Path:
+    """A hand-written entry for ("m", MESSAGES, {}): format, key and request as recorded, and
+    ``answer_json`` (JSON text) as its response."""
+    key = cache_key("m", MESSAGES, {})
+    path = cache.path_for(key)
+    path.parent.mkdir(parents=True)
+    request = json.dumps({"model": "m", "messages": MESSAGES, "params": {}, "extra": None})
+    path.write_text(
+        f'{{"format": 1, "key": "{key}", "request": {request}, "response": {answer_json}}}'
+    )
+    return path
+
+
 # --- keys and files -----------------------------------------------------------------------------
 
 
@@ -173,10 +186,7 @@ def test_read_mode_miss_names_the_request(tmp_path: Path) -> None:
 
 def test_a_corrupt_entry_is_a_clear_error(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path, CacheMode.READ)
-    key = cache_key("m", MESSAGES, {})
-    path = cache.path_for(key)
-    path.parent.mkdir(parents=True)
-    path.write_text('{"response": {"text": "x"}}')
+    path = write_entry(cache, '{"text": "x"}')
     with pytest.raises(CacheError) as excinfo:
         cache.lookup("m", MESSAGES, {})
     assert str(excinfo.value) == (
@@ -206,9 +216,7 @@ def test_an_entry_with_impossible_figures_is_a_clear_error(
 ) -> None:
     # replayed as they were, they would give negative totals or a JSON export with NaN in it
     cache = ResponseCache(tmp_path, CacheMode.READ)
-    path = cache.path_for(cache_key("m", MESSAGES, {}))
-    path.parent.mkdir(parents=True)
-    path.write_text('{"response": {"text": "Paris", "model": "m", ' + response + "}}")
+    path = write_entry(cache, '{"text": "Paris", "model": "m", ' + response + "}")
     with pytest.raises(CacheError) as excinfo:
         cache.lookup("m", MESSAGES, {})
     assert str(excinfo.value) == (
@@ -226,6 +234,115 @@ def test_an_entry_nested_too_deep_to_read_is_a_clear_error(tmp_path: Path) -> No
         cache.lookup("m", MESSAGES, {})
     assert str(excinfo.value).startswith(
         f"llm cache: {str(path)!r} is not a valid cache entry (RecursionError: "
+    )
+
+
+AGAIN = "record it again with --llm-cache=write (or restore the file)"
+OTHER_KEY = cache_key("openai:gpt-4o-mini", [{"role": "user", "content": "Hi"}], {})
+
+
+def edited(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``entry`` with ``changes`` (``request__messages=...`` sets entry["request"]["messages"];
+    a value of `Ellipsis` removes the field)."""
+    entry = json.loads(json.dumps(entry))
+    for name, value in changes.items():
+        *parents, field = name.split("__")
+        target = entry
+        for parent in parents:
+            target = target[parent]
+        if value is ...:
+            del target[field]
+        else:
+            target[field] = value
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("changes", "found"),
+    [
+        ({"format": 2}, "has format 2; this version replays format 1 only"),
+        ({"format": "1"}, "has format '1'; this version replays format 1 only"),
+        ({"format": ...}, 'has no "format"; this version replays format 1 only'),
+        ({"key": OTHER_KEY}, f"has \"key\" '{OTHER_KEY}', not the key in its file name"),
+        ({"key": ...}, 'has no "key", not the key in its file name'),
+        (
+            {"request__messages": [{"role": "user", "content": "What is the capital of Peru?"}]},
+            "does not match its key: its request.messages differs from the call's",
+        ),
+        (
+            {"request__model": "openai:gpt-4o", "request__params": {"temperature": 1}},
+            "does not match its key: its request.model and request.params differ from the call's",
+        ),
+        ({"request__extra": {"repeat": 1}}, "does not match its key: its request.extra differs"),
+    ],
+    ids=[
+        "format-2",
+        "format-text",
+        "no-format",
+        "other-key",
+        "no-key",
+        "messages",
+        "model",
+        "extra",
+    ],
+)
+def test_an_entry_that_is_not_what_was_recorded_for_its_key_is_refused(
+    tmp_path: Path, changes: dict[str, Any], found: str
+) -> None:
+    # (before: served silently: an edited request replayed the answer to another question)
+    cache = ResponseCache(tmp_path, CacheMode.READWRITE)
+    key = cache_key("openai:gpt-4o-mini", MESSAGES, {"temperature": 0})
+    path = cache.store(key, "openai:gpt-4o-mini", MESSAGES, {"temperature": 0}, None, response())
+    path.write_text(json.dumps(edited(json.loads(path.read_text()), **changes)))
+
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("openai:gpt-4o-mini", MESSAGES, {"temperature": 0})
+
+    message = str(excinfo.value)
+    assert message.startswith(f"llm cache: {str(path)!r} {found}"), message
+    assert message.endswith(AGAIN) and "\n" not in message
+    assert not isinstance(excinfo.value, CacheMissError)
+
+
+def test_an_entry_replays_as_reviewed_whatever_its_layout(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    params = {"temperature": 0.0, "stop": ["\n"]}
+    key = cache_key("m", MESSAGES, params)
+    path = ResponseCache(tmp_path, CacheMode.WRITE).store(
+        key, "m", MESSAGES, params, None, response()
+    )
+    entry = json.loads(path.read_text())
+    # a reviewer's edit of the answer replays; so does the same request written differently
+    entry = edited(
+        entry, response__text="Paris, France", request__params={"stop": ["\n"], "temperature": 0}
+    )
+    path.write_text(json.dumps(entry, indent=None, ensure_ascii=True))
+
+    assert cache.lookup("m", MESSAGES, params)[1].text == "Paris, France"  # type: ignore[union-attr]
+
+
+def test_an_entry_recorded_under_the_old_key_is_checked_as_that_key(tmp_path: Path) -> None:
+    params = {"temperature": 0.0}
+    legacy = hashlib.sha256(
+        json.dumps(
+            {"model": "m", "messages": MESSAGES, "params": params, "extra": None},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+    ).hexdigest()
+    path = ResponseCache(tmp_path, CacheMode.WRITE).store(
+        legacy, "m", MESSAGES, params, None, response()
+    )
+    cache = ResponseCache(tmp_path, CacheMode.READ)
+    assert cache.lookup("m", MESSAGES, params)[1] is not None
+    path.write_text(json.dumps(edited(json.loads(path.read_text()), request__extra="edited")))
+
+    with pytest.raises(CacheError) as excinfo:
+        cache.lookup("m", MESSAGES, params)
+
+    assert str(excinfo.value).startswith(
+        f"llm cache: {str(path)!r} does not match its key: its request.extra differs"
     )
 
 
@@ -655,6 +772,33 @@ def test_the_mock_model_records_and_replays_too(pytester: pytest.Pytester, runs:
     assert generation["cost"] == 0.0
 
 
+def test_a_recorded_request_edited_by_hand_fails_its_test_naming_the_file(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        dedent(
+            """\
+            def test_capital(llm):
+                assert llm.generate("What is the capital of Peru?").text == "Lima"
+            """
+        )
+    )
+    pytester.runpytest("--llm-cache=write").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "llm-cache").rglob("*.json")
+    path.write_text(path.read_text().replace("capital of Peru", "capital of Chile"))
+
+    result = pytester.runpytest("--llm-cache=read")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"E   *CacheError: llm cache: {str(path)!r} does not match its key: its "
+            "request.messages differs from the call's (edited since it was recorded?), so it "
+            f"would replay an answer to another request; {AGAIN}"
+        ]
+    )
+
+
 def test_a_bad_cache_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest("--llm-cache=replay")
@@ -699,9 +843,7 @@ def test_without_a_key_only_read_mode_starts(
 
 def test_an_entry_whose_text_is_not_a_string_is_a_clear_error(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path, CacheMode.READ)
-    path = cache.path_for(cache_key("m", MESSAGES, {}))
-    path.parent.mkdir(parents=True)
-    path.write_text('{"response": {"text": null, "model": "m"}}')  # never replayed as "None"
+    path = write_entry(cache, '{"text": null, "model": "m"}')  # never replayed as "None"
     with pytest.raises(CacheError) as excinfo:
         cache.lookup("m", MESSAGES, {})
     assert str(excinfo.value) == (

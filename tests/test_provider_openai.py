@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import random
+import re
 import sys
 import threading
 import warnings
@@ -47,7 +48,7 @@ from pytest_llmobs.providers import (
     default_registry,
 )
 from pytest_llmobs.providers.openai import OpenAIProvider
-from pytest_llmobs.providers.pricing import PriceTable
+from pytest_llmobs.providers.pricing import PriceError, PriceTable
 from pytest_llmobs.providers.retry import CallError, RetryPolicy
 from pytest_llmobs.trace_model import Observation, Trace
 from pytest_llmobs.tracing import activate
@@ -862,6 +863,93 @@ def test_missing_key_is_a_usage_error(
     )
 
 
+NOT_ASCII = "is not ASCII (a typographic quote or non-breaking space pasted with it?)"
+UNSENDABLE = "cannot be sent in an HTTP header: character {} {}; headers carry printable ASCII only"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        (
+            "OPENAI_API_KEY",
+            "sk-prøj-SECRET123",
+            "OPENAI_API_KEY " + UNSENDABLE.format(6, NOT_ASCII),
+        ),
+        (  # a key pasted with a typographic quote around it
+            "OPENAI_API_KEY",
+            "\u201csk-SECRET123\u201d",
+            "OPENAI_API_KEY " + UNSENDABLE.format(1, NOT_ASCII),
+        ),
+        (
+            "OPENAI_API_KEY",
+            "sk-SECRET123\u00a0x",
+            "OPENAI_API_KEY " + UNSENDABLE.format(13, NOT_ASCII),
+        ),
+        (  # (h11 refused it at the call: 'Illegal header value b"Bearer ***\\x00SECRET123"')
+            "OPENAI_API_KEY",
+            "sk-\x00SECRET123",
+            "OPENAI_API_KEY " + UNSENDABLE.format(4, "is a control character"),
+        ),
+        (
+            "LLMOBS_OPENAI_HEADERS",
+            "X-Trace=ok,X-Gateway-Key=SECRET123%C3%B8",
+            "LLMOBS_OPENAI_HEADERS: the (URL-decoded) value of 'X-Gateway-Key' "
+            + UNSENDABLE.format(10, NOT_ASCII),
+        ),
+        ("OPENAI_ORG_ID", "org-SECRET123é", "OPENAI_ORG_ID " + UNSENDABLE.format(14, NOT_ASCII)),
+    ],
+)
+def test_a_key_or_header_value_no_header_can_carry_is_named_never_shown(
+    fake_openai: FakeOpenAI, variable: str, value: str, shown: str
+) -> None:
+    # (before: every call raised httpx's UnicodeEncodeError, the key in its traceback's locals)
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": fake_openai.url, variable: value}
+    with pytest.raises(ConfigError) as excinfo:
+        OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+    assert str(excinfo.value) == shown
+    assert "SECRET123" not in repr(excinfo.value)
+    assert fake_openai.requests == []
+
+
+def test_a_key_no_header_can_carry_is_refused_when_the_provider_is_built(waits: Waits) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        make_provider(closed_url(), waits, key="sk-prøj-SECRET123")
+    assert str(excinfo.value) == "openai:gpt-4o-mini: api_key " + UNSENDABLE.format(6, NOT_ASCII)
+
+
+def test_a_non_ascii_key_is_a_usage_error_naming_the_variable_not_the_key(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-prøj-SECRET123")
+    pytester.makepyfile("def test_x(llm):\n    llm.generate('hi')\n")
+
+    result = pytester.runpytest("--llm-model=gpt-4o-mini", "--showlocals", "--tb=long")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --llm-model: OPENAI_API_KEY " + UNSENDABLE.format(6, NOT_ASCII)]
+    )
+    assert "SECRET123" not in result.stdout.str() + result.stderr.str()
+    assert "UnicodeEncodeError" not in result.stdout.str() + result.stderr.str()
+    assert openai_env.requests == []
+
+
+def test_run_experiment_says_a_non_ascii_key_is_unsendable_before_any_item_runs(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-prøj-SECRET123")
+    with pytest.raises(ConfigError) as excinfo:
+        pytest_llmobs.run_experiment(
+            name="bad-key",
+            dataset=[{"input": "hi", "expected_output": "hi"}],
+            task=lambda item, llm: llm.generate(str(item.input)).text,
+            model="openai:gpt-4o-mini",
+            store=tmp_path / "store",
+        )
+    assert str(excinfo.value) == "OPENAI_API_KEY " + UNSENDABLE.format(6, NOT_ASCII)
+    assert openai_env.requests == []
+
+
 def test_unknown_model_lists_the_known_ones(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -902,6 +990,15 @@ def test_price_table_overrides_and_snapshots(tmp_path: Path) -> None:
             '{"input": <USD per 1M>, "output": <USD per 1M>}; got *',
         ),
         ('{"m": {"input": -1, "output": 1}}', "*model 'm' input: expected a number >= 0; got -1"),
+        (  # (before: the last price won silently)
+            '{"m": {"input": 1, "output": 2},\n "m": {"input": 10, "output": 20}}',
+            "--llm-prices: '*prices.json': model 'm' is given twice (JSON would keep the last "
+            "price silently); keep one",
+        ),
+        (
+            '{"m": {"input": 1, "output": 2, "input": 10}}',
+            "--llm-prices: '*prices.json': model 'm': 'input' is given twice; keep one",
+        ),
     ],
 )
 def test_bad_price_files_are_usage_errors(
@@ -912,6 +1009,19 @@ def test_bad_price_files_are_usage_errors(
     result = pytester.runpytest("--llm-prices=prices.json")
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_a_model_given_twice_in_the_environments_price_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(
+        '{"gpt-4o-mini": {"input": 1, "output": 2}, "gpt-4o-mini": {"input": 0, "output": 0}}'
+    )
+    with pytest.raises(PriceError) as excinfo:
+        PriceTable.default(env={"LLMOBS_PRICES": str(path)})
+    assert str(excinfo.value) == (
+        f"LLMOBS_PRICES: {str(path)!r}: model 'gpt-4o-mini' is given twice (JSON would keep the "
+        "last price silently); keep one"
+    )
 
 
 SUITE = """\
@@ -1109,6 +1219,132 @@ def test_the_api_key_never_appears_in_errors_or_reprs(
     texts += [json.dumps(a) for a in getattr(excinfo.value, "attempts", [])]
     assert all(FAKE_API_KEY not in text for text in texts)
     assert str(excinfo.value).endswith("Incorrect API key provided: ***.")
+
+
+SLASHED_KEY = 'sk-proj-Ab12/TAILSECRET+Zz=="q\\'
+"""A key whose tail JSON-escaping and URL-encoding change (``/``, ``+``, ``=``, ``"``, ``\\``)."""
+
+
+def json_escaped(text: str, *, slash: bool = False, dotnet: bool = False) -> str:
+    """``text`` as a JSON encoder writes it inside a string: PHP's and Java's also escape ``/``;
+    .NET's System.Text.Json writes ``+`` and ``"`` as ``\\u002B`` and ``\\u0022``."""
+    escaped = json.dumps(text)[1:-1]
+    if slash:
+        escaped = escaped.replace("/", "\\/")
+    if dotnet:
+        escaped = escaped.replace("+", "\\u002B").replace('\\"', "\\u0022")
+    return escaped
+
+
+ECHOES = [
+    pytest.param(f"Bearer {SLASHED_KEY}", id="as-sent"),
+    pytest.param(json_escaped(f"Bearer {SLASHED_KEY}"), id="json"),
+    pytest.param(json_escaped(f"Bearer {SLASHED_KEY}", slash=True), id="json-slash"),
+    pytest.param(json_escaped(f"Bearer {SLASHED_KEY}", dotnet=True), id="json-dotnet"),
+    pytest.param(f"Bearer {quote(SLASHED_KEY, safe='')}", id="url"),
+    pytest.param(
+        "Bearer " + re.sub("%..", lambda m: m[0].lower(), quote(SLASHED_KEY, safe="")),
+        id="url-lower-hex",
+    ),
+    pytest.param(quote(f"Bearer {SLASHED_KEY}", safe="/"), id="url-keep-slash"),
+]
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+def test_a_gateway_echoing_the_key_escaped_or_encoded_gets_none_of_it_into_errors(
+    fake_openai: FakeOpenAI, waits: Waits, echo: str
+) -> None:
+    # (before: "Bearer ***\\/TAILSECRET+Zz==..." kept the tail of a JSON-escaped or encoded key)
+    fake_openai.queue(*[error(502, f'upstream rejected {{"auth": "{echo}"}}')] * 2)
+    provider = make_provider(fake_openai.url, waits, key=SLASHED_KEY, max_retries=1)
+    with contextlib.closing(provider), pytest.raises(CallError) as excinfo:
+        provider.complete(ask("hi"))
+
+    message = str(excinfo.value)
+    scheme = echo.partition("sk-")[0]  # "Bearer ", "Bearer%20": only the key is ours to mask
+    assert message.endswith(f'upstream rejected {{"auth": "{scheme}***"}}'), message
+    recorded = json.dumps(excinfo.value.attempts)  # (the generation's attempts metadata)
+    assert "TAILSECRET" not in message + recorded and "Zz" not in message + recorded
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda v: json_escaped(v, slash=True), id="json-slash"),
+        pytest.param(lambda v: json_escaped(v, dotnet=True), id="json-dotnet"),
+        pytest.param(lambda v: quote(v, safe=""), id="url"),
+    ],
+)
+def test_a_header_value_echoed_escaped_or_encoded_is_scrubbed_too(
+    fake_openai: FakeOpenAI, encode: Any
+) -> None:
+    # (nothing like "sk-" or "Bearer" in front: only the value itself can find it)
+    secret = "gw/SUB+SECRET==/7"
+    env = {
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "OPENAI_BASE_URL": fake_openai.url,
+        "LLMOBS_OPENAI_HEADERS": f"X-Gateway-Key={quote(secret, safe='')}",
+    }
+    fake_openai.queue(error(403, f"subscription {encode(secret)} is not allowed"))
+
+    assert failure_from_spec(env).endswith("subscription *** is not allowed")
+
+
+def test_a_malformed_answer_echoing_the_key_json_escaped_is_quoted_without_it(
+    fake_openai: FakeOpenAI, waits: Waits
+) -> None:
+    # a gateway's truncated JSON: the body is quoted (repr'd) in the message, which escaped the
+    # echo's backslashes once more, past the scrubbing
+    echoed = json_escaped(f"Bearer {SLASHED_KEY}", slash=True)
+    fake_openai.queue(malformed('{"error": "upstream rejected", "auth": "' + echoed + '"'))
+    provider = make_provider(fake_openai.url, waits, key=SLASHED_KEY)
+    with contextlib.closing(provider), pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+
+    assert str(excinfo.value).endswith(
+        """body starts '{"error": "upstream rejected", "auth": "Bearer ***"'"""
+    )
+
+
+def test_a_token_that_is_not_ours_is_masked_to_its_end() -> None:
+    provider = OpenAIProvider("gpt-4o-mini", api_key=FAKE_API_KEY)
+    assert provider._error("401", "Bearer other\\/Tok+en%3D%3D rejected").detail == (
+        "Bearer *** rejected"
+    )
+
+
+def test_a_model_repeating_the_key_escaped_does_not_get_it_into_the_answer(
+    fake_openai: FakeOpenAI, waits: Waits
+) -> None:
+    escaped = json_escaped(SLASHED_KEY, slash=True)
+    arguments = json.dumps({"token": SLASHED_KEY}).replace("/", "\\/")  # PHP's JSON, as text
+    fake_openai.queue(answer(f"key: {escaped}", tool_calls=[("login", arguments)]))
+    with contextlib.closing(make_provider(fake_openai.url, waits, key=SLASHED_KEY)) as provider:
+        reply = provider.complete(ask("What is my key?"))
+
+    assert reply.text == "key: ***"
+    assert reply.tool_calls is not None
+    assert reply.tool_calls[0]["function"]["arguments"] == '{"token": "***"}'
+
+
+def test_a_key_echoed_json_escaped_is_nowhere_in_the_run_or_the_output(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SLASHED_KEY)
+    echoed = json_escaped(f"Bearer {SLASHED_KEY}", slash=True)
+    openai_env.respond_with(lambda request: error(502, f'{{"auth": "{echoed}"}}'))
+    pytester.makepyfile("def test_x(llm):\n    llm.generate('hi')\n")
+
+    result = pytester.runpytest(
+        "--llm-model=openai:gpt-4o-mini?backoff=0&max_retries=1", "-rA", "--tb=long"
+    )
+
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "502 Bad Gateway after 2 attempts" in output and '{"auth": "Bearer ***"}' in output
+    assert "TAILSECRET" not in output
+    for path in (p for p in pytester.path.rglob("*") if p.is_file()):
+        assert b"TAILSECRET" not in path.read_bytes(), path  # item error, span, attempts
 
 
 LEAK_SUITE = """\

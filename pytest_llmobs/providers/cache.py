@@ -12,8 +12,11 @@ A request's key is the sha256 of the canonical JSON of the model identity (model
 options that change answers; never a secret), the messages, the call parameters and an optional
 ``extra`` (the repeat index, or what the caller passes as ``cache_key_extra``). Its file is
 ``<dir>/<key[:2]>/<key[2:4]>/<key>.json``: pretty, sorted JSON holding the request and the
-response. Writes go to a temporary file in the same directory and are moved into place with
-`os.replace`, so concurrent writers (xdist workers) never leave a partial file.
+response. An entry replays only if it is one this version writes (``format``), its ``key`` is its
+file's and its request still hashes to that key, so what replays is what a reviewer read in its
+diff: a request edited by hand is an error, not an answer to another question. Writes go to a
+temporary file in the same directory and are moved into place with `os.replace`, so concurrent
+writers (xdist workers) never leave a partial file.
 
 Exception hierarchy::
 
@@ -31,7 +34,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +165,54 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
+Keyer = Callable[[str, list[Message], Mapping[str, Any], Any], str]
+
+
+def _check_entry(path: Path, data: Any, key: str, keyed: Keyer, call: Mapping[str, Any]) -> None:
+    """`CacheError` unless ``data`` is an entry of this format, for ``key`` (its ``key`` field
+    and its request, hashed again), naming what does not match; a malformed request raises
+    KeyError/TypeError for the caller's "not a valid cache entry"."""
+    __tracebackhide__ = True
+    where = f"llm cache: {str(path)!r}"
+    again = "record it again with --llm-cache=write (or restore the file)"
+    if not isinstance(data, dict):
+        raise TypeError(f"the entry is a JSON {type(data).__name__}, not an object")
+    version = data.get("format")
+    if type(version) is not int or version != FORMAT_VERSION:
+        found = f"format {_shown(version)}" if "format" in data else 'no "format"'
+        raise CacheError(
+            f"{where} has {found}; this version replays format {FORMAT_VERSION} only; {again}"
+        )
+    if data.get("key") != key:
+        found = f'"key" {_shown(data["key"])}' if "key" in data else 'no "key"'
+        raise CacheError(f"{where} has {found}, not the key in its file name; {again}")
+    request = data["request"]
+    parts = [request[part] for part in ("model", "messages", "params", "extra")]
+    if not isinstance(parts[1], list) or not isinstance(parts[2], dict):
+        raise TypeError("request.messages must be a list and request.params an object")
+    if keyed(*parts) == key:
+        return
+    if keyed is cache_key:  # compared as the key compares them
+        parts[2] = _whole_numbers(parts[2])
+        call = {**call, "params": _whole_numbers(call["params"])}
+    differ = [
+        f"request.{name}"
+        for name, recorded in zip(("model", "messages", "params", "extra"), parts, strict=True)
+        if _canonical(recorded) != _canonical(call[name])
+    ]
+    raise CacheError(
+        f"{where} does not match its key: its {' and '.join(differ) or 'request'} "
+        f"{'differ' if len(differ) > 1 else 'differs'} from the call's (edited since it was "
+        f"recorded?), so it would replay an answer to another request; {again}"
+    )
+
+
+def _shown(value: Any) -> str:
+    """A value of a hand-edited field, for a one-line message."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 70 else text[:69] + "…"
+
+
 def _read_entry(path: Path) -> str | None:
     """The text of the cache entry at ``path``; None when there is none."""
     __tracebackhide__ = True
@@ -212,12 +263,13 @@ class ResponseCache:
             return key, None
         path = self.path_for(key)
         text = _read_entry(path)
+        keyed = cache_key
         if text is None:  # recorded before keys normalised numbers (temperature=0.0)?
             legacy = _legacy_key(identity, messages, params, extra)
             if legacy != key:
                 text = _read_entry(self.path_for(legacy))
                 if text is not None:
-                    key, path = legacy, self.path_for(legacy)
+                    key, path, keyed = legacy, self.path_for(legacy), _legacy_key
         if text is None:
             if self.mode is CacheMode.READ:
                 raise CacheMissError(
@@ -226,13 +278,18 @@ class ResponseCache:
                     "Record it with --llm-cache=write or --llm-cache=readwrite."
                 )
             return key, None
-        return key, self._response(path, text)
+        call = {"model": identity, "messages": messages, "params": params, "extra": extra}
+        return key, self._response(path, text, key, keyed, call)
 
     @staticmethod
-    def _response(path: Path, text: str) -> ModelResponse:
+    def _response(
+        path: Path, text: str, key: str, keyed: Keyer, call: Mapping[str, Any]
+    ) -> ModelResponse:
+        """The answer recorded at ``path`` for the request ``call`` keyed ``key`` by ``keyed``."""
         __tracebackhide__ = True
         try:
             data = json.loads(text)
+            _check_entry(path, data, key, keyed, call)
             answer = data["response"]
             usage = answer.get("usage") or {}
             metadata = dict(answer.get("metadata") or {})

@@ -53,6 +53,7 @@ from pytest_llmobs.providers.openai_config import (
     connection_limits,
     parse_extra_headers,
     parse_options,
+    sendable,
     shown_url_and_host,
     verifying_ssl_context,
 )
@@ -123,6 +124,9 @@ class OpenAIProvider(AnswerReading):
         tests with ``httpx.MockTransport``); each async call opens and closes its own client, so
         an ``async_transport`` must survive being closed (MockTransport does).
         """
+        named = {f"headers[{name!r}]": value for name, value in (headers or {}).items()}
+        given = {"api_key": api_key, "organization": organization, "project": project}
+        sendable(f"{PREFIX}:{model}: ", **given, **named)
         self._model = model
         self._key = Secret(api_key)
         parts = urlsplit(base_url.strip())
@@ -167,7 +171,8 @@ class OpenAIProvider(AnswerReading):
         """Build from ``openai:<model>[?options]`` or a plain ``gpt-4o-mini[?options]``.
 
         Raises `UnknownModelError` for a bad option and `ConfigError` when ``OPENAI_API_KEY`` is
-        missing, ``OPENAI_BASE_URL`` is not an http(s) URL or ``LLMOBS_PRICES`` is unreadable.
+        missing, it or a header value holds a character no HTTP header can carry (non-ASCII),
+        ``OPENAI_BASE_URL`` is not an http(s) URL or ``LLMOBS_PRICES`` is unreadable.
         """
         environ = os.environ if env is None else env
         name, _, query = spec.strip().partition("?")
@@ -181,6 +186,9 @@ class OpenAIProvider(AnswerReading):
         label = f"{PREFIX}:{model}"
         extra = parse_extra_headers(environ.get(HEADERS_ENV, ""))
         api_key = environ.get(API_KEY_ENV, "").strip()
+        organization = environ.get(ORGANIZATION_ENV, "").strip() or None
+        project = environ.get(PROJECT_ENV, "").strip() or None
+        sendable("", **{API_KEY_ENV: api_key, ORGANIZATION_ENV: organization, PROJECT_ENV: project})
         if not api_key and REPLAY_ONLY.get():
             pass  # --llm-cache=read answers from the cache or fails: the key would go unused
         elif not api_key and not carries_auth(extra):
@@ -200,8 +208,8 @@ class OpenAIProvider(AnswerReading):
             timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
             connect_timeout=float(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
             prices=prices,
-            organization=environ.get(ORGANIZATION_ENV, "").strip() or None,
-            project=environ.get(PROJECT_ENV, "").strip() or None,
+            organization=organization,
+            project=project,
             headers=extra,
         )
         overrides: dict[str, Any] = {

@@ -33,8 +33,10 @@ __all__ = [
     "ORGANIZATION_ENV",
     "PREFIX",
     "PROJECT_ENV",
+    "check_header_value",
     "parse_extra_headers",
     "replay_only",
+    "sendable",
 ]
 
 PREFIX = "openai"
@@ -60,6 +62,9 @@ _RESERVED_HEADERS = frozenset(
 )
 """Headers httpx writes for the request's framing and body: not the user's to set."""
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_UNSENDABLE = re.compile(r"[^\t\x20-\x7e]")
+"""What a header value cannot carry: httpx encodes values as ASCII (``UnicodeEncodeError``, the
+value in its message), and h11 refuses control characters."""
 
 
 def shown_url_and_host(url: str) -> tuple[str, str]:
@@ -89,8 +94,32 @@ def parse_extra_headers(value: str) -> dict[str, str]:
             raise ConfigError(f"{HEADERS_ENV}: header {name!r} given more than once")
         if "\r" in header_value or "\n" in header_value:
             raise ConfigError(f"{HEADERS_ENV}: the value of {name!r} holds a line break")
+        check_header_value(header_value, f"{HEADERS_ENV}: the (URL-decoded) value of {name!r}")
         seen.add(lowered)
     return headers
+
+
+def check_header_value(value: str, where: str) -> None:
+    """`ConfigError` unless ``value`` can go in an HTTP header: it names ``where`` and the first
+    bad character's position and kind, never the value (the key, a token)."""
+    bad = _UNSENDABLE.search(value)
+    if bad is None:
+        return
+    if ord(bad.group()) > 0x7F:
+        kind = "is not ASCII (a typographic quote or non-breaking space pasted with it?)"
+    else:
+        kind = "is a control character"
+    raise ConfigError(
+        f"{where} cannot be sent in an HTTP header: character {bad.start() + 1} {kind}; "
+        "headers carry printable ASCII only"
+    )
+
+
+def sendable(prefix: str, /, **values: str | None) -> None:
+    """`check_header_value` of each value given (None: not set), named ``prefix + name``: said
+    when the provider is set up, not by httpx's ``UnicodeEncodeError`` at each call."""
+    for name, value in values.items():
+        check_header_value(value or "", prefix + name)
 
 
 def carries_auth(headers: Iterable[str]) -> bool:

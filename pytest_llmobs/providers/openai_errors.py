@@ -3,7 +3,8 @@
 `AttemptError` is one failed HTTP attempt (its final message names how many there were); the
 server's own error text, a body JSON cannot hold and an unreadable answer are described here;
 `Secret` holds the key and header values, and `ErrorReporting` (mixed into `OpenAIProvider`)
-builds the errors with the key and those values masked.
+builds the errors with the key and those values masked, as written and as a gateway may echo
+them: JSON-escaped (``\\/``, ``\\"``, ``\\u002B``) or URL-encoded (``%2F``, ``+``).
 """
 
 from __future__ import annotations
@@ -19,22 +20,77 @@ from pytest_llmobs.providers.openai_config import BASE_URL_ENV, PREFIX
 if TYPE_CHECKING:
     import httpx
 
-_KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[\w\-*.]{4,}")
+_KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)(?:[\w\-*.~+/=]|\\/|%[0-9A-Fa-f]{2}){4,}")
+"""A credential of any kind (ours are masked by value first): base64 and JSON-escaped or
+URL-encoded tails included."""
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+"""Characters no JSON encoder escapes and no URL encoder encodes: an echo keeps them as they are
+(so a secret's longest run of them tells cheaply whether a text may hold an echo at all)."""
+_ENCODING_MARKS = ("\\", "%", "+")
+"""What an encoded form of a secret holds: the test for one without such a run."""
 _DETAIL_CHARS = 200
 SCRUBBED_MIN_CHARS = 4
 """Shorter header values are not scrubbed from messages (they would mask ordinary words)."""
 
 
+def _char_forms(char: str) -> str:
+    """A regex for ``char`` as written, JSON-escaped (any encoder's choice: ``\\/``,
+    ``\\u002b`` or ``\\u002B``) or URL-encoded (either case; ``+`` for a space)."""
+    if _UNRESERVED.fullmatch(char):
+        return re.escape(char)
+    forms: list[str] = []
+    escaped = json.dumps(char)[1:-1]  # \" \\ \t (and \uXXXX: below in either case)
+    if escaped != char and not escaped.startswith("\\u"):
+        forms.append(re.escape(escaped))
+    if char == "/":
+        forms.append(r"\\/")
+    units = char.encode("utf-16-be", "surrogatepass")
+    forms.append(
+        "".join(rf"\\u(?i:{units[i]:02x}{units[i + 1]:02x})" for i in range(0, len(units), 2))
+    )
+    forms.append("".join(f"(?i:%{byte:02x})" for byte in char.encode("utf-8", "surrogatepass")))
+    if char == " ":
+        forms.append(r"\+")
+    # as written last: a key ending in a backslash, echoed JSON-escaped (two), matches both
+    forms.append(re.escape(char))
+    return "(?:" + "|".join(forms) + ")"
+
+
 class Secret:
     """A string that never shows itself in a repr or str."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_forms", "_hint", "_parts", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # the whole value, and the credentials of a "<scheme> <credentials>" value alone
+        whole_and_credentials = dict.fromkeys((value, value.rpartition(" ")[2]))
+        self._parts = [p for p in whole_and_credentials if len(p) >= SCRUBBED_MIN_CHARS]
+        runs = _UNRESERVED.findall(self._parts[-1]) if self._parts else []
+        self._hint = max(runs, key=len, default="")
+        """In every echo of the value (the credentials are the value's end): a text without it
+        holds none, and is not searched for one."""
+        self._forms: re.Pattern[str] | None = None
 
     def reveal(self) -> str:
         return self._value
+
+    def masked(self, text: str) -> str:
+        """``text`` with the value, and the credentials of a ``<scheme> <credentials>`` value
+        alone, masked as written, JSON-escaped or URL-encoded (a gateway echoing a header)."""
+        for part in self._parts:
+            if part in text:
+                text = text.replace(part, "***")
+        if len(self._hint) >= SCRUBBED_MIN_CHARS:
+            may_echo = self._hint in text
+        else:
+            may_echo = bool(self._parts) and any(mark in text for mark in _ENCODING_MARKS)
+        if may_echo:
+            if self._forms is None:  # (compiled once, on the first text that needs it)
+                alternatives = ("".join(map(_char_forms, part)) for part in self._parts)
+                self._forms = re.compile("|".join(alternatives))
+            text = self._forms.sub("***", text)
+        return text
 
     def __repr__(self) -> str:
         return "'***'"
@@ -123,11 +179,7 @@ class ErrorReporting:
         """``text`` with the key, the extra headers' values and ``more`` masked (answers too: a
         model that repeats the key must not get it into a run)."""
         for secret in (self._key, *self._extra.values(), *more):
-            value = secret.reveal()
-            # the whole value, and the credentials of a "<scheme> <credentials>" value alone
-            for part in (value, value.rpartition(" ")[2]):
-                if len(part) >= SCRUBBED_MIN_CHARS and part in text:
-                    text = text.replace(part, "***")
+            text = secret.masked(text)
         return text
 
     def _error(self, summary: str, detail: str = "", **kw: Any) -> AttemptError:

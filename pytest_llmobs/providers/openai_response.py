@@ -7,7 +7,6 @@ then the completion in it (text, tool calls, usage, cost) or the error it holds 
 from __future__ import annotations
 
 import http
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -115,7 +114,9 @@ class AnswerReading(ErrorReporting):
                 raise self._error(
                     f"{status} with an error instead of a completion", message, status=status
                 ) from None
-            preview = " ".join(response.text[:80].split())
+            # scrubbed before it is cut (a cut key is no longer found) and quoted (repr would
+            # escape an echo's backslashes once more: ``\\/``)
+            preview = " ".join(self._scrub(response.text)[:80].split())
             raise self._error(
                 "malformed response",
                 f"expected chat completion JSON with choices[0].message ({failure_reason(exc)}); "
@@ -146,6 +147,20 @@ class AnswerReading(ErrorReporting):
         return None if value is None else self._without_secrets(str(value))
 
     def _calls_without_secrets(self, calls: list[Any]) -> list[dict[str, Any]]:
-        """The tool calls as sent, with the key masked wherever the server echoed it."""
-        masked: list[dict[str, Any]] = json.loads(self._without_secrets(json.dumps(calls)))
+        """The tool calls as sent, with the key masked wherever the server echoed it (each
+        string on its own: in a JSON text of the calls, an echo JSON-escaped in the arguments
+        would be escaped twice, and a mask could cut an escape sequence in two)."""
+        masked: list[dict[str, Any]] = self._data_without_secrets(calls)
         return masked
+
+    def _data_without_secrets(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._without_secrets(value)
+        if isinstance(value, dict):
+            return {
+                self._without_secrets(str(k)): self._data_without_secrets(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._data_without_secrets(item) for item in value]
+        return value

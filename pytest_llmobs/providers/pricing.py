@@ -125,13 +125,23 @@ class PriceTable:
 
 
 def load_prices(path: Path, *, source: str = "price file") -> dict[str, Price]:
-    """Read ``{model: {"input": x, "output": y}}`` (USD per 1M tokens) from ``path``."""
+    """Read ``{model: {"input": x, "output": y}}`` (USD per 1M tokens) from ``path``; a model
+    (or a field of one) given twice is a `PriceError`, as the last would silently win."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PriceError(f"{source}: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    given_twice: list[tuple[str, dict[str, Any]]] = []  # (key, the object it is in)
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            keys = [key for key, _ in pairs]
+            given_twice.append((next(k for k in keys if keys.count(k) > 1), obj))
+        return obj
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise PriceError(
             f"{source}: {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})"
@@ -141,9 +151,17 @@ def load_prices(path: Path, *, source: str = "price file") -> dict[str, Price]:
             f"{source}: {str(path)!r} must hold an object "
             '{"model": {"input": x, "output": y}}; got ' + type(data).__name__
         )
+    twice = {id(obj): key for key, obj in given_twice}
+    if id(data) in twice:
+        raise PriceError(
+            f"{source}: {str(path)!r}: model {twice[id(data)]!r} is given twice (JSON would "
+            "keep the last price silently); keep one"
+        )
     prices: dict[str, Price] = {}
     for model, entry in data.items():
         where = f"{source}: {str(path)!r}: model {model!r}"
+        if id(entry) in twice:
+            raise PriceError(f"{where}: {twice[id(entry)]!r} is given twice; keep one")
         if not isinstance(entry, dict) or set(entry) != {"input", "output"}:
             raise PriceError(
                 f'{where}: expected {{"input": <USD per 1M>, "output": <USD per 1M>}}; '
