@@ -253,6 +253,9 @@ class LLM:
     def _failed(self, observation: Observation, started: float, exc: BaseException) -> None:
         if isinstance(exc, CacheWriteError):  # answered, not cached: keep what was paid for
             self._finish(observation, started, exc.response)
+        latency = getattr(exc, "latency_ms", None)
+        if isinstance(latency, float):  # (a CallError: its last attempt's, not the waits')
+            observation.metadata["latency_ms"] = latency
         observation.fail(exc)
 
     def generate(

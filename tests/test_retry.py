@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import time
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +202,41 @@ def test_llm_retries_the_mock_models_transient_errors() -> None:
         statuses = [a["status"] for a in generation.metadata["attempts"]]
         assert statuses[-1] is None and set(statuses[:-1]) <= {429, 500}
         assert generation.level == "DEFAULT"
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_failed_calls_latency_is_its_last_attempts_not_the_waits(run: str) -> None:
+    class Failing:
+        """Fails every call; notes when the last one began."""
+
+        model = "failing"
+
+        def __init__(self) -> None:
+            self.options: dict[str, Any] = {}
+            self.began: list[float] = []
+
+        def complete(self, messages: Any, **params: Any) -> Any:
+            self.began.append(time.perf_counter())
+            raise transient(503)
+
+        async def acomplete(self, messages: Any, **params: Any) -> Any:
+            return self.complete(messages)
+
+    provider = Failing()
+    llm = LLM(provider, retry=policy(Waits(), max_retries=3))
+    trace = Trace("t")
+    with activate(Observation(trace, "root")), pytest.raises(CallError) as excinfo:
+        if run == "sync":
+            llm.generate("hi")
+        else:
+            asyncio.run(llm.agenerate("hi"))
+    since_last_began = (time.perf_counter() - provider.began[-1]) * 1000.0
+
+    (generation,) = [o for o in trace.observations if o.type == "generation"]
+    latency = excinfo.value.latency_ms
+    assert len(provider.began) == 4
+    assert generation.metadata["latency_ms"] == latency
+    assert latency is not None and 0.0 <= latency <= since_last_began  # the earlier tries left out
 
 
 def test_llm_without_a_policy_does_not_retry() -> None:

@@ -115,6 +115,9 @@ class CallError(ProviderError):
     ) -> None:
         super().__init__(message, status=status, retryable=retryable, retry_after=retry_after)
         self.attempts: list[dict[str, Any]] = [a.to_dict() for a in attempts]
+        self.latency_ms: float | None = None
+        """How long the last attempt took (the waits before it left out): the call's latency,
+        as a call that succeeds after retries reports its answering attempt's."""
 
 
 def _default_message(error: ProviderError, attempts: int) -> str:
@@ -212,15 +215,18 @@ class RetryPolicy:
         error: ProviderError,
         attempts: list[Attempt],
         message: Callable[[ProviderError, int], str] | None,
+        began: float,
     ) -> CallError:
         text = (message or _default_message)(error, len(attempts))
-        return CallError(
+        failed = CallError(
             text,
             attempts=attempts,
             status=error.status,
             retryable=error.retryable,
             retry_after=error.retry_after,
         )
+        failed.latency_ms = (time.perf_counter() - began) * 1000.0
+        return failed
 
     def call(
         self,
@@ -237,12 +243,13 @@ class RetryPolicy:
         __tracebackhide__ = True  # a failing test shows its own call, not this loop
         attempts: list[Attempt] = []
         for number in itertools.count(1):
+            began = time.perf_counter()
             try:
                 result = fn()
             except ProviderError as exc:
                 wait = self._after_failure(number, exc, attempts)
                 if wait is None:
-                    raise self._give_up(exc, attempts, message) from None
+                    raise self._give_up(exc, attempts, message, began) from None
                 self.sleep(wait)
             else:
                 attempts.append(Attempt(number, ok_status))
@@ -260,12 +267,13 @@ class RetryPolicy:
         __tracebackhide__ = True
         attempts: list[Attempt] = []
         for number in itertools.count(1):
+            began = time.perf_counter()
             try:
                 result = await fn()
             except ProviderError as exc:
                 wait = self._after_failure(number, exc, attempts)
                 if wait is None:
-                    raise self._give_up(exc, attempts, message) from None
+                    raise self._give_up(exc, attempts, message, began) from None
                 await self.asleep(wait)
             else:
                 attempts.append(Attempt(number, ok_status))
