@@ -71,7 +71,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 _EXPRESSION = re.compile(
     r"""^\s*(?:(?P<dataset>[^:\s][^:]*?)\s*:\s*)?
-        (?P<aggregate>[A-Za-z_](?:[\w\- ]*[\w\-])?(?:\.[\w\-]+?(?:->[\w\-]+)?)?)\s*
+        (?P<aggregate>[A-Za-z_](?:[^\x00-\x1f\x7f<>=]|->|\\>)*?)\s*  # (a label: "a b->c/d")
         (?P<op>>=|<=|==|>|<)\s*
         (?P<number>[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*$""",  # ASCII digits
     re.VERBOSE,
@@ -180,7 +180,7 @@ def lookup(
             f"{threshold.expression!r}: no dataset {threshold.dataset!r} in this run; "
             f"datasets: {known_groups}"
         )
-    name, _, field = threshold.aggregate.partition(".")
+    name, field = _name_and_field(threshold.aggregate, group)
     aggregate = group.get(name)
     if aggregate is None:
         raise ThresholdError(
@@ -203,6 +203,19 @@ def lookup(
             f"known: {', '.join(aggregate.fields()) or '(none)'}"
         )
     return value, aggregate.n
+
+
+def _name_and_field(written: str, group: Mapping[str, Aggregate]) -> tuple[str, str]:
+    """``aggregate[.field]`` split where the group has that aggregate: scores and labels may
+    have dots of their own (``mean_rouge.l``, ``counts_tone.v1.2``); else at the first dot."""
+    if written in group:
+        return written, ""
+    dots = [i for i, char in enumerate(written) if char == "."]
+    for dot in reversed(dots):
+        if written[:dot] in group:
+            return written[:dot], written[dot + 1 :]
+    name, _, field = written.partition(".")
+    return name, field
 
 
 def _uncounted(

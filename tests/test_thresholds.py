@@ -541,3 +541,38 @@ def test_a_threshold_the_run_cannot_judge_is_not_evaluated_and_does_not_fail() -
     assert threshold_line(result, ("✓", "✗")) == (
         "  – short_rate >= 0.5  not evaluated: a run evaluator's"
     )
+
+
+def test_aggregates_of_names_and_labels_with_dots_spaces_and_arrows_can_be_gated(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_names="""
+        import pytest
+
+        @pytest.mark.parametrize("case", [1, 2])
+        def test_names(scorer, case):
+            scorer.score("tone", "very positive")
+            scorer.label("out of scope", "billing")
+            scorer.label("x->y", "x->y", name="arrow")
+            scorer.score("rouge.l", 0.5)
+            scorer.score("q/a", 0.5)
+        """
+    )
+    gates = [
+        "counts_tone.very positive >= 1",
+        "confusion.billing->out of scope == 2",
+        "confusion_arrow.x-\\>y->x-\\>y >= 1",
+        "mean_rouge.l >= 0.5",
+        "mean_rouge.l.ci_low <= 0.5",
+        "mean_q/a == 0.5",
+    ]
+
+    result = pytester.runpytest(*(f"--llm-threshold={gate}" for gate in gates))
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0, result.stdout.str()
+    stored = runs.latest()["thresholds"]
+    assert [(t["expression"], t["passed"], t["error"]) for t in stored] == [
+        (gate, True, None) for gate in gates
+    ]
