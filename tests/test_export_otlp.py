@@ -34,9 +34,14 @@ from phoenix_server import (
 
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import ExporterOptions, ExportError, create_exporter, parse_targets
-from pytest_llmobs.exporters.otlp import genai_messages
+from pytest_llmobs.exporters.otlp import genai_attributes, genai_messages
 from pytest_llmobs.exporters.otlp_config import OtlpConfig, parse_pairs
-from pytest_llmobs.exporters.otlp_spans import plain_attributes, unix_nanos
+from pytest_llmobs.exporters.otlp_spans import (
+    SpanOptions,
+    plain_attributes,
+    trace_spans,
+    unix_nanos,
+)
 
 SUITE = """
     import pytest
@@ -212,8 +217,9 @@ def expected_evaluation(score: dict[str, Any]) -> dict[str, Any]:
 
 
 def assert_genai(attrs: dict[str, Any], obs: dict[str, Any]) -> None:
-    """The GenAI semantic-convention attributes of one generation span."""
+    """The GenAI semantic-convention attributes of one generation span (the mock model's)."""
     assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.provider.name"] == "pytest-llmobs"
     assert attrs["gen_ai.request.model"] == obs["model"]
     assert attrs["gen_ai.request.temperature"] == obs["model_parameters"]["temperature"]
     assert attrs["gen_ai.request.max_tokens"] == obs["model_parameters"]["max_tokens"]
@@ -221,8 +227,115 @@ def assert_genai(attrs: dict[str, Any], obs: dict[str, Any]) -> None:
     assert attrs["gen_ai.usage.output_tokens"] == obs["usage"]["output"]
     assert json.loads(attrs["gen_ai.input.messages"]) == genai_messages(obs["input"], "user")
     assert json.loads(attrs["gen_ai.output.messages"]) == [
-        {"role": "assistant", "parts": [{"type": "text", "content": obs["output"]}]}
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": obs["output"]}],
+            "finish_reason": "unknown",  # the mock model reports none
+        }
     ]
+
+
+def generation_span(
+    run_model: str = "openai:gpt-4o-mini", **fields: Any
+) -> tuple[int, dict[str, Any]]:
+    """The span kind and attributes the OTLP exporter sends for one generation with ``fields``
+    (by default an OpenAI answer as the ``llm`` fixture records it)."""
+    observation = {
+        "id": "00f067aa0ba902b7",
+        "type": "generation",
+        "name": "llm.generate",
+        "start_time": 1.0,
+        "end_time": 2.0,
+        "input": [{"role": "user", "content": "2+2?"}],
+        "output": "4",
+        "model": "gpt-4o-mini-2024-07-18",
+        "model_parameters": {"temperature": 0.1, "stop": "\n", "n": 1},
+        "metadata": {
+            "finish_reason": "stop",
+            "response_id": "chatcmpl-1",
+            "requested_model": "gpt-4o-mini",
+        },
+        "level": "DEFAULT",
+        **fields,
+    }
+    item = {"trace": {"id": "0af7651916cd43dd8448eb211c80319c", "observations": [observation]}}
+    run = {"id": "run-1", "model": run_model, "items": [item]}
+    (span,) = trace_spans(run, item, SpanOptions(span_hook=genai_attributes)).spans
+    return span.kind, plain_attributes(span.attributes)
+
+
+def test_generation_spans_carry_what_the_genai_conventions_require() -> None:
+    # (before: no gen_ai.provider.name, output messages without finish_reason, the finish
+    # reasons, response id and stop sequences unmapped, and kind INTERNAL)
+    kind, attrs = generation_span()
+    assert kind == 3  # SPAN_KIND_CLIENT: a call to a model
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert json.loads(attrs["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "4"}], "finish_reason": "stop"}
+    ]
+    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.id"] == "chatcmpl-1"
+    assert attrs["gen_ai.request.model"] == "gpt-4o-mini"  # asked for; the server's dated name:
+    assert attrs["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert attrs["gen_ai.request.stop_sequences"] == ["\n"]
+    assert "gen_ai.request.stop" not in attrs and "gen_ai.request.n" not in attrs
+    assert "gen_ai.request.choice.count" not in attrs and "error.type" not in attrs
+
+    # a tool call: OpenAI's "tool_calls" is the conventions' "tool_call" in the message
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    answer = {"role": "assistant", "content": None, "tool_calls": calls}
+    _, attrs = generation_span(output=answer, metadata={"finish_reason": "tool_calls"})
+    (message,) = json.loads(attrs["gen_ai.output.messages"])
+    assert message["finish_reason"] == "tool_call"
+    assert attrs["gen_ai.response.finish_reasons"] == ["tool_calls"]
+
+    # two choices, one reason each
+    _, attrs = generation_span(
+        output=["4", "four"],
+        model_parameters={"n": 2, "stop": ["\n", "."]},
+        metadata={"finish_reason": ["stop", "length"]},
+    )
+    messages = json.loads(attrs["gen_ai.output.messages"])
+    assert [(m["parts"][0]["content"], m["finish_reason"]) for m in messages] == [
+        ("4", "stop"),
+        ("four", "length"),
+    ]
+    assert attrs["gen_ai.request.choice.count"] == 2
+    assert attrs["gen_ai.request.stop_sequences"] == ["\n", "."]
+
+    # no reported reason: a failed call's is "error", with error.type
+    failed = {"level": "ERROR", "status_message": "RateLimitError: slow down"}
+    _, attrs = generation_span(**failed, metadata={})
+    assert json.loads(attrs["gen_ai.output.messages"])[0]["finish_reason"] == "error"
+    assert attrs["error.type"] == "RateLimitError"
+    assert generation_span(**failed, metadata={"status_code": 429})[1]["error.type"] == "429"
+
+
+def test_the_provider_name_comes_from_the_run_model_or_the_model_name() -> None:
+    def provider(model: str, run_model: str = "mock-llm-v1") -> str:
+        attrs = generation_span(run_model, model=model, metadata={})[1]
+        return str(attrs["gen_ai.provider.name"])
+
+    assert provider("gpt-4o", "openai:gpt-4o?timeout=30") == "openai"
+    assert provider("o3-mini") == "openai"
+    assert provider("claude-3-5-sonnet-latest") == "anthropic"
+    assert provider("gemini-2.0-flash") == "gcp.gemini"
+    assert provider("mock-llm-v1") == "pytest-llmobs"
+    assert provider("house-model", "acme:house-model") == "acme"  # a registered provider
+    assert provider("llama-3-8b") == "_OTHER"
+
+
+def test_langfuse_spans_keep_their_genai_attributes() -> None:
+    # the Langfuse exporter sends the span family's own gen_ai.* without the OTLP hook
+    item = {"trace": {"id": "0af7651916cd43dd8448eb211c80319c", "observations": [{
+        "id": "00f067aa0ba902b7", "type": "generation", "name": "llm.generate",
+        "start_time": 1.0, "end_time": 2.0, "model": "gpt-4o",
+        "model_parameters": {"stop": "\n"}, "metadata": {"finish_reason": "stop"},
+    }]}}  # fmt: skip
+    (span,) = trace_spans({"id": "r"}, item, SpanOptions()).spans
+    attrs = plain_attributes(span.attributes)
+    assert attrs["gen_ai.request.stop"] == "\n"
+    assert not {"gen_ai.provider.name", "gen_ai.response.finish_reasons"} & set(attrs)
 
 
 # --- delivery ------------------------------------------------------------------------------------

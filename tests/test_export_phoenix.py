@@ -31,6 +31,7 @@ from phoenix_server import (
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
+from pytest_llmobs.exporters.otlp_send import sent_id
 from pytest_llmobs.exporters.phoenix_config import DEFAULT_ENDPOINT, PhoenixConfig, project_name
 from pytest_llmobs.exporters.phoenix_inventory import Inventory
 from pytest_llmobs.run_environment import default_run_name
@@ -97,6 +98,11 @@ def use_phoenix(monkeypatch: pytest.MonkeyPatch, url: str, project: str | None =
 # --- reading back and comparing ------------------------------------------------------------------
 
 
+def sent(project: str, stored: str) -> str:
+    """A stored trace or span id as Phoenix knows it in ``project``."""
+    return sent_id(rest.id_salt(project), stored)
+
+
 def nanos(iso_time: str) -> int:
     when = dt.datetime.fromisoformat(iso_time.replace("Z", "+00:00"))
     return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
@@ -126,13 +132,18 @@ def expected_result(score: dict[str, Any]) -> dict[str, Any]:
 def wait_for_spans(
     server: PhoenixServer, project: str, run: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """The spans of ``run``'s traces in ``project`` by span id, once all have arrived."""
-    trace_ids = {item["trace"]["id"] for item in run["items"]}
-    count = sum(len(item["trace"]["observations"]) for item in run["items"])
+    """The spans of ``run``'s traces in ``project`` by stored span id, once all have arrived."""
+    trace_ids = {sent(project, item["trace"]["id"]) for item in run["items"]}
+    stored = {
+        sent(project, obs["id"]): obs["id"]
+        for item in run["items"]
+        for obs in item["trace"]["observations"]
+    }
+    count = len(stored)
 
     def spans() -> dict[str, dict[str, Any]] | None:
         found = {
-            s["context"]["span_id"]: s
+            stored[s["context"]["span_id"]]: s
             for s in server.spans(project)
             if s["context"]["trace_id"] in trace_ids
         }
@@ -153,8 +164,8 @@ def assert_spans(
         for index, obs in enumerate(trace["observations"]):
             span = spans[obs["id"]]
             attrs = span["attributes"]
-            assert span["context"]["trace_id"] == trace["id"]
-            assert span["parent_id"] == obs["parent_id"]
+            assert span["context"]["trace_id"] == sent(project, trace["id"])
+            assert span["parent_id"] == (obs["parent_id"] and sent(project, obs["parent_id"]))
             assert span["name"] == obs["name"]
             assert seconds_match(span["start_time"], obs["start_time"])
             assert seconds_match(span["end_time"], obs["end_time"])
@@ -188,6 +199,7 @@ def assert_spans(
                 assert attrs["llmobs.test.node_id"] == item["node_id"]
                 assert attrs["llmobs.test.outcome"] == item["outcome"]
                 assert attrs["metadata.llmobs.run_id"] == run["id"]
+                assert attrs["metadata.llmobs.trace_id"] == trace["id"]
                 assert attrs.get("user.id") == trace["user_id"]
                 assert attrs.get("session.id") == trace["session_id"]
                 if trace["tags"]:
@@ -203,7 +215,7 @@ def assert_annotations(server: PhoenixServer, project: str, run: dict[str, Any])
     for item in run["items"]:
         root = item["trace"]["observations"][0]["id"]
         for score in item["trace"]["scores"]:
-            expected[score["id"]] = (score, score["observation_id"] or root)
+            expected[score["id"]] = (score, sent(project, score["observation_id"] or root))
     span_ids = sorted({span_id for _, span_id in expected.values()})
 
     def annotations() -> dict[str, dict[str, Any]] | None:
@@ -223,13 +235,14 @@ def assert_annotations(server: PhoenixServer, project: str, run: dict[str, Any])
         assert annotation["metadata"]["score_id"] == score_id
 
 
-def assert_experiment(server: PhoenixServer, run: dict[str, Any]) -> dict[str, Any]:
-    """The dataset version the run used, one experiment, one run per item and repeat linked to
-    its trace, and the scores as evaluations."""
+def assert_experiment(server: PhoenixServer, project: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The dataset version the run used, one experiment for ``project``, one run per item and
+    repeat linked to its trace there, and the scores as evaluations."""
     dataset = server.dataset("capitals")
     experiments = [
         e for e in server.experiments(dataset["id"])
         if e["metadata"].get("llmobs_run_id") == run["id"]
+        and e["metadata"].get("project") == project
     ]  # fmt: skip
     assert len(experiments) == 1, experiments
     (experiment,) = experiments
@@ -259,7 +272,7 @@ def assert_experiment(server: PhoenixServer, run: dict[str, Any]) -> dict[str, A
     for item in items:
         result = results[(item["item_id"], item["repeat"] + 1)]
         trace = item["trace"]
-        assert result["trace_id"] == trace["id"]
+        assert result["trace_id"] == sent(project, trace["id"])
         assert result["output"] == trace["observations"][0]["output"]
         assert result["error"] is None  # failed assertions are results, not task errors
         assert seconds_match(result["start_time"], item["started_at"])
@@ -283,7 +296,7 @@ def assert_in_phoenix(
         run = store.load_run(store.resolve_run(ref))
         assert_spans(server, project, run, store)
     assert_annotations(server, project, run)
-    assert_experiment(server, run)
+    assert_experiment(server, project, run)
     return run
 
 
@@ -387,9 +400,8 @@ def test_upload_again_later_changes_nothing(
     scores = sum(len(i["trace"]["scores"]) for i in run["items"])
     observations = sum(len(i["trace"]["observations"]) for i in run["items"])
     assert len(phoenix_server.spans(project)) == observations + 1  # and the flush span
-    root_ids = [i["trace"]["observations"][0]["id"] for i in run["items"]]
-    step_ids = [o["id"] for i in run["items"] for o in i["trace"]["observations"][1:]]
-    annotations = phoenix_server.span_annotations(project, root_ids + step_ids)
+    span_ids = [sent(project, o["id"]) for i in run["items"] for o in i["trace"]["observations"]]
+    annotations = phoenix_server.span_annotations(project, span_ids)
     assert len(annotations) == scores
 
 
@@ -418,6 +430,76 @@ def flush(server: PhoenixServer, project: str) -> None:
     answer = httpx.post(f"{server.url}/v1/span_annotations", json={"data": [note]})
     assert answer.status_code == 200
     wait_for(lambda: server.span_annotations(project, [span_id]), what="the flush annotation")
+
+
+@pytest.mark.phoenix
+def test_a_run_uploaded_to_another_project_lands_there_with_an_experiment_of_its_own(
+    suite: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before: the second upload reused the first one's trace and span ids, Phoenix kept those
+    # traces in the first project, and the second project never appeared though "sent")
+    first = use_phoenix(monkeypatch, phoenix_server.url)
+    suite.runpytest("--llm-upload=phoenix").stdout.fnmatch_lines(["*: sent 1 datasets, *"])
+    second = use_phoenix(monkeypatch, phoenix_server.url)
+    upload = ["upload", "latest", "--to", "phoenix", "--store", str(runs.directory / ".llmobs")]
+
+    assert llmobs(upload) == 0
+    out = capsys.readouterr().out
+    assert "5 traces, 10 observations, 13 scores, 4 run items" in out
+    observations = sum(len(i["trace"]["observations"]) for i in runs.latest()["items"])
+    wait_for(
+        lambda: len(phoenix_server.spans(second)) >= observations,
+        what=f"{observations} spans in project {second!r}",
+    )
+    assert (
+        f"dataset 'capitals' also holds this run's experiment for project {first!r}: the new "
+        f"one links to the traces in {second!r}"
+    ) in out
+    assert_in_phoenix(phoenix_server, second, runs)  # its spans, annotations, experiment
+    assert_in_phoenix(phoenix_server, first, runs)  # the first project keeps its copy
+
+    assert llmobs(upload) == 0  # again to the same project: nothing doubles
+    capsys.readouterr()
+    flush(phoenix_server, second)
+    assert_in_phoenix(phoenix_server, second, runs)
+    assert len(phoenix_server.spans(second)) == observations + 1  # and the flush span
+
+
+@pytest.mark.phoenix
+def test_the_dataset_description_names_no_content_version_newer_content_would_not_update(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (before: "Uploaded by pytest-llmobs (content version <first>)" stayed after newer content:
+    # Phoenix keeps a dataset's first description)
+    use_phoenix(monkeypatch, phoenix_server.url)
+    name = f"described-{uuid.uuid4().hex[:8]}"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.llm_dataset("{name}")
+        def test_item(item, scorer):
+            scorer.score("seen", 1.0)
+        """
+    )
+    versions = []
+    for question in ("first?", "second?"):
+        items = [{"id": "a", "input": question, "expected_output": "x"}]
+        pytester.makefile(".jsonl", **{f"datasets/{name}": jsonl(items)})
+        pytester.runpytest("--llm-upload=phoenix").stdout.fnmatch_lines(["*: sent 1 datasets*"])
+        versions.append(runs.latest()["datasets"][name])
+
+    assert versions[0] != versions[1]
+    dataset = phoenix_server.dataset(name)
+    assert len(phoenix_server.get(f"/v1/datasets/{dataset['id']}/versions")["data"]) == 2
+    assert dataset["description"] == "Uploaded by pytest-llmobs"
 
 
 @pytest.mark.phoenix
@@ -611,7 +693,7 @@ def test_a_score_named_note_is_sent_renamed_and_does_not_hold_back_the_others(
     assert "NOT SENT" not in str(result.stdout)
     run = runs.latest()
     (item,) = run["items"]
-    root = item["trace"]["observations"][0]["id"]
+    root = sent(project, item["trace"]["observations"][0]["id"])
 
     def annotations() -> dict[str, dict[str, Any]] | None:
         found = {a["name"]: a for a in phoenix_server.span_annotations(project, [root])}
@@ -804,8 +886,9 @@ def test_rest_bodies() -> None:
         {"id": "a", "input": "q", "expected_output": "x", "metadata": {"k": 1}},
         {"id": "b", "input": {"question": "q"}, "expected_output": {"answer": 1}},
     ]
-    body = rest.dataset_upload_body("d", "v1", examples)
+    body = rest.dataset_upload_body("d", examples)
     assert body["action"] == "update" and body["example_ids"] == ["a", "b"]
+    assert body["description"] == "Uploaded by pytest-llmobs"
     assert body["inputs"] == [{"input": "q"}, {"question": "q"}]
     assert body["outputs"] == [{"output": "x"}, {"answer": 1}]
     assert body["metadata"] == [{"k": 1}, {}]
@@ -818,10 +901,17 @@ def test_rest_bodies() -> None:
     assert annotation["result"] == {"score": None, "label": "good", "explanation": "because"}
     item = {"repeat": 1, "outcome": "error", "error": "fixture broke", "started_at": 0.5,
             "trace": {"id": "t", "observations": [{"output": "o"}]}}  # fmt: skip
-    run_body = rest.experiment_run_body(item, "node")
+    run_body = rest.experiment_run_body(item, "node", "t-sent")
     assert run_body["repetition_number"] == 2 and run_body["error"] == "fixture broke"
-    assert run_body["output"] == "o" and run_body["trace_id"] == "t"
-    assert "error" not in rest.experiment_run_body({**item, "outcome": "failed"}, "node")
+    assert run_body["output"] == "o" and run_body["trace_id"] == "t-sent"
+    assert "error" not in rest.experiment_run_body({**item, "outcome": "failed"}, "node", "t")
+    assert rest.outcome_evaluation_body("r", item, "t-sent")["trace_id"] == "t-sent"
+    experiment = rest.experiment_body({"id": "run-1", "model": "m"}, "d", "v", 2, "team")
+    assert experiment["metadata"]["project"] == "team"
+    assert rest.experiment_project(experiment) == "team"
+    assert rest.is_experiment_of(experiment, {"id": "run-1"})
+    ids = {sent_id(rest.id_salt(p), "0af7651916cd43dd8448eb211c80319c") for p in ("a", "b", "a")}
+    assert len(ids) == 2 and all(len(i) == 32 for i in ids)
 
 
 def test_a_dataset_missing_from_the_store_is_rebuilt_from_the_run_items() -> None:

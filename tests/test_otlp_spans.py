@@ -123,6 +123,16 @@ def test_ids_parents_times_and_status() -> None:
     assert gen.status.code == 0
 
 
+def test_a_generation_is_a_client_span_under_its_own_name() -> None:
+    # (before: every span INTERNAL, though a generation is a call to a model)
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    spans = spans_by_id(make_run(), SpanOptions())
+    assert spans[GEN].kind == Span.SPAN_KIND_CLIENT
+    assert spans[ROOT].kind == spans[EVENT].kind == Span.SPAN_KIND_INTERNAL
+    assert spans[GEN].name == "llm.generate"  # not "chat gpt-x": Langfuse shows span names
+
+
 def test_langfuse_and_genai_attributes() -> None:
     options = SpanOptions(environment="ci", release="abc123")
     spans = spans_by_id(make_run(), options)

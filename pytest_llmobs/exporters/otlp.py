@@ -1,11 +1,13 @@
 """Upload a stored run's traces to any OpenTelemetry backend: OTLP over HTTP, protobuf bodies.
 
 Every observation becomes a span (`otlp_spans`) carrying the OpenTelemetry GenAI conventions
-(``gen_ai.operation.name``, ``gen_ai.request.*``, ``gen_ai.usage.*``, ``gen_ai.input.messages``,
-``gen_ai.output.messages``, ``gen_ai.conversation.id``) next to the ``langfuse.*`` names; each
-root span says which test, dataset item and repeat it ran (``llmobs.*``), and each score rides on
-the span it judges as a ``gen_ai.evaluation.result`` event. Nothing waits for the backend to
-index what it received.
+next to the ``langfuse.*`` names: on generations (kind CLIENT) ``gen_ai.operation.name``,
+``gen_ai.provider.name``, ``gen_ai.request.*`` (model, parameters, ``stop_sequences``,
+``choice.count``), ``gen_ai.response.*`` (model, id, finish reasons), ``gen_ai.usage.*``,
+``gen_ai.input.messages``, ``gen_ai.output.messages`` (each with its ``finish_reason``) and
+``error.type``; ``gen_ai.conversation.id`` on root spans. Each root span says which test, dataset
+item and repeat it ran (``llmobs.*``), and each score rides on the span it judges as a
+``gen_ai.evaluation.result`` event. Nothing waits for the backend to index what it received.
 
 Configuration is the OpenTelemetry SDK's environment:
 
@@ -54,6 +56,11 @@ if TYPE_CHECKING:
     from pytest_llmobs.exporters.otlp_spans import AttributeValue, SpanSource, TraceSpans
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
+FINISH_REASONS = {"tool_calls": "tool_call", "function_call": "tool_call"}
+"""Finish reasons as providers say them → the GenAI output messages' ``FinishReason``; others,
+``stop``, ``length``, ``content_filter`` among them, are kept."""
+MODEL_PROVIDERS = (("claude", "anthropic"), ("gemini", "gcp.gemini"))
+"""Model name starts → ``gen_ai.provider.name`` (OpenAI's names are recognised by the provider)."""
 
 
 # --- GenAI attributes and evaluation events -----------------------------------------------------
@@ -99,20 +106,108 @@ def _parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     return parts or [{"type": "text", "content": ""}]
 
 
+def finish_reasons(obs: Mapping[str, Any]) -> list[str]:
+    """The finish reasons a provider reported (metadata ``finish_reason``: one, or one per
+    choice), as it said them."""
+    value = (obs.get("metadata") or {}).get("finish_reason")
+    return [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+
+
+def output_messages(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A generation's output as GenAI output messages, each with the ``finish_reason`` the
+    conventions require: the reported one (OpenAI's ``tool_calls`` as ``tool_call``), else
+    ``error`` for a failed call, ``tool_call`` for an answer calling tools, or ``unknown``."""
+    output, reasons = obs["output"], finish_reasons(obs)
+    choices = output if isinstance(output, list) and len(output) == len(reasons) > 1 else [output]
+    messages = []
+    for index, choice in enumerate(choices):
+        for message in genai_messages(choice, "assistant"):
+            reason = reasons[index] if index < len(reasons) else None
+            if reason is None:
+                calls = any(p["type"] == "tool_call" for p in message["parts"])
+                failed = obs.get("level") == "ERROR"
+                reason = "error" if failed else "tool_call" if calls else "unknown"
+            messages.append({**message, "finish_reason": FINISH_REASONS.get(reason, reason)})
+    return messages
+
+
+def provider_name(run: Mapping[str, Any], obs: Mapping[str, Any]) -> str:
+    """``gen_ai.provider.name`` as best known: the prefix of the run's model when the generation
+    called that model (``openai:gpt-4o`` → ``openai``), else what the model's name says (OpenAI's
+    names, ``claude*``, ``gemini*``, the mock model as ``pytest-llmobs``), else ``_OTHER``."""
+    from pytest_llmobs.providers.mock import MOCK_MODEL_NAME
+    from pytest_llmobs.providers.openai import is_openai_model
+
+    requested = (obs.get("metadata") or {}).get("requested_model")
+    models = [str(m) for m in (requested, obs.get("model")) if m]
+    prefix, colon, model = str(run.get("model") or "").partition("?")[0].partition(":")
+    if colon and model.strip() in models:
+        return prefix.strip()
+    for name in models:
+        if name == MOCK_MODEL_NAME:
+            return "pytest-llmobs"
+        if is_openai_model(name):
+            return "openai"
+        for start, provider in MODEL_PROVIDERS:
+            if name.lower().startswith(start):
+                return provider
+    return "_OTHER"
+
+
 def genai_attributes(source: SpanSource) -> dict[str, AttributeValue | None]:
-    """GenAI messages on generations, the conversation id and the test context on root spans."""
-    obs = source.observation
+    """GenAI attributes on generations (`generation_attributes`), the conversation id and the
+    test context on root spans."""
     attrs: dict[str, AttributeValue | None] = {}
-    if obs.get("type") == "generation":
-        if obs.get("input") is not None:
-            attrs["gen_ai.input.messages"] = encode_json(genai_messages(obs["input"], "user"))
-        if obs.get("output") is not None:
-            attrs["gen_ai.output.messages"] = encode_json(
-                genai_messages(obs["output"], "assistant")
-            )
+    if source.observation.get("type") == "generation":
+        attrs.update(generation_attributes(source))
     if source.is_root:
         attrs.update(root_attributes(source))
     return attrs
+
+
+def generation_attributes(source: SpanSource) -> dict[str, AttributeValue | None]:
+    """What the GenAI conventions ask of a model call beyond `otlp_spans`' ``gen_ai.*`` (kept as
+    they are for Langfuse, which reads them): the provider, the messages, the response's id and
+    finish reasons, the model requested, stop sequences, choice count and ``error.type``; the
+    parameters they replace (``gen_ai.request.stop``, ``.n``) are removed."""
+    obs = source.observation
+    metadata, params = obs.get("metadata") or {}, obs.get("model_parameters") or {}
+    attrs: dict[str, AttributeValue | None] = {
+        "gen_ai.provider.name": provider_name(source.run, obs),
+        "gen_ai.request.stop": None,
+        "gen_ai.request.n": None,
+    }
+    if obs.get("input") is not None:
+        attrs["gen_ai.input.messages"] = encode_json(genai_messages(obs["input"], "user"))
+    if obs.get("output") is not None:
+        attrs["gen_ai.output.messages"] = encode_json(output_messages(obs))
+    reasons = finish_reasons(obs)
+    if reasons:
+        attrs["gen_ai.response.finish_reasons"] = reasons
+    if metadata.get("response_id"):
+        attrs["gen_ai.response.id"] = str(metadata["response_id"])
+    if metadata.get("requested_model"):  # the server answered with another (dated) name
+        attrs["gen_ai.request.model"] = str(metadata["requested_model"])
+    stop = params.get("stop", params.get("stop_sequences"))
+    stop = [stop] if isinstance(stop, str) else stop
+    if isinstance(stop, list) and stop and all(isinstance(s, str) for s in stop):
+        attrs["gen_ai.request.stop_sequences"] = stop
+    choices = params.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices != 1:
+        attrs["gen_ai.request.choice.count"] = choices
+    if obs.get("level") == "ERROR":
+        attrs["error.type"] = error_type(obs)
+    return attrs
+
+
+def error_type(obs: Mapping[str, Any]) -> str:
+    """A failed call's ``error.type``: the HTTP status, else the exception's class (the message
+    starts ``Class: ...``), else ``_OTHER``."""
+    status = (obs.get("metadata") or {}).get("status_code")
+    if isinstance(status, int):
+        return str(status)
+    kind = str(obs.get("status_message") or "").partition(":")[0]
+    return kind if kind.replace(".", "_").isidentifier() else "_OTHER"
 
 
 def root_attributes(source: SpanSource) -> dict[str, AttributeValue]:

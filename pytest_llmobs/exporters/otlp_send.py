@@ -4,11 +4,15 @@ there (shared by the ``otlp`` and ``phoenix`` exporters).
 A batch the server finds too large (413) is split in halves and resent; an answer reporting
 rejected spans (``partial_success``) fails the traces of its batch. Outcomes go to the upload
 state through a `Ledger`, so ``--pending`` resends exactly the traces that did not get through.
+
+A backend that keeps a trace where it first arrived (Phoenix: in its first project) gets ids
+derived from the stored ones and a salt (`sent_id`); the upload state keeps the stored ids.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +30,26 @@ EventAdder = Callable[["TraceSpans", Mapping[str, Any]], int]
 """Adds span events to one item's spans (scores as evaluation events); returns how many."""
 
 
+def sent_id(salt: str | None, stored: str) -> str:
+    """The id a backend gets for a stored trace or span id (hex): the id itself without a salt,
+    else as many hex digits of SHA-256 over the salt and the id, so the same salt always gives
+    the same id (uploads stay idempotent) and another salt another one."""
+    if salt is None:
+        return stored
+    return hashlib.sha256(f"{salt}\0{stored}".encode()).hexdigest()[: len(stored)]
+
+
+def salt_ids(spans: TraceSpans, salt: str | None) -> None:
+    """Replace the trace, span and parent span ids of ``spans`` by their `sent_id`."""
+    if salt is None:
+        return
+    for span in spans.spans:
+        span.trace_id = bytes.fromhex(sent_id(salt, span.trace_id.hex()))
+        span.span_id = bytes.fromhex(sent_id(salt, span.span_id.hex()))
+        if span.parent_span_id:
+            span.parent_span_id = bytes.fromhex(sent_id(salt, span.parent_span_id.hex()))
+
+
 def traced_items(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's items that have a trace with at least one observation."""
     return [i for i in run.get("items") or [] if (i.get("trace") or {}).get("observations")]
@@ -34,7 +58,7 @@ def traced_items(run: Mapping[str, Any]) -> list[dict[str, Any]]:
 @dataclass
 class TraceSend:
     """Trace spans to one OTLP/HTTP endpoint; 413 splits a batch, a partial success fails the
-    traces of its batch. ``outcome`` says per trace id whether every span got through."""
+    traces of its batch. ``outcome`` says per trace id sent whether every span got through."""
 
     sender: HttpSender
     path: str
@@ -42,6 +66,8 @@ class TraceSend:
     options: SpanOptions
     report: ExportReport
     compression: str | None = None
+    id_salt: str | None = None
+    """Send ids derived with this salt (`sent_id`) instead of the stored ones."""
     outcome: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -149,7 +175,7 @@ def send_traces(
     add_events: EventAdder | None = None,
 ) -> dict[str, bool]:
     """Send the traces of ``items`` still to send; record traces (weighted by observations, and
-    by scores when they travel as events). Returns the outcome per trace id."""
+    by scores when they travel as events). Returns the outcome per stored trace id."""
     from pytest_llmobs.exporters.otlp_spans import trace_spans
 
     by_trace = {i["trace"]["id"]: i for i in items}
@@ -167,20 +193,22 @@ def send_traces(
             report.truncated_fields += spans.truncated
             if add_events is not None:
                 add_events(spans, by_trace[trace_id])
+            salt_ids(spans, send.id_salt)
             yield spans
 
     send.send(traces())
+    sent = {t: sent_id(send.id_salt, t) for t in todo}
     for trace_id in todo:
         weight = observations[trace_id]
-        if send.outcome.get(trace_id) is True:
+        if send.outcome.get(sent[trace_id]) is True:
             ledger.done("trace", "observations", [trace_id], weight=weight)
             report.count(report.sent, "traces")
             if add_events is not None:
                 report.count(report.sent, "scores", scores[trace_id])
         else:
-            message = send.errors.get(trace_id, f"trace {trace_id}: no answer")
+            message = send.errors.get(sent[trace_id], f"trace {trace_id}: no answer")
             ledger.failed("trace", "observations", [trace_id], message, weight=weight)
             report.count(report.failed, "traces")
             if add_events is not None:
                 report.count(report.failed, "scores", scores[trace_id])
-    return {t: send.outcome.get(t) is True for t in todo}
+    return {t: send.outcome.get(sent[t]) is True for t in todo}

@@ -1,11 +1,14 @@
 """A stored run as OTLP spans (``ExportTraceServiceRequest`` protobuf), backend-neutral.
 
 Each observation becomes one span with the same ids (trace 32 hex, span 16 hex, parent span), its
-times in Unix nanoseconds and ERROR status where the observation errored. Attributes follow the
-names Langfuse maps (``langfuse.trace.*``, ``langfuse.observation.*``, ``langfuse.environment``,
-``langfuse.release``) and the OpenTelemetry GenAI conventions (``gen_ai.*``); either family can be
-turned off. Backends that need more (an experiment link, OpenInference names) add resource
-attributes and a per-span hook: its values override the built-in ones and ``None`` removes one.
+times in Unix nanoseconds, ERROR status where the observation errored and kind CLIENT for a
+generation (a model call; INTERNAL otherwise). The span keeps the observation's name (the GenAI
+conventions' ``chat <model>`` would replace the name Langfuse and Phoenix show and filter by).
+Attributes follow the names Langfuse maps (``langfuse.trace.*``, ``langfuse.observation.*``,
+``langfuse.environment``, ``langfuse.release``) and the OpenTelemetry GenAI conventions
+(``gen_ai.*``); either family can be turned off. Backends that need more (an experiment link,
+OpenInference names) add resource attributes and a per-span hook: its values override the
+built-in ones and ``None`` removes one.
 
 Values that are not strings, numbers, booleans or lists of strings are sent as JSON text; input,
 output and model parameters always are (so a string stays a string). A span over the size limit
@@ -273,11 +276,12 @@ def trace_spans(
         truncated += fit_attributes(attrs, options.max_span_bytes)
         start = unix_nanos(obs.get("start_time"))
         end = unix_nanos(obs.get("end_time")) or start
+        generation = obs.get("type") == "generation"
         span = Span(
             trace_id=bytes.fromhex(trace["id"]),
             span_id=bytes.fromhex(obs["id"]),
             name=str(obs.get("name") or ""),
-            kind=Span.SPAN_KIND_INTERNAL,
+            kind=Span.SPAN_KIND_CLIENT if generation else Span.SPAN_KIND_INTERNAL,
             start_time_unix_nano=start,
             end_time_unix_nano=max(end, start),
             attributes=key_values(attrs),

@@ -4,11 +4,13 @@ and the scores over Phoenix's REST API.
 Order: each dataset the run used, as the exact content version the run saw
 (``POST /v1/datasets/upload``, examples keyed by item id) → every trace as OTLP spans on
 ``/v1/traces`` with OpenInference attributes (`phoenix_rest.openinference_attributes`), in the
-project named by the resource attribute ``openinference.project.name`` → per dataset one
-experiment on that dataset version (found again by its ``llmobs_run_id`` metadata) → one
-experiment run per dataset item and repeat, linked to its trace → each score as an experiment
-evaluation on its run, plus an ``outcome`` evaluation → each score as a span annotation (every
-test, not only dataset items).
+project named by the resource attribute ``openinference.project.name``, with trace and span ids
+derived from the stored ones and the project (Phoenix keeps a trace in the project it first
+reached: a run sent to another project must not reuse its ids) → per dataset and project one
+experiment on that dataset version (found again by its ``llmobs_run_id`` and ``project``
+metadata) → one experiment run per dataset item and repeat, linked to its trace → each score as
+an experiment evaluation on its run, plus an ``outcome`` evaluation → each score as a span
+annotation (every test, not only dataset items).
 
 Phoenix ingests spans and annotations asynchronously; the exporter does not wait for them.
 Every object's outcome is kept in the store (`state.UploadState`), so ``--pending`` resumes;
@@ -33,7 +35,7 @@ from pytest_llmobs.exporters.http import HttpError, HttpSender, Response, execut
 from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.otlp import combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_config import TRACES_PATH
-from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces
+from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, sent_id
 from pytest_llmobs.exporters.phoenix_annotations import send_annotations
 from pytest_llmobs.exporters.phoenix_config import PhoenixConfig, display_endpoint, project_name
 from pytest_llmobs.exporters.phoenix_inventory import Inventory, PhoenixDataset
@@ -123,6 +125,7 @@ class Upload:
         self.store = store
         self.report = report
         self.project = project_name(run, config.project)
+        self.salt = rest.id_salt(self.project)
         self.sender = HttpSender(base_url=config.endpoint, headers=config.headers, options=http)
         self.ledger = Ledger(
             store,
@@ -143,7 +146,7 @@ class Upload:
             items = [i for i in self.dataset_items if i["dataset"] == dataset.name]
             if items:
                 self.experiment(dataset, items)
-        send_annotations(self.ledger, self.sender, self.items)
+        send_annotations(self.ledger, self.sender, self.items, self.salt)
         self.ledger.state.finish(complete=self.report.ok)
 
     # --- steps --------------------------------------------------------------------------------
@@ -157,7 +160,7 @@ class Upload:
                 self.report.count(self.report.skipped, "dataset items", examples)
                 dataset.remote_id, _, dataset.version_id = known.partition(" ")
             else:
-                body = rest.dataset_upload_body(name, dataset.version, dataset.examples)
+                body = rest.dataset_upload_body(name, dataset.examples)
                 answer = self.sender.request(
                     "POST",
                     "/v1/datasets/upload",
@@ -198,7 +201,9 @@ class Upload:
                 genai_attributes, lambda s: rest.openinference_attributes(s, prompt)
             ),
         )
-        send = TraceSend(self.sender, TRACES_PATH, self.run, options, self.report)
+        send = TraceSend(
+            self.sender, TRACES_PATH, self.run, options, self.report, id_salt=self.salt
+        )
         send_traces(self.ledger, send, self.items)
 
     def experiment(self, dataset: PhoenixDataset, items: list[dict[str, Any]]) -> None:
@@ -230,6 +235,8 @@ class Upload:
         dataset_id = quote(str(dataset.remote_id), safe="")
         path = f"/v1/datasets/{dataset_id}/experiments"
         cursor: str | None = None
+        elsewhere: list[str] = []
+        """Projects whose traces this run's other experiments on the dataset link to."""
         while True:
             params: dict[str, str | int] = {"limit": 100}
             if cursor:
@@ -237,15 +244,25 @@ class Upload:
             listed = self.sender.request("GET", path, params=params, expect="json")
             for experiment in _list(listed, ("id",)):
                 if rest.is_experiment_of(experiment, self.run):
-                    return str(experiment["id"])
+                    project = rest.experiment_project(experiment)
+                    if project == self.project:
+                        return str(experiment["id"])
+                    elsewhere.append(repr(project) if project else "(not recorded)")
             cursor = listed.json_object().get("next_cursor")
             if not cursor:
                 break
         repetitions = max(int(i.get("repeat") or 0) for i in items) + 1
-        body = rest.experiment_body(self.run, dataset.name, str(dataset.version_id), repetitions)
+        body = rest.experiment_body(
+            self.run, dataset.name, str(dataset.version_id), repetitions, self.project
+        )
         created = self.sender.request(
             "POST", path, json_body=encode_json(body).encode(), expect="json"
         )
+        if elsewhere:
+            self.report.notes.append(
+                f"dataset {dataset.name!r} also holds this run's experiment for project "
+                f"{', '.join(elsewhere)}: the new one links to the traces in {self.project!r}"
+            )
         return str(_data(created, ("id",))["id"])
 
     def existing_runs(self, experiment_id: str) -> dict[tuple[str, int], str]:
@@ -282,7 +299,7 @@ class Upload:
             else:
                 ledger.done("run_item", "run items", [trace_id], remote_id=run_id)
         else:
-            body = rest.experiment_run_body(item, node_id)
+            body = rest.experiment_run_body(item, node_id, sent_id(self.salt, trace_id))
             try:
                 answer = self.sender.request(
                     "POST",
@@ -299,12 +316,13 @@ class Upload:
 
     def evaluations(self, run_id: str, item: dict[str, Any]) -> None:
         trace_id = item["trace"]["id"]
+        sent = sent_id(self.salt, trace_id)
         scores = list(item["trace"].get("scores") or [])
         bodies = {
-            str(s["id"]): rest.evaluation_body(run_id, s, name, trace_id)
+            str(s["id"]): rest.evaluation_body(run_id, s, name, sent)
             for s, name in zip(scores, rest.evaluation_names(scores), strict=True)
         }
-        bodies[f"{trace_id}:outcome"] = rest.outcome_evaluation_body(run_id, item)
+        bodies[f"{trace_id}:outcome"] = rest.outcome_evaluation_body(run_id, item, sent)
         for key in self.ledger.todo("evaluation", "evaluations", list(bodies)):
             try:
                 self.sender.request(

@@ -14,6 +14,7 @@ from typing import Any
 from pytest_llmobs.exporters import phoenix_rest as rest
 from pytest_llmobs.exporters.batching import encode_json, halves
 from pytest_llmobs.exporters.http import HttpError, HttpSender, PayloadTooLarge
+from pytest_llmobs.exporters.otlp_send import sent_id
 from pytest_llmobs.exporters.state import Ledger
 
 ANNOTATIONS_PER_REQUEST = 100
@@ -21,9 +22,12 @@ SPLIT_STATUSES = frozenset({400, 422})
 """Statuses that refuse a batch for what one of its entries holds: split to find it."""
 
 
-def send_annotations(ledger: Ledger, sender: HttpSender, items: Sequence[dict[str, Any]]) -> None:
+def send_annotations(
+    ledger: Ledger, sender: HttpSender, items: Sequence[dict[str, Any]], id_salt: str | None
+) -> None:
     """Every score of ``items`` whose trace was sent, as a span annotation identified by the
-    score id (Phoenix upserts it); scores of traces not sent fail."""
+    score id (Phoenix upserts it) on the span as sent (its id derived with ``id_salt``); scores
+    of traces not sent fail."""
     sent_traces = ledger.state.sent("trace")
     entries: dict[str, dict[str, Any]] = {}
     renamed: dict[str, str] = {}
@@ -33,7 +37,8 @@ def send_annotations(ledger: Ledger, sender: HttpSender, items: Sequence[dict[st
         for score in trace.get("scores") or []:
             span_id = score.get("observation_id") or trace["observations"][0]["id"]
             if trace["id"] in sent_traces:
-                entries[str(score["id"])] = rest.span_annotation(score, str(span_id))
+                sent_span = sent_id(id_salt, str(span_id))
+                entries[str(score["id"])] = rest.span_annotation(score, sent_span)
                 if str(score["name"]) in rest.RESERVED_ANNOTATION_NAMES:
                     renamed[str(score["id"])] = str(score["name"])
             else:

@@ -5,12 +5,17 @@ attributes Phoenix's UI reads, and the bodies of its REST API (``/v1/datasets/up
 
 Mappings:
 
+- trace and span ids are derived from the stored ones and the project (`id_salt`): Phoenix keeps
+  a trace in the project it first reached, so the same ids sent to another project would land
+  nowhere; the root span's ``metadata.llmobs.trace_id`` keeps the stored trace id;
 - a dataset item is an example whose public id is the item id; an input or expected output that
   is not a JSON object is wrapped as ``{"input": value}`` / ``{"output": value}`` (Phoenix keeps
   objects), its metadata is the item's;
 - a dataset item's result (one per repeat) is an experiment run: repetition = repeat + 1, output
   = the test's root span output, ``error`` only when the test errored (a failed assertion is a
-  result, shown by the ``outcome`` evaluation), linked to its trace by trace id;
+  result, shown by the ``outcome`` evaluation), linked to its trace by trace id; a run has one
+  experiment per dataset and project (its metadata names both), as its runs link to the traces
+  of one project;
 - a score is an experiment evaluation on its run (dataset items) and a span annotation on the span
   it judges (every test, identified by the score id so uploads upsert): NUMERIC → score, BOOLEAN →
   score 1/0 + label true/false, CATEGORICAL → label, the comment → explanation. Phoenix reserves
@@ -44,6 +49,11 @@ PromptLookup = Callable[[str, int], "Mapping[str, Any] | None"]
 
 RESERVED_ANNOTATION_NAMES = {"note": "llmobs.note"}
 """Span annotation names Phoenix refuses (400), and the name such a score is sent under."""
+
+
+def id_salt(project: str) -> str:
+    """The salt of the trace and span ids sent to ``project`` (`otlp_send.sent_id`)."""
+    return f"phoenix project {project}"
 
 
 # --- OpenInference span attributes ---------------------------------------------------------------
@@ -132,6 +142,7 @@ def openinference_attributes(
         metadata.update(trace.get("metadata") or {})
         metadata["llmobs"] = {
             "run_id": source.run.get("id"),
+            "trace_id": trace.get("id"),
             "node_id": item.get("node_id"),
             "outcome": item.get("outcome"),
             "repeat": item.get("repeat", 0),
@@ -187,15 +198,15 @@ def example_output(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {"output": value}
 
 
-def dataset_upload_body(
-    name: str, version: str | None, examples: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
+def dataset_upload_body(name: str, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``POST /v1/datasets/upload`` (JSON, ``action=update``): the dataset becomes exactly these
-    examples, keyed by item id; unchanged content keeps the server's current version."""
+    examples, keyed by item id; unchanged content keeps the server's current version. The
+    description names no content version: Phoenix keeps a dataset's first description (each
+    experiment's metadata names the version it ran on)."""
     return {
         "action": "update",
         "name": name,
-        "description": f"Uploaded by pytest-llmobs (content version {version or '-'})",
+        "description": "Uploaded by pytest-llmobs",
         "inputs": [example_input(e.get("input")) for e in examples],
         "outputs": [example_output(e.get("expected_output")) for e in examples],
         "metadata": [dict(e.get("metadata") or {}) for e in examples],
@@ -207,21 +218,25 @@ def dataset_upload_body(
 
 
 def experiment_body(
-    run: Mapping[str, Any], dataset: str, version_id: str, repetitions: int
+    run: Mapping[str, Any], dataset: str, version_id: str, repetitions: int, project: str
 ) -> dict[str, Any]:
+    """``POST /v1/datasets/{id}/experiments``: the run's experiment on ``dataset`` whose runs
+    link to the traces in ``project``."""
+    model = run.get("model") or "-"
     return {
         "name": str(run.get("name") or run["id"]),
-        "description": f"pytest-llmobs run {run['id']} (model {run.get('model') or '-'})",
-        "metadata": experiment_metadata(run, dataset),
+        "description": f"pytest-llmobs run {run['id']} (model {model}, project {project})",
+        "metadata": experiment_metadata(run, dataset, project),
         "version_id": version_id,
         "repetitions": max(1, repetitions),
     }
 
 
-def experiment_metadata(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+def experiment_metadata(run: Mapping[str, Any], dataset: str, project: str) -> dict[str, Any]:
     environment = run.get("environment") or {}
     metadata: dict[str, Any] = {
         "llmobs_run_id": str(run["id"]),
+        "project": project,
         "dataset": dataset,
         "dataset_version": (run.get("datasets") or {}).get(dataset),
         "model": run.get("model"),
@@ -234,9 +249,16 @@ def experiment_metadata(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def is_experiment_of(experiment: Any, run: Mapping[str, Any]) -> bool:
-    """Whether a listed experiment is this run's (found again when the upload state is lost)."""
+    """Whether a listed experiment is this run's, for any project (found again when the upload
+    state is lost)."""
     metadata = experiment.get("metadata") if isinstance(experiment, Mapping) else None
     return isinstance(metadata, Mapping) and metadata.get("llmobs_run_id") == str(run["id"])
+
+
+def experiment_project(experiment: Mapping[str, Any]) -> str | None:
+    """The project whose traces a listed experiment of ours links to (`experiment_metadata`)."""
+    project = (experiment.get("metadata") or {}).get("project")
+    return project if isinstance(project, str) else None
 
 
 def root_output(item: Mapping[str, Any]) -> Any:
@@ -244,7 +266,10 @@ def root_output(item: Mapping[str, Any]) -> Any:
     return observations[0].get("output") if observations else None
 
 
-def experiment_run_body(item: Mapping[str, Any], example_node_id: str) -> dict[str, Any]:
+def experiment_run_body(
+    item: Mapping[str, Any], example_node_id: str, trace_id: str
+) -> dict[str, Any]:
+    """``POST /v1/experiments/{id}/runs``: ``item``'s result, linked to its trace as sent."""
     started = item.get("started_at")
     ended = item.get("ended_at") or started
     body: dict[str, Any] = {
@@ -253,7 +278,7 @@ def experiment_run_body(item: Mapping[str, Any], example_node_id: str) -> dict[s
         "repetition_number": int(item.get("repeat") or 0) + 1,
         "start_time": iso(started) or iso(0),
         "end_time": iso(ended) or iso(0),
-        "trace_id": item["trace"]["id"],
+        "trace_id": trace_id,
     }
     if item.get("outcome") == "error":
         body["error"] = str(item.get("error") or "error")
@@ -298,7 +323,7 @@ def evaluation_body(
     }
 
 
-def outcome_evaluation_body(run_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
+def outcome_evaluation_body(run_id: str, item: Mapping[str, Any], trace_id: str) -> dict[str, Any]:
     outcome = str(item.get("outcome") or "")
     when = iso(item.get("ended_at")) or iso(0)
     return {
@@ -313,7 +338,7 @@ def outcome_evaluation_body(run_id: str, item: Mapping[str, Any]) -> dict[str, A
             "explanation": item.get("error") or None,
         },
         "metadata": {"node_id": item.get("node_id")},
-        "trace_id": item["trace"]["id"],
+        "trace_id": trace_id,
     }
 
 
