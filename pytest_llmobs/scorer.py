@@ -139,7 +139,8 @@ class Scorer:
         ignore_punctuation: bool = False,
         unicode: bool = False,
     ) -> EvalResult:
-        """Score whether ``output`` equals ``expected`` after the chosen normalisation (BOOLEAN)."""
+        """Score whether ``output`` equals ``expected`` after the chosen normalisation (BOOLEAN);
+        a dict or list (and JSON text against one) compares by value, keys in any order."""
         return self.record(
             basic.exact_match(
                 output,

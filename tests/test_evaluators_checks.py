@@ -13,10 +13,11 @@ import pytest
 import pytest_llmobs
 from pytest_llmobs.evaluators import EvalResult
 from pytest_llmobs.evaluators.basic import char_length, exact_match
-from pytest_llmobs.evaluators.custom import EvaluatorRegistry
+from pytest_llmobs.evaluators.custom import EvaluatorError, EvaluatorRegistry
 from pytest_llmobs.evaluators.fuzzy import fuzzy
 from pytest_llmobs.evaluators.groundedness import groundedness
 from pytest_llmobs.evaluators.run_level import classification_metrics
+from pytest_llmobs.evaluators.similarity import similarity
 from pytest_llmobs.evaluators.structured import json_valid, label, matches_schema
 from pytest_llmobs.evaluators.text import contains, contains_all, contains_any, regex, word_count
 
@@ -121,6 +122,26 @@ def test_bytes_that_are_not_utf8_are_an_error_naming_the_evaluator() -> None:
             "word_count: max must be an int or None, got float 2.5",
         ),
         (
+            lambda: similarity("a", "a", threshold=2),
+            ValueError,
+            "similarity: threshold must be between 0 and 1, got 2",
+        ),
+        (
+            lambda: similarity("a", "a", threshold="0.5"),
+            TypeError,
+            "similarity: threshold must be a number between 0 and 1, got str '0.5'",
+        ),
+        (
+            lambda: groundedness("a", "a", threshold=float("nan")),
+            ValueError,
+            "groundedness: threshold must be between 0 and 1, got nan",
+        ),
+        (
+            lambda: groundedness("a", "a", min_support=2),
+            ValueError,
+            "groundedness: min_support must be between 0 and 1, got 2",
+        ),
+        (
             lambda: groundedness("Paris.", 42),
             TypeError,
             "groundedness: context must be a string or a list of strings, got int 42",
@@ -135,11 +156,13 @@ def test_bad_arguments_are_errors_naming_the_evaluator(
     assert str(caught.value).startswith(message)
 
 
-def test_groundedness_without_context_fails_like_a_missing_expected_output() -> None:
+def test_groundedness_without_context_fails_saying_the_context_is_missing() -> None:
     for context in (None, ["Paris is in France.", None]):
         result = groundedness("Paris.", context)
         assert (result.value, result.passed) == (0.0, False)
-        assert result.reason.startswith("expected is None")
+        assert result.reason == (
+            "context is None: the item has no context to check the answer against"
+        )
 
 
 def test_a_missing_expected_label_never_passes_and_the_none_label_is_reserved() -> None:
@@ -257,6 +280,81 @@ def test_a_bad_registration_is_a_usage_error(
         register(registry)
     assert str(caught.value) == message
     assert (registry.item, registry.run) == ({}, {})
+
+
+def _mentions(output: str, name: str) -> bool:
+    return name in output
+
+
+def _mentions_kw(output: str, *, name: str) -> bool:
+    return name in output
+
+
+def _mentions_positional(output: str, name: str, /) -> bool:
+    return name in output
+
+
+@pytest.mark.parametrize("function", [_mentions, _mentions_kw])
+def test_an_evaluator_with_a_parameter_called_name_is_refused_when_registered(
+    function: Callable[..., bool],
+) -> None:
+    registry = EvaluatorRegistry()
+    with pytest.raises(pytest.UsageError) as caught:
+        registry.add(pytest_llmobs.evaluator(name="mentions")(function))
+    assert str(caught.value) == (
+        "evaluator 'mentions' has a parameter 'name', but scorer.mentions(..., name=...) takes "
+        "name= as the score's name, so the parameter could never be given by keyword; rename "
+        "it, or make it positional-only ('name, /')"
+    )
+    assert registry.item == {}
+
+
+def test_an_evaluator_with_a_positional_only_name_parameter_is_registered() -> None:
+    registry = EvaluatorRegistry()
+    registry.add(_mentions_positional, name="mentions")
+    assert registry.item["mentions"].evaluate("Acme rocks", "Acme")
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        (
+            "mean_q.ci_low",
+            "it holds a '.', which a threshold reads as a field of aggregate "
+            "'mean_q' (its 'ci_low')",
+        ),
+        ("", "it is blank"),
+        ("  ", "it is blank"),
+        ("two\nlines", "it holds a control or invisible character"),
+        ("zero\u200bwidth", "it holds a control or invisible character"),
+    ],
+)
+def test_a_run_evaluator_aggregate_name_a_threshold_could_not_read_is_an_error(
+    name: str, problem: str
+) -> None:
+    gives = pytest_llmobs.run_evaluator(lambda items: {"fine": 0.5, name: 0.1})
+    with pytest.raises(EvaluatorError) as caught:
+        gives([{}])
+    assert str(caught.value) == (
+        f"run evaluator '<lambda>' gave the aggregate name {name!r}, but {problem}; "
+        "expected a printable name without '.'"
+    )
+    assert pytest_llmobs.run_evaluator(lambda items: {"fine": 0.5, "q/a-rate": 1})([{}]) == {
+        "fine": 0.5,
+        "q/a-rate": 1.0,
+    }
+
+
+def test_a_run_evaluator_named_like_a_field_of_another_aggregate_is_refused() -> None:
+    with pytest.raises(ValueError) as caught:
+        pytest_llmobs.run_evaluator(name="mean_q.ci_low")(lambda items: 0.1)
+    assert str(caught.value) == (
+        "run evaluator 'mean_q.ci_low': it holds a '.', which a threshold reads as a field of "
+        "aggregate 'mean_q' (its 'ci_low'); a run evaluator's name names the aggregate of the "
+        "number it returns, so use another name"
+    )
+    with pytest.raises(pytest.UsageError, match=r"^run evaluator 'rate\.low': it holds a '\.'"):
+        EvaluatorRegistry().add_run(lambda items: 0.1, name="rate.low")
 
 
 def test_matches_schema_reads_bytes_as_text() -> None:

@@ -460,6 +460,57 @@ def test_a_run_evaluator_that_raises_fails_the_session_naming_it_and_the_group(
     assert "refusal_rate" not in runs.aggregates(run, "capitals")
 
 
+def test_run_evaluator_aggregate_names_a_threshold_would_misread_fail_the_session(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makeconftest(
+        dedent(
+            """\
+            import pytest_llmobs
+
+            @pytest_llmobs.run_evaluator
+            def extra(items):
+                return {"mean_q.ci_low": 0.1, "spread": 0.2}
+
+            @pytest_llmobs.run_evaluator
+            def blank(items):
+                return {"": 0.2, "two\\nlines": 0.3}
+
+            def pytest_llmobs_register_evaluators(registry, config):
+                registry.add_run(extra)
+                registry.add_run(blank)
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_q=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.parametrize("v", [0.7, 0.9])
+            def test_q(scorer, v):
+                scorer.score("q", v)
+            """
+        )
+    )
+
+    result = pytester.runpytest("--llm-threshold", "mean_q.ci_low >= 0.5")
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == TESTS_FAILED
+    run = runs.latest()
+    assert run["errors"] == [
+        "run evaluator 'extra' failed on the run: EvaluatorError: run evaluator 'extra' gave the "
+        "aggregate name 'mean_q.ci_low', but it holds a '.', which a threshold reads as a field "
+        "of aggregate 'mean_q' (its 'ci_low'); expected a printable name without '.'",
+        "run evaluator 'blank' failed on the run: EvaluatorError: run evaluator 'blank' gave the "
+        "aggregate name '', but it is blank; expected a printable name without '.'",
+    ]
+    aggregates = runs.aggregates(run, ALL_ITEMS)
+    assert not {"mean_q.ci_low", "", "two\nlines", "spread"} & set(aggregates)
+    assert run["thresholds"][0]["observed"] == aggregates["mean_q"]["extra"]["ci_low"]
+
+
 @pytest.mark.parametrize(
     ("registration", "error"),
     [
@@ -479,6 +530,20 @@ def test_a_run_evaluator_that_raises_fails_the_session_naming_it_and_the_group(
             "scorer.<name> would call instead; register it under another name "
             "(registry.add(..., name=...))",
             id="built-in-name",
+        ),
+        pytest.param(
+            "registry.add(lambda output, name: name in output, name='mentions')",
+            "evaluator 'mentions' has a parameter 'name', but scorer.mentions(..., name=...) "
+            "takes name= as the score's name, so the parameter could never be given by keyword; "
+            "rename it, or make it positional-only ('name, /')",
+            id="a-parameter-called-name",
+        ),
+        pytest.param(
+            "registry.add_run(lambda items: 0.5, name='mean_q.ci_low')",
+            "run evaluator 'mean_q.ci_low': it holds a '.', which a threshold reads as a field "
+            "of aggregate 'mean_q' (its 'ci_low'); a run evaluator's name names the aggregate of "
+            "the number it returns, so use another name",
+            id="a-run-evaluator-named-like-a-field",
         ),
     ],
 )

@@ -162,6 +162,128 @@ def test_exact_match_reason_shortens_long_values() -> None:
     assert shorten("x" * 500) == "'" + "x" * 75 + "...'"
 
 
+CITY = {"city": "Paris", "country": "France"}
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        pytest.param({"country": "France", "city": "Paris"}, CITY, id="dicts-in-another-order"),
+        pytest.param('{"country": "France", "city": "Paris"}', CITY, id="json-text-output"),
+        pytest.param('```json\n{"country": "France", "city": "Paris"}\n```', CITY, id="fenced"),
+        pytest.param(b'{"city": "Paris", "country": "France"}', CITY, id="json-bytes"),
+        pytest.param(CITY, '{"country": "France", "city": "Paris"}', id="json-text-expected"),
+        pytest.param({"a": [1, 2.0, None, True]}, {"a": [1.0, 2, None, True]}, id="numbers"),
+        pytest.param((1, "x"), [1, "x"], id="tuple-as-array"),
+        pytest.param({"b": {"c": [{"e": 1, "d": 2}]}}, {"b": {"c": [{"d": 2, "e": 1}]}}, id="deep"),
+        pytest.param(4.0, 4, id="two-numbers"),
+    ],
+)
+def test_exact_match_compares_structured_values_by_value(output: object, expected: object) -> None:
+    assert exact_match(output, expected)
+    assert exact_match(expected, output)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected", "reason"),
+    [
+        pytest.param(
+            {"country": "France", "city": "Lyon"},
+            CITY,
+            "expected {'city': 'Paris', 'country': 'France'}, got {'country': 'France', "
+            "'city': 'Lyon'}; at $.city: expected 'Paris', got 'Lyon'",
+            id="a-value",
+        ),
+        pytest.param(
+            {"city": "Paris"},
+            CITY,
+            "expected {'city': 'Paris', 'country': 'France'}, got {'city': 'Paris'}; "
+            "missing key 'country'",
+            id="a-missing-key",
+        ),
+        pytest.param(
+            {**CITY, "x": 1},
+            CITY,
+            "expected {'city': 'Paris', 'country': 'France'}, got {'city': 'Paris', "
+            "'country': 'France', 'x': 1}; unexpected key 'x'",
+            id="an-extra-key",
+        ),
+        pytest.param(
+            [{"n": [1, True]}],
+            [{"n": [1, 1]}],
+            "expected [{'n': [1, 1]}], got [{'n': [1, True]}]; at $[0].n[1]: expected 1, got True",
+            id="true-is-not-1",
+        ),
+        pytest.param(
+            {"n": "4"},
+            {"n": 4},
+            "expected {'n': 4}, got {'n': '4'}; at $.n: expected 4, got '4'",
+            id="text-is-not-a-number",
+        ),
+        pytest.param([1, 2, 3], [1, 2], "expected [1, 2], got [1, 2, 3]; expected 2 items, got 3"),
+        pytest.param(
+            "Paris",
+            CITY,
+            "expected {'city': 'Paris', 'country': 'France'}, got 'Paris': the output is not "
+            "JSON (invalid JSON at line 1:1: Expecting value)",
+            id="output-not-json",
+        ),
+        pytest.param(
+            "{'city': 'Paris', 'country': 'France'}",  # a Python repr is not JSON
+            CITY,
+            "expected {'city': 'Paris', 'country': 'France'}, got \"{'city': 'Paris', "
+            "'country': 'France'}\": the output is not JSON (invalid JSON at line 1:2: "
+            "Expecting property name enclosed in double quotes)",
+            id="python-repr",
+        ),
+        pytest.param(
+            CITY,
+            "Paris",
+            "expected 'Paris', got {'city': 'Paris', 'country': 'France'}: the expected is not "
+            "JSON (invalid JSON at line 1:1: Expecting value)",
+            id="expected-not-json",
+        ),
+        pytest.param("[1]", {"a": 1}, "expected {'a': 1}, got '[1]'; expected an object, got [1]"),
+        pytest.param(4, 5, "expected 5, got 4", id="two-numbers"),
+    ],
+)
+def test_exact_match_says_where_structured_values_differ(
+    output: object, expected: object, reason: str
+) -> None:
+    result = exact_match(output, expected)
+    assert (result.value, result.passed, result.reason) == (False, False, reason)
+
+
+def test_exact_match_options_apply_to_the_strings_in_a_structure_not_its_keys() -> None:
+    assert exact_match({"city": " PARIS"}, {"city": "Paris"}, case_sensitive=False)
+    assert not exact_match({"city": " PARIS"}, {"city": "Paris"})
+    assert not exact_match({"city": " Paris"}, {"city": "Paris"}, strip=False)
+    assert not exact_match({"City": "Paris"}, {"city": "Paris"}, case_sensitive=False)
+    assert exact_match(
+        ['"Bogotá!"'], ["bogota"], unicode=True, ignore_punctuation=True, case_sensitive=False
+    )
+
+
+def test_exact_match_keeps_comparing_text_and_scalars_as_text() -> None:
+    assert exact_match(42, "42")
+    assert exact_match(True, "True")
+    assert not exact_match(True, 1)
+    assert not exact_match("4.0", 4)
+    assert not exact_match('{"a": 1, "b": 2}', '{"b": 2, "a": 1}')  # two texts: as text
+
+
+def test_exact_match_of_a_structure_too_deep_to_compare_fails_saying_so() -> None:
+    output: list[Any] = []
+    expected: list[Any] = []
+    for _ in range(sys.getrecursionlimit() + 10):
+        output, expected = [output], [expected]
+    result = exact_match(output, expected)
+    assert (result.passed, result.reason) == (
+        False,
+        "output and expected are nested too deeply to compare",
+    )
+
+
 @settings(max_examples=200)
 @given(st.text(), st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans())
 def test_exact_match_is_reflexive(

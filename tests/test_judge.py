@@ -85,6 +85,15 @@ RUBRICS = ["judge/correctness", "judge/groundedness", "judge/relevance"]
         pytest.param("I'd say score: 2, final score: 4", (1.0, 5.0), 0.75, "", id="no-line"),
         pytest.param("Score: 4/5", (1.0, 5.0), 0.75, "", id="denominator-is-the-scale-top"),
         pytest.param("Score: 8/10", (0.0, 1.0), 0.8, "", id="denominator-replaces-the-top"),
+        pytest.param("Score: 4. Good answer.", (1.0, 5.0), 0.75, "Good answer.", id="after-a-dot"),
+        pytest.param("Score: 4/5, as asked", (1.0, 5.0), 0.75, "as asked", id="after-a-comma"),
+        pytest.param(
+            'Score: 1\n{"score": 4, "reasoning": "json"}',
+            (1.0, 5.0),
+            0.75,
+            "json",
+            id="json-comes-before-the-score-line",
+        ),
         pytest.param(
             '{"score": "4", "reasoning": "quoted"}',
             (1.0, 5.0),
@@ -158,6 +167,26 @@ def test_a_score_outside_the_scale_or_not_a_number_is_an_error(
         parse_judgement(answer, scale=scale)
 
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ("Score: 4/5/6", "'4/5/6'"),
+        ("Score: 4 / 5 / 6\nReasoning: fine", "'4 / 5 / 6'"),
+        ("Score: 4.5.6", "'4.5.6'"),
+        ("Score: 4,5", "'4,5'"),
+        ("Score: 3\nScore: 2/5/6", "'2/5/6'"),
+    ],
+)
+def test_a_score_running_on_is_an_error_not_its_first_number(answer: str, shown: str) -> None:
+    # (before: "Score: 4/5/6" was 4/5 with the reasoning "/6", "Score: 4.5.6" 4.5)
+    with pytest.raises(JudgeError) as caught:
+        parse_judgement(answer, scale=(1.0, 5.0))
+    assert str(caught.value) == (
+        f"judge score {shown} in the answer {answer!r} is not a number; expected "
+        "'Score: <number>' or 'Score: <number>/<top of scale>'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -359,6 +388,39 @@ def test_judge_reasoning_is_the_reason_and_a_failure_names_the_threshold(
     _, reasoning = parse_judgement(str(generation.output))
     assert not passed
     assert reason == f"judge score {value:.2f} < 0.9: {reasoning}"
+
+
+class Says:
+    """A provider whose judge always gives one answer."""
+
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.model = "says"
+
+    def complete(self, messages: list[dict[str, str]], **params: Any) -> ModelResponse:
+        return ModelResponse(text=self.text, model=self.model)
+
+    async def acomplete(self, messages: list[dict[str, str]], **params: Any) -> ModelResponse:
+        return self.complete(messages, **params)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("Score: 0", "judge score 0.00 < 0.5"),
+        ("Score: 0\nReasoning: wrong city", "judge score 0.00 < 0.5: wrong city"),
+        ("Score: 1", ""),
+    ],
+)
+def test_a_judge_failure_without_reasoning_ends_at_the_threshold(
+    root: Observation, prompts: PromptRegistry, answer: str, reason: str
+) -> None:
+    result = llm_judge(
+        "judge/correctness", "Lyon", llm=LLM(Says(answer)), prompts=prompts, **CORRECTNESS
+    )
+    assert result.reason == reason
 
 
 def test_judge_threshold_argument_beats_the_rubric_threshold(

@@ -170,6 +170,18 @@ def test_exact_match_options(root: Observation, scorer: Scorer) -> None:
     assert [s.value for s in root.trace.scores] == [True, False, False, True]
 
 
+def test_exact_match_compares_a_dict_by_value(root: Observation, scorer: Scorer) -> None:
+    expected = {"city": "Paris", "country": "France"}
+    assert scorer.exact_match({"country": "France", "city": "Paris"}, expected)
+    assert scorer.exact_match('{"country": "France", "city": "Paris"}', expected)
+    assert not scorer.exact_match({"country": "France", "city": "Lyon"}, expected)
+    assert [s.value for s in root.trace.scores] == [True, True, False]
+    assert root.trace.scores[-1].comment == (
+        "expected {'city': 'Paris', 'country': 'France'}, got {'country': 'France', 'city': "
+        "'Lyon'}; at $.city: expected 'Paris', got 'Lyon'"
+    )
+
+
 def test_repeated_scores_get_distinct_ids(root: Observation, scorer: Scorer) -> None:
     first = scorer.exact_match("a", "a")
     second = scorer.exact_match("a", "b")
@@ -263,6 +275,40 @@ def test_eval_results_compare_with_numbers() -> None:
     assert match == 1.0
     assert match > 0.5
     assert not evaluators.exact_match("a", "b") >= 0.5
+
+
+def test_eval_results_work_with_pytest_approx_and_round() -> None:
+    result = EvalResult("fuzzy", 10 / 11, True)  # fuzzy("Pariss", "Paris")
+    assert result == pytest.approx(0.909, abs=0.01)
+    assert result != pytest.approx(0.5)
+    assert float(result) == pytest.approx(0.909, abs=0.01)
+    assert round(result, 2) == 0.91
+    assert round(evaluators.char_length("abc")) == 3
+    assert evaluators.exact_match("a", "a") == pytest.approx(1.0)
+    with pytest.raises(TypeError, match=r"^cannot round the result of label: its value 'x' is"):
+        round(EvalResult("label", "x", True))
+
+
+def test_a_failed_approx_assertion_on_an_eval_result_shows_both(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        dedent(
+            """\
+            import pytest
+            from pytest_llmobs.evaluators.fuzzy import fuzzy
+
+            def test_close():
+                assert fuzzy("Pariss", "Paris") == pytest.approx(0.909, abs=0.01)
+
+            def test_far():
+                assert fuzzy("Pariss", "Paris") == pytest.approx(0.5, abs=0.01)
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:llmobs")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*assert <fuzzy passed value=0.9091> == 0.5 ± 0.01*"])
 
 
 def test_eval_result_compared_with_text_is_an_error() -> None:

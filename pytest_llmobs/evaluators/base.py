@@ -21,8 +21,10 @@ class EvalResult:
     """An evaluator's verdict on one output.
 
     ``bool(result)`` is ``result.passed``, so ``assert scorer.exact_match(a, b)`` works, and
-    comparisons use ``result.value``, so ``assert scorer.fuzzy(a, b) >= 0.8`` works. The ``repr``
-    is what pytest prints when an assertion fails: name, verdict, value and reason.
+    comparisons use ``result.value``, so ``assert scorer.fuzzy(a, b) >= 0.8`` works, as do
+    ``round(result, 2)`` and ``result == pytest.approx(0.9)`` (the result on the left: an
+    ``approx`` on the left sees no number; write ``float(result)`` there). The ``repr`` is what
+    pytest prints when an assertion fails: name, verdict, value and reason.
     """
 
     name: str
@@ -41,7 +43,17 @@ class EvalResult:
             return isinstance(self.value, str) and self.value == other
         if isinstance(other, (int, float, EvalResult)):
             return _number(self) == _number(other)
-        return NotImplemented
+        # anything else (pytest.approx, Decimal, a numpy integer) sees the value: `approx`
+        # compares only what it takes for a number
+        return self.value == other
+
+    def __round__(self, ndigits: int | None = None) -> float | int:
+        """``round(result, n)``: the value rounded; a `TypeError` for a categorical result."""
+        if isinstance(self.value, str):
+            raise TypeError(
+                f"cannot round the result of {self.name}: its value {self.value!r} is not a number"
+            )
+        return round(self.value, ndigits)
 
     def __lt__(self, other: Any) -> bool:
         return _number(self) < _number(other)

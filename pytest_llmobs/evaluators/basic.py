@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from pytest_llmobs.evaluators.base import EvalResult
 from pytest_llmobs.evaluators.normalize import normalize
@@ -34,6 +34,22 @@ def none_expected(evaluator: str, value: float | bool = False) -> EvalResult:
     'expected is None: the item has no expected output to compare with'
     """
     return EvalResult(evaluator, value, False, NONE_EXPECTED)
+
+
+def check_share(evaluator: str, what: str, value: object) -> None:
+    """A one-line error naming ``evaluator`` unless ``value`` is a number from 0 to 1.
+
+    >>> check_share("similarity", "threshold", 2)
+    Traceback (most recent call last):
+    ValueError: similarity: threshold must be between 0 and 1, got 2
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{evaluator}: {what} must be a number between 0 and 1, got "
+            f"{type(value).__name__} {shorten(value)}"
+        )
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise ValueError(f"{evaluator}: {what} must be between 0 and 1, got {value!r}")
 
 
 def as_text(evaluator: str, value: object, what: str = "output") -> str:
@@ -130,6 +146,14 @@ def exact_match(
     ...                  unicode=True))
     True
 
+    A dict, list or tuple on either side compares by value (`structured.value_difference`:
+    objects regardless of key order, the options applied to the strings in it, not to keys),
+    the other side, when text, parsed as JSON first; two numbers compare by value too
+    (``4 == 4.0``). Anything else compares as text (``exact_match(42, "42")`` passes).
+
+    >>> exact_match('{"b": 2, "a": "x"}', {"a": "x", "b": 2.0})
+    <exact_match passed value=True>
+
     A ``None`` output fails (it is not the text ``"None"``), and so does a ``None`` expected
     (an item without an expected output).
     """
@@ -143,10 +167,15 @@ def exact_match(
         "punctuation": ignore_punctuation,
         "unicode": unicode,
     }
+
+    def normalised(text: str) -> str:
+        text = normalize(text, **options)
+        return text.strip() if strip else text
+
+    if (type(output) is not str or type(expected) is not str) and _by_value(output, expected):
+        return _value_match(output, expected, lambda a, b: normalised(a) == normalised(b))
     output, expected = as_text("exact_match", output), as_text("exact_match", expected, "expected")
-    got, want = normalize(output, **options), normalize(expected, **options)
-    if strip:
-        got, want = got.strip(), want.strip()
+    got, want = normalised(output), normalised(expected)
     passed = got == want
     if passed:
         return EvalResult("exact_match", True, True)
@@ -160,6 +189,58 @@ def exact_match(
             f"; first difference at char {at}: expected {shorten(want[start : at + 30], 50)},"
             f" got {shorten(got[start : at + 30], 50)}"
         )
+    return EvalResult("exact_match", False, False, reason)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_structured(value: object) -> bool:
+    """Whether ``value`` is a JSON object or array already parsed: a mapping, list or tuple."""
+    return isinstance(value, (Mapping, list, tuple))
+
+
+def _by_value(output: object, expected: object) -> bool:
+    """Whether `exact_match` compares the two as values rather than as text."""
+    if is_structured(output) or is_structured(expected):
+        return True
+    return _is_number(output) and _is_number(expected)
+
+
+def _value_match(
+    output: object, expected: object, same_text: Callable[[str, str], bool]
+) -> EvalResult:
+    """`exact_match` of two values, one of them at least a dict, list or tuple (or two numbers);
+    a side that is neither is JSON text, parsed first."""
+    from pytest_llmobs.evaluators.structured import parse_json, value_difference
+
+    sides = {"output": output, "expected": expected}
+    got, want = output, expected
+    if is_structured(output) != is_structured(expected):
+        what = "expected" if is_structured(output) else "output"
+        try:
+            parsed = parse_json(as_text("exact_match", sides[what], what))
+        except ValueError as error:
+            reason = (
+                f"expected {shorten(expected)}, got {shorten(output)}: the {what} is not JSON "
+                f"({error})"
+            )
+            return EvalResult("exact_match", False, False, reason)
+        got, want = (got, parsed) if what == "expected" else (parsed, want)
+    try:
+        difference = value_difference(got, want, same_text)
+    except RecursionError:  # (their reprs would recurse as deep: none is shown)
+        reason = "output and expected are nested too deeply to compare"
+        return EvalResult("exact_match", False, False, reason)
+    if difference is None:
+        return EvalResult("exact_match", True, True)
+    reason = f"expected {shorten(expected)}, got {shorten(output)}"
+    path, what_differs = difference
+    if path != "$":
+        reason += f"; at {path}: {what_differs}"
+    elif is_structured(got) or is_structured(want):  # what the reprs do not say at a glance
+        reason += f"; {what_differs}"
     return EvalResult("exact_match", False, False, reason)
 
 

@@ -29,8 +29,10 @@ evaluators run::
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
@@ -189,6 +191,18 @@ def _registered(make: Callable[[], E], method: str, value: object) -> E:
         raise pytest.UsageError(str(exc)) from None
 
 
+def _takes_name_by_keyword(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` has a parameter ``name`` a caller may give by keyword."""
+    try:
+        parameter = inspect.signature(function).parameters.get("name")
+    except (TypeError, ValueError):  # no signature to read (some builtins): nothing to refuse
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
 def _builtin_scorer_names() -> frozenset[str]:
     from pytest_llmobs.scorer import Scorer
 
@@ -228,12 +242,39 @@ class Evaluator:
         return f"<evaluator {self.name}>"
 
 
+def aggregate_name_problem(name: str) -> str:
+    """Why ``name`` cannot name a run evaluator's aggregate, or ``""``: a blank name, one with a
+    control or invisible character (as no score name may have), or one with a ``.``, which a
+    threshold reads as a field of another aggregate (``mean_q.ci_low`` is ``mean_q``'s).
+
+    >>> aggregate_name_problem("mean_q.ci_low")
+    "it holds a '.', which a threshold reads as a field of aggregate 'mean_q' (its 'ci_low')"
+    """
+    if not name.strip():
+        return "it is blank"
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        return "it holds a control or invisible character"
+    if "." in name:
+        owner, _, field = name.partition(".")
+        return (
+            f"it holds a '.', which a threshold reads as a field of aggregate {owner!r} "
+            f"(its {field!r})"
+        )
+    return ""
+
+
 class RunEvaluator:
     """A run-level evaluator: items of one group in, aggregates out."""
 
     def __init__(self, function: RunFunction, *, name: str | None = None) -> None:
         self.function = function
         self.name = _checked_name(name, function, "run evaluator")
+        problem = aggregate_name_problem(self.name)
+        if problem:
+            raise ValueError(
+                f"run evaluator {self.name!r}: {problem}; a run evaluator's name names the "
+                "aggregate of the number it returns, so use another name"
+            )
         functools.update_wrapper(self, function)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, float]:
@@ -243,6 +284,12 @@ class RunEvaluator:
         else:
             values = {self.name: value}
         for key, number in values.items():
+            problem = aggregate_name_problem(key)
+            if problem:
+                raise EvaluatorError(
+                    f"run evaluator {self.name!r} gave the aggregate name {key!r}, but {problem}; "
+                    "expected a printable name without '.'"
+                )
             if (
                 isinstance(number, bool)
                 or not isinstance(number, numbers.Real)  # numpy scalars count too
@@ -318,6 +365,12 @@ class EvaluatorRegistry:
                 f"evaluator {wrapped.name!r} is named like the built-in scorer.{wrapped.name}, "
                 "which scorer.<name> would call instead; register it under another name "
                 "(registry.add(..., name=...))"
+            )
+        if _takes_name_by_keyword(wrapped.function):
+            raise pytest.UsageError(
+                f"evaluator {wrapped.name!r} has a parameter 'name', but scorer.{wrapped.name}"
+                "(..., name=...) takes name= as the score's name, so the parameter could never "
+                "be given by keyword; rename it, or make it positional-only ('name, /')"
             )
         self.item[wrapped.name] = wrapped
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from rapidfuzz import fuzz
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import as_text, none_expected, none_output
+from pytest_llmobs.evaluators.basic import as_text, check_share, none_output
 from pytest_llmobs.evaluators.similarity import shorten
 
 PARTIAL_RATIO_SUPPORT = 90.0
@@ -54,9 +54,9 @@ def content_words(text: str) -> set[str]:
     return {word for word in _WORD.findall(text.casefold()) if word not in STOP_WORDS}
 
 
-def _check_share(label: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{label} must be between 0 and 1, got {value!r}")
+NONE_CONTEXT = "context is None: the item has no context to check the answer against"
+"""The reason of the verdict on a ``None`` context (or a ``None`` passage in it): it fails,
+rather than check the answer against the text ``"None"``."""
 
 
 def groundedness(
@@ -78,8 +78,8 @@ def groundedness(
     >>> result.value, result.passed, result.reason
     (0.5, False, "1 of 2 sentences unsupported: 'It has 90 moons.'")
     """
-    _check_share("threshold", threshold)
-    _check_share("min_support", min_support)
+    check_share("groundedness", "threshold", threshold)
+    check_share("groundedness", "min_support", min_support)
     if answer is None:
         return none_output("groundedness", 0.0)
     text = as_text("groundedness", answer, "answer")
@@ -88,10 +88,10 @@ def groundedness(
     elif isinstance(context, Iterable):
         parts = list(context)
         if any(part is None for part in parts):  # an item without context: not the text "None"
-            return none_expected("groundedness", 0.0)
+            return EvalResult("groundedness", 0.0, False, NONE_CONTEXT)
         source = "\n".join(as_text("groundedness", part, "context") for part in parts)
     elif context is None:
-        return none_expected("groundedness", 0.0)
+        return EvalResult("groundedness", 0.0, False, NONE_CONTEXT)
     else:
         raise TypeError(
             "groundedness: context must be a string or a list of strings, got "

@@ -9,8 +9,10 @@ rubric's ``config`` may set ``scale`` (``[low, high]``, two numbers with ``low <
 
 The judge must answer with a ``Score: <number>`` line (and optionally ``Reasoning: ...``) or a
 JSON object ``{"score": ..., "reasoning": ...}``; the score is mapped from the rubric's scale to
-0..1. The last line that starts with ``Score:`` wins (a "score: 2" inside the reasoning does not);
-without such a line, the last ``score:`` anywhere. An explicit denominator, ``Score: 4/5``, names
+0..1. The first JSON object with a numeric ``score`` is read first; without one, the last line
+that starts with ``Score:`` wins (a "score: 2" inside the reasoning does not); without such a
+line, the last ``score:`` anywhere. A score running on (``Score: 4/5/6``, ``Score: 4.5.6``) is an
+error, not its first number. An explicit denominator, ``Score: 4/5``, names
 the top of the scale the judge used: the score is mapped from ``low..N`` (``low`` from the rubric),
 so on a ``[1, 5]`` rubric ``Score: 4/5`` and ``Score: 4`` both give 0.75, and on ``[0, 1]``
 ``Score: 8/10`` gives 0.8. An answer with no usable score is an error recorded on the judge's
@@ -38,6 +40,8 @@ _SCORE_TAIL = rf"[*_ \t]*[:=][*_ \t]*(?P<value>{_NUMBER})(?:[ \t]*/[ \t]*(?P<out
 _SCORE_LINE = re.compile(r"^[ \t>#*_-]*score\b" + _SCORE_TAIL, re.IGNORECASE | re.MULTILINE)
 """``Score: 4`` at the start of a line (after markdown such as ``**``, ``#`` or ``-``)."""
 _SCORE_ANYWHERE = re.compile(r"\bscore\b" + _SCORE_TAIL, re.IGNORECASE)
+_RUN_ON = re.compile(r"[ \t]*/|[.,]\d")
+"""What may not follow a score: another ``/`` (``4/5/6``) or more digits (``4.5.6``, ``4,5``)."""
 _REASONING = re.compile(r"\breasoning\b\s*[:=]\s*(?P<text>.+)", re.IGNORECASE | re.DOTALL)
 _JSON_DECODER = json.JSONDecoder()
 _QUOTED_NUMBER = re.compile(_NUMBER)
@@ -57,7 +61,8 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
 
     The score comes from a JSON object with a numeric ``score``, else from the last line that
     starts with ``Score:``, else from the last ``score:`` anywhere; ``Score: x/N`` is read on the
-    scale ``low..N`` (see the module docstring).
+    scale ``low..N`` (see the module docstring). The reasoning is the JSON's ``reasoning``, the
+    text after ``Reasoning:``, or else the text after the score.
 
     >>> parse_judgement("Reasoning: at most score: 2, I thought.\\nScore: 5", scale=(1, 5))
     (1.0, 'at most score: 2, I thought.')
@@ -86,6 +91,12 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
                 "'Score: <number>' or a JSON object with a numeric 'score'"
             )
         match = matches[-1]
+        if _RUN_ON.match(answer, match.end()):
+            token = answer[match.start("value") :].split("\n", 1)[0].strip()
+            raise JudgeError(
+                f"judge score {shorten(token, 40)} in the answer {_shown(answer)} is not a "
+                "number; expected 'Score: <number>' or 'Score: <number>/<top of scale>'"
+            )
         score = float(match.group("value"))
         written = match.group("value")
         if match.group("outof"):
@@ -100,8 +111,8 @@ def parse_judgement(answer: str, *, scale: tuple[float, float] = (0.0, 1.0)) -> 
             scale = (scale[0], top)
             whose = "the scale it names,"
         reasons = _REASONING.search(answer)
-        if reasons is None:
-            reasoning = answer[match.end() :].strip()
+        if reasons is None:  # what follows the score, without the punctuation ending it
+            reasoning = answer[match.end() :].strip().lstrip(".,;:").strip()
         else:  # reasoning written before the score line ends there
             end = match.start() if match.start() > reasons.start() else len(answer)
             reasoning = answer[reasons.start("text") : end].strip()
@@ -208,7 +219,8 @@ def llm_judge(
             generation.fail(f"JudgeError: {exc}")
         raise JudgeError(f"llm_judge {rubric!r}: {exc}") from None
     passed = value >= limit
-    reason = reasoning if passed else f"judge score {value:.2f} < {limit:g}: {reasoning}"
+    below = f"judge score {value:.2f} < {limit:g}"
+    reason = reasoning if passed else f"{below}: {reasoning}" if reasoning else below
     return EvalResult(name, value, passed, reason)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from pytest_llmobs.evaluators.base import EvalResult
-from pytest_llmobs.evaluators.basic import as_text, none_expected, none_output
+from pytest_llmobs.evaluators.basic import as_text, check_share, none_expected, none_output
 from pytest_llmobs.evaluators.tfidf import TfidfBackend, cached_tfidf, pair_scores
 
 Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]
@@ -121,8 +121,7 @@ def similarity_many(
     >>> [r.passed for r in similarity_many([("Paris", "Paris"), ("Paris", "Tokyo")])]
     [True, False]
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
+    check_share("similarity", "threshold", threshold)
     given = list(pairs)
     shown = [
         (as_text("similarity", output), as_text("similarity", reference, "reference"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.evaluators.base import EvalResult
@@ -125,6 +126,68 @@ def json_valid(output: object) -> EvalResult:
 
 def _path(parts: Iterable[object]) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value in ``text`` (a wrapping ```json fence removed), as `json_valid` reads it;
+    a ``ValueError`` saying why (``invalid JSON at line 1:1: ...``) when it holds none."""
+    try:
+        return _parse(text)[0]
+    except _InvalidJSON as error:
+        raise ValueError(str(error)) from None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool)
+
+
+def value_difference(
+    got: object, want: object, same_text: Callable[[str, str], bool], at: tuple[object, ...] = ()
+) -> tuple[str, str] | None:
+    """Where two values differ as JSON values, as ``(path, what)``: ``("$.city", "expected
+    'Paris', got 'Lyon'")``; None when they are equal.
+
+    Objects compare regardless of key order, arrays (lists or tuples) in order, numbers by value
+    (``1 == 1.0``, NaN equal to NaN), booleans only with booleans (``true`` is not ``1``),
+    strings with ``same_text``; anything else by ``==``.
+
+    >>> value_difference({"b": [1, 2.0], "a": "x"}, {"a": "x", "b": [1, 2]}, str.__eq__) is None
+    True
+    >>> value_difference({"a": [1, True]}, {"a": [1, 1]}, str.__eq__)
+    ('$.a[1]', 'expected 1, got True')
+    """
+    path = _path(at)
+    if isinstance(want, Mapping):
+        if not isinstance(got, Mapping):
+            return path, f"expected an object, got {shorten(got, 60)}"
+        missing = next((key for key in want if key not in got), None)
+        if missing is not None:
+            return path, f"missing key {shorten(missing, 40)}"
+        extra = next((key for key in got if key not in want), None)
+        if extra is not None:
+            return path, f"unexpected key {shorten(extra, 40)}"
+        pairs: Iterable[tuple[object, object, object]] = ((k, got[k], want[k]) for k in want)
+    elif isinstance(want, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            return path, f"expected an array, got {shorten(got, 60)}"
+        if len(got) != len(want):
+            return path, f"expected {len(want)} items, got {len(got)}"
+        pairs = zip(range(len(want)), got, want, strict=True)
+    else:
+        if isinstance(want, str):
+            equal = isinstance(got, str) and same_text(got, want)
+        elif isinstance(want, bool) or isinstance(got, bool):
+            equal = got is want
+        elif _is_number(want):
+            equal = _is_number(got) and (got == want or (got != got and want != want))
+        else:
+            equal = got == want
+        return None if equal else (path, f"expected {shorten(want, 60)}, got {shorten(got, 60)}")
+    for key, got_item, want_item in pairs:
+        difference = value_difference(got_item, want_item, same_text, (*at, key))
+        if difference is not None:
+            return difference
+    return None
 
 
 def _summary(errors: Sequence[str], against: str) -> str:
