@@ -24,6 +24,7 @@ from pytest_llmobs.exporters.http import (
     HttpError,
     HttpSender,
     PayloadTooLarge,
+    Redirected,
     Unavailable,
     retry_after_seconds,
 )
@@ -151,6 +152,66 @@ def test_errors_name_host_and_status_but_never_the_keys() -> None:
         assert base64.b64encode(b"pk-x:sk-SECRET").decode() not in str(exc)
     with pytest.raises(Unavailable, match="answered HTTP 401"):
         client.request("GET", "/bad")
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_names_the_base_url_to_set(status: int) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        where = f"https://eu.example{request.url.path}?token=sk-SECRET"  # (a query: not shown)
+        return httpx.Response(status, headers={"Location": where}, text="<html>Moved</html>")
+
+    client, waits = sender(handler)
+    with pytest.raises(Redirected) as redirected:
+        client.request("POST", "/api/public/ingestion?x=1", json_body=b"{}")
+    # (before: "POST https://lf.example:8443/api/public/ingestion: HTTP 308 <html>Moved</html>")
+    assert str(redirected.value) == (
+        f"POST https://lf.example:8443/api/public/ingestion: HTTP {status}: the server "
+        "redirects to https://eu.example/api/public/ingestion; set the base URL to "
+        "https://eu.example"
+    )
+    assert redirected.value.status == status
+    assert len(seen) == 1 and waits == []  # neither followed nor retried
+    assert "sk-SECRET" not in str(redirected.value)
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        pytest.param(
+            "/langfuse/api/public/x",
+            "the server redirects to https://lf.example:8443/langfuse/api/public/x; set the base "
+            "URL to https://lf.example:8443/langfuse",
+            id="relative, under a prefix",
+        ),
+        pytest.param(
+            "https://lf.example:8443/login",
+            "the server redirects to https://lf.example:8443/login; check the base URL (uploads "
+            "do not follow it)",
+            id="not to the API path",
+        ),
+        pytest.param(
+            "https://lf.example:8443/api/public/x/",
+            "the server redirects to https://lf.example:8443/api/public/x/; check the base URL "
+            "(uploads do not follow it)",
+            id="a trailing slash: the same base",
+        ),
+        pytest.param(
+            None,
+            "a redirect without a Location; check the base URL (uploads do not follow redirects)",
+            id="no Location",
+        ),
+    ],
+)
+def test_a_redirect_says_what_it_can_of_the_base_url(location: str | None, expected: str) -> None:
+    headers = {"Location": location} if location else {}
+    client, _ = sender(lambda request: httpx.Response(307, headers=headers))
+    with pytest.raises(Redirected) as redirected:
+        client.request("GET", "/api/public/x")
+    where = "GET https://lf.example:8443/api/public/x"
+    assert str(redirected.value) == f"{where}: HTTP 307: {expected}"
 
 
 def test_accepted_statuses_are_returned() -> None:

@@ -551,7 +551,7 @@ def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
     receiver.down = 503
 
     assert llmobs(upload) == 1
-    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces" in (
+    assert "NOT SENT (pending; retry with `llmobs upload --pending --to otlp`): 4 traces" in (
         capsys.readouterr().out
     )
     assert llmobs([*upload, "--pending"]) == 1  # still down: still pending, nothing skipped
@@ -614,8 +614,8 @@ def test_a_success_that_is_no_otlp_answer_is_an_upload_error_and_stays_pending(
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces, 8 observations, "
-            "10 scores",
+            "*NOT SENT (pending; retry with `llmobs upload --pending --to otlp`): 4 traces, "
+            "8 observations, 10 scores",
             f"*first error: POST {receiver.url}/v1/traces: HTTP 200 answer is not an OTLP answer "
             f"(protobuf or JSON) (got {content_type}: {body.decode()})",
         ]
@@ -658,7 +658,7 @@ def test_a_protobuf_partial_success_is_read_from_the_answers_bytes(
     store_dir = str(runs.directory / ".llmobs")
     assert llmobs(["upload", "latest", "--to", "otlp", "--store", store_dir]) == 1
     out = capsys.readouterr().out
-    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces" in out
+    assert "NOT SENT (pending; retry with `llmobs upload --pending --to otlp`): 4 traces" in out
     assert f"first error: POST {receiver.url}/v1/traces: {rejected} span(s) rejected: " in out
     assert message.strip() in out
 
@@ -875,7 +875,7 @@ def test_a_malformed_endpoint_is_reported_by_the_session_in_one_line(
     result.stdout.fnmatch_lines(
         [
             "upload to otlp: run *: sent nothing",
-            "*NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces, *",
+            "*NOT SENT (pending; retry with `llmobs upload --pending --to otlp`): 4 traces, *",
             f"*first error: not sent: {error.format(host=host)}",
         ]
     )
@@ -973,7 +973,7 @@ def test_pending_sends_all_that_an_upload_without_endpoint_left_pending_even_if_
     upload = ["upload", "--to", "otlp", "--store", str(runs.directory / ".llmobs")]
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
     assert llmobs(upload) == 1
-    assert "NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces" in (
+    assert "NOT SENT (pending; retry with `llmobs upload --pending --to otlp`): 4 traces" in (
         capsys.readouterr().out
     )
 

@@ -519,8 +519,8 @@ def test_outage_leaves_everything_pending_then_pending_sends_it(
         result.stdout.fnmatch_lines(
             [
                 f"upload to phoenix {proxy.url}: run *: sent nothing",
-                "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, "
-                "4 dataset items, 5 traces, 10 observations, 13 scores, 4 run items, "
+                "*NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): "
+                "1 datasets, 4 dataset items, 5 traces, 10 observations, 13 scores, 4 run items, "
                 "1 experiments",
                 f"*first error: POST {proxy.url}/v1/datasets/upload: HTTP 503 proxy says no "
                 "after 2 attempt(s)",
@@ -585,9 +585,8 @@ def test_a_run_sent_before_whose_upload_again_fails_is_pending_until_sent(
         proxy.fail("/", 503)
 
         assert llmobs(upload) == 1
-        assert "NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets" in (
-            capsys.readouterr().out
-        )
+        hint = "NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): 1 datasets"
+        assert hint in capsys.readouterr().out
         assert llmobs([*upload, "--pending"]) == 1  # still down: still pending
         out = capsys.readouterr().out
         assert "NOT SENT (pending" in out and "skipped" not in out
@@ -613,7 +612,7 @@ def test_a_run_not_sent_for_a_bad_endpoint_is_sent_by_pending_once_it_is_fixed(
     result = suite.runpytest("--llm-upload=phoenix")
     result.stdout.fnmatch_lines(
         [
-            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, *",
+            "*NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): 1 datasets, *",
             "*first error: not sent: PHOENIX_COLLECTOR_ENDPOINT=* is not an http(s) URL*",
         ]
     )
@@ -755,7 +754,7 @@ def test_a_success_that_is_no_api_answer_is_an_upload_error_and_stays_pending(
     result.stdout.fnmatch_lines(
         [
             f"upload to phoenix {proxy.url}: run *: sent nothing",
-            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, "
+            "*NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): 1 datasets, "
             "1 dataset items, 1 traces, 2 observations, 1 scores, 1 run items, 1 experiments",
             f"*first error: POST {proxy.url}/v1/datasets/upload: HTTP 200 answer is not JSON "
             "(got text/plain: proxy says no)",
@@ -851,7 +850,7 @@ def test_credentials_in_the_endpoint_are_refused_and_never_shown_or_stored(
     result.stdout.fnmatch_lines(
         [
             f"upload to phoenix {proxy.url}: run *: sent nothing",
-            "*NOT SENT (pending; retry with `llmobs upload --pending`): 1 datasets, *",
+            "*NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): 1 datasets, *",
             f"*first error: not sent: {CREDENTIALS}; got 'http://***@{host}'",
         ]
     )

@@ -15,13 +15,16 @@ Errors::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pytest_llmobs.store import Store
+
+DEFAULT_TARGET = "langfuse"
+"""Where ``llmobs upload`` sends a run without ``--to``."""
 
 KINDS = ("prompts", "datasets", "dataset items", "traces", "observations", "scores", "run items")
 """Kinds of uploaded objects, in the order reports list them."""
@@ -56,6 +59,13 @@ class ExportReport:
     stored: bool = True
     """Whether the run is in a store, so that what was not sent can be sent later (not after
     ``--llm-no-store``)."""
+    store_option: str = ""
+    """``--store DIR`` when ``llmobs`` would not find the run's store by itself (set by whoever
+    ran the upload, which knows where the store is: `commands.store_option`), else empty."""
+    settle: Callable[[bool], None] | None = field(default=None, repr=False, compare=False)
+    """Set when the upload starts (`state.note_started`), called once when it ends with whether
+    it delivered the whole run (`state.UploadState.finish`): what the run left pending at other
+    targets is settled, and said, according to the outcome."""
 
     def count(self, bucket: dict[str, int], kind: str, n: int = 1) -> None:
         if n:
@@ -94,9 +104,26 @@ class ExportReport:
         lines.extend(f"  {note}" for note in self.notes)
         return lines
 
+    @property
+    def exporter(self) -> str:
+        """The exporter's name (`EXPORTERS`): the first word of `target`."""
+        return self.target.split(" ", 1)[0]
+
+    @property
+    def retry_command(self) -> str:
+        """The ``llmobs upload --pending`` command that sends what this upload did not: it
+        names the target unless it is `DEFAULT_TARGET`, and the store unless ``llmobs`` finds
+        it by itself (`store_option`)."""
+        words = ["llmobs upload --pending"]
+        if self.exporter != DEFAULT_TARGET:
+            words.append(f"--to {self.exporter}")
+        if self.store_option:
+            words.append(self.store_option)
+        return " ".join(words)
+
     def _retry_hint(self) -> str:
         if self.stored:
-            return "pending; retry with `llmobs upload --pending`"
+            return f"pending; retry with `{self.retry_command}`"
         return "the run was not stored (--llm-no-store), so it cannot be retried"
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """``llmobs upload [RUN] --to langfuse [--pending] [--legacy]``: ship stored runs later.
 
+``--to`` takes comma-separated targets and may be repeated (``--to langfuse --to otlp``): every
+target named is uploaded to, in order, each with its own report.
+
 Exit status 0 when everything reached the target, 1 when something is still pending (listed per
 kind with the first error, or pending for another server or project of the target), so CI can
 retry with ``--pending``; 2 when a configuration value is malformed (`ConfigError`): every
@@ -11,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_llmobs.exporters import (
+    DEFAULT_TARGET,
     EXPORTERS,
     ConfigError,
     ExporterOptions,
@@ -42,10 +48,11 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     upload.add_argument(
         "--to",
-        default="langfuse",
+        action="extend",  # repeated, it adds targets: the last one alone would drop the others
         metavar="TARGETS",
         type=upload_targets,
-        help=f"comma-separated targets: {', '.join(EXPORTERS)} (default langfuse)",
+        help=f"comma-separated targets: {', '.join(EXPORTERS)}; repeatable "
+        f"(default {DEFAULT_TARGET})",
     )
     upload.add_argument(
         "--pending", action="store_true", help="send only objects not yet delivered"
@@ -79,10 +86,11 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_llmobs.cli_common import CliError, open_store
     from pytest_llmobs.store import StoreError
 
-    targets = args.to if isinstance(args.to, list) else upload_targets(args.to)
+    targets = given_targets(args.to)
     if args.legacy and "langfuse" not in targets:  # (it would be ignored without a word)
         raise CliError("--legacy: applies to --to langfuse only (older self-hosted servers)")
     store = open_store(args)
+    store_hint = store_option(store.path.parent, Path.cwd()) if store.path else ""
     options = ExporterOptions(
         store=store, environ=os.environ, pending_only=args.pending, legacy=args.legacy
     )
@@ -92,7 +100,7 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
             check_configuration(exporter)
         HttpOptions.from_env(os.environ)
         plans = [
-            _runs_to_send(args, target, exporter, store, out)
+            _runs_to_send(args, target, exporter, store, out, store_hint)
             for target, exporter in zip(targets, exporters, strict=True)
         ]
     except (ExportError, StoreError) as exc:
@@ -102,6 +110,8 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
         for exporter, (run_ids, _) in zip(exporters, plans, strict=True)
         for run_id in run_ids
     ]
+    for report in reports:
+        report.store_option = store_hint
     elsewhere = [line for _, lines in plans for line in lines]
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2), file=out)
@@ -114,8 +124,41 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if all(r.ok for r in reports) and not elsewhere else 1
 
 
+def given_targets(value: list[str] | str | None) -> list[str]:
+    """The targets of ``--to`` (each ``--to``'s list, joined), each once in the order given;
+    `DEFAULT_TARGET` when none was given."""
+    if value is None:
+        return [DEFAULT_TARGET]
+    return list(dict.fromkeys(value if isinstance(value, list) else upload_targets(value)))
+
+
+def store_option(directory: Path, cwd: Path) -> str:
+    """``--store DIR`` for an ``llmobs`` command run in ``cwd`` to use the store in
+    ``directory``; empty when ``llmobs`` finds that store by itself there (`find_store_dir`).
+    DIR is relative to ``cwd`` when inside it, and quoted for a shell."""
+    from pytest_llmobs.locate import find_store_dir
+
+    directory = directory.resolve()
+    try:
+        found = find_store_dir(cwd).resolve()
+    except (OSError, ValueError, RuntimeError):  # (an unreadable directory): name the store
+        found = None
+    if found == directory:
+        return ""
+    try:
+        shown = str(directory.relative_to(cwd.resolve()))
+    except ValueError:
+        shown = str(directory)
+    return f"--store {shlex.quote(shown)}"
+
+
 def _runs_to_send(
-    args: argparse.Namespace, target: str, exporter: Any, store: Any, out: TextIO
+    args: argparse.Namespace,
+    target: str,
+    exporter: Any,
+    store: Any,
+    out: TextIO,
+    store_hint: str = "",
 ) -> tuple[list[str], list[str]]:
     """(the run ids to upload to ``target``, lines about runs pending elsewhere)."""
     if args.run is not None or not args.pending:
@@ -133,7 +176,7 @@ def _runs_to_send(
     stranded = runs_pending_elsewhere(exporter, store)
     if not run_ids and not stranded:
         print(f"{target}: nothing pending", file=out)
-    lines = [_elsewhere_line(target, *entry) for entry in stranded]
+    lines = [_elsewhere_line(target, *entry, store_hint=store_hint) for entry in stranded]
     lines += [
         f"{target}: run {r} is still running: not sent until its session ends" for r in running
     ]
@@ -160,11 +203,13 @@ def runs_pending_elsewhere(exporter: Any, store: Any) -> list[tuple[str, str]]:
     return list(finder(store)) if finder is not None else []
 
 
-def _elsewhere_line(name: str, run_id: str, target: str) -> str:
+def _elsewhere_line(name: str, run_id: str, target: str, *, store_hint: str = "") -> str:
+    store = f" {store_hint}" if store_hint else ""
     return (
         f"{name}: run {run_id} is still pending for {target}, which holds part of it: not sent "
         f"to the configured target. Send all of it here with `llmobs upload {run_id} --to "
-        f"{name}`, or configure that target again and run `llmobs upload --pending --to {name}`"
+        f"{name}{store}`, or configure that target again and run `llmobs upload --pending --to "
+        f"{name}{store}`"
     )
 
 

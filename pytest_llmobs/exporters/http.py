@@ -12,6 +12,9 @@ Errors::
     HttpError                 a request failed for good: host, method, path and status
      ├─ PayloadTooLarge       413: the caller splits the batch and sends the halves
      ├─ AuthError             401/403: the keys are wrong; nothing else is sent
+     ├─ Redirected            301/302/303/307/308: never followed (a body would be resent, or
+     │                        dropped, elsewhere); the message names the Location and the base
+     │                        URL to set
      ├─ MalformedAnswer       a 2xx answer that is not what the API sends (an HTML page, broken
      │                        JSON, JSON without the expected fields): not retried
      └─ Unavailable           retries exhausted on 429/5xx/timeouts, or the circuit is open
@@ -26,10 +29,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from pytest_llmobs import __version__
 from pytest_llmobs.exporters.http_options import HttpOptions
+from pytest_llmobs.exporters.urls import display_url
 from pytest_llmobs.providers.retry import backoff_delay, parse_retry_after
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from pytest_llmobs.exporters import ExportReport
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class HttpError(Exception):
@@ -55,6 +60,11 @@ class PayloadTooLarge(HttpError):
 
 class AuthError(HttpError):
     """HTTP 401 or 403."""
+
+
+class Redirected(HttpError):
+    """A redirect (3xx with a Location): the base URL points at the wrong place, e.g. http://
+    where the server wants https://."""
 
 
 class Unavailable(HttpError):
@@ -239,6 +249,10 @@ class HttpSender:
                 message = f"{where}: HTTP {status}{self._detail(answer)}"
                 if status == 413:
                     raise PayloadTooLarge(self.scrub(message), status=status)
+                if status in REDIRECT_STATUSES:  # (its body is a web page at most: left out)
+                    redirect = _redirect_hint(answer, path, self.base_url)
+                    message = f"{where}: HTTP {status}: {redirect}"
+                    raise Redirected(self.scrub(message), status=status)
                 if status in (401, 403):
                     self._down = f"{self.host} answered HTTP {status} (check the keys)"
                     raise AuthError(self.scrub(message), status=status)
@@ -297,6 +311,24 @@ def _basic_parts(credential: str) -> list[str]:
     except (ValueError, UnicodeDecodeError):
         return []
     return [user, password, f"{user}:{password}"]
+
+
+def _redirect_hint(answer: httpx.Response, path: str, base_url: str) -> str:
+    """What a redirect answer to the request of ``path`` (the API path after ``base_url``)
+    asks for: where it points (without its query or credentials) and, when the Location ends
+    with ``path``, the base URL to set instead."""
+    location = answer.headers.get("Location", "").strip()
+    if not location:
+        return "a redirect without a Location; check the base URL (uploads do not follow redirects)"
+    try:
+        target = display_url(urljoin(str(answer.request.url), location))
+    except (ValueError, RuntimeError):  # (no request attached: only in hand-made answers)
+        target = display_url(location)
+    api_path = path.partition("?")[0].rstrip("/")
+    base = target[: -len(api_path)] if api_path and target.endswith(api_path) else ""
+    if "://" not in base or base.rstrip("/") == display_url(base_url).rstrip("/"):
+        return f"the server redirects to {target}; check the base URL (uploads do not follow it)"
+    return f"the server redirects to {target}; set the base URL to {base}"
 
 
 def _check(response: Response, answer: httpx.Response, expect: Expect) -> None:

@@ -1,8 +1,10 @@
 """``--llm-upload``: ship the finished, stored run from the controller, and say what happened.
 
 An upload never changes the outcome of the tests: what was not sent is listed (per kind, with the
-first error's host and status) and kept pending in the store for ``llmobs upload --pending``
-(after ``--llm-no-store`` there is no store: the summary says that it cannot be retried).
+first error's host and status) and kept pending in the store for ``llmobs upload --pending``,
+given ``--to`` and ``--store`` when ``llmobs``, run where pytest was, would not use that target
+and store by itself (after ``--llm-no-store`` there is no store: the summary says that it cannot
+be retried).
 Only ``--llm-upload-strict`` turns an incomplete upload into a failed session, and the summary
 then says so in a line of its own. An exporter's unexpected exception is reported like a failed
 upload: it never ends the session with a traceback.
@@ -11,11 +13,13 @@ upload: it never ends the session with a traceback.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, create_exporter
+from pytest_llmobs.exporters.commands import store_option
 from pytest_llmobs.exporters.state import note_not_started
 
 if TYPE_CHECKING:
@@ -34,6 +38,9 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
         return
     run = state.recorder.load_run()
     reports = session.config.stash.setdefault(REPORTS_KEY, [])
+    path = state.store.path  # None after --llm-no-store: kept in memory only
+    cwd = Path(session.config.invocation_params.dir)  # where the user goes on with `llmobs`
+    store_hint = store_option(Path(path).parent, cwd) if path is not None else ""
     for target in settings.upload:
         options = ExporterOptions(
             store=state.store, environ=os.environ, legacy=settings.langfuse_legacy
@@ -52,7 +59,8 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
             report.error(
                 f"upload stopped by an unexpected {type(exc).__name__}: {detail} (a bug: report it)"
             )
-        report.stored = state.store.path is not None  # --llm-no-store: kept in memory only
+        report.stored = path is not None
+        report.store_option = store_hint
         reports.append(report)
     failed = [r for r in reports if not r.ok]
     if failed and settings.upload_strict:

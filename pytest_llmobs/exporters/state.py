@@ -7,10 +7,11 @@ and whether everything got through, so ``llmobs upload --pending`` finds the run
 left to send.
 
 A target is a server (and project, for Langfuse the hash of the public key). A run pending at a
-target that received none of it (a wrong key or base URL, say) is not tied to that target: the
-next upload to another target of the same exporter takes it over (`pending_for`, `note_started`).
-A run partly delivered to another target stays pending there (`pending_elsewhere`) until it is
-sent there, or sent in full to another target.
+target that received none of it (a wrong key or base URL, say) is not tied to that target: an
+upload to another target of the same exporter sends it (`pending_for`) and, once that upload has
+delivered all of it, it is no longer pending there (`note_started`). A run partly delivered to
+another target stays pending there (`pending_elsewhere`) until it is sent there, or sent in full
+to another target.
 
 The table lives beside the store's schema (created on first use), so it needs no migration.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -69,12 +71,16 @@ def _connection(store: Store) -> sqlite3.Connection:
 
 
 class UploadState:
-    """The upload state of one run for one target (e.g. ``langfuse https://host project#abc``)."""
+    """The upload state of one run for one target (e.g. ``langfuse https://host project#abc``);
+    with the upload's ``report``, `finish` settles what `note_started` left to its outcome."""
 
-    def __init__(self, store: Store, target: str, run_id: str) -> None:
+    def __init__(
+        self, store: Store, target: str, run_id: str, *, report: ExportReport | None = None
+    ) -> None:
         self._db = _connection(store)
         self.target = target
         self.run_id = run_id
+        self.report = report
 
     def statuses(self, kind: str) -> dict[str, str]:
         rows = self._db.execute(
@@ -140,6 +146,8 @@ class UploadState:
         )
 
     def finish(self, *, complete: bool) -> None:
+        """Record whether the upload delivered all of the run; then settle, as the report's
+        `settle` says, what the run left pending at other targets."""
         self._db.execute(
             "INSERT INTO upload_state"
             " (target, run_id, kind, key, status, remote_id, detail, updated_at)"
@@ -155,6 +163,10 @@ class UploadState:
                 time.time(),
             ),
         )
+        report = self.report
+        if report is not None and report.settle is not None:
+            settle, report.settle = report.settle, None  # (once)
+            settle(complete)
 
 
 def unconfigured_target(exporter: str) -> str:
@@ -173,35 +185,65 @@ def note_started(
     options: ExporterOptions, exporter: str, run_id: str, *, target: str, report: ExportReport
 ) -> ExporterOptions:
     """An upload of ``run_id`` to ``target`` began with a configuration: from now on that
-    target's state says what is pending, not the unconfigured entry, nor the entry of another
-    target of ``exporter`` that received none of the run, nor (when all of the run is sent, not
-    only what is pending) that of a target holding part of it; each noted in ``report``. The
-    objects such a target holds stay recorded, so it never gets them twice. Returns the
-    options to upload it with: a run whose last upload never started had all of it reported
-    pending, so all of it is sent, even what the server holds from an earlier upload."""
-    if options.store is None:
+    target's state says what is pending, not the unconfigured entry. Returns the options to
+    upload it with: a run whose last upload never started had all of it reported pending, so
+    all of it is sent, even what the server holds from an earlier upload.
+
+    What the run has pending at another target of ``exporter`` is settled when the upload ends
+    (``report.settle``, see `_settle`): dropped only if this upload delivered all of the run."""
+    store = options.store
+    if store is None:
         return options
-    db = _connection(options.store)
-    for other, delivered in _stranded(options.store, exporter, [target], run_id=run_id):
-        if not delivered:
-            db.execute("DELETE FROM upload_state WHERE target = ? AND run_id = ?", (other, run_id))
+    waiting = _connection(store).execute(
+        "DELETE FROM upload_state WHERE target = ? AND run_id = ?",
+        (unconfigured_target(exporter), run_id),
+    )
+    if waiting.rowcount:
+        options = dataclasses.replace(options, pending_only=False)
+    others = _stranded(store, exporter, [target], run_id=run_id)
+    if others:
+        report.settle = functools.partial(
+            _settle, store, run_id, others, report, full=not options.pending_only
+        )
+    return options
+
+
+def _settle(
+    store: Store,
+    run_id: str,
+    others: list[tuple[str, bool]],
+    report: ExportReport,
+    complete: bool,
+    *,
+    full: bool,
+) -> None:
+    """After an upload of ``run_id`` that delivered all of it (``complete``) or not: each of
+    ``others`` (target, whether it holds part of the run) that received none of the run, or
+    whose run this upload sent in ``full``, is no longer pending there when the run was
+    delivered, and stays so otherwise; either way ``report`` says so. The objects such a target
+    holds stay recorded, so it never gets them twice."""
+    db = _connection(store)
+    for other, delivered in others:
+        holds = "holds part of it" if delivered else "received none of it"
+        if delivered and not full:
+            continue  # only what was pending here was sent: the rest is still owed there
+        if not complete:
             report.notes.append(
-                f"was pending for {other}, which received none of it: uploaded here instead"
+                f"still pending for {other}, which {holds}: not all of it was delivered here, "
+                "so it stays pending there too"
             )
-        elif not options.pending_only:  # all of it, here: no longer pending there
+        elif delivered:
             db.execute(
                 "DELETE FROM upload_state WHERE target = ? AND run_id = ? AND kind = ?",
                 (other, run_id, RUN_KIND),
             )
             report.notes.append(
-                f"was pending for {other}, which holds part of it: uploaded here in full, "
+                f"was pending for {other}, which {holds}: uploaded here in full, "
                 "no longer pending there"
             )
-    waiting = db.execute(
-        "DELETE FROM upload_state WHERE target = ? AND run_id = ?",
-        (unconfigured_target(exporter), run_id),
-    )
-    return dataclasses.replace(options, pending_only=False) if waiting.rowcount else options
+        else:
+            db.execute("DELETE FROM upload_state WHERE target = ? AND run_id = ?", (other, run_id))
+            report.notes.append(f"was pending for {other}, which {holds}: uploaded here instead")
 
 
 def pending_for(store: Store, exporter: str, targets: Iterable[str]) -> list[str]:
@@ -293,7 +335,7 @@ class Ledger:
         pending_only: bool,
         scrub: Callable[[str], str] | None = None,
     ) -> None:
-        self.state = UploadState(store, target, run_id)
+        self.state = UploadState(store, target, run_id, report=report)
         self.report = report
         self.pending_only = pending_only
         self.scrub = scrub or (lambda text: text)
