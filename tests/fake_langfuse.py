@@ -437,6 +437,8 @@ class FakeLangfuse:
             status, body = self._ingestion(data)
         elif method == "POST" and path == "/api/public/v2/datasets":
             status, body = self._dataset(data)
+        elif method == "GET" and path.startswith("/api/public/v2/datasets/"):
+            status, body = self._get_dataset(unquote(path.rsplit("/", 1)[1]))
         elif method == "POST" and path == "/api/public/dataset-items":
             status, body = self._dataset_item(data)
         elif method == "POST" and path == "/api/public/dataset-run-items":
@@ -488,6 +490,13 @@ class FakeLangfuse:
                 "updatedAt": now,
             }
             self.datasets[data["name"]] = dataset
+        return 200, dataset
+
+    def _get_dataset(self, name: str) -> tuple[int, Any]:
+        with self.lock:
+            dataset = copy.deepcopy(self.datasets.get(name))
+        if dataset is None:
+            return 404, {"message": f"dataset {name!r} not found"}
         return 200, dataset
 
     def _dataset_item(self, data: dict[str, Any]) -> tuple[int, Any]:

@@ -21,6 +21,10 @@ from fake_langfuse import (
     fake_langfuse_fixture,  # noqa: F401 (the fake_langfuse fixture)
 )
 
+# In-process pytester sessions drop the modules they imported, while a package keeps its
+# submodules as attributes: a fresh `langfuse` exporter importing `langfuse_send` from the
+# package got the dropped copy, whose `except HttpError` missed the fresh sender's errors.
+import pytest_llmobs.exporters.langfuse  # (one copy for all sessions)
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import (
     EXPORTERS,
@@ -30,7 +34,8 @@ from pytest_llmobs.exporters import (
 )
 from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
-from pytest_llmobs.exporters.langfuse_payloads import dataset_item_id
+from pytest_llmobs.exporters.langfuse_inventory import Inventory, PromptHistory
+from pytest_llmobs.exporters.langfuse_payloads import dataset_item_id, stable_experiment_id
 from pytest_llmobs.exporters.otlp_spans import unix_nanos
 from pytest_llmobs.store import Store
 
@@ -93,8 +98,11 @@ def flat(value: Any) -> Any:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def assert_uploaded(run: dict[str, Any], fake: FakeLangfuse, store: Store) -> None:
-    """Every observation, score, dataset item and prompt version of ``run`` is on the server."""
+def assert_uploaded(
+    run: dict[str, Any], fake: FakeLangfuse, store: Store, *, alone: bool = True
+) -> None:
+    """Every observation, score, dataset item and prompt version of ``run`` is on the server
+    (and, when ``alone``, nothing else)."""
     repeats = any(item["repeat"] for item in run["items"])
     observations = scores = 0
     for item in run["items"]:
@@ -136,13 +144,15 @@ def assert_uploaded(run: dict[str, Any], fake: FakeLangfuse, store: Store) -> No
                 assert attrs.get("langfuse.trace.tags", []) == trace["tags"]
                 for key, value in trace["metadata"].items():
                     assert attrs[f"langfuse.trace.metadata.{key}"] == flat(value)
-                suffix = f"-r{item['repeat']}" if repeats else ""
-                assert attrs["langfuse.experiment.id"] == run["id"] + suffix
-                assert attrs["langfuse.experiment.name"].startswith(run["name"])
-                if item["dataset"]:
+                if item["dataset"]:  # in the run's experiment on its dataset (per repeat)
+                    dataset = fake.datasets[item["dataset"]]
+                    name = run["name"] + (f" [repeat {item['repeat']}]" if repeats else "")
+                    assert attrs["langfuse.experiment.name"] == name
+                    assert attrs["langfuse.experiment.id"] == stable_experiment_id(
+                        dataset["projectId"], dataset["id"], name
+                    )
                     item_key = dataset_item_id(item["dataset"], item["item_id"])
                     assert attrs["langfuse.experiment.item.id"] == item_key
-                    dataset = fake.datasets[item["dataset"]]
                     assert attrs["langfuse.experiment.dataset.id"] == dataset["id"]
                     assert attrs["langfuse.experiment.item.root_observation_id"] == obs["id"]
                     expected = decode(attrs, "langfuse.experiment.item.expected_output")
@@ -150,6 +160,8 @@ def assert_uploaded(run: dict[str, Any], fake: FakeLangfuse, store: Store) -> No
                     uploaded = fake.dataset_items[item_key]
                     assert uploaded["input"] == item["input"]
                     assert uploaded["expectedOutput"] == item["expected_output"]
+                else:  # in no experiment
+                    assert not [k for k in attrs if k.startswith("langfuse.experiment.")]
         for score in trace["scores"]:
             scores += 1
             body = fake.scores[score["id"]]
@@ -158,10 +170,11 @@ def assert_uploaded(run: dict[str, Any], fake: FakeLangfuse, store: Store) -> No
             assert body["dataType"] == score["data_type"]
             value = {"BOOLEAN": int(bool(score["value"]))}.get(score["data_type"], score["value"])
             assert body["value"] == value
-    assert len(fake.spans) == observations
-    assert len(fake.scores) == scores
-    items = {dataset_item_id(i["dataset"], i["item_id"]) for i in run["items"] if i["dataset"]}
-    assert set(fake.dataset_items) == items
+    if alone:
+        assert len(fake.spans) == observations
+        assert len(fake.scores) == scores
+        items = {dataset_item_id(i["dataset"], i["item_id"]) for i in run["items"] if i["dataset"]}
+        assert set(fake.dataset_items) == items
 
 
 def test_upload_after_session_sends_everything(
@@ -405,7 +418,7 @@ def test_rate_limit_honours_retry_after_and_timeouts_are_retried(
 ) -> None:
     use_server(monkeypatch, fake_langfuse)
     suite.runpytest().assert_outcomes(passed=3, failed=1)
-    fake_langfuse.fail("/api/public/v2/datasets", 429, retry_after=7)
+    fake_langfuse.fail("/api/public/v2/datasets", 429, retry_after=7, method="POST")
     fake_langfuse.delay(OTEL_PATH, 2.5)  # longer than the client's timeout: retried
     waits: list[float] = []
     with runs.open() as store:
@@ -417,7 +430,9 @@ def test_rate_limit_honours_retry_after_and_timeouts_are_retried(
         run = runs.latest()
         report = create_exporter("langfuse", options).export(run)
         assert report.ok, report.lines()
-        assert waits[0] == 7.0  # Retry-After, then a backoff after the timed-out OTLP post
+        # Retry-After, and a backoff after the timed-out OTLP post (a loaded machine may time
+        # out an earlier request too: its backoff then comes first)
+        assert 7.0 in waits
         assert len(waits) >= 2 and report.requests >= fake_langfuse.count("POST", "/") + 1
         assert_uploaded(run, fake_langfuse, store)
 
@@ -427,7 +442,7 @@ def test_a_retry_after_longer_than_a_minute_is_not_waited_for(
 ) -> None:
     use_server(monkeypatch, fake_langfuse)
     suite.runpytest().assert_outcomes(passed=3, failed=1)
-    fake_langfuse.fail("/api/public/v2/datasets", 429, retry_after=3600)
+    fake_langfuse.fail("/api/public/v2/datasets", 429, retry_after=3600, method="POST")
     waits: list[float] = []
     with runs.open() as store:
         options = ExporterOptions(
@@ -653,6 +668,237 @@ def test_traces_wait_for_their_prompt_and_are_linked_once_it_is_sent(
     assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
 
     assert "sent 1 prompts, 3 traces" in capsys.readouterr().out
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
+def _root(fake: FakeLangfuse, item: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of the root span of ``item``'s trace on the server."""
+    trace = item["trace"]
+    return fake.spans[(trace["id"], trace["observations"][0]["id"])].attributes
+
+
+def test_an_older_run_sent_after_a_newer_one_gets_its_prompt_version_created_next(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before, `--pending` refused it for good: "the server already has versions up to 1 with
+    # other content", that content being the store's own version 2, sent by the newer run)
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.fail("/", 503, times=None)
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # qa v1: pending
+    older = runs.latest()
+    fake_langfuse.heal()
+    reworded = [{"role": "system", "content": "Reply in one word."}, QA_PROMPT["prompt"][1]]
+    suite.makefile(".json", **{"prompts/qa": json.dumps({**QA_PROMPT, "prompt": reworded})})
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # v2: server 1
+    store_dir = str(runs.directory / ".llmobs")
+
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+
+    out = capsys.readouterr().out
+    assert f"run {older['id']}: sent 1 prompts, 1 datasets, 3 dataset items, 4 traces" in out
+    assert (
+        "prompt 'qa': local version 1 created as server version 2, after the server's versions "
+        "of other local ones (its `latest` label is on it now)" in out
+    )
+    assert [p["prompt"][0]["content"] for p in fake_langfuse.prompts["qa"]] == [
+        "Reply in one word.",
+        "Answer with one word.",
+    ]
+    with runs.open() as store:  # its generations name server version 2, of their content
+        assert_uploaded(older, fake_langfuse, store, alone=False)
+        assert_uploaded(runs.latest(), fake_langfuse, store, alone=False)
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert "langfuse: nothing pending" in capsys.readouterr().out
+
+
+def test_a_server_prompt_version_the_store_does_not_know_still_stops_an_older_run(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.fail("/", 503, times=None)
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # qa v1: pending
+    fake_langfuse.heal()
+    fake_langfuse._create_prompt({"name": "qa", "type": "text", "prompt": "someone else's"})
+    reworded = [{"role": "system", "content": "Reply in one word."}, QA_PROMPT["prompt"][1]]
+    suite.makefile(".json", **{"prompts/qa": json.dumps({**QA_PROMPT, "prompt": reworded})})
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # v2: server 2
+
+    assert llmobs(["upload", "--pending", "--store", str(runs.directory / ".llmobs")]) == 1
+
+    assert (
+        "first error: prompt 'qa' version 1: the server already has versions up to 2 with other "
+        "content; not created: its version(s) 1 hold content this store does not know"
+    ) in capsys.readouterr().out
+    assert len(fake_langfuse.prompts["qa"]) == 2
+
+
+def test_a_server_prompt_is_known_by_its_content_or_the_hash_its_commit_message_names() -> None:
+    store = Store(None)
+    try:
+        content = {"type": "text", "prompt": "Hello {{name}}", "config": {}}
+        version = store.register_prompt("greet", "0123abcd", content, [])
+        history = PromptHistory(None, store, Inventory())  # type: ignore[arg-type]  (no request)
+        ours = f"pytest-llmobs: local version {version} (0123abcd)"
+        assert history.known("greet", {**content, "commitMessage": "made in the UI"})
+        assert history.known(
+            "greet", {**content, "prompt": "Hello {{ name }}", "commitMessage": ours}
+        )
+        assert not history.known("greet", {**content, "prompt": "Hi", "commitMessage": None})
+        other = "pytest-llmobs: local version 1 (ffff)"  # (a hash this store does not hold)
+        assert not history.known("greet", {**content, "prompt": "Hi", "commitMessage": other})
+    finally:
+        store.close()
+
+
+def test_an_older_run_sent_after_a_newer_one_links_its_dataset_items_without_overwriting_them(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before, `--pending` upserted the older items over the newer ones, and the dataset's
+    # metadata named the older version)
+    use_server(monkeypatch, fake_langfuse)
+    store_dir = str(runs.directory / ".llmobs")
+    fake_langfuse.fail("/", 503, times=None)
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # version A
+    older = runs.latest()
+    fake_langfuse.heal()
+    edited = [{**item, "expected_output": item["expected_output"] + "!"} for item in CAPITALS[:3]]
+    suite.makefile(".jsonl", **{"datasets/capitals": jsonl(edited)})
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # version B
+    newer = runs.latest()
+    version_b = newer["datasets"]["capitals"]
+    held = {k: v["expectedOutput"] for k, v in fake_langfuse.dataset_items.items()}
+    assert sorted(held.values()) == ["Paris!", "Rome!", "Tokyo!"]
+
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+
+    out = capsys.readouterr().out
+    assert (
+        f"dataset 'capitals': the server holds version {version_b}, from a later run "
+        f"({newer['id']}), not this run's {older['datasets']['capitals']}: 3 item(s) linked to it "
+        "by id, not overwritten"
+    ) in out
+    assert f"run {older['id']}: sent 1 prompts, 4 traces" in out
+    assert {k: v["expectedOutput"] for k, v in fake_langfuse.dataset_items.items()} == held
+    assert fake_langfuse.datasets["capitals"]["metadata"]["version"] == version_b
+    for item in older["items"]:  # in its experiment, linked to the item, scored as it was
+        if item["dataset"]:
+            attrs = _root(fake_langfuse, item)
+            assert attrs["langfuse.experiment.item.id"] in held
+            expected = decode(attrs, "langfuse.experiment.item.expected_output")
+            assert expected == item["expected_output"] and not expected.endswith("!")
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert "langfuse: nothing pending" in capsys.readouterr().out
+
+    # The file back at version A: a run started after both holds the newest content.
+    suite.makefile(".jsonl", **{"datasets/capitals": jsonl(CAPITALS[:3])})
+    suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)
+    latest = runs.latest()
+    assert latest["datasets"]["capitals"] == older["datasets"]["capitals"]
+    assert fake_langfuse.datasets["capitals"]["metadata"]["run_id"] == latest["id"]
+    assert sorted(v["expectedOutput"] for v in fake_langfuse.dataset_items.values()) == [
+        "Paris",
+        "Rome",
+        "Tokyo",
+    ]
+
+
+TWO_DATASETS = """
+    import pytest
+
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, llm):
+        llm.generate(item.input)
+
+
+    @pytest.mark.llm_dataset("more")
+    def test_more(item, llm):
+        llm.generate(item.input)
+
+
+    def test_plain(llm):
+        llm.generate("What is the capital of Peru?")
+"""
+
+
+def test_each_dataset_and_repeat_is_an_experiment_and_other_tests_are_in_none(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (before, one experiment id covered both datasets and the plain test, which was labelled
+    # "<run name> [repeat 0]")
+    use_server(monkeypatch, fake_langfuse)
+    pytester.makefile(".jsonl", **{"datasets/capitals": jsonl(CAPITALS[:2])})
+    pytester.makefile(".jsonl", **{"datasets/more": jsonl(CAPITALS[2:])})
+    pytester.makepyfile(test_two=dedent(TWO_DATASETS))
+    pytester.runpytest("--llm-upload=langfuse", "--llm-repeat=2").assert_outcomes(passed=9)
+    run = runs.latest()
+    experiments: dict[tuple[str, int], set[str]] = {}
+    for item in run["items"]:
+        attrs = _root(fake_langfuse, item)
+        if not item["dataset"]:
+            assert not [k for k in attrs if k.startswith("langfuse.experiment.")]
+            continue
+        dataset = fake_langfuse.datasets[item["dataset"]]
+        name = f"{run['name']} [repeat {item['repeat']}]"
+        assert attrs["langfuse.experiment.name"] == name
+        assert attrs["langfuse.experiment.dataset.id"] == dataset["id"]
+        experiment = attrs["langfuse.experiment.id"]
+        assert experiment == stable_experiment_id("project-fake", dataset["id"], name)
+        experiments.setdefault((item["dataset"], item["repeat"]), set()).add(experiment)
+    assert sorted(experiments) == [("capitals", 0), ("capitals", 1), ("more", 0), ("more", 1)]
+    ids = [e for found in experiments.values() for e in found]
+    assert len(ids) == len(set(ids)) == 4  # one id per dataset and repeat, all distinct
+    with runs.open() as store:
+        assert_uploaded(run, fake_langfuse, store)
+
+
+def test_experiment_ids_are_derived_as_langfuse_derives_them() -> None:
+    # Known answers of langfuse 5.0.4's `Langfuse._create_experiment_id` (which says it matches
+    # the server's derivation byte for byte) and of the JS SDK's `createStableExperimentId`.
+    assert stable_experiment_id("project-fake", "ds-1", "nightly [repeat 0]") == "d39d5c119d6e03e9"
+    assert stable_experiment_id("cm1x", "cm2y", 'Zürich "run" ✓') == "062b5de4322e7d77"
+
+
+def test_traces_left_pending_alone_are_sent_in_their_experiment(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, fake_langfuse)
+    fake_langfuse.fail(OTEL_PATH, 503, times=None)
+    suite.runpytest("--llm-upload=langfuse").stdout.fnmatch_lines(
+        ["*NOT SENT (pending; retry with `llmobs upload --pending`): 4 traces, 8 observations, *"]
+    )
+    fake_langfuse.heal()
+    fake_langfuse.requests.clear()
+
+    assert llmobs(["upload", "--pending", "--store", str(runs.directory / ".llmobs")]) == 0
+
+    assert "sent 4 traces, 8 observations, 10 scores" in capsys.readouterr().out
+    paths = {(r.method, r.path) for r in fake_langfuse.requests}
+    assert ("GET", "/api/public/v2/datasets/capitals") in paths  # the ids of its experiment
+    assert {path for method, path in paths if method == "POST"} == {
+        OTEL_PATH,
+        "/api/public/ingestion",
+    }
     with runs.open() as store:
         assert_uploaded(runs.latest(), fake_langfuse, store)
 
@@ -990,18 +1236,12 @@ def test_an_exporter_bug_is_reported_as_a_failed_upload_not_a_crash(
     suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_server(monkeypatch, fake_langfuse)
-    suite.makeconftest(
-        dedent(
-            """\
-            from pytest_llmobs.exporters.langfuse import LangfuseExporter
 
-            def broken(self, run):  # a bug inside the exporter, injected
-                raise KeyError("observations")
+    def broken(self: Any, run: Any) -> Any:  # a bug inside the exporter, injected
+        raise KeyError("observations")
 
-            LangfuseExporter.export = broken
-            """
-        )
-    )
+    # (the in-process session uses this module's copy of the exporter: patched for this test only)
+    monkeypatch.setattr(pytest_llmobs.exporters.langfuse.LangfuseExporter, "export", broken)
 
     result = suite.runpytest("--llm-upload=langfuse")
 

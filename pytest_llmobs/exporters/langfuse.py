@@ -1,10 +1,12 @@
 """Upload a stored run to Langfuse, losing nothing.
 
 Order: prompt versions the server lacks → the datasets → their items (upserted by deterministic
-id) → traces and observations as OTLP spans (``/api/public/otel/v1/traces``, ingestion version 4,
-with ``langfuse.experiment.*`` attributes tying each root span to its dataset item and run) →
-scores as ``score-create`` events. ``legacy`` mode (older self-hosted servers) sends traces and
-observations as ingestion events and links runs with ``dataset-run-items``.
+id, unless the server holds a later version of the dataset: then linked, not overwritten) →
+traces and observations as OTLP spans (``/api/public/otel/v1/traces``, ingestion version 4, with
+``langfuse.experiment.*`` attributes tying the root span of each dataset item's trace to the
+item and to the run's experiment on that dataset, one per repeat) → scores as ``score-create``
+events. ``legacy`` mode (older self-hosted servers) sends traces and observations as ingestion
+events and links runs with ``dataset-run-items``.
 
 Every object's outcome is written to the store (`state.UploadState`), so a failed or interrupted
 upload resumes with ``pending_only``; ids are deterministic, so sending twice does not duplicate.
@@ -22,12 +24,14 @@ from urllib.parse import quote
 
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, langfuse_send
 from pytest_llmobs.exporters import langfuse_payloads as payloads
-from pytest_llmobs.exporters.batching import encode_json, fit_json
+from pytest_llmobs.exporters.batching import encode_json
 from pytest_llmobs.exporters.http import HttpError, HttpSender, Response, execute_upload
 from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.langfuse_config import LangfuseConfig, display_base_url
 from pytest_llmobs.exporters.langfuse_inventory import (
+    PROMPT,
     Inventory,
+    PromptHistory,
     count_all,
     item_scores,
     run_inventory,
@@ -125,7 +129,15 @@ class Upload(Ledger):
         )
         self.release = config.release or (run.get("environment") or {}).get("git_commit")
         self.prompt_versions: dict[tuple[str, int], int] = {}
+        self.history = PromptHistory(self.sender, options.store, inventory)
         self.dataset_ids: dict[str, str] = {}
+        self.dataset_errors: dict[str, str] = {}
+        """Datasets whose state on the server could not be read: their items and traces wait."""
+        self.linked: set[str] = set()
+        """Datasets of which the server holds a later version: items linked, not sent."""
+        self.items_todo: list[str] = []
+        self.project_id: str | None = None
+        """The project's id (from a dataset answer), for experiment ids."""
         self.errors: dict[str, str] = {}
         """First error per object key (trace id, score id), for the upload state."""
 
@@ -134,8 +146,8 @@ class Upload(Ledger):
     def execute(self) -> None:
         self.state.begin()
         self.prompts()
-        self.datasets()
-        self.dataset_items()
+        langfuse_send.datasets(self)
+        langfuse_send.dataset_items(self)
         if self.options.legacy:
             langfuse_send.legacy_traces(self)
         else:
@@ -173,14 +185,14 @@ class Upload(Ledger):
             self.done("prompt", "prompts", [key], remote_id=str(remote))
 
     def sync_prompt(self, name: str, version: int, stored: dict[str, Any]) -> int | None:
-        """The server's version number for the stored one, creating it when the server's latest
-        version is lower; ``None`` (recorded as failed) on a conflicting history."""
-        path = f"/api/public/v2/prompts/{quote(name, safe='')}"
-        exact = self.sender.request(
-            "GET", path, params={"version": version}, accept_statuses=[404], expect="json"
-        )
-        if exact.status == 200 and payloads.same_prompt(exact.json_object(PROMPT), stored):
+        """The server's version number for the stored one: the server's version with its
+        content, else one created when the server's latest version is lower or every version
+        the server holds is one this store knows (a newer run's, sent first); ``None``
+        (recorded as failed) when the server holds a version of content this store lacks."""
+        exact = self.history.version(name, version)
+        if exact is not None and payloads.same_prompt(exact, stored):
             return version
+        path = f"/api/public/v2/prompts/{quote(name, safe='')}"
         latest = self.sender.request(
             "GET", path, params={"label": "latest"}, accept_statuses=[404], expect="json"
         )
@@ -190,63 +202,38 @@ class Upload(Ledger):
             if payloads.same_prompt(latest.body, stored):
                 return latest_version
         if latest_version >= version:
-            self.failed(
-                "prompt",
-                "prompts",
-                [f"{name}@{version}"],
-                f"prompt {name!r} version {version}: the server already has versions up to "
-                f"{latest_version} with other content; not created (rename the prompt or "
-                "reconcile the histories)",
-            )
-            return None
+            unknown = []
+            for number in range(latest_version, 0, -1):
+                server = self.history.version(name, number)
+                if server is not None and payloads.same_prompt(server, stored):
+                    return number
+                if server is not None and not self.history.known(name, server):
+                    unknown.append(str(number))
+            if unknown:
+                self.failed(
+                    "prompt",
+                    "prompts",
+                    [f"{name}@{version}"],
+                    f"prompt {name!r} version {version}: the server already has versions up to "
+                    f"{latest_version} with other content; not created: its version(s) "
+                    f"{', '.join(unknown)} hold content this store does not know (rename the "
+                    "prompt or reconcile the histories)",
+                )
+                return None
         created = self.sender.request(
             "POST",
             "/api/public/v2/prompts",
             json_body=_body(payloads.prompt_body(stored)),
             expect="json",
         )
-        return _version(created, required=True)
-
-    def datasets(self) -> None:
-        for name in self.inv.datasets:
-            remote = self.state.remote_id("dataset", name)
-            if remote is not None:
-                self.dataset_ids[name] = remote
-        for name in self.todo("dataset", "datasets", list(self.inv.datasets)):
-            body = payloads.dataset_body(name, self.inv.datasets[name])
-            try:
-                answer = self.sender.request(
-                    "POST", "/api/public/v2/datasets", json_body=_body(body), expect="json"
-                )
-                remote_id = _dataset_id(answer)
-            except HttpError as exc:
-                self.failed("dataset", "datasets", [name], str(exc))
-                continue
-            self.dataset_ids[name] = remote_id
-            self.done("dataset", "datasets", [name], remote_id=remote_id)
-
-    def dataset_items(self) -> None:
-        for key in self.todo("dataset_item", "dataset items", list(self.inv.dataset_items)):
-            dataset, item_id, item, metadata = self.inv.dataset_items[key]
-            if dataset not in self.dataset_ids:
-                self.failed(
-                    "dataset_item",
-                    "dataset items",
-                    [key],
-                    f"dataset item {item_id!r} not sent: dataset {dataset!r} was not",
-                )
-                continue
-            body = payloads.dataset_item_body(dataset, item_id, item, metadata)
-            body, encoded, cut = fit_json(body)
-            self.report.truncated_fields += cut
-            try:
-                self.sender.request(
-                    "POST", "/api/public/dataset-items", json_body=encoded.encode(), expect="json"
-                )
-            except HttpError as exc:
-                self.failed("dataset_item", "dataset items", [key], str(exc))
-                continue
-            self.done("dataset_item", "dataset items", [key])
+        number = _version(created, required=True)
+        self.history.keep(name, number, created.json_object(PROMPT))
+        if latest_version >= version:
+            self.report.notes.append(
+                f"prompt {name!r}: local version {version} created as server version {number}, "
+                "after the server's versions of other local ones (its `latest` label is on it now)"
+            )
+        return number
 
     def ready_items(
         self, kind: str, label: str, *, datasets_only: bool = False
@@ -270,7 +257,7 @@ class Upload(Ledger):
                 if key not in sent_items:
                     waits_for = "its dataset item was not"
             if waits_for is None and kind == "trace":
-                waits_for = self._unsynced_prompt(item)
+                waits_for = self._unsynced_prompt(item) or self._no_experiment_id(item)
             if waits_for is not None:
                 self.failed(
                     kind,
@@ -297,6 +284,23 @@ class Upload(Ledger):
             if self.inv.prompts.get(key) is not None and key not in self.prompt_versions:
                 return f"its prompt {name!r} version {version} was not"
         return None
+
+    def _no_experiment_id(self, item: Mapping[str, Any]) -> str | None:
+        """Why a dataset item's trace must wait: its experiment id needs the server's ids of
+        the project and the dataset, which could not be read (OTLP only)."""
+        dataset = item.get("dataset")
+        if self.options.legacy or not dataset or item.get("item_id") is None:
+            return None
+        if self.project_id is None or dataset not in self.dataset_ids:
+            why = self.dataset_errors.get(dataset, "it was not read")
+            return f"its experiment id needs dataset {dataset!r} from the server: {why}"
+        return None
+
+    def experiment_id(self, dataset: str, name: str) -> str | None:
+        """The id of the experiment ``name`` on ``dataset``, as Langfuse derives it."""
+        if self.project_id is None or dataset not in self.dataset_ids:
+            return None
+        return payloads.stable_experiment_id(self.project_id, self.dataset_ids[dataset], name)
 
     def record_traces(self, counts: Mapping[str, int], outcome: Mapping[str, bool]) -> None:
         """Record traces (and their observations) as sent when every request carrying them
@@ -338,9 +342,6 @@ def _body(value: Any) -> bytes:
     return encode_json(value).encode()
 
 
-PROMPT = "a JSON prompt object"
-
-
 def _version(answer: Response, *, required: bool) -> int:
     """A prompt answer's version number (`MalformedAnswer` when it is not a prompt object, or
     has no positive integer ``version`` when ``required``; else 0 for a missing one)."""
@@ -350,11 +351,3 @@ def _version(answer: Response, *, required: bool) -> int:
     if version is None and not required:
         return 0
     raise answer.malformed('a JSON prompt object with a "version" number')
-
-
-def _dataset_id(answer: Response) -> str:
-    """The id in a dataset answer (`MalformedAnswer` when it is not a dataset object)."""
-    remote_id = answer.json_object("a JSON dataset object").get("id")
-    if not isinstance(remote_id, str) or not remote_id:
-        raise answer.malformed('a JSON dataset object with an "id"')
-    return remote_id

@@ -1,14 +1,25 @@
 """What of one stored run Langfuse should hold: its prompt versions, datasets, dataset items and
-traced items (`Inventory`), read from the run and the store, and counted per kind for a report."""
+traced items (`Inventory`), read from the run and the store, and counted per kind for a report;
+and what the server holds already: a prompt's versions (`PromptHistory`, each compared with the
+store's) and a dataset's content version (`ServerDataset`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from pytest_llmobs.exporters import ExportReport
 from pytest_llmobs.exporters import langfuse_payloads as payloads
+
+if TYPE_CHECKING:
+    from pytest_llmobs.exporters.http import HttpSender, Response
+    from pytest_llmobs.store import Store
+
+PROMPT = "a JSON prompt object"
+DATASET = "a JSON dataset object"
 
 
 @dataclass
@@ -67,3 +78,123 @@ def count_all(
     report.count(bucket, "scores", sum(len(item_scores(i)) for i in inv.items))
     if legacy:
         report.count(bucket, "run items", sum(1 for i in inv.items if i.get("dataset")))
+
+
+class PromptHistory:
+    """The server's versions of prompts, each asked for once per upload (a version never
+    changes), and whether one is this store's."""
+
+    def __init__(self, sender: HttpSender, store: Store | None, inventory: Inventory) -> None:
+        self.sender = sender
+        self.store = store
+        self.inventory = inventory
+        self.versions: dict[tuple[str, int], Mapping[str, Any]] = {}
+        self.local: dict[str, list[dict[str, Any]]] = {}
+
+    def version(self, name: str, number: int) -> Mapping[str, Any] | None:
+        """The server's version ``number`` of prompt ``name``; ``None`` when it has none (an
+        `HttpError` when it cannot say)."""
+        if (name, number) not in self.versions:
+            answer = self.sender.request(
+                "GET",
+                f"/api/public/v2/prompts/{quote(name, safe='')}",
+                params={"version": number},
+                accept_statuses=[404],
+                expect="json",
+            )
+            if answer.status != 200:
+                return None
+            self.versions[(name, number)] = answer.json_object(PROMPT)
+        return self.versions[(name, number)]
+
+    def keep(self, name: str, number: int, prompt: Mapping[str, Any]) -> None:
+        """Note a version the upload created."""
+        self.versions[(name, number)] = prompt
+
+    def known(self, name: str, server: Mapping[str, Any]) -> bool:
+        """Whether a server version is one of this store's: created by pytest-llmobs from a
+        stored version (its commit message names the content hash) or of a stored content."""
+        hashed = payloads.commit_hash(server.get("commitMessage"))
+        store = self.store
+        if hashed and store is not None and store.prompt_by_hash(name, hashed) is not None:
+            return True
+        if name not in self.local:
+            if self.store is not None:
+                numbers = self.store.prompt_index(name)[0]
+                stored = [self.store.get_prompt(name, version=v) for v in numbers]
+            else:  # (a run read from elsewhere: only its own versions are known)
+                stored = [p for (n, _), p in self.inventory.prompts.items() if n == name]
+            self.local[name] = [p for p in stored if p is not None]
+        return any(payloads.same_prompt(server, local) for local in self.local[name])
+
+
+@dataclass(frozen=True)
+class ServerDataset:
+    """A dataset on the server, with the content version its items hold (the metadata
+    `payloads.dataset_body` writes: the version and the run it was uploaded from)."""
+
+    id: str
+    project_id: str | None
+    version: str | None
+    run_id: str | None
+    run_started_at: str | None
+
+    @classmethod
+    def from_answer(cls, answer: Response) -> ServerDataset:
+        """From a ``Dataset`` answer (`MalformedAnswer` when it is not one, with an ``id``);
+        metadata that another tool wrote, or none, reads as an unknown version."""
+        body = answer.json_object(DATASET)
+        if not isinstance(body.get("id"), str) or not body["id"]:
+            raise answer.malformed('a JSON dataset object with an "id"')
+        metadata = body.get("metadata")
+        metadata = metadata if isinstance(metadata, Mapping) else {}
+
+        def text(value: Any) -> str | None:
+            return value if isinstance(value, str) and value else None
+
+        return cls(
+            id=str(body["id"]),
+            project_id=text(body.get("projectId")),
+            version=text(metadata.get("version")),
+            run_id=text(metadata.get("run_id")),
+            run_started_at=text(metadata.get("run_started_at")),
+        )
+
+    def holds_later(self, version: str | None, started_at: str | None) -> bool:
+        """Whether the server's items are another content version, uploaded from a run that
+        started after the one (``started_at``, ISO 8601) whose ``version`` is to be sent.
+
+        A run's start orders content versions as they were current (a dataset edited back to
+        an earlier version is the newest again), across stores and machines. Without a known
+        version and start on both sides (a dataset an older pytest-llmobs or another tool
+        uploaded) the order is unknown and the run's items are sent as they were before."""
+        if None in (self.version, version) or self.version == version:
+            return False
+        return _later(self.run_started_at, started_at)
+
+    def stamp(
+        self, version: str | None, run_id: str, started_at: str | None
+    ) -> tuple[str, str | None]:
+        """The run (id, start) to name in the metadata when ``version`` is sent: this one, or
+        the server's when it holds the same version from a run that started later (so that an
+        older run of that version sent afterwards does not make it look older)."""
+        if self.version == version and self.run_id and _later(self.run_started_at, started_at):
+            return self.run_id, self.run_started_at
+        return run_id, started_at
+
+
+def _later(first: str | None, second: str | None) -> bool:
+    """Whether the time ``first`` is after ``second`` (both ISO 8601; False if either is not)."""
+    one, other = _instant(first), _instant(second)
+    return one is not None and other is not None and one > other
+
+
+def _instant(text: str | None) -> dt.datetime | None:
+    """An ISO 8601 time (``Z`` or an offset) as an aware datetime; ``None`` if it is none."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

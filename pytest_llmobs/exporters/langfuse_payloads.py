@@ -2,13 +2,14 @@
 
 Ids are deterministic so every upload of a run sends the same objects: score ids, trace and span
 ids come from the run; dataset item ids derive from dataset name + item id; ingestion event ids
-derive from the event type and the entity id.
+derive from the event type and the entity id; experiment ids as Langfuse derives them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -41,16 +42,26 @@ def dataset_item_id(dataset: str, item_id: str) -> str:
     return f"{readable}-{_digest(dataset, item_id)[:16]}"
 
 
-def experiment_identity(run: Mapping[str, Any], repeat: int, repeats: bool) -> tuple[str, str]:
-    """Experiment (dataset run) id and name for one repeat index.
+def experiment_name(run: Mapping[str, Any], repeat: int, repeats: bool) -> str:
+    """The experiment (dataset run) name of one repeat index: the run's name.
 
-    Langfuse shows one result per dataset item and run, so when the run repeats items each
-    repeat index becomes its own experiment run: ``<run id>-r<k>`` named ``<run name> [repeat k]``.
+    Langfuse shows one result per dataset item and experiment, so when the run repeats items each
+    repeat index becomes its own experiment, named ``<run name> [repeat k]``.
     """
-    run_id, name = str(run["id"]), str(run.get("name") or run["id"])
-    if not repeats:
-        return run_id, name
-    return f"{run_id}-r{repeat}", f"{name} [repeat {repeat}]"
+    name = str(run.get("name") or run["id"])
+    return f"{name} [repeat {repeat}]" if repeats else name
+
+
+def stable_experiment_id(project_id: str, dataset_id: str, run_name: str) -> str:
+    """The id Langfuse gives the experiment ``run_name`` on a dataset: the first 16 hex digits
+    of SHA-256 over ``JSON.stringify(["langfuse-experiment-v1", projectId, datasetId, runName])``,
+    as the server and its SDKs derive it (runs of one name on one dataset are one experiment)."""
+    seed = json.dumps(
+        ["langfuse-experiment-v1", project_id, dataset_id, run_name],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def score_value(score: Mapping[str, Any]) -> float | int | str:
@@ -109,12 +120,19 @@ def without_nul(value: Any) -> Any:
     return value
 
 
-def dataset_body(name: str, version: str | None) -> dict[str, Any]:
-    body = {
-        "name": name,
-        "description": "Uploaded by pytest-llmobs",
-        "metadata": {"source": "pytest-llmobs", "version": version},
+def dataset_body(
+    name: str, version: str | None, *, run_id: str | None, run_started_at: str | None
+) -> dict[str, Any]:
+    """``POST /api/public/v2/datasets``; its metadata says which content version the items
+    hold and the run (id, start time) they come from, so that an older run sent later does not
+    replace them (`langfuse_inventory.ServerDataset`)."""
+    metadata = {
+        "source": "pytest-llmobs",
+        "version": version,
+        "run_id": run_id,
+        "run_started_at": run_started_at,
     }
+    body = {"name": name, "description": "Uploaded by pytest-llmobs", "metadata": metadata}
     return without_nul(body)  # type: ignore[no-any-return]
 
 
@@ -149,6 +167,15 @@ def prompt_body(stored: Mapping[str, Any]) -> dict[str, Any]:
             {"role": str(m["role"]), "content": str(m["content"])} for m in stored["prompt"]
         ]
     return without_nul(body)  # type: ignore[no-any-return]
+
+
+_COMMIT_MESSAGE = re.compile(r"pytest-llmobs: local version \d+ \(([0-9a-f]{1,64})\)")
+
+
+def commit_hash(message: Any) -> str | None:
+    """The local content hash named by a commit message `prompt_body` wrote, else ``None``."""
+    found = _COMMIT_MESSAGE.fullmatch(message) if isinstance(message, str) else None
+    return found.group(1) if found else None
 
 
 def same_prompt(server: Any, stored: Mapping[str, Any]) -> bool:

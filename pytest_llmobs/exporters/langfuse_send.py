@@ -1,5 +1,6 @@
-"""The sending steps of a Langfuse upload: OTLP span batches, ingestion event batches (scores,
-and traces in legacy mode) with their 207 answers, and legacy ``dataset-run-items``.
+"""The sending steps of a Langfuse upload: datasets and their items, OTLP span batches,
+ingestion event batches (scores, and traces in legacy mode) with their 207 answers, and legacy
+``dataset-run-items``.
 
 Each step records per object whether it reached the server; a batch the server finds too large
 (413) is split in halves and resent, and a refused event counts as a failure of its object.
@@ -10,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import batches, encode_json, fit_json, halves, json_batch
 from pytest_llmobs.exporters.http import HttpError, PayloadTooLarge
+from pytest_llmobs.exporters.langfuse_inventory import ServerDataset
+from pytest_llmobs.exporters.state import SENT
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.langfuse import Upload
@@ -22,6 +26,107 @@ if TYPE_CHECKING:
 INGESTION = "/api/public/ingestion"
 OTEL_TRACES = "/api/public/otel/v1/traces"
 DATASET_RUN_ITEMS = "/api/public/dataset-run-items"
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def datasets(upload: Upload) -> None:
+    """Each dataset of the run, read from the server first when anything of it is to be sent
+    (its items, or in OTLP mode a trace whose experiment id needs the server's ids)."""
+    upload.items_todo = upload.todo("dataset_item", "dataset items", list(upload.inv.dataset_items))
+    todo = upload.todo("dataset", "datasets", list(upload.inv.datasets))
+    wanted = {*todo, *(upload.inv.dataset_items[k][0] for k in upload.items_todo)}
+    if not upload.options.legacy:
+        sent = upload.state.sent("trace") if upload.pending_only else set()
+        traced = [i for i in upload.inv.items if i.get("dataset")]
+        wanted.update(i["dataset"] for i in traced if i["trace"]["id"] not in sent)
+    for name in upload.inv.datasets:
+        remote = upload.state.remote_id("dataset", name)
+        if remote is not None:
+            upload.dataset_ids[name] = remote
+        if name in wanted:
+            _sync_dataset(upload, name, send=name in todo)
+
+
+def _sync_dataset(upload: Upload, name: str, *, send: bool) -> None:
+    """Read the dataset from the server; create or update it when ``send``, unless the server
+    holds a later version of it: then this run's items are linked to it, not sent (noted)."""
+    version = upload.inv.datasets[name]
+    started = payloads.iso(upload.run.get("started_at"))
+    try:
+        answer = upload.sender.request(
+            "GET",
+            f"/api/public/v2/datasets/{quote(name, safe='')}",
+            accept_statuses=[404],
+            expect="json",
+        )
+        server = ServerDataset.from_answer(answer) if answer.status == 200 else None
+        if server is not None:
+            upload.dataset_ids[name] = server.id
+            upload.project_id = server.project_id or upload.project_id
+            if server.holds_later(version, started):
+                upload.linked.add(name)
+                if send:
+                    upload.state.record("dataset", [name], SENT, remote_id=server.id)
+                count = sum(1 for k in upload.items_todo if upload.inv.dataset_items[k][0] == name)
+                upload.report.notes.append(
+                    f"dataset {name!r}: the server holds version {server.version}, from a later "
+                    f"run ({server.run_id or '?'}), not this run's {version}: {count} item(s) "
+                    "linked to it by id, not overwritten"
+                )
+                return
+        if not send:
+            return
+        run_id = str(upload.run["id"])
+        if server is not None:
+            run_id, started = server.stamp(version, run_id, started)
+        body = payloads.dataset_body(name, version, run_id=run_id, run_started_at=started)
+        created = ServerDataset.from_answer(
+            upload.sender.request(
+                "POST",
+                "/api/public/v2/datasets",
+                json_body=encode_json(body).encode(),
+                expect="json",
+            )
+        )
+    except HttpError as exc:
+        upload.dataset_ids.pop(name, None)
+        upload.dataset_errors[name] = str(exc)
+        if send:
+            upload.failed("dataset", "datasets", [name], str(exc))
+        return
+    upload.dataset_ids[name] = created.id
+    upload.project_id = created.project_id or upload.project_id
+    upload.done("dataset", "datasets", [name], remote_id=created.id)
+
+
+def dataset_items(upload: Upload) -> None:
+    """The run's dataset items, upserted by their deterministic ids; those of a dataset the
+    server holds a later version of are linked (recorded as on the server), not sent."""
+    linked: list[str] = []
+    for key in upload.items_todo:
+        dataset, item_id, item, metadata = upload.inv.dataset_items[key]
+        if dataset not in upload.dataset_ids:
+            why = upload.dataset_errors.get(dataset, "it was not sent")
+            message = f"dataset item {item_id!r} not sent: dataset {dataset!r}: {why}"
+            upload.failed("dataset_item", "dataset items", [key], message)
+            continue
+        if dataset in upload.linked:
+            linked.append(key)
+            continue
+        body = payloads.dataset_item_body(dataset, item_id, item, metadata)
+        body, encoded, cut = fit_json(body)
+        upload.report.truncated_fields += cut
+        try:
+            upload.sender.request(
+                "POST", "/api/public/dataset-items", json_body=encoded.encode(), expect="json"
+            )
+        except HttpError as exc:
+            upload.failed("dataset_item", "dataset items", [key], str(exc))
+            continue
+        upload.done("dataset_item", "dataset items", [key])
+    upload.state.record("dataset_item", linked, SENT)
 
 
 # --- OTLP ---------------------------------------------------------------------------------------
@@ -104,8 +209,9 @@ def _mark(
 def experiment_attributes(
     upload: Upload, item: Mapping[str, Any], obs: Mapping[str, Any], is_root: bool
 ) -> dict[str, Any]:
-    """The server's prompt version on generations; on root spans, ``langfuse.experiment.*``
-    tying the trace to its experiment run (per repeat) and dataset item."""
+    """The server's prompt version on generations; on the root span of a dataset item's trace,
+    ``langfuse.experiment.*`` tying it to the item and to the run's experiment on that dataset
+    (one per dataset and repeat). A test outside a dataset is in no experiment."""
     attrs: dict[str, Any] = {}
     name, version = obs.get("prompt_name"), obs.get("prompt_version")
     if name and version is not None:
@@ -115,11 +221,15 @@ def experiment_attributes(
         else:  # a version not on the server (not in this store): no link, not a wrong one
             attrs["langfuse.observation.prompt.name"] = None
             attrs["langfuse.observation.prompt.version"] = None
-    if not is_root:
+    dataset = item.get("dataset")
+    if not is_root or not dataset or item.get("item_id") is None:
         return attrs
     run = upload.run
     repeat = int(item.get("repeat") or 0)
-    experiment_id, experiment_name = payloads.experiment_identity(run, repeat, upload.inv.repeats)
+    experiment_name = payloads.experiment_name(run, repeat, upload.inv.repeats)
+    experiment_id = upload.experiment_id(dataset, experiment_name)
+    if experiment_id is None:  # (such a trace waits: `Upload.ready_items`)
+        return attrs
     attrs["langfuse.experiment.id"] = experiment_id
     attrs["langfuse.experiment.name"] = experiment_name
     attrs["langfuse.experiment.description"] = run_description(run)
@@ -127,17 +237,14 @@ def experiment_attributes(
         "run_id": run.get("id"),
         "model": run.get("model"),
         "repeat": repeat,
+        "dataset": dataset,
+        "dataset_version": item.get("dataset_version"),
     }
-    dataset = item.get("dataset")
-    if dataset and item.get("item_id") is not None:
-        metadata.update(dataset=dataset, dataset_version=item.get("dataset_version"))
-        attrs["langfuse.experiment.dataset.id"] = upload.dataset_ids.get(dataset, dataset)
-        attrs["langfuse.experiment.item.id"] = payloads.dataset_item_id(
-            dataset, str(item["item_id"])
-        )
-        attrs["langfuse.experiment.item.root_observation_id"] = str(obs["id"])
-        attrs["langfuse.experiment.item.expected_output"] = encode_json(item.get("expected_output"))
     attrs["langfuse.experiment.metadata"] = encode_json(metadata)
+    attrs["langfuse.experiment.dataset.id"] = upload.dataset_ids[dataset]
+    attrs["langfuse.experiment.item.id"] = payloads.dataset_item_id(dataset, str(item["item_id"]))
+    attrs["langfuse.experiment.item.root_observation_id"] = str(obs["id"])
+    attrs["langfuse.experiment.item.expected_output"] = encode_json(item.get("expected_output"))
     return attrs
 
 
@@ -252,7 +359,7 @@ def dataset_run_items(upload: Upload) -> None:
             continue
         repeat = int(item.get("repeat") or 0)
         body = payloads.dataset_run_item_body(
-            run_name=payloads.experiment_identity(upload.run, repeat, upload.inv.repeats)[1],
+            run_name=payloads.experiment_name(upload.run, repeat, upload.inv.repeats),
             description=run_description(upload.run),
             dataset_item=payloads.dataset_item_id(item["dataset"], str(item["item_id"])),
             trace_id=trace_id,
