@@ -18,10 +18,12 @@ _MAX_NESTING = 100
 govern and store it a few stack frames, and a thousand levels overflow Python's stack."""
 
 
-def refuse_deep_nesting(value: object, text: str, where: str) -> None:
-    """A `DatasetError` when ``value`` (parsed from ``text``) nests deeper than `_MAX_NESTING`;
-    most texts hold too few brackets to, and are not walked."""
-    if text.count("[") + text.count("{") <= _MAX_NESTING:
+def refuse_deep_nesting(
+    value: object, text: str, where: str, start: int = 0, end: int | None = None
+) -> None:
+    """A `DatasetError` when ``value`` (parsed from ``text[start:end]``) nests deeper than
+    `_MAX_NESTING`; most texts hold too few brackets to, and are not walked."""
+    if text.count("[", start, end) + text.count("{", start, end) <= _MAX_NESTING:
         return
     level = [(value, 1)]
     while level:
@@ -35,6 +37,12 @@ def refuse_deep_nesting(value: object, text: str, where: str) -> None:
             level.extend((child, depth + 1) for child in node.values())
         elif isinstance(node, list):
             level.extend((child, depth + 1) for child in node)
+
+
+def may_escape_a_surrogate(text: str) -> bool:
+    """Whether JSON ``text`` has a ``\\uD800``-``\\uDFFF`` escape (a lone one decodes to a
+    string UTF-8 cannot store; the file's own bytes, valid UTF-8, cannot hold one)."""
+    return "\\ud" in text or "\\uD" in text
 
 
 def refuse_lone_surrogates(value: object, loc: Loc) -> None:

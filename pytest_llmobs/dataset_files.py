@@ -2,8 +2,8 @@
 
 Items have an ``input`` and optionally an ``id`` (derived from the content when absent), an
 ``expected_output`` (Langfuse's ``expectedOutput`` too) and a ``metadata`` object. Problems raise a
-one-line :class:`DatasetError` naming the file and line or item when known. Blank CSV lines are
-skipped; a CSV row whose cells hold only spaces is kept like any other.
+one-line :class:`DatasetError` naming the file and line (and a .json file's item) when known.
+Blank CSV lines are skipped; a CSV row whose cells hold only spaces is kept like any other.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from pytest_llmobs.dataset_checks import refuse_deep_nesting, refuse_lone_surrogates
+from pytest_llmobs.dataset_checks import (
+    may_escape_a_surrogate,
+    refuse_deep_nesting,
+    refuse_lone_surrogates,
+)
 from pytest_llmobs.datasets import (
     Dataset,
     DatasetError,
@@ -61,8 +66,8 @@ def load_dataset_file(path: Path, name: str | None = None) -> Dataset:
 
 
 class Loc(NamedTuple):
-    prefix: str  # starts an error message: "data.jsonl:3" or "data.json: item 3"
-    short: str  # points back at an earlier entry: "line 3" or "item 3"
+    prefix: str  # starts an error message: "data.jsonl:3" or "data.json:4: item 3"
+    short: str  # points back at an earlier entry: "line 3" or "item 3, line 4"
 
 
 class Raw(NamedTuple):
@@ -103,12 +108,6 @@ def not_utf8(path: Path, data: bytes, error: UnicodeDecodeError) -> str:
         f"{path}:{line}: not valid UTF-8 (byte offset {error.start}: {error.reason}); "
         f"{hint}save the file as UTF-8"
     )
-
-
-def _may_escape_a_surrogate(text: str) -> bool:
-    """Whether JSON ``text`` has a ``\\uD800``-``\\uDFFF`` escape (a lone one decodes to a
-    string UTF-8 cannot store; the file's own bytes, valid UTF-8, cannot hold one)."""
-    return "\\ud" in text or "\\uD" in text
 
 
 def _int_of_any_length(text: str) -> int:
@@ -153,32 +152,111 @@ def _parse_jsonl(text: str, path: Path) -> list[Raw]:
         except NotStrictJSON as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
         refuse_deep_nesting(value, line, f"{path}:{lineno}")
-        if _may_escape_a_surrogate(line):
+        if may_escape_a_surrogate(line):
             refuse_lone_surrogates(value, _line(path, lineno))
         raws.append(from_object(value, _line(path, lineno)))
     return raws
 
 
 def _parse_json(text: str, path: Path) -> list[Raw]:
+    """A list of items, or an object with an ``items`` list, read one item at a time so that
+    an error in an item names the line it starts on and its place, as a JSONL line's does."""
+    start = _SPACE(text, 0).end()
     try:
-        value = _loads(text)
+        if text[start] in "[{":
+            entries, end = _json_items(text, start, path)
+            got = "an object without an 'items' list"
+        else:
+            value, end = _json_value(text, start, path, None)
+            entries, got = None, _json_type(value)
+        end = _SPACE(text, end).end()
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
+    if entries is None:
+        raise DatasetError(
+            f"{path}: expected a list of items or an object with an 'items' list, got {got}"
+        )
+    surrogates = may_escape_a_surrogate(text)
+    raws = []
+    line, counted = 1, 0  # (the lines before offset `counted`)
+    for index, (start, end, value) in enumerate(entries, start=1):
+        line += text.count("\n", counted, start)
+        counted = start
+        loc = Loc(f"{path}:{line}: item {index}", f"item {index}, line {line}")
+        refuse_deep_nesting(value, text, loc.prefix, start, end)
+        if surrogates:
+            refuse_lone_surrogates(value, loc)
+        raws.append(from_object(value, loc))
+    return raws
+
+
+_SPACE = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]  # (as JSONDecoder skips)
+_Entries = list[tuple[int, int, Any]]  # a .json dataset's items: start and end offsets, value
+_NO_NAME = "Expecting property name enclosed in double quotes"
+_UNIQUE = cast(Callable[[list[tuple[str, Any]]], dict[str, Any]], STRICT_DECODER.object_pairs_hook)
+
+
+def _json_items(text: str, start: int, path: Path) -> tuple[_Entries | None, int]:
+    """The entries of the list at offset ``start``, or of the ``items`` list of the object
+    there (``None`` without one), and the offset after it."""
+    in_list = text[start] == "["  # else an object's
+    close = "]" if in_list else "}"
+    entries: _Entries = []
+    members: list[tuple[str, Any]] = []
+    position = _SPACE(text, start + 1).end()
+    empty = text.startswith(close, position)
+    while not empty:  # (a member at a time, up to the closing bracket)
+        if in_list:
+            value, end = _json_value(text, position, path, len(entries) + 1)
+            entries.append((position, end, value))
+        else:
+            if not text.startswith('"', position):
+                raise json.JSONDecodeError(_NO_NAME, text, position)
+            key, position = STRICT_DECODER.raw_decode(text, position)  # (a string)
+            position = _SPACE(text, position).end()
+            if not text.startswith(":", position):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, position)
+            position = _SPACE(text, position + 1).end()
+            if key == "items" and text.startswith("[", position):
+                value, end = _json_items(text, position, path)
+            else:
+                value, end = _json_value(text, position, path, None)
+            members.append((key, value))
+        position = _SPACE(text, end).end()
+        if text.startswith(close, position):
+            break
+        if not text.startswith(",", position):
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
+        position = _SPACE(text, position + 1).end()
+    if in_list:
+        return entries, position + 1
+    try:
+        items = _UNIQUE(members).get("items")  # (no key given twice)
     except NotStrictJSON as exc:
-        raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
-    refuse_deep_nesting(value, text, str(path))
-    entries = value.get("items") if isinstance(value, dict) else value
-    if not isinstance(entries, list):
-        got = "an object without an 'items' list" if isinstance(value, dict) else _json_type(value)
-        expected = "expected a list of items or an object with an 'items' list"
-        raise DatasetError(f"{path}: {expected}, got {got}")
-    locations = [
-        Loc(f"{path}: item {index}", f"item {index}") for index in range(1, len(entries) + 1)
-    ]
-    if _may_escape_a_surrogate(text):
-        for entry, loc in zip(entries, locations, strict=True):
-            refuse_lone_surrogates(entry, loc)
-    return [from_object(entry, loc) for entry, loc in zip(entries, locations, strict=True)]
+        raise _not_strict(exc, text, start, path, None) from exc
+    return (items if isinstance(items, list) else None), position + 1
+
+
+def _json_value(text: str, start: int, path: Path, index: int | None) -> tuple[Any, int]:
+    """The JSON value at offset ``start`` (in item ``index``) as `_loads` reads it; its end."""
+    try:
+        try:
+            return STRICT_DECODER.raw_decode(text, start)
+        except (json.JSONDecodeError, NotStrictJSON):
+            raise
+        except ValueError:  # an integer longer than int() reads by default
+            return _ANY_INT_DECODER.raw_decode(text, start)
+    except NotStrictJSON as exc:
+        raise _not_strict(exc, text, start, path, index) from exc
+
+
+def _not_strict(error: Exception, text: str, at: int, path: Path, item: int | None) -> DatasetError:
+    """``error`` in the value at offset ``at`` (in ``item``), as an error naming its line."""
+    line = text.count("\n", 0, at) + 1
+    where = f"{path}:{line}" if item is None else f"{path}:{line}: item {item}"
+    return DatasetError(f"{where}: invalid JSON ({error})")
 
 
 def _parse_csv(text: str, path: Path) -> list[Raw]:
@@ -231,7 +309,7 @@ def _from_csv_row(header: list[str], row: list[str], loc: Loc) -> Raw:
         try:
             metadata = _loads(cells["metadata"])
             refuse_deep_nesting(metadata, cells["metadata"], loc.prefix)
-            if _may_escape_a_surrogate(cells["metadata"]):
+            if may_escape_a_surrogate(cells["metadata"]):
                 refuse_lone_surrogates(metadata, loc)
         except json.JSONDecodeError as exc:
             message = f"invalid JSON in 'metadata' column ({exc.msg})"

@@ -41,6 +41,18 @@ class DatasetItem:
         """A fresh JSON-serialisable dict of the item's content (without ``dataset``)."""
         return copy.deepcopy(item_content(self))
 
+    def fresh(self) -> DatasetItem:
+        """A copy whose every dict and list (in its input, expected output and metadata) is
+        new, strings and numbers shared: what a test may change without changing the item
+        for any other test. An item holding no list or object but its empty metadata (a
+        string input and expected output) costs one item and one empty dict."""
+        value, expected, metadata = self.input, self.expected_output, self.metadata
+        if type(value) in _SHARED and type(expected) in _SHARED and metadata == {}:
+            return DatasetItem(self.id, value, expected, {}, self.dataset)
+        return DatasetItem(
+            self.id, _copied(value), _copied(expected), _copied(metadata), self.dataset
+        )
+
     def __repr__(self) -> str:
         text = safe_repr(self.input)  # never raises: an int of 5,000 digits has no repr
         if len(text) > 60:
@@ -86,6 +98,10 @@ class Dataset:
         names the whole file), as the store keeps it; values shared with the items, not
         copied: for serialising at once, not for changing."""
         return [item_content(item) for item in self.versioned or self.items]
+
+    def fresh(self) -> Dataset:
+        """This dataset with each item `DatasetItem.fresh`: items a test may change."""
+        return replace(self, items=tuple(item.fresh() for item in self.items))
 
     def limit(self, n: int | None) -> Dataset:
         """The first ``n`` items (all of them when ``n`` is None).
@@ -145,6 +161,24 @@ def digest(value: object) -> str:
             huge_ints_as_text(value), sort_keys=True, ensure_ascii=False, separators=(",", ":")
         )
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+_SHARED = frozenset({str, int, float, bool, type(None)})
+"""Types of value a test cannot change: shared between an item and its copies."""
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with each dict and list in it new and everything else shared (a dataset file
+    holds nothing else); what items given in code may hold besides (a tuple, a dict subclass)
+    is deep-copied. Files nest at most 100 levels deep (`dataset_checks`)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SHARED else _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SHARED else _copied(v) for v in value]
+    if kind in _SHARED:
+        return value
+    return copy.deepcopy(value)
 
 
 def item_content(item: DatasetItem) -> dict[str, Any]:

@@ -12,6 +12,7 @@ is per test (prompts and datasets used) goes to the record of the running test
 from __future__ import annotations
 
 import types
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_llmobs.datasets import Dataset
     from pytest_llmobs.llm import LLM
     from pytest_llmobs.prompts import Prompt
+    from pytest_llmobs.recording import TestRecord
     from pytest_llmobs.scorer import Scorer
     from pytest_llmobs.session import SessionState
 
@@ -106,12 +108,18 @@ class PromptLoader:
 
 class DatasetLoader:
     """The ``dataset`` fixture's value: ``dataset(name)`` loads a dataset from the datasets
-    directory and notes its version on the running test's record."""
+    directory and notes its version on the running test's record.
 
-    __slots__ = ("_state",)
+    Each test gets a copy of the dataset's items of its own (`Dataset.fresh`; the same one for
+    every call in that test), so that what one test changes in them no later test sees."""
+
+    __slots__ = ("_given", "_given_to", "_state")
 
     def __init__(self, state: SessionState) -> None:
         self._state = state
+        self._given: dict[str, Dataset] = {}
+        self._given_to: weakref.ref[TestRecord] | None = None
+        """The test the copies in ``_given`` are for."""
 
     def __call__(self, name: str) -> Dataset:
         from pytest_llmobs.datasets import DatasetError
@@ -122,9 +130,16 @@ class DatasetLoader:
             loaded = state.dataset(name)
         except DatasetError as exc:
             raise _at_the_call(exc) from None
-        if state.current_record is not None:
-            state.current_record.use_dataset(loaded.name, loaded.version)
-        return loaded
+        record = state.current_record
+        if record is None:  # outside a test (a fixture's teardown): a copy per call
+            return loaded.fresh()
+        record.use_dataset(loaded.name, loaded.version)
+        if self._given_to is None or self._given_to() is not record:
+            self._given, self._given_to = {}, weakref.ref(record)
+        given = self._given.get(loaded.name)
+        if given is None:
+            given = self._given[loaded.name] = loaded.fresh()
+        return given
 
     def __repr__(self) -> str:  # shown among a failed test's arguments
         return f"<dataset loader for {self._state.settings.datasets_dir}>"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_llmobs.datasets import DatasetItem
 
 MARKER = "llm_dataset"
 MARKER_HELP = (
@@ -14,6 +18,8 @@ MARKER_HELP = (
     "that dataset's aggregates"
 )
 _KEYWORDS = ("argname", "thresholds", "limit", "repeat")
+_GIVEN_KEY = pytest.StashKey[tuple[dict[str, Any], str]]()
+"""Where a test's copy of its dataset item is: its ``callspec.params`` and the argname."""
 _TAKEN_ARGNAMES = frozenset({"llm", "prompt", "scorer", "dataset", "request"})
 """The plugin's fixtures and pytest's ``request``: an item under one of these names hides it."""
 
@@ -113,6 +119,45 @@ def parametrize(metafunc: pytest.Metafunc, mark: pytest.Mark) -> None:
         from pytest_llmobs.repeats import parametrize_repeats
 
         parametrize_repeats(metafunc, repeat)
+
+
+def dataset_link(item: pytest.Item, state: Any, previous: Any = None) -> dict[str, Any]:
+    """What `recording.TestRecord` links a marked test's run to: the dataset item it runs and
+    its dataset version, thresholds and repeat; ``{}`` for another test. The test is given a
+    copy of the item (`DatasetItem.fresh`, where pytest passes it from, until `give_back`) for this
+    run alone: what it changes in the item no other test, repeat or attempt sees, nor the
+    run's record of the item. ``previous`` is the record of the attempt before this one
+    (pytest-rerunfailures), which has the item itself."""
+    mark = item.get_closest_marker(MARKER)
+    callspec = getattr(item, "callspec", None)
+    if mark is None or callspec is None:
+        return {}
+    cached = state.markers.get(id(mark))
+    if cached is None or cached[0] is not mark:  # parametrized items share their marker
+        cached = state.markers[id(mark)] = (mark, read_marker(mark, item.nodeid))
+    marker = cached[1]
+    params = callspec.params
+    linked = params.get(marker.argname) if previous is None else previous.item
+    if linked is None:
+        return {}
+    from pytest_llmobs.repeats import repeat_index
+
+    params[marker.argname] = linked.fresh()  # (a method: no import on every test's path)
+    item.stash[_GIVEN_KEY] = (params, marker.argname)
+    return {
+        "item": linked,
+        "dataset_version": state.dataset(marker.name).version,
+        "thresholds": marker.thresholds,
+        "repeat": repeat_index(item),
+    }
+
+
+def give_back(item: pytest.Item, linked: DatasetItem) -> None:
+    """Put the dataset item back where `dataset_link` put the test's copy, once the test's
+    protocol ends: pytest lets go of a test's arguments then, and a copy left in place would
+    hold what the test added to it for the rest of the session."""
+    params, argname = item.stash[_GIVEN_KEY]
+    params[argname] = linked
 
 
 def unparametrized(item: pytest.Item) -> str | None:

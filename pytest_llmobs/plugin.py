@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from pytest_llmobs import hookspecs
-from pytest_llmobs.markers import MARKER, MARKER_HELP, parametrize, read_marker, unparametrized
+from pytest_llmobs.markers import (
+    MARKER,
+    MARKER_HELP,
+    dataset_link,
+    give_back,
+    parametrize,
+    unparametrized,
+)
 from pytest_llmobs.report_attributes import GOVERNED_ATTRIBUTE, PAYLOAD_ATTRIBUTE, STARTED_ATTRIBUTE
 from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 
@@ -231,6 +238,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         raise
     finally:
         state.current_record = None
+        if record.item is not None:
+            give_back(item, record.item)
 
 
 def _xdist_stop(stop: BaseException) -> str | None:
@@ -243,8 +252,9 @@ def _xdist_stop(stop: BaseException) -> str | None:
     return None if "keyboard-interrupt" in reason else reason
 
 
-def _new_record(item: pytest.Item, state: Any) -> Any:
-    """The record of one run of ``item``, made the session's current one."""
+def _new_record(item: pytest.Item, state: Any, previous: Any = None) -> Any:
+    """The record of one run of ``item`` (after its ``previous`` attempt's), made the
+    session's current one."""
     from pytest_llmobs.recording import TestRecord
 
     record = TestRecord(
@@ -253,7 +263,7 @@ def _new_record(item: pytest.Item, state: Any) -> Any:
         name=item.name,
         # (Stash.get raises and catches a KeyError for nearly every test: a test per item)
         copy=item.stash[_COPY_KEY] if _COPY_KEY in item.stash else 0,  # noqa: SIM401
-        **_dataset_link(item, state),
+        **dataset_link(item, state, previous),
     )
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm.cache_extra)
@@ -277,7 +287,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     state = built_state(item.config)
     if state is None or state.current_record is None:
         return
-    switch_root(_new_record(item, state).root)
+    switch_root(_new_record(item, state, state.current_record).root)
 
 
 def _keep_unfinished(item: pytest.Item, state: Any, record: Any, stop: BaseException) -> None:
@@ -293,28 +303,6 @@ def _keep_unfinished(item: pytest.Item, state: Any, record: Any, stop: BaseExcep
     payload["stopped"] = True  # (no verdict: see repeats.item_verdict)
     if state.recorder is not None and state.started:
         state.recorder.add_item(payload)
-
-
-def _dataset_link(item: pytest.Item, state: Any) -> dict[str, Any]:
-    mark = item.get_closest_marker(MARKER)
-    callspec = getattr(item, "callspec", None)
-    if mark is None or callspec is None:
-        return {}
-    cached = state.markers.get(id(mark))
-    if cached is None or cached[0] is not mark:  # parametrized items share their marker
-        cached = state.markers[id(mark)] = (mark, read_marker(mark, item.nodeid))
-    marker = cached[1]
-    linked = callspec.params.get(marker.argname)
-    if linked is None:
-        return {}
-    from pytest_llmobs.repeats import repeat_index
-
-    return {
-        "item": linked,
-        "dataset_version": state.dataset(marker.name).version,
-        "thresholds": marker.thresholds,
-        "repeat": repeat_index(item),
-    }
 
 
 @pytest.hookimpl(wrapper=True)

@@ -148,6 +148,58 @@ def test_item_and_dataset_api(tmp_path: Path) -> None:
     assert dataset[0].metadata == {}
 
 
+def test_a_fresh_item_has_lists_and_objects_of_its_own_and_shares_the_rest(
+    tmp_path: Path,
+) -> None:
+    write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {
+                "id": "nested",
+                "input": {"messages": [{"role": "user", "content": "hi"}], "n": 2},
+                "expected_output": ["a"],
+                "metadata": {"tags": ["x"], "k": "v"},
+            },
+            {"id": "plain", "input": "q", "expected_output": "a"},
+        ],
+    )
+    dataset = load_dataset("d", tmp_path)
+    nested, plain = dataset
+
+    copy = nested.fresh()
+    assert copy == nested
+    assert copy.input is not nested.input
+    assert copy.input["messages"][0] is not nested.input["messages"][0]
+    assert copy.expected_output is not nested.expected_output
+    assert copy.metadata["tags"] is not nested.metadata["tags"]
+    assert copy.input["messages"][0]["content"] is nested.input["messages"][0]["content"]
+    copy.input["messages"].append({"role": "assistant", "content": "hello"})
+    copy.input["messages"][0]["content"] = "changed"
+    copy.metadata["tags"].append("y")
+    assert nested.to_dict() == nested.fresh().to_dict() == dataset.snapshot()[0]
+    assert nested.input["messages"] == [{"role": "user", "content": "hi"}]
+
+    plain_copy = plain.fresh()  # nothing to copy but the empty metadata
+    assert plain_copy == plain
+    assert plain_copy.input is plain.input
+    assert plain_copy.metadata == {}
+    assert plain_copy.metadata is not plain.metadata
+
+    given_in_code = DatasetItem("t", ([1],), {"s": {2}}, {"k": ([3],)})  # deep-copied
+    other = given_in_code.fresh()
+    assert other == given_in_code
+    assert other.input[0] is not given_in_code.input[0]
+    assert other.expected_output["s"] is not given_in_code.expected_output["s"]
+
+    fresh = dataset.fresh()
+    assert fresh == dataset
+    assert fresh.version == dataset.version
+    assert [item is original for item, original in zip(fresh, dataset, strict=True)] == [
+        False,
+        False,
+    ]
+
+
 def test_get_missing_id_lists_known_ids(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "d.jsonl", [{"id": f"i{n}", "input": n} for n in range(7)])
     dataset = load_dataset("d", tmp_path)
@@ -269,8 +321,11 @@ def test_error_invalid_json_line(tmp_path: Path) -> None:
 def test_error_json_other_tools_reject(tmp_path: Path, line: str, problem: str) -> None:
     jsonl = write(tmp_path / "d.jsonl", '{"input": "fine"}\n' + line + "\n")
     assert load_error(jsonl).startswith(f"{jsonl}:2: invalid JSON ({problem}")
-    whole = write(tmp_path / "d.json", f"[{line}]")
-    assert load_error(whole).startswith(f"{whole}: invalid JSON ({problem}")
+    # (before: "d.json: invalid JSON (...)", naming neither the line nor the item)
+    whole = write(tmp_path / "d.json", f'[\n  {{"input": "fine"}},\n  {line}\n]\n')
+    assert load_error(whole).startswith(f"{whole}:3: item 2: invalid JSON ({problem}")
+    items = write(tmp_path / "i.json", f'{{"name": "d",\n "items": [\n\n  {line}]}}')
+    assert load_error(items).startswith(f"{items}:4: item 1: invalid JSON ({problem}")
 
 
 def test_error_nesting_too_deep_to_store(tmp_path: Path) -> None:
@@ -285,6 +340,62 @@ def test_error_nesting_too_deep_to_store(tmp_path: Path) -> None:
     assert load_error(csv).startswith(f"{csv}:2: lists and objects nested more than 100")
     many = "[" + ",".join(["[[1]]"] * 200) + "]"  # many brackets, little depth: loads
     assert load_dataset_file(write(tmp_path / "ok.jsonl", f'{{"input": {many}}}\n')).items
+
+
+def test_json_file_nesting_errors_name_the_item_and_a_json_item_nests_as_a_jsonl_line(
+    tmp_path: Path,
+) -> None:
+    # (before: "d.json: lists and objects nested more than 100 levels deep", and the list
+    # around the items counted as a level: an item JSONL reads was refused in a .json file)
+    deep = "[" * 101 + "1" + "]" * 101
+    fine = '{"input": "fine"}'
+    path = write(tmp_path / "d.json", f'[{fine}, {fine}, {fine},\n {{"input": {deep}}}]')
+    assert load_error(path) == (
+        f"{path}:2: item 4: lists and objects nested more than 100 levels deep; flatten the item "
+        "or store that part as a string"
+    )
+    deepest = "[" * 99 + "1" + "]" * 99  # the item's object is level 1, as on a JSONL line
+    jsonl = load_dataset_file(write(tmp_path / "ok.jsonl", f'{{"input": {deepest}}}\n'))
+    as_list = load_dataset_file(write(tmp_path / "ok.json", f'[{{"input": {deepest}}}]'))
+    as_items = load_dataset_file(
+        write(tmp_path / "o.json", f'{{"items": [{{"input": {deepest}}}]}}')
+    )
+    assert as_list.version == as_items.version == jsonl.version
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"items": [{"input": "a"}],\n "items": []}',
+            ":1: invalid JSON (key 'items' appears twice",
+        ),
+        ('{"name": "d",\n "version": NaN, "items": []}', ":2: invalid JSON (NaN is not a JSON"),
+        ('[{"input": "a"}] []', ":1:18: invalid JSON (Extra data)"),
+        ('[{"input": "a"},]', ":1:17: invalid JSON (Expecting value)"),
+        ('[{"input": "a"}\n {"input": "b"}]', ":2:2: invalid JSON (Expecting ',' delimiter)"),
+        ('{"items" [{"input": "a"}]}', ":1:10: invalid JSON (Expecting ':' delimiter)"),
+        ("{items: []}", ":1:2: invalid JSON (Expecting property name enclosed in double quotes)"),
+        (
+            '{"items": {"input": "a"}}',
+            ": expected a list of items or an object with an 'items' list",
+        ),
+        ('"a"', ": expected a list of items or an object with an 'items' list, got string"),
+    ],
+)
+def test_json_file_errors_outside_the_items(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "d.json", text)
+    assert load_error(path).startswith(f"{path}{message}")
+
+
+def test_json_file_of_items_with_spaces_and_huge_integers(tmp_path: Path) -> None:
+    huge = "9" * 5000  # longer than int() reads by default
+    text = f'\n  [\n\t{{"id": "a", "input": {huge}}} ,\r\n  {{"input": [1, {{"k": "v"}}]}}\n]\n  '
+    items = load_dataset_file(write(tmp_path / "d.json", text)).items
+    assert items[0].input == int(huge[:4000]) * 10**1000 + int(huge[4000:])
+    assert items[1].input == [1, {"k": "v"}]
+    jsonl = f'{{"id": "a", "input": {huge}}}\n{{"input": [1, {{"k": "v"}}]}}\n'
+    assert load_dataset_file(write(tmp_path / "d.jsonl", jsonl)).items == items
 
 
 def test_error_csv_metadata_with_nan(tmp_path: Path) -> None:
@@ -307,7 +418,7 @@ def test_error_invalid_json_file_has_line_and_column(tmp_path: Path) -> None:
 
 def test_error_json_file_entry_not_an_object(tmp_path: Path) -> None:
     path = write(tmp_path / "d.json", '{"items": [{"input": "a"}, "b"]}')
-    assert load_error(path) == f"{path}: item 2: {EXPECTED_OBJECT}, got string"
+    assert load_error(path) == f"{path}:1: item 2: {EXPECTED_OBJECT}, got string"
 
 
 def test_error_json_file_without_items(tmp_path: Path) -> None:
@@ -327,7 +438,7 @@ def test_error_missing_input(tmp_path: Path) -> None:
 
 def test_error_unknown_key(tmp_path: Path) -> None:
     path = write(tmp_path / "d.json", '[{"input": "a", "expected": "b"}]')
-    assert load_error(path) == f"{path}: item 1: unknown key 'expected'; {ALLOWED}"
+    assert load_error(path) == f"{path}:1: item 1: unknown key 'expected'; {ALLOWED}"
 
 
 def test_error_both_expected_output_spellings(tmp_path: Path) -> None:
@@ -341,8 +452,8 @@ def test_error_duplicate_id(tmp_path: Path) -> None:
     )
     assert load_error(path) == f"{path}:3: duplicate id '1' (first used at line 1)"
 
-    path = write(tmp_path / "d.json", '[{"id": "x", "input": "a"}, {"id": "x", "input": "b"}]')
-    assert load_error(path) == f"{path}: item 2: duplicate id 'x' (first used at item 1)"
+    path = write(tmp_path / "d.json", '[{"id": "x", "input": "a"},\n {"id": "x", "input": "b"}]')
+    assert load_error(path) == f"{path}:2: item 2: duplicate id 'x' (first used at item 1, line 1)"
 
 
 @pytest.mark.parametrize(
@@ -520,7 +631,11 @@ def test_jsonl_and_json_agree(tmp_path: Path, items: list[dict[str, Any]]) -> No
     ("name", "text", "where"),
     [
         ("d.jsonl", '{"input": "ok"}\n{"input": "cut \\ud83d"}\n', ":2:"),
-        ("d.json", '[{"input": "ok"}, {"input": "x", "metadata": {"k": "\\udc00"}}]', ": item 2:"),
+        (
+            "d.json",
+            '[{"input": "ok"}, {"input": "x", "metadata": {"k": "\\udc00"}}]',
+            ":1: item 2:",
+        ),
         ("d.csv", 'input,metadata\nx,"{""k"": ""\\ud800""}"\n', ":2:"),
     ],
 )

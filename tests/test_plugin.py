@@ -1466,6 +1466,112 @@ def test_a_rerun_test_is_stored_as_its_last_attempt(
     assert [g["input"][0]["content"] for g in generations] == ["attempt 1"]
 
 
+CHAT_ITEMS = [
+    {
+        "id": "chat",
+        "input": {"messages": [{"role": "user", "content": "Capital of France?"}]},
+        "expected_output": ["Paris"],
+    },
+    {"id": "plain", "input": "Capital of Japan?", "expected_output": "Tokyo"},
+]
+"""A dataset item holding lists and objects, and one holding none (its metadata empty)."""
+
+
+def test_a_test_changing_its_item_changes_it_for_no_other_test(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: DatasetItem is frozen but its input, expected output and metadata were one
+    # object for every test: the second repeat got the first's appended message, later tests
+    # and the `dataset` fixture got them all, and the run stored the changed input)
+    pytester.makefile(".jsonl", **{"datasets/chat": "\n".join(map(json.dumps, CHAT_ITEMS))})
+    pytester.makepyfile(
+        """
+        import pytest
+
+        FILE = {"chat": ({"messages": [{"role": "user", "content": "Capital of France?"}]},
+                         ["Paris"]),
+                "plain": ("Capital of Japan?", "Tokyo")}
+
+        def as_in_the_file(item):
+            assert (item.input, item.expected_output) == FILE[item.id]
+            assert item.metadata == {}
+
+        def change(item):
+            if item.id == "chat":
+                item.input["messages"].append({"role": "assistant", "content": "Paris"})
+                item.expected_output.append("Paris, France")
+            item.metadata["seen"] = True
+
+        @pytest.fixture
+        def seen(item):
+            return item
+
+        @pytest.mark.llm_dataset("chat", repeat=3)
+        def test_changes(item, seen):
+            as_in_the_file(item)
+            assert seen is item  # one copy per run, whoever asks for it
+            change(item)
+
+        def test_fixture_changes(dataset):
+            chat = dataset("chat")
+            assert chat is dataset("chat")  # one copy per test
+            for item in chat:
+                as_in_the_file(item)
+                change(item)
+
+        def test_fixture_after(dataset):
+            for item in dataset("chat"):
+                as_in_the_file(item)
+
+        @pytest.mark.llm_dataset("chat")
+        def test_after(item):
+            as_in_the_file(item)
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    result.assert_outcomes(passed=10)
+    stored = runs.items(runs.latest())
+    by_id = {item["id"]: item for item in CHAT_ITEMS}
+    linked = [item for item in stored.values() if item["item_id"] is not None]
+    assert len(linked) == 8
+    for item in linked:
+        assert item["input"] == by_id[item["item_id"]]["input"]
+        assert item["expected_output"] == by_id[item["item_id"]]["expected_output"]
+
+
+def test_a_rerun_gets_its_item_as_the_dataset_has_it(pytester: pytest.Pytester, runs: Runs) -> None:
+    # (before: the second attempt got the message the first one appended, and failed again)
+    pytester.makeconftest(RERUNS_PLUGIN)
+    pytester.makefile(".jsonl", **{"datasets/chat": "\n".join(map(json.dumps, CHAT_ITEMS))})
+    pytester.makepyfile(
+        """
+        import pathlib
+        import pytest
+
+        COUNT = pathlib.Path(__file__).parent / "attempts.txt"
+
+        @pytest.mark.llm_dataset("chat", limit=1)
+        def test_flaky(item):
+            attempt = int(COUNT.read_text()) if COUNT.exists() else 0
+            COUNT.write_text(str(attempt + 1))
+            messages = item.input["messages"]
+            assert len(messages) == 1
+            messages.append({"role": "assistant", "content": "Paris"})
+            assert attempt >= 1
+        """
+    )
+
+    result = pytester.runpytest("--llm-model=mock-llm-v1")
+
+    assert result.ret == 0, result.stdout.str()
+    (item,) = runs.latest()["items"]
+    assert item["outcome"] == "passed"
+    assert item["trace"]["observations"][0]["metadata"]["reruns"] == 1
+    assert item["input"] == CHAT_ITEMS[0]["input"]
+
+
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_test_collected_twice_gets_a_trace_per_run(
     pytester: pytest.Pytester, runs: Runs, xdist: list[str]
