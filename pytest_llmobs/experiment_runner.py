@@ -5,7 +5,9 @@ Each item runs in its own asyncio task with its root span current, so whatever t
 (also in threads: the context is copied into the pool) nests under it. Sync tasks and sync
 evaluators run in a `ThreadPoolExecutor` of ``max_concurrency`` threads; a thread that overran
 its timeout keeps its slot (a `Slot` handed to a keeper task) until it returns, so no more than
-``max_concurrency`` tasks ever run and a timeout only starts when a thread is free.
+``max_concurrency`` tasks ever run and a timeout only starts when a thread is free. Each attempt
+and each evaluator gets its own copy of the item (`DatasetItem.fresh`): what one changes reaches
+no other, nor the item recorded.
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ class ExperimentRunner:
             attempt += 1
             since = len(record.trace.scores)
             try:
-                output = not_awaitable(self.task(item, **self.task_kwargs), self.task)
+                output = not_awaitable(self.task(item.fresh(), **self.task_kwargs), self.task)
             except (Exception, asyncio.CancelledError) as exc:  # (a thread's: never the run's)
                 errors.append(describe(exc))
                 if attempt > self.retries:  # the last attempt: its scores are the item's
@@ -297,7 +299,7 @@ class ExperimentRunner:
     async def _call_task(self, item: DatasetItem, slot: Slot) -> tuple[Any, _Outcomes]:
         """One attempt: the task's output (no evaluator has run yet)."""
         if self.task_is_async:
-            call = self.task(item, **self.task_kwargs)
+            call = self.task(item.fresh(), **self.task_kwargs)
             if self.timeout_s is None:
                 return await call, {}
             started = time.perf_counter()
@@ -307,7 +309,7 @@ class ExperimentRunner:
                 if time.perf_counter() - started < self.timeout_s:
                     raise  # the task's own timeout, not ours
                 raise TaskTimeout(self.timeout_s) from None
-        thread_call = self._in_thread(self.task, item, **self.task_kwargs)
+        thread_call = self._in_thread(self.task, item.fresh(), **self.task_kwargs)
         if self.timeout_s is None:
             return not_awaitable(await thread_call, self.task), {}
         try:
@@ -350,7 +352,7 @@ class ExperimentRunner:
         for index, evaluator in pending:
             if evaluator.is_async:
                 try:
-                    outcomes[index] = evaluator.result(await evaluator.call(output, item))
+                    outcomes[index] = evaluator.result(await evaluator.call(output, item.fresh()))
                 except (Exception, asyncio.CancelledError) as exc:
                     if isinstance(exc, asyncio.CancelledError) and self._own_cancellation():
                         raise
@@ -386,7 +388,7 @@ def _evaluate_sync(
     outcomes: _Outcomes = {}
     for index, evaluator in evaluators:
         try:
-            outcomes[index] = evaluator.result(evaluator.call(output, item))
+            outcomes[index] = evaluator.result(evaluator.call(output, item.fresh()))
         except (Exception, asyncio.CancelledError) as exc:  # (sync: never the run's)
             outcomes[index] = exc
     return outcomes

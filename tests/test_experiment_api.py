@@ -693,3 +693,44 @@ def test_replaying_from_the_cache_an_openai_model_needs_no_api_key(
     (item,) = result.items
     assert item.outcome == "error"
     assert str(item.error).startswith("CacheMissError: llm cache miss (--llm-cache=read)")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_task_or_evaluator_changing_its_item_changes_it_for_no_attempt_and_no_record(
+    kind: str,
+) -> None:
+    given = {"id": "c", "input": {"messages": [{"role": "user", "content": "hi"}]}}
+    seen: list[int] = []
+
+    def change(item: DatasetItem) -> None:
+        seen.append(len(item.input["messages"]))
+        item.input["messages"].append({"role": "assistant", "content": "x"})
+        item.metadata["touched"] = True
+
+    def sync_task(item: DatasetItem) -> str:
+        change(item)
+        if len(seen) == 1:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    async def async_task(item: DatasetItem) -> str:
+        return sync_task(item)
+
+    def evaluator(output: str, item: DatasetItem) -> bool:
+        change(item)
+        return True
+
+    result = run_experiment(
+        name="copies",
+        dataset=[given],
+        task=sync_task if kind == "sync" else async_task,
+        evaluators={"one": evaluator, "two": evaluator},
+        retries=1,
+        store=None,
+    )
+
+    (item,) = result.items
+    assert item.outcome == "passed"
+    assert seen == [1, 1, 1, 1]  # two attempts, two evaluators: each saw the item as given
+    assert item.input == {"messages": [{"role": "user", "content": "hi"}]}
+    assert given["input"] == {"messages": [{"role": "user", "content": "hi"}]}
