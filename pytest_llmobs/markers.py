@@ -18,8 +18,8 @@ MARKER_HELP = (
     "that dataset's aggregates"
 )
 _KEYWORDS = ("argname", "thresholds", "limit", "repeat")
-_GIVEN_KEY = pytest.StashKey[tuple[dict[str, Any], str]]()
-"""Where a test's copy of its dataset item is: its ``callspec.params`` and the argname."""
+_GIVEN_KEY = pytest.StashKey[str]()
+"""The argname under which a test's ``callspec.params`` hold its copy of its dataset item."""
 _TAKEN_ARGNAMES = frozenset({"llm", "prompt", "scorer", "dataset", "request"})
 """The plugin's fixtures and pytest's ``request``: an item under one of these names hides it."""
 
@@ -143,7 +143,7 @@ def dataset_link(item: pytest.Item, state: Any, previous: Any = None) -> dict[st
     from pytest_llmobs.repeats import repeat_index
 
     params[marker.argname] = linked.fresh()  # (a method: no import on every test's path)
-    item.stash[_GIVEN_KEY] = (params, marker.argname)
+    item.stash[_GIVEN_KEY] = marker.argname
     return {
         "item": linked,
         "dataset_version": state.dataset(marker.name).version,
@@ -156,8 +156,7 @@ def give_back(item: pytest.Item, linked: DatasetItem) -> None:
     """Put the dataset item back where `dataset_link` put the test's copy, once the test's
     protocol ends: pytest lets go of a test's arguments then, and a copy left in place would
     hold what the test added to it for the rest of the session."""
-    params, argname = item.stash[_GIVEN_KEY]
-    params[argname] = linked
+    item.callspec.params[item.stash[_GIVEN_KEY]] = linked  # type: ignore[attr-defined]
 
 
 def unparametrized(item: pytest.Item) -> str | None:
