@@ -212,7 +212,9 @@ class LLM:
             input=messages,
         )
         observation.model = self.provider.model
-        observation.model_parameters = call_params
+        # as sent: a ``stop`` or ``tools`` list the caller changes later was not (strings and
+        # numbers, the usual parameters, are kept as they are)
+        observation.model_parameters = {key: snapshot(value) for key, value in call_params.items()}
         if link is not None:
             observation.attach_prompt(link)
         return observation, messages, call_params, parent

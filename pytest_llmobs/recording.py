@@ -133,6 +133,10 @@ class TestRecord:
         outcome = self.outcome
         if self.error is not None:
             self.root.fail(self.error)
+        self.root.end()
+        # first: a generation still open (a stream the test stopped reading) records its
+        # answer as the trace ends, and that answer may be the test's output below
+        self.trace.finish()
         if self.root.output is None:
             generations = [  # the answer under test: not a judge's call, not a teardown's
                 o
@@ -142,8 +146,6 @@ class TestRecord:
             if generations:
                 self.root.output = generations[-1].output
         self.root.metadata["outcome"] = outcome
-        self.root.end()
-        self.trace.finish()
         item = self.item
         return {
             "node_id": self.node_id,

@@ -245,50 +245,51 @@ def _tracked(value: Any, kind: type, _depth: int, deep: _Deep) -> Any:
 
 
 def _converted(value: Any, kind: type, _depth: int, deep: _Deep | None = None) -> Any:
-    if isinstance(value, str):  # a subclass (LangChain's TextAccessor, a str enum): plain str
+    # Every decision is made on the type: an instance that answers any attribute (a mock, a
+    # forwarding proxy) or spoofs its `__class__` (a mock with a spec) is never asked anything,
+    # so recording a value cannot change what the code under test sees (`mock.method_calls`).
+    if issubclass(kind, str):  # a subclass (LangChain's TextAccessor, a str enum): plain str
         return str.__str__(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if issubclass(kind, int) and kind is not bool:
         return int.__int__(value)
-    if isinstance(value, float):  # numpy.float64 and other subclasses: a plain float
+    if issubclass(kind, float):  # numpy.float64 and other subclasses: a plain float
         return _plain_float(value)
     if kind.__name__ in ("bool_", "bool"):  # numpy booleans
         return bool(value)
-    if isinstance(value, numbers.Integral):  # numpy integers and friends
+    if issubclass(kind, numbers.Integral):  # numpy integers and friends
         return int.__int__(int(value))
-    if isinstance(value, numbers.Real):
+    if issubclass(kind, numbers.Real):
         return _plain_float(float(value))
     if _depth >= MAX_DEPTH:
         return f"<truncated at depth {MAX_DEPTH}>"
     depth = _depth + 1
-    if isinstance(value, Mapping):
+    if issubclass(kind, Mapping):
         return jsonable(dict(value), _depth, deep)  # as a plain dict, by jsonable's own branch
-    if isinstance(value, (list, tuple)):
+    if issubclass(kind, (list, tuple)):
         return [jsonable(v, depth, deep) for v in value]
-    if isinstance(value, (set, frozenset)):
+    if issubclass(kind, (set, frozenset)):
         return sorted((jsonable(v, depth, deep) for v in value), key=repr)
-    if isinstance(value, type):  # a class (e.g. a pydantic response_format), not an instance
+    if issubclass(kind, type):  # a class (e.g. a pydantic response_format), not an instance
         return safe_repr(value)
-    try:  # duck-typed guesses: a method of that name may want arguments or fail
-        to_dict = getattr(value, "to_dict", None)
-        if callable(to_dict):
-            return jsonable(to_dict(), depth, deep)
-        model_dump = getattr(value, "model_dump", None)
-        if callable(model_dump):
-            return jsonable(model_dump(mode="json"), depth, deep)
+    try:  # duck-typed guesses, when the class has them: a method may want arguments or fail
+        if callable(getattr(kind, "to_dict", None)):
+            return jsonable(value.to_dict(), depth, deep)
+        if callable(getattr(kind, "model_dump", None)):
+            return jsonable(value.model_dump(mode="json"), depth, deep)
     except Exception:
         return safe_repr(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if dataclasses.is_dataclass(kind):
         # field by field: dataclasses.asdict deep-copies, which fails on locks, files, ...
         return {
-            f.name: jsonable(getattr(value, f.name), depth, deep) for f in dataclasses.fields(value)
+            f.name: jsonable(getattr(value, f.name), depth, deep) for f in dataclasses.fields(kind)
         }
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+    if issubclass(kind, (dt.datetime, dt.date, dt.time)):
         return str.__str__(value.isoformat())
-    if isinstance(value, enum.Enum):
+    if issubclass(kind, enum.Enum):
         return jsonable(value.value, depth, deep)
-    if isinstance(value, PurePath):
+    if issubclass(kind, PurePath):
         return str.__str__(str(value))
-    if isinstance(value, (bytes, bytearray)):
+    if issubclass(kind, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
     return safe_repr(value)
 

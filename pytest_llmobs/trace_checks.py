@@ -1,6 +1,6 @@
 """Checks of what callers pass to the tracing API (names, observation types, generation fields,
-trace attributes): a `TypeError` (a `ValueError` for a number out of range) at the call,
-rather than when the trace is stored."""
+trace attributes): a `TypeError` (a `ValueError` for a number out of range or an unknown
+level) at the call, rather than when the trace is stored."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from pytest_llmobs.trace_model import ObservationType
 
 
-_TEXT_FIELDS = frozenset({"model", "prompt_name", "level", "status_message"})
+_TEXT_FIELDS = frozenset({"model", "prompt_name", "status_message"})
+
+LEVELS = ("DEBUG", "DEFAULT", "WARNING", "ERROR")
+"""An observation's levels, as Langfuse knows them (``ObservationLevel``)."""
 
 
 def checked_field(key: str, value: Any) -> Any:
@@ -23,6 +26,8 @@ def checked_field(key: str, value: Any) -> Any:
     a `TypeError` naming the field when it has the wrong type (at the call, not when stored)."""
     if key == "name":
         return check_name("update", value)
+    if key == "level":
+        return "DEFAULT" if value is None else check_level("update", value)
     if value is None:
         return None
     if key in _TEXT_FIELDS:
@@ -80,6 +85,20 @@ def check_name(function: str, name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{function}: name must be a str; got {type(name).__name__}")
     return str.__str__(name)
+
+
+def check_level(function: str, level: object) -> str:
+    """``level`` in upper case when it is one of `LEVELS` in any case (``"warning"``); a
+    `ValueError` naming the value otherwise (a `TypeError` when it is not a str)."""
+    if not isinstance(level, str):
+        raise TypeError(f"{function}: level must be a str or None; got {type(level).__name__}")
+    upper = str.__str__(level).upper()
+    if upper not in LEVELS:
+        raise ValueError(
+            f"{function}: level {safe_repr(level):.60} is not one of {', '.join(LEVELS)} "
+            "(in any case)"
+        )
+    return upper
 
 
 _OBSERVATION_TYPES: tuple[ObservationType, ...] = ("span", "generation", "event")

@@ -108,7 +108,8 @@ class Trace:
         if tags:
             self.tags.extend(t for t in map(id_text, tags) if t not in self.tags)
         if metadata:
-            self.metadata.update(metadata)
+            for key, value in metadata.items():
+                self.metadata[key] = snapshot(value)
 
     def add_score(
         self,

@@ -188,6 +188,11 @@ def propagate_attributes(
 ) -> Iterator[None]:
     """Set trace attributes on the current trace, and on traces started inside the block."""
     check_attributes(user_id=user_id, session_id=session_id, tags=tags, metadata=metadata)
+    # copies, as they were given: traces started later in the block get them, not later changes
+    if tags is not None:
+        tags = list(tags)
+    if metadata is not None:
+        metadata = {key: snapshot(value) for key, value in metadata.items()}
     attributes: dict[str, Any] = {
         k: v
         for k, v in {

@@ -355,6 +355,19 @@ def test_as_langchain_parameters_bind_and_stop_reach_the_model(mock_llm: LLM) ->
     ]
 
 
+def test_the_handler_records_parameters_as_they_were_sent() -> None:
+    # (before: the caller's stop list, appended to after the call, was in the trace)
+    stop = ["\n"]
+    handler = CallbackHandler()
+
+    with start_span("test") as root:
+        fake_model("Paris").invoke("Capital of France?", {"callbacks": [handler]}, stop=stop)
+    stop.append("NEVER_SENT")
+
+    (generation,) = generations(root.trace)
+    assert generation.model_parameters["stop"] == ["\n"]
+
+
 def test_as_langchain_sends_tool_turns_and_image_parts_in_the_chat_format(
     mock_llm: LLM,
 ) -> None:

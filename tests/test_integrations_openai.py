@@ -5,6 +5,7 @@ clients, copies, and a pytest session that stores what they recorded."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from textwrap import dedent
 from typing import TYPE_CHECKING, Any
 
 import openai
+import pydantic
 import pytest
 from fake_openai import (
     FAKE_API_KEY,
@@ -229,6 +231,22 @@ def test_messages_appended_after_the_call_are_not_its_input(
     ]
 
 
+def test_parameters_changed_after_the_call_are_recorded_as_sent(
+    client: OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    # (before: the tools list itself, so the tool appended afterwards was stored as sent)
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+
+    def ask_then_add_a_tool() -> None:
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, tools=tools)
+        tools.append({"type": "function", "function": {"name": "never_sent", "parameters": {}}})
+
+    _, (generation,) = recorded(ask_then_add_a_tool)
+
+    assert generation.model_parameters == {"tools": fake_openai.requests[0].params["tools"]}
+    assert [t["function"]["name"] for t in generation.model_parameters["tools"]] == ["get_weather"]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
 def test_tool_calls_are_the_output(client: OpenAI, fake_openai: FakeOpenAI, stream: bool) -> None:
     call = ("get_weather", '{"city": "Paris"}')
@@ -336,6 +354,47 @@ def test_a_stream_that_breaks_is_errored_with_what_it_delivered(
     assert generation.level == "ERROR"
     assert generation.status_message == "APIError: upstream went away"
     assert generation.output == "Paris is"
+
+
+def test_a_stream_that_breaks_records_the_model_its_chunks_named(
+    client: OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    # (before: the requested model, as if the server had not answered)
+    dated = "gpt-4o-mini-2024-07-18"
+    fake_openai.queue(dataclasses.replace(broken_stream("Paris is", "gone"), model=dated))
+    create = client.chat.completions.create
+
+    with start_span("test") as root, pytest.raises(openai.APIError, match="gone"):
+        for _ in create(model="gpt-4o-mini", messages=QUESTION, stream=True):
+            pass
+
+    (generation,) = root.trace.observations[1:]
+    assert (generation.level, generation.output, generation.model) == ("ERROR", "Paris is", dated)
+    assert generation.metadata["response_id"] == "chatcmpl-fake-1"
+
+
+class City(pydantic.BaseModel):
+    name: str
+
+
+def test_parse_cut_short_records_what_the_server_answered(
+    client: OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    # (before: neither the model that answered, nor the answer, nor its usage and cost)
+    dated = "gpt-4o-mini-2024-07-18"
+    reply = answer('{"name": "Par', finish_reason="length")
+    fake_openai.queue(
+        dataclasses.replace(reply, model=dated, prompt_tokens=12, completion_tokens=2)
+    )
+
+    with start_span("test") as root, pytest.raises(openai.LengthFinishReasonError):
+        client.chat.completions.parse(model="gpt-4o-mini", messages=QUESTION, response_format=City)
+
+    (generation,) = root.trace.observations[1:]
+    assert (generation.level, generation.model, generation.output) == ("ERROR", dated, reply.text)
+    assert generation.usage == {"input": 12, "output": 2, "total": 14}
+    assert generation.cost == pytest.approx((12 * MINI_INPUT + 2 * MINI_OUTPUT) / 1e6)
+    assert generation.metadata["finish_reason"] == "length"
 
 
 def test_an_async_client_records_completions_and_streams(fake_openai: FakeOpenAI) -> None:
@@ -448,6 +507,40 @@ def test_calls_in_a_test_are_stored_in_its_trace(
     assert [g["output"] for g in generations] == [ECHO, ECHO]
     assert [g["usage"] for g in generations] == [ECHO_USAGE, ECHO_USAGE]
     assert generations[1]["model_parameters"]["stream"] is True
+
+
+def test_a_stream_the_test_stopped_reading_is_its_output(
+    pytester: pytest.Pytester, runs: Runs, openai_env: FakeOpenAI
+) -> None:
+    # (before: the generation got its answer when the trace ended, after the test's output was
+    # taken from it, so the test's output was None)
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        dedent(
+            """\
+            from openai import OpenAI
+
+            from pytest_llmobs.integrations.openai import instrument
+
+            def test_app():
+                client = instrument(OpenAI(max_retries=0))  # OPENAI_BASE_URL: the fake server
+                messages = [{"role": "user", "content": "What is the capital of France?"}]
+                stream = client.chat.completions.create(
+                    model="gpt-4o-mini", messages=messages, stream=True
+                )
+                for chunk in stream:
+                    if chunk.choices[0].delta.content == "What ":
+                        break  # the stream is never closed
+            """
+        )
+    )
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    root, generation = item["trace"]["observations"]
+    assert generation["metadata"]["stream_closed_early"] is True
+    assert root["output"] == generation["output"] == "echo: What "
 
 
 def test_instrument_says_what_it_expects(pytester: pytest.Pytester) -> None:

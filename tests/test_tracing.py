@@ -643,6 +643,36 @@ def test_update_keeps_whole_token_counts_as_ints(root: Observation) -> None:
     assert generation.cost == 1.0
 
 
+def test_update_takes_langfuses_levels_in_any_case(root: Observation) -> None:
+    # (before: 'warning' was stored as given, and 'error' was no error to the OTLP exporter)
+    with start_span("s") as span:
+        span.update(level="warning")
+        assert span.level == "WARNING"
+        span.update(level="Error")
+        assert span.level == "ERROR"
+        span.update(level=None)
+        assert span.level == "DEFAULT"
+        span.update(level="DEBUG")
+    assert span.to_dict()["level"] == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("level", "error", "message"),
+    [
+        ("BOGUS", ValueError, "level 'BOGUS' is not one of DEBUG, DEFAULT, WARNING, ERROR"),
+        ("", ValueError, "level '' is not one of DEBUG, DEFAULT, WARNING, ERROR"),
+        (3, TypeError, "level must be a str or None; got int"),
+    ],
+)
+def test_update_refuses_a_level_langfuse_does_not_know(
+    root: Observation, level: Any, error: type[Exception], message: str
+) -> None:
+    with start_span("s") as span, pytest.raises(error) as caught:
+        span.update(level=level)
+    assert str(caught.value).startswith(f"update: {message}")
+    assert span.level == "DEFAULT"
+
+
 def test_attach_prompt_accepts_an_uncompiled_prompt_and_a_span_keeps_the_link(
     root: Observation,
 ) -> None:
@@ -713,6 +743,52 @@ def test_plain_strings_and_numbers_are_recorded_without_a_copy(root: Observation
 
     span = by_name(root.trace)["echo"]
     assert span.input["args"][0] is text and span.output is text
+
+
+def test_generate_records_its_parameters_as_they_were_sent(root: Observation) -> None:
+    # (before: the list itself, so {'stop': ['\n', 'NEVER_SENT']} was stored)
+    from pytest_llmobs.llm import LLM
+    from pytest_llmobs.providers import default_registry
+
+    stop = ["\n"]
+    LLM(default_registry().resolve("mock-llm-v1")).generate("Capital of France?", stop=stop)
+    stop.append("NEVER_SENT")
+
+    generation = by_name(root.trace)["llm.generate"]
+    assert generation.to_dict()["model_parameters"] == {"stop": ["\n"]}
+
+
+def test_propagate_attributes_records_metadata_as_it_was_given(root: Observation) -> None:
+    # (before: the caller's dict itself, so the later temperature 999 was stored)
+    config = {"temperature": 0.2}
+    with propagate_attributes(metadata={"config": config}):
+        config["temperature"] = 999
+    with start_span("s") as span:
+        span.propagate_attributes(metadata={"seen": config})
+    config["temperature"] = 1000
+
+    assert root.trace.to_dict()["metadata"] == {
+        "config": {"temperature": 0.2},
+        "seen": {"temperature": 999},
+    }
+
+
+def test_traces_started_in_a_propagate_block_get_its_attributes_as_given(
+    finished: list[dict[str, Any]],
+) -> None:
+    @observe
+    def job() -> None:
+        return None
+
+    config = {"temperature": 0.2}
+    tags = ["a"]
+    with propagate_attributes(metadata={"config": config}, tags=tags):
+        config["temperature"] = 999
+        tags.append("b")
+        job()
+
+    (inside,) = finished
+    assert (inside["metadata"], inside["tags"]) == ({"config": {"temperature": 0.2}}, ["a"])
 
 
 # --- propagate_attributes ------------------------------------------------------------------------

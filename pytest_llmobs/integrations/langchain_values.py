@@ -19,6 +19,8 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from langchain_core.prompt_values import PromptValue, StringPromptValue
 
+from pytest_llmobs.serialize import snapshot
+
 __all__ = [
     "message_dict",
     "model_of_result",
@@ -139,9 +141,10 @@ def requested_model(
 
 
 def model_parameters(invocation_params: Mapping[str, Any]) -> dict[str, Any]:
-    """The call parameters of a run (temperature, max_tokens, stop...), without the model."""
+    """The call parameters of a run (temperature, max_tokens, stop...), without the model, as
+    they were sent (a ``stop`` list changed later was not)."""
     return {
-        key: value
+        key: snapshot(value)
         for key, value in invocation_params.items()
         if key not in _NOT_PARAMETERS and value is not None
     }

@@ -50,6 +50,30 @@ def _output(
     return message
 
 
+def _answer(
+    completion: ChatCompletion,
+) -> tuple[str, str, list[Any], list[str | None], Any]:
+    """A completion's model, id, answer(s), finish reason(s) and usage."""
+    outputs: list[Any] = []
+    reasons: list[str | None] = []
+    for choice in completion.choices:
+        message = choice.message
+        calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or ()]
+        function = getattr(message, "function_call", None)
+        called = None if function is None else function.model_dump(exclude_none=True)
+        outputs.append(_output(message.content, calls, message.refusal, called))
+        reasons.append(choice.finish_reason)
+    return completion.model, completion.id, outputs, reasons, completion.usage
+
+
+def _answered(error: BaseException) -> ChatCompletion | None:
+    """The completion a call got before it raised ``error``: the SDK's finish-reason errors
+    (``LengthFinishReasonError``...) carry it. (A ``.parse()`` whose answer fails validation
+    raises pydantic's error, which does not: that call is recorded without the answer.)"""
+    completion = getattr(error, "completion", None)
+    return completion if isinstance(completion, ChatCompletion) else None
+
+
 def _one_or_all(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -120,8 +144,8 @@ class ChatCall:
         *,
         secret: str | None = None,
     ) -> None:
-        params = {
-            key: value
+        params = {  # copies, as with messages: a tools list appended to later was not sent
+            key: snapshot(value)
             for key, value in request.items()
             if key not in _NOT_PARAMETERS and not isinstance(value, _SENTINELS)
         }
@@ -148,15 +172,7 @@ class ChatCall:
 
     def finish(self, completion: ChatCompletion) -> None:
         """Record the completion's model, answer(s), usage and finish reason(s)."""
-        outputs, reasons = [], []
-        for choice in completion.choices:
-            message = choice.message
-            calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or ()]
-            function = getattr(message, "function_call", None)
-            called = None if function is None else function.model_dump(exclude_none=True)
-            outputs.append(_output(message.content, calls, message.refusal, called))
-            reasons.append(choice.finish_reason)
-        self._close(completion.model, completion.id, outputs, reasons, completion.usage)
+        self._close(*_answer(completion))
 
     def finish_unread(self, response: object) -> None:
         """Close the generation of a call whose raw response the caller reads itself."""
@@ -233,8 +249,13 @@ class ChatCall:
         status = getattr(error, "status_code", None)
         if isinstance(status, int):
             self.observation.metadata["status_code"] = status
-        if self._choices:  # a stream that broke: what it delivered before
-            self.observation.output = self._hidden(_one_or_all(self._streamed_outputs()))
+        answered = _answered(error)
+        if answered is not None:  # `.parse()` refused the answer: what the server answered
+            self._record(*_answer(answered))
+        else:  # a stream that broke: what it delivered before (nothing, for other errors)
+            reasons = [self._choices[i].finish_reason for i in sorted(self._choices)]
+            outputs = self._streamed_outputs()
+            self._record(self._model, self._response_id, outputs, reasons, self._usage)
         self.observation.fail(error)
         self.observation.status_message = self._hidden(self.observation.status_message)
         self._done = True
@@ -251,6 +272,17 @@ class ChatCall:
         if self._done:
             return
         self._done = True
+        self._record(model, response_id, outputs, reasons, usage)
+        close_observation(self.observation)
+
+    def _record(
+        self,
+        model: str | None,
+        response_id: str | None,
+        outputs: list[Any],
+        reasons: Iterable[str | None],
+        usage: Any,
+    ) -> None:
         observation = self.observation
         if model:
             observation.model = model
@@ -263,7 +295,6 @@ class ChatCall:
             observation.metadata["response_id"] = response_id
         if usage is not None:
             self._record_usage(usage)
-        close_observation(observation)
 
     def _hidden(self, value: Any) -> Any:
         """``value`` with the client's API key replaced by ``***`` wherever it appears."""
