@@ -8,9 +8,10 @@ Names:
   ``p50_s`` (the median), ``p95_s``, over the counted items, each item's values of ``s``
   averaged first (``n`` counts items, not values); values however large (finite) aggregate
   without overflow, a result beyond the float limit (a spread near it) being clamped to it;
-- with repeats (``--llm-repeat``) the intervals of ``pass_rate`` and ``mean_s`` come from a
-  bootstrap over the items, each item's repeats averaged first: running an item again adds no
-  new item, so it must not narrow the interval as if it did;
+- with repeats (``--llm-repeat``) the intervals of ``pass_rate`` and ``mean_s`` are over the
+  items, each item's repeats averaged first (Wilson's for ``pass_rate`` and boolean scores, a
+  bootstrap for numeric ones): running an item again adds no new item, so it must not narrow
+  the interval as if it did;
 - a bootstrap needs `MIN_BOOTSTRAP_SAMPLES` items: from fewer, the aggregate has no
   ``.ci_low``/``.ci_high`` (Wilson's interval is defined from one);
 - for each categorical score ``s``: ``counts_s`` whose fields count each value

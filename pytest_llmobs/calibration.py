@@ -73,7 +73,7 @@ class CalibrationReport:
             "human labels"
         ]
         if self.threshold is not None:
-            lines.append(f"best threshold: {printable(self.score)} >= {self.threshold:g}")
+            lines.append(f"best threshold: {printable(self.score)} >= {_exact(self.threshold)}")
         lines.append(
             f"accuracy {self.accuracy:.3f}  Cohen's kappa {self.kappa:.3f}"
             + (f"  ROC AUC {self.auc:.3f}" if self.auc is not None else "")
@@ -119,6 +119,13 @@ class CalibrationReport:
             if names:
                 notes.append(f"{len(names)} {what}: {_first_ten(names)}")
         return notes
+
+
+def _exact(value: float) -> str:
+    """``0.5``, ``51``: the shortest figure that is ``value`` itself (2/3 as
+    ``0.6666666666666666``: a rounded 0.666667 would fail the items it was chosen to pass)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _first_ten(names: list[str]) -> str:

@@ -7,7 +7,9 @@ hidden parametrized argument, so ``test_capital[france]`` becomes ``test_capital
 `RepeatTracker` follows the run's items and, at the end, adds per group (dataset and ``*``):
 
 - ``flaky_items``: items whose verdicts (passed vs failed/error) differ across their repeats;
-- ``flaky_rate``: ``flaky_items`` over the items run more than once;
+- ``flaky_rate``: ``flaky_items`` over the items with a verdict in two or more repeats (a
+  skipped, xfailed or stopped repeat has none: an item skipped every time is no item that
+  held steady, as it is no item in ``pass_rate``);
 - ``mean_repeat_variance_<score>``: the sample variance of a numeric or boolean score across an
   item's repeats, averaged over items;
 
@@ -121,12 +123,14 @@ class RepeatTracker:
         return any(len(cases) > 1 for cases in self._cases.values())
 
     def items(self) -> list[dict[str, Any]]:
-        """Per repeated item: repeats, passed, failed, flakiness, flaky, score variances."""
+        """Per item with a verdict in two or more repeats: repeats, passed, failed, flakiness,
+        flaky, score variances. (An item with fewer can show no flakiness nor variance: left out,
+        it does not pull ``flaky_rate`` down.)"""
         rows = []
         for (dataset, item_id, node_id), cases in sorted(self._cases.items()):
-            if len(cases) < 2:
-                continue
             verdicts = [c.verdict for c in cases if c.verdict is not None]
+            if len(verdicts) < 2:
+                continue
             passed = sum(verdicts)
             failed = len(verdicts) - passed
             variances = {}
@@ -142,7 +146,7 @@ class RepeatTracker:
                     "repeats": len(cases),
                     "passed": passed,
                     "failed": failed,
-                    "flakiness": min(passed, failed) / len(verdicts) if verdicts else 0.0,
+                    "flakiness": min(passed, failed) / len(verdicts),
                     "flaky": passed > 0 and failed > 0,
                     "variance": variances,
                 }
@@ -155,7 +159,7 @@ class RepeatTracker:
             return None
         rows = self.items()
         return {
-            "max_repeats": max(r["repeats"] for r in rows),
+            "max_repeats": max(len(cases) for cases in self._cases.values()),
             "items": rows,
             "flaky_items": sum(r["flaky"] for r in rows),
         }
@@ -194,11 +198,11 @@ def repeat_lines(summary: Mapping[str, Any] | None) -> list[str]:
         return []
     rows = list(summary.get("items") or [])
     flaky = [r for r in rows if r.get("flaky")]
+    head = f"repeats: up to {summary.get('max_repeats')} per item, "
     lines = [
-        f"repeats: up to {summary.get('max_repeats')} per item, {len(rows)} item(s) repeated, "
-        f"{len(flaky)} flaky ({len(flaky) / len(rows):.1%})"
+        f"{head}{len(rows)} item(s) repeated, {len(flaky)} flaky ({len(flaky) / len(rows):.1%})"
         if rows
-        else "repeats: none"
+        else f"{head}no item with a verdict in two of them (skipped, xfailed or stopped)"
     ]
     variances: dict[str, list[float]] = defaultdict(list)
     for row in rows:

@@ -12,7 +12,7 @@ killed run's figures so far, a comparison) leaves them out too.
 
 A score's kind as it is recorded is `score_kind`'s; `check_score` refuses, on every way in (the
 scorer, ``Trace.add_score``, evaluators), a name or comment no score may have, a name whose
-aggregates would take a built-in aggregate's name included.
+aggregates would take a built-in or a repeat aggregate's name included.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pytest_llmobs.aggregate_names import (
     BUILTIN_AGGREGATES,
     KIND_CLASH,
     LABEL_EXPECTED,
+    REPEAT_VARIANCE_PREFIX,
     score_aggregate_names,
 )
 from pytest_llmobs.evaluators.basic import shorten
@@ -54,8 +55,10 @@ def score_kind(name: str, value: object, metadata: Mapping[str, Any] | None = No
 def check_score(name: object, kind: str, comment: object = None) -> None:
     """Refuse, with a one-line `ScoreError`, what a score must not be recorded with: a name
     that is not a non-empty string, holds control characters, or whose aggregates would take
-    the name of a built-in aggregate (``mean_latency_ms`` of generations); a comment that is
-    not a string or None. ``kind`` is `score_kind`'s.
+    the name of a built-in aggregate (``mean_latency_ms`` of generations) or of a repeat
+    aggregate (``mean_repeat_variance_x`` of a number ``repeat_variance_x``: score ``x``'s
+    variance across repeats); a comment that is not a string or None. ``kind`` is
+    `score_kind`'s.
     """
     if not isinstance(name, str) or not name:
         raise ScoreError(f"score name must be a non-empty string; got {name!r}")
@@ -70,6 +73,13 @@ def check_score(name: object, kind: str, comment: object = None) -> None:
             f"score {name!r}: its aggregate{'s' * (len(clash) > 1)} {', '.join(clash)} would "
             "take the names of the run's own aggregates (from generations, count, pass_rate); "
             "use another score name"
+        )
+    repeat = [a for a in score_aggregate_names(name, kind) if a.startswith(REPEAT_VARIANCE_PREFIX)]
+    if repeat:
+        other = repeat[0].removeprefix(REPEAT_VARIANCE_PREFIX)
+        raise ScoreError(
+            f"score {name!r}: its aggregate {repeat[0]} would take the name of the run's own "
+            f"variance of score {other!r} across repeats (--llm-repeat); use another score name"
         )
     if comment is not None and not isinstance(comment, str):
         raise ScoreError(

@@ -241,7 +241,7 @@ def _uncounted(
 def _counted_items_name(name: str) -> bool:
     """Whether ``name`` is an aggregate only counted items give: ``pass_rate`` or a score's
     (`score_aggregate_names`); a name of no such shape is a typo whatever ran."""
-    if name == "pass_rate":
+    if name == "pass_rate" or name in FLAKY_AGGREGATES:  # (items with verdicts in two repeats)
         return True
     if name in GENERATION_AGGREGATES:  # from generations, which skipped items count too
         return False

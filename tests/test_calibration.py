@@ -406,6 +406,16 @@ def test_boolean_repeats_that_disagree_get_a_threshold_on_their_share_of_true(
     ) in report.lines()
 
 
+def test_the_best_threshold_is_printed_as_the_value_it_is() -> None:
+    # (before: "ok >= 0.666667", which fails the items agreeing 2 of 3 that 2/3 passes)
+    report = CalibrationReport("ok", "BOOLEAN", 3, 1.0, 1.0, {}, threshold=2 / 3)
+    assert "best threshold: ok >= 0.6666666666666666" in report.lines()
+    report.threshold = 51.0
+    assert "best threshold: ok >= 51" in report.lines()
+    report.threshold = 0.96
+    assert "best threshold: ok >= 0.96" in report.lines()
+
+
 def test_categorical_repeats_compare_their_most_common_value_and_leave_ties_out(
     mixed: list[dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -326,6 +326,25 @@ def test_metrics_the_current_run_lacks_are_listed_and_the_gate_says_so() -> None
     )
 
 
+def test_aggregates_only_repeats_or_generations_give_are_not_listed_as_missing() -> None:
+    # (before: "missing from this run: mean_repeat_variance_q (d), mean_latency_ms (d) ...",
+    # metrics no comparison ever tests)
+    repeated = [
+        item(f"t.py::t[{n}-r{r}]", "passed", dataset="d", repeat=r, q=0.5 + r / 4)
+        for n in "xy"
+        for r in (0, 1)
+    ]
+    for entry in repeated:
+        entry["trace"]["observations"].append(
+            {"parent_id": "root", "type": "generation", "metadata": {"latency_ms": 5.0}}
+        )
+    once = [item(f"t.py::t[{n}]", "passed", dataset="d", q=0.5) for n in "xy"]
+
+    comparison = compare_runs(run("a", repeated), run("b", once))
+
+    assert comparison.missing == []
+
+
 def test_a_boolean_score_named_after_latency_or_cost_regresses_when_it_turns_false() -> None:
     # true is a pass whatever the name: before, mean_latency_ok going 1 -> 0.33 was an improvement
     names = [f"i{k}" for k in range(12)]
@@ -662,3 +681,144 @@ def test_mcnemar_decides_a_pass_fail_change(losses: int, wins: int, verdict: str
 
     assert (got, fails) == (verdict, verdict == "regression")
     assert (test.p_value < 0.05) == (verdict == "regression")  # the verdict agrees with its p
+
+
+# --- what the figures read (QA statistics pass) ---------------------------------------------------
+
+
+def scored(name: str, outcome: str, score: str, values: list[Any]) -> dict[str, Any]:
+    """A dataset item of test t.py::t whose test recorded ``score`` once per value."""
+    stored = item(f"t.py::t[{name}]", outcome, dataset="d")
+    kind = "BOOLEAN" if all(isinstance(v, bool) for v in values) else "NUMERIC"
+    stored["trace"]["scores"] = [{"name": score, "value": v, "data_type": kind} for v in values]
+    return stored
+
+
+def ok_twice(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
+    return run("r", [scored(f"i{k:02d}", "passed", "ok", list(p)) for k, p in enumerate(pairs)])
+
+
+def test_a_boolean_recorded_twice_per_test_is_compared_by_its_mean_not_by_mcnemar() -> None:
+    # An item recording (True, False) scores 0.5: no pass, no fail, so McNemar's test does not
+    # apply. (before: every item 1.0 -> 0.5 was "no significant change (mid-p 1.000)", and the
+    # second case a regression at mid-p 9.8e-04, as a change from 0.5 counted as a loss.)
+    every_item_halved = compare_runs(ok_twice([(True, True)] * 30), ok_twice([(True, False)] * 30))
+    mixed = compare_runs(
+        ok_twice([(True, False)] * 30),
+        ok_twice([(False, False)] * 10 + [(True, True)] * 8 + [(True, False)] * 12),
+    )
+
+    halved = next(m for m in every_item_halved.metrics if (m.group, m.name) == ("d", "mean_ok"))
+    assert halved.test is not None and halved.test.p_value is None
+    assert (halved.verdict, halved.fails_gate) == ("regression", True)
+    assert not every_item_halved.gate_passed
+    row = next(m for m in mixed.metrics if (m.group, m.name) == ("d", "mean_ok"))
+    assert row.test is not None and row.test.p_value is None
+    assert (row.test.losses, row.test.wins) == (None, None)
+    assert row.verdict == "no significant change" and mixed.gate_passed
+    assert "McNemar" not in halved.message()
+
+
+def test_paired_test_uses_mcnemar_only_when_every_value_is_0_or_1() -> None:
+    halves = paired_test([0.5] * 30, [0.0] * 10 + [1.0] * 8 + [0.5] * 12, binary=True)
+    assert (halves.losses, halves.wins, halves.p_value) == (None, None, None)
+    passes = paired_test([1.0] * 20, [0.0] * 6 + [1.0] * 14, binary=True)
+    assert (passes.losses, passes.wins) == (6, 0)
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.8, 0.7), (0.9, 0.8), (0.3, 0.2)])
+def test_a_drop_equal_to_max_drop_but_for_float_noise_is_within_it(
+    before: float, after: float
+) -> None:
+    # 0.7 - 0.8 is -0.10000000000000009 (before: beyond --llm-max-drop 0.1; 0.9 -> 0.8 within)
+    names = [f"i{k:02d}" for k in range(30)]
+    baseline = run("a", [scored(n, "passed", "q", [before]) for n in names])
+    current = run("b", [scored(n, "passed", "q", [after]) for n in names])
+
+    comparison = compare_runs(baseline, current, max_drop=0.1)
+
+    row = next(m for m in comparison.metrics if (m.group, m.name) == ("d", "mean_q"))
+    assert (row.verdict, row.fails_gate) == ("regression", False)
+    assert comparison.gate_passed
+    assert row.message(0.1).endswith("(delta -0.100, 95% CI -0.100..-0.100, n=30, within "
+                                     "--llm-max-drop 0.1)")  # fmt: skip
+
+
+def test_a_drop_beyond_max_drop_that_rounds_to_it_is_printed_with_the_digits_that_show_it() -> None:
+    names = [f"i{k:02d}" for k in range(30)]
+    baseline = run("a", [scored(n, "passed", "q", [0.9]) for n in names])
+    current = run("b", [scored(n, "passed", "q", [0.7996]) for n in names])
+
+    comparison = compare_runs(baseline, current, max_drop=0.1)
+
+    row = next(m for m in comparison.metrics if (m.group, m.name) == ("d", "mean_q"))
+    assert (row.verdict, row.fails_gate) == ("regression", True)
+    # (before: "delta -0.100, 95% CI -0.100..-0.100" beside "beyond --llm-max-drop 0.1")
+    assert row.message(0.1).endswith("(delta -0.1004, 95% CI -0.1004..-0.1004, n=30)")
+    table = "\n".join(comparison_lines(comparison))
+    assert "  d          mean_q     0.900     0.800    -0.1004  -0.1004..-0.1004  -  " in table
+    assert "beyond --llm-max-drop 0.1: session fails" in table
+
+
+def test_markdown_shows_the_paired_delta_its_interval_and_p_are_of() -> None:
+    # 5 items gone, 5 new ones scoring 0, 6 matched items 0.8 -> 0.5: the aggregate's delta
+    # (-0.193) lay outside the interval of the matched items' change printed beside it.
+    from pytest_llmobs.compare.render import PAIRED_NOTE, markdown
+
+    kept = [f"i{k:02d}" for k in range(25)]
+    baseline = run("a", [scored(n, "passed", "q", [0.8]) for n in [*kept, *"vwxyz"]])
+    current = run(
+        "b",
+        [scored(n, "passed", "q", [0.5 if k < 6 else 0.8]) for k, n in enumerate(kept)]
+        + [scored(f"n{k}", "passed", "q", [0.0]) for k in range(5)],
+    )
+
+    comparison = compare_runs(baseline, current)
+
+    row = next(m for m in comparison.metrics if (m.group, m.name) == ("d", "mean_q"))
+    assert row.test is not None and round(row.test.interval.estimate, 3) == -0.072
+    lines = markdown(comparison).splitlines()
+    assert "| d | `mean_q` | 0.800 | 0.607 | -0.193 (paired -0.072) | -0.120..-0.024 |" in (
+        "\n".join(lines)
+    )
+    assert PAIRED_NOTE in lines
+    unmoved = compare_runs(baseline, baseline)
+    assert PAIRED_NOTE not in markdown(unmoved) and "(paired" not in markdown(unmoved)
+
+
+def test_a_p_value_just_under_alpha_is_not_printed_as_0_050() -> None:
+    # 41 pass -> fail, 25 fail -> pass: mid-p 0.0498 beside REGRESSION (before: "mid-p=0.050")
+    def verdicts(passing: Any) -> dict[str, Any]:
+        return run("r", [item(f"t.py::t[i{k:02d}]", passing(k), dataset="d") for k in range(70)])
+
+    comparison = compare_runs(
+        verdicts(lambda k: "passed" if k < 41 or k >= 66 else "failed"),
+        verdicts(lambda k: "passed" if k >= 41 else "failed"),
+    )
+
+    row = next(m for m in comparison.metrics if (m.group, m.name) == ("d", "pass_rate"))
+    assert row.test is not None and row.test.p_value == pytest.approx(0.0498, abs=5e-5)
+    assert row.verdict == "regression"
+    assert "McNemar mid-p=0.0498, n=70)" in row.message()
+    assert "  0.0498  70  regression" in "\n".join(comparison_lines(comparison))
+
+
+@pytest.mark.parametrize(
+    ("p", "shown"),
+    [(0.0498, "0.0498"), (0.04999, "0.04999"), (0.0501, "0.050"), (0.05, "0.050"),
+     (0.031, "0.031"), (0.5, "0.500"), (0.00098, "9.8e-04")],
+)  # fmt: skip
+def test_p_values_read_on_the_side_of_alpha_they_are(p: float, shown: str) -> None:
+    from pytest_llmobs.compare.model import fmt_p
+
+    assert fmt_p(p) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(-0.0004, "-0.0004"), (0.0, "+0.000"), (-0.12, "-0.120"), (2e-20, "+2e-20")],
+)
+def test_an_interval_bound_that_is_not_0_never_reads_as_0(value: float, shown: str) -> None:
+    from pytest_llmobs.compare.model import fmt_signed
+
+    assert fmt_signed(value) == shown

@@ -331,6 +331,61 @@ def test_max_drop_and_baseline_from_the_ini_file(suite: pytest.Pytester, runs: R
     result.stdout.fnmatch_lines(["2 regression(s) within --llm-max-drop 0.9: gate passes"])
 
 
+ENV_SCORED_SUITE = """\
+    import os
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals")
+    def test_capital(item, scorer):
+        for value in os.environ["SCORES"].split():  # "1 0": the boolean ok, twice
+            if value in ("0", "1"):
+                scorer.score("ok", value == "1")
+            else:
+                scorer.score("q", float(value))
+    """
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "line", "status"),
+    [
+        pytest.param(  # (before: "no significant change (mid-p 1.000)": the gate passed)
+            "1 1", "1 0",
+            "REGRESSION capitals: mean_ok 1.000 -> 0.500 (delta -0.500, 95% CI "
+            "-0.500..-0.500, n=40)",
+            pytest.ExitCode.TESTS_FAILED,
+            id="boolean-twice-every-item-halved",
+        ),
+        pytest.param(  # (before: "beyond --llm-max-drop 0.1", as 0.7 - 0.8 is -0.10000000000000009)
+            "0.8", "0.7",
+            "REGRESSION capitals: mean_q 0.800 -> 0.700 (delta -0.100, 95% CI -0.100..-0.100, "
+            "n=40, within --llm-max-drop 0.1)",
+            pytest.ExitCode.OK,
+            id="drop-equal-to-max-drop",
+        ),
+    ],
+)  # fmt: skip
+def test_the_gate_judges_each_items_mean_and_a_drop_equal_to_the_tolerance(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    before: str,
+    after: str,
+    line: str,
+    status: pytest.ExitCode,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    write_capitals(pytester)
+    pytester.makepyfile(test_capitals=dedent(ENV_SCORED_SUITE))
+    monkeypatch.setenv("SCORES", before)
+    save_main(pytester)
+    monkeypatch.setenv("SCORES", after)
+
+    result = pytester.runpytest("--llm-baseline=main", "--llm-max-drop=0.1")
+
+    assert result.ret == status
+    result.stdout.fnmatch_lines([exact(line)])
+    assert "McNemar" not in result.stdout.str()
+
+
 # --- what changed, flips, unmatched --------------------------------------------------------------
 
 PROMPT_SUITE = """\

@@ -343,3 +343,81 @@ def test_llmobs_show_lists_the_repeats_as_the_session_did(
 
     repeats = [line for line in session.stdout.lines if line.startswith("repeats:")]
     assert repeats and repeats[0] in out.getvalue().splitlines()  # (show left it out)
+
+
+def test_flaky_rate_is_over_items_with_a_verdict_in_two_repeats(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    # (before: spain, skipped every time, and italy, skipped but once, counted as steady items:
+    # "4 item(s) repeated, 1 flaky (25.0%)", flaky_rate 0.25)
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_capitals=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", repeat=2)
+            def test_capital(item, request):
+                repeat = request.node.callspec.params["_llmobs_repeat"]
+                if item.id == "spain" or (item.id == "italy" and repeat == 1):
+                    pytest.skip("not applicable")
+                assert item.id != "france" or repeat == 0
+            """
+        )
+    )
+
+    result = pytester.runpytest("--llm-threshold=capitals: flaky_rate <= 0.5")
+
+    group = runs.aggregates(runs.latest(), "capitals")
+    assert (group["flaky_rate"]["value"], group["flaky_rate"]["n"]) == (0.5, 2)
+    assert group["flaky_items"]["value"] == 1
+    assert [r["item_id"] for r in runs.latest()["repeats"]["items"]] == ["france", "japan"]
+    result.stdout.fnmatch_lines(
+        [
+            "repeats: up to 2 per item, 2 item(s) repeated, 1 flaky (50.0%)",
+            "  ✓ capitals: flaky_rate <= 0.5  observed 0.500 (n=2)",
+        ]
+    )
+
+
+def test_a_flaky_threshold_on_a_dataset_skipped_every_time_is_not_evaluated(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]]
+) -> None:
+    # (after flaky_rate stopped counting items without two verdicts, such a dataset has none:
+    # the threshold must read as not evaluated, not as "exists only with --llm-repeat")
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_capitals=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.llm_dataset("capitals", repeat=2)
+            def test_capital(item):
+                pytest.skip("not applicable")
+            """
+        )
+    )
+
+    result = pytester.runpytest("--llm-threshold=capitals: flaky_rate <= 0.5")
+
+    result.stdout.fnmatch_lines(["*capitals: flaky_rate <= 0.5*not evaluated*no item*counted*"])
+    result.stdout.no_fnmatch_line("*only with --llm-repeat*")
+    assert result.ret == 0
+
+
+def test_repeats_skipped_every_time_say_so() -> None:
+    from pytest_llmobs.repeats import RepeatTracker, repeat_lines
+
+    tracker = RepeatTracker()
+    for repeat in range(3):
+        node = f"t.py::t[a-r{repeat}]"
+        tracker.add({"dataset": "d", "item_id": "a", "repeat": repeat, "node_id": node,
+                     "outcome": "skipped"})  # fmt: skip
+    aggregates: dict[str, Any] = {}
+    tracker.add_aggregates(aggregates)
+
+    assert aggregates == {}  # (before: flaky_rate 0 of 1 item)
+    assert repeat_lines(tracker.summary()) == [
+        "repeats: up to 3 per item, no item with a verdict in two of them (skipped, xfailed or "
+        "stopped)"
+    ]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pytest_llmobs import run_experiment
 from pytest_llmobs.aggregate_model import ItemSummary
 from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.repeats import item_scores
-from pytest_llmobs.score_kinds import ScoreKinds
+from pytest_llmobs.score_kinds import ScoreKinds, check_score
+from pytest_llmobs.score_model import ScoreError
 
 
 def item(node_id: str, *scores: tuple[str, str, Any], label: bool = False) -> dict[str, Any]:
@@ -138,3 +141,17 @@ def test_run_experiment_fails_the_items_whose_evaluator_changed_kind() -> None:
     assert aggregates["mean_judge"].n == 1
     assert "counts_judge" not in aggregates
     assert aggregates["pass_rate"].value == 1 / 3
+
+
+def test_a_number_named_after_a_repeat_variance_is_refused() -> None:
+    # (before: under --llm-repeat, mean_repeat_variance_x, score x's variance across repeats,
+    # replaced the mean of a score named repeat_variance_x)
+    with pytest.raises(ScoreError) as caught:
+        check_score("repeat_variance_x", "number")
+
+    assert str(caught.value) == (
+        "score 'repeat_variance_x': its aggregate mean_repeat_variance_x would take the name of "
+        "the run's own variance of score 'x' across repeats (--llm-repeat); use another score name"
+    )
+    check_score("repeat_variance_x", "string")  # counts_repeat_variance_x: no clash
+    check_score("x_repeat_variance", "number")

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.aggregate_model import Aggregate, ItemSummary, aggregates_from_dict
-from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.aggregate_names import ALL_ITEMS, GENERATION_AGGREGATES, REPEAT_VARIANCE_PREFIX
 from pytest_llmobs.aggregates import compute_aggregates
 from pytest_llmobs.compare.changes import what_changed
 from pytest_llmobs.compare.items import PASS_RATE, Case, flips, match, paired_values
@@ -135,5 +135,18 @@ def _missing_metrics(
         for group in groups
         if group in before
         for name in _ordered(set(before[group]), {PASS_RATE})
-        if (name == PASS_RATE or name.startswith("mean_")) and name not in after.get(group, {})
+        if _tested_name(name) and name not in after.get(group, {})
     ]
+
+
+def _tested_name(name: str) -> bool:
+    """Whether aggregate ``name`` is one the comparison tests: ``pass_rate`` or a score's mean
+    (not the mean latency of generations, nor a score's variance across repeats, which a run
+    without repeats lacks by design)."""
+    if name == PASS_RATE:
+        return True
+    return (
+        name.startswith("mean_")
+        and name not in GENERATION_AGGREGATES
+        and not name.startswith(REPEAT_VARIANCE_PREFIX)
+    )

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from pytest_llmobs.aggregate_model import strip_repeat_id
 from pytest_llmobs.aggregate_names import KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.compare.model import FlippedItem
+from pytest_llmobs.compare.stats import all_binary
 from pytest_llmobs.repeats import item_verdict
 from pytest_llmobs.safe_stats import mean_of
 
@@ -148,7 +149,9 @@ class PairedValues(NamedTuple):
     boolean: bool
     """Pass/fail values (the pass rate, a BOOLEAN score): true, or a higher share, is better."""
     binary: bool
-    """Boolean with one repeat per item: McNemar's test applies."""
+    """Boolean with one repeat per item and every value (of both runs) 0 or 1: McNemar's test
+    applies. A test that records a boolean several times counts as its mean, which need not be
+    (true and false: 0.5)."""
 
 
 def paired_values(pairs: Iterable[tuple[Case, Case]], metric: str) -> PairedValues:
@@ -173,7 +176,8 @@ def paired_values(pairs: Iterable[tuple[Case, Case]], metric: str) -> PairedValu
     current = [mean_of(c) for _, c in grouped.values()]
     single = all(len(b) == 1 for b, _ in grouped.values())
     boolean = boolean and bool(grouped)
-    return PairedValues(baseline, current, boolean, boolean and single)
+    binary = boolean and single and all_binary(baseline) and all_binary(current)
+    return PairedValues(baseline, current, boolean, binary)
 
 
 def output_of(item: Mapping[str, Any]) -> Any:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_llmobs.aggregate_names import ALL_ITEMS
-from pytest_llmobs.compare.stats import PairedTest, Verdict
+from pytest_llmobs.compare.stats import ALPHA, PairedTest, Verdict, beyond_drop
 
 
 def group_label(group: str) -> str:
@@ -18,7 +19,44 @@ def fmt(value: float | None) -> str:
 
 
 def fmt_p(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+    """``0.031``, ``9.8e-04``; with more digits when three would put p on the other side of
+    `ALPHA` from its verdict (0.0498 is significant, 0.050 would not read so)."""
+    if p < 0.001:
+        return f"{p:.1e}"
+    return fmt_reading(p, lambda shown: (shown < ALPHA) == (p < ALPHA), sign="")
+
+
+def fmt_signed(value: float, places: int = 3) -> str:
+    """``+0.123`` (``places`` decimals); a value that is not 0 never reads as 0 (``-0.0004``,
+    not ``-0.000``)."""
+    return fmt_reading(value, lambda shown: shown != 0 or value == 0, places=places)
+
+
+def fmt_reading(
+    value: float, reads: Callable[[float], bool], *, sign: str = "+", places: int = 3
+) -> str:
+    """``value`` to ``places`` decimals, or as many more as it takes for the figure shown to
+    read as the verdict beside it says (``reads(shown)``): every digit at worst."""
+    for decimals in range(places, 18):
+        shown = f"{value:{sign}.{decimals}f}"
+        if reads(float(shown)):
+            return shown
+    return f"{value:{sign}}"
+
+
+def _places(shown: str) -> int:
+    """Decimals of a fixed-point figure (0 for one in exponent notation)."""
+    return 0 if "e" in shown else len(shown.partition(".")[2])
+
+
+class Figures(NamedTuple):
+    """A metric's change as shown (`MetricComparison.figures`)."""
+
+    delta: str
+    paired: str | None
+    """The paired delta, when it is to be shown beside ``delta``."""
+    interval: str
+    """``-0.120..-0.024``; ``-`` without paired statistics."""
 
 
 @dataclass(slots=True)
@@ -78,13 +116,12 @@ class MetricComparison:
         word = {"regression": "REGRESSION", "improvement": "IMPROVEMENT"}.get(
             self.verdict, self.verdict
         )
-        details = [f"delta {self.delta:+.3f}"]
-        if self.test is not None and abs(self.test.interval.estimate - self.delta) > 5e-4:
-            # Items in one run only (or uneven repeats) move the aggregate; the gate judges the
-            # difference over matched items.
-            details.append(f"paired delta {self.test.interval.estimate:+.3f}")
+        figures = self.figures(tolerance)
+        details = [f"delta {figures.delta}"]
+        if figures.paired is not None:
+            details.append(f"paired delta {figures.paired}")
         if self.test is not None:
-            details.append(f"95% CI {self.test.interval.low:+.3f}..{self.test.interval.high:+.3f}")
+            details.append(f"95% CI {figures.interval}")
             if self.test.p_value is not None:
                 details.append(f"McNemar mid-p={fmt_p(self.test.p_value)}")
             details.append(f"n={self.test.n}")
@@ -94,6 +131,45 @@ class MetricComparison:
             f"{word} {group_label(self.group)}: {self.name} {fmt(self.baseline)} -> "
             f"{fmt(self.current)} ({', '.join(details)})"
         )
+
+    def figures(self, tolerance: float | None = None) -> Figures:
+        """The change as shown: the delta, the paired delta beside it when it differs (items in
+        one run only, or uneven repeats, move the aggregate, not the matched items' change that
+        the interval, p and verdict are of), and the interval. A figure that rounded would read
+        against ``tolerance`` (the tolerated drop) the other way from the verdict, or as 0 when
+        it is not, gets the digits that show it, and the interval as many."""
+        delta = fmt_signed(self.delta)
+        if self.test is None:
+            return Figures(delta, None, "-")
+        estimate = self.test.interval.estimate
+        reads = self._reads_as_judged(estimate, tolerance)
+        paired = None
+        if abs(estimate - self.delta) > 5e-4:
+            paired = fmt_reading(estimate, reads)
+        elif not reads(float(delta)):  # the same change: its own digits, if they show it
+            delta = fmt_reading(self.delta, reads)
+            if not reads(float(delta)):  # (the two straddle the tolerance)
+                delta, paired = fmt_signed(self.delta), fmt_reading(estimate, reads)
+        places = max(_places(paired or delta), 3)
+        interval = self.test.interval
+        low, high = fmt_signed(interval.low, places), fmt_signed(interval.high, places)
+        return Figures(delta, paired, f"{low}..{high}")
+
+    def _reads_as_judged(self, value: float, tolerance: float | None) -> Callable[[float], bool]:
+        """The test that a figure shown for ``value`` reads as the verdict: not 0 unless
+        ``value`` is, and a regression's drop beyond ``tolerance`` exactly when it fails the
+        gate."""
+
+        def reads(shown: float) -> bool:
+            if shown == 0 and value != 0:
+                return False
+            if self.verdict != "regression" or tolerance is None:
+                return True
+            return beyond_drop(-shown if self.higher_is_better else shown, tolerance) == (
+                self.fails_gate
+            )
+
+        return reads
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

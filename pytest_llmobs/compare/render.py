@@ -36,14 +36,22 @@ def short(value: Any, limit: int = _CELL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _interval(row: MetricComparison) -> str:
-    if row.test is None:
-        return "-"
-    return f"{row.test.interval.low:+.3f}..{row.test.interval.high:+.3f}"
+HEADER = ["baseline", "current", "delta", "95% CI", "p", "n"]
 
 
-def _p(row: MetricComparison) -> str:
-    return fmt_p(row.test.p_value) if row.test and row.test.p_value is not None else "-"
+def _cells(row: MetricComparison, max_drop: float) -> list[str]:
+    """A row's `HEADER` cells; the delta with the paired delta the interval and p are of where
+    the two differ (items in one run only move the aggregate, not the paired difference)."""
+    figures = row.figures(max_drop)
+    p = row.test.p_value if row.test else None
+    return [
+        fmt(row.baseline),
+        fmt(row.current),
+        figures.delta + ("" if figures.paired is None else f" (paired {figures.paired})"),
+        figures.interval,
+        "-" if p is None else fmt_p(p),
+        str(row.test.n) if row.test else "-",
+    ]
 
 
 def _verdict(row: MetricComparison, max_drop: float) -> str:
@@ -57,20 +65,15 @@ def _verdict(row: MetricComparison, max_drop: float) -> str:
 
 
 def metric_table(comparison: Comparison, rows: list[MetricComparison]) -> list[str]:
-    table = [("scope", "metric", "baseline", "current", "delta", "95% CI", "p", "n", "verdict")]
+    table = [["scope", "metric", *HEADER, "verdict"]]
     for row in rows:
         table.append(
-            (
+            [
                 printable(group_label(row.group)),
                 printable(row.name),
-                fmt(row.baseline),
-                fmt(row.current),
-                f"{row.delta:+.3f}",
-                _interval(row),
-                _p(row),
-                str(row.test.n) if row.test else "-",
+                *_cells(row, comparison.max_drop),
                 _verdict(row, comparison.max_drop),
-            )
+            ]
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return [
@@ -282,32 +285,23 @@ def _diff_block(diff: str) -> list[str]:
     return ["", f"  {fence}diff", *(f"  {line}" for line in lines), f"  {fence}"]
 
 
+PAIRED_NOTE = (
+    "*paired*: the mean change of the items both runs have, which the 95% CI, p and verdict "
+    "are of; delta compares the aggregates, items in one run only included."
+)
 _ICONS = {"regression": "🔴", "improvement": "🟢", "no significant change": "⚪", "not tested": ""}
 
 
 def _metric_rows(comparison: Comparison, rows: list[MetricComparison]) -> list[str]:
     lines = [
-        _row(["scope", "metric", "baseline", "current", "delta", "95% CI", "p", "n", "verdict"]),
+        _row(["scope", "metric", *HEADER, "verdict"]),
         "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for row in rows:
-        verdict = _verdict(row, comparison.max_drop)
-        icon = _ICONS.get(row.verdict, "")
-        lines.append(
-            _row(
-                [
-                    _text(group_label(row.group)),
-                    _code(row.name, cell=True),
-                    fmt(row.baseline),
-                    fmt(row.current),
-                    f"{row.delta:+.3f}",
-                    _interval(row),
-                    _p(row),
-                    str(row.test.n) if row.test else "-",
-                    f"{icon} {verdict}".strip(),
-                ]
-            )
-        )
+        verdict = f"{_ICONS.get(row.verdict, '')} {_verdict(row, comparison.max_drop)}".strip()
+        name = _code(row.name, cell=True)
+        cells = [_text(group_label(row.group)), name, *_cells(row, comparison.max_drop), verdict]
+        lines.append(_row(cells))
     return lines
 
 
@@ -333,6 +327,8 @@ def markdown(comparison: Comparison, *, enforced: bool = True) -> str:
     others = [m for m in comparison.metrics if m.test is None and m.delta != 0]
     if tested:
         out += [*_metric_rows(comparison, tested), ""]
+    if any(m.figures(comparison.max_drop).paired is not None for m in tested):
+        out += [PAIRED_NOTE, ""]
     if others:
         out += [
             f"<details><summary>{len(others)} other aggregate(s) changed (delta only, not "

@@ -35,6 +35,10 @@ MIN_CHANGED = 5
 change significant: with 4, all moving the same way happens by chance 1 time in 16, yet the
 percentile bootstrap already excludes 0 (it cannot see that so few items carry the change)."""
 
+DROP_NOISE = 1e-9
+"""Relative difference below which a drop counts as equal to ``--llm-max-drop``: float
+arithmetic on means leaves errors near 1e-16 of the values, far below any drop one would set."""
+
 LOWER_IS_BETTER = ("latency", "cost", "tokens")
 """An aggregate whose name contains one of these gets better as it goes down (unless it is the
 share of a pass/fail score, such as ``mean_latency_ok``: true is a pass whatever the name)."""
@@ -152,8 +156,8 @@ def _differences(baseline: Sequence[float], current: Sequence[float]) -> Any:
 class PairedTest:
     """The paired statistics of one metric over matched items.
 
-    ``losses``/``wins``/``p_value`` are set for binary values with one repeat per item (exact
-    McNemar); ``None`` otherwise.
+    ``losses``/``wins``/``p_value`` are set for values that are all 0 or 1, one repeat per item
+    (McNemar's mid-p); ``None`` otherwise.
     """
 
     interval: PairedInterval
@@ -188,19 +192,25 @@ def paired_test(
     seed: int = BOOTSTRAP_SEED,
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> PairedTest:
-    """Bootstrap interval for every metric, plus McNemar's mid-p when ``binary`` (values 0/1, one
-    repeat per item)."""
+    """Bootstrap interval for every metric, plus McNemar's mid-p when ``binary`` (pass/fail
+    values, one repeat per item) and every value of both runs is exactly 0 or 1: an item's mean
+    of several booleans (0.5) is no pass or fail, and those pairs get the numeric test alone."""
     interval = paired_bootstrap_interval(baseline, current, seed=seed, resamples=resamples)
     differences = _differences(baseline, current)  # inf where it overflows: still non-zero
     changed = int((differences != 0).sum())
-    if not binary:
+    if not (binary and all_binary(baseline) and all_binary(current)):
         return PairedTest(interval, changed)
     import numpy as np
 
     before, after = np.asarray(baseline, dtype=float), np.asarray(current, dtype=float)
-    losses = int(((before != 0) & (after == 0)).sum())
-    wins = int(((before == 0) & (after != 0)).sum())
+    losses = int(((before == 1) & (after == 0)).sum())
+    wins = int(((before == 0) & (after == 1)).sum())
     return PairedTest(interval, changed, losses, wins, mcnemar_mid_p(losses, wins))
+
+
+def all_binary(values: Sequence[float]) -> bool:
+    """Whether every value is exactly 0 or 1 (a pass or a fail: McNemar's test applies)."""
+    return all(value in (0.0, 1.0) for value in values)
 
 
 def significant_change(test: PairedTest) -> int:
@@ -239,7 +249,8 @@ def judge(
     share of pass/fail values; see `higher_is_better`).
 
     A significant change in the worse direction is a ``regression``; it fails the gate only
-    when it is also larger than ``max_drop`` (absolute, on the aggregate's scale).
+    when it is also larger than ``max_drop`` (absolute, on the aggregate's scale). A drop equal
+    to ``max_drop`` but for float noise is within it (0.7 - 0.8 is -0.10000000000000009).
     """
     change = significant_change(test)
     if change == 0:
@@ -248,4 +259,10 @@ def judge(
     if change > 0 if higher else change < 0:
         return "improvement", False
     worse_by = -delta if higher else delta
-    return "regression", worse_by > max_drop
+    return "regression", beyond_drop(worse_by, max_drop)
+
+
+def beyond_drop(worse_by: float, max_drop: float) -> bool:
+    """Whether a drop of ``worse_by`` exceeds the tolerated ``max_drop`` by more than float
+    noise (relative `DROP_NOISE`; with ``max_drop`` 0, any drop exceeds it)."""
+    return worse_by > max_drop and not math.isclose(worse_by, max_drop, rel_tol=DROP_NOISE)
