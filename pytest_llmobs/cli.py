@@ -34,7 +34,7 @@ from pytest_llmobs.cli_commands import (
 )
 from pytest_llmobs.cli_common import DIRECTORY, FILE, CliError, OpenedStores, nonempty
 from pytest_llmobs.cli_output import check_output
-from pytest_llmobs.reporting.printable import printable
+from pytest_llmobs.reporting.printable import plain, printable
 from pytest_llmobs.store import Store, StoreError
 
 BAD_INPUT = 2
@@ -57,12 +57,28 @@ class Parser(argparse.ArgumentParser):
     is a `CliError`: one ``llmobs: error:`` line naming the subcommand and its ``--help``, as
     every other bad input is, not argparse's usage line and ``llmobs export: error:`` line."""
 
+    _intermixing = False
+
     def parse_known_args(
         self, args: Iterable[str] | None = None, namespace: Any = None
     ) -> tuple[Any, list[str]]:
         """As argparse's, but an argument no parser knows is refused by the subcommand's own
-        parser, which argparse leaves to the top one: the line names the subcommand."""
-        parsed, extras = super().parse_known_args(args, namespace)
+        parser, which argparse leaves to the top one: the line names the subcommand. A
+        subcommand's options may come between its arguments: argparse alone takes ``baseline
+        save b2 --force RUN`` as NAME, no RUN (it is optional), then an unknown ``RUN``."""
+        if self._intermixing:  # (argparse's own passes of the intermixed parse below)
+            return super().parse_known_args(args, namespace)
+        args = list(sys.argv[1:] if args is None else args)
+        if "--" in args or any(
+            action.nargs == argparse.PARSER for action in self._get_positional_actions()
+        ):  # (a parser of subcommands; `show -- -name`, read intermixed as no RUN before 3.13)
+            parsed, extras = super().parse_known_args(args, namespace)
+        else:
+            self._intermixing = True
+            try:
+                parsed, extras = super().parse_known_intermixed_args(args, namespace)
+            finally:
+                self._intermixing = False
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
@@ -216,23 +232,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return _main(argv, out)
 
 
-PLAIN = {"–": "-", "—": "-", "…": "...", "→": "->", "✓": "v", "✗": "x", "✅": "[ok]", "❌": "[x]"}
-PLAIN |= {"⚠": "[!]", "\ufe0f": ""}  # (⚠️ is the sign and an emoji selector)
-"""The ASCII an output stream gets for a mark of ours its encoding lacks (cp437, ascii)."""
-
-
 def _escape(error: UnicodeError) -> tuple[str | bytes, int]:
     """The encoding error handler of `_never_unencodable`: an undecodable byte read into a
-    name (a surrogate) is written back as it was, a mark of ours as `PLAIN` ASCII, anything
-    else as a backslash escape (``\\u0416``)."""
+    name (a surrogate) is written back as it was, anything else as `plain` gives it: a mark of
+    ours as `PLAIN` ASCII, another character as a backslash escape (``\\u0416``)."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
     try:
         return codecs.lookup_error("surrogateescape")(error)
     except UnicodeError:
-        text = error.object[error.start : error.end]
-        escaped = (PLAIN.get(c, c.encode("ascii", "backslashreplace").decode()) for c in text)
-        return "".join(escaped), error.end
+        return plain(error.object[error.start : error.end]), error.end
 
 
 codecs.register_error("llmobs.escape", _escape)

@@ -23,9 +23,8 @@ from pytest_llmobs.cli_output import (
 )
 from pytest_llmobs.exports import dump_run, result_from_run, with_snapshots
 from pytest_llmobs.reporting.printable import printable
-from pytest_llmobs.reporting.terminal import missing_lines, summary_lines
+from pytest_llmobs.reporting.terminal import missing_lines, summary_lines, unfinished_lines
 from pytest_llmobs.store import StoreError
-from pytest_llmobs.store_unfinished import recorded_elsewhere
 
 
 def _when(timestamp: float | None) -> str:
@@ -178,44 +177,12 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     items = run.get("items") or []
     if run.get("ended_at") is None:  # killed, crashed or still going: it stored no summary
-        for line in _unfinished_lines(run, len(items)):
+        for line in unfinished_lines(run, len(items)):
             print(line, file=out)
     print(f"items ({len(items)}):", file=out)
     for item in items:
         print(_item_line(item), file=out)
     return 0
-
-
-def _unfinished_lines(run: dict[str, Any], stored: int) -> list[str]:
-    """What `llmobs show` says of a run that stored no summary (killed, crashed, still going)."""
-    lines = []
-    host = recorded_elsewhere(run.get("process"))
-    if run["status"] == "running" and host is not None:
-        lines.append(
-            f"run recorded on host {host!r}: this machine cannot tell whether that session still "
-            "goes or died, so it reads as running until it stores its summary"
-        )
-    if run["status"] == "running":
-        pending = run.get("pending")
-        rest = (
-            f"{len(pending)} collected item(s) not run yet"
-            if pending is not None
-            else "the items it has not run yet are not known"
-        )
-        lines.append(f"run still running: its {stored} stored item(s) so far are listed, {rest}")
-    elif "missing" in run:  # it stored what it collected (see Store.expect_items)
-        never_run = len(run["missing"])
-        rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
-        lines.append(
-            f"run {run['status']} before it finished: its {stored} stored item(s) are listed, "
-            f"{rest}"
-        )
-    else:
-        lines.append(
-            f"run {run['status']} before it finished: the items it had not run yet are not "
-            f"known (its {stored} stored item(s) are listed)"
-        )
-    return lines
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:

@@ -6,21 +6,39 @@ nor a file the command reads), then written.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from pytest_llmobs.cli_common import CliError
-from pytest_llmobs.reporting.printable import printable
+from pytest_llmobs.reporting.printable import encodable, printable
 from pytest_llmobs.store import STORE_FILENAME
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    """Rows as columns padded to their widest cell."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    """Rows as columns padded to their widest cell, as a terminal draws them (`width`); a
+    cell ``out``'s encoding cannot write is padded as it will be written (``\\u6771``)."""
+    encoding = getattr(out, "encoding", None)
+    rows = [[encodable(cell, encoding, "surrogateescape") for cell in row] for row in rows]
+    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        cells = (cell + " " * (w - width(cell)) for cell, w in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip(), file=out)
+
+
+def width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: two for a wide character (CJK, most emoji:
+    East Asian Width W or F), none for a combining mark or a zero-width one, one otherwise."""
+    return sum(_columns(c) for c in text)
+
+
+def _columns(char: str) -> int:
+    if unicodedata.east_asian_width(char) in ("W", "F"):
+        return 2
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 1
 
 
 CELL_WIDTH = 48
@@ -30,9 +48,17 @@ CELL_WIDTH = 48
 def table_cell(text: str) -> str:
     """``text`` for one table cell: a newline, tab or other control character is shown
     escaped (``\\n``), as the terminal summary shows the run name, so it cannot break the row;
-    past `CELL_WIDTH` characters it is cut, ending in '…'."""
+    past `CELL_WIDTH` columns (`width`) it is cut, ending in '…'."""
     shown = printable(text)
-    return shown if len(shown) <= CELL_WIDTH else shown[: CELL_WIDTH - 1] + "…"
+    if width(shown) <= CELL_WIDTH:
+        return shown
+    kept, used = [], 0
+    for char in shown:
+        used += _columns(char)
+        if used > CELL_WIDTH - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 STORE_FILES = tuple(STORE_FILENAME + suffix for suffix in ("", "-wal", "-shm", "-journal"))

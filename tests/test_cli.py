@@ -677,6 +677,43 @@ def test_a_long_run_name_does_not_widen_every_row(
     assert "x" * 47 + "…" in rows[1]
 
 
+def test_runs_pads_wide_characters_by_the_columns_they_take(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    import unicodedata
+
+    pytester.runpytest("--llm-run-name=東京テスト").assert_outcomes(passed=2)
+
+    code, out, _ = run_main(recorded, "runs")
+
+    def column(row: str, text: str) -> int:  # where ``text`` starts, in terminal columns
+        before = row[: row.index(text)]
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in before)
+
+    rows = out.splitlines()[:4]
+    assert code == 0 and "東京テスト" in rows[1]
+    # (before: padded by characters, the CJK row's columns stood five places right of the rest)
+    assert len({column(row, "mock-llm-v1" if row != rows[0] else "MODEL") for row in rows}) == 1
+    from pytest_llmobs.cli_output import table_cell, width
+
+    cut = table_cell("名" * 40)  # 80 columns: cut to fit 48, as 48 narrow characters are
+    assert cut == "名" * 23 + "…" and width(cut) == 47
+
+
+def test_an_option_may_come_between_a_commands_arguments(recorded: Path) -> None:
+    first = run_main(recorded, "runs")[1].splitlines()[2].split()[0]
+
+    code, out, err = run_main(recorded, "baseline", "save", "b2", "--force", "first")
+
+    # (before: "unrecognized arguments: first": NAME took b2, the optional RUN nothing)
+    assert (code, err) == (0, "")
+    assert out == f"saved baseline 'b2': run {first} ('first')\n"
+    err_io = io.StringIO()
+    with contextlib.redirect_stderr(err_io):  # after "--", "-x" is a RUN, never an option
+        assert main(["show", "--store", str(recorded / ".llmobs"), "--", "-x"], io.StringIO()) == 2
+    assert err_io.getvalue().startswith("llmobs: error: no run '-x' in ")
+
+
 def test_compare_refuses_an_infinite_max_drop_and_names_its_own_option(recorded: Path) -> None:
     from pytest_llmobs.compare.commands import cli_wording
     from pytest_llmobs.compare.render import gate_line
@@ -805,6 +842,37 @@ def test_a_run_recorded_on_another_host_reads_as_running_and_show_says_why(
     assert (
         "run still running: its 2 stored item(s) so far are listed, 0 collected item(s) not run yet"
     ) in shown[1].splitlines()
+
+
+def test_the_report_of_a_running_run_says_what_show_says_of_it(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    from test_report_html import section_text
+
+    db = sqlite3.connect(recorded / ".llmobs" / "llmobs.db")
+    with db:  # still going on a CI machine: it has stored fr, not yet jp
+        db.execute(
+            "UPDATE runs SET status = 'running', summary = NULL, ended_at = NULL, pid = ?,"
+            " header = json_set(header, '$.process.host', 'ci-runner-7') WHERE name = 'second'",
+            (2**22 + 12345,),
+        )
+        db.execute(
+            "DELETE FROM items WHERE item_id = 'jp'"
+            " AND run_id = (SELECT id FROM runs WHERE name = 'second')"
+        )
+    db.close()
+
+    shown = run_main(recorded, "show", "second")[1].splitlines()
+    code, _, err = run_main(recorded, "report", "second", "-o", str(recorded / "r.html"))
+
+    assert (code, err) == (0, "")
+    text = section_text((recorded / "r.html").read_text(encoding="utf-8"), "summary")
+    notes = [line for line in shown if line.startswith("run ")][-2:]
+    assert notes[1] == (
+        "run still running: its 1 stored item(s) so far are listed, 1 collected item(s) not run yet"
+    )
+    for note in notes:  # (before: the page said nothing of the items still to run)
+        assert note in text
 
 
 def test_a_running_run_whose_pid_was_reused_reads_as_interrupted(
@@ -1021,6 +1089,8 @@ def test_output_in_an_encoding_without_our_marks_is_written_not_a_traceback(
     for done in (shown, compared, merged, written):
         assert (done.returncode, done.stderr) == (0, "")
     assert "✅" not in compared.stdout and "**no significant change" in compared.stdout
+    # (before: the verdicts' ⚪ written "\u26aa", their own escape)
+    assert "| [=] no significant change |" in compared.stdout and "\\u" not in compared.stdout
     assert "pass rate" in shown.stdout and "merged 1 shard" in merged.stdout
     assert (recorded / "c.md").read_text(encoding="utf-8").splitlines()[2].startswith("✅ **")
 

@@ -122,7 +122,7 @@ def test_page_renders_without_console_errors_or_network(
     )
     assert resources == []
     assert browser.execute_script("return document.querySelectorAll('img').length;") == 0
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 4
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 3 + 4  # capitals, all
     shot = tmp_path / "report.png"
     assert browser.save_screenshot(str(shot))
     data = shot.read_bytes()
@@ -297,6 +297,31 @@ def test_category_labels_fit_their_chart(
     assert shown["<script>x</script>"] == "<script>x</script>"
     assert shown["a label far longer …"] == "a label far longer than the room for one"
     assert shown["other (11 values)"] == "other (11 values)"
+    assert severe(browser) == []
+
+
+def test_a_wide_confusion_matrix_scrolls_in_its_own_box(
+    browser: Chrome, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(
+        test_cities="import pytest\n\n@pytest.mark.parametrize('i', range(40))\n"
+        "def test_l(scorer, i):\n"
+        "    scorer.label(f'city-{(i * 7) % 40:02d}', f'city-{i:02d}', name='city')\n"
+    )
+    pytester.runpytest("--llm-report=cities.html").assert_outcomes(passed=40)
+
+    open_page(browser, pytester.path / "cities.html")
+
+    page = browser.execute_script(
+        "var d = document.documentElement; return [d.scrollWidth, d.clientWidth];"
+    )
+    box = browser.execute_script(
+        "var b = document.querySelector('table.confusion').parentNode;"
+        " return [b.className, b.scrollWidth, b.clientWidth];"
+    )
+    # (before: the table widened the whole page, 2,253 px in a 1,265 px window)
+    assert page[0] <= page[1], f"the page is {page[0]} px wide in a {page[1]} px window"
+    assert box[0] == "scroll" and box[1] > box[2]  # the matrix scrolls in its box instead
     assert severe(browser) == []
 
 

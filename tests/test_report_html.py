@@ -394,7 +394,7 @@ def test_token_totals_say_how_many_answers_reported_usage(suite_run: dict[str, A
         everyone["aggregates"][group] = [
             {**a, "n": a["n"] - 1} if a["name"] in tokens else a for a in entries
         ]
-    assert "tokens 28 in / 4 out · usage reported by 3 of 4" in summary(everyone)
+    assert "tokens 28 in / 4 out (usage reported by 3 of 4)" in summary(everyone)  # as printed
     nobody = {
         **suite_run,
         "aggregates": {
@@ -413,7 +413,7 @@ def test_scores_get_a_chart_each_per_dataset(suite_run: dict[str, Any]) -> None:
         "accuracy in capitals: counts per value",
         "confidence in capitals: histogram of 4 values",
         "tone in capitals: counts per value",
-        "verdict in tests without a dataset: counts per value",
+        "verdict in all tests: counts per value",
     ):
         assert f'aria-label="{label}"' in page
     assert "<title>0.9–1: 3 items</title>" in page
@@ -561,6 +561,11 @@ def test_long_values_are_cut_with_a_note() -> None:
         pytest.param([0.05, 0.95, 1.0], [(0.0, 0.1, 1)] + [(0.0, 0.0, 0)] * 8 + [(0.9, 1.0, 2)],
                      id="unit-range"),
         pytest.param([1, 3, 3], [(0.5, 1.5, 1), (1.5, 2.5, 0), (2.5, 3.5, 2)], id="integers"),
+        # (before: 0.3 / 0.1 is 2.9999999999999996, so 0.3, 0.6 and 0.7 were drawn a bar early)
+        pytest.param([0.2, 0.3, 0.6, 0.7, 0.448],
+                     [(0.0, 0.0, 0)] * 2 + [(0.2, 0.3, 1), (0.3, 0.4, 1), (0.4, 0.5, 1)]
+                     + [(0.0, 0.0, 0), (0.6, 0.7, 1), (0.7, 0.8, 1)] + [(0.0, 0.0, 0)] * 2,
+                     id="on-bar-starts"),
     ],
 )  # fmt: skip
 def test_histogram_bins(values: list[float], expected: list[tuple[float, float, int]]) -> None:
@@ -875,3 +880,214 @@ def test_a_run_without_missing_items_has_no_missing_section(suite_run: dict[str,
     page = render_html(suite_run)
 
     assert 'id="missing"' not in page and "missing</span>" not in page
+
+
+# --- the terminal's figures ---------------------------------------------------------------------
+
+
+def section_text(page: str, section: str) -> str:
+    """The words of one section of ``page`` (its charts' titles left out), on one line."""
+    start = page.index(f'<section id="{section}">')
+    body = re.sub(r"<svg.*?</svg>", "", page[start : page.index("</section>", start)], flags=re.S)
+    return " ".join(" ".join(parse(body).text).split())
+
+
+def test_a_threshold_shows_the_figure_the_terminal_shows(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_close="import pytest\n\n@pytest.mark.parametrize('v', [0.9, 0.9, 0.8988])\n"
+        "def test_a(scorer, v):\n    scorer.score('similarity', v)\n"
+    )
+
+    result = pytester.runpytest("--llm-threshold=mean_similarity >= 0.9")
+
+    # (before: the page said "✗ fail ... 0.900", a figure that meets the threshold)
+    result.stdout.fnmatch_lines(["  ✗ mean_similarity >= 0.9  observed 0.8996000000000001 (n=3)"])
+    text = section_text(render_html(runs.latest()), "thresholds")
+    assert "✗ fail all tests mean_similarity >= 0.9 0.8996000000000001 3" in text
+
+
+def test_huge_figures_are_written_with_an_exponent_as_on_the_terminal(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytester.makepyfile(
+        test_big="import pytest\n\n@pytest.mark.parametrize('v', [1e300, 3e300])\n"
+        "def test_a(scorer, v):\n    scorer.score('big', v)\n"
+    )
+
+    result = pytester.runpytest("--llm-threshold=mean_big >= 0")
+
+    result.stdout.fnmatch_lines(["  big  mean 2e+300 (95% CI 1e+300–3e+300)  sd 1.414e+300*"])
+    page = render_html(runs.latest())
+    # (before: cells of 301 and 613 digits, a page 16,942 px wide)
+    assert max(len(cell) for cell in re.findall(r'<td class="num">([^<]*)</td>', page)) < 20
+    assert "✓ pass all tests mean_big >= 0 2e+300 2" in section_text(page, "thresholds")
+    stats = section_text(page, "scores")
+    assert "big numeric 2 2e+300 1e+300 – 3e+300 1.414e+300 1e+300 2e+300 3e+300" in stats
+    metric = {**COMPARISON["metrics"][0], "delta": 2e300, "ci_low": -1e299, "ci_high": 4e300}
+    compared = render_html({**runs.latest(), "comparison": {**COMPARISON, "metrics": [metric]}})
+    assert "+2e+300" in compared and "-1e+299 … +4e+300" in compared
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(["billing->refund", "billing->invoice", "tech\\login"], id="escaped-keys"),
+        pytest.param(["-", ">", "a-", "\\", "\\->", "-\\>"], id="arrow-halves"),
+    ],
+)
+def test_confusion_matrix_labels_read_as_recorded(
+    pytester: pytest.Pytester, runs: Runs, labels: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_labels=f"import pytest\n\n@pytest.mark.parametrize('label', {labels!r})\n"
+        "def test_l(scorer, label):\n    scorer.label(label, label, name='intent')\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=len(labels))
+
+    page = render_html(runs.latest())
+
+    table = page[page.index('<table class="confusion"') :]
+    table = table[: table.index("</table>")]
+    # (before: the keys' escaped form, "billing-\>invoice" and "tech\\login")
+    headers = [html_unescape(h) for h in re.findall(r'<th class="mono">([^<]*)</th>', table)]
+    assert headers == sorted(labels) * 2
+    assert table.count('class="hit"') == len(labels)
+
+
+@pytest.mark.parametrize(
+    "pair", [("a->b", "c"), ("tech\\login", "x"), ("-", ">"), ("a-", "->"), ("\\", "-\\>")]
+)
+def test_a_confusion_key_splits_into_the_labels_it_was_made_of(pair: tuple[str, str]) -> None:
+    from pytest_llmobs.evaluators.run_level import confusion_key, split_confusion_key
+
+    assert split_confusion_key(confusion_key(*pair)) == pair
+    assert split_confusion_key("no arrow") is None
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def test_every_link_of_the_page_has_its_section(suite_run: dict[str, Any]) -> None:
+    page = render_html(suite_run)
+
+    links = re.findall(r'<a href="#([^"]+)"', page)
+    assert links == ["summary", "thresholds", "scores", "items"]
+    assert all(f' id="{anchor}"' in page for anchor in links)
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [
+        pytest.param("def test_a():\n    pass\n", id="no-score"),
+        pytest.param(
+            "import pytest\n\n@pytest.mark.skip\ndef test_a(scorer):\n    scorer.score('x', 1)\n",
+            id="all-skipped",
+        ),
+    ],
+)
+def test_a_run_without_scores_has_no_scores_section_nor_link(
+    pytester: pytest.Pytester, runs: Runs, suite: str
+) -> None:
+    pytester.makepyfile(test_plain=suite)
+    pytester.runpytest()
+
+    page = render_html(runs.latest())
+
+    # (before: a "Scores" link to a section the page did not have)
+    assert 'id="scores"' not in page and 'href="#scores"' not in page
+    links = re.findall(r'<a href="#([^"]+)"', page)
+    assert all(f' id="{anchor}"' in page for anchor in links)
+    counted = "1 100.0% (1/1)" if "skip" not in suite else "1, 1 skipped or xfailed –"
+    assert f"all tests {counted}" in section_text(page, "summary")  # the run's pass rate
+
+
+MIXED = """\
+import pytest
+
+@pytest.mark.llm_dataset("capitals")
+def test_ds(item, llm, scorer):
+    assert scorer.exact_match(llm.generate(item.input).text, item.expected_output)
+
+@pytest.mark.parametrize("i", range(6))
+def test_plain(llm, scorer, i):
+    llm.generate("What is the capital of Peru?")
+    scorer.score("ok", i != 0)
+"""
+
+
+def test_the_scores_show_the_groups_and_figures_of_the_terminal_summary(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(test_mixed=MIXED)
+
+    result = pytester.runpytest()
+
+    lines = result.outlines
+    whole = lines.index("all tests: 10 items  pass rate 100.0% (10/10)")
+    generations = next(line for line in lines[whole:] if line.startswith("  generations 10"))
+    assert "  ok           mean 0.833 (95% CI 0.436–0.970)  sd 0.408  range 0–1  n=6" in lines
+    text = section_text(render_html(runs.latest()), "scores")
+    # (before: a group "tests without a dataset" with no interval and no generations, and no
+    # group of all tests)
+    assert "dataset capitals version" in text and "· 4 items · pass rate 100.0% (4/4)" in text
+    assert "all tests · 10 items · pass rate 100.0% (10/10)" in text
+    assert "tests without a dataset" not in text
+    all_tests = text[text.index("all tests · 10 items") :]
+    assert "ok boolean 6 0.833 0.436 – 0.970 0.408 0 1 1" in all_tests
+    assert " · ".join(generations.strip().split("  ")) in all_tests
+
+
+def test_a_run_of_one_dataset_shows_its_figures_once(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(test_ds=MIXED.split("@pytest.mark.parametrize")[0])
+    pytester.runpytest().assert_outcomes(passed=4)
+
+    text = section_text(render_html(runs.latest()), "scores")
+
+    assert (
+        "all tests · 4 items · pass rate 100.0% (4/4) The figures of dataset capitals above "
+        "are the whole run's: it holds every item."
+    ) in text
+    assert text.count("exact_match boolean 4") == 1  # (as the terminal: "all tests" alone)
+
+
+def test_repeats_and_flaky_items_are_shown_as_on_the_terminal(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makepyfile(
+        test_flaky=dedent("""\
+        import pytest
+
+        calls = {}
+
+        @pytest.mark.llm_dataset("capitals")
+        def test_ds(item, scorer):
+            calls[item.id] = calls.get(item.id, 0) + 1
+            scorer.score("q", calls[item.id] / 10)
+            assert item.id != "japan" or calls[item.id] != 2
+        """)
+    )
+
+    result = pytester.runpytest("--llm-repeat=3")
+
+    result.stdout.fnmatch_lines(
+        [
+            "repeats: up to 3 per item, 4 item(s) repeated, 1 flaky (25.0%)",
+            "  score variance across repeats (mean over items): q 0.010",
+            "  flaky capitals/japan: passed 2, failed 1 of 3 (flakiness 0.33)",
+        ]
+    )
+    page = render_html(runs.latest())
+    # (before: nothing of the repeats on the page)
+    assert '<a href="#repeats">Repeats</a>' in page
+    assert section_text(page, "repeats") == (
+        "Repeats up to 3 per item, 4 item(s) repeated, 1 flaky (25.0%) score variance across "
+        "repeats (mean over items): q 0.010 dataset item passed failed repeats flakiness "
+        "capitals japan 2 1 3 0.33"
+    )

@@ -14,6 +14,7 @@ imported only when a run has label scores.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,3 +123,23 @@ def confusion_key(expected: str, predicted: str) -> str:
     ('pos->neg', 'a-\\\\>b->c')
     """
     return f"{_escape_label(expected)}->{_escape_label(predicted)}"
+
+
+_ESCAPED = re.compile(r"\\\\|-\\>")
+
+
+def split_confusion_key(key: str) -> tuple[str, str] | None:
+    """The ``(expected, predicted)`` labels of a `confusion_key`, its escapes undone; ``None``
+    for a key holding no ``->``.
+
+    >>> split_confusion_key("a-\\\\>b->c"), split_confusion_key("tech\\\\\\\\login->x")
+    (('a->b', 'c'), ('tech\\\\login', 'x'))
+    """
+    expected, arrow, predicted = key.partition("->")
+    if not arrow:
+        return None
+    return _unescape_label(expected), _unescape_label(predicted)
+
+
+def _unescape_label(text: str) -> str:
+    return _ESCAPED.sub(lambda m: "\\" if m.group() == "\\\\" else "->", text)

@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmobs import __version__
+from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.reporting.figures import observed_figure
 from pytest_llmobs.reporting.html_assets import CSS, JS, content_security_policy
 from pytest_llmobs.reporting.html_compare import comparison_section
 from pytest_llmobs.reporting.html_items import MAX_TRACES, items_section
-from pytest_llmobs.reporting.html_scores import scores_section
+from pytest_llmobs.reporting.html_repeats import repeats_section
+from pytest_llmobs.reporting.html_scores import item_groups, scores_section
 from pytest_llmobs.reporting.html_text import OUTCOMES, duration, esc, number, timestamp
+from pytest_llmobs.reporting.terminal import group_facts, unfinished_lines
 from pytest_llmobs.run_result import partial_datasets_from_dict
+from pytest_llmobs.thresholds import ThresholdError, parse_threshold
 
 __all__ = ["MAX_TRACES", "render_html", "write_html"]
 
@@ -34,12 +39,14 @@ def render_html(run: Mapping[str, Any], *, max_traces: int = MAX_TRACES) -> str:
     """The whole page for ``run`` (a stored run as `Store.load_run` or an export returns it)."""
     name = str(run.get("name") or run.get("id") or "run")
     status = str(run.get("status") or "unknown")
+    scores, repeats = scores_section(run), repeats_section(run)
     sections = [
-        _header(run),
+        _header(run, scores=bool(scores), repeats=bool(repeats)),
         _summary(run),
         _thresholds(run),
         comparison_section(run.get("comparison")),
-        scores_section(run),
+        scores,
+        repeats,
         _missing(run),
         items_section(list(run.get("items") or []), max_traces=max_traces),
     ]
@@ -67,7 +74,8 @@ def write_html(run: Mapping[str, Any], path: Path, *, max_traces: int = MAX_TRAC
     return path
 
 
-def _header(run: Mapping[str, Any]) -> str:
+def _header(run: Mapping[str, Any], *, scores: bool, repeats: bool) -> str:
+    """The run's name, status and facts, its counts, and a link to each section it has."""
     status = str(run.get("status") or "unknown")
     css = status if status in _STATUSES else "running"
     environment = run.get("environment") or {}
@@ -100,7 +108,10 @@ def _header(run: Mapping[str, Any]) -> str:
     missing = _missing_entries(run)
     if missing:
         chips.append(f'<span class="badge failed">{len(missing)} missing</span>')
-    nav.append(("scores", "Scores"))
+    if scores:
+        nav.append(("scores", "Scores"))
+    if repeats:
+        nav.append(("repeats", "Repeats"))
     if missing:
         nav.append(("missing", "Missing"))
     nav.append(("items", "Items"))
@@ -117,31 +128,28 @@ def _header(run: Mapping[str, Any]) -> str:
 
 
 def _summary(run: Mapping[str, Any]) -> str:
+    groups = item_groups(run)
     datasets = run.get("datasets") or {}
-    items = run.get("items") or []
-    per_dataset: dict[str, list[str]] = {}
-    for item in items:
-        if item.get("dataset"):
-            per_dataset.setdefault(str(item["dataset"]), []).append(str(item.get("outcome")))
     partial = partial_datasets_from_dict(run.get("partial_datasets"))
     rows = []
-    for name in sorted(set(datasets) | set(per_dataset)):
-        outcomes = per_dataset.get(name, [])
-        counted = [o for o in outcomes if o in ("passed", "failed", "error")]
-        rate = f"{counted.count('passed') / len(counted):.1%}" if counted else "–"
-        ran = ""
-        if name in partial:  # its gates judged these items only
-            ran = f" ({partial[name][0]} of its {partial[name][1]} items ran)"
+    for name, (_, aggregates) in groups.items():
+        count, rate, rest = group_facts(aggregates, partial.get(name))
+        items = count.split()[0] + "".join(f" {r}" if r[0] == "(" else f", {r}" for r in rest)
+        scope, version = (
+            ("all tests", "")
+            if name == ALL_ITEMS
+            else (f'<span class="mono">{esc(name)}</span>', esc(datasets.get(name, "–")))
+        )
         rows.append(
-            f'<tr><td class="mono">{esc(name)}</td><td class="mono">{esc(datasets.get(name, "–"))}'
-            f'</td><td class="num">{len(outcomes)}{ran}</td><td class="num">{rate}</td></tr>'
+            f'<tr><td>{scope}</td><td class="mono">{version}</td><td class="num">{esc(items)}</td>'
+            f'<td class="num">{esc(rate or "–")}</td></tr>'
         )
     dataset_table = (
         '<table><thead><tr><th>dataset</th><th>version</th><th class="num">items</th>'
         f'<th class="num">pass rate</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        if rows
-        else '<p class="muted">No dataset was used.</p>'
     )
+    if len(groups) == 1:
+        dataset_table += '<p class="muted">No dataset was used.</p>'
     prompts = [
         f'<tr><td class="mono">{esc(p.get("name"))}</td><td class="num">{esc(p.get("version"))}'
         f'</td><td class="mono muted">{esc(p.get("hash") or "")}</td></tr>'
@@ -166,6 +174,10 @@ def _summary(run: Mapping[str, Any]) -> str:
             '<p><span class="muted">model parameters</span> '
             f'<span class="mono">{esc(shown)}</span></p>'
         )
+    if "ended_at" in run and run["ended_at"] is None:  # killed, crashed or still going
+        stored = len(run.get("items") or [])
+        notes = "".join(f"<div>{esc(line)}</div>" for line in unfinished_lines(run, stored))
+        parts.append(f'<div class="note">{notes}</div>')
     errors = run.get("errors") or []
     if errors:
         parts.append('<h3 class="errors">Run errors</h3>')
@@ -232,7 +244,7 @@ def _thresholds(run: Mapping[str, Any]) -> str:
             else '<span class="badge fail">✗ fail</span>'
         )
         scope = entry.get("dataset") or "all tests"
-        observed = esc(number(entry.get("observed"))) if entry.get("error") is None else ""
+        observed = esc(_observed(entry)) if entry.get("error") is None else ""
         detail = f'<div class="errmsg">{esc(entry["error"])}</div>' if entry.get("error") else ""
         rows.append(
             f'<tr class="{"" if passed else "bad"}"><td>{mark}</td><td>{esc(scope)}</td>'
@@ -245,3 +257,16 @@ def _thresholds(run: Mapping[str, Any]) -> str:
         '<th>scope</th><th>expression</th><th class="num">observed</th><th class="num">n</th>'
         f"<th>from</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _observed(entry: Mapping[str, Any]) -> str:
+    """The figure a threshold observed, as the terminal shows it (`figures.observed_figure`:
+    every digit when the rounded one would read as the other verdict)."""
+    observed = entry.get("observed")
+    if not isinstance(observed, int | float) or isinstance(observed, bool):
+        return number(observed)
+    try:
+        threshold = parse_threshold(str(entry.get("expression", "")), dataset=entry.get("dataset"))
+    except ThresholdError:  # (not a run's own entry: shown as it is)
+        return number(observed)
+    return observed_figure(threshold, float(observed), bool(entry.get("passed")))

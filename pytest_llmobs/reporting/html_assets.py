@@ -84,8 +84,12 @@ svg.interval.regressed .ci, svg.interval.worse .ci { stroke: var(--fail); }
 svg.interval.regressed .point, svg.interval.worse .point { fill: var(--fail); }
 svg.interval.improved .ci, svg.interval.better .ci { stroke: var(--pass); }
 svg.interval.improved .point, svg.interval.better .point { fill: var(--pass); }
+.scroll { overflow-x: auto; max-width: 100%; }
+table.confusion { width: auto; }
+table.confusion tr > th:first-child { position: sticky; left: 0; z-index: 1; }
 table.confusion td, table.confusion th { text-align: center; padding: 3px 8px; }
-table.confusion th.mono { text-transform: none; letter-spacing: 0; color: var(--fg); }
+table.confusion th.mono { text-transform: none; letter-spacing: 0; color: var(--fg);
+  white-space: nowrap; }
 table.confusion td.hit { background: var(--pass-bg); font-weight: 600; }
 table.confusion td.miss { background: var(--fail-bg); }
 .filters { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin: 8px 0 10px;

@@ -9,10 +9,12 @@ is still shown (as a generic table), and other row shapes fall back to the gener
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.compare.model import fmt_p
+from pytest_llmobs.reporting.figures import LARGE, fixed
 from pytest_llmobs.reporting.html_text import as_text, clipped, esc, marked, number, short
 from pytest_llmobs.reporting.svg import interval_mark
 
@@ -242,10 +244,10 @@ def _flips(flips: object) -> str:
 
 
 def _signed(value: float) -> str:
-    """A change with its sign: ``+0.020``, ``-0.350``, ``+3``."""
-    if value == int(value) and abs(value) < 1e12:
+    """A change with its sign: ``+0.020``, ``-0.350``, ``+3``, ``+2e+300``."""
+    if math.isfinite(value) and value == int(value) and abs(value) < LARGE:
         return f"{int(value):+d}" if value else "0"
-    return f"{value:+.3f}"
+    return fixed(value, signed=True)
 
 
 def _pair(values: object) -> str:

@@ -1,20 +1,29 @@
-"""The HTML report's score section: per dataset, a statistics table, a chart per score
-(a histogram for numeric scores, bars for boolean and categorical ones), classification
-metrics with the confusion matrix for ``label`` scores, and every aggregate on request."""
+"""The HTML report's score section: the groups of the terminal summary (each dataset, then all
+tests) with its counts and pass rate, and for each a statistics table, a chart per score (a
+histogram for numeric scores, bars for boolean and categorical ones), classification metrics
+with the confusion matrix for ``label`` scores, its run evaluators' aggregates, generations and
+judge calls; then every aggregate on request."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_llmobs.aggregate_model import Aggregate
 from pytest_llmobs.aggregate_names import ALL_ITEMS, COUNTED_OUTCOMES, KIND_CLASH, LABEL_EXPECTED
 from pytest_llmobs.reporting.html_text import esc, number, percent
 from pytest_llmobs.reporting.svg import bar_chart, histogram
+from pytest_llmobs.reporting.terminal import (
+    generation_facts,
+    group_facts,
+    judge_facts,
+    whole_run_dataset,
+)
+from pytest_llmobs.run_result import partial_datasets_from_dict
 from pytest_llmobs.safe_stats import mean_of, percentile, std_of
-
-NO_DATASET = "tests without a dataset"
 
 _CLASSIFICATION = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_micro")
 
@@ -47,14 +56,6 @@ class _Score:
         return list(self.item_means)
 
 
-def _groups(items: Sequence[Mapping[str, Any]]) -> dict[str | None, list[Mapping[str, Any]]]:
-    groups: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
-    for item in items:
-        groups[item.get("dataset") or None].append(item)
-    named = sorted((k for k in groups if k is not None), key=str)
-    return {k: groups[k] for k in [*named, *([None] if None in groups else [])]}
-
-
 def _collect(items: Sequence[Mapping[str, Any]]) -> dict[str, _Score]:
     """The scores of the items the aggregates count: skipped and xfailed items' scores, and
     scores left out for changing kind, stay out here as they do there."""
@@ -80,22 +81,77 @@ def _collect(items: Sequence[Mapping[str, Any]]) -> dict[str, _Score]:
     return dict(sorted(scores.items()))
 
 
-def _aggregates(run: Mapping[str, Any], group: str) -> dict[str, Mapping[str, Any]]:
-    entries = (run.get("aggregates") or {}).get(group) or []
-    return {str(a.get("name")): a for a in entries if isinstance(a, Mapping)}
+def stored_aggregates(run: Mapping[str, Any]) -> dict[str, dict[str, Aggregate]]:
+    """The run's aggregates per group, read defensively: an entry that is no aggregate (an
+    export edited by hand) is left out, not a traceback."""
+    groups: dict[str, dict[str, Aggregate]] = {}
+    stored = run.get("aggregates")
+    for group, entries in stored.items() if isinstance(stored, Mapping) else []:
+        for entry in entries if isinstance(entries, list) else []:
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                aggregate = Aggregate.from_dict(entry)
+                groups.setdefault(str(group), {})[aggregate.name] = aggregate
+    return groups
+
+
+def item_groups(
+    run: Mapping[str, Any],
+) -> dict[str, tuple[list[Mapping[str, Any]], dict[str, Aggregate]]]:
+    """The groups the terminal summary shows, in its order: each dataset, then all tests
+    (`ALL_ITEMS`), each with its items and aggregates. A run that stored none (one still going)
+    gets each group's count and pass rate from its items."""
+    items = [i for i in run.get("items") or [] if isinstance(i, Mapping)]
+    stored = stored_aggregates(run)
+    members: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for item in items:
+        if item.get("dataset"):
+            members[str(item["dataset"])].append(item)
+    names = sorted((set(stored) | set(members)) - {ALL_ITEMS})
+    return {
+        name: (group, stored.get(name) or _counted(group))
+        for name, group in [*((n, members.get(n, [])) for n in names), (ALL_ITEMS, items)]
+    }
+
+
+def _counted(items: Sequence[Mapping[str, Any]]) -> dict[str, Aggregate]:
+    """``count`` and ``pass_rate`` of ``items``, as the aggregates count them."""
+    counted = [i for i in items if str(i.get("outcome")) in COUNTED_OUTCOMES]
+    figures = {"count": Aggregate("count", float(len(items)), len(items))}
+    if counted:
+        passed = sum(1 for i in counted if i.get("outcome") == "passed")
+        figures["pass_rate"] = Aggregate("pass_rate", passed / len(counted), len(counted))
+    return figures
 
 
 def scores_section(run: Mapping[str, Any]) -> str:
-    """Every group's scores; an empty string when no item recorded a score or generation."""
-    items = list(run.get("items") or [])
-    groups = _groups(items)
-    parts = []
-    for group, members in groups.items():
-        key = group if group is not None else (ALL_ITEMS if len(groups) == 1 else None)
-        aggregates = _aggregates(run, key) if key is not None else {}
-        parts.append(_group(run, group, members, aggregates))
-    if not any(parts):
+    """Each group's counts and figures, as the terminal summary shows them; an empty string
+    when no group has a figure (a score, a generation, a run evaluator's aggregate)."""
+    groups = item_groups(run)
+    shared = whole_run_dataset({name: aggregates for name, (_, aggregates) in groups.items()})
+    evaluated = run.get("run_evaluator_aggregates")
+    bodies = {
+        name: ""
+        if name == ALL_ITEMS and shared is not None
+        else _figures(
+            name,
+            members,
+            aggregates,
+            evaluated.get(name) if isinstance(evaluated, Mapping) else None,
+        )
+        for name, (members, aggregates) in groups.items()
+    }
+    if not any(bodies.values()):
         return ""
+    partial = partial_datasets_from_dict(run.get("partial_datasets"))
+    parts = []
+    for name, (_, aggregates) in groups.items():
+        parts.append(_heading(run, name, aggregates, partial.get(name)))
+        if name == ALL_ITEMS and shared is not None:
+            parts.append(
+                f'<p class="muted">The figures of dataset <span class="mono">{esc(shared)}</span>'
+                " above are the whole run's: it holds every item.</p>"
+            )
+        parts.append(bodies[name])
     return (
         '<section id="scores"><h2>Scores</h2>'
         + "".join(parts)
@@ -104,60 +160,87 @@ def scores_section(run: Mapping[str, Any]) -> str:
     )
 
 
-def _group(
+def _heading(
     run: Mapping[str, Any],
-    group: str | None,
-    items: Sequence[Mapping[str, Any]],
-    aggregates: Mapping[str, Mapping[str, Any]],
+    group: str,
+    aggregates: Mapping[str, Aggregate],
+    partial: tuple[int, int] | None,
 ) -> str:
-    scores = _collect(items)
-    generations = aggregates.get("generations")
-    if not scores and generations is None:
-        return ""
-    if group is None:
-        title = esc(NO_DATASET)
+    if group == ALL_ITEMS:
+        title = "all tests"
     else:
         version = (run.get("datasets") or {}).get(group)
         title = f'dataset <span class="mono">{esc(group)}</span>'
         if version:
             title += f' <span class="muted mono">version {esc(version)}</span>'
-    outcomes = Counter(str(i.get("outcome")) for i in items)
-    counted = sum(outcomes[o] for o in ("passed", "failed", "error"))
-    rate = f" · pass rate {percent(outcomes['passed'] / counted)}" if counted else ""
-    parts = [f'<h3>{title} <span class="muted">· {len(items)} items{rate}</span></h3>']
+    count, rate, rest = group_facts(aggregates, partial)
+    facts = [count, *([f"pass rate {rate}"] if rate else []), *rest]
+    return f'<h3>{title} <span class="muted">· {esc(" · ".join(facts))}</span></h3>'
+
+
+def _figures(
+    group: str,
+    items: Sequence[Mapping[str, Any]],
+    aggregates: Mapping[str, Aggregate],
+    evaluated: object,
+) -> str:
+    """A group's statistics table, charts, classification metrics, run evaluators' aggregates,
+    generations and judge calls: the figures of its lines in the terminal summary."""
+    names = (
+        [str(n) for n in evaluated if str(n) in aggregates] if isinstance(evaluated, list) else []
+    )
+    scored = {k: v for k, v in aggregates.items() if k not in names}
+    scores = _collect(items)
+    parts = []
     numeric = {n: s for n, s in scores.items() if not s.categorical}
     if numeric:
-        parts.append(_stats_table(numeric, aggregates))
-    charts = [_chart(name, score, group, aggregates) for name, score in scores.items()]
+        parts.append(_stats_table(numeric, scored))
+    where = "all tests" if group == ALL_ITEMS else group
+    charts = [_chart(name, score, where, scored) for name, score in scores.items()]
     if charts:
         parts.append(f'<div class="charts">{"".join(charts)}</div>')
     for name, score in scores.items():
         if score.label:
-            parts.append(_classification(name, aggregates))
-    if generations is not None:
-        parts.append(_generation_line(aggregates))
+            parts.append(_classification(name, scored))
+    if names:
+        parts.append(_run_evaluators(names, aggregates))
+    for facts in (generation_facts(scored), judge_facts(scored)):
+        if facts:
+            parts.append(f'<p class="muted">{esc(" · ".join(facts))}</p>')
     return "".join(parts)
 
 
-def _stats_table(scores: Mapping[str, _Score], aggregates: Mapping[str, Mapping[str, Any]]) -> str:
+def _stats_table(scores: Mapping[str, _Score], aggregates: Mapping[str, Aggregate]) -> str:
+    """One row per numeric or boolean score: its aggregates' figures (those the terminal
+    shows and thresholds judge), computed from the items for a run that stored none."""
     rows = []
     for name, score in scores.items():
         values = sorted(score.numbers())
         if not values:
             continue
-        mean = mean_of(values)
-        extra = (aggregates.get(f"mean_{name}") or {}).get("extra") or {}
-        low, high = extra.get("ci_low"), extra.get("ci_high")
+
+        def figure(prefix: str, local: float | None, name: str = name) -> float | None:
+            stored = aggregates.get(f"{prefix}_{name}")
+            return local if stored is None else stored.value
+
+        mean = aggregates.get(f"mean_{name}")
+        low, high = (None, None) if mean is None else (mean.field("ci_low"), mean.field("ci_high"))
         ci = f"{number(low)} – {number(high)}" if low is not None and high is not None else "–"
-        std = std_of(values, mean) if len(values) > 1 else None
-        median = percentile(values, 50)
-        rows.append(
-            f'<tr><td class="mono">{esc(name)}</td><td>{esc(score.kind)}</td>'
-            f'<td class="num">{len(values)}</td><td class="num">{number(mean)}</td>'
-            f'<td class="num">{ci}</td><td class="num">{number(std) if std is not None else "–"}'
-            f'</td><td class="num">{number(values[0])}</td><td class="num">{number(median)}</td>'
-            f'<td class="num">{number(values[-1])}</td></tr>'
+        local_mean = mean_of(values)
+        std = figure("std", std_of(values, local_mean) if len(values) > 1 else None)
+        cells = [
+            mean.n if mean is not None else len(values),
+            figure("mean", local_mean),
+            ci,
+            "–" if std is None else number(std),
+            figure("min", values[0]),
+            figure("p50", percentile(values, 50)),
+            figure("max", values[-1]),
+        ]
+        shown = "".join(
+            f'<td class="num">{c if isinstance(c, str) else number(c)}</td>' for c in cells
         )
+        rows.append(f'<tr><td class="mono">{esc(name)}</td><td>{esc(score.kind)}</td>{shown}</tr>')
     return (
         '<table class="stats"><thead><tr><th>score</th><th>type</th><th class="num">n</th>'
         '<th class="num">mean</th><th class="num">95% CI of mean</th><th class="num">sd</th>'
@@ -166,10 +249,7 @@ def _stats_table(scores: Mapping[str, _Score], aggregates: Mapping[str, Mapping[
     )
 
 
-def _chart(
-    name: str, score: _Score, group: str | None, aggregates: Mapping[str, Mapping[str, Any]]
-) -> str:
-    where = group if group is not None else NO_DATASET
+def _chart(name: str, score: _Score, where: str, aggregates: Mapping[str, Aggregate]) -> str:
     if score.categorical or score.boolean:
         counts = Counter(_category(v) for v in score.values)
         label = f"{name} in {where}: counts per value"
@@ -188,7 +268,7 @@ def _chart(
         mean = aggregates.get(f"mean_{name}")
         caption = f"n={len(values)}"
         if mean is not None:
-            caption += f" · mean {number(mean.get('value'))}"
+            caption += f" · mean {number(mean.value)}"
         if values and math.isinf(max(values) - min(values)):
             chart, caption = "", f"{caption} · range beyond the float limit, not charted"
         else:
@@ -206,24 +286,28 @@ def _category(value: object) -> str:
     return str(value)
 
 
-def _classification(name: str, aggregates: Mapping[str, Mapping[str, Any]]) -> str:
+def _classification(name: str, aggregates: Mapping[str, Aggregate]) -> str:
     suffix = "" if name == "label" else f"_{name}"
     metrics = [
-        f"{metric} <b>{number((aggregates.get(metric + suffix) or {}).get('value'))}</b>"
+        f"{metric} <b>{number(aggregates[metric + suffix].value)}</b>"
         for metric in _CLASSIFICATION
         if metric + suffix in aggregates
     ]
     parts = (
         [f'<p><span class="mono">{esc(name)}</span>: {" · ".join(metrics)}</p>'] if metrics else []
     )
-    confusion = (aggregates.get("confusion" + suffix) or {}).get("extra") or {}
+    confusion = aggregates["confusion" + suffix].extra if "confusion" + suffix in aggregates else {}
     if confusion:
         parts.append(_confusion_table(confusion))
     return "".join(parts)
 
 
 def _confusion_table(cells: Mapping[str, Any]) -> str:
-    pairs = {tuple(key.split("->", 1)): value for key, value in cells.items() if "->" in key}
+    """The confusion matrix, its labels as they were recorded (the keys escape ``->``), in a
+    box of its own that scrolls sideways: many labels must not widen the whole page."""
+    from pytest_llmobs.evaluators.run_level import split_confusion_key
+
+    pairs = {pair: value for key, value in cells.items() if (pair := split_confusion_key(key))}
     labels = sorted({p[0] for p in pairs} | {p[1] for p in pairs})
     head = "".join(f'<th class="mono">{esc(label)}</th>' for label in labels)
     rows = []
@@ -235,35 +319,22 @@ def _confusion_table(cells: Mapping[str, Any]) -> str:
             cells_html.append(f'<td class="{css}">{number(count)}</td>')
         rows.append(f'<tr><th class="mono">{esc(expected)}</th>{"".join(cells_html)}</tr>')
     return (
-        '<table class="confusion" style="width:auto"><thead><tr><th>expected ↓ / predicted →'
-        f"</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<div class="scroll"><table class="confusion"><thead><tr><th>expected ↓ / predicted →'
+        f"</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
-def _generation_line(aggregates: Mapping[str, Mapping[str, Any]]) -> str:
-    def value(name: str) -> float | None:
-        entry = aggregates.get(name)
-        return None if entry is None else entry.get("value")
-
-    bits = [f"generations {number(value('generations'))}"]
-    if value("p50_latency_ms") is not None:
-        bits.append(
-            f"latency p50 {number(value('p50_latency_ms'), digits=1)} ms,"
-            f" p95 {number(value('p95_latency_ms'), digits=1)} ms"
-        )
-    counted = aggregates.get("total_input_tokens")
-    if counted is None:
-        bits.append("tokens unknown (no answer reported usage)")
-    else:
-        bits.append(
-            f"tokens {number(value('total_input_tokens'))} in /"
-            f" {number(value('total_output_tokens'))} out"
-        )
-        if counted.get("n") != value("generations"):
-            bits.append(f"usage reported by {counted.get('n')} of {number(value('generations'))}")
-    if value("total_cost"):
-        bits.append(f"cost {number(value('total_cost'), digits=4)}")
-    return f'<p class="muted">{esc(" · ".join(bits))}</p>'
+def _run_evaluators(names: Sequence[str], aggregates: Mapping[str, Aggregate]) -> str:
+    rows = "".join(
+        f'<tr><td class="mono">{esc(name)}</td><td class="num">{number(aggregates[name].value)}'
+        f'</td><td class="num">{aggregates[name].n}</td></tr>'
+        for name in names
+    )
+    return (
+        '<table class="stats" style="width:auto"><thead><tr><th>run evaluator aggregate</th>'
+        f'<th class="num">value</th><th class="num">n</th></tr></thead><tbody>{rows}</tbody>'
+        "</table>"
+    )
 
 
 def _all_aggregates(run: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ import json
 import math
 import re
 
+from pytest_llmobs.reporting.figures import format_number
 from pytest_llmobs.reporting.printable import printable
 
 MAX_TEXT_CHARS = 20_000
@@ -49,16 +50,13 @@ def marked(value: object) -> str:
 
 
 def number(value: object, *, digits: int = 3) -> str:
-    """A number the way people read it: integers plain, others with ``digits`` decimals."""
+    """A number the way people read it, as the terminal writes it (`figures.format_number`):
+    integers plain, others with ``digits`` decimals, past 1e12 with an exponent."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if not isinstance(value, int | float):
         return "n/a" if value is None else str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value == int(value) and abs(value) < 1e12:
-        return str(int(value))
-    return f"{value:.{digits}f}"
+    return format_number(value, digits)
 
 
 def compact(value: float) -> str:

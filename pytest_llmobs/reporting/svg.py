@@ -58,9 +58,18 @@ def histogram_bins(values: Sequence[float]) -> list[tuple[float, float, int]]:
     width = (high - low) / count
     counts = [0] * count
     for value in values:
-        index = min(count - 1, max(0, int((value - low) / width)))
-        counts[index] += 1
+        counts[min(count - 1, max(0, _bin_index((value - low) / width)))] += 1
     return [(low + i * width, low + (i + 1) * width, c) for i, c in enumerate(counts)]
+
+
+def _bin_index(position: float) -> int:
+    """The bin of a value ``position`` bin widths from the first bin's start. A value on a
+    bin's start, up to float noise, is in that bin: ``(0.3 - 0) / 0.1`` is 2.9999999999999996,
+    yet 0.3 belongs to the bin 0.3-0.4, where it is drawn."""
+    nearest = round(position)
+    if math.isclose(position, nearest, rel_tol=1e-9, abs_tol=1e-9):
+        return int(nearest)
+    return math.floor(position)
 
 
 def histogram(values: Sequence[float], *, label: str) -> str:

@@ -7,9 +7,11 @@ from typing import Any
 
 from pytest_llmobs.aggregate_model import Aggregate
 from pytest_llmobs.aggregate_names import ALL_ITEMS
-from pytest_llmobs.reporting.printable import printable
+from pytest_llmobs.reporting.figures import fixed, observed_figure
+from pytest_llmobs.reporting.figures import format_number as format_number  # (merge.py's)
+from pytest_llmobs.reporting.printable import encodable, printable
 from pytest_llmobs.run_result import RunResult
-from pytest_llmobs.thresholds import ThresholdResult, holds
+from pytest_llmobs.thresholds import ThresholdResult
 
 WriteLine = Callable[..., None]
 
@@ -23,20 +25,6 @@ def _marks(encoding: str | None) -> tuple[str, str]:
     except (UnicodeEncodeError, LookupError):
         return "PASS", "FAIL"
     return "✓", "✗"
-
-
-def format_number(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == int(value) and abs(value) < 1e12:
-        return str(int(value))
-    return fixed(value)
-
-
-def fixed(value: float) -> str:
-    """Three decimals, as the summary shows figures; past 1e12, four significant digits with an
-    exponent (a score of 1e300 would otherwise print 300 digits)."""
-    return f"{value:.3f}" if abs(value) < 1e12 else f"{value:.4g}"
 
 
 def _interval(aggregate: Aggregate) -> str:
@@ -86,36 +74,49 @@ def score_lines(group: Mapping[str, Aggregate]) -> list[str]:
                 if metric + suffix in group
             )
             lines.append(f"  {name:<{width}}  {metrics}  n={group['f1_macro' + suffix].n}")
-    if "generations" in group:
-        latency = ""
-        if "p50_latency_ms" in group:
-            latency = (
-                f"  latency p50 {group['p50_latency_ms'].value:.1f} ms"
-                f"  p95 {group['p95_latency_ms'].value:.1f} ms"
-            )
-        count = int(group["generations"].value)
-        tokens = _UNKNOWN_TOKENS
-        if "total_input_tokens" in group:
-            tokens = (
-                f"  tokens {int(group['total_input_tokens'].value)} in"
-                f" / {int(group['total_output_tokens'].value)} out"
-            ) + _reported_by(group["total_input_tokens"].n, count)
-        lines.append(f"  generations {count}{latency}{tokens}")
-    if "judge_generations" in group:
-        count = int(group["judge_generations"].value)
-        tokens = _UNKNOWN_TOKENS
-        if "judge_total_tokens" in group:
-            judged = group["judge_total_tokens"]
-            tokens = f"  tokens {int(judged.value)}" + _reported_by(judged.n, count)
-        lines.append(f"  judge calls {count}{tokens}")
+    for facts in (generation_facts(group), judge_facts(group)):
+        if facts:
+            lines.append("  " + "  ".join(facts))
     return lines
+
+
+def generation_facts(group: Mapping[str, Aggregate]) -> list[str]:
+    """The group's generations, latency and tokens (``["generations 7", "latency p50 0.4 ms",
+    "p95 0.9 ms", "tokens 49 in / 7 out"]``); none without generations."""
+    if "generations" not in group:
+        return []
+    count = int(group["generations"].value)
+    facts = [f"generations {count}"]
+    if "p50_latency_ms" in group:
+        facts.append(f"latency p50 {fixed(group['p50_latency_ms'].value, 1)} ms")
+        facts.append(f"p95 {fixed(group['p95_latency_ms'].value, 1)} ms")
+    if "total_input_tokens" in group:
+        facts.append(
+            f"tokens {int(group['total_input_tokens'].value)} in"
+            f" / {int(group['total_output_tokens'].value)} out"
+            + _reported_by(group["total_input_tokens"].n, count)
+        )
+    else:
+        facts.append(_UNKNOWN_TOKENS)
+    return facts
+
+
+def judge_facts(group: Mapping[str, Aggregate]) -> list[str]:
+    """The group's calls to a judge model and their tokens; none without any."""
+    if "judge_generations" not in group:
+        return []
+    count = int(group["judge_generations"].value)
+    if "judge_total_tokens" not in group:
+        return [f"judge calls {count}", _UNKNOWN_TOKENS]
+    judged = group["judge_total_tokens"]
+    return [f"judge calls {count}", f"tokens {int(judged.value)}" + _reported_by(judged.n, count)]
 
 
 CATEGORY_CHARS = 32
 """Longest categorical value shown whole in the summary; longer ones are cut with "…"."""
 
 
-_UNKNOWN_TOKENS = "  tokens unknown (no answer reported usage)"
+_UNKNOWN_TOKENS = "tokens unknown (no answer reported usage)"
 
 
 def _reported_by(counted: int, generations: int) -> str:
@@ -146,18 +147,12 @@ def threshold_line(result: ThresholdResult, marks: tuple[str, str]) -> str:
         if not result.evaluated:  # every item of its dataset skipped: neither pass nor fail
             return f"  {'–' if mark == '✓' else '-'} {expression}  {error}"
         return f"  {mark} {expression}  ERROR: {error}"
-    shown = format_number(result.observed)
-    if result.observed is not None and _reads_otherwise(result, shown):
-        shown = repr(result.observed)  # 0.5476 shown as 0.548 failing `>= 0.548`: every digit
+    shown = (
+        "n/a"
+        if result.observed is None
+        else observed_figure(result.threshold, result.observed, result.passed)
+    )
     return f"  {mark} {expression}  observed {shown} (n={result.n})"
-
-
-def _reads_otherwise(result: ThresholdResult, shown: str) -> bool:
-    """Whether the rounded figure shown would meet the threshold the other way."""
-    try:
-        return holds(result.threshold, float(shown)) != result.passed
-    except ValueError:
-        return False
 
 
 def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[str]:
@@ -176,9 +171,8 @@ def summary_lines(result: RunResult, *, encoding: str | None = "utf-8") -> list[
     for dataset in datasets:
         lines.append(_group_header(f"dataset {dataset!r}", result, dataset))
         lines.extend(_group_lines(result, dataset))
-    whole = result.aggregates.get(ALL_ITEMS, {})
     lines.append(_group_header("all tests", result, ALL_ITEMS))
-    if len(datasets) != 1 or _count(whole) != _count(result.aggregates[datasets[0]]):
+    if whole_run_dataset(result.aggregates) is None:
         lines.extend(_group_lines(result, ALL_ITEMS))
     from pytest_llmobs.repeats import repeat_lines
 
@@ -215,21 +209,79 @@ def missing_lines(missing: Sequence[Mapping[str, str]], *, limit: int = MISSING_
     return lines
 
 
+def unfinished_lines(run: Mapping[str, Any], stored: int) -> list[str]:
+    """What `llmobs show` and the HTML report say of a run that stored no summary (killed,
+    crashed, still going), ``stored`` being how many items it stored."""
+    from pytest_llmobs.store_unfinished import recorded_elsewhere
+
+    lines = []
+    host = recorded_elsewhere(run.get("process"))
+    if run["status"] == "running" and host is not None:
+        lines.append(
+            f"run recorded on host {host!r}: this machine cannot tell whether that session still "
+            "goes or died, so it reads as running until it stores its summary"
+        )
+    if run["status"] == "running":
+        pending = run.get("pending")
+        rest = (
+            f"{len(pending)} collected item(s) not run yet"
+            if pending is not None
+            else "the items it has not run yet are not known"
+        )
+        lines.append(f"run still running: its {stored} stored item(s) so far are listed, {rest}")
+    elif "missing" in run:  # it stored what it collected (see Store.expect_items)
+        never_run = len(run["missing"])
+        rest = f"the {never_run} it never ran above" if never_run else "it ran every one"
+        lines.append(
+            f"run {run['status']} before it finished: its {stored} stored item(s) are listed, "
+            f"{rest}"
+        )
+    else:
+        lines.append(
+            f"run {run['status']} before it finished: the items it had not run yet are not "
+            f"known (its {stored} stored item(s) are listed)"
+        )
+    return lines
+
+
 def _group_header(label: str, result: RunResult, group: str) -> str:
-    aggregates = result.aggregates.get(group, {})
-    count = _count(aggregates)
     version = result.datasets.get(group)
     versioned = f" version {version}" if version else ""
+    count, rate, rest = group_facts(
+        result.aggregates.get(group, {}), result.partial_datasets.get(group)
+    )
+    return f"{label}{versioned}: " + "  ".join(
+        [count, *([f"pass rate {rate}"] if rate else []), *rest]
+    )
+
+
+def group_facts(
+    aggregates: Mapping[str, Aggregate], partial: tuple[int, int] | None = None
+) -> tuple[str, str | None, list[str]]:
+    """What the summary says of one group (a dataset, all tests), from its aggregates: its
+    count (``"6 items"``), its pass rate (``"33.3% (2/6)"``, ``None`` when no item counts) and
+    the rest (``"1 skipped or xfailed"``; ``"(2 of its 5 items ran)"`` for a dataset whose
+    gates judged only the items that ran, ``partial`` being those and its size)."""
+    count = _count(aggregates)
     rate = aggregates.get("pass_rate")
-    passed = f"  pass rate {rate.value:.1%} ({round(rate.value * rate.n)}/{rate.n})" if rate else ""
+    shown = f"{rate.value:.1%} ({round(rate.value * rate.n)}/{rate.n})" if rate else None
+    rest = []
     uncounted = count - (rate.n if rate else 0)  # outside the pass rate and the scores
     if uncounted > 0:
-        passed += f"  {uncounted} skipped or xfailed"
-    partial = ""
-    if group in result.partial_datasets:  # its gates judged these items only
-        ran, total = result.partial_datasets[group]
-        partial = f"  ({ran} of its {total} items ran)"
-    return f"{label}{versioned}: {count} item{'s' if count != 1 else ''}{passed}{partial}"
+        rest.append(f"{uncounted} skipped or xfailed")
+    if partial is not None:
+        rest.append(f"({partial[0]} of its {partial[1]} items ran)")
+    return f"{count} item{'s' if count != 1 else ''}", shown, rest
+
+
+def whole_run_dataset(aggregates: Mapping[str, Mapping[str, Aggregate]]) -> str | None:
+    """The one dataset holding every item of the run, if so: the run's figures are then its
+    figures, shown once (under the dataset)."""
+    datasets = [group for group in aggregates if group != ALL_ITEMS]
+    if len(datasets) != 1:
+        return None
+    whole = _count(aggregates.get(ALL_ITEMS, {}))
+    return datasets[0] if whole == _count(aggregates[datasets[0]]) else None
 
 
 def _group_lines(result: RunResult, group: str) -> list[str]:
@@ -252,28 +304,45 @@ def _count(group: Mapping[str, Aggregate]) -> int:
 
 def write_summary(terminalreporter: Any, result: RunResult) -> None:
     """Print the summary under its own separator, thresholds in green or red."""
-    writer = terminalreporter
-    writer.write_sep("=", "llmobs experiment run")
-    encoding = getattr(getattr(writer, "_tw", None), "encoding", None) or "utf-8"
+    encoding = terminal_encoding(terminalreporter)
+
+    def write(line: str, **markup: bool) -> None:
+        terminalreporter.write_line(encodable(line, encoding), **markup)
+
+    terminalreporter.write_sep("=", "llmobs experiment run")
     for line in summary_lines(result, encoding=encoding):
         stripped = line.lstrip()
         if stripped.startswith(("✓", "PASS")):
-            writer.write_line(line, green=True)
+            write(line, green=True)
         elif stripped.startswith(("✗", "FAIL")) or "threshold(s) failed" in line:
-            writer.write_line(line, red=True, bold=True)
+            write(line, red=True, bold=True)
         else:
-            writer.write_line(line)
+            write(line)
     if result.comparison is not None:
         from pytest_llmobs.compare.render import comparison_lines
 
         comparison = result.comparison
         label = printable(comparison.baseline.label)
-        writer.write_sep("=", f"llmobs comparison vs baseline {label}")
+        title = encodable(f"llmobs comparison vs baseline {label}", encoding)
+        terminalreporter.write_sep("=", title)
         enforced = "regression" in result.fail_on
         for line in comparison_lines(comparison, enforced=enforced):
             if line.startswith("REGRESSION") or "session fails" in line:
-                writer.write_line(line, red=True, bold=True)
+                write(line, red=True, bold=True)
             elif line.startswith("IMPROVEMENT"):
-                writer.write_line(line, green=True)
+                write(line, green=True)
             else:
-                writer.write_line(line)
+                write(line)
+
+
+def terminal_encoding(terminalreporter: Any) -> str:
+    """The encoding of the stream pytest's summary goes to (its terminal writer's file, as
+    pytest 6 and later keep it; ``encoding`` on older writers), UTF-8 when none is known. A line
+    that encoding cannot write would come out as pytest's fallback: the whole line, colour
+    codes too, as ``\\x1b[31m\\u2717``."""
+    writer = getattr(terminalreporter, "_tw", None)
+    for holder in (getattr(writer, "_file", None), writer):
+        encoding = getattr(holder, "encoding", None)
+        if isinstance(encoding, str) and encoding:
+            return encoding
+    return "utf-8"
