@@ -17,12 +17,16 @@ MAX_DEPTH = 100
 """Deepest nesting kept of a recorded value (a dataset item may nest as deep); deeper values
 become a marker. The walks that govern and store a value cost a few stack frames per level."""
 _TRACKED_FROM = 8
-"""Depth from which `jsonable` remembers the containers it is inside (records of the plugin's
-own are shallower and pay nothing for it): one met again is a cycle, not nesting."""
+"""Depth from which `jsonable`'s first walk remembers the containers it is inside (records of
+the plugin's own are shallower and pay nothing for it). One met again inside itself is a cycle:
+the walk is dropped and the value walked again remembering them from the top, so the cycle is
+cut where it closes (``{"self": "<cycle: dict>"}``), not copied down to this depth."""
 _MAX_VALUES = 1_000
-"""Containers met again (shared) in one subtree below `_TRACKED_FROM` at most: an object graph
-sharing its nodes (``a = [b, b]; b = [c, c]``...) would otherwise be copied once per path,
-2**depth times. Containers met once, however many, cost nothing."""
+"""Containers met again (shared) at most: per subtree below `_TRACKED_FROM` in the first walk,
+in the whole value in the walk of a value with a cycle. An object graph sharing its nodes
+(``a = [b, b]; b = [c, c]``...) would otherwise be copied once per path, 2**depth times; so
+would a cyclic one (each node of a tree pointing to its parent). Containers met once, however
+many, cost nothing."""
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT_CHARACTER = "\ufffd"
@@ -172,15 +176,22 @@ def distinct_key(name: str, taken: Container[str], clashes: dict[str, int]) -> s
 
 
 class _Deep:
-    """What `jsonable` remembers below `_TRACKED_FROM`: the containers it is inside, and how
-    many more it may convert."""
+    """What `jsonable` remembers where it tracks containers: the containers it is inside, and
+    how many more met again it may convert. ``whole``: tracking the whole value from the top,
+    where a cycle becomes its marker; else one subtree of the first walk, which a cycle ends."""
 
-    __slots__ = ("inside", "left", "seen")
+    __slots__ = ("inside", "left", "seen", "whole")
 
-    def __init__(self) -> None:
+    def __init__(self, whole: bool = False) -> None:
         self.inside: set[int] = set()
         self.seen: dict[int, object] = {}  # (the object kept: an id is unique while it lives)
         self.left = _MAX_VALUES
+        self.whole = whole
+
+
+class _CycleMet(BaseException):
+    """The first walk met a container inside itself: `jsonable` walks the value again, whole.
+    (Not an `Exception`: the handlers that turn a failing value into a placeholder let it by.)"""
 
 
 def jsonable(value: Any, _depth: int = 0, _deep: _Deep | None = None) -> Any:
@@ -190,38 +201,46 @@ def jsonable(value: Any, _depth: int = 0, _deep: _Deep | None = None) -> Any:
     type; mappings, sequences, sets, dataclasses and pydantic models become dicts and lists;
     non-finite floats become strings; anything else becomes its ``repr``. Never raises: a value
     whose conversion fails (a ``__repr__`` that raises) becomes `unrepresentable`'s placeholder;
-    a container inside itself becomes ``<cycle: dict>``, nesting deeper than `MAX_DEPTH` a marker.
+    a container met again inside itself becomes ``<cycle: dict>`` where the cycle closes,
+    nesting deeper than `MAX_DEPTH` a marker.
     """
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
         return value if math.isfinite(value) else str(value)
-    if _depth >= _TRACKED_FROM:  # (one `_Deep` per subtree from there: shallower is free)
+    if _deep is not None or _depth >= _TRACKED_FROM:  # (or a fresh `_Deep` per subtree)
         return _tracked(value, kind, _depth, _Deep() if _deep is None else _deep)
-    if kind is dict:  # the common containers, without ABC checks
-        depth = _depth + 1
-        result = {
-            (k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in value.items()
-        }
-        return result if len(result) == len(value) else _keys_apart(value.items(), depth)
-    if kind is list or kind is tuple:
-        depth = _depth + 1
-        return [jsonable(v, depth) for v in value]
     try:
+        if kind is dict:  # the common containers, without ABC checks
+            depth = _depth + 1
+            result = {
+                (k if type(k) is str else key_text(k)): jsonable(v, depth) for k, v in value.items()
+            }
+            return result if len(result) == len(value) else _keys_apart(value.items(), depth)
+        if kind is list or kind is tuple:
+            depth = _depth + 1
+            return [jsonable(v, depth) for v in value]
         return _converted(value, kind, _depth)
+    except _CycleMet:  # (caught here, not in a wrapper: one call more costs small values 2-4%)
+        if _depth:
+            raise
+        return jsonable(value, 0, _Deep(whole=True))
     except Exception as exc:  # a broken items(), __float__...: tracing must not raise
         return unrepresentable(value, exc)
 
 
 def _tracked(value: Any, kind: type, _depth: int, deep: _Deep) -> Any:
-    """`jsonable` of a value nested `_TRACKED_FROM` levels deep or more."""
+    """`jsonable` of a value nested `_TRACKED_FROM` levels deep or more, or of any value of
+    one with a cycle, remembering the containers it is inside."""
     mark = id(value)
     if mark in deep.inside:
+        if not deep.whole:
+            raise _CycleMet
         return f"<cycle: {kind.__name__}>"
     if mark not in deep.seen:
         deep.seen[mark] = value
-    elif not isinstance(value, (str, int, float)):  # a container met again: a shared node
+    elif not issubclass(kind, (str, int, float)):  # a container met again: a shared node
         deep.left -= 1
         if deep.left < 0:
             return f"<truncated: more than {_MAX_VALUES:,} shared values>"
@@ -264,7 +283,7 @@ def _converted(value: Any, kind: type, _depth: int, deep: _Deep | None = None) -
         return f"<truncated at depth {MAX_DEPTH}>"
     depth = _depth + 1
     if issubclass(kind, Mapping):
-        return jsonable(dict(value), _depth, deep)  # as a plain dict, by jsonable's own branch
+        return _keys_apart(dict(value).items(), depth, deep)
     if issubclass(kind, (list, tuple)):
         return [jsonable(v, depth, deep) for v in value]
     if issubclass(kind, (set, frozenset)):

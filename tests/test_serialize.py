@@ -7,10 +7,22 @@ import enum
 import json
 import math
 import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmobs.serialize import huge_ints_as_text, int_text, jsonable
+from pytest_llmobs.serialize import (
+    huge_ints_as_text,
+    int_text,
+    jsonable,
+    snapshot,
+    snapshot_arguments,
+)
+
+if TYPE_CHECKING:
+    from conftest import Runs
 
 
 class Accessor(str):
@@ -86,10 +98,131 @@ def test_a_cycle_ends_in_a_marker_and_takes_no_time() -> None:
 
     converted = jsonable({"loop": loop, "tree": root})
 
-    loop_text, tree_text = json.dumps(converted["loop"]), json.dumps(converted["tree"])
-    assert '"<cycle: dict>"' in loop_text and len(loop_text) < 100_000
-    assert tree_text.startswith('{"name": "root", "parent": null, "children": [{"name": "child"')
-    assert '"<cycle: list>"' in tree_text  # (the root's children, met again under the child)
+    # (before: cut 8 levels down, after 8 copies of the loop, and in the tree at the root's
+    # children, `<cycle: list>`, met again under the child's parent)
+    assert converted == {
+        "loop": {"left": "<cycle: dict>", "right": "<cycle: dict>"},
+        "tree": {
+            "name": "root",
+            "parent": None,
+            "children": [{"name": "child", "parent": "<cycle: Node>", "children": []}],
+        },
+    }
+
+
+@pytest.mark.parametrize("convert", [jsonable, snapshot])
+def test_the_smallest_cycle_is_cut_where_it_closes(convert: Callable[[Any], Any]) -> None:
+    # (before: 9 nested copies, {'self': {'self': ... {'self': '<cycle: dict>'}}})
+    itself: dict[str, object] = {}
+    itself["self"] = itself
+    in_itself: list[object] = []
+    in_itself.append(in_itself)
+    ordered: OrderedDict[str, object] = OrderedDict()
+    ordered["self"] = ordered
+
+    assert convert(itself) == {"self": "<cycle: dict>"}
+    assert convert(in_itself) == ["<cycle: list>"]
+    assert convert(ordered) == {"self": "<cycle: OrderedDict>"}
+
+
+def test_a_cycle_deep_down_is_cut_where_it_closes() -> None:
+    itself: dict[str, object] = {}
+    itself["self"] = itself
+    value: object = itself
+    expected: object = {"self": "<cycle: dict>"}
+    for _ in range(12):
+        value, expected = {"x": [value]}, {"x": [expected]}
+
+    assert jsonable(value) == expected
+
+
+def parent_pointer_tree(children: int) -> dict[str, Any]:
+    """The README's cycle: a root whose children point back to it."""
+    root: dict[str, Any] = {"name": "root", "children": []}
+    root["children"] += [{"name": f"c{i}", "parent": root} for i in range(children)]
+    return root
+
+
+@pytest.mark.parametrize("nodes", [13, 61])
+def test_a_tree_whose_nodes_point_to_their_parent_is_recorded_in_proportion_to_its_size(
+    nodes: int,
+) -> None:
+    # (before: 13 nodes took 0.96 MB, 26 nodes 17 MB, 41 nodes 114 MB, 6.5 s and 917 MB)
+    recorded = snapshot_arguments((parent_pointer_tree(nodes - 1),), {})
+
+    assert recorded["args"][0]["children"][7] == {"name": "c7", "parent": "<cycle: dict>"}
+    assert len(json.dumps(recorded)) < 50 * nodes
+
+
+def test_a_deeper_tree_whose_nodes_point_to_their_parent_is_recorded_in_proportion() -> None:
+    def grow(parent: dict[str, Any] | None, depth: int) -> dict[str, Any]:
+        node: dict[str, Any] = {"parent": parent, "children": []}
+        if depth:
+            node["children"] = [grow(node, depth - 1) for _ in range(2)]
+        return node
+
+    root = grow(None, 9)  # 1,023 nodes, 10 levels: the cycles close above and below depth 8
+
+    text = json.dumps(jsonable(root))
+
+    assert text.count('"<cycle: dict>"') == 1_022  # (every parent but the root's, None)
+    assert len(text) < 60 * 1_023
+
+
+def test_a_graph_with_cycles_and_shared_nodes_is_cut_at_the_shared_values_cap() -> None:
+    # each node links to every other: its cycles close everywhere, through 12! paths
+    nodes: list[dict[str, Any]] = [{"name": f"n{i}"} for i in range(12)]
+    for node in nodes:
+        node["links"] = [other for other in nodes if other is not node]
+
+    text = json.dumps(jsonable(nodes))
+
+    assert "<cycle: dict>" in text and "<truncated: more than 1,000 shared values>" in text
+    assert len(text) < 2_000_000
+
+
+def test_a_value_met_twice_but_not_inside_itself_is_recorded_in_both_places() -> None:
+    message = {"role": "user", "content": "hi"}
+    deep: object = message
+    for _ in range(10):
+        deep = {"x": deep}
+    itself: dict[str, object] = {}
+    itself["self"] = itself
+
+    shared = {"a": message, "b": [message, message], "deep": [deep, deep]}
+    expected = json.loads(json.dumps(shared))  # (JSON writes a value met twice twice)
+
+    assert jsonable(shared) == expected
+    # also in a value with a cycle, walked again from the top
+    assert jsonable({**shared, "cycle": itself}) == {**expected, "cycle": {"self": "<cycle: dict>"}}
+
+
+def test_recording_the_readme_tree_stores_each_node_once(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: 9.8 s, 571 MB, a 14.7 MB store and a 69 MB --llm-json file for 61 nodes)
+    pytester.makepyfile(
+        test_tree="""
+        from pytest_llmobs import observe
+
+        @observe
+        def handle(tree):
+            return len(tree["children"])
+
+        def test_tree():
+            root = {"name": "root", "children": []}
+            root["children"] += [{"name": f"c{i}", "parent": root} for i in range(60)]
+            assert handle(root) == 60
+        """
+    )
+
+    pytester.runpytest("-p", "no:cacheprovider", "--llm-json=tree.json").assert_outcomes(passed=1)
+
+    item = runs.items(runs.latest())["test_tree.py::test_tree"]
+    (handle,) = [o for o in item["trace"]["observations"] if o["name"] == "handle"]
+    children = [{"name": f"c{i}", "parent": "<cycle: dict>"} for i in range(60)]
+    assert handle["input"] == {"args": [{"name": "root", "children": children}], "kwargs": {}}
+    assert (pytester.path / "tree.json").stat().st_size < 200_000
 
 
 def test_a_graph_sharing_its_nodes_is_cut_not_copied_per_path() -> None:
