@@ -7,7 +7,7 @@
 import pytest
 
 pytest.importorskip(
-    "langchain_core", reason="needs langchain-core: pip install pytest-llmobs[langchain]"
+    "langchain_core", reason="needs langchain-core: pip install 'pytest-llmobs[langchain]'"
 )
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun

@@ -327,7 +327,7 @@ class LLM:
 
         Each call is recorded as one generation: in the generation a LangChain
         ``CallbackHandler`` opened for it when one is attached, else as `generate` records.
-        Needs langchain-core (``pip install pytest-llmobs[langchain]``).
+        Needs langchain-core (``pip install 'pytest-llmobs[langchain]'``).
         """
         __tracebackhide__ = True  # a missing extra shows the test's own line
         try:

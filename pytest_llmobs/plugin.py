@@ -199,10 +199,12 @@ class SessionHooks:
         from pytest_llmobs.reporting.terminal import write_summary
 
         write_summary(terminalreporter, state.result)
-        from pytest_llmobs.reporting.terminal import missing_lines
+        from pytest_llmobs.reporting.printable import encodable
+        from pytest_llmobs.reporting.terminal import missing_lines, terminal_encoding
 
+        encoding = terminal_encoding(terminalreporter)  # (a node id the terminal cannot write)
         for line in missing_lines(state.result.missing):
-            terminalreporter.write_line(line, yellow=True)
+            terminalreporter.write_line(encodable(line, encoding), yellow=True)
         from pytest_llmobs.exporters.session import write_upload_summary
 
         write_upload_summary(terminalreporter)

@@ -110,7 +110,7 @@ def test_the_langchain_example_is_skipped_without_langchain(
     result = run_suite(pytester, suite, "-rs", "--llm-no-store")
 
     result.assert_outcomes(passed=22, skipped=1)
-    reason = "needs langchain-core: pip install pytest-llmobs[[]langchain[]]"
+    reason = "needs langchain-core: pip install 'pytest-llmobs[[]langchain[]]'"
     result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] *test_langchain_rag.py:*: {reason}"])
 
 

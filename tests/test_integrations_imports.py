@@ -43,7 +43,7 @@ def test_as_langchain_without_langchain_core_says_which_extra_to_install(
     result.assert_outcomes(failed=1)
     message = (
         "llm.as_langchain() needs langchain-core, which is not installed: "
-        "pip install pytest-llmobs[langchain]"
+        "pip install 'pytest-llmobs[langchain]'"
     )
     result.stdout.re_match_lines([rf"E +ImportError: {re.escape(message)}$"])
 
@@ -55,13 +55,13 @@ def test_as_langchain_without_langchain_core_says_which_extra_to_install(
             "pytest_llmobs.integrations.langchain",
             "langchain_core",
             "the LangChain integration needs langchain-core, which is not installed: "
-            "pip install pytest-llmobs[langchain]",
+            "pip install 'pytest-llmobs[langchain]'",
         ),
         (
             "pytest_llmobs.integrations.openai",
             "openai",
             "the OpenAI integration needs openai, which is not installed: "
-            "pip install pytest-llmobs[openai]",
+            "pip install 'pytest-llmobs[openai]'",
         ),
     ],
     ids=["langchain", "openai"],

@@ -495,3 +495,28 @@ def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path, data: bytes, exp
 
     assert str(from_dataset.value) == f"{dataset}{expected}"
     assert str(from_prompt.value).startswith(f"{prompt}{expected.split(' (')[0]} (byte offset")
+
+
+def test_a_missing_test_whose_name_the_terminal_cannot_write_is_listed_plain(
+    pytester: pytest.Pytester,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    pytester.makepyfile(test_names="def test_a():\n    assert 0\n\ndef test_\u0436():\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider", "--color=yes"],
+        cwd=pytester.path,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        capture_output=True,
+        encoding="ascii",
+        check=False,
+    )
+
+    # (before: pytest's fallback escaped the whole line, its colours too:
+    # "\x1b[33m  test_names.py::test_\u0436  (not run: ...)\x1b[0m")
+    assert "\x1b[33m  test_names.py::test_\\u0436  (not run: stopping after 1 failures)" in (
+        done.stdout
+    )
+    assert "\\x1b" not in done.stdout

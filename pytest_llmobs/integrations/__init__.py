@@ -17,5 +17,5 @@ __all__ = ["missing_extra"]
 def missing_extra(feature: str, package: str, extra: str) -> ImportError:
     """The error raised when ``feature`` needs ``package``, which ``extra`` installs."""
     return ImportError(
-        f"{feature} needs {package}, which is not installed: pip install pytest-llmobs[{extra}]"
+        f"{feature} needs {package}, which is not installed: pip install 'pytest-llmobs[{extra}]'"
     )
