@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_llmobs.file_output import is_stream, unwritable
 from pytest_llmobs.providers.cache import CacheMode
 from pytest_llmobs.providers.retry import DEFAULT_MAX_RETRIES
 from pytest_llmobs.settings import DEFAULT_MODEL, FAIL_POLICIES, OPTIONS, Settings, expand_path
@@ -31,14 +31,20 @@ def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
     def resolve(ini_name: str) -> Path:
         cli = config.getoption(ini_name)
         if cli is not None:
-            return (invocation / str(cli)).resolve()
+            return _real(invocation / str(cli))
         value = config.getini(ini_name)
         if value:
-            return (ini_dir / expand_path(str(value))).resolve()
+            return _real(ini_dir / expand_path(str(value)))
         spec = next(s for s in OPTIONS if s.ini == ini_name)
-        return (rootdir / str(spec.default)).resolve()
+        return _real(rootdir / str(spec.default))
 
     return resolve
+
+
+def _real(path: Path) -> Path:
+    """``path`` absolute, through symlinks and ``..``; a pipe or device (`is_stream`) keeps its
+    name: /dev/stdout resolves through /proc/self/fd/1 to ``pipe:[N]``, which cannot be opened."""
+    return Path(os.path.abspath(path)) if is_stream(path) else path.resolve()
 
 
 def _refuse_empty_values(config: pytest.Config) -> None:
@@ -165,7 +171,7 @@ def _report_path(
     if os.path.basename(text) in ("", ".", ".."):
         raise pytest.UsageError(f"{origin}: {text!r} names a directory; expected a file path")
     # said now, not after an hour of tests
-    problem = _unwritable(path)
+    problem = unwritable(path)
     if problem is not None:
         raise pytest.UsageError(f"{origin}: cannot write {str(path)!r}: {problem}")
     return path
@@ -186,34 +192,20 @@ def _refuse_shared_report_files(config: pytest.Config, ours: dict[str, Path | No
     for dest, flag in OTHER_REPORT_FILES.items():
         value = getattr(config.option, dest, None)
         if isinstance(value, str) and value:
-            taken.setdefault(Path(os.path.abspath(value)).resolve(), flag)
+            taken.setdefault(_real(Path(value)), flag)
     for ini_name, path in ours.items():
         if path is None:
             continue
         origin = where(config, ini_name)
-        other = taken.setdefault(path.resolve(), origin)
+        other = taken.setdefault(_real(path), origin)
         if other != origin:
+            why = "the report written last would replace the other"
+            if is_stream(path):
+                why = "both reports would be written into it, one after the other"
             raise pytest.UsageError(
                 f"{origin}: {str(path)!r} is also the file {other} writes; expected a file of "
-                "its own (the report written last would replace the other)"
+                f"its own ({why})"
             )
-
-
-def _unwritable(path: Path) -> str | None:
-    """Why ``path`` cannot be written, found by doing it: a scratch file in the nearest
-    directory that exists (where the report's missing directories would be made; nothing is
-    left behind, and nothing is made for a session that writes no report), or ``None``."""
-    existing = next((p for p in path.parents if p.exists()), None)
-    if existing is None:
-        return None
-    if not existing.is_dir():  # a file where a directory of the path should be
-        return f"{str(existing)!r} is a file, not a directory"
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        return f"{exc.strerror or exc} ({str(existing)!r})"
-    return None
 
 
 def _ini_flag(config: pytest.Config, ini_name: str) -> bool:

@@ -434,9 +434,11 @@ def test_collect_only_without_a_named_model_imports_no_provider(
             import sys
 
             MODELS = {"pytest_llmobs.providers.mock", "pytest_llmobs.providers.openai"}
+            STORE = {"pytest_llmobs.store", "pytest_llmobs.reporting.files"}
 
             def pytest_sessionfinish():
                 print(f"model providers loaded: {sorted(MODELS & set(sys.modules))}")
+                print(f"store modules loaded: {sorted(STORE & set(sys.modules))}")
             """
         )
     )
@@ -445,7 +447,8 @@ def test_collect_only_without_a_named_model_imports_no_provider(
     result = pytester.runpytest_subprocess("--co", "-s")
 
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["model providers loaded: []"])
+    # (the report paths' check once imported the store with the reports' writer)
+    result.stdout.fnmatch_lines(["model providers loaded: []", "store modules loaded: []"])
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy  # noqa: F401  (loaded once here: in-process sessions must not import it anew)
 import pytest
-from test_report_html import SUITE_OUTCOMES, write_hidden_suite, write_suite
+from test_report_html import (
+    PAIRED_MOVED,
+    SUITE_OUTCOMES,
+    compared,
+    write_hidden_suite,
+    write_suite,
+)
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
@@ -322,6 +328,27 @@ def test_a_wide_confusion_matrix_scrolls_in_its_own_box(
     # (before: the table widened the whole page, 2,253 px in a 1,265 px window)
     assert page[0] <= page[1], f"the page is {page[0]} px wide in a {page[1]} px window"
     assert box[0] == "scroll" and box[1] > box[2]  # the matrix scrolls in its box instead
+    assert severe(browser) == []
+
+
+def test_a_comparison_draws_the_change_its_interval_is_of(browser: Chrome, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "compared.html"
+    page.write_text(compared(PAIRED_MOVED), encoding="utf-8")
+
+    open_page(browser, page)
+
+    section = browser.find_element(By.ID, "comparison")
+    (mark,) = section.find_elements(By.CSS_SELECTOR, "svg.interval")
+    point = mark.find_element(By.CSS_SELECTOR, "circle.point").rect
+    ends = [line.rect for line in mark.find_elements(By.CSS_SELECTOR, "line.ci")]
+    centre = point["x"] + point["width"] / 2
+    # (before: the point was the aggregate's delta, -0.193, drawn left of -0.120 ... -0.024)
+    assert min(r["x"] for r in ends) < centre < max(r["x"] + r["width"] for r in ends)
+    assert "-0.193 (paired -0.072)" in section.text
+    note = section.find_element(By.XPATH, ".//p[em='paired']")
+    assert note.is_displayed() and "which the 95% CI, p and verdict are of" in note.text
     assert severe(browser) == []
 
 

@@ -18,6 +18,9 @@ import numpy  # noqa: F401  (loaded once here: in-process sessions must not impo
 import pytest
 
 from pytest_llmobs.cli import main as llmobs_main
+from pytest_llmobs.compare.model import MetricComparison
+from pytest_llmobs.compare.render import PAIRED_NOTE
+from pytest_llmobs.compare.stats import PairedInterval, PairedTest
 from pytest_llmobs.exports import dump_run
 from pytest_llmobs.reporting.html import render_html
 from pytest_llmobs.reporting.html_assets import JS
@@ -691,7 +694,7 @@ def test_comparison_shows_deltas_intervals_and_what_changed() -> None:
         "capitals mean_accuracy 0.950 0.750 -0.200 -0.350 … -0.050 n=4 p=0.030"
         " delta -0.200, interval -0.350 to -0.050 regression fails the gate"
         " all tests pass_rate 0.900 0.920 +0.020 -0.040 … +0.080 n=4 p=1.000"
-        " delta 0.020, interval -0.040 to 0.080 no significant change"
+        " delta +0.020, interval -0.040 to +0.080 no significant change"
         " 1 more aggregate(s) without a paired test"
     ) in text
     assert '<svg class="interval regressed"' in page
@@ -728,6 +731,71 @@ def test_comparison_p_values_read_as_in_the_terminal() -> None:
     text = " ".join(" ".join(parse(render_html(run)).text).split())
 
     assert "-0.350 … -0.050 n=4 p=1.2e-04 delta" in text
+
+
+def metric_row(
+    baseline: float,
+    current: float,
+    paired: tuple[float, float, float],
+    *,
+    fails_gate: bool = True,
+) -> dict[str, Any]:
+    """A regression's row as `Comparison.to_dict` writes it: mean_q of dataset d, with the
+    paired change's (estimate, low, high) over 25 matched items."""
+    return MetricComparison(
+        group="d",
+        name="mean_q",
+        baseline=baseline,
+        current=current,
+        delta=current - baseline,
+        higher_is_better=True,
+        verdict="regression",
+        fails_gate=fails_gate,
+        test=PairedTest(PairedInterval(*paired, n=25)),
+    ).to_dict()
+
+
+PAIRED_MOVED = metric_row(0.8, 0.6066666666666667, (-0.072, -0.12, -0.024))
+"""5 items removed, 5 new ones scoring 0, 6 matched items 0.8 -> 0.5: the aggregate's delta
+(-0.193) is not the matched items' change (-0.072) that the interval and verdict are of."""
+
+
+def compared(*rows: dict[str, Any], max_drop: float = 0.0) -> str:
+    """The HTML report of a run compared with a baseline in ``rows``."""
+    comparison = {**COMPARISON, "max_drop": max_drop, "metrics": list(rows)}
+    return render_html({**_synthetic_run(1, failed=set()), "comparison": comparison})
+
+
+def test_comparison_shows_the_paired_delta_its_interval_is_of() -> None:
+    # (before: "-0.193" beside "-0.120 … -0.024", its point drawn outside the interval, no note)
+    page = compared(PAIRED_MOVED)
+
+    text = section_text(page, "comparison")
+    assert "d mean_q 0.800 0.607 -0.193 (paired -0.072) -0.120 … -0.024 n=25 regression" in text
+    (mark,) = re.findall(r'<svg class="interval.*?</svg>', page)
+    assert 'aria-label="paired delta -0.072, interval -0.120 to -0.024"' in mark
+    point = float(re.findall(r'<circle class="point" cx="([\d.]+)"', mark)[0])
+    ends = [float(x) for x in re.findall(r'<line class="ci" x1="([\d.]+)"', mark)]
+    assert min(ends) < point < max(ends)
+    assert PAIRED_NOTE.partition("*paired*")[2] in text
+    unmoved = compared(metric_row(0.8, 0.72, (-0.08, -0.12, -0.04)))
+    assert "(paired" not in unmoved and "paired delta" not in unmoved
+    assert PAIRED_NOTE.partition("*paired*")[2] not in unmoved
+    assert 'aria-label="delta -0.080, interval -0.120 to -0.040"' in unmoved
+
+
+def test_comparison_figures_read_as_the_verdict_beside_them() -> None:
+    # A drop beyond --llm-max-drop 0.1 that rounds to it, and a non-zero bound that rounds to 0
+    # (before: "-0.100" beside "fails the gate", and "-0.000"), as the terminal and markdown
+    # print them (`MetricComparison.figures`).
+    beyond = metric_row(0.9, 0.7996, (-0.1004, -0.1004, -0.1004))
+    near_zero = metric_row(0.9, 0.88, (-0.02, -0.04, -0.0004), fails_gate=False)
+
+    text = section_text(compared(beyond, near_zero, max_drop=0.1), "comparison")
+
+    assert "mean_q 0.900 0.800 -0.1004 -0.1004 … -0.1004 n=25 regression fails the gate" in text
+    assert "mean_q 0.900 0.880 -0.020 -0.040 … -0.0004 n=25 regression" in text
+    assert "-0.000 " not in text
 
 
 def test_comparison_from_a_real_baseline(

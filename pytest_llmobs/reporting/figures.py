@@ -19,6 +19,16 @@ def fixed(value: float, digits: int = 3, *, signed: bool = False) -> str:
     return f"{value:{sign}.{digits}f}" if abs(value) < LARGE else f"{value:{sign}.4g}"
 
 
+def signed_change(value: float) -> str:
+    """A change with its sign: ``+0.020``, ``-0.350``, ``+3``, ``+2e+300``; one that is not 0
+    never reads as 0 (``-0.0004``, as `compare.model.fmt_signed` writes it)."""
+    from pytest_llmobs.compare.model import fmt_signed  # (the terminal summary loads none)
+
+    if math.isfinite(value) and value == int(value) and abs(value) < LARGE:
+        return f"{int(value):+d}" if value else "0"
+    return fmt_signed(value) if abs(value) < LARGE else fixed(value, signed=True)
+
+
 def format_number(value: float | None, digits: int = 3) -> str:
     """Integers plain, other numbers as `fixed` writes them, ``None`` as ``n/a``."""
     if value is None:

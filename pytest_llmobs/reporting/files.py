@@ -4,7 +4,9 @@ Registered only in the process that records the run (never on xdist workers), an
 file is asked for. Both are built from the stored run, so they hold exactly what
 ``llmobs export`` and ``llmobs report`` would give for it later (from the items kept in memory
 too, when the store failed during the session). A file that cannot be written fails the session:
-a CI job must not go green without the artifact it was asked for.
+a CI job must not go green without the artifact it was asked for. `file_output.write_file`
+writes each (and ``llmobs report -o``'s): a regular file whole or not at all, a pipe or device
+into it.
 """
 
 from __future__ import annotations

@@ -9,13 +9,13 @@ and the items with filters and a trace tree each (the first `MAX_TRACES`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_llmobs import __version__
 from pytest_llmobs.aggregate_names import ALL_ITEMS
+from pytest_llmobs.file_output import write_file
 from pytest_llmobs.reporting.figures import observed_figure
 from pytest_llmobs.reporting.html_assets import CSS, JS, content_security_policy
 from pytest_llmobs.reporting.html_compare import comparison_section
@@ -66,12 +66,9 @@ def render_html(run: Mapping[str, Any], *, max_traces: int = MAX_TRACES) -> str:
 
 
 def write_html(run: Mapping[str, Any], path: Path, *, max_traces: int = MAX_TRACES) -> Path:
-    """Render ``run`` to ``path`` (parent directories are created); the write is atomic."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(render_html(run, max_traces=max_traces), encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    """Render ``run`` to ``path`` as `write_file` does: a file (its missing directories made)
+    is replaced atomically, a pipe or device (/dev/stdout) written into."""
+    return write_file(path, render_html(run, max_traces=max_traces))
 
 
 def _header(run: Mapping[str, Any], *, scores: bool, repeats: bool) -> str:

@@ -1,10 +1,11 @@
 """The HTML report's comparison with a baseline run (the run summary's ``"comparison"``).
 
 The shape is `pytest_llmobs.compare.Comparison.to_dict()`: the baseline run, the verdict, metric
-rows (group, name, baseline, current, delta, ci_low/ci_high of the paired change, p_value,
-verdict, fails_gate), what changed (model, params, prompt versions with diffs, datasets), flipped
-items and unmatched ones. It is read defensively: a missing key drops its part, an unknown key
-is still shown (as a generic table), and other row shapes fall back to the generic table.
+rows (group, name, baseline, current, delta, estimate and ci_low/ci_high of the paired change,
+p_value, verdict, fails_gate), what changed (model, params, prompt versions with diffs,
+datasets), flipped items and unmatched ones. It is read defensively: a missing key drops its
+part, an unknown key is still shown (as a generic table), and other row shapes fall back to the
+generic table.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmobs.compare.model import fmt_p
-from pytest_llmobs.reporting.figures import LARGE, fixed
+from pytest_llmobs.compare.model import Figures, MetricComparison, fmt_p
+from pytest_llmobs.compare.render import PAIRED_NOTE
+from pytest_llmobs.compare.stats import VERDICTS, PairedInterval, PairedTest
+from pytest_llmobs.reporting.figures import LARGE, signed_change
 from pytest_llmobs.reporting.html_text import as_text, clipped, esc, marked, number, short
 from pytest_llmobs.reporting.svg import interval_mark
 
@@ -51,7 +54,8 @@ def comparison_section(comparison: object) -> str:
     parts = ['<section id="comparison"><h2>Comparison with baseline</h2>', _headline(comparison)]
     metrics = comparison.get("metrics")
     if metrics:
-        parts.append(_metrics(metrics, enforced=comparison.get("enforced") is not False))
+        enforced, tolerance = comparison.get("enforced") is not False, comparison.get("max_drop")
+        parts.append(_metrics(metrics, enforced=enforced, tolerance=_num(tolerance)))
     changes = comparison.get("changes")
     if changes:
         parts.append(f"<h3>What changed</h3>{_changes(changes)}")
@@ -134,26 +138,29 @@ def _severity(row: Mapping[str, Any]) -> int:
     return {"regressed": 1, "improved": 2}.get(verdict_class(row.get("verdict")), 3)
 
 
-def _metrics(metrics: object, *, enforced: bool = True) -> str:
+def _metrics(metrics: object, *, enforced: bool = True, tolerance: float | None = None) -> str:
     """Metrics with a paired interval or a verdict first (worst first), the rest folded;
-    ``enforced``: whether a metric beyond the tolerated drop fails the run."""
+    ``enforced``: whether a metric beyond the tolerated drop fails the run; ``tolerance``: that
+    drop (``--llm-max-drop``), against which a regression's figures must read as judged."""
     rows = _metric_rows(metrics)
     if not rows:
         return generic(metrics)
     rows = sorted(rows, key=_severity)  # stable: the comparison's own order within a rank
     tested = [r for r in rows if _interval(r)[0] is not None or _severity(r) < 3]
     rest = [r for r in rows if not (_interval(r)[0] is not None or _severity(r) < 3)]
-    html = _metrics_table(tested, enforced=enforced) if tested else ""
+    html = _metrics_table(tested, enforced=enforced, tolerance=tolerance) if tested else ""
     if rest:
         html += (
             f"<details><summary>{len(rest)} more aggregate(s) without a paired test</summary>"
-            f"{_metrics_table(rest, enforced=enforced)}</details>"
+            f"{_metrics_table(rest, enforced=enforced, tolerance=tolerance)}</details>"
         )
     return html
 
 
-def _metrics_table(rows: Sequence[Mapping[str, Any]], *, enforced: bool) -> str:
-    body = []
+def _metrics_table(
+    rows: Sequence[Mapping[str, Any]], *, enforced: bool, tolerance: float | None
+) -> str:
+    body, paired = [], False
     for row in rows[:_MAX_ROWS]:
         name = row.get("name") or row.get("metric") or row.get("aggregate") or "?"
         group = row.get("group", row.get("dataset"))
@@ -165,8 +172,14 @@ def _metrics_table(rows: Sequence[Mapping[str, Any]], *, enforced: bool) -> str:
         low, high = _interval(row)
         verdict = row.get("verdict") or ""
         css = verdict_class(verdict)
-        ci = f"{_signed(low)} … {_signed(high)}" if low is not None and high is not None else "–"
-        signed = "–" if delta is None else _signed(delta)
+        figures, estimate = _figures(row, delta, tolerance), _num(row.get("estimate"))
+        paired = paired or figures.paired is not None
+        signed = figures.delta + ("" if figures.paired is None else f" (paired {figures.paired})")
+        bounds = figures.interval.split("..") if figures.interval != "-" else []
+        ci = " … ".join(bounds) or "–"
+        label = f"paired delta {figures.paired}" if figures.paired else f"delta {figures.delta}"
+        label += f", interval {bounds[0]} to {bounds[1]}" if bounds else ""
+        point = estimate if estimate is not None and bounds else delta  # what the interval is of
         stats = _stats(row)
         extra = f'<div class="muted">{esc(" ".join(stats))}</div>' if stats else ""
         badge = f'<span class="badge {css}">{esc(verdict)}</span>' if verdict else ""
@@ -180,14 +193,48 @@ def _metrics_table(rows: Sequence[Mapping[str, Any]], *, enforced: bool) -> str:
             f'<td class="num">{esc(number(baseline))}</td>'
             f'<td class="num">{esc(number(current))}</td>'
             f'<td class="num">{esc(signed)}</td><td class="num">{esc(ci)}{extra}</td>'
-            f"<td>{interval_mark(delta, low, high, css_class=css)}</td><td>{badge}</td></tr>"
+            f"<td>{interval_mark(point, low, high, css_class=css, label=label)}</td>"
+            f"<td>{badge}</td></tr>"
         )
+    note = esc(PAIRED_NOTE).replace("*paired*", "<em>paired</em>", 1)
     return (
         '<table class="metrics"><thead><tr><th>scope</th><th>metric</th><th class="num">baseline'
         '</th><th class="num">current</th><th class="num">delta</th><th class="num">95% CI of'
         f" the change</th><th>change vs 0</th><th>verdict</th></tr></thead><tbody>{''.join(body)}"
-        f"</tbody></table>{_more(len(rows))}"
+        f"</tbody></table>{_more(len(rows))}" + (f'<p class="muted">{note}</p>' if paired else "")
     )
+
+
+def _figures(row: Mapping[str, Any], delta: float | None, tolerance: float | None) -> Figures:
+    """The row's change as the terminal and markdown show it: `MetricComparison.figures` of the
+    row rebuilt (the delta, the paired delta where the two differ, the interval; a regression's
+    with the digits that read as judged against ``tolerance``). A row without paired statistics,
+    of another shape, or with figures past `LARGE` gets `signed_change` ones."""
+    estimate, (low, high) = _num(row.get("estimate")), _interval(row)
+    if (
+        delta is not None
+        and estimate is not None
+        and low is not None
+        and high is not None
+        and all(math.isfinite(v) and abs(v) < LARGE for v in (delta, estimate, low, high))
+    ):
+        metric = MetricComparison(
+            group=str(row.get("group")),
+            name=str(row.get("name")),
+            baseline=_num(row.get("baseline")) or 0.0,
+            current=_num(row.get("current")) or 0.0,
+            delta=delta,
+            higher_is_better=row.get("higher_is_better") is not False,
+            verdict=next((v for v in VERDICTS if v == row.get("verdict")), "not tested"),
+            fails_gate=bool(row.get("fails_gate")),
+            test=PairedTest(PairedInterval(estimate, low, high, n=0)),  # (n is not shown)
+        )
+        return metric.figures(tolerance if "higher_is_better" in row else None)
+    paired = None
+    if estimate is not None and delta is not None and abs(estimate - delta) > 5e-4:
+        paired = signed_change(estimate)
+    bounds = "-" if low is None or high is None else f"{signed_change(low)}..{signed_change(high)}"
+    return Figures("–" if delta is None else signed_change(delta), paired, bounds)
 
 
 def _changes(changes: object) -> str:
@@ -241,13 +288,6 @@ def _flips(flips: object) -> str:
         "<th>baseline output</th><th>current output</th><th>scores</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>{_more(len(flips))}"
     )
-
-
-def _signed(value: float) -> str:
-    """A change with its sign: ``+0.020``, ``-0.350``, ``+3``, ``+2e+300``."""
-    if math.isfinite(value) and value == int(value) and abs(value) < LARGE:
-        return f"{int(value):+d}" if value else "0"
-    return fixed(value, signed=True)
 
 
 def _pair(values: object) -> str:

@@ -133,10 +133,15 @@ def bar_chart(counts: Sequence[tuple[str, int]], *, label: str) -> str:
 
 
 def interval_mark(
-    point: float | None, low: float | None, high: float | None, *, css_class: str = ""
+    point: float | None,
+    low: float | None,
+    high: float | None,
+    *,
+    css_class: str = "",
+    label: str | None = None,
 ) -> str:
-    """A delta and its interval drawn around a zero line: where the change lies, and whether
-    its interval crosses zero."""
+    """A change and its interval drawn around a zero line: where the change lies, and whether
+    its interval crosses zero; ``label`` (its title) names them, by default as numbers."""
     width, height, pad = 150, 18, 6
     values = [abs(v) for v in (point, low, high) if v is not None and math.isfinite(v)]
     reach = max(values, default=0.0) * 1.15 or 1.0
@@ -153,7 +158,8 @@ def interval_mark(
         )
     if point is not None and math.isfinite(point):
         parts.append(f'<circle class="point" cx="{x(point):.1f}" cy="9" r="3.5"/>')
-    label = f"delta {number(point)}, interval {number(low)} to {number(high)}"
+    if label is None:
+        label = f"delta {number(point)}, interval {number(low)} to {number(high)}"
     return (
         f'<svg class="interval {esc(css_class)}" width="{width}" height="{height}"'
         f' viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">'
