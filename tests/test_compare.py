@@ -822,3 +822,17 @@ def test_an_interval_bound_that_is_not_0_never_reads_as_0(value: float, shown: s
     from pytest_llmobs.compare.model import fmt_signed
 
     assert fmt_signed(value) == shown
+
+
+def test_huge_scores_are_compared_with_exponents_not_300_digits() -> None:
+    # (before: the delta and its interval printed every digit of 2e300 in the text and markdown)
+    from pytest_llmobs.compare.render import markdown
+
+    baseline = run("a", [item(f"t.py::t[{n}]", "passed", dataset="d", q=1e300) for n in "vwxyz"])
+    current = run("b", [item(f"t.py::t[{n}]", "passed", dataset="d", q=3e300) for n in "vwxyz"])
+
+    comparison = compare_runs(baseline, current)
+    text = "\n".join(comparison_lines(comparison)) + markdown(comparison)
+
+    assert "+2e+300" in text
+    assert max(len(line) for line in text.splitlines()) < 200

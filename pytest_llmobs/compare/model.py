@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from pytest_llmobs.aggregate_names import ALL_ITEMS
 from pytest_llmobs.compare.stats import ALPHA, PairedTest, Verdict, beyond_drop
+from pytest_llmobs.reporting.figures import LARGE, fixed
 
 
 def group_label(group: str) -> str:
@@ -15,7 +16,7 @@ def group_label(group: str) -> str:
 
 
 def fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else fixed(value)
 
 
 def fmt_p(p: float) -> str:
@@ -36,7 +37,10 @@ def fmt_reading(
     value: float, reads: Callable[[float], bool], *, sign: str = "+", places: int = 3
 ) -> str:
     """``value`` to ``places`` decimals, or as many more as it takes for the figure shown to
-    read as the verdict beside it says (``reads(shown)``): every digit at worst."""
+    read as the verdict beside it says (``reads(shown)``): every digit at worst. Past `LARGE`,
+    four significant digits with an exponent (decimals of 1e300 tell nothing)."""
+    if abs(value) >= LARGE:
+        return fixed(value, signed=sign == "+")
     for decimals in range(places, 18):
         shown = f"{value:{sign}.{decimals}f}"
         if reads(float(shown)):
