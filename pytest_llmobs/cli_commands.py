@@ -99,12 +99,15 @@ def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args)
     before = store.size_bytes()
     older = time.time() - parse_age(args.older_than) if args.older_than else None
-    deleted = store.prune(keep_last=args.keep_last, older_than=older)
-    print(
-        f"deleted {len(deleted)} run(s); saved baselines kept; store {_size(before)} -> "
-        f"{_size(store.size_bytes())}",
-        file=out,
-    )
+    pruned = store.prune(keep_last=args.keep_last, older_than=older)
+    deleted = pruned.runs
+    what = f"deleted {len(deleted)} run(s)"
+    if pruned.snapshots:
+        what += f" and {len(pruned.snapshots)} dataset snapshot(s) no kept run used"
+    what += "; saved baselines kept"
+    if pruned.unused_kept:
+        what += f"; {pruned.unused_kept} unused dataset snapshot(s) kept: a run is still going"
+    print(f"{what}; store {_size(before)} -> {_size(store.size_bytes())}", file=out)
     for run_id in deleted[:PRUNED_SHOWN]:
         print(f"  {run_id}", file=out)
     if len(deleted) > PRUNED_SHOWN:

@@ -108,6 +108,8 @@ class ExperimentResult:
 
     run: RunResult
     items: list[ExperimentItem]
+    governance: Governance | None = None
+    """The store's policy, which `summary` shows the items' errors through (as stored)."""
 
     def __repr__(self) -> str:
         # Short on purpose: a notebook shows it, and asyncio formats the result of
@@ -144,7 +146,8 @@ class ExperimentResult:
         return self.run.thresholds_passed
 
     def summary(self) -> str:
-        """The summary pytest prints at the end of a session, plus the errored items."""
+        """The summary pytest prints at the end of a session, plus the errored items, their
+        errors masked as the store holds them (``items`` keep the real text)."""
         from pytest_llmobs.reporting.terminal import summary_lines
 
         lines = [
@@ -156,7 +159,11 @@ class ExperimentResult:
         errored = [i for i in self.items if i.outcome == "error"]
         if errored:
             lines.append(f"{len(errored)} item(s) errored:")
-            lines += [f"  {i.id}: {i.error}" for i in errored[:10]]
+            governance = self.governance
+            lines += [
+                f"  {i.id}: {i.error if governance is None else governance.value(i.error)}"
+                for i in errored[:10]
+            ]
             if len(errored) > 10:
                 lines.append(f"  ... and {len(errored) - 10} more")
         return "\n".join(lines)
@@ -285,7 +292,8 @@ async def arun_experiment(
             run_evaluators=per_run,
         )
         runner = ExperimentRunner(recorder, data, task, item_evaluators, llm, timeout_s, retries)
-        return ExperimentResult(*await runner.run(max_concurrency, Path.cwd()))
+        run, items = await runner.run(max_concurrency, Path.cwd())
+        return ExperimentResult(run, items, governance=opened.governance)
     except ItemInterrupted as stop:
         if _loop_of_our_own.get():
             raise

@@ -15,10 +15,12 @@ from typing import Any, cast
 
 from pytest_llmobs.aggregate_names import LABEL_EXPECTED
 from pytest_llmobs.redaction import (
+    GENERATION_METADATA_KEYS,
     IDENTIFIER_KEYS,
     IDENTIFIERS_WITHIN,
     NO_IDENTIFIERS,
     REDACT_MODES,
+    ROOT_METADATA_KEYS,
     Masker,
     RedactMode,
     Redactor,
@@ -120,6 +122,18 @@ def truncate(value: Any, limit: int) -> Any:
     return value
 
 
+def _whole(value: Any) -> Any:
+    """An identifier (a node id, an item id, a name) as stored: never cut, as two ids cut alike
+    would become one, but with lone surrogates replaced as in any text."""
+    if isinstance(value, str):
+        return value if value.isascii() else without_lone_surrogates(value)
+    if isinstance(value, Mapping):
+        return {key: _whole(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    return value
+
+
 _TEXTS_LIMIT = 65_536
 """Governed texts kept per `Governance` (then forgotten all at once, as the redactor's memo)."""
 _PAYLOAD_FIELDS = ("input", "output", "metadata", "model_parameters")
@@ -146,6 +160,13 @@ class Governance:
     _texts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Each string's governed text (masked, UTF-8-safe, cut): the same questions, answers and
     names recur in every item of a run."""
+
+    def plugin_line(self, line: str) -> str:
+        """``line``, which the plugin writes about a failing custom masker: stored with the
+        built-in masking only (see `Redactor.keep_from_custom`)."""
+        self.redactor.keep_from_custom(line)
+        self._texts.pop(line, None)
+        return line
 
     def add_maskers(self, maskers: Iterable[Masker]) -> None:
         """Apply ``maskers`` to what is stored from now on (a conftest pytest loaded late)."""
@@ -206,7 +227,6 @@ class Governance:
         the plugin's own records the keys are the user's data too (``{"ann@x.org": "vip"}``),
         and are masked like values."""
         governed: dict[Any, Any] = {}
-        limit = self.max_field_chars
         texts = self._texts
         bound = self._int_bound
         secret_keys = self._secret_keys
@@ -236,13 +256,15 @@ class Governance:
                 governed[name] = item
                 if kind is int and not -bound < item < bound:
                     governed[name] = self._text(int_text(item))
-            elif key in identifiers:  # most are short ASCII ids and names: kept without a call
-                short = kind is str and len(item) <= limit and item.isascii()
-                governed[name] = item if short else truncate(item, limit)
+            elif key in identifiers:  # most are ASCII ids and names: kept without a call
+                governed[name] = item if kind is str and item.isascii() else _whole(item)
             elif kind is str:  # a text seen before: no call either
                 governed[name] = texts.get(item) or self._text(item)
             elif identifiers is IDENTIFIER_KEYS:  # a record's field: its own identifiers
-                governed[name] = self._walk(item, IDENTIFIERS_WITHIN.get(key, IDENTIFIER_KEYS))
+                within = IDENTIFIERS_WITHIN.get(key, IDENTIFIER_KEYS)
+                if key == "metadata" and value.get("type") == "generation":
+                    within = GENERATION_METADATA_KEYS
+                governed[name] = self._walk(item, within)
             else:  # inside user data every key is the user's
                 governed[name] = self._walk(item, NO_IDENTIFIERS)
         return governed
@@ -254,7 +276,12 @@ class Governance:
         if isinstance(trace, Mapping) and not self._keeps_payload(governed, trace):
             governed["trace"] = _without_payloads(trace)
         copy: dict[str, Any] = self.value(governed)  # (a new dict: the walk copies)
-        scores = trace.get("scores") if isinstance(trace, Mapping) else None
+        if not isinstance(trace, Mapping):
+            return copy
+        observations = governed["trace"].get("observations")  # (sampled out: no metadata)
+        if observations:
+            _keep_root_ids(governed, observations[0], copy["trace"]["observations"][0])
+        scores = trace.get("scores")
         if scores:
             self._keep_labels(scores, copy["trace"]["scores"])
         return copy
@@ -279,6 +306,19 @@ class Governance:
         if item.get("outcome") in ("failed", "error"):
             return True  # failures are always kept in full
         return sampled(str(trace.get("id", "")), self.trace_sample)
+
+
+def _keep_root_ids(item: Mapping[str, Any], root: Any, copy: Any) -> None:
+    """Put back the dataset, item id and outcome the plugin wrote into the root span's metadata
+    (user data, so masked by the walk) where they are the item's own, which are identifiers."""
+    metadata = root.get("metadata") if isinstance(root, Mapping) else None
+    if not isinstance(metadata, Mapping) or root.get("parent_id") is not None:
+        return
+    governed = copy["metadata"]
+    for key in ROOT_METADATA_KEYS:
+        value = metadata.get(key)
+        if value is not None and key in governed and value == item.get(key):
+            governed[key] = _whole(value)
 
 
 def _without_payloads(trace: Mapping[str, Any]) -> dict[str, Any]:

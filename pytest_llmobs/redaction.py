@@ -19,7 +19,9 @@ base64-like strings. Placeholders hold no digits or masked characters, so maskin
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
@@ -44,7 +46,8 @@ _SECRET_TOKENS = re.compile(
 )
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# not the digits of a decimal fraction (0.4242424242424242) or of a long number's integer part
+_CARD = re.compile(r"(?<![\d-])(?<!\d\.)(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")  # a full stop may follow
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
 _PHONE = re.compile(
@@ -121,6 +124,9 @@ def mask_ips(text: str) -> str:
         text = match.group(0)
         if ":" in text and sum(1 for group in text.split(":") if group) < 2:
             return text  # "::", "py::dead" in a pytest node id: not an address worth masking
+        if len(text) == 7 and ":" not in text:
+            return text  # 2.1.3.4, every part one digit: a section or version number far more
+            # often than a person's address (the few such are public DNS servers: 8.8.8.8)
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
@@ -134,8 +140,11 @@ def mask_ips(text: str) -> str:
 
 def mask_phones(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
-        digits = sum(c.isdigit() for c in match.group(0))
-        return "<PHONE>" if 9 <= digits <= 15 else match.group(0)
+        text = match.group(0)
+        if "." in text and " " in text:
+            return text  # "+20.5 21.3 22.1": decimals in a list; a number uses one separator
+        digits = sum(c.isdigit() for c in text)
+        return "<PHONE>" if 9 <= digits <= 15 else text
 
     return _PHONE.sub(replace, text)
 
@@ -201,20 +210,16 @@ objects (a judge generation by its name, a prompt version by its name), and a tr
 node id, which is kept as it is anyway. Personal data belongs in inputs and outputs, not in test
 ids. These keys are identifiers only where the plugin writes them: see `IDENTIFIERS_WITHIN`."""
 
-METADATA_IDENTIFIER_KEYS = frozenset(
-    {
-        "dataset",
-        "item_id",
-        "outcome",
-        "cache_key",
-        "response_id",
-        "requested_model",
-        "finish_reason",
-    }
+GENERATION_METADATA_KEYS = frozenset(
+    {"cache_key", "response_id", "requested_model", "finish_reason"}
 )
-"""The identifier keys the plugin itself writes at the top of a ``metadata`` mapping (a
-generation's cache key and server answer id, a root span's dataset item); the rest of a
-metadata mapping is the user's."""
+"""The identifier keys the plugin writes at the top of a generation's ``metadata`` (its cache key,
+the server's answer id, the model asked for, why the answer ended): kept there only. Every other
+``metadata`` mapping (a span's, a trace's, a score's, a dataset item's) is the user's."""
+
+ROOT_METADATA_KEYS = ("dataset", "item_id", "outcome")
+"""What the plugin writes into a test's root span's ``metadata``, as the item's own fields: kept
+where they equal those (see `Governance.item`)."""
 
 NO_IDENTIFIERS: frozenset[str] = frozenset()
 
@@ -223,11 +228,13 @@ IDENTIFIERS_WITHIN: Mapping[str, frozenset[str]] = {
     "output": NO_IDENTIFIERS,
     "expected_output": NO_IDENTIFIERS,
     "model_parameters": NO_IDENTIFIERS,
-    "metadata": METADATA_IDENTIFIER_KEYS,
+    "metadata": NO_IDENTIFIERS,  # a generation's: GENERATION_METADATA_KEYS
+    "prompt": NO_IDENTIFIERS,  # a prompt version's template and config
+    "config": NO_IDENTIFIERS,
 }
 """The identifier keys inside a record field that holds user or model data; any deeper mapping
 has none. So a user's ``{"name": "jane@example.com"}`` input, or ``{"model": ...}`` in span
-metadata, is masked like any other free text."""
+metadata or a prompt's config, is masked like any other free text."""
 
 
 _MIGHT_HOLD_BUILTIN_MATCH = re.compile(r"[\d@:=]")
@@ -308,6 +315,7 @@ class Redactor:
         """Custom masker name → the first error it gave (the run then fails, saying so)."""
         self.failed_texts: dict[str, int] = {}
         """Custom masker name → how many distinct texts it left as `MASKING_FAILED`."""
+        self._plugin_texts: set[str] = set()
 
     def add(self, maskers: Iterable[Masker]) -> None:
         """Apply ``maskers`` too, after the others (texts masked so far are masked again)."""
@@ -323,14 +331,22 @@ class Redactor:
         """Whether the value under ``key`` in user data is masked whole (built-in modes)."""
         return bool(self.builtin) and is_secret_name(key)
 
+    def keep_from_custom(self, text: str) -> None:
+        """Mask ``text``, a line the plugin writes about a failing custom masker, with the
+        built-in maskers only: a custom masker that failed on it would store it as
+        `MASKING_FAILED`, hiding which masker failed."""
+        self._plugin_texts.add(text)
+        self._memo.pop(text, None)
+
     def text(self, value: str) -> str:
         memo = self._memo
         masked = memo.get(value)
         if masked is not None:
             return masked
         masked = _mask_builtin(self.builtin, value) if self.builtin else value
-        for masker in self.custom:
-            masked = self._custom(masker, masked)
+        if value not in self._plugin_texts:
+            for masker in self.custom:
+                masked = self._custom(masker, masked)
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[value] = masked
@@ -342,10 +358,11 @@ class Redactor:
             return text
         try:
             masked = masker(text)
-            if not isinstance(masked, str):
-                raise TypeError(f"returned {type(masked).__name__}, not str")
         except Exception as exc:
-            self.note_failure(masker_name(masker), f"{type(exc).__name__}: {exc}"[:200])
+            self.note_failure(masker_name(masker), _raised(exc))
+            return MASKING_FAILED
+        if not isinstance(masked, str):
+            self.note_failure(masker_name(masker), f"returned {type(masked).__name__}, not str")
             return MASKING_FAILED
         return masked
 
@@ -354,3 +371,11 @@ class Redactor:
         first ``error`` (also those an xdist worker's redactor counted)."""
         self.failures.setdefault(name, error)
         self.failed_texts[name] = self.failed_texts.get(name, 0) + texts
+
+
+def _raised(exc: BaseException) -> str:
+    """What a custom masker raised, and where: never the exception's message, which often quotes
+    the text the masker was given (``KeyError: 'CUST-2002'``), the text it was to hide."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    return f"raised {type(exc).__name__}{where} (its message is not shown: it may quote the text)"

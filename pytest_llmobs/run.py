@@ -273,14 +273,17 @@ class RunRecorder:
         return partial_datasets(self._dataset_items, self._datasets, size_of)
 
     def _masking_failures(self) -> list[str]:
-        """A line per custom masker that failed: what it hid is stored as a placeholder."""
+        """A line per custom masker that failed: what it hid is stored as a placeholder. The
+        lines skip the custom maskers when stored: one could fail on its own line."""
         governance = self.store.governance
         if governance is None or not governance.redactor.failures:
             return []
         redactor = governance.redactor
         return [
-            f"masker {name} failed ({error}): {redactor.failed_texts[name]} text(s) stored as "
-            f"{MASKING_FAILED} instead"
+            governance.plugin_line(
+                f"masker {name} failed: {error}; {redactor.failed_texts[name]} text(s) stored "
+                f"as {MASKING_FAILED} instead"
+            )
             for name, error in redactor.failures.items()
         ]
 

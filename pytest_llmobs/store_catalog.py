@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_llmobs.store_connection import StoreConnection, StoreError
@@ -26,6 +27,18 @@ _LISTED = 10
 def _like_prefix(ref: str) -> str:
     escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What `RunCatalog.prune` deleted."""
+
+    runs: list[str]
+    """The deleted runs' ids, newest first."""
+    snapshots: list[tuple[str, str]]
+    """(name, version) of the deleted dataset snapshots, which no remaining run used."""
+    unused_kept: int = 0
+    """Dataset snapshots no stored run names, kept because a run is still going."""
 
 
 class RunCatalog(StoreConnection):
@@ -243,28 +256,52 @@ class RunCatalog(StoreConnection):
 
     # --- retention --------------------------------------------------------------------------
 
-    def prune(self, *, keep_last: int | None = None, older_than: float | None = None) -> list[str]:
+    def prune(self, *, keep_last: int | None = None, older_than: float | None = None) -> Pruned:
         """Delete finished runs beyond the newest ``keep_last`` finished ones or started before
-        ``older_than`` (a Unix time); runs saved as baselines and runs still going are never
-        deleted."""
-        protected = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
-        # (a run still going is kept, and not counted: it took the place of the newest finished)
-        finished = [run for run in self.list_runs() if run["status"] != "running"]
-        doomed = []
-        for index, run in enumerate(finished):
-            too_many = keep_last is not None and index >= keep_last
-            too_old = older_than is not None and run["started_at"] < older_than
-            if (too_many or too_old) and run["id"] not in protected:
-                doomed.append(str(run["id"]))
+        ``older_than`` (a Unix time), and the dataset snapshots no remaining run uses, in one
+        transaction; runs saved as baselines, runs still going and prompt versions (a registry
+        with labels) are never deleted."""
         with self._transaction():
+            runs = self.list_runs()
+            protected = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
+            # (a run still going is kept, and not counted: it took the place of the newest finished)
+            finished = [run for run in runs if run["status"] != "running"]
+            doomed = []
+            for index, run in enumerate(finished):
+                too_many = keep_last is not None and index >= keep_last
+                too_old = older_than is not None and run["started_at"] < older_than
+                if (too_many or too_old) and run["id"] not in protected:
+                    doomed.append(str(run["id"]))
             for run_id in doomed:
                 self._delete_run(run_id)
-        if doomed and self.path is not None:
+            unused = self._unused_snapshots()
+            # A session going on may use a snapshot its items do not name yet (stored while
+            # collecting, or found already stored): keep them all until no run is going.
+            going = any(run["status"] == "running" for run in runs)
+            if not going:
+                self._db.executemany("DELETE FROM datasets WHERE name = ? AND version = ?", unused)
+        pruned = Pruned(doomed, [] if going else unused, len(unused) if going else 0)
+        if (doomed or pruned.snapshots) and self.path is not None:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
             # in WAL mode VACUUM writes the whole compacted database to the WAL: fold it back
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return doomed
+        return pruned
+
+    def _unused_snapshots(self) -> list[tuple[str, str]]:
+        """(name, version) of the dataset snapshots no stored run names: a finished run names
+        those of its summary's ``datasets``, one without a summary those of its items."""
+        return [
+            (str(name), str(version))
+            for name, version in self._db.execute(
+                "SELECT name, version FROM datasets"
+                " EXCEPT SELECT d.key, d.value FROM runs r, json_each(r.summary, '$.datasets') d"
+                " WHERE r.summary IS NOT NULL"
+                " EXCEPT SELECT d.key, d.value FROM runs r JOIN items i ON i.run_id = r.id,"
+                " json_each(i.data, '$.datasets') d WHERE r.summary IS NULL"
+                " ORDER BY 1, 2"
+            )
+        ]
 
     def discard_run(self, run_id: str) -> None:
         """Delete a run that never ran anything (a session stopped by a usage error), so that

@@ -909,6 +909,23 @@ def test_prune_lists_at_most_twenty_deleted_runs(tmp_path: Path) -> None:
     assert lines[-1] == "  ... and 2 more"
 
 
+def test_prune_deletes_the_dataset_snapshots_of_the_runs_it_deletes(tmp_path: Path) -> None:
+    # (before: "deleted 1 run(s)", and the snapshot, with the data it holds, stayed)
+    store = tmp_path / "store"
+    pii = [{"id": "a", "input": "call ann@example.org"}]
+    run_experiment(name="pii", dataset=pii, task=str, store=store)
+
+    out = io.StringIO()
+    assert main(["prune", "--keep-last", "0", "--store", str(store)], out) == 0
+
+    assert out.getvalue().startswith(
+        "deleted 1 run(s) and 1 dataset snapshot(s) no kept run used; saved baselines kept; store "
+    )
+    with contextlib.closing(sqlite3.connect(store / "llmobs.db")) as db:
+        left = [db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "datasets")]
+    assert left == [0, 0]
+
+
 def test_prune_keep_last_counts_finished_runs_and_keeps_a_running_one(recorded: Path) -> None:
     """A session going on took the place of the newest finished run: `--keep-last 1` during a
     session deleted the one run it was meant to keep."""

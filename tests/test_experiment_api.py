@@ -478,6 +478,35 @@ def test_a_store_given_as_a_path_follows_the_project_policy_a_store_object_its_o
     assert _stored_input(tmp_path, "own") == "CUST-1 ann@example.org"
 
 
+def test_the_summary_shows_item_errors_as_the_store_holds_them_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config file: the default policy
+
+    def task(item: DatasetItem) -> int:
+        if item.id == "i1":
+            raise ValueError("always bad sk-LEAKKEYLEAKKEY123456789")
+        return item.input
+
+    def ev(output: int, item: DatasetItem) -> bool:
+        if item.id == "i2":
+            raise RuntimeError("call +1 415 555 0100")
+        return True
+
+    result = run_experiment(name="leak", dataset=ITEMS, task=task, evaluators=[ev])
+
+    summary = result.summary().splitlines()
+    stored = {i["item_id"]: i["error"] for i in load(tmp_path / ".llmobs", result.run_id)["items"]}
+    assert summary[-3:] == [
+        "2 item(s) errored:",
+        "  i1: ValueError: always bad <SECRET>",
+        "  i2: evaluator 'ev' raised RuntimeError: call <PHONE>",
+    ]
+    assert f"  i1: {stored['i1']}" in summary and f"  i2: {stored['i2']}" in summary
+    # the objects the caller holds keep their real values
+    assert result.items[1].error == "ValueError: always bad sk-LEAKKEYLEAKKEY123456789"
+
+
 @pytest.mark.parametrize(
     ("ini", "addopts", "message"),
     [

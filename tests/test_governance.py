@@ -268,6 +268,106 @@ def test_identifier_named_keys_in_user_data_are_masked(
     assert snapshot["metadata"] == {"model": "<EMAIL>"}
 
 
+def test_metadata_and_prompt_config_are_the_users_data_whatever_their_keys(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: metadata keys the plugin writes somewhere, and a prompt config's "model" and
+    # "name", were kept unmasked in any metadata and config)
+    email = PII["email"]
+    pytester.makefile(
+        ".jsonl",
+        **{
+            "datasets/tickets": json.dumps(
+                {
+                    "id": "t1",
+                    "input": "Reset my account",
+                    "metadata": {"item_id": email, "outcome": f"refund to {PII['phone']}"},
+                }
+            )
+        },
+    )
+    config = {"model": PII["openai_key"], "name": email, "temperature": 0.2}
+    pytester.makefile(
+        ".json", **{"prompts/p": json.dumps({"type": "text", "prompt": "Hi", "config": config})}
+    )
+    pytester.makepyfile(
+        test_m=dedent(
+            f"""\
+            import pytest
+            from pytest_llmobs import start_span
+
+            @pytest.mark.llm_dataset("tickets")
+            def test_ticket(item, llm, prompt):
+                llm.generate(prompt("p").compile())
+                with start_span("lookup") as span:
+                    span.update(metadata={{"dataset": "{email}", "item_id": "{email}",
+                        "outcome": "card {PII["card"]}", "finish_reason": "to {email}"}})
+            """
+        )
+    )
+    pytester.runpytest("--llm-redact=strict").assert_outcomes(passed=1)
+
+    run = runs.latest()
+    (item,) = run["items"]
+    root, generation, lookup = item["trace"]["observations"]
+    assert lookup["metadata"] == {
+        "dataset": "<EMAIL>",
+        "item_id": "<EMAIL>",
+        "outcome": "card <CARD>",
+        "finish_reason": "to <EMAIL>",
+    }
+    assert {k: root["metadata"][k] for k in ("dataset", "item_id", "outcome")} == {
+        "dataset": "tickets",
+        "item_id": "t1",
+        "outcome": "passed",
+    }
+    assert generation["type"] == "generation"
+    with runs.open() as store:
+        (snapshot,) = store.get_dataset("tickets", run["datasets"]["tickets"]) or []
+        prompt = store.get_prompt("p", version=1) or {}
+    assert snapshot["metadata"] == {"item_id": "<EMAIL>", "outcome": "refund to <PHONE>"}
+    assert prompt["config"] == {"model": "<SECRET>", "name": "<EMAIL>", "temperature": 0.2}
+
+
+def test_long_test_and_item_ids_are_kept_whole_so_each_stays_apart(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: cut at --llm-max-field-chars, two tests became one, "2 collected items missing")
+    stem = "customer-complaint-about-late-delivery-of-order-and-request-for-refund-with-escalation"
+    lines = [json.dumps({"id": f"{stem}-item-{v}", "input": v}) for v in "ab"]
+    pytester.makefile(".jsonl", **{"datasets/long": "\n".join(lines)})
+    pytester.makepyfile(
+        test_l=dedent(
+            f"""\
+            import pytest
+
+            CASES = [pytest.param(v, id="{stem}-variant-" + v) for v in "ab"]
+
+            @pytest.mark.parametrize("case", CASES)
+            def test_summary(case, scorer):
+                scorer.score("ok", case == "a")
+
+            @pytest.mark.llm_dataset("long")
+            def test_item(item):
+                pass
+            """
+        )
+    )
+    result = pytester.runpytest("--llm-max-field-chars=100")
+
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.OK
+    run = runs.latest()
+    assert "missing" not in run
+    assert sorted(i["node_id"] for i in run["items"]) == [
+        *(f"test_l.py::test_item[{stem}-item-{v}]" for v in "ab"),
+        *(f"test_l.py::test_summary[{stem}-variant-{v}]" for v in "ab"),
+    ]
+    assert sorted(str(i["item_id"]) for i in run["items"] if i["item_id"]) == [
+        f"{stem}-item-{v}" for v in "ab"
+    ]
+
+
 def test_keys_of_user_data_are_masked_and_kept_apart(pytester: pytest.Pytester, runs: Runs) -> None:
     # (before, a dict keyed by e-mail addresses, as @observe returns one, was stored as it was)
     pytester.makepyfile(
@@ -523,12 +623,14 @@ def test_a_run_evaluator_only_xdist_workers_know_fails_the_run_saying_where_to_r
 def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
     pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
 ) -> None:
-    # (an INTERNALERROR after the first test before, and that test's item was lost)
+    # (an INTERNALERROR after the first test before, and that test's item was lost; then the
+    # error quoted the text, and the line about it was stored as <MASKING FAILED> when the
+    # masker failed on it too)
     pytester.makepyfile(
         mymaskers=(
             "def picky(text):\n"
-            "    if 'Falcon' in text:\n"
-            "        raise ValueError('cannot mask Falcon')\n"
+            "    if 'Falcon' in text or '<' in text:\n"
+            "        raise ValueError(f'cannot mask {text}')\n"
             "    return text\n"
         )
     )
@@ -544,14 +646,15 @@ def test_a_masker_that_fails_on_one_text_stores_a_placeholder_and_fails_the_run(
 
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(
-        [
-            "*ERROR masker mymaskers:picky failed (ValueError: cannot mask Falcon): 1 text(s) "
-            "stored as <MASKING FAILED> instead"
-        ]
+    line = (
+        "masker mymaskers:picky failed: raised ValueError at mymaskers.py:3 (its message is not "
+        "shown: it may quote the text); 1 text(s) stored as <MASKING FAILED> instead"
     )
+    result.stdout.fnmatch_lines([f"*ERROR {line}"])
+    assert "Falcon" not in result.stdout.str()
     run = runs.latest()
     assert run["status"] == "failed"
+    assert run["errors"] == [line]
     values = {item["node_id"]: item["trace"]["scores"][0]["value"] for item in run["items"]}
     assert values == {
         "test_raw.py::test_one": "<MASKING FAILED>",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_llmobs.governance import Governance
-from pytest_llmobs.redaction import REDACT_MODES, Redactor, is_secret_name
+from pytest_llmobs.redaction import MASKING_FAILED, REDACT_MODES, Redactor, is_secret_name
 
 PII = {
     "email": ("write to jane.doe+test@example.co.uk today", "<EMAIL>", "jane.doe"),
@@ -59,10 +60,22 @@ def test_each_kind_is_masked(kind: str) -> None:
         "tests/test_a.py::test_dead failed; test_b.py::beef too",
         "dates 2026-11-27 20:44:33 and 12:30",
         "The capital of France is Paris.",
+        "ratio 0.4242424242424242 and -0.21060533511106927",
+        '{"lat": 48.85836971456284, "confidence": 0.21060533511106927, "big": 4111111111111111.5}',
+        "see section 2.1.3.4",
+        "temperature +20.5 21.3 22.1",
     ],
 )
 def test_look_alikes_are_kept(text: str) -> None:
     assert Redactor("default").text(text) == text
+
+
+@settings(max_examples=500, deadline=None)
+@given(number=st.floats(allow_nan=False, allow_infinity=False))
+def test_json_numbers_are_never_taken_for_a_card(number: float) -> None:
+    # (before: 0.21060533511106927 was stored as 0.<CARD>, and the JSON no longer parsed)
+    arguments = json.dumps({"score": number, "scaled": number * 1e6})
+    assert Redactor("default").text(arguments) == arguments
 
 
 def test_strict_adds_numbers_and_tokens() -> None:
@@ -83,7 +96,7 @@ def test_off_changes_nothing_and_nested_values_are_masked() -> None:
 def test_every_mode_cuts_long_text_and_replaces_lone_surrogates(mode: str) -> None:
     long = "x" * 150
     value = {
-        "node_id": "test_q.py::test_q[" + "y" * 150 + "]",  # an identifier: cut, never masked
+        "node_id": "test_q.py::test_q[" + "y" * 150 + "]",  # an identifier: kept whole
         "output": [long, ("half \ud83d", 2.5)],
         "metadata": {"note": long, "n": None},
     }
@@ -91,7 +104,7 @@ def test_every_mode_cuts_long_text_and_replaces_lone_surrogates(mode: str) -> No
 
     cut = "x" * 100 + "…[truncated, 150 chars]"
     assert governed == {
-        "node_id": "test_q.py::test_q[" + "y" * 82 + "…[truncated, 169 chars]",
+        "node_id": value["node_id"],
         "output": [cut, ["half \ufffd", 2.5]],
         "metadata": {"note": cut, "n": None},
     }
@@ -181,6 +194,7 @@ def test_identifiers_are_kept_where_the_plugin_writes_them_and_nowhere_else() ->
             "observations": [
                 {
                     "id": "1234567890abcdef",
+                    "type": "generation",
                     "model": "ft:model:1234567",
                     "metadata": {
                         "cache_key": token * 2,
@@ -190,7 +204,8 @@ def test_identifiers_are_kept_where_the_plugin_writes_them_and_nowhere_else() ->
                         "attempts": [{"item_id": "order 12345678"}],
                     },
                     "model_parameters": {"name": "order 12345678"},
-                }
+                },
+                {"type": "span", "metadata": {"finish_reason": "order 12345678"}},
             ],
             "scores": [{"id": token, "trace_id": token, "comment": f"see {token}"}],
         },
@@ -200,7 +215,8 @@ def test_identifiers_are_kept_where_the_plugin_writes_them_and_nowhere_else() ->
     for field in ("node_id", "dataset", "datasets", "prompts", "thresholds"):
         assert governed[field] == item[field], field
     assert governed["input"] == {"name": masked, "id": "<TOKEN>"}
-    (observation,) = governed["trace"]["observations"]
+    observation, span = governed["trace"]["observations"]
+    assert span["metadata"] == {"finish_reason": masked}  # written by the plugin in generations
     assert observation["id"] == "1234567890abcdef" and observation["model"] == "ft:model:1234567"
     assert observation["metadata"] == {
         "cache_key": token * 2,
@@ -264,3 +280,44 @@ def test_a_secret_in_json_text_is_masked_and_the_text_stays_json() -> None:
 )
 def test_keys_that_name_a_secret(key: str, secret: bool) -> None:
     assert is_secret_name(key) is secret
+
+
+def test_ids_and_names_are_kept_whole_however_long() -> None:
+    # (before: cut at --llm-max-field-chars, two tests whose ids share a long prefix became one)
+    ids = ["test_l.py::test_summary[" + "x" * 120 + variant + "]" for variant in "ab"]
+    governance = Governance(Redactor("default"), max_field_chars=100)
+
+    governed = [governance.value({"node_id": i, "item_id": i, "output": i}) for i in ids]
+
+    assert [g["node_id"] for g in governed] == [g["item_id"] for g in governed] == ids
+    assert all(g["output"].endswith("…[truncated, 146 chars]") for g in governed)
+
+
+def test_a_failing_masker_is_named_with_its_error_type_never_its_message() -> None:
+    pseudonyms = {"CUST-1001": "<CUSTOMER-A>"}
+
+    def mask_customers(text: str) -> str:
+        return re.sub(r"CUST-\d+", lambda m: pseudonyms[m.group(0)], text)
+
+    redactor = Redactor("default", extra=[mask_customers])
+
+    assert redactor.text("order of CUST-2002") == MASKING_FAILED
+    (error,) = redactor.failures.values()
+    assert "CUST-2002" not in error  # (before: "KeyError: 'CUST-2002'")
+    assert error.startswith("raised KeyError at test_redaction.py:")
+
+
+def test_a_line_the_plugin_writes_is_not_given_to_the_custom_maskers() -> None:
+    def picky(text: str) -> str:
+        if "<" in text:
+            raise ValueError(text)
+        return text.replace("Falcon", "<CODENAME>")
+
+    governance = Governance(Redactor("default", extra=[picky]))
+    line = "masker picky failed: raised ValueError; 1 text(s) stored as <MASKING FAILED> instead"
+    assert governance.value({"errors": [line]}) == {"errors": [MASKING_FAILED]}
+
+    assert governance.plugin_line(line) == line
+    assert governance.value({"errors": [line, "Project Falcon"]}) == {
+        "errors": [line, "Project <CODENAME>"]
+    }

@@ -515,9 +515,67 @@ def test_pruning_leaves_the_store_smaller_on_disk(tmp_path: Path) -> None:
         wal = (tmp_path / "llmobs.db-wal").stat().st_size
     finally:
         store.close()
-    assert deleted == ["r2", "r1", "r0"]
+    assert deleted.runs == ["r2", "r1", "r0"]
     assert wal == 0  # VACUUM's copy of the database in the WAL is folded back into the file
     assert after < before / 2
+
+
+def _snapshot_run(store: Store, run_id: str, version: str, *, finish: bool = True) -> None:
+    """A run of dataset ``d`` at ``version``: its summary names it, or (unfinished) its item."""
+    store.record_dataset("d", version, [{"id": "a", "input": "ann@example.org"}])
+    store.begin_run({"id": run_id, "name": run_id, "started_at": float(len(run_id))})
+    item = {"node_id": "t", "outcome": "passed", "dataset": "d", "datasets": {"d": version}}
+    store.write_item(run_id, 0, item)
+    if finish:
+        summary = {"datasets": {"d": version}}
+        store.finish_run(run_id, status="passed", ended_at=9.0, summary=summary)
+
+
+def _snapshots(store: Store) -> list[str]:
+    return [v for _, v in store._db.execute("SELECT name, version FROM datasets ORDER BY 2")]
+
+
+def test_pruning_deletes_the_dataset_snapshots_no_remaining_run_uses(tmp_path: Path) -> None:
+    # (before: the snapshots of deleted runs stayed, with the personal data they hold)
+    store = Store(tmp_path / "llmobs.db")
+    try:
+        store.register_prompt("ask", "h1", {"prompt": "x", "type": "text"}, ["production"])
+        _snapshot_run(store, "r", "v1")
+        _snapshot_run(store, "rr", "v2")
+        _snapshot_run(store, "rrr", "v3")
+        _snapshot_run(store, "rrrr", "v4", finish=False)  # interrupted: its items name it
+        store._db.execute("UPDATE runs SET status = 'interrupted' WHERE id = 'rrrr'")
+        store.save_baseline("kept", "r")
+        store.record_dataset("d", "v0", [{"id": "a", "input": "collected, never run"}])
+
+        pruned = store.prune(keep_last=1)  # keeps rrrr (the newest finished) and r (baseline)
+
+        assert (pruned.runs, pruned.snapshots, pruned.unused_kept) == (
+            ["rrr", "rr"],
+            [("d", "v0"), ("d", "v2"), ("d", "v3")],
+            0,
+        )
+        assert _snapshots(store) == ["v1", "v4"]
+        assert store.get_prompt("ask", label="production") is not None  # a registry: kept
+    finally:
+        store.close()
+
+
+def test_pruning_keeps_unused_snapshots_while_a_run_is_going(tmp_path: Path) -> None:
+    """A session going on may use a snapshot none of its items names yet (it found the
+    version stored while collecting): deleting it would lose it for that run."""
+    store = Store(tmp_path / "llmobs.db")
+    try:
+        _snapshot_run(store, "old", "v1")
+        _snapshot_run(store, "going", "v2", finish=False)  # this process: still going
+        store.record_dataset("d", "v3", [{"id": "a", "input": "found by the going run"}])
+
+        pruned = store.prune(keep_last=0)
+
+        assert (pruned.runs, pruned.snapshots, pruned.unused_kept) == (["old"], [], 2)
+        assert _snapshots(store) == ["v1", "v2", "v3"]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("reserved", ["latest", "LATEST"])
