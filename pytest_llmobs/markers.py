@@ -160,14 +160,15 @@ def give_back(item: pytest.Item, linked: DatasetItem) -> None:
 
 
 def unparametrized(item: pytest.Item) -> str | None:
-    """A marked test pytest does not parametrize (a ``unittest.TestCase`` method): said, not
-    run once without its dataset."""
+    """A marked test pytest does not parametrize (a ``unittest.TestCase`` method, a marker given
+    through ``pytest.param(marks=...)`` or added at collection): said, not run once without its
+    dataset."""
     import unittest
 
     parent = item.parent  # (`item.cls` walks the node chain: this runs for every item)
     cls = getattr(parent, "obj", None) if isinstance(parent, pytest.Class) else None
     if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
-        return None
+        return _marked_too_late(item) if item.own_markers else None
     mark = item.get_closest_marker(MARKER)
     if mark is None:
         return None
@@ -177,6 +178,24 @@ def unparametrized(item: pytest.Item) -> str | None:
         "pytest does not parametrize unittest.TestCase methods; write it as a test function "
         "or a plain class's method"
     )
+
+
+def _marked_too_late(item: pytest.Item) -> str | None:
+    """The item's own marker that its definition (the function pytest parametrized) does not
+    have: given through ``pytest.param`` or ``item.add_marker``, after parametrizing."""
+    for mark in item.own_markers:
+        if mark.name != MARKER:
+            continue
+        defined = getattr(getattr(item, "obj", None), "pytestmark", ())
+        if any(mark is given for given in defined):
+            continue
+        name = repr(mark.args[0]) if mark.args else ""
+        return (
+            f"{item.nodeid}: @pytest.mark.{MARKER}({name}) was given to this one test case "
+            "(pytest.param(..., marks=...) or item.add_marker), too late to run it once per "
+            "item; put the marker on the test function, its class or its module"
+        )
+    return None
 
 
 def _stacked_markers(definition: pytest.Function) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -113,6 +114,7 @@ class SessionHooks:
                 ) from None
             state.started = True
 
+    @pytest.hookimpl(trylast=True)  # after conftests' (which may add markers to the items)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         state = self.state
         if state is None:
@@ -210,6 +212,8 @@ class SessionHooks:
         write_upload_summary(terminalreporter)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if "pytest_llmobs.scorer" in sys.modules:  # (pytester runs sessions in one process)
+            sys.modules["pytest_llmobs.scorer"].drop_scores_without_trace(None)  # see protocol
         state = self.state
         if state is None:
             return
@@ -237,6 +241,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             return (yield)
     except BaseException as stop:  # Ctrl-C or `pytest.exit` in the test: no teardown report
         _keep_unfinished(item, state, item.stash.get(_RECORD_KEY, record), stop)
+        from pytest_llmobs.scorer import drop_scores_without_trace
+
+        drop_scores_without_trace(f"the session stopped ({type(stop).__name__}) in {item.nodeid}")
         raise
     finally:
         state.current_record = None
@@ -351,7 +358,7 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Gen
         fixturedef.func = original
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: other wrappers record into the test
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -363,8 +370,10 @@ def pytest_runtest_makereport(
             setattr(report, STARTED_ATTRIBUTE, record.started())  # (xdist.XdistHooks.running)
         elif report.when == "teardown":
             from pytest_llmobs.stash import built_state
+            from pytest_llmobs.tracing import deactivate
 
             payload = record.finish()
+            deactivate()  # a later score raises NoActiveTraceError, not lost in a stored trace
             state = built_state(item.config)
             junit = state is not None and state.settings.junit_properties
             if junit or hasattr(item.config, "workerinput"):

@@ -19,6 +19,9 @@ from pytest_llmobs.trace_model import Observation, Trace, derived_id
 from pytest_llmobs.tracing import pending_attributes
 
 _MAX_ERROR_CHARS = 4000
+_DOCTEST_MODULES = frozenset({"doctest", "_pytest.doctest"})
+"""Where doctest failures' exceptions (`DocTestFailure`, `UnexpectedException`, pytest's
+`MultipleDoctestFailures`) come from."""
 
 
 class TestRecord:
@@ -96,9 +99,7 @@ class TestRecord:
         if self.phases.get(when) != "failed":
             self.phases[when] = outcome
         if report.failed:
-            # no exception: a strict XPASS, whose report says "[XPASS(strict)] <reason>"
-            failure = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)
-            self._note_failure(when, failure)
+            self._note_failure(when, _failure_text(report, call))
         if report.skipped and self.skip_reason is None:
             longrepr = report.longrepr
             if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -185,6 +186,33 @@ class TestRecord:
             "thresholds": list(self.thresholds),
             "started_at": self.started_at,
         }
+
+
+def _failure_text(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
+    """What failed: the exception's one line; for a doctest, pytest's report (the example, what
+    was expected and what it got), as its exception's text says none of that; with no
+    exception (a strict XPASS), the report's "[XPASS(strict)] <reason>"."""
+    excinfo = call.excinfo
+    if excinfo is None:
+        return str(report.longrepr)
+    if type(excinfo.value).__module__ in _DOCTEST_MODULES:
+        return f"{_doctest_line(excinfo.value)}\n{report.longrepr}"[:_MAX_ERROR_CHARS]
+    return excinfo.exconly()
+
+
+def _doctest_line(failure: BaseException) -> str:
+    """One line on a doctest's (first) failing example: where, and what it gave instead."""
+    failure = getattr(failure, "failures", [failure])[0]  # (pytest's MultipleDoctestFailures)
+    test, example = getattr(failure, "test", None), getattr(failure, "example", None)
+    if test is None or example is None:
+        return f"{type(failure).__name__}: {failure}"
+    where = f"doctest {test.name} line {(test.lineno or 0) + example.lineno + 1}"
+    source = " ".join(example.source.split())
+    exc_info = getattr(failure, "exc_info", None)
+    if exc_info is not None:  # UnexpectedException
+        return f"{where}: {source} raised {exc_info[0].__name__}: {exc_info[1]}"
+    got = " ".join(str(getattr(failure, "got", "")).split())
+    return f"{where}: {source} expected {' '.join(example.want.split())}, got {got}"
 
 
 def lost_with_its_worker(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,24 @@ if TYPE_CHECKING:
 
 class NoActiveTraceError(RuntimeError):
     """A score was recorded with no trace to hold it."""
+
+
+class _Stopped:
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+
+_stopped = _Stopped()
+
+
+def drop_scores_without_trace(stopped: str | None) -> None:
+    """After a session stopped (Ctrl-C, `pytest.exit`; ``stopped`` says where), pytest tears
+    down the fixtures left once the stopped test is stored, with no test running: a score with
+    no trace is then dropped with a warning, not raised over the interrupted run. ``None``:
+    refused again (`NoActiveTraceError`)."""
+    _stopped.reason = stopped
 
 
 class Scorer:
@@ -75,6 +94,13 @@ class Scorer:
     def _trace(self, name: str) -> Trace:
         trace = current_trace()
         if trace is None:
+            if _stopped.reason is not None:  # (a crash here would hide the interrupted run)
+                warnings.warn(
+                    f"score {name!r} dropped: {_stopped.reason}, which is stored already; a "
+                    "fixture torn down after the stop has no test to score into",
+                    stacklevel=3,
+                )
+                return Trace(name)  # checks the score, then is let go
             raise NoActiveTraceError(
                 f"score {name!r}: no active trace; record scores inside a test or a traced span"
             )

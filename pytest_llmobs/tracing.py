@@ -178,6 +178,13 @@ def switch_root(root: Observation) -> None:
     CURRENT_OBSERVATION.set(root)
 
 
+def deactivate() -> None:
+    """Leave no trace active until the `activate` block ends (its trace has ended): what is
+    recorded meanwhile goes where it would between tests, not into an ended trace."""
+    ACTIVE_TRACE.root = None
+    CURRENT_OBSERVATION.set(None)
+
+
 @contextmanager
 def propagate_attributes(
     *,

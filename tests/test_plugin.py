@@ -913,6 +913,82 @@ def test_marked_unittest_class_under_xdist_fails_that_test_and_runs_the_rest(
     assert stored["test_unit.py::test_other"]["outcome"] == "passed"
 
 
+def test_marker_given_through_pytest_param_is_a_usage_error_not_ignored(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    # (before: the case ran once without its dataset, its threshold unchecked, and passed)
+    pytester.makepyfile(
+        test_param=dedent(
+            """\
+            import pytest
+
+            @pytest.mark.parametrize("cfg", ["base", pytest.param("tuned", marks=(
+                pytest.mark.llm_dataset("capitals", thresholds=["mean_accuracy >= 0.99"])))])
+            def test_variant(cfg, scorer):
+                scorer.score("accuracy", 0.0)
+
+            @pytest.mark.llm_dataset("capitals", limit=1)
+            def test_marked(item):
+                pass
+            """
+        )
+    )
+
+    result = pytester.runpytest("--strict-markers")
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            exact(
+                "ERROR: test_param.py::test_variant[tuned]: @pytest.mark.llm_dataset('capitals') "
+                "was given to this one test case (pytest.param(..., marks=...) or "
+                "item.add_marker), too late to run it once per item; put the marker on the test "
+                "function, its class or its module"
+            )
+        ]
+    )
+    assert runs.list() == []
+
+
+def test_marker_added_at_collection_is_a_usage_error_and_a_decorated_one_is_not(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if item.name == "test_late":
+                    item.add_marker(pytest.mark.llm_dataset("capitals"))
+        """
+    )
+    pytester.makepyfile(
+        test_late=dedent(
+            """\
+            import pytest
+
+            def test_late():
+                pass
+
+            class TestMarked:
+                @pytest.mark.llm_dataset("capitals", limit=1)
+                def test_method(self, item):
+                    pass
+            """
+        )
+    )
+
+    result = pytester.runpytest()
+
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: test_late.py::test_late: @pytest.mark.llm_dataset('capitals') was given to *"]
+    )
+    assert "test_method" not in result.stderr.str()
+    assert runs.list() == []
+
+
 def test_marker_unknown_keyword_under_xdist_is_a_collection_error(
     pytester: pytest.Pytester, capitals: list[dict[str, Any]]
 ) -> None:

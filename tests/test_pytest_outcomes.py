@@ -231,3 +231,150 @@ def test_an_export_of_a_test_collected_twice_merges_with_both_copies(
     assert code == 0, out.getvalue()
     items = json.loads(merged.read_text())["items"]
     assert [s["value"] for i in items for s in i["trace"]["scores"]] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("stop", "scope"),
+    [("raise KeyboardInterrupt", "function"), ('pytest.exit("bye")', "session")],
+    ids=["ctrl-c", "pytest.exit-session-fixture"],
+)
+def test_a_fixture_scoring_in_teardown_after_a_stop_leaves_the_run_interrupted(
+    pytester: pytest.Pytester, runs: Runs, stop: str, scope: str
+) -> None:
+    # (before: a NoActiveTraceError traceback, exit 1, no summary: pytest tears the stopped
+    # test's fixtures down when the session ends, with no trace active)
+    pytester.makepyfile(
+        test_stop=f"""
+        import pytest
+
+        @pytest.fixture(scope="{scope}")
+        def judged(scorer):
+            yield
+            scorer.score("judged", 1.0)
+
+        def test_a(judged):
+            pass
+
+        def test_b(judged):
+            {stop}
+
+        def test_c(judged):
+            pass
+        """
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "NoActiveTraceError" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*UserWarning: score 'judged' dropped: the session stopped (*) in "
+            "test_stop.py::test_b, which is stored already; a fixture torn down "
+            "after the stop has no test to score into",
+            "run *  -> interrupted",
+        ]
+    )
+    run = runs.latest()
+    assert run["status"] == "interrupted"
+    scores = {i["node_id"]: [s["name"] for s in i["trace"]["scores"]] for i in run["items"]}
+    judged_a = ["judged"] if scope == "function" else []  # (a session fixture's: at the end)
+    assert scores == {"test_stop.py::test_a": judged_a, "test_stop.py::test_b": []}
+    assert [m["node_id"] for m in run["missing"]] == ["test_stop.py::test_c"]
+
+
+def test_after_a_stopped_session_a_score_without_a_trace_raises_again(
+    pytester: pytest.Pytester,
+) -> None:
+    from pytest_llmobs.scorer import NoActiveTraceError, Scorer
+
+    pytester.makepyfile(test_exit="import pytest\ndef test_a():\n    pytest.exit('bye')\n")
+    assert pytester.runpytest().ret == pytest.ExitCode.INTERRUPTED
+
+    with pytest.raises(NoActiveTraceError):
+        Scorer().score("outside", 1.0)
+
+
+def test_makereport_hooks_record_into_the_test_and_a_later_hook_is_told_it_has_no_trace(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: the teardown report's score and generation were dropped silently, and a score
+    # in pytest_runtest_logreport went into the stored trace, lost as silently)
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_llmobs.scorer import NoActiveTraceError, Scorer
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_makereport(item, call):
+            report = yield
+            if "scorer" in item.funcargs:
+                item.funcargs["scorer"].score(f"phase_{call.when}", 1.0)
+                if call.when == "teardown":
+                    item.funcargs["llm"].generate("What is the capital of Peru?", name="late")
+            return report
+
+        def pytest_runtest_logreport(report):
+            if report.when == "teardown":
+                try:
+                    Scorer().score("too_late", 1.0)
+                except NoActiveTraceError as exc:
+                    with open("late.txt", "w") as out:
+                        out.write(str(exc))
+        """
+    )
+    pytester.makepyfile(test_hooks='def test_a(llm, scorer):\n    scorer.score("body", 1.0)\n')
+
+    pytester.runpytest("--llm-model=mock-llm-v1").assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    assert [s["name"] for s in item["trace"]["scores"]] == [
+        "phase_setup",
+        "body",
+        "phase_call",
+        "phase_teardown",
+    ]
+    assert [o["name"] for o in item["trace"]["observations"] if o["type"] == "generation"] == [
+        "late"
+    ]
+    assert item["trace"]["observations"][0]["output"] is None  # (a hook's, not the answer)
+    assert (pytester.path / "late.txt").read_text() == (
+        "score 'too_late': no active trace; record scores inside a test or a traced span"
+    )
+
+
+def test_a_failed_doctest_stores_the_example_expected_and_got(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: "doctest.DocTestFailure: <DocTest test_kinds.add from ...:2 (2 examples)>")
+    pytester.makepyfile(
+        test_kinds='''
+        def add(a, b):
+            """
+            >>> add(1, 2)
+            3
+            >>> add(1, 1)
+            3
+            """
+            return a + b
+
+        def boom():
+            """
+            >>> boom()
+            1
+            """
+            raise ValueError("nope")
+        '''
+    )
+
+    pytester.runpytest("--llm-model=mock-llm-v1", "--doctest-modules").assert_outcomes(failed=2)
+
+    errors = {i["node_id"]: i["error"] for i in runs.latest()["items"]}
+    add, boom = errors["test_kinds.py::test_kinds.add"], errors["test_kinds.py::test_kinds.boom"]
+    assert add.splitlines()[0] == "doctest test_kinds.add line 5: add(1, 1) expected 3, got 2"
+    assert "Expected:\n    3\nGot:\n    2" in add
+    assert boom.splitlines()[0] == (
+        "doctest test_kinds.boom line 12: boom() raised ValueError: nope"
+    )
+    assert 'raise ValueError("nope")' in boom
+    assert len(add) <= 4000
