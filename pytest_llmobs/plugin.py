@@ -201,12 +201,11 @@ class SessionHooks:
         from pytest_llmobs.reporting.terminal import write_summary
 
         write_summary(terminalreporter, state.result)
-        from pytest_llmobs.reporting.printable import encodable
-        from pytest_llmobs.reporting.terminal import missing_lines, terminal_encoding
+        from pytest_llmobs.reporting.terminal import line_writer, missing_lines
 
-        encoding = terminal_encoding(terminalreporter)  # (a node id the terminal cannot write)
+        write = line_writer(terminalreporter)  # (a node id the terminal cannot write)
         for line in missing_lines(state.result.missing):
-            terminalreporter.write_line(encodable(line, encoding), yellow=True)
+            write(line, yellow=True)
         from pytest_llmobs.exporters.session import write_upload_summary
 
         write_upload_summary(terminalreporter)

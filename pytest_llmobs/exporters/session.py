@@ -78,14 +78,13 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
 
 def write_upload_summary(terminalreporter: Any) -> None:
     """The upload reports, after the run summary (red when something was not sent)."""
-    from pytest_llmobs.reporting.printable import encodable
-    from pytest_llmobs.reporting.terminal import terminal_encoding
+    from pytest_llmobs.reporting.terminal import line_writer
 
-    encoding = terminal_encoding(terminalreporter)  # (a target or run name it cannot write)
+    write = line_writer(terminalreporter)  # (a target or run name the terminal cannot write)
     reports = terminalreporter.config.stash.get(REPORTS_KEY, [])
     for report in reports:
         for line in report.lines():
-            terminalreporter.write_line(encodable(line, encoding), red=not report.ok)
+            write(line, red=not report.ok)
     strict = terminalreporter.config.stash.get(STRICT_KEY, None)
     if strict is not None:
-        terminalreporter.write_line(encodable(strict, encoding), red=True, bold=True)
+        write(strict, red=True, bold=True)

@@ -305,10 +305,7 @@ def _count(group: Mapping[str, Aggregate]) -> int:
 def write_summary(terminalreporter: Any, result: RunResult) -> None:
     """Print the summary under its own separator, thresholds in green or red."""
     encoding = terminal_encoding(terminalreporter)
-
-    def write(line: str, **markup: bool) -> None:
-        terminalreporter.write_line(encodable(line, encoding), **markup)
-
+    write = line_writer(terminalreporter)
     terminalreporter.write_sep("=", "llmobs experiment run")
     for line in summary_lines(result, encoding=encoding):
         stripped = line.lstrip()
@@ -333,6 +330,18 @@ def write_summary(terminalreporter: Any, result: RunResult) -> None:
                 write(line, green=True)
             else:
                 write(line)
+
+
+def line_writer(terminalreporter: Any) -> WriteLine:
+    """pytest's ``write_line`` (markup as keywords: ``red=True``...), each line first made
+    writable in the terminal's encoding (`encodable`): what the plugin writes under its
+    summary, node ids and targets included."""
+    encoding = terminal_encoding(terminalreporter)
+
+    def write(line: str, **markup: bool) -> None:
+        terminalreporter.write_line(encodable(line, encoding), **markup)
+
+    return write
 
 
 def terminal_encoding(terminalreporter: Any) -> str:
