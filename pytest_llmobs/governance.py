@@ -275,7 +275,7 @@ class Governance:
         trace = governed.get("trace")
         if isinstance(trace, Mapping) and not self._keeps_payload(governed, trace):
             governed["trace"] = _without_payloads(trace)
-        copy: dict[str, Any] = self.value(governed)  # (a new dict: the walk copies)
+        copy = self._with_own_id(governed)
         if not isinstance(trace, Mapping):
             return copy
         observations = governed["trace"].get("observations")  # (sampled out: no metadata)
@@ -285,6 +285,24 @@ class Governance:
         if scores:
             self._keep_labels(scores, copy["trace"]["scores"])
         return copy
+
+    def _with_own_id(self, item: dict[str, Any]) -> dict[str, Any]:
+        """`value` of ``item``, where a text equal to its own item id is kept as the id is (it
+        is stored whole in the record anyway): each test's distinct id would otherwise miss the
+        memo and go through every masking pattern once more."""
+        item_id = item.get("item_id")
+        if type(item_id) is not str:
+            return cast("dict[str, Any]", self.value(item))
+        texts = self._texts
+        before = texts.get(item_id)
+        texts[item_id] = _whole(item_id)
+        try:
+            return cast("dict[str, Any]", self.value(item))
+        finally:
+            if before is None:
+                texts.pop(item_id, None)
+            else:
+                texts[item_id] = before
 
     def _keep_labels(self, scores: Sequence[Any], governed: Sequence[Any]) -> None:
         """A ``label`` score's predicted and expected labels are the classes the run's accuracy,

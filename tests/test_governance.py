@@ -409,6 +409,26 @@ def test_keys_masked_alike_keep_every_value_also_beside_a_literal_numbered_key()
     assert governed["<EMAIL> (3)"] == 2 and governed["<EMAIL> (4)"] == 3
 
 
+def test_a_text_equal_to_its_items_own_id_is_kept_as_the_id_only_in_that_item() -> None:
+    from pytest_llmobs.governance import build_governance
+
+    governance = build_governance(mode="default")
+
+    def item(item_id: str, output: str) -> dict[str, object]:
+        root = {"parent_id": None, "output": output, "metadata": {"item_id": item_id}}
+        return {"item_id": item_id, "trace": {"observations": [root]}}
+
+    own = governance.item(item("ann@example.com", "ann@example.com"))
+    other = governance.item(item("q2", "ann@example.com"))
+    again = governance.item(item("ann@example.com", "bob@example.com"))
+
+    own_root, other_root = own["trace"]["observations"][0], other["trace"]["observations"][0]
+    assert own["item_id"] == own_root["metadata"]["item_id"] == "ann@example.com"
+    assert own_root["output"] == "ann@example.com"  # stored whole in the record anyway
+    assert other_root["output"] == "<EMAIL>"  # another item's: masked as any text
+    assert again["trace"]["observations"][0]["output"] == "<EMAIL>"
+
+
 def test_integers_too_long_for_json_readers_are_stored_as_their_digits(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
