@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from pytest_llmobs.trace_model import Observation
-from pytest_llmobs.tracing import CURRENT_OBSERVATION, restore_observation
+from pytest_llmobs.tracing import (
+    CURRENT_OBSERVATION,
+    block_attributes,
+    hold_attributes,
+    restore_observation,
+)
 
 RootOf = Callable[[], "Observation | None"]
 """Returns the root span of the test running now (``None`` between tests)."""
@@ -48,19 +53,22 @@ def fixture_generator_in_test(
     function: Callable[..., Any], root_of: RootOf
 ) -> Callable[..., AsyncIterator[Any]]:
     """``function`` (an async generator fixture): its setup runs in the trace of the test being
-    set up, its teardown in the trace of the test being torn down."""
+    set up, its teardown in the trace of the test being torn down, and the `propagate_attributes`
+    blocks it keeps open in between reach the traces of the tests that start meanwhile."""
 
     @functools.wraps(function)
     async def in_test(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         generator = function(*args, **kwargs)
+        before = block_attributes()
         with _current_root(root_of()):
             value = await generator.__anext__()
-        yield value
-        with _current_root(root_of()):
-            try:
-                await generator.__anext__()
-            except StopAsyncIteration:
-                return
+        with hold_attributes(before):  # a propagate_attributes block open across the yield
+            yield value
+            with _current_root(root_of()):
+                try:
+                    await generator.__anext__()
+                except StopAsyncIteration:
+                    return
         await generator.aclose()
         raise RuntimeError(f"async fixture {function.__name__!r} yielded more than once")
 

@@ -81,9 +81,42 @@ def set_standalone_sink(sink: TraceSink | None) -> TraceSink | None:
     return previous
 
 
+_held_attributes: dict[object, dict[str, Any]] = {}
+"""The attributes of `propagate_attributes` blocks an async fixture keeps open past its setup,
+for traces started in any context (see `hold_attributes`)."""
+
+
+def block_attributes() -> dict[str, Any] | None:
+    """The trace attributes of the `propagate_attributes` blocks open in this context."""
+    return _pending_attributes.get()
+
+
+@contextmanager
+def hold_attributes(before: dict[str, Any] | None) -> Iterator[None]:
+    """For the ``with`` block, give every trace started (in any context) the attributes of the
+    `propagate_attributes` blocks opened in this context since ``block_attributes()`` was
+    ``before``. An async fixture's block is opened in its runner task's context (anyio runs a
+    module's fixtures and tests in one task), which the test runner starting the next test's
+    trace does not see."""
+    opened = _pending_attributes.get()
+    if not opened or opened is before:
+        yield
+        return
+    key = object()
+    _held_attributes[key] = opened
+    try:
+        yield
+    finally:
+        del _held_attributes[key]
+
+
 def pending_attributes(trace: Trace) -> None:
     """Give ``trace`` (just started by a runner: a test's, an experiment item's) the trace
-    attributes of the `propagate_attributes` blocks it starts inside."""
+    attributes of the `propagate_attributes` blocks it starts inside: those of this context,
+    and those async fixtures hold open (`hold_attributes`)."""
+    if _held_attributes:  # (rare: most tests start with none held)
+        for held in list(_held_attributes.values()):
+            trace.propagate(**held)
     pending = _pending_attributes.get()
     if pending:
         trace.propagate(**pending)

@@ -264,3 +264,91 @@ def test_the_openai_provider_backs_off_under_trio(
     assert (first["status"], second["status"]) == (500, 200)
     assert first["wait_s"] > 0  # a real backoff wait, not a zero one
     assert openai_env.request_count == 2
+
+
+TENANT_SUITE = """\
+    import functools
+
+    import pytest
+    import pytest_asyncio
+    from pytest_llmobs import propagate_attributes
+
+    pytestmark = {mark}
+    fixture = {fixture}
+
+    @pytest.fixture(scope="module")
+    def anyio_backend():
+        return "{backend}"
+
+    @fixture(scope="module", autouse=True)
+    async def tenant():  # set up for test_a, its block open until the module ends
+        with propagate_attributes(user_id="tenant-1", session_id="s-1", tags=["tenant"]):
+            yield
+
+    @fixture
+    async def vip():
+        with propagate_attributes(user_id="vip-1", tags=["vip"]):
+            yield
+
+    async def test_a(llm):
+        await llm.agenerate("What is the capital of France?")
+
+    async def test_b(llm, vip):
+        await llm.agenerate("What is the capital of Japan?")
+
+    async def test_c(llm):
+        await llm.agenerate("What is the capital of Italy?")
+    """
+
+LATER_MODULE = """\
+    import pytest
+
+    pytestmark = {mark}
+
+    @pytest.fixture(scope="module")
+    def anyio_backend():
+        return "{backend}"
+
+    async def test_later(llm):
+        await llm.agenerate("What is the capital of Spain?")
+    """
+
+RUNNERS = {  # the mark, anyio's backend, how the suite declares its async fixtures
+    "anyio-asyncio": ("pytest.mark.anyio", "asyncio", "pytest.fixture"),
+    "anyio-trio": ("pytest.mark.anyio", "trio", "pytest.fixture"),
+    "pytest-asyncio-module-loop": (
+        'pytest.mark.asyncio(loop_scope="module")',
+        "asyncio",
+        'functools.partial(pytest_asyncio.fixture, loop_scope="module")',
+    ),
+}
+
+
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_a_module_fixtures_propagate_attributes_reach_every_test_of_the_module(
+    pytester: pytest.Pytester, runs: Runs, runner: str
+) -> None:
+    mark, backend, fixture = RUNNERS[runner]
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_1_tenant=dedent(TENANT_SUITE.format(mark=mark, backend=backend, fixture=fixture)),
+        test_2_later=dedent(LATER_MODULE.format(mark=mark, backend=backend)),
+    )
+
+    pytester.runpytest().assert_outcomes(passed=4)
+
+    items = runs.items(runs.latest())
+    attributes = {
+        node_id.split("::")[1]: (
+            item["trace"]["user_id"],
+            item["trace"]["session_id"],
+            item["trace"]["tags"],
+        )
+        for node_id, item in items.items()
+    }
+    assert attributes == {
+        "test_a": ("tenant-1", "s-1", ["tenant"]),
+        "test_b": ("vip-1", "s-1", ["tenant", "vip"]),  # the inner block's user id wins
+        "test_c": ("tenant-1", "s-1", ["tenant"]),  # vip's block closed with test_b
+        "test_later": (None, None, []),  # tenant's block closed with its module
+    }
