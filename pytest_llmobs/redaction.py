@@ -4,7 +4,8 @@ Built-in maskers replace what they find with a typed placeholder:
 
 ============  ==============================================================================
 ``<SECRET>``  API keys (``sk-...``, ``pk-lf-...``, ``sk-lf-...``), bearer tokens, AWS access keys,
-              ``password=``/``api_key=``/``token=``/``secret=`` pairs (the value is masked)
+              ``password=``/``api_key=``/``token=``/``secret=`` pairs (the value is masked,
+              unless it is exactly one prompt template ``{{variable}}``)
 ``<EMAIL>``   e-mail addresses
 ``<IBAN>``    IBANs whose mod-97 checksum holds
 ``<CARD>``    payment card numbers (13–19 digits) whose Luhn checksum holds
@@ -35,8 +36,12 @@ _SECRET_PAIR = re.compile(
     r"(?i)(?<![A-Za-z0-9])"
     r"((?:password|passwd|pwd|api[_-]?key|secret|token|access[_-]?token|client[_-]?secret)"
     r"(?:[_-](?:access[_-])?key)?)"
-    r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"  # a JSON key's closing quote too
+    r"([\"']?\s*[=:]\s*)"  # a JSON key's closing quote too
+    # the value: quoted, or up to a separator, a {{ variable }}'s inner spaces included
+    r"(\"[^\"]*\"|'[^']*'|(?:\{\{\s*[\w.]+\s*\}\}|[^\s,;&\"'])+)"
 )
+_PLACEHOLDER = re.compile(r"\{\{\s*[\w.]+\s*\}\}")
+"""A prompt template's ``{{variable}}``, as `pytest_llmobs.prompts` compiles one."""
 _SECRET_TOKENS = re.compile(
     r"\b(?:sk|pk|rk)-(?:lf-|proj-|live-|test-)?[A-Za-z0-9_\-]{16,}"
     r"|\b(?i:bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*"  # (auth schemes ignore case)
@@ -92,9 +97,17 @@ def is_secret_name(key: str) -> bool:
     return _SECRET_NAME.search(key) is not None
 
 
+def is_placeholder(value: str) -> bool:
+    """Whether ``value`` is exactly one prompt template placeholder (``{{key}}``,
+    ``{{ key }}``): a variable compiling fills in, not a secret."""
+    return _PLACEHOLDER.fullmatch(value) is not None
+
+
 def _masked_pair(match: re.Match[str]) -> str:
     value = match.group(3)
     quote = value[0] if value[:1] in ("'", '"') else ""  # JSON stays JSON: "token": "<SECRET>"
+    if is_placeholder(value[1:-1] if quote else value):
+        return match.group(0)  # api_key={{key}} in a template: masked it would lose the variable
     return f"{match.group(1)}{match.group(2)}{quote}<SECRET>{quote}"
 
 

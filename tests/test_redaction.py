@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+from textwrap import dedent
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_llmobs.governance import Governance
-from pytest_llmobs.redaction import MASKING_FAILED, REDACT_MODES, Redactor, is_secret_name
+from pytest_llmobs.prompts import Prompt
+from pytest_llmobs.redaction import (
+    MASKING_FAILED,
+    REDACT_MODES,
+    Redactor,
+    is_placeholder,
+    is_secret_name,
+)
+
+if TYPE_CHECKING:
+    from conftest import Runs
 
 PII = {
     "email": ("write to jane.doe+test@example.co.uk today", "<EMAIL>", "jane.doe"),
@@ -148,6 +160,7 @@ _SENSITIVE_PIECES = st.sampled_from(
         "ghp_" + "a" * 30,
         "xoxb-abcdefghijkl",
         "password=hunter",
+        "api_key={{ k }}",
         "ann@example.org",
         "4111 1111 1111 1111",
         "DE89 3704 0044 0532 0130 00",
@@ -321,3 +334,104 @@ def test_a_line_the_plugin_writes_is_not_given_to_the_custom_maskers() -> None:
     assert governance.value({"errors": [line, "Project Falcon"]}) == {
         "errors": [line, "Project <CODENAME>"]
     }
+
+
+TEMPLATES_WITH_A_SECRET_NAMED_VARIABLE = [
+    "Call the API with api_key={{key}} for {{name}}",
+    "token: {{tok}}",
+    "password={{ pw }} then {{name}}",  # spaces inside: one placeholder still
+    "DB_PASSWORD={{db.password}}&GITHUB_TOKEN={{gh_token}}; secret:{{\u00e9t\u00e9}}",
+    '{"api_key": "{{key}}", "token": "{{ tok }}"}',  # JSON text
+    "api_key='{{key}}'",
+]
+
+
+@pytest.mark.parametrize("template", TEMPLATES_WITH_A_SECRET_NAMED_VARIABLE)
+def test_a_template_variable_after_a_secret_name_is_kept(template: str) -> None:
+    # (before: api_key={{key}} was stored as api_key=<SECRET>, a version lost its variable)
+    redactor = Redactor("default")
+    assert redactor.text(template) == template
+
+    def compiled(text: str) -> str:
+        prompt = Prompt(name="p", version=1, type="text", template=text)
+        return prompt.compile(**{name: f"<{name}>" for name in prompt.variables}).text
+
+    stored = redactor.text(template)
+    assert compiled(stored) == compiled(template)  # the variables prompts.py compiles
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("api_key=sk-abc123 for {{name}}", "api_key=<SECRET> for {{name}}"),
+        ('api_key="{{x}}abc"', 'api_key="<SECRET>"'),  # more than one placeholder: masked whole
+        ("api_key={{x}}abc", "api_key=<SECRET>"),
+        ("api_key={{ x }}abc", "api_key=<SECRET>"),
+        ("token: abc{{x}}", "token: <SECRET>"),
+        ('"password": " {{pw}} "', '"password": "<SECRET>"'),
+        ("password={{user-name}}", "password=<SECRET>"),  # no variable prompts.py compiles
+        ("password={{}}", "password=<SECRET>"),
+    ],
+)
+def test_a_value_that_is_not_exactly_one_placeholder_is_still_masked(
+    text: str, masked: str
+) -> None:
+    assert Redactor("default").text(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("{{key}}", True),
+        ("{{ key }}", True),
+        ("{{a.b_c}}", True),
+        ("{{key}}x", False),
+        ("{{key}} {{name}}", False),
+        ("{{user-name}}", False),
+        ("{{ }}", False),
+        ("hunter2", False),
+    ],
+)
+def test_what_is_one_placeholder(value: str, placeholder: bool) -> None:
+    assert is_placeholder(value) is placeholder
+    variables = Prompt(name="p", version=1, type="text", template=value).variables
+    assert (len(variables) == 1 and value.strip("{} ") == variables[0]) is placeholder
+
+
+def test_an_old_prompt_version_compiles_its_variables_after_a_secret_name(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: version 1 was stored as "api_key=<SECRET> for {{name}}" with variables ['name'],
+    # and compiling it sent "<SECRET>" to the model)
+    template = "Call the API with api_key={{key}} for {{name}}, token: {{ tok }}"
+    pytester.makefile(".json", **{"prompts/x": json.dumps({"prompt": template})})
+    pytester.makepyfile(
+        test_x=dedent(
+            """\
+            def test_v1(prompt, llm):
+                llm.generate(prompt("x").compile(key="K", name="N", tok="T"))
+            """
+        )
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    (item,) = runs.latest()["items"]
+    (generation,) = [o for o in item["trace"]["observations"] if o["type"] == "generation"]
+    assert generation["input"] == [
+        {"role": "user", "content": "Call the API with api_key=<SECRET> for N, token: <SECRET>"}
+    ]  # the compiled text holds the values: masked
+
+    pytester.makefile(".json", **{"prompts/x": json.dumps({"prompt": "v2 {{name}}"})})
+    pytester.makepyfile(
+        test_x=dedent(
+            """\
+            def test_old(prompt):
+                old = prompt("x", version=1)
+                assert old.variables == ["key", "name", "tok"]
+                text = old.compile(key="K", name="N", tok="T").text
+                assert text == "Call the API with api_key=K for N, token: T"
+            """
+        )
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    with runs.open() as store:
+        assert (store.get_prompt("x", version=1) or {})["prompt"] == template
