@@ -8,13 +8,12 @@ Blank CSV lines are skipped; a CSV row whose cells hold only spaces is kept like
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+from pytest_llmobs.csv_rows import csv_records
 from pytest_llmobs.dataset_checks import (
     may_escape_a_surrogate,
     refuse_deep_nesting,
@@ -110,6 +109,12 @@ def not_utf8(path: Path, data: bytes, error: UnicodeDecodeError) -> str:
     )
 
 
+def json_problem(error: json.JSONDecodeError) -> str:
+    """What ``error`` says is wrong, without the "at" its message ends with (the caller gives
+    the place as ``line:column``): ``Unterminated string starting at`` → ``Unterminated string``."""
+    return error.msg.removesuffix(" at").removesuffix(" starting")
+
+
 def _int_of_any_length(text: str) -> int:
     """JSON's integer ``text`` as an int, however many digits (``int()`` refuses 4,300+)."""
     digits = text.lstrip("-")
@@ -148,7 +153,8 @@ def _parse_jsonl(text: str, path: Path) -> list[Raw]:
         try:
             value = _loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+            where = f"{path}:{lineno}:{exc.colno}"
+            raise DatasetError(f"{where}: invalid JSON ({json_problem(exc)})") from exc
         except NotStrictJSON as exc:
             raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
         refuse_deep_nesting(value, line, f"{path}:{lineno}")
@@ -173,7 +179,8 @@ def _parse_json(text: str, path: Path) -> list[Raw]:
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
+        where = f"{path}:{exc.lineno}:{exc.colno}"
+        raise DatasetError(f"{where}: invalid JSON ({json_problem(exc)})") from exc
     if entries is None:
         raise DatasetError(
             f"{path}: expected a list of items or an object with an 'items' list, got {got}"
@@ -260,25 +267,18 @@ def _not_strict(error: Exception, text: str, at: int, path: Path, item: int | No
 
 
 def _parse_csv(text: str, path: Path) -> list[Raw]:
-    # strict: a quote never closed is an error, not a cell that swallows the rest of the file
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows, error = csv_records(text)
     header: list[str] | None = None
     raws = []
-    end = 0  # physical line on which the previous record ended
-    try:
-        for row in reader:
-            lineno, end = end + 1, reader.line_num
-            if not any(row):  # a blank line; a cell of spaces is content, as in JSONL
-                continue
-            if header is None:
-                header = _csv_header(row, _line(path, lineno))
-            else:
-                raws.append(_from_csv_row(header, row, _line(path, lineno)))
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):  # the record began after the previous one
-            problem = "a quoted cell opened on this line is never closed"
-            raise DatasetError(f"{path}:{end + 1}: invalid CSV ({problem})") from exc
-        raise DatasetError(f"{path}:{reader.line_num}: invalid CSV ({exc})") from exc
+    for lineno, row in rows:
+        if not any(row):  # a blank line; a cell of spaces is content, as in JSONL
+            continue
+        if header is None:
+            header = _csv_header(row, _line(path, lineno))
+        else:
+            raws.append(_from_csv_row(header, row, _line(path, lineno)))
+    if error is not None:  # (after the rows before it: an error names the first bad line)
+        raise DatasetError(f"{path}:{error[0]}: invalid CSV ({error[1]})")
     return raws
 
 
@@ -312,7 +312,7 @@ def _from_csv_row(header: list[str], row: list[str], loc: Loc) -> Raw:
             if may_escape_a_surrogate(cells["metadata"]):
                 refuse_lone_surrogates(metadata, loc)
         except json.JSONDecodeError as exc:
-            message = f"invalid JSON in 'metadata' column ({exc.msg})"
+            message = f"invalid JSON in 'metadata' column ({json_problem(exc)})"
             raise DatasetError(f"{loc.prefix}: {message}") from exc
         except NotStrictJSON as exc:
             raise DatasetError(f"{loc.prefix}: invalid JSON in 'metadata' column ({exc})") from exc

@@ -103,7 +103,8 @@ def parametrize(metafunc: pytest.Metafunc, mark: pytest.Mark) -> None:
     if problem is not None:
         if is_xdist_worker(metafunc.config):  # a worker cannot end the session with a usage error
             pytest.fail(problem, pytrace=False)
-        state.marker_errors.append(problem)  # raised once collection is over
+        if problem not in state.marker_errors:  # (a class's or module's: once, not per test)
+            state.marker_errors.append(problem)  # raised once collection is over
         return
     try:
         dataset = state.dataset(marker.name).limit(marker.limit)
@@ -199,12 +200,28 @@ def _marked_too_late(item: pytest.Item) -> str | None:
 
 
 def _stacked_markers(definition: pytest.Function) -> str | None:
-    """A test given two datasets would run only the closest one: said, not done silently."""
-    own = [mark for mark in definition.own_markers if mark.name == MARKER]
-    if len(own) < 2:
+    """Two markers where the test's closest one is (on the function, on its class, bases
+    included, or on its module) would run only one dataset: said, not done silently. A marker
+    on the test overrides one on its class or module, as with any pytest marker."""
+    node: Any = definition
+    while node is not None:  # (collection only: once per marked test function)
+        own = [mark for mark in node.own_markers if mark.name == MARKER]
+        if own:
+            break
+        node = node.parent
+    if node is None or len(own) < 2:
         return None
     names = ", ".join(repr(mark.args[0]) if mark.args else "?" for mark in own)
+    inherited = ""
+    if isinstance(node, pytest.Class) and len(own) > _count(node.obj.__dict__.get("pytestmark")):
+        inherited = " (with its base classes': a subclass's marker does not override theirs)"
     return (
-        f"{definition.nodeid}: @pytest.mark.{MARKER} is given {len(own)} times ({names}); "
+        f"{node.nodeid}: @pytest.mark.{MARKER} is given {len(own)} times ({names}){inherited}; "
         "a test runs one dataset: write one test per dataset, or merge the datasets"
     )
+
+
+def _count(marks: object) -> int:
+    """The dataset markers in a ``pytestmark`` value (a list of marks, one mark or none)."""
+    given = marks if isinstance(marks, list) else [] if marks is None else [marks]
+    return sum(1 for mark in given if getattr(mark, "name", None) == MARKER)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pytest_llmobs.dataset_files import not_utf8
+from pytest_llmobs.dataset_files import json_problem, not_utf8
 from pytest_llmobs.prompts import PromptError, malformed_placeholder
 from pytest_llmobs.providers.base import CHAT_ROLES
 from pytest_llmobs.serialize import has_lone_surrogate
@@ -105,7 +105,8 @@ def _read_prompt_file(path: Path) -> dict[str, Any]:
         else:
             parsed = _load_yaml(path, text)
     except json.JSONDecodeError as exc:
-        raise PromptError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        where = f"{path}:{exc.lineno}:{exc.colno}"
+        raise PromptError(f"{where}: invalid JSON ({json_problem(exc)})") from None
     except NotStrictJSON as exc:
         raise PromptError(f"{path}: invalid {kind} ({exc})") from None
     except PromptError:

@@ -54,6 +54,28 @@ class PromptError(ValueError):
     """A prompt file is missing or malformed, or a version/label does not exist."""
 
 
+def check_prompt_name(name: object) -> str:
+    """``name`` if it is a prompt's one name: its file's path under the prompts directory,
+    without suffix, ``/`` between folders; else a `PromptError` (a name spelled two ways would
+    give one file two version histories)."""
+    if not isinstance(name, str):
+        raise PromptError(
+            f"invalid prompt name {name!r}; expected a string such as 'support-agent' or "
+            "'team/support-agent'"
+        )
+    canonical = "/".join(part for part in name.split("/") if part not in ("", "."))
+    if canonical != name and _NAME.fullmatch(canonical) and ".." not in canonical:
+        raise PromptError(
+            f"invalid prompt name {name!r}; write it {canonical!r}, the one name of its file"
+        )
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise PromptError(
+            f"invalid prompt name {name!r}; expected letters, digits, '.', '_', '-' and '/' "
+            "between folders (no '..'), starting with a letter or digit"
+        )
+    return name
+
+
 class PromptVariableError(PromptError, KeyError):
     """Compiling a prompt lacked a variable its template uses, or was given ``None`` for one."""
 
@@ -195,8 +217,9 @@ class PromptRegistry:
         self._current: dict[str, Prompt] = {}
 
     def find_file(self, name: str) -> Path | None:
-        if not _NAME.match(name) or ".." in name:
-            raise PromptError(f"invalid prompt name {name!r}; expected letters, digits, . _ - /")
+        """The file holding prompt ``name`` (the prompts directory's, else a built-in one), or
+        None; an invalid name raises `PromptError`."""
+        check_prompt_name(name)
         for directory in self._directories():
             found = [directory / f"{name}{s}" for s in PROMPT_SUFFIXES]
             existing = [p for p in found if p.is_file()]
@@ -229,6 +252,7 @@ class PromptRegistry:
 
         ``version`` is an int from 1, ``label`` a non-empty string (`TypeError`/`PromptError`
         otherwise)."""
+        check_prompt_name(name)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise TypeError(
                 f"prompt {name!r}: version must be an int (1, 2, ...), got "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -302,8 +304,42 @@ def test_error_invalid_json_line(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '{"input": "a"}\n\n{input: "b"}\n')
     assert (
         load_error(path)
-        == f"{path}:3: invalid JSON (Expecting property name enclosed in double quotes)"
+        == f"{path}:3:2: invalid JSON (Expecting property name enclosed in double quotes)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "d.jsonl",
+            '{"input": "fine"}\n{"input": "a\tb"}\n',
+            ":2:13: invalid JSON (Invalid control character)",
+        ),
+        (
+            "d.jsonl",
+            '{"input": "fine"}\n{"input": "a}\n',
+            ":2:11: invalid JSON (Unterminated string)",
+        ),
+        (
+            "d.json",
+            '[{"input": "fine"},\n {"input": "a\tb"}]',
+            ":2:14: invalid JSON (Invalid control character)",
+        ),
+        (
+            "d.csv",
+            'input,metadata\na,"{""k"": ""v}"\n',
+            ":2: invalid JSON in 'metadata' column (Unterminated string)",
+        ),
+    ],
+)
+def test_json_errors_give_line_and_column_and_no_dangling_at(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    # (before: "d.jsonl:2: invalid JSON (Invalid control character at)": no column, and an
+    # "at" pointing nowhere; "(Unterminated string starting at)")
+    path = write(tmp_path / name, text)
+    assert load_error(path) == f"{path}{message}"
 
 
 @pytest.mark.parametrize(
@@ -504,6 +540,8 @@ def test_error_csv_quote_never_closed(tmp_path: Path) -> None:
     assert str(raised.value) == (
         f"{path}:3: invalid CSV (a quoted cell opened on this line is never closed)"
     )
+    path.write_text('id,input\nq1\nq2,"Peru?\n', encoding="utf-8")  # the first problem is said
+    assert load_error(path).startswith(f"{path}:2: row has 1 cells but the header 2;")
 
 
 def test_csv_quotes_that_close_and_quotes_inside_a_cell_load(tmp_path: Path) -> None:
@@ -513,6 +551,34 @@ def test_csv_quotes_that_close_and_quotes_inside_a_cell_load(tmp_path: Path) -> 
         'a "quoted" word',
         '5"',
     ]
+
+
+def test_a_csv_cell_longer_than_pythons_field_limit_loads_and_the_limit_is_kept(
+    tmp_path: Path,
+) -> None:
+    # (before: "rag.csv:2: invalid CSV (field larger than field limit (131072))", while the
+    # same item in JSONL loaded)
+    context = "context " * 20_000
+    rows = io.StringIO()
+    csv.writer(rows).writerows([["id", "input"], ["q1", context], ["q2", "short"]])
+    path = write(tmp_path / "rag.csv", rows.getvalue())
+    jsonl = write_jsonl(
+        tmp_path / "rag.jsonl", [{"id": "q1", "input": context}, {"id": "q2", "input": "short"}]
+    )
+    before = csv.field_size_limit()  # (131,072 unless changed)
+    assert load_dataset_file(path).version == load_dataset_file(jsonl).version
+    assert csv.field_size_limit() == before  # the process's limit, as it was
+    previous = csv.field_size_limit(1_000)  # a limit the user's own code set
+    try:
+        assert load_dataset_file(path).items[0].input == context
+        assert csv.field_size_limit() == 1_000
+        unclosed = write(tmp_path / "u.csv", f'id,input\nq1,"{context}\n')
+        assert load_error(unclosed) == (
+            f"{unclosed}:2: invalid CSV (a quoted cell opened on this line is never closed)"
+        )
+        assert csv.field_size_limit() == 1_000
+    finally:
+        csv.field_size_limit(previous)
 
 
 def test_error_csv_row_too_long(tmp_path: Path) -> None:
@@ -665,4 +731,79 @@ def test_a_csv_row_of_blank_cells_is_an_error_as_its_blank_id_is_in_jsonl(tmp_pa
         load_dataset_file(path)
     assert str(caught.value) == (
         f"{path}:3: 'id' must be a non-empty string or integer, got the blank string ' '"
+    )
+
+
+# --- the llm_dataset marker -----------------------------------------------------------------
+
+
+def test_two_dataset_markers_on_a_module_or_a_class_are_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    # (before: test_m[a1] and TestC::test_c[b1] were collected, one dataset each, the other
+    # dropped silently; TestSub's own marker lost to its base class's)
+    pytester.makefile(".jsonl", **{"datasets/a": '{"id": "a1", "input": "x"}\n'})
+    pytester.makefile(".jsonl", **{"datasets/b": '{"id": "b1", "input": "y"}\n'})
+    pytester.makepyfile(
+        test_mod="""\
+            import pytest
+            pytestmark = [pytest.mark.llm_dataset("a"), pytest.mark.llm_dataset("b")]
+            def test_m(item): pass
+            def test_n(item): pass
+            """,
+        test_cls="""\
+            import pytest
+            @pytest.mark.llm_dataset("a")
+            @pytest.mark.llm_dataset("b")
+            class TestC:
+                def test_c(self, item): pass
+            @pytest.mark.llm_dataset("a")
+            class TestBase:
+                def test_c(self, item): pass
+            @pytest.mark.llm_dataset("b")
+            class TestSub(TestBase):
+                pass
+            """,
+    )
+    result = pytester.runpytest("--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    advice = "a test runs one dataset: write one test per dataset, or merge the datasets"
+    errors = [
+        f"test_cls.py::TestC: @pytest.mark.llm_dataset is given 2 times ('b', 'a'); {advice}",
+        "test_cls.py::TestSub: @pytest.mark.llm_dataset is given 2 times ('a', 'b') (with its "
+        f"base classes': a subclass's marker does not override theirs); {advice}",
+        f"test_mod.py: @pytest.mark.llm_dataset is given 2 times ('a', 'b'); {advice}",
+    ]
+    stderr = result.stderr.str()
+    assert f"ERROR: {errors[0]}\n{errors[1]}\n{errors[2]}\n" in stderr  # each said once
+
+
+def test_a_dataset_marker_on_a_test_overrides_one_on_its_class_or_module(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".jsonl", **{"datasets/a": '{"id": "a1", "input": "x"}\n'})
+    pytester.makefile(".jsonl", **{"datasets/b": '{"id": "b1", "input": "y"}\n'})
+    pytester.makepyfile(
+        test_ok="""\
+            import pytest
+            pytestmark = pytest.mark.llm_dataset("a")
+            def test_m(item): pass
+            @pytest.mark.llm_dataset("b")
+            def test_n(item): pass
+            @pytest.mark.llm_dataset("b")
+            class TestK:
+                def test_k(self, item): pass
+                @pytest.mark.llm_dataset("a")
+                def test_l(self, item): pass
+            """
+    )
+    result = pytester.runpytest("--co", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "test_ok.py::test_m?a1?",
+            "test_ok.py::test_n?b1?",
+            "test_ok.py::TestK::test_k?b1?",
+            "test_ok.py::TestK::test_l?a1?",
+        ]
     )

@@ -617,7 +617,7 @@ def test_a_malformed_file_loaded_in_a_test_fails_at_the_tests_line(
                 dataset("broken")
 
             def test_still_catchable(dataset):
-                with pytest.raises(DatasetError, match="broken.jsonl:2: invalid JSON"):
+                with pytest.raises(DatasetError, match="broken.jsonl:2:10: invalid JSON"):
                     dataset("broken")
             """
         )
@@ -631,7 +631,7 @@ def test_a_malformed_file_loaded_in_a_test_fails_at_the_tests_line(
             '>       prompt("bad")',
             "E       *PromptError: */prompts/bad.json:1:*: invalid JSON (Extra data)",
             '>       dataset("broken")',
-            "E       *DatasetError: */datasets/broken.jsonl:2: invalid JSON (Expecting value)",
+            "E       *DatasetError: */datasets/broken.jsonl:2:10: invalid JSON (Expecting value)",
         ]
     )
     output = result.stdout.str()  # neither the loaders' frames nor the JSON parser's error
@@ -672,7 +672,9 @@ def test_bad_dataset_line_is_a_collection_error_naming_file_and_line(
     result.stdout.fnmatch_lines(
         [
             "*ERROR collecting test_bad.py*",
-            exact(f"test_bad.py::test_capital: {path.resolve()}:2: invalid JSON (Expecting value)"),
+            exact(
+                f"test_bad.py::test_capital: {path.resolve()}:2:25: invalid JSON (Expecting value)"
+            ),
         ]
     )
     result.stdout.no_fnmatch_line("*During handling of the above exception*")

@@ -376,12 +376,47 @@ def test_ambiguous_prompt_files_are_an_error(prompts_dir: Path, stores: list[Sto
         session(prompts_dir, None, stores).get("p")
 
 
-@pytest.mark.parametrize("name", ["../secret", "", "a b"])
+@pytest.mark.parametrize("name", ["../secret", "", "a b", "greet\n"])
 def test_invalid_prompt_names_are_rejected(
     prompts_dir: Path, stores: list[Store], name: str
 ) -> None:
     with pytest.raises(PromptError, match="invalid prompt name"):
         session(prompts_dir, None, stores).get(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["team//a", "team/./a", "./team/a", "/team/a", "team/a/", "team//./a/."]
+)
+def test_a_prompt_has_one_name_other_spellings_of_its_path_are_refused(
+    prompts_dir: Path, stores: list[Store], name: str
+) -> None:
+    # (before: 'team//a' and 'team/./a' loaded prompts/team/a.json, each as a prompt of its
+    # own with its own versions, uploaded apart)
+    write_json(prompts_dir, "team/a", {"prompt": "hi"})
+    registry = session(prompts_dir, None, stores)
+    assert registry.get("team/a").version == 1
+    expected = f"invalid prompt name {name!r}; write it 'team/a', the one name of its file"
+    for call in (registry.get, registry.find_file):
+        with pytest.raises(PromptError) as raised:
+            call(name)
+        assert str(raised.value) == expected
+
+
+@pytest.mark.parametrize("name", [3, Path("greet"), None, ["greet"]])
+def test_a_prompt_name_that_is_not_a_string_is_a_one_line_error(
+    prompts_dir: Path, stores: list[Store], name: Any
+) -> None:
+    # (before: "TypeError: expected string or bytes-like object" from the name's regex)
+    write_json(prompts_dir, "greet", {"prompt": "hi"})
+    registry = session(prompts_dir, None, stores)
+    expected = (
+        f"invalid prompt name {name!r}; expected a string such as 'support-agent' or "
+        "'team/support-agent'"
+    )
+    for call in (registry.get, registry.find_file):
+        with pytest.raises(PromptError) as raised:
+            call(name)
+        assert str(raised.value) == expected
 
 
 # --- malformed files ----------------------------------------------------------------------------
@@ -398,6 +433,13 @@ def test_invalid_json_reports_line_and_column(prompts_dir: Path, stores: list[St
     path.write_text('{\n  "prompt": "x",\n  oops\n}\n', encoding="utf-8")
     message = error_for(prompts_dir, stores, "bad")
     assert message.startswith(f"{path}:3:3: invalid JSON (")
+    # (before: "(Invalid control character at)", an "at" pointing nowhere)
+    path.write_text('{\n  "prompt": "a\tb"\n}\n', encoding="utf-8")
+    message = error_for(prompts_dir, stores, "bad")
+    assert message == f"{path}:2:15: invalid JSON (Invalid control character)"
+    path.write_text('{\n  "prompt": "ab}', encoding="utf-8")
+    message = error_for(prompts_dir, stores, "bad")
+    assert message == f"{path}:2:13: invalid JSON (Unterminated string)"
 
 
 def test_invalid_toml_names_the_file(prompts_dir: Path, stores: list[Store]) -> None:
