@@ -144,9 +144,8 @@ class ExperimentRunner:
         (on the store's thread, while the first items run)."""
         self.recorder.environment = environment(environment_dir)
         self.recorder.begin()
-        store = self.recorder.store
-        if not store.has_dataset(self.dataset.name, self.dataset.version):
-            store.record_dataset(self.dataset.name, self.dataset.version, self.dataset.snapshot())
+        store = self.recorder.store  # (one stored before is governed again by the store's policy)
+        store.record_dataset(self.dataset.name, self.dataset.version, self.dataset.snapshot())
 
     def _new_record(self, item: DatasetItem) -> ItemRecord:
         return ItemRecord(

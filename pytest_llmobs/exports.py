@@ -46,14 +46,13 @@ def with_snapshots(run: Mapping[str, Any], store: Store) -> dict[str, Any]:
 
 def import_snapshots(run: Mapping[str, Any], store: Store) -> None:
     """Keep an exported run's prompt versions and dataset snapshots in ``store`` (those it has
-    already are left as they are)."""
+    already are governed again by its policy, and keep their content)."""
     snapshots = run.get(SNAPSHOTS) or {}
     for prompt in snapshots.get("prompts") or []:
         store.import_prompt_version(prompt)
     for dataset in snapshots.get("datasets") or []:
         name, version = str(dataset["name"]), str(dataset["version"])
-        if not store.has_dataset(name, version):
-            store.record_dataset(name, version, list(dataset["items"]))
+        store.record_dataset(name, version, list(dataset["items"]))
 
 
 def dump_run(run: Mapping[str, Any], *, indent: int | None = 2) -> str:

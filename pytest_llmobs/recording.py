@@ -58,6 +58,9 @@ class TestRecord:
                 dataset=item.dataset, item_id=item.id, expected_output=item.expected_output
             )
         self.prompts: dict[tuple[str, int], str] = {}
+        self.known_prompts: Mapping[tuple[str, int], str] = {}
+        """The prompt versions the session loaded -> their hashes: one an observation links to
+        is the test's too (loaded by a module's fixture while another test ran, say)."""
         self.datasets: dict[str, str] = {}
         if item is not None and dataset_version is not None:
             self.datasets[item.dataset] = dataset_version
@@ -147,6 +150,8 @@ class TestRecord:
             if generations:
                 self.root.output = generations[-1].output
         self.root.metadata["outcome"] = outcome
+        if self.known_prompts:
+            self._note_linked_prompts()
         item = self.item
         return {
             "node_id": self.node_id,
@@ -170,6 +175,18 @@ class TestRecord:
             "datasets": dict(self.datasets),
             "thresholds": list(self.thresholds),
         }
+
+    def _note_linked_prompts(self) -> None:
+        """Add the known prompt versions the trace's observations link to (a link to a version
+        the session never loaded, an object of the user's given to `attach_prompt`, is no
+        prompt of the store's)."""
+        known, prompts = self.known_prompts, self.prompts
+        for observation in self.trace.observations:
+            name, version = observation.prompt_name, observation.prompt_version
+            if name is not None and version is not None:
+                key = (name, version)
+                if key not in prompts and key in known:
+                    prompts[key] = known[key]
 
     def started(self) -> dict[str, Any]:
         """What the controller needs to store this test, as plain builtins, should its xdist

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,38 +49,69 @@ class SessionState:
     """``llm_dataset`` marks read once: id(mark) -> (mark, parsed marker)."""
     governed_at: int = 0
     """The governance's `revision` the dataset snapshots stored so far were governed at."""
-    current_record: TestRecord | None = None
-    """The record of the test running now (tests run one at a time in a process)."""
+    prompt_hashes: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Every prompt version this session loaded (name, version) -> its content hash."""
+    _record: TestRecord | None = field(default=None, init=False, repr=False)
+
+    @property
+    def current_record(self) -> TestRecord | None:
+        """The record of the test running now (tests run one at a time in a process)."""
+        return self._record
+
+    @current_record.setter
+    def current_record(self, record: TestRecord | None) -> None:
+        if record is not None:  # (a prompt a module's fixture loaded in an earlier test)
+            record.known_prompts = self.prompt_hashes
+        self._record = record
 
     def use_prompt(self, prompt: Prompt) -> None:
-        """Note that the running test used ``prompt`` (a no-op outside tests)."""
-        if self.current_record is not None:
-            self.current_record.use_prompt(prompt)
+        """Note that the running test used ``prompt`` (outside tests, only that the session
+        did); the first use of a version in the session governs its stored content again by
+        the session's policy (`Store.regovern_prompt`)."""
+        key = (prompt.name, prompt.version)
+        if key not in self.prompt_hashes:
+            self.prompt_hashes[key] = prompt.hash
+            if key not in self.store.registered_prompts:  # (registering it governed it)
+                self.store.regovern_prompt(*key)
+        if self._record is not None:
+            self._record.use_prompt(prompt)
 
     def regovern_snapshots(self) -> None:
-        """Mask the dataset snapshots stored while collecting again when a conftest pytest
-        loaded later added maskers (a dataset used before that conftest loaded was stored
-        without them)."""
+        """Mask the dataset snapshots and prompt versions stored while collecting again when a
+        conftest pytest loaded later added maskers (one used before that conftest loaded was
+        stored without them)."""
         governance = self.store.governance
         if governance is None or governance.revision == self.governed_at:
             return
         self.governed_at = governance.revision
+        store = self.store
         for name, dataset in self.datasets.items():
-            try:
-                self.store.regovern_dataset(name, dataset.version, dataset.snapshot())
-            except (sqlite3.DatabaseError, StoreError, OSError) as exc:  # a full disk, say
-                if self.recorder is not None:
-                    self.recorder.failures.append(
-                        f"the snapshot of dataset {name!r} could not be masked again with the "
-                        f"maskers a conftest added ({exc}): it may hold what they hide"
-                    )
+            self._regovern(
+                f"snapshot of dataset {name!r}",
+                functools.partial(store.regovern_dataset, name, dataset.version),
+            )
+        for name, version in sorted(self.prompt_hashes.keys() | store.registered_prompts.keys()):
+            self._regovern(
+                f"prompt {name!r} version {version}",
+                functools.partial(store.regovern_prompt, name, version),
+            )
+
+    def _regovern(self, what: str, regovern: Callable[[], None]) -> None:
+        try:
+            regovern()
+        except (sqlite3.DatabaseError, StoreError, OSError) as exc:  # a full disk, say
+            if self.recorder is not None:
+                self.recorder.failures.append(
+                    f"the {what} could not be masked again with the maskers a conftest "
+                    f"added ({exc}): it may hold what they hide"
+                )
 
     def dataset(self, name: str) -> Dataset:
-        """Load a dataset once per session and keep a snapshot of its version in the store."""
+        """Load a dataset once per session and keep a snapshot of its version in the store
+        (one stored before is governed again by the session's policy)."""
         cached = self.datasets.get(name)
         if cached is None:
             cached = load_dataset(name, self.settings.datasets_dir)
-            if not self.store.has_dataset(name, cached.version):  # a version is kept once
-                self.store.record_dataset(name, cached.version, cached.snapshot())
+            self.store.record_dataset(name, cached.version, cached.snapshot())
             self.datasets[name] = cached
         return cached

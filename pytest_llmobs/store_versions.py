@@ -1,5 +1,10 @@
 """Prompt versions (numbered per name, moved by labels) and dataset snapshots: the versioned
-content runs refer to, each kept once per content hash."""
+content runs refer to, each kept once per content hash.
+
+A version is stored once, but governed by every policy that uses it: one kept already (by a
+session with ``--llm-redact=off``, or fewer maskers) is governed again by the policy of the
+store that uses it now. Masking is idempotent, so what an earlier policy masked stays masked.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmobs.store_connection import StoreConnection, stored_json
+
+_PROMPT_SQL = (
+    "SELECT data FROM prompt_versions WHERE name = ? AND version = ?",
+    "UPDATE prompt_versions SET data = ? WHERE name = ? AND version = ?",
+)
+_DATASET_SQL = (
+    "SELECT data FROM datasets WHERE name = ? AND version = ?",
+    "UPDATE datasets SET data = ? WHERE name = ? AND version = ?",
+)
 
 
 class ContentVersions(StoreConnection):
@@ -28,6 +42,7 @@ class ContentVersions(StoreConnection):
             ).fetchone()
             if row is not None:
                 version = int(row[0])
+                self._govern_again_now(_PROMPT_SQL, (name, version))
             else:
                 (latest,) = self._db.execute(
                     "SELECT COALESCE(MAX(version), 0) FROM prompt_versions WHERE name = ?", (name,)
@@ -46,7 +61,8 @@ class ContentVersions(StoreConnection):
 
     def import_prompt_version(self, prompt: Mapping[str, Any]) -> bool:
         """Keep a prompt version registered in another store (an xdist worker's), unless this
-        store already has that name and version or that content; True when it was added."""
+        store already has that name and version or that content (then governed again by this
+        store's policy); True when it was added."""
         data = {k: v for k, v in prompt.items() if k not in ("name", "version", "hash", "labels")}
         data = self._governed(data)
         with self._transaction():
@@ -61,7 +77,19 @@ class ContentVersions(StoreConnection):
                     time.time(),
                 ),
             ).rowcount
+        if not added:
+            row = self._db.execute(
+                "SELECT version FROM prompt_versions WHERE name = ? AND hash = ?",
+                (prompt["name"], prompt["hash"]),
+            ).fetchone()
+            if row is not None:
+                self.regovern_prompt(str(prompt["name"]), int(row[0]))
         return bool(added)
+
+    def regovern_prompt(self, name: str, version: int) -> None:
+        """Govern the stored prompt version ``name`` ``version`` again by this store's policy
+        (a version an earlier session stored less masked, which this one uses)."""
+        self._govern_again(_PROMPT_SQL, (name, version))
 
     def _set_label(self, name: str, label: str, version: int) -> None:
         self._db.execute(
@@ -132,14 +160,19 @@ class ContentVersions(StoreConnection):
     # --- datasets ---------------------------------------------------------------------------
 
     def record_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
-        """Keep a (governed) snapshot of a dataset version (once per content hash)."""
-        rows = self._governed_rows(items)
-        with self._transaction():
-            self._db.execute(
-                "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (name, version, stored_json(rows), time.time()),
-            )
+        """Keep a (governed) snapshot of a dataset version (once per content hash); one kept
+        already is governed again by this store's policy (`regovern_dataset`)."""
+        if not self.has_dataset(name, version):
+            rows = self._governed_rows(items)
+            with self._transaction():
+                added = self._db.execute(
+                    "INSERT OR IGNORE INTO datasets (name, version, data, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (name, version, stored_json(rows), time.time()),
+                ).rowcount
+            if added:
+                return
+        self.regovern_dataset(name, version)
 
     def _governed_rows(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Dataset items as stored: governed (masked, cut) when the store has a policy."""
@@ -147,15 +180,10 @@ class ContentVersions(StoreConnection):
             return [dict(i) for i in items]
         return self.governance.items(items)
 
-    def regovern_dataset(self, name: str, version: str, items: Sequence[Mapping[str, Any]]) -> None:
-        """Store the snapshot of ``name`` at ``version`` again, governed by today's policy (a
-        masker a conftest added after it was stored)."""
-        rows = self._governed_rows(items)
-        with self._transaction():
-            self._db.execute(
-                "UPDATE datasets SET data = ? WHERE name = ? AND version = ?",
-                (stored_json(rows), name, version),
-            )
+    def regovern_dataset(self, name: str, version: str) -> None:
+        """Govern the stored snapshot of ``name`` at ``version`` again by this store's policy
+        (stored by a session that masked less, or before a conftest added maskers)."""
+        self._govern_again(_DATASET_SQL, (name, version))
 
     def has_dataset(self, name: str, version: str) -> bool:
         """Whether a snapshot of this dataset version is stored already."""
@@ -181,3 +209,45 @@ class ContentVersions(StoreConnection):
             "SELECT data FROM datasets WHERE name = ? AND version = ?", (name, version)
         ).fetchone()
         return None if row is None else list(json.loads(row[0]))
+
+    # --- governing stored content again ------------------------------------------------------
+
+    def _governed_again(self, data: str) -> str:
+        """Stored JSON ``data`` (a prompt version's content, a snapshot's items) governed by
+        this store's policy; the same text when it changes nothing."""
+        if self.governance is None:
+            return data
+        return stored_json(self.governance.value(json.loads(data)))
+
+    def _govern_again(self, sql: tuple[str, str], key: tuple[str, str | int]) -> None:
+        """Govern the stored data ``sql`` selects by ``key`` again, written only when that
+        changes it. The walk runs outside the write lock; should another process change the
+        row meanwhile, its new data is governed instead, so no policy's masking is lost."""
+        if self.governance is None:
+            return
+        select, update = sql
+        row = self._db.execute(select, key).fetchone()
+        if row is None:
+            return
+        governed = self._governed_again(row[0])
+        if governed == row[0]:
+            return
+        with self._transaction():
+            now = self._db.execute(select, key).fetchone()
+            if now is None:
+                return
+            if now[0] != row[0]:
+                governed = self._governed_again(now[0])
+            self._db.execute(update, (governed, *key))
+
+    def _govern_again_now(self, sql: tuple[str, str], key: tuple[str, str | int]) -> None:
+        """`_govern_again` inside the caller's transaction."""
+        if self.governance is None:
+            return
+        select, update = sql
+        row = self._db.execute(select, key).fetchone()
+        if row is None:
+            return
+        governed = self._governed_again(row[0])
+        if governed != row[0]:
+            self._db.execute(update, (governed, *key))
