@@ -1,8 +1,8 @@
 """The ``llmobs`` command: read, compare, gate, merge and upload the runs in the store.
 
-RUN is a run id (or a unique prefix of one), a run name (the newest run of that name), or
-``latest``. The store is found as the plugin finds it (the rootdir's ``llm_store`` or
-``.llmobs``), or given with ``--store DIR``.
+RUN is a saved baseline's name, a run id (or a unique prefix of one), a run name (the newest run
+of that name), or ``latest`` (`RUN_HELP`). The store is found as the plugin finds it (the
+rootdir's ``llm_store`` or ``.llmobs``), or given with ``--store DIR``.
 
 This module is the entry point: the argument parser and `main`. The subcommands are in
 `cli_commands` (and ``compare.commands``, ``exporters.commands``); what they share, in
@@ -45,10 +45,21 @@ PIPE_CLOSED = 141
 """Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell tool killed by it
 returns."""
 
+RUN_HELP = (
+    "a saved baseline, a run id (or a unique prefix), a run name (its newest run) or 'latest'"
+)
+"""What a RUN argument takes, as the commands' help says it (`RunCatalog.resolve_run`)."""
+
+RUN_OR_FILE_HELP = (
+    "a saved baseline, a run id (or a unique prefix), a run name (its newest run), 'latest', "
+    "or a run exported as JSON"
+)
+"""What a RUN argument takes where a file written by ``llmobs export`` is read too."""
+
 DESCRIPTION = (
-    "Read, compare, gate, merge and upload the runs pytest-llmobs stored. RUN is a run id (or a "
-    "unique prefix), a run name (its newest run) or 'latest'; the store is found as the plugin "
-    "finds it (the rootdir's llm_store or .llmobs), or given with --store DIR."
+    f"Read, compare, gate, merge and upload the runs pytest-llmobs stored. RUN is {RUN_HELP}; "
+    "the store is found as the plugin finds it (the rootdir's llm_store or .llmobs), or given "
+    "with --store DIR."
 )
 
 
@@ -111,11 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(handler=cmd_runs)
 
     show = commands.add_parser("show", parents=[common], help="summary and items of one run")
-    show.add_argument("run", metavar="RUN", help="run id or name, saved baseline, or 'latest'")
+    show.add_argument("run", metavar="RUN", help=RUN_HELP)
     show.set_defaults(handler=cmd_show)
 
     export = commands.add_parser("export", parents=[common], help="write a run as JSON")
-    export.add_argument("run", metavar="RUN", help="run id or name, saved baseline, or 'latest'")
+    export.add_argument("run", metavar="RUN", help=RUN_HELP)
     export.add_argument("--format", choices=["json"], default="json", help="export format")
     export.add_argument(
         "-o", "--output", metavar="FILE", type=FILE, help="write to FILE instead of stdout"
@@ -125,11 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", parents=[common], help="write a self-contained HTML report of a run"
     )
-    report.add_argument(
-        "run",
-        metavar="RUN",
-        help="run id or name, saved baseline, 'latest', or a run exported as JSON",
-    )
+    report.add_argument("run", metavar="RUN", help=RUN_OR_FILE_HELP)
     report.add_argument(
         "-o",
         "--output",
@@ -155,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than",
         metavar="AGE",
         type=nonempty("an age such as 30d, 12h or 2w"),
-        help="delete runs older than e.g. 30d",
+        help="delete finished runs older than AGE, e.g. 30d (with --keep-last: only those "
+        "beyond the newest N)",
     )
     prune.set_defaults(handler=cmd_prune)
 
@@ -164,9 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="agreement of an automated score with human labels (accuracy, kappa, threshold)",
     )
-    calibrate.add_argument(
-        "run", metavar="RUN", help="run id, run name, saved baseline, or 'latest'"
-    )
+    calibrate.add_argument("run", metavar="RUN", help=RUN_HELP)
     calibrate.add_argument(
         "--labels",
         required=True,

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -176,6 +177,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
             print(line, file=out)
     else:
         print(f"run {run['id']}  name {run['name']!r}  -> {run['status']}", file=out)
+    for line in stored_comparison_lines(run.get("comparison")):
+        print(line, file=out)
     for line in missing_lines(run.get("missing") or []):
         print(line, file=out)
     items = run.get("items") or []
@@ -186,6 +189,56 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     for item in items:
         print(_item_line(item), file=out)
     return 0
+
+
+def stored_comparison_lines(comparison: object) -> list[str]:
+    """The baseline comparison a session stored with its run (`compare.gate`), as the session
+    concluded it: which baseline, the gate's verdict (`compare.render.gate_line`'s words),
+    and each metric that failed the gate."""
+    if not isinstance(comparison, Mapping) or not comparison:
+        return []
+    from pytest_llmobs.compare.model import RunInfo, fmt, fmt_signed, group_label
+
+    baseline = comparison.get("baseline")
+    label = "?"
+    if isinstance(baseline, Mapping):
+        text = {key: str(baseline.get(key) or "") for key in ("id", "name", "source", "ref")}
+        label = RunInfo(text["id"], text["name"], None, "", text["source"], text["ref"]).label
+    rows = [m for m in comparison.get("metrics") or [] if isinstance(m, Mapping)]
+    failing = [m for m in rows if m.get("fails_gate")]
+    max_drop = comparison.get("max_drop")
+    drop = f"{max_drop:g}" if isinstance(max_drop, int | float) else "?"
+    within = sum(m.get("verdict") == "regression" and not m.get("fails_gate") for m in rows)
+    better = sum(m.get("verdict") == "improvement" for m in rows)
+    if comparison.get("incomplete"):
+        verdict = "session fails: a run it compares is incomplete"
+    elif failing:
+        enforced = comparison.get("enforced") is not False
+        tail = "session fails" if enforced else "not failing the session (--llm-fail-on)"
+        verdict = f"{len(failing)} significant regression(s) beyond --llm-max-drop {drop}: {tail}"
+    elif comparison.get("verdict") == "nothing tested":
+        verdict = "no metric could be tested: the gate checked nothing"
+    elif within or better:
+        parts = [f"{better} improvement(s)"] if better else []
+        parts += [f"{within} regression(s) within --llm-max-drop {drop}"] if within else []
+        verdict = ", ".join(parts) + ": gate passes"
+    else:
+        verdict = (
+            f"no significant change in {comparison.get('tested')} tested metric(s): gate passes"
+        )
+    lines = [f"compared with baseline {label}: {verdict}"]
+    incomplete = comparison.get("incomplete")
+    lines += [f"  {note}" for note in incomplete] if isinstance(incomplete, list) else []
+    for m in failing:
+        values = [m.get(k) for k in ("baseline", "current", "delta")]
+        numbers = [float(n) for n in values if isinstance(n, int | float)]
+        if len(numbers) == 3:
+            before, after, delta = numbers
+            change = f"{fmt(before)} -> {fmt(after)} (delta {fmt_signed(delta)})"
+            lines.append(
+                f"  REGRESSION {group_label(str(m.get('group')))}: {m.get('name')} {change}"
+            )
+    return [printable(line) for line in lines]
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:

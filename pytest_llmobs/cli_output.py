@@ -13,7 +13,7 @@ from typing import TextIO
 
 from pytest_llmobs.cli_common import CliError
 from pytest_llmobs.reporting.printable import encodable, printable
-from pytest_llmobs.store import STORE_FILENAME
+from pytest_llmobs.store_files import store_holding
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -61,10 +61,6 @@ def table_cell(text: str) -> str:
     return "".join(kept) + "…"
 
 
-STORE_FILES = tuple(STORE_FILENAME + suffix for suffix in ("", "-wal", "-shm", "-journal"))
-"""A store's database and the files SQLite keeps beside it: never an ``-o`` file."""
-
-
 def check_output(value: str, inputs: Sequence[str] = ()) -> Path:
     """``-o``'s path when a file can be written there: a directory, a place under a file, a
     store's database (writing there would lose every run) or one of the command's ``inputs``
@@ -78,9 +74,10 @@ def check_output(value: str, inputs: Sequence[str] = ()) -> Path:
         target = path.resolve()
     except (OSError, RuntimeError):  # (a symlink loop: then no store's file either)
         target = path.absolute()
-    if target.name in STORE_FILES and (target.parent / STORE_FILENAME).is_file():
+    store = store_holding(target)
+    if store is not None:
         raise CliError(
-            f"-o {value}: is {target}, part of the llmobs store in {target.parent}; writing "
+            f"-o {value}: is {target}, part of the llmobs store in {store}; writing "
             "there would destroy its runs; give another file name"
         )
     for source in inputs:

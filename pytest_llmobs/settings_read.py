@@ -9,7 +9,6 @@ and ``$VARS`` expanded, as pytest does for ``cache_dir``); the defaults, to pyte
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmobs.file_output import is_stream, unwritable
 from pytest_llmobs.providers.cache import CacheMode
 from pytest_llmobs.providers.retry import DEFAULT_MAX_RETRIES
+from pytest_llmobs.report_targets import check_report_path, refuse_shared_report_files
+from pytest_llmobs.report_targets import real_path as _real
 from pytest_llmobs.settings import DEFAULT_MODEL, FAIL_POLICIES, OPTIONS, Settings, expand_path
 
 
@@ -39,12 +39,6 @@ def _path_getter(config: pytest.Config) -> Callable[[str], Path]:
         return _real(rootdir / str(spec.default))
 
     return resolve
-
-
-def _real(path: Path) -> Path:
-    """``path`` absolute, through symlinks and ``..``; a pipe or device (`is_stream`) keeps its
-    name: /dev/stdout resolves through /proc/self/fd/1 to ``pipe:[N]``, which cannot be opened."""
-    return Path(os.path.abspath(path)) if is_stream(path) else path.resolve()
 
 
 def _refuse_empty_values(config: pytest.Config) -> None:
@@ -90,7 +84,8 @@ def read_settings(config: pytest.Config) -> Settings:
     baseline, baseline_path = _baseline(config)
     report_html = _report_path(config, "llm_report", resolve)
     report_json = _report_path(config, "llm_json", resolve)
-    _refuse_shared_report_files(config, {"llm_report": report_html, "llm_json": report_json})
+    reports = {where(config, "llm_report"): report_html, where(config, "llm_json"): report_json}
+    refuse_shared_report_files(config, reports, store_dir)
     return Settings(
         model=model,
         run_name=run_name,
@@ -159,53 +154,10 @@ def _directory(config: pytest.Config, ini_name: str, resolve: Callable[[str], Pa
 def _report_path(
     config: pytest.Config, ini_name: str, resolve: Callable[[str], Path]
 ) -> Path | None:
-    """A report file to write (``None`` unless asked for); a directory, or a path ending in
-    ``/`` (which `Path` would silently drop), is a usage error."""
+    """A report file to write (``None`` unless asked for), checked now, not after an hour of
+    tests (`check_report_path`)."""
     text = _text(config, ini_name)
-    if not text:
-        return None
-    path = resolve(ini_name)
-    origin = where(config, ini_name)
-    if path.is_dir():
-        raise pytest.UsageError(f"{origin}: {str(path)!r} is a directory; expected a file path")
-    if os.path.basename(text) in ("", ".", ".."):
-        raise pytest.UsageError(f"{origin}: {text!r} names a directory; expected a file path")
-    # said now, not after an hour of tests
-    problem = unwritable(path)
-    if problem is not None:
-        raise pytest.UsageError(f"{origin}: cannot write {str(path)!r}: {problem}")
-    return path
-
-
-OTHER_REPORT_FILES = {
-    "xmlpath": "--junitxml",
-    "htmlpath": "--html (pytest-html)",
-    "report_log": "--report-log (pytest-reportlog)",
-}
-"""Files pytest or a common plugin writes when the session ends (option dest → flag)."""
-
-
-def _refuse_shared_report_files(config: pytest.Config, ours: dict[str, Path | None]) -> None:
-    """A usage error when two reports would be written to one file: the last one written
-    would silently replace the other."""
-    taken: dict[Path, str] = {}
-    for dest, flag in OTHER_REPORT_FILES.items():
-        value = getattr(config.option, dest, None)
-        if isinstance(value, str) and value:
-            taken.setdefault(_real(Path(value)), flag)
-    for ini_name, path in ours.items():
-        if path is None:
-            continue
-        origin = where(config, ini_name)
-        other = taken.setdefault(_real(path), origin)
-        if other != origin:
-            why = "the report written last would replace the other"
-            if is_stream(path):
-                why = "both reports would be written into it, one after the other"
-            raise pytest.UsageError(
-                f"{origin}: {str(path)!r} is also the file {other} writes; expected a file of "
-                f"its own ({why})"
-            )
+    return check_report_path(text, resolve(ini_name), where(config, ini_name)) if text else None
 
 
 def _ini_flag(config: pytest.Config, ini_name: str) -> bool:

@@ -24,6 +24,13 @@ _LISTED = 10
 """How many names an error lists before saying how many more there are."""
 
 
+_JSON_TYPES = {
+    dict: "object", list: "array", str: "string", int: "number", float: "number",
+    bool: "boolean", type(None): "null",
+}  # fmt: skip
+"""How errors name what a JSON text held."""
+
+
 def _like_prefix(ref: str) -> str:
     escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
@@ -166,10 +173,10 @@ class RunCatalog(StoreConnection):
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path or 'the in-memory store'}")
         header, status, ended_at, pid, summary = row
-        run: dict[str, Any] = json.loads(header)
+        run: dict[str, Any] = self._stored(header, dict, f"the header of run {run_id!r}")
         run["status"] = effective_status(status, pid, run.get("process"))
         run["ended_at"] = ended_at
-        run.update(json.loads(summary) if summary else {})
+        run.update(self._stored(summary, dict, f"the summary of run {run_id!r}") if summary else {})
         run["items"] = list(self.iter_items(run_id))
         if summary:  # stored by an older version: its figures as today's code computes them
             from pytest_llmobs.aggregates import upgrade_aggregates
@@ -210,9 +217,10 @@ class RunCatalog(StoreConnection):
         if row is None:
             return None
         stored = {item.get("node_id") for item in items}
+        collected = self._stored(row[0], list, f"the collected items of run {run_id!r}")
         return [
             {"node_id": node_id, "reason": KILLED_BEFORE_IT}
-            for node_id in json.loads(row[0])
+            for node_id in collected
             if node_id not in stored
         ]
 
@@ -222,10 +230,26 @@ class RunCatalog(StoreConnection):
 
     def item_rows(self, run_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(seq, item)`` for each stored item of ``run_id``, in the order they finished."""
-        for seq, data in self._db.execute(
-            "SELECT seq, data FROM items WHERE run_id = ? ORDER BY seq", (run_id,)
+        for seq, node_id, data in self._db.execute(
+            "SELECT seq, node_id, data FROM items WHERE run_id = ? ORDER BY seq", (run_id,)
         ):
-            yield seq, json.loads(data)
+            yield seq, self._stored(data, dict, f"item #{seq} ({node_id}) of run {run_id!r}")
+
+    def _stored(self, text: object, kind: type[Any], what: str) -> Any:
+        """The JSON ``text`` a row holds, a ``kind`` (dict or list); anything else (a row
+        damaged, or edited by hand) is a `StoreError` naming ``what`` and the problem."""
+        try:
+            value = json.loads(text) if isinstance(text, str | bytes) else text
+        except (ValueError, RecursionError) as exc:
+            problem = f"is not valid JSON ({exc})"
+        else:
+            if isinstance(value, kind):
+                return value
+            problem = (
+                f"is a JSON {_JSON_TYPES.get(type(value), 'value')}, not an {_JSON_TYPES[kind]}"
+            )
+        where = self.path or "the in-memory store"
+        raise StoreError(f"{where}: damaged store: {what} {problem}")
 
     # --- baselines --------------------------------------------------------------------------
 
@@ -257,20 +281,23 @@ class RunCatalog(StoreConnection):
     # --- retention --------------------------------------------------------------------------
 
     def prune(self, *, keep_last: int | None = None, older_than: float | None = None) -> Pruned:
-        """Delete finished runs beyond the newest ``keep_last`` finished ones or started before
-        ``older_than`` (a Unix time), and the dataset snapshots no remaining run uses, in one
-        transaction; runs saved as baselines, runs still going and prompt versions (a registry
-        with labels) are never deleted."""
+        """Delete the finished runs beyond the newest ``keep_last`` finished ones and started
+        before ``older_than`` (a Unix time): with both, only those both select (the newest
+        ``keep_last`` are kept, however old); with neither, none. Then the dataset snapshots no
+        remaining run uses, in one transaction; runs saved as baselines, runs still going and
+        prompt versions (a registry with labels) are never deleted."""
         with self._transaction():
             runs = self.list_runs()
             protected = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
             # (a run still going is kept, and not counted: it took the place of the newest finished)
             finished = [run for run in runs if run["status"] != "running"]
+            if keep_last is None and older_than is None:
+                finished = []  # nothing chosen: nothing deleted
             doomed = []
             for index, run in enumerate(finished):
-                too_many = keep_last is not None and index >= keep_last
-                too_old = older_than is not None and run["started_at"] < older_than
-                if (too_many or too_old) and run["id"] not in protected:
+                too_many = keep_last is None or index >= keep_last
+                too_old = older_than is None or run["started_at"] < older_than
+                if too_many and too_old and run["id"] not in protected:
                     doomed.append(str(run["id"]))
             for run_id in doomed:
                 self._delete_run(run_id)

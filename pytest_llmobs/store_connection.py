@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
 _OPEN_TIMEOUT_S = 30.0
 """How long opening a store retries while other processes hold it (as SQLite's busy timeout)."""
 
+_TABLES = frozenset(
+    re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA + ";".join(MIGRATIONS.values()))
+)
+"""The tables of the current schema: a store of that schema lacking one is damaged."""
+
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
     try:
@@ -31,6 +37,13 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return found.st_dev, found.st_ino
+
+
+def _read_only_place(path: Path) -> bool:
+    """Whether this process may not write the store's file or directory (a read-only mount,
+    another user's files): SQLite cannot open a WAL store the usual way there, whereas a file
+    that fails to open elsewhere is damaged, not read-only."""
+    return not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
 
 
 class StoreError(Exception):
@@ -115,7 +128,7 @@ class StoreConnection:
         try:
             self._open(target, uri=False)
         except _CannotOpen as cannot:
-            if not (read_only and path is not None):
+            if not (read_only and path is not None and _read_only_place(path)):
                 raise StoreError(cannot.message) from None
             # A store on a read-only file system (a mounted CI artifact): SQLite cannot make
             # the shared-memory file a WAL database is read with, and nothing can write there,
@@ -148,14 +161,9 @@ class StoreConnection:
         return None if now == self._identity else "was replaced by another file"
 
     def _not_writable(self) -> bool:
-        """Whether the store's file or directory is read-only to this process (a read-only
-        mount, another user's files), which SQLite reports as an unusable database."""
-        path = self.path
-        if path is None or self.read_only:
-            return False
-        return not os.access(path.parent, os.W_OK) or (
-            path.exists() and not os.access(path, os.W_OK)
-        )
+        """Whether the store, opened to be written, is read-only to this process
+        (`_read_only_place`), which SQLite reports as an unusable database."""
+        return self.path is not None and not self.read_only and _read_only_place(self.path)
 
     def _open(self, target: str, *, uri: bool) -> None:
         try:
@@ -215,17 +223,19 @@ class StoreConnection:
                 f"{self.path}: not an llmobs store ({'an empty file' if empty else 'no runs table'}"
                 "); run pytest with the plugin to create one, or pass --store DIR"
             )
-        if not self._schema_is_current():
-            try:
-                self._migrate()
-            except sqlite3.OperationalError as exc:
-                if "readonly" not in str(exc):
-                    raise
-                raise StoreError(
-                    f"{self.path}: the store was written by an older pytest-llmobs, and reading "
-                    f"it here means upgrading it, which this file system does not allow ({exc}); "
-                    "copy the store's directory somewhere writable and read that"
-                ) from None
+        if self._schema_is_current():
+            self._refuse_missing_tables()
+            return
+        try:
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            raise StoreError(
+                f"{self.path}: the store was written by an older pytest-llmobs, and reading "
+                f"it here means upgrading it, which this file system does not allow ({exc}); "
+                "copy the store's directory somewhere writable and read that"
+            ) from None
 
     def unusable(self, exc: sqlite3.Error) -> StoreError:
         """The one-line error for an SQLite error met while using the store (a damaged page
@@ -241,7 +251,9 @@ class StoreConnection:
 
     def _migrate(self) -> None:
         if self._schema_is_current():
-            return  # no write transaction: it would wait for a writer (or a closing checkpoint)
+            # no write transaction: it would wait for a writer (or a closing checkpoint)
+            self._refuse_missing_tables()
+            return
         with self._transaction():
             tables = {
                 row[0]
@@ -281,6 +293,19 @@ class StoreConnection:
                 f"{self.path}: not an llmobs store (it holds other tables: {found}); "
                 "give the store a directory of its own"
             )
+
+    def _refuse_missing_tables(self) -> None:
+        """A store of the current schema lacking one of its tables (dropped, or lost to a
+        damaged page) is refused when opened, not when the first test's item is written. (The
+        schema and its version are written in one transaction, so a store being created by
+        another process has them all once its version reads as current.)"""
+        found = {
+            row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        missing = sorted(_TABLES - found)
+        if missing:
+            tables = f"{', '.join(missing)} table{'s' if len(missing) > 1 else ''}"
+            raise StoreError(f"{self.path}: not a usable llmobs store (damaged: no {tables})")
 
     def _schema_is_current(self) -> bool:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import shlex
 import sqlite3
 from io import StringIO
 from pathlib import Path
@@ -253,6 +254,30 @@ def test_save_baseline_only_when_the_session_passes(project: pytest.Pytester, ru
     )
     with runs.open() as store:
         assert store.get_baseline("main") == good
+
+
+def test_the_command_that_saves_a_failed_run_anyway_works_where_pytest_ran(
+    project: pytest.Pytester,
+) -> None:
+    # (before: `llmobs baseline save a b RUN --force`: no --store, so llmobs looked for the
+    # store in .llmobs, and the name unquoted, read by a shell as two words)
+    result = project.runpytest(
+        "--llm-store=other store", "--llm-save-baseline=a b", "--llm-threshold=pass_rate > 1"
+    )
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    database = project.path / "other store" / "llmobs.db"
+    with contextlib.closing(Store(database)) as store:
+        failed = store.resolve_run("latest")
+    hint = (
+        "not saved as baseline 'a b': the session did not pass (run status failed); "
+        f"`llmobs baseline save 'a b' {failed} --force --store 'other store'` saves it anyway"
+    )
+    result.stdout.fnmatch_lines([exact(hint)])
+    command = shlex.split(hint.split("`")[1])
+    assert cli.main(command[1:], StringIO()) == 0  # as typed in the directory pytest ran in
+    with contextlib.closing(Store(database)) as store:
+        assert store.get_baseline("a b") == failed
 
 
 def test_an_interrupted_session_compares_as_incomplete_and_saves_no_baseline(

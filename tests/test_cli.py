@@ -448,6 +448,22 @@ def test_help_is_still_argparse_own(tmp_path: Path) -> None:
     assert "export format" in done.stdout and "error" not in done.stdout
 
 
+@pytest.mark.parametrize("command", [[], ["show"], ["export"], ["calibrate"], ["report"]])
+def test_the_help_of_run_says_every_kind_of_reference_it_takes(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (before: `llmobs --help` left out saved baselines; show's help, id prefixes)
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # (as argparse wraps it)
+
+    for kind in ("a saved baseline", "a run id (or a unique prefix)", "a run name", "'latest'"):
+        assert kind in text
+    assert ("a run exported as JSON" in text) == (command == ["report"])
+
+
 def test_show_gives_the_reason_of_failed_errored_and_skipped_items(
     pytester: pytest.Pytester,
 ) -> None:
@@ -497,6 +513,49 @@ def test_show_gives_the_reason_of_failed_errored_and_skipped_items(
         "  skipped  test_bad.py::test_known - xfail: known bad",  # (before: no reason at all)
         "  skipped  test_bad.py::test_later - Skipped: needs a key",
     ]
+
+
+def test_show_says_the_baseline_comparison_a_run_failed_on(pytester: pytest.Pytester) -> None:
+    # (before: "-> failed" with a pass rate of 100% and no threshold: nothing said why)
+    from pytest_llmobs.providers.capitals import CAPITALS
+
+    pytester.makeini("[pytest]\n")
+    rows = [
+        json.dumps(
+            {"id": f"c{n}", "input": f"What is the capital of {country}?", "expected_output": city}
+        )
+        for n, (country, city) in enumerate(list(CAPITALS.items())[:20])
+    ]
+    pytester.makefile(".jsonl", **{"datasets/caps": "\n".join(rows)})
+    pytester.makepyfile(
+        test_caps=dedent("""\
+        import pytest
+
+        @pytest.mark.llm_dataset("caps")
+        def test_cap(item, llm, scorer):  # scores only: every test passes
+            answer = llm.generate(item.input).text
+            scorer.exact_match(answer, item.expected_output, name="accuracy")
+    """)
+    )
+    pytester.runpytest("--llm-save-baseline=b1").assert_outcomes(passed=20)
+    worse = pytester.runpytest("--llm-model=mock-llm-v1?accuracy=0.5&seed=3", "--llm-baseline=b1")
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+
+    code, out, err = run_main(pytester.path, "show", "latest")
+
+    assert (code, err) == (0, "")
+    baseline_id = json.loads(run_main(pytester.path, "export", "b1")[1])["id"]
+    lines = out.splitlines()
+    start = lines.index(
+        f"compared with baseline 'b1' (run {baseline_id}): 2 significant regression(s) beyond "
+        "--llm-max-drop 0: session fails"
+    )
+    assert lines[start + 1 : start + 3] == [
+        "  REGRESSION caps: mean_accuracy 1.000 -> 0.400 (delta -0.600)",
+        "  REGRESSION all tests: mean_accuracy 1.000 -> 0.400 (delta -0.600)",
+    ]
+    baseline_shown = run_main(pytester.path, "show", "b1")[1]
+    assert "compared with" not in baseline_shown  # a run without a baseline: no such line
 
 
 def test_show_gives_the_error_of_an_experiment_task(tmp_path: Path) -> None:
@@ -593,6 +652,72 @@ def test_pytest_on_a_damaged_store_is_a_usage_error_naming_it(
         [f"ERROR: --llm-store: {db}: not a usable llmobs store (*malformed)*"]
     )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_damaged_store_with_a_write_ahead_log_is_not_called_read_only(recorded: Path) -> None:
+    # (before: "on a read-only file system with changes still in its write-ahead log", on a
+    # writable disk: any failure to open was taken for a read-only file system)
+    db = recorded / ".llmobs" / "llmobs.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("INSERT INTO meta VALUES ('x', 'y')")  # kept in the log: not checkpointed
+    wal = db.with_name("llmobs.db-wal")
+    kept = wal.read_bytes()
+    writer.close()  # (folds the log in, and deletes it: put it back as a killed writer left it)
+    wal.write_bytes(kept)
+    db.write_text("not a database\n")
+
+    code, out, err = run_main(recorded, "runs")
+
+    assert (code, out) == (2, "")
+    assert err == f"llmobs: error: {db}: not a usable llmobs store (file is not a database)\n"
+
+
+@pytest.mark.parametrize("table", ["items", "datasets", "expected_items"])
+def test_a_store_missing_a_table_is_refused_before_any_test_runs(
+    pytester: pytest.Pytester, recorded: Path, table: str
+) -> None:
+    # (before: the store opened, every test ran, then "the store failed (no such table: items):
+    # 0 of 2 items stored"; `llmobs runs` listed the runs)
+    db = recorded / ".llmobs" / "llmobs.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute(f"DROP TABLE {table}")
+        connection.commit()
+
+    result = pytester.runpytest()
+    code, out, err = run_main(recorded, "runs")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # before any test ran
+    damaged = f"{db}: not a usable llmobs store (damaged: no {table} table)"
+    assert result.stderr.lines[0] == f"ERROR: --llm-store: {damaged}"
+    assert (code, out, err) == (2, "", f"llmobs: error: {damaged}\n")
+
+
+def test_a_damaged_row_of_a_run_is_one_line_naming_the_run_and_item(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    # (before: a JSONDecodeError traceback, exit status 1, which reads as a failed gate)
+    db = recorded / ".llmobs" / "llmobs.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        (first,) = connection.execute("SELECT id FROM runs WHERE name = 'first'").fetchone()
+        (second,) = connection.execute("SELECT id FROM runs WHERE name = 'second'").fetchone()
+        connection.execute("UPDATE runs SET summary = '{broken' WHERE id = ?", (first,))
+        connection.execute("UPDATE items SET data = '[1]' WHERE run_id = ? AND seq = 1", (second,))
+    summary = (
+        f"llmobs: error: {db}: damaged store: the summary of run {first!r} is not valid JSON "
+        "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))\n"
+    )
+    item = (
+        f"llmobs: error: {db}: damaged store: item #1 (test_qa.py::test_qa[jp]) of run "
+        f"{second!r} is a JSON array, not an object\n"
+    )
+
+    assert run_main(recorded, "show", "first") == (2, "", summary)
+    assert run_main(recorded, "show", "second") == (2, "", item)
+    assert run_main(recorded, "compare", "first", "second") == (2, "", summary)
+    result = pytester.runpytest("--llm-baseline=first")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == f"ERROR: --llm-baseline: {summary[15:-1]}"
 
 
 def test_read_only_commands_leave_a_file_that_is_no_store_as_it_is(tmp_path: Path) -> None:

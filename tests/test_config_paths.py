@@ -248,6 +248,41 @@ def test_two_reports_sharing_one_file_is_a_usage_error(
     assert list(pytester.path.glob("out.*")) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "target"),
+    [
+        (["--llm-json=.llmobs/llmobs.db"], ".llmobs/llmobs.db"),
+        (["--llm-report=.llmobs/llmobs.db-wal"], ".llmobs/llmobs.db-wal"),
+        (["--llm-json=sub/../.llmobs/llmobs.db-shm"], ".llmobs/llmobs.db-shm"),
+        (["--llm-report=link.html"], ".llmobs/llmobs.db"),  # a symlink to the database
+        (["--llm-store=new", "--llm-json=new/llmobs.db"], "new/llmobs.db"),  # created first
+        (["--llm-no-store", "--junitxml=.llmobs/llmobs.db"], ".llmobs/llmobs.db"),
+    ],
+)
+def test_a_report_written_over_a_file_of_the_store_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], target: str
+) -> None:
+    # (before: the report replaced the store's database: every run and baseline lost)
+    project(pytester)
+    pytester.runpytest().assert_outcomes(passed=1)
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "link.html").symlink_to(pytester.path / ".llmobs" / "llmobs.db")
+    database = pytester.path / ".llmobs" / "llmobs.db"
+    before = database.read_bytes()
+
+    result = pytester.runpytest(*args)
+
+    assert result.ret == USAGE_ERROR
+    flag = args[-1].split("=")[0]
+    path = pytester.path / target
+    assert result.stderr.lines[0] == (
+        f"ERROR: {flag}: {str(path)!r} is a file of the llmobs store in {path.parent}; writing "
+        "there would destroy its runs; expected a file of its own"
+    )
+    assert database.read_bytes() == before
+    assert not (pytester.path / "new").exists()
+
+
 @pytest.mark.parametrize("command", ["report", "export"])
 def test_cli_output_ending_in_a_slash_is_a_usage_error(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, command: str

@@ -749,3 +749,28 @@ def test_a_store_that_refuses_only_the_summary_fails_the_run_saying_so(
             " the run's figures count them all",
         ]
     )
+
+
+def test_pruning_with_keep_last_and_older_than_keeps_the_newest_however_old(
+    tmp_path: Path,
+) -> None:
+    # (before: either option chose a run, so `--keep-last 3 --older-than 30d` on a store whose
+    # runs were all older than 30 days deleted the newest 3 too)
+    store = Store(tmp_path / "llmobs.db")
+    try:
+        for n in range(6):  # r0 (oldest) .. r5 (newest), each started at time n
+            store.begin_run({"id": f"r{n}", "name": f"r{n}", "started_at": float(n)})
+            store.finish_run(f"r{n}", status="passed", ended_at=n + 0.5, summary={})
+        store.save_baseline("kept", "r0")
+
+        all_old = store.prune(keep_last=3, older_than=100.0)
+        some_old = store.prune(keep_last=1, older_than=2.0)
+        neither = store.prune()
+
+        assert all_old.runs == ["r2", "r1"]  # beyond the newest 3 and old; r0 a baseline
+        assert some_old.runs == []  # r4 and r3 are beyond the newest 1 but not older than 2
+        assert neither.runs == []
+        assert [run["id"] for run in store.list_runs()] == ["r5", "r4", "r3", "r0"]
+        assert store.prune(keep_last=1, older_than=4.0).runs == ["r3"]
+    finally:
+        store.close()

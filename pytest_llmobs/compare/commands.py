@@ -32,6 +32,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     listing = actions.add_parser("list", parents=[common], help="list saved baselines")
     listing.set_defaults(handler=cmd_baseline_list)
 
+    from pytest_llmobs.cli import RUN_OR_FILE_HELP  # (cli imports this module when it runs)
+
     compare = commands.add_parser(
         "compare",
         parents=[common],
@@ -51,7 +53,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     rescore = commands.add_parser(
         "rescore", parents=[common], help="evaluate thresholds on a stored run (no model calls)"
     )
-    rescore.add_argument("run", metavar="RUN", help="run id, run name, 'latest' or export file")
+    rescore.add_argument("run", metavar="RUN", help=RUN_OR_FILE_HELP)
     rescore.add_argument(
         "--threshold",
         action="append",

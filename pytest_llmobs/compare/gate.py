@@ -75,7 +75,23 @@ def conclude(
     elif settings.save_baseline:
         result.baseline_not_saved = (
             f"not saved as baseline {settings.save_baseline!r}: the session did not pass (run "
-            f"status {status}); `llmobs baseline save {settings.save_baseline} {result.run_id} "
-            "--force` saves it anyway"
+            f"status {status}); `{_save_anyway(state, config, result.run_id)}` saves it anyway"
         )
     return fails
+
+
+def _save_anyway(state: SessionState, config: pytest.Config, run_id: str) -> str:
+    """The ``llmobs baseline save NAME RUN --force`` command that saves the run, as typed
+    where pytest ran: the name quoted for a shell, and ``--store DIR`` unless ``llmobs``
+    finds the store by itself there (as the upload's retry command says it)."""
+    import shlex
+    from pathlib import Path
+
+    from pytest_llmobs.exporters.commands import store_option
+
+    name = str(state.settings.save_baseline)
+    words = ["llmobs baseline save", shlex.quote(name), shlex.quote(run_id), "--force"]
+    if state.store.path is not None:
+        cwd = Path(config.invocation_params.dir)  # where the user goes on with `llmobs`
+        words.append(store_option(Path(state.store.path).parent, cwd))
+    return " ".join(word for word in words if word)
