@@ -441,6 +441,10 @@ class FakeLangfuse:
             status, body = self._get_dataset(unquote(path.rsplit("/", 1)[1]))
         elif method == "POST" and path == "/api/public/dataset-items":
             status, body = self._dataset_item(data)
+        elif method == "GET" and path == "/api/public/dataset-items":
+            status, body = self._list_dataset_items(query)
+        elif method == "GET" and path.startswith("/api/public/dataset-items/"):
+            status, body = self._get_dataset_item(unquote(path.rsplit("/", 1)[1]))
         elif method == "POST" and path == "/api/public/dataset-run-items":
             status, body = self._run_item(data)
         elif method == "POST" and path == "/api/public/v2/prompts":
@@ -524,6 +528,30 @@ class FakeLangfuse:
                 "mediaReferences": [],
             }
             self.dataset_items[item_id] = item
+        return 200, item
+
+    def _list_dataset_items(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        """One page of the items (of ``datasetName``, if given), in the order they were made."""
+        page, limit = int(query.get("page") or 1), int(query.get("limit") or 50)
+        with self.lock:
+            items = [
+                copy.deepcopy(item)
+                for item in self.dataset_items.values()
+                if query.get("datasetName") in (None, item["datasetName"])
+            ]
+        meta = {
+            "page": page,
+            "limit": limit,
+            "totalItems": len(items),
+            "totalPages": -(-len(items) // limit),
+        }
+        return 200, {"data": items[(page - 1) * limit : page * limit], "meta": meta}
+
+    def _get_dataset_item(self, item_id: str) -> tuple[int, Any]:
+        with self.lock:
+            item = copy.deepcopy(self.dataset_items.get(item_id))
+        if item is None:
+            return 404, {"message": f"dataset item {item_id!r} not found"}
         return 200, item
 
     def _run_item(self, data: dict[str, Any]) -> tuple[int, Any]:

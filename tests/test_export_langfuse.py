@@ -31,7 +31,9 @@ from pytest_llmobs.exporters import (
     ConfigError,
     ExporterOptions,
     create_exporter,
+    langfuse_inventory,
 )
+from pytest_llmobs.exporters.http import HttpSender
 from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.langfuse_config import DEFAULT_BASE_URL, LangfuseConfig
 from pytest_llmobs.exporters.langfuse_inventory import Inventory, PromptHistory
@@ -496,7 +498,8 @@ def test_an_oversized_field_is_truncated_with_a_marker(
     result.stdout.fnmatch_lines(["*sent 1 traces, 2 observations", "*truncated * oversized*"])
     (span,) = [s for s in fake_langfuse.spans.values() if s.name == "big"]
     output = span.attributes["langfuse.observation.output"]
-    assert output.endswith(" chars]") and "…[truncated " in output
+    text = json.loads(output)  # the output's JSON string, cut inside its quotes
+    assert text.endswith(" chars]") and "…[truncated " in text
     assert len(output.encode()) < 1_000_000
 
 
@@ -568,9 +571,10 @@ def test_a_cut_dataset_item_leaves_the_traces_expected_output_whole(
     attrs = root.attributes
     experiment = attrs["langfuse.experiment.item.expected_output"]
     assert experiment == attrs["langfuse.observation.metadata.expected_output"]
-    kept = len(experiment) - len(experiment[experiment.index("…[truncated ") :])
-    cut = int(experiment.rsplit("…[truncated ", 1)[1].split(" ")[0])
-    assert kept + cut == len(json.dumps(big["expected_output"], separators=(",", ":")))
+    answer = json.loads(experiment)["answer"]  # cut inside: still the object, every key kept
+    kept = answer.index("…[truncated ")
+    cut = int(answer.rsplit("…[truncated ", 1)[1].split(" ")[0])
+    assert kept + cut == len(big["expected_output"]["answer"])
     uploaded = fake_langfuse.dataset_items[dataset_item_id("big", "big")]
     assert "…[truncated " in json.dumps(uploaded, ensure_ascii=False)  # fitted under 1 MB
 
@@ -614,7 +618,86 @@ def test_prompt_versions_are_mapped_to_the_servers_numbers(
     suite.runpytest("--llm-upload=langfuse").assert_outcomes(passed=3, failed=1)  # version 2
     (server,) = fake_langfuse.prompts["qa"]  # the server had none: version 2 became its 1
     assert server["config"] == {"temperature": 0.5}
-    assert server["labels"] == ["production", "latest"]
+    assert server["labels"] == ["latest"]  # (the local labels stay local)
+    with runs.open() as store:
+        assert_uploaded(runs.latest(), fake_langfuse, store)
+
+
+def test_an_upload_never_moves_a_label_applications_fetch(
+    suite: pytest.Pytester, runs: Runs, fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (before, the prompt file's labels were sent: `production` moved to the version under test,
+    # and applications fetching it got the test's candidate)
+    use_server(monkeypatch, fake_langfuse)
+    suite.runpytest().assert_outcomes(passed=3, failed=1)  # qa 1, labelled production locally
+    changed = {**QA_PROMPT, "config": {"temperature": 0.5}}
+    suite.makefile(".json", **{"prompts/qa": json.dumps(changed)})
+    suite.runpytest().assert_outcomes(passed=3, failed=1)  # qa 2, labelled production locally
+    team = {"name": "qa", "type": "text", "prompt": "the team's", "labels": ["production"]}
+    fake_langfuse._create_prompt(team)
+
+    assert llmobs(["upload", "latest", "--store", str(runs.directory / ".llmobs")]) == 0
+
+    assert [(p["version"], p["labels"]) for p in fake_langfuse.prompts["qa"]] == [
+        (1, ["production"]),
+        (2, ["latest"]),
+    ]
+    assert fake_langfuse.prompts["qa"][1]["config"] == {"temperature": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "error", "not_sent"),
+    [
+        (
+            OTEL_PATH,
+            200,
+            b'{"partialSuccess":{"rejectedSpans":"n/a"}}',
+            "POST {url}" + OTEL_PATH + ": partialSuccess.rejectedSpans is not a number",
+            "4 traces, 8 observations",
+        ),
+        (
+            "/api/public/ingestion",
+            207,
+            b'{"successes":[],"errors":true}',
+            "POST {url}/api/public/ingestion: HTTP 207 answer is not a JSON object with "
+            '"successes" and "errors" lists (got JSON dict: {"successes":[],"errors":true})',
+            "10 scores",
+        ),
+    ],
+    ids=["otlp", "ingestion"],
+)
+def test_an_odd_field_in_a_success_answer_is_an_upload_error_not_a_crash(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    status: int,
+    body: bytes,
+    error: str,
+    not_sent: str,
+) -> None:
+    # (before: a ValueError or TypeError; the command ended with a traceback, and a session
+    # said "sent nothing ... upload stopped by an unexpected ValueError (a bug: report it)")
+    use_server(monkeypatch, fake_langfuse)
+    error = error.replace("{url}", fake_langfuse.url)
+    fake_langfuse.fail(path, status, body=body, content_type="application/json", times=None)
+    result = suite.runpytest("--llm-upload=langfuse")
+    result.assert_outcomes(passed=3, failed=1)
+    out = str(result.stdout)
+    assert ": sent 1 prompts, 1 datasets, 3 dataset items, " in out
+    assert f"NOT SENT (pending; retry with `llmobs upload --pending`): {not_sent}\n" in out
+    assert f"first error: {error}" in out
+    assert "Traceback" not in out + str(result.stderr) and "a bug" not in out
+    store_dir = str(runs.directory / ".llmobs")
+    assert llmobs(["upload", "--store", store_dir]) == 1  # the command says the same
+    captured = capsys.readouterr()
+    assert f"first error: {error}" in captured.out and not captured.err
+
+    fake_langfuse.heal()
+    assert llmobs(["upload", "--pending", "--store", store_dir]) == 0
+    assert f"sent {not_sent}" in capsys.readouterr().out
     with runs.open() as store:
         assert_uploaded(runs.latest(), fake_langfuse, store)
 
@@ -813,6 +896,99 @@ def test_an_older_run_sent_after_a_newer_one_links_its_dataset_items_without_ove
         "Rome",
         "Tokyo",
     ]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["otlp", "legacy"])
+def test_an_older_run_sent_after_a_newer_one_creates_the_items_the_newer_version_lacks(
+    suite: pytest.Pytester,
+    runs: Runs,
+    fake_langfuse: FakeLangfuse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    legacy: bool,
+) -> None:
+    # (before, they were recorded as linked and never sent: the older run's traces named dataset
+    # items the server did not have, and in legacy mode its run items stayed pending for good)
+    use_server(monkeypatch, fake_langfuse)
+    store_dir = str(runs.directory / ".llmobs")
+    flags = ["--llm-langfuse-legacy"] if legacy else []
+    fake_langfuse.fail("/", 503, times=None)
+    suite.runpytest("--llm-upload=langfuse", *flags).assert_outcomes(passed=3, failed=1)
+    older = runs.latest()  # france, japan, italy: pending
+    fake_langfuse.heal()
+    edited = [{**CAPITALS[0], "expected_output": "Paris!"}]
+    suite.makefile(".jsonl", **{"datasets/capitals": jsonl(edited)})
+    suite.runpytest("--llm-upload=langfuse", *flags).assert_outcomes(passed=1, failed=1)
+    newer = runs.latest()  # france only, edited: sent
+    france = dataset_item_id("capitals", "france")
+    assert set(fake_langfuse.dataset_items) == {france}
+    command = ["upload", "--pending", "--store", store_dir, *(["--legacy"] if legacy else [])]
+
+    fake_langfuse.fail("/api/public/dataset-items", 400, method="GET")
+    assert llmobs(command) == 1  # which items the server holds cannot be read: all wait
+    out = capsys.readouterr().out
+    assert (
+        f"first error: dataset 'capitals': 3 item(s) not sent: which of them the server's later "
+        f"version {newer['datasets']['capitals']} holds could not be read: GET "
+        f"{fake_langfuse.url}/api/public/dataset-items: HTTP 400"
+    ) in out
+    assert set(fake_langfuse.dataset_items) == {france}
+
+    fake_langfuse.requests.clear()
+    assert llmobs(command) == 0
+
+    out = capsys.readouterr().out
+    assert f"run {older['id']}: sent 2 dataset items, 3 traces" in out
+    assert (
+        f"dataset 'capitals': the server holds version {newer['datasets']['capitals']}, from a "
+        f"later run ({newer['id']}), not this run's {older['datasets']['capitals']}: 1 item(s) "
+        "linked to it by id, not overwritten; 2 item(s) it lacked, created"
+    ) in out
+    assert fake_langfuse.count("GET", "/api/public/dataset-items") == 1  # (one page: 3 items)
+    assert fake_langfuse.dataset_items[france]["expectedOutput"] == "Paris!"
+    for item in older["items"]:
+        if not item["dataset"]:
+            continue
+        key = dataset_item_id("capitals", item["item_id"])
+        if key != france:
+            assert fake_langfuse.dataset_items[key]["expectedOutput"] == item["expected_output"]
+        if legacy:
+            assert (older["name"], key, item["trace"]["id"]) in fake_langfuse.run_items
+        else:
+            assert _root(fake_langfuse, item)["langfuse.experiment.item.id"] == key
+    assert llmobs(command) == 0
+    assert "langfuse: nothing pending" in capsys.readouterr().out
+
+
+def test_which_items_the_server_holds_is_read_in_one_request_more_than_items_at_most(
+    fake_langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("dd", "other"):
+        fake_langfuse._dataset({"name": name})
+    for n in range(5):  # on pages of 2: [i0 i1] [i2 i3] [i4]
+        fake_langfuse._dataset_item({"datasetName": "dd", "id": f"i{n}", "input": n})
+    fake_langfuse._dataset_item({"datasetName": "other", "id": "o1", "input": 0})
+    monkeypatch.setattr(langfuse_inventory, "ITEMS_PAGE", 2)
+    keys = (fake_langfuse.public_key, fake_langfuse.secret_key)
+    sender = HttpSender(fake_langfuse.url, auth=keys)
+
+    def asked(ids: list[str]) -> tuple[set[str], list[str]]:
+        fake_langfuse.requests.clear()
+        held = langfuse_inventory.held_items(sender, "dd", ids)
+        return held, [r.path.split("?")[0] for r in fake_langfuse.requests]
+
+    listing, one = "/api/public/dataset-items", "/api/public/dataset-items/"
+    try:
+        # no more pages left than ids to find: the pages
+        assert asked(["i0", "i3", "i4", "absent"]) == ({"i0", "i3", "i4"}, [listing] * 3)
+        assert asked(["i1", "i0"]) == ({"i0", "i1"}, [listing])  # all on the first page
+        # fewer ids left than pages: each of them
+        assert asked(["i4"]) == ({"i4"}, [listing, one + "i4"])
+        assert asked(["absent"]) == (set(), [listing, one + "absent"])
+        assert asked(["o1"]) == (set(), [listing, one + "o1"])  # (another dataset's)
+        assert asked([]) == (set(), [])
+    finally:
+        sender.close()
 
 
 TWO_DATASETS = """

@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 
 from conftest import CAPITALS, Runs, jsonl
+from fake_openai import FakeOpenAI, error, fake_openai, openai_env
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -42,6 +43,8 @@ from pytest_llmobs.exporters.otlp_spans import (
     trace_spans,
     unix_nanos,
 )
+
+__all__ = ["fake_openai", "openai_env"]  # fixtures used here, imported from fake_openai
 
 SUITE = """
     import pytest
@@ -309,6 +312,39 @@ def test_generation_spans_carry_what_the_genai_conventions_require() -> None:
     assert json.loads(attrs["gen_ai.output.messages"])[0]["finish_reason"] == "error"
     assert attrs["error.type"] == "RateLimitError"
     assert generation_span(**failed, metadata={"status_code": 429})[1]["error.type"] == "429"
+
+
+def test_error_type_is_the_last_attempts_http_status_else_the_exception_class() -> None:
+    failed = {"level": "ERROR", "status_message": "CallError: openai:gpt-4o-mini: 503 ..."}
+
+    def error_type(metadata: dict[str, Any]) -> Any:
+        return generation_span(**failed, metadata=metadata)[1]["error.type"]
+
+    tries = [{"attempt": 1, "status": 503}, {"attempt": 2, "status": 429}]
+    assert error_type({"attempts": tries}) == "429"  # the llm fixture's record
+    assert error_type({"status_code": 500}) == "500"  # an SDK integration's
+    timed_out = [{"attempt": 1, "status": 503}, {"attempt": 2, "status": None}]
+    assert error_type({"attempts": timed_out}) == "CallError"  # no answer: the class
+    assert error_type({}) == "CallError"
+
+
+def test_a_failed_model_call_sends_its_http_status_as_error_type(
+    pytester: pytest.Pytester,
+    openai_env: FakeOpenAI,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key in OTEL_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    openai_env.queue(error(503, "overloaded"), error(502, "bad gateway"))
+    pytester.makepyfile("def test_fail(llm):\n    llm.generate('hello')\n")
+    model = "--llm-model=openai:gpt-4o-mini?max_retries=1&backoff=0"
+    pytester.runpytest(model, "--llm-upload=otlp").assert_outcomes(failed=1)
+
+    (client,) = [s for s in receiver.spans().values() if s.kind == s.SPAN_KIND_CLIENT]
+    assert "502 Bad Gateway" in client.status.message
+    assert plain_attributes(client.attributes)["error.type"] == "502"
 
 
 def test_the_provider_name_comes_from_the_run_model_or_the_model_name() -> None:

@@ -14,15 +14,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
+from pytest_llmobs.exporters.otlp import combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_spans import (
     SpanOptions,
     SpanSource,
     export_request,
-    fit_attributes,
     plain_attributes,
     span_batches,
     trace_spans,
 )
+from pytest_llmobs.exporters.otlp_values import cut_value, fit_attributes
+from pytest_llmobs.exporters.phoenix_rest import openinference_attributes
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 ROOT, GEN, EVENT = "b7ad6b7169203331", "00f067aa0ba902b7", "1111111111111111"
@@ -233,10 +235,62 @@ def test_an_oversized_value_is_truncated_with_a_marker() -> None:
     root = built.spans[0]
     assert root.ByteSize() <= 100_000
     assert built.truncated == 2  # the observation's output and the trace's output
-    output = plain_attributes(root.attributes)["langfuse.observation.output"]
-    assert output.startswith('"xxx') and output.endswith(" chars]")
+    output = json.loads(plain_attributes(root.attributes)["langfuse.observation.output"])
+    assert output.startswith("xxx") and output.endswith(" chars]")  # still a JSON string
     cut = int(output.rsplit("…[truncated ", 1)[1].split()[0])
-    assert len(output) - len(f"…[truncated {cut} chars]") + cut == len(json.dumps("x" * 3_000_000))
+    assert len(output) - len(f"…[truncated {cut} chars]") + cut == 3_000_000
+
+
+def test_a_json_value_too_big_is_cut_inside_and_keeps_every_key() -> None:
+    run = make_run()
+    root = run["items"][0]["trace"]["observations"][0]
+    root["input"] = {"doc": "x" * 1_500_000, "question": "What is the refund policy?"}
+    root["metadata"] = {"chunk": "m" * 900_000, "source_url": "https://kb/refunds"}
+
+    def phoenix_hook(source: SpanSource) -> dict[str, Any]:
+        return openinference_attributes(source, lambda name, version: None)
+
+    phoenix = SpanOptions(langfuse=False, span_hook=combine_hooks(genai_attributes, phoenix_hook))
+
+    for options, keys in [
+        (SpanOptions(), ["langfuse.observation.input", "langfuse.trace.input"]),
+        (phoenix, ["input.value", "metadata"]),
+    ]:
+        span = trace_spans(run, run["items"][0], options).spans[0]
+        assert span.ByteSize() <= options.max_span_bytes
+        attrs = plain_attributes(span.attributes)
+        values = {key: json.loads(attrs[key]) for key in keys}  # still JSON, every key kept
+        for key, value in values.items():
+            big = value["doc"] if "doc" in value else value["chunk"]
+            assert big.startswith("x" * 1000) or big.startswith("m" * 1000), key
+            assert big.endswith(" chars]") and "…[truncated " in big, key
+        if options.langfuse:
+            inputs = values.values()
+            assert all(v["question"] == "What is the refund policy?" for v in inputs)
+        else:
+            assert values["input.value"]["question"] == "What is the refund policy?"
+            assert values["metadata"]["source_url"] == "https://kb/refunds"
+            assert attrs["input.mime_type"] == "application/json"
+
+
+def test_cut_value_cuts_json_inside_and_text_as_text() -> None:
+    messages = json.dumps(
+        [{"role": "system", "content": "s" * 5_000}, {"role": "user", "content": "u" * 5_000}]
+    )
+    cut = json.loads(cut_value(messages, 2_000))
+    assert [m["role"] for m in cut] == ["system", "user"]
+    assert all(m["content"].endswith(" chars]") for m in cut)
+
+    quoted = cut_value(json.dumps("q" * 5_000), 1_000)  # a JSON string stays one
+    assert json.loads(quoted).startswith("qqq") and quoted.endswith(' chars]"')
+    assert len(quoted.encode()) <= 1_000
+
+    text = cut_value("{not json " + "t" * 5_000, 1_000)  # text is cut as text
+    assert text.startswith("{not json ttt") and text.endswith(" chars]")
+    assert len(text.encode()) <= 1_000
+
+    many = json.dumps({f"k{n}": n for n in range(2_000)})  # nothing inside big enough to cut
+    assert len(cut_value(many, 1_000).encode()) <= 1_000
 
 
 def test_large_attributes_share_the_span_budget() -> None:

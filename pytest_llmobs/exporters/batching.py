@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+J = TypeVar("J", bound="dict[str, Any] | list[Any]")
 
 EVENT_MAX_BYTES = 1_000_000
 BATCH_MAX_BYTES = 2_500_000
@@ -39,13 +40,11 @@ def encode_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def fit_json(
-    event: dict[str, Any], max_bytes: int = EVENT_MAX_BYTES
-) -> tuple[dict[str, Any], str, int]:
-    """``event`` encoded as JSON; while it is over ``max_bytes``, its largest field values are
-    replaced by their JSON text truncated with a marker, all to one common size (an input,
-    output and metadata of 2 MB each keep a third of the budget each, not 64 bytes, 64 bytes and
-    the rest). Returns event, encoding, fields cut."""
+def fit_json(event: J, max_bytes: int = EVENT_MAX_BYTES) -> tuple[J, str, int]:
+    """``event`` (an object, or a list) encoded as JSON; while it is over ``max_bytes``, its
+    largest field values are replaced by their JSON text truncated with a marker, all to one
+    common size (an input, output and metadata of 2 MB each keep a third of the budget each, not
+    64 bytes, 64 bytes and the rest). Returns event, encoding, fields cut."""
     encoded = encode_json(event)
     cut_paths: set[tuple[Any, ...]] = set()
     if len(encoded.encode()) > max_bytes:

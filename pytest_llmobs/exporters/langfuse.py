@@ -1,7 +1,8 @@
 """Upload a stored run to Langfuse, losing nothing.
 
 Order: prompt versions the server lacks → the datasets → their items (upserted by deterministic
-id, unless the server holds a later version of the dataset: then linked, not overwritten) →
+id; when the server holds a later version of the dataset, those it holds are linked, not
+overwritten, and those it lacks created) →
 traces and observations as OTLP spans (``/api/public/otel/v1/traces``, ingestion version 4, with
 ``langfuse.experiment.*`` attributes tying the root span of each dataset item's trace to the
 item and to the run's experiment on that dataset, one per repeat) → scores as ``score-create``
@@ -32,6 +33,7 @@ from pytest_llmobs.exporters.langfuse_inventory import (
     PROMPT,
     Inventory,
     PromptHistory,
+    ServerDataset,
     count_all,
     item_scores,
     run_inventory,
@@ -133,8 +135,9 @@ class Upload(Ledger):
         self.dataset_ids: dict[str, str] = {}
         self.dataset_errors: dict[str, str] = {}
         """Datasets whose state on the server could not be read: their items and traces wait."""
-        self.linked: set[str] = set()
-        """Datasets of which the server holds a later version: items linked, not sent."""
+        self.linked: dict[str, ServerDataset] = {}
+        """Datasets of which the server holds a later version: the items it holds are linked,
+        not overwritten; those it lacks are created."""
         self.items_todo: list[str] = []
         self.project_id: str | None = None
         """The project's id (from a dataset answer), for experiment ids."""

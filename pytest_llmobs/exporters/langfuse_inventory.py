@@ -1,12 +1,13 @@
 """What of one stored run Langfuse should hold: its prompt versions, datasets, dataset items and
 traced items (`Inventory`), read from the run and the store, and counted per kind for a report;
 and what the server holds already: a prompt's versions (`PromptHistory`, each compared with the
-store's) and a dataset's content version (`ServerDataset`)."""
+store's), a dataset's content version (`ServerDataset`) and which of a run's dataset items it
+holds (`held_items`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 
 PROMPT = "a JSON prompt object"
 DATASET = "a JSON dataset object"
+ITEMS_PAGE = 100
+"""Dataset items asked for per page (the most Langfuse's list endpoints give)."""
+ITEM = "a JSON dataset item"
+ITEM_PAGE = 'a JSON page of dataset items ("data": a list, "meta": with "totalPages")'
 
 
 @dataclass
@@ -181,6 +186,54 @@ class ServerDataset:
         if self.version == version and self.run_id and _later(self.run_started_at, started_at):
             return self.run_id, self.run_started_at
         return run_id, started_at
+
+
+def held_items(sender: HttpSender, dataset: str, ids: Collection[str]) -> set[str]:
+    """Which of the dataset item ids ``ids`` the server holds in ``dataset``; `HttpError` when
+    it cannot say.
+
+    One page of the dataset's items first; then its other pages when they are no more than the
+    ids still unknown, else each of those ids on its own: at most 1 + ``len(ids)`` requests,
+    however large the dataset on the server is."""
+    path = "/api/public/dataset-items"
+    unknown = set(ids)
+    held: set[str] = set()
+
+    def read(page: int) -> int:
+        answer = sender.request(
+            "GET",
+            path,
+            params={"datasetName": dataset, "page": page, "limit": ITEMS_PAGE},
+            expect="json",
+        )
+        found, pages = _item_page(answer)
+        held.update(unknown & found)
+        unknown.difference_update(found)
+        return pages
+
+    pages = read(1) if unknown else 0
+    if pages - 1 <= len(unknown):
+        for page in range(2, pages + 1):
+            if unknown:
+                read(page)
+        return held
+    for item_id in sorted(unknown):
+        answer = sender.request(
+            "GET", f"{path}/{quote(item_id, safe='')}", accept_statuses=[404], expect="json"
+        )
+        if answer.status == 200 and answer.json_object(ITEM).get("datasetName") == dataset:
+            held.add(item_id)  # (an id of another dataset is not held here: creating it fails)
+    return held
+
+
+def _item_page(answer: Response) -> tuple[set[str], int]:
+    """The item ids on one page of a dataset's items, and how many pages there are."""
+    body = answer.json_object(ITEM_PAGE)
+    data, meta = body.get("data"), body.get("meta")
+    pages = meta.get("totalPages") if isinstance(meta, Mapping) else None
+    if not isinstance(data, list) or not isinstance(pages, int) or isinstance(pages, bool):
+        raise answer.malformed(ITEM_PAGE)
+    return {str(i["id"]) for i in data if isinstance(i, Mapping) and i.get("id")}, pages
 
 
 def _later(first: str | None, second: str | None) -> bool:

@@ -52,6 +52,11 @@ def experiment_name(run: Mapping[str, Any], repeat: int, repeats: bool) -> str:
     return f"{name} [repeat {repeat}]" if repeats else name
 
 
+def run_description(run: Mapping[str, Any]) -> str:
+    """The experiment's description: the run and its model."""
+    return f"pytest-llmobs run {run.get('id')} (model {run.get('model') or '-'})"
+
+
 def stable_experiment_id(project_id: str, dataset_id: str, run_name: str) -> str:
     """The id Langfuse gives the experiment ``run_name`` on a dataset: the first 16 hex digits
     of SHA-256 over ``JSON.stringify(["langfuse-experiment-v1", projectId, datasetId, runName])``,
@@ -151,13 +156,16 @@ def dataset_item_body(
 
 
 def prompt_body(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """``POST /api/public/v2/prompts`` for a stored version (text or chat shape)."""
+    """``POST /api/public/v2/prompts`` for a stored version (text or chat shape).
+
+    Without the local labels: a label on the server is what applications fetch (``production``
+    by default), and an upload of test results must not move it to the version under test.
+    The server puts ``latest`` on the version it creates by itself."""
     body: dict[str, Any] = {
         "name": stored["name"],
         "type": stored.get("type") or "text",
         "prompt": stored["prompt"],
         "config": stored.get("config") or {},
-        "labels": [label for label in stored.get("labels") or [] if label != "latest"],
         "commitMessage": (
             f"pytest-llmobs: local version {stored['version']} ({stored.get('hash', '')})"
         ),

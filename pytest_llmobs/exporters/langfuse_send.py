@@ -16,7 +16,7 @@ from urllib.parse import quote
 from pytest_llmobs.exporters import langfuse_payloads as payloads
 from pytest_llmobs.exporters.batching import batches, encode_json, fit_json, halves, json_batch
 from pytest_llmobs.exporters.http import HttpError, PayloadTooLarge
-from pytest_llmobs.exporters.langfuse_inventory import ServerDataset
+from pytest_llmobs.exporters.langfuse_inventory import ServerDataset, held_items
 from pytest_llmobs.exporters.state import SENT
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 INGESTION = "/api/public/ingestion"
 OTEL_TRACES = "/api/public/otel/v1/traces"
 DATASET_RUN_ITEMS = "/api/public/dataset-run-items"
+EVENT_STATUSES = 'a JSON object with "successes" and "errors" lists'
 
 
 # --- datasets -----------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def datasets(upload: Upload) -> None:
 
 def _sync_dataset(upload: Upload, name: str, *, send: bool) -> None:
     """Read the dataset from the server; create or update it when ``send``, unless the server
-    holds a later version of it: then this run's items are linked to it, not sent (noted)."""
+    holds a later version of it: then it is left as it is (`dataset_items`)."""
     version = upload.inv.datasets[name]
     started = payloads.iso(upload.run.get("started_at"))
     try:
@@ -66,15 +67,9 @@ def _sync_dataset(upload: Upload, name: str, *, send: bool) -> None:
             upload.dataset_ids[name] = server.id
             upload.project_id = server.project_id or upload.project_id
             if server.holds_later(version, started):
-                upload.linked.add(name)
+                upload.linked[name] = server
                 if send:
                     upload.state.record("dataset", [name], SENT, remote_id=server.id)
-                count = sum(1 for k in upload.items_todo if upload.inv.dataset_items[k][0] == name)
-                upload.report.notes.append(
-                    f"dataset {name!r}: the server holds version {server.version}, from a later "
-                    f"run ({server.run_id or '?'}), not this run's {version}: {count} item(s) "
-                    "linked to it by id, not overwritten"
-                )
                 return
         if not send:
             return
@@ -102,18 +97,20 @@ def _sync_dataset(upload: Upload, name: str, *, send: bool) -> None:
 
 
 def dataset_items(upload: Upload) -> None:
-    """The run's dataset items, upserted by their deterministic ids; those of a dataset the
-    server holds a later version of are linked (recorded as on the server), not sent."""
-    linked: list[str] = []
+    """The run's dataset items, upserted by their deterministic ids. Of a dataset the server
+    holds a later version of, the items it holds are linked (recorded as on the server), not
+    overwritten, and those it lacks are created (noted, with how many of each)."""
+    settled: set[str] = set()
+    notes = {name: _link_held(upload, name, settled) for name in upload.linked}
+    created = dict.fromkeys(upload.linked, 0)
     for key in upload.items_todo:
+        if key in settled:
+            continue
         dataset, item_id, item, metadata = upload.inv.dataset_items[key]
         if dataset not in upload.dataset_ids:
             why = upload.dataset_errors.get(dataset, "it was not sent")
             message = f"dataset item {item_id!r} not sent: dataset {dataset!r}: {why}"
             upload.failed("dataset_item", "dataset items", [key], message)
-            continue
-        if dataset in upload.linked:
-            linked.append(key)
             continue
         body = payloads.dataset_item_body(dataset, item_id, item, metadata)
         body, encoded, cut = fit_json(body)
@@ -126,7 +123,37 @@ def dataset_items(upload: Upload) -> None:
             upload.failed("dataset_item", "dataset items", [key], str(exc))
             continue
         upload.done("dataset_item", "dataset items", [key])
+        created[dataset] = created.get(dataset, 0) + 1
+    for name, note in notes.items():
+        if note is not None:
+            lacked = f"; {created[name]} item(s) it lacked, created" if created[name] else ""
+            upload.report.notes.append(note + lacked)
+
+
+def _link_held(upload: Upload, dataset: str, settled: set[str]) -> str | None:
+    """Of the items to send of ``dataset`` (the server holds a later version of it), record
+    those the server holds as sent, linked by id, and add them to ``settled``; return the note
+    saying so. ``None`` when the server cannot say which it holds: then all of them fail."""
+    keys = [k for k in upload.items_todo if upload.inv.dataset_items[k][0] == dataset]
+    server = upload.linked[dataset]
+    try:
+        held = held_items(upload.sender, dataset, keys) if keys else set()
+    except HttpError as exc:
+        settled.update(keys)
+        message = (
+            f"dataset {dataset!r}: {len(keys)} item(s) not sent: which of them the server's "
+            f"later version {server.version} holds could not be read: {exc}"
+        )
+        upload.failed("dataset_item", "dataset items", keys, message)
+        return None
+    linked = [k for k in keys if k in held]
+    settled.update(linked)
     upload.state.record("dataset_item", linked, SENT)
+    return (
+        f"dataset {dataset!r}: the server holds version {server.version}, from a later run "
+        f"({server.run_id or '?'}), not this run's {upload.inv.datasets[dataset]}: "
+        f"{len(linked)} item(s) linked to it by id, not overwritten"
+    )
 
 
 # --- OTLP ---------------------------------------------------------------------------------------
@@ -162,6 +189,7 @@ def otlp_traces(upload: Upload) -> None:
 def _post_spans(
     upload: Upload, batch: SpanBatch, options: SpanOptions, outcome: dict[str, bool]
 ) -> None:
+    from pytest_llmobs.exporters.otlp_send import rejection
     from pytest_llmobs.exporters.otlp_spans import SpanBatch
 
     trace_ids = batch.trace_ids
@@ -184,15 +212,9 @@ def _post_spans(
     except HttpError as exc:
         _mark(upload, trace_ids, str(exc), outcome)
         return
-    partial = answer.body.get("partialSuccess") if isinstance(answer.body, Mapping) else None
-    if isinstance(partial, Mapping) and int(partial.get("rejectedSpans") or 0):
-        _mark(
-            upload,
-            trace_ids,
-            f"POST {upload.sender.host}{OTEL_TRACES}: {partial.get('rejectedSpans')} span(s) "
-            f"rejected: {partial.get('errorMessage', '')}",
-            outcome,
-        )
+    rejected = rejection(answer)
+    if rejected is not None:
+        _mark(upload, trace_ids, upload.sender.scrub(f"{answer.where}: {rejected}"), outcome)
         return
     for trace_id in trace_ids:
         outcome.setdefault(trace_id, True)
@@ -232,7 +254,7 @@ def experiment_attributes(
         return attrs
     attrs["langfuse.experiment.id"] = experiment_id
     attrs["langfuse.experiment.name"] = experiment_name
-    attrs["langfuse.experiment.description"] = run_description(run)
+    attrs["langfuse.experiment.description"] = payloads.run_description(run)
     metadata: dict[str, Any] = {
         "run_id": run.get("id"),
         "model": run.get("model"),
@@ -246,10 +268,6 @@ def experiment_attributes(
     attrs["langfuse.experiment.item.root_observation_id"] = str(obs["id"])
     attrs["langfuse.experiment.item.expected_output"] = encode_json(item.get("expected_output"))
     return attrs
-
-
-def run_description(run: Mapping[str, Any]) -> str:
-    return f"pytest-llmobs run {run.get('id')} (model {run.get('model') or '-'})"
 
 
 # --- ingestion events ----------------------------------------------------------------------------
@@ -287,7 +305,10 @@ def _post_events(upload: Upload, batch: list[Event], outcome: dict[str, bool]) -
         answer = upload.sender.request(
             "POST", INGESTION, json_body=json_batch([e.encoded for e in batch]), expect="json"
         )
-        body = answer.json_object('a JSON object with "successes" and "errors"')
+        body = answer.json_object(EVENT_STATUSES)
+        successes, errors = body.get("successes") or [], body.get("errors") or []
+        if not isinstance(successes, list) or not isinstance(errors, list):
+            raise answer.malformed(EVENT_STATUSES)
     except PayloadTooLarge as exc:
         parts = halves(batch)
         if not parts:
@@ -298,19 +319,19 @@ def _post_events(upload: Upload, batch: list[Event], outcome: dict[str, bool]) -
     except HttpError as exc:
         _mark(upload, {e.key for e in batch}, str(exc), outcome)
         return
-    errors = {str(e.get("id")): e for e in body.get("errors") or [] if isinstance(e, Mapping)}
-    successes = {str(s.get("id")) for s in body.get("successes") or [] if isinstance(s, Mapping)}
+    accepted = {str(s.get("id")) for s in successes if isinstance(s, Mapping)}
+    refused = {str(e.get("id")): e for e in errors if isinstance(e, Mapping)}
     where = f"POST {upload.sender.host}{INGESTION}"
     for event in batch:
-        if event.id in errors:
-            err = errors[event.id]
+        if event.id in refused:
+            err = refused[event.id]
             detail = err.get("message") or err.get("error") or ""
             message = (
                 f"{where}: {event.type} {event.key} refused with status {err.get('status')}: "
                 f"{detail if isinstance(detail, str) else encode_json(detail)}"[:400]
             )
             _mark(upload, {event.key}, message, outcome)
-        elif event.id in successes:
+        elif event.id in accepted:
             outcome.setdefault(event.key, True)
         else:
             _mark(upload, {event.key}, f"{where}: no status for {event.type} {event.key}", outcome)
@@ -360,7 +381,7 @@ def dataset_run_items(upload: Upload) -> None:
         repeat = int(item.get("repeat") or 0)
         body = payloads.dataset_run_item_body(
             run_name=payloads.experiment_name(upload.run, repeat, upload.inv.repeats),
-            description=run_description(upload.run),
+            description=payloads.run_description(upload.run),
             dataset_item=payloads.dataset_item_id(item["dataset"], str(item["item_id"])),
             trace_id=trace_id,
             root_observation_id=item["trace"]["observations"][0]["id"],

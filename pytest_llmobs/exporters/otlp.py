@@ -201,10 +201,15 @@ def generation_attributes(source: SpanSource) -> dict[str, AttributeValue | None
 
 
 def error_type(obs: Mapping[str, Any]) -> str:
-    """A failed call's ``error.type``: the HTTP status, else the exception's class (the message
-    starts ``Class: ...``), else ``_OTHER``."""
-    status = (obs.get("metadata") or {}).get("status_code")
-    if isinstance(status, int):
+    """A failed call's ``error.type``: the HTTP status the provider answered (the last attempt's,
+    as the ``llm`` fixture records them in ``metadata.attempts``, or ``metadata.status_code``,
+    as the SDK integrations do), else the exception's class (the message starts ``Class: ...``),
+    else ``_OTHER``."""
+    metadata = obs.get("metadata") or {}
+    attempts = metadata.get("attempts")
+    last = attempts[-1] if isinstance(attempts, list) and attempts else None
+    status = last.get("status") if isinstance(last, Mapping) else metadata.get("status_code")
+    if isinstance(status, int) and not isinstance(status, bool):
         return str(status)
     kind = str(obs.get("status_message") or "").partition(":")[0]
     return kind if kind.replace(".", "_").isidentifier() else "_OTHER"

@@ -12,7 +12,8 @@ built-in ones and ``None`` removes one.
 
 Values that are not strings, numbers, booleans or lists of strings are sent as JSON text; input,
 output and model parameters always are (so a string stays a string). A span over the size limit
-has its largest attribute values truncated with the marker ``…[truncated N chars]``.
+has its largest attribute values truncated with the marker ``…[truncated N chars]``, a JSON value
+inside, so that it stays valid JSON with every key (`otlp_values`).
 
 Requires ``opentelemetry-proto`` (``pip install 'pytest-llmobs[otel]'``), imported on first use.
 """
@@ -25,13 +26,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pytest_llmobs import __version__
 from pytest_llmobs.exporters import ExportError
-from pytest_llmobs.exporters.batching import (
-    BATCH_MAX_BYTES,
-    EVENT_MAX_BYTES,
-    common_cap,
-    encode_json,
-    truncate_text,
-)
+from pytest_llmobs.exporters.batching import BATCH_MAX_BYTES, EVENT_MAX_BYTES, encode_json
+from pytest_llmobs.exporters.otlp_values import fit_attributes
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -208,39 +204,6 @@ def _genai_generation(obs: Mapping[str, Any]) -> dict[str, AttributeValue]:
     if obs.get("cost") is not None:
         attrs["gen_ai.usage.cost"] = float(obs["cost"])
     return attrs
-
-
-def fit_attributes(attrs: dict[str, AttributeValue], max_bytes: int) -> int:
-    """Truncate the largest string values until the attributes fit ``max_bytes`` (an estimate of
-    their encoded size plus a margin for the span's other fields); returns values cut."""
-    budget = max_bytes - 512
-
-    def size(key: str, value: AttributeValue) -> int:
-        if isinstance(value, str):
-            return len(key) + len(value.encode()) + 8
-        if isinstance(value, (list, tuple)):
-            return len(key) + sum(len(str(v).encode()) + 4 for v in value) + 8
-        return len(key) + 16
-
-    total = sum(size(k, v) for k, v in attrs.items())
-    cut: set[str] = set()
-    while total > budget:
-        # the long strings, all cut to one common size (see batching.fit_json)
-        lengths = {
-            k: len(v.encode()) for k, v in attrs.items() if isinstance(v, str) and len(v) > 64
-        }
-        if not lengths:
-            break
-        cap = common_cap(list(lengths.values()), total - budget)
-        for key, length in lengths.items():
-            value = attrs[key]
-            if length <= cap or not isinstance(value, str):
-                continue
-            before = size(key, value)
-            attrs[key], _ = truncate_text(value, cap)
-            total += size(key, attrs[key]) - before
-            cut.add(key)
-    return len(cut)
 
 
 def unix_nanos(seconds: Any) -> int:
