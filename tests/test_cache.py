@@ -3,6 +3,7 @@ real HTTP server on 127.0.0.1 that counts what it is asked."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -22,13 +23,14 @@ from fake_openai import (
     Reply,
     answer,
     closed_url,
+    error,
     fake_openai,
     malformed,
     openai_env,
 )
 
 from pytest_llmobs.llm import LLM
-from pytest_llmobs.providers import ModelResponse, Usage, default_registry
+from pytest_llmobs.providers import ModelResponse, ProviderError, Usage, default_registry
 from pytest_llmobs.providers.cache import (
     CacheError,
     CacheMissError,
@@ -446,6 +448,40 @@ def test_write_then_read_replays_without_calling_the_server(
     assert written["cache"] == "write"
     assert hit["cache"] == "hit"
     assert hit["cache_key"] == written["cache_key"]
+
+
+def test_a_call_that_fails_in_write_mode_is_not_marked_written(
+    tmp_path: Path, fake_openai: FakeOpenAI, root: Observation
+) -> None:
+    # (before: `cache: "write"` was set before the call, so a failed call said it was recorded)
+    fake_openai.queue(error(400, "bad request"))
+    provider = OpenAIProvider("gpt-4o-mini", api_key=FAKE_API_KEY, base_url=fake_openai.url)
+    llm = LLM(provider, cache=ResponseCache(tmp_path, CacheMode.WRITE))
+    with contextlib.closing(provider), pytest.raises(ProviderError):
+        llm.generate(MESSAGES)
+
+    (failed,) = generation_metadata(root)
+    assert failed["cache"] == "miss"
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_half_of_a_surrogate_pair_is_keyed_recorded_and_replayed_as_sent(
+    tmp_path: Path, fake_openai: FakeOpenAI, model: OpenAIProvider, root: Observation
+) -> None:
+    # (before: UnicodeEncodeError hashing the key: a message holding an emoji cut in half, as
+    # models write them, could not be recorded)
+    cut = [{"role": "user", "content": "cut answer: \ud83d"}]
+    recorded = LLM(model, cache=ResponseCache(tmp_path, CacheMode.WRITE)).generate(cut)
+
+    replayed = LLM(model, cache=ResponseCache(tmp_path, CacheMode.READ)).generate(cut)
+
+    assert recorded.text == replayed.text == "echo: cut answer: \ufffd"
+    (entry,) = tmp_path.rglob("*.json")
+    assert json.loads(entry.read_text("utf-8"))["request"]["messages"] == [
+        {"role": "user", "content": "cut answer: \ufffd"}
+    ]
+    assert [m["cache"] for m in generation_metadata(root)] == ["write", "hit"]
+    assert fake_openai.request_count == 1
 
 
 def test_an_answer_without_usage_replays_as_unreported(

@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import random
 import re
+import socket
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +51,8 @@ from pytest_llmobs.providers import (
     default_registry,
 )
 from pytest_llmobs.providers.openai import OpenAIProvider
+from pytest_llmobs.providers.openai_errors import looks_like_credential
+from pytest_llmobs.providers.openai_response import Overdue, within_deadline
 from pytest_llmobs.providers.pricing import PriceError, PriceTable
 from pytest_llmobs.providers.retry import CallError, RetryPolicy
 from pytest_llmobs.trace_model import Observation, Trace
@@ -297,6 +302,81 @@ def test_an_answer_trickling_past_the_timeout_times_out_and_is_retried(
     assert second["status"] == 200
 
 
+@contextlib.contextmanager
+def paced_server(body: bytes, *waits: float) -> Iterator[str]:
+    """A base URL on 127.0.0.1 whose one answer (200, ``body``) is sent in steps, each after
+    its wait (seconds): the headers after the first, then ``body`` in as many pieces as
+    remain."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    size = -(-len(body) // (len(waits) - 1))
+    pieces = [head, *(body[i : i + size] for i in range(0, len(body), size))]
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            head_end = received.index(b"\r\n\r\n") + 4
+            length = re.search(rb"(?i)content-length: *(\d+)", received[:head_end])
+            while len(received) < head_end + int(length[1] if length else 0):
+                received += connection.recv(65536)  # (read whole: closing on unread data resets)
+            for wait, piece in zip(waits, pieces, strict=True):
+                time.sleep(wait)
+                connection.sendall(piece)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        listener.close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("way", ["sync", "async"])
+def test_the_whole_answer_gets_its_timeout_from_its_headers_and_is_kept_once_whole(
+    waits: Waits, way: str
+) -> None:
+    # (before: the deadline ran from the request, so headers sent late made a body arriving
+    # in time overdue; and a body already whole was dropped if its last piece came late. Both
+    # were paid for again.) Headers at 0.7 s, half the body 0.5 s later, the rest 0.7 s after:
+    # each read waits < 1 s, the whole body arrives 1.2 s after its headers.
+    completion = {
+        "choices": [{"message": {"content": "Paris"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
+    with paced_server(json.dumps(completion).encode(), 0.7, 0.5, 0.7) as url:
+        model = make_provider(url, waits, timeout=1.0, max_retries=0)
+        with contextlib.closing(model):
+            if way == "sync":
+                response = model.complete(ask("hi"))
+            else:
+                response = asyncio.run(model.acomplete(ask("hi")))
+
+    assert response.text == "Paris"
+
+
+def test_a_body_received_whole_is_never_overdue() -> None:
+    def last_piece_late() -> Iterator[bytes]:
+        yield b"ab"
+        time.sleep(0.05)
+        yield b"cd"
+
+    def deadline() -> float:
+        return time.perf_counter() + 0.02
+
+    assert list(within_deadline(last_piece_late(), deadline(), 4)) == [b"ab", b"cd"]
+    with pytest.raises(Overdue):
+        list(within_deadline(last_piece_late(), deadline(), 5))  # (more to come)
+    with pytest.raises(Overdue):
+        list(within_deadline(last_piece_late(), deadline()))  # (no length: no telling)
+
+
 def test_a_dropped_connection_is_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
     fake_openai.queue(drop(), answer("after the drop"))
     response = provider.complete(ask("hi"))
@@ -370,6 +450,69 @@ def test_an_answer_without_usage_has_an_unknown_cost_and_says_so(
     counted = provider.complete(ask("hi"))
     assert counted.cost is not None and "usage_reported" not in counted.metadata
     assert counted.usage.reported is True
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        '{"total_tokens": 10}',
+        '{"prompt_tokens": null, "completion_tokens": null, "total_tokens": null}',
+        "{}",
+    ],
+    ids=["total-only", "all-null", "empty"],
+)
+def test_a_usage_without_readable_counts_is_unreported_not_zero(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, usage: str
+) -> None:
+    # (before: 0 tokens in and out, and a cost of $0.00)
+    fake_openai.queue(
+        malformed('{"choices": [{"message": {"content": "Paris"}}], "usage": ' + usage + "}")
+    )
+
+    answer = provider.complete(ask("hi"))
+
+    assert (answer.usage.reported, answer.cost) == (False, None)
+    assert answer.metadata["usage_reported"] is False
+
+
+def test_responses_api_count_names_are_read_too(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    usage = '{"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}'
+    fake_openai.queue(
+        malformed('{"choices": [{"message": {"content": "Paris"}}], "usage": ' + usage + "}")
+    )
+
+    answer = provider.complete(ask("hi"))
+
+    assert (answer.usage.input, answer.usage.output, answer.usage.reported) == (12, 3, True)
+    assert answer.cost == pytest.approx((12 * MINI_INPUT + 3 * MINI_OUTPUT) / 1e6)
+    fake_openai.queue(
+        malformed('{"choices": [{"message": {"content": "x"}}], "usage": {"input_tokens": -1}}')
+    )
+    with pytest.raises(ProviderError, match=r"\(ValueError: usage.input_tokens is -1; expected a"):
+        provider.complete(ask("hi"))
+
+
+def test_an_impossible_count_keeps_the_range_it_should_be_in(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (before: "... expected a whole number from 0 to ); body starts ...": cut at 80 characters)
+    body = {
+        "choices": [{"message": {"content": "Paris"}}],
+        "usage": {"prompt_tokens": 10**20, "completion_tokens": 3},
+    }
+    fake_openai.queue(malformed(json.dumps(body)))
+
+    with pytest.raises(ProviderError) as excinfo:
+        provider.complete(ask("hi"))
+
+    message = str(excinfo.value)
+    assert (
+        "(ValueError: usage.prompt_tokens is 100000000000000000000; expected a whole number "
+        'from 0 to 2**53); body starts \'{"choices": [{"message"' in message
+    )
+    assert len(message.partition("): ")[2]) <= 200
 
 
 def test_content_parts_are_read_as_their_joined_text(
@@ -458,6 +601,146 @@ def test_a_parameter_json_cannot_hold_is_named_and_nothing_is_sent(
         "'schema': Answer.model_json_schema()}}"
     )
     assert fake_openai.requests == []
+
+
+def circular() -> list[Any]:
+    loop: list[Any] = ["a"]
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            {"temperature": float("nan")},
+            "model parameter temperature=nan cannot be sent as JSON (JSON has no NaN or "
+            "infinity); pass a finite number",
+        ),
+        (
+            {"logit_bias": {"50256": float("-inf")}},
+            "model parameter logit_bias={'50256': -inf} cannot be sent as JSON (JSON has no NaN "
+            "or infinity); pass a finite number",
+        ),
+        (
+            {"stop": circular()},
+            "model parameter stop=['a', [...]] cannot be sent as JSON (it holds itself); pass "
+            "data without a cycle",
+        ),
+        (
+            {"seed": 10**5000},
+            "model parameter seed=<an integer of 16610 bits> cannot be sent as JSON (an integer "
+            "of more than 4,300 digits); pass a smaller number",
+        ),
+    ],
+    ids=["nan", "inf-inside", "circular", "huge-int"],
+)
+def test_a_value_json_cannot_carry_is_named_and_nothing_is_sent(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider, params: dict[str, Any], expected: str
+) -> None:
+    # (before: httpx's own ValueError, raised where the request's headers, key included, were
+    # local variables: `pytest -l` printed them)
+    with pytest.raises(ValueError) as synchronous:
+        provider.complete(ask("hi"), **params)
+    with pytest.raises(ValueError) as asynchronous:
+        asyncio.run(provider.acomplete(ask("hi"), **params))
+
+    assert str(synchronous.value) == str(asynchronous.value) == expected
+    assert fake_openai.requests == []
+
+
+def test_a_message_json_cannot_carry_is_named(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    parts = [{"type": "text", "text": "hi", "weight": float("nan")}]
+    with pytest.raises(ValueError) as excinfo:
+        provider.complete(
+            [
+                {"role": "system", "content": "Be brief."},
+                *ask("q"),
+                {"role": "user", "content": parts},
+            ]
+        )
+
+    assert str(excinfo.value) == (
+        "message 2 ('user') cannot be sent as JSON (JSON has no NaN or infinity); "
+        "pass a finite number"
+    )
+    assert fake_openai.requests == []
+
+
+def test_half_of_a_surrogate_pair_is_sent_as_the_replacement_character(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (before: httpx's UnicodeEncodeError, the request's headers in a frame `pytest -l` shows)
+    reply = provider.complete(ask("cut answer: \ud83d"), stop=["\udc00"])
+
+    assert reply.text == "echo: cut answer: \ufffd"
+    (request,) = fake_openai.requests
+    assert request.body.decode("utf-8") == (
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"cut answer: \ufffd"}],'
+        '"stop":["\ufffd"]}'
+    )
+    assert request.headers["content-type"] == "application/json"
+
+
+UNSENDABLE_SUITE = """\
+    def test_nan(llm):
+        llm.generate("hi", temperature=float("nan"))
+
+    def test_circular(llm):
+        tools = []
+        tools.append(tools)
+        llm.generate("hi", tools=tools)
+
+    def test_huge(llm):
+        llm.generate("hi", seed=10**5000)
+
+    def test_half_emoji(llm):
+        assert llm.generate("cut answer: \\ud83d").text == "echo: cut answer: \\ufffd"
+    """
+
+
+def test_an_unsendable_call_shows_no_header_in_the_locals_pytest_prints(
+    pytester: pytest.Pytester, openai_env: FakeOpenAI
+) -> None:
+    pytester.makepyfile(dedent(UNSENDABLE_SUITE))
+
+    result = pytester.runpytest("--llm-model=gpt-4o-mini", "-l", "--tb=long")
+
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "E * ValueError: model parameter temperature=nan cannot be sent as JSON (JSON has no "
+            "NaN or infinity); pass a finite number",
+            "E * ValueError: model parameter tools=* cannot be sent as JSON (it holds "
+            "itself); pass data without a cycle",
+            "E * ValueError: model parameter seed=<an integer of 16610 bits> cannot be sent as "
+            "JSON (an integer of more than 4,300 digits); pass a smaller number",
+        ]
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert FAKE_API_KEY not in output and "Authorization" not in output
+    assert openai_env.request_count == 1  # the half emoji's call only
+
+
+def test_stream_true_is_refused_before_any_request(
+    fake_openai: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    # (before: the server was called, and paid, and its event stream was a "malformed response")
+    llm = LLM(provider)
+    with activate(Observation(Trace("t"), "root")):
+        with pytest.raises(ValueError) as excinfo:
+            llm.generate("hi", stream=True)
+        with pytest.raises(ValueError):
+            asyncio.run(llm.agenerate("hi", stream=True, stream_options={"include_usage": True}))
+        assert llm.generate("hi", stream=False).text == "echo: hi"
+
+    assert str(excinfo.value) == (
+        "model parameter stream=True cannot be used: llm.generate reads each answer whole, "
+        "with its text, tool calls and usage; leave stream out"
+    )
+    assert fake_openai.request_count == 1  # the stream=False call
 
 
 def test_a_client_error_is_not_retried(fake_openai: FakeOpenAI, provider: OpenAIProvider) -> None:
@@ -675,6 +958,28 @@ def test_base_url_query_values_are_scrubbed_from_errors(fake_openai: FakeOpenAI)
 
     assert message.endswith("?subscription-key=*** (decoded: ***)")
     assert "QUERYSECRET123" not in message
+
+
+def test_base_url_query_values_are_scrubbed_from_httpxs_log(
+    fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (before: `INFO httpx ... POST http://.../chat/completions?subscription-key=APIM-SECRET-4242`
+    # went into captured logs and junit reports)
+    base_url = f"{fake_openai.url}?subscription-key=APIM-SECRET-4242&api-version=2024-10-21"
+    env = {"OPENAI_API_KEY": FAKE_API_KEY, "OPENAI_BASE_URL": base_url}
+    provider = OpenAIProvider.from_spec("gpt-4o-mini", env=env)
+
+    with contextlib.closing(provider), caplog.at_level(logging.INFO, logger="httpx"):
+        provider.complete(ask("hi"))
+        asyncio.run(provider.acomplete(ask("hi")))
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(lines) == 2
+    assert all("/chat/completions?subscription-key=***&api-version=" in line for line in lines)
+    assert "APIM-SECRET" not in caplog.text
+    assert fake_openai.requests[0].path.endswith(
+        "?subscription-key=APIM-SECRET-4242&api-version=2024-10-21"
+    )
 
 
 def test_a_base_url_naming_the_endpoint_is_a_config_error() -> None:
@@ -1144,6 +1449,75 @@ def test_a_server_echoing_the_key_in_its_names_and_ids_does_not_get_it_into_the_
     assert FAKE_API_KEY not in repr((reply.model, reply.metadata))
     assert (reply.model, reply.metadata["response_id"]) == ("gw/***", "chatcmpl-***")
     assert reply.metadata["finish_reason"] == "***"
+
+
+PLACEHOLDER_ANSWER = "ollama is a test runner for EMPTY models: test it in production"
+
+
+@pytest.mark.parametrize(
+    ("key", "headers"),
+    [
+        ("EMPTY", ""),  # vLLM's convention
+        ("ollama", ""),
+        ("sk-no-key-required", ""),  # llama.cpp's
+        ("sk-x", "Helicone-Property-Environment=test"),
+        ("sk-x", "X-Env=production,X-Team=test"),
+    ],
+)
+def test_a_placeholder_key_or_header_value_never_changes_the_answer(
+    fake_openai: FakeOpenAI, key: str, headers: str
+) -> None:
+    # (before: "*** is a test runner for *** models": the answer scored, stored and cached was
+    # not the model's)
+    arguments = json.dumps({"tool": "ollama", "env": "production", "key": "EMPTY"})
+    value = headers.partition("=")[2].partition(",")[0] or "the default environment"
+    text = f"{PLACEHOLDER_ANSWER}; its server takes any key, say {key}"
+    fake_openai.queue(
+        answer(
+            text,
+            model="ollama/test",
+            finish_reason="test",
+            tool_calls=[("test", arguments)],
+        ),
+        error(401, f"key {key} rejected in {value}"),
+    )
+    env = {"OPENAI_API_KEY": key, "OPENAI_BASE_URL": fake_openai.url}
+    env |= {"LLMOBS_OPENAI_HEADERS": headers} if headers else {}
+    provider = OpenAIProvider.from_spec("gpt-4o-mini?max_retries=0", env=env)
+
+    with contextlib.closing(provider):
+        reply = provider.complete(ask("Which tool?"))
+        with pytest.raises(ProviderError) as excinfo:
+            provider.complete(ask("again"))
+
+    assert (reply.text, reply.model) == (text, "ollama/test")
+    assert reply.metadata["finish_reason"] == "test"
+    assert reply.tool_calls is not None
+    assert reply.tool_calls[0]["function"] == {"name": "test", "arguments": arguments}
+    # what the plugin writes itself, an error message, is still scrubbed of them
+    shown = "***" if headers else "the default environment"
+    assert str(excinfo.value).endswith(f"key *** rejected in {shown}")
+
+
+@pytest.mark.parametrize(
+    ("value", "credential"),
+    [
+        (FAKE_API_KEY, True),
+        ("sk-proj-Ab12/TAILSECRET+Zz==", True),
+        ("0123456789abcdef0123456789abcdef", True),  # an Azure key
+        ("eyJ0eXAiOiJKV1QiLCJhbGciOi", True),
+        ("EMPTY", False),
+        ("sk-1234", False),  # LiteLLM's example master key
+        ("token-abc123", False),  # vLLM's example
+        ("sk-no-key-required", False),
+        ("Production-Environment", False),
+        ("customer-support-v2", True),
+    ],
+)
+def test_only_values_that_look_like_credentials_are_masked_in_answers(
+    value: str, credential: bool
+) -> None:
+    assert looks_like_credential(value) is credential
 
 
 def test_prices_from_the_environment(

@@ -48,6 +48,7 @@ from pytest_llmobs.providers.base import (
     message_text,
     token_count,
 )
+from pytest_llmobs.serialize import has_lone_surrogate, without_lone_surrogates
 
 __all__ = [
     "CacheError",
@@ -120,9 +121,11 @@ _MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(
+    """The JSON text a key hashes; half of a surrogate pair as U+FFFD, as it is sent and kept."""
+    text = json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_stable_repr
     )
+    return without_lone_surrogates(text) if has_lone_surrogate(text) else text
 
 
 def _stable_repr(value: Any) -> str:
@@ -354,6 +357,8 @@ class ResponseCache:
             },
         }
         text = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False, default=repr) + "\n"
+        if has_lone_surrogate(text):  # (UTF-8 cannot carry one: U+FFFD, as the store keeps it)
+            text = without_lone_surrogates(text)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")

@@ -4,7 +4,8 @@
 `PriceTable`, and writes what happened into the generation's metadata dict:
 
 - ``cache``: ``"hit"`` (replayed), ``"miss"`` (not recorded; called and, in readwrite, recorded)
-  or ``"write"`` (called and recorded), with ``cache_key``;
+  or ``"write"`` (called and recorded, in write mode: a call that failed is a ``"miss"``), with
+  ``cache_key``;
 - ``attempts``: every attempt of a call that failed or needed more than one.
 
 Providers that retry themselves (``handles_retries``, e.g. OpenAI's, whose attempts arrive in
@@ -22,8 +23,9 @@ from pytest_llmobs.providers.base import Message, ModelResponse, Provider, Provi
 from pytest_llmobs.providers.cache import CacheMissError, CacheMode, ResponseCache, model_identity
 from pytest_llmobs.providers.pricing import PriceError, PriceTable
 from pytest_llmobs.providers.retry import Attempt, RetryPolicy
+from pytest_llmobs.serialize import safe_repr
 
-__all__ = ["ModelCaller", "session_calls"]
+__all__ = ["ModelCaller", "refuse_streaming", "session_calls"]
 
 Lookup = tuple[str | None, ModelResponse | None, Any]
 
@@ -66,6 +68,7 @@ class ModelCaller:
         self, messages: list[Message], params: dict[str, Any], metadata: dict[str, Any], extra: Any
     ) -> ModelResponse:
         __tracebackhide__ = True  # a failing test shows its `llm.generate` call
+        refuse_streaming(params)
         lookup = self._lookup(messages, params, metadata, extra)
         if lookup[1] is not None:
             return self._priced(lookup[1])
@@ -85,6 +88,7 @@ class ModelCaller:
         self, messages: list[Message], params: dict[str, Any], metadata: dict[str, Any], extra: Any
     ) -> ModelResponse:
         __tracebackhide__ = True  # a failing test shows its `llm.generate` call
+        refuse_streaming(params)
         lookup = self._lookup(messages, params, metadata, extra)
         if lookup[1] is not None:
             return self._priced(lookup[1])
@@ -119,10 +123,7 @@ class ModelCaller:
             metadata["cache"] = "miss"
             raise
         metadata["cache_key"] = key
-        if hit is not None:
-            metadata["cache"] = "hit"
-        else:
-            metadata["cache"] = "write" if self.cache.mode is CacheMode.WRITE else "miss"
+        metadata["cache"] = "hit" if hit is not None else "miss"  # "write" once it is written
         return key, hit, extra
 
     def _priced(self, answer: ModelResponse) -> ModelResponse:
@@ -147,10 +148,23 @@ class ModelCaller:
         key, _, extra = lookup
         if self.cache is not None and key is not None and self.cache.mode.writes:
             self.cache.store(key, self._identity, messages, params, extra, answer)
+            if self.cache.mode is CacheMode.WRITE:
+                metadata["cache"] = "write"
         return answer
 
     def __repr__(self) -> str:
         return f"ModelCaller({self.provider!r}, cache={self.cache!r})"
+
+
+def refuse_streaming(params: dict[str, Any]) -> None:
+    """`ValueError` for ``stream=True``: a call reads one whole answer, never a stream of
+    events (the server would be paid for an answer that could not be read)."""
+    stream = params.get("stream")
+    if stream is not None and stream is not False:
+        raise ValueError(
+            f"model parameter stream={safe_repr(stream):.40} cannot be used: llm.generate reads "
+            "each answer whole, with its text, tool calls and usage; leave stream out"
+        )
 
 
 def session_calls(

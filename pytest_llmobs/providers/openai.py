@@ -16,8 +16,10 @@ Each HTTP attempt runs under a `RetryPolicy` (429/408/409/5xx, timeouts and conn
 are retried; ``Retry-After`` is honoured) with a connect timeout and a deadline for the whole
 answer. The attempts ride on ``ModelResponse.metadata["attempts"]``, or on the final
 `CallError`. The API key lives in a `Secret` and is sent per request; it is never part of a
-message, repr or recorded value, and anything the server echoes back is scrubbed of it. The
-extra headers' values are kept the same way.
+message, repr or recorded value: error texts the server sends are scrubbed of it, and so are its
+answers when the key looks like a credential (a placeholder such as ``EMPTY`` is a word the
+model may write). The extra headers' values are kept the same way. The body is encoded before
+httpx sees it (`encoded_body`): a value JSON cannot carry is an error naming it.
 
 httpx is imported on first use, so resolving a model string stays cheap.
 """
@@ -62,12 +64,13 @@ from pytest_llmobs.providers.openai_errors import (
     AttemptError,
     Secret,
     final_message,
-    unsendable,
 )
+from pytest_llmobs.providers.openai_request import encoded_body, scrub_httpx_log
 from pytest_llmobs.providers.openai_response import (
     AnswerReading,
     Overdue,
     awithin_deadline,
+    body_length,
     whole_response,
     within_deadline,
 )
@@ -143,7 +146,9 @@ class OpenAIProvider(AnswerReading):
             if len(value) >= SCRUBBED_MIN_CHARS
         )
         """The query's values (a gateway's ``subscription-key``, a ``sig``): kept out of
-        messages, which may quote the URL called."""
+        messages, which may quote the URL called, and httpx's log, which names it."""
+        if self._query_values:
+            scrub_httpx_log(self, self._query_values)
         self._key_header = "api-key" if (parts.hostname or "").endswith(AZURE_HOSTS) else ""
         self._scope = {
             header: value
@@ -247,7 +252,7 @@ class OpenAIProvider(AnswerReading):
 
     def complete(self, messages: list[Message], **params: Any) -> ModelResponse:
         __tracebackhide__ = True
-        body = self._body(messages, params)
+        body = encoded_body(self._body(messages, params))
         answer, attempts = self.retry.call(
             lambda: self._attempt(body), ok_status=200, message=final_message
         )
@@ -256,7 +261,7 @@ class OpenAIProvider(AnswerReading):
 
     async def acomplete(self, messages: list[Message], **params: Any) -> ModelResponse:
         __tracebackhide__ = True
-        body = self._body(messages, params)
+        body = encoded_body(self._body(messages, params))
         pool = current_pool()
         leased = (  # inside run_experiment: a kept-alive client; elsewhere one for the call
             pool.lease(id(self), self._new_async_client)
@@ -320,7 +325,7 @@ class OpenAIProvider(AnswerReading):
             return self._client
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if not self._takes_auth:
             key = self._key.reveal()
             if not key:  # built for replay only (replay_only()), yet asked to call the server
@@ -344,46 +349,43 @@ class OpenAIProvider(AnswerReading):
             body.setdefault("max_completion_tokens", body.pop("max_tokens"))
         return body
 
-    def _attempt(self, body: dict[str, Any]) -> ModelResponse:
+    def _attempt(self, body: bytes) -> ModelResponse:
         import httpx
 
         client = self._sync_client()
         started = time.perf_counter()
-        deadline = started + self._timeout[0]
         try:
             with client.stream("POST", **self._request(body)) as streamed:
-                raw = b"".join(within_deadline(streamed.iter_raw(), deadline))
-                response = whole_response(streamed, raw)
-        except Overdue:
-            raise self._overdue() from None
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        except TypeError:  # httpx's json.dumps of the body, before anything is sent
-            raise ValueError(unsendable(body)) from None
-        return self._parse(response, started)
-
-    async def _aattempt(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ModelResponse:
-        import httpx
-
-        started = time.perf_counter()
-        deadline = started + self._timeout[0]
-        try:
-            async with client.stream("POST", **self._request(body)) as streamed:
-                chunks = [chunk async for chunk in awithin_deadline(streamed.aiter_raw(), deadline)]
+                # the whole answer's time starts with its headers, as `timeout` promises
+                deadline = time.perf_counter() + self._timeout[0]
+                chunks = within_deadline(streamed.iter_raw(), deadline, body_length(streamed))
                 response = whole_response(streamed, b"".join(chunks))
         except Overdue:
             raise self._overdue() from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        except TypeError:  # httpx's json.dumps of the body, before anything is sent
-            raise ValueError(unsendable(body)) from None
         return self._parse(response, started)
 
-    def _request(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _aattempt(self, client: httpx.AsyncClient, body: bytes) -> ModelResponse:
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            async with client.stream("POST", **self._request(body)) as streamed:
+                deadline = time.perf_counter() + self._timeout[0]  # (as in `_attempt`)
+                chunks = awithin_deadline(streamed.aiter_raw(), deadline, body_length(streamed))
+                response = whole_response(streamed, b"".join([c async for c in chunks]))
+        except Overdue:
+            raise self._overdue() from None
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._parse(response, started)
+
+    def _request(self, body: bytes) -> dict[str, Any]:
         """The chat completion request's URL, body, headers and query (key included)."""
         return {
             "url": "/chat/completions",
-            "json": body,
+            "content": body,
             "headers": self._headers(),
             "params": self._url_params,
         }

@@ -1,17 +1,18 @@
 """Failed OpenAI calls as messages, kept free of secrets.
 
 `AttemptError` is one failed HTTP attempt (its final message names how many there were); the
-server's own error text, a body JSON cannot hold and an unreadable answer are described here;
-`Secret` holds the key and header values, and `ErrorReporting` (mixed into `OpenAIProvider`)
-builds the errors with the key and those values masked, as written and as a gateway may echo
-them: JSON-escaped (``\\/``, ``\\"``, ``\\u002B``) or URL-encoded (``%2F``, ``+``).
+server's own error text and an unreadable answer are described here; `Secret` holds the key and
+header values, and `ErrorReporting` (mixed into `OpenAIProvider`) builds the errors with the key
+and those values masked, as written and as a gateway may echo them: JSON-escaped (``\\/``,
+``\\"``, ``\\u002B``) or URL-encoded (``%2F``, ``+``). A model's answer is masked of credentials
+only (`looks_like_credential`): a placeholder key such as ``EMPTY`` is a word the answer may hold.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.providers.base import ProviderError
@@ -29,8 +30,23 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
 _ENCODING_MARKS = ("\\", "%", "+")
 """What an encoded form of a secret holds: the test for one without such a run."""
 _DETAIL_CHARS = 200
+_REASON_CHARS = 160
+"""Longer reasons are cut (ours name a value shortened already, and say what was expected)."""
 SCRUBBED_MIN_CHARS = 4
 """Shorter header values are not scrubbed from messages (they would mask ordinary words)."""
+CREDENTIAL_MIN_CHARS = 16
+"""Shorter values are not masked in a model's answer: every real credential is longer (OpenAI
+keys 50 to 170 characters, Azure and API Management keys 32, tokens hundreds), while the
+placeholders local servers take (``EMPTY``, ``ollama``, ``lm-studio``, ``sk-1234``) and header
+values such as ``production`` are words an answer may hold."""
+_WORDS = re.compile(r"(?:[A-Z]+|[A-Za-z][a-z]*)(?:[-_. ](?:[A-Z]+|[A-Za-z][a-z]*))*")
+"""Plain words (``sk-no-key-required``, ``customer-support``): no credential looks like this."""
+
+
+def looks_like_credential(value: str) -> bool:
+    """Whether a secret value is masked in a model's answer too: `CREDENTIAL_MIN_CHARS` or more
+    and not plain words (a random token has digits or mixed case inside its words)."""
+    return len(value) >= CREDENTIAL_MIN_CHARS and not _WORDS.fullmatch(value)
 
 
 def _char_forms(char: str) -> str:
@@ -56,21 +72,48 @@ def _char_forms(char: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
+class _Mask:
+    """Masks some strings in a text, as written, JSON-escaped or URL-encoded."""
+
+    __slots__ = ("_forms", "_hint", "_parts")
+
+    def __init__(self, parts: Iterable[str]) -> None:
+        self._parts = list(parts)
+        """Each one contains the last (a value's credentials are its end)."""
+        runs = _UNRESERVED.findall(self._parts[-1]) if self._parts else []
+        self._hint = max(runs, key=len, default="")
+        """In every echo of a part: a text without it holds none, and is not searched."""
+        self._forms: re.Pattern[str] | None = None
+
+    def masked(self, text: str) -> str:
+        if not self._parts:
+            return text
+        for part in self._parts:
+            if part in text:
+                text = text.replace(part, "***")
+        if len(self._hint) >= SCRUBBED_MIN_CHARS:
+            may_echo = self._hint in text
+        else:
+            may_echo = any(mark in text for mark in _ENCODING_MARKS)
+        if may_echo:
+            if self._forms is None:  # (compiled once, on the first text that needs it)
+                alternatives = ("".join(map(_char_forms, part)) for part in self._parts)
+                self._forms = re.compile("|".join(alternatives))
+            text = self._forms.sub("***", text)
+        return text
+
+
 class Secret:
     """A string that never shows itself in a repr or str."""
 
-    __slots__ = ("_forms", "_hint", "_parts", "_value")
+    __slots__ = ("_in_answers", "_in_messages", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
         # the whole value, and the credentials of a "<scheme> <credentials>" value alone
-        whole_and_credentials = dict.fromkeys((value, value.rpartition(" ")[2]))
-        self._parts = [p for p in whole_and_credentials if len(p) >= SCRUBBED_MIN_CHARS]
-        runs = _UNRESERVED.findall(self._parts[-1]) if self._parts else []
-        self._hint = max(runs, key=len, default="")
-        """In every echo of the value (the credentials are the value's end): a text without it
-        holds none, and is not searched for one."""
-        self._forms: re.Pattern[str] | None = None
+        parts = dict.fromkeys((value, value.rpartition(" ")[2]))
+        self._in_messages = _Mask(p for p in parts if len(p) >= SCRUBBED_MIN_CHARS)
+        self._in_answers = _Mask(p for p in parts if looks_like_credential(p))
 
     def reveal(self) -> str:
         return self._value
@@ -78,19 +121,12 @@ class Secret:
     def masked(self, text: str) -> str:
         """``text`` with the value, and the credentials of a ``<scheme> <credentials>`` value
         alone, masked as written, JSON-escaped or URL-encoded (a gateway echoing a header)."""
-        for part in self._parts:
-            if part in text:
-                text = text.replace(part, "***")
-        if len(self._hint) >= SCRUBBED_MIN_CHARS:
-            may_echo = self._hint in text
-        else:
-            may_echo = bool(self._parts) and any(mark in text for mark in _ENCODING_MARKS)
-        if may_echo:
-            if self._forms is None:  # (compiled once, on the first text that needs it)
-                alternatives = ("".join(map(_char_forms, part)) for part in self._parts)
-                self._forms = re.compile("|".join(alternatives))
-            text = self._forms.sub("***", text)
-        return text
+        return self._in_messages.masked(text)
+
+    def masked_in_answer(self, text: str) -> str:
+        """`masked`, of the parts that `looks_like_credential` only: for a model's answer,
+        which must reach the test as the model wrote it."""
+        return self._in_answers.masked(text)
 
     def __repr__(self) -> str:
         return "'***'"
@@ -115,28 +151,12 @@ def final_message(error: ProviderError, attempts: int) -> str:
     return error.render(attempts) if isinstance(error, AttemptError) else str(error)
 
 
-def unsendable(body: Mapping[str, Any]) -> str:
-    """Which parameter of a request body JSON cannot hold, and what to pass instead."""
-    for name, value in body.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            if isinstance(value, type) and hasattr(value, "model_json_schema"):
-                hint = (
-                    "pass a dict: {'type': 'json_schema', 'json_schema': {'name': "
-                    f"'{value.__name__}', 'schema': {value.__name__}.model_json_schema()}}}}"
-                )
-            elif isinstance(value, (set, frozenset)):
-                hint = "pass a list"
-            else:
-                hint = "pass JSON values (str, number, bool, None, list, dict)"
-            return f"model parameter {name}={value!r} cannot be sent as JSON ({exc}); {hint}"
-    return "the request body cannot be sent as JSON"
-
-
 def failure_reason(exc: Exception) -> str:
-    """Why a success answer could not be read, shortly: ``KeyError: 'choices'``."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:80]}"
+    """Why a success answer could not be read, on one line: ``KeyError: 'choices'``."""
+    reason = " ".join(str(exc).split())
+    if len(reason) > _REASON_CHARS:
+        reason = reason[: _REASON_CHARS - 1] + "…"
+    return f"{type(exc).__name__}: {reason}"
 
 
 def error_detail(response: httpx.Response) -> str:
@@ -161,8 +181,8 @@ def error_message(response: httpx.Response) -> str | None:
 
 
 class ErrorReporting:
-    """`OpenAIProvider`'s errors and scrubbing: what it names in a message or passes on from an
-    answer goes without its secrets."""
+    """`OpenAIProvider`'s errors and scrubbing: what it writes in a message goes without its
+    secrets, and what it passes on from an answer without those that look like credentials."""
 
     _model: str
     host: str
@@ -176,10 +196,17 @@ class ErrorReporting:
         return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
 
     def _without_secrets(self, text: str, more: tuple[Secret, ...] = ()) -> str:
-        """``text`` with the key, the extra headers' values and ``more`` masked (answers too: a
-        model that repeats the key must not get it into a run)."""
+        """``text`` with the key, the extra headers' values and ``more`` masked."""
         for secret in (self._key, *self._extra.values(), *more):
             text = secret.masked(text)
+        return text
+
+    def _without_credentials(self, text: str) -> str:
+        """A text of the model's answer with the key and header values that look like
+        credentials masked (a server echoing the key must not get it into a run), and nothing
+        else: a placeholder key such as ``ollama`` is a word the answer may hold."""
+        for secret in (self._key, *self._extra.values()):
+            text = secret.masked_in_answer(text)
         return text
 
     def _error(self, summary: str, detail: str = "", **kw: Any) -> AttemptError:

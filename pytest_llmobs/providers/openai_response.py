@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import http
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmobs.providers.base import ModelResponse, Usage, token_count
@@ -24,25 +24,43 @@ from pytest_llmobs.providers.retry import is_retryable_status, parse_retry_after
 if TYPE_CHECKING:
     import httpx
 
+_PREVIEW_CHARS = 128
+"""A malformed answer's reason and the start of its body, together (the detail holds 200)."""
+
 
 class Overdue(Exception):
     """An attempt's answer was still arriving when its time was up."""
 
 
-def within_deadline(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
-    """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `Overdue`."""
+def within_deadline(
+    chunks: Iterator[bytes], deadline: float, length: int | None = None
+) -> Iterator[bytes]:
+    """``chunks`` until ``deadline`` (a `time.perf_counter` value), then `Overdue`; a body
+    ``length`` bytes long (its ``Content-Length``) received in full is never overdue."""
+    received = 0
     for chunk in chunks:
         yield chunk
-        if time.perf_counter() > deadline:
+        received += len(chunk)
+        if time.perf_counter() > deadline and (length is None or received < length):
             raise Overdue
 
 
-async def awithin_deadline(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
+async def awithin_deadline(
+    chunks: AsyncIterator[bytes], deadline: float, length: int | None = None
+) -> AsyncIterator[bytes]:
     """`within_deadline` for an async stream."""
+    received = 0
     async for chunk in chunks:
         yield chunk
-        if time.perf_counter() > deadline:
+        received += len(chunk)
+        if time.perf_counter() > deadline and (length is None or received < length):
             raise Overdue
+
+
+def body_length(streamed: httpx.Response) -> int | None:
+    """The body's length as its ``Content-Length`` says (None when absent or unreadable)."""
+    value = streamed.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
 
 
 def whole_response(streamed: httpx.Response, raw: bytes) -> httpx.Response:
@@ -104,31 +122,34 @@ class AnswerReading(ErrorReporting):
             if tool_calls is None and isinstance(function_call, dict):
                 # the legacy `functions` answer: one call, as a tool call (without an id)
                 tool_calls = [{"type": "function", "function": function_call}]
-            usage = data.get("usage") or {}
-            reported = bool(usage)
-            input_tokens = token_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
-            output_tokens = token_count(usage.get("completion_tokens"), "usage.completion_tokens")
+            counts = _usage_counts(data.get("usage") or {})
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             message = error_message(response)
             if message is not None:  # some gateways send their errors with a success status
                 raise self._error(
                     f"{status} with an error instead of a completion", message, status=status
                 ) from None
+            reason = failure_reason(exc)
             # scrubbed before it is cut (a cut key is no longer found) and quoted (repr would
-            # escape an echo's backslashes once more: ``\\/``)
-            preview = " ".join(self._scrub(response.text)[:80].split())
+            # escape an echo's backslashes once more: ``\\/``); only as much as the detail has
+            # room for, so that the reason is never what gets cut
+            room = max(_PREVIEW_CHARS - len(reason), 20)
+            preview = " ".join(self._scrub(response.text)[:room].split())
             raise self._error(
                 "malformed response",
-                f"expected chat completion JSON with choices[0].message ({failure_reason(exc)}); "
+                f"expected chat completion JSON with choices[0].message ({reason}); "
                 f"body starts {preview!r}",
                 status=status,
             ) from None
         latency = (time.perf_counter() - started) * 1000.0
-        # everything the server names is scrubbed: a gateway may echo the key anywhere
-        model = self._without_secrets(str(data.get("model") or self._model))
+        # the answer as the server sent it, but for a credential of ours it echoed (the README
+        # promises the key is never in a run)
+        model = self._without_credentials(str(data.get("model") or self._model))
+        reported = counts is not None
+        input_tokens, output_tokens = counts or (0, 0)
         usage_ = Usage(input=input_tokens, output=output_tokens, reported=reported)
         return ModelResponse(
-            text=self._without_secrets(str(text)),
+            text=self._without_credentials(str(text)),
             model=model,
             usage=usage_,
             latency_ms=latency,
@@ -139,28 +160,48 @@ class AnswerReading(ErrorReporting):
                 "response_id": self._echoed(data.get("id")),
                 **({} if reported else {"usage_reported": False}),
             },
-            tool_calls=None if tool_calls is None else self._calls_without_secrets(tool_calls),
+            tool_calls=None if tool_calls is None else self._calls_without_credentials(tool_calls),
         )
 
     def _echoed(self, value: object) -> str | None:
-        """A name or id from the answer, as text without the key (``None`` stays ``None``)."""
-        return None if value is None else self._without_secrets(str(value))
+        """A name or id from the answer, as text without our credentials (``None`` stays)."""
+        return None if value is None else self._without_credentials(str(value))
 
-    def _calls_without_secrets(self, calls: list[Any]) -> list[dict[str, Any]]:
-        """The tool calls as sent, with the key masked wherever the server echoed it (each
-        string on its own: in a JSON text of the calls, an echo JSON-escaped in the arguments
-        would be escaped twice, and a mask could cut an escape sequence in two)."""
-        masked: list[dict[str, Any]] = self._data_without_secrets(calls)
+    def _calls_without_credentials(self, calls: list[Any]) -> list[dict[str, Any]]:
+        """The tool calls as sent, with our credentials masked wherever the server echoed them
+        (each string on its own: in a JSON text of the calls, an echo JSON-escaped in the
+        arguments would be escaped twice, and a mask could cut an escape sequence in two)."""
+        masked: list[dict[str, Any]] = self._data_without_credentials(calls)
         return masked
 
-    def _data_without_secrets(self, value: Any) -> Any:
+    def _data_without_credentials(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self._without_secrets(value)
+            return self._without_credentials(value)
         if isinstance(value, dict):
             return {
-                self._without_secrets(str(k)): self._data_without_secrets(v)
+                self._without_credentials(str(k)): self._data_without_credentials(v)
                 for k, v in value.items()
             }
         if isinstance(value, list):
-            return [self._data_without_secrets(item) for item in value]
+            return [self._data_without_credentials(item) for item in value]
         return value
+
+
+_COUNT_NAMES = (
+    ("prompt_tokens", "input_tokens"),
+    ("completion_tokens", "output_tokens"),
+)
+"""Chat Completions' names of the counts, then the Responses API's (some servers use those)."""
+
+
+def _usage_counts(usage: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(input, output) tokens of an answer's ``usage``; None when it holds neither count (absent,
+    null or named otherwise: ``{"total_tokens": 10}``), which leaves the usage unknown, not 0.
+    A count that is there but not a whole number from 0 to 2**53 raises `ValueError`."""
+    found: list[int | None] = []
+    for names in _COUNT_NAMES:
+        name = next((n for n in names if usage.get(n) is not None), None)
+        found.append(None if name is None else token_count(usage[name], f"usage.{name}"))
+    if found == [None, None]:
+        return None
+    return found[0] or 0, found[1] or 0
