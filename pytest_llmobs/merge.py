@@ -108,7 +108,9 @@ def shard_failure(shard: Shard) -> str | None:
     """Why ``shard``'s session failed where its items and thresholds do not show it, or None.
 
     The merge evaluates items and thresholds again; a failure outside them (a collection
-    error, a crashed worker) would otherwise vanish from the merged run."""
+    error, a crashed worker) would otherwise vanish from the merged run. A shard that failed
+    only on its thresholds, those its items could not satisfy and those a selection that ran
+    nothing left without an aggregate, does not fail the merge."""
     run = shard.run
     missing = run.get("missing") or []
     if missing:
@@ -117,18 +119,20 @@ def shard_failure(shard: Shard) -> str | None:
     if run.get("status") != "failed":
         return None
     items = run["items"]
-    if not items:
-        return "its session failed with no items (a collection error?)"
     if any(item.get("outcome") in FAILED_OUTCOMES for item in items):
         return None  # the merged run has those items
-    if any(not entry.get("passed", True) for entry in run.get("thresholds") or []):
-        return None  # evaluated again over the whole run
-    errors = run.get("errors") or []
+    errors = run.get("errors") or []  # (a collection error is one: pytest counted a failure)
     if errors:
-        return f"a run evaluator failed: {errors[0]}"
+        if not items:
+            return "its session failed with no items (a collection error?)"
+        return str(errors[0])
     comparison = run.get("comparison") or {}
     if comparison.get("verdict") == "regression" and comparison.get("enforced") is not False:
         return "it regressed against its baseline"
+    if any(not entry.get("passed", True) for entry in run.get("thresholds") or []):
+        return None  # evaluated again over the whole run
+    if not items:
+        return "its session failed with no items (a collection error?)"
     return "its session failed although its items passed (a collection error?)"
 
 

@@ -10,7 +10,8 @@ prompt version with one content (hash).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,26 @@ def _same(shards: Sequence[Shard], key: str, what: str) -> None:
             )
 
 
+def _model(run: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The model a run used: its name (the model string before ``?``, as
+    `ModelRegistry.resolve` reads it) and its options as the provider parsed them (the run's
+    ``params``): ``?seed=3&accuracy=0.7`` is ``?accuracy=0.7&seed=3``."""
+    return str(run.get("model") or "").split("?", 1)[0].strip(), dict(run.get("params") or {})
+
+
+def _same_model(shards: Sequence[Shard]) -> None:
+    first = shards[0]
+    for shard in shards[1:]:
+        if _model(shard.run) != _model(first.run):
+            said = [repr(s.run.get("model")) for s in (first, shard)]
+            if said[0] == said[1]:  # the strings match: the options parsed from them differ
+                said = [f"{said[0]} (options {_model(s.run)[1]!r})" for s in (first, shard)]
+            raise MergeError(
+                f"cannot merge: {first.label} has model {said[0]} but {shard.label} has model "
+                f"{said[1]}; shards of one run share --llm-run-id and the model"
+            )
+
+
 def distinct_files(paths: Sequence[Path]) -> None:
     """`MergeError` when one file is given twice: by the same path, or by two (``./a.json``
     and ``a.json``, a symbolic or a hard link). A file that cannot be read is left to
@@ -128,6 +149,26 @@ def _distinct_shards(shards: Sequence[Shard]) -> None:
             f"cannot merge: {shard.label} holds the same shard as {earlier.label} "
             f"({what if items else 'the same export'}); give each shard's export once"
         )
+
+
+def _item_dataset_versions(shard: Shard) -> None:
+    """`MergeError` when an item of ``shard`` names a dataset version its run does not (a
+    hand-edited export): the merged run would name the item's version and lose the run's
+    snapshot of the dataset."""
+    versions = shard.run.get("datasets") or {}
+    for item in shard.run["items"]:
+        named = list((item.get("datasets") or {}).items())
+        if item.get("dataset") is not None and item.get("dataset_version") is not None:
+            named.insert(0, (str(item["dataset"]), item["dataset_version"]))
+        for name, version in named:
+            if versions.get(name) != version:
+                repeat = f" (repeat {item['repeat']})" if item.get("repeat") else ""
+                said = f"version {versions[name]}" if name in versions else "no version of it"
+                raise MergeError(
+                    f"cannot merge: item {item['node_id']!r}{repeat} of {shard.label} is at "
+                    f"dataset {name!r} version {version} but {shard.label}'s run names {said}; "
+                    "was the export edited?"
+                )
 
 
 def _dataset_versions(shards: Sequence[Shard]) -> None:
@@ -171,11 +212,14 @@ def _prompt_versions(shards: Sequence[Shard]) -> None:
 
 
 def check_compatible(shards: Sequence[Shard]) -> None:
-    """Raise `MergeError` unless the shards are parts of one run: the same run id and model,
-    no shard twice, each dataset at one version, each prompt version with one content."""
+    """Raise `MergeError` unless the shards are parts of one run: the same run id and model
+    (name and parsed options), no shard twice, each dataset at one version (in each shard's
+    items as in its run), each prompt version with one content."""
     _same(shards, "id", "run id")
-    _same(shards, "model", "model")
+    _same_model(shards)
     _distinct_shards(shards)
+    for shard in shards:
+        _item_dataset_versions(shard)
     _dataset_versions(shards)
     _prompt_versions(shards)
 
@@ -280,14 +324,22 @@ def same_but_ids_and_times(first: Mapping[str, Any], second: Mapping[str, Any]) 
 
 
 _ITEM_TIMES = {"started_at": None, "ended_at": None, "duration": None}
+_RESULT_FIELDS = re.compile(
+    r"\b(latency_ms|observation_id)=(?:'[0-9a-f]*'|-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)"
+)
+"""An `LLMResult`'s latency and observation id as its repr (in an assertion's text) shows them."""
 
 
 def _without_ids_and_times(item: Mapping[str, Any]) -> dict[str, Any]:
     """``item`` with its ids replaced by positions (an observation's, its parent's, a score's
-    target: the shape stays compared) and its times and latencies by None."""
+    target: the shape stays compared) and its times and latencies by None; in its error texts
+    (the item's, the spans' status) its ids and an `LLMResult`'s latency are masked, and the
+    rest compared: a failure that differs otherwise is another result."""
     trace = item.get("trace") or {}
     observations = trace.get("observations") or []
+    scores = trace.get("scores") or []
     position = {o.get("id"): n for n, o in enumerate(observations)}
+    masked = _masker(trace, observations, scores)
 
     def observation(entry: Mapping[str, Any]) -> dict[str, Any]:
         metadata = entry.get("metadata")
@@ -301,6 +353,7 @@ def _without_ids_and_times(item: Mapping[str, Any]) -> dict[str, Any]:
             "start_time": None,
             "end_time": None,
             "metadata": metadata,
+            "status_message": masked(entry.get("status_message")),
         }
 
     def score(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -311,10 +364,33 @@ def _without_ids_and_times(item: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **item,
         **_ITEM_TIMES,
+        "error": masked(item.get("error")),
         "trace": {
             **trace,
             **untimed,
             "observations": [observation(o) for o in observations],
-            "scores": [score(s) for s in trace.get("scores") or []],
+            "scores": [score(s) for s in scores],
         },
     }
+
+
+def _masker(
+    trace: Mapping[str, Any],
+    observations: Sequence[Mapping[str, Any]],
+    scores: Sequence[Mapping[str, Any]],
+) -> Callable[[Any], Any]:
+    """What masks, in a text of an item, the ids its record holds (by position: ``<observation
+    1>``; not the user's own text) and an `LLMResult`'s latency and observation id."""
+    names = {str(trace.get("id")): "<trace>"}
+    names.update((str(o.get("id")), f"<observation {n}>") for n, o in enumerate(observations))
+    names.update((str(e.get("id")), f"<score {n}>") for n, e in enumerate(scores))
+    ids = sorted((text for text in names if len(text) >= 8), key=len, reverse=True)  # not None
+    known = re.compile(rf"\b(?:{'|'.join(map(re.escape, ids))})\b") if ids else None
+
+    def masked(text: Any) -> Any:
+        if not isinstance(text, str) or not text:
+            return text
+        text = known.sub(lambda found: names[found.group()], text) if known else text
+        return _RESULT_FIELDS.sub(r"\1=<masked>", text)
+
+    return masked

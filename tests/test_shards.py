@@ -964,3 +964,191 @@ def test_a_retried_shard_is_refused_as_recorded_twice(
         f"llmobs: error: cannot merge: item {first!r} is recorded twice, in {a} and in {retry} "
         "(the same results in different traces: a retried shard? keep one export)\n"
     )
+
+
+# --- shards that ran nothing, retried failing shards, models, edited dataset versions -------------
+
+
+def test_a_shard_whose_selection_ran_nothing_does_not_fail_the_merged_run(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (before: "shard b.json failed: its session failed with no items (a collection error?)")
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    gate = "--llm-threshold=pass_rate >= 0.5"
+    pytester.runpytest(gate, "--llm-run-id=ci-5", "--llm-store=s1", "--llm-json=a.json")
+    nothing = pytester.runpytest(
+        gate, "--llm-run-id=ci-5", "--llm-store=s2", "--llm-json=b.json", "-k", "no_such_test"
+    )
+    assert nothing.ret == pytest.ExitCode.TESTS_FAILED  # its threshold has no pass_rate to judge
+    b = json.loads((pytester.path / "b.json").read_text(encoding="utf-8"))
+    assert (b["status"], b["items"], b["errors"]) == ("failed", [], [])
+    capsys.readouterr()
+
+    status = main(["merge", "a.json", "b.json"])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "  ✓ pass_rate >= 0.5  observed 1 (n=1)" in out.splitlines()
+    assert "failed:" not in out
+
+
+@pytest.mark.parametrize("with_items", [False, True], ids=["no-items", "items-passed"])
+def test_a_collection_error_fails_the_merged_run_though_the_shard_also_failed_a_threshold(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], with_items: bool
+) -> None:
+    # (before, with items: the failed threshold hid the collection error; the merge passed)
+    pytester.makepyfile(
+        test_ok="def test_ok():\n    pass\n",
+        test_more="def test_more():\n    pass\n",
+        test_broken="import nonexistent_module_xyz\n",
+    )
+    gate, run_id = "--llm-threshold=count >= 2", "--llm-run-id=ci-6"
+    first = ["test_ok.py"] if with_items else ["test_ok.py", "test_more.py"]
+    second = ["test_broken.py"]
+    second += ["--continue-on-collection-errors", "test_more.py"] if with_items else []
+    pytester.runpytest(gate, run_id, "--llm-store=s1", "--llm-json=a.json", *first)
+    pytester.runpytest(gate, run_id, "--llm-store=s2", "--llm-json=b.json", *second)
+    b = json.loads((pytester.path / "b.json").read_text(encoding="utf-8"))
+    assert [t["passed"] for t in b["thresholds"]] == [False]
+    assert len(b["items"]) == (1 if with_items else 0)
+    capsys.readouterr()
+
+    status = main(["merge", "a.json", "b.json"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert "  ✓ count >= 2  observed 2 (n=2)" in lines  # (the merged run's own gate passes)
+    why = (
+        "pytest counted 1 failure(s) outside the tests stored in this run (a collection error, "
+        "say): see its summary"
+        if with_items
+        else "its session failed with no items (a collection error?)"
+    )
+    assert f"  ERROR shard b.json failed: {why}" in lines
+
+
+FAILING_MODEL = "--llm-model=mock-llm-v1?accuracy=0.0"
+ASSERTING_SUITE = """\
+import pytest
+
+@pytest.mark.llm_dataset("capitals")
+def test_capital(item, llm, scorer):
+    assert scorer.exact_match(llm.generate(item.input).text, item.expected_output, name="acc")
+"""
+"""A failure's text quotes the `LLMResult`: its latency and observation id."""
+
+
+def test_a_retried_shard_whose_items_failed_is_refused_as_recorded_twice(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (before: "... with different results": the assertion's text quotes the LLMResult, its
+    # latency and observation id)
+    pytester.makepyfile(test_shard=ASSERTING_SUITE)
+    for store in ("first", "retry"):
+        result = pytester.runpytest(
+            FAILING_MODEL, "--llm-run-id=ci-7", f"--llm-store={store}", f"--llm-json={store}.json"
+        )
+        result.assert_outcomes(failed=len(capitals))
+    item = json.loads((pytester.path / "first.json").read_text(encoding="utf-8"))["items"][0]
+    assert "latency_ms=" in item["error"] and "observation_id=" in item["error"]
+    capsys.readouterr()
+
+    assert main(["merge", "first.json", "retry.json"]) == 2
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: item {item['node_id']!r} is recorded twice, in first.json "
+        "and in retry.json (the same results in different traces: a retried shard? keep one "
+        "export)\n"
+    )
+
+
+@pytest.mark.parametrize("where", ["error", "status_message"])
+def test_a_retried_shard_with_another_failure_has_different_results(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    pytester.makepyfile(test_shard=ASSERTING_SUITE)
+    for store in ("first", "retry"):
+        pytester.runpytest(
+            FAILING_MODEL, "--llm-run-id=ci-7", f"--llm-store={store}", f"--llm-json={store}.json"
+        )
+    retry = pytester.path / "retry.json"
+    run = json.loads(retry.read_text(encoding="utf-8"))
+    item = run["items"][0]
+    holder = item if where == "error" else item["trace"]["observations"][0]
+    holder[where] = holder[where].replace("Usage(input=", "Usage(in=")
+    retry.write_text(json.dumps(run), encoding="utf-8")
+    capsys.readouterr()
+
+    assert main(["merge", "first.json", "retry.json"]) == 2
+
+    assert capsys.readouterr().err == (
+        f"llmobs: error: cannot merge: item {item['node_id']!r} is in first.json and in "
+        "retry.json with different results; shards must not run the same tests\n"
+    )
+
+
+def test_shards_of_one_model_spelled_with_its_options_in_another_order_merge(
+    pytester: pytest.Pytester, capitals: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (before: "cannot merge: a.json has model 'mock-llm-v1?seed=3&accuracy=0.7' but ...")
+    pytester.makepyfile(test_shard=QUALITY_SHARD)
+    spellings = {
+        "a": "seed=3&accuracy=0.7",
+        "b": "accuracy=0.7&seed=3",
+        "c": "accuracy=0.70&seed=3&latency_ms=0",  # the same options, defaults spelled out
+        "d": "accuracy=0.7&seed=4",
+    }
+    for name, options in spellings.items():
+        pytester.runpytest(
+            f"--llm-model=mock-llm-v1?{options}",
+            "--llm-run-id=ci-8",
+            f"--llm-store={name}",
+            f"--llm-json={name}.json",
+            "-k",
+            {"a": FIRST_HALF, "b": f"not ({FIRST_HALF})"}.get(name, "france"),
+        )
+    capsys.readouterr()
+
+    assert main(["merge", "a.json", "b.json"]) == 0
+    assert main(["merge", "b.json", "c.json"]) == 0  # (c holds an item b does not)
+    capsys.readouterr()
+    assert main(["merge", "a.json", "d.json"]) == 2
+    assert capsys.readouterr().err == (
+        "llmobs: error: cannot merge: a.json has model 'mock-llm-v1?seed=3&accuracy=0.7' but "
+        "d.json has model 'mock-llm-v1?accuracy=0.7&seed=4'; shards of one run share "
+        "--llm-run-id and the model\n"
+    )
+
+
+@pytest.mark.parametrize("fields", [("dataset_version",), ("dataset_version", "datasets")])
+def test_an_item_naming_another_dataset_version_than_its_shard_is_refused(
+    pytester: pytest.Pytester,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    quality_shards: tuple[Path, Path],
+    fields: tuple[str, ...],
+) -> None:
+    # (before: merged silently; with both fields edited, the merged run named deadbeef0000 and
+    # had no snapshot of the dataset)
+    a, b = quality_shards
+    run = json.loads(b.read_text(encoding="utf-8"))
+    real = run["datasets"]["capitals"]
+    for item in run["items"]:  # every item: the run's own header is left as it was
+        item["dataset_version"] = "deadbeef0000"
+        if "datasets" in fields:
+            item["datasets"] = {"capitals": "deadbeef0000"}
+    b.write_text(json.dumps(run), encoding="utf-8")
+    store = pytester.path / "merged-store"
+
+    status = main(["merge", str(a), str(b), "--store", str(store)])
+
+    assert (status, capsys.readouterr().err) == (
+        2,
+        f"llmobs: error: cannot merge: item {run['items'][0]['node_id']!r} of {b} is at dataset "
+        f"'capitals' version deadbeef0000 but {b}'s run names version {real}; was the export "
+        "edited?\n",
+    )
+    assert not store.exists()
