@@ -128,7 +128,8 @@ def test_exhausted_retries_open_the_circuit() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     client, waits = sender(handler, attempts=2)
-    with pytest.raises(Unavailable, match=r"POST https://lf.example:8443/x: ConnectError after 2"):
+    refused = r"POST https://lf.example:8443/x: refused \(ConnectError\) after 2"
+    with pytest.raises(Unavailable, match=refused):
         client.request("POST", "/x", json_body=b"{}")
     with pytest.raises(Unavailable, match="not sent"):
         client.request("POST", "/y", json_body=b"{}")

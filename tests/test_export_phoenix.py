@@ -31,6 +31,9 @@ from phoenix_server import (
 from pytest_llmobs.cli import main as llmobs
 from pytest_llmobs.exporters import ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
+from pytest_llmobs.exporters import phoenix_versions as versions
+from pytest_llmobs.exporters.http import HttpSender
+from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.otlp_send import sent_id
 from pytest_llmobs.exporters.phoenix_config import DEFAULT_ENDPOINT, PhoenixConfig, project_name
 from pytest_llmobs.exporters.phoenix_inventory import Inventory
@@ -502,6 +505,85 @@ def test_the_dataset_description_names_no_content_version_newer_content_would_no
     assert dataset["description"] == "Uploaded by pytest-llmobs"
 
 
+REVISIONS = {
+    "old": [
+        {"id": "x", "input": "old text", "expected_output": "a"},
+        {"id": "y", "input": "removed later", "expected_output": "b"},
+    ],
+    "new": [{"id": "x", "input": "new text", "expected_output": "a"}],
+}
+
+
+@pytest.mark.phoenix
+def test_an_older_run_uploaded_again_links_the_version_phoenix_holds_not_a_new_current_one(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    phoenix_server: PhoenixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (before: uploading OLD, NEW, then OLD again made a third version, OLD's content, current)
+    name = f"revisions-{uuid.uuid4().hex[:8]}"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.llm_dataset("{name}")
+        def test_item(item, scorer):
+            scorer.score("seen", 1.0)
+        """
+    )
+    run_ids = {}
+    for label in ("old", "new", "old again"):  # the last: the file edited back, run later
+        items = REVISIONS[label.split()[0]]
+        pytester.makefile(".jsonl", **{f"datasets/{name}": jsonl(items)})
+        pytester.runpytest().assert_outcomes(passed=len(items))
+        run_ids[label] = runs.latest()["id"]
+    store_dir = str(runs.directory / ".llmobs")
+
+    def upload(label: str, url: str = phoenix_server.url) -> str:
+        use_phoenix(monkeypatch, url, project=name)
+        assert llmobs(["upload", run_ids[label], "--to", "phoenix", "--store", store_dir]) == 0
+        return capsys.readouterr().out
+
+    def current() -> list[str]:
+        return sorted(e["input"]["input"] for e in phoenix_server.examples(dataset_id))
+
+    upload("old")
+    upload("new")
+    dataset_id = phoenix_server.dataset(name)["id"]
+    versions_path = f"/v1/datasets/{dataset_id}/versions"
+    new_version, old_version = [v["version_id"] for v in phoenix_server.get(versions_path)["data"]]
+    assert current() == ["new text"]
+
+    with FailingProxy(phoenix_server.url).running() as proxy:
+        out = upload("old", proxy.url)
+    assert [v["version_id"] for v in phoenix_server.get(versions_path)["data"]] == [
+        new_version,
+        old_version,
+    ]
+    assert current() == ["new text"]  # the newer run's content stays current
+    assert ("POST", "/v1/datasets/upload", 200) not in proxy.seen
+    assert (
+        f"dataset {name!r}: Phoenix holds this run's content as an earlier version "
+        f"({old_version}): the experiment is linked to it, and the current version is left as it is"
+    ) in out
+    linked = {
+        e["metadata"]["llmobs_run_id"]: e["dataset_version_id"]
+        for e in phoenix_server.experiments(dataset_id)
+    }
+    assert linked == {run_ids["old"]: old_version, run_ids["new"]: new_version}
+
+    assert "holds this run's content" not in upload("new")  # the current version: linked
+    assert len(phoenix_server.get(versions_path)["data"]) == 2
+
+    # A run that started after the current version's runs makes its content current again,
+    # though Phoenix holds it (as for Langfuse: a dataset edited back is the newest again).
+    upload("old again")
+    assert len(phoenix_server.get(versions_path)["data"]) == 3
+    assert current() == ["old text", "removed later"]
+
+
 @pytest.mark.phoenix
 def test_outage_leaves_everything_pending_then_pending_sends_it(
     suite: pytest.Pytester,
@@ -522,7 +604,7 @@ def test_outage_leaves_everything_pending_then_pending_sends_it(
                 "*NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): "
                 "1 datasets, 4 dataset items, 5 traces, 10 observations, 13 scores, 4 run items, "
                 "1 experiments",
-                f"*first error: POST {proxy.url}/v1/datasets/upload: HTTP 503 proxy says no "
+                f"*first error: GET {proxy.url}/v1/datasets: HTTP 503 proxy says no "
                 "after 2 attempt(s)",
             ]
         )
@@ -646,9 +728,7 @@ def test_api_key_is_sent_as_a_bearer_token(
     try:
         project = use_phoenix(monkeypatch, server.url)
         refused = suite.runpytest("--llm-upload=phoenix")
-        refused.stdout.fnmatch_lines(
-            [f"*first error: POST {server.url}/v1/datasets/upload: HTTP 401*"]
-        )
+        refused.stdout.fnmatch_lines([f"*first error: GET {server.url}/v1/datasets: HTTP 401*"])
         monkeypatch.setenv("PHOENIX_API_KEY", admin_secret)
         ok = suite.runpytest("--llm-upload=phoenix")
         ok.stdout.fnmatch_lines(["*sent 1 datasets, 4 dataset items, 5 traces*"])
@@ -723,7 +803,7 @@ def test_credentials_a_server_repeats_are_hidden_in_output_and_store(
         assert llmobs(["upload", "latest", "--to", "phoenix", "--store", store_dir]) == 1
     out = capsys.readouterr().out
     assert (
-        f"first error: POST {proxy.url}/v1/datasets/upload: HTTP 400 "
+        f"first error: GET {proxy.url}/v1/datasets: HTTP 400 "
         '{"message": "invalid credentials (header ***)"}'
     ) in out
     assert secret not in out
@@ -752,11 +832,11 @@ def test_a_success_that_is_no_api_answer_is_an_upload_error_and_stays_pending(
         result = pytester.runpytest("--llm-upload=phoenix")
     assert result.ret == 0
     result.stdout.fnmatch_lines(
-        [
-            f"upload to phoenix {proxy.url}: run *: sent nothing",
+        [  # (a text 2xx to OTLP is an accept, as from a collector answering a bare "OK")
+            f"upload to phoenix {proxy.url}: run *: sent 1 traces, 2 observations",
             "*NOT SENT (pending; retry with `llmobs upload --pending --to phoenix`): 1 datasets, "
-            "1 dataset items, 1 traces, 2 observations, 1 scores, 1 run items, 1 experiments",
-            f"*first error: POST {proxy.url}/v1/datasets/upload: HTTP 200 answer is not JSON "
+            "1 dataset items, 1 scores, 1 run items, 1 experiments",
+            f"*first error: GET {proxy.url}/v1/datasets: HTTP 200 answer is not JSON "
             "(got text/plain: proxy says no)",
         ]
     )
@@ -778,7 +858,8 @@ def test_phoenix_down_is_reported_and_does_not_fail_the_tests(
         [
             f"upload to phoenix {url}: run *: sent nothing",
             "*NOT SENT*: 1 traces, 1 observations, 1 scores",
-            f"*first error: POST {url}/v1/traces: ConnectError after 2 attempt(s)",
+            f"*first error: POST {url}/v1/traces: connection refused (ConnectError) after 2 "
+            "attempt(s)",
         ]
     )
     assert pytester.runpytest("--llm-upload=phoenix", "--llm-upload-strict").ret == 1
@@ -905,8 +986,11 @@ def test_rest_bodies() -> None:
     assert run_body["output"] == "o" and run_body["trace_id"] == "t-sent"
     assert "error" not in rest.experiment_run_body({**item, "outcome": "failed"}, "node", "t")
     assert rest.outcome_evaluation_body("r", item, "t-sent")["trace_id"] == "t-sent"
-    experiment = rest.experiment_body({"id": "run-1", "model": "m"}, "d", "v", 2, "team")
+    experiment = rest.experiment_body(
+        {"id": "run-1", "model": "m", "started_at": 0.5}, "d", "v", 2, "team"
+    )
     assert experiment["metadata"]["project"] == "team"
+    assert experiment["metadata"]["run_started_at"] == "1970-01-01T00:00:00.500000Z"
     assert rest.experiment_project(experiment) == "team"
     assert rest.is_experiment_of(experiment, {"id": "run-1"})
     ids = {sent_id(rest.id_salt(p), "0af7651916cd43dd8448eb211c80319c") for p in ("a", "b", "a")}
@@ -928,6 +1012,69 @@ def test_a_dataset_missing_from_the_store_is_rebuilt_from_the_run_items() -> Non
     assert report.notes == [
         "dataset 'd' version v1 is not in the store: uploaded the 1 item(s) the run used"
     ]
+
+
+def held_version_server(current_examples: list[dict[str, Any]]) -> tuple[HttpSender, list[str]]:
+    """A sender to a fake Phoenix whose dataset's current version is v0, holding
+    ``current_examples``; every other version holds something else. Returns it and the paths
+    requested."""
+    import httpx
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path.endswith("/versions"):
+            return httpx.Response(200, json={"data": [{"version_id": "v0"}], "next_cursor": None})
+        version = request.url.params["version_id"]
+        examples = current_examples if version == "v0" else [{"id": "z", "node_id": "n"}]
+        return httpx.Response(200, json={"data": {"examples": examples}})
+
+    options = HttpOptions(transport=httpx.MockTransport(handler), max_attempts=1)
+    return HttpSender("http://phoenix.test", options=options), seen
+
+
+def test_the_version_held_is_found_in_bounded_requests() -> None:
+    body = rest.dataset_upload_body("d", [{"id": "a", "input": "q", "expected_output": "x"}])
+    listed = [{"id": "a", "node_id": "n-a", "input": {"input": "q"}, "output": {"output": "x"},
+               "metadata": {}}]  # fmt: skip
+    experiments = [
+        {"dataset_version_id": f"v{n}", "metadata": {"dataset_version": "c1"}}
+        for n in range(10, 0, -1)
+    ]
+    sender, seen = held_version_server(listed)
+    assert versions.held_version(sender, "d1", experiments, body, "c1", None) is None
+    assert len(seen) == 1 + versions.MAX_CANDIDATES  # the current version, then 3 candidates
+
+    experiments.append({"dataset_version_id": "v0", "metadata": {"dataset_version": "c1"}})
+    sender, seen = held_version_server(listed)
+    held = versions.held_version(sender, "d1", experiments, body, "c1", None)
+    assert held is not None and (held.version_id, held.current) == ("v0", True)
+    assert len(seen) == 2  # the current version is read first
+    assert versions.held_version(sender, "d1", experiments, body, "other", None) is None
+    assert len(seen) == 2  # no experiment names that content: nothing to read
+
+
+def test_same_content_compares_what_was_sent_with_what_phoenix_lists() -> None:
+    examples = [{"id": "a", "input": {"q": 1}, "expected_output": 2.0, "metadata": {"k": "v"}}]
+    body = rest.dataset_upload_body("d", examples)
+    listed = [{"id": "a", "node_id": "n", "input": {"q": 1}, "output": {"output": 2.0},
+               "metadata": {"k": "v"}}]  # fmt: skip
+    assert versions.same_content(body, listed)
+    assert not versions.same_content(body, [{**listed[0], "metadata": {}}])
+    assert not versions.same_content(body, [*listed, {**listed[0], "id": "b"}])
+    assert not versions.same_content(body, [])
+
+
+def test_a_run_is_newer_than_the_current_version_only_when_every_run_on_it_started_before() -> None:
+    def on(version: str, started: str | None) -> dict[str, Any]:
+        return {"dataset_version_id": version, "metadata": {"run_started_at": started}}
+
+    early, late = "2026-01-01T00:00:00.000000Z", "2026-02-01T00:00:00.000000Z"
+    assert versions.newer_than(late, [on("v1", early), on("v0", late)], "v1")
+    assert not versions.newer_than(early, [on("v1", late)], "v1")
+    assert not versions.newer_than(late, [on("v1", early), on("v1", None)], "v1")  # unknown
+    assert not versions.newer_than(late, [on("v0", early)], "v1")  # no run on it: unknown
 
 
 def test_phoenix_tests_skip_without_the_binary_and_fail_under_ci(

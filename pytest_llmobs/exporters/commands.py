@@ -6,7 +6,9 @@ target named is uploaded to, in order, each with its own report.
 Exit status 0 when everything reached the target, 1 when something is still pending (listed per
 kind with the first error, or pending for another server or project of the target), so CI can
 retry with ``--pending``; 2 when a configuration value is malformed (`ConfigError`): every
-target's configuration is checked, and the runs to send found, before anything is sent.
+target's configuration is checked, and the runs to send found, before anything is sent; 130
+(`INTERRUPTED`) after Ctrl-C, with one line saying how to resume (what was delivered is recorded
+as it goes).
 """
 
 from __future__ import annotations
@@ -30,8 +32,13 @@ from pytest_llmobs.exporters import (
 )
 from pytest_llmobs.exporters.http_options import HttpOptions
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C: 128 + SIGINT, what a shell tool stopped by it returns."""
+
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    from pytest_llmobs.cli import RUN_HELP  # (cli imports this module when it runs)
+
     upload = commands.add_parser(
         "upload",
         parents=[common],
@@ -43,8 +50,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "run",
         nargs="?",
         metavar="RUN",
-        help="run id, run name, or 'latest' (default: latest; with --pending: every run "
-        "with something pending)",
+        help=f"{RUN_HELP} (default: latest; with --pending: every run with something pending)",
     )
     upload.add_argument(
         "--to",
@@ -105,23 +111,60 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
         ]
     except (ExportError, StoreError) as exc:
         raise CliError(str(exc)) from None
-    reports = [
-        exporter.export(store.load_run(run_id))
-        for exporter, (run_ids, _) in zip(exporters, plans, strict=True)
-        for run_id in run_ids
-    ]
+    reports: list[Any] = []
+    for index, (exporter, (run_ids, _)) in enumerate(zip(exporters, plans, strict=True)):
+        for run_id in run_ids:
+            try:
+                reports.append(exporter.export(store.load_run(run_id)))
+            except KeyboardInterrupt:  # one line saying how to resume, not a traceback
+                _print_reports(args, reports, store_hint, out)
+                line = interrupted_line(args, run_id, targets[index:], store_hint)
+                print(line, file=sys.stderr)
+                return INTERRUPTED
+    _print_reports(args, reports, store_hint, out)
+    elsewhere = [line for _, lines in plans for line in lines]
+    for line in elsewhere:
+        print(line, file=sys.stderr if args.json else out)
+    return 0 if all(r.ok for r in reports) and not elsewhere else 1
+
+
+def _print_reports(
+    args: argparse.Namespace, reports: list[Any], store_hint: str, out: TextIO
+) -> None:
     for report in reports:
         report.store_option = store_hint
-    elsewhere = [line for _, lines in plans for line in lines]
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2), file=out)
     else:
         for report in reports:
             for line in report.lines():
                 print(line, file=out)
-    for line in elsewhere:
-        print(line, file=sys.stderr if args.json else out)
-    return 0 if all(r.ok for r in reports) and not elsewhere else 1
+
+
+def interrupted_line(
+    args: argparse.Namespace, run_id: str, targets: list[str], store_hint: str = ""
+) -> str:
+    """The line Ctrl-C leaves when it stopped the upload of ``run_id`` to ``targets[0]``
+    (``targets[1:]`` not started): what was delivered is recorded as it went, so ``--pending``
+    sends the rest; a target not started was sent nothing, unless ``--pending`` was given."""
+    target, later = targets[0], targets[1:]
+
+    def command(words: str, to: list[str]) -> str:
+        parts = [words]
+        if to != [DEFAULT_TARGET]:
+            parts.append(f"--to {','.join(to)}")
+        if args.legacy and "langfuse" in to:
+            parts.append("--legacy")
+        return " ".join([*parts, store_hint] if store_hint else parts)
+
+    resume = command("llmobs upload --pending", targets if args.pending else [target])
+    line = (
+        f"llmobs: upload of run {run_id} to {target} interrupted: what it delivered is "
+        f"recorded; `{resume}` sends the rest"
+    )
+    if later and not args.pending:
+        line += f"; not started: `{command(f'llmobs upload {run_id}', later)}`"
+    return line
 
 
 def given_targets(value: list[str] | str | None) -> list[str]:

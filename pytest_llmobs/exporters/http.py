@@ -4,7 +4,8 @@ jitter, ``Retry-After`` honoured, and a circuit that stops hammering a server th
 httpx's own ``retries=`` covers connection errors only; 429 and 5xx answers are retried here.
 Credentials (the Basic-auth pair, every configured header value, e.g. a bearer token, and the
 ``hidden`` values, e.g. an endpoint query's) are scrubbed from every message: a server that echoes
-the request in its error shows ``***``. Messages name the request's path without its query.
+the request in its error shows ``***``. Messages name the URL requested (the base URL's path
+included) without its query, and say a transport error in words (`http_errors`).
 Timeouts and the retry policy are `http_options.HttpOptions`.
 
 Errors::
@@ -29,9 +30,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 from pytest_llmobs import __version__
+from pytest_llmobs.exporters.http_errors import redirect_hint, status_hint, transport_problem
 from pytest_llmobs.exporters.http_options import HttpOptions
 from pytest_llmobs.exporters.urls import display_url
 from pytest_llmobs.providers.retry import backoff_delay, parse_retry_after
@@ -77,8 +79,8 @@ class MalformedAnswer(HttpError):
 
 
 Expect = Literal["json", "otlp"]
-"""What a successful answer must be: ``json`` (a JSON body, or none) or ``otlp`` (none, JSON, or
-a protobuf body: not text, an HTML page or broken JSON)."""
+"""What a successful answer must be: ``json`` (a JSON body, or none) or ``otlp`` (none, JSON, a
+protobuf body, or other text such as a bare ``OK``: not an HTML page or broken JSON)."""
 
 
 @dataclass
@@ -217,7 +219,8 @@ class HttpSender:
             send_headers["Content-Type"] = "application/json"
         elif content_type:
             send_headers["Content-Type"] = content_type
-        where = f"{method} {self.host}{path.partition('?')[0]}"  # a query may hold a token
+        # the URL httpx requests (the base URL's path, then the API path), its query left out
+        where = f"{method} {display_url(self.base_url.rstrip('/') + path)}"
         attempts = max(1, self.options.max_attempts)
         last = ""
         for attempt in range(1, attempts + 1):
@@ -231,7 +234,7 @@ class HttpSender:
             except Exception as exc:  # httpx.TransportError and friends: retried
                 if not _is_transport_error(exc):
                     raise
-                last = f"{where}: {type(exc).__name__}"
+                last = f"{where}: {transport_problem(exc, self.options)}"
             else:
                 status = answer.status_code
                 if status in ok_statuses or status in accept_statuses:
@@ -250,13 +253,14 @@ class HttpSender:
                 if status == 413:
                     raise PayloadTooLarge(self.scrub(message), status=status)
                 if status in REDIRECT_STATUSES:  # (its body is a web page at most: left out)
-                    redirect = _redirect_hint(answer, path, self.base_url)
+                    redirect = redirect_hint(answer, path, self.base_url)
                     message = f"{where}: HTTP {status}: {redirect}"
                     raise Redirected(self.scrub(message), status=status)
                 if status in (401, 403):
                     self._down = f"{self.host} answered HTTP {status} (check the keys)"
                     raise AuthError(self.scrub(message), status=status)
                 if status not in RETRY_STATUSES:
+                    message += status_hint(status, path)
                     raise HttpError(self.scrub(message), status=status, body=_parse(answer))
                 last = message
                 wait = retry_after_seconds(answer.headers.get("Retry-After"))
@@ -313,33 +317,17 @@ def _basic_parts(credential: str) -> list[str]:
     return [user, password, f"{user}:{password}"]
 
 
-def _redirect_hint(answer: httpx.Response, path: str, base_url: str) -> str:
-    """What a redirect answer to the request of ``path`` (the API path after ``base_url``)
-    asks for: where it points (without its query or credentials) and, when the Location ends
-    with ``path``, the base URL to set instead."""
-    location = answer.headers.get("Location", "").strip()
-    if not location:
-        return "a redirect without a Location; check the base URL (uploads do not follow redirects)"
-    try:
-        target = display_url(urljoin(str(answer.request.url), location))
-    except (ValueError, RuntimeError):  # (no request attached: only in hand-made answers)
-        target = display_url(location)
-    api_path = path.partition("?")[0].rstrip("/")
-    base = target[: -len(api_path)] if api_path and target.endswith(api_path) else ""
-    if "://" not in base or base.rstrip("/") == display_url(base_url).rstrip("/"):
-        return f"the server redirects to {target}; check the base URL (uploads do not follow it)"
-    return f"the server redirects to {target}; set the base URL to {base}"
-
-
 def _check(response: Response, answer: httpx.Response, expect: Expect) -> None:
-    """Raise `MalformedAnswer` when a successful answer is not what ``expect`` says."""
+    """Raise `MalformedAnswer` when a successful answer is not what ``expect`` says. An OTLP
+    answer may be any body but a web page or broken JSON (`otlp_send.rejection` reads it: a
+    bare ``OK`` accepts)."""
     if not isinstance(response.body, str):
         return  # parsed JSON, or no body
     content_type = answer.headers.get("content-type", "").lower()
     if expect == "json":
         raise response.malformed("JSON")
-    binary = not content_type or "protobuf" in content_type or "octet-stream" in content_type
-    if not binary or response.body.lstrip().startswith("<"):  # text, HTML, or broken JSON
+    page = "html" in content_type or response.body.lstrip().startswith("<")
+    if page or "json" in content_type:  # (JSON that did not parse)
         raise response.malformed("an OTLP answer (protobuf or JSON)")
 
 

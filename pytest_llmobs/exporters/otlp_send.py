@@ -151,7 +151,7 @@ def rejection(answer: Response) -> str | None:
         )
     partial = decoded.partial_success
     if partial.rejected_spans:
-        return f"{partial.rejected_spans} span(s) rejected: {partial.error_message}"
+        return _with_message(f"{partial.rejected_spans} span(s) rejected", partial.error_message)
     return None
 
 
@@ -163,8 +163,15 @@ def _json_rejection(body: Mapping[str, Any]) -> str | None:
     try:
         rejected = int(partial.get("rejectedSpans") or 0)
     except (TypeError, ValueError):
-        return f"partialSuccess.rejectedSpans is not a number: spans may be rejected: {message}"
-    return f"{rejected} span(s) rejected: {message}" if rejected else None
+        return _with_message(
+            "partialSuccess.rejectedSpans is not a number: spans may be rejected", message
+        )
+    return _with_message(f"{rejected} span(s) rejected", message) if rejected else None
+
+
+def _with_message(problem: str, message: str) -> str:
+    """``problem``, then the server's ``message`` when it gave one."""
+    return f"{problem}: {message}" if message else problem
 
 
 def send_traces(

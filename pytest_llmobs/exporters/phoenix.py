@@ -2,7 +2,9 @@
 and the scores over Phoenix's REST API.
 
 Order: each dataset the run used, as the exact content version the run saw
-(``POST /v1/datasets/upload``, examples keyed by item id) → every trace as OTLP spans on
+(``POST /v1/datasets/upload``, examples keyed by item id; a version Phoenix already holds with
+that content is linked instead, so an older run uploaded again does not make its content current
+again: `phoenix_versions`) → every trace as OTLP spans on
 ``/v1/traces`` with OpenInference attributes (`phoenix_rest.openinference_attributes`), in the
 project named by the resource attribute ``openinference.project.name``, with trace and span ids
 derived from the stored ones and the project (Phoenix keeps a trace in the project it first
@@ -30,15 +32,18 @@ from urllib.parse import quote
 
 from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport
 from pytest_llmobs.exporters import phoenix_rest as rest
+from pytest_llmobs.exporters import phoenix_versions as versions
 from pytest_llmobs.exporters.batching import encode_json
-from pytest_llmobs.exporters.http import HttpError, HttpSender, Response, execute_upload
+from pytest_llmobs.exporters.http import HttpError, HttpSender, execute_upload
 from pytest_llmobs.exporters.http_options import HttpOptions
+from pytest_llmobs.exporters.langfuse_payloads import iso
 from pytest_llmobs.exporters.otlp import combine_hooks, genai_attributes
 from pytest_llmobs.exporters.otlp_config import TRACES_PATH
 from pytest_llmobs.exporters.otlp_send import TraceSend, send_traces, sent_id
 from pytest_llmobs.exporters.phoenix_annotations import send_annotations
 from pytest_llmobs.exporters.phoenix_config import PhoenixConfig, display_endpoint, project_name
 from pytest_llmobs.exporters.phoenix_inventory import Inventory, PhoenixDataset
+from pytest_llmobs.exporters.phoenix_versions import answer_data, answer_list
 from pytest_llmobs.exporters.state import (
     Ledger,
     note_not_started,
@@ -127,6 +132,8 @@ class Upload:
         self.project = project_name(run, config.project)
         self.salt = rest.id_salt(self.project)
         self.sender = HttpSender(base_url=config.endpoint, headers=config.headers, options=http)
+        self.experiments: dict[str, list[Mapping[str, Any]]] = {}
+        """The experiments listed per dataset id (`phoenix_versions.list_experiments`)."""
         self.ledger = Ledger(
             store,
             config.state_target(self.project),
@@ -154,39 +161,57 @@ class Upload:
     def dataset(self, dataset: PhoenixDataset) -> None:
         ledger, name = self.ledger, dataset.name
         known = ledger.state.remote_id("dataset", name)
-        examples = len(dataset.examples)
         try:
+            listed = None
             if known is not None and not ledger.todo("dataset", "datasets", [name]):
-                self.report.count(self.report.skipped, "dataset items", examples)
+                self.report.count(self.report.skipped, "dataset items", len(dataset.examples))
                 dataset.remote_id, _, dataset.version_id = known.partition(" ")
             else:
-                body = rest.dataset_upload_body(name, dataset.examples)
-                answer = self.sender.request(
-                    "POST",
-                    "/v1/datasets/upload",
-                    params={"sync": "true"},
-                    json_body=encode_json(body).encode(),
-                    expect="json",
-                )
-                data = _data(answer, ("dataset_id", "version_id"))
-                dataset.remote_id = str(data["dataset_id"])
-                dataset.version_id = str(data["version_id"])
-                remote = f"{dataset.remote_id} {dataset.version_id}"
-                ledger.done("dataset", "datasets", [name], remote_id=remote)
-                self.report.count(self.report.sent, "dataset items", examples)
-            listed = self.sender.request(
-                "GET",
-                f"/v1/datasets/{quote(dataset.remote_id, safe='')}/examples",
-                params={"version_id": dataset.version_id or ""},
-                expect="json",
-            )
-            listed_examples = _records(listed, _data(listed, ()).get("examples"), ("id", "node_id"))
-            for example in listed_examples:
+                listed = self.send_dataset(dataset)
+            if listed is None:
+                remote_id = str(dataset.remote_id)
+                listed = versions.list_examples(self.sender, remote_id, dataset.version_id)
+            for example in listed:
                 dataset.node_ids[str(example["id"])] = str(example["node_id"])
         except (HttpError, KeyError, TypeError) as exc:
             ledger.failed("dataset", "datasets", [name], _message(exc, f"dataset {name!r}"))
-            self.report.count(self.report.failed, "dataset items", examples)
+            self.report.count(self.report.failed, "dataset items", len(dataset.examples))
             dataset.remote_id = None
+
+    def send_dataset(self, dataset: PhoenixDataset) -> list[Mapping[str, Any]] | None:
+        """Upload the dataset as the run saw it, or link the version Phoenix holds with that
+        content (`phoenix_versions.held_version`: then its examples are returned)."""
+        body = rest.dataset_upload_body(dataset.name, dataset.examples)
+        found = held = None
+        if dataset.version is not None:  # (else no experiment can name the content)
+            found = versions.find_dataset(self.sender, dataset.name)
+        if found is not None:
+            listed = self.experiments[found] = versions.list_experiments(self.sender, found)
+            started = iso(self.run.get("started_at"))
+            held = versions.held_version(self.sender, found, listed, body, dataset.version, started)
+        if held is not None:
+            dataset.remote_id, dataset.version_id = found, held.version_id
+            if not held.current:
+                self.report.notes.append(
+                    f"dataset {dataset.name!r}: Phoenix holds this run's content as an earlier "
+                    f"version ({held.version_id}): the experiment is linked to it, and the "
+                    "current version is left as it is"
+                )
+        else:
+            answer = self.sender.request(
+                "POST",
+                "/v1/datasets/upload",
+                params={"sync": "true"},
+                json_body=encode_json(body).encode(),
+                expect="json",
+            )
+            data = answer_data(answer, ("dataset_id", "version_id"))
+            dataset.remote_id = str(data["dataset_id"])
+            dataset.version_id = str(data["version_id"])
+        remote = f"{dataset.remote_id} {dataset.version_id}"
+        self.ledger.done("dataset", "datasets", [dataset.name], remote_id=remote)
+        self.report.count(self.report.sent, "dataset items", len(dataset.examples))
+        return held.examples if held is not None else None
 
     def traces(self) -> None:
         from pytest_llmobs.exporters.otlp_spans import SpanOptions
@@ -232,45 +257,41 @@ class Upload:
     def find_or_create_experiment(
         self, dataset: PhoenixDataset, items: list[dict[str, Any]]
     ) -> str:
-        dataset_id = quote(str(dataset.remote_id), safe="")
-        path = f"/v1/datasets/{dataset_id}/experiments"
-        cursor: str | None = None
+        dataset_id = str(dataset.remote_id)
+        listed = self.experiments.get(dataset_id)
+        if listed is None:
+            listed = versions.list_experiments(self.sender, dataset_id)
         elsewhere: list[str] = []
         """Projects whose traces this run's other experiments on the dataset link to."""
-        while True:
-            params: dict[str, str | int] = {"limit": 100}
-            if cursor:
-                params["cursor"] = cursor
-            listed = self.sender.request("GET", path, params=params, expect="json")
-            for experiment in _list(listed, ("id",)):
-                if rest.is_experiment_of(experiment, self.run):
-                    project = rest.experiment_project(experiment)
-                    if project == self.project:
-                        return str(experiment["id"])
-                    elsewhere.append(repr(project) if project else "(not recorded)")
-            cursor = listed.json_object().get("next_cursor")
-            if not cursor:
-                break
+        for experiment in listed:
+            if rest.is_experiment_of(experiment, self.run):
+                project = rest.experiment_project(experiment)
+                if project == self.project:
+                    return str(experiment["id"])
+                elsewhere.append(repr(project) if project else "(not recorded)")
         repetitions = max(int(i.get("repeat") or 0) for i in items) + 1
         body = rest.experiment_body(
             self.run, dataset.name, str(dataset.version_id), repetitions, self.project
         )
         created = self.sender.request(
-            "POST", path, json_body=encode_json(body).encode(), expect="json"
+            "POST",
+            f"/v1/datasets/{quote(dataset_id, safe='')}/experiments",
+            json_body=encode_json(body).encode(),
+            expect="json",
         )
         if elsewhere:
             self.report.notes.append(
                 f"dataset {dataset.name!r} also holds this run's experiment for project "
                 f"{', '.join(elsewhere)}: the new one links to the traces in {self.project!r}"
             )
-        return str(_data(created, ("id",))["id"])
+        return str(answer_data(created, ("id",))["id"])
 
     def existing_runs(self, experiment_id: str) -> dict[tuple[str, int], str]:
         """The experiment's runs on the server: (example node id, repetition) → run id."""
         listed = self.sender.request(
             "GET", f"/v1/experiments/{quote(experiment_id, safe='')}/runs", expect="json"
         )
-        runs = _list(listed, ("dataset_example_id", "repetition_number", "id"))
+        runs = answer_list(listed, ("dataset_example_id", "repetition_number", "id"))
         try:
             return {
                 (str(r["dataset_example_id"]), int(r["repetition_number"])): str(r["id"])
@@ -307,7 +328,7 @@ class Upload:
                     json_body=encode_json(body).encode(),
                     expect="json",
                 )
-                run_id = str(_data(answer, ("id",))["id"])
+                run_id = str(answer_data(answer, ("id",))["id"])
             except (HttpError, KeyError, TypeError) as exc:
                 ledger.failed("run_item", "run items", [trace_id], _message(exc, "run"))
                 return
@@ -335,31 +356,6 @@ class Upload:
                 self.ledger.failed("evaluation", "evaluations", [key], str(exc))
                 continue
             self.ledger.done("evaluation", "evaluations", [key])
-
-
-def _data(answer: Response, fields: tuple[str, ...]) -> Mapping[str, Any]:
-    """The ``data`` object of a Phoenix answer, with ``fields`` (`MalformedAnswer` naming the
-    URL when it has none)."""
-    data = answer.json_object().get("data")
-    if not isinstance(data, Mapping) or any(data.get(f) is None for f in fields):
-        wanted = ", ".join(f'"{f}"' for f in fields)
-        holding = f" holding {wanted}" if wanted else ""
-        raise answer.malformed(f'a JSON object with "data"{holding}')
-    return data
-
-
-def _list(answer: Response, fields: tuple[str, ...]) -> list[Mapping[str, Any]]:
-    """The ``data`` list of a Phoenix answer, each entry an object with ``fields``."""
-    return _records(answer, answer.json_object().get("data"), fields)
-
-
-def _records(answer: Response, value: Any, fields: tuple[str, ...]) -> list[Mapping[str, Any]]:
-    entries = [] if value is None else value
-    if not isinstance(entries, list) or not all(
-        isinstance(e, Mapping) and all(e.get(f) is not None for f in fields) for e in entries
-    ):
-        raise answer.malformed(f"a JSON list of objects with {', '.join(fields)}")
-    return entries
 
 
 def _message(exc: Exception, what: str) -> str:

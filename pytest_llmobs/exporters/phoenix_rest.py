@@ -200,9 +200,10 @@ def example_output(value: Any) -> dict[str, Any]:
 
 def dataset_upload_body(name: str, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``POST /v1/datasets/upload`` (JSON, ``action=update``): the dataset becomes exactly these
-    examples, keyed by item id; unchanged content keeps the server's current version. The
-    description names no content version: Phoenix keeps a dataset's first description (each
-    experiment's metadata names the version it ran on)."""
+    examples, keyed by item id, as its current version (unchanged content keeps the server's
+    current version; content it holds as an older version is linked, not sent:
+    `phoenix_versions`). The description names no content version: Phoenix keeps a dataset's
+    first description (each experiment's metadata names the version it ran on)."""
     return {
         "action": "update",
         "name": name,
@@ -242,6 +243,7 @@ def experiment_metadata(run: Mapping[str, Any], dataset: str, project: str) -> d
         "model": run.get("model"),
         "params": run.get("params") or {},
         "status": run.get("status"),
+        "run_started_at": iso(run.get("started_at")),  # orders content versions (`newer_than`)
     }
     if environment.get("git_commit"):
         metadata["git_commit"] = environment["git_commit"]
