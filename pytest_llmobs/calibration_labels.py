@@ -9,11 +9,10 @@ and a second label for the same item are one-line errors naming the file and lin
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_llmobs.csv_rows import csv_records
 from pytest_llmobs.dataset_files import not_utf8
 
 KEY_COLUMNS = ("item_id", "id", "node_id")
@@ -108,20 +107,11 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise CalibrationError(not_utf8(path, data, exc)) from None
-    # strict: a quote never closed is an error, not a cell that swallows the rest of the file
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows = []
-    end = 0  # physical line on which the previous record ended
-    try:
-        for row in reader:
-            line, end = end + 1, reader.line_num
-            if any(cell.strip() for cell in row):
-                rows.append((line, row))
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):  # the record began after the previous one
-            problem = "a quoted cell opened on this line is never closed"
-            raise CalibrationError(f"{path}:{end + 1}: invalid CSV ({problem})") from None
-        raise CalibrationError(f"{path}:{reader.line_num}: invalid CSV ({exc})") from None
+    records, error = csv_records(text)  # (strict, and cells of any length)
+    if error is not None:
+        line, problem = error
+        raise CalibrationError(f"{path}:{line}: invalid CSV ({problem})")
+    rows = [(line, row) for line, row in records if any(cell.strip() for cell in row)]
     if not rows:
         raise CalibrationError(
             f"{path}:1: expected a 'label' column and one of {', '.join(KEY_COLUMNS)}; "

@@ -315,7 +315,8 @@ def finish_run(state: SessionState, session: pytest.Session, exitstatus: int) ->
         for entry in recorder.missing:
             if entry["reason"] == NO_RESULT:
                 recorder.note_lost(entry["node_id"], why)
-    elif tests_failed and not recorder.failing_count and not recorder.missing:
+    # (a collection error under -x or --maxfail stops the session too: nothing else says it)
+    if not interrupted and tests_failed and not recorder.failing_count and not recorder.missing:
         recorder.failures.append(_failure_outside_the_run(session.testsfailed, exitstatus))
     result = recorder.finish(interrupted=interrupted, tests_failed=tests_failed)
     state.result = result

@@ -67,9 +67,15 @@ def read_marker(mark: pytest.Mark, where: str) -> DatasetMarker:
 
     for expression in thresholds:
         try:
-            parse_threshold(expression, dataset=args[0], source=f"{MARKER} marker")
+            threshold = parse_threshold(expression, dataset=args[0], source=f"{MARKER} marker")
         except ThresholdError as exc:
             raise pytest.UsageError(f"{where}: {exc}") from None
+        if threshold.dataset != args[0]:
+            raise pytest.UsageError(
+                f"{prefix}({args[0]!r}): threshold {expression!r} names dataset "
+                f"{threshold.dataset!r}; thresholds are scoped to dataset {args[0]!r}; leave out "
+                f"the prefix or write '{args[0]}: ...'"
+            )
     limit = mark.kwargs.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise pytest.UsageError(f"{prefix}: limit must be a positive integer; got {limit!r}")

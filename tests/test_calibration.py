@@ -492,6 +492,27 @@ def test_labels_files_are_read_as_strictly_as_dataset_files(
     assert str(error.value) == f"{tmp_path}/{message}"
 
 
+def test_a_labels_file_with_a_cell_longer_than_the_csv_field_limit_is_read(
+    tmp_path: Path,
+) -> None:
+    # (before: "labels.csv:2: invalid CSV (field larger than field limit (131072))")
+    import csv
+
+    path = tmp_path / "labels.csv"
+    note = "long reviewer note " * 10_000  # 190,000 characters
+    path.write_text(f'item_id,label,notes\n1,pass,"{note}"\n  ,  ,  \n2,fail,short\n')
+    limit = csv.field_size_limit()
+
+    key, labels = read_labels(path)
+
+    assert key == "item_id"
+    assert [(label.key, label.label, label.line) for label in labels] == [
+        ("1", "pass", 2),
+        ("2", "fail", 4),
+    ]  # (the row of blank cells is left out, as a blank line is)
+    assert csv.field_size_limit() == limit
+
+
 def test_labels_file_not_utf8_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes(b"\xef\xbb\xbfitem_id,label\n1,pass\n2,\xff\n")

@@ -1,11 +1,13 @@
 """Evaluators refuse what would give a wrong verdict: empty needles and patterns, a list as one
 needle, bad bounds and flags, reserved labels, shadowed, NaN-threshold or misnamed custom
-evaluators; and treat bytes and parsed JSON the same way everywhere."""
+evaluators; and treat bytes and parsed JSON the same way everywhere. (Also: a price file's JSON
+error, said as the evaluators say theirs.)"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from pytest_llmobs.evaluators.run_level import classification_metrics
 from pytest_llmobs.evaluators.similarity import similarity
 from pytest_llmobs.evaluators.structured import json_valid, label, matches_schema
 from pytest_llmobs.evaluators.text import contains, contains_all, contains_any, regex, word_count
+from pytest_llmobs.providers.pricing import PriceError, load_prices
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,30 @@ def test_json_valid_gives_a_verdict_on_an_integer_longer_than_pythons_limit() ->
     assert json_valid("1" + "0" * 5000).passed
     assert json_valid('{"n": 1' + "0" * 5000 + "}").passed
     assert not json_valid('{"n": 1' + "0" * 5000).passed
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ('{"a": "x\ny"}', "invalid JSON at line 1:9: Invalid control character in "),
+        ('{"a": "xy', "invalid JSON at line 1:7: Unterminated string in "),
+    ],
+)
+def test_a_json_error_names_its_place_once_without_a_dangling_at(output: str, reason: str) -> None:
+    # (before: "line 1:9: Invalid control character at in ...": an "at" pointing nowhere)
+    assert json_valid(output).reason == reason + repr(output)
+    assert matches_schema(output, {"type": "object"}).reason.startswith(reason)
+
+
+def test_a_price_file_json_error_has_no_dangling_at(tmp_path: Path) -> None:
+    # (before: "(line 2: Invalid control character at)")
+    path = tmp_path / "prices.json"
+    path.write_text('{\n  "gpt": {"input": "1\t"}\n}', encoding="utf-8")
+    with pytest.raises(PriceError) as error:
+        load_prices(path)
+    assert str(error.value) == (
+        f"price file: {str(path)!r} is not valid JSON (line 2: Invalid control character)"
+    )
 
 
 @pytest.mark.parametrize(

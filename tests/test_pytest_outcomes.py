@@ -1,5 +1,6 @@
 """A stored test's outcome, error and duration agree with what pytest reports: subtests, a
-teardown failing after the test, and a session pytest fails outside the stored tests."""
+teardown failing after the test, and a session pytest fails outside the stored tests (also one
+stopped by -x)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,44 @@ def test_a_run_pytest_fails_outside_its_tests_says_why(
     run = runs.latest()
     assert run["status"] == "failed"
     assert run["errors"] == [reason]
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [["test_broken.py"], ["test_broken.py", "test_good.py"]],
+    ids=["collected-to-the-end", "stopped-while-collecting"],
+)
+def test_a_collection_error_under_x_is_an_error_of_the_run_and_fails_a_merge(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], modules: list[str]
+) -> None:
+    # (before: -x made it a "stopped" session: no errors, nothing missing, only the ini
+    # threshold failed, and `llmobs merge` took it for a shard whose selection ran nothing)
+    from pytest_llmobs.cli import main
+
+    pytester.makeini("[pytest]\nllm_threshold = pass_rate >= 1\n")
+    pytester.makepyfile(test_good="def test_good():\n    pass\n")
+    pytester.makepyfile(test_broken="def test_broken(:\n    pass\n")
+    common = ["--llm-model=mock-llm-v1", "--llm-run-id=ci-1"]
+    pytester.runpytest(*common, "--llm-store=good", "--llm-json=good.json", "test_good.py")
+    stopped = pytester.runpytest(*common, "--llm-store=broken", "-x", *modules)
+    assert stopped.ret in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.TESTS_FAILED)
+    capsys.readouterr()
+
+    assert main(["export", "ci-1", "--store=broken", "-o", "broken.json"]) == 0
+
+    broken = json.loads((pytester.path / "broken.json").read_text(encoding="utf-8"))
+    reason = (
+        "pytest counted 1 failure(s) outside the tests stored in this run (a collection error, "
+        "say): see its summary"
+    )
+    assert (broken["status"], broken["items"], broken["errors"]) == ("failed", [], [reason])
+    capsys.readouterr()
+    assert main(["merge", "good.json", "broken.json"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "  ERROR shard broken.json failed: its session failed with no items (a collection "
+        "error?)" in out
+    )
 
 
 @pytest.mark.parametrize("replace", [False, True], ids=["deleted", "replaced"])

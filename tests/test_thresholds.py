@@ -481,6 +481,41 @@ def test_malformed_threshold_in_the_marker_is_a_usage_error_and_stores_no_run(
     assert runs.list() == []
 
 
+def test_a_marker_threshold_on_another_dataset_is_a_usage_error_at_collection(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    # (before: accepted, then failed at session end with "no dataset 'other' in this run")
+    graded_suite(pytester, ["other: pass_rate >= 1"])
+
+    result = pytester.runpytest()
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            glob.escape(
+                "ERROR: test_graded.py::test_graded: @pytest.mark.llm_dataset('graded'): "
+                "threshold 'other: pass_rate >= 1' names dataset 'other'; thresholds are scoped "
+                "to dataset 'graded'; leave out the prefix or write 'graded: ...'"
+            )
+        ]
+    )
+    assert runs.list() == []
+
+
+def test_a_marker_threshold_prefixed_with_its_own_dataset_is_accepted(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    graded_suite(pytester, ["graded : pass_rate >= 1"])
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.OK
+    assert verdicts(runs.latest()) == [
+        ("graded : pass_rate >= 1", "llm_dataset marker", True, 1.0, 3)
+    ]
+
+
 def test_a_verdict_the_rounded_figure_would_contradict_shows_every_digit() -> None:
     from pytest_llmobs.reporting.terminal import threshold_line
     from pytest_llmobs.thresholds import ThresholdResult

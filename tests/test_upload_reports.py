@@ -3,7 +3,8 @@
 after the upload, as it turned out), redirects, and ``--to`` given more than once.
 
 A small local HTTP server stands in for every target (it answers 200, 413 over a size, or a
-redirect); a port where nothing listens stands for a server that is down.
+redirect); a port where nothing listens stands for a server that is down. An exporter that
+crashes midway says what it sent before.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pytest_llmobs.exporters.otlp_spans
 import pytest_llmobs.exporters.phoenix
 import pytest_llmobs.locate  # noqa: F401
 from pytest_llmobs.cli import main as llmobs
-from pytest_llmobs.exporters import ExporterOptions, ExportReport, create_exporter
+from pytest_llmobs.exporters import ExporterOptions, ExportReport, create_exporter, reports_made
 from pytest_llmobs.exporters.commands import given_targets, runs_pending_elsewhere, store_option
 
 SUITE = """
@@ -364,6 +365,77 @@ def test_langfuse_a_failed_upload_keeps_a_project_that_holds_part_of_the_run_pen
         monkeypatch.setenv("LANGFUSE_BASE_URL", server.url)
         assert llmobs(["upload", "--pending"]) == 0
         assert "sent 1 scores" in capsys.readouterr().out
+
+
+# --- an exporter that crashes midway -------------------------------------------------------------
+
+MALFORMED_STORE = """
+    import json, sqlite3
+
+    def pytest_llmobs_run_finished(result, config):
+        # a store edited by hand: the first item's first observation starts "soon"
+        db = sqlite3.connect(".llmobs/llmobs.db")
+        seq, data = db.execute(
+            "SELECT seq, data FROM items WHERE run_id = ? ORDER BY seq LIMIT 1", (result.run_id,)
+        ).fetchone()
+        item = json.loads(data)
+        item["trace"]["observations"][0]["start_time"] = "soon"
+        db.execute("UPDATE items SET data = ? WHERE seq = ?", (json.dumps(item), seq))
+        db.commit()
+        db.close()
+"""
+
+
+def test_an_exporter_crashing_midway_says_what_it_sent_before(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Langfuse exporter sends the dataset and its items, then chokes on a stored start
+    time it cannot read (a bug: it should say so as an upload error)."""
+    fake_langfuse = pytest.importorskip("fake_langfuse")
+    pytest.importorskip("opentelemetry.proto.trace.v1.trace_pb2")
+    pytester.makefile(".jsonl", **{"datasets/caps": '{"id": "a", "input": "x"}\n'})
+    pytester.makeconftest(dedent(MALFORMED_STORE))
+    pytester.makepyfile(
+        test_caps=dedent(
+            """
+            import pytest
+
+            @pytest.mark.llm_dataset("caps")
+            def test_caps(item, llm):
+                llm.generate(item.input)
+            """
+        )
+    )
+    monkeypatch.setenv("LLMOBS_UPLOAD_MAX_ATTEMPTS", "1")
+    with fake_langfuse.FakeLangfuse(spec_dir=fake_langfuse.contracts_dir()) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        result = pytester.runpytest("--llm-model=mock-llm-v1", "--llm-upload=langfuse")
+        assert server.datasets and server.dataset_items  # delivered before the crash
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK  # (without --llm-upload-strict)
+    lines = result.stdout.lines
+    # (before: "upload to langfuse: run ...: sent nothing")
+    head = next(line for line in lines if line.startswith("upload to "))
+    assert head.startswith(f"upload to langfuse {server.url}: run ")
+    assert head.endswith(": sent 1 datasets, 1 dataset items")
+    assert "  NOT SENT (pending; retry with `llmobs upload --pending`): 1 run" in lines
+    assert (
+        "  first error: upload stopped by an unexpected ValueError: invalid literal for int() "
+        "with base 10: 'soon' (a bug: report it)"
+    ) in lines
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+
+
+def test_reports_made_collects_the_reports_made_in_its_block() -> None:
+    ExportReport(target="otlp", run_id="before")
+    with reports_made() as made:
+        inside = ExportReport(target="otlp", run_id="r")
+        with reports_made() as inner:
+            nested = ExportReport(target="phoenix", run_id="r")
+    ExportReport(target="otlp", run_id="after")
+    assert [id(r) for r in made] == [id(inside)] and [id(r) for r in inner] == [id(nested)]
 
 
 # --- redirects -----------------------------------------------------------------------------------

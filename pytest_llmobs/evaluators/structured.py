@@ -84,7 +84,9 @@ def _parse(text: str) -> tuple[Any, str]:
         at = offset + error.pos
         line = text.count("\n", 0, at) + 1
         column = at - text.rfind("\n", 0, at)
-        raise _InvalidJSON(f"invalid JSON at line {line}:{column}: {error.msg}") from None
+        from pytest_llmobs.dataset_files import json_problem
+
+        raise _InvalidJSON(f"invalid JSON at line {line}:{column}: {json_problem(error)}") from None
     except RecursionError:
         raise _InvalidJSON("invalid JSON: nested too deeply to parse") from None
 

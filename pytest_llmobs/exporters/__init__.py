@@ -14,8 +14,10 @@ Errors::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +39,21 @@ class ExportError(Exception):
 class ConfigError(ExportError):
     """A configuration value is malformed (bad input, not a missing setting): the message names
     the variable and the entry, never a value that may be secret."""
+
+
+_MADE: ContextVar[list[ExportReport] | None] = ContextVar("llmobs_export_reports", default=None)
+
+
+@contextlib.contextmanager
+def reports_made() -> Iterator[list[ExportReport]]:
+    """Every `ExportReport` made in the block, in order: when an exporter raises, the report it
+    was filling holds what it had sent before (an exporter returns its report only at the end)."""
+    made: list[ExportReport] = []
+    token = _MADE.set(made)
+    try:
+        yield made
+    finally:
+        _MADE.reset(token)
 
 
 @dataclass
@@ -66,6 +83,11 @@ class ExportReport:
     """Set when the upload starts (`state.note_started`), called once when it ends with whether
     it delivered the whole run (`state.UploadState.finish`): what the run left pending at other
     targets is settled, and said, according to the outcome."""
+
+    def __post_init__(self) -> None:
+        made = _MADE.get()
+        if made is not None:
+            made.append(self)
 
     def count(self, bucket: dict[str, int], kind: str, n: int = 1) -> None:
         if n:

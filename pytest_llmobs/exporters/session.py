@@ -7,7 +7,7 @@ and store by itself (after ``--llm-no-store`` there is no store: the summary say
 be retried).
 Only ``--llm-upload-strict`` turns an incomplete upload into a failed session, and the summary
 then says so in a line of its own. An exporter's unexpected exception is reported like a failed
-upload: it never ends the session with a traceback.
+upload, with what the exporter had sent before it: it never ends the session with a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmobs.exporters import ExporterOptions, ExportError, ExportReport, create_exporter
+from pytest_llmobs.exporters import (
+    ExporterOptions,
+    ExportError,
+    ExportReport,
+    create_exporter,
+    reports_made,
+)
 from pytest_llmobs.exporters.commands import store_option
 from pytest_llmobs.exporters.state import note_not_started
 
@@ -45,20 +51,16 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
         options = ExporterOptions(
             store=state.store, environ=os.environ, legacy=settings.langfuse_legacy
         )
-        try:
-            report = create_exporter(target, options).export(run)
-        except ExportError as exc:
-            report = ExportReport(target=target, run_id=str(run["id"]))
-            report.failed["run"] = 1
-            report.error(f"not sent: {exc}")
-            note_not_started(state.store, target, report.run_id)
-        except Exception as exc:  # a bug in an exporter: report it, keep the session's outcome
-            report = ExportReport(target=target, run_id=str(run["id"]))
-            report.failed["run"] = 1
-            detail = " ".join(str(exc).split())[:200]
-            report.error(
-                f"upload stopped by an unexpected {type(exc).__name__}: {detail} (a bug: report it)"
-            )
+        with reports_made() as made:
+            try:
+                report = create_exporter(target, options).export(run)
+            except ExportError as exc:
+                report = ExportReport(target=target, run_id=str(run["id"]))
+                report.failed["run"] = 1
+                report.error(f"not sent: {exc}")
+                note_not_started(state.store, target, report.run_id)
+            except Exception as exc:  # a bug in an exporter: report it, keep the session's outcome
+                report = _stopped(target, str(run["id"]), made, exc)
         report.stored = path is not None
         report.store_option = store_hint
         reports.append(report)
@@ -74,6 +76,22 @@ def upload_after_session(state: SessionState, session: pytest.Session) -> None:
             f"--llm-upload-strict: the upload to {where} did not deliver everything "
             f"(NOT SENT above): {verdict}"
         )
+
+
+def _stopped(target: str, run_id: str, made: list[ExportReport], exc: Exception) -> ExportReport:
+    """The report of an upload that an exporter's unexpected ``exc`` stopped: the exporter's own
+    so far (what it sent before), else an empty one; the rest of the run is not sent."""
+    report = next((r for r in made if r.run_id == run_id), None)
+    if report is None:
+        report = ExportReport(target=target, run_id=run_id)
+    report.count(report.failed, "run")
+    detail = " ".join(str(exc).split())[:200]
+    stop = f"upload stopped by an unexpected {type(exc).__name__}: {detail} (a bug: report it)"
+    if report.first_error is None:
+        report.error(stop)
+    else:  # (an earlier request failed: the stop must show too)
+        report.notes.insert(0, stop)
+    return report
 
 
 def write_upload_summary(terminalreporter: Any) -> None:

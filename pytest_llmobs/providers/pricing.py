@@ -143,8 +143,10 @@ def load_prices(path: Path, *, source: str = "price file") -> dict[str, Price]:
     try:
         data = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
+        from pytest_llmobs.dataset_files import json_problem
+
         raise PriceError(
-            f"{source}: {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})"
+            f"{source}: {str(path)!r} is not valid JSON (line {exc.lineno}: {json_problem(exc)})"
         ) from None
     if not isinstance(data, dict):
         raise PriceError(
