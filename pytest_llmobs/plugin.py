@@ -25,7 +25,8 @@ from pytest_llmobs.settings import DEFAULT_MODEL, add_options
 _PHASES = frozenset({"setup", "call", "teardown"})
 _RECORD_KEY = pytest.StashKey[Any]()
 _COPY_KEY = pytest.StashKey[int]()
-"""Which copy of a test collected more than once (``--keep-duplicates``) an item is: 1, 2..."""
+"""Which copy of a test run more than once (``--keep-duplicates``; ``--dist each``: a copy per
+xdist worker, `xdist.copy_slot`) an item is: 1, 2..."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,14 +121,16 @@ class SessionHooks:
         if state is None:
             return
         from pytest_llmobs.stash import is_xdist_worker
+        from pytest_llmobs.xdist import copy_slot
 
+        slot, slots = copy_slot(self.config)  # (0, 1) but on a worker of --dist each
         copies: dict[str, int] = {}
         for item in items:
             node_id = item.nodeid
             copy = copies.get(node_id, 0)
             copies[node_id] = copy + 1
-            if copy:  # (--keep-duplicates) the same test again: a trace of its own
-                item.stash[_COPY_KEY] = copy
+            if copy or slot:  # (--keep-duplicates) the same test again: a trace of its own
+                item.stash[_COPY_KEY] = copy * slots + slot
             problem = unparametrized(item)
             if problem is None:
                 pass
@@ -152,7 +155,9 @@ class SessionHooks:
         state = self.state
         if state is None or isinstance(excinfo.value, pytest.Session.Interrupted):
             return
-        stopped = _xdist_stop(excinfo.value)
+        from pytest_llmobs.xdist import xdist_stop
+
+        stopped = xdist_stop(excinfo.value)
         if stopped is not None:  # xdist's own stop after -x / --maxfail: a failed run
             state.stop_reason = stopped
         else:
@@ -250,16 +255,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             give_back(item, record.item)
 
 
-def _xdist_stop(stop: BaseException) -> str | None:
-    """Why xdist's controller stopped the session when a worker stopped for ``-x`` or
-    ``--maxfail`` (it raises its own `Interrupted`, a KeyboardInterrupt), else ``None``."""
-    kind = type(stop)
-    if kind.__name__ != "Interrupted" or not kind.__module__.startswith("xdist"):
-        return None
-    reason = str(stop)
-    return None if "keyboard-interrupt" in reason else reason
-
-
 def _new_record(item: pytest.Item, state: Any, previous: Any = None) -> Any:
     """The record of one run of ``item`` (after its ``previous`` attempt's), made the
     session's current one."""
@@ -276,9 +271,6 @@ def _new_record(item: pytest.Item, state: Any, previous: Any = None) -> Any:
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm.cache_extra)
         record.root.metadata["repeat"] = record.repeat
-    attempt = getattr(item, "execution_count", 1)  # (pytest-rerunfailures counts attempts)
-    if isinstance(attempt, int) and attempt > 1:
-        record.root.metadata["reruns"] = attempt - 1
     state.current_record = record
     return record
 
@@ -286,16 +278,20 @@ def _new_record(item: pytest.Item, state: Any, previous: Any = None) -> Any:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test run again inside its protocol (pytest-rerunfailures runs every attempt in one)
-    gets a record of its own: the attempt pytest reports last is the item stored."""
-    if _RECORD_KEY in item.stash:  # the first attempt (nearly every test): nothing to do
-        return
-    from pytest_llmobs.stash import built_state
-    from pytest_llmobs.tracing import switch_root
+    gets a record of its own: the attempt pytest reports last is the item stored. Its attempt
+    is read here: pytest-rerunfailures counts them inside its protocol, after the record of
+    the first one was made (one rescheduled after its xdist worker crashed is a rerun too)."""
+    if _RECORD_KEY not in item.stash:  # (the first attempt, nearly every test, has one)
+        from pytest_llmobs.stash import built_state
+        from pytest_llmobs.tracing import switch_root
 
-    state = built_state(item.config)
-    if state is None or state.current_record is None:
-        return
-    switch_root(_new_record(item, state, state.current_record).root)
+        state = built_state(item.config)
+        if state is None or state.current_record is None:
+            return
+        switch_root(_new_record(item, state, state.current_record).root)
+    attempt = getattr(item, "execution_count", 1)
+    if isinstance(attempt, int) and attempt > 1:
+        item.stash[_RECORD_KEY].root.metadata["reruns"] = attempt - 1
 
 
 def _keep_unfinished(item: pytest.Item, state: Any, record: Any, stop: BaseException) -> None:

@@ -60,30 +60,40 @@ class ContentVersions(StoreConnection):
         return version
 
     def import_prompt_version(self, prompt: Mapping[str, Any]) -> bool:
-        """Keep a prompt version registered in another store (an xdist worker's), unless this
-        store already has that name and version or that content (then governed again by this
-        store's policy); True when it was added."""
+        """Keep a prompt version registered in another store (an xdist worker's, a shard's),
+        unless this store already has that name and version or that content (then governed
+        again by this store's policy); True when it was added.
+
+        Its labels move to the version as `register_prompt` moves a prompt file's: onto this
+        store's version of that content, from whichever version held them; ``latest`` is this
+        store's own (its newest version), never taken from the other store."""
+        name, version = str(prompt["name"]), int(prompt["version"])
         data = {k: v for k, v in prompt.items() if k not in ("name", "version", "hash", "labels")}
         data = self._governed(data)
+        labels = [
+            label
+            for label in prompt.get("labels") or ()
+            if isinstance(label, str) and label and label != "latest"
+        ]
         with self._transaction():
             added = self._db.execute(
                 "INSERT OR IGNORE INTO prompt_versions (name, version, hash, data, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (
-                    prompt["name"],
-                    int(prompt["version"]),
-                    prompt["hash"],
-                    stored_json(data),
-                    time.time(),
-                ),
+                (name, version, prompt["hash"], stored_json(data), time.time()),
             ).rowcount
-        if not added:
             row = self._db.execute(
                 "SELECT version FROM prompt_versions WHERE name = ? AND hash = ?",
-                (prompt["name"], prompt["hash"]),
+                (name, prompt["hash"]),
             ).fetchone()
-            if row is not None:
-                self.regovern_prompt(str(prompt["name"]), int(row[0]))
+            if added:
+                (newest,) = self._db.execute(
+                    "SELECT MAX(version) FROM prompt_versions WHERE name = ?", (name,)
+                ).fetchone()
+                self._set_label(name, "latest", int(newest))
+            for label in labels if row is not None else ():  # (content kept: labels move)
+                self._set_label(name, label, int(row[0]))
+        if not added and row is not None:
+            self.regovern_prompt(name, int(row[0]))
         return bool(added)
 
     def regovern_prompt(self, name: str, version: int) -> None:

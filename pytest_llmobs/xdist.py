@@ -4,7 +4,10 @@ to pytest otherwise), so the plugin also runs without it and with ``-p no:xdist`
 How a ``pytest -n 4`` session becomes one experiment run:
 
 - controller → worker: the run id travels in ``workerinput`` (`pytest_configure_node`), so
-  trace ids derive from the controller's run id on every worker;
+  trace ids derive from the controller's run id on every worker; under ``--dist each``, where
+  every worker runs every test, so does the worker's slot (`copy_slot`): each worker's copy of a
+  test is a run of its own (its own trace and score ids), counted as a repeat of the test as
+  ``--keep-duplicates`` copies are; a crashed worker's replacement takes its slot;
 - worker → controller, per test: the finished item rides on its teardown report
   (``report_attributes.PAYLOAD_ATTRIBUTE``, plain builtins that xdist serialises), and the
   controller's `RunRecorder` writes it as it arrives; workers never write runs or items;
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 
 WORKER_OUTPUT = "llmobs"
 """Key of the plugin's run-wide data in a worker's ``workeroutput``."""
+WORKER_COPY = "llmobs_copy"
+"""Key of ``[slot, slots]`` in a worker's ``workerinput`` under ``--dist each`` (`copy_slot`)."""
 
 
 class XdistHooks:
@@ -63,6 +68,11 @@ class XdistHooks:
         """The tests the workers are running (set up, no teardown report yet): (worker, node
         id) → its `TestRecord.started`, stored as a failed item if its worker dies (a node
         id alone can run on two workers at once: ``--dist each``, ``--keep-duplicates``)."""
+        self.each = config.getoption("dist", None) == "each"  # (a worker's says "no")
+        self.slots: dict[str, int] = {}
+        """Under ``--dist each``: each worker's slot (which copy of every test it runs)."""
+        self.free_slots: list[int] = []
+        """The slots of crashed workers, for the workers xdist starts in their place."""
 
     @property
     def state(self) -> SessionState:
@@ -72,6 +82,10 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[WORKER_RUN_ID] = self.state.run_id
+        if self.each:  # (a replacement runs what its crashed worker had left: its copies)
+            slot = self.free_slots.pop() if self.free_slots else len(self.slots)
+            self.slots[_worker_id(node)] = slot
+            node.workerinput[WORKER_COPY] = [slot, int(node.workerinput["workercount"])]
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
         self.collected_on.add(_worker_id(node))
@@ -106,6 +120,8 @@ class XdistHooks:
         recorder.add_item(payload)
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
+        if error is not None and _worker_id(node) in self.slots:  # (xdist replaces it next)
+            self.free_slots.append(self.slots[_worker_id(node)])
         if error is not None and _worker_id(node) not in self.collected_on:
             # (a worker that fails at start-up, on a usage error say, runs none of the tests:
             # with every worker down the session collected nothing, which is no pass)
@@ -139,6 +155,27 @@ class XdistHooks:
                     state.recorder.note_lost(
                         node_id, f"no result: the session was interrupted while {worker} ran it"
                     )
+
+
+def copy_slot(config: pytest.Config) -> tuple[int, int]:
+    """``(slot, slots)``: which copy of every test this session runs, of how many. (0, 1) but
+    on a worker of ``--dist each``, where each worker runs every test: copy ``n`` of a test
+    collected there (``--keep-duplicates``) is then the run's copy ``n * slots + slot``."""
+    given = getattr(config, "workerinput", {}).get(WORKER_COPY)
+    if not given:
+        return 0, 1
+    slot, slots = given
+    return int(slot), int(slots)
+
+
+def xdist_stop(stop: BaseException) -> str | None:
+    """Why xdist's controller stopped the session when a worker stopped for ``-x`` or
+    ``--maxfail`` (it raises its own `Interrupted`, a KeyboardInterrupt), else ``None``."""
+    kind = type(stop)
+    if kind.__name__ != "Interrupted" or not kind.__module__.startswith("xdist"):
+        return None
+    reason = str(stop)
+    return None if "keyboard-interrupt" in reason else reason
 
 
 def _dataset_item(state: SessionState, started: dict[str, Any]) -> DatasetItem | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 from pathlib import Path
 from textwrap import dedent
 from typing import TYPE_CHECKING, Any
@@ -696,6 +697,58 @@ def test_merge_into_a_store_with_other_content_under_the_shards_number_gives_it_
     assert [(p["version"], p["prompt"]) for p in exported["snapshots"]["prompts"]] == [
         (2, "CI {{q}}")
     ]
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [],
+        [("LOCAL {{q}}", ["production"])],
+        [("CI {{q}}", []), ("LOCAL {{q}}", ["production", "staging"])],
+    ],
+    ids=["new-store", "label-on-other-content", "content-kept-label-elsewhere"],
+)
+def test_merge_sets_the_shards_prompt_labels_as_the_unsharded_session_would(
+    pytester: pytest.Pytester,
+    runs: Runs,
+    capitals: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    history: list[tuple[str, list[str]]],
+) -> None:
+    # (before: the merged store kept the version without labels, 'latest' neither, so
+    # prompt(name, label=...) and the merged export had none)
+    pytester.makepyfile(test_m=PROMPTED_SUITE)
+    prompt = pytester.path / "prompts" / "g.json"
+    prompt.parent.mkdir()
+    for template, labels in history:  # what the target store saw before
+        prompt.write_text(json.dumps({"prompt": template, "labels": labels}), encoding="utf-8")
+        pytester.runpytest("--llm-store=target", "-k", FIRST_HALF).assert_outcomes(passed=2)
+    if history:  # the same store, for the unsharded session to run on
+        shutil.copytree(pytester.path / "target", pytester.path / "twin")
+    prompt.write_text(json.dumps({"prompt": "CI {{q}}", "labels": ["production"]}), "utf-8")
+    for store, selection, output in (
+        ("s1", FIRST_HALF, "c.json"),
+        ("s2", f"not ({FIRST_HALF})", "d.json"),
+    ):
+        pytester.runpytest(
+            "--llm-run-id=ci-7", f"--llm-store={store}", f"--llm-json={output}", "-k", selection
+        ).assert_outcomes(passed=2)
+    pytester.runpytest("--llm-store=twin").assert_outcomes(passed=len(capitals))
+    c, d, merged = (pytester.path / name for name in ("c.json", "d.json", "merged.json"))
+    capsys.readouterr()
+
+    status = main(["merge", str(c), str(d), "--store", "target", "-o", str(merged)])
+
+    assert status == 0, capsys.readouterr().out
+    (link,) = runs.load("ci-7", "target")["prompts"]
+    with runs.open("target") as target, runs.open("twin") as twin:
+        assert target.prompt_index("g") == twin.prompt_index("g")
+        assert target.prompt_hashes("g") == twin.prompt_hashes("g")
+        production = target.get_prompt("g", label="production")
+        assert production is not None and production["hash"] == link["hash"]
+        kept = twin.get_prompt("g", version=link["version"])
+    (snapshot,) = json.loads(merged.read_text(encoding="utf-8"))["snapshots"]["prompts"]
+    assert kept is not None and snapshot["labels"] == kept["labels"]
 
 
 @pytest.mark.parametrize("target", ["memory", "fresh-store", "store-numbering-it-3"])

@@ -18,6 +18,7 @@ from pytest_llmobs.aggregate_model import ItemSummary
 from pytest_llmobs.aggregates import compute_aggregates
 from pytest_llmobs.providers.capitals import CAPITALS as KNOWN_CAPITALS
 from pytest_llmobs.store import STORE_FILENAME, Store
+from pytest_llmobs.trace_model import derived_id
 
 if TYPE_CHECKING:
     from conftest import Runs
@@ -355,6 +356,74 @@ def test_a_crash_rescheduled_for_a_rerun_does_not_drop_the_next_attempt(
     assert "missing" not in run
 
 
+# What pytest-rerunfailures does with a test it rescheduled after its xdist worker crashed: the
+# worker that runs it again counts the crashed attempt first, inside its protocol (so after the
+# plugin's protocol wrapper made the test's record), and runs it once more.
+RESCHEDULED_PLUGIN = """
+import pytest
+from _pytest.runner import runtestprotocol
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.execution_count = 1  # (the crashed attempt, from its status db)
+    item.execution_count += 1
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for report in runtestprotocol(item, nextitem=nextitem, log=False):
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+
+
+def test_a_test_run_again_after_its_worker_crashed_is_stored_with_its_reruns(
+    pytester: pytest.Pytester, runs: Runs, xdist_args: tuple[str, ...]
+) -> None:
+    # (before: its record was made before pytest-rerunfailures counted the attempt, and only
+    # a rerun inside one protocol got `reruns`)
+    pytester.makeconftest(RESCHEDULED_PLUGIN)
+    pytester.makepyfile(test_crash="def test_dies_once(scorer):\n    scorer.score('kept', True)\n")
+
+    pytester.runpytest("-p", "no:cacheprovider", *xdist_args).assert_outcomes(passed=1)
+
+    (item,) = runs.latest()["items"]
+    assert item["outcome"] == "passed"
+    assert item["trace"]["observations"][0]["metadata"]["reruns"] == 1
+
+
+def test_a_test_whose_worker_crashed_and_that_passed_on_rerun_has_its_reruns(
+    pytester: pytest.Pytester, runs: Runs
+) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_crash="""
+        import os
+        import pathlib
+        import time
+
+        def test_dies_once(scorer):
+            flag = pathlib.Path(__file__).with_name("crashed")
+            if not flag.exists():
+                flag.write_text("once")
+                time.sleep(0.5)  # (rerunfailures' status db learns the test's reruns meanwhile)
+                os._exit(1)
+            scorer.score("kept", True)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--reruns", "1")
+
+    outcomes = result.parseoutcomes()
+    assert (outcomes.get("passed"), outcomes.get("rerun")) == (1, 1), result.stdout.str()
+    run = runs.latest()
+    (item,) = run["items"]
+    assert (item["outcome"], item["trace"]["observations"][0]["metadata"]["reruns"]) == (
+        "passed",
+        1,
+    )
+    assert "missing" not in run
+
+
 def test_workers_that_never_start_fail_the_run_saying_why(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
@@ -475,6 +544,30 @@ def test_prompt_versions_registered_on_workers_reach_the_controller_without_a_st
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["*controller has ('ask', 'Hi {{x}}')"])
     assert not (pytester.path / ".llmobs").exists()
+
+
+def test_prompt_labels_reach_the_controller_without_a_store(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    # (before: under xdist the run's prompt version had no labels, not even 'latest')
+    pytester.makefile(
+        ".json",
+        **{
+            "prompts/ask": json.dumps(
+                {"type": "text", "prompt": "Hi {{x}}", "labels": ["production"]}
+            )
+        },
+    )
+    pytester.makepyfile(test_prompt_use=dedent(PROMPT_SUITE))
+
+    pytester.runpytest(*xdist_args, "--llm-no-store", "--llm-json=run.json").assert_outcomes(
+        passed=8
+    )
+
+    run = json.loads((pytester.path / "run.json").read_text(encoding="utf-8"))
+    assert [(p["name"], p["version"], p["labels"]) for p in run["snapshots"]["prompts"]] == [
+        ("ask", 1, ["latest", "production"])
+    ]
 
 
 def _register_concurrently(args: tuple[str, int, Any]) -> dict[str, int]:
@@ -620,3 +713,41 @@ def test_maxfail_under_xdist_fails_the_run_it_does_not_interrupt_it(
     assert run["status"] == "failed"
     reasons = {entry["reason"] for entry in run.get("missing") or []}
     assert all(reason.startswith("not run: stopping after") for reason in reasons), reasons
+
+
+EACH_SUITE = """\
+    import pytest
+
+    @pytest.mark.llm_dataset("capitals", limit=2)
+    def test_capital(item, llm, scorer):
+        scorer.exact_match(llm.generate(item.input).text, item.expected_output, name="accuracy")
+    """
+
+
+@pytest.mark.parametrize(
+    ("extra", "copies"),
+    [([], 2), (["--keep-duplicates", "test_each.py", "test_each.py"], 4)],
+    ids=["each", "each-keep-duplicates"],
+)
+def test_dist_each_gives_each_workers_copy_of_a_test_its_own_trace(
+    pytester: pytest.Pytester, runs: Runs, extra: list[str], copies: int
+) -> None:
+    # (before: every worker's copy was copy 0, so the copies shared their trace and score ids
+    # and an upload kept one of them)
+    write_questions(pytester)
+    pytester.makepyfile(test_each=dedent(EACH_SUITE))
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "--dist", "each", *extra)
+
+    result.assert_outcomes(passed=2 * copies)
+    run = runs.latest()
+    by_test: dict[str, list[dict[str, Any]]] = {}
+    for item in run["items"]:
+        by_test.setdefault(item["node_id"], []).append(item)
+    assert sorted(len(items) for items in by_test.values()) == [copies, copies]
+    for node_id, items in by_test.items():
+        expected = {derived_id(run["id"], node_id, 0, *([c] if c else [])) for c in range(copies)}
+        assert {i["trace"]["id"] for i in items} == expected, node_id
+        scores = [s["id"] for i in items for s in i["trace"]["scores"]]
+        assert len(set(scores)) == len(scores) == copies
+    assert sorted(r["repeats"] for r in run["repeats"]["items"]) == [copies, copies]
