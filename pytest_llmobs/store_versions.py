@@ -231,24 +231,16 @@ class ContentVersions(StoreConnection):
 
     def _govern_again(self, sql: tuple[str, str], key: tuple[str, str | int]) -> None:
         """Govern the stored data ``sql`` selects by ``key`` again, written only when that
-        changes it. The walk runs outside the write lock; should another process change the
-        row meanwhile, its new data is governed instead, so no policy's masking is lost."""
+        changes it. The check walks outside the write lock (most rows change nothing); the
+        write walks the row as it is then, so a change another process made meanwhile is
+        governed too and no policy's masking is lost."""
         if self.governance is None:
             return
-        select, update = sql
-        row = self._db.execute(select, key).fetchone()
-        if row is None:
-            return
-        governed = self._governed_again(row[0])
-        if governed == row[0]:
+        row = self._db.execute(sql[0], key).fetchone()
+        if row is None or self._governed_again(row[0]) == row[0]:
             return
         with self._transaction():
-            now = self._db.execute(select, key).fetchone()
-            if now is None:
-                return
-            if now[0] != row[0]:
-                governed = self._governed_again(now[0])
-            self._db.execute(update, (governed, *key))
+            self._govern_again_now(sql, key)
 
     def _govern_again_now(self, sql: tuple[str, str], key: tuple[str, str | int]) -> None:
         """`_govern_again` inside the caller's transaction."""

@@ -6,7 +6,6 @@ holds (`held_items`)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from urllib.parse import quote
 
 from pytest_llmobs.exporters import ExportReport
 from pytest_llmobs.exporters import langfuse_payloads as payloads
+from pytest_llmobs.exporters.times import aware_instant
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.http import HttpSender, Response
@@ -238,16 +238,5 @@ def _item_page(answer: Response) -> tuple[set[str], int]:
 
 def _later(first: str | None, second: str | None) -> bool:
     """Whether the time ``first`` is after ``second`` (both ISO 8601; False if either is not)."""
-    one, other = _instant(first), _instant(second)
+    one, other = aware_instant(first), aware_instant(second)
     return one is not None and other is not None and one > other
-
-
-def _instant(text: str | None) -> dt.datetime | None:
-    """An ISO 8601 time (``Z`` or an offset) as an aware datetime; ``None`` if it is none."""
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None

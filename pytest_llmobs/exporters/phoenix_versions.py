@@ -20,7 +20,6 @@ run's experiment to it:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pytest_llmobs.exporters.batching import encode_json
+from pytest_llmobs.exporters.times import aware_instant
 
 if TYPE_CHECKING:
     from pytest_llmobs.exporters.http import HttpSender, Response
@@ -132,11 +132,11 @@ def newer_than(
     experiment is on the ``current`` version; ``False`` when that is not known (no experiment
     there, one without its run's start)."""
     starts = [
-        _instant(_metadata(e).get("run_started_at"))
+        aware_instant(_metadata(e).get("run_started_at"))
         for e in experiments
         if current is not None and str(e.get("dataset_version_id")) == current
     ]
-    start = _instant(started_at)
+    start = aware_instant(started_at)
     if start is None or not starts or any(s is None for s in starts):
         return False
     return all(start > s for s in starts if s is not None)
@@ -163,16 +163,6 @@ def same_content(body: Mapping[str, Any], examples: list[Mapping[str, Any]]) -> 
 def _metadata(experiment: Mapping[str, Any]) -> Mapping[str, Any]:
     metadata = experiment.get("metadata")
     return metadata if isinstance(metadata, Mapping) else {}
-
-
-def _instant(text: Any) -> dt.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
 
 
 # --- reading answers -----------------------------------------------------------------------------
