@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from pytest_llmobs.providers.base import (
 )
 from pytest_llmobs.providers.capitals import CAPITALS
 from pytest_llmobs.providers.mock import IDK_ANSWER, MOCK_MODEL_NAME, MockLLM
+from pytest_llmobs.providers.retry import ATTEMPT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -336,14 +338,24 @@ def test_async_calls_wait_and_overlap() -> None:
     assert elapsed_ms < 10 * 100  # the ten waits overlapped
 
 
+def attempted(model: MockLLM, question: str, number: int) -> str:
+    """The model's answer to ``question`` as attempt ``number`` of a call (as the retry loop
+    that runs every provider call numbers it)."""
+    token = ATTEMPT.set(number)
+    try:
+        return answer(model, question)
+    finally:
+        ATTEMPT.reset(token)
+
+
 def test_error_rate_raises_retryable_errors_and_retry_succeeds() -> None:
     model = MockLLM.from_spec("mock-llm-v1?error_rate=0.5&seed=1")
     errors: list[ProviderError] = []
     for country in CAPITALS:
         question = f"What is the capital of {country}?"
-        for _ in range(50):
+        for number in range(1, 51):
             try:
-                assert answer(model, question) == CAPITALS[country]
+                assert attempted(model, question, number) == CAPITALS[country]
                 break
             except ProviderError as exc:
                 errors.append(exc)
@@ -361,20 +373,26 @@ def test_error_rate_raises_retryable_errors_and_retry_succeeds() -> None:
             assert "500 Internal Server Error" in str(error)
 
 
-def test_error_sequence_is_deterministic_per_instance() -> None:
-    def outcomes() -> list[str]:
-        model = MockLLM.from_spec("mock-llm-v1?error_rate=0.4&seed=5")
+def test_errors_are_drawn_by_question_and_attempt_whatever_ran_before() -> None:
+    """A call fails the same way in any process, after any other calls (``-k``, xdist): the
+    draw depended on how often the process had asked the question before."""
+
+    def outcomes(model: MockLLM) -> list[str]:
         result = []
-        for _ in range(20):
+        for number in range(1, 21):
             try:
-                result.append(answer(model, "What is the capital of Chile?"))
+                result.append(attempted(model, "What is the capital of Chile?", number))
             except ProviderError as exc:
                 result.append(str(exc.status))
         return result
 
-    first = outcomes()
-    assert first == outcomes()
-    assert "Santiago" in first and any(o in ("429", "500") for o in first)
+    fresh = outcomes(MockLLM.from_spec("mock-llm-v1?error_rate=0.4&seed=5"))
+    used = MockLLM.from_spec("mock-llm-v1?error_rate=0.4&seed=5")
+    for _ in range(7):  # earlier calls of the same question, each a first attempt
+        with contextlib.suppress(ProviderError):
+            attempted(used, "What is the capital of Chile?", 1)
+    assert outcomes(used) == fresh
+    assert "Santiago" in fresh and any(o in ("429", "500") for o in fresh)
 
 
 def test_async_errors_too() -> None:

@@ -4,6 +4,7 @@ score variance across repeats, and how the comparison averages repeats per item.
 from __future__ import annotations
 
 import glob
+import json
 import statistics
 from collections import defaultdict
 from textwrap import dedent
@@ -421,3 +422,23 @@ def test_repeats_skipped_every_time_say_so() -> None:
         "repeats: up to 3 per item, no item with a verdict in two of them (skipped, xfailed or "
         "stopped)"
     ]
+
+
+def test_a_mock_errors_outcome_does_not_depend_on_what_else_the_process_ran(
+    pytester: pytest.Pytester, runs: Runs, capitals: list[dict[str, Any]]
+) -> None:
+    """With ``error_rate``, a test's outcome depended on how often its process had asked the
+    question before: ``-k`` selecting one repeat, or another xdist layout, changed it."""
+    suite(pytester)
+    model = "--llm-model=mock-llm-v1?error_rate=0.6&seed=5"
+
+    def outcomes(*args: str) -> dict[str, str]:
+        pytester.runpytest("--llm-no-store", "--llm-json=run.json", "--llm-repeat=3", model, *args)
+        run = json.loads((pytester.path / "run.json").read_text(encoding="utf-8"))
+        return {i["node_id"]: i["outcome"] for i in run["items"]}
+
+    everything = outcomes()
+    assert "passed" in everything.values() and set(everything.values()) != {"passed"}
+    for repeat in ("r1", "r2"):
+        alone = outcomes("-k", repeat)
+        assert alone and alone == {k: v for k, v in everything.items() if k in alone}

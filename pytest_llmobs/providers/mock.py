@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -32,7 +31,7 @@ from pytest_llmobs.providers.base import (
 )
 from pytest_llmobs.providers.capitals import CAPITALS
 from pytest_llmobs.providers.mock_judge import judge_answer, judge_sections
-from pytest_llmobs.providers.retry import async_sleep
+from pytest_llmobs.providers.retry import ATTEMPT, async_sleep
 
 __all__ = ["IDK_ANSWER", "MOCK_MODEL_NAME", "MockLLM"]
 
@@ -132,8 +131,6 @@ class MockLLM:
             "error_rate": _check_number("error_rate", error_rate, 0.0, 1.0),
             "seed": int(seed),
         }
-        self._attempts: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: str) -> MockLLM:
@@ -242,10 +239,12 @@ class MockLLM:
         return text, {"wrong": wrong, "kind": kind}
 
     def _maybe_fail(self, key: str) -> None:
-        with self._lock:
-            attempt = self._attempts.get(key, 0)
-            self._attempts[key] = attempt + 1
+        """A simulated error, drawn by question and attempt of the call (`retry.ATTEMPT`): a
+        call fails the same way whatever ran before it in the process (``-k``, xdist)."""
         rate = float(self._options["error_rate"])
+        if not rate:
+            return
+        attempt = ATTEMPT.get() - 1
         if _uniform(self._options["seed"], "error", key, attempt) >= rate:
             return
         status, reason = _SIMULATED_ERRORS[attempt % 2]  # 429, 500, 429, ... per question

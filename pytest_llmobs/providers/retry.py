@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,6 +45,11 @@ DEFAULT_MAX_RETRIES = 3
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 """Statuses below 500 worth retrying; every 5xx is retried too."""
+
+
+ATTEMPT: ContextVar[int] = ContextVar("llmobs_attempt", default=1)
+"""The number of the attempt of a call running now (1 for its first try): the mock model draws
+its simulated errors by it, so a call fails the same way whatever other calls ran before it."""
 
 
 def is_retryable_status(status: int) -> bool:
@@ -244,8 +250,12 @@ class RetryPolicy:
         attempts: list[Attempt] = []
         for number in itertools.count(1):
             began = time.perf_counter()
+            token = ATTEMPT.set(number)
             try:
-                result = fn()
+                try:
+                    result = fn()
+                finally:
+                    ATTEMPT.reset(token)
             except ProviderError as exc:
                 wait = self._after_failure(number, exc, attempts)
                 if wait is None:
@@ -268,8 +278,12 @@ class RetryPolicy:
         attempts: list[Attempt] = []
         for number in itertools.count(1):
             began = time.perf_counter()
+            token = ATTEMPT.set(number)
             try:
-                result = await fn()
+                try:
+                    result = await fn()
+                finally:
+                    ATTEMPT.reset(token)
             except ProviderError as exc:
                 wait = self._after_failure(number, exc, attempts)
                 if wait is None:
