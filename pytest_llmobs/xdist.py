@@ -216,13 +216,21 @@ def _worker_id(node: Any) -> str:
 
 
 def worker_output(state: SessionState) -> dict[str, Any]:
-    """A worker's run-wide data, as plain builtins: the prompt versions it registered and its
-    maskers' failures (name → [first error, texts left masked as a placeholder])."""
+    """A worker's run-wide data, as plain builtins: the prompt versions it registered, the
+    snapshots of the datasets it loaded when its store is its own (``--llm-no-store``: kept in
+    memory, which the controller does not see) and its maskers' failures (name → [first error,
+    texts left masked as a placeholder])."""
     prompts = []
     for name, version in sorted(state.store.registered_prompts):
         stored = state.store.get_prompt(name, version=version)
         if stored is not None:
             prompts.append(stored)
+    datasets = []
+    if state.settings.store_dir is None:
+        for name, dataset in sorted(state.datasets.items()):
+            items = state.store.get_dataset(name, dataset.version)
+            if items is not None:
+                datasets.append({"name": name, "version": dataset.version, "items": items})
     failures = {}
     if state.store.governance is not None:
         redactor = state.store.governance.redactor
@@ -231,17 +239,21 @@ def worker_output(state: SessionState) -> dict[str, Any]:
         }
     return {
         "prompts": prompts,
+        "datasets": datasets,
         "masking_failures": failures,
         "run_evaluators": sorted(state.evaluators.run),
     }
 
 
 def merge_worker_output(state: SessionState, data: dict[str, Any]) -> None:
-    """Keep the prompt versions a worker registered in the controller's store, count its
-    maskers' failures as the controller's own, and fail the run on run evaluators only the
-    worker knows (a conftest the controller, which collects nothing, never loads)."""
+    """Keep the prompt versions a worker registered and the dataset snapshots it sent in the
+    controller's store, count its maskers' failures as the controller's own, and fail the run
+    on run evaluators only the worker knows (a conftest the controller, which collects nothing,
+    never loads)."""
     for prompt in data.get("prompts") or []:
         state.store.import_prompt_version(prompt)
+    for dataset in data.get("datasets") or []:
+        state.store.record_dataset(dataset["name"], dataset["version"], dataset["items"])
     failures = data.get("masking_failures") or {}
     if failures and state.store.governance is not None:
         redactor = state.store.governance.redactor

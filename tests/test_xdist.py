@@ -570,6 +570,34 @@ def test_prompt_labels_reach_the_controller_without_a_store(
     ]
 
 
+def test_a_run_without_a_store_keeps_its_dataset_snapshots_and_partial_note(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    # (before: under xdist the workers' in-memory snapshots never reached the controller: the
+    # export had no dataset items, and the summary no "(2 of its 4 items ran)")
+    items = [{"id": f"c{i}", "input": "What is the capital of France?"} for i in range(4)]
+    pytester.makefile(".jsonl", **{"datasets/caps": "\n".join(json.dumps(i) for i in items)})
+    pytester.makepyfile(
+        test_caps="""
+        import pytest
+
+        @pytest.mark.llm_dataset("caps")
+        def test_c(item, llm):
+            llm.generate(item.input)
+        """
+    )
+
+    result = pytester.runpytest(
+        *xdist_args, "--llm-no-store", "--llm-json=run.json", "-k", "c1 or c2"
+    )
+
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["dataset 'caps' *: 2 items * (2 of its 4 items ran)"])
+    run = json.loads((pytester.path / "run.json").read_text(encoding="utf-8"))
+    (snapshot,) = run["snapshots"]["datasets"]
+    assert [item["id"] for item in snapshot["items"]] == ["c0", "c1", "c2", "c3"]
+
+
 def _register_concurrently(args: tuple[str, int, Any]) -> dict[str, int]:
     path, seed, barrier = args
     barrier.wait()  # every process opens the (new) store file at the same moment
