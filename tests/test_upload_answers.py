@@ -174,7 +174,7 @@ def closing_server() -> Iterator[str]:
         with contextlib.suppress(OSError):
             while True:
                 connection, _ = listener.accept()
-                connection.recv(65536)
+                _read_request(connection)  # all of it: unread bytes would make the close a reset
                 connection.close()
 
     threading.Thread(target=serve, daemon=True).start()
@@ -182,6 +182,30 @@ def closing_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
+
+
+def _read_request(connection: socket.socket) -> None:
+    """Read one HTTP request, its head and its ``Content-Length`` body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return
+        body += chunk
 
 
 @pytest.mark.parametrize(

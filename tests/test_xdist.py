@@ -391,39 +391,6 @@ def test_a_test_run_again_after_its_worker_crashed_is_stored_with_its_reruns(
     assert item["trace"]["observations"][0]["metadata"]["reruns"] == 1
 
 
-def test_a_test_whose_worker_crashed_and_that_passed_on_rerun_has_its_reruns(
-    pytester: pytest.Pytester, runs: Runs
-) -> None:
-    pytest.importorskip("pytest_rerunfailures")
-    pytester.makepyfile(
-        test_crash="""
-        import os
-        import pathlib
-        import time
-
-        def test_dies_once(scorer):
-            flag = pathlib.Path(__file__).with_name("crashed")
-            if not flag.exists():
-                flag.write_text("once")
-                time.sleep(0.5)  # (rerunfailures' status db learns the test's reruns meanwhile)
-                os._exit(1)
-            scorer.score("kept", True)
-        """
-    )
-
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--reruns", "1")
-
-    outcomes = result.parseoutcomes()
-    assert (outcomes.get("passed"), outcomes.get("rerun")) == (1, 1), result.stdout.str()
-    run = runs.latest()
-    (item,) = run["items"]
-    assert (item["outcome"], item["trace"]["observations"][0]["metadata"]["reruns"]) == (
-        "passed",
-        1,
-    )
-    assert "missing" not in run
-
-
 def test_workers_that_never_start_fail_the_run_saying_why(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:
