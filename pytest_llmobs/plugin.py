@@ -271,6 +271,7 @@ def _new_record(item: pytest.Item, state: Any, previous: Any = None) -> Any:
     item.stash[_RECORD_KEY] = record
     if record.repeat:  # `llm` keys its --llm-cache entries by it (see llm.cache_extra)
         record.root.metadata["repeat"] = record.repeat
+    record.known_prompts = state.prompt_hashes  # (a prompt a module's fixture loaded before)
     state.current_record = record
     return record
 

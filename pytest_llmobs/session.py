@@ -51,18 +51,8 @@ class SessionState:
     """The governance's `revision` the dataset snapshots stored so far were governed at."""
     prompt_hashes: dict[tuple[str, int], str] = field(default_factory=dict)
     """Every prompt version this session loaded (name, version) -> its content hash."""
-    _record: TestRecord | None = field(default=None, init=False, repr=False)
-
-    @property
-    def current_record(self) -> TestRecord | None:
-        """The record of the test running now (tests run one at a time in a process)."""
-        return self._record
-
-    @current_record.setter
-    def current_record(self, record: TestRecord | None) -> None:
-        if record is not None:  # (a prompt a module's fixture loaded in an earlier test)
-            record.known_prompts = self.prompt_hashes
-        self._record = record
+    current_record: TestRecord | None = None
+    """The record of the test running now (tests run one at a time in a process)."""
 
     def use_prompt(self, prompt: Prompt) -> None:
         """Note that the running test used ``prompt`` (outside tests, only that the session
@@ -73,8 +63,8 @@ class SessionState:
             self.prompt_hashes[key] = prompt.hash
             if key not in self.store.registered_prompts:  # (registering it governed it)
                 self.store.regovern_prompt(*key)
-        if self._record is not None:
-            self._record.use_prompt(prompt)
+        if self.current_record is not None:
+            self.current_record.use_prompt(prompt)
 
     def regovern_snapshots(self) -> None:
         """Mask the dataset snapshots and prompt versions stored while collecting again when a
