@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pytest_llmobs.redaction import PLACEHOLDER
 from pytest_llmobs.store import Store
 
 BUILTIN_PROMPTS_DIR = Path(__file__).parent / "rubrics"
 """Prompts that ship with the plugin (the ``judge/*`` rubrics); the prompts dir overrides them."""
 PROMPT_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
-_VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
@@ -38,7 +38,7 @@ def malformed_placeholder(text: str) -> str | None:
     """
     start = text.find("{{")
     while start != -1:
-        match = _VARIABLE.match(text, start)
+        match = PLACEHOLDER.match(text, start)
         if match is None:
             end = text.find("}}", start + 2)
             opened_again = text.find("{{", start + 2)
@@ -110,7 +110,7 @@ class Prompt:
         )
         seen: dict[str, None] = {}
         for text in texts:
-            for match in _VARIABLE.finditer(text):
+            for match in PLACEHOLDER.finditer(text):
                 seen.setdefault(match.group(1), None)
         return list(seen)
 
@@ -135,7 +135,7 @@ class Prompt:
             )
 
         def fill(text: str) -> str:
-            return _VARIABLE.sub(lambda m: str(variables[m.group(1)]), text)
+            return PLACEHOLDER.sub(lambda m: str(variables[m.group(1)]), text)
 
         if isinstance(self.template, str):
             return CompiledPrompt(self, text=fill(self.template), variables=variables)

@@ -40,8 +40,9 @@ _SECRET_PAIR = re.compile(
     # the value: quoted, or up to a separator, a {{ variable }}'s inner spaces included
     r"(\"[^\"]*\"|'[^']*'|(?:\{\{\s*[\w.]+\s*\}\}|[^\s,;&\"'])+)"
 )
-_PLACEHOLDER = re.compile(r"\{\{\s*[\w.]+\s*\}\}")
-"""A prompt template's ``{{variable}}``, as `pytest_llmobs.prompts` compiles one."""
+PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+"""A prompt template's ``{{variable}}`` (group 1: its name): what `pytest_llmobs.prompts`
+compiles, and what masking keeps as a secret-named pair's value."""
 _SECRET_TOKENS = re.compile(
     r"\b(?:sk|pk|rk)-(?:lf-|proj-|live-|test-)?[A-Za-z0-9_\-]{16,}"
     r"|\b(?i:bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*"  # (auth schemes ignore case)
@@ -100,7 +101,7 @@ def is_secret_name(key: str) -> bool:
 def is_placeholder(value: str) -> bool:
     """Whether ``value`` is exactly one prompt template placeholder (``{{key}}``,
     ``{{ key }}``): a variable compiling fills in, not a secret."""
-    return _PLACEHOLDER.fullmatch(value) is not None
+    return PLACEHOLDER.fullmatch(value) is not None
 
 
 def _masked_pair(match: re.Match[str]) -> str:
